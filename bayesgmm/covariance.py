@@ -1,0 +1,222 @@
+"""Per-covariance-type mathematics, as one table of small functions.
+
+Glossary: N samples, D features, K components.
+
+Every covariance type stores a *factor* in :class:`bayesgmm.params.GMMParams`:
+
+=========== ============== ==============================================
+type        factor shape   meaning
+=========== ============== ==============================================
+full        (K, D, D)      lower Cholesky L_k of each covariance, S_k = L_k L_kᵀ
+tied        (D, D)         lower Cholesky of the one shared covariance
+diag        (K, D)         per-feature standard deviations
+spherical   (K,)           one standard deviation per component
+=========== ============== ==============================================
+
+Design note: code elsewhere never writes ``if covariance_type == ...``; it looks the
+type up once in :data:`TABLE` (at trace time), the way gmmx does. Each entry works on
+one parameter set (no batch dims); callers ``vmap`` over batches.
+
+scikit-learn's ``precisions_cholesky_`` is the upper-triangular U with precision
+P = U Uᵀ, i.e. U = L⁻ᵀ; for diag/spherical it is 1/std.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from bayesgmm._typing import Array
+
+__all__ = ["CovarianceOps", "TABLE", "ops", "HIGHEST"]
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class CovarianceOps(NamedTuple):
+    """Functions for one covariance type; all act on a single parameter set."""
+
+    factor_shape: Callable[[int, int], tuple[int, ...]]
+    n_parameters: Callable[[int, int], int]
+    to_covariance: Callable[[Array], Array]  # factor -> sklearn covariances_
+    from_covariance: Callable[[Array], Array]  # sklearn covariances_ -> factor
+    to_precision_cholesky: Callable[[Array], Array]  # factor -> sklearn precisions_cholesky_
+    from_precision_cholesky: Callable[[Array], Array]
+    to_precision: Callable[[Array], Array]  # factor -> sklearn precisions_
+    from_precision: Callable[[Array], Array]
+    # (Xc (K,N,D) = X - means per component, prec_chol) -> (N,K) squared Mahalanobis
+    mahalanobis: Callable[[Array, Array], Array]
+    log_det_precision_cholesky: Callable[[Array, int, int], Array]
+    # sample z (..., K?, D) standard normal -> (x - mean) for component k: (factor, k, z)
+    scale_noise: Callable[[Array, Array, Array], Array]
+    # second-moment accumulation (resp*w (N,K), centred X (K,N,D)) -> per-type stats
+    second_moment: Callable[[Array, Array], Array]
+    # (sxx, nk (K,), delta (K,D), total weight, reg_covar) -> factor
+    factor_from_moments: Callable[[Array, Array, Array, Array, Array], Array]
+
+
+def _eye_like(D: int, dtype) -> Array:
+    return jnp.eye(D, dtype=dtype)
+
+
+def _tril_inv(L: Array) -> Array:
+    """Inverse of a lower-triangular matrix (last two axes)."""
+    eye = jnp.broadcast_to(_eye_like(L.shape[-1], L.dtype), L.shape)
+    return solve_triangular(L, eye, lower=True)
+
+
+def _precision_to_factor(P: Array) -> Array:
+    # S = P⁻¹, symmetrised, then its lower Cholesky. Explicit inversion is fine at the
+    # D (<~100) of mixtures, and it only runs once, on user-supplied precisions_init.
+    S = jnp.linalg.inv(P)
+    S = 0.5 * (S + jnp.swapaxes(S, -1, -2))
+    return jnp.linalg.cholesky(S)
+
+
+def _matmul(a: Array, b: Array) -> Array:
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+# --- full ---------------------------------------------------------------------------
+
+
+def _full_mahalanobis(Xc: Array, prec_chol: Array) -> Array:
+    # Xc is centred per component (K, N, D), float32-safe for offset data; project by U_k.
+    y = _matmul(Xc, prec_chol)  # (K, N, D): batched over K
+    return jnp.sum(y * y, axis=-1).T  # (N, K)
+
+
+def _full_second_moment(rw: Array, Xc: Array) -> Array:
+    # Σ_n r_nk (x_n - m_k)(x_n - m_k)ᵀ as a batched matmul over K: (K,D,N) @ (K,N,D).
+    weighted = Xc * rw.T[:, :, None]
+    return _matmul(jnp.swapaxes(weighted, -1, -2), Xc)  # (K, D, D)
+
+
+def _full_factor(sxx, nk, delta, total, reg):
+    D = delta.shape[-1]
+    cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + reg * _eye_like(D, cov.dtype)
+    return jnp.linalg.cholesky(cov)
+
+
+FULL = CovarianceOps(
+    factor_shape=lambda K, D: (K, D, D),
+    n_parameters=lambda K, D: K * D * (D + 1) // 2,
+    to_covariance=lambda L: _matmul(L, jnp.swapaxes(L, -1, -2)),
+    from_covariance=lambda S: jnp.linalg.cholesky(S),
+    to_precision_cholesky=lambda L: jnp.swapaxes(_tril_inv(L), -1, -2),
+    # U upper, P = U Uᵀ  =>  S = U⁻ᵀ U⁻¹, so L = U⁻ᵀ = (Uᵀ)⁻¹, lower.
+    from_precision_cholesky=lambda U: _tril_inv(jnp.swapaxes(U, -1, -2)),
+    to_precision=lambda L: (lambda Li: _matmul(jnp.swapaxes(Li, -1, -2), Li))(_tril_inv(L)),
+    from_precision=_precision_to_factor,
+    mahalanobis=_full_mahalanobis,
+    log_det_precision_cholesky=lambda U, K, D: jnp.sum(
+        jnp.log(jnp.diagonal(U, axis1=-2, axis2=-1)), axis=-1
+    ),
+    scale_noise=lambda L, k, z: _matmul(L[k], z[..., None])[..., 0],
+    second_moment=_full_second_moment,
+    factor_from_moments=_full_factor,
+)
+
+# --- tied ---------------------------------------------------------------------------
+
+
+def _tied_mahalanobis(Xc: Array, U: Array) -> Array:
+    y = _matmul(Xc, U)  # shared U, broadcast over K
+    return jnp.sum(y * y, axis=-1).T
+
+
+def _tied_factor(sxx, nk, delta, total, reg):
+    D = delta.shape[-1]
+    # Σ_k [Σ_n r (x-m_k)(x-m_k)ᵀ - nk δ_k δ_kᵀ] / Σ_k nk, sklearn's tied estimate, centred.
+    cov = (jnp.sum(sxx, axis=0) - jnp.einsum("k,ki,kj->ij", nk, delta, delta, precision=HIGHEST)) / total
+    cov = 0.5 * (cov + cov.T) + reg * _eye_like(D, cov.dtype)
+    return jnp.linalg.cholesky(cov)
+
+
+TIED = FULL._replace(
+    factor_shape=lambda K, D: (D, D),
+    n_parameters=lambda K, D: D * (D + 1) // 2,
+    mahalanobis=_tied_mahalanobis,
+    log_det_precision_cholesky=lambda U, K, D: jnp.broadcast_to(
+        jnp.sum(jnp.log(jnp.diagonal(U))), (K,)
+    ),
+    scale_noise=lambda L, k, z: _matmul(L, z[..., None])[..., 0],
+    factor_from_moments=_tied_factor,
+)
+
+# --- diag ---------------------------------------------------------------------------
+
+
+def _diag_mahalanobis(Xc: Array, prec_std: Array) -> Array:
+    y = Xc * prec_std[:, None, :]
+    return jnp.sum(y * y, axis=-1).T
+
+
+def _diag_second_moment(rw: Array, Xc: Array) -> Array:
+    # Σ_n r_nk (x_nd - m_kd)²  -> (K, D)
+    return jnp.einsum("nk,knd->kd", rw, Xc * Xc, precision=HIGHEST)
+
+
+def _diag_factor(sxx, nk, delta, total, reg):
+    var = sxx / nk[:, None] - delta * delta + reg
+    return jnp.sqrt(var)
+
+
+DIAG = CovarianceOps(
+    factor_shape=lambda K, D: (K, D),
+    n_parameters=lambda K, D: K * D,
+    to_covariance=lambda s: s * s,
+    from_covariance=jnp.sqrt,
+    to_precision_cholesky=lambda s: 1.0 / s,
+    from_precision_cholesky=lambda u: 1.0 / u,
+    to_precision=lambda s: 1.0 / (s * s),
+    from_precision=lambda p: 1.0 / jnp.sqrt(p),
+    mahalanobis=_diag_mahalanobis,
+    log_det_precision_cholesky=lambda u, K, D: jnp.sum(jnp.log(u), axis=-1),
+    scale_noise=lambda s, k, z: s[k] * z,
+    second_moment=_diag_second_moment,
+    factor_from_moments=_diag_factor,
+)
+
+# --- spherical ----------------------------------------------------------------------
+
+
+def _spherical_mahalanobis(Xc: Array, prec_std: Array) -> Array:
+    return (jnp.sum(Xc * Xc, axis=-1) * (prec_std * prec_std)[:, None]).T
+
+
+def _spherical_factor(sxx, nk, delta, total, reg):
+    var = jnp.mean(sxx / nk[:, None] - delta * delta, axis=-1) + reg
+    return jnp.sqrt(var)
+
+
+SPHERICAL = DIAG._replace(
+    factor_shape=lambda K, D: (K,),
+    n_parameters=lambda K, D: K,
+    mahalanobis=_spherical_mahalanobis,
+    log_det_precision_cholesky=lambda u, K, D: D * jnp.log(u),
+    scale_noise=lambda s, k, z: s[k] * z,
+    factor_from_moments=_spherical_factor,
+)
+
+TABLE: dict[str, CovarianceOps] = {
+    "full": FULL,
+    "tied": TIED,
+    "diag": DIAG,
+    "spherical": SPHERICAL,
+}
+
+
+def ops(covariance_type: str) -> CovarianceOps:
+    """Look up the per-type functions; raises ``ValueError`` naming the valid types."""
+    try:
+        return TABLE[covariance_type]
+    except KeyError:
+        raise ValueError(
+            f"Invalid value for 'covariance_type': {covariance_type!r}; "
+            f"'covariance_type' should be in {tuple(TABLE)}"
+        ) from None

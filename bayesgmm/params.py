@@ -1,0 +1,181 @@
+"""GMMParams: the one parameter representation shared by EM, MAP and posterior draws.
+
+Glossary: N samples, D features, K components, B = ``params.batch_shape``.
+
+``GMMParams`` is a frozen dataclass registered as a JAX pytree. Its leaves are
+``weights (*B, K)``, ``means (*B, K, D)`` and ``cov_factor`` (shape by covariance type,
+see :mod:`bayesgmm.covariance`); ``covariance_type`` is static metadata, so ``jit``,
+``vmap`` and ``grad`` see only arrays. Leading batch dims are ``()`` for one EM fit,
+``(n_init,)`` for vmapped restarts and ``(chain, draw)`` for posterior samples.
+
+Leaves may be NumPy or JAX arrays: fitted estimators keep NumPy leaves (so a float64
+fit stays float64 outside JAX's x64 mode and pickles cheaply); core functions accept
+either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm._typing import Array
+from bayesgmm.covariance import ops
+
+__all__ = ["GMMParams", "vmap_batch"]
+
+# Trailing ("event") dims of each leaf, per covariance type; the rest are batch dims.
+_FACTOR_EVENT_DIMS = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["weights", "means", "cov_factor"],
+    meta_fields=["covariance_type"],
+)
+@dataclasses.dataclass(frozen=True)
+class GMMParams:
+    """Parameters of a Gaussian mixture, possibly batched.
+
+    Attributes
+    ----------
+    weights : array of shape (*B, K)
+        Mixture weights on the simplex.
+    means : array of shape (*B, K, D)
+        Component means.
+    cov_factor : array
+        ``full``: (*B, K, D, D) lower Cholesky factor of each covariance;
+        ``tied``: (*B, D, D); ``diag``: (*B, K, D) standard deviations;
+        ``spherical``: (*B, K) standard deviations.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Static (not a leaf).
+    """
+
+    weights: Any
+    means: Any
+    cov_factor: Any
+    covariance_type: str = "full"
+
+    # ---- shapes -------------------------------------------------------------------
+
+    @property
+    def n_components(self) -> int:
+        return int(np.shape(self.weights)[-1])
+
+    @property
+    def n_features(self) -> int:
+        return int(np.shape(self.means)[-1])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(np.shape(self.weights)[:-1])
+
+    @property
+    def dtype(self):
+        return np.result_type(self.means)
+
+    @property
+    def n_parameters(self) -> int:
+        """Free parameters of one mixture (what BIC/AIC count): (K-1) + K·D + covariance."""
+        K, D = self.n_components, self.n_features
+        return (K - 1) + K * D + ops(self.covariance_type).n_parameters(K, D)
+
+    # ---- batch helpers ------------------------------------------------------------
+
+    def __getitem__(self, index) -> "GMMParams":
+        """Index the batch dims: ``params[i]`` picks restart ``i``, ``params[c, d]`` a draw."""
+        if not self.batch_shape:
+            raise IndexError("GMMParams has no batch dims to index")
+        return jax.tree_util.tree_map(lambda a: a[index], self)
+
+    def astype(self, dtype) -> "GMMParams":
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), self)
+
+    def to_numpy(self) -> "GMMParams":
+        return jax.tree_util.tree_map(np.asarray, self)
+
+    # ---- scikit-learn conversions ---------------------------------------------------
+
+    @property
+    def covariances(self) -> Array:
+        """scikit-learn's ``covariances_`` layout, with batch dims in front."""
+        return self._factor_map(ops(self.covariance_type).to_covariance)
+
+    @property
+    def precisions(self) -> Array:
+        """scikit-learn's ``precisions_`` layout."""
+        return self._factor_map(ops(self.covariance_type).to_precision)
+
+    @property
+    def precisions_cholesky(self) -> Array:
+        """scikit-learn's ``precisions_cholesky_`` layout (upper U with P = U Uᵀ)."""
+        return self._factor_map(ops(self.covariance_type).to_precision_cholesky)
+
+    def to_sklearn(self) -> dict[str, Array]:
+        """The fitted attributes scikit-learn's ``GaussianMixture`` would have."""
+        return {
+            "weights_": self.weights,
+            "means_": self.means,
+            "covariances_": self.covariances,
+            "precisions_": self.precisions,
+            "precisions_cholesky_": self.precisions_cholesky,
+        }
+
+    @classmethod
+    def from_sklearn(
+        cls,
+        weights,
+        means,
+        *,
+        covariance_type: str = "full",
+        covariances=None,
+        precisions=None,
+        precisions_cholesky=None,
+    ) -> "GMMParams":
+        """Build from scikit-learn attributes; exactly one covariance form must be given.
+
+        Works on a fitted ``sklearn.mixture.GaussianMixture`` too, via
+        :meth:`from_estimator`.
+        """
+        given = [x is not None for x in (covariances, precisions, precisions_cholesky)]
+        if sum(given) != 1:
+            raise ValueError(
+                "from_sklearn needs exactly one of covariances, precisions, "
+                f"precisions_cholesky; got {sum(given)}"
+            )
+        table = ops(covariance_type)
+        if covariances is not None:
+            conv, value = table.from_covariance, covariances
+        elif precisions is not None:
+            conv, value = table.from_precision, precisions
+        else:
+            conv, value = table.from_precision_cholesky, precisions_cholesky
+        value = jnp.asarray(value)
+        n_event = _FACTOR_EVENT_DIMS[covariance_type]
+        factor = vmap_batch(conv, value.ndim - n_event)(value)
+        return cls(jnp.asarray(weights), jnp.asarray(means), factor, covariance_type)
+
+    @classmethod
+    def from_estimator(cls, estimator) -> "GMMParams":
+        """From any fitted object with sklearn's ``weights_, means_, precisions_cholesky_``."""
+        return cls.from_sklearn(
+            estimator.weights_,
+            estimator.means_,
+            covariance_type=estimator.covariance_type,
+            precisions_cholesky=estimator.precisions_cholesky_,
+        )
+
+    def _factor_map(self, fn: Callable[[Array], Array]) -> Array:
+        factor = jnp.asarray(self.cov_factor)
+        return vmap_batch(fn, len(self.batch_shape))(factor)
+
+
+def vmap_batch(fn: Callable, n_batch: int, in_axes=0) -> Callable:
+    """Lift ``fn`` (written for one parameter set) over ``n_batch`` leading dims."""
+    for _ in range(n_batch):
+        fn = jax.vmap(fn, in_axes=in_axes)
+    return fn
