@@ -33,7 +33,8 @@ from bayesgmm.em import m_step
 from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import stats_from_resp
 
-__all__ = ["INIT_METHODS", "kmeans_plusplus", "kmeans", "init_resp", "init_params"]
+__all__ = ["INIT_METHODS", "kmeans_plusplus", "kmeans", "init_resp", "init_params",
+           "init_params_batch"]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -146,3 +147,31 @@ def init_params(
     resp = init_resp(key, X, sample_weight, n_components, method)
     stats = stats_from_resp(X, resp, sample_weight, covariance_type)
     return m_step(stats, covariance_type=covariance_type, reg_covar=reg_covar)
+
+
+def _init_params_batch(keys, X, n_components, covariance_type, method, sample_weight,
+                       reg_covar):
+    one = lambda k: init_params(k, X, n_components, covariance_type, method,
+                                sample_weight=sample_weight, reg_covar=reg_covar)
+    return jax.vmap(one)(keys)
+
+
+_init_params_batch_jit = jax.jit(
+    _init_params_batch, static_argnames=("n_components", "covariance_type", "method"))
+
+
+def init_params_batch(
+    keys: Array,
+    X: Array,
+    n_components: int,
+    covariance_type: str = "full",
+    method: str = "kmeans",
+    *,
+    sample_weight: Array | None = None,
+    reg_covar: float = 1e-6,
+) -> GMMParams:
+    """:func:`init_params` vmapped over ``keys (R, 2)``: batch shape ``(R,)``, jitted."""
+    if sample_weight is None:
+        sample_weight = jnp.ones(X.shape[0], X.dtype)
+    return _init_params_batch_jit(keys, X, n_components, covariance_type, method,
+                                  sample_weight, reg_covar)

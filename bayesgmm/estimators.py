@@ -1,0 +1,377 @@
+"""scikit-learn-style estimators over the functional core.
+
+Classes here only validate input, pick a PRNG key, call the core and store ``*_``
+attributes; the mathematics lives in :mod:`bayesgmm.em`, :mod:`bayesgmm.density` and
+:mod:`bayesgmm.selection`.
+
+scikit-learn is not a run-time dependency: :class:`_BaseEstimator` implements the
+parts of its estimator protocol that ``clone``, ``Pipeline``, ``GridSearchCV`` and
+``check_estimator`` use (``get_params``, ``set_params``, ``__sklearn_tags__``,
+``__sklearn_is_fitted__``), importing scikit-learn lazily only when scikit-learn itself
+asks for tags.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm import density, em, selection
+from bayesgmm.initialize import INIT_METHODS, init_params_batch
+from bayesgmm.params import GMMParams
+from bayesgmm.validation import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    NotFittedError,
+    check_array_2d,
+    check_covariance_type,
+    check_means_init,
+    check_n_features,
+    check_nonneg_float,
+    check_positive_int,
+    check_precisions_init,
+    check_random_state_key,
+    check_sample_weight,
+    check_weights_init,
+    compute_scope,
+)
+
+__all__ = ["GaussianMixture"]
+
+_log_resp = jax.jit(density.log_resp)
+_sample = jax.jit(density.sample, static_argnums=2)
+_criteria = jax.jit(lambda p, X: (selection.bic(p, X), selection.aic(p, X), selection.icl(p, X)))
+
+
+class _BaseEstimator:
+    """The scikit-learn estimator protocol, without importing scikit-learn."""
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {valid!r}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = []
+        for name in self._get_param_names():
+            default = sig.parameters[name].default
+            value = getattr(self, name)
+            same = value is default or (
+                not isinstance(value, np.ndarray | jax.Array) and value == default)
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "params_")
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False))
+
+    def _check_is_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+
+class GaussianMixture(_BaseEstimator):
+    """Gaussian mixture fitted by EM in JAX; a drop-in for scikit-learn's.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Stop when the mean log-likelihood lower bound changes by less than this.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts, run as one ``vmap``; the best lower bound wins.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    weights_init : array-like of shape (n_components,), optional
+    means_init : array-like of shape (n_components, n_features), optional
+    precisions_init : array-like, optional
+        Shape by covariance type, as in scikit-learn.
+    random_state : int, RandomState or None
+    warm_start : bool, default=False
+        Start the next ``fit`` from this fit's parameters (one initialisation).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+        Kept for scikit-learn compatibility; the loop runs compiled, so progress is
+        reported per initialisation, not per iteration.
+    chunk_size : int, optional
+        Rows per chunk of the E-step; ``None`` picks one from the shapes so scratch
+        memory stays near 64 MiB.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        scikit-learn's fitted attributes, in the input's dtype.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood at the last E-step of the best initialisation.
+    lower_bounds_ : list of float
+        The lower bound at every iteration of the best initialisation.
+    n_features_in_ : int
+    params_ : GMMParams
+        The same parameters as one pytree (NumPy leaves), for the functional core.
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        chunk_size=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.chunk_size = chunk_size
+
+    # ---- fitting ------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate parameters with EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; integer weights are equivalent to repeating rows.
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        X = check_array_2d(X, min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {X.shape[0]}"
+            )
+        w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        with compute_scope(X.dtype):
+            init = self._initial_params(jnp.asarray(X), jnp.asarray(w))
+            best, info, all_info = em.fit_restarts(
+                jnp.asarray(X), init, sample_weight=jnp.asarray(w), tol=self.tol,
+                reg_covar=self.reg_covar, max_iter=self.max_iter, chunk_size=self.chunk_size)
+            best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
+        self._report(info, all_info, X)
+        self._set_fitted(best, info, X.shape[1])
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the component of each sample (shape (n_samples,))."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    # ---- prediction ---------------------------------------------------------------
+
+    def score_samples(self, X):
+        """Log density log p(x) of each sample, shape (n_samples,)."""
+        return self._log_resp(X)[1]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (higher is better; what GridSearchCV maximises)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict_proba(self, X):
+        """Posterior membership p(z = k | x), shape (n_samples, n_components); rows sum to 1."""
+        return np.exp(self._log_resp(X)[0])
+
+    def predict(self, X):
+        """Most probable component per sample, shape (n_samples,), int64."""
+        return np.argmax(self._log_resp(X)[0], axis=1).astype(np.int64)
+
+    def sample(self, n_samples=1):
+        """Draw samples; returns ``(X, y)`` with y the component of each, sorted by y
+        as scikit-learn does."""
+        self._check_is_fitted()
+        if not isinstance(n_samples, int | np.integer) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
+                "least one sample."
+            )
+        key = check_random_state_key(self.random_state)
+        with compute_scope(self.params_.dtype):
+            Xs, ys = _sample(key, self.params_.astype(self.params_.dtype), int(n_samples))
+            Xs, ys = np.asarray(Xs), np.asarray(ys)
+        order = np.argsort(ys, kind="stable")
+        return Xs[order], ys[order].astype(np.int64)
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better)."""
+        return self._criteria(X)[0]
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better)."""
+        return self._criteria(X)[1]
+
+    def icl(self, X):
+        """Integrated completed likelihood (BIC + 2·entropy of memberships; lower is better)."""
+        return self._criteria(X)[2]
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _check_parameters(self) -> None:
+        check_positive_int(self.n_components, "n_components")
+        check_covariance_type(self.covariance_type)
+        check_nonneg_float(self.tol, "tol")
+        check_nonneg_float(self.reg_covar, "reg_covar")
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.n_init, "n_init")
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(
+                f"Invalid value for 'init_params': {self.init_params!r}; 'init_params' "
+                f"should be one of {INIT_METHODS}"
+            )
+        if self.chunk_size is not None:
+            check_positive_int(self.chunk_size, "chunk_size")
+
+    def _initial_params(self, X, w) -> GMMParams:
+        """(n_init,)-batched initial parameters; explicit ``*_init`` override the method's."""
+        K, D, ct, dtype = self.n_components, X.shape[1], self.covariance_type, X.dtype
+        if self.warm_start and hasattr(self, "params_"):
+            check_n_features(X, self.n_features_in_, type(self).__name__)
+            p = self.params_.astype(dtype)
+            return jax.tree_util.tree_map(lambda a: a[None], p)
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = check_weights_init(self.weights_init, K, dtype)
+        if self.means_init is not None:
+            means = check_means_init(self.means_init, K, D, dtype)
+        if self.precisions_init is not None:
+            precisions = check_precisions_init(self.precisions_init, ct, K, D, dtype)
+        keys = jax.random.split(check_random_state_key(self.random_state), self.n_init)
+        p = init_params_batch(keys, X, K, ct, self.init_params, sample_weight=w,
+                              reg_covar=self.reg_covar)
+        R = self.n_init
+        if weights is not None:
+            p = GMMParams(jnp.broadcast_to(weights, (R, K)), p.means, p.cov_factor, ct)
+        if means is not None:
+            p = GMMParams(p.weights, jnp.broadcast_to(means, (R, K, D)), p.cov_factor, ct)
+        if precisions is not None:
+            factor = GMMParams.from_sklearn(weights if weights is not None else p.weights[0],
+                                            p.means[0], covariance_type=ct,
+                                            precisions=precisions).cov_factor
+            p = GMMParams(p.weights, p.means, jnp.broadcast_to(factor, (R, *factor.shape)), ct)
+        return p
+
+    def _report(self, info, all_info, X) -> None:
+        if self.verbose:
+            for i in range(len(all_info.n_iter)):
+                print(f"Initialization {i}: converged={bool(all_info.converged[i])} "
+                      f"n_iter={int(all_info.n_iter[i])} "
+                      f"lower_bound={float(all_info.lower_bound[i]):.6f}")
+        if bool(info.nonfinite):
+            k = int(info.bad_component)
+            scale = float(np.mean(np.var(X, axis=0)))
+            suggestion = max(10 * self.reg_covar, 1e-3 * scale)
+            where = f"component {k}" if k >= 0 else "a component"
+            raise ValueError(
+                f"Fitting the mixture model failed: {where} got a singular covariance (NaN "
+                f"or non-positive-definite) at iteration {int(info.n_iter)}, typically "
+                f"because it collapsed on one or a few identical samples. Increase reg_covar "
+                f"(now {self.reg_covar:g}; try {suggestion:.3g}), or decrease n_components "
+                f"(now {self.n_components})."
+            )
+        if not bool(info.converged):
+            warnings.warn(
+                f"Best performing initialization did not converge after {int(info.n_iter)} "
+                f"iterations (max_iter={self.max_iter}). Try different init parameters, or "
+                "increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        empty = np.flatnonzero(info.nk < 1.0)
+        if empty.size and self.n_components > 1:
+            warnings.warn(
+                f"Component(s) {empty.tolist()} hold fewer than one sample's worth of "
+                f"responsibility (nk={np.round(info.nk[empty], 3).tolist()}): their "
+                f"covariance is only reg_covar={self.reg_covar:g}. Consider fewer components.",
+                DegenerateComponentWarning,
+                stacklevel=3,
+            )
+
+    def _set_fitted(self, params: GMMParams, info, n_features: int) -> None:
+        self.params_ = params
+        with compute_scope(params.dtype):
+            attrs = jax.tree_util.tree_map(np.asarray, params.astype(params.dtype).to_sklearn())
+        for name, value in attrs.items():
+            setattr(self, name, value)
+        self.converged_ = bool(info.converged)
+        self.n_iter_ = int(info.n_iter)
+        self.lower_bound_ = float(info.lower_bound)
+        self.lower_bounds_ = [float(v) for v in info.history[: self.n_iter_]]
+        self.n_features_in_ = n_features
+
+    def _check_X(self, X) -> np.ndarray:
+        self._check_is_fitted()
+        X = check_array_2d(X)
+        check_n_features(X, self.n_features_in_, type(self).__name__)
+        return X
+
+    def _log_resp(self, X):
+        X = self._check_X(X)
+        dtype = np.result_type(X.dtype, self.params_.dtype)
+        with compute_scope(dtype):
+            lr, ln = _log_resp(self.params_.astype(dtype), jnp.asarray(X, dtype))
+            return np.asarray(lr), np.asarray(ln)
+
+    def _criteria(self, X):
+        X = self._check_X(X)
+        dtype = np.result_type(X.dtype, self.params_.dtype)
+        with compute_scope(dtype):
+            out = _criteria(self.params_.astype(dtype), jnp.asarray(X, dtype))
+            return tuple(float(v) for v in out)

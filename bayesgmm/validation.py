@@ -1,0 +1,249 @@
+"""Input checks at the edge of the library, and the dtype scope computations run in.
+
+Every message names the argument, what was expected, what was given, and the fix.
+Jitted code never raises on values; it reports flags that the facade turns into the
+errors and warnings defined here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import jax
+import numpy as np
+
+from bayesgmm._typing import COVARIANCE_TYPES
+
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateComponentWarning",
+    "NotFittedError",
+    "check_array_2d",
+    "check_sample_weight",
+    "check_n_features",
+    "check_positive_int",
+    "check_nonneg_float",
+    "check_covariance_type",
+    "check_weights_init",
+    "check_means_init",
+    "check_precisions_init",
+    "check_random_state_key",
+    "compute_scope",
+]
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+
+
+class DegenerateComponentWarning(UserWarning):
+    """A component holds (almost) no samples; its covariance is only ``reg_covar``."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit`` (same bases as scikit-learn's)."""
+
+
+def compute_scope(dtype) -> contextlib.AbstractContextManager:
+    """Context in which JAX computes in ``dtype``: float64 input runs under x64 mode,
+    scoped to the call, without touching the user's global JAX setting."""
+    if np.dtype(dtype) == np.float64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "") -> np.ndarray:
+    """Return ``X`` as a 2-D float32/float64 NumPy array, or raise a clear ``ValueError``.
+
+    float32 and float64 are kept; other numeric types become float64. NaN, inf,
+    complex values, 1-D/3-D input and too few samples are refused.
+    """
+    if X is None:
+        raise ValueError(f"{name} is None; expected an array-like of shape (n_samples, n_features)")
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"Sparse {name} is not supported (Gaussian mixtures need dense data); "
+            f"pass {name}.toarray() if it fits in memory"
+        )
+    if isinstance(X, jax.Array):
+        X = np.asarray(X)
+    arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported in {name}; pass the real part or split it")
+    if arr.dtype.kind == "O" or arr.dtype.kind in "USV":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name} must be numeric; could not convert its {arr.dtype} values to float: {exc}"
+            ) from None
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name} has dtype {arr.dtype}; expected a numeric array")
+    if arr.ndim != 2:
+        if arr.ndim < 2:
+            raise ValueError(
+                f"Expected 2D array, got {arr.ndim}D array instead: {name}.shape={arr.shape}. "
+                "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+                "feature or array.reshape(1, -1) if it contains a single sample."
+            )
+        raise ValueError(
+            f"Found array with dim {arr.ndim}: {name}.shape={arr.shape}; expected 2D "
+            "(n_samples, n_features)"
+        )
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32 if arr.dtype == np.float16 else np.float64)
+    n, d = arr.shape
+    if n < min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
+            f"{min_samples} is required{context}."
+        )
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
+        )
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        kind = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(
+            f"Input {name} contains {kind} (first at row {bad[0]}, column {bad[1]}); "
+            "drop or impute those rows: a Gaussian mixture has no likelihood for them"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
+    """Non-negative, finite weights of shape (n_samples,), not all zero; ones if None."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight)
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "fiub":
+        raise ValueError(f"sample_weight must be numeric, got dtype {w.dtype}")
+    w = w.astype(dtype)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {w.shape}, expected ({n_samples},): one weight per sample"
+        )
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity; weights must be finite")
+    if (w < 0).any():
+        raise ValueError(
+            f"Negative values in sample_weight (min {w.min():.3g}); weights must be >= 0"
+        )
+    if w.sum() <= 0:
+        raise ValueError("sample_weight sums to 0: at least one sample needs a positive weight")
+    return w
+
+
+def check_n_features(X: np.ndarray, n_features_in: int, estimator_name: str) -> None:
+    if X.shape[1] != n_features_in:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {estimator_name} is expecting "
+            f"{n_features_in} features as input."
+        )
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(
+            f"Invalid value for '{name}': {value!r}; '{name}' should be an integer >= {minimum}"
+        )
+    return int(value)
+
+
+def check_nonneg_float(value, name: str, strict: bool = False) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or value < 0 or (strict and value == 0):
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(f"Invalid value for '{name}': {value!r}; '{name}' should be {bound}")
+    return float(value)
+
+
+def check_covariance_type(value) -> str:
+    if value not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"Invalid value for 'covariance_type': {value!r}; "
+            f"'covariance_type' should be in {COVARIANCE_TYPES}"
+        )
+    return value
+
+
+def check_weights_init(weights, n_components: int, dtype) -> np.ndarray:
+    w = np.asarray(weights, dtype=dtype)
+    if w.shape != (n_components,):
+        raise ValueError(
+            f"The parameter 'weights_init' should have the shape of ({n_components},), "
+            f"but got {w.shape}"
+        )
+    if not np.isfinite(w).all() or w.min() < 0 or w.max() > 1:
+        raise ValueError(
+            "The parameter 'weights_init' should be in the range [0, 1], but got max value "
+            f"{np.nanmax(w):.5f}, min value {np.nanmin(w):.5f}"
+        )
+    atol = 1e-6 if w.dtype == np.float32 else 1e-8
+    if not np.allclose(w.sum(), 1.0, rtol=0, atol=atol):
+        raise ValueError(
+            f"The parameter 'weights_init' should be normalized (on the simplex), but got "
+            f"sum(weights) = {w.sum():.5f}"
+        )
+    return w
+
+
+def check_means_init(means, n_components: int, n_features: int, dtype) -> np.ndarray:
+    m = np.asarray(means, dtype=dtype)
+    if m.shape != (n_components, n_features):
+        raise ValueError(
+            f"The parameter 'means_init' should have the shape of ({n_components}, "
+            f"{n_features}), but got {m.shape}"
+        )
+    if not np.isfinite(m).all():
+        raise ValueError("The parameter 'means_init' contains NaN or infinity")
+    return m
+
+
+def check_precisions_init(precisions, covariance_type: str, n_components: int,
+                          n_features: int, dtype) -> np.ndarray:
+    K, D = n_components, n_features
+    shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    p = np.asarray(precisions, dtype=dtype)
+    if p.shape != shapes[covariance_type]:
+        raise ValueError(
+            f"The parameter '{covariance_type} precision' (precisions_init) should have the "
+            f"shape of {shapes[covariance_type]}, but got {p.shape}"
+        )
+    if not np.isfinite(p).all():
+        raise ValueError("The parameter 'precisions_init' contains NaN or infinity")
+    if covariance_type in ("diag", "spherical"):
+        if (p <= 0).any():
+            raise ValueError(f"'{covariance_type} precision' should be positive")
+        return p
+    mats = p if covariance_type == "full" else p[None]
+    for k, m in enumerate(mats):
+        sym = np.allclose(m, m.T, rtol=1e-5, atol=1e-8 * np.abs(m).max())
+        if not sym or np.linalg.eigvalsh(m.astype(np.float64)).min() <= 0:
+            which = f" of component {k}" if covariance_type == "full" else ""
+            raise ValueError(
+                f"'{covariance_type} precision'{which} should be symmetric, positive-definite"
+            )
+    return p
+
+
+def check_random_state_key(random_state) -> jax.Array:
+    """scikit-learn's ``random_state`` (None, int, or ``np.random.RandomState``) -> a JAX key."""
+    if random_state is None:
+        seed = np.random.mtrand._rand.randint(np.iinfo(np.int32).max)
+    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        seed = int(random_state)
+    elif isinstance(random_state, np.random.RandomState):
+        seed = random_state.randint(np.iinfo(np.int32).max)
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(np.iinfo(np.int32).max))
+    else:
+        raise ValueError(
+            f"random_state must be None, an int, or a numpy RandomState/Generator; "
+            f"got {random_state!r}"
+        )
+    return jax.random.PRNGKey(seed % (2**32))
