@@ -46,6 +46,7 @@ class CovarianceOps(NamedTuple):
     to_precision_cholesky: Callable[[Array], Array]  # factor -> sklearn precisions_cholesky_
     from_precision_cholesky: Callable[[Array], Array]
     to_precision: Callable[[Array], Array]  # factor -> sklearn precisions_
+    to_full_covariance: Callable[[Array, int, int], Array]  # (factor, K, D) -> (K, D, D)
     from_precision: Callable[[Array], Array]
     # (Xc (K,N,D) = X - means per component, prec_chol) -> (N,K) squared Mahalanobis
     mahalanobis: Callable[[Array, Array], Array]
@@ -54,6 +55,8 @@ class CovarianceOps(NamedTuple):
     scale_noise: Callable[[Array, Array, Array], Array]
     # second-moment accumulation (resp*w (N,K), centred X (K,N,D)) -> per-type stats
     second_moment: Callable[[Array, Array], Array]
+    # (factor, K) -> (K,) bool: finite, with a positive diagonal (else the M-step failed)
+    factor_ok: Callable[[Array, int], Array]
     # (sxx, nk (K,), delta (K,D), total weight, reg_covar) -> factor
     factor_from_moments: Callable[[Array, Array, Array, Array, Array], Array]
 
@@ -95,6 +98,11 @@ def _full_second_moment(rw: Array, Xc: Array) -> Array:
     return _matmul(jnp.swapaxes(weighted, -1, -2), Xc)  # (K, D, D)
 
 
+def _tril_ok(L: Array) -> Array:
+    d = jnp.diagonal(L, axis1=-2, axis2=-1)
+    return jnp.all(jnp.isfinite(L), axis=(-2, -1)) & jnp.all(d > 0, axis=-1)
+
+
 def _full_factor(sxx, nk, delta, total, reg):
     D = delta.shape[-1]
     cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
@@ -112,12 +120,14 @@ FULL = CovarianceOps(
     from_precision_cholesky=lambda U: _tril_inv(jnp.swapaxes(U, -1, -2)),
     to_precision=lambda L: (lambda Li: _matmul(jnp.swapaxes(Li, -1, -2), Li))(_tril_inv(L)),
     from_precision=_precision_to_factor,
+    to_full_covariance=lambda L, K, D: _matmul(L, jnp.swapaxes(L, -1, -2)),
     mahalanobis=_full_mahalanobis,
     log_det_precision_cholesky=lambda U, K, D: jnp.sum(
         jnp.log(jnp.diagonal(U, axis1=-2, axis2=-1)), axis=-1
     ),
     scale_noise=lambda L, k, z: _matmul(L[k], z[..., None])[..., 0],
     second_moment=_full_second_moment,
+    factor_ok=lambda L, K: _tril_ok(L),
     factor_from_moments=_full_factor,
 )
 
@@ -140,11 +150,13 @@ def _tied_factor(sxx, nk, delta, total, reg):
 TIED = FULL._replace(
     factor_shape=lambda K, D: (D, D),
     n_parameters=lambda K, D: D * (D + 1) // 2,
+    to_full_covariance=lambda L, K, D: jnp.broadcast_to(_matmul(L, L.T), (K, D, D)),
     mahalanobis=_tied_mahalanobis,
     log_det_precision_cholesky=lambda U, K, D: jnp.broadcast_to(
         jnp.sum(jnp.log(jnp.diagonal(U))), (K,)
     ),
     scale_noise=lambda L, k, z: _matmul(L, z[..., None])[..., 0],
+    factor_ok=lambda L, K: jnp.broadcast_to(_tril_ok(L), (K,)),
     factor_from_moments=_tied_factor,
 )
 
@@ -175,10 +187,12 @@ DIAG = CovarianceOps(
     from_precision_cholesky=lambda u: 1.0 / u,
     to_precision=lambda s: 1.0 / (s * s),
     from_precision=lambda p: 1.0 / jnp.sqrt(p),
+    to_full_covariance=lambda s, K, D: jax.vmap(jnp.diag)(s * s),
     mahalanobis=_diag_mahalanobis,
     log_det_precision_cholesky=lambda u, K, D: jnp.sum(jnp.log(u), axis=-1),
     scale_noise=lambda s, k, z: s[k] * z,
     second_moment=_diag_second_moment,
+    factor_ok=lambda s, K: jnp.all(jnp.isfinite(s) & (s > 0), axis=-1),
     factor_from_moments=_diag_factor,
 )
 
@@ -197,9 +211,11 @@ def _spherical_factor(sxx, nk, delta, total, reg):
 SPHERICAL = DIAG._replace(
     factor_shape=lambda K, D: (K,),
     n_parameters=lambda K, D: K,
+    to_full_covariance=lambda s, K, D: (s * s)[:, None, None] * _eye_like(D, s.dtype),
     mahalanobis=_spherical_mahalanobis,
     log_det_precision_cholesky=lambda u, K, D: D * jnp.log(u),
     scale_noise=lambda s, k, z: s[k] * z,
+    factor_ok=lambda s, K: jnp.isfinite(s) & (s > 0),
     factor_from_moments=_spherical_factor,
 )
 

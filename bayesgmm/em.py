@@ -100,7 +100,7 @@ def step(Xb: Array, wb: Array, state: EMState, *, reg_covar, tol) -> EMState:
     stats = e_step(params, Xb, wb)
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar)
-    comp_ok = _component_finite(new)
+    comp_ok = ops(new.covariance_type).factor_ok(new.cov_factor, new.n_components)
     ok = jnp.isfinite(lower_bound) & jnp.all(comp_ok) & jnp.all(jnp.isfinite(new.means))
     bad = jnp.where(jnp.all(comp_ok), -1, jnp.argmin(comp_ok)).astype(jnp.int32)
     change = lower_bound - state.lower_bound
@@ -214,16 +214,3 @@ def fit_restarts(
     """
     return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
                              chunk_size=chunk_size)
-
-
-def _component_finite(params: GMMParams) -> Array:
-    """(K,) bool: each component's factor is finite and positive on its diagonal."""
-    f = params.cov_factor
-    K = params.n_components
-    if params.covariance_type in ("full", "tied"):
-        d = jnp.diagonal(f, axis1=-2, axis2=-1)
-        ok = jnp.all(jnp.isfinite(f), axis=(-2, -1)) & jnp.all(d > 0, axis=-1)
-        return jnp.broadcast_to(ok, (K,))
-    if params.covariance_type == "diag":
-        return jnp.all(jnp.isfinite(f) & (f > 0), axis=-1)
-    return jnp.isfinite(f) & (f > 0)

@@ -115,6 +115,13 @@ class GMMParams:
         """scikit-learn's ``precisions_cholesky_`` layout (upper U with P = U Uᵀ)."""
         return self._factor_map(ops(self.covariance_type).to_precision_cholesky)
 
+    @property
+    def full_covariances(self) -> Array:
+        """Every type as (*B, K, D, D) covariance matrices (for plotting, sampling, priors)."""
+        K, D = self.n_components, self.n_features
+        fn = lambda f: ops(self.covariance_type).to_full_covariance(f, K, D)
+        return self._factor_map(fn)
+
     def to_sklearn(self) -> dict[str, Array]:
         """The fitted attributes scikit-learn's ``GaussianMixture`` would have."""
         return {

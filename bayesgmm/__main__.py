@@ -1,0 +1,5 @@
+import sys
+
+from bayesgmm.cli import main
+
+sys.exit(main())
