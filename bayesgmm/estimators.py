@@ -334,12 +334,13 @@ class GaussianMixture(_BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        empty = np.flatnonzero(info.nk < 1.0)
+        empty = np.flatnonzero(info.nk < 1.5)
         if empty.size and self.n_components > 1:
             warnings.warn(
-                f"Component(s) {empty.tolist()} hold fewer than one sample's worth of "
-                f"responsibility (nk={np.round(info.nk[empty], 3).tolist()}): their "
-                f"covariance is only reg_covar={self.reg_covar:g}. Consider fewer components.",
+                f"Component(s) {empty.tolist()} hold about one sample or fewer (effective "
+                f"counts nk={np.round(info.nk[empty], 3).tolist()}): a covariance cannot be "
+                f"estimated there and is dominated by reg_covar={self.reg_covar:g}. Consider "
+                f"fewer components (now {self.n_components}).",
                 DegenerateComponentWarning,
                 stacklevel=3,
             )

@@ -41,8 +41,15 @@ class DegenerateComponentWarning(UserWarning):
     """A component holds (almost) no samples; its covariance is only ``reg_covar``."""
 
 
-class NotFittedError(ValueError, AttributeError):
-    """The estimator is used before ``fit`` (same bases as scikit-learn's)."""
+try:  # scikit-learn is optional; where present, its checks catch its own class.
+    from sklearn.exceptions import NotFittedError as _SkNotFittedError
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+    _SkNotFittedError = Exception
+
+
+class NotFittedError(_SkNotFittedError, ValueError, AttributeError):
+    """The estimator is used before ``fit``. A ``ValueError`` and ``AttributeError`` as in
+    scikit-learn, and a subclass of scikit-learn's own class when it is installed."""
 
 
 def compute_scope(dtype) -> contextlib.AbstractContextManager:
@@ -75,9 +82,8 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{name} must be numeric; could not convert its {arr.dtype} values to float: {exc}"
-            ) from None
+            msg = f"{name} must be numeric; could not convert its {arr.dtype} values to float: {exc}"
+            raise type(exc)(msg) from None
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name} has dtype {arr.dtype}; expected a numeric array")
     if arr.ndim != 2:
@@ -134,7 +140,9 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
             f"Negative values in sample_weight (min {w.min():.3g}); weights must be >= 0"
         )
     if w.sum() <= 0:
-        raise ValueError("sample_weight sums to 0: at least one sample needs a positive weight")
+        raise ValueError(
+            "sample_weight is all zero: at least one sample needs a positive weight"
+        )
     return w
 
 

@@ -1,0 +1,221 @@
+"""EM core: parity with scikit-learn from identical initial parameters, JAX hygiene
+(jit = eager, vmap = loop, compiled once), invariances, weights, float32 robustness."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, in_scope
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm import em
+from bayesgmm.initialize import init_params
+from bayesgmm.params import GMMParams
+
+
+def _sk_from(p0: GMMParams, max_iter, X):
+    """scikit-learn started from exactly our initial parameters, tol=0: runs max_iter."""
+    sk = SkGM(p0.n_components, covariance_type=p0.covariance_type, tol=0.0, max_iter=max_iter,
+              weights_init=np.asarray(p0.weights, np.float64),
+              means_init=np.asarray(p0.means, np.float64),
+              precisions_init=np.asarray(p0.precisions, np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sk.fit(X)
+
+
+def _init(X, K, ct, seed=0, dtype=np.float64):
+    with in_scope(dtype):
+        p = init_params(jax.random.PRNGKey(seed), jnp.asarray(X, dtype), K, ct)
+        return jax.tree_util.tree_map(np.asarray, p)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize("name", ["blobs", "aniso", "iris"])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_parity_with_sklearn_float64(datasets, name, ct):
+    X = datasets[name]
+    K = 3
+    p0 = _init(X, K, ct)
+    n_iter = 8
+    sk = _sk_from(p0, n_iter, X)
+    with in_scope(np.float64):
+        p, info = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=n_iter)
+        p = jax.tree_util.tree_map(np.asarray, p)
+        cov = np.asarray(GMMParams(*jax.tree_util.tree_leaves(p), ct).covariances)
+    assert int(info.n_iter) == sk.n_iter_ == n_iter
+    assert _rel(p.weights, sk.weights_) < 1e-6
+    assert _rel(p.means, sk.means_) < 1e-6
+    assert _rel(cov, sk.covariances_) < 1e-6
+    assert abs(float(info.lower_bound) - sk.lower_bound_) / abs(sk.lower_bound_) < 1e-6
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_parity_with_sklearn_float32(datasets, ct):
+    """float32 EM against float64 scikit-learn: the tolerance float32 reaches (1e-4)."""
+    X = datasets["aniso"]
+    p0 = _init(X, 3, ct)
+    sk = _sk_from(p0, 8, X)
+    with in_scope(np.float32):
+        p, info = em.fit(jnp.asarray(X, jnp.float32), p0.astype(jnp.float32), tol=0.0,
+                         max_iter=8)
+        assert p.means.dtype == jnp.float32 and info.lower_bound.dtype == jnp.float32
+        cov = np.asarray(p.covariances)
+    assert _rel(p.means, sk.means_) < 1e-4
+    assert _rel(cov, sk.covariances_) < 1e-4
+    assert abs(float(info.lower_bound) - sk.lower_bound_) / abs(sk.lower_bound_) < 1e-5
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_lower_bound_never_decreases_and_weights_on_simplex(datasets, ct):
+    X = datasets["iris"]
+    p0 = _init(X, 4, ct, seed=3)
+    with in_scope(np.float64):
+        p, info = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=60)
+        hist = np.asarray(info.history)
+        weights = np.asarray(p.weights)
+    assert np.all(np.diff(hist) >= -1e-10)
+    assert np.isclose(np.sum(weights), 1.0, atol=1e-12) and np.all(weights > 0)
+
+
+def test_jit_equals_eager(datasets):
+    X = datasets["aniso"]
+    p0 = _init(X, 3, "full")
+    with in_scope(np.float64):
+        jitted, info_j = em.fit(jnp.asarray(X), p0, tol=1e-8, max_iter=30)
+        with jax.disable_jit():
+            eager, info_e = em._fit(jnp.asarray(X), p0, None, 1e-8, 1e-6, 30, None)
+    assert int(info_j.n_iter) == int(info_e.n_iter)
+    np.testing.assert_allclose(jitted.means, eager.means, rtol=1e-10)
+    np.testing.assert_allclose(jitted.cov_factor, eager.cov_factor, rtol=1e-9, atol=1e-12)
+
+
+def test_vmapped_restarts_equal_a_loop(datasets):
+    X = jnp.asarray(datasets["iris"], jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(7), 4)
+    batch = jax.vmap(lambda k: init_params(k, X, 3, "diag"))(keys)
+    best, best_info, all_info = em.fit_restarts(X, batch, tol=1e-4, max_iter=50)
+    for r in range(4):
+        p, info = em.fit(X, batch[r], tol=1e-4, max_iter=50)
+        assert int(info.n_iter) == int(all_info.n_iter[r])
+        np.testing.assert_allclose(info.lower_bound, all_info.lower_bound[r], rtol=1e-5)
+    assert float(best_info.lower_bound) == pytest.approx(float(np.max(all_info.lower_bound)))
+
+
+def test_fit_compiles_once_per_shape(datasets):
+    X = jnp.asarray(datasets["blobs"], jnp.float32)
+    p0 = _init(datasets["blobs"], 4, "spherical", dtype=np.float32)
+    em.fit(X, p0, tol=1e-3, max_iter=17)
+    before = em.TRACE_COUNT["fit"]
+    em.fit(X, p0, tol=1e-5, reg_covar=1e-4, max_iter=17)  # traced scalars: no retrace
+    em.fit(X + 1.0, p0, tol=1e-3, max_iter=17)
+    assert em.TRACE_COUNT["fit"] == before
+    em.fit(X[:200], p0, tol=1e-3, max_iter=17)  # a new shape compiles once more
+    assert em.TRACE_COUNT["fit"] == before + 1
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_chunked_equals_unchunked(datasets, ct):
+    X = jnp.asarray(datasets["iris"])
+    p0 = _init(datasets["iris"], 3, ct)
+    with in_scope(np.float64):
+        X = jnp.asarray(datasets["iris"])
+        full, i1 = em.fit(X, p0, tol=0.0, max_iter=10)
+        chunked, i2 = em.fit(X, p0, tol=0.0, max_iter=10, chunk_size=37)  # 150 = 4*37 + 2
+    np.testing.assert_allclose(full.means, chunked.means, rtol=1e-10)
+    np.testing.assert_allclose(full.cov_factor, chunked.cov_factor, rtol=1e-9)
+    assert float(i1.lower_bound) == pytest.approx(float(i2.lower_bound), rel=1e-12)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_integer_sample_weight_equals_repetition(datasets, ct):
+    X = datasets["aniso"][:120]
+    w = np.random.RandomState(0).randint(0, 4, size=len(X)).astype(np.float64)
+    Xrep = np.repeat(X, w.astype(int), axis=0)
+    p0 = _init(X, 3, ct)
+    with in_scope(np.float64):
+        pw, iw = em.fit(jnp.asarray(X), p0, sample_weight=jnp.asarray(w), tol=0.0, max_iter=12)
+        pr, ir = em.fit(jnp.asarray(Xrep), p0, tol=0.0, max_iter=12)
+    np.testing.assert_allclose(pw.means, pr.means, rtol=1e-9)
+    np.testing.assert_allclose(pw.cov_factor, pr.cov_factor, rtol=1e-8)
+    np.testing.assert_allclose(pw.weights, pr.weights, rtol=1e-9)
+    assert float(iw.lower_bound) == pytest.approx(float(ir.lower_bound), rel=1e-10)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_permutation_invariance(datasets, ct):
+    """Permuting samples changes nothing; permuting components permutes the result."""
+    X = datasets["aniso"]
+    p0 = _init(X, 3, ct)
+    perm_n = np.random.RandomState(1).permutation(len(X))
+    perm_k = np.array([2, 0, 1])
+    if ct == "tied":
+        factor_k = p0.cov_factor
+    else:
+        factor_k = p0.cov_factor[perm_k]
+    p0k = GMMParams(p0.weights[perm_k], p0.means[perm_k], factor_k, ct)
+    with in_scope(np.float64):
+        a, ia = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=10)
+        b, ib = em.fit(jnp.asarray(X[perm_n]), p0, tol=0.0, max_iter=10)
+        c, ic = em.fit(jnp.asarray(X), p0k, tol=0.0, max_iter=10)
+    np.testing.assert_allclose(a.means, b.means, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(a.means)[perm_k], c.means, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(a.weights)[perm_k], c.weights, rtol=1e-10)
+    assert float(ia.lower_bound) == pytest.approx(float(ib.lower_bound), rel=1e-12)
+    assert float(ia.lower_bound) == pytest.approx(float(ic.lower_bound), rel=1e-12)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_affine_equivariance(datasets, ct):
+    """X -> a X + b maps means to a μ + b, covariances to a² Σ, and shifts the mean
+    log-likelihood by -D log|a| (reg_covar scaled by a² to keep the problem identical)."""
+    X = datasets["iris"]
+    a, b = 3.0, np.array([5.0, -2.0, 100.0, 0.5])
+    p0 = _init(X, 3, ct)
+    f_scale = a if ct != "spherical" else a
+    p0t = GMMParams(p0.weights, a * p0.means + b, f_scale * p0.cov_factor, ct)
+    with in_scope(np.float64):
+        p, i = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=10, reg_covar=1e-6)
+        q, j = em.fit(jnp.asarray(a * X + b), p0t, tol=0.0, max_iter=10, reg_covar=1e-6 * a**2)
+        cov_p, cov_q = np.asarray(p.covariances), np.asarray(q.covariances)
+    np.testing.assert_allclose(a * np.asarray(p.means) + b, q.means, rtol=1e-9)
+    np.testing.assert_allclose(a**2 * cov_p, cov_q, rtol=1e-8, atol=1e-12)
+    assert float(j.lower_bound) == pytest.approx(float(i.lower_bound) - 4 * np.log(a), rel=1e-10)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_float32_offset_data_matches_float64(ct):
+    """Data offset by 1e4: the naive E[x²]-E[x]² variance cancels to 0 in float32.
+    Centred statistics keep float32 within 1e-3 of the float64 fit."""
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 3)), rng.normal(4, 0.5, (200, 3))]) + 1e4
+    p0 = _init(X, 2, ct)
+    with in_scope(np.float64):
+        p64, i64 = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=15)
+        cov64 = np.asarray(p64.covariances)
+    with in_scope(np.float32):
+        p32, i32 = em.fit(jnp.asarray(X, jnp.float32), p0.astype(jnp.float32), tol=0.0,
+                          max_iter=15)
+        cov32 = np.asarray(p32.covariances)
+    assert not bool(i32.nonfinite)
+    np.testing.assert_allclose(cov32, cov64, rtol=2e-3, atol=1e-4)
+    assert float(i32.lower_bound) == pytest.approx(float(i64.lower_bound), rel=1e-4)
+
+
+def test_nonfinite_step_is_flagged_not_applied(datasets):
+    """A NaN-producing step (negative reg_covar makes a covariance indefinite) stops the
+    loop, flags the component and keeps the last finite parameters."""
+    X = datasets["blobs"]
+    p0 = _init(X, 4, "full")
+    with in_scope(np.float64):
+        p, info = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=20, reg_covar=-100.0)
+    assert bool(info.nonfinite)
+    assert int(info.n_iter) == 1
+    assert 0 <= int(info.bad_component) < 4
+    assert np.all(np.isfinite(np.asarray(p.cov_factor)))
