@@ -130,6 +130,7 @@ def sample(key: PRNGKey, params: GMMParams, n_samples: int) -> tuple[Array, Arra
     table = ops(params.covariance_type)
 
     def one(key, p):
+        p = jax.tree_util.tree_map(jnp.asarray, p)  # NumPy leaves cannot take traced indices
         kz, kx = jax.random.split(key)
         labels = jax.random.categorical(kz, jnp.log(p.weights), shape=(n_samples,))
         z = jax.random.normal(kx, (n_samples, p.n_features), dtype=p.means.dtype)

@@ -25,6 +25,7 @@ import numpy as np
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import ops
+from bayesgmm.validation import compute_scope
 
 __all__ = ["GMMParams", "vmap_batch"]
 
@@ -75,8 +76,8 @@ class GMMParams:
         return tuple(np.shape(self.weights)[:-1])
 
     @property
-    def dtype(self):
-        return np.result_type(self.means)
+    def dtype(self) -> np.dtype:
+        return _dtype_of(self.means)
 
     @property
     def n_parameters(self) -> int:
@@ -161,10 +162,10 @@ class GMMParams:
             conv, value = table.from_precision, precisions
         else:
             conv, value = table.from_precision_cholesky, precisions_cholesky
-        value = jnp.asarray(value)
         n_event = _FACTOR_EVENT_DIMS[covariance_type]
-        factor = vmap_batch(conv, value.ndim - n_event)(value)
-        return cls(jnp.asarray(weights), jnp.asarray(means), factor, covariance_type)
+        convert = lambda v: vmap_batch(conv, np.ndim(v) - n_event)(jnp.asarray(v))
+        factor = _in_dtype_scope(convert, value)
+        return cls(weights, means, factor, covariance_type)
 
     @classmethod
     def from_estimator(cls, estimator) -> "GMMParams":
@@ -177,8 +178,22 @@ class GMMParams:
         )
 
     def _factor_map(self, fn: Callable[[Array], Array]) -> Array:
-        factor = jnp.asarray(self.cov_factor)
-        return vmap_batch(fn, len(self.batch_shape))(factor)
+        lifted = vmap_batch(fn, len(self.batch_shape))
+        return _in_dtype_scope(lambda f: lifted(jnp.asarray(f)), self.cov_factor)
+
+
+def _dtype_of(value) -> np.dtype:
+    return np.dtype(value.dtype) if hasattr(value, "dtype") else np.asarray(value).dtype
+
+
+def _in_dtype_scope(fn: Callable[[Array], Array], value) -> Array:
+    """``fn(value)`` computed in ``value``'s dtype. Concrete float64 input runs under a
+    scoped x64 mode and comes back as NumPy (a float64 JAX array would silently become
+    float32 outside that scope); traced input (inside jit/vmap) is left to the caller."""
+    if isinstance(value, jax.core.Tracer):
+        return fn(value)
+    with compute_scope(_dtype_of(value)):
+        return np.asarray(fn(value))
 
 
 def vmap_batch(fn: Callable, n_batch: int, in_axes=0) -> Callable:

@@ -1,0 +1,84 @@
+"""The command line, configuration files and the saved-model format, on real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayesgmm import GaussianMixture
+from bayesgmm.cli import main, run_workflow
+from bayesgmm.config import from_dict, load_config
+from bayesgmm.io import load_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_is_the_default():
+    from bayesgmm.config import RunConfig
+
+    assert load_config(ROOT / "configs" / "blobs.toml") == RunConfig()
+
+
+def test_run_workflow_writes_everything(tmp_path):
+    cfg = from_dict({"name": "t", "sweep": {"n_components": [2, 6]}})
+    lines = []
+    summary = run_workflow(cfg, tmp_path, log=lines.append)
+    assert summary["n_components"] == 4 and summary["adjusted_rand_index"] >= 0.99
+    for name in ("selection.png", "clusters.png", "membership.png", "sweep.csv",
+                 "proba.csv", "params.npz", "meta.json", "config.toml"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert any("wrote:" in line for line in lines)
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5
+    assert load_config(tmp_path / "config.toml") == cfg
+    proba = np.loadtxt(tmp_path / "proba.csv", delimiter=",")
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+
+
+def test_save_load_roundtrip(tmp_path, datasets):
+    X = datasets["iris"].astype(np.float32)
+    gm = GaussianMixture(3, covariance_type="tied", random_state=0).fit(X)
+    save_model(gm, tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert back.covariance_type == "tied" and back.means_.dtype == np.float32
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["n_iter"] == gm.n_iter_
+    with pytest.raises(FileNotFoundError, match="params.npz"):
+        load_model(tmp_path / "nothing")
+
+
+def test_predict_command(tmp_path, datasets, capsys):
+    X = datasets["iris"]
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    save_model(gm, tmp_path / "m")
+    np.save(tmp_path / "x.npy", X[:5])
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--proba"]) == 0
+    printed = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
+    np.testing.assert_allclose(printed, gm.predict_proba(X[:5]), atol=1e-5)
+
+
+@pytest.mark.parametrize("raw,match", [
+    ({"fit": {"n_component": 3}}, "Unknown key"),
+    ({"sweep": {"n_components": [5, 2]}}, "low <= high"),
+    ({"sweep": {"criterion": "mdl"}}, "criterion"),
+    ({"fit": {"n_components": "many"}}, "best"),
+])
+def test_config_errors(raw, match):
+    with pytest.raises(ValueError, match=match):
+        from_dict(raw)
+
+
+def test_run_command_from_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    np.savetxt(tmp_path / "d.csv", np.random.RandomState(0).normal(size=(80, 2)), delimiter=",")
+    cfg.write_text(f'name = "x"\n[data]\nsource = "{tmp_path / "d.csv"}"\n'
+                   '[sweep]\nn_components = [1, 3]\n')
+    r = subprocess.run([sys.executable, "-m", "bayesgmm", "run", str(cfg), "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "best BIC: K=1" in r.stdout
+    assert (tmp_path / "out" / "clusters.png").exists()

@@ -1,0 +1,73 @@
+"""GMMParams: pytree structure, shapes, parameter counts, scikit-learn conversions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, in_scope
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm.params import GMMParams
+
+
+@pytest.fixture(scope="module", params=COVARIANCE_TYPES)
+def fitted_sk(request, datasets):
+    X = datasets["iris"]
+    return SkGM(3, covariance_type=request.param, random_state=0).fit(X), X
+
+
+def test_roundtrip_through_every_sklearn_form(fitted_sk):
+    sk, _ = fitted_sk
+    ct = sk.covariance_type
+    with in_scope(np.float64):
+        for form in ("covariances", "precisions", "precisions_cholesky"):
+            p = GMMParams.from_sklearn(sk.weights_, sk.means_, covariance_type=ct,
+                                       **{form: getattr(sk, form + "_")})
+            np.testing.assert_allclose(p.covariances, sk.covariances_, rtol=1e-9, atol=1e-14)
+            np.testing.assert_allclose(p.precisions, sk.precisions_, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(p.precisions_cholesky, sk.precisions_cholesky_,
+                                       rtol=1e-9, atol=1e-12)
+
+
+def test_n_parameters_matches_sklearn(fitted_sk):
+    sk, _ = fitted_sk
+    p = GMMParams.from_estimator(sk)
+    assert p.n_parameters == sk._n_parameters()
+
+
+def test_pytree_has_three_leaves_and_static_type(fitted_sk):
+    sk, _ = fitted_sk
+    p = GMMParams.from_estimator(sk)
+    leaves, treedef = jax.tree_util.tree_flatten(p)
+    assert len(leaves) == 3
+    rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert rebuilt.covariance_type == sk.covariance_type
+    # jit sees only arrays; the type is static.
+    out = jax.jit(lambda q: q.weights.sum())(p)
+    assert float(out) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_batch_shape_and_full_covariances(fitted_sk):
+    sk, _ = fitted_sk
+    p = GMMParams.from_estimator(sk)
+    batched = jax.tree_util.tree_map(lambda a: jnp.stack([a, a, a]), p)
+    assert p.batch_shape == () and batched.batch_shape == (3,)
+    assert batched.covariances.shape == (3, *np.shape(sk.covariances_))
+    full = np.asarray(p.full_covariances)
+    assert full.shape == (3, 4, 4)
+    expected = {"full": lambda c: c, "tied": lambda c: np.broadcast_to(c, (3, 4, 4)),
+                "diag": lambda c: np.stack([np.diag(r) for r in c]),
+                "spherical": lambda c: c[:, None, None] * np.eye(4)}[sk.covariance_type]
+    np.testing.assert_allclose(full, expected(sk.covariances_), rtol=1e-5, atol=1e-7)
+    assert batched[1].batch_shape == ()
+    with pytest.raises(IndexError):
+        p[0]
+
+
+def test_from_sklearn_needs_exactly_one_form(fitted_sk):
+    sk, _ = fitted_sk
+    with pytest.raises(ValueError, match="exactly one"):
+        GMMParams.from_sklearn(sk.weights_, sk.means_, covariance_type=sk.covariance_type)
+    with pytest.raises(ValueError, match="covariance_type"):
+        GMMParams.from_sklearn(sk.weights_, sk.means_, covariance_type="nope",
+                               covariances=sk.covariances_)

@@ -1,0 +1,62 @@
+"""Model selection: criteria against scikit-learn and closed forms; the seed workflow."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, in_scope
+from sklearn.metrics import adjusted_rand_score as sk_ari
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm import GaussianMixture
+from bayesgmm.params import GMMParams
+from bayesgmm.selection import aic, bic, icl, sweep
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_criteria_match_sklearn(datasets, ct):
+    X = datasets["iris"]
+    sk = SkGM(3, covariance_type=ct, random_state=0).fit(X)
+    p = GMMParams.from_estimator(sk)
+    with in_scope(np.float64):
+        Xj = jnp.asarray(X)
+        assert float(bic(p, Xj)) == pytest.approx(sk.bic(X), rel=1e-10)
+        assert float(aic(p, Xj)) == pytest.approx(sk.aic(X), rel=1e-10)
+        r = sk.predict_proba(X)
+        entropy = -np.sum(np.where(r > 0, r * np.log(np.where(r > 0, r, 1)), 0))
+        assert float(icl(p, Xj)) == pytest.approx(sk.bic(X) + 2 * entropy, rel=1e-9)
+
+
+def test_seed_workflow_sweep_picks_four(blobs):
+    """The tutorial: BIC/AIC over 1..20 full-covariance fits picks 4, and the fit at 4
+    recovers the generating partition."""
+    X, y, _ = blobs
+    table = sweep(X, range(1, 21), random_state=0)
+    assert list(table["n_components"]) == list(range(1, 21))
+    assert table.best["n_components"] == 4
+    assert int(table["n_components"][np.argmin(table["aic"])]) == 4
+    gm = table.best["model"]
+    labels = gm.predict(X)
+    assert sk_ari(y, labels) >= 0.99
+    np.testing.assert_allclose(gm.predict_proba(X).sum(1), 1.0, atol=1e-12)
+    assert "<- best" in repr(table)
+
+
+def test_sweep_over_covariance_types_and_icl(datasets):
+    X = datasets["aniso"]
+    table = sweep(X, range(2, 5), ("full", "spherical"), criterion="icl", random_state=0)
+    assert len(table["bic"]) == 6 and table["best"].sum() == 1
+    assert table.best["covariance_type"] == "full"  # elongated clusters
+    assert table.best["n_components"] == 3
+    assert np.all(table["icl"] >= table["bic"] - 1e-9)
+
+
+def test_sweep_rejects_bad_criterion(blobs):
+    with pytest.raises(ValueError, match="criterion"):
+        sweep(blobs[0], [2], criterion="mdl")
+
+
+def test_bic_equals_estimator_method(blobs):
+    X = blobs[0]
+    gm = GaussianMixture(4, random_state=0).fit(X)
+    with in_scope(np.float64):
+        assert float(bic(gm.params_, jnp.asarray(X))) == pytest.approx(gm.bic(X), rel=1e-12)
