@@ -40,6 +40,9 @@ class CovarianceOps(NamedTuple):
     """Functions for one covariance type; all act on a single parameter set."""
 
     factor_shape: Callable[[int, int], tuple[int, ...]]
+    # axis of the factor that indexes components (counted from the end); None for tied
+    component_axis: int | None
+    identity: Callable[[int, int, object], Array]  # (K, D, dtype) -> factor of Σ = I
     n_parameters: Callable[[int, int], int]
     to_covariance: Callable[[Array], Array]  # factor -> sklearn covariances_
     from_covariance: Callable[[Array], Array]  # sklearn covariances_ -> factor
@@ -112,6 +115,8 @@ def _full_factor(sxx, nk, delta, total, reg):
 
 FULL = CovarianceOps(
     factor_shape=lambda K, D: (K, D, D),
+    component_axis=-3,
+    identity=lambda K, D, dt: jnp.broadcast_to(_eye_like(D, dt), (K, D, D)),
     n_parameters=lambda K, D: K * D * (D + 1) // 2,
     to_covariance=lambda L: _matmul(L, jnp.swapaxes(L, -1, -2)),
     from_covariance=lambda S: jnp.linalg.cholesky(S),
@@ -149,6 +154,8 @@ def _tied_factor(sxx, nk, delta, total, reg):
 
 TIED = FULL._replace(
     factor_shape=lambda K, D: (D, D),
+    component_axis=None,
+    identity=lambda K, D, dt: _eye_like(D, dt),
     n_parameters=lambda K, D: D * (D + 1) // 2,
     to_full_covariance=lambda L, K, D: jnp.broadcast_to(_matmul(L, L.T), (K, D, D)),
     mahalanobis=_tied_mahalanobis,
@@ -180,6 +187,8 @@ def _diag_factor(sxx, nk, delta, total, reg):
 
 DIAG = CovarianceOps(
     factor_shape=lambda K, D: (K, D),
+    component_axis=-2,
+    identity=lambda K, D, dt: jnp.ones((K, D), dt),
     n_parameters=lambda K, D: K * D,
     to_covariance=lambda s: s * s,
     from_covariance=jnp.sqrt,
@@ -210,6 +219,8 @@ def _spherical_factor(sxx, nk, delta, total, reg):
 
 SPHERICAL = DIAG._replace(
     factor_shape=lambda K, D: (K,),
+    component_axis=-1,
+    identity=lambda K, D, dt: jnp.ones((K,), dt),
     n_parameters=lambda K, D: K,
     to_full_covariance=lambda s, K, D: (s * s)[:, None, None] * _eye_like(D, s.dtype),
     mahalanobis=_spherical_mahalanobis,

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import ops
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, select_components
 from bayesgmm.suffstats import SuffStats, auto_chunk_size, chunk, e_step_stats_chunked
 
 __all__ = ["EMState", "FitInfo", "init", "e_step", "m_step", "step", "fit", "fit_restarts",
@@ -79,19 +79,28 @@ def e_step(params: GMMParams, Xb: Array, wb: Array) -> SuffStats:
     return e_step_stats_chunked(params, Xb, wb)
 
 
-def m_step(stats: SuffStats, *, covariance_type: str, reg_covar) -> GMMParams:
+def m_step(
+    stats: SuffStats, *, covariance_type: str, reg_covar, previous: GMMParams | None = None
+) -> GMMParams:
     """Maximum-likelihood parameters from (centred) sufficient statistics.
 
     ``nk`` gets scikit-learn's ``10·eps`` so an empty component stays finite.
+    With ``previous``, components whose previous weight is exactly 0 are inactive
+    (padding; see :func:`bayesgmm.params.pad_components`): they keep weight 0 and their
+    previous mean and factor, and take no part in the normalisation.
     """
     dtype = stats.sx.dtype
     nk = stats.nk + 10 * jnp.finfo(dtype).eps
+    mass = nk if previous is None else jnp.where(previous.weights > 0, nk, 0.0)
     delta = stats.sx / nk[:, None]  # (K, D) mean minus shift
     means = stats.shift + delta
-    weights = nk / jnp.sum(nk)
+    weights = mass / jnp.sum(mass)
     reg = jnp.asarray(reg_covar, dtype)
-    factor = ops(covariance_type).factor_from_moments(stats.sxx, nk, delta, jnp.sum(nk), reg)
-    return GMMParams(weights, means, factor, covariance_type)
+    factor = ops(covariance_type).factor_from_moments(stats.sxx, nk, delta, jnp.sum(mass), reg)
+    new = GMMParams(weights, means, factor, covariance_type)
+    if previous is None:
+        return new
+    return select_components(previous.weights > 0, new, previous)
 
 
 def step(Xb: Array, wb: Array, state: EMState, *, reg_covar, tol) -> EMState:
@@ -99,7 +108,8 @@ def step(Xb: Array, wb: Array, state: EMState, *, reg_covar, tol) -> EMState:
     params = state.params
     stats = e_step(params, Xb, wb)
     lower_bound = stats.sum_wll / stats.sum_w
-    new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar)
+    new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
+                 previous=params)
     comp_ok = ops(new.covariance_type).factor_ok(new.cov_factor, new.n_components)
     ok = jnp.isfinite(lower_bound) & jnp.all(comp_ok) & jnp.all(jnp.isfinite(new.means))
     bad = jnp.where(jnp.all(comp_ok), -1, jnp.argmin(comp_ok)).astype(jnp.int32)

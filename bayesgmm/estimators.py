@@ -22,7 +22,7 @@ import numpy as np
 
 from bayesgmm import density, em, selection
 from bayesgmm.initialize import INIT_METHODS, init_params_batch
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, pad_components, slice_components, take_components
 from bayesgmm.validation import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -44,7 +44,19 @@ __all__ = ["GaussianMixture"]
 
 _log_resp = jax.jit(density.log_resp)
 _sample = jax.jit(density.sample, static_argnums=2)
-_criteria = jax.jit(lambda p, X: (selection.bic(p, X), selection.aic(p, X), selection.icl(p, X)))
+_criteria_terms = jax.jit(selection.criteria_terms)
+_to_sklearn = jax.jit(GMMParams.to_sklearn)
+
+# Small problems are padded to a power-of-two number of components, so a loop over K
+# (the BIC sweep of the tutorial) compiles ~log2(K) programs instead of K. Padding is
+# exact (zero-weight components are inactive) but costs compute, so it is only used
+# where one EM iteration is cheap next to a compilation.
+_PAD_BELOW_WORK = 2**21  # N·K·D
+
+
+def _bucket(n_components: int, n_samples: int, n_features: int) -> int:
+    padded = 1 << (int(n_components) - 1).bit_length()
+    return padded if n_samples * padded * n_features <= _PAD_BELOW_WORK else n_components
 
 
 class _BaseEstimator:
@@ -194,23 +206,7 @@ class GaussianMixture(_BaseEstimator):
         -------
         self
         """
-        self._check_parameters()
-        X = check_array_2d(X, min_samples=2)
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {X.shape[0]}"
-            )
-        w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        with compute_scope(X.dtype):
-            init = self._initial_params(jnp.asarray(X), jnp.asarray(w))
-            best, info, all_info = em.fit_restarts(
-                jnp.asarray(X), init, sample_weight=jnp.asarray(w), tol=self.tol,
-                reg_covar=self.reg_covar, max_iter=self.max_iter, chunk_size=self.chunk_size)
-            best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
-        self._report(info, all_info, X)
-        self._set_fitted(best, info, X.shape[1])
-        return self
+        return self._fit(X, sample_weight, None)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the component of each sample (shape (n_samples,))."""
@@ -252,17 +248,40 @@ class GaussianMixture(_BaseEstimator):
 
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
-        return self._criteria(X)[0]
+        return self._criteria(X)["bic"]
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better)."""
-        return self._criteria(X)[1]
+        return self._criteria(X)["aic"]
 
     def icl(self, X):
         """Integrated completed likelihood (BIC + 2·entropy of memberships; lower is better)."""
-        return self._criteria(X)[2]
+        return self._criteria(X)["icl"]
 
     # ---- internals ----------------------------------------------------------------
+
+    def _fit(self, X, sample_weight, n_padded: int | None):
+        """``fit`` with the components padded to ``n_padded`` (None: automatic bucket)."""
+        self._check_parameters()
+        X = check_array_2d(X, min_samples=2)
+        K = int(self.n_components)
+        if X.shape[0] < K:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{K}, n_samples = {X.shape[0]}"
+            )
+        w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        n_padded = n_padded or _bucket(K, *X.shape)
+        with compute_scope(X.dtype):
+            init = self._initial_params(jnp.asarray(X), jnp.asarray(w), n_padded)
+            best, info, all_info = em.fit_restarts(
+                jnp.asarray(X), init, sample_weight=jnp.asarray(w), tol=self.tol,
+                reg_covar=self.reg_covar, max_iter=self.max_iter, chunk_size=self.chunk_size)
+            best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
+        info = info._replace(nk=info.nk[:K])
+        self._report(info, all_info, X)
+        self._set_fitted(best, info, X.shape[1])
+        return self
 
     def _check_parameters(self) -> None:
         check_positive_int(self.n_components, "n_components")
@@ -279,12 +298,13 @@ class GaussianMixture(_BaseEstimator):
         if self.chunk_size is not None:
             check_positive_int(self.chunk_size, "chunk_size")
 
-    def _initial_params(self, X, w) -> GMMParams:
-        """(n_init,)-batched initial parameters; explicit ``*_init`` override the method's."""
-        K, D, ct, dtype = self.n_components, X.shape[1], self.covariance_type, X.dtype
+    def _initial_params(self, X, w, n_padded: int) -> GMMParams:
+        """(n_init,)-batched initial parameters with ``n_padded`` components; explicit
+        ``*_init`` override the method's."""
+        K, D, ct, dtype = int(self.n_components), X.shape[1], self.covariance_type, X.dtype
         if self.warm_start and hasattr(self, "params_"):
             check_n_features(X, self.n_features_in_, type(self).__name__)
-            p = self.params_.astype(dtype)
+            p = pad_components(self.params_.astype(dtype), n_padded)
             return jax.tree_util.tree_map(lambda a: a[None], p)
         weights = means = precisions = None
         if self.weights_init is not None:
@@ -294,19 +314,22 @@ class GaussianMixture(_BaseEstimator):
         if self.precisions_init is not None:
             precisions = check_precisions_init(self.precisions_init, ct, K, D, dtype)
         keys = jax.random.split(check_random_state_key(self.random_state), self.n_init)
-        p = init_params_batch(keys, X, K, ct, self.init_params, sample_weight=w,
-                              reg_covar=self.reg_covar)
+        p = init_params_batch(keys, X, n_padded, ct, self.init_params, sample_weight=w,
+                              reg_covar=self.reg_covar, n_active=K)
+        if weights is None and means is None and precisions is None:
+            return p
+        # Overrides happen on the host, at the real K (eager JAX ops would compile per K).
+        p = take_components(jax.tree_util.tree_map(np.asarray, p), K)
         R = self.n_init
         if weights is not None:
-            p = GMMParams(jnp.broadcast_to(weights, (R, K)), p.means, p.cov_factor, ct)
+            p = GMMParams(np.broadcast_to(weights, (R, K)), p.means, p.cov_factor, ct)
         if means is not None:
-            p = GMMParams(p.weights, jnp.broadcast_to(means, (R, K, D)), p.cov_factor, ct)
+            p = GMMParams(p.weights, np.broadcast_to(means, (R, K, D)), p.cov_factor, ct)
         if precisions is not None:
-            factor = GMMParams.from_sklearn(weights if weights is not None else p.weights[0],
-                                            p.means[0], covariance_type=ct,
+            factor = GMMParams.from_sklearn(p.weights[0], p.means[0], covariance_type=ct,
                                             precisions=precisions).cov_factor
-            p = GMMParams(p.weights, p.means, jnp.broadcast_to(factor, (R, *factor.shape)), ct)
-        return p
+            p = GMMParams(p.weights, p.means, np.broadcast_to(factor, (R, *factor.shape)), ct)
+        return pad_components(p, n_padded)
 
     def _report(self, info, all_info, X) -> None:
         if self.verbose:
@@ -346,11 +369,17 @@ class GaussianMixture(_BaseEstimator):
             )
 
     def _set_fitted(self, params: GMMParams, info, n_features: int) -> None:
-        self.params_ = params
+        """Store ``params`` (possibly padded beyond ``n_components``) and its scikit-learn
+        attributes, converted in one jitted call per padded shape."""
+        K, ct = int(self.n_components), params.covariance_type
+        self._n_padded = params.n_components
+        self.params_ = take_components(params, K)
         with compute_scope(params.dtype):
-            attrs = jax.tree_util.tree_map(np.asarray, params.astype(params.dtype).to_sklearn())
+            attrs = jax.tree_util.tree_map(np.asarray, _to_sklearn(params.astype(params.dtype)))
         for name, value in attrs.items():
-            setattr(self, name, value)
+            by_row = name in ("weights_", "means_")
+            sliced = value[:K] if by_row else slice_components(value, ct, K)
+            setattr(self, name, np.ascontiguousarray(sliced))
         self.converged_ = bool(info.converged)
         self.n_iter_ = int(info.n_iter)
         self.lower_bound_ = float(info.lower_bound)
@@ -363,16 +392,24 @@ class GaussianMixture(_BaseEstimator):
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X
 
+    def _padded_params(self, dtype) -> GMMParams:
+        """``params_`` padded as in fit, so prediction reuses that bucket's programs."""
+        n_padded = getattr(self, "_n_padded", self.n_components)
+        return pad_components(self.params_, n_padded).astype(dtype)
+
     def _log_resp(self, X):
         X = self._check_X(X)
         dtype = np.result_type(X.dtype, self.params_.dtype)
+        K = int(self.n_components)
         with compute_scope(dtype):
-            lr, ln = _log_resp(self.params_.astype(dtype), jnp.asarray(X, dtype))
-            return np.asarray(lr), np.asarray(ln)
+            lr, ln = _log_resp(self._padded_params(dtype), jnp.asarray(X, dtype))
+            return np.asarray(lr)[:, :K], np.asarray(ln)
 
-    def _criteria(self, X):
+    def _criteria(self, X) -> dict:
         X = self._check_X(X)
         dtype = np.result_type(X.dtype, self.params_.dtype)
         with compute_scope(dtype):
-            out = _criteria(self.params_.astype(dtype), jnp.asarray(X, dtype))
-            return tuple(float(v) for v in out)
+            ll, ent = _criteria_terms(self._padded_params(dtype), jnp.asarray(X, dtype))
+            ll, ent = float(ll), float(ent)
+        out = selection.criteria_from_terms(ll, ent, self.params_.n_parameters, X.shape[0])
+        return {k: float(v) for k, v in out.items()}

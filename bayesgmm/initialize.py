@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from bayesgmm._typing import Array, PRNGKey
-from bayesgmm.covariance import HIGHEST
+from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.em import m_step
 from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import stats_from_resp
@@ -40,25 +40,43 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def _sq_dist(X: Array, C: Array) -> Array:
-    """(N, M) squared distances, computed centred-safe enough for seeding."""
+    """(N, M) squared distances."""
     return jnp.sum((X[:, None, :] - C[None, :, :]) ** 2, axis=-1)
 
 
-def kmeans_plusplus(key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int) -> Array:
+def _masked_dist(X: Array, C: Array, active: Array) -> Array:
+    """Squared distances with inactive (padding) centres at +inf, so never nearest."""
+    return jnp.where(active[None, :], _sq_dist(X, C), jnp.inf)
+
+
+def kmeans_plusplus(
+    key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_active=None
+) -> Array:
     """Greedy k-means++ seeds (Arthur & Vassilvitskii; scikit-learn's greedy variant).
 
     Each new seed is the best of ``2 + ⌊log K⌋`` candidates drawn with probability
     ∝ w · D², the one that most reduces the weighted potential.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Static number of rows of the result.
+    n_active : int or traced int, optional
+        Seeds beyond this many are left as copies of the first (padding).
 
     Returns
     -------
     centers : array of shape (K, D)
     """
     N, D = X.shape
-    n_trials = 2 + int(math.log(n_clusters))
+    max_trials = 2 + int(math.log(n_clusters))
+    upper = n_clusters if n_active is None else n_active
+    # Trials beyond 2 + ⌊log n_active⌋ are masked, and each trial has its own key, so the
+    # seeds do not depend on how far the components are padded.
+    n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(upper, jnp.float32) + 1e-3)).astype(jnp.int32)
     key0, key = jax.random.split(key)
     first = jax.random.categorical(key0, jnp.log(sample_weight))
-    centers = jnp.zeros((n_clusters, D), X.dtype).at[0].set(X[first])
+    centers = jnp.broadcast_to(X[first], (n_clusters, D))
     closest = jnp.sum((X - X[first]) ** 2, axis=-1)  # (N,)
 
     def body(i, carry):
@@ -68,30 +86,38 @@ def kmeans_plusplus(key: PRNGKey, X: Array, sample_weight: Array, n_clusters: in
         logits = jnp.log(jnp.maximum(pot, 0.0))
         # All-zero potential (duplicates): fall back to weights.
         logits = jnp.where(jnp.sum(pot) > 0, logits, jnp.log(sample_weight))
-        cand = jax.random.categorical(sub, logits, shape=(n_trials,))
-        d = _sq_dist(X, X[cand])  # (N, n_trials)
+        trial_keys = jax.random.split(sub, max_trials)
+        cand = jax.vmap(lambda k: jax.random.categorical(k, logits))(trial_keys)
+        d = _sq_dist(X, X[cand])  # (N, max_trials)
         new_closest = jnp.minimum(closest[:, None], d)
-        best = jnp.argmin(jnp.sum(new_closest * sample_weight[:, None], axis=0))
+        potential = jnp.sum(new_closest * sample_weight[:, None], axis=0)
+        potential = jnp.where(jnp.arange(max_trials) < n_trials, potential, jnp.inf)
+        best = jnp.argmin(potential)
         return centers.at[i].set(X[cand[best]]), new_closest[:, best], key
 
-    centers, _, _ = jax.lax.fori_loop(1, n_clusters, body, (centers, closest, key))
+    centers, _, _ = jax.lax.fori_loop(1, upper, body, (centers, closest, key))
     return centers
 
 
 def kmeans(
-    key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_lloyd: int = 30
+    key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_lloyd: int = 30,
+    active: Array | None = None,
 ) -> tuple[Array, Array]:
     """Weighted Lloyd's algorithm from k-means++ seeds; a fixed number of iterations.
+
+    ``active (K,)`` masks padding clusters out (they get no samples).
 
     Returns
     -------
     centers : array of shape (K, D)
     labels : array of shape (N,), int32
     """
-    centers = kmeans_plusplus(key, X, sample_weight, n_clusters)
+    if active is None:
+        active = jnp.ones(n_clusters, bool)
+    centers = kmeans_plusplus(key, X, sample_weight, n_clusters, jnp.sum(active))
 
     def body(_, centers):
-        labels = jnp.argmin(_sq_dist(X, centers), axis=1)
+        labels = jnp.argmin(_masked_dist(X, centers, active), axis=1)
         onehot = jax.nn.one_hot(labels, n_clusters, dtype=X.dtype) * sample_weight[:, None]
         counts = jnp.sum(onehot, axis=0)
         sums = jnp.matmul(onehot.T, X, precision=HIGHEST)
@@ -99,28 +125,40 @@ def kmeans(
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1e-30)[:, None], centers)
 
     centers = jax.lax.fori_loop(0, n_lloyd, body, centers)
-    return centers, jnp.argmin(_sq_dist(X, centers), axis=1).astype(jnp.int32)
+    labels = jnp.argmin(_masked_dist(X, centers, active), axis=1).astype(jnp.int32)
+    return centers, labels
 
 
 def init_resp(
-    key: PRNGKey, X: Array, sample_weight: Array, n_components: int, method: str
+    key: PRNGKey, X: Array, sample_weight: Array, n_components: int, method: str,
+    active: Array | None = None,
 ) -> Array:
-    """Initial responsibilities (N, K) by ``method`` (one of :data:`INIT_METHODS`)."""
+    """Initial responsibilities (N, K) by ``method`` (one of :data:`INIT_METHODS`).
+
+    Columns where ``active`` is False (padding) are exactly 0. The first columns do not
+    depend on how far K is padded, so a padded fit equals the unpadded one.
+    """
     K = n_components
     dtype = X.dtype
+    if active is None:
+        active = jnp.ones(K, bool)
     if method == "kmeans":
-        _, labels = kmeans(key, X, sample_weight, K)
+        _, labels = kmeans(key, X, sample_weight, K, active=active)
         return jax.nn.one_hot(labels, K, dtype=dtype)
     if method == "k-means++":
-        seeds = kmeans_plusplus(key, X, sample_weight, K)
-        return jax.nn.one_hot(jnp.argmin(_sq_dist(X, seeds), axis=1), K, dtype=dtype)
+        seeds = kmeans_plusplus(key, X, sample_weight, K, jnp.sum(active))
+        return jax.nn.one_hot(jnp.argmin(_masked_dist(X, seeds, active), axis=1), K, dtype=dtype)
     if method == "random_from_data":
         # Gumbel top-k: K distinct rows with probability ∝ weight, without replacement.
         g = jax.random.gumbel(key, (X.shape[0],), dtype) + jnp.log(sample_weight)
         idx = jax.lax.top_k(g, K)[1]
-        return jax.nn.one_hot(jnp.argmin(_sq_dist(X, X[idx]), axis=1), K, dtype=dtype)
+        return jax.nn.one_hot(jnp.argmin(_masked_dist(X, X[idx], active), axis=1), K,
+                              dtype=dtype)
     if method == "random":
-        r = jax.random.uniform(key, (X.shape[0], K), dtype)
+        # One key per column, so column k is the same whatever the padding.
+        cols = jax.vmap(lambda k: jax.random.uniform(k, (X.shape[0],), dtype))(
+            jax.random.split(key, K))
+        r = cols.T * active
         return r / jnp.sum(r, axis=1, keepdims=True)
     raise ValueError(
         f"Unimplemented initialization method {method!r}; init_params should be one of "
@@ -137,22 +175,31 @@ def init_params(
     *,
     sample_weight: Array | None = None,
     reg_covar: float = 1e-6,
+    n_active=None,
 ) -> GMMParams:
     """Initial ``GMMParams`` from ``method``'s responsibilities via one M-step.
 
     vmap over ``key`` for restarts: ``jax.vmap(lambda k: init_params(k, X, K))(keys)``.
+    With ``n_active < n_components`` (may be traced), the trailing components are
+    padding: weight exactly 0 and identity covariance, inactive throughout EM.
     """
+    K, D, dtype = n_components, X.shape[1], X.dtype
     if sample_weight is None:
-        sample_weight = jnp.ones(X.shape[0], X.dtype)
-    resp = init_resp(key, X, sample_weight, n_components, method)
+        sample_weight = jnp.ones(X.shape[0], dtype)
+    active = jnp.arange(K) < (K if n_active is None else n_active)
+    resp = init_resp(key, X, sample_weight, K, method, active)
     stats = stats_from_resp(X, resp, sample_weight, covariance_type)
-    return m_step(stats, covariance_type=covariance_type, reg_covar=reg_covar)
+    template = GMMParams(active.astype(dtype), jnp.zeros((K, D), dtype),
+                         ops(covariance_type).identity(K, D, dtype), covariance_type)
+    return m_step(stats, covariance_type=covariance_type, reg_covar=reg_covar,
+                  previous=template)
 
 
 def _init_params_batch(keys, X, n_components, covariance_type, method, sample_weight,
-                       reg_covar):
+                       reg_covar, n_active):
     one = lambda k: init_params(k, X, n_components, covariance_type, method,
-                                sample_weight=sample_weight, reg_covar=reg_covar)
+                                sample_weight=sample_weight, reg_covar=reg_covar,
+                                n_active=n_active)
     return jax.vmap(one)(keys)
 
 
@@ -169,9 +216,13 @@ def init_params_batch(
     *,
     sample_weight: Array | None = None,
     reg_covar: float = 1e-6,
+    n_active: int | None = None,
 ) -> GMMParams:
-    """:func:`init_params` vmapped over ``keys (R, 2)``: batch shape ``(R,)``, jitted."""
+    """:func:`init_params` vmapped over ``keys (R, 2)``: batch shape ``(R,)``, jitted.
+
+    ``n_active`` (traced, so any value reuses the program) pads components beyond it."""
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], X.dtype)
+    n_active = n_components if n_active is None else n_active
     return _init_params_batch_jit(keys, X, n_components, covariance_type, method,
-                                  sample_weight, reg_covar)
+                                  sample_weight, reg_covar, n_active)

@@ -27,7 +27,8 @@ from bayesgmm._typing import Array
 from bayesgmm.covariance import ops
 from bayesgmm.validation import compute_scope
 
-__all__ = ["GMMParams", "vmap_batch"]
+__all__ = ["GMMParams", "vmap_batch", "pad_components", "take_components", "slice_components",
+           "select_components"]
 
 # Trailing ("event") dims of each leaf, per covariance type; the rest are batch dims.
 _FACTOR_EVENT_DIMS = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
@@ -194,6 +195,58 @@ def _in_dtype_scope(fn: Callable[[Array], Array], value) -> Array:
         return fn(value)
     with compute_scope(_dtype_of(value)):
         return np.asarray(fn(value))
+
+
+def pad_components(params: GMMParams, n_padded: int) -> GMMParams:
+    """Append inactive components (weight exactly 0, mean 0, identity covariance) up to
+    ``n_padded``. Every function here treats a zero-weight component as absent: its
+    responsibilities are exactly 0, and EM keeps it inactive. Padding lets one compiled
+    program serve every K up to ``n_padded``."""
+    K, D = params.n_components, params.n_features
+    extra = n_padded - K
+    if extra < 0:
+        raise ValueError(f"cannot pad {K} components down to {n_padded}")
+    if extra == 0:
+        return params
+    table = ops(params.covariance_type)
+    B = params.batch_shape
+    xp = np if not isinstance(params.weights, jax.Array) else jnp
+    dtype = params.dtype
+    weights = xp.concatenate([params.weights, xp.zeros((*B, extra), dtype)], axis=-1)
+    means = xp.concatenate([params.means, xp.zeros((*B, extra, D), dtype)], axis=-2)
+    factor = params.cov_factor
+    if table.component_axis is not None:
+        ident = np.asarray(table.identity(extra, D, dtype)) if xp is np else table.identity(
+            extra, D, dtype)
+        ident = xp.broadcast_to(ident, (*B, *ident.shape))
+        factor = xp.concatenate([factor, ident], axis=table.component_axis)
+    return GMMParams(weights, means, factor, params.covariance_type)
+
+
+def take_components(params: GMMParams, n_components: int) -> GMMParams:
+    """The first ``n_components`` components (inverse of :func:`pad_components`)."""
+    factor = slice_components(params.cov_factor, params.covariance_type, n_components)
+    return GMMParams(params.weights[..., :n_components], params.means[..., :n_components, :],
+                     factor, params.covariance_type)
+
+
+def slice_components(array, covariance_type: str, n_components: int):
+    """The first components of a factor-shaped array (``cov_factor``, ``covariances_``,
+    ``precisions_``...); tied arrays have no component axis and pass through."""
+    axis = ops(covariance_type).component_axis
+    if axis is None:
+        return array
+    return array[(Ellipsis, slice(0, n_components)) + (slice(None),) * (-axis - 1)]
+
+
+def select_components(mask, new: GMMParams, old: GMMParams) -> GMMParams:
+    """Per component (batch shape ``()``): ``new`` where ``mask (K,)`` else ``old``."""
+    axis = ops(new.covariance_type).component_axis
+    pick = lambda a, b, nd: jnp.where(mask.reshape(mask.shape + (1,) * nd), a, b)
+    factor = new.cov_factor if axis is None else pick(new.cov_factor, old.cov_factor,
+                                                      -axis - 1)
+    return GMMParams(pick(new.weights, old.weights, 0), pick(new.means, old.means, 1), factor,
+                     new.covariance_type)
 
 
 def vmap_batch(fn: Callable, n_batch: int, in_axes=0) -> Callable:

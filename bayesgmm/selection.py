@@ -21,7 +21,8 @@ from bayesgmm._typing import Array
 from bayesgmm.density import log_resp
 from bayesgmm.params import GMMParams
 
-__all__ = ["log_likelihood", "bic", "aic", "icl", "sweep", "SweepResult"]
+__all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
+           "sweep", "SweepResult"]
 
 
 def log_likelihood(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
@@ -49,12 +50,29 @@ def aic(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Arra
 
 def icl(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
     """Integrated completed likelihood ``bic + 2 Σ_n H(r_n)`` (entropy form), shape (*B,)."""
-    lr, _ = log_resp(params, X)
+    _, entropy = criteria_terms(params, X, sample_weight)
+    return bic(params, X, sample_weight) + 2 * entropy
+
+
+def criteria_terms(
+    params: GMMParams, X: Array, sample_weight: Array | None = None
+) -> tuple[Array, Array]:
+    """The data terms of every criterion: total log-likelihood and total membership
+    entropy ``Σ_n w_n H(r_n)``, each shape (*B,). Padding components (weight 0) add
+    nothing, so a padded fit gives its unpadded terms; combine with the real parameter
+    count in :func:`criteria_from_terms`."""
+    lr, log_norm = log_resp(params, X)
     r = jnp.exp(lr)
     entropy = -jnp.sum(jnp.where(r > 0, r * lr, 0.0), axis=-1)  # (*B, N): K reduced
     if sample_weight is not None:
-        entropy = entropy * sample_weight
-    return bic(params, X, sample_weight) + 2 * jnp.sum(entropy, axis=-1)
+        entropy, log_norm = entropy * sample_weight, log_norm * sample_weight
+    return jnp.sum(log_norm, axis=-1), jnp.sum(entropy, axis=-1)
+
+
+def criteria_from_terms(log_lik, entropy, n_parameters: int, n_samples) -> dict:
+    """BIC, AIC and ICL from :func:`criteria_terms` (host-side floats or arrays)."""
+    b = -2 * log_lik + n_parameters * np.log(n_samples)
+    return {"bic": b, "aic": -2 * log_lik + 2 * n_parameters, "icl": b + 2 * entropy}
 
 
 class SweepResult(dict):
@@ -125,15 +143,20 @@ def sweep(
     if criterion not in ("bic", "aic", "icl"):
         raise ValueError(f"criterion must be 'bic', 'aic' or 'icl', got {criterion!r}")
     rows, models = [], []
+    n_components = [int(k) for k in n_components]
+    # One compiled program per covariance type: every K is padded to the largest
+    # (zero-weight components are exactly inactive, so results equal unpadded fits).
+    n_padded = max(n_components)
     for ct in covariance_types:
         for k in n_components:
-            gm = GaussianMixture(int(k), covariance_type=ct, **gaussian_mixture_kwargs)
+            gm = GaussianMixture(k, covariance_type=ct, **gaussian_mixture_kwargs)
             with warnings.catch_warnings():
                 # Large K routinely leaves components nearly empty; the table reports it.
                 warnings.simplefilter("ignore", DegenerateComponentWarning)
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gm.fit(X)
-            rows.append((int(k), ct, gm.bic(X), gm.aic(X), gm.icl(X), gm.lower_bound_,
+                gm._fit(X, None, n_padded)
+            crit = gm._criteria(X)
+            rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], gm.lower_bound_,
                          gm.n_iter_, gm.converged_))
             models.append(gm)
     names = ["n_components", "covariance_type", "bic", "aic", "icl", "lower_bound", "n_iter",

@@ -219,3 +219,26 @@ def test_nonfinite_step_is_flagged_not_applied(datasets):
     assert int(info.n_iter) == 1
     assert 0 <= int(info.bad_component) < 4
     assert np.all(np.isfinite(np.asarray(p.cov_factor)))
+
+
+@pytest.mark.parametrize("method", ["kmeans", "k-means++", "random", "random_from_data"])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_padding_is_exact(datasets, ct, method):
+    """K=3 padded to 8 zero-weight components gives the unpadded fit: padding components
+    stay at weight exactly 0 and change no sum."""
+    from bayesgmm.params import take_components
+
+    X = datasets["aniso"]
+    with in_scope(np.float64):
+        Xj = jnp.asarray(X)
+        a = init_params(jax.random.PRNGKey(4), Xj, 3, ct, method)
+        b = init_params(jax.random.PRNGKey(4), Xj, 8, ct, method, n_active=3)
+        pa, ia = em.fit(Xj, a, tol=1e-6, max_iter=40)
+        pb, ib = em.fit(Xj, b, tol=1e-6, max_iter=40)
+        pb3 = jax.tree_util.tree_map(np.asarray, take_components(pb, 3))
+        pad_w = np.asarray(pb.weights)[3:]
+    assert int(ia.n_iter) == int(ib.n_iter)
+    np.testing.assert_array_equal(pad_w, 0.0)
+    np.testing.assert_allclose(pb3.means, pa.means, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pb3.cov_factor, pa.cov_factor, rtol=1e-12, atol=1e-12)
+    assert float(ib.lower_bound) == pytest.approx(float(ia.lower_bound), rel=1e-13)

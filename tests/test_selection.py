@@ -60,3 +60,18 @@ def test_bic_equals_estimator_method(blobs):
     gm = GaussianMixture(4, random_state=0).fit(X)
     with in_scope(np.float64):
         assert float(bic(gm.params_, jnp.asarray(X))) == pytest.approx(gm.bic(X), rel=1e-12)
+
+
+def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
+    """The sweep pads every K to the largest; each row must equal a plain fit at that K."""
+    import bayesgmm.estimators as est
+
+    X = blobs[0]
+    table = sweep(X, [1, 3, 7], ("full", "tied"), random_state=2)
+    monkeypatch.setattr(est, "_PAD_BELOW_WORK", 0)  # no padding at all
+    for i, (k, ct) in enumerate(zip(table["n_components"], table["covariance_type"])):
+        gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=2).fit(X)
+        assert gm._n_padded == k
+        assert table["bic"][i] == pytest.approx(gm.bic(X), rel=1e-12)
+        assert table["icl"][i] == pytest.approx(gm.icl(X), rel=1e-10)
+        assert table["n_iter"][i] == gm.n_iter_
