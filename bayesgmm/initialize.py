@@ -70,10 +70,10 @@ def kmeans_plusplus(
     """
     N, D = X.shape
     max_trials = 2 + int(math.log(n_clusters))
-    upper = n_clusters if n_active is None else n_active
+    upper = jnp.asarray(n_clusters if n_active is None else n_active, jnp.int32)
     # Trials beyond 2 + ⌊log n_active⌋ are masked, and each trial has its own key, so the
     # seeds do not depend on how far the components are padded.
-    n_trials = 2 + jnp.floor(jnp.log(jnp.asarray(upper, jnp.float32) + 1e-3)).astype(jnp.int32)
+    n_trials = 2 + jnp.floor(jnp.log(upper.astype(jnp.float32) + 1e-3)).astype(jnp.int32)
     key0, key = jax.random.split(key)
     first = jax.random.categorical(key0, jnp.log(sample_weight))
     centers = jnp.broadcast_to(X[first], (n_clusters, D))
@@ -91,7 +91,8 @@ def kmeans_plusplus(
         d = _sq_dist(X, X[cand])  # (N, max_trials)
         new_closest = jnp.minimum(closest[:, None], d)
         potential = jnp.sum(new_closest * sample_weight[:, None], axis=0)
-        potential = jnp.where(jnp.arange(max_trials) < n_trials, potential, jnp.inf)
+        potential = jnp.where(jnp.arange(max_trials, dtype=jnp.int32) < n_trials, potential,
+                              jnp.inf)
         best = jnp.argmin(potential)
         return centers.at[i].set(X[cand[best]]), new_closest[:, best], key
 
@@ -114,7 +115,8 @@ def kmeans(
     """
     if active is None:
         active = jnp.ones(n_clusters, bool)
-    centers = kmeans_plusplus(key, X, sample_weight, n_clusters, jnp.sum(active))
+    centers = kmeans_plusplus(key, X, sample_weight, n_clusters,
+                              jnp.sum(active, dtype=jnp.int32))
 
     def body(_, centers):
         labels = jnp.argmin(_masked_dist(X, centers, active), axis=1)
@@ -146,7 +148,7 @@ def init_resp(
         _, labels = kmeans(key, X, sample_weight, K, active=active)
         return jax.nn.one_hot(labels, K, dtype=dtype)
     if method == "k-means++":
-        seeds = kmeans_plusplus(key, X, sample_weight, K, jnp.sum(active))
+        seeds = kmeans_plusplus(key, X, sample_weight, K, jnp.sum(active, dtype=jnp.int32))
         return jax.nn.one_hot(jnp.argmin(_masked_dist(X, seeds, active), axis=1), K, dtype=dtype)
     if method == "random_from_data":
         # Gumbel top-k: K distinct rows with probability ∝ weight, without replacement.
@@ -158,7 +160,7 @@ def init_resp(
         # One key per column, so column k is the same whatever the padding.
         cols = jax.vmap(lambda k: jax.random.uniform(k, (X.shape[0],), dtype))(
             jax.random.split(key, K))
-        r = cols.T * active
+        r = cols.T * active.astype(dtype)
         return r / jnp.sum(r, axis=1, keepdims=True)
     raise ValueError(
         f"Unimplemented initialization method {method!r}; init_params should be one of "
@@ -186,7 +188,8 @@ def init_params(
     K, D, dtype = n_components, X.shape[1], X.dtype
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], dtype)
-    active = jnp.arange(K) < (K if n_active is None else n_active)
+    active = jnp.arange(K, dtype=jnp.int32) < jnp.asarray(K if n_active is None else n_active,
+                                                          jnp.int32)
     resp = init_resp(key, X, sample_weight, K, method, active)
     stats = stats_from_resp(X, resp, sample_weight, covariance_type)
     template = GMMParams(active.astype(dtype), jnp.zeros((K, D), dtype),

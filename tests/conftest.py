@@ -13,6 +13,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# equinox's habit: any implicit dtype promotion (a silent float32 -> float64 upcast, say)
+# raises instead of passing unnoticed.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
 from bayesgmm.datasets import make_blobs  # noqa: E402
 from bayesgmm.validation import compute_scope  # noqa: E402
 
