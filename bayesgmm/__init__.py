@@ -7,8 +7,21 @@ from bayesgmm.validation import ConvergenceWarning, DegenerateComponentWarning, 
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # The Bayesian estimator imports NumPyro and ArviZ: load it only when asked for.
+    if name in ("BayesianGaussianMixture", "Priors"):
+        from bayesgmm import bayes, model
+
+        return {"BayesianGaussianMixture": bayes.BayesianGaussianMixture,
+                "Priors": model.Priors}[name]
+    raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
+
+
 __all__ = [
     "GaussianMixture",
+    "BayesianGaussianMixture",
+    "Priors",
     "GMMParams",
     "ConvergenceWarning",
     "DegenerateComponentWarning",

@@ -1,0 +1,293 @@
+"""``BayesianGaussianMixture``: MAP, NUTS or SVI on the NumPyro model, behind a
+scikit-learn-style facade. Imports NumPyro and ArviZ, so ``bayesgmm`` loads it lazily.
+
+The fit: validate X; fit EM (:class:`bayesgmm.GaussianMixture`) as the starting point;
+MAP from there (used for ``bic``/``aic`` and as the reference labeling); then the chosen
+method; then relabel the draws to the MAP labeling and build the ArviZ object.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm import inference, posterior
+from bayesgmm.density import log_resp
+from bayesgmm.estimators import GaussianMixture, _BaseEstimator
+from bayesgmm.idata import from_params, to_inference_data
+from bayesgmm.model import MODEL_COVARIANCE_TYPES, Priors
+from bayesgmm.params import GMMParams
+from bayesgmm.validation import (
+    check_array_2d,
+    check_n_features,
+    check_positive_int,
+    check_random_state_key,
+    compute_scope,
+)
+
+__all__ = ["BayesianGaussianMixture", "SamplingWarning"]
+
+METHODS = ("nuts", "map", "svi")
+
+
+class SamplingWarning(UserWarning):
+    """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
+
+
+_log_resp = jax.jit(log_resp)
+
+
+class BayesianGaussianMixture(_BaseEstimator):
+    """Gaussian mixture with a posterior over its parameters (NumPyro) and ArviZ output.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "diag"}, default="full"
+        full: LKJ-correlation × LogNormal scales per component; diag: scales only.
+    method : {"nuts", "map", "svi"}, default="nuts"
+    priors : bayesgmm.model.Priors, optional
+        Weakly informative, data-scaled defaults (see ``Priors``).
+    num_chains, num_warmup, num_samples : int
+        NUTS chains (vectorised on one device; parallel over several) and draws per
+        chain; ``num_samples`` is also the number of SVI draws.
+    target_accept_prob : float, default=0.8
+    jitter : float, default=0.05
+        Per-chain perturbation of the EM/MAP start, in the unconstrained space.
+    svi_steps : int, default=3000
+    n_init, reg_covar, max_iter, tol, init_params
+        For the EM fit that initialises inference.
+    random_state : int, RandomState or None
+    progress_bar : bool, default=False
+
+    Attributes
+    ----------
+    params_ : GMMParams
+        Relabeled draws, batch shape (chain, draw); MAP: (1, 1).
+    map_params_ : GMMParams
+        The MAP estimate (batch shape ()).
+    em_ : GaussianMixture
+        The EM fit inference started from.
+    idata_ : arviz.InferenceData
+        Relabeled posterior, sample_stats, log_likelihood, observed_data.
+    idata_raw_ : arviz.InferenceData
+        The same before relabeling (to see label switching).
+    relabeling_ : bayesgmm.posterior.Relabeling
+    warnings_ : list of str
+        Chain-health findings (also emitted as ``SamplingWarning``).
+    weights_, means_, covariances_ : ndarray
+        Posterior means (relabeled).
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", method="nuts", priors=None,
+                 num_chains=4, num_warmup=500, num_samples=500, target_accept_prob=0.8,
+                 jitter=0.05, svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
+                 tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.method = method
+        self.priors = priors
+        self.num_chains = num_chains
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.target_accept_prob = target_accept_prob
+        self.jitter = jitter
+        self.svi_steps = svi_steps
+        self.n_init = n_init
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init_params = init_params
+        self.random_state = random_state
+        self.progress_bar = progress_bar
+
+    def fit(self, X, y=None):
+        """Fit EM, then MAP, then ``method``; relabel; build ``idata_``. Returns self."""
+        self._check_parameters()
+        X = check_array_2d(X, min_samples=2)
+        K = int(self.n_components)
+        if X.shape[0] < K:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                             f"{K}, n_samples = {X.shape[0]}")
+        priors = (self.priors or Priors()).resolve(X)
+        key = check_random_state_key(self.random_state)
+        k_em, k_map, k_run = jax.random.split(key, 3)
+        seed = int(jax.random.randint(k_em, (), 0, 2**31 - 1))
+        self.em_ = GaussianMixture(K, covariance_type=self.covariance_type, n_init=self.n_init,
+                                   reg_covar=self.reg_covar, max_iter=self.max_iter,
+                                   tol=self.tol, init_params=self.init_params,
+                                   random_state=seed).fit(X)
+        kw = dict(n_components=K, covariance_type=self.covariance_type, priors=priors)
+        with compute_scope(X.dtype):
+            Xj = jnp.asarray(X)
+            em_params = self.em_.params_.astype(X.dtype)
+            map_result = inference.fit_map(k_map, Xj, em_params, **kw)
+            map_params = jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0],
+                                                map_result.params)
+            if self.method == "map":
+                result = map_result
+            elif self.method == "nuts":
+                result = inference.sample_nuts(
+                    k_run, Xj, map_params, num_warmup=self.num_warmup,
+                    num_samples=self.num_samples, num_chains=self.num_chains,
+                    jitter=self.jitter, target_accept_prob=self.target_accept_prob,
+                    progress_bar=self.progress_bar, **kw)
+            else:
+                result = inference.fit_svi(k_run, Xj, map_params, num_steps=self.svi_steps,
+                                           num_samples=self.num_samples,
+                                           progress_bar=self.progress_bar, **kw)
+            result = jax.tree_util.tree_map(np.asarray, result)
+        self._set_fitted(result, map_params, X)
+        return self
+
+    # ---- prediction ---------------------------------------------------------------
+
+    def predict_proba(self, X):
+        """Posterior-mean membership E_θ[p(z = k | x, θ)], shape (n_samples, n_components)."""
+        return self.membership_interval(X)[0]
+
+    def predict(self, X):
+        """Component with the highest posterior-mean membership, shape (n_samples,)."""
+        return np.argmax(self.predict_proba(X), axis=1).astype(np.int64)
+
+    def membership_interval(self, X, prob=0.94):
+        """Posterior mean and equal-tailed ``prob`` credible interval of p(z = k | x, θ).
+
+        Returns
+        -------
+        mean, lower, upper : ndarrays of shape (n_samples, n_components)
+        """
+        X = self._check_X(X)
+        with compute_scope(X.dtype):
+            return posterior.membership(self.params_.astype(X.dtype), X, prob=prob)
+
+    def coclustering(self, X, max_draws=500):
+        """Posterior probability that samples i and j share a component, (n, n)."""
+        X = self._check_X(X)
+        with compute_scope(X.dtype):
+            return posterior.coclustering(self.params_.astype(X.dtype), X, max_draws=max_draws)
+
+    def score_samples(self, X):
+        """Log posterior predictive density log E_θ[p(x | θ)] per sample, shape (n,)."""
+        X = self._check_X(X)
+        from scipy.special import logsumexp
+
+        from bayesgmm.idata import pointwise_log_likelihood
+
+        ll = pointwise_log_likelihood(self.params_, X)  # (C, S, N)
+        flat = ll.reshape(-1, ll.shape[-1])
+        return (logsumexp(flat, axis=0) - np.log(flat.shape[0])).astype(X.dtype)
+
+    def score(self, X, y=None):
+        """Mean log posterior predictive density per sample."""
+        return float(np.mean(self.score_samples(X)))
+
+    def bic(self, X):
+        """BIC at the MAP estimate (lower is better)."""
+        return self._map_model().bic(X)
+
+    def aic(self, X):
+        """AIC at the MAP estimate (lower is better)."""
+        return self._map_model().aic(X)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO of the fit (``arviz.loo``)."""
+        from bayesgmm.idata import loo
+
+        self._check_is_fitted()
+        return loo(self.idata_, **kwargs)
+
+    def waic(self, **kwargs):
+        from bayesgmm.idata import waic
+
+        self._check_is_fitted()
+        return waic(self.idata_, **kwargs)
+
+    def summary(self, relabeled=True, **kwargs):
+        """``arviz.summary`` of weights, means and scales; ``relabeled=False`` for the raw
+        draws (where label switching shows as R-hat >> 1)."""
+        from bayesgmm.idata import summary
+
+        self._check_is_fitted()
+        return summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
+
+    def sample(self, n_samples=1):
+        """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw."""
+        self._check_is_fitted()
+        from bayesgmm.density import sample
+
+        key = check_random_state_key(self.random_state)
+        k_draw, k_x = jax.random.split(key)
+        p = self.params_
+        flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[2:]), p)
+        idx = np.asarray(jax.random.randint(k_draw, (n_samples,), 0, flat.weights.shape[0]))
+        with compute_scope(p.dtype):
+            draws = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), flat)
+            X, y = jax.vmap(lambda k, q: sample(k, q, 1))(jax.random.split(k_x, n_samples),
+                                                          draws)
+            return np.asarray(X)[:, 0], np.asarray(y)[:, 0].astype(np.int64)
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _check_parameters(self):
+        check_positive_int(self.n_components, "n_components")
+        if self.covariance_type not in MODEL_COVARIANCE_TYPES:
+            raise ValueError(f"Invalid value for 'covariance_type': {self.covariance_type!r}; "
+                             f"the Bayesian model supports {MODEL_COVARIANCE_TYPES}")
+        if self.method not in METHODS:
+            raise ValueError(f"Invalid value for 'method': {self.method!r}; 'method' should "
+                             f"be one of {METHODS}")
+        check_positive_int(self.num_chains, "num_chains")
+        check_positive_int(self.num_warmup, "num_warmup", minimum=0)
+        check_positive_int(self.num_samples, "num_samples")
+        check_positive_int(self.svi_steps, "svi_steps")
+        if not 0 < self.target_accept_prob < 1:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got "
+                             f"{self.target_accept_prob!r}")
+        if not (np.isfinite(self.jitter) and self.jitter >= 0):
+            raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
+        if self.priors is not None and not isinstance(self.priors, Priors):
+            raise ValueError(f"priors must be a bayesgmm.model.Priors, got {type(self.priors)}")
+
+    def _set_fitted(self, result, map_params: GMMParams, X):
+        self.map_params_ = map_params
+        rel = posterior.relabel(result.params, map_params)
+        self.relabeling_ = rel
+        self.params_ = rel.params
+        sites = posterior.permute_sites(result.sites, rel.permutations)
+        self.idata_ = to_inference_data(rel.params, X, sites=sites,
+                                        sample_stats=result.sample_stats)
+        self.idata_raw_ = to_inference_data(result.params, X, sites=result.sites,
+                                            sample_stats=result.sample_stats,
+                                            log_likelihood=False)
+        self.warnings_ = list(result.info.get("warnings", []))
+        for message in self.warnings_:
+            warnings.warn(message, SamplingWarning, stacklevel=3)
+        mean = posterior.posterior_mean(rel.params)
+        self.weights_ = np.asarray(mean.weights)
+        self.means_ = np.asarray(mean.means)
+        self.covariances_ = np.asarray(mean.covariances)
+        self.n_features_in_ = X.shape[1]
+
+    def _check_X(self, X):
+        self._check_is_fitted()
+        X = check_array_2d(X)
+        check_n_features(X, self.n_features_in_, type(self).__name__)
+        return X
+
+    def _map_model(self) -> GaussianMixture:
+        self._check_is_fitted()
+        gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type)
+        info = _MapInfo()
+        gm._set_fitted(self.map_params_, info, self.n_features_in_)
+        return gm
+
+
+class _MapInfo:
+    converged = True
+    n_iter = 0
+    lower_bound = float("nan")
+    history = np.zeros(0)

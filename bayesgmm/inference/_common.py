@@ -1,0 +1,34 @@
+"""Shared plumbing: binding the model, and moving between constrained sites and the
+unconstrained space samplers and optimisers work in."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from numpyro.infer.util import initialize_model, unconstrain_fn
+from numpyro.infer import init_to_value
+
+from bayesgmm.model import Priors, gmm_model, to_sites
+from bayesgmm.params import GMMParams
+
+
+def bound_model(n_components: int, covariance_type: str, priors: Priors):
+    """The model with its static arguments bound, so only X is a (traced) argument."""
+    return functools.partial(gmm_model, n_components=n_components,
+                             covariance_type=covariance_type, priors=priors)
+
+
+def init_sites(init: GMMParams, covariance_type: str, dtype) -> dict:
+    sites = to_sites(init, covariance_type)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), sites)
+
+
+def unconstrained(model, X, sites: dict) -> dict:
+    return unconstrain_fn(model, (X,), {}, sites)
+
+
+def model_info(key, model, X, sites):
+    return initialize_model(key, model, model_args=(X,),
+                            init_strategy=init_to_value(values=sites), dynamic_args=False)

@@ -1,0 +1,83 @@
+"""MAP: maximise the log joint density from the EM solution.
+
+Adam on the unconstrained parameters inside one ``lax.scan`` (exponentially decaying
+step size), jitted once per model configuration and reused across calls (X is an
+argument, not a constant). Measured here first: BFGS (``jax.scipy.optimize``) compiled
+for 14 s and stopped on a failed float32 line search after 6 iterations; the scan
+compiles in about a second and is robust in float32. The EM start is close to the mode,
+so a few hundred steps reach it; convergence is judged on the log density's change over
+the last tenth of the steps and reported in ``info``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import constrain_fn, potential_energy
+
+from bayesgmm.inference import InferenceResult
+from bayesgmm.inference._common import bound_model, init_sites, unconstrained
+from bayesgmm.model import Priors, from_sites
+from bayesgmm.params import GMMParams
+
+_RUNNERS: dict = {}
+
+
+def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str = "full",
+            priors: Priors, num_steps: int = 800, learning_rate: float = 0.05,
+            final_learning_rate: float = 1e-3, rtol: float = 1e-6) -> InferenceResult:
+    """Maximum a posteriori parameters; ``params`` has batch shape (1, 1).
+
+    ``key`` is unused (the optimisation is deterministic) and kept for a uniform API.
+    """
+    from bayesgmm.inference.nuts import _priors_key
+
+    model = bound_model(n_components, covariance_type, priors)
+    sites = init_sites(init, covariance_type, X.dtype)
+    z0 = unconstrained(model, X, sites)
+    cache_key = (n_components, covariance_type, _priors_key(priors), num_steps)
+    if cache_key not in _RUNNERS:
+        _RUNNERS[cache_key] = _make_runner(model, num_steps)
+    z, trace = _RUNNERS[cache_key](X, z0, jnp.asarray(learning_rate, X.dtype),
+                                   jnp.asarray(final_learning_rate, X.dtype))
+    constrained = constrain_fn(model, (X,), {}, z)
+    constrained = {k: v for k, v in constrained.items() if k != "obs"}
+    batched = jax.tree_util.tree_map(lambda a: a[None, None], constrained)
+    lp = -trace
+    tail = lp[-max(num_steps // 10, 2):]
+    change = float(jnp.abs(tail[-1] - tail[0]) / (jnp.abs(tail[-1]) + 1e-12))
+    info = {"converged": bool(jnp.isfinite(lp[-1])) and change < rtol * 100,
+            "relative_change": change, "log_density": float(lp[-1]), "trace": lp,
+            "warnings": [] if jnp.isfinite(lp[-1]) else
+            ["MAP log density became non-finite; check the priors and the data scale"]}
+    stats = {"lp": jnp.reshape(lp[-1], (1, 1))}
+    return InferenceResult("map", from_sites(batched, covariance_type), batched, stats, info)
+
+
+def _make_runner(model, num_steps: int):
+    def run(X, z0, lr0, lr1):
+        flat0, unravel = ravel_pytree(z0)
+        loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
+        grad = jax.value_and_grad(loss)
+        decay = (lr1 / lr0) ** (1.0 / num_steps)
+        b1, b2, eps = 0.9, 0.999, 1e-8
+
+        def step(carry, t):
+            f, m, v = carry
+            value, g = grad(f)
+            g = jnp.where(jnp.isfinite(g), g, 0.0)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            tt = (t + 1).astype(f.dtype)
+            mhat, vhat = m / (1 - b1**tt), v / (1 - b2**tt)
+            f = f - lr0 * decay**tt * mhat / (jnp.sqrt(vhat) + eps)
+            return (f, m, v), value
+
+        zeros = jnp.zeros_like(flat0)
+        (f, _, _), trace = jax.lax.scan(step, (flat0, zeros, zeros),
+                                        jnp.arange(num_steps, dtype=jnp.int32))
+        final = loss(f)
+        return unravel(f), jnp.concatenate([trace, final[None]])
+
+    return jax.jit(run)

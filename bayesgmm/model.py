@@ -1,0 +1,236 @@
+"""The Bayesian Gaussian mixture in NumPyro, on GMMParams-shaped sites.
+
+Glossary: N samples, D features, K components.
+
+Model (``covariance_type="full"``)::
+
+    weights              ~ Dirichlet(α·1_K)            (or truncated stick-breaking)
+    for k in component:
+        means[k]         ~ Normal(m0, s0)               (D,)
+        scales[k]        ~ LogNormal(log σ0, τ)         (D,)  per-feature std devs
+        corr_chol[k]     ~ LKJCholesky(D, η)            (D, D)
+        L_k = diag(scales[k]) · corr_chol[k]            lower Cholesky of Σ_k
+    for n in obs_id:
+        obs[n]           ~ Σ_k weights[k] N(μ_k, Σ_k)   z_n marginalised (log-sum-exp)
+
+``covariance_type="diag"`` drops ``corr_chol`` (Σ_k = diag(scales[k]²)).
+
+Site names equal ``GMMParams`` field names where they coincide (``weights``, ``means``)
+plus ``scales`` and ``corr_chol``; plates are ``component`` and ``obs_id`` (ArviZ dims).
+The likelihood is :class:`MixtureLikelihood`, whose ``log_prob`` is the same
+precision-Cholesky kernel EM uses (:func:`bayesgmm.density.log_resp`), so NUTS sees no
+discrete site and no per-component ``MultivariateNormal`` objects.
+
+Design notes: LogNormal rather than HalfNormal scales, because a HalfNormal prior let MAP
+keep a component collapsed on one point (scale ≈ 1e-3) where LogNormal recovered (issue 3
+measurements). Default priors are weakly informative and scaled to the data (see
+:class:`Priors`); a user can set any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+
+from bayesgmm.density import log_resp, sample as mixture_sample
+from bayesgmm.params import GMMParams
+
+__all__ = ["Priors", "MixtureLikelihood", "gmm_model", "from_sites", "to_sites",
+           "MODEL_COVARIANCE_TYPES", "SITE_NAMES"]
+
+MODEL_COVARIANCE_TYPES = ("full", "diag")
+SITE_NAMES = {"full": ("weights", "means", "scales", "corr_chol"),
+              "diag": ("weights", "means", "scales")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Priors:
+    """Prior hyper-parameters. ``None`` fields are filled from the data by :meth:`resolve`.
+
+    Attributes
+    ----------
+    weight_concentration : float, default 1.0
+        Dirichlet concentration α of every component (1 = uniform on the simplex).
+        With ``weight_prior="stick_breaking"``, the Dirichlet-process concentration.
+        Small values (< 0.1) favour emptying components but produced hundreds of
+        divergences in the issue-3 measurements: check ``sample_stats.diverging``.
+    weight_prior : {"dirichlet", "stick_breaking"}, default "dirichlet"
+        ``stick_breaking`` is the truncated Dirichlet process (as scikit-learn's
+        ``BayesianGaussianMixture``): over-specify K and let the posterior empty unused
+        components.
+    mean_loc : array (D,) or None
+        Prior centre of every mean; default the data mean.
+    mean_scale : array (D,) or float or None
+        Prior std of every mean coordinate; default 2 × the data std per feature (so
+        clusters anywhere in the data's range are plausible).
+    scale_loc : array (D,) or float or None
+        Median of the LogNormal prior on component std devs; default 0.5 × data std.
+    scale_log_sd : float, default 1.0
+        Std of log(scales): 1.0 spans a factor ~7 either way at ±2 sd.
+    lkj_concentration : float, default 2.0
+        LKJ η on each correlation matrix; η > 1 shrinks mildly towards independence.
+    """
+
+    weight_concentration: float = 1.0
+    weight_prior: str = "dirichlet"
+    mean_loc: object = None
+    mean_scale: object = None
+    scale_loc: object = None
+    scale_log_sd: float = 1.0
+    lkj_concentration: float = 2.0
+
+    def resolve(self, X) -> "Priors":
+        """Fill ``None`` fields from the data and validate; returns NumPy-valued priors."""
+        X = np.asarray(X)
+        D = X.shape[1]
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+
+        def vec(value, default, name):
+            v = np.broadcast_to(np.asarray(default if value is None else value, float), (D,))
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"Priors.{name} must be finite, got {value!r}")
+            return v.copy()
+
+        out = Priors(
+            weight_concentration=float(self.weight_concentration),
+            weight_prior=self.weight_prior,
+            mean_loc=vec(self.mean_loc, mean, "mean_loc"),
+            mean_scale=vec(self.mean_scale, 2.0 * std, "mean_scale"),
+            scale_loc=vec(self.scale_loc, 0.5 * std, "scale_loc"),
+            scale_log_sd=float(self.scale_log_sd),
+            lkj_concentration=float(self.lkj_concentration),
+        )
+        out.validate(D)
+        return out
+
+    def validate(self, n_features: int) -> None:
+        positive = {"weight_concentration": self.weight_concentration,
+                    "scale_log_sd": self.scale_log_sd,
+                    "lkj_concentration": self.lkj_concentration}
+        for name, value in positive.items():
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"Priors.{name} must be > 0, got {value!r}")
+        for name in ("mean_scale", "scale_loc"):
+            v = getattr(self, name)
+            if v is not None and np.any(np.asarray(v) <= 0):
+                raise ValueError(f"Priors.{name} must be > 0 in every feature, got {v!r}")
+        for name in ("mean_loc", "mean_scale", "scale_loc"):
+            v = getattr(self, name)
+            if v is not None and np.shape(v) not in ((), (n_features,)):
+                raise ValueError(f"Priors.{name} must be a scalar or shape ({n_features},), "
+                                 f"got shape {np.shape(v)}")
+        if self.weight_prior not in ("dirichlet", "stick_breaking"):
+            raise ValueError(f"Priors.weight_prior must be 'dirichlet' or 'stick_breaking', "
+                             f"got {self.weight_prior!r}")
+
+
+class MixtureLikelihood(dist.Distribution):
+    """p(x | θ) = Σ_k w_k N(x | μ_k, Σ_k) for one parameter set; event shape (D,).
+
+    ``log_prob`` is :func:`bayesgmm.density.log_resp`'s log-sum-exp over the
+    precision-Cholesky kernel, the code EM runs.
+    """
+
+    support = constraints.real_vector
+    arg_constraints = {}
+    pytree_data_fields = ("params",)
+
+    def __init__(self, params: GMMParams, *, validate_args=None):
+        self.params = params
+        super().__init__(batch_shape=(), event_shape=(params.n_features,),
+                         validate_args=validate_args)
+
+    def log_prob(self, value):
+        flat = value.reshape(-1, value.shape[-1])
+        return log_resp(self.params, flat)[1].reshape(value.shape[:-1])
+
+    def sample(self, key, sample_shape=()):
+        n = math.prod(sample_shape) if sample_shape else 1
+        X, _ = mixture_sample(key, self.params, n)
+        return X.reshape(*sample_shape, self.params.n_features)
+
+
+def from_sites(sites: dict, covariance_type: str = "full") -> GMMParams:
+    """Model sites (any leading batch dims, e.g. ``(chain, draw)``) -> ``GMMParams``."""
+    scales = sites["scales"]
+    if covariance_type == "full":
+        factor = scales[..., :, None] * sites["corr_chol"]  # diag(s) · C: rows scaled
+    elif covariance_type == "diag":
+        factor = scales
+    else:
+        raise ValueError(f"The Bayesian model supports covariance_type in "
+                         f"{MODEL_COVARIANCE_TYPES}, got {covariance_type!r}")
+    return GMMParams(sites["weights"], sites["means"], factor, covariance_type)
+
+
+def to_sites(params: GMMParams, covariance_type: str | None = None) -> dict:
+    """``GMMParams`` (any type, e.g. an EM fit) -> model sites, for ``init_to_value``.
+
+    A tied or spherical fit is expanded to per-component full (or diag) covariances.
+    """
+    covariance_type = covariance_type or (
+        "diag" if params.covariance_type in ("diag", "spherical") else "full")
+    full = jnp.asarray(params.full_covariances)  # (*B, K, D, D)
+    weights = jnp.asarray(params.weights)
+    sites = {"weights": weights / jnp.sum(weights, axis=-1, keepdims=True),
+             "means": jnp.asarray(params.means)}
+    if covariance_type == "diag":
+        sites["scales"] = jnp.sqrt(jnp.diagonal(full, axis1=-2, axis2=-1))
+        return sites
+    L = jnp.linalg.cholesky(full)
+    scales = jnp.sqrt(jnp.sum(L * L, axis=-1))  # row norms of L = sqrt(diag Σ)
+    sites["scales"] = scales
+    sites["corr_chol"] = L / scales[..., :, None]
+    return sites
+
+
+def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
+              priors: Priors, n_features: int | None = None, n_obs: int | None = None):
+    """NumPyro model of a K-component Gaussian mixture; ``priors`` must be resolved.
+
+    ``X=None`` samples from the prior predictive (give ``n_features`` and ``n_obs``).
+    """
+    if covariance_type not in MODEL_COVARIANCE_TYPES:
+        raise ValueError(f"The Bayesian model supports covariance_type in "
+                         f"{MODEL_COVARIANCE_TYPES}, got {covariance_type!r}")
+    K = n_components
+    D = X.shape[1] if X is not None else n_features
+    N = X.shape[0] if X is not None else n_obs
+    dtype = X.dtype if X is not None else jnp.zeros(()).dtype
+    as_ = lambda v: jnp.asarray(v, dtype)
+    alpha = as_(priors.weight_concentration)
+    if priors.weight_prior == "dirichlet":
+        weights = numpyro.sample("weights", dist.Dirichlet(jnp.full((K,), alpha)))
+    else:
+        with numpyro.plate("stick", K - 1):
+            v = numpyro.sample("stick_fractions", dist.Beta(jnp.ones((), dtype), alpha))
+        weights = numpyro.deterministic("weights", _stick_breaking(v))
+    with numpyro.plate("component", K):
+        means = numpyro.sample(
+            "means", dist.Normal(as_(priors.mean_loc), as_(priors.mean_scale)).to_event(1))
+        scales = numpyro.sample(
+            "scales",
+            dist.LogNormal(jnp.log(as_(priors.scale_loc)), as_(priors.scale_log_sd)).to_event(1))
+        sites = {"weights": weights, "means": means, "scales": scales}
+        if covariance_type == "full":
+            sites["corr_chol"] = numpyro.sample(
+                "corr_chol", dist.LKJCholesky(D, as_(priors.lkj_concentration)))
+    params = from_sites(sites, covariance_type)
+    with numpyro.plate("obs_id", N):
+        numpyro.sample("obs", MixtureLikelihood(params), obs=X)
+
+
+def _stick_breaking(v):
+    """Truncated stick-breaking: K-1 fractions -> K weights on the simplex."""
+    one = jnp.ones(v.shape[:-1] + (1,), v.dtype)
+    remaining = jnp.concatenate([one, jnp.cumprod(1 - v, axis=-1)], axis=-1)
+    return jnp.concatenate([v, one], axis=-1) * remaining

@@ -1,0 +1,165 @@
+"""Posterior summaries that survive label switching.
+
+Glossary: C chains, S draws per chain, N samples, D features, K components.
+
+A mixture's likelihood is invariant to permuting its components, so draws (and chains)
+may use different labelings, and per-component summaries and R-hat are then
+meaningless. :func:`relabel` matches every draw to a common labeling: Hungarian
+assignment (``scipy.optimize.linear_sum_assignment``) of each draw's components to a
+reference's, with cost the squared Mahalanobis distance between means under the
+reference covariance, plus the squared difference of log weights. The reference starts
+at the EM/MAP solution and is replaced by the relabeled posterior mean until no
+assignment changes (an iterated, ECR-style fixed point). Label-invariant quantities
+(the log density, ``predict_proba`` after relabeling, co-clustering) need no relabeling
+and are reported alongside.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from bayesgmm.covariance import ops
+from bayesgmm.density import log_resp
+from bayesgmm.params import GMMParams
+
+__all__ = ["Relabeling", "relabel", "permute_sites", "membership", "coclustering", "rhat",
+           "posterior_mean"]
+
+
+class Relabeling(NamedTuple):
+    params: GMMParams  # (C, S) draws, relabeled
+    permutations: np.ndarray  # (C, S, K): new component k was old permutations[..., k]
+    n_switched: int  # draws whose labeling was changed
+    n_iter: int
+
+
+def relabel(draws: GMMParams, reference: GMMParams, max_iter: int = 10) -> Relabeling:
+    """Permute each draw's components to match ``reference`` (batch shape ())."""
+    ref = reference.to_numpy()
+    B = draws.batch_shape
+    K = draws.n_components
+    flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[len(B):]),
+                                  draws)
+    identity = np.arange(K)
+    perms = np.broadcast_to(identity, (flat.weights.shape[0], K)).copy()
+    for it in range(1, max_iter + 1):
+        cost = _cost(flat, ref)  # (M, K_ref, K_draw)
+        new = np.stack([linear_sum_assignment(c)[1] for c in cost])
+        changed = np.any(new != perms)
+        perms = new
+        ref = posterior_mean(_apply(flat, perms))
+        if not changed and it > 1:
+            break
+    out = _apply(flat, perms)
+    out = jax.tree_util.tree_map(lambda a: a.reshape(*B, *a.shape[1:]), out)
+    n_switched = int(np.any(perms != identity, axis=1).sum())
+    return Relabeling(out, perms.reshape(*B, K), n_switched, it)
+
+
+def permute_sites(sites: dict, permutations: np.ndarray) -> dict:
+    """Apply :func:`relabel`'s permutations to raw model sites (component axis after B)."""
+    nb = permutations.ndim - 1
+    out = {}
+    for name, value in sites.items():
+        v = np.asarray(value)
+        if v.ndim > nb and v.shape[nb] == permutations.shape[-1] and name != "stick_fractions":
+            idx = permutations.reshape(permutations.shape + (1,) * (v.ndim - nb - 1))
+            out[name] = np.take_along_axis(v, idx, axis=nb)
+        else:
+            out[name] = v
+    return out
+
+
+def posterior_mean(draws: GMMParams) -> GMMParams:
+    """Mean over all batch dims of weights, means and covariances (as a full/diag/... fit)."""
+    p = draws.to_numpy()
+    nb = len(p.batch_shape)
+    axes = tuple(range(nb))
+    cov = np.asarray(p.covariances).mean(axis=axes)
+    w = p.weights.mean(axis=axes)
+    return GMMParams.from_sklearn(w / w.sum(), p.means.mean(axis=axes),
+                                  covariance_type=p.covariance_type, covariances=cov)
+
+
+def membership(draws: GMMParams, X, prob: float = 0.94, chunk_size: int = 512):
+    """Posterior mean and equal-tailed ``prob`` interval of p(z_n = k | x_n, θ) over draws.
+
+    Returns
+    -------
+    mean, lower, upper : arrays of shape (N, K)
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    flat = _flatten_batch(draws)
+    X = np.asarray(X)
+    q = [(1 - prob) / 2, (1 + prob) / 2]
+    means, lows, highs = [], [], []
+    fn = jax.jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
+    for start in range(0, X.shape[0], chunk_size):
+        r = np.asarray(fn(flat, jnp.asarray(X[start:start + chunk_size])))  # (M, n, K)
+        means.append(r.mean(axis=0))
+        lo, hi = np.quantile(r, q, axis=0)
+        lows.append(lo)
+        highs.append(hi)
+    return np.concatenate(means), np.concatenate(lows), np.concatenate(highs)
+
+
+def coclustering(draws: GMMParams, X, max_draws: int = 500, chunk_size: int = 256,
+                 key=None) -> np.ndarray:
+    """Posterior co-clustering matrix P(z_i = z_j | X), shape (N, N); label-invariant.
+
+    ``E_θ[Σ_k r_ik r_jk]`` over up to ``max_draws`` draws (a random subset if more),
+    accumulated over row chunks so N = 2000 needs only the (N, N) result in memory.
+    """
+    flat = _flatten_batch(draws)
+    M = flat.weights.shape[0]
+    if M > max_draws:
+        key = jax.random.PRNGKey(0) if key is None else key
+        idx = np.asarray(jax.random.choice(key, M, (max_draws,), replace=False))
+        flat = jax.tree_util.tree_map(lambda a: a[idx], flat)
+    X = jnp.asarray(np.asarray(X))
+    R = np.asarray(jax.jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))(flat, X))  # (M, N, K)
+    N = X.shape[0]
+    out = np.empty((N, N), dtype=R.dtype)
+    for start in range(0, N, chunk_size):
+        block = R[:, start:start + chunk_size]  # (M, n, K)
+        out[start:start + chunk_size] = np.einsum("mik,mjk->ij", block, R) / R.shape[0]
+    return out
+
+
+def rhat(x) -> float:
+    """Rank-normalised split R-hat (ArviZ) of a (chain, draw) array."""
+    import arviz as az
+
+    return float(az.rhat(np.asarray(x, dtype=np.float64)))
+
+
+def _flatten_batch(draws: GMMParams) -> GMMParams:
+    nb = len(draws.batch_shape)
+    return jax.tree_util.tree_map(
+        lambda a: np.asarray(a).reshape(-1, *np.shape(a)[nb:]), draws)
+
+
+def _cost(flat: GMMParams, ref: GMMParams) -> np.ndarray:
+    """(M, K_ref, K_draw): Mahalanobis² of draw means under reference covariances, plus
+    the squared log-weight difference."""
+    prec = np.asarray(ref.full_covariances)
+    prec = np.linalg.inv(prec)  # (K, D, D)
+    diff = flat.means[:, None, :, :] - ref.means[None, :, None, :]  # (M, Kr, Kd, D)
+    maha = np.einsum("mkjd,kde,mkje->mkj", diff, prec, diff)
+    lw = np.log(np.maximum(flat.weights, 1e-300))[:, None, :] - np.log(
+        np.maximum(ref.weights, 1e-300))[None, :, None]
+    return maha + lw**2
+
+
+def _apply(flat: GMMParams, perms: np.ndarray) -> GMMParams:
+    M, K = perms.shape
+    take = lambda a, extra: np.take_along_axis(a, perms.reshape(M, K, *([1] * extra)), axis=1)
+    axis = ops(flat.covariance_type).component_axis
+    factor = flat.cov_factor if axis is None else take(flat.cov_factor, -axis - 1)
+    return GMMParams(take(flat.weights, 0), take(flat.means, 1), factor, flat.covariance_type)
