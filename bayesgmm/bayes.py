@@ -28,7 +28,7 @@ from bayesgmm.validation import (
     compute_scope,
 )
 
-__all__ = ["BayesianGaussianMixture", "SamplingWarning"]
+__all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
 
 METHODS = ("nuts", "map", "svi")
 
@@ -139,7 +139,9 @@ class BayesianGaussianMixture(_BaseEstimator):
                 result = inference.fit_svi(k_run, Xj, map_params, num_steps=self.svi_steps,
                                            num_samples=self.num_samples,
                                            progress_bar=self.progress_bar, **kw)
-            result = jax.tree_util.tree_map(np.asarray, result)
+            to_np = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
+            result = result._replace(params=to_np(result.params), sites=to_np(result.sites),
+                                     sample_stats=to_np(result.sample_stats))
         self._set_fitted(result, map_params, X)
         return self
 
@@ -291,3 +293,30 @@ class _MapInfo:
     n_iter = 0
     lower_bound = float("nan")
     history = np.zeros(0)
+
+
+def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
+                         covariance_type: str = "full", random_state=0, **kwargs) -> dict:
+    """Choose K the Bayesian way: fit a :class:`BayesianGaussianMixture` per K and rank
+    them by PSIS-LOO (``arviz.compare``), next to EM's BIC/AIC/ICL for the same K.
+
+    Returns
+    -------
+    dict with
+        ``compare``: the ``arviz.compare`` DataFrame (best first, index ``"K=k"``);
+        ``em``: the :func:`bayesgmm.selection.sweep` table;
+        ``fits``: the fitted estimators by name;
+        ``best_loo`` / ``best_em``: the K each criterion picks.
+    """
+    from bayesgmm.idata import compare
+    from bayesgmm.selection import sweep
+
+    ks = [int(k) for k in n_components]
+    fits = {f"K={k}": BayesianGaussianMixture(k, method=method, covariance_type=covariance_type,
+                                              random_state=random_state, **kwargs).fit(X)
+            for k in ks}
+    table = compare({name: fit.idata_ for name, fit in fits.items()})
+    em = sweep(X, ks, (covariance_type,), random_state=random_state)
+    return {"compare": table, "em": em, "fits": fits,
+            "best_loo": int(table.index[0].split("=")[1]),
+            "best_em": int(em.best["n_components"])}

@@ -25,6 +25,14 @@ DTYPES = (np.float32, np.float64)
 
 
 @pytest.fixture
+def standard_promotion():
+    """NumPyro's own code (e.g. ``LKJCholesky.__init__``) mixes Python floats with int64
+    and fails under strict promotion; modules that drive NumPyro use this fixture."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+@pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
 

@@ -1,0 +1,84 @@
+"""The NumPyro model: site conversions, its likelihood against scikit-learn, priors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, in_scope
+from numpyro.infer import Predictive
+from numpyro.infer.util import log_likelihood
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm.model import Priors, from_sites, gmm_model, to_sites
+from bayesgmm.params import GMMParams
+
+pytestmark = pytest.mark.usefixtures("standard_promotion")
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_sites_round_trip(datasets, ct):
+    X = datasets["iris"]
+    sk = SkGM(3, covariance_type=ct, random_state=0).fit(X)
+    p = GMMParams.from_estimator(sk)
+    model_type = "diag" if ct in ("diag", "spherical") else "full"
+    with in_scope(np.float64):
+        sites = to_sites(p)
+        back = from_sites(sites, model_type)
+        full = np.asarray(back.full_covariances)
+        expected = np.asarray(p.full_covariances)
+        if model_type == "full":
+            C = np.asarray(sites["corr_chol"])
+            corr = C @ np.swapaxes(C, -1, -2)
+            np.testing.assert_allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(full, expected, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_model_likelihood_is_sklearns(datasets, ct):
+    X = datasets["aniso"]
+    sk = SkGM(3, covariance_type=ct, random_state=0).fit(X)
+    with in_scope(np.float64):
+        sites = {k: v[None] for k, v in to_sites(GMMParams.from_estimator(sk), ct).items()}
+        priors = Priors().resolve(X)
+        ll = log_likelihood(gmm_model, sites, jnp.asarray(X), n_components=3,
+                            covariance_type=ct, priors=priors)["obs"]
+        ll = np.asarray(ll)[0]
+    np.testing.assert_allclose(ll, sk.score_samples(X), rtol=1e-10)
+
+
+def test_prior_predictive_shapes():
+    priors = Priors().resolve(np.random.RandomState(0).normal(size=(50, 3)))
+    draws = Predictive(gmm_model, num_samples=5)(jax.random.PRNGKey(0), None, n_components=4,
+                                                 priors=priors, n_features=3, n_obs=7)
+    assert draws["obs"].shape == (5, 7, 3)
+    assert draws["corr_chol"].shape == (5, 4, 3, 3)
+    np.testing.assert_allclose(np.asarray(draws["weights"]).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_stick_breaking_weights_on_simplex():
+    priors = Priors(weight_prior="stick_breaking", weight_concentration=0.5).resolve(
+        np.random.RandomState(0).normal(size=(50, 2)))
+    draws = Predictive(gmm_model, num_samples=50)(jax.random.PRNGKey(1), None, n_components=6,
+                                                  priors=priors, n_features=2, n_obs=3)
+    w = np.asarray(draws["weights"])
+    assert w.shape == (50, 6) and np.all(w >= 0)
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    # Stick-breaking favours early components.
+    assert w[:, 0].mean() > w[:, -1].mean()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"weight_concentration": 0.0}, "weight_concentration"),
+    ({"weight_concentration": -1.0}, "weight_concentration"),
+    ({"scale_log_sd": 0.0}, "scale_log_sd"),
+    ({"lkj_concentration": -2.0}, "lkj_concentration"),
+    ({"mean_scale": -1.0}, "mean_scale"),
+    ({"scale_loc": [1.0, 0.0]}, "scale_loc"),
+    ({"mean_loc": [0.0, 0.0, 0.0]}, "shape"),
+    ({"weight_prior": "pitman-yor"}, "weight_prior"),
+    ({"mean_loc": [np.nan, 0.0]}, "finite"),
+])
+def test_bad_priors_are_refused(kwargs, match):
+    X = np.random.RandomState(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=match):
+        Priors(**kwargs).resolve(X)
