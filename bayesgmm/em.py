@@ -24,14 +24,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import ops
 from bayesgmm.params import GMMParams, select_components
-from bayesgmm.suffstats import SuffStats, auto_chunk_size, chunk, e_step_stats_chunked
+from bayesgmm.suffstats import SuffStats, auto_chunk_size, e_step_stats_chunked
+from bayesgmm.suffstats import psum as psum_stats
 
 __all__ = ["EMState", "FitInfo", "init", "e_step", "m_step", "step", "fit", "fit_restarts",
-           "TRACE_COUNT"]
+           "fit_sharded", "fit_stream", "online_update", "TRACE_COUNT"]
 
 # Bumped at trace time (Python side effect), so tests can count compilations.
 TRACE_COUNT = {"fit": 0}
@@ -74,9 +76,12 @@ def init(params: GMMParams, max_iter: int) -> EMState:
     )
 
 
-def e_step(params: GMMParams, Xb: Array, wb: Array) -> SuffStats:
-    """Sufficient statistics of the E-step over chunked data ``Xb (n_chunks, C, D)``."""
-    return e_step_stats_chunked(params, Xb, wb)
+def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
+           axis_name: str | None = None) -> SuffStats:
+    """Sufficient statistics of the E-step, over row chunks of ``X (N, D)``; summed
+    across devices when ``axis_name`` names a mapped axis (inside ``shard_map``)."""
+    stats = e_step_stats_chunked(params, X, sample_weight, chunk_size)
+    return stats if axis_name is None else psum_stats(stats, axis_name)
 
 
 def m_step(
@@ -103,10 +108,11 @@ def m_step(
     return select_components(previous.weights > 0, new, previous)
 
 
-def step(Xb: Array, wb: Array, state: EMState, *, reg_covar, tol) -> EMState:
+def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
+         chunk_size: int, axis_name: str | None = None) -> EMState:
     """One E-step + M-step; a non-finite result is flagged, not applied."""
     params = state.params
-    stats = e_step(params, Xb, wb)
+    stats = e_step(params, X, sample_weight, chunk_size, axis_name)
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
                  previous=params)
@@ -125,22 +131,23 @@ def step(Xb: Array, wb: Array, state: EMState, *, reg_covar, tol) -> EMState:
     )
 
 
-def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size):
+def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None):
     TRACE_COUNT["fit"] += 1
     dtype = X.dtype
     params = params.astype(dtype)
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], dtype)
+    sample_weight = sample_weight.astype(dtype)
     cs = chunk_size or auto_chunk_size(X.shape[0], params.n_components, X.shape[1],
                                        dtype.itemsize)
-    Xb, wb = chunk(X, sample_weight.astype(dtype), cs)
 
     def cond(s: EMState):
         return (s.n_iter < max_iter) & ~s.converged & ~s.nonfinite
 
-    body = lambda s: step(Xb, wb, s, reg_covar=reg_covar, tol=tol)
+    body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
+                          axis_name=axis_name)
     state = jax.lax.while_loop(cond, body, init(params, max_iter))
-    nk = e_step(state.params, Xb, wb).nk
+    nk = e_step(state.params, X, sample_weight, cs, axis_name).nk
     info = FitInfo(state.lower_bound, state.n_iter, state.converged, state.nonfinite,
                    state.bad_component, state.history, nk)
     return state.params, info
@@ -224,3 +231,191 @@ def fit_restarts(
     """
     return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
                              chunk_size=chunk_size)
+
+
+# ---- scale: sharded, streamed and online EM (same statistics, different sums) -----------
+
+
+def fit_sharded(
+    X,
+    params: GMMParams,
+    *,
+    sample_weight=None,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    chunk_size: int | None = None,
+    mesh=None,
+) -> tuple[GMMParams, FitInfo]:
+    """Data-parallel EM: rows sharded over the devices of ``mesh`` (axis ``"data"``),
+    statistics summed with ``psum`` each iteration, parameters replicated.
+
+    Every device runs the same ``while_loop`` on identical (psum'd) statistics, so the
+    result equals single-device EM to float tolerance. ``mesh`` defaults to all local
+    devices. For several hosts, call ``jax.distributed.initialize()`` on each first and
+    pass a mesh over ``jax.devices()`` (global); X must then be a global array sharded
+    by rows (``jax.make_array_from_process_local_data``).
+    """
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    if mesh is None:
+        mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    n_dev = mesh.shape["data"]
+    X = jnp.asarray(X)
+    dtype = X.dtype
+    w = jnp.ones(X.shape[0], dtype) if sample_weight is None else jnp.asarray(sample_weight,
+                                                                               dtype)
+    pad = (-X.shape[0]) % n_dev  # zero-weight rows so every device gets the same count
+    if pad:
+        X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, X.shape[1]))])
+        w = jnp.concatenate([w, jnp.zeros(pad, dtype)])
+    X = jax.device_put(X, NamedSharding(mesh, P("data", None)))
+    w = jax.device_put(w, NamedSharding(mesh, P("data")))
+    run = _sharded_runner(mesh, max_iter, chunk_size)
+    return run(X, params.astype(dtype), w, jnp.asarray(tol, dtype), jnp.asarray(reg_covar, dtype))
+
+
+_SHARDED: dict = {}
+
+
+def _sharded_runner(mesh, max_iter, chunk_size):
+    from jax.sharding import PartitionSpec as P
+
+    key = (mesh, max_iter, chunk_size)
+    if key not in _SHARDED:
+        def local(X, params, w, tol, reg):
+            return _fit(X, params, w, tol, reg, max_iter, chunk_size, axis_name="data")
+
+        mapped = jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P(), P("data"), P(),
+                                                           P()),
+                               out_specs=P(), check_vma=False)
+        _SHARDED[key] = jax.jit(mapped)
+    return _SHARDED[key]
+
+
+def fit_stream(
+    source,
+    params: GMMParams,
+    *,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    chunk_size: int = 65536,
+    dtype=None,
+    callback=None,
+) -> tuple[GMMParams, FitInfo]:
+    """Exact batch EM over data larger than memory: every iteration streams the data once,
+    summing the same sufficient statistics chunk by chunk, then takes one M-step.
+
+    Parameters
+    ----------
+    source : array-like (N, D) (e.g. ``np.memmap``), or a callable returning a fresh
+        iterable of ``X_chunk`` or ``(X_chunk, weight_chunk)`` blocks on every call.
+    chunk_size : int
+        Rows per device transfer for array sources; blocks from an iterable are padded
+        to a multiple of it, so one compiled program serves every block.
+    callback : callable(n_iter, lower_bound), optional
+        Progress report after every iteration.
+    """
+    dtype = np.dtype(dtype or params.dtype)
+    table_params = params.astype(dtype)
+    state_lb, history = -np.inf, []
+    converged = nonfinite = False
+    n_iter = 0
+    stats_fn = _stream_stats_jit
+    nk = None
+    for n_iter in range(1, max_iter + 1):
+        total = None
+        for Xc, wc in _blocks(source, chunk_size, dtype):
+            s = stats_fn(table_params, Xc, wc)
+            total = s if total is None else _add_jit(total, s)
+        lb = float(total.sum_wll / total.sum_w)
+        new = _m_step_jit(total, table_params, reg_covar)
+        ok = np.isfinite(lb) and all(np.all(np.isfinite(np.asarray(a)))
+                                     for a in jax.tree_util.tree_leaves(new))
+        history.append(lb)
+        if not ok:
+            nonfinite = True
+            break
+        nk = np.asarray(total.nk)
+        table_params = new
+        converged = abs(lb - state_lb) < tol
+        state_lb = lb
+        if callback is not None:
+            callback(n_iter, lb)
+        if converged:
+            break
+    hist = np.full(max_iter, np.nan)
+    hist[: len(history)] = history
+    K = params.n_components
+    info = FitInfo(np.asarray(state_lb), np.asarray(n_iter), np.asarray(converged),
+                   np.asarray(nonfinite), np.asarray(-1), hist,
+                   nk if nk is not None else np.zeros(K))
+    return table_params, info
+
+
+def online_update(stats: SuffStats | None, params: GMMParams, X, sample_weight, *,
+                  step_size, reg_covar) -> tuple[SuffStats, GMMParams]:
+    """Stepwise (online) EM (Cappé & Moulines 2009): blend this batch's normalised
+    statistics into the running ones with weight ``step_size``, then one M-step.
+
+    ``stats`` is None on the first batch. Returns the new running statistics and params.
+    """
+    return _online_jit(stats, params, X, sample_weight, step_size, reg_covar)
+
+
+def _online(stats, params, X, w, rho, reg):
+    from bayesgmm.suffstats import add, e_step_stats, recenter, scale
+
+    batch = e_step_stats(params, X, w)
+    batch = scale(batch, 1.0 / batch.sum_w)
+    if stats is not None:
+        old = recenter(stats, batch.shift)
+        batch = add(scale(old, 1.0 - rho), scale(batch, rho))
+    new = m_step(batch, covariance_type=params.covariance_type, reg_covar=reg, previous=params)
+    return batch, new
+
+
+def _blocks(source, chunk_size, dtype):
+    """(X_block, w_block) of exactly ``chunk_size`` rows (zero-weight padding)."""
+    def padded(Xc, wc):
+        n = Xc.shape[0]
+        if n == chunk_size:
+            return Xc, wc
+        pad = chunk_size - n
+        return (np.concatenate([Xc, np.zeros((pad, Xc.shape[1]), dtype)]),
+                np.concatenate([wc, np.zeros(pad, dtype)]))
+
+    def split(Xc, wc):
+        for start in range(0, Xc.shape[0], chunk_size):
+            yield padded(Xc[start:start + chunk_size], wc[start:start + chunk_size])
+
+    if callable(source):
+        for block in source():
+            Xc, wc = block if isinstance(block, tuple) else (block, None)
+            Xc = np.asarray(Xc, dtype)
+            wc = np.ones(Xc.shape[0], dtype) if wc is None else np.asarray(wc, dtype)
+            yield from split(Xc, wc)
+    else:
+        for start in range(0, source.shape[0], chunk_size):
+            Xc = np.asarray(source[start:start + chunk_size], dtype)
+            yield padded(Xc, np.ones(Xc.shape[0], dtype))
+
+
+def _stream_stats(params, X, w):
+    from bayesgmm.suffstats import e_step_stats
+
+    return e_step_stats(params, X, w)
+
+
+def _m_step_stream(stats, previous, reg):
+    return m_step(stats, covariance_type=previous.covariance_type, reg_covar=reg,
+                  previous=previous)
+
+
+_stream_stats_jit = jax.jit(_stream_stats)
+_add_jit = jax.jit(lambda a, b: a._replace(nk=a.nk + b.nk, sx=a.sx + b.sx, sxx=a.sxx + b.sxx,
+                                           sum_w=a.sum_w + b.sum_w,
+                                           sum_wll=a.sum_wll + b.sum_wll))
+_m_step_jit = jax.jit(_m_step_stream)
+_online_jit = jax.jit(_online)

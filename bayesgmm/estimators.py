@@ -208,6 +208,42 @@ class GaussianMixture(_BaseEstimator):
         """
         return self._fit(X, sample_weight, None)
 
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Online (stepwise) EM on one batch, for data that arrives over time.
+
+        The first call initialises from its batch (``init_params``); each call then
+        blends the batch's sufficient statistics into running ones with step size
+        ``(t + 2)^-0.6`` (Cappé & Moulines 2009) and takes one M-step. For data that is
+        all available but too large for memory, prefer exact streamed EM:
+        :func:`bayesgmm.em.fit_stream`.
+        """
+        X = check_array_2d(X, min_samples=1)
+        first = not hasattr(self, "_online_stats")
+        if first:
+            self._check_parameters()
+            if X.shape[0] < self.n_components:
+                raise ValueError(f"The first partial_fit batch needs n_samples >= n_components "
+                                 f"({self.n_components}), got {X.shape[0]}")
+        else:
+            check_n_features(X, self.n_features_in_, type(self).__name__)
+        w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        K = int(self.n_components)
+        with compute_scope(X.dtype):
+            Xj, wj = jnp.asarray(X), jnp.asarray(w)
+            if first:
+                params, stats, t = self._initial_params(Xj, wj, K)[0], None, 0
+            else:
+                params = self.params_.astype(X.dtype)
+                stats, t = self._online_stats, self._n_batches
+            stats, params = em.online_update(stats, params, Xj, wj, step_size=(t + 2.0) ** -0.6,
+                                             reg_covar=self.reg_covar)
+            stats, params = jax.tree_util.tree_map(np.asarray, (stats, params))
+        self._online_stats, self._n_batches = stats, t + 1
+        info = em.FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
+                          np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)
+        self._set_fitted(params, info, X.shape[1])
+        return self
+
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the component of each sample (shape (n_samples,))."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
@@ -281,6 +317,7 @@ class GaussianMixture(_BaseEstimator):
         info = info._replace(nk=info.nk[:K])
         self._report(info, all_info, X)
         self._set_fitted(best, info, X.shape[1])
+        self.__dict__.pop("_online_stats", None)  # a full fit restarts online learning
         return self
 
     def _check_parameters(self) -> None:

@@ -32,8 +32,9 @@ __all__ = [
     "e_step_stats_chunked",
     "stats_from_resp",
     "add",
+    "scale",
+    "recenter",
     "psum",
-    "chunk",
     "auto_chunk_size",
 ]
 
@@ -77,26 +78,60 @@ def e_step_stats(params: GMMParams, X: Array, sample_weight: Array) -> SuffStats
     return SuffStats(nk, sx, sxx, params.means, jnp.sum(sample_weight), jnp.sum(wll))
 
 
-def e_step_stats_chunked(params: GMMParams, Xb: Array, wb: Array) -> SuffStats:
-    """E-step statistics summed over chunks with ``lax.scan`` (bounded scratch memory).
+def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
+                         chunk_size: int) -> SuffStats:
+    """E-step statistics summed over row chunks with ``lax.scan``: scratch memory is
+    O(chunk_size · K · D) whatever N, and X is never copied.
+
+    Each step reads rows ``[i·C, (i+1)·C)`` with ``dynamic_slice``; the last chunk's start
+    is clamped to ``N - C``, and the rows it re-reads get weight 0.
 
     Parameters
     ----------
-    Xb : array of shape (n_chunks, C, D)
-    wb : array of shape (n_chunks, C)
+    X : array of shape (N, D)
+    sample_weight : array of shape (N,)
+    chunk_size : int
+        Static; ``>= N`` means a single pass.
     """
-    if Xb.shape[0] == 1:
-        return e_step_stats(params, Xb[0], wb[0])
+    N = X.shape[0]
+    if chunk_size >= N:
+        return e_step_stats(params, X, sample_weight)
+    n_chunks = -(-N // chunk_size)
 
-    def body(acc, xw):
-        return add(acc, e_step_stats(params, *xw)), None
+    def body(acc, i):
+        start = jnp.minimum(i * chunk_size, N - chunk_size)
+        xs = jax.lax.dynamic_slice_in_dim(X, start, chunk_size)
+        ws = jax.lax.dynamic_slice_in_dim(sample_weight, start, chunk_size)
+        fresh = (start + jnp.arange(chunk_size, dtype=jnp.int32)) >= i * chunk_size
+        return add(acc, e_step_stats(params, xs, jnp.where(fresh, ws, 0.0))), None
 
     zero = jax.tree_util.tree_map(
-        jnp.zeros_like, jax.eval_shape(e_step_stats, params, Xb[0], wb[0])
-    )
+        jnp.zeros_like, jax.eval_shape(e_step_stats, params, X[:chunk_size],
+                                       sample_weight[:chunk_size]))
     zero = zero._replace(shift=params.means)
-    stats, _ = jax.lax.scan(body, zero, (Xb, wb))
+    stats, _ = jax.lax.scan(body, zero, jnp.arange(n_chunks, dtype=jnp.int32))
     return stats
+
+
+def recenter(stats: SuffStats, shift: Array) -> SuffStats:
+    """The same statistics centred on a new ``shift (K, D)`` (exact):
+    with d = old - new, ``sx' = sx + nk d`` and ``sxx' = sxx + sx dᵀ + d sxᵀ + nk d dᵀ``
+    (diagonal forms for diag/spherical)."""
+    d = stats.shift - shift
+    nk = stats.nk[:, None]
+    sx = stats.sx + nk * d
+    if stats.sxx.ndim == 3:  # full / tied: (K, D, D)
+        outer = lambda a, b: a[:, :, None] * b[:, None, :]
+        sxx = stats.sxx + outer(stats.sx, d) + outer(d, stats.sx) + nk[..., None] * outer(d, d)
+    else:  # diag / spherical: (K, D)
+        sxx = stats.sxx + 2 * stats.sx * d + nk * d * d
+    return stats._replace(sx=sx, sxx=sxx, shift=shift)
+
+
+def scale(stats: SuffStats, factor) -> SuffStats:
+    """Multiply every summed statistic by ``factor`` (the shift is unchanged)."""
+    return SuffStats(stats.nk * factor, stats.sx * factor, stats.sxx * factor, stats.shift,
+                     stats.sum_w * factor, stats.sum_wll * factor)
 
 
 def stats_from_resp(
@@ -131,14 +166,3 @@ def auto_chunk_size(n_samples: int, n_components: int, n_features: int, itemsize
     per_row = max(1, 3 * n_components * n_features * itemsize)
     rows = max(256, budget // per_row)
     return int(min(n_samples, rows))
-
-
-def chunk(X: Array, sample_weight: Array, chunk_size: int) -> tuple[Array, Array]:
-    """Pad to a multiple of ``chunk_size`` (weight 0) and reshape to (n_chunks, C, ...)."""
-    N, D = X.shape
-    n_chunks = -(-N // chunk_size)
-    pad = n_chunks * chunk_size - N
-    if pad:
-        X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, D))], axis=0)
-        sample_weight = jnp.concatenate([sample_weight, jnp.zeros((pad,), sample_weight.dtype)])
-    return X.reshape(n_chunks, chunk_size, D), sample_weight.reshape(n_chunks, chunk_size)

@@ -209,3 +209,47 @@ def test_unhealthy_chains_warn_with_a_reason(blobs):
                                       jitter=1.0, random_state=0).fit(blobs[0])
     assert fit.warnings_ and all(isinstance(w, str) for w in fit.warnings_)
     assert any(str(r.message) in fit.warnings_ for r in record)
+
+
+def test_em_fit_exports_as_one_draw(blobs):
+    from bayesgmm.idata import from_params
+
+    X = blobs[0]
+    gm = GaussianMixture(4, random_state=0).fit(X)
+    idata = from_params(gm.params_, X)
+    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
+    ll = idata.log_likelihood.obs.values[0, 0]
+    np.testing.assert_allclose(ll, gm.score_samples(X), rtol=1e-10)
+    np.testing.assert_allclose(idata.posterior.covariances.values[0, 0], gm.covariances_,
+                               rtol=1e-12)
+
+
+PARALLEL_CHAINS = r"""
+import jax, numpy as np, jax.numpy as jnp
+assert jax.local_device_count() == 4
+from bayesgmm import GaussianMixture, Priors
+from bayesgmm.inference import sample_nuts
+from bayesgmm.datasets import make_blobs
+X, _ = make_blobs(n_samples=200, centers=2, cluster_std=0.5, random_state=0)
+X = X.astype(np.float32)
+gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
+r = sample_nuts(jax.random.PRNGKey(0), jnp.asarray(X), gm.params_, n_components=2,
+                covariance_type="diag", priors=Priors().resolve(X), num_warmup=100,
+                num_samples=100, num_chains=4)
+print(r.info["chain_method"], r.params.batch_shape, int(np.asarray(r.sample_stats["diverging"]).sum()))
+"""
+
+
+def test_chains_spread_over_devices():
+    """With 4 (simulated) devices, 4 chains run one per device (chain_method="parallel")."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run([sys.executable, "-c", PARALLEL_CHAINS], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    method, *rest = out.stdout.split()
+    assert method == "parallel"
+    assert "(4, 100)" in out.stdout

@@ -1,0 +1,128 @@
+"""Scale: chunked = unchunked = sharded (4 simulated devices) = streamed EM; online EM;
+bounded memory from XLA's compiled memory analysis; one program per sweep."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, in_scope
+
+from bayesgmm import GaussianMixture, em
+from bayesgmm.datasets import make_blobs
+from bayesgmm.initialize import init_params
+from bayesgmm.params import GMMParams
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = make_blobs(n_samples=1003, centers=3, n_features=3, random_state=1)
+    return X
+
+
+def _reference(X, ct, max_iter=10):
+    with in_scope(np.float64):
+        p0 = init_params(jax.random.PRNGKey(0), jnp.asarray(X), 3, ct)
+        p, info = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=max_iter)
+        return jax.tree_util.tree_map(np.asarray, (p0, p, info))
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_streamed_equals_in_memory(data, ct, tmp_path):
+    p0, ref, ref_info = _reference(data, ct)
+    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float64,
+                                   shape=data.shape)
+    mm[:] = data
+    mm.flush()
+    on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    seen = []
+    with in_scope(np.float64):
+        a, ia = em.fit_stream(on_disk, p0, tol=0.0, max_iter=10, chunk_size=128,
+                              callback=lambda i, lb: seen.append(i))
+        gen = lambda: (data[i:i + 300] for i in range(0, len(data), 300))
+        b, ib = em.fit_stream(gen, p0, tol=0.0, max_iter=10, chunk_size=128)
+    for p, info in ((a, ia), (b, ib)):
+        np.testing.assert_allclose(np.asarray(p.means), ref.means, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(p.cov_factor), ref.cov_factor, rtol=1e-11,
+                                   atol=1e-12)
+        assert float(info.lower_bound) == pytest.approx(float(ref_info.lower_bound), rel=1e-13)
+    assert seen == list(range(1, 11))
+
+
+SHARDED = r"""
+import jax, jax.numpy as jnp, numpy as np, sys
+assert len(jax.devices()) == 4
+from bayesgmm import em
+from bayesgmm.initialize import init_params
+X = np.load(sys.argv[1])
+out = {}
+with jax.enable_x64(True):
+    for ct in ["full", "tied", "diag", "spherical"]:
+        p0 = init_params(jax.random.PRNGKey(0), jnp.asarray(X), 3, ct)
+        a, ia = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=10)
+        b, ib = em.fit_sharded(jnp.asarray(X), p0, tol=0.0, max_iter=10, chunk_size=100)
+        err = max(np.abs(np.asarray(a.means) - np.asarray(b.means)).max(),
+                  np.abs(np.asarray(a.cov_factor) - np.asarray(b.cov_factor)).max(),
+                  abs(float(ia.lower_bound) - float(ib.lower_bound)))
+        print(ct, int(ib.n_iter), err)
+"""
+
+
+def test_sharded_equals_single_device(data, tmp_path):
+    np.save(tmp_path / "X.npy", data)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "X.npy")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split() for line in out.stdout.strip().splitlines()]
+    assert [r[0] for r in rows] == list(COVARIANCE_TYPES)
+    for ct, n_iter, err in rows:
+        assert int(n_iter) == 10 and float(err) < 1e-12, (ct, err)
+
+
+def test_online_partial_fit_approaches_batch_em():
+    X, y = make_blobs(n_samples=20000, centers=4, cluster_std=0.8, random_state=3)
+    batch = GaussianMixture(4, random_state=0).fit(X)
+    online = GaussianMixture(4, random_state=0)
+    for chunk in np.array_split(X, 40):
+        online.partial_fit(chunk)
+    order = [int(np.argmin(np.linalg.norm(online.means_ - m, axis=1))) for m in batch.means_]
+    assert sorted(order) == [0, 1, 2, 3]
+    np.testing.assert_allclose(online.means_[order], batch.means_, atol=0.05)
+    np.testing.assert_allclose(online.weights_[order], batch.weights_, atol=0.01)
+    assert online.n_iter_ == 40
+    with pytest.raises(ValueError, match="expecting 2 features"):
+        online.partial_fit(np.zeros((10, 3)))
+
+
+def test_memory_is_bounded_for_ten_million_rows():
+    """N=10^7, D=16, K=64 float32: XLA's own accounting of the compiled EM program.
+    Scratch must not grow with N (only X itself does), and all fits in 24 GB."""
+    D, K, f32 = 16, 64, jnp.float32
+
+    def analysis(N):
+        X = jax.ShapeDtypeStruct((N, D), f32)
+        p = GMMParams(jax.ShapeDtypeStruct((K,), f32), jax.ShapeDtypeStruct((K, D), f32),
+                      jax.ShapeDtypeStruct((K, D, D), f32), "full")
+        w = jax.ShapeDtypeStruct((N,), f32)
+        return em._fit_jit.lower(X, p, w, 1e-3, 1e-6, max_iter=100,
+                                 chunk_size=None).compile().memory_analysis()
+
+    big, small = analysis(10**7), analysis(10**6)
+    assert big.argument_size_in_bytes == pytest.approx(10**7 * (D + 1) * 4, rel=0.01)
+    assert big.temp_size_in_bytes < 200 * 2**20  # < 200 MiB of scratch
+    assert big.temp_size_in_bytes <= small.temp_size_in_bytes * 1.05  # independent of N
+    total = big.argument_size_in_bytes + big.temp_size_in_bytes + big.output_size_in_bytes
+    assert total < 24 * 2**30 / 4
+
+
+def test_sweep_compiles_one_em_program(blobs):
+    from bayesgmm.selection import sweep
+
+    X = blobs[0][:200]
+    before = em.TRACE_COUNT["fit"]
+    sweep(X, range(1, 9), random_state=0)
+    assert em.TRACE_COUNT["fit"] - before <= 1  # 8 values of K, at most one EM compile
