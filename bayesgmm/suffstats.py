@@ -161,8 +161,12 @@ def psum(stats: SuffStats, axis_name: str) -> SuffStats:
 
 
 def auto_chunk_size(n_samples: int, n_components: int, n_features: int, itemsize: int) -> int:
-    """Rows per chunk so the (K, C, D) scratch stays near 64 MiB; all rows if that fits."""
-    budget = 64 * 2**20
-    per_row = max(1, 3 * n_components * n_features * itemsize)
+    """Rows per chunk so each (K, C, D) intermediate is about 8 MiB; all rows if that fits.
+
+    Measured (N=2e5, D=8, K=32, float64, 2-core CPU): 8 MiB chunks ran 1.5x faster than
+    64 MiB ones (11.2 vs 7.4 GFLOP/s); smaller chunks pay the scan's per-step overhead.
+    """
+    budget = 8 * 2**20
+    per_row = max(1, n_components * n_features * itemsize)
     rows = max(256, budget // per_row)
     return int(min(n_samples, rows))

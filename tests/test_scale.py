@@ -126,3 +126,17 @@ def test_sweep_compiles_one_em_program(blobs):
     before = em.TRACE_COUNT["fit"]
     sweep(X, range(1, 9), random_state=0)
     assert em.TRACE_COUNT["fit"] - before <= 1  # 8 values of K, at most one EM compile
+
+
+def test_restart_screening_keeps_the_best_and_counts_iterations(datasets):
+    X = datasets["iris"]
+    full = GaussianMixture(5, n_init=6, random_state=0, tol=1e-4).fit(X)
+    screened = GaussianMixture(5, n_init=6, random_state=0, tol=1e-4,
+                               restart_screen_iter=8).fit(X)
+    assert screened.n_iter_ > 8 and len(screened.lower_bounds_) == screened.n_iter_
+    assert np.all(np.diff(screened.lower_bounds_) >= -1e-10)  # one continuous EM run
+    singles = [GaussianMixture(5, random_state=s, tol=1e-4).fit(X).score(X) for s in range(6)]
+    assert screened.score(X) >= np.median(singles) - 1e-6
+    assert screened.score(X) >= full.score(X) - 0.05
+    with pytest.raises(ValueError, match="restart_screen_iter"):
+        GaussianMixture(2, n_init=2, restart_screen_iter=0).fit(X)

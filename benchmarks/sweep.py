@@ -1,0 +1,56 @@
+"""BIC sweep over n_components 1..20: bayesgmm's padded one-program sweep against
+scikit-learn's loop, compile time included (a fresh process pays it once).
+
+    python benchmarks/sweep.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import _common  # noqa: F401
+import numpy as np
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm.datasets import make_blobs
+from bayesgmm.selection import sweep
+
+
+def compare(name, X, ks):
+    t = time.perf_counter()
+    table = sweep(X, ks, random_state=0)
+    ours_cold = time.perf_counter() - t
+    t = time.perf_counter()
+    sweep(X, ks, random_state=0)
+    ours_warm = time.perf_counter() - t
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        bics = [SkGM(k, random_state=0).fit(X).bic(X) for k in ks]
+        sk = time.perf_counter() - t
+    print(f"{name:28} {ours_cold:>9.2f} {ours_warm:>9.2f} {sk:>9.2f} "
+          f"{sk / ours_cold:>7.1f}x {table.best['n_components']:>5} "
+          f"{ks[int(np.argmin(bics))]:>5}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {_common.machine()}\n")
+    print(f"{'data':28} {'ours s':>9} {'(warm)':>9} {'sklearn s':>9} {'speedup':>8} "
+          f"{'K ours':>5} {'K sk':>5}")
+    ks = list(range(1, 21))
+    X, _ = make_blobs(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
+    compare("seed blobs (300 x 2)", X, ks)
+    if not args.quick:
+        rng = np.random.default_rng(0)
+        centers = rng.normal(0, 3, (6, 8))
+        Xb = centers[rng.integers(0, 6, 100_000)] + rng.normal(size=(100_000, 8))
+        compare("100,000 x 8, 6 clusters", Xb, ks)
+
+
+if __name__ == "__main__":
+    main()
