@@ -17,7 +17,7 @@ import numpy as np
 from bayesgmm import inference, posterior
 from bayesgmm.density import log_resp
 from bayesgmm.estimators import GaussianMixture, _BaseEstimator
-from bayesgmm.idata import from_params, to_inference_data
+from bayesgmm.idata import to_inference_data
 from bayesgmm.model import MODEL_COVARIANCE_TYPES, Priors
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import (

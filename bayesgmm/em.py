@@ -30,6 +30,7 @@ from bayesgmm._typing import Array
 from bayesgmm.covariance import ops
 from bayesgmm.params import GMMParams, select_components
 from bayesgmm.suffstats import SuffStats, auto_chunk_size, e_step_stats_chunked
+from bayesgmm.suffstats import add as add_stats
 from bayesgmm.suffstats import psum as psum_stats
 
 __all__ = ["EMState", "FitInfo", "init", "e_step", "m_step", "step", "fit", "fit_restarts",
@@ -440,8 +441,6 @@ def _m_step_stream(stats, previous, reg):
 
 
 _stream_stats_jit = jax.jit(_stream_stats)
-_add_jit = jax.jit(lambda a, b: a._replace(nk=a.nk + b.nk, sx=a.sx + b.sx, sxx=a.sxx + b.sxx,
-                                           sum_w=a.sum_w + b.sum_w,
-                                           sum_wll=a.sum_wll + b.sum_wll))
+_add_jit = jax.jit(add_stats)
 _m_step_jit = jax.jit(_m_step_stream)
 _online_jit = jax.jit(_online)

@@ -11,7 +11,6 @@ accepts, so it favours well-separated clusters. ``p = params.n_parameters``.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax.numpy as jnp

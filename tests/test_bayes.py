@@ -1,7 +1,6 @@
 """BayesianGaussianMixture end to end: NUTS on the seed blobs (4 chains x 500+500),
 relabeled diagnostics, membership intervals, ArviZ objects, MAP, SVI, LOO, errors."""
 
-import warnings
 
 import arviz as az
 import matplotlib

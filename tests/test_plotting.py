@@ -4,7 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
 import pytest  # noqa: E402
 from conftest import COVARIANCE_TYPES  # noqa: E402
 
