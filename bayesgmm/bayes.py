@@ -113,35 +113,24 @@ class BayesianGaussianMixture(_BaseEstimator):
             raise ValueError(f"Expected n_samples >= n_components but got n_components = "
                              f"{K}, n_samples = {X.shape[0]}")
         priors = (self.priors or Priors()).resolve(X)
-        key = check_random_state_key(self.random_state)
-        k_em, k_map, k_run = jax.random.split(key, 3)
-        seed = int(jax.random.randint(k_em, (), 0, 2**31 - 1))
+        k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
         self.em_ = GaussianMixture(K, covariance_type=self.covariance_type, n_init=self.n_init,
                                    reg_covar=self.reg_covar, max_iter=self.max_iter,
                                    tol=self.tol, init_params=self.init_params,
-                                   random_state=seed).fit(X)
-        kw = dict(n_components=K, covariance_type=self.covariance_type, priors=priors)
+                                   random_state=int(jax.random.randint(k_em, (), 0, 2**31 - 1))
+                                   ).fit(X)
         with compute_scope(X.dtype):
-            Xj = jnp.asarray(X)
-            em_params = self.em_.params_.astype(X.dtype)
-            map_result = inference.fit_map(k_map, Xj, em_params, **kw)
-            map_params = jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0],
-                                                map_result.params)
-            if self.method == "map":
-                result = map_result
-            elif self.method == "nuts":
-                result = inference.sample_nuts(
-                    k_run, Xj, map_params, num_warmup=self.num_warmup,
-                    num_samples=self.num_samples, num_chains=self.num_chains,
-                    jitter=self.jitter, target_accept_prob=self.target_accept_prob,
-                    progress_bar=self.progress_bar, **kw)
-            else:
-                result = inference.fit_svi(k_run, Xj, map_params, num_steps=self.svi_steps,
-                                           num_samples=self.num_samples,
-                                           progress_bar=self.progress_bar, **kw)
+            result, map_params = inference.run(
+                k_run, jnp.asarray(X), self.em_.params_.astype(X.dtype), self.method,
+                n_components=K, covariance_type=self.covariance_type, priors=priors,
+                num_chains=self.num_chains, num_warmup=self.num_warmup,
+                num_samples=self.num_samples, jitter=self.jitter,
+                target_accept_prob=self.target_accept_prob, svi_steps=self.svi_steps,
+                progress_bar=self.progress_bar)
             to_np = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
             result = result._replace(params=to_np(result.params), sites=to_np(result.sites),
                                      sample_stats=to_np(result.sample_stats))
+            map_params = to_np(map_params)
         self._set_fitted(result, map_params, X)
         return self
 
@@ -282,17 +271,12 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def _map_model(self) -> GaussianMixture:
         self._check_is_fitted()
+        from bayesgmm.em import FitInfo
+
         gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type)
-        info = _MapInfo()
+        info = FitInfo(np.nan, 0, True, False, -1, np.zeros(0), np.zeros(self.n_components))
         gm._set_fitted(self.map_params_, info, self.n_features_in_)
         return gm
-
-
-class _MapInfo:
-    converged = True
-    n_iter = 0
-    lower_bound = float("nan")
-    history = np.zeros(0)
 
 
 def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",

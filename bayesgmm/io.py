@@ -66,6 +66,7 @@ def save_model(model, directory: str | Path, *, extra: dict | None = None) -> Pa
 
 def load_model(directory: str | Path):
     """Rebuild the fitted estimator saved by :func:`save_model`."""
+    from bayesgmm.em import FitInfo
     from bayesgmm.estimators import GaussianMixture
 
     directory = Path(directory)
@@ -79,16 +80,7 @@ def load_model(directory: str | Path):
     params = GMMParams(*(np.asarray(a, dtype=meta["dtype"]) for a in
                          (params.weights, params.means, params.cov_factor)),
                        params.covariance_type)
-    info = _Info(meta)
+    info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
+                   np.asarray(meta["lower_bounds"], dtype=float), np.zeros(params.n_components))
     model._set_fitted(params, info, meta["n_features_in"])
     return model
-
-
-class _Info:
-    """The FitInfo fields ``_set_fitted`` reads, from meta.json."""
-
-    def __init__(self, meta):
-        self.converged = meta["converged"]
-        self.n_iter = meta["n_iter"]
-        self.lower_bound = meta["lower_bound"]
-        self.history = np.asarray(meta["lower_bounds"], dtype=float)
