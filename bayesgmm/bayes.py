@@ -213,7 +213,7 @@ class BayesianGaussianMixture(_BaseEstimator):
         key = check_random_state_key(self.random_state)
         k_draw, k_x = jax.random.split(key)
         p = self.params_
-        flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[2:]), p)
+        flat = p.flatten_batch()
         idx = np.asarray(jax.random.randint(k_draw, (n_samples,), 0, flat.weights.shape[0]))
         with compute_scope(p.dtype):
             draws = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), flat)

@@ -29,8 +29,15 @@ import numpy as np
 from bayesgmm._typing import Array
 from bayesgmm.covariance import ops
 from bayesgmm.params import GMMParams, select_components
-from bayesgmm.suffstats import SuffStats, auto_chunk_size, e_step_stats_chunked
-from bayesgmm.suffstats import add as add_stats
+from bayesgmm.suffstats import (
+    SuffStats,
+    add,
+    auto_chunk_size,
+    e_step_stats,
+    e_step_stats_chunked,
+    recenter,
+    scale,
+)
 from bayesgmm.suffstats import psum as psum_stats
 
 __all__ = ["EMState", "FitInfo", "init", "e_step", "m_step", "step", "fit", "fit_restarts",
@@ -117,9 +124,7 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
                  previous=params)
-    comp_ok = ops(new.covariance_type).factor_ok(new.cov_factor, new.n_components)
-    ok = jnp.isfinite(lower_bound) & jnp.all(comp_ok) & jnp.all(jnp.isfinite(new.means))
-    bad = jnp.where(jnp.all(comp_ok), -1, jnp.argmin(comp_ok)).astype(jnp.int32)
+    ok, bad = _step_health(new, lower_bound)
     change = lower_bound - state.lower_bound
     return EMState(
         params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, params),
@@ -130,6 +135,15 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
         bad_component=bad,
         history=state.history.at[state.n_iter].set(lower_bound),
     )
+
+
+def _step_health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
+    """Whether an M-step result may be applied, and the first bad component (-1: none):
+    a finite lower bound, finite means, and finite factors with a positive diagonal."""
+    comp_ok = ops(new.covariance_type).factor_ok(new.cov_factor, new.n_components)
+    ok = jnp.isfinite(lower_bound) & jnp.all(comp_ok) & jnp.all(jnp.isfinite(new.means))
+    bad = jnp.where(jnp.all(comp_ok), -1, jnp.argmin(comp_ok)).astype(jnp.int32)
+    return ok, bad
 
 
 def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None):
@@ -349,19 +363,17 @@ def fit_stream(
     state_lb, history = -np.inf, []
     converged = nonfinite = False
     n_iter = 0
-    stats_fn = _stream_stats_jit
     nk = None
+    bad = -1
     for n_iter in range(1, max_iter + 1):
         total = None
         for Xc, wc in _blocks(source, chunk_size, dtype):
-            s = stats_fn(table_params, Xc, wc)
+            s = _e_step_stats_jit(table_params, Xc, wc)
             total = s if total is None else _add_jit(total, s)
         lb = float(total.sum_wll / total.sum_w)
-        new = _m_step_jit(total, table_params, reg_covar)
-        ok = np.isfinite(lb) and all(np.all(np.isfinite(np.asarray(a)))
-                                     for a in jax.tree_util.tree_leaves(new))
+        new, ok, bad = _m_step_stream_jit(total, table_params, reg_covar)
         history.append(lb)
-        if not ok:
+        if not bool(ok):
             nonfinite = True
             break
         nk = np.asarray(total.nk)
@@ -376,7 +388,7 @@ def fit_stream(
     hist[: len(history)] = history
     K = params.n_components
     info = FitInfo(np.asarray(state_lb), np.asarray(n_iter), np.asarray(converged),
-                   np.asarray(nonfinite), np.asarray(-1), hist,
+                   np.asarray(nonfinite), np.asarray(int(bad) if nonfinite else -1), hist,
                    nk if nk is not None else np.zeros(K))
     return table_params, info
 
@@ -392,8 +404,6 @@ def online_update(stats: SuffStats | None, params: GMMParams, X, sample_weight, 
 
 
 def _online(stats, params, X, w, rho, reg):
-    from bayesgmm.suffstats import add, e_step_stats, recenter, scale
-
     batch = e_step_stats(params, X, w)
     batch = scale(batch, 1.0 / batch.sum_w)
     if stats is not None:
@@ -429,18 +439,15 @@ def _blocks(source, chunk_size, dtype):
             yield padded(Xc, np.ones(Xc.shape[0], dtype))
 
 
-def _stream_stats(params, X, w):
-    from bayesgmm.suffstats import e_step_stats
-
-    return e_step_stats(params, X, w)
-
-
 def _m_step_stream(stats, previous, reg):
-    return m_step(stats, covariance_type=previous.covariance_type, reg_covar=reg,
-                  previous=previous)
+    """M-step of streamed EM with the same health check as :func:`step`."""
+    new = m_step(stats, covariance_type=previous.covariance_type, reg_covar=reg,
+                 previous=previous)
+    ok, bad = _step_health(new, stats.sum_wll / stats.sum_w)
+    return new, ok, bad
 
 
-_stream_stats_jit = jax.jit(_stream_stats)
-_add_jit = jax.jit(add_stats)
-_m_step_jit = jax.jit(_m_step_stream)
+_e_step_stats_jit = jax.jit(e_step_stats)
+_add_jit = jax.jit(add)
+_m_step_stream_jit = jax.jit(_m_step_stream)
 _online_jit = jax.jit(_online)

@@ -317,9 +317,10 @@ class GaussianMixture(_BaseEstimator):
         w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         n_padded = n_padded or _bucket(K, *X.shape)
         with compute_scope(X.dtype):
-            init = self._initial_params(jnp.asarray(X), jnp.asarray(w), n_padded)
+            Xj, wj = jnp.asarray(X), jnp.asarray(w)  # one device copy, shared below
+            init = self._initial_params(Xj, wj, n_padded)
             best, info, all_info = em.fit_restarts(
-                jnp.asarray(X), init, sample_weight=jnp.asarray(w), tol=self.tol,
+                Xj, init, sample_weight=wj, tol=self.tol,
                 reg_covar=self.reg_covar, max_iter=self.max_iter, chunk_size=self.chunk_size,
                 screen_iter=int(self.restart_screen_iter or 0))
             best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
@@ -442,8 +443,7 @@ class GaussianMixture(_BaseEstimator):
 
     def _padded_params(self, dtype) -> GMMParams:
         """``params_`` padded as in fit, so prediction reuses that bucket's programs."""
-        n_padded = getattr(self, "_n_padded", self.n_components)
-        return pad_components(self.params_, n_padded).astype(dtype)
+        return pad_components(self.params_, self._n_padded).astype(dtype)
 
     def _log_resp(self, X):
         X = self._check_X(X)

@@ -30,6 +30,8 @@ from bayesgmm.density import score_samples
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
+_score_samples_jit = jax.jit(score_samples)
+
 __all__ = ["to_inference_data", "from_params", "loo", "waic", "summary", "compare"]
 
 DIMS = {
@@ -106,15 +108,13 @@ def pointwise_log_likelihood(params: GMMParams, X, chunk: int = 64) -> np.ndarra
     """log p(x_n | θ_cs), shape (C, S, N), computed in the data's dtype, chunked over draws."""
     C, S = params.batch_shape
     X = np.asarray(X)
-    flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(C * S, *np.shape(a)[2:]),
-                                  params)
-    fn = jax.jit(score_samples)
+    flat = params.flatten_batch()
     out = []
     with compute_scope(X.dtype):
         Xj = jnp.asarray(X)
         for start in range(0, C * S, chunk):
             part = jax.tree_util.tree_map(lambda a: a[start:start + chunk], flat)
-            out.append(np.asarray(fn(part.astype(X.dtype), Xj)))
+            out.append(np.asarray(_score_samples_jit(part.astype(X.dtype), Xj)))
     return np.concatenate(out).reshape(C, S, X.shape[0])
 
 

@@ -94,6 +94,13 @@ class GMMParams:
             raise IndexError("GMMParams has no batch dims to index")
         return jax.tree_util.tree_map(lambda a: a[index], self)
 
+    def flatten_batch(self) -> "GMMParams":
+        """All batch dims merged into one: batch shape ``B`` -> ``(prod(B),)``, as NumPy
+        (e.g. (chain, draw) draws -> one axis of draws)."""
+        nb = len(self.batch_shape)
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[nb:]),
+                                      self)
+
     def astype(self, dtype) -> "GMMParams":
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), self)
 

@@ -27,6 +27,10 @@ from bayesgmm.covariance import ops
 from bayesgmm.density import log_resp
 from bayesgmm.params import GMMParams
 
+# Responsibilities p(z | x, θ) for a batch of draws: (M, N, K). Jitted once, at module level,
+# so repeated predict_proba / membership calls reuse the compiled program.
+_resp_jit = jax.jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
+
 __all__ = ["Relabeling", "relabel", "permute_sites", "membership", "coclustering", "rhat",
            "posterior_mean"]
 
@@ -43,8 +47,7 @@ def relabel(draws: GMMParams, reference: GMMParams, max_iter: int = 10) -> Relab
     ref = reference.to_numpy()
     B = draws.batch_shape
     K = draws.n_components
-    flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[len(B):]),
-                                  draws)
+    flat = draws.flatten_batch()
     identity = np.arange(K)
     perms = np.broadcast_to(identity, (flat.weights.shape[0], K)).copy()
     for it in range(1, max_iter + 1):
@@ -95,13 +98,12 @@ def membership(draws: GMMParams, X, prob: float = 0.94, chunk_size: int = 512):
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
-    flat = _flatten_batch(draws)
+    flat = draws.flatten_batch()
     X = np.asarray(X)
     q = [(1 - prob) / 2, (1 + prob) / 2]
     means, lows, highs = [], [], []
-    fn = jax.jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
     for start in range(0, X.shape[0], chunk_size):
-        r = np.asarray(fn(flat, jnp.asarray(X[start:start + chunk_size])))  # (M, n, K)
+        r = np.asarray(_resp_jit(flat, jnp.asarray(X[start:start + chunk_size])))  # (M, n, K)
         means.append(r.mean(axis=0))
         lo, hi = np.quantile(r, q, axis=0)
         lows.append(lo)
@@ -116,14 +118,14 @@ def coclustering(draws: GMMParams, X, max_draws: int = 500, chunk_size: int = 25
     ``E_θ[Σ_k r_ik r_jk]`` over up to ``max_draws`` draws (a random subset if more),
     accumulated over row chunks so N = 2000 needs only the (N, N) result in memory.
     """
-    flat = _flatten_batch(draws)
+    flat = draws.flatten_batch()
     M = flat.weights.shape[0]
     if M > max_draws:
         key = jax.random.PRNGKey(0) if key is None else key
         idx = np.asarray(jax.random.choice(key, M, (max_draws,), replace=False))
         flat = jax.tree_util.tree_map(lambda a: a[idx], flat)
     X = jnp.asarray(np.asarray(X))
-    R = np.asarray(jax.jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))(flat, X))  # (M, N, K)
+    R = np.asarray(_resp_jit(flat, X))  # (M, N, K)
     N = X.shape[0]
     out = np.empty((N, N), dtype=R.dtype)
     for start in range(0, N, chunk_size):
@@ -137,12 +139,6 @@ def rhat(x) -> float:
     import arviz as az
 
     return float(az.rhat(np.asarray(x, dtype=np.float64)))
-
-
-def _flatten_batch(draws: GMMParams) -> GMMParams:
-    nb = len(draws.batch_shape)
-    return jax.tree_util.tree_map(
-        lambda a: np.asarray(a).reshape(-1, *np.shape(a)[nb:]), draws)
 
 
 def _cost(flat: GMMParams, ref: GMMParams) -> np.ndarray:

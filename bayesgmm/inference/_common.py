@@ -7,8 +7,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.util import initialize_model, unconstrain_fn
-from numpyro.infer import init_to_value
+import numpy as np
+from numpyro.infer.util import unconstrain_fn
 
 from bayesgmm.model import Priors, gmm_model, to_sites
 from bayesgmm.params import GMMParams
@@ -29,6 +29,7 @@ def unconstrained(model, X, sites: dict) -> dict:
     return unconstrain_fn(model, (X,), {}, sites)
 
 
-def model_info(key, model, X, sites):
-    return initialize_model(key, model, model_args=(X,),
-                            init_strategy=init_to_value(values=sites), dynamic_args=False)
+def priors_key(priors: Priors) -> tuple:
+    """A hashable key of resolved priors, for the caches of compiled samplers/optimisers."""
+    return tuple(np.asarray(v).tobytes() if v is not None and not isinstance(v, str) else v
+                 for v in vars(priors).values())

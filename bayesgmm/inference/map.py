@@ -17,7 +17,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayesgmm.inference import InferenceResult
-from bayesgmm.inference._common import bound_model, init_sites, unconstrained
+from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
 from bayesgmm.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
@@ -31,12 +31,10 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
 
     ``key`` is unused (the optimisation is deterministic) and kept for a uniform API.
     """
-    from bayesgmm.inference.nuts import _priors_key
-
     model = bound_model(n_components, covariance_type, priors)
     sites = init_sites(init, covariance_type, X.dtype)
     z0 = unconstrained(model, X, sites)
-    cache_key = (n_components, covariance_type, _priors_key(priors), num_steps)
+    cache_key = (n_components, covariance_type, priors_key(priors), num_steps)
     if cache_key not in _RUNNERS:
         _RUNNERS[cache_key] = _make_runner(model, num_steps)
     z, trace = _RUNNERS[cache_key](X, z0, jnp.asarray(learning_rate, X.dtype),

@@ -16,7 +16,7 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS
 
 from bayesgmm.inference import InferenceResult
-from bayesgmm.inference._common import bound_model, init_sites, unconstrained
+from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
 from bayesgmm.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
@@ -108,7 +108,7 @@ def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
 
 def _mcmc(model, priors, K, ct, num_warmup, num_samples, num_chains, target, depth,
           chain_method, progress_bar):
-    key = (K, ct, _priors_key(priors), num_warmup, num_samples, num_chains, float(target),
+    key = (K, ct, priors_key(priors), num_warmup, num_samples, num_chains, float(target),
            depth, chain_method, progress_bar)
     if key not in _MCMC_CACHE:
         kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
@@ -116,8 +116,3 @@ def _mcmc(model, priors, K, ct, num_warmup, num_samples, num_chains, target, dep
                                 num_chains=num_chains, chain_method=chain_method,
                                 progress_bar=progress_bar, jit_model_args=True)
     return _MCMC_CACHE[key]
-
-
-def _priors_key(priors: Priors):
-    return tuple(np.asarray(v).tobytes() if v is not None and not isinstance(v, str) else v
-                 for v in vars(priors).values())
