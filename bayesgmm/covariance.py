@@ -62,6 +62,9 @@ class CovarianceOps(NamedTuple):
     factor_ok: Callable[[Array, int], Array]
     # (sxx, nk (K,), delta (K,D), total weight, reg_covar) -> factor
     factor_from_moments: Callable[[Array, Array, Array, Array, Array], Array]
+    # (factor, K, D) -> precision per component for the moments kernel: (K, D, D) for
+    # full/tied, its diagonal (K, D) for diag/spherical (which sets the feature map)
+    moment_precision: Callable[[Array, int, int], Array]
 
 
 def _eye_like(D: int, dtype) -> Array:
@@ -134,6 +137,8 @@ FULL = CovarianceOps(
     second_moment=_full_second_moment,
     factor_ok=lambda L, K: _tril_ok(L),
     factor_from_moments=_full_factor,
+    moment_precision=lambda L, K, D: (lambda Li: _matmul(jnp.swapaxes(Li, -1, -2), Li))(
+        _tril_inv(L)),
 )
 
 # --- tied ---------------------------------------------------------------------------
@@ -165,6 +170,8 @@ TIED = FULL._replace(
     scale_noise=lambda L, k, z: _matmul(L, z[..., None])[..., 0],
     factor_ok=lambda L, K: jnp.broadcast_to(_tril_ok(L), (K,)),
     factor_from_moments=_tied_factor,
+    moment_precision=lambda L, K, D: jnp.broadcast_to(
+        (lambda Li: _matmul(Li.T, Li))(_tril_inv(L)), (K, D, D)),
 )
 
 # --- diag ---------------------------------------------------------------------------
@@ -203,6 +210,7 @@ DIAG = CovarianceOps(
     second_moment=_diag_second_moment,
     factor_ok=lambda s, K: jnp.all(jnp.isfinite(s) & (s > 0), axis=-1),
     factor_from_moments=_diag_factor,
+    moment_precision=lambda s, K, D: 1.0 / (s * s),
 )
 
 # --- spherical ----------------------------------------------------------------------
@@ -228,6 +236,7 @@ SPHERICAL = DIAG._replace(
     scale_noise=lambda s, k, z: s[k] * z,
     factor_ok=lambda s, K: jnp.isfinite(s) & (s > 0),
     factor_from_moments=_spherical_factor,
+    moment_precision=lambda s, K, D: jnp.broadcast_to((1.0 / (s * s))[:, None], (K, D)),
 )
 
 TABLE: dict[str, CovarianceOps] = {

@@ -35,7 +35,9 @@ from bayesgmm.suffstats import (
     auto_chunk_size,
     e_step_stats,
     e_step_stats_chunked,
+    mixture_center,
     recenter,
+    resolve_kernel,
     scale,
 )
 from bayesgmm.suffstats import psum as psum_stats
@@ -85,10 +87,13 @@ def init(params: GMMParams, max_iter: int) -> EMState:
 
 
 def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
-           axis_name: str | None = None) -> SuffStats:
+           axis_name: str | None = None, *, kernel: str = "auto",
+           center: Array | None = None) -> SuffStats:
     """Sufficient statistics of the E-step, over row chunks of ``X (N, D)``; summed
-    across devices when ``axis_name`` names a mapped axis (inside ``shard_map``)."""
-    stats = e_step_stats_chunked(params, X, sample_weight, chunk_size)
+    across devices when ``axis_name`` names a mapped axis (inside ``shard_map``).
+    ``kernel`` and ``center``: see :mod:`bayesgmm.suffstats`."""
+    stats = e_step_stats_chunked(params, X, sample_weight, chunk_size, kernel=kernel,
+                                 center=center)
     return stats if axis_name is None else psum_stats(stats, axis_name)
 
 
@@ -117,10 +122,12 @@ def m_step(
 
 
 def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
-         chunk_size: int, axis_name: str | None = None) -> EMState:
+         chunk_size: int, axis_name: str | None = None, kernel: str = "auto",
+         center: Array | None = None) -> EMState:
     """One E-step + M-step; a non-finite result is flagged, not applied."""
     params = state.params
-    stats = e_step(params, X, sample_weight, chunk_size, axis_name)
+    stats = e_step(params, X, sample_weight, chunk_size, axis_name, kernel=kernel,
+                   center=center)
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
                  previous=params)
@@ -146,29 +153,34 @@ def _step_health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
     return ok, bad
 
 
-def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None):
+def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None,
+         kernel="auto", center=None):
     TRACE_COUNT["fit"] += 1
     dtype = X.dtype
     params = params.astype(dtype)
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], dtype)
     sample_weight = sample_weight.astype(dtype)
+    kernel = resolve_kernel(kernel, dtype)
+    if kernel == "moments" and center is None:
+        center = mixture_center(params)  # fixed for the whole fit
     cs = chunk_size or auto_chunk_size(X.shape[0], params.n_components, X.shape[1],
-                                       dtype.itemsize)
+                                       dtype.itemsize, kernel)
 
     def cond(s: EMState):
         return (s.n_iter < max_iter) & ~s.converged & ~s.nonfinite
 
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
-                          axis_name=axis_name)
+                          axis_name=axis_name, kernel=kernel, center=center)
     state = jax.lax.while_loop(cond, body, init(params, max_iter))
-    nk = e_step(state.params, X, sample_weight, cs, axis_name).nk
+    nk = e_step(state.params, X, sample_weight, cs, axis_name, kernel=kernel,
+                center=center).nk
     info = FitInfo(state.lower_bound, state.n_iter, state.converged, state.nonfinite,
                    state.bad_component, state.history, nk)
     return state.params, info
 
 
-_fit_jit = jax.jit(_fit, static_argnames=("max_iter", "chunk_size"))
+_fit_jit = jax.jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel"))
 
 
 def fit(
@@ -180,6 +192,7 @@ def fit(
     reg_covar: float = 1e-6,
     max_iter: int = 100,
     chunk_size: int | None = None,
+    kernel: str = "auto",
 ) -> tuple[GMMParams, FitInfo]:
     """Run EM from ``params`` until ``|Δ lower bound| < tol`` or ``max_iter`` iterations.
 
@@ -194,7 +207,11 @@ def fit(
     tol, reg_covar : float
         Traced: changing them does not recompile.
     max_iter, chunk_size : int
-        Static. ``chunk_size=None`` picks one from the shapes (64 MiB of scratch).
+        Static. ``chunk_size=None`` picks one from the shapes (see
+        :func:`bayesgmm.suffstats.auto_chunk_size`).
+    kernel : {"auto", "centred", "moments"}
+        Static. ``"auto"``: moments in float64, centred in float32
+        (:mod:`bayesgmm.suffstats` explains both).
 
     Returns
     -------
@@ -203,14 +220,21 @@ def fit(
     info : FitInfo
     """
     return _fit_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
-                    chunk_size=chunk_size)
+                    chunk_size=chunk_size, kernel=kernel)
 
 
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
-                  screen_iter=0):
+                  screen_iter=0, kernel="auto"):
+    kernel = resolve_kernel(kernel, X.dtype)
+    # One shift for every restart, so the moments kernel's features T(x) are computed
+    # once per chunk and shared by the vmapped restarts (one wider matmul).
+    center = (jnp.mean(jax.vmap(mixture_center)(params.astype(X.dtype)), axis=0)
+              if kernel == "moments" else None)
+    fit = lambda q, tol, n: _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size,
+                                 kernel=kernel, center=center)
+
     def run_all(p, n):
-        fit_one = lambda q: _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size)
-        return jax.vmap(fit_one)(p)
+        return jax.vmap(lambda q: fit(q, tol, n))(p)
 
     def best_of(all_params, infos):
         score = jnp.where(infos.nonfinite, -jnp.inf, infos.lower_bound)
@@ -225,17 +249,16 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         return best_params, best_info, infos
     # Small-EM (Biernacki, Celeux & Govaert 2003): every restart runs `screen_iter`
     # iterations (tol=-1: none stops early), then only the best continues.
-    fit_short = lambda q: _fit(X, q, sample_weight, -1.0, reg_covar, screen_iter, chunk_size)
-    short_params, short_infos = jax.vmap(fit_short)(params)
+    short_params, short_infos = jax.vmap(lambda q: fit(q, -1.0, screen_iter))(params)
     start, start_info = best_of(short_params, short_infos)
-    p, info = _fit(X, start, sample_weight, tol, reg_covar, max_iter - screen_iter, chunk_size)
+    p, info = fit(start, tol, max_iter - screen_iter)
     info = info._replace(n_iter=info.n_iter + start_info.n_iter,
                          history=jnp.concatenate([start_info.history, info.history]))
     return p, info, short_infos
 
 
 _fit_restarts_jit = jax.jit(_fit_restarts,
-                            static_argnames=("max_iter", "chunk_size", "screen_iter"))
+                            static_argnames=("max_iter", "chunk_size", "screen_iter", "kernel"))
 
 
 def fit_restarts(
@@ -248,6 +271,7 @@ def fit_restarts(
     max_iter: int = 100,
     chunk_size: int | None = None,
     screen_iter: int = 0,
+    kernel: str = "auto",
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -271,7 +295,7 @@ def fit_restarts(
         Every restart's, with leading axis R.
     """
     return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
-                             chunk_size=chunk_size, screen_iter=screen_iter)
+                             chunk_size=chunk_size, screen_iter=screen_iter, kernel=kernel)
 
 
 # ---- scale: sharded, streamed and online EM (same statistics, different sums) -----------
