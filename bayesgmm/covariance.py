@@ -63,8 +63,10 @@ class CovarianceOps(NamedTuple):
     # (sxx, nk (K,), delta (K,D), total weight, reg_covar) -> factor
     factor_from_moments: Callable[[Array, Array, Array, Array, Array], Array]
     # (factor, K, D) -> precision per component for the moments kernel: (K, D, D) for
-    # full/tied, its diagonal (K, D) for diag/spherical (which sets the feature map)
+    # full/tied, its diagonal (K, D) for diag/spherical
     moment_precision: Callable[[Array, int, int], Array]
+    # the moments kernel's second-order features: all products x_a x_b (True) or squares
+    full_moments: bool
 
 
 def _eye_like(D: int, dtype) -> Array:
@@ -139,6 +141,7 @@ FULL = CovarianceOps(
     factor_from_moments=_full_factor,
     moment_precision=lambda L, K, D: (lambda Li: _matmul(jnp.swapaxes(Li, -1, -2), Li))(
         _tril_inv(L)),
+    full_moments=True,
 )
 
 # --- tied ---------------------------------------------------------------------------
@@ -211,6 +214,7 @@ DIAG = CovarianceOps(
     factor_ok=lambda s, K: jnp.all(jnp.isfinite(s) & (s > 0), axis=-1),
     factor_from_moments=_diag_factor,
     moment_precision=lambda s, K, D: 1.0 / (s * s),
+    full_moments=False,
 )
 
 # --- spherical ----------------------------------------------------------------------

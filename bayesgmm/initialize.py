@@ -44,9 +44,24 @@ def _sq_dist(X: Array, C: Array) -> Array:
     return jnp.sum((X[:, None, :] - C[None, :, :]) ** 2, axis=-1)
 
 
-def _masked_dist(X: Array, C: Array, active: Array) -> Array:
-    """Squared distances with inactive (padding) centres at +inf, so never nearest."""
-    return jnp.where(active[None, :], _sq_dist(X, C), jnp.inf)
+def _nearest(X: Array, C: Array, active: Array) -> Array:
+    """Index of the nearest active centre, (N,) int32, in matmul form:
+    argmin_k |c_k|² - 2 x·c_k (|x|² is the same for every k). Callers centre X first, so
+    the float32 products stay small."""
+    score = jnp.sum(C * C, axis=-1)[None, :] - 2 * jnp.matmul(X, C.T, precision=HIGHEST)
+    return jnp.argmin(jnp.where(active[None, :], score, jnp.inf), axis=1).astype(jnp.int32)
+
+
+def _draw(key: PRNGKey, mass: Array, n: int) -> Array:
+    """``n`` indices drawn with probability ∝ ``mass (N,)`` (non-negative, not all 0), by
+    inverse CDF: one cumulative sum and ``n`` binary searches, where
+    ``jax.random.categorical`` would draw N Gumbel variates per index."""
+    cdf = jnp.cumsum(mass)
+    # One key per draw: the first draws do not depend on n (so not on padding).
+    u = jax.vmap(lambda k: jax.random.uniform(k, (), mass.dtype))(jax.random.split(key, n))
+    u = u * cdf[-1]
+    idx = jnp.searchsorted(cdf, u, side="right")
+    return jnp.minimum(idx, mass.shape[0] - 1).astype(jnp.int32)
 
 
 def kmeans_plusplus(
@@ -71,23 +86,21 @@ def kmeans_plusplus(
     N, D = X.shape
     max_trials = 2 + int(math.log(n_clusters))
     upper = jnp.asarray(n_clusters if n_active is None else n_active, jnp.int32)
-    # Trials beyond 2 + ⌊log n_active⌋ are masked, and each trial has its own key, so the
+    # Trials beyond 2 + ⌊log n_active⌋ are masked, and each seed has its own key, so the
     # seeds do not depend on how far the components are padded.
     n_trials = 2 + jnp.floor(jnp.log(upper.astype(jnp.float32) + 1e-3)).astype(jnp.int32)
     key0, key = jax.random.split(key)
-    first = jax.random.categorical(key0, jnp.log(sample_weight))
+    first = _draw(key0, sample_weight, 1)[0]
     centers = jnp.broadcast_to(X[first], (n_clusters, D))
     closest = jnp.sum((X - X[first]) ** 2, axis=-1)  # (N,)
 
     def body(i, carry):
         centers, closest, key = carry
         key, sub = jax.random.split(key)
-        pot = closest * sample_weight
-        logits = jnp.log(jnp.maximum(pot, 0.0))
+        pot = jnp.maximum(closest * sample_weight, 0.0)
         # All-zero potential (duplicates): fall back to weights.
-        logits = jnp.where(jnp.sum(pot) > 0, logits, jnp.log(sample_weight))
-        trial_keys = jax.random.split(sub, max_trials)
-        cand = jax.vmap(lambda k: jax.random.categorical(k, logits))(trial_keys)
+        mass = jnp.where(jnp.sum(pot) > 0, pot, sample_weight)
+        cand = _draw(sub, mass, max_trials)
         d = _sq_dist(X, X[cand])  # (N, max_trials)
         new_closest = jnp.minimum(closest[:, None], d)
         potential = jnp.sum(new_closest * sample_weight[:, None], axis=0)
@@ -102,10 +115,12 @@ def kmeans_plusplus(
 
 def kmeans(
     key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_lloyd: int = 30,
-    active: Array | None = None,
+    active: Array | None = None, tol: float = 1e-4,
 ) -> tuple[Array, Array]:
-    """Weighted Lloyd's algorithm from k-means++ seeds; a fixed number of iterations.
+    """Weighted Lloyd's algorithm from k-means++ seeds, at most ``n_lloyd`` iterations.
 
+    Stops early, like scikit-learn's ``KMeans``, once the centres move less than
+    ``tol`` times the mean feature variance (squared, summed over centres).
     ``active (K,)`` masks padding clusters out (they get no samples).
 
     Returns
@@ -115,20 +130,36 @@ def kmeans(
     """
     if active is None:
         active = jnp.ones(n_clusters, bool)
-    centers = kmeans_plusplus(key, X, sample_weight, n_clusters,
+    # Distances are translation-invariant: centre once so matmul-form distances are
+    # accurate in float32 for data far from the origin.
+    total = jnp.sum(sample_weight)
+    mean = jnp.matmul(sample_weight, X, precision=HIGHEST) / total
+    Xc = X - mean
+    var = jnp.matmul(sample_weight, Xc * Xc, precision=HIGHEST) / total
+    threshold = tol * jnp.mean(var)
+    centers = kmeans_plusplus(key, Xc, sample_weight, n_clusters,
                               jnp.sum(active, dtype=jnp.int32))
 
-    def body(_, centers):
-        labels = jnp.argmin(_masked_dist(X, centers, active), axis=1)
+    def update(centers):
+        labels = _nearest(Xc, centers, active)
         onehot = jax.nn.one_hot(labels, n_clusters, dtype=X.dtype) * sample_weight[:, None]
         counts = jnp.sum(onehot, axis=0)
-        sums = jnp.matmul(onehot.T, X, precision=HIGHEST)
+        sums = jnp.matmul(onehot.T, Xc, precision=HIGHEST)
         # An emptied cluster keeps its previous centre.
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1e-30)[:, None], centers)
 
-    centers = jax.lax.fori_loop(0, n_lloyd, body, centers)
-    labels = jnp.argmin(_masked_dist(X, centers, active), axis=1).astype(jnp.int32)
-    return centers, labels
+    def cond(carry):
+        i, _, shift = carry
+        return (i < n_lloyd) & (shift > threshold)
+
+    def body(carry):
+        i, centers, _ = carry
+        new = update(centers)
+        return i + 1, new, jnp.sum((new - centers) ** 2)
+
+    start = (jnp.asarray(0, jnp.int32), centers, jnp.asarray(jnp.inf, X.dtype))
+    _, centers, _ = jax.lax.while_loop(cond, body, start)
+    return centers + mean, _nearest(Xc, centers, active)
 
 
 def init_resp(
@@ -149,12 +180,13 @@ def init_resp(
         return jax.nn.one_hot(labels, K, dtype=dtype)
     if method == "k-means++":
         seeds = kmeans_plusplus(key, X, sample_weight, K, jnp.sum(active, dtype=jnp.int32))
-        return jax.nn.one_hot(jnp.argmin(_masked_dist(X, seeds, active), axis=1), K, dtype=dtype)
+        return jax.nn.one_hot(_nearest(X - seeds[0], seeds - seeds[0], active), K,
+                              dtype=dtype)
     if method == "random_from_data":
         # Gumbel top-k: K distinct rows with probability ∝ weight, without replacement.
         g = jax.random.gumbel(key, (X.shape[0],), dtype) + jnp.log(sample_weight)
-        idx = jax.lax.top_k(g, K)[1]
-        return jax.nn.one_hot(jnp.argmin(_masked_dist(X, X[idx], active), axis=1), K,
+        seeds = X[jax.lax.top_k(g, K)[1]]
+        return jax.nn.one_hot(_nearest(X - seeds[0], seeds - seeds[0], active), K,
                               dtype=dtype)
     if method == "random":
         # One key per column, so column k is the same whatever the padding.

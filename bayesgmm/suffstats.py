@@ -125,6 +125,22 @@ def _products(xc: Array) -> Array:
     return jnp.concatenate([xc[:, a:a + 1] * xc[:, a:] for a in range(D)], axis=1)
 
 
+def _features(xc: Array, full_moments: bool) -> Array:
+    """T(x) = [x - c, second-order terms]: (C, D + D(D+1)/2) or (C, 2D)."""
+    return jnp.concatenate([xc, _products(xc) if full_moments else xc * xc], axis=1)
+
+
+def _moment_stats(rw: Array, T: Array, center: Array, full_moments: bool):
+    """(nk, sx, sxx, shift) from weighted responsibilities (C, K) and features (C, F)."""
+    K, D = rw.shape[1], center.shape[-1]
+    S = jnp.matmul(rw.T, T, precision=HIGHEST)  # (K, F)
+    sxx = S[:, D:]
+    if full_moments:
+        iu, ju = _triu(D)
+        sxx = jnp.zeros((K, D, D), S.dtype).at[:, iu, ju].set(sxx).at[:, ju, iu].set(sxx)
+    return jnp.sum(rw, axis=0), S[:, :D], sxx, jnp.broadcast_to(center, (K, D))
+
+
 def _moments_stats(params: GMMParams, X: Array, sample_weight: Array,
                    center: Array) -> SuffStats:
     """The exponential-family form: log p(x, k) = θ_kᵀ T(x) + c_k with
@@ -135,33 +151,25 @@ def _moments_stats(params: GMMParams, X: Array, sample_weight: Array,
     xc = X - center  # (C, D)
     m = params.means - center  # (K, D)
     P = table.moment_precision(params.cov_factor, K, D)
-    if P.ndim == 3:  # full / tied: products x_a x_b, a <= b (off-diagonals counted twice)
+    if table.full_moments:  # products x_a x_b, a <= b (off-diagonals counted twice)
         P = 0.5 * (P + jnp.swapaxes(P, -1, -2))
         iu, ju = _triu(D)
         twice = np.where(iu == ju, 1.0, 2.0)
         quad = -0.5 * (P[:, iu, ju] * twice).T  # (F2, K)
         Pm = jnp.einsum("kij,kj->ki", P, m, precision=HIGHEST)
-        feats = _products(xc)
-    else:  # diag / spherical: squares
+    else:  # squares
         quad = -0.5 * P.T
         Pm = P * m
-        feats = xc * xc
     prec_chol = table.to_precision_cholesky(params.cov_factor)
     log_det = table.log_det_precision_cholesky(prec_chol, K, D)
     const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1)) + log_det
              + jnp.log(params.weights))
-    T = jnp.concatenate([xc, feats], axis=1)  # (C, D + F2)
-    theta = jnp.concatenate([Pm.T, quad.astype(Pm.dtype)], axis=0)  # (D + F2, K)
+    T = _features(xc, table.full_moments)  # (C, F)
+    theta = jnp.concatenate([Pm.T, quad.astype(Pm.dtype)], axis=0)  # (F, K)
     log_prob = jnp.matmul(T, theta, precision=HIGHEST) + const
     log_norm, rw = _normalise(log_prob, sample_weight)
-    S = jnp.matmul(rw.T, T, precision=HIGHEST)  # (K, D + F2)
-    nk = jnp.sum(rw, axis=0)
-    sxx = S[:, D:]
-    if P.ndim == 3:
-        sxx = jnp.zeros((K, D, D), S.dtype).at[:, iu, ju].set(sxx).at[:, ju, iu].set(sxx)
-    shift = jnp.broadcast_to(center, (K, D))
-    return SuffStats(nk, S[:, :D], sxx, shift, jnp.sum(sample_weight),
-                     _wll(sample_weight, log_norm))
+    nk, sx, sxx, shift = _moment_stats(rw, T, center, table.full_moments)
+    return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), _wll(sample_weight, log_norm))
 
 
 def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
@@ -251,14 +259,20 @@ def scale(stats: SuffStats, factor) -> SuffStats:
 
 
 def stats_from_resp(
-    X: Array, resp: Array, sample_weight: Array, covariance_type: str
+    X: Array, resp: Array, sample_weight: Array, covariance_type: str, kernel: str = "auto"
 ) -> SuffStats:
-    """Statistics for given responsibilities (initialisation): centred on their own means."""
+    """Statistics for given responsibilities (initialisation). Centred kernel: centred on
+    their own means; moments kernel (float64 default): on the weighted data mean."""
     rw = resp * sample_weight[:, None]
-    nk = jnp.sum(rw, axis=0) + 10 * jnp.finfo(X.dtype).eps
-    shift = jnp.matmul(rw.T, X, precision=HIGHEST) / nk[:, None]
-    Xc = X[None, :, :] - shift[:, None, :]
-    nk, sx, sxx = accumulate(Xc, rw, covariance_type)
+    if resolve_kernel(kernel, X.dtype) == "moments":
+        center = jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
+        full = ops(covariance_type).full_moments
+        nk, sx, sxx, shift = _moment_stats(rw, _features(X - center, full), center, full)
+    else:
+        nk = jnp.sum(rw, axis=0) + 10 * jnp.finfo(X.dtype).eps
+        shift = jnp.matmul(rw.T, X, precision=HIGHEST) / nk[:, None]
+        Xc = X[None, :, :] - shift[:, None, :]
+        nk, sx, sxx = accumulate(Xc, rw, covariance_type)
     zero = jnp.zeros((), X.dtype)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), zero)
 

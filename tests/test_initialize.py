@@ -56,3 +56,36 @@ def test_every_method_gives_valid_params(blobs, method, ct):
 def test_unknown_method():
     with pytest.raises(ValueError, match="init_params should be one of"):
         init_params(jax.random.PRNGKey(0), jnp.zeros((5, 2)), 2, "full", "nope")
+
+
+def test_inverse_cdf_draws_follow_the_mass():
+    """k-means++ draws candidates by inverse CDF: frequencies ∝ mass, zero mass never."""
+    from bayesgmm.initialize import _draw
+
+    mass = jnp.asarray([1.0, 0.0, 2.0, 3.0, 0.0, 4.0], jnp.float32)
+    n = 20000
+    idx = np.asarray(jax.vmap(lambda k: _draw(k, mass, 1)[0])(
+        jax.random.split(jax.random.PRNGKey(0), n)))
+    counts = np.bincount(idx, minlength=6)
+    assert counts[1] == counts[4] == 0
+    p = np.asarray(mass) / 10.0
+    sd = np.sqrt(n * p * (1 - p))
+    assert np.all(np.abs(counts - n * p) < 4 * sd + 1e-9)
+
+
+def test_kmeans_on_offset_float32_data_matches_float64():
+    """Lloyd's distances are in matmul form on data centred once: an offset of 1e4 in
+    float32 gives the same labels as float64."""
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.normal(0, 1, (150, 2)), rng.normal(10, 1, (150, 2)),
+                        rng.normal([0, 12], 1, (150, 2))]) + 1e4
+    w = np.ones(len(X))
+    _, l32 = kmeans(jax.random.PRNGKey(1), jnp.asarray(X, jnp.float32),
+                    jnp.asarray(w, jnp.float32), 3)
+    with jax.enable_x64(True):
+        _, l64 = kmeans(jax.random.PRNGKey(1), jnp.asarray(X), jnp.asarray(w), 3)
+    truth = np.repeat(np.arange(3), 150)
+    for labels in (np.asarray(l32), np.asarray(l64)):
+        # each true cluster is one k-means cluster
+        assert all(len(set(labels[truth == c])) == 1 for c in range(3))
+    assert np.mean(np.asarray(l32) == np.asarray(l64)) == 1.0

@@ -43,7 +43,10 @@ def test_seed_workflow_sweep_picks_four(blobs):
 
 def test_sweep_over_covariance_types_and_icl(datasets):
     X = datasets["aniso"]
-    table = sweep(X, range(2, 5), ("full", "spherical"), criterion="icl", random_state=0)
+    # n_init=4: with one k-means start, K=3 lands in a local optimum for some seeds
+    # (mean log-likelihood -2.93 instead of -2.50), which would test the seed, not ICL.
+    table = sweep(X, range(2, 5), ("full", "spherical"), criterion="icl", random_state=0,
+                  n_init=4)
     assert len(table["bic"]) == 6 and table["best"].sum() == 1
     assert table.best["covariance_type"] == "full"  # elongated clusters
     assert table.best["n_components"] == 3
