@@ -86,6 +86,6 @@ def test_kmeans_on_offset_float32_data_matches_float64():
         _, l64 = kmeans(jax.random.PRNGKey(1), jnp.asarray(X), jnp.asarray(w), 3)
     truth = np.repeat(np.arange(3), 150)
     for labels in (np.asarray(l32), np.asarray(l64)):
-        # each true cluster is one k-means cluster
+        # each true cluster is exactly one k-means cluster (the same partition)
         assert all(len(set(labels[truth == c])) == 1 for c in range(3))
-    assert np.mean(np.asarray(l32) == np.asarray(l64)) == 1.0
+        assert len({labels[truth == c][0] for c in range(3)}) == 3
