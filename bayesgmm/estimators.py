@@ -13,6 +13,7 @@ asks for tags.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 
@@ -52,6 +53,13 @@ _to_sklearn = jax.jit(GMMParams.to_sklearn)
 # exact (zero-weight components are inactive) but costs compute, so it is only used
 # where one EM iteration is cheap next to a compilation.
 _PAD_BELOW_WORK = 2**21  # N·K·D
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _subsample(key, X, w, n_rows: int):
+    """``n_rows`` rows drawn uniformly without replacement, with their weights."""
+    idx = jax.random.choice(key, X.shape[0], (n_rows,), replace=False)
+    return X[idx], w[idx]
 
 
 def _bucket(n_components: int, n_samples: int, n_features: int) -> int:
@@ -145,6 +153,12 @@ class GaussianMixture(_BaseEstimator):
         scikit-learn does. On a CPU, screening makes ``n_init=8`` cost about 2-3 single
         fits instead of 8 (see ``benchmarks/restarts.py``); on a GPU, the vmapped
         full runs are cheap.
+    restart_subsample : int, optional
+        With ``n_init > 1`` and more rows than this: every restart (initialisation and
+        EM, vmapped) runs on one random subsample of this many rows, and the best
+        restart is then refined by EM on all rows. For large N this makes ``n_init``
+        restarts cost about one full fit (``benchmarks/restarts.py``). ``None``
+        (default) runs the restarts on all rows, as scikit-learn does.
 
     Attributes
     ----------
@@ -180,6 +194,7 @@ class GaussianMixture(_BaseEstimator):
         verbose_interval=10,
         chunk_size=None,
         restart_screen_iter=None,
+        restart_subsample=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -197,6 +212,7 @@ class GaussianMixture(_BaseEstimator):
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
         self.restart_screen_iter = restart_screen_iter
+        self.restart_subsample = restart_subsample
 
     # ---- fitting ------------------------------------------------------------------
 
@@ -318,11 +334,19 @@ class GaussianMixture(_BaseEstimator):
         n_padded = n_padded or _bucket(K, *X.shape)
         with compute_scope(X.dtype):
             Xj, wj = jnp.asarray(X), jnp.asarray(w)  # one device copy, shared below
-            init = self._initial_params(Xj, wj, n_padded)
+            m = self.restart_subsample
+            subsample = self.n_init > 1 and m is not None and X.shape[0] > m
+            key = check_random_state_key(self.random_state)
+            Xr, wr = (_subsample(jax.random.fold_in(key, 1), Xj, wj, m) if subsample
+                      else (Xj, wj))
+            init = self._initial_params(Xr, wr, n_padded, key)
+            fit_kw = dict(tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+                          chunk_size=self.chunk_size)
             best, info, all_info = em.fit_restarts(
-                Xj, init, sample_weight=wj, tol=self.tol,
-                reg_covar=self.reg_covar, max_iter=self.max_iter, chunk_size=self.chunk_size,
-                screen_iter=int(self.restart_screen_iter or 0))
+                Xr, init, sample_weight=wr, screen_iter=int(self.restart_screen_iter or 0),
+                **fit_kw)
+            if subsample:  # refine the best restart on all rows
+                best, info = em.fit(Xj, best, sample_weight=wj, **fit_kw)
             best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
         info = info._replace(nk=info.nk[:K])
         self._report(info, all_info, X)
@@ -346,8 +370,15 @@ class GaussianMixture(_BaseEstimator):
             check_positive_int(self.chunk_size, "chunk_size")
         if self.restart_screen_iter is not None:
             check_positive_int(self.restart_screen_iter, "restart_screen_iter")
+        if self.restart_subsample is not None:
+            check_positive_int(self.restart_subsample, "restart_subsample")
+            if self.restart_subsample < self.n_components:
+                raise ValueError(
+                    f"restart_subsample={self.restart_subsample} rows cannot initialise "
+                    f"n_components={self.n_components} components; use at least "
+                    f"n_components rows (typically thousands).")
 
-    def _initial_params(self, X, w, n_padded: int) -> GMMParams:
+    def _initial_params(self, X, w, n_padded: int, key=None) -> GMMParams:
         """(n_init,)-batched initial parameters with ``n_padded`` components; explicit
         ``*_init`` override the method's."""
         K, D, ct, dtype = int(self.n_components), X.shape[1], self.covariance_type, X.dtype
@@ -362,7 +393,8 @@ class GaussianMixture(_BaseEstimator):
             means = check_means_init(self.means_init, K, D, dtype)
         if self.precisions_init is not None:
             precisions = check_precisions_init(self.precisions_init, ct, K, D, dtype)
-        keys = jax.random.split(check_random_state_key(self.random_state), self.n_init)
+        key = check_random_state_key(self.random_state) if key is None else key
+        keys = jax.random.split(key, self.n_init)
         p = init_params_batch(keys, X, n_padded, ct, self.init_params, sample_weight=w,
                               reg_covar=self.reg_covar, n_active=K)
         if weights is None and means is None and precisions is None:
