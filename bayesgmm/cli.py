@@ -174,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     p_pred.add_argument("data", help=".npy or .csv file of samples")
     p_pred.add_argument("--proba", action="store_true", help="print p(z|x) instead of labels")
     p_pred.add_argument("--output", default=None, help="write CSV here instead of stdout")
+    parser.add_argument("--no-compilation-cache", action="store_true",
+                        help="do not reuse compiled programs from earlier runs "
+                             "(cached under $XDG_CACHE_HOME/bayesgmm/jax)")
     args = parser.parse_args(argv)
+    if not args.no_compilation_cache:
+        from bayesgmm.compilation import enable_compilation_cache
+
+        enable_compilation_cache()
 
     from bayesgmm.config import RunConfig, load_config
 

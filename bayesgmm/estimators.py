@@ -153,12 +153,13 @@ class GaussianMixture(_BaseEstimator):
         scikit-learn does. On a CPU, screening makes ``n_init=8`` cost about 2-3 single
         fits instead of 8 (see ``benchmarks/restarts.py``); on a GPU, the vmapped
         full runs are cheap.
-    restart_subsample : int, optional
-        With ``n_init > 1`` and more rows than this: every restart (initialisation and
-        EM, vmapped) runs on one random subsample of this many rows, and the best
-        restart is then refined by EM on all rows. For large N this makes ``n_init``
-        restarts cost about one full fit (``benchmarks/restarts.py``). ``None``
-        (default) runs the restarts on all rows, as scikit-learn does.
+    init_subsample : int, optional
+        With more rows than this: the initialisation and the ``n_init`` restarts (k-means
+        and EM, vmapped) run on one random subsample of this many rows, and the best
+        restart is then refined by EM on all rows. For large N, ``n_init=8`` then costs
+        about one plain fit (``benchmarks/restarts.py``) and a BIC sweep several times
+        less (``benchmarks/sweep.py``). ``None`` (default) initialises on all rows, as
+        scikit-learn does.
 
     Attributes
     ----------
@@ -194,7 +195,7 @@ class GaussianMixture(_BaseEstimator):
         verbose_interval=10,
         chunk_size=None,
         restart_screen_iter=None,
-        restart_subsample=None,
+        init_subsample=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -212,7 +213,7 @@ class GaussianMixture(_BaseEstimator):
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
         self.restart_screen_iter = restart_screen_iter
-        self.restart_subsample = restart_subsample
+        self.init_subsample = init_subsample
 
     # ---- fitting ------------------------------------------------------------------
 
@@ -334,8 +335,9 @@ class GaussianMixture(_BaseEstimator):
         n_padded = n_padded or _bucket(K, *X.shape)
         with compute_scope(X.dtype):
             Xj, wj = jnp.asarray(X), jnp.asarray(w)  # one device copy, shared below
-            m = self.restart_subsample
-            subsample = self.n_init > 1 and m is not None and X.shape[0] > m
+            m = self.init_subsample
+            warm = self.warm_start and hasattr(self, "params_")
+            subsample = m is not None and X.shape[0] > m and not warm
             key = check_random_state_key(self.random_state)
             Xr, wr = (_subsample(jax.random.fold_in(key, 1), Xj, wj, m) if subsample
                       else (Xj, wj))
@@ -370,11 +372,11 @@ class GaussianMixture(_BaseEstimator):
             check_positive_int(self.chunk_size, "chunk_size")
         if self.restart_screen_iter is not None:
             check_positive_int(self.restart_screen_iter, "restart_screen_iter")
-        if self.restart_subsample is not None:
-            check_positive_int(self.restart_subsample, "restart_subsample")
-            if self.restart_subsample < self.n_components:
+        if self.init_subsample is not None:
+            check_positive_int(self.init_subsample, "init_subsample")
+            if self.init_subsample < self.n_components:
                 raise ValueError(
-                    f"restart_subsample={self.restart_subsample} rows cannot initialise "
+                    f"init_subsample={self.init_subsample} rows cannot initialise "
                     f"n_components={self.n_components} components; use at least "
                     f"n_components rows (typically thousands).")
 

@@ -7,7 +7,7 @@ same data.
 Reports wall time (bayesgmm warm, i.e. after compilation; compile time separately) and
 the best mean log-likelihood on all rows. On a 2-core CPU, vmapping 8 full runs costs
 about 8 fits (8x the flops, initialisation included); small-EM (restart_screen_iter)
-runs all 8 for a few iterations and continues the best; restart_subsample runs all 8
+runs all 8 for a few iterations and continues the best; init_subsample runs all 8
 (k-means initialisation and EM) on a random subsample and refines the best on all rows.
 """
 
@@ -63,7 +63,7 @@ def run_grid(X, N, K):
         ("bayesgmm n_init=8 (screen 10)",
          lambda: GaussianMixture(K, n_init=8, restart_screen_iter=10, **kw)),
         (f"bayesgmm n_init=8 (subsample {N // 10})",
-         lambda: GaussianMixture(K, n_init=8, restart_subsample=N // 10, **kw)),
+         lambda: GaussianMixture(K, n_init=8, init_subsample=N // 10, **kw)),
         ("sklearn  n_init=1", lambda: SkGM(K, n_init=1, **kw)),
         ("sklearn  n_init=8", lambda: SkGM(K, n_init=8, **kw)),
     ]

@@ -1,6 +1,7 @@
 """The command line, configuration files and the saved-model format, on real files."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,9 @@ def test_predict_command(tmp_path, datasets, capsys):
     gm = GaussianMixture(3, random_state=0).fit(X)
     save_model(gm, tmp_path / "m")
     np.save(tmp_path / "x.npy", X[:5])
-    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--proba"]) == 0
+    argv = ["--no-compilation-cache",  # in-process: leave JAX's global config alone
+            "predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--proba"]
+    assert main(argv) == 0
     printed = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
     np.testing.assert_allclose(printed, gm.predict_proba(X[:5]), atol=1e-5)
 
@@ -77,8 +80,13 @@ def test_run_command_from_file(tmp_path):
     np.savetxt(tmp_path / "d.csv", np.random.RandomState(0).normal(size=(80, 2)), delimiter=",")
     cfg.write_text(f'name = "x"\n[data]\nsource = "{tmp_path / "d.csv"}"\n'
                    '[sweep]\nn_components = [1, 3]\n')
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "bayesgmm", "run", str(cfg), "--out",
-                        str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+                        str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
+                       env=env)
     assert r.returncode == 0, r.stderr
     assert "best BIC: K=1" in r.stdout
     assert (tmp_path / "out" / "clusters.png").exists()
+    # the command line keeps compiled programs for the next process
+    cached = list((tmp_path / "cache" / "bayesgmm" / "jax").iterdir())
+    assert len(cached) >= 3

@@ -142,7 +142,7 @@ def test_restart_screening_keeps_the_best_and_counts_iterations(datasets):
         GaussianMixture(2, n_init=2, restart_screen_iter=0).fit(X)
 
 
-def test_restart_subsample_refines_the_best_restart_on_all_rows():
+def test_init_subsample_refines_the_best_restart_on_all_rows():
     """Restarts on a subsample, then EM on all rows: the result is a converged full-data
     fit, better than the median single fit on data with clear local optima, and within
     0.01 nats/sample of the restarts run on all rows."""
@@ -151,8 +151,8 @@ def test_restart_subsample_refines_the_best_restart_on_all_rows():
     centers = rng.normal(0, 8, (K, D))
     X = centers[rng.integers(0, K, 6000)] + rng.normal(size=(6000, D))
     kw = dict(n_init=6, random_state=0, tol=1e-5, max_iter=500, init_params="random_from_data")
-    sub = GaussianMixture(K, restart_subsample=600, **kw).fit(X)
-    again = GaussianMixture(K, restart_subsample=600, **kw).fit(X)
+    sub = GaussianMixture(K, init_subsample=600, **kw).fit(X)
+    again = GaussianMixture(K, init_subsample=600, **kw).fit(X)
     full = GaussianMixture(K, **kw).fit(X)
     assert sub.converged_
     np.testing.assert_allclose(sub.means_, again.means_)  # reproducible
@@ -164,5 +164,8 @@ def test_restart_subsample_refines_the_best_restart_on_all_rows():
     assert max(singles) - min(singles) > 0.05  # single starts do fall in local optima
     assert sub.score(X) >= np.median(singles)
     assert sub.score(X) >= full.score(X) - 0.01
-    with pytest.raises(ValueError, match="restart_subsample"):
-        GaussianMixture(K, n_init=2, restart_subsample=3).fit(X)
+    one = GaussianMixture(K, init_subsample=600, random_state=0, tol=1e-5,
+                          max_iter=500).fit(X)  # n_init=1: initialised on 600 rows
+    assert one.converged_ and one.lower_bound_ == pytest.approx(one.score(X), abs=1e-4)
+    with pytest.raises(ValueError, match="init_subsample"):
+        GaussianMixture(K, n_init=2, init_subsample=3).fit(X)
