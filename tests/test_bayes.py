@@ -252,3 +252,28 @@ def test_chains_spread_over_devices():
     method, *rest = out.stdout.split()
     assert method == "parallel"
     assert "(4, 100)" in out.stdout
+
+
+def test_compiled_sampler_is_reused_across_calls(blobs):
+    """A second NUTS run with the same shapes reuses the compiled sampler (NumPyro's
+    MCMC.run recompiled every call), on new data values and a new key."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayesgmm.inference import nuts
+    from bayesgmm.model import Priors as P
+
+    X = jnp.asarray(blobs[0][:120], jnp.float32)
+    gm = GaussianMixture(2, random_state=0).fit(np.asarray(X))
+    priors = P().resolve(np.asarray(X))
+    kw = dict(n_components=2, priors=priors, num_warmup=30, num_samples=20, num_chains=2)
+    r1 = nuts.sample_nuts(jax.random.PRNGKey(0), X, gm.params_, **kw)
+    runners = [v for k, v in nuts._MCMC_CACHE.items() if k[0] == "vectorized"
+               and k[1][:2] == (2, "full") and k[2] == X.shape]
+    assert len(runners) == 1
+    compiled = runners[0]._cache_size()
+    r2 = nuts.sample_nuts(jax.random.PRNGKey(1), X + 0.01, gm.params_, **kw)
+    assert runners[0]._cache_size() == compiled  # no new program
+    assert r2.params.means.shape == (2, 20, 2, 2)
+    assert not np.allclose(np.asarray(r1.params.means), np.asarray(r2.params.means))
+    assert set(r2.sample_stats) >= {"diverging", "n_steps", "step_size", "lp"}
