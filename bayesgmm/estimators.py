@@ -24,6 +24,7 @@ import numpy as np
 from bayesgmm import density, em, selection
 from bayesgmm.initialize import INIT_METHODS, init_params_batch
 from bayesgmm.params import GMMParams, pad_components, slice_components, take_components
+from bayesgmm.suffstats import resolve_kernel
 from bayesgmm.validation import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -146,13 +147,21 @@ class GaussianMixture(_BaseEstimator):
         reported per initialisation, not per iteration.
     chunk_size : int, optional
         Rows per chunk of the E-step; ``None`` picks one from the shapes so scratch
-        memory stays near 64 MiB.
+        memory stays near 8-16 MiB whatever N.
     restart_screen_iter : int, optional
         With ``n_init > 1``: run every restart this many iterations, then continue only
         the best (small-EM). ``None`` (default) runs every restart to convergence, as
-        scikit-learn does. On a CPU, screening makes ``n_init=8`` cost about 2-3 single
-        fits instead of 8 (see ``benchmarks/restarts.py``); on a GPU, the vmapped
-        full runs are cheap.
+        scikit-learn does. Screening pays only when EM needs many more iterations than
+        ``restart_screen_iter``; after a k-means start EM often converges in 3-5, and
+        screening then costs more than full restarts (``benchmarks/restarts.py``:
+        13.7x one fit against 8.8x). For large N prefer ``init_subsample``.
+    kernel : {"auto", "centred", "moments"}, default="auto"
+        How the E-step computes (:mod:`bayesgmm.suffstats`). ``"auto"``: ``"moments"``
+        (exponential-family form, one matmul per pass) in float64, ``"centred"``
+        (per-component centred data, exact for any offset) in float32. ``"moments"`` in
+        float32 is about 4x faster on a CPU (``benchmarks/em.py``), and safe unless a
+        component is very compact far from the data's centre (|μ_k - mean| / σ_k above
+        ~100).
     init_subsample : int, optional
         With more rows than this: the initialisation and the ``n_init`` restarts (k-means
         and EM, vmapped) run on one random subsample of this many rows, and the best
@@ -196,6 +205,7 @@ class GaussianMixture(_BaseEstimator):
         chunk_size=None,
         restart_screen_iter=None,
         init_subsample=None,
+        kernel="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -214,6 +224,7 @@ class GaussianMixture(_BaseEstimator):
         self.chunk_size = chunk_size
         self.restart_screen_iter = restart_screen_iter
         self.init_subsample = init_subsample
+        self.kernel = kernel
 
     # ---- fitting ------------------------------------------------------------------
 
@@ -343,7 +354,7 @@ class GaussianMixture(_BaseEstimator):
                       else (Xj, wj))
             init = self._initial_params(Xr, wr, n_padded, key)
             fit_kw = dict(tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-                          chunk_size=self.chunk_size)
+                          chunk_size=self.chunk_size, kernel=self.kernel)
             best, info, all_info = em.fit_restarts(
                 Xr, init, sample_weight=wr, screen_iter=int(self.restart_screen_iter or 0),
                 **fit_kw)
@@ -372,6 +383,7 @@ class GaussianMixture(_BaseEstimator):
             check_positive_int(self.chunk_size, "chunk_size")
         if self.restart_screen_iter is not None:
             check_positive_int(self.restart_screen_iter, "restart_screen_iter")
+        resolve_kernel(self.kernel, np.float64)  # raises on an unknown name
         if self.init_subsample is not None:
             check_positive_int(self.init_subsample, "init_subsample")
             if self.init_subsample < self.n_components:
