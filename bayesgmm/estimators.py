@@ -13,7 +13,6 @@ asks for tags.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import warnings
 
@@ -56,10 +55,18 @@ _to_sklearn = jax.jit(GMMParams.to_sklearn)
 _PAD_BELOW_WORK = 2**21  # N·K·D
 
 
-@functools.partial(jax.jit, static_argnums=3)
 def _subsample(key, X, w, n_rows: int):
-    """``n_rows`` rows drawn uniformly without replacement, with their weights."""
-    idx = jax.random.choice(key, X.shape[0], (n_rows,), replace=False)
+    """``n_rows`` rows drawn uniformly without replacement (seeded by ``key``), with their
+    weights. The indices are drawn on the host: NumPy's sampler takes 0.4 ms for 10⁴ of
+    10⁵ rows, where ``jax.random.choice`` sorts a full permutation (46 ms on a CPU)."""
+    seed = np.asarray(jax.random.key_data(key) if jax.dtypes.issubdtype(
+        key.dtype, jax.dtypes.prng_key) else key).astype(np.uint64)
+    idx = np.random.default_rng(seed).choice(X.shape[0], n_rows, replace=False)
+    return _take_rows(X, w, np.sort(idx))  # sorted: the gather reads X in order
+
+
+@jax.jit
+def _take_rows(X, w, idx):
     return X[idx], w[idx]
 
 
