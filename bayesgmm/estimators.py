@@ -174,7 +174,8 @@ class GaussianMixture(_BaseEstimator):
         and EM, vmapped) run on one random subsample of this many rows, and the best
         restart is then refined by EM on all rows. For large N, ``n_init=8`` then costs
         about one plain fit (``benchmarks/restarts.py``) and a BIC sweep several times
-        less (``benchmarks/sweep.py``). ``None`` (default) initialises on all rows, as
+        less (``benchmarks/sweep.py``). Keep it large enough that the smallest cluster
+        still has dozens of rows in it. ``None`` (default) initialises on all rows, as
         scikit-learn does.
 
     Attributes
