@@ -65,6 +65,20 @@ def centred_log_prob(params: GMMParams, X: Array) -> tuple[Array, Array]:
     return log_gauss + jnp.log(params.weights), Xc
 
 
+KERNELS = ("auto", "centred", "moments")
+
+
+def resolve_kernel(kernel: str, dtype) -> str:
+    """``"auto"`` is ``"moments"`` in float64 and ``"centred"`` otherwise (see
+    :mod:`bayesgmm.suffstats`); raises ``ValueError`` naming the valid kernels."""
+    if kernel not in KERNELS:
+        raise ValueError(f"Invalid value for 'kernel': {kernel!r}; 'kernel' should be in "
+                         f"{KERNELS}")
+    if kernel == "auto":
+        return "moments" if jnp.dtype(dtype) == jnp.float64 else "centred"
+    return kernel
+
+
 def mixture_center(params: GMMParams) -> Array:
     """Σ_k w_k μ_k (D,): the one shift of the moments kernel (close to the data mean)."""
     return jnp.matmul(params.weights, params.means, precision=HIGHEST)
@@ -123,9 +137,8 @@ def moments_log_prob(params: GMMParams, X: Array, center: Array) -> tuple[Array,
 
 
 def _joint_log_prob(params: GMMParams, X: Array) -> Array:
-    """(N, K) joint log-probabilities by the dtype's default kernel: moments in float64
-    (as EM uses), centred otherwise."""
-    if jnp.dtype(X.dtype) == jnp.float64:
+    """(N, K) joint log-probabilities by the dtype's default kernel, as EM uses."""
+    if resolve_kernel("auto", X.dtype) == "moments":
         return moments_log_prob(params, X, mixture_center(params))[0]
     return centred_log_prob(params, X)[0]
 

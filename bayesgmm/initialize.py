@@ -52,6 +52,13 @@ def _nearest(X: Array, C: Array, active: Array) -> Array:
     return jnp.argmin(jnp.where(active[None, :], score, jnp.inf), axis=1).astype(jnp.int32)
 
 
+def _nearest_one_hot(X: Array, seeds: Array, active: Array) -> Array:
+    """(N, K) hard responsibilities: each sample to its nearest active seed (both
+    shifted by the first seed, a data point, so float32 products stay small)."""
+    labels = _nearest(X - seeds[0], seeds - seeds[0], active)
+    return jax.nn.one_hot(labels, seeds.shape[0], dtype=X.dtype)
+
+
 def _draw(key: PRNGKey, mass: Array, n: int) -> Array:
     """``n`` indices drawn with probability ∝ ``mass (N,)`` (non-negative, not all 0), by
     inverse CDF: one cumulative sum and ``n`` binary searches, where
@@ -180,14 +187,11 @@ def init_resp(
         return jax.nn.one_hot(labels, K, dtype=dtype)
     if method == "k-means++":
         seeds = kmeans_plusplus(key, X, sample_weight, K, jnp.sum(active, dtype=jnp.int32))
-        return jax.nn.one_hot(_nearest(X - seeds[0], seeds - seeds[0], active), K,
-                              dtype=dtype)
+        return _nearest_one_hot(X, seeds, active)
     if method == "random_from_data":
         # Gumbel top-k: K distinct rows with probability ∝ weight, without replacement.
         g = jax.random.gumbel(key, (X.shape[0],), dtype) + jnp.log(sample_weight)
-        seeds = X[jax.lax.top_k(g, K)[1]]
-        return jax.nn.one_hot(_nearest(X - seeds[0], seeds - seeds[0], active), K,
-                              dtype=dtype)
+        return _nearest_one_hot(X, X[jax.lax.top_k(g, K)[1]], active)
     if method == "random":
         # One key per column, so column k is the same whatever the padding.
         cols = jax.vmap(lambda k: jax.random.uniform(k, (X.shape[0],), dtype))(

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from bayesgmm._typing import Array
 from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.density import (_features, _triu, centred_log_prob, mixture_center,
-                              moments_log_prob)
+                              moments_log_prob, resolve_kernel)
 from bayesgmm.params import GMMParams
 
 __all__ = [
@@ -68,20 +68,6 @@ def accumulate(Xc: Array, rw: Array, covariance_type: str) -> tuple[Array, Array
     sx = jnp.einsum("nk,knd->kd", rw, Xc, precision=HIGHEST)
     sxx = ops(covariance_type).second_moment(rw, Xc)
     return nk, sx, sxx
-
-
-KERNELS = ("auto", "centred", "moments")
-
-
-def resolve_kernel(kernel: str, dtype) -> str:
-    """``"auto"`` is ``"moments"`` in float64 and ``"centred"`` otherwise (see the module
-    note); raises ``ValueError`` naming the valid kernels."""
-    if kernel not in KERNELS:
-        raise ValueError(f"Invalid value for 'kernel': {kernel!r}; 'kernel' should be in "
-                         f"{KERNELS}")
-    if kernel == "auto":
-        return "moments" if jnp.dtype(dtype) == jnp.float64 else "centred"
-    return kernel
 
 
 def _normalise(log_prob: Array, sample_weight: Array) -> tuple[Array, Array]:
