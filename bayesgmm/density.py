@@ -35,6 +35,9 @@ __all__ = [
     "sample",
     "centred_log_prob",
     "moments_log_prob",
+    "moments_features",
+    "moments_theta",
+    "log_prob_bound",
     "mixture_center",
 ]
 
@@ -90,32 +93,32 @@ def _triu(D: int):
 
 def _products(xc: Array) -> Array:
     """x_a x_b for a <= b, (C, D(D+1)/2), in ``np.triu_indices`` order."""
-    D = xc.shape[-1]
-    return jnp.concatenate([xc[:, a:a + 1] * xc[:, a:] for a in range(D)], axis=1)
+    iu, ju = _triu(xc.shape[-1])
+    return xc[:, iu] * xc[:, ju]
 
 
 def _features(xc: Array, full_moments: bool) -> Array:
-    """T(x) = [x - c, second-order terms]: (C, D + D(D+1)/2) or (C, 2D)."""
-    return jnp.concatenate([xc, _products(xc) if full_moments else xc * xc], axis=1)
+    """T(x) = [1, x - c, second-order terms]: (C, 1 + D + D(D+1)/2) or (C, 1 + 2D).
+    The constant column carries each component's constant term into the E-step's
+    matmul and returns Σ r (the counts) from the statistics' matmul."""
+    ones = jnp.ones((xc.shape[0], 1), xc.dtype)
+    return jnp.concatenate([ones, xc, _products(xc) if full_moments else xc * xc], axis=1)
 
 
-def moments_log_prob(params: GMMParams, X: Array, center: Array) -> tuple[Array, Array]:
-    """Joint log p(x_n, z_n = k) in exponential-family form, and the features it used.
+def moments_features(X: Array, center: Array, covariance_type: str) -> Array:
+    """The moments kernel's features ``T(x) = [1, x - c, (x - c)^{⊗2}]``, (N, F): the
+    products x_a x_b, a <= b, for full/tied; the squares for diag/spherical."""
+    # The barrier keeps T one (N, F) array. Without it XLA splits the matmul of a
+    # concatenation into one dot per part, the products' dot in a transposed layout
+    # (measured, N=1e6, D=8, K=32, float64: E-step 282 -> 211 ms).
+    return jax.lax.optimization_barrier(_features(X - center, ops(covariance_type).full_moments))
 
-    With ``T(x) = [x - c, (x - c)^{⊗2}]`` (the products x_a x_b, a <= b, for full/tied;
-    the squares for diag/spherical), ``log p(x, k) = T(x) θ_k + const_k``: one
-    ``(N, F) @ (F, K)`` matmul, with no (K, N, D) intermediate. Exact algebra, but it
-    subtracts terms of size ``(|μ_k - c| / σ_k)²``, so it is the float64 default only
-    (see :mod:`bayesgmm.suffstats`).
 
-    Returns
-    -------
-    log_prob : array of shape (N, K)
-    T : array of shape (N, F)
-    """
+def moments_theta(params: GMMParams, center: Array) -> Array:
+    """Natural parameters θ (F, K) with ``log p(x, z = k) = T(x) θ_k`` for the features of
+    :func:`moments_features`; the first row is each component's constant term."""
     table = ops(params.covariance_type)
     K, D = params.n_components, params.n_features
-    xc = X - center  # (N, D)
     m = params.means - center  # (K, D)
     P = table.moment_precision(params.cov_factor, K, D)
     if table.full_moments:  # products x_a x_b, a <= b (off-diagonals counted twice)
@@ -131,9 +134,36 @@ def moments_log_prob(params: GMMParams, X: Array, center: Array) -> tuple[Array,
     log_det = table.log_det_precision_cholesky(prec_chol, K, D)
     const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1)) + log_det
              + jnp.log(params.weights))
-    T = _features(xc, table.full_moments)  # (N, F)
-    theta = jnp.concatenate([Pm.T, quad.astype(Pm.dtype)], axis=0)  # (F, K)
-    return jnp.matmul(T, theta, precision=HIGHEST) + const, T
+    return jnp.concatenate([const[None, :].astype(Pm.dtype), Pm.T, quad.astype(Pm.dtype)],
+                           axis=0)
+
+
+def moments_log_prob(params: GMMParams, X: Array, center: Array) -> tuple[Array, Array]:
+    """Joint log p(x_n, z_n = k) in exponential-family form, and the features it used.
+
+    ``log p(x, k) = T(x) θ_k`` (:func:`moments_features`, :func:`moments_theta`): one
+    ``(N, F) @ (F, K)`` matmul, with no (K, N, D) intermediate. Exact algebra, but it
+    subtracts terms of size ``(|μ_k - c| / σ_k)²``, so it is the float64 default only
+    (see :mod:`bayesgmm.suffstats`).
+
+    Returns
+    -------
+    log_prob : array of shape (N, K)
+    T : array of shape (N, F)
+    """
+    T = moments_features(X, center, params.covariance_type)
+    return jnp.matmul(T, moments_theta(params, center), precision=HIGHEST), T
+
+
+def log_prob_bound(params: GMMParams) -> Array:
+    """max_k of ``log w_k + log N(μ_k | μ_k, Σ_k)``: an upper bound on every joint
+    log p(x, z = k), whatever x. EM's moments kernel shifts its ``exp`` by it instead of
+    by each row's maximum (one pass over the (C, K) block fewer)."""
+    table = ops(params.covariance_type)
+    K, D = params.n_components, params.n_features
+    prec_chol = table.to_precision_cholesky(params.cov_factor)
+    log_det = table.log_det_precision_cholesky(prec_chol, K, D)
+    return jnp.max(log_det + jnp.log(params.weights)) - 0.5 * D * math.log(2 * math.pi)
 
 
 def _joint_log_prob(params: GMMParams, X: Array) -> Array:

@@ -232,6 +232,71 @@ def test_moments_kernel_equals_centred_kernel(ct):
     np.testing.assert_allclose(np.asarray(im.history), np.asarray(ic.history), rtol=1e-11)
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_bound_shift_falls_back_when_a_row_underflows(cache):
+    """The fast E-step shifts each exp by a bound on all log-densities; a point 10^4
+    standard deviations from every component underflows to 0 there. It is counted, the
+    pass is redone with row maxima, and the fit equals the centred kernel's: finite
+    lower bound, the outlier's mass kept. With and without the feature cache."""
+    from bayesgmm.suffstats import e_step_stats
+    rng = np.random.RandomState(3)
+    X = np.concatenate([rng.normal(0, 1, (200, 3)), rng.normal(5, 1, (200, 3)),
+                        [[1e4, 1e4, 1e4]]])
+    p0 = _init(X[:-1], 2, "full")
+    with in_scope(np.float64):
+        Xj, w = jnp.asarray(X), jnp.ones(len(X))
+        fast = e_step_stats(p0, Xj, w, kernel="moments", bound_shift=True)
+        safe = e_step_stats(p0, Xj, w, kernel="moments")
+        assert int(fast.n_underflow) == 1 and int(safe.n_underflow) == 0
+        assert not np.isfinite(float(fast.sum_wll)) and np.isfinite(float(safe.sum_wll))
+        redone = em.e_step(p0, Xj, w, 128, kernel="moments", bound_shift=True)
+        assert int(redone.n_underflow) == 1  # reported, so later E-steps skip the try
+        np.testing.assert_allclose(redone.sxx, safe.sxx, rtol=1e-12)
+        fits = {k: em.fit(Xj, p0, tol=0.0, max_iter=5, chunk_size=128, kernel=k,
+                          cache_features=cache) for k in ("centred", "moments")}
+    (pc, ic), (pm, im) = fits["centred"], fits["moments"]
+    assert np.all(np.isfinite(np.asarray(im.history)))
+    np.testing.assert_allclose(np.asarray(im.history), np.asarray(ic.history), rtol=1e-10)
+    np.testing.assert_allclose(pm.means, pc.means, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(im.nk).sum(), len(X), rtol=1e-12)
+
+
+def test_bound_shift_equals_row_max_on_ordinary_data():
+    """Without underflow the bound-shifted pass is the same arithmetic up to round-off."""
+    from bayesgmm.suffstats import e_step_stats_chunked
+    rng = np.random.RandomState(4)
+    X = np.concatenate([rng.normal(0, 1, (300, 4)), rng.normal(3, 0.2, (100, 4))]) + 50.0
+    p0 = _init(X, 3, "full")
+    with in_scope(np.float64):
+        Xj, w = jnp.asarray(X), jnp.asarray(rng.uniform(0.5, 2, len(X)))
+        a = e_step_stats_chunked(p0, Xj, w, 96, kernel="moments", bound_shift=True)
+        b = e_step_stats_chunked(p0, Xj, w, 96, kernel="moments")
+    assert int(a.n_underflow) == 0
+    for name in ("nk", "sx", "sxx", "sum_wll"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_feature_cache_changes_nothing(ct):
+    """Features kept for the whole fit = features recomputed per chunk, to round-off,
+    for single fits and vmapped restarts."""
+    rng = np.random.RandomState(5)
+    X = np.concatenate([rng.normal(0, 1, (150, 3)), rng.normal(4, 0.5, (150, 3))]) + 1e3
+    with in_scope(np.float64):
+        Xj = jnp.asarray(X)
+        p0 = _init(X, 3, ct)
+        on, off = (em.fit(Xj, p0, tol=0.0, max_iter=8, chunk_size=64, cache_features=c)
+                   for c in (True, False))
+        P = jax.tree_util.tree_map(lambda *a: jnp.stack(a), p0, _init(X, 3, ct, seed=1))
+        ron, roff = (em.fit_restarts(Xj, P, tol=0.0, max_iter=8, cache_features=c)
+                     for c in (True, False))
+    np.testing.assert_allclose(np.asarray(on[1].history), np.asarray(off[1].history),
+                               rtol=1e-12)
+    np.testing.assert_allclose(on[0].cov_factor, off[0].cov_factor, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(ron[2].history), np.asarray(roff[2].history),
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("ct", ["full", "diag"])
 def test_moments_kernel_in_float32_on_offset_data(ct):
     """The moments kernel's shared shift (the mixture mean) removes a global offset, so
