@@ -119,6 +119,31 @@ def test_memory_is_bounded_for_ten_million_rows():
     assert total < 24 * 2**30 / 4
 
 
+def test_float64_feature_cache_respects_its_budget():
+    """The moments kernel keeps its (N, F) features for the fit only under
+    FEATURE_CACHE_BYTES; above it, or with cache_features=False, scratch stays O(chunk).
+    Checked in XLA's accounting of the compiled program, without allocating data."""
+    from bayesgmm.suffstats import FEATURE_CACHE_BYTES
+    D, K, F = 8, 32, 1 + 8 + 36
+
+    def temp(N, cache=None):
+        with jax.enable_x64(True):
+            f64 = jnp.float64
+            X = jax.ShapeDtypeStruct((N, D), f64)
+            p = GMMParams(jax.ShapeDtypeStruct((K,), f64), jax.ShapeDtypeStruct((K, D), f64),
+                          jax.ShapeDtypeStruct((K, D, D), f64), "full")
+            w = jax.ShapeDtypeStruct((N,), f64)
+            return em._fit_jit.lower(X, p, w, 1e-3, 1e-6, max_iter=10, chunk_size=None,
+                                     kernel="auto", cache_features=cache
+                                     ).compile().memory_analysis().temp_size_in_bytes
+
+    under = FEATURE_CACHE_BYTES // (F * 8) // 2  # a table of half the budget
+    over = 4 * under  # twice the budget
+    assert temp(under) >= under * F * 8  # kept
+    assert temp(under, cache=False) < 64 * 2**20
+    assert temp(over) < 64 * 2**20  # not kept: O(chunk) whatever N
+
+
 def test_sweep_compiles_one_em_program(blobs):
     from bayesgmm.selection import sweep
 
