@@ -286,7 +286,11 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         return jax.tree_util.tree_map(pick, all_params), jax.tree_util.tree_map(pick, infos)
 
     R = params.weights.shape[0]
-    if not screen_iter or R == 1 or screen_iter >= max_iter:
+    if R == 1:  # one start (n_init=1): no vmap, so EM takes the bound-shift fast path
+        p, info = fit(jax.tree_util.tree_map(lambda a: a[0], params), tol, max_iter,
+                      vmapped=False)
+        return p, info, jax.tree_util.tree_map(lambda a: a[None], info)
+    if not screen_iter or screen_iter >= max_iter:
         all_params, infos = run_all(params, max_iter)
         best_params, best_info = best_of(all_params, infos)
         return best_params, best_info, infos
