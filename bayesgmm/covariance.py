@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from bayesgmm._typing import Array
@@ -42,7 +43,9 @@ class CovarianceOps(NamedTuple):
     factor_shape: Callable[[int, int], tuple[int, ...]]
     # axis of the factor that indexes components (counted from the end); None for tied
     component_axis: int | None
-    identity: Callable[[int, int, object], Array]  # (K, D, dtype) -> factor of Σ = I
+    # (K, D, dtype) -> factor of Σ = I, a host (NumPy) constant: padding on the host
+    # then compiles nothing, and under jit it is a literal
+    identity: Callable[[int, int, object], Array]
     n_parameters: Callable[[int, int], int]
     to_covariance: Callable[[Array], Array]  # factor -> sklearn covariances_
     from_covariance: Callable[[Array], Array]  # sklearn covariances_ -> factor
@@ -121,7 +124,7 @@ def _full_factor(sxx, nk, delta, total, reg):
 FULL = CovarianceOps(
     factor_shape=lambda K, D: (K, D, D),
     component_axis=-3,
-    identity=lambda K, D, dt: jnp.broadcast_to(_eye_like(D, dt), (K, D, D)),
+    identity=lambda K, D, dt: np.broadcast_to(np.eye(D, dtype=dt), (K, D, D)),
     n_parameters=lambda K, D: K * D * (D + 1) // 2,
     to_covariance=lambda L: _matmul(L, jnp.swapaxes(L, -1, -2)),
     from_covariance=lambda S: jnp.linalg.cholesky(S),
@@ -163,7 +166,7 @@ def _tied_factor(sxx, nk, delta, total, reg):
 TIED = FULL._replace(
     factor_shape=lambda K, D: (D, D),
     component_axis=None,
-    identity=lambda K, D, dt: _eye_like(D, dt),
+    identity=lambda K, D, dt: np.eye(D, dtype=dt),
     n_parameters=lambda K, D: D * (D + 1) // 2,
     to_full_covariance=lambda L, K, D: jnp.broadcast_to(_matmul(L, L.T), (K, D, D)),
     mahalanobis=_tied_mahalanobis,
@@ -198,7 +201,7 @@ def _diag_factor(sxx, nk, delta, total, reg):
 DIAG = CovarianceOps(
     factor_shape=lambda K, D: (K, D),
     component_axis=-2,
-    identity=lambda K, D, dt: jnp.ones((K, D), dt),
+    identity=lambda K, D, dt: np.ones((K, D), dt),
     n_parameters=lambda K, D: K * D,
     to_covariance=lambda s: s * s,
     from_covariance=jnp.sqrt,
@@ -232,7 +235,7 @@ def _spherical_factor(sxx, nk, delta, total, reg):
 SPHERICAL = DIAG._replace(
     factor_shape=lambda K, D: (K,),
     component_axis=-1,
-    identity=lambda K, D, dt: jnp.ones((K,), dt),
+    identity=lambda K, D, dt: np.ones((K,), dt),
     n_parameters=lambda K, D: K,
     to_full_covariance=lambda s, K, D: (s * s)[:, None, None] * _eye_like(D, s.dtype),
     mahalanobis=_spherical_mahalanobis,

@@ -223,8 +223,7 @@ def pad_components(params: GMMParams, n_padded: int) -> GMMParams:
     means = xp.concatenate([params.means, xp.zeros((*B, extra, D), dtype)], axis=-2)
     factor = params.cov_factor
     if table.component_axis is not None:
-        ident = np.asarray(table.identity(extra, D, dtype)) if xp is np else table.identity(
-            extra, D, dtype)
+        ident = table.identity(extra, D, dtype)  # NumPy
         ident = xp.broadcast_to(ident, (*B, *ident.shape))
         factor = xp.concatenate([factor, ident], axis=table.component_axis)
     return GMMParams(weights, means, factor, params.covariance_type)

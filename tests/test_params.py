@@ -71,3 +71,40 @@ def test_from_sklearn_needs_exactly_one_form(fitted_sk):
     with pytest.raises(ValueError, match="covariance_type"):
         GMMParams.from_sklearn(sk.weights_, sk.means_, covariance_type="nope",
                                covariances=sk.covariances_)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_padding_is_inactive_and_stays_on_the_host(ct, datasets):
+    """pad_components appends zero-weight, identity-covariance components; NumPy input
+    stays NumPy (padding on the host compiles no XLA program per K), jax input stays
+    jax (under jit); take_components undoes it; densities of the real components are
+    unchanged."""
+    from bayesgmm.density import log_resp
+    from bayesgmm.params import pad_components, take_components
+
+    X = datasets["iris"]
+    sk = SkGM(3, covariance_type=ct, random_state=0).fit(X)
+    with in_scope(np.float64):
+        p = GMMParams.from_sklearn(sk.weights_, sk.means_, covariance_type=ct,
+                                   covariances=sk.covariances_)
+        host = jax.tree_util.tree_map(np.asarray, p)
+        with jax.transfer_guard("disallow"):  # no device array made and copied back
+            padded = pad_components(host, 7)
+        assert all(isinstance(a, np.ndarray) for a in jax.tree_util.tree_leaves(padded))
+        assert padded.n_components == 7 and np.all(padded.weights[3:] == 0)
+        cov = np.asarray(GMMParams(*map(jnp.asarray, (padded.weights, padded.means,
+                                                     padded.cov_factor)), ct).covariances)
+        identity = {"full": np.broadcast_to(np.eye(4), (4, 4, 4)), "diag": np.ones((4, 4)),
+                    "spherical": np.ones(4)}
+        if ct in identity:  # tied has one shared covariance: nothing appended
+            np.testing.assert_allclose(cov[3:], identity[ct], rtol=1e-12)
+        back = take_components(padded, 3)
+        for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(host)):
+            np.testing.assert_array_equal(a, b)
+        jitted = jax.jit(lambda q: pad_components(q, 7))(p)
+        assert isinstance(jitted.weights, jax.Array)
+        lr3, ln3 = log_resp(p, jnp.asarray(X))
+        lr7, ln7 = log_resp(jitted, jnp.asarray(X))
+    np.testing.assert_allclose(np.asarray(lr7)[:, :3], np.asarray(lr3), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(ln7), np.asarray(ln3), rtol=1e-12)
+    assert np.all(np.exp(np.asarray(lr7)[:, 3:]) == 0)
