@@ -255,8 +255,9 @@ def test_chains_spread_over_devices():
 
 
 def test_compiled_sampler_is_reused_across_calls(blobs):
-    """A second NUTS run with the same shapes reuses the compiled sampler (NumPyro's
-    MCMC.run recompiled every call), on new data values and a new key."""
+    """A second NUTS run with the same shapes reuses the compiled program (start points,
+    chain initialisation and sampler; NumPyro's MCMC.run recompiled every call), on new
+    data values and a new key."""
     import jax
     import jax.numpy as jnp
 
@@ -268,7 +269,7 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     priors = P().resolve(np.asarray(X))
     kw = dict(n_components=2, priors=priors, num_warmup=30, num_samples=20, num_chains=2)
     r1 = nuts.sample_nuts(jax.random.PRNGKey(0), X, gm.params_, **kw)
-    runners = [v[1] for k, v in nuts._MCMC_CACHE.items() if k[0] == "vectorized"
+    runners = [v for k, v in nuts._MCMC_CACHE.items() if k[0] == "vectorized"
                and k[1][:2] == (2, "full") and k[2] == X.shape]
     assert len(runners) == 1
     compiled = runners[0]._cache_size()

@@ -52,15 +52,16 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     k_init, k_run = jax.random.split(key)
     config = (n_components, covariance_type, priors_key(priors), num_warmup, num_samples,
               num_chains, float(target_accept_prob), max_tree_depth)
-    start_key = ("start", config, X.shape, str(X.dtype))
-    if start_key not in _MCMC_CACHE:  # jitted: run op by op it compiled ~100 programs
-        _MCMC_CACHE[start_key] = jax.jit(functools.partial(
-            _start_points, model, covariance_type=covariance_type, num_chains=num_chains))
     init = jax.tree_util.tree_map(jnp.asarray, init)
-    z = _MCMC_CACHE[start_key](k_init, X, init, jnp.asarray(jitter, X.dtype))
+    jitter = jnp.asarray(jitter, X.dtype)
     if chain_method == "vectorized" and not progress_bar:
-        samples, extra = _run_vectorized(model, config, k_run, X, z)
+        samples, extra = _run_vectorized(model, config, k_init, k_run, X, init, jitter)
     else:
+        start_key = ("start", config, X.shape, str(X.dtype))
+        if start_key not in _MCMC_CACHE:  # jitted: run op by op it compiled ~100 programs
+            _MCMC_CACHE[start_key] = jax.jit(functools.partial(
+                _start_points, model, covariance_type=covariance_type, num_chains=num_chains))
+        z = _MCMC_CACHE[start_key](k_init, X, init, jitter)
         mcmc = _mcmc(model, config, chain_method, progress_bar)
         mcmc.run(k_run, X, init_params=z, extra_fields=EXTRA_FIELDS)
         samples = mcmc.get_samples(group_by_chain=True)
@@ -133,43 +134,39 @@ def _mcmc(model, config, chain_method, progress_bar):
     return _MCMC_CACHE[key]
 
 
-def _run_vectorized(model, config, key, X, z):
-    """All chains vmapped in one ``lax.scan`` over warm-up and draws, compiled once per
-    configuration and shapes and kept in :data:`_MCMC_CACHE`.
+def _run_vectorized(model, config, k_init, k_run, X, init, jitter):
+    """All chains vmapped in one ``lax.scan`` over warm-up and draws, in one program with
+    the start points and NumPyro's chain initialisation, compiled once per configuration
+    and shapes and kept in :data:`_MCMC_CACHE`.
 
     Why not ``MCMC.run``: NumPyro's ``fori_collect`` builds a new loop body on every
     call, so even with ``jit_model_args=True`` each run recompiled its ~3 s sampler
-    (measured on the seed blobs: 6.2 s a rerun, 1.6 s of it sampling). Here a rerun with
-    the same shapes reuses both compiled programs, chain initialisation and sampler.
+    (measured on the seed blobs: 6.2 s a rerun, 1.6 s of it sampling). NumPyro's chain
+    initialisation (model trace, step-size search, adaptation state) runs op by op,
+    compiling ~500 small programs (15 s of a 20 s cold run). Start points,
+    initialisation and sampler as three jitted programs compiled the model's density and
+    gradient three times (1.8 s of XLA time beyond the sampler's 3.6 s); as one, once.
 
     Returns (samples, extra) grouped by chain, like ``MCMC.get_samples`` and
     ``MCMC.get_extra_fields``.
     """
-    K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
     cache_key = ("vectorized", config, X.shape, str(X.dtype))
-    keys = jax.random.split(key, num_chains)
     if cache_key not in _MCMC_CACHE:
-        kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
-        # NumPyro's chain initialisation (model trace, step-size search, adaptation
-        # state) runs op by op, compiling ~500 small programs: 15 s of a 20 s cold run
-        # on the seed blobs. Traced once under jit it is one program.
-        init = jax.jit(lambda k, z, X: kernel.init(k, num_warmup, init_params=z,
-                                                    model_args=(X,), model_kwargs={}))
-        state = init(keys, z, X)  # the trace sets kernel's (vmapped) sample step
-        _MCMC_CACHE[cache_key] = (init, _vectorized_runner(kernel, num_warmup, num_samples))
-    else:
-        state = _MCMC_CACHE[cache_key][0](keys, z, X)
-    return _MCMC_CACHE[cache_key][1](state, X)
+        _MCMC_CACHE[cache_key] = _vectorized_program(model, config)
+    return _MCMC_CACHE[cache_key](k_init, k_run, X, init, jitter)
 
 
-def _vectorized_runner(kernel, num_warmup, num_samples):
-    """A jitted (state, X) -> (samples, extra) for ``kernel``'s (vmapped) sample step.
-    The kernel's step is a pure function of (state, model args); reusing the first
-    kernel's step for later states of the same configuration is what NumPyro's own
-    ``MCMC`` cache does."""
-    sample_fn = kernel._sample_fn  # vmapped over chains by kernel.init
+def _vectorized_program(model, config):
+    """A jitted (k_init, k_run, X, init, jitter) -> (samples, extra)."""
+    K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
+    kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
 
-    def run(state, X):
+    def program(k_init, k_run, X, init, jitter):
+        z = _start_points(model, k_init, X, init, jitter, covariance_type=ct,
+                          num_chains=num_chains)
+        state = kernel.init(jax.random.split(k_run, num_chains), num_warmup, init_params=z,
+                            model_args=(X,), model_kwargs={})
+        sample_fn = kernel._sample_fn  # set by init: its step, vmapped over chains
         postprocess = jax.vmap(kernel.postprocess_fn((X,), {}))
 
         def step(s, _):  # collects z, then EXTRA_FIELDS in order
@@ -186,4 +183,4 @@ def _vectorized_runner(kernel, num_warmup, num_samples):
         extra = {n: by_chain(v) for n, v in zip(EXTRA_FIELDS, fields)}
         return jax.tree_util.tree_map(by_chain, samples), extra
 
-    return jax.jit(run)
+    return jax.jit(program)
