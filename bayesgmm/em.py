@@ -34,8 +34,8 @@ from bayesgmm.suffstats import (
     add,
     auto_chunk_size,
     e_step_stats,
-    feature_cache,
     e_step_stats_chunked,
+    feature_cache,
     mixture_center,
     recenter,
     resolve_kernel,
@@ -252,6 +252,11 @@ def fit(
         (N x (1 + D + D(D+1)/2) values) instead of recomputing them every iteration.
         ``None``: when they fit in :data:`bayesgmm.suffstats.FEATURE_CACHE_BYTES`.
         ``False`` keeps memory O(chunk_size) whatever N.
+
+    In float64 each E-step first tries a cheaper softmax shift and redoes the pass if a
+    row underflows (a ``lax.cond``; see :func:`e_step`). Under your own ``jax.vmap`` of
+    this function that ``cond`` evaluates both branches: for restarts, use
+    :func:`fit_restarts`, which leaves the fast try off.
 
     Returns
     -------
