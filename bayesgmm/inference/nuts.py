@@ -44,7 +44,8 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         (standard normal noise times ``jitter``, in the unconstrained space).
     chain_method : {"vectorized", "parallel", "sequential"}, optional
         Default: "parallel" when there are at least ``num_chains`` devices, else
-        "vectorized" (all chains in one program on one device).
+        "vectorized": all chains in one compiled program on one device, ``vmap``ped on
+        an accelerator and one after another on a CPU (see ``_vectorized_program``).
     """
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= num_chains else "vectorized"
@@ -134,10 +135,11 @@ def _mcmc(model, config, chain_method, progress_bar):
     return _MCMC_CACHE[key]
 
 
-def _run_vectorized(model, config, k_init, k_run, X, init, jitter):
-    """All chains vmapped in one ``lax.scan`` over warm-up and draws, in one program with
-    the start points and NumPyro's chain initialisation, compiled once per configuration
-    and shapes and kept in :data:`_MCMC_CACHE`.
+def _run_vectorized(model, config, k_init, k_run, X, init, jitter, batched=None):
+    """All chains in one program (``vmap``ped, or in sequence on a CPU: ``batched``), each
+    one ``lax.scan`` over warm-up and draws, with the start points and NumPyro's chain
+    initialisation, compiled once per configuration and shapes and kept in
+    :data:`_MCMC_CACHE`.
 
     Why not ``MCMC.run``: NumPyro's ``fori_collect`` builds a new loop body on every
     call, so even with ``jit_model_args=True`` each run recompiled its ~3 s sampler
@@ -150,24 +152,35 @@ def _run_vectorized(model, config, k_init, k_run, X, init, jitter):
     Returns (samples, extra) grouped by chain, like ``MCMC.get_samples`` and
     ``MCMC.get_extra_fields``.
     """
-    cache_key = ("vectorized", config, X.shape, str(X.dtype))
+    if batched is None:
+        batched = jax.default_backend() != "cpu"
+    cache_key = ("vectorized", config, X.shape, str(X.dtype), batched)
     if cache_key not in _MCMC_CACHE:
-        _MCMC_CACHE[cache_key] = _vectorized_program(model, config)
+        _MCMC_CACHE[cache_key] = _vectorized_program(model, config, batched)
     return _MCMC_CACHE[cache_key](k_init, k_run, X, init, jitter)
 
 
-def _vectorized_program(model, config):
-    """A jitted (k_init, k_run, X, init, jitter) -> (samples, extra)."""
+def _vectorized_program(model, config, batched: bool):
+    """A jitted (k_init, k_run, X, init, jitter) -> (samples, extra).
+
+    ``batched``: the chains are ``vmap``ped (the default on an accelerator), else they
+    run one after another (``lax.map``) inside the program (the default on a CPU). Batching NUTS's nested ``while_loop``s over chains
+    made tracing the largest part of a cold run on a CPU (2.5 s of ``vmap`` batching
+    rules on the seed blobs), and vmapped chains advance in lockstep, every chain
+    waiting for the deepest tree; a CPU gains nothing from the batch."""
     K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
     kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
 
-    def program(k_init, k_run, X, init, jitter):
-        z = _start_points(model, k_init, X, init, jitter, covariance_type=ct,
-                          num_chains=num_chains)
-        state = kernel.init(jax.random.split(k_run, num_chains), num_warmup, init_params=z,
-                            model_args=(X,), model_kwargs={})
-        sample_fn = kernel._sample_fn  # set by init: its step, vmapped over chains
-        postprocess = jax.vmap(kernel.postprocess_fn((X,), {}))
+    def run_chains(keys, z, X):
+        """Draws and ``EXTRA_FIELDS`` with leading axes (draw, chain) for keys (C, 2)
+        and start points with leading axis C when ``batched``, else (draw,) for one
+        key (2,) and one start point (NumPyro vmaps by the key's rank)."""
+        state = kernel.init(keys, num_warmup, init_params=z, model_args=(X,),
+                            model_kwargs={})
+        sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
+        postprocess = kernel.postprocess_fn((X,), {})
+        if batched:
+            postprocess = jax.vmap(postprocess)
 
         def step(s, _):  # collects z, then EXTRA_FIELDS in order
             s = sample_fn(s, (X,), {})
@@ -178,9 +191,15 @@ def _vectorized_program(model, config):
         # twice. Warm-up states are collected too (parameter-sized) and dropped.
         _, outs = jax.lax.scan(step, state, None, length=num_warmup + num_samples)
         z, *fields = jax.tree_util.tree_map(lambda a: a[num_warmup:], outs)
-        samples = jax.vmap(postprocess)(z)  # (draw, chain, ...) constrained
-        by_chain = lambda a: jnp.swapaxes(a, 0, 1)
-        extra = {n: by_chain(v) for n, v in zip(EXTRA_FIELDS, fields)}
-        return jax.tree_util.tree_map(by_chain, samples), extra
+        return jax.vmap(postprocess)(z), dict(zip(EXTRA_FIELDS, fields))  # constrained
+
+    def program(k_init, k_run, X, init, jitter):
+        z = _start_points(model, k_init, X, init, jitter, covariance_type=ct,
+                          num_chains=num_chains)
+        keys = jax.random.split(k_run, num_chains)
+        if batched:  # (draw, chain) -> (chain, draw)
+            return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1),
+                                          run_chains(keys, z, X))
+        return jax.lax.map(lambda kz: run_chains(*kz, X), (keys, z))  # (chain, draw)
 
     return jax.jit(program)
