@@ -105,6 +105,22 @@ def _features(xc: Array, full_moments: bool) -> Array:
     return jnp.concatenate([ones, xc, _products(xc) if full_moments else xc * xc], axis=1)
 
 
+def n_moment_features(n_features: int, full_moments: bool) -> int:
+    """F, the width of :func:`_features`: 1 + D + D(D+1)/2, or 1 + 2D."""
+    D = n_features
+    return 1 + D + (D * (D + 1) // 2 if full_moments else D)
+
+
+def _log_weight_det(params: GMMParams) -> Array:
+    """log w_k + log|U_k| (K,), U_k the precision Cholesky factor: each component's
+    log-density at its own mean, up to -D/2 log 2π."""
+    table = ops(params.covariance_type)
+    prec_chol = table.to_precision_cholesky(params.cov_factor)
+    log_det = table.log_det_precision_cholesky(prec_chol, params.n_components,
+                                               params.n_features)
+    return log_det + jnp.log(params.weights)
+
+
 def moments_features(X: Array, center: Array, covariance_type: str) -> Array:
     """The moments kernel's features ``T(x) = [1, x - c, (x - c)^{⊗2}]``, (N, F): the
     products x_a x_b, a <= b, for full/tied; the squares for diag/spherical."""
@@ -130,10 +146,8 @@ def moments_theta(params: GMMParams, center: Array) -> Array:
     else:  # squares
         quad = -0.5 * P.T
         Pm = P * m
-    prec_chol = table.to_precision_cholesky(params.cov_factor)
-    log_det = table.log_det_precision_cholesky(prec_chol, K, D)
-    const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1)) + log_det
-             + jnp.log(params.weights))
+    const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1))
+             + _log_weight_det(params))
     return jnp.concatenate([const[None, :].astype(Pm.dtype), Pm.T, quad.astype(Pm.dtype)],
                            axis=0)
 
@@ -159,11 +173,7 @@ def log_prob_bound(params: GMMParams) -> Array:
     """max_k of ``log w_k + log N(μ_k | μ_k, Σ_k)``: an upper bound on every joint
     log p(x, z = k), whatever x. EM's moments kernel shifts its ``exp`` by it instead of
     by each row's maximum (one pass over the (C, K) block fewer)."""
-    table = ops(params.covariance_type)
-    K, D = params.n_components, params.n_features
-    prec_chol = table.to_precision_cholesky(params.cov_factor)
-    log_det = table.log_det_precision_cholesky(prec_chol, K, D)
-    return jnp.max(log_det + jnp.log(params.weights)) - 0.5 * D * math.log(2 * math.pi)
+    return jnp.max(_log_weight_det(params)) - 0.5 * params.n_features * math.log(2 * math.pi)
 
 
 def _joint_log_prob(params: GMMParams, X: Array) -> Array:
