@@ -164,10 +164,11 @@ def _vectorized_program(model, config, batched: bool):
     """A jitted (k_init, k_run, X, init, jitter) -> (samples, extra).
 
     ``batched``: the chains are ``vmap``ped (the default on an accelerator), else they
-    run one after another (``lax.map``) inside the program (the default on a CPU). Batching NUTS's nested ``while_loop``s over chains
-    made tracing the largest part of a cold run on a CPU (2.5 s of ``vmap`` batching
-    rules on the seed blobs), and vmapped chains advance in lockstep, every chain
-    waiting for the deepest tree; a CPU gains nothing from the batch."""
+    run one after another (``lax.map``) inside the program (the default on a CPU).
+    Batching NUTS's nested ``while_loop``s over chains made tracing the largest part of
+    a cold run on a CPU (2.5 s of ``vmap`` batching rules on the seed blobs), and
+    vmapped chains advance in lockstep, every chain waiting for the deepest tree; a CPU
+    gains nothing from the batch."""
     K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
     kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
 
