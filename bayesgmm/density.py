@@ -111,14 +111,13 @@ def n_moment_features(n_features: int, full_moments: bool) -> int:
     return 1 + D + (D * (D + 1) // 2 if full_moments else D)
 
 
-def _log_weight_det(params: GMMParams) -> Array:
-    """log w_k + log|U_k| (K,), U_k the precision Cholesky factor: each component's
+def _log_det_precision(params: GMMParams) -> Array:
+    """log|U_k| (K,), U_k the precision Cholesky factor: with log w_k, each component's
     log-density at its own mean, up to -D/2 log 2π."""
     table = ops(params.covariance_type)
     prec_chol = table.to_precision_cholesky(params.cov_factor)
-    log_det = table.log_det_precision_cholesky(prec_chol, params.n_components,
-                                               params.n_features)
-    return log_det + jnp.log(params.weights)
+    return table.log_det_precision_cholesky(prec_chol, params.n_components,
+                                            params.n_features)
 
 
 def moments_features(X: Array, center: Array, covariance_type: str) -> Array:
@@ -147,7 +146,7 @@ def moments_theta(params: GMMParams, center: Array) -> Array:
         quad = -0.5 * P.T
         Pm = P * m
     const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1))
-             + _log_weight_det(params))
+             + _log_det_precision(params) + jnp.log(params.weights))
     return jnp.concatenate([const[None, :].astype(Pm.dtype), Pm.T, quad.astype(Pm.dtype)],
                            axis=0)
 
@@ -173,7 +172,8 @@ def log_prob_bound(params: GMMParams) -> Array:
     """max_k of ``log w_k + log N(μ_k | μ_k, Σ_k)``: an upper bound on every joint
     log p(x, z = k), whatever x. EM's moments kernel shifts its ``exp`` by it instead of
     by each row's maximum (one pass over the (C, K) block fewer)."""
-    return jnp.max(_log_weight_det(params)) - 0.5 * params.n_features * math.log(2 * math.pi)
+    log_peak = _log_det_precision(params) + jnp.log(params.weights)
+    return jnp.max(log_peak) - 0.5 * params.n_features * math.log(2 * math.pi)
 
 
 def _joint_log_prob(params: GMMParams, X: Array) -> Array:
