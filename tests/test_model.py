@@ -46,6 +46,40 @@ def test_model_likelihood_is_sklearns(datasets, ct):
     np.testing.assert_allclose(ll, sk.score_samples(X), rtol=1e-10)
 
 
+def test_joint_density_equals_the_textbook_model(datasets):
+    """Priors and likelihood together: our model's log joint density (which skips
+    NumPyro's argument and support checks) equals a plain MixtureSameFamily model with
+    the same priors, at an EM fit and at a point far from it."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer.util import log_density
+
+    def textbook(X, K, p):
+        D = X.shape[1]
+        w = numpyro.sample("weights", dist.Dirichlet(jnp.ones(K) * p.weight_concentration))
+        with numpyro.plate("component", K):
+            mu = numpyro.sample("means", dist.Normal(p.mean_loc, p.mean_scale).to_event(1))
+            sc = numpyro.sample("scales", dist.LogNormal(jnp.log(p.scale_loc),
+                                                         p.scale_log_sd).to_event(1))
+            L = numpyro.sample("corr_chol", dist.LKJCholesky(D, p.lkj_concentration))
+        mix = dist.MixtureSameFamily(dist.Categorical(w),
+                                     dist.MultivariateNormal(mu, scale_tril=sc[..., None] * L))
+        with numpyro.plate("obs_id", X.shape[0]):
+            numpyro.sample("obs", mix, obs=X)
+
+    X = datasets["aniso"]
+    sk = SkGM(3, random_state=0).fit(X)
+    with in_scope(np.float64):
+        priors = Priors().resolve(X)
+        Xj = jnp.asarray(X)
+        sites = to_sites(GMMParams.from_estimator(sk))
+        far = dict(sites, means=sites["means"] + 3.0, scales=sites["scales"] * 0.3)
+        for s in (sites, far):
+            ours = log_density(gmm_model, (Xj,), dict(n_components=3, priors=priors), s)[0]
+            theirs = log_density(textbook, (Xj, 3, priors), {}, s)[0]
+            np.testing.assert_allclose(float(ours), float(theirs), rtol=1e-10)
+
+
 def test_prior_predictive_shapes():
     priors = Priors().resolve(np.random.RandomState(0).normal(size=(50, 3)))
     draws = Predictive(gmm_model, num_samples=5)(jax.random.PRNGKey(0), None, n_components=4,
