@@ -296,8 +296,7 @@ def test_chains_in_sequence_equal_vmapped_chains(blobs):
     model = bound_model(2, "full", priors)
     config = (2, "full", nuts.priors_key(priors), 30, 20, 3, 0.8, 10)
     init = jax.tree_util.tree_map(jnp.asarray, gm.params_)
-    args = (jax.random.PRNGKey(1), jax.random.PRNGKey(2), X, init,
-            jnp.asarray(0.05, jnp.float32))
+    args = (jax.random.PRNGKey(1), X, init, jnp.asarray(0.05, jnp.float32))
     (sa, ea), (sb, eb) = (nuts._run_vectorized(model, config, *args, batched=b)
                           for b in (True, False))
     assert sa["means"].shape == sb["means"].shape == (3, 20, 2, 2)

@@ -15,8 +15,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS
+from numpyro.infer.util import constrain_fn, potential_energy
 
+from bayesgmm.compilation import jit_compile_bound
 from bayesgmm.inference import InferenceResult
 from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
 from bayesgmm.model import Priors, from_sites
@@ -50,14 +53,17 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= num_chains else "vectorized"
     model = bound_model(n_components, covariance_type, priors)
-    k_init, k_run = jax.random.split(key)
     config = (n_components, covariance_type, priors_key(priors), num_warmup, num_samples,
               num_chains, float(target_accept_prob), max_tree_depth)
-    init = jax.tree_util.tree_map(jnp.asarray, init)
-    jitter = jnp.asarray(jitter, X.dtype)
+    # Host arrays in, host arrays out: every operation outside the compiled sampler runs
+    # in NumPy, because each jax.numpy call on its own compiles a small program (0.5 s
+    # of a cold run on the seed blobs).
+    init = jax.tree_util.tree_map(np.asarray, init)
+    jitter = np.asarray(jitter, X.dtype)
     if chain_method == "vectorized" and not progress_bar:
-        samples, extra = _run_vectorized(model, config, k_init, k_run, X, init, jitter)
+        samples, extra = _run_vectorized(model, config, key, X, init, jitter)
     else:
+        k_init, k_run = jax.random.split(key)
         start_key = ("start", config, X.shape, str(X.dtype))
         if start_key not in _MCMC_CACHE:  # jitted: run op by op it compiled ~100 programs
             _MCMC_CACHE[start_key] = jax.jit(functools.partial(
@@ -67,11 +73,12 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         mcmc.run(k_run, X, init_params=z, extra_fields=EXTRA_FIELDS)
         samples = mcmc.get_samples(group_by_chain=True)
         extra = mcmc.get_extra_fields(group_by_chain=True)
+    samples, extra = jax.device_get((samples, extra))
+    n_steps = extra["num_steps"]
     stats = {
         "diverging": extra["diverging"],
-        "n_steps": extra["num_steps"],
-        "tree_depth": jnp.floor(jnp.log2(extra["num_steps"].astype(jnp.float32) + 1)).astype(
-            jnp.int32),
+        "n_steps": n_steps,
+        "tree_depth": np.floor(np.log2(n_steps.astype(np.float32) + 1)).astype(np.int32),
         "step_size": extra["adapt_state.step_size"],
         "energy": extra["energy"],
         "lp": -extra["potential_energy"],
@@ -85,11 +92,12 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
 
 def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, num_chains):
     """Each chain's start: ``init`` in the unconstrained space plus ``jitter`` times
-    standard normal noise."""
+    standard normal noise, drawn in one call (each ``jax.random.normal`` call site
+    compiles its own copy of the generator: 0.1 s apiece on a CPU)."""
     z = unconstrained(model, X, init_sites(init, covariance_type, X.dtype))
-    keys = jax.random.split(key, len(z))
-    return {name: v[None] + jitter * jax.random.normal(k, (num_chains, *v.shape), v.dtype)
-            for (name, v), k in zip(sorted(z.items()), keys)}
+    flat, unravel = ravel_pytree(z)
+    noise = jax.random.normal(key, (num_chains, flat.size), flat.dtype)
+    return jax.vmap(unravel)(flat + jitter * noise)
 
 
 def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
@@ -135,7 +143,7 @@ def _mcmc(model, config, chain_method, progress_bar):
     return _MCMC_CACHE[key]
 
 
-def _run_vectorized(model, config, k_init, k_run, X, init, jitter, batched=None):
+def _run_vectorized(model, config, key, X, init, jitter, batched=None):
     """All chains in one program (``vmap``ped, or in sequence on a CPU: ``batched``), each
     one ``lax.scan`` over warm-up and draws, with the start points and NumPyro's chain
     initialisation, compiled once per configuration and shapes and kept in
@@ -157,11 +165,11 @@ def _run_vectorized(model, config, k_init, k_run, X, init, jitter, batched=None)
     cache_key = ("vectorized", config, X.shape, str(X.dtype), batched)
     if cache_key not in _MCMC_CACHE:
         _MCMC_CACHE[cache_key] = _vectorized_program(model, config, batched)
-    return _MCMC_CACHE[cache_key](k_init, k_run, X, init, jitter)
+    return _MCMC_CACHE[cache_key](key, X, init, jitter)
 
 
 def _vectorized_program(model, config, batched: bool):
-    """A jitted (k_init, k_run, X, init, jitter) -> (samples, extra).
+    """A jitted (key, X, init, jitter) -> (samples, extra).
 
     ``batched``: the chains are ``vmap``ped (the default on an accelerator), else they
     run one after another (``lax.map``) inside the program (the default on a CPU).
@@ -170,21 +178,25 @@ def _vectorized_program(model, config, batched: bool):
     vmapped chains advance in lockstep, every chain waiting for the deepest tree; a CPU
     gains nothing from the batch."""
     K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
-    kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
 
     def run_chains(keys, z, X):
         """Draws and ``EXTRA_FIELDS`` with leading axes (draw, chain) for keys (C, 2)
         and start points with leading axis C when ``batched``, else (draw,) for one
-        key (2,) and one start point (NumPyro vmaps by the key's rank)."""
-        state = kernel.init(keys, num_warmup, init_params=z, model_args=(X,),
-                            model_kwargs={})
+        key (2,) and one start point (NumPyro vmaps by the key's rank).
+
+        The kernel gets the model's potential, not the model: given a model, NumPyro's
+        ``init`` also traces a search for valid initial values (the model, its gradient
+        and a ``while_loop``) whose result it drops when ``init_params`` is given."""
+        kernel = NUTS(potential_fn=functools.partial(potential_energy, model, (X,), {}),
+                      target_accept_prob=target, max_tree_depth=depth)
+        state = kernel.init(keys, num_warmup, init_params=z)
         sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
-        postprocess = kernel.postprocess_fn((X,), {})
-        if batched:
-            postprocess = jax.vmap(postprocess)
+
+        def postprocess(z):  # unconstrained draw -> sites, deterministic ones included
+            return constrain_fn(model, (X,), {}, z, return_deterministic=True)
 
         def step(s, _):  # collects z, then EXTRA_FIELDS in order
-            s = sample_fn(s, (X,), {})
+            s = sample_fn(s, (), {})
             return s, (s.z, s.diverging, s.num_steps, s.adapt_state.step_size, s.energy,
                        s.potential_energy, s.accept_prob)
 
@@ -192,9 +204,12 @@ def _vectorized_program(model, config, batched: bool):
         # twice. Warm-up states are collected too (parameter-sized) and dropped.
         _, outs = jax.lax.scan(step, state, None, length=num_warmup + num_samples)
         z, *fields = jax.tree_util.tree_map(lambda a: a[num_warmup:], outs)
-        return jax.vmap(postprocess)(z), dict(zip(EXTRA_FIELDS, fields))  # constrained
+        for _ in range(1 + batched):  # over draws, and over chains when batched
+            postprocess = jax.vmap(postprocess)
+        return postprocess(z), dict(zip(EXTRA_FIELDS, fields))  # constrained
 
-    def program(k_init, k_run, X, init, jitter):
+    def program(key, X, init, jitter):
+        k_init, k_run = jax.random.split(key)
         z = _start_points(model, k_init, X, init, jitter, covariance_type=ct,
                           num_chains=num_chains)
         keys = jax.random.split(k_run, num_chains)
@@ -203,4 +218,4 @@ def _vectorized_program(model, config, batched: bool):
                                           run_chains(keys, z, X))
         return jax.lax.map(lambda kz: run_chains(*kz, X), (keys, z))  # (chain, draw)
 
-    return jax.jit(program)
+    return jit_compile_bound(program)
