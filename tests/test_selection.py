@@ -78,3 +78,25 @@ def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
         assert table["bic"][i] == pytest.approx(gm.bic(X), rel=1e-12)
         assert table["icl"][i] == pytest.approx(gm.icl(X), rel=1e-10)
         assert table["n_iter"][i] == gm.n_iter_
+
+
+def test_tutorial_loop_shares_compiled_programs(monkeypatch):
+    """The tutorial's loop ``[GaussianMixture(k).fit(X) for k in ...]`` on 20,000 rows in
+    8-D: K = 9..16 are padded to 16 and reuse one EM program (each K compiled its own,
+    about 2 s apiece, when padding stopped at small N·K·D), and each padded fit equals
+    the unpadded one."""
+    import bayesgmm.estimators as est
+    from bayesgmm import em
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 3, (6, 8))[rng.integers(0, 6, 20_000)] + rng.normal(size=(20_000, 8))
+    fits = {k: GaussianMixture(k, random_state=0, max_iter=5).fit(X) for k in (9, 12)}
+    assert {gm._n_padded for gm in fits.values()} == {16}
+    before = em._fit_restarts_jit._cache_size()
+    GaussianMixture(14, random_state=0, max_iter=5).fit(X)
+    assert em._fit_restarts_jit._cache_size() == before
+    monkeypatch.setattr(est, "_PAD_BELOW_WORK", 0)  # no padding at all
+    plain = GaussianMixture(12, random_state=0, max_iter=5).fit(X)
+    assert plain._n_padded == 12
+    assert fits[12].lower_bound_ == pytest.approx(plain.lower_bound_, rel=1e-10)
+    np.testing.assert_allclose(fits[12].means_, plain.means_, rtol=1e-8, atol=1e-8)
