@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import density, em, selection
+from bayesgmm.covariance import ops
 from bayesgmm.initialize import INIT_METHODS, init_params_batch
 from bayesgmm.params import GMMParams, pad_components, slice_components, take_components
 from bayesgmm.suffstats import resolve_kernel
@@ -75,7 +76,7 @@ def _take_rows(X, w, idx):
 def _bucket(n_components: int, n_samples: int, n_features: int, covariance_type: str) -> int:
     """The padded number of components for a fit (see ``_PAD_BELOW_WORK``)."""
     padded = 1 << (int(n_components) - 1).bit_length()
-    width = density.n_moment_features(n_features, covariance_type in ("full", "tied"))
+    width = density.n_moment_features(n_features, ops(covariance_type).full_moments)
     waste = n_samples * (padded - n_components) * width
     return padded if waste <= _PAD_BELOW_WORK else n_components
 

@@ -222,7 +222,8 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
         weights = numpyro.deterministic("weights", _stick_breaking(v))
     with numpyro.plate("component", K):
         means = numpyro.sample(
-            "means", dist.Normal(as_(priors.mean_loc), as_(priors.mean_scale), **nocheck).to_event(1))
+            "means",
+            dist.Normal(as_(priors.mean_loc), as_(priors.mean_scale), **nocheck).to_event(1))
         scales = numpyro.sample(
             "scales",
             dist.LogNormal(jnp.log(as_(priors.scale_loc)), as_(priors.scale_log_sd),
