@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import inference, posterior
+from bayesgmm.compilation import jit
 from bayesgmm.density import log_resp
 from bayesgmm.estimators import GaussianMixture, _BaseEstimator
 from bayesgmm.idata import to_inference_data
@@ -37,7 +38,7 @@ class SamplingWarning(UserWarning):
     """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
 
 
-_log_resp = jax.jit(log_resp)
+_log_resp = jit(log_resp)
 
 
 class BayesianGaussianMixture(_BaseEstimator):

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._typing import Array
+from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.params import GMMParams, select_components
 from bayesgmm.suffstats import (
@@ -214,7 +215,7 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     return state.params, info
 
 
-_fit_jit = jax.jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache_features"))
+_fit_jit = jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache_features"))
 
 
 def fit(
@@ -309,9 +310,9 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
     return p, info, short_infos
 
 
-_fit_restarts_jit = jax.jit(_fit_restarts,
-                            static_argnames=("max_iter", "chunk_size", "screen_iter", "kernel",
-                                             "cache_features"))
+_fit_restarts_jit = jit(_fit_restarts,
+                        static_argnames=("max_iter", "chunk_size", "screen_iter", "kernel",
+                                         "cache_features"))
 
 
 def fit_restarts(
@@ -411,7 +412,7 @@ def _sharded_runner(mesh, max_iter, chunk_size):
         mapped = jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P(), P("data"), P(),
                                                            P()),
                                out_specs=P(), check_vma=False)
-        _SHARDED[key] = jax.jit(mapped)
+        _SHARDED[key] = jit(mapped)
     return _SHARDED[key]
 
 
@@ -528,7 +529,7 @@ def _m_step_stream(stats, previous, reg):
     return new, ok, bad
 
 
-_e_step_stats_jit = jax.jit(e_step_stats)
-_add_jit = jax.jit(add)
-_m_step_stream_jit = jax.jit(_m_step_stream)
-_online_jit = jax.jit(_online)
+_e_step_stats_jit = jit(e_step_stats)
+_add_jit = jit(add)
+_m_step_stream_jit = jit(_m_step_stream)
+_online_jit = jit(_online)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import density, em, selection
+from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.initialize import INIT_METHODS, init_params_batch
 from bayesgmm.params import GMMParams, pad_components, slice_components, take_components
@@ -44,10 +45,10 @@ from bayesgmm.validation import (
 
 __all__ = ["GaussianMixture"]
 
-_log_resp = jax.jit(density.log_resp)
-_sample = jax.jit(density.sample, static_argnums=2)
-_criteria_terms = jax.jit(selection.criteria_terms)
-_to_sklearn = jax.jit(GMMParams.to_sklearn)
+_log_resp = jit(density.log_resp)
+_sample = jit(density.sample, static_argnums=2)
+_criteria_terms = jit(selection.criteria_terms)
+_to_sklearn = jit(GMMParams.to_sklearn)
 
 # K is padded to the next power of two, so a loop over K (the BIC sweep of the
 # tutorial) compiles ~log2(K) programs instead of K: ~2 s each on a 2-core CPU, whatever
@@ -68,7 +69,7 @@ def _subsample(key, X, w, n_rows: int):
     return _take_rows(X, w, np.sort(idx))  # sorted: the gather reads X in order
 
 
-@jax.jit
+@jit
 def _take_rows(X, w, idx):
     return X[idx], w[idx]
 

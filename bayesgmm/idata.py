@@ -26,11 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesgmm.compilation import jit
 from bayesgmm.density import score_samples
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
-_score_samples_jit = jax.jit(score_samples)
+_score_samples_jit = jit(score_samples)
 
 __all__ = ["to_inference_data", "from_params", "loo", "waic", "summary", "compare"]
 

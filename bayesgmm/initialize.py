@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from bayesgmm._typing import Array, PRNGKey
+from bayesgmm.compilation import jit
 from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.em import m_step
 from bayesgmm.params import GMMParams
@@ -242,7 +243,7 @@ def _init_params_batch(keys, X, n_components, covariance_type, method, sample_we
     return jax.vmap(one)(keys)
 
 
-_init_params_batch_jit = jax.jit(
+_init_params_batch_jit = jit(
     _init_params_batch, static_argnames=("n_components", "covariance_type", "method"))
 
 

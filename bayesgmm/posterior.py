@@ -23,13 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.density import log_resp
 from bayesgmm.params import GMMParams
 
 # Responsibilities p(z | x, θ) for a batch of draws: (M, N, K). Jitted once, at module level,
 # so repeated predict_proba / membership calls reuse the compiled program.
-_resp_jit = jax.jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
+_resp_jit = jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
 
 __all__ = ["Relabeling", "relabel", "permute_sites", "membership", "coclustering", "rhat",
            "posterior_mean"]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
+from bayesgmm.compilation import jit
 from bayesgmm.inference import InferenceResult
 from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
 from bayesgmm.model import Priors, from_sites
@@ -78,4 +79,4 @@ def _make_runner(model, num_steps: int):
         final = loss(f)
         return unravel(f), jnp.concatenate([trace, final[None]])
 
-    return jax.jit(run)
+    return jit(run)

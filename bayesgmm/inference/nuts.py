@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from bayesgmm.compilation import jit_compile_bound
+from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.inference import InferenceResult
 from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
 from bayesgmm.model import Priors, from_sites
@@ -66,7 +66,7 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         k_init, k_run = jax.random.split(key)
         start_key = ("start", config, X.shape, str(X.dtype))
         if start_key not in _MCMC_CACHE:  # jitted: run op by op it compiled ~100 programs
-            _MCMC_CACHE[start_key] = jax.jit(functools.partial(
+            _MCMC_CACHE[start_key] = jit(functools.partial(
                 _start_points, model, covariance_type=covariance_type, num_chains=num_chains))
         z = _MCMC_CACHE[start_key](k_init, X, init, jitter)
         mcmc = _mcmc(model, config, chain_method, progress_bar)
