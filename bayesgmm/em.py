@@ -63,6 +63,7 @@ class EMState(NamedTuple):
     history: Array  # (max_iter,)  lower bound per iteration, NaN where not run
     # ()  bool: an E-step underflowed under the bound shift; later ones skip it (e_step)
     row_max_shift: Array
+    nk: Array  # (K,)  effective counts of the E-step that made ``params`` (0 before)
 
 
 class FitInfo(NamedTuple):
@@ -74,7 +75,9 @@ class FitInfo(NamedTuple):
     nonfinite: Array  # () bool
     bad_component: Array  # () int32, -1 if none
     history: Array  # (max_iter,) NaN-padded
-    nk: Array  # (K,) effective sample count per component at the last E-step
+    # (K,) effective sample count per component at the E-step whose statistics made the
+    # returned parameters (the last applied one): the counts their covariances rest on
+    nk: Array
 
 
 def init(params: GMMParams, max_iter: int) -> EMState:
@@ -88,6 +91,7 @@ def init(params: GMMParams, max_iter: int) -> EMState:
         bad_component=jnp.array(-1, jnp.int32),
         history=jnp.full((max_iter,), jnp.nan, dtype),
         row_max_shift=jnp.array(False),
+        nk=jnp.zeros(params.weights.shape, dtype),
     )
 
 
@@ -171,6 +175,7 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
         bad_component=bad,
         history=state.history.at[state.n_iter].set(lower_bound),
         row_max_shift=state.row_max_shift | (stats.n_underflow > 0),
+        nk=jnp.where(ok, stats.nk, state.nk),
     )
 
 
@@ -207,11 +212,10 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
                           features=features)
     state = jax.lax.while_loop(cond, body, init(params, max_iter))
-    nk = e_step(state.params, X, sample_weight, cs, axis_name, kernel=kernel,
-                center=center, bound_shift=fast, features=features,
-                row_max_shift=state.row_max_shift).nk
+    # No E-step after the loop: the counts come from the last applied one (one pass over
+    # the data fewer, ~10% of a short fit, and two fewer copies of the E-step to compile).
     info = FitInfo(state.lower_bound, state.n_iter, state.converged, state.nonfinite,
-                   state.bad_component, state.history, nk)
+                   state.bad_component, state.history, state.nk)
     return state.params, info
 
 

@@ -88,6 +88,23 @@ def test_lower_bound_never_decreases_and_weights_on_simplex(datasets, ct):
     assert np.isclose(np.sum(weights), 1.0, atol=1e-12) and np.all(weights > 0)
 
 
+def test_reported_counts_are_those_of_the_returned_parameters(datasets):
+    """``info.nk`` are the effective counts the last M-step turned into the returned
+    parameters, so weights = nk / N (the M-step's closed form) and, padded or not, they
+    sum to N. After 3 iterations far from convergence, counts from any other E-step
+    would miss the weights by ~1e-2."""
+    X = datasets["aniso"]
+    p0 = _init(X, 3, "full", seed=1)
+    with in_scope(np.float64):
+        p, info = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=3)
+        p_next, _ = em.fit(jnp.asarray(X), p, tol=0.0, max_iter=1)
+    nk = np.asarray(info.nk)
+    assert np.asarray(info.n_iter) == 3
+    np.testing.assert_allclose(nk.sum(), len(X), rtol=1e-12)
+    np.testing.assert_allclose(nk / len(X), np.asarray(p.weights), rtol=1e-10)
+    assert np.max(np.abs(np.asarray(p_next.weights) - np.asarray(p.weights))) > 1e-4
+
+
 def test_jit_equals_eager(datasets):
     X = datasets["aniso"]
     p0 = _init(X, 3, "full")
