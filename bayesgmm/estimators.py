@@ -23,7 +23,7 @@ import numpy as np
 from bayesgmm import density, em, selection
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
-from bayesgmm.initialize import INIT_METHODS, init_params_batch
+from bayesgmm.initialize import INIT_METHODS, init_params_batch, seed_sample_size
 from bayesgmm.params import GMMParams, pad_components, slice_components, take_components
 from bayesgmm.suffstats import resolve_kernel
 from bayesgmm.validation import (
@@ -425,8 +425,10 @@ class GaussianMixture(_BaseEstimator):
             precisions = check_precisions_init(self.precisions_init, ct, K, D, dtype)
         key = check_random_state_key(self.random_state) if key is None else key
         keys = jax.random.split(key, self.n_init)
+        m = seed_sample_size(X.shape[0], K, self.init_params)
+        seed_rows = None if m is None else _subsample(jax.random.fold_in(key, 2), X, w, m)
         p = init_params_batch(keys, X, n_padded, ct, self.init_params, sample_weight=w,
-                              reg_covar=self.reg_covar, n_active=K)
+                              reg_covar=self.reg_covar, n_active=K, seed_rows=seed_rows)
         if weights is None and means is None and precisions is None:
             return p
         # Overrides happen on the host, at the real K (eager JAX ops would compile per K).

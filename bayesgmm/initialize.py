@@ -13,6 +13,12 @@ Methods (scikit-learn's ``init_params`` names):
 ``random``
     Responsibilities drawn uniformly and normalised (scikit-learn's ``random``).
 
+Seeding on a subsample: for ``kmeans`` and ``k-means++``, ``seed_rows`` (a uniform
+subsample, see :func:`seed_sample_size`) is where the centres are chosen; every row is
+then assigned to its nearest centre. Lloyd's iterations over 10^5 rows cost about as
+much as EM's, and a few thousand rows per cluster place the centres as well as all of
+them (EM refines them on every row anyway).
+
 Design note: scikit-learn gives ``k-means++`` and ``random_from_data`` a responsibility of
 1 on the seed point only, which starts every covariance at ``reg_covar`` and makes the
 first E-step erratic; assigning each sample to its nearest seed costs one distance pass
@@ -35,9 +41,26 @@ from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import stats_from_resp
 
 __all__ = ["INIT_METHODS", "kmeans_plusplus", "kmeans", "init_resp", "init_params",
-           "init_params_batch"]
+           "init_params_batch", "seed_sample_size"]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+# Seeding (k-means++ and Lloyd) runs on at most this many rows, or SEED_ROWS_PER_COMPONENT
+# per component if that is more; see seed_sample_size.
+SEED_MIN_ROWS = 2**14
+SEED_ROWS_PER_COMPONENT = 256
+
+
+def seed_sample_size(n_samples: int, n_components: int, method: str) -> int | None:
+    """How many rows ``method`` chooses its centres from, or ``None`` for all of them.
+
+    ``kmeans`` and ``k-means++`` seed on ``max(SEED_MIN_ROWS, SEED_ROWS_PER_COMPONENT·K)``
+    rows when there are more; a cluster holding 1% of the data still has ~160 rows
+    there. The other methods cost one pass over the data and use every row."""
+    if method not in ("kmeans", "k-means++"):
+        return None
+    m = max(SEED_MIN_ROWS, SEED_ROWS_PER_COMPONENT * int(n_components))
+    return m if n_samples > m else None
 
 
 def _sq_dist(X: Array, C: Array) -> Array:
@@ -172,22 +195,28 @@ def kmeans(
 
 def init_resp(
     key: PRNGKey, X: Array, sample_weight: Array, n_components: int, method: str,
-    active: Array | None = None,
+    active: Array | None = None, seed_rows: tuple[Array, Array] | None = None,
 ) -> Array:
     """Initial responsibilities (N, K) by ``method`` (one of :data:`INIT_METHODS`).
 
     Columns where ``active`` is False (padding) are exactly 0. The first columns do not
     depend on how far K is padded, so a padded fit equals the unpadded one.
+    ``seed_rows = (X_s, w_s)``: for ``kmeans`` and ``k-means++``, the rows (typically
+    a subsample of X) the centres are chosen from; each row of X then goes to its
+    nearest centre.
     """
     K = n_components
     dtype = X.dtype
     if active is None:
         active = jnp.ones(K, bool)
+    Xs, ws = (X, sample_weight) if seed_rows is None else seed_rows
     if method == "kmeans":
-        _, labels = kmeans(key, X, sample_weight, K, active=active)
+        centers, labels = kmeans(key, Xs, ws, K, active=active)
+        if seed_rows is not None:
+            return _nearest_one_hot(X, centers, active)
         return jax.nn.one_hot(labels, K, dtype=dtype)
     if method == "k-means++":
-        seeds = kmeans_plusplus(key, X, sample_weight, K, jnp.sum(active, dtype=jnp.int32))
+        seeds = kmeans_plusplus(key, Xs, ws, K, jnp.sum(active, dtype=jnp.int32))
         return _nearest_one_hot(X, seeds, active)
     if method == "random_from_data":
         # Gumbel top-k: K distinct rows with probability ∝ weight, without replacement.
@@ -215,19 +244,21 @@ def init_params(
     sample_weight: Array | None = None,
     reg_covar: float = 1e-6,
     n_active=None,
+    seed_rows: tuple[Array, Array] | None = None,
 ) -> GMMParams:
     """Initial ``GMMParams`` from ``method``'s responsibilities via one M-step.
 
     vmap over ``key`` for restarts: ``jax.vmap(lambda k: init_params(k, X, K))(keys)``.
     With ``n_active < n_components`` (may be traced), the trailing components are
     padding: weight exactly 0 and identity covariance, inactive throughout EM.
+    ``seed_rows``: see :func:`init_resp`.
     """
     K, D, dtype = n_components, X.shape[1], X.dtype
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], dtype)
     active = jnp.arange(K, dtype=jnp.int32) < jnp.asarray(K if n_active is None else n_active,
                                                           jnp.int32)
-    resp = init_resp(key, X, sample_weight, K, method, active)
+    resp = init_resp(key, X, sample_weight, K, method, active, seed_rows)
     stats = stats_from_resp(X, resp, sample_weight, covariance_type)
     template = GMMParams(active.astype(dtype), jnp.zeros((K, D), dtype),
                          ops(covariance_type).identity(K, D, dtype), covariance_type)
@@ -236,10 +267,10 @@ def init_params(
 
 
 def _init_params_batch(keys, X, n_components, covariance_type, method, sample_weight,
-                       reg_covar, n_active):
+                       reg_covar, n_active, seed_rows=None):
     one = lambda k: init_params(k, X, n_components, covariance_type, method,
                                 sample_weight=sample_weight, reg_covar=reg_covar,
-                                n_active=n_active)
+                                n_active=n_active, seed_rows=seed_rows)
     return jax.vmap(one)(keys)
 
 
@@ -257,12 +288,14 @@ def init_params_batch(
     sample_weight: Array | None = None,
     reg_covar: float = 1e-6,
     n_active: int | None = None,
+    seed_rows: tuple[Array, Array] | None = None,
 ) -> GMMParams:
     """:func:`init_params` vmapped over ``keys (R, 2)``: batch shape ``(R,)``, jitted.
 
-    ``n_active`` (traced, so any value reuses the program) pads components beyond it."""
+    ``n_active`` (traced, so any value reuses the program) pads components beyond it.
+    ``seed_rows``: see :func:`init_resp`; every restart seeds on the same rows."""
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], X.dtype)
     n_active = n_components if n_active is None else n_active
     return _init_params_batch_jit(keys, X, n_components, covariance_type, method,
-                                  sample_weight, reg_covar, n_active)
+                                  sample_weight, reg_covar, n_active, seed_rows)

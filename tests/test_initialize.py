@@ -89,3 +89,58 @@ def test_kmeans_on_offset_float32_data_matches_float64():
         # each true cluster is exactly one k-means cluster (the same partition)
         assert all(len(set(labels[truth == c])) == 1 for c in range(3))
         assert len({labels[truth == c][0] for c in range(3)}) == 3
+
+
+@pytest.mark.parametrize("method", ["kmeans", "k-means++"])
+def test_seeding_on_a_subsample_then_every_row_to_its_nearest_centre(method):
+    """With ``seed_rows`` the centres come from those rows alone (the rows outside them
+    can move without changing the centres), and every row of X is assigned to its
+    nearest centre (checked against NumPy distances)."""
+    from bayesgmm.initialize import init_resp
+
+    rng = np.random.RandomState(5)
+    truth = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    X = truth[rng.randint(0, 3, 3000)] + rng.normal(size=(3000, 2))
+    sub = rng.choice(3000, 400, replace=False)
+    w = np.ones(3000)
+    key = jax.random.PRNGKey(2)
+    with jax.enable_x64(True):
+        seed_rows = (jnp.asarray(X[sub]), jnp.asarray(w[sub]))
+        if method == "kmeans":
+            centers = np.asarray(kmeans(key, *seed_rows, 3)[0])
+        else:
+            centers = np.asarray(kmeans_plusplus(key, *seed_rows, 3))
+        resp = np.asarray(init_resp(key, jnp.asarray(X), jnp.asarray(w), 3, method,
+                                    seed_rows=seed_rows))
+        X_moved = X.copy()
+        rest = np.setdiff1d(np.arange(3000), sub)
+        X_moved[rest] += 100.0
+        resp_moved = np.asarray(init_resp(key, jnp.asarray(X_moved), jnp.asarray(w), 3,
+                                          method, seed_rows=seed_rows))
+    nearest = np.argmin(((X[:, None] - centers[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(resp.argmax(1), nearest)
+    np.testing.assert_array_equal(resp.sum(1), 1.0)
+    # the centres depend on the seed rows only: the subsample's labels are unchanged
+    np.testing.assert_array_equal(resp_moved[sub], resp[sub])
+    if method == "kmeans":
+        assert np.all(_match(centers, truth) < 0.3)
+
+
+def test_large_data_seeds_on_a_subsample_and_finds_the_same_fit(monkeypatch):
+    """Above ``seed_sample_size`` rows, GaussianMixture seeds k-means on a subsample; on
+    well-separated blobs EM then reaches the fit that seeding on every row reaches, and
+    the generating means."""
+    import bayesgmm.initialize as init
+    from bayesgmm import GaussianMixture
+
+    rng = np.random.RandomState(6)
+    truth = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]])
+    X = truth[rng.randint(0, 4, 6000)] + rng.normal(size=(6000, 3))
+    full = GaussianMixture(4, random_state=0).fit(X)
+    assert init.seed_sample_size(6000, 4, "kmeans") is None
+    monkeypatch.setattr(init, "SEED_MIN_ROWS", 500)
+    assert init.seed_sample_size(6000, 4, "kmeans") == 1024  # 256 per component
+    assert init.seed_sample_size(6000, 4, "random") is None
+    sub = GaussianMixture(4, random_state=0).fit(X)
+    assert sub.lower_bound_ == pytest.approx(full.lower_bound_, rel=1e-6)
+    assert np.all(_match(sub.means_, truth) < 0.1)
