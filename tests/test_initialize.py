@@ -144,3 +144,19 @@ def test_large_data_seeds_on_a_subsample_and_finds_the_same_fit(monkeypatch):
     sub = GaussianMixture(4, random_state=0).fit(X)
     assert sub.lower_bound_ == pytest.approx(full.lower_bound_, rel=1e-6)
     assert np.all(_match(sub.means_, truth) < 0.1)
+
+
+def test_init_subsample_is_the_whole_seeding_sample(monkeypatch):
+    """With ``init_subsample`` the restarts already run on a subsample, and k-means
+    seeds on all of it: lowering the seeding threshold below it changes nothing."""
+    import bayesgmm.initialize as init
+    from bayesgmm import GaussianMixture
+
+    rng = np.random.RandomState(8)
+    X = rng.normal(size=(3000, 2)) * [1.0, 3.0]
+    make = lambda: GaussianMixture(3, n_init=2, init_subsample=1500, random_state=0)  # noqa: E731
+    before = make().fit(X)
+    monkeypatch.setattr(init, "SEED_MIN_ROWS", 500)
+    assert init.seed_sample_size(1500, 3, "kmeans") == 768
+    after = make().fit(X)
+    np.testing.assert_array_equal(after.means_, before.means_)
