@@ -11,25 +11,26 @@ accepts, so it favours well-separated clusters. ``p = params.n_parameters``.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._typing import Array
-from bayesgmm.density import log_resp
+from bayesgmm.density import log_resp, resolve_kernel
 from bayesgmm.params import GMMParams
+from bayesgmm.suffstats import auto_chunk_size, sum_over_chunks
 
 __all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
            "sweep", "SweepResult"]
 
 
-def log_likelihood(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
-    """Total log-likelihood Σ_n w_n log p(x_n | θ), shape (*B,)."""
-    _, log_norm = log_resp(params, X)
-    if sample_weight is not None:
-        log_norm = log_norm * sample_weight
-    return jnp.sum(log_norm, axis=-1)
+def log_likelihood(params: GMMParams, X: Array, sample_weight: Array | None = None,
+                   chunk_size: int | None = None) -> Array:
+    """Total log-likelihood Σ_n w_n log p(x_n | θ), shape (*B,), over row chunks as in
+    :func:`criteria_terms`."""
+    return _chunked_terms(params, X, sample_weight, chunk_size, with_entropy=False)[0]
 
 
 def _n_obs(X, sample_weight):
@@ -49,23 +50,42 @@ def aic(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Arra
 
 def icl(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
     """Integrated completed likelihood ``bic + 2 Σ_n H(r_n)`` (entropy form), shape (*B,)."""
-    _, entropy = criteria_terms(params, X, sample_weight)
-    return bic(params, X, sample_weight) + 2 * entropy
+    log_lik, entropy = criteria_terms(params, X, sample_weight)
+    n = _n_obs(X, sample_weight)
+    return -2 * log_lik + params.n_parameters * jnp.log(n) + 2 * entropy
 
 
 def criteria_terms(
-    params: GMMParams, X: Array, sample_weight: Array | None = None
+    params: GMMParams, X: Array, sample_weight: Array | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[Array, Array]:
     """The data terms of every criterion: total log-likelihood and total membership
     entropy ``Σ_n w_n H(r_n)``, each shape (*B,). Padding components (weight 0) add
     nothing, so a padded fit gives its unpadded terms; combine with the real parameter
-    count in :func:`criteria_from_terms`."""
-    lr, log_norm = log_resp(params, X)
-    r = jnp.exp(lr)
-    entropy = -jnp.sum(jnp.where(r > 0, r * lr, 0.0), axis=-1)  # (*B, N): K reduced
-    if sample_weight is not None:
-        entropy, log_norm = entropy * sample_weight, log_norm * sample_weight
-    return jnp.sum(log_norm, axis=-1), jnp.sum(entropy, axis=-1)
+    count in :func:`criteria_from_terms`.
+
+    Summed over row chunks (``chunk_size``, static; ``None`` picks one from the shapes,
+    as EM does), so memory stays O(chunk · K) whatever N."""
+    return _chunked_terms(params, X, sample_weight, chunk_size, with_entropy=True)
+
+
+def _chunked_terms(params, X, sample_weight, chunk_size, with_entropy: bool):
+    N, D = X.shape
+    w = jnp.ones(N, X.dtype) if sample_weight is None else sample_weight
+    chunk_size = chunk_size or auto_chunk_size(
+        N, math.prod(params.batch_shape) * params.n_components, D, X.dtype.itemsize,
+        resolve_kernel("auto", X.dtype))
+
+    def block(xs, ws):
+        lr, log_norm = log_resp(params, xs)
+        live = ws > 0  # re-read and zero-weight rows add nothing (not even -inf · 0)
+        total = lambda v: jnp.sum(jnp.where(live, ws * v, 0.0), axis=-1)
+        if not with_entropy:
+            return (total(log_norm),)
+        r = jnp.exp(lr)
+        return total(log_norm), total(-jnp.sum(jnp.where(r > 0, r * lr, 0.0), axis=-1))
+
+    return sum_over_chunks(block, (X,), w, chunk_size)
 
 
 def criteria_from_terms(log_lik, entropy, n_parameters: int, n_samples) -> dict:

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.density import (_features, _triu, centred_log_prob, log_prob_bound,
+from bayesgmm.density import (_triu, centred_log_prob, log_prob_bound,
                               mixture_center, moments_features, moments_theta,
                               n_moment_features, resolve_kernel)
 from bayesgmm.params import GMMParams
@@ -49,6 +49,7 @@ __all__ = [
     "accumulate",
     "e_step_stats",
     "e_step_stats_chunked",
+    "sum_over_chunks",
     "stats_from_resp",
     "add",
     "scale",
@@ -176,15 +177,45 @@ def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
     return _moments_stats(params, T, sample_weight, center, bound_shift)
 
 
+def sum_over_chunks(block, rows: tuple, sample_weight: Array, chunk_size: int, *,
+                    add=None, zero=None):
+    """``block(*row_chunks, weight_chunk)`` summed over chunks of rows with ``lax.scan``:
+    scratch memory is O(chunk_size) whatever N, and the arrays are never copied.
+
+    Each step reads rows ``[i·C, (i+1)·C)`` of every array in ``rows`` (each (N, ...))
+    and of ``sample_weight (N,)`` with ``dynamic_slice``; the last chunk's start is
+    clamped to ``N - C``, and the rows it re-reads get weight 0, so ``block`` must give
+    zero-weight rows no weight. ``chunk_size`` is static; ``>= N`` is a single call.
+    ``add`` (default: leafwise ``+``) and ``zero`` (default: zeros shaped like the
+    block's result) define the sum.
+    """
+    N = sample_weight.shape[0]
+    if chunk_size >= N:
+        return block(*rows, sample_weight)
+    add = add or (lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
+    n_chunks = -(-N // chunk_size)
+
+    def body(acc, i):
+        start = jnp.minimum(i * chunk_size, N - chunk_size)
+        part = [jax.lax.dynamic_slice_in_dim(a, start, chunk_size) for a in rows]
+        ws = jax.lax.dynamic_slice_in_dim(sample_weight, start, chunk_size)
+        fresh = (start + jnp.arange(chunk_size, dtype=jnp.int32)) >= i * chunk_size
+        return add(acc, block(*part, jnp.where(fresh, ws, 0.0))), None
+
+    if zero is None:
+        shape = jax.eval_shape(block, *[a[:chunk_size] for a in rows],
+                               sample_weight[:chunk_size])
+        zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
+    total, _ = jax.lax.scan(body, zero, jnp.arange(n_chunks, dtype=jnp.int32))
+    return total
+
+
 def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
                          chunk_size: int, *, kernel: str = "auto",
                          center: Array | None = None, bound_shift: bool = False,
                          features: Array | None = None) -> SuffStats:
-    """E-step statistics summed over row chunks with ``lax.scan``: scratch memory is
-    O(chunk_size · (K · D + D²)) whatever N, and X is never copied.
-
-    Each step reads rows ``[i·C, (i+1)·C)`` with ``dynamic_slice``; the last chunk's start
-    is clamped to ``N - C``, and the rows it re-reads get weight 0.
+    """E-step statistics summed over row chunks (:func:`sum_over_chunks`): scratch
+    memory is O(chunk_size · (K · D + D²)) whatever N, and X is never copied.
 
     Parameters
     ----------
@@ -202,28 +233,16 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
         center = mixture_center(params)  # one shift for every chunk
     if features is not None:  # rows of T instead of rows of X
         X = features
-        block = lambda p, c, ts, ws: _moments_stats(p, ts, ws, c, bound_shift)
+        block = lambda ts, ws: _moments_stats(params, ts, ws, center, bound_shift)
     else:
-        block = lambda p, c, xs, ws: e_step_stats(p, xs, ws, kernel=kernel, center=c,
-                                                  bound_shift=bound_shift)
-    one = lambda xs, ws: block(params, center, xs, ws)
-    N = X.shape[0]
-    if chunk_size >= N:
-        return one(X, sample_weight)
-    n_chunks = -(-N // chunk_size)
-
-    def body(acc, i):
-        start = jnp.minimum(i * chunk_size, N - chunk_size)
-        xs = jax.lax.dynamic_slice_in_dim(X, start, chunk_size)
-        ws = jax.lax.dynamic_slice_in_dim(sample_weight, start, chunk_size)
-        fresh = (start + jnp.arange(chunk_size, dtype=jnp.int32)) >= i * chunk_size
-        return add(acc, one(xs, jnp.where(fresh, ws, 0.0))), None
-
-    shape = jax.eval_shape(block, params, center, X[:chunk_size], sample_weight[:chunk_size])
+        block = lambda xs, ws: e_step_stats(params, xs, ws, kernel=kernel, center=center,
+                                            bound_shift=bound_shift)
+    if chunk_size >= X.shape[0]:
+        return block(X, sample_weight)
+    shape = jax.eval_shape(block, X[:chunk_size], sample_weight[:chunk_size])
     shift = params.means if center is None else jnp.broadcast_to(center, params.means.shape)
     zero = jax.tree_util.tree_map(jnp.zeros_like, shape)._replace(shift=shift)
-    stats, _ = jax.lax.scan(body, zero, jnp.arange(n_chunks, dtype=jnp.int32))
-    return stats
+    return sum_over_chunks(block, (X,), sample_weight, chunk_size, add=add, zero=zero)
 
 
 def recenter(stats: SuffStats, shift: Array) -> SuffStats:
@@ -248,20 +267,34 @@ def scale(stats: SuffStats, factor) -> SuffStats:
 
 
 def stats_from_resp(
-    X: Array, resp: Array, sample_weight: Array, covariance_type: str, kernel: str = "auto"
+    X: Array, resp: Array, sample_weight: Array, covariance_type: str, kernel: str = "auto",
+    chunk_size: int | None = None,
 ) -> SuffStats:
-    """Statistics for given responsibilities (initialisation). Centred kernel: centred on
-    their own means; moments kernel (float64 default): on the weighted data mean."""
-    rw = resp * sample_weight[:, None]
-    if resolve_kernel(kernel, X.dtype) == "moments":
+    """Statistics for given responsibilities ``resp (N, K)`` (initialisation), summed over
+    row chunks (:func:`sum_over_chunks`; ``chunk_size`` static, ``None`` picks one from
+    the shapes), so no (N, F) feature table or (K, N, D) block is materialised. Moments
+    kernel (float64 default): centred on the weighted data mean; centred kernel: on
+    each component's own mean."""
+    N, D = X.shape
+    K = resp.shape[1]
+    kernel = resolve_kernel(kernel, X.dtype)
+    chunk_size = chunk_size or auto_chunk_size(N, K, D, X.dtype.itemsize, kernel)
+    if kernel == "moments":
         center = jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
         full = ops(covariance_type).full_moments
-        nk, sx, sxx, shift = _moment_stats(rw, _features(X - center, full), center, full)
+        shift = jnp.broadcast_to(center, (K, D))
+
+        def block(xs, rs, ws):
+            T = moments_features(xs, center, covariance_type)
+            return _moment_stats(rs * ws[:, None], T, center, full)[:3]
     else:
-        nk = jnp.sum(rw, axis=0) + 10 * jnp.finfo(X.dtype).eps
-        shift = jnp.matmul(rw.T, X, precision=HIGHEST) / nk[:, None]
-        Xc = X[None, :, :] - shift[:, None, :]
-        nk, sx, sxx = accumulate(Xc, rw, covariance_type)
+        nk = jnp.matmul(sample_weight, resp, precision=HIGHEST) + 10 * jnp.finfo(X.dtype).eps
+        shift = jnp.matmul((resp * sample_weight[:, None]).T, X, precision=HIGHEST) / nk[:, None]
+
+        def block(xs, rs, ws):
+            return accumulate(xs[None, :, :] - shift[:, None, :], rs * ws[:, None],
+                              covariance_type)
+    nk, sx, sxx = sum_over_chunks(block, (X, resp), sample_weight, chunk_size)
     zero = jnp.zeros((), X.dtype)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), zero)
 

@@ -26,11 +26,13 @@ def test_criteria_match_sklearn(datasets, ct):
         assert float(icl(p, Xj)) == pytest.approx(sk.bic(X) + 2 * entropy, rel=1e-9)
 
 
+@pytest.mark.parametrize("chunk_size", [None, 37])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_membership_entropy_of_overlapping_clusters(dtype):
+def test_membership_entropy_of_overlapping_clusters(dtype, chunk_size):
     """The entropy term of ICL, Σ_n H(r_n), against NumPy on scikit-learn's
     responsibilities, on overlapping clusters (entropy ~0.4 nats a row) and with the
-    parameters padded by zero-weight components, which must add nothing."""
+    parameters padded by zero-weight components, which must add nothing; in one block
+    and over 37-row chunks (the last one clamped)."""
     from bayesgmm.params import pad_components
     from bayesgmm.selection import criteria_terms
 
@@ -42,10 +44,27 @@ def test_membership_entropy_of_overlapping_clusters(dtype):
     assert entropy > 0.2 * len(X)
     with in_scope(dtype):
         p = pad_components(GMMParams.from_estimator(sk).astype(dtype), 5)
-        ll, ent = criteria_terms(p, jnp.asarray(X, dtype))
+        ll, ent = criteria_terms(p, jnp.asarray(X, dtype), chunk_size=chunk_size)
     rtol = 1e-9 if dtype == np.float64 else 1e-4
     assert float(ent) == pytest.approx(entropy, rel=rtol)
     assert float(ll) == pytest.approx(sk.score(X) * len(X), rel=rtol)
+
+
+def test_weighted_criteria_equal_repeated_rows(datasets):
+    """Integer sample weights (zeros included) give the terms of the data with each row
+    repeated that many times, over chunks and in one block."""
+    from bayesgmm.selection import criteria_terms, log_likelihood
+
+    X = datasets["iris"]
+    p = GMMParams.from_estimator(SkGM(3, random_state=0).fit(X))
+    w = np.random.RandomState(3).randint(0, 4, len(X))
+    with in_scope(np.float64):
+        ref = criteria_terms(p, jnp.asarray(np.repeat(X, w, axis=0)))
+        for cs in (None, 16):
+            got = criteria_terms(p, jnp.asarray(X), jnp.asarray(w, float), chunk_size=cs)
+            np.testing.assert_allclose(got, ref, rtol=1e-12)
+            ll = log_likelihood(p, jnp.asarray(X), jnp.asarray(w, float), chunk_size=cs)
+            np.testing.assert_allclose(ll, ref[0], rtol=1e-12)
 
 
 def test_seed_workflow_sweep_picks_four(blobs):
