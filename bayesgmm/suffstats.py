@@ -344,10 +344,19 @@ def auto_chunk_size(n_samples: int, n_components: int, n_features: int, itemsize
     Smaller chunks pay the scan's per-step overhead. The row count is a multiple of
     256: an odd count misaligns every block (measured, moments kernel, same shapes:
     19239-row chunks 282 ms/iteration, 19418 rows 214 ms).
+
+    The rows are then spread evenly over the chunks the budget needs: the last chunk
+    re-reads rows of the one before (with weight 0), and 24576-row chunks over 10^5
+    rows would re-read 23% of them (measured, N=1e5, D=8, K=20, float64: E-step 16.1
+    -> 13.1 ms with 20224-row chunks).
     """
     D, K = n_features, n_components
     moments = kernel == "moments"
     budget = (16 if moments else 8) * 2**20
     width = (n_moment_features(D, True) + 2 * K) if moments else K * D
     rows = max(256, budget // max(1, width * itemsize) // 256 * 256)
-    return int(min(n_samples, rows))
+    if n_samples <= rows:
+        return int(n_samples)
+    n_chunks = -(-n_samples // rows)
+    even = -(-n_samples // n_chunks)  # ceil(N / n_chunks), then up to a multiple of 256
+    return int(min(n_samples, -(-even // 256) * 256))

@@ -194,3 +194,27 @@ def test_init_subsample_refines_the_best_restart_on_all_rows():
     assert one.converged_ and one.lower_bound_ == pytest.approx(one.score(X), abs=1e-4)
     with pytest.raises(ValueError, match="init_subsample"):
         GaussianMixture(K, n_init=2, init_subsample=3).fit(X)
+
+
+@pytest.mark.parametrize("kernel", ["moments", "centred"])
+def test_automatic_chunks_cover_the_rows_evenly(kernel):
+    """The automatic chunk size keeps a chunk's scratch within its budget (16 MiB of
+    features and (C, K) blocks for the moments kernel, 8 MiB of (K, C, D) projections
+    for the centred one), is a multiple of 256 rows, and the clamped last chunk re-reads
+    fewer than 256 rows per chunk (24576-row chunks over 10^5 rows re-read 23%)."""
+    from bayesgmm.density import n_moment_features
+    from bayesgmm.suffstats import auto_chunk_size
+
+    for N in (1000, 24577, 100_000, 333_333, 10**6, 10**7):
+        for K, D in ((20, 8), (32, 8), (64, 16), (3, 2)):
+            C = auto_chunk_size(N, K, D, 8, kernel)
+            if kernel == "moments":
+                scratch = C * (n_moment_features(D, True) + 2 * K) * 8
+                budget = 16 * 2**20
+            else:
+                scratch, budget = C * K * D * 8, 8 * 2**20
+            if C == N:
+                continue
+            n_chunks = -(-N // C)
+            assert C % 256 == 0 and scratch <= budget, (N, K, D, C)
+            assert n_chunks * C - N < 256 * n_chunks, (N, K, D, C)
