@@ -111,7 +111,7 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
     bool, set by :func:`step` from then on) skips the fast try. float32 has only ~40
     nats of headroom, so it always takes row maxima. Under ``vmap`` a ``cond`` runs
     both branches, so vmapped callers leave ``bound_shift`` off."""
-    def stats_of(fast: bool) -> SuffStats:
+    def stats_of(fast) -> SuffStats:
         stats = e_step_stats_chunked(params, X, sample_weight, chunk_size, kernel=kernel,
                                      center=center, bound_shift=fast, features=features)
         return stats if axis_name is None else psum_stats(stats, axis_name)
@@ -119,13 +119,38 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
     if (not bound_shift or resolve_kernel(kernel, X.dtype) != "moments"
             or X.dtype != jnp.float64):
         return stats_of(False)
+    if center is None:
+        center = mixture_center(params)  # the shift every attempt shares
 
-    def fast_first():
-        fast = stats_of(True)
-        redo = lambda: stats_of(False)._replace(n_underflow=fast.n_underflow)
-        return jax.lax.cond(fast.n_underflow > 0, redo, lambda: fast)
+    # One compiled pass, run once with the bound shift (or with row maxima once they are
+    # known to be needed), and once more with row maxima if a row underflowed. Call
+    # sites under a cond compiled the pass three times (measured, EM program at N=1e5,
+    # D=8, K=20: lowering 0.14-0.20 -> 0.10 s, XLA 0.73 -> 0.65 s; same run time).
+    def attempt(carry):
+        use_bound, _, first_under, n = carry
+        stats = stats_of(use_bound)
+        return (jnp.asarray(False), stats,
+                jnp.where(n == 0, stats.n_underflow, first_under), n + 1)
 
-    return jax.lax.cond(row_max_shift, lambda: stats_of(False), fast_first)
+    def again(carry):
+        _, stats, _, n = carry
+        return (n == 0) | (stats.n_underflow > 0)
+
+    start = (~jnp.asarray(row_max_shift), _zero_moment_stats(params, X.dtype, center),
+             jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    _, stats, first_under, _ = jax.lax.while_loop(again, attempt, start)
+    return stats._replace(n_underflow=first_under)
+
+
+def _zero_moment_stats(params: GMMParams, dtype, center) -> SuffStats:
+    """Zero statistics shaped like the moments kernel's (the E-step loop's start)."""
+    K, D = params.n_components, params.n_features
+    full = ops(params.covariance_type).full_moments
+    zero = jnp.zeros((), dtype)
+    return SuffStats(jnp.zeros((K,), dtype), jnp.zeros((K, D), dtype),
+                     jnp.zeros((K, D, D) if full else (K, D), dtype),
+                     jnp.broadcast_to(jnp.asarray(center, dtype), (K, D)), zero, zero,
+                     jnp.zeros((), jnp.int32))
 
 
 def m_step(

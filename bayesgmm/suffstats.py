@@ -80,32 +80,39 @@ def accumulate(Xc: Array, rw: Array, covariance_type: str) -> tuple[Array, Array
     return nk, sx, sxx
 
 
-def _normalise(log_prob: Array, sample_weight: Array,
-               bound: Array | None = None) -> tuple[Array, Array, Array]:
+def _normalise(log_prob: Array, sample_weight: Array, bound: Array | None = None,
+               use_bound: Array | bool = True) -> tuple[Array, Array, Array]:
     """(log p(x_n), w_n · p(z_n = k | x_n), n_underflow) from joint log-probabilities
     (C, K), with one ``exp`` over the (C, K) block (``logsumexp`` then ``exp`` takes two).
 
     The ``exp`` is shifted by each row's maximum, or, given ``bound`` (a scalar upper
-    bound on every entry, :func:`bayesgmm.density.log_prob_bound`), by that bound: no
-    max pass, no overflow, but a row far below the bound (a point many standard
-    deviations from every component) may underflow. Such rows (w > 0, row sum below
-    sqrt(tiny)) are counted, and the caller recomputes the block with ``bound=None``.
+    bound on every entry, :func:`bayesgmm.density.log_prob_bound`) and ``use_bound``
+    (a bool, possibly traced), by that bound: no max pass, no overflow, but a row far
+    below the bound (a point many standard deviations from every component) may
+    underflow. Such rows (w > 0, row sum below sqrt(tiny)) are counted, and the caller
+    recomputes the block with row maxima.
     """
-    if bound is None:
+    def row_max():
         top = jnp.max(log_prob, axis=1)  # K is axis 1; reduce it
-        top = jnp.where(jnp.isfinite(top), top, 0.0)
-        e = jnp.exp(log_prob - top[:, None])
-    else:
-        top = bound
-        e = jnp.exp(log_prob - bound)
+        return jnp.where(jnp.isfinite(top), top, 0.0)
+
+    if bound is None or use_bound is False:
+        top, use_bound = row_max(), False
+    elif use_bound is True:
+        top = jnp.broadcast_to(bound, log_prob.shape[:1])
+    else:  # traced: the max pass runs only when asked for
+        top = jax.lax.cond(use_bound, lambda: jnp.broadcast_to(bound, log_prob.shape[:1]),
+                           row_max)
+    e = jnp.exp(log_prob - top[:, None])
     total = jnp.sum(e, axis=1)
     log_norm = top + jnp.log(total)
     live = sample_weight > 0
     rw = e * jnp.where(live & (total > 0), sample_weight / total, 0.0)[:, None]
-    if bound is None:
+    if use_bound is False:
         return log_norm, rw, jnp.zeros((), jnp.int32)
     tiny = math.sqrt(float(jnp.finfo(total.dtype).tiny))
-    return log_norm, rw, jnp.sum(live & (total < tiny), dtype=jnp.int32)
+    n_under = jnp.sum(live & (total < tiny), dtype=jnp.int32)
+    return log_norm, rw, jnp.where(use_bound, n_under, 0)
 
 
 def _wll(sample_weight: Array, log_norm: Array) -> Array:
@@ -133,15 +140,15 @@ def _moment_stats(rw: Array, T: Array, center: Array, full_moments: bool):
 
 
 def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
-                   center: Array, bound_shift: bool = False) -> SuffStats:
+                   center: Array, bound_shift: bool | Array = False) -> SuffStats:
     """The exponential-family form: log p(x, k) = T(x) θ_k with
     T(x) = [1, x - c, (x - c)^{⊗2}] (``T``: :func:`moments_features` of the rows), so
     the E-step is one (C, F) @ (F, K) matmul and the statistics are one (K, C) @ (C, F)
     matmul; no (K, C, D) intermediate."""
     log_prob = jnp.matmul(T, moments_theta(params, center), precision=HIGHEST)
     full_moments = ops(params.covariance_type).full_moments
-    bound = log_prob_bound(params) if bound_shift else None
-    log_norm, rw, n_under = _normalise(log_prob, sample_weight, bound)
+    bound = None if bound_shift is False else log_prob_bound(params)
+    log_norm, rw, n_under = _normalise(log_prob, sample_weight, bound, bound_shift)
     nk, sx, sxx, shift = _moment_stats(rw, T, center, full_moments)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), _wll(sample_weight, log_norm),
                      n_under)
@@ -149,7 +156,7 @@ def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
 
 def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
                  kernel: str = "auto", center: Array | None = None,
-                 bound_shift: bool = False) -> SuffStats:
+                 bound_shift: bool | Array = False) -> SuffStats:
     """E-step on one block of rows: responsibilities, then weighted statistics.
 
     Parameters
@@ -164,9 +171,10 @@ def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
     center : array of shape (D,), optional
         The moments kernel's shift; :func:`mixture_center` of ``params`` by default.
         Blocks that are summed must share it.
-    bound_shift : bool
-        Static; moments kernel only. Shift the ``exp`` by a bound, not each row's
-        maximum (see ``_normalise``); rows that underflow are counted in
+    bound_shift : bool or traced bool
+        Moments kernel only. Shift the ``exp`` by a bound, not each row's maximum (see
+        ``_normalise``; a traced flag chooses at run time, from one compiled pass, and
+        static ``False`` compiles no bound at all); rows that underflow are counted in
         ``n_underflow``, and the statistics are then wrong: recompute without it
         (:func:`bayesgmm.em.e_step` does).
     """
@@ -212,7 +220,7 @@ def sum_over_chunks(block, rows: tuple, sample_weight: Array, chunk_size: int, *
 
 def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
                          chunk_size: int, *, kernel: str = "auto",
-                         center: Array | None = None, bound_shift: bool = False,
+                         center: Array | None = None, bound_shift: bool | Array = False,
                          features: Array | None = None) -> SuffStats:
     """E-step statistics summed over row chunks (:func:`sum_over_chunks`): scratch
     memory is O(chunk_size · (K · D + D²)) whatever N, and X is never copied.
