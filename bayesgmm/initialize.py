@@ -41,7 +41,8 @@ from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import stats_from_resp
 
 __all__ = ["INIT_METHODS", "kmeans_plusplus", "kmeans", "init_resp", "init_params",
-           "init_params_batch", "seed_sample_size"]
+           "init_params_batch", "seed_sample_size", "seeding_uniforms",
+           "host_seeding_uniforms", "n_seed_trials"]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -83,20 +84,56 @@ def _nearest_one_hot(X: Array, seeds: Array, active: Array) -> Array:
     return jax.nn.one_hot(labels, seeds.shape[0], dtype=X.dtype)
 
 
-def _draw(key: PRNGKey, mass: Array, n: int) -> Array:
-    """``n`` indices drawn with probability ∝ ``mass (N,)`` (non-negative, not all 0), by
-    inverse CDF: one cumulative sum and ``n`` binary searches, where
-    ``jax.random.categorical`` would draw N Gumbel variates per index."""
+def _draw_with(u: Array, mass: Array) -> Array:
+    """Indices drawn with probability ∝ ``mass (N,)`` (non-negative, not all 0), one per
+    uniform ``u (n,)`` in [0, 1), by inverse CDF: one cumulative sum and ``n`` binary
+    searches, where ``jax.random.categorical`` would draw N Gumbel variates per index."""
     cdf = jnp.cumsum(mass)
-    # One key per draw: the first draws do not depend on n (so not on padding).
-    u = jax.vmap(lambda k: jax.random.uniform(k, (), mass.dtype))(jax.random.split(key, n))
-    u = u * cdf[-1]
-    idx = jnp.searchsorted(cdf, u, side="right")
+    idx = jnp.searchsorted(cdf, u.astype(mass.dtype) * cdf[-1], side="right")
     return jnp.minimum(idx, mass.shape[0] - 1).astype(jnp.int32)
 
 
+def _draw(key: PRNGKey, mass: Array, n: int) -> Array:
+    """``n`` indices drawn with probability ∝ ``mass`` (:func:`_draw_with`), one key
+    per draw, so the first draws do not depend on n (so not on padding)."""
+    u = jax.vmap(lambda k: jax.random.uniform(k, (), mass.dtype))(jax.random.split(key, n))
+    return _draw_with(u, mass)
+
+
+def n_seed_trials(n_clusters: int) -> int:
+    """Candidates per k-means++ seed, ``2 + ⌊log K⌋`` (scikit-learn's greedy variant)."""
+    return 2 + int(math.log(n_clusters))
+
+
+def seeding_uniforms(key: PRNGKey, n_clusters: int) -> Array:
+    """The uniforms k-means++ consumes, ``(K, 2 + ⌊log K⌋)``: row 0's first entry draws
+    the first seed, row i the candidates for seed i. Row i is ``uniform(fold_in(key,
+    i))``, so a row's leading entries do not depend on K (so not on padding)."""
+    T = n_seed_trials(n_clusters)
+    return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), (T,)))(
+        jnp.arange(n_clusters))
+
+
+def host_seeding_uniforms(rng, n_restarts: int, n_components: int,
+                          n_padded: int | None = None):
+    """:func:`seeding_uniforms` drawn on the host with NumPy's ``rng``, for
+    ``n_restarts`` restarts: ``(R, n_padded, 2 + ⌊log n_padded⌋)``, zero beyond the
+    ``n_components`` rows and trials that k-means++ reads, so the draws do not depend
+    on the padding. The estimator passes them to :func:`init_params_batch`: a compiled
+    initialisation then holds no random-number generator (each JAX draw site costs
+    ~0.05-0.1 s of XLA compilation on a CPU)."""
+    import numpy as np
+
+    n_padded = n_padded or n_components
+    u = np.zeros((n_restarts, n_padded, n_seed_trials(n_padded)))
+    u[:, :n_components, :n_seed_trials(n_components)] = rng.random(
+        (n_restarts, n_components, n_seed_trials(n_components)))
+    return u
+
+
 def kmeans_plusplus(
-    key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_active=None
+    key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_active=None,
+    uniforms: Array | None = None,
 ) -> Array:
     """Greedy k-means++ seeds (Arthur & Vassilvitskii; scikit-learn's greedy variant).
 
@@ -109,50 +146,53 @@ def kmeans_plusplus(
         Static number of rows of the result.
     n_active : int or traced int, optional
         Seeds beyond this many are left as copies of the first (padding).
+    uniforms : array of shape (K, 2 + ⌊log K⌋), optional
+        The draws to use (:func:`host_seeding_uniforms`); by default
+        :func:`seeding_uniforms` of ``key``.
 
     Returns
     -------
     centers : array of shape (K, D)
     """
     N, D = X.shape
-    max_trials = 2 + int(math.log(n_clusters))
+    u = seeding_uniforms(key, n_clusters) if uniforms is None else uniforms
+    max_trials = u.shape[1]
     upper = jnp.asarray(n_clusters if n_active is None else n_active, jnp.int32)
-    # Trials beyond 2 + ⌊log n_active⌋ are masked, and each seed has its own key, so the
-    # seeds do not depend on how far the components are padded.
+    # Trials beyond 2 + ⌊log n_active⌋ are masked, and each seed has its own row of
+    # uniforms, so the seeds do not depend on how far the components are padded.
     n_trials = 2 + jnp.floor(jnp.log(upper.astype(jnp.float32) + 1e-3)).astype(jnp.int32)
-    key0, key = jax.random.split(key)
-    first = _draw(key0, sample_weight, 1)[0]
+    first = _draw_with(u[0, :1], sample_weight)[0]
     centers = jnp.broadcast_to(X[first], (n_clusters, D))
     closest = jnp.sum((X - X[first]) ** 2, axis=-1)  # (N,)
 
     def body(i, carry):
-        centers, closest, key = carry
-        key, sub = jax.random.split(key)
+        centers, closest = carry
         pot = jnp.maximum(closest * sample_weight, 0.0)
         # All-zero potential (duplicates): fall back to weights.
         mass = jnp.where(jnp.sum(pot) > 0, pot, sample_weight)
-        cand = _draw(sub, mass, max_trials)
+        cand = _draw_with(u[i], mass)
         d = _sq_dist(X, X[cand])  # (N, max_trials)
         new_closest = jnp.minimum(closest[:, None], d)
         potential = jnp.sum(new_closest * sample_weight[:, None], axis=0)
         potential = jnp.where(jnp.arange(max_trials, dtype=jnp.int32) < n_trials, potential,
                               jnp.inf)
         best = jnp.argmin(potential)
-        return centers.at[i].set(X[cand[best]]), new_closest[:, best], key
+        return centers.at[i].set(X[cand[best]]), new_closest[:, best]
 
-    centers, _, _ = jax.lax.fori_loop(1, upper, body, (centers, closest, key))
+    centers, _ = jax.lax.fori_loop(1, upper, body, (centers, closest))
     return centers
 
 
 def kmeans(
     key: PRNGKey, X: Array, sample_weight: Array, n_clusters: int, n_lloyd: int = 30,
-    active: Array | None = None, tol: float = 1e-4,
+    active: Array | None = None, tol: float = 1e-4, uniforms: Array | None = None,
 ) -> tuple[Array, Array]:
     """Weighted Lloyd's algorithm from k-means++ seeds, at most ``n_lloyd`` iterations.
 
     Stops early, like scikit-learn's ``KMeans``, once the centres move less than
     ``tol`` times the mean feature variance (squared, summed over centres).
-    ``active (K,)`` masks padding clusters out (they get no samples).
+    ``active (K,)`` masks padding clusters out (they get no samples). ``uniforms``:
+    the seeding's draws, as in :func:`kmeans_plusplus`.
 
     Returns
     -------
@@ -169,7 +209,7 @@ def kmeans(
     var = jnp.matmul(sample_weight, Xc * Xc, precision=HIGHEST) / total
     threshold = tol * jnp.mean(var)
     centers = kmeans_plusplus(key, Xc, sample_weight, n_clusters,
-                              jnp.sum(active, dtype=jnp.int32))
+                              jnp.sum(active, dtype=jnp.int32), uniforms)
 
     def update(centers):
         labels = _nearest(Xc, centers, active)
@@ -196,6 +236,7 @@ def kmeans(
 def init_resp(
     key: PRNGKey, X: Array, sample_weight: Array, n_components: int, method: str,
     active: Array | None = None, seed_rows: tuple[Array, Array] | None = None,
+    uniforms: Array | None = None,
 ) -> Array:
     """Initial responsibilities (N, K) by ``method`` (one of :data:`INIT_METHODS`).
 
@@ -203,7 +244,8 @@ def init_resp(
     depend on how far K is padded, so a padded fit equals the unpadded one.
     ``seed_rows = (X_s, w_s)``: for ``kmeans`` and ``k-means++``, the rows (typically
     a subsample of X) the centres are chosen from; each row of X then goes to its
-    nearest centre.
+    nearest centre. ``uniforms``: k-means++'s draws (:func:`host_seeding_uniforms`)
+    instead of ``key``'s.
     """
     K = n_components
     dtype = X.dtype
@@ -211,12 +253,12 @@ def init_resp(
         active = jnp.ones(K, bool)
     Xs, ws = (X, sample_weight) if seed_rows is None else seed_rows
     if method == "kmeans":
-        centers, labels = kmeans(key, Xs, ws, K, active=active)
+        centers, labels = kmeans(key, Xs, ws, K, active=active, uniforms=uniforms)
         if seed_rows is not None:
             return _nearest_one_hot(X, centers, active)
         return jax.nn.one_hot(labels, K, dtype=dtype)
     if method == "k-means++":
-        seeds = kmeans_plusplus(key, Xs, ws, K, jnp.sum(active, dtype=jnp.int32))
+        seeds = kmeans_plusplus(key, Xs, ws, K, jnp.sum(active, dtype=jnp.int32), uniforms)
         return _nearest_one_hot(X, seeds, active)
     if method == "random_from_data":
         # Gumbel top-k: K distinct rows with probability ∝ weight, without replacement.
@@ -245,20 +287,21 @@ def init_params(
     reg_covar: float = 1e-6,
     n_active=None,
     seed_rows: tuple[Array, Array] | None = None,
+    uniforms: Array | None = None,
 ) -> GMMParams:
     """Initial ``GMMParams`` from ``method``'s responsibilities via one M-step.
 
     vmap over ``key`` for restarts: ``jax.vmap(lambda k: init_params(k, X, K))(keys)``.
     With ``n_active < n_components`` (may be traced), the trailing components are
     padding: weight exactly 0 and identity covariance, inactive throughout EM.
-    ``seed_rows``: see :func:`init_resp`.
+    ``seed_rows``, ``uniforms``: see :func:`init_resp`.
     """
     K, D, dtype = n_components, X.shape[1], X.dtype
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], dtype)
     active = jnp.arange(K, dtype=jnp.int32) < jnp.asarray(K if n_active is None else n_active,
                                                           jnp.int32)
-    resp = init_resp(key, X, sample_weight, K, method, active, seed_rows)
+    resp = init_resp(key, X, sample_weight, K, method, active, seed_rows, uniforms)
     stats = stats_from_resp(X, resp, sample_weight, covariance_type)
     template = GMMParams(active.astype(dtype), jnp.zeros((K, D), dtype),
                          ops(covariance_type).identity(K, D, dtype), covariance_type)
@@ -267,11 +310,11 @@ def init_params(
 
 
 def _init_params_batch(keys, X, n_components, covariance_type, method, sample_weight,
-                       reg_covar, n_active, seed_rows=None):
-    one = lambda k: init_params(k, X, n_components, covariance_type, method,
-                                sample_weight=sample_weight, reg_covar=reg_covar,
-                                n_active=n_active, seed_rows=seed_rows)
-    return jax.vmap(one)(keys)
+                       reg_covar, n_active, seed_rows=None, uniforms=None):
+    one = lambda k, u: init_params(k, X, n_components, covariance_type, method,
+                                   sample_weight=sample_weight, reg_covar=reg_covar,
+                                   n_active=n_active, seed_rows=seed_rows, uniforms=u)
+    return jax.vmap(one, in_axes=(0, None if uniforms is None else 0))(keys, uniforms)
 
 
 _init_params_batch_jit = jit(
@@ -289,13 +332,18 @@ def init_params_batch(
     reg_covar: float = 1e-6,
     n_active: int | None = None,
     seed_rows: tuple[Array, Array] | None = None,
+    uniforms: Array | None = None,
 ) -> GMMParams:
     """:func:`init_params` vmapped over ``keys (R, 2)``: batch shape ``(R,)``, jitted.
 
     ``n_active`` (traced, so any value reuses the program) pads components beyond it.
-    ``seed_rows``: see :func:`init_resp`; every restart seeds on the same rows."""
+    ``seed_rows``: see :func:`init_resp`; every restart seeds on the same rows.
+    ``uniforms (R, K, T)``: each restart's k-means++ draws
+    (:func:`host_seeding_uniforms`), for ``kmeans`` and ``k-means++``."""
     if sample_weight is None:
         sample_weight = jnp.ones(X.shape[0], X.dtype)
     n_active = n_components if n_active is None else n_active
+    if uniforms is not None:
+        uniforms = jnp.asarray(uniforms, X.dtype)
     return _init_params_batch_jit(keys, X, n_components, covariance_type, method,
-                                  sample_weight, reg_covar, n_active, seed_rows)
+                                  sample_weight, reg_covar, n_active, seed_rows, uniforms)

@@ -16,10 +16,13 @@ from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import logsumexp
 
 from bayesgmm._typing import Array
-from bayesgmm.density import log_resp, resolve_kernel
-from bayesgmm.params import GMMParams
+from bayesgmm.covariance import HIGHEST
+from bayesgmm.density import (component_log_prob, moments_features, moments_theta,
+                              resolve_kernel)
+from bayesgmm.params import GMMParams, vmap_batch
 from bayesgmm.suffstats import auto_chunk_size, sum_over_chunks
 
 __all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
@@ -72,16 +75,34 @@ def criteria_terms(
 def _chunked_terms(params, X, sample_weight, chunk_size, with_entropy: bool):
     N, D = X.shape
     w = jnp.ones(N, X.dtype) if sample_weight is None else sample_weight
-    chunk_size = chunk_size or auto_chunk_size(
-        N, math.prod(params.batch_shape) * params.n_components, D, X.dtype.itemsize,
-        resolve_kernel("auto", X.dtype))
+    B, K = params.batch_shape, params.n_components
+    kernel = resolve_kernel("auto", X.dtype)
+    chunk_size = chunk_size or auto_chunk_size(N, math.prod(B) * K, D, X.dtype.itemsize,
+                                               kernel)
+    if kernel == "moments":
+        # One shift (the data mean) for every parameter set: each chunk's features are
+        # computed once, and all sets' log-densities are one (C, F) @ (F, B·K) matmul.
+        center = jnp.matmul(w, X, precision=HIGHEST) / jnp.sum(w)
+        theta = vmap_batch(lambda p: moments_theta(p, center), len(B))(params)
+        theta = jnp.moveaxis(theta.reshape(-1, *theta.shape[-2:]), 1, 0).reshape(
+            theta.shape[-2], -1)  # (F, P·K), P = prod(B)
+
+        def joint(xs):
+            T = moments_features(xs, center, params.covariance_type)
+            return jnp.matmul(T, theta, precision=HIGHEST).reshape(xs.shape[0], -1, K)
+    else:
+        def joint(xs):  # (C, P, K)
+            lp = component_log_prob(params, xs).reshape(-1, xs.shape[0], K)
+            return jnp.moveaxis(lp, 0, 1)
 
     def block(xs, ws):
-        lr, log_norm = log_resp(params, xs)
-        live = ws > 0  # re-read and zero-weight rows add nothing (not even -inf · 0)
-        total = lambda v: jnp.sum(jnp.where(live, ws * v, 0.0), axis=-1)
+        lp = joint(xs)
+        log_norm = logsumexp(lp, axis=-1)  # (C, P)
+        live = (ws > 0)[:, None]  # re-read and zero-weight rows add nothing (not -inf · 0)
+        total = lambda v: jnp.sum(jnp.where(live, ws[:, None] * v, 0.0), axis=0).reshape(B)
         if not with_entropy:
             return (total(log_norm),)
+        lr = lp - log_norm[..., None]
         r = jnp.exp(lr)
         return total(log_norm), total(-jnp.sum(jnp.where(r > 0, r * lr, 0.0), axis=-1))
 
@@ -156,7 +177,7 @@ def sweep(
     """
     import warnings
 
-    from bayesgmm.estimators import GaussianMixture
+    from bayesgmm.estimators import GaussianMixture, _criteria_of
     from bayesgmm.validation import ConvergenceWarning, DegenerateComponentWarning
 
     if criterion not in ("bic", "aic", "icl"):
@@ -167,6 +188,7 @@ def sweep(
     # (zero-weight components are exactly inactive, so results equal unpadded fits).
     n_padded = max(n_components)
     for ct in covariance_types:
+        fitted = []
         for k in n_components:
             gm = GaussianMixture(k, covariance_type=ct, **gaussian_mixture_kwargs)
             with warnings.catch_warnings():
@@ -174,10 +196,12 @@ def sweep(
                 warnings.simplefilter("ignore", DegenerateComponentWarning)
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 gm._fit(X, None, n_padded)
-            crit = gm._criteria(X)
-            rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], gm.lower_bound_,
-                         gm.n_iter_, gm.converged_))
-            models.append(gm)
+            fitted.append(gm)
+        # One batched pass for every K (measured, 20 K on 1e5 x 8: 0.30 -> ? s)
+        for gm, crit in zip(fitted, _criteria_of(fitted, X)):
+            rows.append((gm.n_components, ct, crit["bic"], crit["aic"], crit["icl"],
+                         gm.lower_bound_, gm.n_iter_, gm.converged_))
+        models.extend(fitted)
     names = ["n_components", "covariance_type", "bic", "aic", "icl", "lower_bound", "n_iter",
              "converged"]
     result = SweepResult({n: np.array([r[i] for r in rows]) for i, n in enumerate(names)})

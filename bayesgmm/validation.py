@@ -239,8 +239,9 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
     return p
 
 
-def check_random_state_key(random_state) -> jax.Array:
-    """scikit-learn's ``random_state`` (None, int, or ``np.random.RandomState``) -> a JAX key."""
+def check_random_state_key(random_state) -> np.ndarray:
+    """scikit-learn's ``random_state`` (None, int, or ``np.random.RandomState``) -> a raw
+    JAX key (uint32[2], NumPy): ``jax.random.PRNGKey(seed % 2**32)``."""
     if random_state is None:
         seed = np.random.mtrand._rand.randint(np.iinfo(np.int32).max)
     elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
@@ -254,4 +255,5 @@ def check_random_state_key(random_state) -> jax.Array:
             f"random_state must be None, an int, or a numpy RandomState/Generator; "
             f"got {random_state!r}"
         )
-    return jax.random.PRNGKey(seed % (2**32))
+    # jax.random.PRNGKey(seed) for a 32-bit seed, built without compiling a program
+    return np.array([0, seed % (2**32)], dtype=np.uint32)
