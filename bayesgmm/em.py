@@ -28,9 +28,11 @@ import numpy as np
 
 from bayesgmm._typing import Array
 from bayesgmm.compilation import jit
-from bayesgmm.covariance import ops
+from bayesgmm.covariance import HIGHEST, ops
+from bayesgmm.density import moments_features, n_moment_features
 from bayesgmm.params import GMMParams, select_components
 from bayesgmm.suffstats import (
+    FEATURE_CACHE_BYTES,
     SuffStats,
     add,
     auto_chunk_size,
@@ -45,7 +47,7 @@ from bayesgmm.suffstats import (
 from bayesgmm.suffstats import psum as psum_stats
 
 __all__ = ["EMState", "FitInfo", "init", "e_step", "m_step", "step", "fit", "fit_restarts",
-           "fit_sharded", "fit_stream", "online_update", "TRACE_COUNT"]
+           "fit_sharded", "fit_stream", "online_update", "data_features", "TRACE_COUNT"]
 
 # Bumped at trace time (Python side effect), so tests can count compilations.
 TRACE_COUNT = {"fit": 0}
@@ -299,13 +301,16 @@ def fit(
 
 
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
-                  screen_iter=0, kernel="auto", cache_features=None):
+                  screen_iter=0, kernel="auto", cache_features=None, shared=None):
     kernel = resolve_kernel(kernel, X.dtype)
-    # One shift for every restart, so the moments kernel's features T(x) are computed
-    # once (per fit, or per chunk without the cache) and shared by the vmapped restarts.
-    center = (jnp.mean(jax.vmap(mixture_center)(params.astype(X.dtype)), axis=0)
-              if kernel == "moments" else None)
-    features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
+    if shared is not None:  # data_features: a table made once for many fits
+        center, features = shared
+    else:
+        # One shift for every restart, so the moments kernel's features T(x) are computed
+        # once (per fit, or per chunk without the cache) and shared by the restarts.
+        center = (jnp.mean(jax.vmap(mixture_center)(params.astype(X.dtype)), axis=0)
+                  if kernel == "moments" else None)
+        features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
     fit = lambda q, tol, n, vmapped=True: _fit(X, q, sample_weight, tol, reg_covar, n,
                                                chunk_size, kernel=kernel, center=center,
                                                vmapped=vmapped, features=features,
@@ -356,6 +361,7 @@ def fit_restarts(
     screen_iter: int = 0,
     kernel: str = "auto",
     cache_features: bool | None = None,
+    shared: tuple[Array, Array] | None = None,
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -370,6 +376,11 @@ def fit_restarts(
         about ``R·screen_iter + n_iter`` iterations instead of ``R·max(n_iter)``.
     cache_features : bool, optional
         As in :func:`fit`; one table serves every restart.
+    shared : (center, features), optional
+        From :func:`data_features` of the same ``X`` and weights: the moments kernel's
+        shift and feature table, made once and reused by every fit that passes them
+        (a BIC sweep's; 11 ms a fit at N=1e5, D=8, mostly page faults on the fresh
+        36 MB table).
 
     Returns
     -------
@@ -382,7 +393,30 @@ def fit_restarts(
     """
     return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
                              chunk_size=chunk_size, screen_iter=screen_iter, kernel=kernel,
-                             cache_features=cache_features)
+                             cache_features=cache_features, shared=shared)
+
+
+def _data_features_impl(X, sample_weight, covariance_type):
+    center = jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
+    return center, moments_features(X, center, covariance_type)
+
+
+_data_features = jit(_data_features_impl, static_argnames=("covariance_type",))
+
+
+def data_features(X: Array, sample_weight: Array, covariance_type: str,
+                  kernel: str = "auto") -> tuple[Array, Array] | None:
+    """The moments kernel's shift (the weighted data mean) and feature table of ``X``,
+    for ``fit_restarts(..., shared=...)``; ``None`` where EM would not keep a table
+    (centred kernel, or a table over :data:`~bayesgmm.suffstats.FEATURE_CACHE_BYTES`).
+    Any shift is exact algebra; the data mean is what the initial parameters' mixture
+    centre equals up to round-off."""
+    if resolve_kernel(kernel, X.dtype) != "moments":
+        return None
+    F = n_moment_features(X.shape[1], ops(covariance_type).full_moments)
+    if X.shape[0] * F * X.dtype.itemsize > FEATURE_CACHE_BYTES:
+        return None
+    return _data_features(X, sample_weight, covariance_type)
 
 
 # ---- scale: sharded, streamed and online EM (same statistics, different sums) -----------

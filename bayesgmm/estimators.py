@@ -375,8 +375,10 @@ class GaussianMixture(_BaseEstimator):
 
     # ---- internals ----------------------------------------------------------------
 
-    def _fit(self, X, sample_weight, n_padded: int | None):
-        """``fit`` with the components padded to ``n_padded`` (None: automatic bucket)."""
+    def _fit(self, X, sample_weight, n_padded: int | None, shared=None):
+        """``fit`` with the components padded to ``n_padded`` (None: automatic bucket).
+        ``shared``: :func:`bayesgmm.em.data_features` of X (unit weights), reused by
+        the fits of a sweep."""
         self._check_parameters()
         X = check_array_2d(X, min_samples=2)
         K = int(self.n_components)
@@ -401,7 +403,7 @@ class GaussianMixture(_BaseEstimator):
                           chunk_size=self.chunk_size, kernel=self.kernel)
             best, info, all_info = em.fit_restarts(
                 Xr, init, sample_weight=wr, screen_iter=int(self.restart_screen_iter or 0),
-                **fit_kw)
+                shared=None if subsample or sample_weight is not None else shared, **fit_kw)
             if subsample:  # refine the best restart on all rows
                 best, info = em.fit(Xj, best, sample_weight=wj, **fit_kw)
             best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
