@@ -181,6 +181,8 @@ class GaussianMixture(_BaseEstimator):
     precisions_init : array-like, optional
         Shape by covariance type, as in scikit-learn.
     random_state : int, RandomState or None
+        Seeds the JAX key (``jax.random.PRNGKey(seed)``); restart keys, subsample rows
+        and k-means++'s draws come from NumPy generators seeded by that key.
     warm_start : bool, default=False
         Start the next ``fit`` from this fit's parameters (one initialisation).
     verbose : int, default=0
