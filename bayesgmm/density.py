@@ -39,6 +39,7 @@ __all__ = [
     "moments_theta",
     "log_prob_bound",
     "mixture_center",
+    "data_center",
 ]
 
 
@@ -85,6 +86,12 @@ def resolve_kernel(kernel: str, dtype) -> str:
 def mixture_center(params: GMMParams) -> Array:
     """Σ_k w_k μ_k (D,): the one shift of the moments kernel (close to the data mean)."""
     return jnp.matmul(params.weights, params.means, precision=HIGHEST)
+
+
+def data_center(X: Array, sample_weight: Array) -> Array:
+    """The weighted data mean (D,): the moments kernel's shift where no parameters set it
+    (initial statistics, criteria of many parameter sets, a sweep's feature table)."""
+    return jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
 
 
 def _triu(D: int):

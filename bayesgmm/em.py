@@ -28,17 +28,17 @@ import numpy as np
 
 from bayesgmm._typing import Array
 from bayesgmm.compilation import jit
-from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.density import moments_features, n_moment_features
+from bayesgmm.covariance import ops
+from bayesgmm.density import data_center, moments_features
 from bayesgmm.params import GMMParams, select_components
 from bayesgmm.suffstats import (
-    FEATURE_CACHE_BYTES,
     SuffStats,
     add,
     auto_chunk_size,
     e_step_stats,
     e_step_stats_chunked,
     feature_cache,
+    keeps_feature_table,
     mixture_center,
     recenter,
     resolve_kernel,
@@ -397,7 +397,7 @@ def fit_restarts(
 
 
 def _data_features_impl(X, sample_weight, covariance_type):
-    center = jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
+    center = data_center(X, sample_weight)
     return center, moments_features(X, center, covariance_type)
 
 
@@ -411,10 +411,7 @@ def data_features(X: Array, sample_weight: Array, covariance_type: str,
     (centred kernel, or a table over :data:`~bayesgmm.suffstats.FEATURE_CACHE_BYTES`).
     Any shift is exact algebra; the data mean is what the initial parameters' mixture
     centre equals up to round-off."""
-    if resolve_kernel(kernel, X.dtype) != "moments":
-        return None
-    F = n_moment_features(X.shape[1], ops(covariance_type).full_moments)
-    if X.shape[0] * F * X.dtype.itemsize > FEATURE_CACHE_BYTES:
+    if not keeps_feature_table(X, covariance_type, resolve_kernel(kernel, X.dtype)):
         return None
     return _data_features(X, sample_weight, covariance_type)
 

@@ -556,10 +556,4 @@ class GaussianMixture(_BaseEstimator):
             return np.asarray(lr)[:, :K], np.asarray(ln)
 
     def _criteria(self, X) -> dict:
-        X = self._check_X(X)
-        dtype = np.result_type(X.dtype, self.params_.dtype)
-        with compute_scope(dtype):
-            ll, ent = _criteria_terms(self._padded_params(dtype), jnp.asarray(X, dtype))
-            ll, ent = float(ll), float(ent)
-        out = selection.criteria_from_terms(ll, ent, self.params_.n_parameters, X.shape[0])
-        return {k: float(v) for k, v in out.items()}
+        return _criteria_of([self], X)[0]

@@ -93,13 +93,6 @@ def _draw_with(u: Array, mass: Array) -> Array:
     return jnp.minimum(idx, mass.shape[0] - 1).astype(jnp.int32)
 
 
-def _draw(key: PRNGKey, mass: Array, n: int) -> Array:
-    """``n`` indices drawn with probability ∝ ``mass`` (:func:`_draw_with`), one key
-    per draw, so the first draws do not depend on n (so not on padding)."""
-    u = jax.vmap(lambda k: jax.random.uniform(k, (), mass.dtype))(jax.random.split(key, n))
-    return _draw_with(u, mass)
-
-
 def n_seed_trials(n_clusters: int) -> int:
     """Candidates per k-means++ seed, ``2 + ⌊log K⌋`` (scikit-learn's greedy variant)."""
     return 2 + int(math.log(n_clusters))

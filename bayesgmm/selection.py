@@ -20,8 +20,8 @@ from jax.scipy.special import logsumexp
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import HIGHEST
-from bayesgmm.density import (component_log_prob, moments_features, moments_theta,
-                              resolve_kernel)
+from bayesgmm.density import (component_log_prob, data_center, moments_features,
+                              moments_theta, resolve_kernel)
 from bayesgmm.params import GMMParams, vmap_batch
 from bayesgmm.suffstats import auto_chunk_size, sum_over_chunks
 
@@ -82,7 +82,7 @@ def _chunked_terms(params, X, sample_weight, chunk_size, with_entropy: bool):
     if kernel == "moments":
         # One shift (the data mean) for every parameter set: each chunk's features are
         # computed once, and all sets' log-densities are one (C, F) @ (F, B·K) matmul.
-        center = jnp.matmul(w, X, precision=HIGHEST) / jnp.sum(w)
+        center = data_center(X, w)
         theta = vmap_batch(lambda p: moments_theta(p, center), len(B))(params)
         theta = jnp.moveaxis(theta.reshape(-1, *theta.shape[-2:]), 1, 0).reshape(
             theta.shape[-2], -1)  # (F, P·K), P = prod(B)
@@ -191,9 +191,9 @@ def sweep(
     # (zero-weight components are exactly inactive, so results equal unpadded fits).
     n_padded = max(n_components)
     X = check_array_2d(X, min_samples=2)
+    kernel = gaussian_mixture_kwargs.get("kernel", "auto")
     for ct in covariance_types:
         fitted = []
-        kernel = gaussian_mixture_kwargs.get("kernel", "auto")
         # The moments kernel's feature table of X, made once for every K (if EM keeps one)
         check_covariance_type(ct)
         with compute_scope(X.dtype):

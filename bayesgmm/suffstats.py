@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from bayesgmm._typing import Array
 from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.density import (_triu, centred_log_prob, log_prob_bound,
-                              mixture_center, moments_features, moments_theta,
+                              data_center, mixture_center, moments_features, moments_theta,
                               n_moment_features, resolve_kernel)
 from bayesgmm.params import GMMParams
 
@@ -288,7 +288,7 @@ def stats_from_resp(
     kernel = resolve_kernel(kernel, X.dtype)
     chunk_size = chunk_size or auto_chunk_size(N, K, D, X.dtype.itemsize, kernel)
     if kernel == "moments":
-        center = jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
+        center = data_center(X, sample_weight)
         full = ops(covariance_type).full_moments
         shift = jnp.broadcast_to(center, (K, D))
 
@@ -327,15 +327,22 @@ def psum(stats: SuffStats, axis_name: str) -> SuffStats:
 FEATURE_CACHE_BYTES = 512 * 2**20
 
 
-def feature_cache(X: Array, center: Array | None, covariance_type: str, kernel: str,
-                  cache: bool | None = None) -> Array | None:
-    """The moments features of all rows for a fit with fixed ``center``, or None:
-    centred kernel, ``cache=False``, or (``cache=None``) a table over
+def keeps_feature_table(X: Array, covariance_type: str, kernel: str,
+                        cache: bool | None = None) -> bool:
+    """Whether EM keeps the moments features of all rows for a fit: not for the centred
+    kernel or ``cache=False``, and (``cache=None``) not for a table over
     :data:`FEATURE_CACHE_BYTES`."""
     if kernel != "moments" or cache is False:
-        return None
+        return False
     F = n_moment_features(X.shape[1], ops(covariance_type).full_moments)
-    if cache is None and X.shape[0] * F * X.dtype.itemsize > FEATURE_CACHE_BYTES:
+    return cache is True or X.shape[0] * F * X.dtype.itemsize <= FEATURE_CACHE_BYTES
+
+
+def feature_cache(X: Array, center: Array | None, covariance_type: str, kernel: str,
+                  cache: bool | None = None) -> Array | None:
+    """The moments features of all rows for a fit with fixed ``center``, or None where
+    :func:`keeps_feature_table` says no."""
+    if not keeps_feature_table(X, covariance_type, kernel, cache):
         return None
     return moments_features(X, center, covariance_type)
 
