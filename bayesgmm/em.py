@@ -66,6 +66,9 @@ class EMState(NamedTuple):
     # ()  bool: an E-step underflowed under the bound shift; later ones skip it (e_step)
     row_max_shift: Array
     nk: Array  # (K,)  effective counts of the E-step that made ``params`` (0 before)
+    # ()  bool: the next E-step gives each row wholly to its most probable component (a
+    # start from k-means centres; see ``fit(hard_start=...)``); it is not an iteration
+    hard: Array
 
 
 class FitInfo(NamedTuple):
@@ -82,7 +85,7 @@ class FitInfo(NamedTuple):
     nk: Array
 
 
-def init(params: GMMParams, max_iter: int) -> EMState:
+def init(params: GMMParams, max_iter: int, hard_start: Array | bool = False) -> EMState:
     dtype = params.means.dtype
     return EMState(
         params=params,
@@ -94,13 +97,15 @@ def init(params: GMMParams, max_iter: int) -> EMState:
         history=jnp.full((max_iter,), jnp.nan, dtype),
         row_max_shift=jnp.array(False),
         nk=jnp.zeros(params.weights.shape, dtype),
+        hard=jnp.asarray(hard_start, bool),
     )
 
 
 def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
            axis_name: str | None = None, *, kernel: str = "auto",
            center: Array | None = None, bound_shift: bool = False,
-           features: Array | None = None, row_max_shift: Array | bool = False) -> SuffStats:
+           features: Array | None = None, row_max_shift: Array | bool = False,
+           hard: Array | bool = False) -> SuffStats:
     """Sufficient statistics of the E-step, over row chunks of ``X (N, D)``; summed
     across devices when ``axis_name`` names a mapped axis (inside ``shard_map``).
     ``kernel``, ``center`` and ``features``: see :mod:`bayesgmm.suffstats`.
@@ -112,10 +117,14 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
     row maxima (``lax.cond``) and ``n_underflow`` reports it; ``row_max_shift`` (traced
     bool, set by :func:`step` from then on) skips the fast try. float32 has only ~40
     nats of headroom, so it always takes row maxima. Under ``vmap`` a ``cond`` runs
-    both branches, so vmapped callers leave ``bound_shift`` off."""
+    both branches, so vmapped callers leave ``bound_shift`` off.
+
+    ``hard`` (traced bool): each row goes wholly to its most probable component
+    (:func:`bayesgmm.suffstats.e_step_stats`); that pass takes row maxima."""
     def stats_of(fast) -> SuffStats:
         stats = e_step_stats_chunked(params, X, sample_weight, chunk_size, kernel=kernel,
-                                     center=center, bound_shift=fast, features=features)
+                                     center=center, bound_shift=fast, features=features,
+                                     hard=hard)
         return stats if axis_name is None else psum_stats(stats, axis_name)
 
     if (not bound_shift or resolve_kernel(kernel, X.dtype) != "moments"
@@ -138,7 +147,7 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
         _, stats, _, n = carry
         return (n == 0) | (stats.n_underflow > 0)
 
-    start = (~jnp.asarray(row_max_shift), _zero_moment_stats(params, X.dtype, center),
+    start = (~jnp.asarray(row_max_shift) & ~jnp.asarray(hard), _zero_moment_stats(params, X.dtype, center),
              jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
     _, stats, first_under, _ = jax.lax.while_loop(again, attempt, start)
     return stats._replace(n_underflow=first_under)
@@ -183,26 +192,33 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
          chunk_size: int, axis_name: str | None = None, kernel: str = "auto",
          center: Array | None = None, bound_shift: bool = False,
          features: Array | None = None) -> EMState:
-    """One E-step + M-step; a non-finite result is flagged, not applied."""
-    params = state.params
+    """One E-step + M-step; a non-finite result is flagged, not applied.
+
+    With ``state.hard`` the E-step assigns each row wholly (a hard start): its M-step
+    gives the initial parameters, and it counts as no iteration (no lower bound, no
+    history entry, no convergence test)."""
+    params, hard = state.params, state.hard
     stats = e_step(params, X, sample_weight, chunk_size, axis_name, kernel=kernel,
                    center=center, bound_shift=bound_shift, features=features,
-                   row_max_shift=state.row_max_shift)
+                   row_max_shift=state.row_max_shift, hard=hard)
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
                  previous=params)
     ok, bad = _step_health(new, lower_bound)
     change = lower_bound - state.lower_bound
+    counted = ~hard
     return EMState(
         params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, params),
-        lower_bound=jnp.where(ok, lower_bound, state.lower_bound),
-        n_iter=state.n_iter + 1,
-        converged=ok & (jnp.abs(change) < tol),
+        lower_bound=jnp.where(ok & counted, lower_bound, state.lower_bound),
+        n_iter=state.n_iter + counted.astype(jnp.int32),
+        converged=ok & counted & (jnp.abs(change) < tol),
         nonfinite=~ok,
         bad_component=bad,
-        history=state.history.at[state.n_iter].set(lower_bound),
+        history=state.history.at[state.n_iter].set(
+            jnp.where(counted, lower_bound, state.history[state.n_iter])),
         row_max_shift=state.row_max_shift | (stats.n_underflow > 0),
         nk=jnp.where(ok, stats.nk, state.nk),
+        hard=jnp.zeros_like(hard),
     )
 
 
@@ -216,7 +232,8 @@ def _step_health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
 
 
 def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None,
-         kernel="auto", center=None, vmapped=False, features=None, cache_features=None):
+         kernel="auto", center=None, vmapped=False, features=None, cache_features=None,
+         hard_start=False):
     TRACE_COUNT["fit"] += 1
     dtype = X.dtype
     params = params.astype(dtype)
@@ -238,7 +255,7 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
                           features=features)
-    state = jax.lax.while_loop(cond, body, init(params, max_iter))
+    state = jax.lax.while_loop(cond, body, init(params, max_iter, hard_start))
     # No E-step after the loop: the counts come from the last applied one (one pass over
     # the data fewer, ~10% of a short fit, and two fewer copies of the E-step to compile).
     info = FitInfo(state.lower_bound, state.n_iter, state.converged, state.nonfinite,
@@ -260,6 +277,7 @@ def fit(
     chunk_size: int | None = None,
     kernel: str = "auto",
     cache_features: bool | None = None,
+    hard_start: bool = False,
 ) -> tuple[GMMParams, FitInfo]:
     """Run EM from ``params`` until ``|Δ lower bound| < tol`` or ``max_iter`` iterations.
 
@@ -284,6 +302,13 @@ def fit(
         (N x (1 + D + D(D+1)/2) values) instead of recomputing them every iteration.
         ``None``: when they fit in :data:`bayesgmm.suffstats.FEATURE_CACHE_BYTES`.
         ``False`` keeps memory O(chunk_size) whatever N.
+    hard_start : bool
+        Traced. Start from a hard assignment: a first pass gives each row wholly to its
+        most probable component under ``params``, and EM starts from the M-step of
+        those labels; that pass is not counted in ``n_iter``. With ``params`` from
+        :func:`bayesgmm.initialize.params_from_centers` (equal weights, identity
+        covariances), the labels are the nearest centre's, so k-means centres start EM
+        as scikit-learn's ``init_params="kmeans"`` does.
 
     In float64 each E-step first tries a cheaper softmax shift and redoes the pass if a
     row underflows (a ``lax.cond``; see :func:`e_step`). Under your own ``jax.vmap`` of
@@ -297,11 +322,13 @@ def fit(
     info : FitInfo
     """
     return _fit_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
-                    chunk_size=chunk_size, kernel=kernel, cache_features=cache_features)
+                    chunk_size=chunk_size, kernel=kernel, cache_features=cache_features,
+                    hard_start=hard_start)
 
 
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
-                  screen_iter=0, kernel="auto", cache_features=None, shared=None):
+                  screen_iter=0, kernel="auto", cache_features=None, shared=None,
+                  hard_start=False):
     kernel = resolve_kernel(kernel, X.dtype)
     if shared is not None:  # data_features: a table made once for many fits
         center, features = shared
@@ -311,10 +338,10 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         center = (jnp.mean(jax.vmap(mixture_center)(params.astype(X.dtype)), axis=0)
                   if kernel == "moments" else None)
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
-    fit = lambda q, tol, n, vmapped=True: _fit(X, q, sample_weight, tol, reg_covar, n,
-                                               chunk_size, kernel=kernel, center=center,
-                                               vmapped=vmapped, features=features,
-                                               cache_features=cache_features)
+    def fit(q, tol, n, vmapped=True, hard=hard_start):
+        return _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size, kernel=kernel,
+                    center=center, vmapped=vmapped, features=features,
+                    cache_features=cache_features, hard_start=hard)
 
     def run_all(p, n):
         return jax.vmap(lambda q: fit(q, tol, n))(p)
@@ -338,7 +365,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
     # iterations (tol=-1: none stops early), then only the best continues.
     short_params, short_infos = jax.vmap(lambda q: fit(q, -1.0, screen_iter))(params)
     start, start_info = best_of(short_params, short_infos)
-    p, info = fit(start, tol, max_iter - screen_iter, vmapped=False)
+    p, info = fit(start, tol, max_iter - screen_iter, vmapped=False, hard=False)
     info = info._replace(n_iter=info.n_iter + start_info.n_iter,
                          history=jnp.concatenate([start_info.history, info.history]))
     return p, info, short_infos
@@ -362,6 +389,7 @@ def fit_restarts(
     kernel: str = "auto",
     cache_features: bool | None = None,
     shared: tuple[Array, Array] | None = None,
+    hard_start: bool = False,
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -381,6 +409,8 @@ def fit_restarts(
         shift and feature table, made once and reused by every fit that passes them
         (a BIC sweep's; 11 ms a fit at N=1e5, D=8, mostly page faults on the fresh
         36 MB table).
+    hard_start : bool
+        Traced. Every restart starts from a hard assignment, as in :func:`fit`.
 
     Returns
     -------
@@ -393,7 +423,8 @@ def fit_restarts(
     """
     return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
                              chunk_size=chunk_size, screen_iter=screen_iter, kernel=kernel,
-                             cache_features=cache_features, shared=shared)
+                             cache_features=cache_features, shared=shared,
+                             hard_start=hard_start)
 
 
 def _data_features_impl(X, sample_weight, covariance_type):

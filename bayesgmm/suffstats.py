@@ -81,7 +81,8 @@ def accumulate(Xc: Array, rw: Array, covariance_type: str) -> tuple[Array, Array
 
 
 def _normalise(log_prob: Array, sample_weight: Array, bound: Array | None = None,
-               use_bound: Array | bool = True) -> tuple[Array, Array, Array]:
+               use_bound: Array | bool = True,
+               hard: Array | bool = False) -> tuple[Array, Array, Array]:
     """(log p(x_n), w_n · p(z_n = k | x_n), n_underflow) from joint log-probabilities
     (C, K), with one ``exp`` over the (C, K) block (``logsumexp`` then ``exp`` takes two).
 
@@ -91,6 +92,10 @@ def _normalise(log_prob: Array, sample_weight: Array, bound: Array | None = None
     below the bound (a point many standard deviations from every component) may
     underflow. Such rows (w > 0, row sum below sqrt(tiny)) are counted, and the caller
     recomputes the block with row maxima.
+
+    ``hard`` (a bool, possibly traced; needs row maxima, so not with ``use_bound``):
+    each row's whole weight goes to its most probable component (split evenly between
+    exact ties), as in a k-means assignment; ``log p`` is then meaningless.
     """
     def row_max():
         top = jnp.max(log_prob, axis=1)  # K is axis 1; reduce it
@@ -104,6 +109,8 @@ def _normalise(log_prob: Array, sample_weight: Array, bound: Array | None = None
         top = jax.lax.cond(use_bound, lambda: jnp.broadcast_to(bound, log_prob.shape[:1]),
                            row_max)
     e = jnp.exp(log_prob - top[:, None])
+    if hard is not False:  # a select in the exp's fusion: no extra pass over the block
+        e = jnp.where(hard, (log_prob >= top[:, None]).astype(e.dtype), e)
     total = jnp.sum(e, axis=1)
     log_norm = top + jnp.log(total)
     live = sample_weight > 0
@@ -120,9 +127,10 @@ def _wll(sample_weight: Array, log_norm: Array) -> Array:
     return jnp.sum(jnp.where(sample_weight > 0, sample_weight * log_norm, 0.0))
 
 
-def _centred_stats(params: GMMParams, X: Array, sample_weight: Array) -> SuffStats:
+def _centred_stats(params: GMMParams, X: Array, sample_weight: Array,
+                   hard: Array | bool = False) -> SuffStats:
     log_prob, Xc = centred_log_prob(params, X)  # (C, K), (K, C, D)
-    log_norm, rw, n_under = _normalise(log_prob, sample_weight)
+    log_norm, rw, n_under = _normalise(log_prob, sample_weight, hard=hard)
     nk, sx, sxx = accumulate(Xc, rw, params.covariance_type)
     return SuffStats(nk, sx, sxx, params.means, jnp.sum(sample_weight),
                      _wll(sample_weight, log_norm), n_under)
@@ -140,7 +148,8 @@ def _moment_stats(rw: Array, T: Array, center: Array, full_moments: bool):
 
 
 def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
-                   center: Array, bound_shift: bool | Array = False) -> SuffStats:
+                   center: Array, bound_shift: bool | Array = False,
+                   hard: Array | bool = False) -> SuffStats:
     """The exponential-family form: log p(x, k) = T(x) θ_k with
     T(x) = [1, x - c, (x - c)^{⊗2}] (``T``: :func:`moments_features` of the rows), so
     the E-step is one (C, F) @ (F, K) matmul and the statistics are one (K, C) @ (C, F)
@@ -148,7 +157,7 @@ def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
     log_prob = jnp.matmul(T, moments_theta(params, center), precision=HIGHEST)
     full_moments = ops(params.covariance_type).full_moments
     bound = None if bound_shift is False else log_prob_bound(params)
-    log_norm, rw, n_under = _normalise(log_prob, sample_weight, bound, bound_shift)
+    log_norm, rw, n_under = _normalise(log_prob, sample_weight, bound, bound_shift, hard)
     nk, sx, sxx, shift = _moment_stats(rw, T, center, full_moments)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), _wll(sample_weight, log_norm),
                      n_under)
@@ -156,7 +165,7 @@ def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
 
 def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
                  kernel: str = "auto", center: Array | None = None,
-                 bound_shift: bool | Array = False) -> SuffStats:
+                 bound_shift: bool | Array = False, hard: bool | Array = False) -> SuffStats:
     """E-step on one block of rows: responsibilities, then weighted statistics.
 
     Parameters
@@ -177,12 +186,16 @@ def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
         static ``False`` compiles no bound at all); rows that underflow are counted in
         ``n_underflow``, and the statistics are then wrong: recompute without it
         (:func:`bayesgmm.em.e_step` does).
+    hard : bool or traced bool
+        Give each row wholly to its most probable component (with equal weights and
+        identity covariances, its nearest mean: k-means' assignment). Needs row maxima:
+        pass ``bound_shift`` False where ``hard`` may be True.
     """
     if resolve_kernel(kernel, X.dtype) == "centred":
-        return _centred_stats(params, X, sample_weight)
+        return _centred_stats(params, X, sample_weight, hard)
     center = mixture_center(params) if center is None else center
     T = moments_features(X, center, params.covariance_type)
-    return _moments_stats(params, T, sample_weight, center, bound_shift)
+    return _moments_stats(params, T, sample_weight, center, bound_shift, hard)
 
 
 def sum_over_chunks(block, rows: tuple, sample_weight: Array, chunk_size: int, *,
@@ -221,7 +234,8 @@ def sum_over_chunks(block, rows: tuple, sample_weight: Array, chunk_size: int, *
 def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
                          chunk_size: int, *, kernel: str = "auto",
                          center: Array | None = None, bound_shift: bool | Array = False,
-                         features: Array | None = None) -> SuffStats:
+                         features: Array | None = None,
+                         hard: bool | Array = False) -> SuffStats:
     """E-step statistics summed over row chunks (:func:`sum_over_chunks`): scratch
     memory is O(chunk_size · (K · D + D²)) whatever N, and X is never copied.
 
@@ -231,7 +245,7 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
     sample_weight : array of shape (N,)
     chunk_size : int
         Static; ``>= N`` means a single pass.
-    kernel, center, bound_shift
+    kernel, center, bound_shift, hard
         As in :func:`e_step_stats`.
     features : array of shape (N, F), optional
         Moments kernel: :func:`moments_features` of all of ``X`` for this ``center``,
@@ -241,10 +255,10 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
         center = mixture_center(params)  # one shift for every chunk
     if features is not None:  # rows of T instead of rows of X
         X = features
-        block = lambda ts, ws: _moments_stats(params, ts, ws, center, bound_shift)
+        block = lambda ts, ws: _moments_stats(params, ts, ws, center, bound_shift, hard)
     else:
         block = lambda xs, ws: e_step_stats(params, xs, ws, kernel=kernel, center=center,
-                                            bound_shift=bound_shift)
+                                            bound_shift=bound_shift, hard=hard)
     if chunk_size >= X.shape[0]:
         return block(X, sample_weight)
     shape = jax.eval_shape(block, X[:chunk_size], sample_weight[:chunk_size])

@@ -422,3 +422,66 @@ def test_a_shared_feature_table_gives_the_same_fit(monkeypatch):
     np.testing.assert_allclose(np.asarray(ib.history), np.asarray(ia.history), rtol=1e-12)
     np.testing.assert_allclose(b.means, a.means, rtol=1e-12)
     np.testing.assert_allclose(b.covariances, a.covariances, rtol=1e-9, atol=1e-12)
+
+
+def _precisions(cov, ct):
+    return np.linalg.inv(cov) if ct in ("full", "tied") else 1.0 / cov
+
+
+@pytest.mark.parametrize("kernel", ["centred", "moments"])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_hard_start_is_the_m_step_of_nearest_centre_labels(datasets, ct, kernel):
+    """EM from centres with ``hard_start``: a first, uncounted pass gives every row to
+    its nearest centre (k-means' labels) and takes their M-step. Truth: scikit-learn
+    started from its own M-step of those labels, computed here in NumPy."""
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+    from bayesgmm.initialize import params_from_centers
+
+    X = datasets["aniso"] + 50.0  # off the origin: the moments kernel shifts its features
+    K, reg, n_iter = 3, 1e-6, 6
+    centers = X[[0, 150, 300]]
+    labels = np.argmin(((X[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)
+    nk, means, cov = _estimate_gaussian_parameters(X, np.eye(K)[labels], reg, ct)
+    sk = SkGM(K, covariance_type=ct, tol=0.0, max_iter=n_iter, weights_init=nk / len(X),
+              means_init=means, precisions_init=_precisions(cov, ct))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(X)
+    with in_scope(np.float64):
+        p, info = em.fit(jnp.asarray(X), params_from_centers(centers, K, ct), tol=0.0,
+                         max_iter=n_iter, reg_covar=reg, kernel=kernel, hard_start=True)
+        p = jax.tree_util.tree_map(np.asarray, p)
+        cov_ours = np.asarray(GMMParams(*jax.tree_util.tree_leaves(p), ct).covariances)
+    assert int(info.n_iter) == sk.n_iter_ == n_iter  # the hard pass is not an iteration
+    assert np.all(np.isfinite(np.asarray(info.history)[:n_iter]))
+    _assert_parity(p, cov_ours, info, sk, rtol=1e-6, lb_rtol=1e-9)
+
+
+def test_hard_start_ignores_padding_and_vmaps_over_restarts(datasets):
+    """Padding centres (weight 0) never take a row; restarts vmapped with small-EM
+    screening equal each start run alone (the screen's winner continues without a
+    second hard pass)."""
+    from bayesgmm.initialize import params_from_centers
+    from bayesgmm.params import take_components
+
+    X = datasets["blobs"]
+    rng = np.random.default_rng(1)
+    starts = np.stack([X[rng.choice(len(X), 4, replace=False)] for _ in range(3)])
+    padded = np.concatenate([starts, np.repeat(starts[:, :1] + 0.01, 2, axis=1)], axis=1)
+    with in_scope(np.float64):
+        Xj = jnp.asarray(X)
+        alone = [em.fit(Xj, params_from_centers(s, 4, "full"), tol=0.0, max_iter=10,
+                        hard_start=True) for s in starts]
+        best, info, all_info = em.fit_restarts(Xj, params_from_centers(padded, 4, "full"),
+                                               tol=0.0, max_iter=10, screen_iter=3,
+                                               hard_start=True)
+        screened = [em.fit(Xj, params_from_centers(s, 4, "full"), tol=-1.0, max_iter=3,
+                           hard_start=True)[1] for s in starts]
+    np.testing.assert_allclose(np.asarray(all_info.lower_bound),
+                               [float(i.lower_bound) for i in screened], rtol=1e-10)
+    winner = int(np.argmax([float(i.lower_bound) for i in screened]))
+    assert np.all(np.asarray(best.weights)[4:] == 0)
+    np.testing.assert_allclose(take_components(best, 4).means,
+                               np.asarray(alone[winner][0].means), rtol=1e-9)
+    assert int(info.n_iter) == int(alone[winner][1].n_iter) == 10

@@ -256,3 +256,20 @@ def test_collapsed_component_error_names_component_and_reg_covar():
 def test_convergence_warning(datasets):
     with pytest.warns(ConvergenceWarning, match="max_iter"):
         GaussianMixture(4, max_iter=2, tol=1e-12, random_state=0).fit(datasets["iris"])
+
+
+def test_covariance_attributes_follow_the_latest_fit(blobs):
+    """covariances_, precisions_ and precisions_cholesky_ are computed when read: absent
+    before fit, scikit-learn's relations between them hold, and a refit replaces them."""
+    X = blobs[0]
+    gm = GaussianMixture(3, random_state=0)
+    assert not hasattr(gm, "covariances_")
+    gm.fit(X)
+    first = gm.covariances_.copy()
+    np.testing.assert_allclose(np.linalg.inv(first), gm.precisions_, rtol=1e-10)
+    U = gm.precisions_cholesky_
+    np.testing.assert_allclose(U @ np.swapaxes(U, 1, 2), gm.precisions_, rtol=1e-10)
+    gm.set_params(n_components=2).fit(X * 2.0)
+    assert gm.covariances_.shape == (2, 2, 2)
+    np.testing.assert_allclose(gm.covariances_, gm.params_.covariances, rtol=1e-12)
+    assert gm.covariances_.max() > first.max() * 2  # from the new fit, not the first

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import COVARIANCE_TYPES
+from conftest import COVARIANCE_TYPES, in_scope
 
 from bayesgmm.initialize import INIT_METHODS, init_params, kmeans, kmeans_plusplus
 
@@ -191,3 +191,46 @@ def test_host_seeding_uniforms_do_not_depend_on_padding_and_compile_no_rng():
     with_key = _init_params_batch_jit.lower(*args)
     assert "threefry" in with_key.as_text()  # the check sees a generator when there is one
     assert "threefry" not in with_u.as_text()
+
+
+@pytest.mark.parametrize("n_clusters", [1, 4, 9])
+def test_host_kmeans_plusplus_picks_the_jax_seeds(blobs, n_clusters):
+    """kmeans_plusplus_host (NumPy, the estimator's) and kmeans_plusplus (JAX) given the
+    same uniforms choose the same rows, weights included (zero-weight rows never)."""
+    from bayesgmm.initialize import host_seeding_uniforms, kmeans_plusplus_host
+
+    X = blobs[0] + 1e3
+    w = np.random.default_rng(2).uniform(0.0, 2.0, len(X))
+    w[::3] = 0.0
+    u = host_seeding_uniforms(np.random.default_rng(n_clusters), 1, n_clusters)[0]
+    host = kmeans_plusplus_host(X, w, n_clusters, u)
+    with in_scope(np.float64):
+        ours = np.asarray(kmeans_plusplus(None, jnp.asarray(X), jnp.asarray(w), n_clusters,
+                                          uniforms=jnp.asarray(u)))
+    np.testing.assert_allclose(host, ours, rtol=1e-12)
+    rows = [np.flatnonzero(np.all(np.abs(X - c) < 1e-9, axis=1)) for c in host]
+    assert all(len(r) == 1 and w[r[0]] > 0 for r in rows)
+    if n_clusters > 1:
+        assert len({int(r[0]) for r in rows}) == n_clusters
+
+
+@pytest.mark.parametrize("method", ["kmeans", "k-means++"])
+def test_estimator_start_equals_the_compiled_initialisation(monkeypatch, method):
+    """The estimator's start (host seeds, JAX Lloyd, EM's hard first pass) gives the fit
+    that the compiled initialisation (init_params_batch: labels and M-step in JAX) gives,
+    with restarts and with seeds on a subsample."""
+    import bayesgmm.estimators as est
+    import bayesgmm.initialize as init
+    from bayesgmm import GaussianMixture
+
+    rng = np.random.RandomState(3)
+    X = np.concatenate([rng.normal(0, 1, (700, 3)), rng.normal(3, 0.7, (500, 3))]) + 20
+    monkeypatch.setattr(init, "SEED_MIN_ROWS", 600)  # seeds on 768 of the 1200 rows
+    make = lambda: GaussianMixture(3, n_init=2, init_params=method,  # noqa: E731
+                                   random_state=1)
+    host = make().fit(X)
+    monkeypatch.setattr(est, "HOST_SEEDING_WORK", 0)
+    compiled = make().fit(X)
+    assert host.n_iter_ == compiled.n_iter_
+    np.testing.assert_allclose(host.lower_bounds_, compiled.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(host.means_, compiled.means_, rtol=1e-8)
