@@ -72,15 +72,19 @@ def _host_rng(key, stream: int) -> np.random.Generator:
 
 def _subsample(rng: np.random.Generator, X, w, n_rows: int):
     """``n_rows`` rows drawn uniformly without replacement by ``rng``, with their
-    weights. The indices are drawn on the host: NumPy's sampler takes 0.4 ms for 10⁴ of
-    10⁵ rows, where ``jax.random.choice`` sorts a full permutation (46 ms on a CPU)."""
-    idx = rng.choice(X.shape[0], n_rows, replace=False)
-    return _take_rows(X, w, np.sort(idx))  # sorted: the gather reads X in order
+    weights, as NumPy arrays (a device array is read on the host: free on a CPU). The
+    indices are drawn on the host: NumPy's sampler takes 0.4 ms for 10⁴ of 10⁵ rows,
+    where ``jax.random.choice`` sorts a full permutation (46 ms on a CPU); the rows are
+    taken on the host too (a compiled gather cost 0.03 s of XLA per shape)."""
+    idx = np.sort(rng.choice(X.shape[0], n_rows, replace=False))  # sorted: reads X in order
+    return np.asarray(X)[idx], np.asarray(w)[idx]
 
 
-@jit
-def _take_rows(X, w, idx):
-    return X[idx], w[idx]
+def _to_device(*arrays):
+    """NumPy arrays onto the default device. ``jnp.asarray`` of a NumPy array compiles a
+    small program per shape (``lax.stage``, ~0.01-0.03 s each); ``device_put`` does not."""
+    return tuple(a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+                 for a in arrays)
 
 
 def _criteria_of(models: list, X) -> list[dict]:
@@ -94,7 +98,7 @@ def _criteria_of(models: list, X) -> list[dict]:
         stacked = jax.tree_util.tree_map(lambda *a: np.stack(a),
                                          *[m._padded_params(dtype) for m in models])
         ll, ent = jax.tree_util.tree_map(
-            np.asarray, _criteria_terms(stacked.astype(dtype), jnp.asarray(X, dtype)))
+            np.asarray, _criteria_terms(stacked.astype(dtype), *_to_device(X.astype(dtype))))
     return [{k: float(v) for k, v in selection.criteria_from_terms(
         ll[i], ent[i], m.params_.n_parameters, X.shape[0]).items()}
         for i, m in enumerate(models)]
@@ -397,7 +401,7 @@ class GaussianMixture(_BaseEstimator):
         w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         n_padded = n_padded or _bucket(K, *X.shape, self.covariance_type)
         with compute_scope(X.dtype):
-            Xj, wj = jnp.asarray(X), jnp.asarray(w)  # one device copy, shared below
+            Xj, wj = _to_device(X, w)  # one device copy, shared below
             m = self.init_subsample
             warm = self.warm_start and hasattr(self, "params_")
             subsample = m is not None and X.shape[0] > m and not warm
@@ -476,10 +480,8 @@ class GaussianMixture(_BaseEstimator):
         seeds = np.stack([kmeans_plusplus_host(Xh, wh, K, u[r]) for r in range(self.n_init)])
         # padding components are copies of the first seed (weight 0 below)
         seeds = np.concatenate([seeds, np.repeat(seeds[:, :1], n_padded - K, axis=1)], axis=1)
-        if method == "kmeans":
-            centers = lloyd_batch(Xs, ws, seeds, n_active=K)
-        else:
-            centers = jnp.asarray(seeds, X.dtype)
+        seeds = seeds.astype(X.dtype)
+        centers = lloyd_batch(*_to_device(Xs, ws), seeds, n_active=K) if method == "kmeans" else seeds
         return params_from_centers(centers, K, self.covariance_type), True
 
     def _initial_params(self, X, w, n_padded: int, key=None,

@@ -204,7 +204,12 @@ def kmeans_plusplus_host(X, sample_weight, n_clusters: int, uniforms):
     u = np.asarray(uniforms, np.float64)
     mean = np.einsum("n,nd->d", w, X) / np.sum(w)
     Xc = X - mean  # distances are translation-invariant; centred, they stay accurate
-    sq = np.einsum("nd,nd->n", Xc, Xc)
+    XcT = np.ascontiguousarray(Xc.T)  # (D, N): einsum's "dn" loops run 3x faster than "nd"
+    sq = np.einsum("dn,dn->n", XcT, XcT)
+
+    def sq_dist(rows):  # (len(rows), N)
+        cross = np.einsum("dn,td->tn", XcT, Xc[rows])
+        return np.maximum(sq[None, :] - 2 * cross + sq[rows][:, None], 0.0)
 
     def draw(u_row, mass):  # _draw_with
         cdf = np.cumsum(mass)
@@ -213,16 +218,15 @@ def kmeans_plusplus_host(X, sample_weight, n_clusters: int, uniforms):
 
     first = draw(u[0, :1], w)[0]
     centers = np.broadcast_to(Xc[first], (n_clusters, X.shape[1])).copy()
-    closest = np.maximum(sq - 2 * np.einsum("nd,d->n", Xc, Xc[first]) + sq[first], 0.0)
+    closest = sq_dist(first[None])[0]
     n_trials = n_seed_trials(n_clusters)
     for i in range(1, n_clusters):
         pot = np.maximum(closest * w, 0.0)
         cand = draw(u[i, :n_trials], pot if np.sum(pot) > 0 else w)
-        d = sq[:, None] - 2 * np.einsum("nd,td->nt", Xc, Xc[cand]) + sq[cand][None, :]
-        new_closest = np.minimum(closest[:, None], np.maximum(d, 0.0))
-        best = np.argmin(np.einsum("n,nt->t", w, new_closest))
+        new_closest = np.minimum(closest[None, :], sq_dist(cand))  # (trials, N)
+        best = np.argmin(np.einsum("tn,n->t", new_closest, w))
         centers[i] = Xc[cand[best]]
-        closest = new_closest[:, best]
+        closest = new_closest[best]
     return centers + mean
 
 
@@ -383,7 +387,7 @@ def params_from_centers(centers: Array, n_active, covariance_type: str) -> GMMPa
 
 def _lloyd_batch(X, sample_weight, centers, n_active):
     active = jnp.arange(centers.shape[-2], dtype=jnp.int32) < n_active
-    return jax.vmap(lambda c: lloyd(X, sample_weight, c, active)[0])(centers)
+    return jax.vmap(lambda c: lloyd(X, sample_weight, c, active)[0])(centers.astype(X.dtype))
 
 
 _lloyd_batch_jit = jit(_lloyd_batch)
@@ -393,7 +397,7 @@ def lloyd_batch(X: Array, sample_weight: Array, centers: Array, n_active=None) -
     """:func:`lloyd` vmapped over ``centers (R, K, D)``, jitted; the components beyond
     ``n_active`` (traced) are padding. Returns the centres, ``(R, K, D)``."""
     n_active = centers.shape[-2] if n_active is None else n_active
-    return _lloyd_batch_jit(X, sample_weight, jnp.asarray(centers, X.dtype), n_active)
+    return _lloyd_batch_jit(X, sample_weight, centers, n_active)
 
 
 def _init_params_batch(keys, X, n_components, covariance_type, method, sample_weight,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
@@ -197,7 +198,7 @@ def sweep(
         # The moments kernel's feature table of X, made once for every K (if EM keeps one)
         check_covariance_type(ct)
         with compute_scope(X.dtype):
-            shared = em.data_features(jnp.asarray(X), jnp.ones(X.shape[0], X.dtype), ct,
+            shared = em.data_features(jax.device_put(X), np.ones(X.shape[0], X.dtype), ct,
                                       kernel)
         for k in n_components:
             gm = GaussianMixture(k, covariance_type=ct, **gaussian_mixture_kwargs)
