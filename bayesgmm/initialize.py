@@ -385,19 +385,30 @@ def params_from_centers(centers: Array, n_active, covariance_type: str) -> GMMPa
     return GMMParams(weights, centers, factor, covariance_type)
 
 
-def _lloyd_batch(X, sample_weight, centers, n_active):
+def _lloyd_batch(X, sample_weight, centers, n_active, batched):
     active = jnp.arange(centers.shape[-2], dtype=jnp.int32) < n_active
-    return jax.vmap(lambda c: lloyd(X, sample_weight, c, active)[0])(centers.astype(X.dtype))
+    one = lambda c: lloyd(X, sample_weight, c, active)[0]
+    centers = centers.astype(X.dtype)
+    return jax.vmap(one)(centers) if batched else jax.lax.map(one, centers)
 
 
-_lloyd_batch_jit = jit(_lloyd_batch)
+_lloyd_batch_jit = jit(_lloyd_batch, static_argnames=("batched",))
 
 
-def lloyd_batch(X: Array, sample_weight: Array, centers: Array, n_active=None) -> Array:
-    """:func:`lloyd` vmapped over ``centers (R, K, D)``, jitted; the components beyond
-    ``n_active`` (traced) are padding. Returns the centres, ``(R, K, D)``."""
+def lloyd_batch(X: Array, sample_weight: Array, centers: Array, n_active=None,
+                batched: bool | None = None) -> Array:
+    """:func:`lloyd` over ``centers (R, K, D)``, one run per restart, jitted; the
+    components beyond ``n_active`` (traced) are padding. Returns ``(R, K, D)``.
+
+    ``batched`` (default: on an accelerator): ``vmap`` the runs; else run them in
+    sequence in one program (``lax.map``). On a CPU, vmapped runs all iterate until the
+    slowest stops and their ``segment_sum`` becomes a batched scatter (measured, 8
+    restarts on 20,000 x 8 rows, K=16, 2-core CPU: 235 ms vmapped, ~90 ms in sequence;
+    one run 11 ms)."""
     n_active = centers.shape[-2] if n_active is None else n_active
-    return _lloyd_batch_jit(X, sample_weight, centers, n_active)
+    if batched is None:
+        batched = jax.default_backend() != "cpu"
+    return _lloyd_batch_jit(X, sample_weight, centers, n_active, batched=batched)
 
 
 def _init_params_batch(keys, X, n_components, covariance_type, method, sample_weight,

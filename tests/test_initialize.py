@@ -234,3 +234,23 @@ def test_estimator_start_equals_the_compiled_initialisation(monkeypatch, method)
     assert host.n_iter_ == compiled.n_iter_
     np.testing.assert_allclose(host.lower_bounds_, compiled.lower_bounds_, rtol=1e-10)
     np.testing.assert_allclose(host.means_, compiled.means_, rtol=1e-8)
+
+
+def test_lloyd_restarts_in_sequence_equal_vmapped(blobs):
+    """lloyd_batch runs restarts in sequence on a CPU and vmapped on accelerators: the
+    same centres either way, each equal to kmeans' Lloyd from those seeds; padding
+    centres stay where they were."""
+    from bayesgmm.initialize import lloyd, lloyd_batch
+
+    X = blobs[0]
+    rng = np.random.default_rng(4)
+    seeds = np.stack([X[rng.choice(len(X), 5, replace=False)] for _ in range(3)])
+    with in_scope(np.float64):
+        Xj, w = jnp.asarray(X), jnp.ones(len(X))
+        seq = np.asarray(lloyd_batch(Xj, w, seeds, n_active=4, batched=False))
+        vec = np.asarray(lloyd_batch(Xj, w, seeds, n_active=4, batched=True))
+        one = np.asarray(lloyd(Xj, w, jnp.asarray(seeds[1]), jnp.arange(5) < 4)[0])
+    np.testing.assert_allclose(seq, vec, rtol=1e-12)
+    np.testing.assert_allclose(seq[1], one, rtol=1e-12)
+    np.testing.assert_allclose(seq[:, 4], seeds[:, 4], rtol=1e-12)
+    assert np.all(_match(seq[1, :4], blobs[2]) < 0.3)
