@@ -72,7 +72,7 @@ def main():
           f"{'K ours':>5} {'K sk':>5} {'loop s':>9}")
     ks = list(range(1, 21))
     X, _ = make_blobs(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
-    compare("seed blobs (300 x 2)", X, ks)
+    compare("seed blobs (300 x 2)", X, ks, tutorial_loop=True)
     with tempfile.TemporaryDirectory() as cache:  # fill the disk cache, then reuse it
         for label in ("fills the disk cache", "disk cache warm"):
             out = subprocess.run([sys.executable, __file__, "--child", cache],

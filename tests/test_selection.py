@@ -123,19 +123,22 @@ def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
 
 def test_tutorial_loop_shares_compiled_programs(monkeypatch):
     """The tutorial's loop ``[GaussianMixture(k).fit(X) for k in ...]`` on 20,000 rows in
-    8-D: K = 9..16 are padded to 16 and reuse one EM program (each K compiled its own,
-    about 2 s apiece, when padding stopped at small N·K·D), and each padded fit equals
-    the unpadded one."""
+    8-D: K = 3..32 are padded to 32 (the padding's work stays within budget there) and
+    reuse one EM program (each K compiled its own, about 2 s apiece, when padding
+    stopped at small N·K·D; each power of two its own, when padding stopped at the next
+    one), and each padded fit equals the unpadded one. On 10^6 rows K=5 is not padded."""
     import bayesgmm.estimators as est
     from bayesgmm import em
 
     rng = np.random.default_rng(0)
     X = rng.normal(0, 3, (6, 8))[rng.integers(0, 6, 20_000)] + rng.normal(size=(20_000, 8))
-    fits = {k: GaussianMixture(k, random_state=0, max_iter=5).fit(X) for k in (9, 12)}
-    assert {gm._n_padded for gm in fits.values()} == {16}
+    fits = {k: GaussianMixture(k, random_state=0, max_iter=5).fit(X) for k in (3, 12)}
+    assert {gm._n_padded for gm in fits.values()} == {32}
     before = em._fit_restarts_jit._cache_size()
-    GaussianMixture(14, random_state=0, max_iter=5).fit(X)
+    GaussianMixture(20, random_state=0, max_iter=5).fit(X)
     assert em._fit_restarts_jit._cache_size() == before
+    assert est._bucket(5, 10**6, 8, "full") == 5 and est._bucket(3, 10**6, 8, "full") == 4
+    assert est._bucket(40, 300, 2, "full") == 64
     monkeypatch.setattr(est, "_PAD_BELOW_WORK", 0)  # no padding at all
     plain = GaussianMixture(12, random_state=0, max_iter=5).fit(X)
     assert plain._n_padded == 12
