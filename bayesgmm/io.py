@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, pad_components
 
 __all__ = ["save_params", "load_params", "save_model", "load_model"]
 
@@ -54,6 +54,8 @@ def save_model(model, directory: str | Path, *, extra: dict | None = None) -> Pa
         "estimator_params": est_params,
         "dtype": str(model.params_.dtype),
         "n_features_in": int(model.n_features_in_),
+        # the padded size its programs ran at: predictions after loading use the same ones
+        "n_padded": int(getattr(model, "_n_padded", model.params_.n_components)),
         "lower_bound": model.lower_bound_,
         "lower_bounds": model.lower_bounds_,
         "n_iter": model.n_iter_,
@@ -82,5 +84,8 @@ def load_model(directory: str | Path):
                        params.covariance_type)
     info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
                    np.asarray(meta["lower_bounds"], dtype=float), np.zeros(params.n_components))
+    # Padded as when fitted, so predictions run the same programs and agree bit for bit
+    # (another padded size rounds differently in float32); older saves lack the field.
+    params = pad_components(params, meta.get("n_padded", params.n_components))
     model._set_fitted(params, info, meta["n_features_in"])
     return model
