@@ -99,8 +99,9 @@ def _criteria_of(models: list, X) -> list[dict]:
     X = first._check_X(X)
     dtype = np.result_type(X.dtype, first.params_.dtype)
     with compute_scope(dtype):
+        size = max(m._scoring_size(X.shape[0]) for m in models)  # one size to stack
         stacked = jax.tree_util.tree_map(lambda *a: np.stack(a),
-                                         *[m._padded_params(dtype) for m in models])
+                                         *[m._padded_params(dtype, size) for m in models])
         ll, ent = jax.tree_util.tree_map(
             np.asarray, _criteria_terms(stacked.astype(dtype), *_to_device(X.astype(dtype))))
     return [{k: float(v) for k, v in selection.criteria_from_terms(
@@ -618,16 +619,26 @@ class GaussianMixture(_BaseEstimator):
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X
 
-    def _padded_params(self, dtype) -> GMMParams:
-        """``params_`` padded as in fit, so prediction reuses that bucket's programs."""
-        return pad_components(self.params_, self._n_padded).astype(dtype)
+    def _padded_params(self, dtype, n_padded: int | None = None) -> GMMParams:
+        """``params_`` padded to ``n_padded`` (default: as in fit, so prediction reuses
+        that bucket's programs)."""
+        return pad_components(self.params_, n_padded or self._n_padded).astype(dtype)
+
+    def _scoring_size(self, n_rows: int) -> int:
+        """The padded size to score ``n_rows`` rows at: as in fit, unless the padding's
+        work on these rows is over budget (a model fitted on 300 rows is padded to 32
+        components; predicting 10⁷ rows at 32 would cost 32x its own K's work)."""
+        K = int(self.n_components)
+        return min(self._n_padded,
+                   _bucket(K, n_rows, self.n_features_in_, self.params_.covariance_type))
 
     def _log_resp(self, X):
         X = self._check_X(X)
         dtype = np.result_type(X.dtype, self.params_.dtype)
         K = int(self.n_components)
         with compute_scope(dtype):
-            lr, ln = _log_resp(self._padded_params(dtype), jnp.asarray(X, dtype))
+            lr, ln = _log_resp(self._padded_params(dtype, self._scoring_size(X.shape[0])),
+                               *_to_device(X.astype(dtype, copy=False)))
             return np.asarray(lr)[:, :K], np.asarray(ln)
 
     def _criteria(self, X) -> dict:
