@@ -24,6 +24,21 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 DTYPES = (np.float32, np.float64)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after every test module. On a CPU each compiled
+    program holds about 6 memory maps (XLA's JIT-compiled code); one process running
+    test_em, test_estimators, test_initialize and test_selection reached 57,524 maps,
+    near Linux's default limit of 65,530 (vm.max_map_count), and a pytest-xdist worker
+    that ran more then crashed inside XLA's compiler (a segfault when compiling its next
+    program, in test_properties). Tests within a module still share their programs."""
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+
+
 @pytest.fixture
 def standard_promotion():
     """NumPyro's own code (e.g. ``LKJCholesky.__init__``) mixes Python floats with int64
