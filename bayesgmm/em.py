@@ -147,7 +147,8 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
         _, stats, _, n = carry
         return (n == 0) | (stats.n_underflow > 0)
 
-    start = (~jnp.asarray(row_max_shift) & ~jnp.asarray(hard), _zero_moment_stats(params, X.dtype, center),
+    use_bound = ~jnp.asarray(row_max_shift) & ~jnp.asarray(hard)  # a hard pass: row maxima
+    start = (use_bound, _zero_moment_stats(params, X.dtype, center),
              jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
     _, stats, first_under, _ = jax.lax.while_loop(again, attempt, start)
     return stats._replace(n_underflow=first_under)
@@ -338,6 +339,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         center = (jnp.mean(jax.vmap(mixture_center)(params.astype(X.dtype)), axis=0)
                   if kernel == "moments" else None)
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
+
     def fit(q, tol, n, vmapped=True, hard=hard_start):
         return _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size, kernel=kernel,
                     center=center, vmapped=vmapped, features=features,

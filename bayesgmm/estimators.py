@@ -92,8 +92,8 @@ def _to_device(*arrays):
 
 
 def _criteria_of(models: list, X) -> list[dict]:
-    """``bic``, ``aic`` and ``icl`` of fitted models (same covariance type and padded size)
-    on X, in one batched pass over the rows (:func:`bayesgmm.selection.criteria_terms`
+    """``bic``, ``aic`` and ``icl`` of fitted models (same covariance type, padded to one
+    size) on X, in one batched pass over the rows (:func:`bayesgmm.selection.criteria_terms`
     over stacked parameters): the features of each chunk are computed once for all."""
     first = models[0]
     X = first._check_X(X)
@@ -103,7 +103,8 @@ def _criteria_of(models: list, X) -> list[dict]:
         stacked = jax.tree_util.tree_map(lambda *a: np.stack(a),
                                          *[m._padded_params(dtype, size) for m in models])
         ll, ent = jax.tree_util.tree_map(
-            np.asarray, _criteria_terms(stacked.astype(dtype), *_to_device(X.astype(dtype))))
+            np.asarray, _criteria_terms(stacked.astype(dtype),
+                                       *_to_device(X.astype(dtype, copy=False))))
     return [{k: float(v) for k, v in selection.criteria_from_terms(
         ll[i], ent[i], m.params_.n_parameters, X.shape[0]).items()}
         for i, m in enumerate(models)]
@@ -491,8 +492,9 @@ class GaussianMixture(_BaseEstimator):
         seeds = np.stack([kmeans_plusplus_host(Xh, wh, K, u[r]) for r in range(self.n_init)])
         # padding components are copies of the first seed (weight 0 below)
         seeds = np.concatenate([seeds, np.repeat(seeds[:, :1], n_padded - K, axis=1)], axis=1)
-        seeds = seeds.astype(X.dtype)
-        centers = lloyd_batch(*_to_device(Xs, ws), seeds, n_active=K) if method == "kmeans" else seeds
+        centers = seeds.astype(X.dtype)
+        if method == "kmeans":
+            centers = lloyd_batch(*_to_device(Xs, ws), centers, n_active=K)
         return params_from_centers(centers, K, self.covariance_type), True
 
     def _initial_params(self, X, w, n_padded: int, key=None,
@@ -598,7 +600,8 @@ class GaussianMixture(_BaseEstimator):
             raise AttributeError(f"{name} is set by fit")
         cached = self.__dict__.get("_covariance_attrs")
         if cached is None or cached[0] is not self.params_:
-            K, ct, dtype = int(self.n_components), self.params_.covariance_type, self.params_.dtype
+            K, ct = int(self.n_components), self.params_.covariance_type
+            dtype = self.params_.dtype
             with compute_scope(dtype):
                 attrs = _sklearn_covariances(self._padded_params(dtype))
             attrs = {k: np.ascontiguousarray(slice_components(np.asarray(v), ct, K))

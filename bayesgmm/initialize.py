@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from bayesgmm._typing import Array, PRNGKey
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import HIGHEST, ops
+from bayesgmm.density import data_center
 from bayesgmm.em import m_step
 from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import stats_from_resp
@@ -248,7 +249,7 @@ def kmeans(
     """
     if active is None:
         active = jnp.ones(n_clusters, bool)
-    mean = jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
+    mean = data_center(X, sample_weight)
     centers = kmeans_plusplus(key, X - mean, sample_weight, n_clusters,
                               jnp.sum(active, dtype=jnp.int32), uniforms)
     return lloyd(X, sample_weight, centers + mean, active, n_lloyd, tol)

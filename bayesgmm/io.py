@@ -55,7 +55,7 @@ def save_model(model, directory: str | Path, *, extra: dict | None = None) -> Pa
         "dtype": str(model.params_.dtype),
         "n_features_in": int(model.n_features_in_),
         # the padded size its programs ran at: predictions after loading use the same ones
-        "n_padded": int(getattr(model, "_n_padded", model.params_.n_components)),
+        "n_padded": int(model._n_padded),
         "lower_bound": model.lower_bound_,
         "lower_bounds": model.lower_bounds_,
         "n_iter": model.n_iter_,
