@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm import density, em, selection
+from bayesgmm import density, em, host, selection
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.initialize import (HOST_SEEDING_WORK, INIT_METHODS, host_seeding_uniforms,
                                  init_params_batch, kmeans_plusplus_host, lloyd_batch,
                                  params_from_centers, seed_sample_size)
-from bayesgmm.params import GMMParams, pad_components, slice_components, take_components
+from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.suffstats import resolve_kernel
 from bayesgmm.validation import (
     ConvergenceWarning,
@@ -50,9 +50,6 @@ __all__ = ["GaussianMixture"]
 _log_resp = jit(density.log_resp)
 _sample = jit(density.sample, static_argnums=2)
 _criteria_terms = jit(selection.criteria_terms)
-_sklearn_covariances = jit(lambda p: {"covariances_": p.covariances,
-                                       "precisions_": p.precisions,
-                                       "precisions_cholesky_": p.precisions_cholesky})
 
 # K is padded to the next power of two, so a loop over K (the BIC sweep of the
 # tutorial) compiles ~log2(K) programs instead of K: ~2 s each on a 2-core CPU, whatever
@@ -97,6 +94,11 @@ def _criteria_of(models: list, X) -> list[dict]:
     over stacked parameters): the features of each chunk are computed once for all."""
     first = models[0]
     X = first._check_X(X)
+    if all(m._scores_on_host(X.shape[0]) for m in models):
+        terms = [host.criteria_terms(m.params_, X) for m in models]
+        return [{k: float(v) for k, v in selection.criteria_from_terms(
+            ll, ent, m.params_.n_parameters, X.shape[0]).items()}
+            for (ll, ent), m in zip(terms, models)]
     dtype = np.result_type(X.dtype, first.params_.dtype)
     with compute_scope(dtype):
         size = max(m._scoring_size(X.shape[0]) for m in models)  # one size to stack
@@ -233,6 +235,15 @@ class GaussianMixture(_BaseEstimator):
         subsample. Keep it large enough that the smallest cluster still has dozens of
         rows in it. ``None`` (default): one initialisation on all rows, as
         scikit-learn does, with k-means seeded as under ``init_params``.
+    engine : {"auto", "jax", "numpy"}, default="auto"
+        Where EM runs. ``"jax"``: compiled (:mod:`bayesgmm.em`; jit, vmap, any device).
+        ``"numpy"``: on the host in float64 NumPy (:mod:`bayesgmm.host`; the same
+        algorithm and results, nothing compiled). ``"auto"``: NumPy when one E-step is
+        small (N·K·F ≤ :data:`bayesgmm.host.HOST_WORK`, F = 1 + D + D(D+1)/2 for
+        full covariance: e.g. 300 rows x 2 features up to K = 70), else JAX.
+        Compiling costs ~0.3-1 s per shape and process, more than NumPy spends on a
+        whole small fit. Scoring (``predict``, ``bic``...) chooses the same way, by
+        the rows scored. ``kernel`` and ``chunk_size`` apply to JAX only.
 
     Attributes
     ----------
@@ -249,6 +260,8 @@ class GaussianMixture(_BaseEstimator):
     n_features_in_ : int
     params_ : GMMParams
         The same parameters as one pytree (NumPy leaves), for the functional core.
+    engine_ : {"jax", "numpy"}
+        Where the last fit ran (see ``engine``).
     """
 
     def __init__(
@@ -272,6 +285,7 @@ class GaussianMixture(_BaseEstimator):
         restart_screen_iter=None,
         init_subsample=None,
         kernel="auto",
+        engine="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -291,6 +305,7 @@ class GaussianMixture(_BaseEstimator):
         self.restart_screen_iter = restart_screen_iter
         self.init_subsample = init_subsample
         self.kernel = kernel
+        self.engine = engine
 
     # ---- fitting ------------------------------------------------------------------
 
@@ -411,9 +426,11 @@ class GaussianMixture(_BaseEstimator):
                 f"{K}, n_samples = {X.shape[0]}"
             )
         w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        n_padded = n_padded or _bucket(K, *X.shape, self.covariance_type)
+        on_host = host.use_host(self.engine, *X.shape[:1], K, X.shape[1],
+                                self.covariance_type)
+        n_padded = K if on_host else (n_padded or _bucket(K, *X.shape, self.covariance_type))
         with compute_scope(X.dtype):
-            Xj, wj = _to_device(X, w)  # one device copy, shared below
+            Xj, wj = (X, w) if on_host else _to_device(X, w)  # one device copy, shared
             m = self.init_subsample
             warm = self.warm_start and hasattr(self, "params_")
             subsample = m is not None and X.shape[0] > m and not warm
@@ -422,16 +439,24 @@ class GaussianMixture(_BaseEstimator):
                       else (Xj, wj))
             # init_subsample, when it applies, is the initialisation's whole sample
             init, hard = self._initial_start(Xr, wr, n_padded, key,
-                                             seed_subsample=not subsample)
-            fit_kw = dict(tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-                          chunk_size=self.chunk_size, kernel=self.kernel)
-            best, info, all_info = em.fit_restarts(
-                Xr, init, sample_weight=wr, screen_iter=int(self.restart_screen_iter or 0),
-                shared=None if subsample or sample_weight is not None else shared,
-                hard_start=hard, **fit_kw)
-            if subsample:  # refine the best restart on all rows
-                best, info = em.fit(Xj, best, sample_weight=wj, **fit_kw)
+                                             seed_subsample=not subsample, on_host=on_host)
+            fit_kw = dict(tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter)
+            screen = int(self.restart_screen_iter or 0)
+            if on_host:
+                best, info, all_info = host.fit_restarts(
+                    Xr, init, sample_weight=wr, screen_iter=screen, hard_start=hard, **fit_kw)
+                if subsample:
+                    best, info = host.fit(Xj, best, sample_weight=wj, **fit_kw)
+            else:
+                fit_kw.update(chunk_size=self.chunk_size, kernel=self.kernel)
+                best, info, all_info = em.fit_restarts(
+                    Xr, init, sample_weight=wr, screen_iter=screen,
+                    shared=None if subsample or sample_weight is not None else shared,
+                    hard_start=hard, **fit_kw)
+                if subsample:  # refine the best restart on all rows
+                    best, info = em.fit(Xj, best, sample_weight=wj, **fit_kw)
             best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
+        self.engine_ = "numpy" if on_host else "jax"
         info = info._replace(nk=info.nk[:K])
         self._report(info, all_info, X)
         self._set_fitted(best, info, X.shape[1])
@@ -455,6 +480,7 @@ class GaussianMixture(_BaseEstimator):
         if self.restart_screen_iter is not None:
             check_positive_int(self.restart_screen_iter, "restart_screen_iter")
         resolve_kernel(self.kernel, np.float64)  # raises on an unknown name
+        host.check_engine(self.engine)
         if self.init_subsample is not None:
             check_positive_int(self.init_subsample, "init_subsample")
             if self.init_subsample < self.n_components:
@@ -463,8 +489,8 @@ class GaussianMixture(_BaseEstimator):
                     f"n_components={self.n_components} components; use at least "
                     f"n_components rows (typically thousands).")
 
-    def _initial_start(self, X, w, n_padded: int, key,
-                       seed_subsample: bool = True) -> tuple[GMMParams, bool]:
+    def _initial_start(self, X, w, n_padded: int, key, seed_subsample: bool = True,
+                       on_host: bool = False) -> tuple[GMMParams, bool]:
         """(n_init,)-batched parameters to start EM from, and whether EM's first pass
         is a hard assignment (``em.fit_restarts(hard_start=...)``).
 
@@ -477,6 +503,7 @@ class GaussianMixture(_BaseEstimator):
         compiled initialisation. Measured (BIC sweep 1..20, N=1e5, D=8, cold
         process): tracing, lowering and XLA compilation of the initialisation 0.92 ->
         0.24 s, and its run time 0.88 -> 0.55 s plus the hard passes (~12 ms a K).
+        ``on_host``: Lloyd's iterations run in NumPy too (:func:`bayesgmm.host.lloyd`).
         Otherwise: :meth:`_initial_params`, and no hard pass."""
         K, (N, D) = int(self.n_components), X.shape
         method = self.init_params
@@ -493,7 +520,9 @@ class GaussianMixture(_BaseEstimator):
         # padding components are copies of the first seed (weight 0 below)
         seeds = np.concatenate([seeds, np.repeat(seeds[:, :1], n_padded - K, axis=1)], axis=1)
         centers = seeds.astype(X.dtype)
-        if method == "kmeans":
+        if method == "kmeans" and on_host:
+            centers = host.lloyd_batch(Xs, ws, centers, n_active=K)
+        elif method == "kmeans":
             centers = lloyd_batch(*_to_device(Xs, ws), centers, n_active=K)
         return params_from_centers(centers, K, self.covariance_type), True
 
@@ -593,19 +622,15 @@ class GaussianMixture(_BaseEstimator):
 
     def _covariance_attr(self, name: str) -> np.ndarray:
         """scikit-learn's ``covariances_``, ``precisions_`` or ``precisions_cholesky_``
-        of ``params_``: all three converted in one jitted call per padded shape on first
-        read, then kept (until the next fit). Measured (BIC sweep 1..20, N=1e5, D=8):
-        converting at every fit cost 0.11 s of XLA compilation per process, unused."""
+        of ``params_``: all three converted in NumPy (float64) on first read, then kept
+        (until the next fit). Measured (BIC sweep 1..20, N=1e5, D=8): converting at
+        every fit in one jitted call cost 0.11 s of XLA compilation per process, unused."""
         if "params_" not in self.__dict__:
             raise AttributeError(f"{name} is set by fit")
         cached = self.__dict__.get("_covariance_attrs")
         if cached is None or cached[0] is not self.params_:
-            K, ct = int(self.n_components), self.params_.covariance_type
-            dtype = self.params_.dtype
-            with compute_scope(dtype):
-                attrs = _sklearn_covariances(self._padded_params(dtype))
-            attrs = {k: np.ascontiguousarray(slice_components(np.asarray(v), ct, K))
-                     for k, v in attrs.items()}
+            attrs = {k: np.ascontiguousarray(v)
+                     for k, v in host.sklearn_covariances(self.params_).items()}
             cached = self._covariance_attrs = (self.params_, attrs)
         return cached[1][name]
 
@@ -635,8 +660,17 @@ class GaussianMixture(_BaseEstimator):
         return min(self._n_padded,
                    _bucket(K, n_rows, self.n_features_in_, self.params_.covariance_type))
 
+    def _scores_on_host(self, n_rows: int) -> bool:
+        """Whether scoring ``n_rows`` rows runs in NumPy (see ``engine``)."""
+        return host.use_host(getattr(self, "engine", "auto"), n_rows, int(self.n_components),
+                             self.n_features_in_, self.params_.covariance_type)
+
     def _log_resp(self, X):
         X = self._check_X(X)
+        if self._scores_on_host(X.shape[0]):
+            lr, ln = host.log_resp(self.params_, X)
+            dtype = np.result_type(X.dtype, self.params_.dtype)
+            return lr.astype(dtype), ln.astype(dtype)
         dtype = np.result_type(X.dtype, self.params_.dtype)
         K = int(self.n_components)
         with compute_scope(dtype):

@@ -178,7 +178,7 @@ def sweep(
     """
     import warnings
 
-    from bayesgmm import em
+    from bayesgmm import em, host
     from bayesgmm.estimators import GaussianMixture, _criteria_of
     from bayesgmm.validation import (ConvergenceWarning, DegenerateComponentWarning,
                                      check_array_2d, check_covariance_type,
@@ -193,13 +193,17 @@ def sweep(
     n_padded = max(n_components)
     X = check_array_2d(X, min_samples=2)
     kernel = gaussian_mixture_kwargs.get("kernel", "auto")
+    engine = gaussian_mixture_kwargs.get("engine", "auto")
     for ct in covariance_types:
         fitted = []
-        # The moments kernel's feature table of X, made once for every K (if EM keeps one)
+        # The moments kernel's feature table of X, made once for every K (if EM keeps one
+        # and the largest K runs compiled; see bayesgmm.host)
         check_covariance_type(ct)
-        with compute_scope(X.dtype):
-            shared = em.data_features(jax.device_put(X), np.ones(X.shape[0], X.dtype), ct,
-                                      kernel)
+        shared = None
+        if not host.use_host(engine, X.shape[0], n_padded, X.shape[1], ct):
+            with compute_scope(X.dtype):
+                shared = em.data_features(jax.device_put(X), np.ones(X.shape[0], X.dtype),
+                                          ct, kernel)
         for k in n_components:
             gm = GaussianMixture(k, covariance_type=ct, **gaussian_mixture_kwargs)
             with warnings.catch_warnings():

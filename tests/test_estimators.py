@@ -56,15 +56,18 @@ def test_seed_article_code_runs_unchanged(blobs):
     assert labels.dtype == np.int64 and isinstance(labels, np.ndarray)
 
 
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
-def test_matches_sklearn_fit_from_same_init(blobs, ct):
-    """Full facade path (validation, init override, n_iter, converged) vs scikit-learn."""
+def test_matches_sklearn_fit_from_same_init(blobs, ct, engine):
+    """Full facade path (validation, init override, n_iter, converged) vs scikit-learn,
+    compiled and on the host (on data this small ``engine="auto"`` picks the host)."""
     X, _, _ = blobs
     with pytest.warns(ConvergenceWarning):
-        init = GaussianMixture(4, covariance_type=ct, random_state=1, max_iter=1).fit(X)
+        init = GaussianMixture(4, covariance_type=ct, random_state=1, max_iter=1,
+                               engine=engine).fit(X)
     kw = dict(covariance_type=ct, weights_init=init.weights_, means_init=init.means_,
               precisions_init=init.precisions_, tol=1e-6)
-    ours = GaussianMixture(4, **kw).fit(X)
+    ours = GaussianMixture(4, engine=engine, **kw).fit(X)
     ref = SkGM(4, **kw).fit(X)
     assert ours.n_iter_ == ref.n_iter_ and ours.converged_ == ref.converged_
     for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
@@ -79,10 +82,11 @@ def test_matches_sklearn_fit_from_same_init(blobs, ct):
     np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
 
 
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dtype_is_kept(blobs, dtype):
+def test_dtype_is_kept(blobs, dtype, engine):
     X = blobs[0].astype(dtype)
-    gm = GaussianMixture(3, random_state=0).fit(X)
+    gm = GaussianMixture(3, random_state=0, engine=engine).fit(X)
     for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         assert getattr(gm, attr).dtype == dtype, attr
     assert gm.predict_proba(X).dtype == dtype
@@ -94,8 +98,8 @@ def test_dtype_is_kept(blobs, dtype):
 def test_float32_moments_kernel_matches_default(blobs):
     """kernel="moments" (4x faster in float32 on a CPU) gives the float32 default's fit."""
     X = blobs[0].astype(np.float32)
-    a = GaussianMixture(4, random_state=0).fit(X)
-    b = GaussianMixture(4, random_state=0, kernel="moments").fit(X)
+    a = GaussianMixture(4, random_state=0, engine="jax").fit(X)
+    b = GaussianMixture(4, random_state=0, kernel="moments", engine="jax").fit(X)
     np.testing.assert_allclose(b.means_, a.means_, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=1e-3, atol=1e-5)
     assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=1e-5)
@@ -108,17 +112,17 @@ def test_float64_is_computed_in_float64_without_global_x64(blobs):
 
     assert not jax.config.jax_enable_x64
     X = blobs[0]
-    init = GaussianMixture(4, random_state=0, max_iter=1, tol=0.0)
+    init = GaussianMixture(4, random_state=0, max_iter=1, tol=0.0, engine="jax")
     with pytest.warns(ConvergenceWarning):
         init.fit(X)
     kw = dict(weights_init=init.weights_, means_init=init.means_,
-              precisions_init=init.precisions_, tol=0.0, max_iter=20)
+              precisions_init=init.precisions_, tol=0.0, max_iter=20, engine="jax")
     ours = GaussianMixture(4, **kw)
     with pytest.warns(ConvergenceWarning):
         ours.fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = SkGM(4, **kw).fit(X)
+        ref = SkGM(4, **{k: v for k, v in kw.items() if k != "engine"}).fit(X)
     np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-10)
     np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-10)
     assert not jax.config.jax_enable_x64
@@ -282,7 +286,7 @@ def test_scoring_many_rows_pads_no_further_than_the_budget(blobs, monkeypatch):
     import bayesgmm.estimators as est
 
     X = blobs[0]
-    gm = GaussianMixture(3, random_state=0).fit(X)
+    gm = GaussianMixture(3, random_state=0, engine="jax").fit(X)
     assert gm._n_padded == 32 and gm._scoring_size(len(X)) == 32
     assert gm._scoring_size(10**7) == 4  # 10^7 rows x 2-D: only the next power of two
     proba, bic = gm.predict_proba(X), gm.bic(X)

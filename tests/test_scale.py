@@ -149,7 +149,7 @@ def test_sweep_compiles_one_em_program(blobs):
 
     X = blobs[0][:200]
     before = em.TRACE_COUNT["fit"]
-    sweep(X, range(1, 9), random_state=0)
+    sweep(X, range(1, 9), random_state=0, engine="jax")
     assert em.TRACE_COUNT["fit"] - before <= 1  # 8 values of K, at most one EM compile
 
 

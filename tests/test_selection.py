@@ -111,10 +111,11 @@ def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
     import bayesgmm.estimators as est
 
     X = blobs[0]
-    table = sweep(X, [1, 3, 7], ("full", "tied"), random_state=2)
+    table = sweep(X, [1, 3, 7], ("full", "tied"), random_state=2, engine="jax")
     monkeypatch.setattr(est, "_PAD_BELOW_WORK", 0)  # no padding at all
     for i, (k, ct) in enumerate(zip(table["n_components"], table["covariance_type"])):
-        gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=2).fit(X)
+        gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=2,
+                             engine="jax").fit(X)
         assert gm._n_padded == k
         assert table["bic"][i] == pytest.approx(gm.bic(X), rel=1e-12)
         assert table["icl"][i] == pytest.approx(gm.icl(X), rel=1e-10)

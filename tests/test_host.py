@@ -1,0 +1,203 @@
+"""The host (NumPy) engine: the same EM as the compiled one, chosen for small data.
+
+Truth here is the compiled path (itself tested against scikit-learn in test_em.py) run
+from identical starting parameters, scikit-learn itself, and closed-form facts (which
+engine runs, and that a small sweep compiles nothing)."""
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm import GaussianMixture, em, host
+from bayesgmm.initialize import lloyd_batch, params_from_centers
+from bayesgmm.params import GMMParams, pad_components, take_components
+from bayesgmm.selection import sweep
+from bayesgmm.validation import ConvergenceWarning, compute_scope
+
+
+@pytest.fixture(scope="module")
+def offset_data():
+    """Three 3-D clusters offset by 50, with uneven sample weights."""
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0, 0], [4, 0, 1], [0, 5, -2]]) + 50.0
+    X = np.concatenate([c + rng.normal(0, s, (n, 3)) for c, s, n in
+                        zip(centers, (0.5, 1.0, 0.8), (150, 100, 150))])
+    return X, rng.uniform(0.2, 2.0, len(X))
+
+
+def _leaves(p):
+    return [np.asarray(a) for a in (p.weights, p.means, p.cov_factor)]
+
+
+@pytest.mark.parametrize("hard", [True, False])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_fit_equals_compiled_fit(offset_data, ct, hard):
+    """From the same start (k-means-style centres, hard first pass or not), host EM takes
+    the compiled path's iterations: same n_iter, bound, history, counts, parameters."""
+    X, w = offset_data
+    start = params_from_centers(X[[0, 200, 390, 10]], 4, ct)
+    kw = dict(sample_weight=w, tol=1e-8, max_iter=60, hard_start=hard)
+    with compute_scope(np.float64):
+        pj, ij = jax.tree_util.tree_map(np.asarray, em.fit(X, start, **kw))
+    ph, ih = host.fit(X, start, **kw)
+    assert int(ih.n_iter) == int(ij.n_iter) and bool(ih.converged) == bool(ij.converged)
+    assert float(ih.lower_bound) == pytest.approx(float(ij.lower_bound), rel=1e-12)
+    np.testing.assert_allclose(ih.history, ij.history, rtol=1e-12)
+    np.testing.assert_allclose(ih.nk, ij.nk, rtol=1e-9, atol=1e-9)
+    for a, b in zip(_leaves(ph), _leaves(pj)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_padding_components_stay_inactive(offset_data, ct):
+    """Zero-weight padding (as the compiled path's buckets add) changes nothing: the
+    padded fit equals the plain one, and the padding keeps weight 0 and its parameters."""
+    X, w = offset_data
+    start = params_from_centers(X[[0, 200, 390]], 3, ct)
+    padded = pad_components(start, 5)
+    plain, info = host.fit(X, start, sample_weight=w, hard_start=True)
+    got, got_info = host.fit(X, padded, sample_weight=w, hard_start=True)
+    assert int(got_info.n_iter) == int(info.n_iter)
+    np.testing.assert_array_equal(got.weights[3:], 0.0)
+    np.testing.assert_array_equal(got.means[3:], padded.means[3:])
+    for a, b in zip(_leaves(take_components(got, 3)), _leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("screen_iter", [0, 3])
+def test_restarts_equal_compiled_restarts(offset_data, screen_iter):
+    """n_init starts, all run to convergence or screened (small-EM), pick the same best
+    restart with the same fit; every restart's info agrees."""
+    X, _ = offset_data
+    rng = np.random.default_rng(1)
+    centers = np.stack([X[rng.choice(len(X), 3, replace=False)] for _ in range(4)])
+    start = params_from_centers(centers, 3, "full")
+    kw = dict(tol=1e-6, max_iter=40, screen_iter=screen_iter, hard_start=True)
+    with compute_scope(np.float64):
+        pj, ij, aj = jax.tree_util.tree_map(np.asarray, em.fit_restarts(X, start, **kw))
+    ph, ih, ah = host.fit_restarts(X, start, **kw)
+    assert int(ih.n_iter) == int(ij.n_iter)
+    np.testing.assert_allclose(ah.lower_bound, aj.lower_bound, rtol=1e-10)
+    np.testing.assert_array_equal(ah.n_iter, aj.n_iter)
+    for a, b in zip(_leaves(ph), _leaves(pj)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_float32_input_gives_float32_results_close_to_the_compiled_float32_fit(offset_data):
+    X = offset_data[0].astype(np.float32)
+    start = params_from_centers(X[[0, 200, 390]], 3, "full")
+    ph, ih = host.fit(X, start, hard_start=True)
+    pj, ij = jax.tree_util.tree_map(np.asarray, em.fit(X, start, hard_start=True))
+    assert all(a.dtype == np.float32 for a in _leaves(ph)) and ih.lower_bound.dtype == np.float32
+    np.testing.assert_allclose(ph.means, pj.means, rtol=1e-5)
+    assert float(ih.lower_bound) == pytest.approx(float(ij.lower_bound), rel=1e-5)
+
+
+def test_lloyd_equals_compiled_lloyd_with_padding(offset_data):
+    """Weighted Lloyd from the same centres, with two padding centres that take no rows."""
+    X, w = offset_data
+    rng = np.random.default_rng(2)
+    centers = np.stack([X[rng.choice(len(X), 5, replace=False)] for _ in range(3)])
+    with compute_scope(np.float64):
+        ref = np.asarray(lloyd_batch(X, w, centers, n_active=3))
+    got = host.lloyd_batch(X, w, centers, n_active=3)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(got[:, 3:], centers[:, 3:])  # padding never moves
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_scoring_equals_scikit_learn(blobs, ct):
+    """log_resp, score_samples and BIC/AIC from the host against scikit-learn's own
+    fitted model (its parameters converted to GMMParams)."""
+    X = blobs[0]
+    ref = SkGM(3, covariance_type=ct, random_state=0).fit(X)
+    p = GMMParams.from_sklearn(ref.weights_, ref.means_, covariance_type=ct,
+                               covariances=ref.covariances_)
+    lr, ln = host.log_resp(p, X)
+    np.testing.assert_allclose(ln, ref.score_samples(X), rtol=1e-10)
+    np.testing.assert_allclose(np.exp(lr), ref.predict_proba(X), atol=1e-10)
+    ll, _ = host.criteria_terms(p, X)
+    assert -2 * ll + p.n_parameters * np.log(len(X)) == pytest.approx(ref.bic(X), rel=1e-10)
+    for name, value in host.sklearn_covariances(p).items():
+        np.testing.assert_allclose(value, getattr(ref, name), rtol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(init_params="k-means++", n_init=3),
+                                dict(n_init=2, init_subsample=150),
+                                dict(covariance_type="diag", n_init=3, restart_screen_iter=2)])
+def test_estimator_engines_agree(offset_data, kw):
+    """The facade with engine="numpy" and engine="jax": the same seeds, restarts and fit."""
+    X, w = offset_data
+    fits = {}
+    for engine in ("numpy", "jax"):
+        fits[engine] = GaussianMixture(3, random_state=0, engine=engine, **kw).fit(
+            X, sample_weight=w)
+        assert fits[engine].engine_ == engine
+    a, b = fits["numpy"], fits["jax"]
+    assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-10)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-8)
+    assert a.bic(X) == pytest.approx(b.bic(X), rel=1e-10)
+
+
+def test_auto_engine_follows_the_work_of_one_pass(blobs):
+    X = blobs[0]  # 300 x 2: 300 * K * 6 <= HOST_WORK up to K = 72
+    assert GaussianMixture(20, random_state=0).fit(X).engine_ == "numpy"
+    big = np.tile(X, (40, 1)) + np.random.default_rng(0).normal(0, 0.01, (12000, 2))
+    assert 12000 * 4 * 6 > host.HOST_WORK
+    gm = GaussianMixture(4, random_state=0).fit(big)
+    assert gm.engine_ == "jax"
+    assert not gm._scores_on_host(len(big)) and gm._scores_on_host(len(X))
+    assert GaussianMixture(4, random_state=0, engine="numpy").fit(big).engine_ == "numpy"
+    with pytest.raises(ValueError, match="'engine' should be one of"):
+        GaussianMixture(2, engine="gpu").fit(X)
+
+
+def test_small_sweep_compiles_nothing(blobs):
+    """The tutorial's sweep 1..20 on its 300 blobs, with predictions, runs no JAX
+    compilation (the reason the host engine exists)."""
+    compiled = []
+    listener = lambda event, duration, **kw: compiled.append(event) if "compile" in event \
+        else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        X = blobs[0] + 1000.0  # a shape no other test compiled for
+        table = sweep(X, range(1, 21), random_state=0)
+        gm = table.best["model"]
+        gm.predict(X), gm.predict_proba(X), gm.score(X), gm.covariances_
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert table.best["n_components"] == 4
+    assert compiled == []
+
+
+def test_singular_covariance_is_reported_like_the_compiled_engine():
+    """Exact duplicates with reg_covar=0: both engines stop, name a component and the
+    reg_covar that would help."""
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 10, axis=0)
+    X[:10] += np.random.RandomState(0).normal(0, 0.1, (10, 2))
+    for engine in ("numpy", "jax"):
+        with pytest.raises(ValueError, match=r"component \d.*Increase reg_covar \(now 0"):
+            GaussianMixture(3, reg_covar=0.0, random_state=0, engine=engine).fit(X)
+
+
+def test_matches_scikit_learn_from_its_own_start(blobs):
+    """engine="numpy" from scikit-learn's initial parameters, against scikit-learn."""
+    X = blobs[0]
+    with pytest.warns(ConvergenceWarning):
+        init = GaussianMixture(4, random_state=1, max_iter=1, engine="numpy").fit(X)
+    kw = dict(weights_init=init.weights_, means_init=init.means_,
+              precisions_init=init.precisions_, tol=1e-8)
+    ours = GaussianMixture(4, engine="numpy", **kw).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SkGM(4, **kw).fit(X)
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-8)
