@@ -239,11 +239,12 @@ class GaussianMixture(_BaseEstimator):
         Where EM runs. ``"jax"``: compiled (:mod:`bayesgmm.em`; jit, vmap, any device).
         ``"numpy"``: on the host in float64 NumPy (:mod:`bayesgmm.host`; the same
         algorithm and results, nothing compiled). ``"auto"``: NumPy when one E-step is
-        small (N·K·F ≤ :data:`bayesgmm.host.HOST_WORK`, F = 1 + D + D(D+1)/2 for
-        full covariance: e.g. 300 rows x 2 features up to K = 70), else JAX.
-        Compiling costs ~0.3-1 s per shape and process, more than NumPy spends on a
-        whole small fit. Scoring (``predict``, ``bic``...) chooses the same way, by
-        the rows scored. ``kernel`` and ``chunk_size`` apply to JAX only.
+        small (N·K·F ≤ :data:`bayesgmm.host.HOST_WORK` = 2^20, F = 1 + D + D(D+1)/2
+        for full covariance: the tutorial's 300 x 2 rows up to K = 582, 10^4 x 4 rows
+        up to K = 6), else JAX. Compiling costs ~0.6 s per shape and process, more
+        than NumPy spends on a whole fit of that size. Scoring (``predict``,
+        ``bic``...) chooses the same way, by the rows scored. ``kernel`` and
+        ``chunk_size`` apply to JAX only.
 
     Attributes
     ----------

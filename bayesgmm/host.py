@@ -38,11 +38,13 @@ __all__ = ["HOST_WORK", "ENGINES", "use_host", "fit", "fit_restarts", "lloyd",
 
 ENGINES = ("auto", "jax", "numpy")
 
-# One E-step's matmul, N·K·F multiply-adds, up to which "auto" runs on the host. Below
-# it a NumPy iteration costs at most ~2x a compiled one (benchmarks/host.py), while
-# compiling costs ~0.3-1 s: the host wins unless the same shape is fitted hundreds of
-# times in one process.
-HOST_WORK = 2**17
+# One E-step's matmul, N·K·F multiply-adds, up to which "auto" runs on the host.
+# Measured (benchmarks/host.py, 2-core CPU, full covariance): below it a host iteration
+# costs 1.0-2.9x a compiled one (0.09 ms against 0.03 ms at 300 x 2, K=4; 0.58 against
+# 0.59 ms at 10^4 x 2, K=8), while the compiled path's first call costs 0.6-0.7 s more:
+# compilation pays for itself only after ~6,000-15,000 iterations of one shape in one
+# process (~2,900 just above the threshold, 116 at 10^5 x 8, K=8).
+HOST_WORK = 2**20
 _LOG_2PI = math.log(2 * math.pi)
 
 

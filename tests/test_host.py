@@ -147,10 +147,10 @@ def test_estimator_engines_agree(offset_data, kw):
 
 
 def test_auto_engine_follows_the_work_of_one_pass(blobs):
-    X = blobs[0]  # 300 x 2: 300 * K * 6 <= HOST_WORK up to K = 72
+    X = blobs[0]  # 300 x 2: 300 * K * 6 <= HOST_WORK = 2^20 up to K = 582
     assert GaussianMixture(20, random_state=0).fit(X).engine_ == "numpy"
-    big = np.tile(X, (40, 1)) + np.random.default_rng(0).normal(0, 0.01, (12000, 2))
-    assert 12000 * 4 * 6 > host.HOST_WORK
+    big = np.tile(X, (150, 1)) + np.random.default_rng(0).normal(0, 0.01, (45000, 2))
+    assert 45000 * 4 * 6 > host.HOST_WORK >= 300 * 4 * 6
     gm = GaussianMixture(4, random_state=0).fit(big)
     assert gm.engine_ == "jax"
     assert not gm._scores_on_host(len(big)) and gm._scores_on_host(len(X))
