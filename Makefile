@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	cd benchmarks && ../$(PY) em.py && ../$(PY) restarts.py && ../$(PY) sweep.py && ../$(PY) nuts.py
+	cd benchmarks && ../$(PY) em.py && ../$(PY) restarts.py && ../$(PY) sweep.py && ../$(PY) host.py && ../$(PY) nuts.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
