@@ -81,7 +81,7 @@ def run_workflow(cfg, out_dir: str | Path, *, log=print) -> dict:
                   max_iter=cfg.fit.max_iter, init_params=cfg.fit.init_params)
     best = table.best
     log(f"sweep K={lo}..{hi} over {list(cfg.sweep.covariance_types)} in "
-        f"{time.perf_counter() - t0:.1f} s; best {cfg.sweep.criterion.upper()}: "
+        f"{time.perf_counter() - t0:.2f} s; best {cfg.sweep.criterion.upper()}: "
         f"K={best['n_components']} ({best['covariance_type']})")
     K = best["n_components"] if cfg.fit.n_components == "best" else cfg.fit.n_components
     ct = best["covariance_type"] if cfg.fit.covariance_type == "best" else cfg.fit.covariance_type
