@@ -95,18 +95,16 @@ def _criteria_of(models: list, X) -> list[dict]:
     first = models[0]
     X = first._check_X(X)
     if all(m._scores_on_host(X.shape[0]) for m in models):
-        terms = [host.criteria_terms(m.params_, X) for m in models]
-        return [{k: float(v) for k, v in selection.criteria_from_terms(
-            ll, ent, m.params_.n_parameters, X.shape[0]).items()}
-            for (ll, ent), m in zip(terms, models)]
-    dtype = np.result_type(X.dtype, first.params_.dtype)
-    with compute_scope(dtype):
-        size = max(m._scoring_size(X.shape[0]) for m in models)  # one size to stack
-        stacked = jax.tree_util.tree_map(lambda *a: np.stack(a),
-                                         *[m._padded_params(dtype, size) for m in models])
-        ll, ent = jax.tree_util.tree_map(
-            np.asarray, _criteria_terms(stacked.astype(dtype),
-                                       *_to_device(X.astype(dtype, copy=False))))
+        ll, ent = zip(*(host.criteria_terms(m.params_, X) for m in models))
+    else:
+        dtype = np.result_type(X.dtype, first.params_.dtype)
+        with compute_scope(dtype):
+            size = max(m._scoring_size(X.shape[0]) for m in models)  # one size to stack
+            stacked = jax.tree_util.tree_map(lambda *a: np.stack(a),
+                                             *[m._padded_params(dtype, size) for m in models])
+            ll, ent = jax.tree_util.tree_map(
+                np.asarray, _criteria_terms(stacked.astype(dtype),
+                                           *_to_device(X.astype(dtype, copy=False))))
     return [{k: float(v) for k, v in selection.criteria_from_terms(
         ll[i], ent[i], m.params_.n_parameters, X.shape[0]).items()}
         for i, m in enumerate(models)]
@@ -427,7 +425,7 @@ class GaussianMixture(_BaseEstimator):
                 f"{K}, n_samples = {X.shape[0]}"
             )
         w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        on_host = host.use_host(self.engine, *X.shape[:1], K, X.shape[1],
+        on_host = host.use_host(self.engine, X.shape[0], K, X.shape[1],
                                 self.covariance_type)
         n_padded = K if on_host else (n_padded or _bucket(K, *X.shape, self.covariance_type))
         with compute_scope(X.dtype):
@@ -663,16 +661,15 @@ class GaussianMixture(_BaseEstimator):
 
     def _scores_on_host(self, n_rows: int) -> bool:
         """Whether scoring ``n_rows`` rows runs in NumPy (see ``engine``)."""
-        return host.use_host(getattr(self, "engine", "auto"), n_rows, int(self.n_components),
+        return host.use_host(self.engine, n_rows, int(self.n_components),
                              self.n_features_in_, self.params_.covariance_type)
 
     def _log_resp(self, X):
         X = self._check_X(X)
+        dtype = np.result_type(X.dtype, self.params_.dtype)
         if self._scores_on_host(X.shape[0]):
             lr, ln = host.log_resp(self.params_, X)
-            dtype = np.result_type(X.dtype, self.params_.dtype)
             return lr.astype(dtype), ln.astype(dtype)
-        dtype = np.result_type(X.dtype, self.params_.dtype)
         K = int(self.n_components)
         with compute_scope(dtype):
             lr, ln = _log_resp(self._padded_params(dtype, self._scoring_size(X.shape[0])),

@@ -260,11 +260,10 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start):
             stats = _e_step(params, T, TT, w, center, hard)
             lb = stats[3] / total_w
             new = _m_step(stats, params, center, reg_covar)
-        f = new.cov_factor
-        all_ok = np.isfinite(f).all() and (np.diagonal(f, axis1=-2, axis2=-1) > 0).all() \
-            if kind in ("full", "tied") else np.isfinite(f).all() and (f > 0).all()
-        ok = bool(all_ok and np.isfinite(lb) and np.isfinite(new.means).all())
-        bad = -1 if all_ok else int(np.argmin(_factor_ok(kind, f, K)))
+        comp_ok = _factor_ok(kind, new.cov_factor, K)
+        all_ok = bool(comp_ok.all())
+        ok = all_ok and bool(np.isfinite(lb)) and bool(np.isfinite(new.means).all())
+        bad = -1 if all_ok else int(np.argmin(comp_ok))
         if ok:
             params, nk = new, stats[0]
         if not hard:
@@ -280,20 +279,30 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start):
 
 
 def _prepare(X, sample_weight, covariance_type):
+    """(weights, their data mean, the features of the rows), in float64."""
     X = np.asarray(X, np.float64)
     w = (np.ones(X.shape[0]) if sample_weight is None
          else np.asarray(sample_weight, np.float64))
     center = w @ X / np.sum(w)
-    return X, w, center, _features(X, center, ops(covariance_type).full_moments)
+    return w, center, _features(X, center, ops(covariance_type).full_moments)
+
+
+def _out_dtype(X) -> np.dtype:
+    """The dtype results are returned in: X's float dtype (float32 stays float32)."""
+    return np.result_type(np.asarray(X).dtype, np.float32)
+
+
+def _info_as(info: FitInfo, dtype) -> FitInfo:
+    return info._replace(lower_bound=np.asarray(info.lower_bound, dtype),
+                         history=np.asarray(info.history, dtype),
+                         nk=np.asarray(info.nk, dtype))
 
 
 def _cast(params: GMMParams, info: FitInfo, dtype) -> tuple[GMMParams, FitInfo]:
     p = GMMParams(*(np.asarray(a, dtype) for a in (params.weights, params.means,
                                                    params.cov_factor)),
                   params.covariance_type)
-    return p, info._replace(lower_bound=np.asarray(info.lower_bound, dtype),
-                            history=np.asarray(info.history, dtype),
-                            nk=np.asarray(info.nk, dtype))
+    return p, _info_as(info, dtype)
 
 
 def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
@@ -301,15 +310,9 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         hard_start: bool = False) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.em.fit` on the host: the same iterations, stopping rule and
     :class:`~bayesgmm.em.FitInfo`, in float64 NumPy; results in X's dtype."""
-    dtype = np.result_type(np.asarray(X).dtype, np.float32)
-    Xd, w, center, T = _prepare(X, sample_weight, params.covariance_type)
+    w, center, T = _prepare(X, sample_weight, params.covariance_type)
     p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start)
-    return _cast(p, info, dtype)
-
-
-def _stack(items):
-    return type(items[0])(*(np.stack(v) if not isinstance(v[0], str) else v[0]
-                            for v in zip(*items)))
+    return _cast(p, info, _out_dtype(X))
 
 
 def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
@@ -318,8 +321,8 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     """:func:`bayesgmm.em.fit_restarts` on the host: each of the R starts (batch shape
     ``(R,)``) in turn, sharing one feature table; the best by lower bound (the first
     maximum; non-finite fits lose), or small-EM with ``screen_iter``."""
-    dtype = np.result_type(np.asarray(X).dtype, np.float32)
-    Xd, w, center, T = _prepare(X, sample_weight, params.covariance_type)
+    dtype = _out_dtype(X)
+    w, center, T = _prepare(X, sample_weight, params.covariance_type)
     starts = [_as64(GMMParams(params.weights[r], params.means[r], params.cov_factor[r],
                               params.covariance_type))
               for r in range(np.shape(params.weights)[0])]
@@ -338,11 +341,8 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         p, info = run(start, tol, max_iter - screen_iter, False)
         info = info._replace(n_iter=np.int32(info.n_iter + start_info.n_iter),
                              history=np.concatenate([start_info.history, info.history]))
-    all_info = _stack([i for _, i in results])
-    all_info = all_info._replace(lower_bound=all_info.lower_bound.astype(dtype),
-                                 history=all_info.history.astype(dtype),
-                                 nk=all_info.nk.astype(dtype))
-    return (*_cast(p, info, dtype), all_info)
+    all_info = FitInfo(*(np.stack(v) for v in zip(*(i for _, i in results))))
+    return (*_cast(p, info, dtype), _info_as(all_info, dtype))
 
 
 # ---- k-means -------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def lloyd(X, sample_weight, centers, n_active: int | None = None, n_lloyd: int =
 def lloyd_batch(X, sample_weight, centers, n_active: int | None = None) -> np.ndarray:
     """:func:`lloyd` for each restart's centres ``(R, K, D)``."""
     return np.stack([lloyd(X, sample_weight, c, n_active) for c in centers]).astype(
-        np.result_type(np.asarray(X).dtype, np.float32))
+        _out_dtype(X))
 
 
 # ---- scoring -------------------------------------------------------------------------

@@ -246,14 +246,16 @@ def test_feature_mismatch_and_unfitted(blobs):
         gm.predict(np.zeros((5, 3)))
 
 
-def test_collapsed_component_error_names_component_and_reg_covar():
-    """Duplicated points with reg_covar=0: a component's covariance is exactly singular."""
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
+def test_collapsed_component_error_names_component_and_reg_covar(engine):
+    """Duplicated points with reg_covar=0: a component's covariance is exactly singular;
+    both engines stop and name the component and the reg_covar that would help."""
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 10, axis=0)
     X[:10] += np.random.RandomState(0).normal(0, 0.1, (10, 2))
     with pytest.raises(ValueError, match=r"component \d.*Increase reg_covar \(now 0; try"):
-        GaussianMixture(3, reg_covar=0.0, random_state=0).fit(X)
+        GaussianMixture(3, reg_covar=0.0, random_state=0, engine=engine).fit(X)
     # The suggested fix works.
-    gm = GaussianMixture(3, reg_covar=1e-3, random_state=0).fit(X)
+    gm = GaussianMixture(3, reg_covar=1e-3, random_state=0, engine=engine).fit(X)
     assert np.all(np.isfinite(gm.covariances_))
 
 

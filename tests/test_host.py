@@ -177,16 +177,6 @@ def test_small_sweep_compiles_nothing(blobs):
     assert compiled == []
 
 
-def test_singular_covariance_is_reported_like_the_compiled_engine():
-    """Exact duplicates with reg_covar=0: both engines stop, name a component and the
-    reg_covar that would help."""
-    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]), 10, axis=0)
-    X[:10] += np.random.RandomState(0).normal(0, 0.1, (10, 2))
-    for engine in ("numpy", "jax"):
-        with pytest.raises(ValueError, match=r"component \d.*Increase reg_covar \(now 0"):
-            GaussianMixture(3, reg_covar=0.0, random_state=0, engine=engine).fit(X)
-
-
 def test_matches_scikit_learn_from_its_own_start(blobs):
     """engine="numpy" from scikit-learn's initial parameters, against scikit-learn."""
     X = blobs[0]
