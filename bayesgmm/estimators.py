@@ -355,6 +355,7 @@ class GaussianMixture(_BaseEstimator):
                                              reg_covar=self.reg_covar)
             stats, params = jax.tree_util.tree_map(np.asarray, (stats, params))
         self._online_stats, self._n_batches = stats, t + 1
+        self.engine_ = "jax"  # online EM runs compiled, whatever engine fitted before
         info = em.FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
                           np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)
         self._set_fitted(params, info, X.shape[1])

@@ -155,6 +155,9 @@ def test_auto_engine_follows_the_work_of_one_pass(blobs):
     assert gm.engine_ == "jax"
     assert not gm._scores_on_host(len(big)) and gm._scores_on_host(len(X))
     assert GaussianMixture(4, random_state=0, engine="numpy").fit(big).engine_ == "numpy"
+    small = GaussianMixture(4, random_state=0).fit(X)
+    assert small.engine_ == "numpy"
+    assert small.partial_fit(X).engine_ == "jax"  # online EM is compiled only
     with pytest.raises(ValueError, match="'engine' should be one of"):
         GaussianMixture(2, engine="gpu").fit(X)
 
