@@ -116,6 +116,23 @@ class _Jitted:
     def lower(self, *args, **kwargs):
         return self._current().lower(*args, **kwargs)
 
+    def compiled(self, *args, **kwargs):
+        """The program compiled ahead of time for these arguments' shapes (a
+        ``jax.stages.Compiled``: callable from several threads at once, and never
+        retraced), with the same options and fallback as a call."""
+        lowered = self._current().lower(*args, **kwargs)
+        if self._chosen is not None:
+            return lowered.compile()
+        try:
+            out = lowered.compile()
+        except jax.errors.JaxRuntimeError as e:
+            if "compile option" not in str(e):
+                raise
+            self._chosen = self._plain()
+            return self._chosen.lower(*args, **kwargs).compile()
+        self._chosen = self._trial
+        return out
+
     def _cache_size(self) -> int:
         return self._current()._cache_size()
 

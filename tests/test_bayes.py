@@ -2,6 +2,8 @@
 relabeled diagnostics, membership intervals, ArviZ objects, MAP, SVI, LOO, errors."""
 
 
+import os
+
 import arviz as az
 import matplotlib
 
@@ -257,9 +259,9 @@ def test_chains_spread_over_devices():
 
 
 def test_compiled_sampler_is_reused_across_calls(blobs):
-    """A second NUTS run with the same shapes reuses the compiled program (start points,
-    chain initialisation and sampler; NumPyro's MCMC.run recompiled every call), on new
-    data values and a new key."""
+    """A second NUTS run with the same shapes compiles nothing (NumPyro's MCMC.run
+    recompiled every call), on new data values and a new key: counted by JAX's own
+    backend-compile events."""
     import jax
     import jax.numpy as jnp
 
@@ -270,39 +272,90 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     gm = GaussianMixture(2, random_state=0).fit(np.asarray(X))
     priors = P().resolve(np.asarray(X))
     kw = dict(n_components=2, priors=priors, num_warmup=30, num_samples=20, num_chains=2)
-    r1 = nuts.sample_nuts(jax.random.PRNGKey(0), X, gm.params_, **kw)
-    runners = [v for k, v in nuts._MCMC_CACHE.items() if k[0] == "vectorized"
-               and k[1][:2] == (2, "full") and k[2] == X.shape]
-    assert len(runners) == 1
-    compiled = runners[0]._cache_size()
-    r2 = nuts.sample_nuts(jax.random.PRNGKey(1), X + 0.01, gm.params_, **kw)
-    assert runners[0]._cache_size() == compiled  # no new program
+    key0, key1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
+    X1 = jax.block_until_ready(X + 0.01)
+    r1 = nuts.sample_nuts(key0, X, gm.params_, **kw)
+    compiles = []
+    listener = lambda event, *a, **k: compiles.append(event) if "backend_compile" in event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        r2 = nuts.sample_nuts(key1, X1, gm.params_, **kw)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []  # no new program
     assert r2.params.means.shape == (2, 20, 2, 2)
     assert not np.allclose(np.asarray(r1.params.means), np.asarray(r2.params.means))
     assert set(r2.sample_stats) >= {"diverging", "n_steps", "step_size", "lp"}
 
 
-def test_chains_in_sequence_equal_vmapped_chains(blobs):
-    """On a CPU the chains of one program run in sequence (lax.map); on an accelerator
-    they are vmapped. Same keys and starts give the same draws, to float32 round-off."""
+def _sampler_args(blobs, num_chains, dtype):
     import jax
-    import jax.numpy as jnp
 
     from bayesgmm.inference import nuts
     from bayesgmm.inference._common import bound_model
     from bayesgmm.model import Priors as P
 
-    X = jnp.asarray(blobs[0][:120], jnp.float32)
-    gm = GaussianMixture(2, random_state=0).fit(np.asarray(X))
-    priors = P().resolve(np.asarray(X))
+    X = np.asarray(blobs[0][:120], dtype)
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    priors = P().resolve(X)
     model = bound_model(2, "full", priors)
-    config = (2, "full", nuts.priors_key(priors), 30, 20, 3, 0.8, 10)
-    init = jax.tree_util.tree_map(jnp.asarray, gm.params_)
-    args = (jax.random.PRNGKey(1), X, init, jnp.asarray(0.05, jnp.float32))
-    (sa, ea), (sb, eb) = (nuts._run_vectorized(model, config, *args, batched=b)
-                          for b in (True, False))
+    config = (2, "full", nuts.priors_key(priors), 30, 20, num_chains, 0.8, 10)
+    init = jax.tree_util.tree_map(np.asarray, gm.params_.astype(dtype))
+    return model, config, (jax.random.PRNGKey(1), X, init, np.asarray(0.05, dtype))
+
+
+def test_chains_in_sequence_equal_vmapped_chains(blobs):
+    """On a CPU the chains of one program run in sequence (lax.map); on an accelerator
+    they are vmapped. Same keys and starts give the same draws. In float64: in float32
+    the two programs' round-off differs, and NUTS's trajectories amplify it."""
+    import jax
+
+    from bayesgmm.inference import nuts
+
+    with jax.enable_x64(True):
+        model, config, args = _sampler_args(blobs, 3, np.float64)
+        (sa, ea), (sb, eb) = (nuts._run_vectorized(model, config, *args, batched=b)
+                              for b in (True, False))
     assert sa["means"].shape == sb["means"].shape == (3, 20, 2, 2)
-    for name in ("weights", "means", "scales"):
-        np.testing.assert_allclose(sa[name], sb[name], atol=1e-4)
+    for name in ("weights", "means", "scales", "corr_chol"):
+        np.testing.assert_allclose(sa[name], sb[name], rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(ea["num_steps"], eb["num_steps"])
     assert not np.allclose(sa["means"][0], sa["means"][1])  # chains differ from each other
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chain_groups_on_threads_give_the_same_draws(blobs, dtype):
+    """On a CPU the chains are split into groups run on host threads; chain c's start
+    and stream come from fold_in(key, c), so 4 chains in 1, 2 or 4 groups are the same
+    draws in float64 (to round-off: each group size is its own compiled program; in
+    float32 the round-off grows along a chain, as in the test above). float64 also checks that the threads keep the caller's x64 mode
+    (JAX's is per thread: a float32 call of the float64 program raised)."""
+    import jax
+
+    from bayesgmm.inference import nuts
+
+    with jax.enable_x64(dtype == np.float64):
+        model, config, args = _sampler_args(blobs, 4, dtype)
+        runs = [nuts._run_vectorized(model, config, *args, batched=False, groups=g)
+                for g in (1, 2, 4)]
+    (s1, e1) = runs[0]
+    assert s1["means"].dtype == dtype and s1["means"].shape == (4, 20, 2, 2)
+    for s, e in runs[1:]:
+        if dtype == np.float64:
+            for name in s1:
+                np.testing.assert_allclose(s[name], s1[name], rtol=1e-7, atol=1e-7)
+            np.testing.assert_array_equal(e["num_steps"], e1["num_steps"])
+        else:  # round-off has grown by the end of warm-up: same shape, finite, per chain
+            assert s["means"].shape == s1["means"].shape and np.all(np.isfinite(s["means"]))
+            assert not np.allclose(s["means"][0], s["means"][1])
+
+
+def test_chain_groups_fit_the_cores():
+    from bayesgmm.inference.nuts import _chain_groups
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for n in (1, 2, 3, 4, 6, 8):
+        g = _chain_groups(n)
+        assert n % g == 0 and 1 <= g <= max(cores, 1)
+        # the largest such divisor
+        assert not any(n % h == 0 and g < h <= cores for h in range(1, n + 1))

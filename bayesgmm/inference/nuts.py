@@ -10,7 +10,9 @@ log-density R-hat) and problems are reported in ``info["warnings"]``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,7 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayesgmm.compilation import jit, jit_compile_bound
-from bayesgmm.inference import InferenceResult
+from bayesgmm.inference import InferenceResult, potential
 from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
 from bayesgmm.model import Priors, from_sites
 from bayesgmm.params import GMMParams
@@ -67,13 +69,14 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         start_key = ("start", config, X.shape, str(X.dtype))
         if start_key not in _MCMC_CACHE:  # jitted: run op by op it compiled ~100 programs
             _MCMC_CACHE[start_key] = jit(functools.partial(
-                _start_points, model, covariance_type=covariance_type, num_chains=num_chains))
+                _start_points, model, covariance_type=covariance_type,
+                chain_ids=np.arange(num_chains)))
         z = _MCMC_CACHE[start_key](k_init, X, init, jitter)
         mcmc = _mcmc(model, config, chain_method, progress_bar)
         mcmc.run(k_run, X, init_params=z, extra_fields=EXTRA_FIELDS)
         samples = mcmc.get_samples(group_by_chain=True)
         extra = mcmc.get_extra_fields(group_by_chain=True)
-    samples, extra = jax.device_get((samples, extra))
+        samples, extra = jax.device_get((samples, extra))
     n_steps = extra["num_steps"]
     stats = {
         "diverging": extra["diverging"],
@@ -90,14 +93,23 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
                            info)
 
 
-def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, num_chains):
-    """Each chain's start: ``init`` in the unconstrained space plus ``jitter`` times
-    standard normal noise, drawn in one call (each ``jax.random.normal`` call site
-    compiles its own copy of the generator: 0.1 s apiece on a CPU)."""
+def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
+    """Each chain's start, flat (C, S): ``init`` in the unconstrained space plus
+    ``jitter`` times standard normal noise from ``fold_in(key, chain)``, drawn by one
+    vmapped call (each ``jax.random.normal`` call site compiles its own copy of the
+    generator: 0.1 s apiece on a CPU); and the function unflattening one point."""
     z = unconstrained(model, X, init_sites(init, covariance_type, X.dtype))
     flat, unravel = ravel_pytree(z)
-    noise = jax.random.normal(key, (num_chains, flat.size), flat.dtype)
-    return jax.vmap(unravel)(flat + jitter * noise)
+    noise = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), flat.shape,
+                                                 flat.dtype))(chain_ids)
+    return flat + jitter * noise, unravel
+
+
+def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
+    """:func:`_start_flat`'s points as site dicts with leading axis C."""
+    flat, unravel = _start_flat(model, key, X, init, jitter, covariance_type=covariance_type,
+                                chain_ids=chain_ids)
+    return jax.vmap(unravel)(flat)
 
 
 def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
@@ -143,11 +155,25 @@ def _mcmc(model, config, chain_method, progress_bar):
     return _MCMC_CACHE[key]
 
 
-def _run_vectorized(model, config, key, X, init, jitter, batched=None):
-    """All chains in one program (``vmap``ped, or in sequence on a CPU: ``batched``), each
-    one ``lax.scan`` over warm-up and draws, with the start points and NumPyro's chain
-    initialisation, compiled once per configuration and shapes and kept in
-    :data:`_MCMC_CACHE`.
+def _chain_groups(num_chains: int) -> int:
+    """How many host threads run the chains of a CPU sampler: the largest divisor of
+    ``num_chains`` not above the CPU cores this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(g for g in range(1, num_chains + 1) if num_chains % g == 0 and g <= cores)
+
+
+def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=None):
+    """All chains in one compiled program (``vmap``ped, or in sequence on a CPU:
+    ``batched``), each one ``lax.scan`` over warm-up and draws, with its start point and
+    NumPyro's chain initialisation; compiled once per configuration and shapes and kept
+    in :data:`_MCMC_CACHE`.
+
+    On a CPU the chains are split into ``groups`` (default :func:`_chain_groups`: 2 on a
+    2-core machine, for 4 chains) and each group's call runs on its own host thread: a
+    program runs on one core, and two calls from two threads run side by side (0.87 ->
+    0.52 s of sampling on the seed blobs, 2 cores). Chain ``c``'s start and PRNG stream
+    come from ``fold_in(key, c)``, so the draws do not depend on the grouping.
 
     Why not ``MCMC.run``: NumPyro's ``fori_collect`` builds a new loop body on every
     call, so even with ``jit_model_args=True`` each run recompiled its ~3 s sampler
@@ -157,43 +183,93 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None):
     initialisation and sampler as three jitted programs compiled the model's density and
     gradient three times (1.8 s of XLA time beyond the sampler's 3.6 s); as one, once.
 
-    Returns (samples, extra) grouped by chain, like ``MCMC.get_samples`` and
-    ``MCMC.get_extra_fields``.
+    Returns (samples, extra) as NumPy arrays grouped by chain, like
+    ``MCMC.get_samples`` and ``MCMC.get_extra_fields``.
     """
     if batched is None:
         batched = jax.default_backend() != "cpu"
-    cache_key = ("vectorized", config, X.shape, str(X.dtype), batched)
+    num_chains = config[5]
+    if groups is None:
+        groups = 1 if batched else _chain_groups(num_chains)
+    per = num_chains // groups
+    calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, init, jitter)
+             for g in range(groups)]
+    # A compiled program takes arguments of these shapes and dtypes only, in the x64 mode
+    # it was compiled in (estimators switch it on for float64 data).
+    leaves, tree = jax.tree_util.tree_flatten(calls[0])
+    signature = (tree, tuple((np.shape(a), str(a.dtype)) for a in leaves),
+                 bool(jax.config.jax_enable_x64))
+    cache_key = ("vectorized", config, signature, batched, per)
     if cache_key not in _MCMC_CACHE:
-        _MCMC_CACHE[cache_key] = _vectorized_program(model, config, batched)
-    return _MCMC_CACHE[cache_key](key, X, init, jitter)
+        program = jit_compile_bound(_vectorized_program(model, config, batched))
+        _MCMC_CACHE[cache_key] = program.compiled(*calls[0])
+    run = _MCMC_CACHE[cache_key]
+    if groups == 1:
+        samples, extra = jax.device_get(run(*calls[0]))
+    else:
+        x64 = signature[-1]
+
+        def run_group(args):  # JAX's x64 mode is per thread: carry the caller's over
+            with jax.enable_x64(x64):
+                return jax.device_get(run(*args))
+
+        with concurrent.futures.ThreadPoolExecutor(groups) as pool:
+            outs = list(pool.map(run_group, calls))
+        samples, extra = jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
+    if potential.supports(config[1], model.keywords["priors"]):
+        # NumPy on (chain, draw, ...) arrays: in the program this compiled for 0.15 s
+        K, D = init.means.shape
+        sites = potential.unflatten(samples, potential.unconstrained_shapes(K, D, config[1]))
+        samples = potential.constrain(sites, config[1], xp=np)
+    return samples, extra
 
 
 def _vectorized_program(model, config, batched: bool):
-    """A jitted (key, X, init, jitter) -> (samples, extra).
+    """(key, chain_ids (C,), X, init, jitter) -> (samples, extra) for chains
+    ``chain_ids``, leading axes (chain, draw).
 
     ``batched``: the chains are ``vmap``ped (the default on an accelerator), else they
     run one after another (``lax.map``) inside the program (the default on a CPU).
     Batching NUTS's nested ``while_loop``s over chains made tracing the largest part of
     a cold run on a CPU (2.5 s of ``vmap`` batching rules on the seed blobs), and
     vmapped chains advance in lockstep, every chain waiting for the deepest tree; a CPU
-    gains nothing from the batch."""
-    K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
+    gains nothing from the batch.
 
-    def run_chains(keys, z, X):
+    Where :func:`bayesgmm.inference.potential.supports` the model, the kernel gets that
+    module's hand-written potential (NumPyro's numbers with fewer operations to trace and
+    compile) and the program returns unconstrained draws, which ``_run_vectorized``
+    constrains in NumPy; otherwise NumPyro's ``potential_energy`` and ``constrain_fn``
+    of the model, in the program."""
+    K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
+    priors = model.keywords["priors"]
+
+    handwritten = potential.supports(ct, priors)
+
+    def kernel_fns(X, unravel):
+        """The potential of a flat point, and the in-program postprocessing or None."""
+        if handwritten:  # draws are constrained on the host, by _run_vectorized
+            return lambda f: potential.potential(unravel(f), X, ct, priors), None
+        return (lambda f: potential_energy(model, (X,), {}, unravel(f)),
+                lambda f: constrain_fn(model, (X,), {}, unravel(f),
+                                       return_deterministic=True))
+
+    def run_chains(keys, z, X, unravel):
         """Draws and ``EXTRA_FIELDS`` with leading axes (draw, chain) for keys (C, 2)
-        and start points with leading axis C when ``batched``, else (draw,) for one
-        key (2,) and one start point (NumPyro vmaps by the key's rank).
+        and flat start points (C, S) when ``batched``, else (draw,) for one key (2,)
+        and one start point (S,) (NumPyro vmaps by the key's rank).
+
+        Points are flat vectors: NUTS carries a dozen copies of the point through its
+        loops, and a dict of four sites made each copy four buffers (XLA inserted 592
+        copies into the seed blobs' program; flat, 180).
 
         The kernel gets the model's potential, not the model: given a model, NumPyro's
         ``init`` also traces a search for valid initial values (the model, its gradient
         and a ``while_loop``) whose result it drops when ``init_params`` is given."""
-        kernel = NUTS(potential_fn=functools.partial(potential_energy, model, (X,), {}),
-                      target_accept_prob=target, max_tree_depth=depth)
+        potential_fn, postprocess = kernel_fns(X, unravel)
+        kernel = NUTS(potential_fn=potential_fn, target_accept_prob=target,
+                      max_tree_depth=depth)
         state = kernel.init(keys, num_warmup, init_params=z)
         sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
-
-        def postprocess(z):  # unconstrained draw -> sites, deterministic ones included
-            return constrain_fn(model, (X,), {}, z, return_deterministic=True)
 
         def step(s, _):  # collects z, then EXTRA_FIELDS in order
             s = sample_fn(s, (), {})
@@ -204,18 +280,20 @@ def _vectorized_program(model, config, batched: bool):
         # twice. Warm-up states are collected too (parameter-sized) and dropped.
         _, outs = jax.lax.scan(step, state, None, length=num_warmup + num_samples)
         z, *fields = jax.tree_util.tree_map(lambda a: a[num_warmup:], outs)
+        if postprocess is None:
+            return z, dict(zip(EXTRA_FIELDS, fields))  # unconstrained
         for _ in range(1 + batched):  # over draws, and over chains when batched
             postprocess = jax.vmap(postprocess)
         return postprocess(z), dict(zip(EXTRA_FIELDS, fields))  # constrained
 
-    def program(key, X, init, jitter):
+    def program(key, chain_ids, X, init, jitter):
         k_init, k_run = jax.random.split(key)
-        z = _start_points(model, k_init, X, init, jitter, covariance_type=ct,
-                          num_chains=num_chains)
-        keys = jax.random.split(k_run, num_chains)
+        z, unravel = _start_flat(model, k_init, X, init, jitter, covariance_type=ct,
+                                 chain_ids=chain_ids)
+        keys = jax.vmap(lambda c: jax.random.fold_in(k_run, c))(chain_ids)
         if batched:  # (draw, chain) -> (chain, draw)
             return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1),
-                                          run_chains(keys, z, X))
-        return jax.lax.map(lambda kz: run_chains(*kz, X), (keys, z))  # (chain, draw)
+                                          run_chains(keys, z, X, unravel))
+        return jax.lax.map(lambda kz: run_chains(*kz, X, unravel), (keys, z))  # (chain, draw)
 
-    return jit_compile_bound(program)
+    return program

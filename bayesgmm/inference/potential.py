@@ -1,0 +1,243 @@
+"""The model's log density on the unconstrained space, written out by hand.
+
+:func:`bayesgmm.model.gmm_model` is the definition; NumPyro derives its potential
+(``numpyro.infer.util.potential_energy``) by running the model under effect handlers,
+through generic transforms and distributions. This module computes the same number, to
+rounding, from the same unconstrained sites, with the same transforms (NumPyro's
+``biject_to`` of each site's support) and the same likelihood kernel
+(:func:`bayesgmm.density.log_resp`), but with the algebra simplified:
+
+- ``scales``: the LogNormal density and the exp transform's Jacobian cancel to a Normal
+  density on log(scales);
+- ``corr_chol``: NumPyro's signed stick-breaking builds the (D, D) factor with a
+  scatter; here the vector is placed by a constant 0/1 matrix product (D ≤ a few dozen);
+- no argument checks, no plate bookkeeping, no trace.
+
+Why: inside NUTS the potential and its gradient are compiled twice (the chain's first
+state and the leapfrog step). On the 300-point seed blobs NumPyro's version is 726
+operations with its gradient, and a cold NUTS run spent ~0.9 s of its ~3 s tracing,
+lowering and compiling it (``benchmarks/nuts.py``).
+
+The test suite checks :func:`potential` against NumPyro's ``potential_energy`` and
+:func:`constrain` against ``constrain_fn`` at random points, for every model
+configuration handled here (:func:`supports`); the others go through NumPyro.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from bayesgmm.covariance import HIGHEST, ops
+from bayesgmm.model import Priors, from_sites
+
+__all__ = ["supports", "potential", "constrain", "unconstrained_shapes", "unflatten"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def supports(covariance_type: str, priors: Priors) -> bool:
+    """Whether this module covers the configuration (else use NumPyro's potential)."""
+    return covariance_type in ("full", "diag") and priors.weight_prior == "dirichlet"
+
+
+def unconstrained_shapes(n_components: int, n_features: int, covariance_type: str) -> dict:
+    """Each site's shape in the unconstrained space."""
+    K, D = n_components, n_features
+    shapes = {"weights": (K - 1,), "means": (K, D), "scales": (K, D)}
+    if covariance_type == "full":
+        shapes["corr_chol"] = (K, D * (D - 1) // 2)
+    return shapes
+
+
+def unflatten(flat, shapes: dict) -> dict:
+    """(..., S) flat points -> sites, in ``jax.flatten_util.ravel_pytree``'s order (the
+    dict's keys sorted); NumPy or JAX arrays."""
+    out, start = {}, 0
+    for name in sorted(shapes):
+        size = math.prod(shapes[name])
+        out[name] = flat[..., start:start + size].reshape(flat.shape[:-1] + shapes[name])
+        start += size
+    return out
+
+
+def _normal_lp(x, loc, scale):
+    return jnp.sum(-0.5 * jnp.square((x - loc) / scale) - jnp.log(scale) - _HALF_LOG_2PI)
+
+
+def _softplus(x, xp=jnp):
+    # log(1 + e^x), stable; jax.nn.softplus is a logaddexp with a custom JVP that
+    # guards infinities, ~4x the operations once differentiated
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def _log_sigmoid(x, xp=jnp):
+    return -_softplus(-x, xp)
+
+
+def _shifted(x):
+    # NumPyro's stick-breaking shift, so that x = 0 maps to equal weights
+    K1 = x.shape[-1]
+    return x - np.log(K1 - np.arange(K1)).astype(x.dtype)
+
+
+def _log_weights(x, xp=jnp):
+    """NumPyro's ``StickBreakingTransform`` of (..., K-1) in log space: log weights
+    (..., K), log w_j = log σ(x_j) + Σ_{i<j} log σ(-x_i), the last weight the whole
+    remaining stick. (NumPyro clips σ(x) to [tiny, 1 - eps] and multiplies; the two agree
+    to rounding wherever the clip is inactive, and cumprod's gradient traces to ~3x the
+    operations of cumsum's.)"""
+    x = _shifted(x)
+    log_rest = xp.cumsum(_log_sigmoid(-x, xp), axis=-1)  # the stick left after each break
+    zero = xp.zeros(x.shape[:-1] + (1,), x.dtype)
+    return (xp.concatenate([_log_sigmoid(x, xp), zero], axis=-1)
+            + xp.concatenate([zero, log_rest], axis=-1))
+
+
+def _placement(D: int, dtype) -> np.ndarray:
+    """(M, D·D) 0/1 matrix putting a row-major strict-lower-triangle vector in place."""
+    rows, cols = np.tril_indices(D, -1)
+    E = np.zeros((rows.size, D * D), dtype)
+    E[np.arange(rows.size), rows * D + cols] = 1
+    return E
+
+
+def _corr_factor(x, D: int, xp=jnp):
+    """NumPyro's ``CorrCholeskyTransform`` of (..., M) vectors, in log space: the
+    factors (..., D, D), and s and its cumulative sums along rows (for the log |J|).
+
+    With r = tanh(x) placed in the strict lower triangle and s = log(1 - r²), row i of
+    the factor is L_ij = r_ij · exp(½ Σ_{k<j} s_ik), L_ii = exp(½ Σ_{k<i} s_ik), and
+    1 - Σ_{k≤j} L_ik² = exp(Σ_{k≤j} s_ik), the terms of the stick-breaking log |J|.
+    s = log sech²(x) = -2(x + softplus(-2x) - log 2), finite where NumPyro clips tanh(x)
+    to 1 - eps, is also the tanh's log |J|."""
+    E = _placement(D, x.dtype)
+    shape = x.shape[:-1] + (D, D)
+    place = lambda v: xp.sum(v[..., :, None] * E, axis=-2).reshape(shape)  # fuses; @ not
+    s = place(-2 * (x + _softplus(-2 * x, xp) - math.log(2.0)))
+    r = place(xp.tanh(x))
+    c = xp.cumsum(s, axis=-1)
+    return (r + np.eye(D, dtype=x.dtype)) * xp.exp(0.5 * (c - s)), s, c
+
+
+def _multigammaln(a: float, d: int) -> float:
+    # constants are computed on the host: under jit a jax.scipy call would be traced
+    return d * (d - 1) / 4 * math.log(math.pi) + sum(math.lgamma(a - 0.5 * j)
+                                                      for j in range(d))
+
+
+def _lkj_lp(log_diag, eta: float):
+    """LKJCholesky(D, η) log density of factors with log diagonals (K, D), summed over K."""
+    K, D = log_diag.shape
+    i = np.arange(1, D)
+    order = (2 * eta - (3 - D + i)).astype(log_diag.dtype)
+    unnormalized = jnp.sum(order * log_diag[:, 1:])
+    alpha = eta + 0.5 * (D - 1)
+    normalizer = (0.5 * (D - 1) * math.log(math.pi)
+                  + _multigammaln(alpha - 0.5, D - 1) - math.lgamma(alpha) * (D - 1))
+    return unnormalized - K * normalizer
+
+
+def constrain(z: dict, covariance_type: str, xp=jnp) -> dict:
+    """Unconstrained sites (any leading batch dims) -> the model's sites, as NumPyro's
+    ``constrain_fn``; ``xp=numpy`` computes them on the host."""
+    sites = {"weights": xp.exp(_log_weights(z["weights"], xp)), "means": z["means"],
+             "scales": xp.exp(z["scales"])}
+    if covariance_type == "full":
+        sites["corr_chol"] = _corr_factor(z["corr_chol"], z["means"].shape[-1], xp)[0]
+    return sites
+
+
+def potential(z: dict, X, covariance_type: str, priors: Priors):
+    """Minus the log joint density (prior, transforms' log |J| and likelihood) at the
+    unconstrained point ``z`` (no batch dims), as NumPyro's ``potential_energy`` of the
+    model."""
+    as_ = lambda v: np.asarray(v, X.dtype)
+    K, D = z["means"].shape
+    alpha = priors.weight_concentration
+    x = _shifted(z["weights"])
+    log_w = _log_weights(z["weights"])
+    # Dirichlet(α) and the stick-breaking log |J| = Σ_j log w_j + log σ(x_j) - x_j
+    lp = (alpha - 1) * jnp.sum(log_w) - (K * math.lgamma(alpha) - math.lgamma(K * alpha))
+    lp = lp + jnp.sum(log_w[:-1] + _log_sigmoid(x) - x)
+    lp = lp + _normal_lp(z["means"], as_(priors.mean_loc), as_(priors.mean_scale))
+    # LogNormal(log σ0, τ) on exp(u), times the Jacobian exp(u): Normal(log σ0, τ) on u
+    lp = lp + _normal_lp(z["scales"], np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
+    sites = {"weights": jnp.exp(log_w), "means": z["means"], "scales": jnp.exp(z["scales"])}
+    if covariance_type == "full":
+        L, s, c = _corr_factor(z["corr_chol"], D)
+        # log |J|: tanh's Σ s, and stick-breaking's ½ Σ_{j ≤ i-2} c_ij
+        lp = lp + jnp.sum(s) + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2))
+        lp = lp + _lkj_lp(0.5 * jnp.sum(s, axis=-1), priors.lkj_concentration)
+        sites["corr_chol"] = L
+    params = from_sites(sites, covariance_type)
+    return -(lp + _log_likelihood(covariance_type, params.weights, params.means,
+                                  params.cov_factor, X))
+
+
+# Below this many features a product over D is written as a broadcast and a sum, which
+# XLA fuses with its neighbours: a dot is a call of its own per use (on the seed blobs,
+# D = 2, the dots' calls were the largest single cost of a NUTS step after the fusions).
+SMALL_D = 4
+
+
+def _bmm(a, b):
+    """Batched a @ b over the last two axes."""
+    if a.shape[-1] <= SMALL_D:
+        return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _log_likelihood(covariance_type, weights, means, factor, X):
+    """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k), by EM's centred kernel, with its gradient in
+    closed form (below) rather than traced through the kernel."""
+    return _log_likelihood_fwd(covariance_type, weights, means, factor, X)[0]
+
+
+def _log_likelihood_fwd(covariance_type, weights, means, factor, X):
+    # density.centred_log_prob's steps, keeping the projected data V for the gradient
+    table = ops(covariance_type)
+    K, D = means.shape
+    U = table.to_precision_cholesky(factor)  # full: L⁻ᵀ (K, D, D); diag: 1/σ (K, D)
+    Xc = X[None, :, :] - means[:, None, :]  # (K, N, D)
+    if covariance_type == "full":
+        V = _bmm(Xc, U)  # rows L⁻¹(x - μ)
+    else:
+        V = Xc * U[:, None, :]
+    log_det = table.log_det_precision_cholesky(U, K, D)
+    joint = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(V * V, axis=-1))
+             + (log_det + jnp.log(weights))[:, None])  # (K, N)
+    log_norm = logsumexp(joint, axis=0)
+    resp = jnp.exp(joint - log_norm)  # (K, N)
+    return jnp.sum(log_norm), (weights, U, V, resp)
+
+
+def _log_likelihood_bwd(covariance_type, residuals, g):
+    """Fisher's identity: the gradient is the E-step's responsibility-weighted
+    statistics. With r_nk the responsibilities, N_k = Σ_n r_nk and v_nk = L_k⁻¹(x_n - μ_k):
+    ∂/∂w_k = N_k / w_k; ∂/∂μ_k = L_k⁻ᵀ Σ_n r_nk v_nk; ∂/∂L_k = tril(L_k⁻ᵀ Σ_n r_nk v_nk
+    v_nkᵀ - N_k diag(L_k)⁻¹) (diag: ∂/∂σ_kd = (Σ_n r_nk v_nkd² - N_k) / σ_kd)."""
+    weights, U, V, resp = residuals
+    nk = jnp.sum(resp, axis=1)
+    rV = V * resp[:, :, None]
+    s1 = jnp.sum(rV, axis=1)  # (K, D)
+    if covariance_type == "full":
+        s2 = _bmm(jnp.swapaxes(rV, -1, -2), V)  # (K, D, D)
+        d_means = _bmm(U, s1[:, :, None])[:, :, 0]
+        diag_U = jnp.diagonal(U, axis1=-2, axis2=-1)
+        D = U.shape[-1]
+        d_factor = jnp.tril(_bmm(U, s2)
+                            - (nk[:, None] * diag_U)[:, :, None] * np.eye(D, dtype=U.dtype))
+    else:
+        d_means = s1 * U
+        d_factor = (jnp.sum(rV * V, axis=1) - nk[:, None]) * U
+    return g * nk / weights, g * d_means, g * d_factor, None
+
+
+_log_likelihood.defvjp(_log_likelihood_fwd, _log_likelihood_bwd)
