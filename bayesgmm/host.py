@@ -401,6 +401,21 @@ def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     return lp - ln[:, None], ln
 
 
+def score_draws(params: GMMParams, X) -> np.ndarray:
+    """log p(x_n | θ_m) (M, N) in float64 for M parameter sets (batch shape (M,)), e.g.
+    posterior draws: features once, one (F, K) table per set, one batched product."""
+    X = np.asarray(X, np.float64)
+    center = np.mean(X, axis=0)
+    T = _features(X, center, ops(params.covariance_type).full_moments)
+    p = _as64(params)
+    theta = np.stack([_theta(p[m], center) for m in range(p.batch_shape[0])])
+    lp = T @ theta  # (M, N, K)
+    top = lp.max(axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return top[..., 0] + np.log(np.exp(lp - top).sum(axis=-1))
+
+
 def criteria_terms(params: GMMParams, X, sample_weight=None) -> tuple[float, float]:
     """:func:`bayesgmm.selection.criteria_terms` on the host for one parameter set:
     (Σ w log p(x), Σ w H(r))."""
