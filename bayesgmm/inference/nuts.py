@@ -260,7 +260,7 @@ def _vectorized_program(model, config, batched: bool):
 
         Points are flat vectors: NUTS carries a dozen copies of the point through its
         loops, and a dict of four sites made each copy four buffers (XLA inserted 592
-        copies into the seed blobs' program; flat, 180).
+        copies into the seed blobs' program; flat, 417).
 
         The kernel gets the model's potential, not the model: given a model, NumPyro's
         ``init`` also traces a search for valid initial values (the model, its gradient

@@ -4,19 +4,23 @@
 (``numpyro.infer.util.potential_energy``) by running the model under effect handlers,
 through generic transforms and distributions. This module computes the same number, to
 rounding, from the same unconstrained sites, with the same transforms (NumPyro's
-``biject_to`` of each site's support) and the same likelihood kernel
-(:func:`bayesgmm.density.log_resp`), but with the algebra simplified:
+``biject_to`` of each site's support) and EM's likelihood kernel (the centred form of
+:func:`bayesgmm.density.centred_log_prob`), but with the algebra simplified:
 
+- ``weights`` and ``corr_chol``: NumPyro's stick-breaking transforms, in log space
+  (sums of log-sigmoids and log-sech², no ``cumprod``);
 - ``scales``: the LogNormal density and the exp transform's Jacobian cancel to a Normal
   density on log(scales);
-- ``corr_chol``: NumPyro's signed stick-breaking builds the (D, D) factor with a
-  scatter; here the vector is placed by a constant 0/1 matrix product (D ≤ a few dozen);
+- ``corr_chol``: NumPyro builds the (D, D) factor with a scatter; here the vector is
+  placed by a constant 0/1 matrix product;
+- the likelihood's gradient in closed form (Fisher's identity: the E-step's
+  responsibility-weighted statistics), as a ``jax.custom_vjp``;
 - no argument checks, no plate bookkeeping, no trace.
 
 Why: inside NUTS the potential and its gradient are compiled twice (the chain's first
-state and the leapfrog step). On the 300-point seed blobs NumPyro's version is 726
-operations with its gradient, and a cold NUTS run spent ~0.9 s of its ~3 s tracing,
-lowering and compiling it (``benchmarks/nuts.py``).
+state and the leapfrog step) and run ~28,000 times. On the 300-point seed blobs
+NumPyro's version is 726 operations with its gradient; this one took the cold NUTS
+call from 3.0 to 2.3 s, sampling included (``benchmarks/README.md``).
 
 The test suite checks :func:`potential` against NumPyro's ``potential_energy`` and
 :func:`constrain` against ``constrain_fn`` at random points, for every model
@@ -118,7 +122,7 @@ def _corr_factor(x, D: int, xp=jnp):
     to 1 - eps, is also the tanh's log |J|."""
     E = _placement(D, x.dtype)
     shape = x.shape[:-1] + (D, D)
-    place = lambda v: xp.sum(v[..., :, None] * E, axis=-2).reshape(shape)  # fuses; @ not
+    place = lambda v: (v @ E).reshape(shape)
     s = place(-2 * (x + _softplus(-2 * x, xp) - math.log(2.0)))
     r = place(xp.tanh(x))
     c = xp.cumsum(s, axis=-1)
@@ -180,16 +184,8 @@ def potential(z: dict, X, covariance_type: str, priors: Priors):
                                   params.cov_factor, X))
 
 
-# Below this many features a product over D is written as a broadcast and a sum, which
-# XLA fuses with its neighbours: a dot is a call of its own per use (on the seed blobs,
-# D = 2, the dots' calls were the largest single cost of a NUTS step after the fusions).
-SMALL_D = 4
-
-
 def _bmm(a, b):
-    """Batched a @ b over the last two axes."""
-    if a.shape[-1] <= SMALL_D:
-        return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    """Batched a @ b over the last two axes, at full float32 precision."""
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
