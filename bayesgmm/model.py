@@ -165,8 +165,16 @@ class MixtureLikelihood(dist.Distribution):
 
 
 def from_sites(sites: dict, covariance_type: str = "full") -> GMMParams:
-    """Model sites (any leading batch dims, e.g. ``(chain, draw)``) -> ``GMMParams``."""
+    """Model sites (any leading batch dims, e.g. ``(chain, draw)``) -> ``GMMParams``.
+
+    With the stick-breaking prior, ``weights`` is a deterministic site; where it is
+    missing (an autoguide's draws) it is computed from ``stick_fractions``."""
     scales = sites["scales"]
+    if "weights" in sites:
+        weights = sites["weights"]
+    else:
+        v = sites["stick_fractions"]
+        weights = _stick_breaking(v, np if isinstance(v, np.ndarray) else jnp)
     if covariance_type == "full":
         factor = scales[..., :, None] * sites["corr_chol"]  # diag(s) · C: rows scaled
     elif covariance_type == "diag":
@@ -174,20 +182,30 @@ def from_sites(sites: dict, covariance_type: str = "full") -> GMMParams:
     else:
         raise ValueError(f"The Bayesian model supports covariance_type in "
                          f"{MODEL_COVARIANCE_TYPES}, got {covariance_type!r}")
-    return GMMParams(sites["weights"], sites["means"], factor, covariance_type)
+    return GMMParams(weights, sites["means"], factor, covariance_type)
 
 
-def to_sites(params: GMMParams, covariance_type: str | None = None) -> dict:
+def to_sites(params: GMMParams, covariance_type: str | None = None, *,
+             weight_prior: str = "dirichlet") -> dict:
     """``GMMParams`` (any type, e.g. an EM fit) -> model sites, for ``init_to_value``.
 
     A tied or spherical fit is expanded to per-component full (or diag) covariances.
+    ``weight_prior="stick_breaking"`` gives ``stick_fractions`` (the sample site of that
+    prior) instead of ``weights``: v_k = w_k / (1 - Σ_{j<k} w_j), clipped into (0, 1).
     """
     covariance_type = covariance_type or (
         "diag" if params.covariance_type in ("diag", "spherical") else "full")
     full = jnp.asarray(params.full_covariances)  # (*B, K, D, D)
     weights = jnp.asarray(params.weights)
-    sites = {"weights": weights / jnp.sum(weights, axis=-1, keepdims=True),
-             "means": jnp.asarray(params.means)}
+    weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+    sites = {"means": jnp.asarray(params.means)}
+    if weight_prior == "stick_breaking":
+        remaining = 1 - jnp.cumsum(weights, axis=-1) + weights  # stick left before k
+        tiny = jnp.finfo(weights.dtype).eps
+        v = weights[..., :-1] / jnp.maximum(remaining[..., :-1], tiny)
+        sites["stick_fractions"] = jnp.clip(v, tiny, 1 - tiny)
+    else:
+        sites["weights"] = weights
     if covariance_type == "diag":
         sites["scales"] = jnp.sqrt(jnp.diagonal(full, axis1=-2, axis2=-1))
         return sites
@@ -237,8 +255,8 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
         numpyro.sample("obs", MixtureLikelihood(params, **nocheck), obs=X)
 
 
-def _stick_breaking(v):
+def _stick_breaking(v, xp=jnp):
     """Truncated stick-breaking: K-1 fractions -> K weights on the simplex."""
-    one = jnp.ones(v.shape[:-1] + (1,), v.dtype)
-    remaining = jnp.concatenate([one, jnp.cumprod(1 - v, axis=-1)], axis=-1)
-    return jnp.concatenate([v, one], axis=-1) * remaining
+    one = xp.ones(v.shape[:-1] + (1,), v.dtype)
+    remaining = xp.concatenate([one, xp.cumprod(1 - v, axis=-1)], axis=-1)
+    return xp.concatenate([v, one], axis=-1) * remaining

@@ -20,8 +20,11 @@ def bound_model(n_components: int, covariance_type: str, priors: Priors):
                              covariance_type=covariance_type, priors=priors)
 
 
-def init_sites(init: GMMParams, covariance_type: str, dtype) -> dict:
-    sites = to_sites(init, covariance_type)
+def init_sites(init: GMMParams, model, dtype) -> dict:
+    """The model's sample sites at ``init`` (a ``bound_model``'s covariance type and
+    weight prior), in ``dtype``."""
+    kw = model.keywords
+    sites = to_sites(init, kw["covariance_type"], weight_prior=kw["priors"].weight_prior)
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), sites)
 
 

@@ -62,7 +62,7 @@ def _make_runner(model, covariance_type: str, priors: Priors, num_steps: int):
     handwritten = potential.supports(covariance_type, priors)
 
     def run(X, init, lr0, lr1):
-        z0 = unconstrained(model, X, init_sites(init, covariance_type, X.dtype))
+        z0 = unconstrained(model, X, init_sites(init, model, X.dtype))
         flat0, unravel = ravel_pytree(z0)
         if handwritten:
             loss = lambda f: potential.potential(unravel(f), X, covariance_type, priors)
@@ -91,7 +91,9 @@ def _make_runner(model, covariance_type: str, priors: Priors, num_steps: int):
         if handwritten:
             sites = potential.constrain(z, covariance_type)
         else:
-            sites = {k: v for k, v in constrain_fn(model, (X,), {}, z).items() if k != "obs"}
+            sites = {k: v for k, v in constrain_fn(model, (X,), {}, z,
+                                                   return_deterministic=True).items()
+                     if k != "obs"}
         return sites, jnp.concatenate([trace, final[None]])
 
     return jit(run)

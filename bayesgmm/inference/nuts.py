@@ -98,7 +98,7 @@ def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chai
     ``jitter`` times standard normal noise from ``fold_in(key, chain)``, drawn by one
     vmapped call (each ``jax.random.normal`` call site compiles its own copy of the
     generator: 0.1 s apiece on a CPU); and the function unflattening one point."""
-    z = unconstrained(model, X, init_sites(init, covariance_type, X.dtype))
+    z = unconstrained(model, X, init_sites(init, model, X.dtype))
     flat, unravel = ravel_pytree(z)
     noise = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), flat.shape,
                                                  flat.dtype))(chain_ids)

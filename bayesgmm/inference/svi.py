@@ -26,7 +26,7 @@ def fit_svi(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
     parameters); default a full-covariance multivariate normal guide.
     """
     model = bound_model(n_components, covariance_type, priors)
-    sites = init_sites(init, covariance_type, X.dtype)
+    sites = init_sites(init, model, X.dtype)
     init_loc = init_to_value(values=sites)
     guide = (AutoMultivariateNormal(model, init_loc_fn=init_loc, init_scale=0.01)
              if low_rank is None else
