@@ -99,19 +99,25 @@ class _Jitted:
             self._trial = jax.jit(self._fn, compiler_options=options, **self._jit_kwargs)
         return self._trial
 
-    def __call__(self, *args, **kwargs):
+    def _first_use(self, use):
+        """``use(jitted)`` with the program in use; the first use tries the optioned
+        program and falls back to the defaults where this XLA no longer knows an option
+        name (XLA raises when it compiles), then keeps that choice."""
         f = self._current()
         if self._chosen is not None:
-            return f(*args, **kwargs)
+            return use(f)
         try:
-            out = f(*args, **kwargs)
+            out = use(f)
         except jax.errors.JaxRuntimeError as e:
             if "compile option" not in str(e):
                 raise
             self._chosen = self._plain()
-            return self._chosen(*args, **kwargs)
+            return use(self._chosen)
         self._chosen = f
         return out
+
+    def __call__(self, *args, **kwargs):
+        return self._first_use(lambda f: f(*args, **kwargs))
 
     def lower(self, *args, **kwargs):
         return self._current().lower(*args, **kwargs)
@@ -120,18 +126,7 @@ class _Jitted:
         """The program compiled ahead of time for these arguments' shapes (a
         ``jax.stages.Compiled``: callable from several threads at once, and never
         retraced), with the same options and fallback as a call."""
-        lowered = self._current().lower(*args, **kwargs)
-        if self._chosen is not None:
-            return lowered.compile()
-        try:
-            out = lowered.compile()
-        except jax.errors.JaxRuntimeError as e:
-            if "compile option" not in str(e):
-                raise
-            self._chosen = self._plain()
-            return self._chosen.lower(*args, **kwargs).compile()
-        self._chosen = self._trial
-        return out
+        return self._first_use(lambda f: f.lower(*args, **kwargs).compile())
 
     def _cache_size(self) -> int:
         return self._current()._cache_size()

@@ -124,3 +124,6 @@ def test_jit_compile_bound_falls_back_when_xla_lacks_the_options(monkeypatch):
     assert float(g(x)) == pytest.approx(expected, rel=1e-6)
     assert float(g(x + 1.0)) == pytest.approx(float(jax.jit(f)(x + 1.0)), rel=1e-6)
     assert g._cache_size() == 1  # the fallback program, compiled once
+    # ahead of time (NUTS's thread groups), through the same fallback
+    h = comp.jit_compile_bound(f).compiled(x)
+    assert float(h(x)) == pytest.approx(expected, rel=1e-6)
