@@ -142,11 +142,12 @@ def _as64(p: GMMParams) -> GMMParams:
 
 
 def _log_norm(lp: np.ndarray) -> np.ndarray:
-    """log Σ_k exp(lp) of joint log-probabilities (N, K), shifted by finite row maxima."""
-    top = lp.max(axis=1)
+    """log Σ_k exp(lp) of joint log-probabilities (..., N, K) over the last axis, shifted
+    by finite row maxima."""
+    top = lp.max(axis=-1)
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return top + np.log(np.exp(lp - top[:, None]).sum(axis=1))
+        return top + np.log(np.exp(lp - top[..., None]).sum(axis=-1))
 
 
 # ---- EM ------------------------------------------------------------------------------
@@ -409,11 +410,7 @@ def score_draws(params: GMMParams, X) -> np.ndarray:
     T = _features(X, center, ops(params.covariance_type).full_moments)
     p = _as64(params)
     theta = np.stack([_theta(p[m], center) for m in range(p.batch_shape[0])])
-    lp = T @ theta  # (M, N, K)
-    top = lp.max(axis=-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return top[..., 0] + np.log(np.exp(lp - top).sum(axis=-1))
+    return _log_norm(T @ theta)  # (M, N, K) -> (M, N)
 
 
 def criteria_terms(params: GMMParams, X, sample_weight=None) -> tuple[float, float]:

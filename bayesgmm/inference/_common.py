@@ -8,8 +8,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.util import unconstrain_fn
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
+from bayesgmm.inference import potential
 from bayesgmm.model import Priors, gmm_model, to_sites
 from bayesgmm.params import GMMParams
 
@@ -26,6 +27,29 @@ def init_sites(init: GMMParams, model, dtype) -> dict:
     kw = model.keywords
     sites = to_sites(init, kw["covariance_type"], weight_prior=kw["priors"].weight_prior)
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), sites)
+
+
+def handwritten(model) -> bool:
+    """Whether a ``bound_model`` runs on :mod:`bayesgmm.inference.potential`."""
+    return potential.supports(model.keywords["covariance_type"], model.keywords["priors"])
+
+
+def flat_potential(model, X, unravel):
+    """The potential of a flat unconstrained point (``unravel`` gives the sites): the
+    hand-written one where :func:`handwritten`, else NumPyro's ``potential_energy``."""
+    if handwritten(model):
+        ct, priors = model.keywords["covariance_type"], model.keywords["priors"]
+        return lambda f: potential.potential(unravel(f), X, ct, priors)
+    return lambda f: potential_energy(model, (X,), {}, unravel(f))
+
+
+def constrained(model, X, z: dict) -> dict:
+    """Unconstrained sites -> the model's sites, deterministic ones included and ``obs``
+    left out, by the same route as :func:`flat_potential`."""
+    if handwritten(model):
+        return potential.constrain(z, model.keywords["covariance_type"])
+    sites = constrain_fn(model, (X,), {}, z, return_deterministic=True)
+    return {k: v for k, v in sites.items() if k != "obs"}
 
 
 def unconstrained(model, X, sites: dict) -> dict:

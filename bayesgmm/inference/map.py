@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayesgmm.compilation import jit
-from bayesgmm.inference import InferenceResult, potential
-from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
+from bayesgmm.inference import InferenceResult
+from bayesgmm.inference._common import (bound_model, constrained, flat_potential, init_sites,
+                                        priors_key, unconstrained)
 from bayesgmm.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
@@ -36,7 +36,7 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
     model = bound_model(n_components, covariance_type, priors)
     cache_key = (n_components, covariance_type, priors_key(priors), num_steps)
     if cache_key not in _RUNNERS:
-        _RUNNERS[cache_key] = _make_runner(model, covariance_type, priors, num_steps)
+        _RUNNERS[cache_key] = _make_runner(model, num_steps)
     # Host arrays in and out, the start's transform and the draws' constraints inside the
     # program: run op by op outside it, they compiled ~100 small programs (1.9 s cold).
     init = jax.tree_util.tree_map(np.asarray, init)
@@ -55,19 +55,14 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
     return InferenceResult("map", from_sites(batched, covariance_type), batched, stats, info)
 
 
-def _make_runner(model, covariance_type: str, priors: Priors, num_steps: int):
-    """A jitted (X, init, lr0, lr1) -> (MAP sites, minus-log-density trace). Where
-    :func:`bayesgmm.inference.potential.supports` the model, the loss is that module's
-    hand-written potential (as NUTS's), else NumPyro's ``potential_energy``."""
-    handwritten = potential.supports(covariance_type, priors)
+def _make_runner(model, num_steps: int):
+    """A jitted (X, init, lr0, lr1) -> (MAP sites, minus-log-density trace), on the
+    same potential as NUTS (:func:`bayesgmm.inference._common.flat_potential`)."""
 
     def run(X, init, lr0, lr1):
         z0 = unconstrained(model, X, init_sites(init, model, X.dtype))
         flat0, unravel = ravel_pytree(z0)
-        if handwritten:
-            loss = lambda f: potential.potential(unravel(f), X, covariance_type, priors)
-        else:
-            loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
+        loss = flat_potential(model, X, unravel)
         grad = jax.value_and_grad(loss)
         decay = (lr1 / lr0) ** (1.0 / num_steps)
         b1, b2, eps = 0.9, 0.999, 1e-8
@@ -87,13 +82,6 @@ def _make_runner(model, covariance_type: str, priors: Priors, num_steps: int):
         (f, _, _), trace = jax.lax.scan(step, (flat0, zeros, zeros),
                                         jnp.arange(num_steps, dtype=jnp.int32))
         final = loss(f)
-        z = unravel(f)
-        if handwritten:
-            sites = potential.constrain(z, covariance_type)
-        else:
-            sites = {k: v for k, v in constrain_fn(model, (X,), {}, z,
-                                                   return_deterministic=True).items()
-                     if k != "obs"}
-        return sites, jnp.concatenate([trace, final[None]])
+        return constrained(model, X, unravel(f)), jnp.concatenate([trace, final[None]])
 
     return jit(run)

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS
-from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.inference import InferenceResult, potential
-from bayesgmm.inference._common import bound_model, init_sites, priors_key, unconstrained
+from bayesgmm.inference._common import (bound_model, constrained, flat_potential, handwritten,
+                                        init_sites, priors_key, unconstrained)
 from bayesgmm.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
@@ -216,7 +216,7 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
         with concurrent.futures.ThreadPoolExecutor(groups) as pool:
             outs = list(pool.map(run_group, calls))
         samples, extra = jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
-    if potential.supports(config[1], model.keywords["priors"]):
+    if handwritten(model):
         # NumPy on (chain, draw, ...) arrays: in the program this compiled for 0.15 s
         K, D = init.means.shape
         sites = potential.unflatten(samples, potential.unconstrained_shapes(K, D, config[1]))
@@ -241,17 +241,7 @@ def _vectorized_program(model, config, batched: bool):
     constrains in NumPy; otherwise NumPyro's ``potential_energy`` and ``constrain_fn``
     of the model, in the program."""
     K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
-    priors = model.keywords["priors"]
-
-    handwritten = potential.supports(ct, priors)
-
-    def kernel_fns(X, unravel):
-        """The potential of a flat point, and the in-program postprocessing or None."""
-        if handwritten:  # draws are constrained on the host, by _run_vectorized
-            return lambda f: potential.potential(unravel(f), X, ct, priors), None
-        return (lambda f: potential_energy(model, (X,), {}, unravel(f)),
-                lambda f: constrain_fn(model, (X,), {}, unravel(f),
-                                       return_deterministic=True))
+    on_host = handwritten(model)  # draws are constrained on the host, by _run_vectorized
 
     def run_chains(keys, z, X, unravel):
         """Draws and ``EXTRA_FIELDS`` with leading axes (draw, chain) for keys (C, 2)
@@ -265,8 +255,7 @@ def _vectorized_program(model, config, batched: bool):
         The kernel gets the model's potential, not the model: given a model, NumPyro's
         ``init`` also traces a search for valid initial values (the model, its gradient
         and a ``while_loop``) whose result it drops when ``init_params`` is given."""
-        potential_fn, postprocess = kernel_fns(X, unravel)
-        kernel = NUTS(potential_fn=potential_fn, target_accept_prob=target,
+        kernel = NUTS(potential_fn=flat_potential(model, X, unravel), target_accept_prob=target,
                       max_tree_depth=depth)
         state = kernel.init(keys, num_warmup, init_params=z)
         sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
@@ -280,8 +269,9 @@ def _vectorized_program(model, config, batched: bool):
         # twice. Warm-up states are collected too (parameter-sized) and dropped.
         _, outs = jax.lax.scan(step, state, None, length=num_warmup + num_samples)
         z, *fields = jax.tree_util.tree_map(lambda a: a[num_warmup:], outs)
-        if postprocess is None:
+        if on_host:
             return z, dict(zip(EXTRA_FIELDS, fields))  # unconstrained
+        postprocess = lambda f: constrained(model, X, unravel(f))
         for _ in range(1 + batched):  # over draws, and over chains when batched
             postprocess = jax.vmap(postprocess)
         return postprocess(z), dict(zip(EXTRA_FIELDS, fields))  # constrained

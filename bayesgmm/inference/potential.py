@@ -147,14 +147,21 @@ def _lkj_lp(log_diag, eta: float):
     return unnormalized - K * normalizer
 
 
+def _constrained(z: dict, covariance_type: str, xp):
+    """The model's sites, with the log weights and the correlation factors' s and c
+    (:func:`_corr_factor`; None for diag) that the log |J| terms use."""
+    log_w = _log_weights(z["weights"], xp)
+    sites = {"weights": xp.exp(log_w), "means": z["means"], "scales": xp.exp(z["scales"])}
+    s = c = None
+    if covariance_type == "full":
+        sites["corr_chol"], s, c = _corr_factor(z["corr_chol"], z["means"].shape[-1], xp)
+    return sites, log_w, s, c
+
+
 def constrain(z: dict, covariance_type: str, xp=jnp) -> dict:
     """Unconstrained sites (any leading batch dims) -> the model's sites, as NumPyro's
     ``constrain_fn``; ``xp=numpy`` computes them on the host."""
-    sites = {"weights": xp.exp(_log_weights(z["weights"], xp)), "means": z["means"],
-             "scales": xp.exp(z["scales"])}
-    if covariance_type == "full":
-        sites["corr_chol"] = _corr_factor(z["corr_chol"], z["means"].shape[-1], xp)[0]
-    return sites
+    return _constrained(z, covariance_type, xp)[0]
 
 
 def potential(z: dict, X, covariance_type: str, priors: Priors):
@@ -164,21 +171,18 @@ def potential(z: dict, X, covariance_type: str, priors: Priors):
     as_ = lambda v: np.asarray(v, X.dtype)
     K, D = z["means"].shape
     alpha = priors.weight_concentration
+    sites, log_w, s, c = _constrained(z, covariance_type, jnp)
     x = _shifted(z["weights"])
-    log_w = _log_weights(z["weights"])
     # Dirichlet(α) and the stick-breaking log |J| = Σ_j log w_j + log σ(x_j) - x_j
     lp = (alpha - 1) * jnp.sum(log_w) - (K * math.lgamma(alpha) - math.lgamma(K * alpha))
     lp = lp + jnp.sum(log_w[:-1] + _log_sigmoid(x) - x)
     lp = lp + _normal_lp(z["means"], as_(priors.mean_loc), as_(priors.mean_scale))
     # LogNormal(log σ0, τ) on exp(u), times the Jacobian exp(u): Normal(log σ0, τ) on u
     lp = lp + _normal_lp(z["scales"], np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
-    sites = {"weights": jnp.exp(log_w), "means": z["means"], "scales": jnp.exp(z["scales"])}
     if covariance_type == "full":
-        L, s, c = _corr_factor(z["corr_chol"], D)
         # log |J|: tanh's Σ s, and stick-breaking's ½ Σ_{j ≤ i-2} c_ij
         lp = lp + jnp.sum(s) + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2))
         lp = lp + _lkj_lp(0.5 * jnp.sum(s, axis=-1), priors.lkj_concentration)
-        sites["corr_chol"] = L
     params = from_sites(sites, covariance_type)
     return -(lp + _log_likelihood(covariance_type, params.weights, params.means,
                                   params.cov_factor, X))
