@@ -11,10 +11,9 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # The Bayesian estimator imports NumPyro and ArviZ: load it only when asked for.
     if name in ("BayesianGaussianMixture", "Priors"):
-        from bayesgmm import bayes, model
+        from bayesgmm import bayes
 
-        return {"BayesianGaussianMixture": bayes.BayesianGaussianMixture,
-                "Priors": model.Priors}[name]
+        return getattr(bayes, name)
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
 
 

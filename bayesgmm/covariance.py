@@ -32,7 +32,7 @@ from jax.scipy.linalg import solve_triangular
 
 from bayesgmm._typing import Array
 
-__all__ = ["CovarianceOps", "TABLE", "ops", "HIGHEST"]
+__all__ = ["CovarianceOps", "TABLE", "ops", "HIGHEST", "n_moment_features"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -70,6 +70,11 @@ class CovarianceOps(NamedTuple):
     moment_precision: Callable[[Array, int, int], Array]
     # the moments kernel's second-order features: all products x_a x_b (True) or squares
     full_moments: bool
+    # The Bayesian model (bayesgmm.bayes.model) samples per-component scales, times an LKJ
+    # correlation Cholesky factor where ``correlated``; a tied or spherical fit starts it
+    # as its per-component relaxation ``bayes_type`` ("full" or "diag").
+    correlated: bool
+    bayes_type: str
 
 
 def _eye_like(D: int, dtype) -> Array:
@@ -145,6 +150,8 @@ FULL = CovarianceOps(
     moment_precision=lambda L, K, D: (lambda Li: _matmul(jnp.swapaxes(Li, -1, -2), Li))(
         _tril_inv(L)),
     full_moments=True,
+    correlated=True,
+    bayes_type="full",
 )
 
 # --- tied ---------------------------------------------------------------------------
@@ -218,6 +225,8 @@ DIAG = CovarianceOps(
     factor_from_moments=_diag_factor,
     moment_precision=lambda s, K, D: 1.0 / (s * s),
     full_moments=False,
+    correlated=False,
+    bayes_type="diag",
 )
 
 # --- spherical ----------------------------------------------------------------------
@@ -252,6 +261,13 @@ TABLE: dict[str, CovarianceOps] = {
     "diag": DIAG,
     "spherical": SPHERICAL,
 }
+
+
+def n_moment_features(n_features: int, full_moments: bool) -> int:
+    """F: the moments kernel's features per row, ``[1, x, x⊗x]`` (the upper triangle of
+    x⊗x when ``full_moments``, else its diagonal)."""
+    D = int(n_features)
+    return 1 + D + (D * (D + 1) // 2 if full_moments else D)
 
 
 def ops(covariance_type: str) -> CovarianceOps:

@@ -112,12 +112,6 @@ def _features(xc: Array, full_moments: bool) -> Array:
     return jnp.concatenate([ones, xc, _products(xc) if full_moments else xc * xc], axis=1)
 
 
-def n_moment_features(n_features: int, full_moments: bool) -> int:
-    """F, the width of :func:`_features`: 1 + D + D(D+1)/2, or 1 + 2D."""
-    D = n_features
-    return 1 + D + (D * (D + 1) // 2 if full_moments else D)
-
-
 def _log_det_precision(params: GMMParams) -> Array:
     """log|U_k| (K,), U_k the precision Cholesky factor: with log w_k, each component's
     log-density at its own mean, up to -D/2 log 2π."""

@@ -1,7 +1,7 @@
 """scikit-learn-style estimators over the functional core.
 
 Classes here only validate input, pick a PRNG key, call the core and store ``*_``
-attributes; the mathematics lives in :mod:`bayesgmm.em`, :mod:`bayesgmm.density` and
+attributes; the mathematics lives in :mod:`bayesgmm.engines.jax`, :mod:`bayesgmm.density` and
 :mod:`bayesgmm.selection`.
 
 scikit-learn is not a run-time dependency: :class:`_BaseEstimator` implements the
@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm import density, em, host, selection
+from bayesgmm import density, selection
+from bayesgmm.engines import jax as em, numpy as host
 from bayesgmm.compilation import jit
-from bayesgmm.covariance import ops
-from bayesgmm.initialize import (HOST_SEEDING_WORK, INIT_METHODS, host_seeding_uniforms,
+from bayesgmm.engines.choose import check_engine, choose
+from bayesgmm.initialize import (INIT_METHODS, host_seeding_uniforms,
                                  init_params_batch, kmeans_plusplus_host, lloyd_batch,
                                  params_from_centers, seed_sample_size)
 from bayesgmm.params import GMMParams, pad_components, take_components
@@ -50,20 +51,6 @@ __all__ = ["GaussianMixture"]
 _log_resp = jit(density.log_resp)
 _sample = jit(density.sample, static_argnums=2)
 _criteria_terms = jit(selection.criteria_terms)
-
-# K is padded to the next power of two, so a loop over K (the BIC sweep of the
-# tutorial) compiles ~log2(K) programs instead of K: ~2 s each on a 2-core CPU, whatever
-# N. Padding is exact (zero-weight components are inactive) but every iteration also
-# works on the padding, about N·(K_pad - K)·F·1.5e-10 s with F the moments features
-# per row (1 + D + D(D+1)/2 for full covariance). K is padded while that waste, over 100
-# iterations, stays under about one compilation. Measured at N=10^5, D=8, the tutorial's
-# loop over K=1..20 took 49 s (sklearn: 22 s) when only K <= 2 was padded.
-# Within that budget K goes on to larger powers of two, up to _PAD_UP_TO, so small data
-# compile one bucket for every K up to 32 (measured, the tutorial's loop K=1..20 with
-# bic and aic on the 300-point seed blobs: 6.7 s cold with buckets 1, 2, 4, 8, 16, 32).
-_PAD_BELOW_WORK = 2**27  # N·(K_pad - K)·F
-_PAD_UP_TO = 32
-
 
 def _host_rng(key, stream: int) -> np.random.Generator:
     """A NumPy generator for one purpose (``stream``) of a fit seeded by ``key``. Draws on
@@ -108,20 +95,6 @@ def _criteria_of(models: list, X) -> list[dict]:
     return [{k: float(v) for k, v in selection.criteria_from_terms(
         ll[i], ent[i], m.params_.n_parameters, X.shape[0]).items()}
         for i, m in enumerate(models)]
-
-
-def _bucket(n_components: int, n_samples: int, n_features: int, covariance_type: str) -> int:
-    """The padded number of components for a fit (see ``_PAD_BELOW_WORK``): the next
-    power of two, or a larger one up to ``_PAD_UP_TO`` while the waste stays in budget;
-    ``n_components`` itself when even the next power of two would waste too much."""
-    width = density.n_moment_features(n_features, ops(covariance_type).full_moments)
-    fits = lambda padded: n_samples * (padded - n_components) * width <= _PAD_BELOW_WORK
-    padded = 1 << (int(n_components) - 1).bit_length()
-    if not fits(padded):
-        return int(n_components)
-    while padded < _PAD_UP_TO and fits(2 * padded):
-        padded *= 2
-    return padded
 
 
 class _BaseEstimator:
@@ -234,10 +207,10 @@ class GaussianMixture(_BaseEstimator):
         rows in it. ``None`` (default): one initialisation on all rows, as
         scikit-learn does, with k-means seeded as under ``init_params``.
     engine : {"auto", "jax", "numpy"}, default="auto"
-        Where EM runs. ``"jax"``: compiled (:mod:`bayesgmm.em`; jit, vmap, any device).
-        ``"numpy"``: on the host in float64 NumPy (:mod:`bayesgmm.host`; the same
+        Where EM runs. ``"jax"``: compiled (:mod:`bayesgmm.engines.jax`; jit, vmap, any device).
+        ``"numpy"``: on the host in float64 NumPy (:mod:`bayesgmm.engines.numpy`; the same
         algorithm and results, nothing compiled). ``"auto"``: NumPy when one E-step is
-        small (N·K·F ≤ :data:`bayesgmm.host.HOST_WORK` = 2^20, F = 1 + D + D(D+1)/2
+        small (N·K·F ≤ :data:`bayesgmm.engines.choose.HOST_WORK` = 2^20, F = 1 + D + D(D+1)/2
         for full covariance: the tutorial's 300 x 2 rows up to K = 582, 10^4 x 4 rows
         up to K = 6), else JAX. Compiling costs ~0.6 s per shape and process, more
         than NumPy spends on a whole fit of that size. Scoring (``predict``,
@@ -331,7 +304,7 @@ class GaussianMixture(_BaseEstimator):
         blends the batch's sufficient statistics into running ones with step size
         ``(t + 2)^-0.6`` (Cappé & Moulines 2009) and takes one M-step. For data that is
         all available but too large for memory, prefer exact streamed EM:
-        :func:`bayesgmm.em.fit_stream`.
+        :func:`bayesgmm.engines.jax.fit_stream`.
         """
         X = check_array_2d(X, min_samples=1)
         first = not hasattr(self, "_online_stats")
@@ -415,7 +388,7 @@ class GaussianMixture(_BaseEstimator):
 
     def _fit(self, X, sample_weight, n_padded: int | None, shared=None):
         """``fit`` with the components padded to ``n_padded`` (None: automatic bucket).
-        ``shared``: :func:`bayesgmm.em.data_features` of X (unit weights), reused by
+        ``shared``: :func:`bayesgmm.engines.jax.data_features` of X (unit weights), reused by
         the fits of a sweep."""
         self._check_parameters()
         X = check_array_2d(X, min_samples=2)
@@ -426,9 +399,9 @@ class GaussianMixture(_BaseEstimator):
                 f"{K}, n_samples = {X.shape[0]}"
             )
         w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        on_host = host.use_host(self.engine, X.shape[0], K, X.shape[1],
-                                self.covariance_type)
-        n_padded = K if on_host else (n_padded or _bucket(K, *X.shape, self.covariance_type))
+        plan = choose("fit", self.engine, X.shape[0], K, X.shape[1], self.covariance_type)
+        on_host = plan.engine == "numpy"
+        n_padded = K if on_host else (n_padded or plan.n_padded)
         with compute_scope(X.dtype):
             Xj, wj = (X, w) if on_host else _to_device(X, w)  # one device copy, shared
             m = self.init_subsample
@@ -480,7 +453,7 @@ class GaussianMixture(_BaseEstimator):
         if self.restart_screen_iter is not None:
             check_positive_int(self.restart_screen_iter, "restart_screen_iter")
         resolve_kernel(self.kernel, np.float64)  # raises on an unknown name
-        host.check_engine(self.engine)
+        check_engine(self.engine)
         if self.init_subsample is not None:
             check_positive_int(self.init_subsample, "init_subsample")
             if self.init_subsample < self.n_components:
@@ -495,7 +468,7 @@ class GaussianMixture(_BaseEstimator):
         is a hard assignment (``em.fit_restarts(hard_start=...)``).
 
         For ``kmeans`` and ``k-means++`` (no ``*_init``, no warm start, seeding work
-        within :data:`~bayesgmm.initialize.HOST_SEEDING_WORK`), k-means++ seeds on the
+        within :data:`~bayesgmm.engines.choose.HOST_SEEDING_WORK`), k-means++ seeds on the
         host (:func:`~bayesgmm.initialize.kmeans_plusplus_host`, the same draws as
         :meth:`_initial_params`), Lloyd's iterations run in JAX (``kmeans``), and EM's
         hard first pass gives every row to its nearest centre and takes the M-step:
@@ -503,7 +476,7 @@ class GaussianMixture(_BaseEstimator):
         compiled initialisation. Measured (BIC sweep 1..20, N=1e5, D=8, cold
         process): tracing, lowering and XLA compilation of the initialisation 0.92 ->
         0.24 s, and its run time 0.88 -> 0.55 s plus the hard passes (~12 ms a K).
-        ``on_host``: Lloyd's iterations run in NumPy too (:func:`bayesgmm.host.lloyd`).
+        ``on_host``: Lloyd's iterations run in NumPy too (:func:`bayesgmm.engines.numpy.lloyd`).
         Otherwise: :meth:`_initial_params`, and no hard pass."""
         K, (N, D) = int(self.n_components), X.shape
         method = self.init_params
@@ -511,7 +484,7 @@ class GaussianMixture(_BaseEstimator):
         m = seed_sample_size(N, K, method) if seed_subsample else None
         if (method not in ("kmeans", "k-means++") or any(o is not None for o in overrides)
                 or (self.warm_start and hasattr(self, "params_"))
-                or (m or N) * K * D > HOST_SEEDING_WORK):
+                or choose("seed", "auto", m or N, K, D, self.covariance_type).engine != "numpy"):
             return self._initial_params(X, w, n_padded, key, seed_subsample), False
         Xs, ws = (X, w) if m is None else _subsample(_host_rng(key, 2), X, w, m)
         u = host_seeding_uniforms(_host_rng(key, 3), self.n_init, K)
@@ -657,13 +630,13 @@ class GaussianMixture(_BaseEstimator):
         work on these rows is over budget (a model fitted on 300 rows is padded to 32
         components; predicting 10⁷ rows at 32 would cost 32x its own K's work)."""
         K = int(self.n_components)
-        return min(self._n_padded,
-                   _bucket(K, n_rows, self.n_features_in_, self.params_.covariance_type))
+        return choose("score", "jax", n_rows, K, self.n_features_in_,
+                      self.params_.covariance_type, fitted_padded=self._n_padded).n_padded
 
     def _scores_on_host(self, n_rows: int) -> bool:
         """Whether scoring ``n_rows`` rows runs in NumPy (see ``engine``)."""
-        return host.use_host(self.engine, n_rows, int(self.n_components),
-                             self.n_features_in_, self.params_.covariance_type)
+        return choose("score", self.engine, n_rows, int(self.n_components),
+                      self.n_features_in_, self.params_.covariance_type).engine == "numpy"
 
     def _log_resp(self, X):
         X = self._check_X(X)

@@ -37,14 +37,14 @@ from bayesgmm._typing import Array, PRNGKey
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.density import data_center
-from bayesgmm.em import m_step
+from bayesgmm.engines.jax import m_step
 from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import stats_from_resp
 
 __all__ = ["INIT_METHODS", "kmeans_plusplus", "kmeans", "lloyd", "init_resp", "init_params",
            "init_params_batch", "seed_sample_size", "seeding_uniforms",
            "host_seeding_uniforms", "n_seed_trials", "kmeans_plusplus_host", "lloyd_batch",
-           "params_from_centers", "HOST_SEEDING_WORK"]
+           "params_from_centers"]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -52,9 +52,6 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 # per component if that is more; see seed_sample_size.
 SEED_MIN_ROWS = 2**14
 SEED_ROWS_PER_COMPONENT = 256
-# The estimator seeds k-means++ on the host (kmeans_plusplus_host) up to this many
-# rows x components x features; above it, in JAX (init_params_batch).
-HOST_SEEDING_WORK = 2**25
 
 
 def seed_sample_size(n_samples: int, n_components: int, method: str) -> int | None:
@@ -373,7 +370,7 @@ def params_from_centers(centers: Array, n_active, covariance_type: str) -> GMMPa
     """Parameters whose hard assignment is the nearest centre: ``centers (..., K, D)``
     as means, equal weights on the first ``n_active`` components (0 on the padding) and
     identity covariances. EM started from them with ``hard_start=True``
-    (:func:`bayesgmm.em.fit`) takes k-means' labels, then their M-step. The weights and
+    (:func:`bayesgmm.engines.jax.fit`) takes k-means' labels, then their M-step. The weights and
     covariances are NumPy arrays (eager JAX ops would each compile a program); the
     means are ``centers`` as given."""
     import numpy as np

@@ -68,7 +68,7 @@ def save_model(model, directory: str | Path, *, extra: dict | None = None) -> Pa
 
 def load_model(directory: str | Path):
     """Rebuild the fitted estimator saved by :func:`save_model`."""
-    from bayesgmm.em import FitInfo
+    from bayesgmm.engines.jax import FitInfo
     from bayesgmm.estimators import GaussianMixture
 
     directory = Path(directory)

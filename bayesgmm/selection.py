@@ -178,7 +178,8 @@ def sweep(
     """
     import warnings
 
-    from bayesgmm import em, host
+    from bayesgmm.engines import jax as em
+    from bayesgmm.engines.choose import choose
     from bayesgmm.estimators import GaussianMixture, _criteria_of
     from bayesgmm.validation import (ConvergenceWarning, DegenerateComponentWarning,
                                      check_array_2d, check_covariance_type,
@@ -197,10 +198,10 @@ def sweep(
     for ct in covariance_types:
         fitted = []
         # The moments kernel's feature table of X, made once for every K (if EM keeps one
-        # and the largest K runs compiled; see bayesgmm.host)
+        # and the largest K runs compiled; see bayesgmm.engines.choose)
         check_covariance_type(ct)
         shared = None
-        if not host.use_host(engine, X.shape[0], n_padded, X.shape[1], ct):
+        if choose("fit", engine, X.shape[0], n_padded, X.shape[1], ct).engine == "jax":
             with compute_scope(X.dtype):
                 shared = em.data_features(jax.device_put(X), np.ones(X.shape[0], X.dtype),
                                           ct, kernel)

@@ -36,10 +36,9 @@ import jax
 import jax.numpy as jnp
 
 from bayesgmm._typing import Array
-from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.density import (_triu, centred_log_prob, log_prob_bound,
-                              data_center, mixture_center, moments_features, moments_theta,
-                              n_moment_features, resolve_kernel)
+from bayesgmm.covariance import HIGHEST, n_moment_features, ops
+from bayesgmm.density import (_triu, centred_log_prob, data_center, log_prob_bound,
+                              mixture_center, moments_features, moments_theta, resolve_kernel)
 from bayesgmm.params import GMMParams
 
 __all__ = [
@@ -185,7 +184,7 @@ def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
         ``_normalise``; a traced flag chooses at run time, from one compiled pass, and
         static ``False`` compiles no bound at all); rows that underflow are counted in
         ``n_underflow``, and the statistics are then wrong: recompute without it
-        (:func:`bayesgmm.em.e_step` does).
+        (:func:`bayesgmm.engines.jax.e_step` does).
     hard : bool or traced bool
         Give each row wholly to its most probable component (with equal weights and
         identity covariances, its nearest mean: k-means' assignment). Needs row maxima:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.mixture import GaussianMixture as SkGM
 
-from bayesgmm import em
+from bayesgmm.engines import jax as em
 from bayesgmm.initialize import init_params
 
 

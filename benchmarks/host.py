@@ -1,6 +1,6 @@
 """Where the host (NumPy) engine pays: per-iteration time of EM on the host against the
 compiled path, and the compiled path's first call (trace + compile + run), around
-``bayesgmm.host.HOST_WORK`` (N·K·F multiply-adds per E-step). ``engine="auto"`` runs on
+``bayesgmm.engines.choose.HOST_WORK`` (N·K·F multiply-adds per E-step). ``engine="auto"`` runs on
 the host at or below that work.
 
     python benchmarks/host.py [--quick]
@@ -15,8 +15,9 @@ import _common
 import jax
 import numpy as np
 
-from bayesgmm import em, host
-from bayesgmm.density import n_moment_features
+from bayesgmm.engines import jax as em, numpy as host
+from bayesgmm.covariance import n_moment_features
+from bayesgmm.engines.choose import HOST_WORK
 from bayesgmm.initialize import params_from_centers
 from bayesgmm.validation import compute_scope
 
@@ -37,7 +38,7 @@ def run(N, D, K, dtype=np.float64):
         first = time.perf_counter() - t
         t_jax = _common.best_of(lambda: jax.block_until_ready(em.fit(Xj, start, **kw))) / N_ITER
     work = N * K * n_moment_features(D, True)
-    side = "host" if work <= host.HOST_WORK else "jax"
+    side = "host" if work <= HOST_WORK else "jax"
     print(f"{N:>7} {D:>3} {K:>3} {work:>10} {side:>6} {t_host * 1e3:>10.3f} "
           f"{t_jax * 1e3:>10.3f} {t_host / t_jax:>7.2f} {first:>9.2f} "
           f"{first / max(t_host - t_jax, 1e-9):>10.0f}", flush=True)
@@ -47,7 +48,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {_common.machine()}; HOST_WORK = {host.HOST_WORK}\n")
+    print(f"machine: {_common.machine()}; HOST_WORK = {HOST_WORK}\n")
     print(f"{'N':>7} {'D':>3} {'K':>3} {'N*K*F':>10} {'auto':>6} {'host ms':>10} "
           f"{'jax ms':>10} {'ratio':>7} {'jax 1st s':>9} {'break-even':>10}")
     grid = [(300, 2, 4), (300, 2, 20), (1000, 4, 8), (2000, 8, 4), (5000, 2, 4),

@@ -34,9 +34,9 @@ from numpyro.infer import MCMC, NUTS, init_to_value
 
 from bayesgmm import GaussianMixture
 from bayesgmm.datasets import make_blobs
-from bayesgmm.inference import nuts as our_nuts
-from bayesgmm.model import Priors, from_sites, to_sites
-from bayesgmm.posterior import relabel
+from bayesgmm.bayes.inference import nuts as our_nuts
+from bayesgmm.bayes.model import Priors, from_sites, to_sites
+from bayesgmm.bayes.posterior import relabel
 
 
 def textbook(X, K, priors):

@@ -215,7 +215,7 @@ def test_unhealthy_chains_warn_with_a_reason(blobs):
 
 
 def test_em_fit_exports_as_one_draw(blobs):
-    from bayesgmm.idata import from_params
+    from bayesgmm.bayes.arviz import from_params
 
     X = blobs[0]
     gm = GaussianMixture(4, random_state=0).fit(X)
@@ -231,7 +231,7 @@ PARALLEL_CHAINS = r"""
 import jax, numpy as np, jax.numpy as jnp
 assert jax.local_device_count() == 4
 from bayesgmm import GaussianMixture, Priors
-from bayesgmm.inference import sample_nuts
+from bayesgmm.bayes.inference import sample_nuts
 from bayesgmm.datasets import make_blobs
 X, _ = make_blobs(n_samples=200, centers=2, cluster_std=0.5, random_state=0)
 X = X.astype(np.float32)
@@ -265,8 +265,8 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     import jax
     import jax.numpy as jnp
 
-    from bayesgmm.inference import nuts
-    from bayesgmm.model import Priors as P
+    from bayesgmm.bayes.inference import nuts
+    from bayesgmm.bayes.model import Priors as P
 
     X = jnp.asarray(blobs[0][:120], jnp.float32)
     gm = GaussianMixture(2, random_state=0).fit(np.asarray(X))
@@ -291,9 +291,9 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
 def _sampler_args(blobs, num_chains, dtype):
     import jax
 
-    from bayesgmm.inference import nuts
-    from bayesgmm.inference._common import bound_model
-    from bayesgmm.model import Priors as P
+    from bayesgmm.bayes.inference import nuts
+    from bayesgmm.bayes.inference._common import bound_model
+    from bayesgmm.bayes.model import Priors as P
 
     X = np.asarray(blobs[0][:120], dtype)
     gm = GaussianMixture(2, random_state=0).fit(X)
@@ -310,7 +310,7 @@ def test_chains_in_sequence_equal_vmapped_chains(blobs):
     the two programs' round-off differs, and NUTS's trajectories amplify it."""
     import jax
 
-    from bayesgmm.inference import nuts
+    from bayesgmm.bayes.inference import nuts
 
     with jax.enable_x64(True):
         model, config, args = _sampler_args(blobs, 3, np.float64)
@@ -332,7 +332,7 @@ def test_chain_groups_on_threads_give_the_same_draws(blobs, dtype):
     (JAX's is per thread: a float32 call of the float64 program raised)."""
     import jax
 
-    from bayesgmm.inference import nuts
+    from bayesgmm.bayes.inference import nuts
 
     with jax.enable_x64(dtype == np.float64):
         model, config, args = _sampler_args(blobs, 4, dtype)
@@ -351,7 +351,7 @@ def test_chain_groups_on_threads_give_the_same_draws(blobs, dtype):
 
 
 def test_chain_groups_fit_the_cores():
-    from bayesgmm.inference.nuts import _chain_groups
+    from bayesgmm.bayes.inference.nuts import _chain_groups
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     for n in (1, 2, 3, 4, 6, 8):
@@ -367,7 +367,7 @@ def test_pointwise_log_likelihood_on_the_host_equals_the_compiled_one(blobs, ct)
     numbers as the compiled scorer (float64), over (chain, draw) batches of fits."""
     import jax
 
-    from bayesgmm.idata import pointwise_log_likelihood
+    from bayesgmm.bayes.arviz import pointwise_log_likelihood
 
     X = blobs[0][:150]
     models = [GaussianMixture(3, covariance_type=ct, random_state=s).fit(X)

@@ -10,7 +10,7 @@ import pytest
 from conftest import COVARIANCE_TYPES, in_scope
 from sklearn.mixture import GaussianMixture as SkGM
 
-from bayesgmm import em
+from bayesgmm.engines import jax as em
 from bayesgmm.initialize import init_params
 from bayesgmm.params import GMMParams
 
@@ -380,7 +380,7 @@ def test_statistics_of_given_responsibilities_match_numpy(kernel, chunk_size):
     """The initialisation's M-step from soft responsibilities and weights (summed over
     37-row chunks, the last one clamped, or in one block) gives NumPy's weighted
     means and covariances, on data offset by 1e3."""
-    from bayesgmm.em import m_step
+    from bayesgmm.engines.jax import m_step
     from bayesgmm.suffstats import stats_from_resp
     rng = np.random.RandomState(11)
     X = rng.normal(0, 1, (250, 3)) * [1, 2, 0.5] + 1e3

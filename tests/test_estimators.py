@@ -285,14 +285,14 @@ def test_scoring_many_rows_pads_no_further_than_the_budget(blobs, monkeypatch):
     """A model fitted on little data is padded far (K=3 on 300 rows: 32 components, one
     program for every K up to 32); scoring rows where that padding's work would be over
     budget pads less, with the same results."""
-    import bayesgmm.estimators as est
+    import bayesgmm.engines.choose as choose_mod
 
     X = blobs[0]
     gm = GaussianMixture(3, random_state=0, engine="jax").fit(X)
     assert gm._n_padded == 32 and gm._scoring_size(len(X)) == 32
     assert gm._scoring_size(10**7) == 4  # 10^7 rows x 2-D: only the next power of two
     proba, bic = gm.predict_proba(X), gm.bic(X)
-    monkeypatch.setattr(est, "_PAD_BELOW_WORK", 1000)  # now 300 rows are "many"
+    monkeypatch.setattr(choose_mod, "PAD_BELOW_WORK", 1000)  # now 300 rows are "many"
     assert gm._scoring_size(len(X)) == 3
     np.testing.assert_allclose(gm.predict_proba(X), proba, rtol=1e-9, atol=1e-14)
     assert gm.bic(X) == pytest.approx(bic, rel=1e-12)

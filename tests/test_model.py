@@ -9,7 +9,7 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_likelihood
 from sklearn.mixture import GaussianMixture as SkGM
 
-from bayesgmm.model import Priors, from_sites, gmm_model, to_sites
+from bayesgmm.bayes.model import Priors, from_sites, gmm_model, to_sites
 from bayesgmm.params import GMMParams
 
 pytestmark = pytest.mark.usefixtures("standard_promotion")

@@ -6,7 +6,7 @@ import pytest
 from conftest import COVARIANCE_TYPES
 
 from bayesgmm.params import GMMParams
-from bayesgmm.posterior import coclustering, membership, permute_sites, relabel, rhat
+from bayesgmm.bayes.posterior import coclustering, membership, permute_sites, relabel, rhat
 
 
 def _draws(ct, C=3, S=40, seed=0):

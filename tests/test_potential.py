@@ -1,4 +1,4 @@
-"""The hand-written potential NUTS runs on (bayesgmm.inference.potential) against the
+"""The hand-written potential NUTS runs on (bayesgmm.bayes.potential) against the
 independent truth: NumPyro's own potential_energy / constrain_fn of the model, and
 jax.grad through NumPyro, at random unconstrained points."""
 
@@ -13,9 +13,9 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from bayesgmm.inference import potential as P
-from bayesgmm.inference._common import bound_model
-from bayesgmm.model import Priors
+from bayesgmm.bayes import potential as P
+from bayesgmm.bayes.inference._common import bound_model
+from bayesgmm.bayes.model import Priors
 
 def _standard(fn):
     """NumPyro's code mixes Python floats with int64 and fails under the suite's strict
@@ -74,7 +74,7 @@ FLOAT32 = r"""
 import sys, json, numpy as np, jax, jax.numpy as jnp
 sys.path.insert(0, "tests")
 from test_potential import _problem, _point, CASES
-from bayesgmm.inference import potential as P
+from bayesgmm.bayes import potential as P
 from numpyro.infer.util import potential_energy
 worst = 0.0
 for ct, D in CASES:

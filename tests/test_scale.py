@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES, in_scope
 
-from bayesgmm import GaussianMixture, em
+from bayesgmm import GaussianMixture
+from bayesgmm.engines import jax as em
 from bayesgmm.datasets import make_blobs
 from bayesgmm.initialize import init_params
 from bayesgmm.params import GMMParams
@@ -55,7 +56,7 @@ def test_streamed_equals_in_memory(data, ct, tmp_path):
 SHARDED = r"""
 import jax, jax.numpy as jnp, numpy as np, sys
 assert len(jax.devices()) == 4
-from bayesgmm import em
+from bayesgmm.engines import jax as em
 from bayesgmm.initialize import init_params
 X = np.load(sys.argv[1])
 out = {}
@@ -205,7 +206,7 @@ def test_automatic_chunks_cover_the_rows_evenly(kernel):
     features and (C, K) blocks for the moments kernel, 8 MiB of (K, C, D) projections
     for the centred one), is a multiple of 256 rows, and the clamped last chunk re-reads
     fewer than 256 rows per chunk (24576-row chunks over 10^5 rows re-read 23%)."""
-    from bayesgmm.density import n_moment_features
+    from bayesgmm.covariance import n_moment_features
     from bayesgmm.suffstats import auto_chunk_size
 
     for N in (1000, 24577, 100_000, 333_333, 10**6, 10**7):

@@ -108,11 +108,11 @@ def test_bic_equals_estimator_method(blobs):
 
 def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
     """The sweep pads every K to the largest; each row must equal a plain fit at that K."""
-    import bayesgmm.estimators as est
+    import bayesgmm.engines.choose as choose_mod
 
     X = blobs[0]
     table = sweep(X, [1, 3, 7], ("full", "tied"), random_state=2, engine="jax")
-    monkeypatch.setattr(est, "_PAD_BELOW_WORK", 0)  # no padding at all
+    monkeypatch.setattr(choose_mod, "PAD_BELOW_WORK", 0)  # no padding at all
     for i, (k, ct) in enumerate(zip(table["n_components"], table["covariance_type"])):
         gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=2,
                              engine="jax").fit(X)
@@ -128,8 +128,8 @@ def test_tutorial_loop_shares_compiled_programs(monkeypatch):
     reuse one EM program (each K compiled its own, about 2 s apiece, when padding
     stopped at small N·K·D; each power of two its own, when padding stopped at the next
     one), and each padded fit equals the unpadded one. On 10^6 rows K=5 is not padded."""
-    import bayesgmm.estimators as est
-    from bayesgmm import em
+    import bayesgmm.engines.choose as choose_mod
+    from bayesgmm.engines import jax as em
 
     rng = np.random.default_rng(0)
     X = rng.normal(0, 3, (6, 8))[rng.integers(0, 6, 20_000)] + rng.normal(size=(20_000, 8))
@@ -138,9 +138,10 @@ def test_tutorial_loop_shares_compiled_programs(monkeypatch):
     before = em._fit_restarts_jit._cache_size()
     GaussianMixture(20, random_state=0, max_iter=5).fit(X)
     assert em._fit_restarts_jit._cache_size() == before
-    assert est._bucket(5, 10**6, 8, "full") == 5 and est._bucket(3, 10**6, 8, "full") == 4
-    assert est._bucket(40, 300, 2, "full") == 64
-    monkeypatch.setattr(est, "_PAD_BELOW_WORK", 0)  # no padding at all
+    fit_padded = lambda k, n, d: choose_mod.choose("fit", "jax", n, k, d, "full").n_padded  # noqa: E731
+    assert fit_padded(5, 10**6, 8) == 5 and fit_padded(3, 10**6, 8) == 4
+    assert fit_padded(40, 300, 2) == 64
+    monkeypatch.setattr(choose_mod, "PAD_BELOW_WORK", 0)  # no padding at all
     plain = GaussianMixture(12, random_state=0, max_iter=5).fit(X)
     assert plain._n_padded == 12
     assert fits[12].lower_bound_ == pytest.approx(plain.lower_bound_, rel=1e-10)

@@ -2,18 +2,19 @@
 
 Glossary: N samples, D features, K components, R restarts, F moment features.
 
-The compiled path (:mod:`bayesgmm.em`) pays for XLA compilation once per shape and
+The compiled path (:mod:`bayesgmm.engines.jax`) pays for XLA compilation once per shape and
 process: about 1.1 s for a BIC sweep's programs on a 2-core CPU, whatever N. On the
 tutorial's 300 x 2 blobs the sweep then runs in 0.04 s, and scikit-learn's whole loop
 takes 0.25 s. So for small problems this module runs the same algorithm in NumPy,
 where an EM iteration costs tens of microseconds and nothing is compiled. The
 estimators choose it (``engine="auto"``) when one pass costs at most
-:data:`HOST_WORK` (N·K·F multiply-adds); :func:`use_host` decides.
+:data:`~bayesgmm.engines.choose.HOST_WORK` (N·K·F multiply-adds);
+:func:`bayesgmm.engines.choose.choose` decides.
 
-The algorithm is :func:`bayesgmm.em.fit`'s, step for step: the same hard first pass
+The algorithm is :func:`bayesgmm.engines.jax.fit`'s, step for step: the same hard first pass
 from k-means centres, the same M-step (scikit-learn's ``10·eps`` on the counts,
 inactive zero-weight components, ``reg_covar`` on the diagonal), the same stopping rule
-and the same :class:`bayesgmm.em.FitInfo` (a non-finite step is not applied but
+and the same :class:`bayesgmm.engines.jax.FitInfo` (a non-finite step is not applied but
 reported, with its component). It uses the moments kernel (:mod:`bayesgmm.suffstats`):
 features ``T(x) = [1, x - c, (x - c)^{⊗2}]`` of the rows, centred on the weighted data
 mean, made once per fit; then each E-step is one (N, F) @ (F, K) matmul and the
@@ -29,42 +30,13 @@ import math
 import numpy as np
 
 from bayesgmm.covariance import ops
-from bayesgmm.density import n_moment_features
-from bayesgmm.em import FitInfo
+from bayesgmm.engines.jax import FitInfo
 from bayesgmm.params import GMMParams
 
-__all__ = ["HOST_WORK", "ENGINES", "use_host", "fit", "fit_restarts", "lloyd",
+__all__ = ["fit", "fit_restarts", "lloyd",
            "lloyd_batch", "log_resp", "criteria_terms", "sklearn_covariances"]
 
-ENGINES = ("auto", "jax", "numpy")
-
-# One E-step's matmul, N·K·F multiply-adds, up to which "auto" runs on the host.
-# Measured (benchmarks/host.py, 2-core CPU, full covariance): below it a host iteration
-# costs 1.0-2.9x a compiled one (0.09 ms against 0.03 ms at 300 x 2, K=4; 0.58 against
-# 0.59 ms at 10^4 x 2, K=8), while the compiled path's first call costs 0.6-0.7 s more:
-# compilation pays for itself only after ~6,000-15,000 iterations of one shape in one
-# process (~2,900 just above the threshold, 116 at 10^5 x 8, K=8).
-HOST_WORK = 2**20
 _LOG_2PI = math.log(2 * math.pi)
-
-
-def use_host(engine: str, n_samples: int, n_components: int, n_features: int,
-             covariance_type: str) -> bool:
-    """Whether ``engine`` runs a problem of this size on the host: always for
-    ``"numpy"``, never for ``"jax"``, and for ``"auto"`` when N·K·F is at most
-    :data:`HOST_WORK`."""
-    if engine == "numpy":
-        return True
-    if engine == "jax":
-        return False
-    width = n_moment_features(n_features, ops(covariance_type).full_moments)
-    return n_samples * n_components * width <= HOST_WORK
-
-
-def check_engine(engine) -> None:
-    if engine not in ENGINES:
-        raise ValueError(f"Invalid value for 'engine': {engine!r}; 'engine' should be one "
-                         f"of {ENGINES}")
 
 
 # ---- the moments form ----------------------------------------------------------------
@@ -227,7 +199,7 @@ def _factor_ok(kind: str, f: np.ndarray, K: int) -> np.ndarray:
 
 
 def _m_step(stats, previous: GMMParams, center, reg) -> GMMParams:
-    """:func:`bayesgmm.em.m_step` with ``previous``: zero-weight components stay as they
+    """:func:`bayesgmm.engines.jax.m_step` with ``previous``: zero-weight components stay as they
     were."""
     nk, sx, sxx, _ = stats
     kind = previous.covariance_type
@@ -309,8 +281,8 @@ def _cast(params: GMMParams, info: FitInfo, dtype) -> tuple[GMMParams, FitInfo]:
 def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         reg_covar: float = 1e-6, max_iter: int = 100,
         hard_start: bool = False) -> tuple[GMMParams, FitInfo]:
-    """:func:`bayesgmm.em.fit` on the host: the same iterations, stopping rule and
-    :class:`~bayesgmm.em.FitInfo`, in float64 NumPy; results in X's dtype."""
+    """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
+    :class:`~bayesgmm.engines.jax.FitInfo`, in float64 NumPy; results in X's dtype."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start)
     return _cast(p, info, _out_dtype(X))
@@ -319,7 +291,7 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
 def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, screen_iter: int = 0,
                  hard_start: bool = False) -> tuple[GMMParams, FitInfo, FitInfo]:
-    """:func:`bayesgmm.em.fit_restarts` on the host: each of the R starts (batch shape
+    """:func:`bayesgmm.engines.jax.fit_restarts` on the host: each of the R starts (batch shape
     ``(R,)``) in turn, sharing one feature table; the best by lower bound (the first
     maximum; non-finite fits lose), or small-EM with ``screen_iter``."""
     dtype = _out_dtype(X)

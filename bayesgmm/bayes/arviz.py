@@ -105,30 +105,21 @@ def from_params(params: GMMParams, X):
     return to_inference_data(one, X)
 
 
-# Up to this many multiply-adds (draws × N × K × F) the pointwise log-likelihood is
-# computed in NumPy (bayesgmm.host.score_draws): on the seed blobs' 2000 draws it takes
-# ~0.05 s where the compiled scorer spent 0.4 s compiling.
-HOST_DRAW_WORK = 2**25
-
-
 def pointwise_log_likelihood(params: GMMParams, X, chunk: int = 64,
                              engine: str = "auto") -> np.ndarray:
     """log p(x_n | θ_cs), shape (C, S, N), in the data's dtype.
 
-    ``engine="auto"``: in NumPy (float64, then cast) up to :data:`HOST_DRAW_WORK`,
+    ``engine="auto"``: in NumPy (float64, then cast) up to :data:`bayesgmm.engines.choose.HOST_DRAW_WORK`,
     else compiled in the data's dtype, chunked over draws; ``"numpy"`` / ``"jax"``
     force one."""
-    from bayesgmm import host
-    from bayesgmm.covariance import ops
-    from bayesgmm.density import n_moment_features
+    from bayesgmm.engines import numpy as host
+    from bayesgmm.engines.choose import choose
 
-    host.check_engine(engine)
     C, S = params.batch_shape
     X = np.asarray(X)
     flat = params.flatten_batch()
-    F = n_moment_features(params.n_features, ops(params.covariance_type).full_moments)
-    work = C * S * X.shape[0] * params.n_components * F
-    if engine == "numpy" or (engine == "auto" and work <= HOST_DRAW_WORK):
+    if choose("draws", engine, X.shape[0], params.n_components, params.n_features,
+              params.covariance_type, n_draws=C * S).engine == "numpy":
         out = host.score_draws(jax.tree_util.tree_map(np.asarray, flat), X)
         return out.reshape(C, S, X.shape[0]).astype(X.dtype)
     out = []

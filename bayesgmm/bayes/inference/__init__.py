@@ -1,4 +1,4 @@
-"""Inference for the Bayesian mixture (:mod:`bayesgmm.model`): MAP, NUTS and SVI.
+"""Inference for the Bayesian mixture (:mod:`bayesgmm.bayes.model`): MAP, NUTS and SVI.
 
 All three start from an EM fit (``init``, a ``GMMParams``) and return the same
 :class:`InferenceResult`, whose ``params`` is a ``GMMParams`` with batch shape
@@ -23,9 +23,9 @@ class InferenceResult(NamedTuple):
     info: dict  # method-specific: converged, losses, warnings ...
 
 
-from bayesgmm.inference.map import fit_map  # noqa: E402
-from bayesgmm.inference.nuts import sample_nuts  # noqa: E402
-from bayesgmm.inference.svi import fit_svi  # noqa: E402
+from bayesgmm.bayes.inference.map import fit_map  # noqa: E402
+from bayesgmm.bayes.inference.nuts import sample_nuts  # noqa: E402
+from bayesgmm.bayes.inference.svi import fit_svi  # noqa: E402
 
 
 def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_type: str,

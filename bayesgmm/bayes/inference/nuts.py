@@ -21,10 +21,11 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS
 
 from bayesgmm.compilation import jit, jit_compile_bound
-from bayesgmm.inference import InferenceResult, potential
-from bayesgmm.inference._common import (bound_model, constrained, flat_potential, handwritten,
+from bayesgmm.bayes import potential
+from bayesgmm.bayes.inference import InferenceResult
+from bayesgmm.bayes.inference._common import (bound_model, constrained, flat_potential, handwritten,
                                         init_sites, priors_key, unconstrained)
-from bayesgmm.model import Priors, from_sites
+from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
 EXTRA_FIELDS = ("diverging", "num_steps", "adapt_state.step_size", "energy",
@@ -114,7 +115,7 @@ def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, ch
 
 def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
     """Per-chain checks; returns human-readable warnings (empty when healthy)."""
-    from bayesgmm.posterior import rhat
+    from bayesgmm.bayes.posterior import rhat
 
     out = []
     div = np.asarray(stats["diverging"]).sum(axis=1)
@@ -235,7 +236,7 @@ def _vectorized_program(model, config, batched: bool):
     vmapped chains advance in lockstep, every chain waiting for the deepest tree; a CPU
     gains nothing from the batch.
 
-    Where :func:`bayesgmm.inference.potential.supports` the model, the kernel gets that
+    Where :func:`bayesgmm.bayes.potential.supports` the model, the kernel gets that
     module's hand-written potential (NumPyro's numbers with fewer operations to trace and
     compile) and the program returns unconstrained draws, which ``_run_vectorized``
     constrains in NumPy; otherwise NumPyro's ``potential_energy`` and ``constrain_fn``

@@ -10,9 +10,9 @@ from numpyro.infer import SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 from numpyro.optim import Adam
 
-from bayesgmm.inference import InferenceResult
-from bayesgmm.inference._common import bound_model, init_sites
-from bayesgmm.model import Priors, from_sites
+from bayesgmm.bayes.inference import InferenceResult
+from bayesgmm.bayes.inference._common import bound_model, init_sites
+from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
 

@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm import inference, posterior
+from bayesgmm.bayes import inference, posterior
 from bayesgmm.compilation import jit
 from bayesgmm.density import log_resp
 from bayesgmm.estimators import GaussianMixture, _BaseEstimator
-from bayesgmm.idata import to_inference_data
-from bayesgmm.model import MODEL_COVARIANCE_TYPES, Priors
+from bayesgmm.bayes.arviz import to_inference_data
+from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import (
     check_array_2d,
@@ -50,7 +50,7 @@ class BayesianGaussianMixture(_BaseEstimator):
     covariance_type : {"full", "diag"}, default="full"
         full: LKJ-correlation × LogNormal scales per component; diag: scales only.
     method : {"nuts", "map", "svi"}, default="nuts"
-    priors : bayesgmm.model.Priors, optional
+    priors : bayesgmm.bayes.model.Priors, optional
         Weakly informative, data-scaled defaults (see ``Priors``).
     num_chains, num_warmup, num_samples : int
         NUTS chains (vectorised on one device; parallel over several) and draws per
@@ -76,7 +76,7 @@ class BayesianGaussianMixture(_BaseEstimator):
         Relabeled posterior, sample_stats, log_likelihood, observed_data.
     idata_raw_ : arviz.InferenceData
         The same before relabeling (to see label switching).
-    relabeling_ : bayesgmm.posterior.Relabeling
+    relabeling_ : bayesgmm.bayes.posterior.Relabeling
     warnings_ : list of str
         Chain-health findings (also emitted as ``SamplingWarning``).
     weights_, means_, covariances_ : ndarray
@@ -167,7 +167,7 @@ class BayesianGaussianMixture(_BaseEstimator):
         X = self._check_X(X)
         from scipy.special import logsumexp
 
-        from bayesgmm.idata import pointwise_log_likelihood
+        from bayesgmm.bayes.arviz import pointwise_log_likelihood
 
         ll = pointwise_log_likelihood(self.params_, X)  # (C, S, N)
         flat = ll.reshape(-1, ll.shape[-1])
@@ -187,13 +187,13 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def loo(self, **kwargs):
         """PSIS-LOO of the fit (``arviz.loo``)."""
-        from bayesgmm.idata import loo
+        from bayesgmm.bayes.arviz import loo
 
         self._check_is_fitted()
         return loo(self.idata_, **kwargs)
 
     def waic(self, **kwargs):
-        from bayesgmm.idata import waic
+        from bayesgmm.bayes.arviz import waic
 
         self._check_is_fitted()
         return waic(self.idata_, **kwargs)
@@ -201,7 +201,7 @@ class BayesianGaussianMixture(_BaseEstimator):
     def summary(self, relabeled=True, **kwargs):
         """``arviz.summary`` of weights, means and scales; ``relabeled=False`` for the raw
         draws (where label switching shows as R-hat >> 1)."""
-        from bayesgmm.idata import summary
+        from bayesgmm.bayes.arviz import summary
 
         self._check_is_fitted()
         return summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
@@ -242,7 +242,7 @@ class BayesianGaussianMixture(_BaseEstimator):
         if not (np.isfinite(self.jitter) and self.jitter >= 0):
             raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
         if self.priors is not None and not isinstance(self.priors, Priors):
-            raise ValueError(f"priors must be a bayesgmm.model.Priors, got {type(self.priors)}")
+            raise ValueError(f"priors must be a bayesgmm.bayes.model.Priors, got {type(self.priors)}")
 
     def _set_fitted(self, result, map_params: GMMParams, X):
         self.map_params_ = map_params
@@ -272,7 +272,7 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def _map_model(self) -> GaussianMixture:
         self._check_is_fitted()
-        from bayesgmm.em import FitInfo
+        from bayesgmm.engines.jax import FitInfo
 
         gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type)
         info = FitInfo(np.nan, 0, True, False, -1, np.zeros(0), np.zeros(self.n_components))
@@ -293,7 +293,7 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
         ``fits``: the fitted estimators by name;
         ``best_loo`` / ``best_em``: the K each criterion picks.
     """
-    from bayesgmm.idata import compare
+    from bayesgmm.bayes.arviz import compare
     from bayesgmm.selection import sweep
 
     ks = [int(k) for k in n_components]

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
-from bayesgmm.inference import potential
-from bayesgmm.model import Priors, gmm_model, to_sites
+from bayesgmm.bayes import potential
+from bayesgmm.bayes.model import Priors, gmm_model, to_sites
 from bayesgmm.params import GMMParams
 
 
@@ -30,7 +30,7 @@ def init_sites(init: GMMParams, model, dtype) -> dict:
 
 
 def handwritten(model) -> bool:
-    """Whether a ``bound_model`` runs on :mod:`bayesgmm.inference.potential`."""
+    """Whether a ``bound_model`` runs on :mod:`bayesgmm.bayes.potential`."""
     return potential.supports(model.keywords["covariance_type"], model.keywords["priors"])
 
 

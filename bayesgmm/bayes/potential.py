@@ -1,6 +1,6 @@
 """The model's log density on the unconstrained space, written out by hand.
 
-:func:`bayesgmm.model.gmm_model` is the definition; NumPyro derives its potential
+:func:`bayesgmm.bayes.model.gmm_model` is the definition; NumPyro derives its potential
 (``numpyro.infer.util.potential_energy``) by running the model under effect handlers,
 through generic transforms and distributions. This module computes the same number, to
 rounding, from the same unconstrained sites, with the same transforms (NumPyro's
@@ -38,7 +38,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.model import Priors, from_sites
+from bayesgmm.bayes.model import Priors, from_sites
 
 __all__ = ["supports", "potential", "constrain", "unconstrained_shapes", "unflatten"]
 
