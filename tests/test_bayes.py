@@ -292,7 +292,7 @@ def _sampler_args(blobs, num_chains, dtype):
     import jax
 
     from bayesgmm.bayes.inference import nuts
-    from bayesgmm.bayes.inference._common import bound_model
+    from bayesgmm.bayes.inference.target import bound_model
     from bayesgmm.bayes.model import Priors as P
 
     X = np.asarray(blobs[0][:120], dtype)

@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes import inference, posterior
-from bayesgmm.compilation import jit
-from bayesgmm.density import log_resp
 from bayesgmm.estimators import GaussianMixture, _BaseEstimator
 from bayesgmm.bayes.arviz import to_inference_data
+from bayesgmm.bayes.inference import METHODS
 from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import (
@@ -31,14 +30,9 @@ from bayesgmm.validation import (
 
 __all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
 
-METHODS = ("nuts", "map", "svi")
-
 
 class SamplingWarning(UserWarning):
     """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
-
-
-_log_resp = jit(log_resp)
 
 
 class BayesianGaussianMixture(_BaseEstimator):
@@ -179,11 +173,11 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def bic(self, X):
         """BIC at the MAP estimate (lower is better)."""
-        return self._map_model().bic(X)
+        return posterior.information_criteria(self.map_params_, self._check_X(X))["bic"]
 
     def aic(self, X):
         """AIC at the MAP estimate (lower is better)."""
-        return self._map_model().aic(X)
+        return posterior.information_criteria(self.map_params_, self._check_X(X))["aic"]
 
     def loo(self, **kwargs):
         """PSIS-LOO of the fit (``arviz.loo``)."""
@@ -256,6 +250,9 @@ class BayesianGaussianMixture(_BaseEstimator):
                                             sample_stats=result.sample_stats,
                                             log_likelihood=False)
         self.warnings_ = list(result.info.get("warnings", []))
+        if result.method == "nuts":
+            self.warnings_ += posterior.chain_health(result.sample_stats,
+                                                     result.info["max_tree_depth"])
         for message in self.warnings_:
             warnings.warn(message, SamplingWarning, stacklevel=3)
         mean = posterior.posterior_mean(rel.params)
@@ -269,15 +266,6 @@ class BayesianGaussianMixture(_BaseEstimator):
         X = check_array_2d(X)
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X
-
-    def _map_model(self) -> GaussianMixture:
-        self._check_is_fitted()
-        from bayesgmm.engines.jax import FitInfo
-
-        gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type)
-        info = FitInfo(np.nan, 0, True, False, -1, np.zeros(0), np.zeros(self.n_components))
-        gm._set_fitted(self.map_params_, info, self.n_features_in_)
-        return gm
 
 
 def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",

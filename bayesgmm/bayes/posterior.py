@@ -26,14 +26,19 @@ from scipy.optimize import linear_sum_assignment
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.density import log_resp
+from bayesgmm.engines import numpy as host
+from bayesgmm.engines.choose import choose
 from bayesgmm.params import GMMParams
+from bayesgmm.selection import criteria_from_terms, criteria_terms
+from bayesgmm.validation import compute_scope
 
 # Responsibilities p(z | x, θ) for a batch of draws: (M, N, K). Jitted once, at module level,
 # so repeated predict_proba / membership calls reuse the compiled program.
 _resp_jit = jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
+_criteria_terms_jit = jit(criteria_terms)
 
 __all__ = ["Relabeling", "relabel", "permute_sites", "membership", "coclustering", "rhat",
-           "posterior_mean"]
+           "posterior_mean", "chain_health", "information_criteria"]
 
 
 class Relabeling(NamedTuple):
@@ -140,6 +145,53 @@ def rhat(x) -> float:
     import arviz as az
 
     return float(az.rhat(np.asarray(x, dtype=np.float64)))
+
+
+def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
+    """Per-chain checks; returns human-readable warnings (empty when healthy)."""
+    out = []
+    div = np.asarray(stats["diverging"]).sum(axis=1)
+    if div.sum():
+        out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
+                   "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
+                   "use stronger priors (weight_concentration, scale_log_sd).")
+    depth = np.asarray(stats["tree_depth"])
+    at_max = (depth >= max_tree_depth).mean(axis=1)
+    if np.any(at_max > 0.05):
+        out.append(f"chains {np.flatnonzero(at_max > 0.05).tolist()} hit max_tree_depth="
+                   f"{max_tree_depth} in {np.round(at_max * 100).tolist()}% of draws: "
+                   "step size collapsed; sampling is slow and may be incomplete.")
+    step = np.asarray(stats["step_size"])[:, -1]
+    if step.size > 1 and step.min() < 0.1 * np.median(step):
+        out.append(f"chain {int(step.argmin())} adapted a step size {step.min():.2g} far "
+                   f"below the others (median {np.median(step):.2g}): it is probably stuck "
+                   "in a different mode.")
+    lp = np.asarray(stats["lp"])
+    if lp.shape[0] > 1:
+        r = float(rhat(lp))
+        if r > 1.05:
+            means = np.round(lp.mean(axis=1), 1).tolist()
+            out.append(f"log-density R-hat {r:.3f} > 1.05 (chain means {means}): chains "
+                       "disagree on a label-invariant quantity, so at least one sits in "
+                       "another mode; relabeling cannot fix this.")
+    return out
+
+
+def information_criteria(params: GMMParams, X) -> dict[str, float]:
+    """``bic``, ``aic`` and ``icl`` of one parameter set (batch shape ()) on X (N, D),
+    scored in NumPy or compiled as :func:`bayesgmm.engines.choose.choose` decides for
+    a fitted model's scoring."""
+    X = np.asarray(X)
+    N, D = X.shape
+    if choose("score", "auto", N, params.n_components, D,
+              params.covariance_type).engine == "numpy":
+        ll, ent = host.criteria_terms(params.to_numpy(), X)
+    else:
+        dtype = np.result_type(X.dtype, params.dtype)
+        with compute_scope(dtype):
+            ll, ent = map(float, _criteria_terms_jit(params.astype(dtype), jnp.asarray(X, dtype)))
+    return {k: float(v) for k, v in criteria_from_terms(ll, ent, params.n_parameters,
+                                                        N).items()}
 
 
 def _cost(flat: GMMParams, ref: GMMParams) -> np.ndarray:

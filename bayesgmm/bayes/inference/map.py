@@ -17,8 +17,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from bayesgmm.compilation import jit
-from bayesgmm.bayes.inference import InferenceResult
-from bayesgmm.bayes.inference._common import (bound_model, constrained, flat_potential, init_sites,
+from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, init_sites,
                                         priors_key, unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
@@ -57,7 +57,7 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
 
 def _make_runner(model, num_steps: int):
     """A jitted (X, init, lr0, lr1) -> (MAP sites, minus-log-density trace), on the
-    same potential as NUTS (:func:`bayesgmm.bayes.inference._common.flat_potential`)."""
+    same potential as NUTS (:func:`bayesgmm.bayes.inference.target.flat_potential`)."""
 
     def run(X, init, lr0, lr1):
         z0 = unconstrained(model, X, init_sites(init, model, X.dtype))

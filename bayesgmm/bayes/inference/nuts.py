@@ -4,8 +4,8 @@ started at its own jittered copy of the EM/MAP point.
 Why per-chain jitter (issue 3 measurements): one shared initial point keeps the chains
 from checking each other, and random initialisation cost 664 s on a harder data set with
 a chain stuck in a wrong mode; EM + small jitter took 92.5 s with every chain healthy.
-After sampling, each chain's health is checked (divergences, step size, tree depth,
-log-density R-hat) and problems are reported in ``info["warnings"]``.
+Each chain's health (divergences, step size, tree depth, log-density R-hat) is checked a
+layer up, by :func:`bayesgmm.bayes.posterior.chain_health`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from numpyro.infer import MCMC, NUTS
 
 from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
-from bayesgmm.bayes.inference import InferenceResult
-from bayesgmm.bayes.inference._common import (bound_model, constrained, flat_potential, handwritten,
+from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, handwritten,
                                         init_sites, priors_key, unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
@@ -89,7 +89,7 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         "acceptance_rate": extra["accept_prob"],
     }
     sites_out = {k: v for k, v in samples.items() if k != "obs"}
-    info = {"warnings": chain_health(stats, max_tree_depth), "chain_method": chain_method}
+    info = {"chain_method": chain_method, "max_tree_depth": max_tree_depth}
     return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, stats,
                            info)
 
@@ -111,38 +111,6 @@ def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, ch
     flat, unravel = _start_flat(model, key, X, init, jitter, covariance_type=covariance_type,
                                 chain_ids=chain_ids)
     return jax.vmap(unravel)(flat)
-
-
-def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
-    """Per-chain checks; returns human-readable warnings (empty when healthy)."""
-    from bayesgmm.bayes.posterior import rhat
-
-    out = []
-    div = np.asarray(stats["diverging"]).sum(axis=1)
-    if div.sum():
-        out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
-                   "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
-                   "use stronger priors (weight_concentration, scale_log_sd).")
-    depth = np.asarray(stats["tree_depth"])
-    at_max = (depth >= max_tree_depth).mean(axis=1)
-    if np.any(at_max > 0.05):
-        out.append(f"chains {np.flatnonzero(at_max > 0.05).tolist()} hit max_tree_depth="
-                   f"{max_tree_depth} in {np.round(at_max * 100).tolist()}% of draws: "
-                   "step size collapsed; sampling is slow and may be incomplete.")
-    step = np.asarray(stats["step_size"])[:, -1]
-    if step.size > 1 and step.min() < 0.1 * np.median(step):
-        out.append(f"chain {int(step.argmin())} adapted a step size {step.min():.2g} far "
-                   f"below the others (median {np.median(step):.2g}): it is probably stuck "
-                   "in a different mode.")
-    lp = np.asarray(stats["lp"])
-    if lp.shape[0] > 1:
-        r = float(rhat(lp))
-        if r > 1.05:
-            means = np.round(lp.mean(axis=1), 1).tolist()
-            out.append(f"log-density R-hat {r:.3f} > 1.05 (chain means {means}): chains "
-                       "disagree on a label-invariant quantity, so at least one sits in "
-                       "another mode; relabeling cannot fix this.")
-    return out
 
 
 def _mcmc(model, config, chain_method, progress_bar):

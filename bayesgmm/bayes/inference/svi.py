@@ -10,8 +10,8 @@ from numpyro.infer import SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 from numpyro.optim import Adam
 
-from bayesgmm.bayes.inference import InferenceResult
-from bayesgmm.bayes.inference._common import bound_model, init_sites
+from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.target import bound_model, init_sites
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
