@@ -18,7 +18,7 @@ from bayesgmm.bayes import inference, posterior
 from bayesgmm.estimators import GaussianMixture, _BaseEstimator
 from bayesgmm.bayes.arviz import to_inference_data
 from bayesgmm.bayes.inference import METHODS
-from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors
+from bayesgmm.bayes.model import Priors, check_model_type
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import (
     check_array_2d,
@@ -220,9 +220,7 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def _check_parameters(self):
         check_positive_int(self.n_components, "n_components")
-        if self.covariance_type not in MODEL_COVARIANCE_TYPES:
-            raise ValueError(f"Invalid value for 'covariance_type': {self.covariance_type!r}; "
-                             f"the Bayesian model supports {MODEL_COVARIANCE_TYPES}")
+        check_model_type(self.covariance_type)
         if self.method not in METHODS:
             raise ValueError(f"Invalid value for 'method': {self.method!r}; 'method' should "
                              f"be one of {METHODS}")
