@@ -239,7 +239,7 @@ gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
 r = sample_nuts(jax.random.PRNGKey(0), jnp.asarray(X), gm.params_, n_components=2,
                 covariance_type="diag", priors=Priors().resolve(X), num_warmup=100,
                 num_samples=100, num_chains=4)
-print(r.info["chain_method"], r.params.batch_shape, int(np.asarray(r.sample_stats["diverging"]).sum()))
+print(r.info.chain_method, r.params.batch_shape, int(np.asarray(r.sample_stats["diverging"]).sum()))
 """
 
 

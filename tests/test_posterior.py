@@ -83,3 +83,86 @@ def test_coclustering_n2000_in_chunks():
     R = np.asarray(predict_proba(jax.tree_util.tree_map(lambda a: a[0], draws), X))
     direct = np.einsum("mik,mjk->ij", R[:, :5], R) / R.shape[0]
     np.testing.assert_allclose(cc[:5], direct, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,shift", [((4, 100), 0.0), ((4, 100), 0.5), ((2, 7), 0.3),
+                                         ((3, 501), 0.1)])
+def test_rhat_equals_arvizs(shape, shift):
+    """Our NumPy R-hat is ArviZ's rank-normalised split R-hat (the oracle), also with
+    ties (a discrete quantity) and a constant chain."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape)
+    x[0] += shift
+    np.testing.assert_allclose(rhat(x), float(az.rhat(x)), rtol=1e-12)
+    ties = rng.integers(0, 3, size=shape).astype(float)
+    np.testing.assert_allclose(rhat(ties), float(az.rhat(ties)), rtol=1e-12)
+    x[1] = 2.0
+    np.testing.assert_allclose(rhat(x), float(az.rhat(x)), rtol=1e-12)
+    assert np.isnan(rhat(x[:1])) and np.isnan(rhat(x[:, :3]))
+
+
+def _nuts_info(C=4, S=200, seed=0, **changes):
+    from bayesgmm.bayes.inference import NUTSInfo
+
+    rng = np.random.default_rng(seed)
+    n_steps = np.full((C, S), 7)
+    info = NUTSInfo(diverging=np.zeros((C, S), bool), n_steps=n_steps,
+                    tree_depth=np.full((C, S), 3, np.int32), step_size=np.full((C, S), 0.4),
+                    energy=rng.normal(size=(C, S)), lp=rng.normal(size=(C, S)) - 300,
+                    acceptance_rate=np.full((C, S), 0.8), chain_method="vectorized",
+                    max_tree_depth=10)
+    return info._replace(**changes)
+
+
+def _result(info, method="nuts"):
+    from bayesgmm.bayes.inference import InferenceResult
+
+    C = info.lp.shape[0] if method == "nuts" else 1
+    params = GMMParams(np.full((C, 1, 2), 0.5), np.zeros((C, 1, 2, 2)), np.ones((C, 1, 2, 2)),
+                       "diag")
+    return InferenceResult(method, params, {}, info)
+
+
+def test_diagnose_names_each_problem_of_unhealthy_chains():
+    from bayesgmm.bayes.posterior import diagnose
+
+    healthy = diagnose(_result(_nuts_info()))
+    assert healthy.warnings == () and healthy.finite
+    np.testing.assert_array_equal(healthy.n_divergent, 0)
+    assert healthy.lp_rhat < 1.05
+    base = _nuts_info()
+    diverging = base.diverging.copy()
+    diverging[1, :5] = True
+    depth = base.tree_depth.copy()
+    depth[2, :50] = 10
+    step = base.step_size.copy()
+    step[3] = 0.01
+    lp = base.lp.copy()
+    lp[0] += 50  # one chain in another mode
+    sick = diagnose(_result(base._replace(diverging=diverging, tree_depth=depth,
+                                          step_size=step, lp=lp)))
+    np.testing.assert_array_equal(sick.n_divergent, [0, 5, 0, 0])
+    np.testing.assert_allclose(sick.at_max_depth, [0, 0, 0.25, 0])
+    assert sick.step_size[3] == 0.01 and sick.lp_rhat > 1.05
+    text = " | ".join(sick.warnings)
+    for phrase in ("5 divergent transitions", "chains [2] hit max_tree_depth=10",
+                   "chain 3 adapted a step size", "log-density R-hat"):
+        assert phrase in text, text
+    assert len(sick.warnings) == 4
+
+
+def test_diagnose_map_and_svi_objectives():
+    from bayesgmm.bayes.inference import MAPInfo, SVIInfo
+    from bayesgmm.bayes.posterior import diagnose
+
+    good = MAPInfo(np.linspace(-10.0, -5.0, 11), 10, True, 0.0)
+    assert diagnose(_result(good, "map")).warnings == ()
+    bad = diagnose(_result(good._replace(log_density=np.r_[good.log_density[:-1], np.nan]),
+                           "map"))
+    assert not bad.finite and "non-finite" in bad.warnings[0]
+    elbo = np.linspace(-10.0, -5.0, 100)
+    assert diagnose(_result(SVIInfo(elbo, 100, -5.0), "svi")).warnings == ()
+    elbo[-1] = -np.inf
+    assert "learning_rate" in diagnose(_result(SVIInfo(elbo, 100, -np.inf), "svi")).warnings[0]

@@ -71,8 +71,10 @@ class BayesianGaussianMixture(_BaseEstimator):
     idata_raw_ : arviz.InferenceData
         The same before relabeling (to see label switching).
     relabeling_ : bayesgmm.bayes.posterior.Relabeling
+    diagnostics_ : bayesgmm.bayes.posterior.Diagnostics
+        The run's health: divergences, tree depth, step sizes, log-density R-hat.
     warnings_ : list of str
-        Chain-health findings (also emitted as ``SamplingWarning``).
+        Its findings, ``diagnostics_.warnings`` (also emitted as ``SamplingWarning``).
     weights_, means_, covariances_ : ndarray
         Posterior means (relabeled).
     """
@@ -123,8 +125,7 @@ class BayesianGaussianMixture(_BaseEstimator):
                 target_accept_prob=self.target_accept_prob, svi_steps=self.svi_steps,
                 progress_bar=self.progress_bar)
             to_np = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
-            result = result._replace(params=to_np(result.params), sites=to_np(result.sites),
-                                     sample_stats=to_np(result.sample_stats))
+            result = result._replace(params=to_np(result.params), sites=to_np(result.sites))
             map_params = to_np(map_params)
         self._set_fitted(result, map_params, X)
         return self
@@ -247,10 +248,8 @@ class BayesianGaussianMixture(_BaseEstimator):
         self.idata_raw_ = to_inference_data(result.params, X, sites=result.sites,
                                             sample_stats=result.sample_stats,
                                             log_likelihood=False)
-        self.warnings_ = list(result.info.get("warnings", []))
-        if result.method == "nuts":
-            self.warnings_ += posterior.chain_health(result.sample_stats,
-                                                     result.info["max_tree_depth"])
+        self.diagnostics_ = posterior.diagnose(result)
+        self.warnings_ = list(self.diagnostics_.warnings)
         for message in self.warnings_:
             warnings.warn(message, SamplingWarning, stacklevel=3)
         mean = posterior.posterior_mean(rel.params)

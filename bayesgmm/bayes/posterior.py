@@ -22,7 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.special import ndtri
+from scipy.stats import rankdata
 
+from bayesgmm.bayes.inference import InferenceResult, NUTSInfo
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.density import log_resp
@@ -38,7 +41,19 @@ _resp_jit = jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
 _criteria_terms_jit = jit(criteria_terms)
 
 __all__ = ["Relabeling", "relabel", "permute_sites", "membership", "coclustering", "rhat",
-           "posterior_mean", "chain_health", "information_criteria"]
+           "posterior_mean", "Diagnostics", "diagnose", "information_criteria"]
+
+
+class Diagnostics(NamedTuple):
+    """An inference run's health (:func:`diagnose`); per-chain fields are NaN or zero
+    where the method has no such quantity (MAP, SVI)."""
+
+    n_divergent: np.ndarray  # shape=(C,), int64: divergent transitions per chain
+    at_max_depth: np.ndarray  # shape=(C,), float64: fraction of draws whose tree hit the depth cap
+    step_size: np.ndarray  # shape=(C,): each chain's adapted step size (NaN: not NUTS)
+    lp_rhat: float  # rank-normalised split R-hat of the log density (NaN: one chain, or not NUTS)
+    finite: bool  # the objective (MAP, SVI) or every draw's log density (NUTS) is finite
+    warnings: tuple[str, ...]  # what is wrong and what to try; empty when healthy
 
 
 class Relabeling(NamedTuple):
@@ -141,40 +156,39 @@ def coclustering(draws: GMMParams, X, max_draws: int = 500, chunk_size: int = 25
 
 
 def rhat(x) -> float:
-    """Rank-normalised split R-hat (ArviZ) of a (chain, draw) array."""
-    import arviz as az
+    """Rank-normalised split R-hat of a (chain, draw) array (Vehtari et al. 2021; the
+    default of ``arviz.rhat``, which the tests hold it equal to): the larger of the bulk
+    R-hat of the rank-normalised draws and the tail R-hat of their folded values, over
+    chains split in halves. NaN with fewer than 2 chains or 4 draws, or a NaN draw; inf
+    where a chain is constant and the others are not."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"rhat expects a (chain, draw) array, got shape {x.shape}")
+    if x.shape[0] < 2 or x.shape[1] < 4 or np.isnan(x).any():
+        return float("nan")
+    half = x.shape[1] // 2
+    split = np.concatenate([x[:, :half], x[:, -half:]])  # (2C, S // 2): halves as chains
+    folded = np.abs(split - np.median(split))
+    return float(max(_split_rhat(_z_scale(split)), _split_rhat(_z_scale(folded))))
 
-    return float(az.rhat(np.asarray(x, dtype=np.float64)))
 
-
-def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
-    """Per-chain checks; returns human-readable warnings (empty when healthy)."""
-    out = []
-    div = np.asarray(stats["diverging"]).sum(axis=1)
-    if div.sum():
-        out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
-                   "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
-                   "use stronger priors (weight_concentration, scale_log_sd).")
-    depth = np.asarray(stats["tree_depth"])
-    at_max = (depth >= max_tree_depth).mean(axis=1)
-    if np.any(at_max > 0.05):
-        out.append(f"chains {np.flatnonzero(at_max > 0.05).tolist()} hit max_tree_depth="
-                   f"{max_tree_depth} in {np.round(at_max * 100).tolist()}% of draws: "
-                   "step size collapsed; sampling is slow and may be incomplete.")
-    step = np.asarray(stats["step_size"])[:, -1]
-    if step.size > 1 and step.min() < 0.1 * np.median(step):
-        out.append(f"chain {int(step.argmin())} adapted a step size {step.min():.2g} far "
-                   f"below the others (median {np.median(step):.2g}): it is probably stuck "
-                   "in a different mode.")
-    lp = np.asarray(stats["lp"])
-    if lp.shape[0] > 1:
-        r = float(rhat(lp))
-        if r > 1.05:
-            means = np.round(lp.mean(axis=1), 1).tolist()
-            out.append(f"log-density R-hat {r:.3f} > 1.05 (chain means {means}): chains "
-                       "disagree on a label-invariant quantity, so at least one sits in "
-                       "another mode; relabeling cannot fix this.")
-    return out
+def diagnose(result: InferenceResult) -> Diagnostics:
+    """Check an inference run's health; :attr:`Diagnostics.warnings` names each problem
+    and what to try (NUTS: divergences, trees at their depth cap, a chain's collapsed
+    step size, log-density R-hat across chains; MAP and SVI: a non-finite objective)."""
+    C = result.params.batch_shape[0]
+    nan = np.full(C, np.nan)
+    if result.method == "nuts":
+        return _diagnose_nuts(result.info)
+    if result.method == "map":
+        finite = bool(np.isfinite(result.info.log_density[-1]))
+        problem = "MAP log density became non-finite; check the priors and the data scale"
+    else:
+        tail = result.info.elbo[-max(10, result.info.n_steps // 10):]
+        finite = bool(np.all(np.isfinite(tail)))
+        problem = "SVI loss became non-finite; lower learning_rate"
+    return Diagnostics(np.zeros(C, np.int64), np.zeros(C), nan, float("nan"), finite,
+                       () if finite else (problem,))
 
 
 def information_criteria(params: GMMParams, X) -> dict[str, float]:
@@ -192,6 +206,49 @@ def information_criteria(params: GMMParams, X) -> dict[str, float]:
             ll, ent = map(float, _criteria_terms_jit(params.astype(dtype), jnp.asarray(X, dtype)))
     return {k: float(v) for k, v in criteria_from_terms(ll, ent, params.n_parameters,
                                                         N).items()}
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Ranks over all draws (ties averaged) -> normal scores, Blom's offset c = 3/8."""
+    rank = rankdata(x, method="average").reshape(x.shape)
+    return ndtri((rank - 0.375) / (x.size + 0.25))
+
+
+def _split_rhat(x: np.ndarray) -> float:
+    """Gelman-Rubin R-hat of (chain, draw) values."""
+    n = x.shape[1]
+    between = n * np.var(x.mean(axis=1), ddof=1)
+    within = np.mean(np.var(x, axis=1, ddof=1))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant chain: inf or nan
+        return float(np.sqrt((between / within + n - 1) / n))
+
+
+def _diagnose_nuts(info: NUTSInfo) -> Diagnostics:
+    out = []
+    div = np.asarray(info.diverging).sum(axis=1)
+    if div.sum():
+        out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
+                   "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
+                   "use stronger priors (weight_concentration, scale_log_sd).")
+    at_max = (np.asarray(info.tree_depth) >= info.max_tree_depth).mean(axis=1)
+    if np.any(at_max > 0.05):
+        out.append(f"chains {np.flatnonzero(at_max > 0.05).tolist()} hit max_tree_depth="
+                   f"{info.max_tree_depth} in {np.round(at_max * 100).tolist()}% of draws: "
+                   "step size collapsed; sampling is slow and may be incomplete.")
+    step = np.asarray(info.step_size)[:, -1]
+    if step.size > 1 and step.min() < 0.1 * np.median(step):
+        out.append(f"chain {int(step.argmin())} adapted a step size {step.min():.2g} far "
+                   f"below the others (median {np.median(step):.2g}): it is probably stuck "
+                   "in a different mode.")
+    lp = np.asarray(info.lp)
+    r = rhat(lp) if lp.shape[0] > 1 else float("nan")
+    if r > 1.05:
+        means = np.round(lp.mean(axis=1), 1).tolist()
+        out.append(f"log-density R-hat {r:.3f} > 1.05 (chain means {means}): chains "
+                   "disagree on a label-invariant quantity, so at least one sits in "
+                   "another mode; relabeling cannot fix this.")
+    return Diagnostics(div.astype(np.int64), at_max, step, r,
+                       bool(np.all(np.isfinite(lp))), tuple(out))
 
 
 def _cost(flat: GMMParams, ref: GMMParams) -> np.ndarray:

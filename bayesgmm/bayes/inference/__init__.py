@@ -7,7 +7,8 @@ All three start from an EM fit (``init``, a ``GMMParams``) and return the same
 
 Modules, imported bottom to top (none reads another's private names):
 
-``result``    :class:`InferenceResult`
+``result``    :class:`InferenceResult` and each method's report (:class:`MAPInfo`,
+              :class:`NUTSInfo`, :class:`SVIInfo`)
 ``target``    the bound model, its potential, constraining and unconstraining
 ``map``       :func:`fit_map`
 ``nuts``      :func:`sample_nuts`
@@ -21,8 +22,8 @@ programs, caches and host threads that MAP and SVI do not share; one module per 
 
 from bayesgmm.bayes.inference.map import fit_map
 from bayesgmm.bayes.inference.nuts import sample_nuts
-from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.svi import fit_svi
 from bayesgmm.bayes.inference.workflow import METHODS, run
 
-__all__ = ["InferenceResult", "fit_map", "sample_nuts", "fit_svi", "run", "METHODS"]
+__all__ = ["InferenceResult", "MAPInfo", "NUTSInfo", "SVIInfo", "fit_map", "sample_nuts", "fit_svi", "run", "METHODS"]

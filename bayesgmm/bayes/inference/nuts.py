@@ -22,7 +22,7 @@ from numpyro.infer import MCMC, NUTS
 
 from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
-from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.result import InferenceResult, NUTSInfo
 from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, handwritten,
                                         init_sites, priors_key, unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
@@ -79,19 +79,14 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         extra = mcmc.get_extra_fields(group_by_chain=True)
         samples, extra = jax.device_get((samples, extra))
     n_steps = extra["num_steps"]
-    stats = {
-        "diverging": extra["diverging"],
-        "n_steps": n_steps,
-        "tree_depth": np.floor(np.log2(n_steps.astype(np.float32) + 1)).astype(np.int32),
-        "step_size": extra["adapt_state.step_size"],
-        "energy": extra["energy"],
-        "lp": -extra["potential_energy"],
-        "acceptance_rate": extra["accept_prob"],
-    }
+    info = NUTSInfo(
+        diverging=extra["diverging"], n_steps=n_steps,
+        tree_depth=np.floor(np.log2(n_steps.astype(np.float32) + 1)).astype(np.int32),
+        step_size=extra["adapt_state.step_size"], energy=extra["energy"],
+        lp=-extra["potential_energy"], acceptance_rate=extra["accept_prob"],
+        chain_method=chain_method, max_tree_depth=max_tree_depth)
     sites_out = {k: v for k, v in samples.items() if k != "obs"}
-    info = {"chain_method": chain_method, "max_tree_depth": max_tree_depth}
-    return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, stats,
-                           info)
+    return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, info)
 
 
 def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):

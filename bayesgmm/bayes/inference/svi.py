@@ -10,7 +10,7 @@ from numpyro.infer import SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoMultivariateNormal
 from numpyro.optim import Adam
 
-from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.result import InferenceResult, SVIInfo
 from bayesgmm.bayes.inference.target import bound_model, init_sites
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
@@ -36,10 +36,8 @@ def fit_svi(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
     k_fit, k_draw = jax.random.split(key)
     result = svi.run(k_fit, num_steps, X, progress_bar=progress_bar)
     draws = guide.sample_posterior(k_draw, result.params, sample_shape=(num_samples,))
-    draws = {k: v[None] for k, v in draws.items() if k != "obs"}
-    losses = np.asarray(result.losses)
-    tail = losses[-max(10, num_steps // 10):]
-    info = {"losses": losses, "final_elbo": -float(tail.mean()),
-            "warnings": [] if np.all(np.isfinite(tail)) else
-            ["SVI loss became non-finite; lower learning_rate"]}
-    return InferenceResult("svi", from_sites(draws, covariance_type), draws, {}, info)
+    draws = {k: np.asarray(v)[None] for k, v in draws.items() if k != "obs"}
+    elbo = -np.asarray(result.losses)
+    info = SVIInfo(elbo=elbo, n_steps=num_steps,
+                   final_elbo=float(elbo[-max(10, num_steps // 10):].mean()))
+    return InferenceResult("svi", from_sites(draws, covariance_type), draws, info)
