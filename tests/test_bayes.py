@@ -26,8 +26,8 @@ def nuts_fit(blobs):
 
     with jax.numpy_dtype_promotion("standard"):
         X = blobs[0].astype(np.float32)
-        fit = BayesianGaussianMixture(4, method="nuts", num_chains=4, num_warmup=500,
-                                      num_samples=500, random_state=0).fit(X)
+        fit = BayesianGaussianMixture(4, method="nuts", n_chains=4, n_warmup=500,
+                                      n_draws=500, random_state=0).fit(X)
     return fit, X
 
 
@@ -124,7 +124,7 @@ def simulated():
 
 def test_credible_intervals_cover_the_truth(simulated):
     data = simulated
-    fit = BayesianGaussianMixture(3, num_chains=2, num_warmup=300, num_samples=400,
+    fit = BayesianGaussianMixture(3, n_chains=2, n_warmup=300, n_draws=400,
                                   random_state=1).fit(data.X.astype(np.float32))
     assert fit.warnings_ == []
     post = fit.idata_.posterior
@@ -144,7 +144,7 @@ def test_credible_intervals_cover_the_truth(simulated):
 
 def test_loo_prefers_true_k_over_k_minus_one(simulated):
     X = simulated.X.astype(np.float32)
-    kw = dict(num_chains=2, num_warmup=300, num_samples=300, random_state=2)
+    kw = dict(n_chains=2, n_warmup=300, n_draws=300, random_state=2)
     fits = {f"K={k}": BayesianGaussianMixture(k, **kw).fit(X) for k in (2, 3)}
     table = az.compare({name: f.idata_ for name, f in fits.items()})
     assert table.index[0] == "K=3", table
@@ -152,7 +152,7 @@ def test_loo_prefers_true_k_over_k_minus_one(simulated):
 
 def test_svi_draws(blobs):
     X = blobs[0].astype(np.float32)
-    fit = BayesianGaussianMixture(4, method="svi", svi_steps=1500, num_samples=300,
+    fit = BayesianGaussianMixture(4, method="svi", n_svi_steps=1500, n_draws=300,
                                   random_state=0).fit(X)
     assert fit.params_.batch_shape == (1, 300)
     np.testing.assert_allclose(fit.means_, fit.map_params_.means, atol=0.1)
@@ -161,7 +161,8 @@ def test_svi_draws(blobs):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"num_chains": 0}, "num_chains"),
+    ({"n_chains": 0}, "n_chains"),
+    ({"n_draws": 0}, "n_draws"),
     ({"method": "hmc"}, "method"),
     ({"covariance_type": "tied"}, "covariance_type"),
     ({"target_accept_prob": 1.5}, "target_accept_prob"),
@@ -172,6 +173,22 @@ def test_svi_draws(blobs):
 def test_bad_parameters_are_refused(blobs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         BayesianGaussianMixture(2, **kwargs).fit(blobs[0])
+
+
+@pytest.mark.parametrize("old,new", [("num_chains", "n_chains"), ("num_warmup", "n_warmup"),
+                                     ("num_samples", "n_draws"), ("svi_steps", "n_svi_steps")])
+def test_old_num_names_are_refused_naming_the_new_one(old, new):
+    """Counts are scikit-learn's n_*: NumPyro's num_* names raise, in the constructor
+    and in set_params, with the new name in the message (never silently accepted)."""
+    with pytest.raises(TypeError, match=f"'{old}' is now '{new}'.*{new}=7"):
+        BayesianGaussianMixture(2, **{old: 7})
+    with pytest.raises(TypeError, match=f"'{old}' is now '{new}'"):
+        BayesianGaussianMixture(2).set_params(**{old: 7})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_sample'"):
+        BayesianGaussianMixture(2, n_sample=7)
+    fit = BayesianGaussianMixture(2, **{new: 7})
+    assert fit.get_params()[new] == 7 and old not in fit.get_params()
+    assert f"{new}=7" in repr(fit)
 
 
 def test_nan_data_refused():
@@ -208,7 +225,7 @@ def test_unhealthy_chains_warn_with_a_reason(blobs):
     from bayesgmm.bayes import SamplingWarning
 
     with pytest.warns(SamplingWarning) as record:
-        fit = BayesianGaussianMixture(6, num_chains=2, num_warmup=1, num_samples=60,
+        fit = BayesianGaussianMixture(6, n_chains=2, n_warmup=1, n_draws=60,
                                       jitter=1.0, random_state=0).fit(blobs[0])
     assert fit.warnings_ and all(isinstance(w, str) for w in fit.warnings_)
     assert any(str(r.message) in fit.warnings_ for r in record)
@@ -237,8 +254,8 @@ X, _ = make_blobs(n_samples=200, centers=2, cluster_std=0.5, random_state=0)
 X = X.astype(np.float32)
 gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
 r = sample_nuts(jax.random.PRNGKey(0), jnp.asarray(X), gm.params_, n_components=2,
-                covariance_type="diag", priors=Priors().resolve(X), num_warmup=100,
-                num_samples=100, num_chains=4)
+                covariance_type="diag", priors=Priors().resolve(X), n_warmup=100,
+                n_draws=100, n_chains=4)
 print(r.info.chain_method, r.params.batch_shape, int(np.asarray(r.sample_stats["diverging"]).sum()))
 """
 
@@ -271,7 +288,7 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     X = jnp.asarray(blobs[0][:120], jnp.float32)
     gm = GaussianMixture(2, random_state=0).fit(np.asarray(X))
     priors = P().resolve(np.asarray(X))
-    kw = dict(n_components=2, priors=priors, num_warmup=30, num_samples=20, num_chains=2)
+    kw = dict(n_components=2, priors=priors, n_warmup=30, n_draws=20, n_chains=2)
     key0, key1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
     X1 = jax.block_until_ready(X + 0.01)
     r1 = nuts.sample_nuts(key0, X, gm.params_, **kw)
@@ -288,7 +305,7 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     assert set(r2.sample_stats) >= {"diverging", "n_steps", "step_size", "lp"}
 
 
-def _sampler_args(blobs, num_chains, dtype):
+def _sampler_args(blobs, n_chains, dtype):
     import jax
 
     from bayesgmm.bayes.inference import nuts
@@ -299,7 +316,7 @@ def _sampler_args(blobs, num_chains, dtype):
     gm = GaussianMixture(2, random_state=0).fit(X)
     priors = P().resolve(X)
     model = bound_model(2, "full", priors)
-    config = (2, "full", nuts.priors_key(priors), 30, 20, num_chains, 0.8, 10)
+    config = (2, "full", nuts.priors_key(priors), 30, 20, n_chains, 0.8, 10)
     init = jax.tree_util.tree_map(np.asarray, gm.params_.astype(dtype))
     return model, config, (jax.random.PRNGKey(1), X, init, np.asarray(0.05, dtype))
 

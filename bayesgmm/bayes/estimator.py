@@ -4,6 +4,11 @@ scikit-learn-style facade. Imports NumPyro and ArviZ, so ``bayesgmm`` loads it l
 The fit: validate X; fit EM (:class:`bayesgmm.GaussianMixture`) as the starting point;
 MAP from there (used for ``bic``/``aic`` and as the reference labeling); then the chosen
 method; then relabel the draws to the MAP labeling and build the ArviZ object.
+
+Counts follow scikit-learn's ``n_*`` names, not NumPyro's ``num_*``: ``n_chains``,
+``n_warmup``, ``n_draws`` (posterior draws per chain; ``n_samples`` stays the data's rows,
+as in scikit-learn) and ``n_svi_steps``. The old names (``num_chains``, ``num_warmup``,
+``num_samples``, ``svi_steps``) raise a ``TypeError`` that names the new one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from bayesgmm.validation import (
 
 __all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
 
+# Parameters renamed to scikit-learn's n_* counts (they were NumPyro's num_*).
+RENAMED = {"num_chains": "n_chains", "num_warmup": "n_warmup", "num_samples": "n_draws",
+           "svi_steps": "n_svi_steps"}
+
 
 class SamplingWarning(UserWarning):
     """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
@@ -46,13 +55,18 @@ class BayesianGaussianMixture(_BaseEstimator):
     method : {"nuts", "map", "svi"}, default="nuts"
     priors : bayesgmm.bayes.model.Priors, optional
         Weakly informative, data-scaled defaults (see ``Priors``).
-    num_chains, num_warmup, num_samples : int
-        NUTS chains (vectorised on one device; parallel over several) and draws per
-        chain; ``num_samples`` is also the number of SVI draws.
+    n_chains : int, default=4
+        NUTS chains (in sequence on a CPU, vectorised on an accelerator; parallel over
+        several devices).
+    n_warmup : int, default=500
+        NUTS warm-up (adaptation) iterations per chain, discarded.
+    n_draws : int, default=500
+        Posterior draws per NUTS chain, or from the SVI guide.
     target_accept_prob : float, default=0.8
     jitter : float, default=0.05
         Per-chain perturbation of the EM/MAP start, in the unconstrained space.
-    svi_steps : int, default=3000
+    n_svi_steps : int, default=3000
+        Optimiser steps of SVI's ELBO.
     n_init, reg_covar, max_iter, tol, init_params
         For the EM fit that initialises inference.
     random_state : int, RandomState or None
@@ -80,19 +94,21 @@ class BayesianGaussianMixture(_BaseEstimator):
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", method="nuts", priors=None,
-                 num_chains=4, num_warmup=500, num_samples=500, target_accept_prob=0.8,
-                 jitter=0.05, svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
-                 tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False):
+                 n_chains=4, n_warmup=500, n_draws=500, target_accept_prob=0.8,
+                 jitter=0.05, n_svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
+                 tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False,
+                 **renamed):
+        _refuse_renamed(renamed)
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.method = method
         self.priors = priors
-        self.num_chains = num_chains
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
+        self.n_chains = n_chains
+        self.n_warmup = n_warmup
+        self.n_draws = n_draws
         self.target_accept_prob = target_accept_prob
         self.jitter = jitter
-        self.svi_steps = svi_steps
+        self.n_svi_steps = n_svi_steps
         self.n_init = n_init
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -120,15 +136,20 @@ class BayesianGaussianMixture(_BaseEstimator):
             result, map_params = inference.run(
                 k_run, jnp.asarray(X), self.em_.params_.astype(X.dtype), self.method,
                 n_components=K, covariance_type=self.covariance_type, priors=priors,
-                num_chains=self.num_chains, num_warmup=self.num_warmup,
-                num_samples=self.num_samples, jitter=self.jitter,
-                target_accept_prob=self.target_accept_prob, svi_steps=self.svi_steps,
+                n_chains=self.n_chains, n_warmup=self.n_warmup,
+                n_draws=self.n_draws, jitter=self.jitter,
+                target_accept_prob=self.target_accept_prob, n_svi_steps=self.n_svi_steps,
                 progress_bar=self.progress_bar)
             to_np = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
             result = result._replace(params=to_np(result.params), sites=to_np(result.sites))
             map_params = to_np(map_params)
         self._set_fitted(result, map_params, X)
         return self
+
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``; an old ``num_*`` name raises, naming the new one."""
+        _refuse_renamed({name: v for name, v in params.items() if name in RENAMED})
+        return super().set_params(**params)
 
     # ---- prediction ---------------------------------------------------------------
 
@@ -225,10 +246,10 @@ class BayesianGaussianMixture(_BaseEstimator):
         if self.method not in METHODS:
             raise ValueError(f"Invalid value for 'method': {self.method!r}; 'method' should "
                              f"be one of {METHODS}")
-        check_positive_int(self.num_chains, "num_chains")
-        check_positive_int(self.num_warmup, "num_warmup", minimum=0)
-        check_positive_int(self.num_samples, "num_samples")
-        check_positive_int(self.svi_steps, "svi_steps")
+        check_positive_int(self.n_chains, "n_chains")
+        check_positive_int(self.n_warmup, "n_warmup", minimum=0)
+        check_positive_int(self.n_draws, "n_draws")
+        check_positive_int(self.n_svi_steps, "n_svi_steps")
         if not 0 < self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got "
                              f"{self.target_accept_prob!r}")
@@ -263,6 +284,18 @@ class BayesianGaussianMixture(_BaseEstimator):
         X = check_array_2d(X)
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X
+
+
+def _refuse_renamed(kwargs: dict) -> None:
+    """A ``TypeError`` for any keyword ``BayesianGaussianMixture`` does not take, naming
+    the new name of a renamed one."""
+    for name in kwargs:
+        if name in RENAMED:
+            raise TypeError(f"BayesianGaussianMixture's {name!r} is now {RENAMED[name]!r} "
+                            f"(counts follow scikit-learn's n_* names): pass "
+                            f"{RENAMED[name]}={kwargs[name]!r}")
+        raise TypeError(f"BayesianGaussianMixture got an unexpected keyword argument "
+                        f"{name!r}")
 
 
 def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",

@@ -15,6 +15,9 @@ Modules, imported bottom to top (none reads another's private names):
 ``svi``       :func:`fit_svi`
 ``workflow``  :func:`run`: MAP from EM, then the chosen method from the MAP
 
+Counts follow scikit-learn's ``n_*`` names (``n_chains``, ``n_warmup``, ``n_draws``,
+``n_steps``), not NumPyro's ``num_*``, which appear only where NumPyro is called.
+
 A subpackage rather than one ``inference.py``: NUTS alone is ~300 lines of sampler
 programs, caches and host threads that MAP and SVI do not share; one module per method
 (as BlackJAX and NumPyro lay theirs out) lets each be read, and its cache found, alone.

@@ -27,16 +27,16 @@ _RUNNERS: dict = {}
 
 
 def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str = "full",
-            priors: Priors, num_steps: int = 800, learning_rate: float = 0.05,
+            priors: Priors, n_steps: int = 800, learning_rate: float = 0.05,
             final_learning_rate: float = 1e-3, rtol: float = 1e-6) -> InferenceResult:
     """Maximum a posteriori parameters; ``params`` has batch shape (1, 1).
 
     ``key`` is unused (the optimisation is deterministic) and kept for a uniform API.
     """
     model = bound_model(n_components, covariance_type, priors)
-    cache_key = (n_components, covariance_type, priors_key(priors), num_steps)
+    cache_key = (n_components, covariance_type, priors_key(priors), n_steps)
     if cache_key not in _RUNNERS:
-        _RUNNERS[cache_key] = _make_runner(model, num_steps)
+        _RUNNERS[cache_key] = _make_runner(model, n_steps)
     # Host arrays in and out, the start's transform and the draws' constraints inside the
     # program: run op by op outside it, they compiled ~100 small programs (1.9 s cold).
     init = jax.tree_util.tree_map(np.asarray, init)
@@ -44,15 +44,15 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
         X, init, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype)))
     batched = {k: v[None, None] for k, v in constrained.items()}
     lp = -trace
-    tail = lp[-max(num_steps // 10, 2):]
+    tail = lp[-max(n_steps // 10, 2):]
     change = float(np.abs(tail[-1] - tail[0]) / (np.abs(tail[-1]) + 1e-12))
-    info = MAPInfo(log_density=lp, n_steps=num_steps,
+    info = MAPInfo(log_density=lp, n_steps=n_steps,
                    converged=bool(np.isfinite(lp[-1])) and change < rtol * 100,
                    relative_change=change)
     return InferenceResult("map", from_sites(batched, covariance_type), batched, info)
 
 
-def _make_runner(model, num_steps: int):
+def _make_runner(model, n_steps: int):
     """A jitted (X, init, lr0, lr1) -> (MAP sites, minus-log-density trace), on the
     same potential as NUTS (:func:`bayesgmm.bayes.inference.target.flat_potential`)."""
 
@@ -61,7 +61,7 @@ def _make_runner(model, num_steps: int):
         flat0, unravel = ravel_pytree(z0)
         loss = flat_potential(model, X, unravel)
         grad = jax.value_and_grad(loss)
-        decay = (lr1 / lr0) ** (1.0 / num_steps)
+        decay = (lr1 / lr0) ** (1.0 / n_steps)
         b1, b2, eps = 0.9, 0.999, 1e-8
 
         def step(carry, t):
@@ -77,7 +77,7 @@ def _make_runner(model, num_steps: int):
 
         zeros = jnp.zeros_like(flat0)
         (f, _, _), trace = jax.lax.scan(step, (flat0, zeros, zeros),
-                                        jnp.arange(num_steps, dtype=jnp.int32))
+                                        jnp.arange(n_steps, dtype=jnp.int32))
         final = loss(f)
         return constrained(model, X, unravel(f)), jnp.concatenate([trace, final[None]])
 

@@ -20,8 +20,8 @@ METHODS = ("nuts", "map", "svi")
 
 
 def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_type: str,
-        priors, num_chains: int = 4, num_warmup: int = 500, num_samples: int = 500,
-        jitter: float = 0.05, target_accept_prob: float = 0.8, svi_steps: int = 3000,
+        priors, n_chains: int = 4, n_warmup: int = 500, n_draws: int = 500,
+        jitter: float = 0.05, target_accept_prob: float = 0.8, n_svi_steps: int = 3000,
         progress_bar: bool = False) -> tuple[InferenceResult, GMMParams]:
     """MAP from ``init`` (an EM fit), then ``method`` from the MAP, drawing with ``key``
     (MAP itself is deterministic).
@@ -35,12 +35,12 @@ def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_t
     if method == "map":
         return map_result, map_params
     if method == "nuts":
-        result = sample_nuts(key, X, map_params, num_warmup=num_warmup,
-                             num_samples=num_samples, num_chains=num_chains, jitter=jitter,
+        result = sample_nuts(key, X, map_params, n_warmup=n_warmup, n_draws=n_draws,
+                             n_chains=n_chains, jitter=jitter,
                              target_accept_prob=target_accept_prob, progress_bar=progress_bar,
                              **kw)
     elif method == "svi":
-        result = fit_svi(key, X, map_params, num_steps=svi_steps, num_samples=num_samples,
+        result = fit_svi(key, X, map_params, n_steps=n_svi_steps, n_draws=n_draws,
                          progress_bar=progress_bar, **kw)
     else:
         raise ValueError(f"method must be 'nuts', 'map' or 'svi', got {method!r}")
