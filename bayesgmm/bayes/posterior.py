@@ -12,6 +12,13 @@ at the EM/MAP solution and is replaced by the relabeled posterior mean until no
 assignment changes (an iterated, ECR-style fixed point). Label-invariant quantities
 (the log density, ``predict_proba`` after relabeling, co-clustering) need no relabeling
 and are reported alongside.
+
+:func:`from_inference` turns an :class:`~bayesgmm.bayes.inference.InferenceResult` into
+a :class:`Posterior`: relabeled draws, their mean, the ArviZ views (built by
+:mod:`bayesgmm.bayes.arviz`) and the run's health (:func:`diagnose`: divergences, tree
+depth, step sizes, and :func:`rhat`, the rank-normalised split R-hat in NumPy). The
+predictive density, predictive draws and BIC/AIC at a point are here too, so the
+estimator only calls them.
 """
 
 from __future__ import annotations
@@ -22,26 +29,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.special import ndtri
+from scipy.special import logsumexp, ndtri
 from scipy.stats import rankdata
 
+from bayesgmm.bayes.arviz import pointwise_log_likelihood, to_inference_data
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
-from bayesgmm.density import log_resp
+from bayesgmm.density import log_resp, sample
 from bayesgmm.engines import numpy as host
 from bayesgmm.engines.choose import choose
 from bayesgmm.params import GMMParams
 from bayesgmm.selection import criteria_from_terms, criteria_terms
 from bayesgmm.validation import compute_scope
 
+__all__ = ["Posterior", "Relabeling", "Diagnostics", "from_inference", "relabel",
+           "permute_sites", "posterior_mean", "membership", "coclustering",
+           "log_predictive_density", "sample_predictive", "information_criteria", "rhat",
+           "diagnose"]
+
 # Responsibilities p(z | x, θ) for a batch of draws: (M, N, K). Jitted once, at module level,
 # so repeated predict_proba / membership calls reuse the compiled program.
 _resp_jit = jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
 _criteria_terms_jit = jit(criteria_terms)
-
-__all__ = ["Relabeling", "relabel", "permute_sites", "membership", "coclustering", "rhat",
-           "posterior_mean", "Diagnostics", "diagnose", "information_criteria"]
 
 
 class Diagnostics(NamedTuple):
@@ -60,7 +70,20 @@ class Relabeling(NamedTuple):
     params: GMMParams  # (C, S) draws, relabeled
     permutations: np.ndarray  # (C, S, K): new component k was old permutations[..., k]
     n_switched: int  # draws whose labeling was changed
-    n_iter: int
+    n_iter: int  # rounds of matching to the (updated) reference
+
+
+class Posterior(NamedTuple):
+    """An inference run made ready to read (:func:`from_inference`): draws relabeled to
+    the reference, their mean, both ArviZ views and the run's health."""
+
+    params: GMMParams  # relabeled draws, batch shape (C, S)
+    reference: GMMParams  # the labeling they were matched to (the MAP), batch shape ()
+    relabeling: Relabeling
+    mean: GMMParams  # posterior mean of weights, means and covariances, batch shape ()
+    idata: object  # arviz.InferenceData of the relabeled draws, log_likelihood included
+    idata_raw: object  # arviz.InferenceData of the draws as sampled (label switching shows)
+    diagnostics: Diagnostics
 
 
 def relabel(draws: GMMParams, reference: GMMParams, max_iter: int = 10) -> Relabeling:
@@ -170,6 +193,41 @@ def rhat(x) -> float:
     split = np.concatenate([x[:, :half], x[:, -half:]])  # (2C, S // 2): halves as chains
     folded = np.abs(split - np.median(split))
     return float(max(_split_rhat(_z_scale(split)), _split_rhat(_z_scale(folded))))
+
+
+def from_inference(result: InferenceResult, reference: GMMParams, X) -> Posterior:
+    """Relabel ``result``'s draws to ``reference`` (batch shape ()), average them, build
+    the ArviZ views (X (N, D) as observed data) and check the run's health."""
+    rel = relabel(result.params, reference)
+    sites = permute_sites(result.sites, rel.permutations)
+    stats = result.sample_stats
+    idata = to_inference_data(rel.params, X, sites=sites, sample_stats=stats)
+    raw = to_inference_data(result.params, X, sites=result.sites, sample_stats=stats,
+                            log_likelihood=False)
+    return Posterior(rel.params, reference, rel, posterior_mean(rel.params), idata, raw,
+                     diagnose(result))
+
+
+def log_predictive_density(draws: GMMParams, X) -> np.ndarray:
+    """log E_θ[p(x_n | θ)] over the draws (batch shape (C, S)), shape (N,), in X's dtype:
+    the log of the mean density, by log-sum-exp over the C·S draws."""
+    X = np.asarray(X)
+    ll = pointwise_log_likelihood(draws, X)  # (C, S, N)
+    flat = ll.reshape(-1, ll.shape[-1])  # the draws are the first axis; reduce it
+    return (logsumexp(flat, axis=0) - np.log(flat.shape[0])).astype(X.dtype)
+
+
+def sample_predictive(key, draws: GMMParams, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n_samples`` points from the posterior predictive, each from a draw chosen
+    uniformly: X (n_samples, D) in the draws' dtype and their components (n_samples,)."""
+    k_draw, k_x = jax.random.split(key)
+    flat = draws.flatten_batch()
+    idx = np.asarray(jax.random.randint(k_draw, (n_samples,), 0, flat.weights.shape[0]))
+    with compute_scope(draws.dtype):
+        chosen = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), flat)
+        X, y = jax.vmap(lambda k, q: sample(k, q, 1))(jax.random.split(k_x, n_samples),
+                                                      chosen)
+        return np.asarray(X)[:, 0], np.asarray(y)[:, 0].astype(np.int64)
 
 
 def diagnose(result: InferenceResult) -> Diagnostics:

@@ -13,7 +13,8 @@ Modules, imported bottom to top (none reads another's private names):
 ``map``       :func:`fit_map`
 ``nuts``      :func:`sample_nuts`
 ``svi``       :func:`fit_svi`
-``workflow``  :func:`run`: MAP from EM, then the chosen method from the MAP
+``workflow``  :func:`run`: MAP from EM, then the chosen method from the MAP; and
+              :func:`check_settings`
 
 Counts follow scikit-learn's ``n_*`` names (``n_chains``, ``n_warmup``, ``n_draws``,
 ``n_steps``), not NumPyro's ``num_*``, which appear only where NumPyro is called.
@@ -27,6 +28,7 @@ from bayesgmm.bayes.inference.map import fit_map
 from bayesgmm.bayes.inference.nuts import sample_nuts
 from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.svi import fit_svi
-from bayesgmm.bayes.inference.workflow import METHODS, run
+from bayesgmm.bayes.inference.workflow import METHODS, SETTINGS, check_settings, run
 
-__all__ = ["InferenceResult", "MAPInfo", "NUTSInfo", "SVIInfo", "fit_map", "sample_nuts", "fit_svi", "run", "METHODS"]
+__all__ = ["InferenceResult", "MAPInfo", "NUTSInfo", "SVIInfo", "fit_map", "sample_nuts",
+           "fit_svi", "run", "check_settings", "METHODS", "SETTINGS"]
