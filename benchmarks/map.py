@@ -106,7 +106,7 @@ def child(name: str, dtype: str, variant: str) -> None:
         model = bound_model(K, "full", priors)
         init = jax.tree_util.tree_map(np.asarray, gm.params_.astype(X.dtype))
         lr = (np.asarray(0.05, X.dtype), np.asarray(1e-3, X.dtype))
-        out = {}
+        out, runner = {}, None
         for label in ("cold", "warm"):
             t, cpu = time.perf_counter(), time.process_time()
             if variant.startswith("fit_map"):
@@ -114,7 +114,7 @@ def child(name: str, dtype: str, variant: str) -> None:
                                n_steps=n_steps).info
                 lp = np.asarray(info.log_density, np.float64)
             else:
-                runner = make_runner(model, variant, n_steps) if label == "cold" else runner
+                runner = runner or make_runner(model, variant, n_steps)
                 lp = -np.asarray(jax.device_get(runner(X, init, *lr))[1], np.float64)
             out[label] = time.perf_counter() - t
             out[label + " cpu"] = time.process_time() - cpu

@@ -1,10 +1,13 @@
-"""Relabeling recovers known permutations; membership and co-clustering summaries."""
+"""Relabeling recovers known permutations; membership and co-clustering summaries; R-hat
+and the health checks; and the ArviZ views the posterior is read through
+(bayes/arviz.py has no test module of its own yet)."""
 
 import jax
 import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES
 
+from bayesgmm import GaussianMixture
 from bayesgmm.params import GMMParams
 from bayesgmm.bayes.posterior import coclustering, membership, permute_sites, relabel, rhat
 
@@ -166,3 +169,95 @@ def test_diagnose_map_and_svi_objectives():
     assert diagnose(_result(SVIInfo(elbo, 100, -5.0), "svi")).warnings == ()
     elbo[-1] = -np.inf
     assert "learning_rate" in diagnose(_result(SVIInfo(elbo, 100, -np.inf), "svi")).warnings[0]
+
+
+# ---- ArviZ views: the one-draw export and LOO's pointwise log-likelihood ------------
+
+
+def test_em_fit_exports_as_one_draw(blobs):
+    from bayesgmm.bayes.arviz import from_params
+
+    X = blobs[0]
+    gm = GaussianMixture(4, random_state=0).fit(X)
+    idata = from_params(gm.params_, X)
+    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
+    ll = idata.log_likelihood.obs.values[0, 0]
+    np.testing.assert_allclose(ll, gm.score_samples(X), rtol=1e-10)
+    np.testing.assert_allclose(idata.posterior.covariances.values[0, 0], gm.covariances_,
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("ct", ["full", "diag", "spherical", "tied"])
+def test_pointwise_log_likelihood_on_the_host_equals_the_compiled_one(blobs, ct):
+    """LOO's pointwise log p(x_n | θ_cs) runs in NumPy for small problems: the same
+    numbers as the compiled scorer (float64), over (chain, draw) batches of fits."""
+    from bayesgmm.bayes.arviz import pointwise_log_likelihood
+
+    X = blobs[0][:150]
+    models = [GaussianMixture(3, covariance_type=ct, random_state=s).fit(X)
+              for s in range(6)]
+    batch = jax.tree_util.tree_map(lambda *a: np.stack(a).reshape((2, 3) + a[0].shape),
+                                   *[m.params_ for m in models])
+    host = pointwise_log_likelihood(batch, X, engine="numpy")
+    compiled = pointwise_log_likelihood(batch, X, engine="jax")
+    assert host.shape == (2, 3, 150) and host.dtype == np.float64
+    np.testing.assert_allclose(host, compiled, rtol=1e-10)
+    np.testing.assert_allclose(host[1, 2], models[5].score_samples(X), rtol=1e-10)
+
+
+# ---- predictive density, predictive draws, criteria at a point ------------------------
+
+def _two_draws():
+    """Two parameter sets as draws with batch shape (1, 2), far apart."""
+    w = np.array([[[0.3, 0.7], [0.5, 0.5]]])
+    means = np.array([[[[0.0, 0.0], [3.0, 1.0]], [[40.0, 0.0], [44.0, 2.0]]]])
+    L = np.array([[0.8, 0.0], [0.3, 0.5]])
+    factor = np.broadcast_to(L, (1, 2, 2, 2, 2)).copy()
+    return GMMParams(w, means, factor, "full")
+
+
+def test_log_predictive_density_is_the_log_mean_density():
+    """log E_θ[p(x | θ)] over two draws equals log of the mean of their scipy densities."""
+    from scipy.stats import multivariate_normal
+
+    from bayesgmm.bayes.posterior import log_predictive_density
+
+    draws = _two_draws()
+    X = np.random.default_rng(0).normal(size=(50, 2)) * 3 + [20.0, 0.0]
+    X[:10] -= [20.0, 0.0]
+    dens = []
+    for s in range(2):
+        cov = draws.cov_factor[0, s] @ np.swapaxes(draws.cov_factor[0, s], -1, -2)
+        dens.append(sum(draws.weights[0, s, k] * multivariate_normal(draws.means[0, s, k],
+                                                                     cov[k]).pdf(X)
+                        for k in range(2)))
+    expect = np.log((dens[0] + dens[1]) / 2)
+    out = log_predictive_density(draws, X)
+    assert out.shape == (50,) and out.dtype == np.float64
+    np.testing.assert_allclose(out, expect, rtol=1e-10)
+
+
+def test_sample_predictive_draws_from_each_posterior_draw():
+    from bayesgmm.bayes.posterior import sample_predictive
+
+    draws = _two_draws()
+    X, y = sample_predictive(jax.random.PRNGKey(0), draws, 2000)
+    assert X.shape == (2000, 2) and y.shape == (2000,) and set(np.unique(y)) <= {0, 1}
+    far = X[:, 0] > 20  # from the second draw (means near x = 40)
+    assert abs(far.mean() - 0.5) < 0.05
+    # within the first draw, component 1 (weight 0.7) sits near x = 3
+    assert abs((y[~far] == 1).mean() - 0.7) < 0.05
+
+
+@pytest.mark.parametrize("n_samples", [150, 100_000])  # scored in NumPy, then compiled
+def test_information_criteria_equal_sklearns(n_samples):
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    from bayesgmm.bayes.posterior import information_criteria
+    from bayesgmm.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=n_samples, centers=4, random_state=1)
+    sk = SkGM(4, random_state=0).fit(X)
+    crit = information_criteria(GMMParams.from_estimator(sk), X)
+    np.testing.assert_allclose(crit["bic"], sk.bic(X), rtol=1e-9)
+    np.testing.assert_allclose(crit["aic"], sk.aic(X), rtol=1e-9)

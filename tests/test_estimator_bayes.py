@@ -1,8 +1,10 @@
-"""BayesianGaussianMixture end to end: NUTS on the seed blobs (4 chains x 500+500),
-relabeled diagnostics, membership intervals, ArviZ objects, MAP, SVI, LOO, errors."""
+"""BayesianGaussianMixture end to end (bayesgmm/bayes/estimator.py): NUTS on the seed blobs
+(4 chains x 500+500), relabeled diagnostics, membership intervals, ArviZ objects, MAP,
+SVI, LOO, errors; and the package's layering rules."""
 
-
-import os
+import ast
+import re
+from pathlib import Path
 
 import arviz as az
 import matplotlib
@@ -12,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from bayesgmm import BayesianGaussianMixture, GaussianMixture, Priors  # noqa: E402
+from bayesgmm import BayesianGaussianMixture, Priors  # noqa: E402
 from bayesgmm.datasets import make_mixture  # noqa: E402
 from bayesgmm.metrics import adjusted_rand_score  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
@@ -231,168 +233,100 @@ def test_unhealthy_chains_warn_with_a_reason(blobs):
     assert any(str(r.message) in fit.warnings_ for r in record)
 
 
-def test_em_fit_exports_as_one_draw(blobs):
-    from bayesgmm.bayes.arviz import from_params
+# ---- the package's shape: layers, private names, the covariance table, thin methods ---
 
-    X = blobs[0]
-    gm = GaussianMixture(4, random_state=0).fit(X)
-    idata = from_params(gm.params_, X)
-    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
-    ll = idata.log_likelihood.obs.values[0, 0]
-    np.testing.assert_allclose(ll, gm.score_samples(X), rtol=1e-10)
-    np.testing.assert_allclose(idata.posterior.covariances.values[0, 0], gm.covariances_,
-                               rtol=1e-12)
+BAYES = Path(__file__).resolve().parents[1] / "bayesgmm" / "bayes"
+# bottom to top; arviz.py imports nothing from the package, so any layer may use it
+RANK = {"arviz": 0, "model": 0, "potential": 1, "inference": 2, "posterior": 3,
+        "estimator": 4}
+# reads of another module's private names that are not ours to remove (see the report)
+ALLOWED_PRIVATE = {("estimator.py", "bayesgmm.estimators", "_BaseEstimator")}
 
 
-PARALLEL_CHAINS = r"""
-import jax, numpy as np, jax.numpy as jnp
-assert jax.local_device_count() == 4
-from bayesgmm import GaussianMixture, Priors
-from bayesgmm.bayes.inference import sample_nuts
-from bayesgmm.datasets import make_blobs
-X, _ = make_blobs(n_samples=200, centers=2, cluster_std=0.5, random_state=0)
-X = X.astype(np.float32)
-gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
-r = sample_nuts(jax.random.PRNGKey(0), jnp.asarray(X), gm.params_, n_components=2,
-                covariance_type="diag", priors=Priors().resolve(X), n_warmup=100,
-                n_draws=100, n_chains=4)
-print(r.info.chain_method, r.params.batch_shape, int(np.asarray(r.sample_stats["diverging"]).sum()))
-"""
+def _bayes_imports(path):
+    """(layer imported, module, names) for every import of bayesgmm.* in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bayesgmm"):
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("bayesgmm")]
+    return out
 
 
-def test_chains_spread_over_devices():
-    """With 4 (simulated) devices, 4 chains run one per device (chain_method="parallel")."""
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-c", PARALLEL_CHAINS], capture_output=True,
-                         text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    method, *rest = out.stdout.split()
-    assert method == "parallel"
-    assert "(4, 100)" in out.stdout
+def _layer(module, name=None):
+    parts = module.split(".")
+    if parts[:2] != ["bayesgmm", "bayes"]:
+        return None
+    return parts[2] if len(parts) > 2 else name
 
 
-def test_compiled_sampler_is_reused_across_calls(blobs):
-    """A second NUTS run with the same shapes compiles nothing (NumPyro's MCMC.run
-    recompiled every call), on new data values and a new key: counted by JAX's own
-    backend-compile events."""
-    import jax
-    import jax.numpy as jnp
-
-    from bayesgmm.bayes.inference import nuts
-    from bayesgmm.bayes.model import Priors as P
-
-    X = jnp.asarray(blobs[0][:120], jnp.float32)
-    gm = GaussianMixture(2, random_state=0).fit(np.asarray(X))
-    priors = P().resolve(np.asarray(X))
-    kw = dict(n_components=2, priors=priors, n_warmup=30, n_draws=20, n_chains=2)
-    key0, key1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
-    X1 = jax.block_until_ready(X + 0.01)
-    r1 = nuts.sample_nuts(key0, X, gm.params_, **kw)
-    compiles = []
-    listener = lambda event, *a, **k: compiles.append(event) if "backend_compile" in event else None
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        r2 = nuts.sample_nuts(key1, X1, gm.params_, **kw)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []  # no new program
-    assert r2.params.means.shape == (2, 20, 2, 2)
-    assert not np.allclose(np.asarray(r1.params.means), np.asarray(r2.params.means))
-    assert set(r2.sample_stats) >= {"diverging", "n_steps", "step_size", "lp"}
+def _modules():
+    return sorted(p for p in BAYES.rglob("*.py") if p.name != "__init__.py")
 
 
-def _sampler_args(blobs, n_chains, dtype):
-    import jax
+def test_layers_import_downwards_only_without_circles():
+    edges = {}
+    for path in _modules():
+        rel = path.relative_to(BAYES)
+        own = rel.parts[0].removesuffix(".py")
+        me = ".".join(("bayesgmm", "bayes", *rel.with_suffix("").parts))
+        for module, names in _bayes_imports(path):
+            for name in names or [None]:
+                target = _layer(module, name)
+                if target is None or target not in RANK:
+                    continue
+                if target == own:  # inside the inference subpackage: must stay acyclic
+                    edges.setdefault(me, set()).add(module if module != "bayesgmm.bayes.inference"
+                                                   else f"{module}.{name}")
+                    continue
+                assert RANK[target] < RANK[own], f"{rel} imports {module} {name}: upwards"
+    done = set()
 
-    from bayesgmm.bayes.inference import nuts
-    from bayesgmm.bayes.inference.target import bound_model
-    from bayesgmm.bayes.model import Priors as P
+    def visit(node, stack=()):
+        assert node not in stack, f"import circle: {' -> '.join(stack + (node,))}"
+        if node in done:
+            return
+        for nxt in edges.get(node, ()):
+            visit(nxt, stack + (node,))
+        done.add(node)
 
-    X = np.asarray(blobs[0][:120], dtype)
-    gm = GaussianMixture(2, random_state=0).fit(X)
-    priors = P().resolve(X)
-    model = bound_model(2, "full", priors)
-    config = (2, "full", nuts.priors_key(priors), 30, 20, n_chains, 0.8, 10)
-    init = jax.tree_util.tree_map(np.asarray, gm.params_.astype(dtype))
-    return model, config, (jax.random.PRNGKey(1), X, init, np.asarray(0.05, dtype))
-
-
-def test_chains_in_sequence_equal_vmapped_chains(blobs):
-    """On a CPU the chains of one program run in sequence (lax.map); on an accelerator
-    they are vmapped. Same keys and starts give the same draws. In float64: in float32
-    the two programs' round-off differs, and NUTS's trajectories amplify it."""
-    import jax
-
-    from bayesgmm.bayes.inference import nuts
-
-    with jax.enable_x64(True):
-        model, config, args = _sampler_args(blobs, 3, np.float64)
-        (sa, ea), (sb, eb) = (nuts._run_vectorized(model, config, *args, batched=b)
-                              for b in (True, False))
-    assert sa["means"].shape == sb["means"].shape == (3, 20, 2, 2)
-    for name in ("weights", "means", "scales", "corr_chol"):
-        np.testing.assert_allclose(sa[name], sb[name], rtol=1e-9, atol=1e-9)
-    np.testing.assert_array_equal(ea["num_steps"], eb["num_steps"])
-    assert not np.allclose(sa["means"][0], sa["means"][1])  # chains differ from each other
+    for node in list(edges):
+        visit(node)
+    assert edges, "the inference subpackage's internal imports were not found"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_chain_groups_on_threads_give_the_same_draws(blobs, dtype):
-    """On a CPU the chains are split into groups run on host threads; chain c's start
-    and stream come from fold_in(key, c), so 4 chains in 1, 2 or 4 groups are the same
-    draws in float64 (to round-off: each group size is its own compiled program; in
-    float32 the round-off grows along a chain, as in the test above). float64 also checks that the threads keep the caller's x64 mode
-    (JAX's is per thread: a float32 call of the float64 program raised)."""
-    import jax
-
-    from bayesgmm.bayes.inference import nuts
-
-    with jax.enable_x64(dtype == np.float64):
-        model, config, args = _sampler_args(blobs, 4, dtype)
-        runs = [nuts._run_vectorized(model, config, *args, batched=False, groups=g)
-                for g in (1, 2, 4)]
-    (s1, e1) = runs[0]
-    assert s1["means"].dtype == dtype and s1["means"].shape == (4, 20, 2, 2)
-    for s, e in runs[1:]:
-        if dtype == np.float64:
-            for name in s1:
-                np.testing.assert_allclose(s[name], s1[name], rtol=1e-7, atol=1e-7)
-            np.testing.assert_array_equal(e["num_steps"], e1["num_steps"])
-        else:  # round-off has grown by the end of warm-up: same shape, finite, per chain
-            assert s["means"].shape == s1["means"].shape and np.all(np.isfinite(s["means"]))
-            assert not np.allclose(s["means"][0], s["means"][1])
+def test_no_module_reads_another_modules_private_names():
+    found = []
+    for path in _modules():
+        for module, names in _bayes_imports(path):
+            found += [(path.name, module, n) for n in names if n.startswith("_")]
+            if any(part.startswith("_") for part in module.split(".")):
+                found.append((path.name, module, "*"))
+    assert set(found) <= ALLOWED_PRIVATE, found
 
 
-def test_chain_groups_fit_the_cores():
-    from bayesgmm.bayes.inference.nuts import _chain_groups
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    for n in (1, 2, 3, 4, 6, 8):
-        g = _chain_groups(n)
-        assert n % g == 0 and 1 <= g <= max(cores, 1)
-        # the largest such divisor
-        assert not any(n % h == 0 and g < h <= cores for h in range(1, n + 1))
+def test_no_branching_on_covariance_type_names():
+    pattern = re.compile(r"covariance_type\s*(==|!=|in\s*[\(\[\{])")
+    hits = [f"{p.name}:{i + 1}" for p in BAYES.rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines()) if pattern.search(line)]
+    assert hits == []
 
 
-@pytest.mark.parametrize("ct", ["full", "diag", "spherical", "tied"])
-def test_pointwise_log_likelihood_on_the_host_equals_the_compiled_one(blobs, ct):
-    """LOO's pointwise log p(x_n | θ_cs) runs in NumPy for small problems: the same
-    numbers as the compiled scorer (float64), over (chain, draw) batches of fits."""
-    import jax
-
-    from bayesgmm.bayes.arviz import pointwise_log_likelihood
-
-    X = blobs[0][:150]
-    models = [GaussianMixture(3, covariance_type=ct, random_state=s).fit(X)
-              for s in range(6)]
-    batch = jax.tree_util.tree_map(lambda *a: np.stack(a).reshape((2, 3) + a[0].shape),
-                                   *[m.params_ for m in models])
-    host = pointwise_log_likelihood(batch, X, engine="numpy")
-    compiled = pointwise_log_likelihood(batch, X, engine="jax")
-    assert host.shape == (2, 3, 150) and host.dtype == np.float64
-    np.testing.assert_allclose(host, compiled, rtol=1e-10)
-    np.testing.assert_allclose(host[1, 2], models[5].score_samples(X), rtol=1e-10)
+def test_estimator_methods_are_at_most_15_lines():
+    """Logic lives in inference/posterior; a method body (docstring, blank and comment
+    lines excluded) over 15 lines means it leaked into the facade. __init__ excepted."""
+    source = (BAYES / "estimator.py").read_text()
+    lines = source.splitlines()
+    cls = next(n for n in ast.parse(source).body
+               if isinstance(n, ast.ClassDef) and n.name == "BayesianGaussianMixture")
+    long = {}
+    for fn in cls.body:
+        if not isinstance(fn, ast.FunctionDef) or fn.name == "__init__":
+            continue
+        body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+        code = [line for line in lines[body[0].lineno - 1:fn.end_lineno]
+                if line.strip() and not line.strip().startswith("#")]
+        if len(code) > 15:
+            long[fn.name] = len(code)
+    assert long == {}, long
