@@ -67,7 +67,7 @@ def setup():
     X, _ = make_blobs(n_samples=300, centers=4, cluster_std=0.60, random_state=0)
     X = X.astype(np.float32)
     gm = GaussianMixture(4, random_state=0).fit(X)
-    return X, gm, Priors().resolve(X), dict(num_warmup=500, num_samples=500, num_chains=4)
+    return X, gm, Priors().resolve(X), dict(n_warmup=500, n_draws=500, n_chains=4)
 
 
 def child(cache_dir):
@@ -105,7 +105,8 @@ def cold_child(which, seed):
 def run_textbook(X, K, priors, sites, settings, seed):
     t = time.perf_counter()
     mcmc = MCMC(NUTS(textbook, init_strategy=init_to_value(values=sites)),
-                chain_method="vectorized", progress_bar=False, **settings)
+                chain_method="vectorized", progress_bar=False, num_warmup=settings["n_warmup"],
+                num_samples=settings["n_draws"], num_chains=settings["n_chains"])
     mcmc.run(jax.random.PRNGKey(seed), jnp.asarray(X), K, priors, extra_fields=("num_steps",))
     samples = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples)

@@ -123,7 +123,7 @@ def test_stick_breaking_prior_fits_with_every_method(method):
     from bayesgmm.datasets import make_blobs
 
     X, _ = make_blobs(n_samples=200, centers=3, cluster_std=0.6, random_state=0)
-    kw = dict(num_warmup=60, num_samples=40, num_chains=2, svi_steps=300)
+    kw = dict(n_warmup=60, n_draws=40, n_chains=2, n_svi_steps=300)
     with jax.numpy_dtype_promotion("standard"):
         fit = BayesianGaussianMixture(
             6, method=method, random_state=0, priors=Priors(

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from bayesgmm.bayes import potential as P
-from bayesgmm.bayes.inference._common import bound_model
+from bayesgmm.bayes.inference.target import bound_model
 from bayesgmm.bayes.model import Priors
 
 def _standard(fn):

@@ -3,7 +3,15 @@ scikit-learn-style facade. Imports NumPyro and ArviZ, so ``bayesgmm`` loads it l
 
 The fit: validate X; fit EM (:class:`bayesgmm.GaussianMixture`) as the starting point;
 MAP from there (used for ``bic``/``aic`` and as the reference labeling); then the chosen
-method; then relabel the draws to the MAP labeling and build the ArviZ object.
+method (:func:`bayesgmm.bayes.inference.run`); then relabel the draws to the MAP
+labeling, build the ArviZ objects and check the run's health
+(:func:`bayesgmm.bayes.posterior.from_inference`). The class only validates, calls those
+and stores ``*_`` attributes.
+
+Counts follow scikit-learn's ``n_*`` names, not NumPyro's ``num_*``: ``n_chains``,
+``n_warmup``, ``n_draws`` (posterior draws per chain; ``n_samples`` stays the data's rows,
+as in scikit-learn) and ``n_svi_steps``. The old names (``num_chains``, ``num_warmup``,
+``num_samples``, ``svi_steps``) raise a ``TypeError`` that names the new one.
 """
 
 from __future__ import annotations
@@ -14,13 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.bayes import inference, posterior
-from bayesgmm.compilation import jit
-from bayesgmm.density import log_resp
+from bayesgmm.bayes import arviz, inference, posterior
+from bayesgmm.bayes.model import Priors, check_model_type
 from bayesgmm.estimators import GaussianMixture, _BaseEstimator
-from bayesgmm.bayes.arviz import to_inference_data
-from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors
-from bayesgmm.params import GMMParams
 from bayesgmm.validation import (
     check_array_2d,
     check_n_features,
@@ -31,14 +35,13 @@ from bayesgmm.validation import (
 
 __all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
 
-METHODS = ("nuts", "map", "svi")
+# Parameters renamed to scikit-learn's n_* counts (they were NumPyro's num_*).
+RENAMED = {"num_chains": "n_chains", "num_warmup": "n_warmup", "num_samples": "n_draws",
+           "svi_steps": "n_svi_steps"}
 
 
 class SamplingWarning(UserWarning):
     """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
-
-
-_log_resp = jit(log_resp)
 
 
 class BayesianGaussianMixture(_BaseEstimator):
@@ -52,13 +55,18 @@ class BayesianGaussianMixture(_BaseEstimator):
     method : {"nuts", "map", "svi"}, default="nuts"
     priors : bayesgmm.bayes.model.Priors, optional
         Weakly informative, data-scaled defaults (see ``Priors``).
-    num_chains, num_warmup, num_samples : int
-        NUTS chains (vectorised on one device; parallel over several) and draws per
-        chain; ``num_samples`` is also the number of SVI draws.
+    n_chains : int, default=4
+        NUTS chains (in sequence on a CPU, vectorised on an accelerator; parallel over
+        several devices).
+    n_warmup : int, default=500
+        NUTS warm-up (adaptation) iterations per chain, discarded.
+    n_draws : int, default=500
+        Posterior draws per NUTS chain, or from the SVI guide.
     target_accept_prob : float, default=0.8
     jitter : float, default=0.05
         Per-chain perturbation of the EM/MAP start, in the unconstrained space.
-    svi_steps : int, default=3000
+    n_svi_steps : int, default=3000
+        Optimiser steps of SVI's ELBO.
     n_init, reg_covar, max_iter, tol, init_params
         For the EM fit that initialises inference.
     random_state : int, RandomState or None
@@ -77,26 +85,30 @@ class BayesianGaussianMixture(_BaseEstimator):
     idata_raw_ : arviz.InferenceData
         The same before relabeling (to see label switching).
     relabeling_ : bayesgmm.bayes.posterior.Relabeling
+    diagnostics_ : bayesgmm.bayes.posterior.Diagnostics
+        The run's health: divergences, tree depth, step sizes, log-density R-hat.
     warnings_ : list of str
-        Chain-health findings (also emitted as ``SamplingWarning``).
+        Its findings, ``diagnostics_.warnings`` (also emitted as ``SamplingWarning``).
     weights_, means_, covariances_ : ndarray
         Posterior means (relabeled).
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", method="nuts", priors=None,
-                 num_chains=4, num_warmup=500, num_samples=500, target_accept_prob=0.8,
-                 jitter=0.05, svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
-                 tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False):
+                 n_chains=4, n_warmup=500, n_draws=500, target_accept_prob=0.8,
+                 jitter=0.05, n_svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
+                 tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False,
+                 **renamed):
+        _refuse_renamed(renamed)
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.method = method
         self.priors = priors
-        self.num_chains = num_chains
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
+        self.n_chains = n_chains
+        self.n_warmup = n_warmup
+        self.n_draws = n_draws
         self.target_accept_prob = target_accept_prob
         self.jitter = jitter
-        self.svi_steps = svi_steps
+        self.n_svi_steps = n_svi_steps
         self.n_init = n_init
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -106,34 +118,29 @@ class BayesianGaussianMixture(_BaseEstimator):
         self.progress_bar = progress_bar
 
     def fit(self, X, y=None):
-        """Fit EM, then MAP, then ``method``; relabel; build ``idata_``. Returns self."""
-        self._check_parameters()
-        X = check_array_2d(X, min_samples=2)
-        K = int(self.n_components)
-        if X.shape[0] < K:
-            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
-                             f"{K}, n_samples = {X.shape[0]}")
+        """Fit EM, then MAP, then ``method``; relabel; build ``idata_``. Returns self.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        """
+        X = self._check_fit_X(X)
         priors = (self.priors or Priors()).resolve(X)
         k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
-        self.em_ = GaussianMixture(K, covariance_type=self.covariance_type, n_init=self.n_init,
-                                   reg_covar=self.reg_covar, max_iter=self.max_iter,
-                                   tol=self.tol, init_params=self.init_params,
-                                   random_state=int(jax.random.randint(k_em, (), 0, 2**31 - 1))
-                                   ).fit(X)
+        self.em_ = self._em_start(k_em).fit(X)
         with compute_scope(X.dtype):
             result, map_params = inference.run(
-                k_run, jnp.asarray(X), self.em_.params_.astype(X.dtype), self.method,
-                n_components=K, covariance_type=self.covariance_type, priors=priors,
-                num_chains=self.num_chains, num_warmup=self.num_warmup,
-                num_samples=self.num_samples, jitter=self.jitter,
-                target_accept_prob=self.target_accept_prob, svi_steps=self.svi_steps,
-                progress_bar=self.progress_bar)
-            to_np = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
-            result = result._replace(params=to_np(result.params), sites=to_np(result.sites),
-                                     sample_stats=to_np(result.sample_stats))
-            map_params = to_np(map_params)
-        self._set_fitted(result, map_params, X)
+                k_run, jnp.asarray(X), self.em_.params_.astype(X.dtype),
+                n_components=int(self.n_components), covariance_type=self.covariance_type,
+                priors=priors, **self._settings())
+        self._set_fitted(posterior.from_inference(result, map_params, X), X.shape[1])
         return self
+
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``; an old ``num_*`` name raises, naming the new one."""
+        _refuse_renamed({name: v for name, v in params.items() if name in RENAMED})
+        return super().set_params(**params)
 
     # ---- prediction ---------------------------------------------------------------
 
@@ -164,14 +171,7 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def score_samples(self, X):
         """Log posterior predictive density log E_θ[p(x | θ)] per sample, shape (n,)."""
-        X = self._check_X(X)
-        from scipy.special import logsumexp
-
-        from bayesgmm.bayes.arviz import pointwise_log_likelihood
-
-        ll = pointwise_log_likelihood(self.params_, X)  # (C, S, N)
-        flat = ll.reshape(-1, ll.shape[-1])
-        return (logsumexp(flat, axis=0) - np.log(flat.shape[0])).astype(X.dtype)
+        return posterior.log_predictive_density(self.params_, self._check_X(X))
 
     def score(self, X, y=None):
         """Mean log posterior predictive density per sample."""
@@ -179,90 +179,72 @@ class BayesianGaussianMixture(_BaseEstimator):
 
     def bic(self, X):
         """BIC at the MAP estimate (lower is better)."""
-        return self._map_model().bic(X)
+        return posterior.information_criteria(self.map_params_, self._check_X(X))["bic"]
 
     def aic(self, X):
         """AIC at the MAP estimate (lower is better)."""
-        return self._map_model().aic(X)
+        return posterior.information_criteria(self.map_params_, self._check_X(X))["aic"]
 
     def loo(self, **kwargs):
         """PSIS-LOO of the fit (``arviz.loo``)."""
-        from bayesgmm.bayes.arviz import loo
-
         self._check_is_fitted()
-        return loo(self.idata_, **kwargs)
+        return arviz.loo(self.idata_, **kwargs)
 
     def waic(self, **kwargs):
-        from bayesgmm.bayes.arviz import waic
-
+        """WAIC of the fit (``arviz.waic``)."""
         self._check_is_fitted()
-        return waic(self.idata_, **kwargs)
+        return arviz.waic(self.idata_, **kwargs)
 
     def summary(self, relabeled=True, **kwargs):
         """``arviz.summary`` of weights, means and scales; ``relabeled=False`` for the raw
         draws (where label switching shows as R-hat >> 1)."""
-        from bayesgmm.bayes.arviz import summary
-
         self._check_is_fitted()
-        return summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
+        return arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
 
     def sample(self, n_samples=1):
         """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw."""
         self._check_is_fitted()
-        from bayesgmm.density import sample
-
         key = check_random_state_key(self.random_state)
-        k_draw, k_x = jax.random.split(key)
-        p = self.params_
-        flat = p.flatten_batch()
-        idx = np.asarray(jax.random.randint(k_draw, (n_samples,), 0, flat.weights.shape[0]))
-        with compute_scope(p.dtype):
-            draws = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), flat)
-            X, y = jax.vmap(lambda k, q: sample(k, q, 1))(jax.random.split(k_x, n_samples),
-                                                          draws)
-            return np.asarray(X)[:, 0], np.asarray(y)[:, 0].astype(np.int64)
+        return posterior.sample_predictive(key, self.params_, n_samples)
 
     # ---- internals ----------------------------------------------------------------
 
-    def _check_parameters(self):
-        check_positive_int(self.n_components, "n_components")
-        if self.covariance_type not in MODEL_COVARIANCE_TYPES:
-            raise ValueError(f"Invalid value for 'covariance_type': {self.covariance_type!r}; "
-                             f"the Bayesian model supports {MODEL_COVARIANCE_TYPES}")
-        if self.method not in METHODS:
-            raise ValueError(f"Invalid value for 'method': {self.method!r}; 'method' should "
-                             f"be one of {METHODS}")
-        check_positive_int(self.num_chains, "num_chains")
-        check_positive_int(self.num_warmup, "num_warmup", minimum=0)
-        check_positive_int(self.num_samples, "num_samples")
-        check_positive_int(self.svi_steps, "svi_steps")
-        if not 0 < self.target_accept_prob < 1:
-            raise ValueError(f"target_accept_prob must be in (0, 1), got "
-                             f"{self.target_accept_prob!r}")
-        if not (np.isfinite(self.jitter) and self.jitter >= 0):
-            raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
-        if self.priors is not None and not isinstance(self.priors, Priors):
-            raise ValueError(f"priors must be a bayesgmm.bayes.model.Priors, got {type(self.priors)}")
+    def _settings(self) -> dict:
+        """This estimator's inference settings, by :data:`inference.SETTINGS` name."""
+        return {name: getattr(self, name) for name in inference.SETTINGS}
 
-    def _set_fitted(self, result, map_params: GMMParams, X):
-        self.map_params_ = map_params
-        rel = posterior.relabel(result.params, map_params)
-        self.relabeling_ = rel
-        self.params_ = rel.params
-        sites = posterior.permute_sites(result.sites, rel.permutations)
-        self.idata_ = to_inference_data(rel.params, X, sites=sites,
-                                        sample_stats=result.sample_stats)
-        self.idata_raw_ = to_inference_data(result.params, X, sites=result.sites,
-                                            sample_stats=result.sample_stats,
-                                            log_likelihood=False)
-        self.warnings_ = list(result.info.get("warnings", []))
+    def _check_fit_X(self, X):
+        check_positive_int(self.n_components, "n_components")
+        check_model_type(self.covariance_type)
+        inference.check_settings(**self._settings())
+        if self.priors is not None and not isinstance(self.priors, Priors):
+            raise ValueError(f"priors must be a bayesgmm.Priors, got {type(self.priors)}")
+        X = check_array_2d(X, min_samples=2)
+        if X.shape[0] < int(self.n_components):
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                             f"{int(self.n_components)}, n_samples = {X.shape[0]}")
+        return X
+
+    def _em_start(self, key) -> GaussianMixture:
+        """The unfitted EM model inference starts from, seeded from ``key``."""
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        return GaussianMixture(int(self.n_components), covariance_type=self.covariance_type,
+                               n_init=self.n_init, reg_covar=self.reg_covar,
+                               max_iter=self.max_iter, tol=self.tol,
+                               init_params=self.init_params, random_state=seed)
+
+    def _set_fitted(self, post: posterior.Posterior, n_features: int) -> None:
+        self.map_params_, self.relabeling_ = post.reference, post.relabeling
+        self.params_ = post.params
+        self.idata_, self.idata_raw_ = post.idata, post.idata_raw
+        self.diagnostics_ = post.diagnostics
+        self.warnings_ = list(post.diagnostics.warnings)
         for message in self.warnings_:
             warnings.warn(message, SamplingWarning, stacklevel=3)
-        mean = posterior.posterior_mean(rel.params)
-        self.weights_ = np.asarray(mean.weights)
-        self.means_ = np.asarray(mean.means)
-        self.covariances_ = np.asarray(mean.covariances)
-        self.n_features_in_ = X.shape[1]
+        self.weights_ = np.asarray(post.mean.weights)
+        self.means_ = np.asarray(post.mean.means)
+        self.covariances_ = np.asarray(post.mean.covariances)
+        self.n_features_in_ = n_features
 
     def _check_X(self, X):
         self._check_is_fitted()
@@ -270,14 +252,17 @@ class BayesianGaussianMixture(_BaseEstimator):
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X
 
-    def _map_model(self) -> GaussianMixture:
-        self._check_is_fitted()
-        from bayesgmm.engines.jax import FitInfo
 
-        gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type)
-        info = FitInfo(np.nan, 0, True, False, -1, np.zeros(0), np.zeros(self.n_components))
-        gm._set_fitted(self.map_params_, info, self.n_features_in_)
-        return gm
+def _refuse_renamed(kwargs: dict) -> None:
+    """A ``TypeError`` for any keyword ``BayesianGaussianMixture`` does not take, naming
+    the new name of a renamed one."""
+    for name in kwargs:
+        if name in RENAMED:
+            raise TypeError(f"BayesianGaussianMixture's {name!r} is now {RENAMED[name]!r} "
+                            f"(counts follow scikit-learn's n_* names): pass "
+                            f"{RENAMED[name]}={kwargs[name]!r}")
+        raise TypeError(f"BayesianGaussianMixture got an unexpected keyword argument "
+                        f"{name!r}")
 
 
 def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
@@ -293,14 +278,13 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
         ``fits``: the fitted estimators by name;
         ``best_loo`` / ``best_em``: the K each criterion picks.
     """
-    from bayesgmm.bayes.arviz import compare
     from bayesgmm.selection import sweep
 
     ks = [int(k) for k in n_components]
     fits = {f"K={k}": BayesianGaussianMixture(k, method=method, covariance_type=covariance_type,
                                               random_state=random_state, **kwargs).fit(X)
             for k in ks}
-    table = compare({name: fit.idata_ for name, fit in fits.items()})
+    table = arviz.compare({name: fit.idata_ for name, fit in fits.items()})
     em = sweep(X, ks, (covariance_type,), random_state=random_state)
     return {"compare": table, "em": em, "fits": fits,
             "best_loo": int(table.index[0].split("=")[1]),

@@ -13,7 +13,11 @@ Model (``covariance_type="full"``)::
     for n in obs_id:
         obs[n]           ~ Σ_k weights[k] N(μ_k, Σ_k)   z_n marginalised (log-sum-exp)
 
-``covariance_type="diag"`` drops ``corr_chol`` (Σ_k = diag(scales[k]²)).
+``covariance_type="diag"`` drops ``corr_chol`` (Σ_k = diag(scales[k]²)). The model takes
+the types whose per-component relaxation (``ops(type).bayes_type`` in
+:mod:`bayesgmm.covariance`) is themselves; ``ops(type).correlated`` says whether it
+samples ``corr_chol``. A tied or spherical EM fit starts it through its relaxation
+(:func:`to_sites`). No code here names a covariance type.
 
 Site names equal ``GMMParams`` field names where they coincide (``weights``, ``means``)
 plus ``scales`` and ``corr_chol``; plates are ``component`` and ``obs_id`` (ArviZ dims).
@@ -44,15 +48,15 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from bayesgmm.covariance import TABLE, ops
 from bayesgmm.density import log_resp, sample as mixture_sample
 from bayesgmm.params import GMMParams
 
 __all__ = ["Priors", "MixtureLikelihood", "gmm_model", "from_sites", "to_sites",
-           "MODEL_COVARIANCE_TYPES", "SITE_NAMES"]
+           "check_model_type", "MODEL_COVARIANCE_TYPES"]
 
-MODEL_COVARIANCE_TYPES = ("full", "diag")
-SITE_NAMES = {"full": ("weights", "means", "scales", "corr_chol"),
-              "diag": ("weights", "means", "scales")}
+# The types the model samples as they are: each its own per-component relaxation.
+MODEL_COVARIANCE_TYPES = tuple(ct for ct, table in TABLE.items() if table.bayes_type == ct)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,13 +179,10 @@ def from_sites(sites: dict, covariance_type: str = "full") -> GMMParams:
     else:
         v = sites["stick_fractions"]
         weights = _stick_breaking(v, np if isinstance(v, np.ndarray) else jnp)
-    if covariance_type == "full":
+    if check_model_type(covariance_type).correlated:
         factor = scales[..., :, None] * sites["corr_chol"]  # diag(s) · C: rows scaled
-    elif covariance_type == "diag":
-        factor = scales
     else:
-        raise ValueError(f"The Bayesian model supports covariance_type in "
-                         f"{MODEL_COVARIANCE_TYPES}, got {covariance_type!r}")
+        factor = scales
     return GMMParams(weights, sites["means"], factor, covariance_type)
 
 
@@ -193,8 +194,7 @@ def to_sites(params: GMMParams, covariance_type: str | None = None, *,
     ``weight_prior="stick_breaking"`` gives ``stick_fractions`` (the sample site of that
     prior) instead of ``weights``: v_k = w_k / (1 - Σ_{j<k} w_j), clipped into (0, 1).
     """
-    covariance_type = covariance_type or (
-        "diag" if params.covariance_type in ("diag", "spherical") else "full")
+    covariance_type = covariance_type or ops(params.covariance_type).bayes_type
     full = jnp.asarray(params.full_covariances)  # (*B, K, D, D)
     weights = jnp.asarray(params.weights)
     weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
@@ -206,7 +206,7 @@ def to_sites(params: GMMParams, covariance_type: str | None = None, *,
         sites["stick_fractions"] = jnp.clip(v, tiny, 1 - tiny)
     else:
         sites["weights"] = weights
-    if covariance_type == "diag":
+    if not check_model_type(covariance_type).correlated:
         sites["scales"] = jnp.sqrt(jnp.diagonal(full, axis1=-2, axis2=-1))
         return sites
     L = jnp.linalg.cholesky(full)
@@ -222,9 +222,7 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
 
     ``X=None`` samples from the prior predictive (give ``n_features`` and ``n_obs``).
     """
-    if covariance_type not in MODEL_COVARIANCE_TYPES:
-        raise ValueError(f"The Bayesian model supports covariance_type in "
-                         f"{MODEL_COVARIANCE_TYPES}, got {covariance_type!r}")
+    correlated = check_model_type(covariance_type).correlated
     K = n_components
     D = X.shape[1] if X is not None else n_features
     N = X.shape[0] if X is not None else n_obs
@@ -247,12 +245,25 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
             dist.LogNormal(jnp.log(as_(priors.scale_loc)), as_(priors.scale_log_sd),
                           **nocheck).to_event(1))
         sites = {"weights": weights, "means": means, "scales": scales}
-        if covariance_type == "full":
+        if correlated:
             sites["corr_chol"] = numpyro.sample(
                 "corr_chol", dist.LKJCholesky(D, as_(priors.lkj_concentration), **nocheck))
     params = from_sites(sites, covariance_type)
     with numpyro.plate("obs_id", N):
         numpyro.sample("obs", MixtureLikelihood(params, **nocheck), obs=X)
+
+
+def check_model_type(covariance_type: str):
+    """The covariance table's entry (:func:`bayesgmm.covariance.ops`) of a type the
+    model samples; a ``ValueError`` naming the fix for the others."""
+    if covariance_type not in MODEL_COVARIANCE_TYPES:
+        known = isinstance(covariance_type, str) and covariance_type in TABLE
+        fix = (f"; use covariance_type={TABLE[covariance_type].bayes_type!r}, its "
+               f"per-component relaxation" if known else "")
+        raise ValueError(f"The Bayesian model samples per-component covariances, so "
+                         f"covariance_type must be one of {MODEL_COVARIANCE_TYPES}, got "
+                         f"{covariance_type!r}{fix}")
+    return ops(covariance_type)
 
 
 def _stick_breaking(v, xp=jnp):

@@ -38,7 +38,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.bayes.model import Priors, from_sites
+from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors, from_sites
 
 __all__ = ["supports", "potential", "constrain", "unconstrained_shapes", "unflatten"]
 
@@ -47,14 +47,14 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def supports(covariance_type: str, priors: Priors) -> bool:
     """Whether this module covers the configuration (else use NumPyro's potential)."""
-    return covariance_type in ("full", "diag") and priors.weight_prior == "dirichlet"
+    return covariance_type in MODEL_COVARIANCE_TYPES and priors.weight_prior == "dirichlet"
 
 
 def unconstrained_shapes(n_components: int, n_features: int, covariance_type: str) -> dict:
     """Each site's shape in the unconstrained space."""
     K, D = n_components, n_features
     shapes = {"weights": (K - 1,), "means": (K, D), "scales": (K, D)}
-    if covariance_type == "full":
+    if ops(covariance_type).correlated:
         shapes["corr_chol"] = (K, D * (D - 1) // 2)
     return shapes
 
@@ -153,7 +153,7 @@ def _constrained(z: dict, covariance_type: str, xp):
     log_w = _log_weights(z["weights"], xp)
     sites = {"weights": xp.exp(log_w), "means": z["means"], "scales": xp.exp(z["scales"])}
     s = c = None
-    if covariance_type == "full":
+    if ops(covariance_type).correlated:
         sites["corr_chol"], s, c = _corr_factor(z["corr_chol"], z["means"].shape[-1], xp)
     return sites, log_w, s, c
 
@@ -179,7 +179,7 @@ def potential(z: dict, X, covariance_type: str, priors: Priors):
     lp = lp + _normal_lp(z["means"], as_(priors.mean_loc), as_(priors.mean_scale))
     # LogNormal(log σ0, τ) on exp(u), times the Jacobian exp(u): Normal(log σ0, τ) on u
     lp = lp + _normal_lp(z["scales"], np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
-    if covariance_type == "full":
+    if ops(covariance_type).correlated:
         # log |J|: tanh's Σ s, and stick-breaking's ½ Σ_{j ≤ i-2} c_ij
         lp = lp + jnp.sum(s) + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2))
         lp = lp + _lkj_lp(0.5 * jnp.sum(s, axis=-1), priors.lkj_concentration)
@@ -206,7 +206,7 @@ def _log_likelihood_fwd(covariance_type, weights, means, factor, X):
     K, D = means.shape
     U = table.to_precision_cholesky(factor)  # full: L⁻ᵀ (K, D, D); diag: 1/σ (K, D)
     Xc = X[None, :, :] - means[:, None, :]  # (K, N, D)
-    if covariance_type == "full":
+    if table.correlated:
         V = _bmm(Xc, U)  # rows L⁻¹(x - μ)
     else:
         V = Xc * U[:, None, :]
@@ -227,7 +227,7 @@ def _log_likelihood_bwd(covariance_type, residuals, g):
     nk = jnp.sum(resp, axis=1)
     rV = V * resp[:, :, None]
     s1 = jnp.sum(rV, axis=1)  # (K, D)
-    if covariance_type == "full":
+    if ops(covariance_type).correlated:
         s2 = _bmm(jnp.swapaxes(rV, -1, -2), V)  # (K, D, D)
         d_means = _bmm(U, s1[:, :, None])[:, :, 0]
         diag_U = jnp.diagonal(U, axis1=-2, axis2=-1)

@@ -4,55 +4,31 @@ All three start from an EM fit (``init``, a ``GMMParams``) and return the same
 :class:`InferenceResult`, whose ``params`` is a ``GMMParams`` with batch shape
 ``(chain, draw)`` (MAP: ``(1, 1)``), so every core function (``predict_proba``,
 ``score_samples``, ``sample``, ``bic``) works on the result unchanged.
+
+Modules, imported bottom to top (none reads another's private names):
+
+``result``    :class:`InferenceResult` and each method's report (:class:`MAPInfo`,
+              :class:`NUTSInfo`, :class:`SVIInfo`)
+``target``    the bound model, its potential, constraining and unconstraining
+``map``       :func:`fit_map`
+``nuts``      :func:`sample_nuts`
+``svi``       :func:`fit_svi`
+``workflow``  :func:`run`: MAP from EM, then the chosen method from the MAP; and
+              :func:`check_settings`
+
+Counts follow scikit-learn's ``n_*`` names (``n_chains``, ``n_warmup``, ``n_draws``,
+``n_steps``), not NumPyro's ``num_*``, which appear only where NumPyro is called.
+
+A subpackage rather than one ``inference.py``: NUTS alone is ~300 lines of sampler
+programs, caches and host threads that MAP and SVI do not share; one module per method
+(as BlackJAX and NumPyro lay theirs out) lets each be read, and its cache found, alone.
 """
 
-from __future__ import annotations
+from bayesgmm.bayes.inference.map import fit_map
+from bayesgmm.bayes.inference.nuts import sample_nuts
+from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
+from bayesgmm.bayes.inference.svi import fit_svi
+from bayesgmm.bayes.inference.workflow import METHODS, SETTINGS, check_settings, run
 
-from typing import NamedTuple
-
-from bayesgmm.params import GMMParams
-
-__all__ = ["InferenceResult", "fit_map", "sample_nuts", "fit_svi", "run"]
-
-
-class InferenceResult(NamedTuple):
-    method: str  # "map" | "nuts" | "svi"
-    params: GMMParams  # batch shape (chain, draw)
-    sites: dict  # raw model sites, leading (chain, draw)
-    sample_stats: dict  # per (chain, draw): diverging, tree_depth, step_size, energy, lp ...
-    info: dict  # method-specific: converged, losses, warnings ...
-
-
-from bayesgmm.bayes.inference.map import fit_map  # noqa: E402
-from bayesgmm.bayes.inference.nuts import sample_nuts  # noqa: E402
-from bayesgmm.bayes.inference.svi import fit_svi  # noqa: E402
-
-
-def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_type: str,
-        priors, num_chains: int = 4, num_warmup: int = 500, num_samples: int = 500,
-        jitter: float = 0.05, target_accept_prob: float = 0.8, svi_steps: int = 3000,
-        progress_bar: bool = False) -> tuple[InferenceResult, GMMParams]:
-    """MAP from ``init`` (an EM fit), then ``method`` from the MAP, drawing with ``key``
-    (MAP itself is deterministic).
-
-    Returns the method's result and the MAP parameters (batch shape ()), which callers use
-    as the reference labeling and for BIC/AIC.
-    """
-    import jax
-
-    kw = dict(n_components=n_components, covariance_type=covariance_type, priors=priors)
-    map_result = fit_map(key, X, init, **kw)
-    map_params = jax.tree_util.tree_map(lambda a: a[0, 0], map_result.params)
-    if method == "map":
-        return map_result, map_params
-    if method == "nuts":
-        result = sample_nuts(key, X, map_params, num_warmup=num_warmup,
-                             num_samples=num_samples, num_chains=num_chains, jitter=jitter,
-                             target_accept_prob=target_accept_prob, progress_bar=progress_bar,
-                             **kw)
-    elif method == "svi":
-        result = fit_svi(key, X, map_params, num_steps=svi_steps, num_samples=num_samples,
-                         progress_bar=progress_bar, **kw)
-    else:
-        raise ValueError(f"method must be 'nuts', 'map' or 'svi', got {method!r}")
-    return result, map_params
+__all__ = ["InferenceResult", "MAPInfo", "NUTSInfo", "SVIInfo", "fit_map", "sample_nuts",
+           "fit_svi", "run", "check_settings", "METHODS", "SETTINGS"]

@@ -4,8 +4,8 @@ started at its own jittered copy of the EM/MAP point.
 Why per-chain jitter (issue 3 measurements): one shared initial point keeps the chains
 from checking each other, and random initialisation cost 664 s on a harder data set with
 a chain stuck in a wrong mode; EM + small jitter took 92.5 s with every chain healthy.
-After sampling, each chain's health is checked (divergences, step size, tree depth,
-log-density R-hat) and problems are reported in ``info["warnings"]``.
+Each chain's health (divergences, step size, tree depth, log-density R-hat) is checked a
+layer up, by :func:`bayesgmm.bayes.posterior.chain_health`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from numpyro.infer import MCMC, NUTS
 
 from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
-from bayesgmm.bayes.inference import InferenceResult
-from bayesgmm.bayes.inference._common import (bound_model, constrained, flat_potential, handwritten,
+from bayesgmm.bayes.inference.result import InferenceResult, NUTSInfo
+from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, handwritten,
                                         init_sites, priors_key, unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
@@ -37,11 +37,11 @@ _MCMC_CACHE: dict = {}
 
 
 def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: str = "full",
-                priors: Priors, num_warmup: int = 500, num_samples: int = 500,
-                num_chains: int = 4, jitter: float = 0.05, target_accept_prob: float = 0.8,
+                priors: Priors, n_warmup: int = 500, n_draws: int = 500,
+                n_chains: int = 4, jitter: float = 0.05, target_accept_prob: float = 0.8,
                 max_tree_depth: int = 10, chain_method: str | None = None,
                 progress_bar: bool = False) -> InferenceResult:
-    """Draw from the posterior with NUTS; ``params`` has batch shape (num_chains, num_samples).
+    """Draw from the posterior with NUTS; ``params`` has batch shape (n_chains, n_draws).
 
     Parameters
     ----------
@@ -49,15 +49,15 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         Batch shape (); every chain starts at its own copy, perturbed by ``jitter``
         (standard normal noise times ``jitter``, in the unconstrained space).
     chain_method : {"vectorized", "parallel", "sequential"}, optional
-        Default: "parallel" when there are at least ``num_chains`` devices, else
+        Default: "parallel" when there are at least ``n_chains`` devices, else
         "vectorized": all chains in one compiled program on one device, ``vmap``ped on
         an accelerator and one after another on a CPU (see ``_vectorized_program``).
     """
     if chain_method is None:
-        chain_method = "parallel" if jax.local_device_count() >= num_chains else "vectorized"
+        chain_method = "parallel" if jax.local_device_count() >= n_chains else "vectorized"
     model = bound_model(n_components, covariance_type, priors)
-    config = (n_components, covariance_type, priors_key(priors), num_warmup, num_samples,
-              num_chains, float(target_accept_prob), max_tree_depth)
+    config = (n_components, covariance_type, priors_key(priors), n_warmup, n_draws,
+              n_chains, float(target_accept_prob), max_tree_depth)
     # Host arrays in, host arrays out: every operation outside the compiled sampler runs
     # in NumPy, because each jax.numpy call on its own compiles a small program (0.5 s
     # of a cold run on the seed blobs).
@@ -71,7 +71,7 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         if start_key not in _MCMC_CACHE:  # jitted: run op by op it compiled ~100 programs
             _MCMC_CACHE[start_key] = jit(functools.partial(
                 _start_points, model, covariance_type=covariance_type,
-                chain_ids=np.arange(num_chains)))
+                chain_ids=np.arange(n_chains)))
         z = _MCMC_CACHE[start_key](k_init, X, init, jitter)
         mcmc = _mcmc(model, config, chain_method, progress_bar)
         mcmc.run(k_run, X, init_params=z, extra_fields=EXTRA_FIELDS)
@@ -79,19 +79,14 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         extra = mcmc.get_extra_fields(group_by_chain=True)
         samples, extra = jax.device_get((samples, extra))
     n_steps = extra["num_steps"]
-    stats = {
-        "diverging": extra["diverging"],
-        "n_steps": n_steps,
-        "tree_depth": np.floor(np.log2(n_steps.astype(np.float32) + 1)).astype(np.int32),
-        "step_size": extra["adapt_state.step_size"],
-        "energy": extra["energy"],
-        "lp": -extra["potential_energy"],
-        "acceptance_rate": extra["accept_prob"],
-    }
+    info = NUTSInfo(
+        diverging=extra["diverging"], n_steps=n_steps,
+        tree_depth=np.floor(np.log2(n_steps.astype(np.float32) + 1)).astype(np.int32),
+        step_size=extra["adapt_state.step_size"], energy=extra["energy"],
+        lp=-extra["potential_energy"], acceptance_rate=extra["accept_prob"],
+        chain_method=chain_method, max_tree_depth=max_tree_depth)
     sites_out = {k: v for k, v in samples.items() if k != "obs"}
-    info = {"warnings": chain_health(stats, max_tree_depth), "chain_method": chain_method}
-    return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, stats,
-                           info)
+    return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, info)
 
 
 def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
@@ -113,55 +108,23 @@ def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, ch
     return jax.vmap(unravel)(flat)
 
 
-def chain_health(stats: dict, max_tree_depth: int) -> list[str]:
-    """Per-chain checks; returns human-readable warnings (empty when healthy)."""
-    from bayesgmm.bayes.posterior import rhat
-
-    out = []
-    div = np.asarray(stats["diverging"]).sum(axis=1)
-    if div.sum():
-        out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
-                   "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
-                   "use stronger priors (weight_concentration, scale_log_sd).")
-    depth = np.asarray(stats["tree_depth"])
-    at_max = (depth >= max_tree_depth).mean(axis=1)
-    if np.any(at_max > 0.05):
-        out.append(f"chains {np.flatnonzero(at_max > 0.05).tolist()} hit max_tree_depth="
-                   f"{max_tree_depth} in {np.round(at_max * 100).tolist()}% of draws: "
-                   "step size collapsed; sampling is slow and may be incomplete.")
-    step = np.asarray(stats["step_size"])[:, -1]
-    if step.size > 1 and step.min() < 0.1 * np.median(step):
-        out.append(f"chain {int(step.argmin())} adapted a step size {step.min():.2g} far "
-                   f"below the others (median {np.median(step):.2g}): it is probably stuck "
-                   "in a different mode.")
-    lp = np.asarray(stats["lp"])
-    if lp.shape[0] > 1:
-        r = float(rhat(lp))
-        if r > 1.05:
-            means = np.round(lp.mean(axis=1), 1).tolist()
-            out.append(f"log-density R-hat {r:.3f} > 1.05 (chain means {means}): chains "
-                       "disagree on a label-invariant quantity, so at least one sits in "
-                       "another mode; relabeling cannot fix this.")
-    return out
-
-
 def _mcmc(model, config, chain_method, progress_bar):
-    K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
+    K, ct, pk, n_warmup, n_draws, n_chains, target, depth = config
     key = (config, chain_method, progress_bar)
     if key not in _MCMC_CACHE:
         kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
-        _MCMC_CACHE[key] = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
-                                num_chains=num_chains, chain_method=chain_method,
+        _MCMC_CACHE[key] = MCMC(kernel, num_warmup=n_warmup, num_samples=n_draws,
+                                num_chains=n_chains, chain_method=chain_method,
                                 progress_bar=progress_bar, jit_model_args=True)
     return _MCMC_CACHE[key]
 
 
-def _chain_groups(num_chains: int) -> int:
+def _chain_groups(n_chains: int) -> int:
     """How many host threads run the chains of a CPU sampler: the largest divisor of
-    ``num_chains`` not above the CPU cores this process may use."""
+    ``n_chains`` not above the CPU cores this process may use."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-    return max(g for g in range(1, num_chains + 1) if num_chains % g == 0 and g <= cores)
+    return max(g for g in range(1, n_chains + 1) if n_chains % g == 0 and g <= cores)
 
 
 def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=None):
@@ -189,10 +152,10 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
     """
     if batched is None:
         batched = jax.default_backend() != "cpu"
-    num_chains = config[5]
+    n_chains = config[5]
     if groups is None:
-        groups = 1 if batched else _chain_groups(num_chains)
-    per = num_chains // groups
+        groups = 1 if batched else _chain_groups(n_chains)
+    per = n_chains // groups
     calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, init, jitter)
              for g in range(groups)]
     # A compiled program takes arguments of these shapes and dtypes only, in the x64 mode
@@ -241,7 +204,7 @@ def _vectorized_program(model, config, batched: bool):
     compile) and the program returns unconstrained draws, which ``_run_vectorized``
     constrains in NumPy; otherwise NumPyro's ``potential_energy`` and ``constrain_fn``
     of the model, in the program."""
-    K, ct, pk, num_warmup, num_samples, num_chains, target, depth = config
+    K, ct, pk, n_warmup, n_draws, n_chains, target, depth = config
     on_host = handwritten(model)  # draws are constrained on the host, by _run_vectorized
 
     def run_chains(keys, z, X, unravel):
@@ -258,7 +221,7 @@ def _vectorized_program(model, config, batched: bool):
         and a ``while_loop``) whose result it drops when ``init_params`` is given."""
         kernel = NUTS(potential_fn=flat_potential(model, X, unravel), target_accept_prob=target,
                       max_tree_depth=depth)
-        state = kernel.init(keys, num_warmup, init_params=z)
+        state = kernel.init(keys, n_warmup, init_params=z)
         sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
 
         def step(s, _):  # collects z, then EXTRA_FIELDS in order
@@ -268,8 +231,8 @@ def _vectorized_program(model, config, batched: bool):
 
         # One loop over warm-up and draws: a second scan would compile the NUTS step
         # twice. Warm-up states are collected too (parameter-sized) and dropped.
-        _, outs = jax.lax.scan(step, state, None, length=num_warmup + num_samples)
-        z, *fields = jax.tree_util.tree_map(lambda a: a[num_warmup:], outs)
+        _, outs = jax.lax.scan(step, state, None, length=n_warmup + n_draws)
+        z, *fields = jax.tree_util.tree_map(lambda a: a[n_warmup:], outs)
         if on_host:
             return z, dict(zip(EXTRA_FIELDS, fields))  # unconstrained
         postprocess = lambda f: constrained(model, X, unravel(f))

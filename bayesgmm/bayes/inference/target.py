@@ -1,5 +1,10 @@
-"""Shared plumbing: binding the model, and moving between constrained sites and the
-unconstrained space samplers and optimisers work in."""
+"""What MAP, NUTS and SVI run on: the model with its static arguments bound, its
+potential (the hand-written one of :mod:`bayesgmm.bayes.potential` where it covers the
+model, else NumPyro's), and the moves between the model's sites and the unconstrained
+space that optimisers and samplers work in.
+
+Glossary: N samples, D features, K components; S the size of a flat unconstrained point.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from bayesgmm.bayes import potential
 from bayesgmm.bayes.model import Priors, gmm_model, to_sites
 from bayesgmm.params import GMMParams
+
+__all__ = ["bound_model", "init_sites", "handwritten", "flat_potential", "constrained",
+           "unconstrained", "priors_key"]
 
 
 def bound_model(n_components: int, covariance_type: str, priors: Priors):
@@ -53,6 +61,7 @@ def constrained(model, X, z: dict) -> dict:
 
 
 def unconstrained(model, X, sites: dict) -> dict:
+    """The model's sites -> unconstrained sites (NumPyro's ``unconstrain_fn``)."""
     return unconstrain_fn(model, (X,), {}, sites)
 
 

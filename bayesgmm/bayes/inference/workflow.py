@@ -1,0 +1,91 @@
+"""The inference a fit runs: MAP from the EM solution, then the chosen method from the
+MAP.
+
+Glossary: N samples, D features, K components.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from bayesgmm.bayes.inference.map import fit_map
+from bayesgmm.bayes.inference.nuts import sample_nuts
+from bayesgmm.bayes.inference.result import InferenceResult
+from bayesgmm.bayes.inference.svi import fit_svi
+from bayesgmm.params import GMMParams
+from bayesgmm.validation import check_positive_int
+
+__all__ = ["METHODS", "SETTINGS", "check_settings", "run"]
+
+METHODS = ("nuts", "map", "svi")
+# run's settings beside the model: BayesianGaussianMixture's parameters of these names
+SETTINGS = ("method", "n_chains", "n_warmup", "n_draws", "jitter", "target_accept_prob",
+            "n_svi_steps", "progress_bar")
+
+
+def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 500,
+                   n_draws: int = 500, jitter: float = 0.05, target_accept_prob: float = 0.8,
+                   n_svi_steps: int = 3000, progress_bar: bool = False) -> None:
+    """Refuse settings :func:`run` cannot use, with a ``ValueError`` naming the argument
+    and the valid range."""
+    if method not in METHODS:
+        raise ValueError(f"Invalid value for 'method': {method!r}; 'method' should be one "
+                         f"of {METHODS}")
+    check_positive_int(n_chains, "n_chains")
+    check_positive_int(n_warmup, "n_warmup", minimum=0)
+    check_positive_int(n_draws, "n_draws")
+    check_positive_int(n_svi_steps, "n_svi_steps")
+    if not 0 < target_accept_prob < 1:
+        raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
+    if not (np.isfinite(jitter) and jitter >= 0):
+        raise ValueError(f"jitter must be >= 0, got {jitter!r}")
+
+
+def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_type: str,
+        priors, n_chains: int = 4, n_warmup: int = 500, n_draws: int = 500,
+        jitter: float = 0.05, target_accept_prob: float = 0.8, n_svi_steps: int = 3000,
+        progress_bar: bool = False) -> tuple[InferenceResult, GMMParams]:
+    """MAP from ``init`` (an EM fit), then ``method`` from the MAP, drawing with ``key``
+    (MAP itself is deterministic).
+
+    Parameters
+    ----------
+    key : PRNG key
+    X : array of shape (N, D)
+        float32 or float64; the results keep this dtype.
+    init : GMMParams
+        Batch shape (); any covariance type (a tied or spherical fit starts the model
+        through its per-component relaxation).
+    method : {"nuts", "map", "svi"}
+    n_components, covariance_type, priors
+        The model (:func:`bayesgmm.bayes.model.gmm_model`); ``priors`` resolved.
+    n_chains, n_warmup, n_draws, jitter, target_accept_prob, n_svi_steps, progress_bar
+        As :class:`bayesgmm.BayesianGaussianMixture`'s parameters of these names;
+        checked by :func:`check_settings`.
+
+    Returns
+    -------
+    result : InferenceResult
+        The method's draws, batch shape (C, S), and its report.
+    map_params : GMMParams
+        The MAP point, batch shape (): the reference labeling, and BIC/AIC's point.
+        Both are NumPy arrays on the host.
+    """
+    check_settings(method, n_chains=n_chains, n_warmup=n_warmup, n_draws=n_draws,
+                   jitter=jitter, target_accept_prob=target_accept_prob,
+                   n_svi_steps=n_svi_steps, progress_bar=progress_bar)
+    kw = dict(n_components=n_components, covariance_type=covariance_type, priors=priors)
+    map_result = fit_map(key, X, init, **kw)
+    map_params = jax.tree_util.tree_map(lambda a: a[0, 0], map_result.params)
+    if method == "map":
+        return map_result, map_params
+    if method == "nuts":
+        result = sample_nuts(key, X, map_params, n_warmup=n_warmup, n_draws=n_draws,
+                             n_chains=n_chains, jitter=jitter,
+                             target_accept_prob=target_accept_prob, progress_bar=progress_bar,
+                             **kw)
+    else:
+        result = fit_svi(key, X, map_params, n_steps=n_svi_steps, n_draws=n_draws,
+                         progress_bar=progress_bar, **kw)
+    return result, map_params
