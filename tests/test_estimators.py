@@ -203,7 +203,7 @@ def test_bad_X_is_refused(X, match):
     ({"init_params": "magic"}, "init_params"),
     ({"reg_covar": -1.0}, "reg_covar"),
     ({"tol": -1.0}, "tol"),
-    ({"max_iter": 0}, "max_iter"),
+    ({"max_iter": -1}, "max_iter"),
     ({"n_init": 0}, "n_init"),
     ({"kernel": "fast"}, "kernel"),
     ({"n_components": 2, "weights_init": [0.5, 0.6]}, "normalized"),
@@ -286,13 +286,15 @@ def test_scoring_many_rows_pads_no_further_than_the_budget(blobs, monkeypatch):
     program for every K up to 32); scoring rows where that padding's work would be over
     budget pads less, with the same results."""
     import bayesgmm.engines.choose as choose_mod
+    from bayesgmm.fitting import score_plan
 
     X = blobs[0]
     gm = GaussianMixture(3, random_state=0, engine="jax").fit(X)
-    assert gm._n_padded == 32 and gm._scoring_size(len(X)) == 32
-    assert gm._scoring_size(10**7) == 4  # 10^7 rows x 2-D: only the next power of two
+    size = lambda n: score_plan(gm.params_, n, "jax", gm.n_padded_).n_padded  # noqa: E731
+    assert gm.n_padded_ == 32 and size(len(X)) == 32
+    assert size(10**7) == 4  # 10^7 rows x 2-D: only the next power of two
     proba, bic = gm.predict_proba(X), gm.bic(X)
     monkeypatch.setattr(choose_mod, "PAD_BELOW_WORK", 1000)  # now 300 rows are "many"
-    assert gm._scoring_size(len(X)) == 3
+    assert size(len(X)) == 3
     np.testing.assert_allclose(gm.predict_proba(X), proba, rtol=1e-9, atol=1e-14)
     assert gm.bic(X) == pytest.approx(bic, rel=1e-12)
