@@ -263,7 +263,8 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
         if not sym or np.linalg.eigvalsh(m.astype(np.float64)).min() <= 0:
             which = f" of component {k}" if covariance_type == "full" else ""
             raise ValueError(
-                f"'{covariance_type} precision'{which} should be symmetric, positive-definite"
+                f"'{covariance_type} precision' should be symmetric, positive-definite "
+                f"(precisions_init{which} is not)"
             )
     return p
 
