@@ -8,7 +8,7 @@ EM fit: engine choice, padding, seeding, restarts, reports) or the scoring funct
 beside it, and stores scikit-learn's ``*_`` attributes. Nothing here imports JAX: a
 small fit on the host never loads it.
 
-scikit-learn is not a run-time dependency: :class:`_BaseEstimator` implements the
+scikit-learn is not a run-time dependency: :class:`BaseEstimator` implements the
 parts of its estimator protocol that ``clone``, ``Pipeline``, ``GridSearchCV`` and
 ``check_estimator`` use (``get_params``, ``set_params``, ``__sklearn_tags__``,
 ``__sklearn_is_fitted__``), importing scikit-learn lazily only when scikit-learn itself
@@ -32,11 +32,12 @@ from bayesgmm.validation import (
     check_random_state_key,
 )
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "BaseEstimator"]
 
 
-class _BaseEstimator:
-    """The scikit-learn estimator protocol, without importing scikit-learn."""
+class BaseEstimator:
+    """The scikit-learn estimator protocol, without importing scikit-learn; the base
+    of both estimators."""
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -82,7 +83,10 @@ class _BaseEstimator:
         check_is_fitted(self)
 
 
-class GaussianMixture(_BaseEstimator):
+_BaseEstimator = BaseEstimator  # the former name, while bayes/estimator.py imports it
+
+
+class GaussianMixture(BaseEstimator):
     """Gaussian mixture fitted by EM in JAX; a drop-in for scikit-learn's.
 
     Parameters
