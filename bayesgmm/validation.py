@@ -43,7 +43,10 @@ try:  # scikit-learn is optional; where present, its checks catch its own classe
     from sklearn.exceptions import NotFittedError as _SkNotFittedError
 except ImportError:  # exercised in a subprocess by tests/test_validation.py
     _SkConvergenceWarning = UserWarning
-    _SkNotFittedError = Exception
+
+    class _SkNotFittedError(ValueError, AttributeError):
+        """Stands in for scikit-learn's class (a plain Exception base here made
+        NotFittedError's method resolution order inconsistent: importing failed)."""
 
 
 class ConvergenceWarning(_SkConvergenceWarning):

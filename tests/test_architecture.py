@@ -319,7 +319,7 @@ def test_host_modules_import_jax_only_where_it_runs(module):
     same for params, covariance, choose and engines.numpy)."""
     tree = ast.parse(MODULES[module].read_text())
     top = []
-    for node in tree.body:  # module-level statements (an `if TYPE_CHECKING:` block never runs)
+    for node in tree.body:  # module level (an `if TYPE_CHECKING:` block never runs)
         if isinstance(node, ast.Import):
             top += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

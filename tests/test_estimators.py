@@ -17,7 +17,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesgmm import (ConvergenceWarning, DegenerateComponentWarning, GaussianMixture,
                       NotFittedError)
+from bayesgmm.fitting import FitOptions, fit
 from bayesgmm.metrics import adjusted_rand_score
+from bayesgmm.params import GMMParams, take_components
 
 # Every scikit-learn estimator check runs. The array-API check skips itself unless
 # SCIPY_ARRAY_API is set. One is expected to fail for the 2-component estimator (with one
@@ -457,8 +459,8 @@ def test_sk_check_precisions():
         g = GaussianMixture(n_components=n_components, covariance_type=covar_type,
                             random_state=rng)
         g.precisions_init = precisions_bad_shape[covar_type]
-        with pytest.raises(ValueError,
-                           match=f"The parameter '{covar_type} precision' should have the shape of"):
+        msg = f"The parameter '{covar_type} precision' should have the shape of"
+        with pytest.raises(ValueError, match=msg):
             g.fit(X)
         g.precisions_init = precisions_not_positive[covar_type]
         with pytest.raises(ValueError,
@@ -1087,3 +1089,37 @@ def test_convergence_warning_is_sklearns():
         warnings.simplefilter("error", UserWarning)
         warnings.simplefilter("ignore", SkConvergenceWarning)  # scikit-learn's filter wins
         GaussianMixture(4, max_iter=1, random_state=0).fit(np.random.RandomState(0).rand(50, 2))
+
+
+# ---- from_params ----------------------------------------------------------------------
+
+
+def test_from_params_is_the_fitted_estimator(datasets):
+    """A fit's params, info and padded size given back: the same predictions bit for
+    bit, the same report, constructor arguments passed through."""
+    X = datasets["aniso"]
+    options = FitOptions(n_components=3, covariance_type="diag", random_state=0,
+                         engine="jax")
+    padded, info = fit(X, options)
+    gm = GaussianMixture(3, covariance_type="diag", random_state=0, engine="jax").fit(X)
+    back = GaussianMixture.from_params(take_components(padded, 3), info=info,
+                                       n_padded=padded.n_components, engine="jax")
+    assert back.get_params()["covariance_type"] == "diag" and back.engine == "jax"
+    assert back.n_padded_ == gm.n_padded_ == 32
+    assert (back.n_iter_, back.converged_, back.lower_bound_, back.lower_bounds_) == (
+        gm.n_iter_, gm.converged_, gm.lower_bound_, gm.lower_bounds_)
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    assert back.bic(X) == gm.bic(X)
+
+
+def test_from_params_without_info_reports_no_iteration(blobs):
+    ref = SkGM(4, random_state=0).fit(blobs[0])
+    gm = GaussianMixture.from_params(GMMParams.from_estimator(ref))
+    assert (gm.n_components, gm.covariance_type, gm.n_padded_) == (4, "full", 4)
+    assert (gm.n_iter_, gm.converged_, gm.lower_bounds_) == (0, False, [])
+    assert np.isneginf(gm.lower_bound_) and gm.n_features_in_ == 2
+    np.testing.assert_allclose(gm.predict_proba(blobs[0]), ref.predict_proba(blobs[0]),
+                               atol=1e-10)
+    with pytest.raises(ValueError, match="params hold 4 'full' components, but from_params "
+                                         "got n_components=3"):
+        GaussianMixture.from_params(gm.params_, n_components=3)

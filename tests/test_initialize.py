@@ -161,15 +161,6 @@ def test_init_subsample_is_the_whole_seeding_sample(monkeypatch):
     np.testing.assert_array_equal(after.means_, before.means_)
 
 
-@pytest.mark.parametrize("seed", [0, 7, 2**31 + 5, 2**40 + 3])
-def test_random_state_key_is_jax_prngkey(seed):
-    """The estimator's key, built on the host, is jax.random.PRNGKey's for the seed."""
-    from bayesgmm.validation import check_random_state_key
-
-    np.testing.assert_array_equal(check_random_state_key(seed),
-                                  np.asarray(jax.random.PRNGKey(seed % 2**32)))
-
-
 def test_host_seeding_uniforms_do_not_depend_on_padding_and_compile_no_rng():
     """k-means++ draws made on the host: the rows and trials k-means++ reads are the same
     whatever the padding (zeros beyond), and an initialisation given them compiles no
