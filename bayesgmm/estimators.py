@@ -278,12 +278,13 @@ class GaussianMixture(BaseEstimator):
         -------
         self
         """
+        X = check_array_2d(X, min_samples=2)  # an ndarray: fitting.fit's check is cheap
         options = self._options()
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
         params, info = fitting.fit(X, options, sample_weight=sample_weight, start=start,
                                    start_lower_bound=bound)
-        self.engine_ = fitting.plan(options, *np.shape(X)).engine
+        self.engine_ = fitting.plan(options, *X.shape).engine
         self._store(take_components(params, int(self.n_components)), info, params.n_components)
         self.__dict__.pop("_online_state", None)  # a full fit restarts online learning
         return self
