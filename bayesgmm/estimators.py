@@ -230,7 +230,6 @@ class GaussianMixture(BaseEstimator):
         self.kernel = kernel
         self.engine = engine
 
-
     @classmethod
     def from_params(cls, params: GMMParams, *, info=None, n_padded: int | None = None,
                     **estimator_params) -> GaussianMixture:

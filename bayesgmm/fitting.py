@@ -212,7 +212,7 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
         raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, "
                          f"n_samples = {X.shape[0]}")
     if start is not None:
-        check_n_features(X, start.n_features, "GaussianMixture")
+        _check_start(start, X, options)
     w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
     choice = plan(options, *X.shape, n_padded)
     shared = shared if sample_weight is None else None
@@ -264,7 +264,7 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
             raise ValueError(f"The first partial_fit batch needs n_samples >= n_components "
                              f"({K}), got {X.shape[0]}")
     if start is not None:
-        check_n_features(X, start.n_features, "GaussianMixture")
+        _check_start(start, X, options)
     w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
     from bayesgmm.engines import jax as em
 
@@ -280,6 +280,18 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
     info = FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
                    np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)
     return as_numpy(params), info, OnlineState(stats, t + 1)
+
+
+def _check_start(start: GMMParams, X, options: FitOptions) -> None:
+    """A warm start must fit the data and the options it continues under."""
+    check_n_features(X, start.n_features, "GaussianMixture")
+    if (start.n_components, start.covariance_type) != (options.n_components,
+                                                       options.covariance_type):
+        raise ValueError(
+            f"warm_start continues the previous fit, which has {start.n_components} "
+            f"{start.covariance_type!r} components, but n_components="
+            f"{options.n_components!r}, covariance_type={options.covariance_type!r} now; "
+            "fit once with warm_start=False after changing them.")
 
 
 def _scope(choice: Choice, dtype):

@@ -1072,6 +1072,17 @@ def test_max_iter_zero_returns_where_em_starts(datasets, method, engine):
     np.testing.assert_allclose(one.covariances_, ref.covariances_, rtol=1e-7)
 
 
+def test_warm_start_refuses_a_changed_model(blobs):
+    X = blobs[0]
+    gm = GaussianMixture(4, random_state=0, warm_start=True).fit(X)
+    with pytest.raises(ValueError, match="previous fit, which has 4 'full' components, but "
+                                         "n_components=3"):
+        gm.set_params(n_components=3).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is "
+                                         "expecting 2"):
+        gm.set_params(n_components=4).fit(np.c_[X, X[:, :1]])
+
+
 def test_warm_start_with_max_iter_zero_keeps_the_fit(blobs):
     X = blobs[0]
     gm = GaussianMixture(4, random_state=0).fit(X)
