@@ -410,12 +410,6 @@ class GaussianMixture(BaseEstimator):
         return fitting.criteria([self.params_], X, engine=self.engine,
                                 fitted_padded=[self.n_padded_])[0]
 
-    def _set_fitted(self, params: GMMParams, info, n_features: int) -> None:
-        """The former way in: ``params`` padded as fitted. Kept only while
-        bayesgmm/bayes/estimator.py calls it; use :meth:`from_params`."""
-        K = int(self.n_components)
-        self._store(take_components(fitting.as_numpy(params), K), info, params.n_components)
-
     def _scores_on_host(self, n_rows: int) -> bool:
         """Whether scoring ``n_rows`` rows runs in NumPy (tests/test_host.py reads it)."""
         return fitting.score_plan(self.params_, n_rows, self.engine).engine == "numpy"
