@@ -74,21 +74,21 @@ def run_workflow(cfg, out_dir: str | Path, *, log=print) -> dict:
     X, y = load_data(cfg.data)
     log(f"data: {X.shape[0]} samples x {X.shape[1]} features ({cfg.data.source})")
     lo, hi = cfg.sweep.n_components
+    # One set of fit settings for the sweep's fits and the final one (both are
+    # bayesgmm.fitting.fit with these options)
+    settings = dict(random_state=cfg.fit.random_state, n_init=cfg.fit.n_init, tol=cfg.fit.tol,
+                    reg_covar=cfg.fit.reg_covar, max_iter=cfg.fit.max_iter,
+                    init_params=cfg.fit.init_params)
     t0 = time.perf_counter()
     table = sweep(X, range(lo, hi + 1), cfg.sweep.covariance_types,
-                  criterion=cfg.sweep.criterion, random_state=cfg.fit.random_state,
-                  n_init=cfg.fit.n_init, tol=cfg.fit.tol, reg_covar=cfg.fit.reg_covar,
-                  max_iter=cfg.fit.max_iter, init_params=cfg.fit.init_params)
+                  criterion=cfg.sweep.criterion, **settings)
     best = table.best
     log(f"sweep K={lo}..{hi} over {list(cfg.sweep.covariance_types)} in "
         f"{time.perf_counter() - t0:.2f} s; best {cfg.sweep.criterion.upper()}: "
         f"K={best['n_components']} ({best['covariance_type']})")
     K = best["n_components"] if cfg.fit.n_components == "best" else cfg.fit.n_components
     ct = best["covariance_type"] if cfg.fit.covariance_type == "best" else cfg.fit.covariance_type
-    gmm = GaussianMixture(K, covariance_type=ct, n_init=cfg.fit.n_init, tol=cfg.fit.tol,
-                          reg_covar=cfg.fit.reg_covar, max_iter=cfg.fit.max_iter,
-                          init_params=cfg.fit.init_params,
-                          random_state=cfg.fit.random_state).fit(X)
+    gmm = GaussianMixture(K, covariance_type=ct, **settings).fit(X)
     labels = gmm.predict(X)
     proba = gmm.predict_proba(X)
     summary = {"n_components": int(K), "covariance_type": ct, "converged": gmm.converged_,

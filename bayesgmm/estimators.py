@@ -1,10 +1,14 @@
 """scikit-learn-style estimators over the functional core.
 
-Classes here only validate input, pick a PRNG key, call the core and store ``*_``
-attributes; the mathematics lives in :mod:`bayesgmm.engines.jax`, :mod:`bayesgmm.density` and
-:mod:`bayesgmm.selection`.
+Glossary: N samples (``n_samples``), D features (``n_features``), K components
+(``n_components``).
 
-scikit-learn is not a run-time dependency: :class:`_BaseEstimator` implements the
+:class:`GaussianMixture` only validates, calls :func:`bayesgmm.fitting.fit` (the whole
+EM fit: engine choice, padding, seeding, restarts, reports) or the scoring functions
+beside it, and stores scikit-learn's ``*_`` attributes. Nothing here imports JAX: a
+small fit on the host never loads it.
+
+scikit-learn is not a run-time dependency: :class:`BaseEstimator` implements the
 parts of its estimator protocol that ``clone``, ``Pipeline``, ``GridSearchCV`` and
 ``check_estimator`` use (``get_params``, ``set_params``, ``__sklearn_tags__``,
 ``__sklearn_is_fitted__``), importing scikit-learn lazily only when scikit-learn itself
@@ -14,91 +18,26 @@ asks for tags.
 from __future__ import annotations
 
 import inspect
-import warnings
+import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm import density, selection
-from bayesgmm.engines import jax as em, numpy as host
-from bayesgmm.compilation import jit
-from bayesgmm.engines.choose import check_engine, choose
-from bayesgmm.initialize import (INIT_METHODS, host_seeding_uniforms,
-                                 init_params_batch, kmeans_plusplus_host, lloyd_batch,
-                                 params_from_centers, seed_sample_size)
-from bayesgmm.params import GMMParams, pad_components, take_components
-from bayesgmm.suffstats import resolve_kernel
+from bayesgmm import fitting
+from bayesgmm.engines import numpy as host
+from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
-    ConvergenceWarning,
-    DegenerateComponentWarning,
-    NotFittedError,
     check_array_2d,
-    check_covariance_type,
-    check_means_init,
+    check_is_fitted,
     check_n_features,
-    check_nonneg_float,
-    check_positive_int,
-    check_precisions_init,
     check_random_state_key,
-    check_sample_weight,
-    check_weights_init,
-    compute_scope,
 )
 
-__all__ = ["GaussianMixture"]
-
-_log_resp = jit(density.log_resp)
-_sample = jit(density.sample, static_argnums=2)
-_criteria_terms = jit(selection.criteria_terms)
-
-def _host_rng(key, stream: int) -> np.random.Generator:
-    """A NumPy generator for one purpose (``stream``) of a fit seeded by ``key``. Draws on
-    the host need no compiled random-number program (each costs ~0.05 s of XLA)."""
-    return np.random.default_rng([int(k) for k in np.asarray(key).ravel()] + [stream])
+__all__ = ["GaussianMixture", "BaseEstimator"]
 
 
-def _subsample(rng: np.random.Generator, X, w, n_rows: int):
-    """``n_rows`` rows drawn uniformly without replacement by ``rng``, with their
-    weights, as NumPy arrays (a device array is read on the host: free on a CPU). The
-    indices are drawn on the host: NumPy's sampler takes 0.4 ms for 10⁴ of 10⁵ rows,
-    where ``jax.random.choice`` sorts a full permutation (46 ms on a CPU); the rows are
-    taken on the host too (a compiled gather cost 0.03 s of XLA per shape)."""
-    idx = np.sort(rng.choice(X.shape[0], n_rows, replace=False))  # sorted: reads X in order
-    return np.asarray(X)[idx], np.asarray(w)[idx]
-
-
-def _to_device(*arrays):
-    """NumPy arrays onto the default device. ``jnp.asarray`` of a NumPy array compiles a
-    small program per shape (``lax.stage``, ~0.01-0.03 s each); ``device_put`` does not."""
-    return tuple(a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
-                 for a in arrays)
-
-
-def _criteria_of(models: list, X) -> list[dict]:
-    """``bic``, ``aic`` and ``icl`` of fitted models (same covariance type, padded to one
-    size) on X, in one batched pass over the rows (:func:`bayesgmm.selection.criteria_terms`
-    over stacked parameters): the features of each chunk are computed once for all."""
-    first = models[0]
-    X = first._check_X(X)
-    if all(m._scores_on_host(X.shape[0]) for m in models):
-        ll, ent = zip(*(host.criteria_terms(m.params_, X) for m in models))
-    else:
-        dtype = np.result_type(X.dtype, first.params_.dtype)
-        with compute_scope(dtype):
-            size = max(m._scoring_size(X.shape[0]) for m in models)  # one size to stack
-            stacked = jax.tree_util.tree_map(lambda *a: np.stack(a),
-                                             *[m._padded_params(dtype, size) for m in models])
-            ll, ent = jax.tree_util.tree_map(
-                np.asarray, _criteria_terms(stacked.astype(dtype),
-                                           *_to_device(X.astype(dtype, copy=False))))
-    return [{k: float(v) for k, v in selection.criteria_from_terms(
-        ll[i], ent[i], m.params_.n_parameters, X.shape[0]).items()}
-        for i, m in enumerate(models)]
-
-
-class _BaseEstimator:
-    """The scikit-learn estimator protocol, without importing scikit-learn."""
+class BaseEstimator:
+    """The scikit-learn estimator protocol, without importing scikit-learn; the base
+    of both estimators."""
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -127,7 +66,7 @@ class _BaseEstimator:
             default = sig.parameters[name].default
             value = getattr(self, name)
             same = value is default or (
-                not isinstance(value, np.ndarray | jax.Array) and value == default)
+                not hasattr(value, "__array__") and value == default)  # arrays: changed
             if not same:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
@@ -141,14 +80,13 @@ class _BaseEstimator:
         return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False))
 
     def _check_is_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator."
-            )
+        check_is_fitted(self)
 
 
-class GaussianMixture(_BaseEstimator):
+_BaseEstimator = BaseEstimator  # the former name, while bayes/estimator.py imports it
+
+
+class GaussianMixture(BaseEstimator):
     """Gaussian mixture fitted by EM in JAX; a drop-in for scikit-learn's.
 
     Parameters
@@ -160,6 +98,8 @@ class GaussianMixture(_BaseEstimator):
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
     max_iter : int, default=100
+        EM iterations at most. ``0`` returns the initialisation itself (``means_`` is
+        ``means_init`` when given), as scikit-learn does.
     n_init : int, default=1
         Restarts, run as one ``vmap``; the best lower bound wins.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
@@ -176,7 +116,9 @@ class GaussianMixture(_BaseEstimator):
         Seeds the JAX key (``jax.random.PRNGKey(seed)``); restart keys, subsample rows
         and k-means++'s draws come from NumPy generators seeded by that key.
     warm_start : bool, default=False
-        Start the next ``fit`` from this fit's parameters (one initialisation).
+        Start the next ``fit`` from this fit's parameters (one initialisation), with
+        scikit-learn's stopping rule: its first iteration's change is measured from
+        this fit's ``lower_bound_``, so repeated ``max_iter=1`` fits converge.
     verbose : int, default=0
     verbose_interval : int, default=10
         Kept for scikit-learn compatibility; the loop runs compiled, so progress is
@@ -232,8 +174,17 @@ class GaussianMixture(_BaseEstimator):
     n_features_in_ : int
     params_ : GMMParams
         The same parameters as one pytree (NumPy leaves), for the functional core.
+    n_padded_ : int
+        The number of components the compiled programs ran at (``n_components`` plus
+        zero-weight padding, :func:`bayesgmm.engines.choose.choose`); scoring pads as
+        far, so it reuses those programs and a saved model predicts bit for bit alike.
     engine_ : {"jax", "numpy"}
         Where the last fit ran (see ``engine``).
+
+    See Also
+    --------
+    bayesgmm.fitting.fit : the fit itself, which this class calls.
+    GaussianMixture.from_params : a fitted estimator from given parameters.
     """
 
     def __init__(
@@ -279,10 +230,41 @@ class GaussianMixture(_BaseEstimator):
         self.kernel = kernel
         self.engine = engine
 
+    @classmethod
+    def from_params(cls, params: GMMParams, *, info=None, n_padded: int | None = None,
+                    **estimator_params) -> GaussianMixture:
+        """A fitted estimator holding ``params``, as if ``fit`` had found them.
+
+        Parameters
+        ----------
+        params : GMMParams
+            Batch shape ``()``, K components (NumPy or JAX leaves; kept as NumPy).
+        info : FitInfo, optional
+            The fit's report (``lower_bound``, ``n_iter``, ``converged``, ``history``).
+            ``None``: as after ``max_iter=0`` (``n_iter_ == 0``, ``lower_bound_ ==
+            -inf``, ``converged_`` False).
+        n_padded : int, optional
+            The padded size the fit's programs ran at (``n_padded_``); scoring pads as
+            far. Default K.
+        **estimator_params
+            Constructor arguments; ``n_components`` and ``covariance_type`` default to
+            ``params``' and must agree with them.
+        """
+        K, ct = params.n_components, params.covariance_type
+        model = cls(**{"n_components": K, "covariance_type": ct, **estimator_params})
+        if (model.n_components, model.covariance_type) != (K, ct):
+            raise ValueError(
+                f"params hold {K} {ct!r} components, but from_params got n_components="
+                f"{model.n_components!r}, covariance_type={model.covariance_type!r}; "
+                "leave both out to take them from params.")
+        info = fitting.unfitted_info(K, params.dtype) if info is None else info
+        model._store(fitting.as_numpy(params), info, n_padded or K)
+        return model
+
     # ---- fitting ------------------------------------------------------------------
 
     def fit(self, X, y=None, sample_weight=None):
-        """Estimate parameters with EM.
+        """Estimate parameters with EM (:func:`bayesgmm.fitting.fit`).
 
         Parameters
         ----------
@@ -295,43 +277,35 @@ class GaussianMixture(_BaseEstimator):
         -------
         self
         """
-        return self._fit(X, sample_weight, None)
+        X = check_array_2d(X, min_samples=2)  # an ndarray: fitting.fit's check is cheap
+        options = self._options()
+        warm = self.warm_start and self.__sklearn_is_fitted__()
+        start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
+        params, info = fitting.fit(X, options, sample_weight=sample_weight, start=start,
+                                   start_lower_bound=bound)
+        self.engine_ = fitting.plan(options, *X.shape).engine
+        self._store(take_components(params, int(self.n_components)), info, params.n_components)
+        self.__dict__.pop("_online_state", None)  # a full fit restarts online learning
+        return self
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Online (stepwise) EM on one batch, for data that arrives over time.
 
-        The first call initialises from its batch (``init_params``); each call then
-        blends the batch's sufficient statistics into running ones with step size
-        ``(t + 2)^-0.6`` (Cappé & Moulines 2009) and takes one M-step. For data that is
-        all available but too large for memory, prefer exact streamed EM:
+        The first call initialises from its batch (``init_params``; or from this fit's
+        parameters with ``warm_start``); each call then blends the batch's sufficient
+        statistics into running ones with step size ``(t + 2)^-0.6`` (Cappé & Moulines
+        2009) and takes one M-step (:func:`bayesgmm.fitting.partial_fit`, compiled). For
+        data that is all available but too large for memory, prefer exact streamed EM:
         :func:`bayesgmm.engines.jax.fit_stream`.
         """
-        X = check_array_2d(X, min_samples=1)
-        first = not hasattr(self, "_online_stats")
-        if first:
-            self._check_parameters()
-            if X.shape[0] < self.n_components:
-                raise ValueError(f"The first partial_fit batch needs n_samples >= n_components "
-                                 f"({self.n_components}), got {X.shape[0]}")
-        else:
-            check_n_features(X, self.n_features_in_, type(self).__name__)
-        w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        K = int(self.n_components)
-        with compute_scope(X.dtype):
-            Xj, wj = jnp.asarray(X), jnp.asarray(w)
-            if first:
-                params, stats, t = self._initial_params(Xj, wj, K)[0], None, 0
-            else:
-                params = self.params_.astype(X.dtype)
-                stats, t = self._online_stats, self._n_batches
-            stats, params = em.online_update(stats, params, Xj, wj, step_size=(t + 2.0) ** -0.6,
-                                             reg_covar=self.reg_covar)
-            stats, params = jax.tree_util.tree_map(np.asarray, (stats, params))
-        self._online_stats, self._n_batches = stats, t + 1
+        state = self.__dict__.get("_online_state")
+        warm = self.warm_start and self.__sklearn_is_fitted__()
+        start = self.params_ if state is not None or warm else None
+        params, info, state = fitting.partial_fit(X, self._options(), state,
+                                                  sample_weight=sample_weight, start=start)
+        self._store(params, info, params.n_components)
+        self._online_state = state
         self.engine_ = "jax"  # online EM runs compiled, whatever engine fitted before
-        info = em.FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
-                          np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)
-        self._set_fitted(params, info, X.shape[1])
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -363,12 +337,9 @@ class GaussianMixture(_BaseEstimator):
         if not isinstance(n_samples, int | np.integer) or n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
-                "least one sample."
-            )
-        key = check_random_state_key(self.random_state)
-        with compute_scope(self.params_.dtype):
-            Xs, ys = _sample(key, self.params_.astype(self.params_.dtype), int(n_samples))
-            Xs, ys = np.asarray(Xs), np.asarray(ys)
+                "least one sample.")
+        Xs, ys = fitting.sample(check_random_state_key(self.random_state), self.params_,
+                                int(n_samples))
         order = np.argsort(ys, kind="stable")
         return Xs[order], ys[order].astype(np.int64)
 
@@ -386,212 +357,21 @@ class GaussianMixture(_BaseEstimator):
 
     # ---- internals ----------------------------------------------------------------
 
-    def _fit(self, X, sample_weight, n_padded: int | None, shared=None):
-        """``fit`` with the components padded to ``n_padded`` (None: automatic bucket).
-        ``shared``: :func:`bayesgmm.engines.jax.data_features` of X (unit weights), reused by
-        the fits of a sweep."""
-        self._check_parameters()
-        X = check_array_2d(X, min_samples=2)
-        K = int(self.n_components)
-        if X.shape[0] < K:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = "
-                f"{K}, n_samples = {X.shape[0]}"
-            )
-        w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        plan = choose("fit", self.engine, X.shape[0], K, X.shape[1], self.covariance_type)
-        on_host = plan.engine == "numpy"
-        n_padded = K if on_host else (n_padded or plan.n_padded)
-        with compute_scope(X.dtype):
-            Xj, wj = (X, w) if on_host else _to_device(X, w)  # one device copy, shared
-            m = self.init_subsample
-            warm = self.warm_start and hasattr(self, "params_")
-            subsample = m is not None and X.shape[0] > m and not warm
-            key = check_random_state_key(self.random_state)
-            Xr, wr = (_subsample(_host_rng(key, 1), Xj, wj, m) if subsample
-                      else (Xj, wj))
-            # init_subsample, when it applies, is the initialisation's whole sample
-            init, hard = self._initial_start(Xr, wr, n_padded, key,
-                                             seed_subsample=not subsample, on_host=on_host)
-            fit_kw = dict(tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter)
-            screen = int(self.restart_screen_iter or 0)
-            if on_host:
-                best, info, all_info = host.fit_restarts(
-                    Xr, init, sample_weight=wr, screen_iter=screen, hard_start=hard, **fit_kw)
-                if subsample:
-                    best, info = host.fit(Xj, best, sample_weight=wj, **fit_kw)
-            else:
-                fit_kw.update(chunk_size=self.chunk_size, kernel=self.kernel)
-                best, info, all_info = em.fit_restarts(
-                    Xr, init, sample_weight=wr, screen_iter=screen,
-                    shared=None if subsample or sample_weight is not None else shared,
-                    hard_start=hard, **fit_kw)
-                if subsample:  # refine the best restart on all rows
-                    best, info = em.fit(Xj, best, sample_weight=wj, **fit_kw)
-            best, info, all_info = jax.tree_util.tree_map(np.asarray, (best, info, all_info))
-        self.engine_ = "numpy" if on_host else "jax"
-        info = info._replace(nk=info.nk[:K])
-        self._report(info, all_info, X)
-        self._set_fitted(best, info, X.shape[1])
-        self.__dict__.pop("_online_stats", None)  # a full fit restarts online learning
-        return self
+    def _options(self) -> fitting.FitOptions:
+        return fitting.FitOptions.from_mapping(self.get_params())
 
-    def _check_parameters(self) -> None:
-        check_positive_int(self.n_components, "n_components")
-        check_covariance_type(self.covariance_type)
-        check_nonneg_float(self.tol, "tol")
-        check_nonneg_float(self.reg_covar, "reg_covar")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.n_init, "n_init")
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(
-                f"Invalid value for 'init_params': {self.init_params!r}; 'init_params' "
-                f"should be one of {INIT_METHODS}"
-            )
-        if self.chunk_size is not None:
-            check_positive_int(self.chunk_size, "chunk_size")
-        if self.restart_screen_iter is not None:
-            check_positive_int(self.restart_screen_iter, "restart_screen_iter")
-        resolve_kernel(self.kernel, np.float64)  # raises on an unknown name
-        check_engine(self.engine)
-        if self.init_subsample is not None:
-            check_positive_int(self.init_subsample, "init_subsample")
-            if self.init_subsample < self.n_components:
-                raise ValueError(
-                    f"init_subsample={self.init_subsample} rows cannot initialise "
-                    f"n_components={self.n_components} components; use at least "
-                    f"n_components rows (typically thousands).")
-
-    def _initial_start(self, X, w, n_padded: int, key, seed_subsample: bool = True,
-                       on_host: bool = False) -> tuple[GMMParams, bool]:
-        """(n_init,)-batched parameters to start EM from, and whether EM's first pass
-        is a hard assignment (``em.fit_restarts(hard_start=...)``).
-
-        For ``kmeans`` and ``k-means++`` (no ``*_init``, no warm start, seeding work
-        within :data:`~bayesgmm.engines.choose.HOST_SEEDING_WORK`), k-means++ seeds on the
-        host (:func:`~bayesgmm.initialize.kmeans_plusplus_host`, the same draws as
-        :meth:`_initial_params`), Lloyd's iterations run in JAX (``kmeans``), and EM's
-        hard first pass gives every row to its nearest centre and takes the M-step:
-        the same start as :meth:`_initial_params`, with Lloyd's loop as the only
-        compiled initialisation. Measured (BIC sweep 1..20, N=1e5, D=8, cold
-        process): tracing, lowering and XLA compilation of the initialisation 0.92 ->
-        0.24 s, and its run time 0.88 -> 0.55 s plus the hard passes (~12 ms a K).
-        ``on_host``: Lloyd's iterations run in NumPy too (:func:`bayesgmm.engines.numpy.lloyd`).
-        Otherwise: :meth:`_initial_params`, and no hard pass."""
-        K, (N, D) = int(self.n_components), X.shape
-        method = self.init_params
-        overrides = (self.weights_init, self.means_init, self.precisions_init)
-        m = seed_sample_size(N, K, method) if seed_subsample else None
-        if (method not in ("kmeans", "k-means++") or any(o is not None for o in overrides)
-                or (self.warm_start and hasattr(self, "params_"))
-                or choose("seed", "auto", m or N, K, D, self.covariance_type).engine != "numpy"):
-            return self._initial_params(X, w, n_padded, key, seed_subsample), False
-        Xs, ws = (X, w) if m is None else _subsample(_host_rng(key, 2), X, w, m)
-        u = host_seeding_uniforms(_host_rng(key, 3), self.n_init, K)
-        Xh, wh = np.asarray(Xs), np.asarray(ws)
-        seeds = np.stack([kmeans_plusplus_host(Xh, wh, K, u[r]) for r in range(self.n_init)])
-        # padding components are copies of the first seed (weight 0 below)
-        seeds = np.concatenate([seeds, np.repeat(seeds[:, :1], n_padded - K, axis=1)], axis=1)
-        centers = seeds.astype(X.dtype)
-        if method == "kmeans" and on_host:
-            centers = host.lloyd_batch(Xs, ws, centers, n_active=K)
-        elif method == "kmeans":
-            centers = lloyd_batch(*_to_device(Xs, ws), centers, n_active=K)
-        return params_from_centers(centers, K, self.covariance_type), True
-
-    def _initial_params(self, X, w, n_padded: int, key=None,
-                        seed_subsample: bool = True) -> GMMParams:
-        """(n_init,)-batched initial parameters with ``n_padded`` components; explicit
-        ``*_init`` override the method's. ``seed_subsample``: k-means seeds on a
-        subsample of large data (:func:`bayesgmm.initialize.seed_sample_size`)."""
-        K, D, ct, dtype = int(self.n_components), X.shape[1], self.covariance_type, X.dtype
-        if self.warm_start and hasattr(self, "params_"):
-            check_n_features(X, self.n_features_in_, type(self).__name__)
-            p = pad_components(self.params_.astype(dtype), n_padded)
-            return jax.tree_util.tree_map(lambda a: a[None], p)
-        weights = means = precisions = None
-        if self.weights_init is not None:
-            weights = check_weights_init(self.weights_init, K, dtype)
-        if self.means_init is not None:
-            means = check_means_init(self.means_init, K, D, dtype)
-        if self.precisions_init is not None:
-            precisions = check_precisions_init(self.precisions_init, ct, K, D, dtype)
-        key = check_random_state_key(self.random_state) if key is None else key
-        # Keys, subsample and k-means++ draws come from NumPy generators seeded by the key
-        keys = _host_rng(key, 0).integers(0, 2**32, (self.n_init, 2), dtype=np.uint32)
-        m = seed_sample_size(X.shape[0], K, self.init_params) if seed_subsample else None
-        seed_rows = None if m is None else _subsample(_host_rng(key, 2), X, w, m)
-        uniforms = (host_seeding_uniforms(_host_rng(key, 3), self.n_init, K, n_padded)
-                    if self.init_params in ("kmeans", "k-means++") else None)
-        p = init_params_batch(keys, X, n_padded, ct, self.init_params, sample_weight=w,
-                              reg_covar=self.reg_covar, n_active=K, seed_rows=seed_rows,
-                              uniforms=uniforms)
-        if weights is None and means is None and precisions is None:
-            return p
-        # Overrides happen on the host, at the real K (eager JAX ops would compile per K).
-        p = take_components(jax.tree_util.tree_map(np.asarray, p), K)
-        R = self.n_init
-        if weights is not None:
-            p = GMMParams(np.broadcast_to(weights, (R, K)), p.means, p.cov_factor, ct)
-        if means is not None:
-            p = GMMParams(p.weights, np.broadcast_to(means, (R, K, D)), p.cov_factor, ct)
-        if precisions is not None:
-            factor = GMMParams.from_sklearn(p.weights[0], p.means[0], covariance_type=ct,
-                                            precisions=precisions).cov_factor
-            p = GMMParams(p.weights, p.means, np.broadcast_to(factor, (R, *factor.shape)), ct)
-        return pad_components(p, n_padded)
-
-    def _report(self, info, all_info, X) -> None:
-        if self.verbose:
-            for i in range(len(all_info.n_iter)):
-                print(f"Initialization {i}: converged={bool(all_info.converged[i])} "
-                      f"n_iter={int(all_info.n_iter[i])} "
-                      f"lower_bound={float(all_info.lower_bound[i]):.6f}")
-        if bool(info.nonfinite):
-            k = int(info.bad_component)
-            scale = float(np.mean(np.var(X, axis=0)))
-            suggestion = max(10 * self.reg_covar, 1e-3 * scale)
-            where = f"component {k}" if k >= 0 else "a component"
-            raise ValueError(
-                f"Fitting the mixture model failed: {where} got a singular covariance (NaN "
-                f"or non-positive-definite) at iteration {int(info.n_iter)}, typically "
-                f"because it collapsed on one or a few identical samples. Increase reg_covar "
-                f"(now {self.reg_covar:g}; try {suggestion:.3g}), or decrease n_components "
-                f"(now {self.n_components})."
-            )
-        if not bool(info.converged):
-            warnings.warn(
-                f"Best performing initialization did not converge after {int(info.n_iter)} "
-                f"iterations (max_iter={self.max_iter}). Try different init parameters, or "
-                "increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        empty = np.flatnonzero(info.nk < 1.5)
-        if empty.size and self.n_components > 1:
-            warnings.warn(
-                f"Component(s) {empty.tolist()} hold about one sample or fewer (effective "
-                f"counts nk={np.round(info.nk[empty], 3).tolist()}): a covariance cannot be "
-                f"estimated there and is dominated by reg_covar={self.reg_covar:g}. Consider "
-                f"fewer components (now {self.n_components}).",
-                DegenerateComponentWarning,
-                stacklevel=3,
-            )
-
-    def _set_fitted(self, params: GMMParams, info, n_features: int) -> None:
-        """Store ``params`` (possibly padded beyond ``n_components``), its weights and
-        means; the covariance attributes follow on first read (:meth:`_covariance_attr`)."""
-        K = int(self.n_components)
-        self._n_padded = params.n_components
-        self.params_ = take_components(params, K)
-        self.__dict__.pop("_covariance_attrs", None)
-        self.weights_ = np.ascontiguousarray(self.params_.weights)
-        self.means_ = np.ascontiguousarray(self.params_.means)
+    def _store(self, params: GMMParams, info, n_padded: int) -> None:
+        """Store ``params`` (K components, NumPy) and ``info``'s report; the covariance
+        attributes follow on first read (:meth:`_covariance_attr`)."""
+        self.params_ = params
+        self.n_padded_ = int(n_padded)
+        self.weights_ = np.ascontiguousarray(params.weights)
+        self.means_ = np.ascontiguousarray(params.means)
         self.converged_ = bool(info.converged)
         self.n_iter_ = int(info.n_iter)
         self.lower_bound_ = float(info.lower_bound)
-        self.lower_bounds_ = [float(v) for v in info.history[: self.n_iter_]]
-        self.n_features_in_ = n_features
+        self.lower_bounds_ = [float(v) for v in np.asarray(info.history)[: self.n_iter_]]
+        self.n_features_in_ = params.n_features
 
     def _covariance_attr(self, name: str) -> np.ndarray:
         """scikit-learn's ``covariances_``, ``precisions_`` or ``precisions_cholesky_``
@@ -620,35 +400,16 @@ class GaussianMixture(_BaseEstimator):
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X
 
-    def _padded_params(self, dtype, n_padded: int | None = None) -> GMMParams:
-        """``params_`` padded to ``n_padded`` (default: as in fit, so prediction reuses
-        that bucket's programs)."""
-        return pad_components(self.params_, n_padded or self._n_padded).astype(dtype)
-
-    def _scoring_size(self, n_rows: int) -> int:
-        """The padded size to score ``n_rows`` rows at: as in fit, unless the padding's
-        work on these rows is over budget (a model fitted on 300 rows is padded to 32
-        components; predicting 10⁷ rows at 32 would cost 32x its own K's work)."""
-        K = int(self.n_components)
-        return choose("score", "jax", n_rows, K, self.n_features_in_,
-                      self.params_.covariance_type, fitted_padded=self._n_padded).n_padded
-
-    def _scores_on_host(self, n_rows: int) -> bool:
-        """Whether scoring ``n_rows`` rows runs in NumPy (see ``engine``)."""
-        return choose("score", self.engine, n_rows, int(self.n_components),
-                      self.n_features_in_, self.params_.covariance_type).engine == "numpy"
-
     def _log_resp(self, X):
         X = self._check_X(X)
-        dtype = np.result_type(X.dtype, self.params_.dtype)
-        if self._scores_on_host(X.shape[0]):
-            lr, ln = host.log_resp(self.params_, X)
-            return lr.astype(dtype), ln.astype(dtype)
-        K = int(self.n_components)
-        with compute_scope(dtype):
-            lr, ln = _log_resp(self._padded_params(dtype, self._scoring_size(X.shape[0])),
-                               *_to_device(X.astype(dtype, copy=False)))
-            return np.asarray(lr)[:, :K], np.asarray(ln)
+        return fitting.log_resp(self.params_, X, engine=self.engine,
+                                fitted_padded=self.n_padded_)
 
     def _criteria(self, X) -> dict:
-        return _criteria_of([self], X)[0]
+        X = self._check_X(X)
+        return fitting.criteria([self.params_], X, engine=self.engine,
+                                fitted_padded=[self.n_padded_])[0]
+
+    def _scores_on_host(self, n_rows: int) -> bool:
+        """Whether scoring ``n_rows`` rows runs in NumPy (tests/test_host.py reads it)."""
+        return fitting.score_plan(self.params_, n_rows, self.engine).engine == "numpy"

@@ -7,113 +7,78 @@ All criteria are "lower is better", in scikit-learn's convention:
 Govaert 2000) ``icl = bic + 2 · Σ_n H(r_n)`` where ``H(r_n) = -Σ_k r_nk log r_nk`` is the
 entropy of sample n's soft assignment: ICL penalises overlapping components that BIC
 accepts, so it favours well-separated clusters. ``p = params.n_parameters``.
+
+Two levels. :func:`bic`, :func:`aic`, :func:`icl` (and :func:`criteria_terms`,
+:func:`log_likelihood`) are the functional core: JAX, jit-able, over batched
+parameters. :func:`criteria` scores fitted parameter sets on NumPy data where the work
+is cheapest (host or compiled, :func:`bayesgmm.fitting.score_plan`), and :func:`sweep`
+fits every (covariance type, K) with :func:`bayesgmm.fitting.fit` and tabulates.
+
+The kernels and :func:`criteria` live in :mod:`bayesgmm.fitting`, below the estimator,
+so that :class:`bayesgmm.GaussianMixture` scores through them and :func:`sweep` can
+return estimators without an import circle; they are re-exported here. Nothing here
+imports JAX at import time.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
-from bayesgmm._typing import Array
-from bayesgmm.covariance import HIGHEST
-from bayesgmm.density import (component_log_prob, data_center, moments_features,
-                              moments_theta, resolve_kernel)
-from bayesgmm.params import GMMParams, vmap_batch
-from bayesgmm.suffstats import auto_chunk_size, sum_over_chunks
+from bayesgmm.estimators import GaussianMixture
+from bayesgmm.fitting import (
+    FitOptions,
+    criteria,
+    criteria_from_terms,
+    criteria_terms,
+    fit,
+    log_likelihood,
+    plan,
+    shared_features,
+)
+from bayesgmm.params import take_components
+from bayesgmm.validation import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    check_array_2d,
+    check_covariance_type,
+)
 
 __all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
-           "sweep", "SweepResult"]
+           "criteria", "sweep", "SweepResult"]
+
+CRITERIA = ("bic", "aic", "icl")
 
 
-def log_likelihood(params: GMMParams, X: Array, sample_weight: Array | None = None,
-                   chunk_size: int | None = None) -> Array:
-    """Total log-likelihood Σ_n w_n log p(x_n | θ), shape (*B,), over row chunks as in
-    :func:`criteria_terms`."""
-    return _chunked_terms(params, X, sample_weight, chunk_size, with_entropy=False)[0]
+def bic(params, X, sample_weight=None):
+    """Bayesian information criterion ``-2 log L + p log N``, shape (*B,). JAX."""
+    import jax.numpy as jnp
 
-
-def _n_obs(X, sample_weight):
-    return X.shape[0] if sample_weight is None else jnp.sum(sample_weight)
-
-
-def bic(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
-    """Bayesian information criterion ``-2 log L + p log N``, shape (*B,)."""
     n = _n_obs(X, sample_weight)
     return -2 * log_likelihood(params, X, sample_weight) + params.n_parameters * jnp.log(n)
 
 
-def aic(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
-    """Akaike information criterion ``-2 log L + 2 p``, shape (*B,)."""
+def aic(params, X, sample_weight=None):
+    """Akaike information criterion ``-2 log L + 2 p``, shape (*B,). JAX."""
     return -2 * log_likelihood(params, X, sample_weight) + 2 * params.n_parameters
 
 
-def icl(params: GMMParams, X: Array, sample_weight: Array | None = None) -> Array:
-    """Integrated completed likelihood ``bic + 2 Σ_n H(r_n)`` (entropy form), shape (*B,)."""
+def icl(params, X, sample_weight=None):
+    """Integrated completed likelihood ``bic + 2 Σ_n H(r_n)`` (entropy form), shape
+    (*B,). JAX."""
+    import jax.numpy as jnp
+
     log_lik, entropy = criteria_terms(params, X, sample_weight)
     n = _n_obs(X, sample_weight)
     return -2 * log_lik + params.n_parameters * jnp.log(n) + 2 * entropy
 
 
-def criteria_terms(
-    params: GMMParams, X: Array, sample_weight: Array | None = None,
-    chunk_size: int | None = None,
-) -> tuple[Array, Array]:
-    """The data terms of every criterion: total log-likelihood and total membership
-    entropy ``Σ_n w_n H(r_n)``, each shape (*B,). Padding components (weight 0) add
-    nothing, so a padded fit gives its unpadded terms; combine with the real parameter
-    count in :func:`criteria_from_terms`.
+def _n_obs(X, sample_weight):
+    import jax.numpy as jnp
 
-    Summed over row chunks (``chunk_size``, static; ``None`` picks one from the shapes,
-    as EM does), so memory stays O(chunk · K) whatever N."""
-    return _chunked_terms(params, X, sample_weight, chunk_size, with_entropy=True)
-
-
-def _chunked_terms(params, X, sample_weight, chunk_size, with_entropy: bool):
-    N, D = X.shape
-    w = jnp.ones(N, X.dtype) if sample_weight is None else sample_weight
-    B, K = params.batch_shape, params.n_components
-    kernel = resolve_kernel("auto", X.dtype)
-    chunk_size = chunk_size or auto_chunk_size(N, math.prod(B) * K, D, X.dtype.itemsize,
-                                               kernel)
-    if kernel == "moments":
-        # One shift (the data mean) for every parameter set: each chunk's features are
-        # computed once, and all sets' log-densities are one (C, F) @ (F, B·K) matmul.
-        center = data_center(X, w)
-        theta = vmap_batch(lambda p: moments_theta(p, center), len(B))(params)
-        theta = jnp.moveaxis(theta.reshape(-1, *theta.shape[-2:]), 1, 0).reshape(
-            theta.shape[-2], -1)  # (F, P·K), P = prod(B)
-
-        def joint(xs):
-            T = moments_features(xs, center, params.covariance_type)
-            return jnp.matmul(T, theta, precision=HIGHEST).reshape(xs.shape[0], -1, K)
-    else:
-        def joint(xs):  # (C, P, K)
-            lp = component_log_prob(params, xs).reshape(-1, xs.shape[0], K)
-            return jnp.moveaxis(lp, 0, 1)
-
-    def block(xs, ws):
-        lp = joint(xs)
-        log_norm = logsumexp(lp, axis=-1)  # (C, P)
-        live = (ws > 0)[:, None]  # re-read and zero-weight rows add nothing (not -inf · 0)
-        total = lambda v: jnp.sum(jnp.where(live, ws[:, None] * v, 0.0), axis=0).reshape(B)
-        if not with_entropy:
-            return (total(log_norm),)
-        lr = lp - log_norm[..., None]
-        r = jnp.exp(lr)
-        return total(log_norm), total(-jnp.sum(jnp.where(r > 0, r * lr, 0.0), axis=-1))
-
-    return sum_over_chunks(block, (X,), w, chunk_size)
-
-
-def criteria_from_terms(log_lik, entropy, n_parameters: int, n_samples) -> dict:
-    """BIC, AIC and ICL from :func:`criteria_terms` (host-side floats or arrays)."""
-    b = -2 * log_lik + n_parameters * np.log(n_samples)
-    return {"bic": b, "aic": -2 * log_lik + 2 * n_parameters, "icl": b + 2 * entropy}
+    return X.shape[0] if sample_weight is None else jnp.sum(sample_weight)
 
 
 class SweepResult(dict):
@@ -159,7 +124,13 @@ def sweep(
     criterion: str = "bic",
     **gaussian_mixture_kwargs,
 ) -> SweepResult:
-    """Fit a :class:`bayesgmm.GaussianMixture` for each (covariance type, K) and tabulate.
+    """Fit a Gaussian mixture for each (covariance type, K) and tabulate the criteria.
+
+    Every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
+    the largest (zero-weight components are exactly inactive, so results equal
+    unpadded fits), so one program serves every K of a covariance type, and the
+    moments kernel's feature table of X is made once for all of them. The criteria of
+    every K come from one batched pass (:func:`criteria`).
 
     Parameters
     ----------
@@ -170,54 +141,54 @@ def sweep(
     criterion : {"bic", "aic", "icl"}
         The column whose minimum is marked ``best``.
     **gaussian_mixture_kwargs
-        Passed to every ``GaussianMixture`` (``random_state``, ``n_init``, ``tol`` ...).
+        :class:`bayesgmm.GaussianMixture`'s arguments for every fit (``random_state``,
+        ``n_init``, ``tol`` ...); the models in the result carry them.
 
     Returns
     -------
     SweepResult
     """
-    import warnings
-
-    from bayesgmm.engines import jax as em
-    from bayesgmm.engines.choose import choose
-    from bayesgmm.estimators import GaussianMixture, _criteria_of
-    from bayesgmm.validation import (ConvergenceWarning, DegenerateComponentWarning,
-                                     check_array_2d, check_covariance_type,
-                                     compute_scope)
-
-    if criterion not in ("bic", "aic", "icl"):
+    if criterion not in CRITERIA:
         raise ValueError(f"criterion must be 'bic', 'aic' or 'icl', got {criterion!r}")
-    rows, models = [], []
-    n_components = [int(k) for k in n_components]
-    # One compiled program per covariance type: every K is padded to the largest
-    # (zero-weight components are exactly inactive, so results equal unpadded fits).
-    n_padded = max(n_components)
+    settings = GaussianMixture(**gaussian_mixture_kwargs).get_params()  # unknown names raise
+    ks = [int(k) for k in n_components]
     X = check_array_2d(X, min_samples=2)
-    kernel = gaussian_mixture_kwargs.get("kernel", "auto")
-    engine = gaussian_mixture_kwargs.get("engine", "auto")
+    rows, models = [], []
     for ct in covariance_types:
-        fitted = []
-        # The moments kernel's feature table of X, made once for every K (if EM keeps one
-        # and the largest K runs compiled; see bayesgmm.engines.choose)
-        check_covariance_type(ct)
-        shared = None
-        if choose("fit", engine, X.shape[0], n_padded, X.shape[1], ct).engine == "jax":
-            with compute_scope(X.dtype):
-                shared = em.data_features(jax.device_put(X), np.ones(X.shape[0], X.dtype),
-                                          ct, kernel)
-        for k in n_components:
-            gm = GaussianMixture(k, covariance_type=ct, **gaussian_mixture_kwargs)
-            with warnings.catch_warnings():
-                # Large K routinely leaves components nearly empty; the table reports it.
-                warnings.simplefilter("ignore", DegenerateComponentWarning)
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                gm._fit(X, None, n_padded, shared)
-            fitted.append(gm)
-        # One batched pass for every K (measured, 20 K on 1e5 x 8: 0.30 -> 0.15 s)
-        for gm, crit in zip(fitted, _criteria_of(fitted, X)):
-            rows.append((gm.n_components, ct, crit["bic"], crit["aic"], crit["icl"],
-                         gm.lower_bound_, gm.n_iter_, gm.converged_))
-        models.extend(fitted)
+        options = FitOptions.from_mapping(settings).replace(
+            covariance_type=check_covariance_type(ct))
+        fitted = _fit_each(X, options, ks)
+        scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
+                          fitted_padded=[n for _, _, n in fitted])
+        for k, (params, info, n_padded), crit in zip(ks, fitted, scores):
+            gm = GaussianMixture.from_params(params, info=info, n_padded=n_padded,
+                                             **{**settings, "n_components": k,
+                                                "covariance_type": ct})
+            gm.engine_ = plan(options.replace(n_components=k), *X.shape).engine
+            rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], gm.lower_bound_,
+                         gm.n_iter_, gm.converged_))
+            models.append(gm)
+    return _table(rows, models, criterion)
+
+
+def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
+    """``(params (K components), info, K_pad)`` of one fit per K, every compiled one
+    padded to the largest K and sharing one feature table of X."""
+    n_padded = max(ks)
+    shared = shared_features(X, options.replace(n_components=n_padded))
+    out = []
+    for k in ks:
+        with warnings.catch_warnings():
+            # Large K routinely leaves components nearly empty; the table reports it.
+            warnings.simplefilter("ignore", DegenerateComponentWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            params, info = fit(X, options.replace(n_components=k), n_padded=n_padded,
+                               shared=shared)
+        out.append((take_components(params, k), info, params.n_components))
+    return out
+
+
+def _table(rows: list[tuple], models: list, criterion: str) -> SweepResult:
     names = ["n_components", "covariance_type", "bic", "aic", "icl", "lower_bound", "n_iter",
              "converged"]
     result = SweepResult({n: np.array([r[i] for r in rows]) for i, n in enumerate(names)})

@@ -1,8 +1,13 @@
 """Input checks at the edge of the library, and the dtype scope computations run in.
 
 Every message names the argument, what was expected, what was given, and the fix.
-Jitted code never raises on values; it reports flags that the facade turns into the
-errors and warnings defined here.
+Where scikit-learn refuses the same input, the message also carries scikit-learn's own
+words (``"The parameter 'weights' should ..."``), so code and tests written against
+scikit-learn's messages keep matching. Jitted code never raises on values; it reports
+flags that the facade turns into the errors and warnings defined here.
+
+Nothing here imports JAX at import time: :func:`compute_scope` imports it when a float64
+computation is about to run compiled.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import numbers
 
-import jax
 import numpy as np
 
 from bayesgmm._typing import COVARIANCE_TYPES
@@ -19,6 +23,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "NotFittedError",
+    "check_is_fitted",
     "check_array_2d",
     "check_sample_weight",
     "check_n_features",
@@ -33,18 +38,26 @@ __all__ = [
 ]
 
 
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+try:  # scikit-learn is optional; where present, its checks catch its own classes.
+    from sklearn.exceptions import ConvergenceWarning as _SkConvergenceWarning
+    from sklearn.exceptions import NotFittedError as _SkNotFittedError
+except ImportError:  # exercised in a subprocess by tests/test_validation.py
+    _SkConvergenceWarning = UserWarning
+
+    class _SkNotFittedError(ValueError, AttributeError):
+        """Stands in for scikit-learn's class (a plain Exception base here made
+        NotFittedError's method resolution order inconsistent: importing failed)."""
+
+
+class ConvergenceWarning(_SkConvergenceWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``.
+    A ``UserWarning``, and a subclass of scikit-learn's own class when it is installed
+    (so ``warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)``
+    silences it too)."""
 
 
 class DegenerateComponentWarning(UserWarning):
     """A component holds (almost) no samples; its covariance is only ``reg_covar``."""
-
-
-try:  # scikit-learn is optional; where present, its checks catch its own class.
-    from sklearn.exceptions import NotFittedError as _SkNotFittedError
-except ImportError:  # pragma: no cover - exercised only without scikit-learn
-    _SkNotFittedError = Exception
 
 
 class NotFittedError(_SkNotFittedError, ValueError, AttributeError):
@@ -54,10 +67,23 @@ class NotFittedError(_SkNotFittedError, ValueError, AttributeError):
 
 def compute_scope(dtype) -> contextlib.AbstractContextManager:
     """Context in which JAX computes in ``dtype``: float64 input runs under x64 mode,
-    scoped to the call, without touching the user's global JAX setting."""
+    scoped to the call, without touching the user's global JAX setting. JAX is imported
+    here, when a float64 computation is about to run compiled."""
     if np.dtype(dtype) == np.float64:
+        import jax
+
         return jax.enable_x64(True)
     return contextlib.nullcontext()
+
+
+def check_is_fitted(estimator) -> None:
+    """Raise :class:`NotFittedError` (scikit-learn's message) unless ``estimator`` is
+    fitted, by its ``__sklearn_is_fitted__``."""
+    if not estimator.__sklearn_is_fitted__():
+        raise NotFittedError(
+            f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
+            "appropriate arguments before using this estimator."
+        )
 
 
 def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "") -> np.ndarray:
@@ -73,9 +99,7 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
             f"Sparse {name} is not supported (Gaussian mixtures need dense data); "
             f"pass {name}.toarray() if it fits in memory"
         )
-    if isinstance(X, jax.Array):
-        X = np.asarray(X)
-    arr = np.asarray(X)
+    arr = np.asarray(X)  # a JAX array too: read on the host
     if np.iscomplexobj(arr):
         raise ValueError(f"Complex data not supported in {name}; pass the real part or split it")
     if arr.dtype.kind == "O" or arr.dtype.kind in "USV":
@@ -180,35 +204,41 @@ def check_covariance_type(value) -> str:
 
 
 def check_weights_init(weights, n_components: int, dtype) -> np.ndarray:
+    """``weights_init`` as ``(K,)`` in ``dtype``: on the simplex, or a ``ValueError`` in
+    scikit-learn's words ("The parameter 'weights' ...") with the fix."""
     w = np.asarray(weights, dtype=dtype)
     if w.shape != (n_components,):
         raise ValueError(
-            f"The parameter 'weights_init' should have the shape of ({n_components},), "
-            f"but got {w.shape}"
+            f"Invalid weights_init. The parameter 'weights' should have the shape of "
+            f"({n_components},), but got {w.shape}: pass one weight per component "
+            f"(n_components={n_components})."
         )
     if not np.isfinite(w).all() or w.min() < 0 or w.max() > 1:
         raise ValueError(
-            "The parameter 'weights_init' should be in the range [0, 1], but got max value "
-            f"{np.nanmax(w):.5f}, min value {np.nanmin(w):.5f}"
+            "Invalid weights_init. The parameter 'weights' should be in the range [0, 1], "
+            f"but got max value {np.nanmax(w):.5f}, min value {np.nanmin(w):.5f}."
         )
     atol = 1e-6 if w.dtype == np.float32 else 1e-8
     if not np.allclose(w.sum(), 1.0, rtol=0, atol=atol):
         raise ValueError(
-            f"The parameter 'weights_init' should be normalized (on the simplex), but got "
-            f"sum(weights) = {w.sum():.5f}"
+            f"Invalid weights_init. The parameter 'weights' should be normalized, but got "
+            f"sum(weights) = {w.sum():.5f}; divide weights_init by its sum."
         )
     return w
 
 
 def check_means_init(means, n_components: int, n_features: int, dtype) -> np.ndarray:
+    """``means_init`` as ``(K, D)`` in ``dtype``, or a ``ValueError`` in scikit-learn's
+    words ("The parameter 'means' ...") with the fix."""
     m = np.asarray(means, dtype=dtype)
     if m.shape != (n_components, n_features):
         raise ValueError(
-            f"The parameter 'means_init' should have the shape of ({n_components}, "
-            f"{n_features}), but got {m.shape}"
+            f"Invalid means_init. The parameter 'means' should have the shape of "
+            f"({n_components}, {n_features}), but got {m.shape}: pass one row of "
+            f"n_features={n_features} values per component (n_components={n_components})."
         )
     if not np.isfinite(m).all():
-        raise ValueError("The parameter 'means_init' contains NaN or infinity")
+        raise ValueError("Invalid means_init. The parameter 'means' contains NaN or infinity.")
     return m
 
 
@@ -219,11 +249,13 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
     p = np.asarray(precisions, dtype=dtype)
     if p.shape != shapes[covariance_type]:
         raise ValueError(
-            f"The parameter '{covariance_type} precision' (precisions_init) should have the "
-            f"shape of {shapes[covariance_type]}, but got {p.shape}"
+            f"The parameter '{covariance_type} precision' should have the shape of "
+            f"{shapes[covariance_type]}, but got {p.shape} (precisions_init, in "
+            f"scikit-learn's layout for covariance_type={covariance_type!r})"
         )
     if not np.isfinite(p).all():
-        raise ValueError("The parameter 'precisions_init' contains NaN or infinity")
+        raise ValueError("Invalid precisions_init. The parameter 'precisions' contains NaN "
+                         "or infinity.")
     if covariance_type in ("diag", "spherical"):
         if (p <= 0).any():
             raise ValueError(f"'{covariance_type} precision' should be positive")
@@ -234,7 +266,8 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
         if not sym or np.linalg.eigvalsh(m.astype(np.float64)).min() <= 0:
             which = f" of component {k}" if covariance_type == "full" else ""
             raise ValueError(
-                f"'{covariance_type} precision'{which} should be symmetric, positive-definite"
+                f"'{covariance_type} precision' should be symmetric, positive-definite "
+                f"(precisions_init{which} is not)"
             )
     return p
 
@@ -242,8 +275,8 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
 def check_random_state_key(random_state) -> np.ndarray:
     """scikit-learn's ``random_state`` (None, int, or ``np.random.RandomState``) -> a raw
     JAX key (uint32[2], NumPy): ``jax.random.PRNGKey(seed % 2**32)``."""
-    if random_state is None:
-        seed = np.random.mtrand._rand.randint(np.iinfo(np.int32).max)
+    if random_state is None:  # NumPy's global RandomState, as scikit-learn's
+        seed = np.random.randint(np.iinfo(np.int32).max)
     elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         seed = int(random_state)
     elif isinstance(random_state, np.random.RandomState):

@@ -1,6 +1,5 @@
-"""The command line, configuration files and the saved-model format, on real files."""
+"""The command line and configuration files, on real files (saved models: test_io.py)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 from bayesgmm import GaussianMixture
 from bayesgmm.cli import main, run_workflow
 from bayesgmm.config import from_dict, load_config
-from bayesgmm.io import load_model, save_model
+from bayesgmm.io import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,19 +36,6 @@ def test_run_workflow_writes_everything(tmp_path):
     assert load_config(tmp_path / "config.toml") == cfg
     proba = np.loadtxt(tmp_path / "proba.csv", delimiter=",")
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
-
-
-def test_save_load_roundtrip(tmp_path, datasets):
-    X = datasets["iris"].astype(np.float32)
-    gm = GaussianMixture(3, covariance_type="tied", random_state=0).fit(X)
-    save_model(gm, tmp_path / "m")
-    back = load_model(tmp_path / "m")
-    assert back.covariance_type == "tied" and back.means_.dtype == np.float32
-    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
-    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
-    assert meta["n_iter"] == gm.n_iter_
-    with pytest.raises(FileNotFoundError, match="params.npz"):
-        load_model(tmp_path / "nothing")
 
 
 def test_predict_command(tmp_path, datasets, capsys):

@@ -116,7 +116,7 @@ def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
     for i, (k, ct) in enumerate(zip(table["n_components"], table["covariance_type"])):
         gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=2,
                              engine="jax").fit(X)
-        assert gm._n_padded == k
+        assert gm.n_padded_ == k
         assert table["bic"][i] == pytest.approx(gm.bic(X), rel=1e-12)
         assert table["icl"][i] == pytest.approx(gm.icl(X), rel=1e-10)
         assert table["n_iter"][i] == gm.n_iter_
@@ -134,7 +134,7 @@ def test_tutorial_loop_shares_compiled_programs(monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.normal(0, 3, (6, 8))[rng.integers(0, 6, 20_000)] + rng.normal(size=(20_000, 8))
     fits = {k: GaussianMixture(k, random_state=0, max_iter=5).fit(X) for k in (3, 12)}
-    assert {gm._n_padded for gm in fits.values()} == {32}
+    assert {gm.n_padded_ for gm in fits.values()} == {32}
     before = em._fit_restarts_jit._cache_size()
     GaussianMixture(20, random_state=0, max_iter=5).fit(X)
     assert em._fit_restarts_jit._cache_size() == before
@@ -143,6 +143,6 @@ def test_tutorial_loop_shares_compiled_programs(monkeypatch):
     assert fit_padded(40, 300, 2) == 64
     monkeypatch.setattr(choose_mod, "PAD_BELOW_WORK", 0)  # no padding at all
     plain = GaussianMixture(12, random_state=0, max_iter=5).fit(X)
-    assert plain._n_padded == 12
+    assert plain.n_padded_ == 12
     assert fits[12].lower_bound_ == pytest.approx(plain.lower_bound_, rel=1e-10)
     np.testing.assert_allclose(fits[12].means_, plain.means_, rtol=1e-8, atol=1e-8)

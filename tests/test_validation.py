@@ -1,0 +1,149 @@
+"""Input checks at the edge (bayesgmm.validation): scikit-learn's words and classes,
+our fixes, and no dependence on scikit-learn or JAX to import."""
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bayesgmm.validation import (
+    ConvergenceWarning,
+    NotFittedError,
+    check_array_2d,
+    check_is_fitted,
+    check_means_init,
+    check_precisions_init,
+    check_random_state_key,
+    check_weights_init,
+    compute_scope,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_warning_and_error_classes_are_sklearns():
+    from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+    from sklearn.exceptions import NotFittedError as SkNotFittedError
+
+    assert issubclass(ConvergenceWarning, SkConvergenceWarning)
+    assert issubclass(ConvergenceWarning, UserWarning)
+    assert issubclass(NotFittedError, SkNotFittedError)
+    assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)
+
+
+def test_classes_work_without_sklearn():
+    """scikit-learn is not a run-time dependency: with it unimportable the classes are
+    plain UserWarning / ValueError+AttributeError subclasses and do their job."""
+    code = textwrap.dedent("""
+        import sys, warnings
+        sys.modules["sklearn"] = None  # any import of scikit-learn now fails
+        from bayesgmm.validation import ConvergenceWarning, NotFittedError, check_is_fitted
+        assert ConvergenceWarning.__mro__[1] is UserWarning, ConvergenceWarning.__mro__
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.warn("x", ConvergenceWarning)
+        assert caught[0].category is ConvergenceWarning
+
+        class Unfitted:
+            def __sklearn_is_fitted__(self):
+                return False
+        try:
+            check_is_fitted(Unfitted())
+        except ValueError as e:
+            assert isinstance(e, AttributeError) and "Unfitted instance is not fitted" in str(e)
+        else:
+            raise AssertionError("no error")
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("check,args,sklearn_words,ours", [
+    (check_weights_init, ([[0.5], [0.5]], 2, np.float64),
+     "The parameter 'weights' should have the shape of (2,), but got (2, 1)", "weights_init"),
+    (check_weights_init, ([1.5, -0.5], 2, np.float64),
+     "The parameter 'weights' should be in the range [0, 1], but got max value 1.50000, "
+     "min value -0.50000", "weights_init"),
+    (check_weights_init, ([0.5, 0.6], 2, np.float64),
+     "The parameter 'weights' should be normalized, but got sum(weights) = 1.10000",
+     "divide weights_init by its sum"),
+    (check_means_init, (np.zeros((3, 2)), 2, 2, np.float64),
+     "The parameter 'means' should have the shape of (2, 2), but got (3, 2)", "means_init"),
+    (check_precisions_init, (np.ones((3, 2)), "diag", 2, 2, np.float64),
+     "The parameter 'diag precision' should have the shape of (2, 2), but got (3, 2)",
+     "precisions_init"),
+    (check_precisions_init, (np.array([[[1.0, 2], [2, 1]]] * 2), "full", 2, 2, np.float64),
+     "'full precision' should be symmetric, positive-definite",
+     "precisions_init of component 0 is not"),
+    (check_precisions_init, (-np.ones((2, 2)), "diag", 2, 2, np.float64),
+     "'diag precision' should be positive", "diag precision"),
+])
+def test_init_errors_say_sklearns_words_and_ours(check, args, sklearn_words, ours):
+    with pytest.raises(ValueError, match=re.escape(sklearn_words)) as err:
+        check(*args)
+    assert ours in str(err.value)
+
+
+def test_valid_inits_pass_through_in_the_dtype():
+    w = check_weights_init([0.25, 0.75], 2, np.float32)
+    assert w.dtype == np.float32 and w.tolist() == [0.25, 0.75]
+    m = check_means_init([[0, 1], [2, 3]], 2, 2, np.float64)
+    assert m.dtype == np.float64 and m.shape == (2, 2)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**31 + 5, 2**40 + 3])
+def test_random_state_key_is_jax_prngkey(seed):
+    """The estimator's key, built on the host, is jax.random.PRNGKey's for the seed."""
+    import jax
+
+    np.testing.assert_array_equal(check_random_state_key(seed),
+                                  np.asarray(jax.random.PRNGKey(seed % 2**32)))
+
+
+def test_random_state_none_draws_from_numpys_global_state():
+    np.random.seed(3)
+    a = check_random_state_key(None)
+    np.random.seed(3)
+    assert np.array_equal(a, check_random_state_key(None))
+    rs = np.random.RandomState(1)
+    assert not np.array_equal(check_random_state_key(rs), check_random_state_key(rs))
+    with pytest.raises(ValueError, match="random_state must be None, an int"):
+        check_random_state_key("seed")
+
+
+def test_check_array_2d_reads_jax_arrays_and_keeps_float_dtypes():
+    import jax.numpy as jnp
+
+    X = check_array_2d(jnp.ones((3, 2), jnp.float32))
+    assert isinstance(X, np.ndarray) and X.dtype == np.float32
+    assert check_array_2d([[1, 2], [3, 4]]).dtype == np.float64
+    with pytest.raises(TypeError, match="Sparse X is not supported"):
+        import scipy.sparse
+
+        check_array_2d(scipy.sparse.eye(3))
+
+
+def test_compute_scope_is_float64_only_inside():
+    import jax
+    import jax.numpy as jnp
+
+    assert not jax.config.jax_enable_x64
+    with compute_scope(np.float64):
+        assert jnp.ones(2).dtype == jnp.float64
+    with compute_scope(np.float32):
+        assert jnp.ones(2).dtype == jnp.float32
+    assert not jax.config.jax_enable_x64
+
+
+def test_check_is_fitted_uses_the_protocol_and_sklearns_message():
+    from bayesgmm import GaussianMixture
+
+    with pytest.raises(NotFittedError, match="This GaussianMixture instance is not fitted "
+                                             "yet. Call 'fit' with appropriate arguments"):
+        check_is_fitted(GaussianMixture())
+    check_is_fitted(GaussianMixture(1).fit(np.arange(6.0).reshape(3, 2)))
