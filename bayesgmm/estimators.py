@@ -83,7 +83,6 @@ class BaseEstimator:
         check_is_fitted(self)
 
 
-_BaseEstimator = BaseEstimator  # the former name, while bayes/estimator.py imports it
 
 
 class GaussianMixture(BaseEstimator):

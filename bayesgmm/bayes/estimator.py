@@ -24,7 +24,7 @@ import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior
 from bayesgmm.bayes.model import Priors, check_model_type
-from bayesgmm.estimators import GaussianMixture, _BaseEstimator
+from bayesgmm.estimators import BaseEstimator, GaussianMixture
 from bayesgmm.validation import (
     check_array_2d,
     check_n_features,
@@ -44,7 +44,7 @@ class SamplingWarning(UserWarning):
     """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
 
 
-class BayesianGaussianMixture(_BaseEstimator):
+class BayesianGaussianMixture(BaseEstimator):
     """Gaussian mixture with a posterior over its parameters (NumPyro) and ArviZ output.
 
     Parameters
