@@ -214,28 +214,24 @@ def check_means_init(means, n_components: int, n_features: int, dtype) -> np.nda
 
 def check_precisions_init(precisions, covariance_type: str, n_components: int,
                           n_features: int, dtype) -> np.ndarray:
-    K, D = n_components, n_features
-    shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    from bayesgmm.covariance import ops
+
+    table = ops(covariance_type)
+    shape = table.factor_shape(n_components, n_features)
     p = np.asarray(precisions, dtype=dtype)
-    if p.shape != shapes[covariance_type]:
+    if p.shape != shape:
         raise ValueError(
             f"The parameter '{covariance_type} precision' (precisions_init) should have the "
-            f"shape of {shapes[covariance_type]}, but got {p.shape}"
+            f"shape of {shape}, but got {p.shape}"
         )
     if not np.isfinite(p).all():
         raise ValueError("The parameter 'precisions_init' contains NaN or infinity")
-    if covariance_type in ("diag", "spherical"):
-        if (p <= 0).any():
-            raise ValueError(f"'{covariance_type} precision' should be positive")
-        return p
-    mats = p if covariance_type == "full" else p[None]
-    for k, m in enumerate(mats):
-        sym = np.allclose(m, m.T, rtol=1e-5, atol=1e-8 * np.abs(m).max())
-        if not sym or np.linalg.eigvalsh(m.astype(np.float64)).min() <= 0:
-            which = f" of component {k}" if covariance_type == "full" else ""
-            raise ValueError(
-                f"'{covariance_type} precision'{which} should be symmetric, positive-definite"
-            )
+    bad = np.flatnonzero(~np.asarray(table.precision_ok(p.astype(np.float64))))
+    if bad.size:
+        which = "" if table.component_axis is None else f" (component {bad[0]} is not)"
+        raise ValueError(
+            f"'{covariance_type} precision' should be {table.precision_requirement}{which}"
+        )
     return p
 
 
