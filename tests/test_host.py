@@ -10,9 +10,11 @@ import jax
 import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES
+from test_collapse import collapse_case
 from sklearn.mixture import GaussianMixture as SkGM
 
 from bayesgmm import GaussianMixture
+from bayesgmm.covariance import ops
 from bayesgmm.engines import jax as em, numpy as host
 from bayesgmm.engines.choose import HOST_WORK
 from bayesgmm.initialize import lloyd_batch, params_from_centers
@@ -196,3 +198,17 @@ def test_matches_scikit_learn_from_its_own_start(blobs):
     assert ours.n_iter_ == ref.n_iter_
     np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
     np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_collapsed_component_is_reported(ct, blobs):
+    """reg_covar=0: the component whose variance is round-off is reported (nonfinite,
+    bad_component) and the returned parameters are the last sound ones; the default
+    reg_covar fits the same data from the same start."""
+    X, start, k = collapse_case(ct, blobs)
+    p, info = host.fit(X, start, reg_covar=0.0, max_iter=100)
+    assert bool(info.nonfinite) and int(info.bad_component) == k
+    assert all(np.isfinite(a).all() for a in _leaves(p))
+    p, info = host.fit(X, start, max_iter=100)
+    assert not bool(info.nonfinite) and int(info.bad_component) == -1
+    assert ops(ct).factor_ok(p.cov_factor, p.n_components).all()
