@@ -212,3 +212,60 @@ def test_collapsed_component_is_reported(ct, blobs):
     p, info = host.fit(X, start, max_iter=100)
     assert not bool(info.nonfinite) and int(info.bad_component) == -1
     assert ops(ct).factor_ok(p.cov_factor, p.n_components).all()
+
+
+def _random_params(ct, rng, K=3, D=4):  # K != D: the factor's shape tells the type apart
+    t = ops(ct)
+    shape = t.factor_shape(K, D)
+    if shape[-2:] == (D, D):
+        f = np.tril(rng.normal(0, 0.5, shape), -1) + np.eye(D) * rng.uniform(0.5, 2.0,
+                                                                             (*shape[:-1], 1))
+    else:
+        f = rng.uniform(0.5, 2.0, shape)
+    return GMMParams(np.array([0.2, 0.3, 0.5]), rng.normal(0, 10, (K, D)), f, ct)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_sample_moments_and_counts(ct):
+    """Counts per component are multinomial on the weights; each component's rows have
+    its mean and covariance (5 standard errors); rows are ordered by component, as
+    scikit-learn lays them out."""
+    rng = np.random.default_rng(0)
+    p = _random_params(ct, rng)
+    n = 200_000
+    X, labels = host.sample(np.random.default_rng(1), p, n)
+    assert X.shape == (n, 4) and labels.shape == (n,) and X.dtype == np.float64
+    assert np.all(np.diff(labels) >= 0)  # ordered by component
+    counts = np.bincount(labels, minlength=3)
+    w = p.weights
+    assert np.all(np.abs(counts - n * w) <= 5 * np.sqrt(n * w * (1 - w)))
+    covs = p.full_covariances
+    for k in range(3):
+        Xk, S = X[labels == k], covs[k]
+        se_mean = np.sqrt(np.diag(S) / len(Xk))
+        assert np.all(np.abs(Xk.mean(0) - p.means[k]) <= 5 * se_mean)
+        se_cov = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S * S) / len(Xk))
+        assert np.all(np.abs(np.cov(Xk.T) - S) <= 5 * se_cov)
+
+
+def test_sample_layout_dtype_padding_and_reproducibility():
+    rng = np.random.default_rng(2)
+    p = _random_params("full", rng)
+    padded = pad_components(p, 5)  # zero-weight components draw nothing
+    X, labels = host.sample(np.random.default_rng(3), padded, 1000)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    again = host.sample(np.random.default_rng(3), padded, 1000)
+    np.testing.assert_array_equal(X, again[0])
+    np.testing.assert_array_equal(labels, again[1])
+    p32 = GMMParams(*(np.asarray(a, np.float32) for a in (p.weights, p.means, p.cov_factor)),
+                    "full")
+    X32, _ = host.sample(np.random.default_rng(3), p32, 10)
+    assert X32.dtype == np.float32
+    for n in (0, 1):
+        Xn, ln = host.sample(np.random.default_rng(4), p, n)
+        assert Xn.shape == (n, 4) and ln.shape == (n,)
+    # scikit-learn's own layout from the same parameters: counts, then rows by component
+    sk = SkGM(3, covariance_type="full")
+    sk.weights_, sk.means_, sk.covariances_ = p.weights, p.means, p.covariances
+    _, sk_labels = sk.sample(1000)
+    assert np.all(np.diff(sk_labels) >= 0) and sk_labels.dtype.kind == labels.dtype.kind

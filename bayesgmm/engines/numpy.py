@@ -37,7 +37,7 @@ from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
 
 __all__ = ["FitInfo", "fit", "fit_restarts", "lloyd", "lloyd_batch", "log_resp",
-           "score_draws", "criteria_terms", "sklearn_covariances"]
+           "score_draws", "criteria_terms", "sample", "sklearn_covariances"]
 
 
 # ---- the moments form ----------------------------------------------------------------
@@ -287,3 +287,37 @@ def sklearn_covariances(params: GMMParams) -> dict[str, np.ndarray]:
            "precisions_cholesky_": table.to_precision_cholesky(f)}
     return {k: v.astype(dtype) for k, v in out.items()}
 
+
+# ---- sampling ------------------------------------------------------------------------
+
+
+def sample(rng: np.random.Generator, params: GMMParams,
+           n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n_samples`` points from one parameter set (batch shape ``()``), with
+    scikit-learn's layout: counts per component from a multinomial on the weights, rows
+    ordered by component. Noise is scaled by the table's ``scale_noise`` in float64;
+    nothing is compiled, whatever ``n_samples``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    params : GMMParams
+        Batch shape ``()``.
+    n_samples : int
+
+    Returns
+    -------
+    X : array of shape (n_samples, D)
+        In the dtype of ``params.means``.
+    labels : array of shape (n_samples,), int64
+        The component each row was drawn from (non-decreasing).
+    """
+    p = _as64(params)
+    n_samples, D = int(n_samples), p.n_features
+    weights = p.weights / p.weights.sum()  # multinomial wants a sum of 1 to round-off
+    counts = rng.multinomial(n_samples, weights)
+    scale = ops(p.covariance_type, NUMPY).scale_noise
+    X = np.concatenate([p.means[k] + scale(p.cov_factor, k, rng.standard_normal((n, D)))
+                        for k, n in enumerate(counts)] or [np.empty((0, D))])
+    labels = np.repeat(np.arange(p.n_components), counts)
+    return X.astype(np.asarray(params.means).dtype, copy=False), labels
