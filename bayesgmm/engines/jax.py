@@ -13,9 +13,17 @@ M-step; so after ``n_iter`` iterations the weights, means, covariances and
 ``lower_bound`` agree with scikit-learn started from the same parameters.
 
 Jitted code never raises on values: a non-finite lower bound or covariance factor
-stops the loop, keeps the last finite parameters and is reported in
-:class:`FitInfo` (``nonfinite``, ``bad_component``) for the facade to turn into an
-error that names the component and the ``reg_covar`` that would help.
+(a collapsed component's is NaN: :mod:`bayesgmm.covariance`) stops the loop, keeps the
+last finite parameters and is reported in :class:`~bayesgmm.engines.FitInfo`
+(``nonfinite``, ``bad_component``) for the facade to turn into an error that names the
+component and the ``reg_covar`` that would help.
+
+The formulas are the host engine's (:mod:`bayesgmm.engines.numpy`): the table and
+moments form of :mod:`bayesgmm.covariance` over jax.numpy, and
+:func:`bayesgmm.engines.mixture_m_step` / :func:`~bayesgmm.engines.step_health`. This
+module adds the compiled control flow (``while_loop``, ``vmap``, chunks, ``shard_map``,
+streams) and the engines' shared interface (:mod:`bayesgmm.engines`): ``fit``,
+``fit_restarts``, ``log_resp``, ``score_draws``, ``sample``.
 """
 
 from __future__ import annotations

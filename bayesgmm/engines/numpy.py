@@ -161,7 +161,7 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         reg_covar: float = 1e-6, max_iter: int = 100,
         hard_start: bool = False) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
-    :class:`~bayesgmm.engines.jax.FitInfo`, in float64 NumPy; results in X's dtype."""
+    :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start)
     return _cast(p, info, _out_dtype(X))
@@ -187,7 +187,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     if not screen_iter or screen_iter >= max_iter or len(starts) == 1:
         results = [run(p, tol, max_iter, hard_start) for p in starts]
         p, info = best_of(results)
-    else:  # small-EM, as em.fit_restarts
+    else:  # small-EM, as engines.jax.fit_restarts
         results = [run(p, -1.0, screen_iter, hard_start) for p in starts]
         start, start_info = best_of(results)
         p, info = run(start, tol, max_iter - screen_iter, False)
