@@ -1,5 +1,6 @@
-"""EM core: parity with scikit-learn from identical initial parameters, JAX hygiene
-(jit = eager, vmap = loop, compiled once), invariances, weights, float32 robustness."""
+"""The compiled engine (bayesgmm.engines.jax): parity with scikit-learn from identical
+initial parameters, JAX hygiene (jit = eager, vmap = loop, compiled once), invariances,
+weights, float32 robustness, collapsed components."""
 
 import warnings
 

@@ -1,8 +1,9 @@
 """The host (NumPy) engine: the same EM as the compiled one, chosen for small data.
 
-Truth here is the compiled path (itself tested against scikit-learn in test_em.py) run
-from identical starting parameters, scikit-learn itself, and closed-form facts (which
-engine runs, and that a small sweep compiles nothing)."""
+Truth here is the compiled path (itself tested against scikit-learn in
+test_engines_jax.py) run from identical starting parameters, scikit-learn itself, and
+closed-form facts (which engine runs, that a small sweep compiles nothing, the moments of
+samples)."""
 
 import warnings
 
