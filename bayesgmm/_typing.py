@@ -7,15 +7,21 @@ B = ``params.batch_shape`` (``()`` for one fit, ``(n_init,)`` for restarts,
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-import jax
 import numpy as np
 
 __all__ = ["Array", "ArrayLike", "PRNGKey", "CovarianceType", "COVARIANCE_TYPES"]
 
-Array = jax.Array
-ArrayLike = Union[jax.Array, np.ndarray, float]
-PRNGKey = jax.Array
+# JAX is imported only where a compiled path runs; for annotations these are jax.Array.
+if TYPE_CHECKING:
+    import jax
+
+    Array = jax.Array
+    PRNGKey = jax.Array
+else:
+    Array = Any
+    PRNGKey = Any
+ArrayLike = Union[Array, np.ndarray, float]
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
 COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")

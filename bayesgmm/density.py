@@ -19,12 +19,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import logsumexp
 
 from bayesgmm._typing import Array, PRNGKey
-from bayesgmm.covariance import HIGHEST, ops
-from bayesgmm.params import GMMParams, vmap_batch
+from bayesgmm._xp import namespace
+from bayesgmm.covariance import HIGHEST, moment_features, moment_theta, ops
+from bayesgmm.params import GMMParams, register_pytree, vmap_batch
 
 __all__ = [
     "component_log_prob",
@@ -41,6 +41,9 @@ __all__ = [
     "mixture_center",
     "data_center",
 ]
+
+register_pytree()  # GMMParams is a pytree wherever this module runs (it imports JAX)
+JAX = namespace("jax")  # the table's functions bound to jax.numpy: traced, HIGHEST matmuls
 
 
 def centred_log_prob(params: GMMParams, X: Array) -> tuple[Array, Array]:
@@ -59,7 +62,7 @@ def centred_log_prob(params: GMMParams, X: Array) -> tuple[Array, Array]:
     Xc : array of shape (K, N, D)
         ``X - μ_k`` per component; EM reuses it for the second moments.
     """
-    table = ops(params.covariance_type)
+    table = ops(params.covariance_type, JAX)
     K, D = params.n_components, params.n_features
     prec_chol = table.to_precision_cholesky(params.cov_factor)
     Xc = X[None, :, :] - params.means[:, None, :]  # (K, N, D)
@@ -94,62 +97,29 @@ def data_center(X: Array, sample_weight: Array) -> Array:
     return jnp.matmul(sample_weight, X, precision=HIGHEST) / jnp.sum(sample_weight)
 
 
-def _triu(D: int):
-    return np.triu_indices(D)
-
-
-def _products(xc: Array) -> Array:
-    """x_a x_b for a <= b, (C, D(D+1)/2), in ``np.triu_indices`` order."""
-    iu, ju = _triu(xc.shape[-1])
-    return xc[:, iu] * xc[:, ju]
-
-
-def _features(xc: Array, full_moments: bool) -> Array:
-    """T(x) = [1, x - c, second-order terms]: (C, 1 + D + D(D+1)/2) or (C, 1 + 2D).
-    The constant column carries each component's constant term into the E-step's
-    matmul and returns Σ r (the counts) from the statistics' matmul."""
-    ones = jnp.ones((xc.shape[0], 1), xc.dtype)
-    return jnp.concatenate([ones, xc, _products(xc) if full_moments else xc * xc], axis=1)
-
-
 def _log_det_precision(params: GMMParams) -> Array:
     """log|U_k| (K,), U_k the precision Cholesky factor: with log w_k, each component's
     log-density at its own mean, up to -D/2 log 2π."""
-    table = ops(params.covariance_type)
-    prec_chol = table.to_precision_cholesky(params.cov_factor)
-    return table.log_det_precision_cholesky(prec_chol, params.n_components,
-                                            params.n_features)
+    return ops(params.covariance_type, JAX).log_det_precision(
+        params.cov_factor, params.n_components, params.n_features)
 
 
 def moments_features(X: Array, center: Array, covariance_type: str) -> Array:
     """The moments kernel's features ``T(x) = [1, x - c, (x - c)^{⊗2}]``, (N, F): the
-    products x_a x_b, a <= b, for full/tied; the squares for diag/spherical."""
+    products x_a x_b, a <= b, for full/tied; the squares for diag/spherical
+    (:func:`bayesgmm.covariance.moment_features` over jax.numpy)."""
     # The barrier keeps T one (N, F) array. Without it XLA splits the matmul of a
     # concatenation into one dot per part, the products' dot in a transposed layout
     # (measured, N=1e6, D=8, K=32, float64: E-step 282 -> 211 ms).
-    return jax.lax.optimization_barrier(_features(X - center, ops(covariance_type).full_moments))
+    return jax.lax.optimization_barrier(moment_features(X, center, covariance_type, JAX))
 
 
 def moments_theta(params: GMMParams, center: Array) -> Array:
     """Natural parameters θ (F, K) with ``log p(x, z = k) = T(x) θ_k`` for the features of
-    :func:`moments_features`; the first row is each component's constant term."""
-    table = ops(params.covariance_type)
-    K, D = params.n_components, params.n_features
-    m = params.means - center  # (K, D)
-    P = table.moment_precision(params.cov_factor, K, D)
-    if table.full_moments:  # products x_a x_b, a <= b (off-diagonals counted twice)
-        P = 0.5 * (P + jnp.swapaxes(P, -1, -2))
-        iu, ju = _triu(D)
-        twice = np.where(iu == ju, 1.0, 2.0)
-        quad = -0.5 * (P[:, iu, ju] * twice).T  # (F2, K)
-        Pm = jnp.einsum("kij,kj->ki", P, m, precision=HIGHEST)
-    else:  # squares
-        quad = -0.5 * P.T
-        Pm = P * m
-    const = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(m * Pm, axis=-1))
-             + _log_det_precision(params) + jnp.log(params.weights))
-    return jnp.concatenate([const[None, :].astype(Pm.dtype), Pm.T, quad.astype(Pm.dtype)],
-                           axis=0)
+    :func:`moments_features`; the first row is each component's constant term
+    (:func:`bayesgmm.covariance.moment_theta` over jax.numpy)."""
+    return moment_theta(params.weights, params.means, params.cov_factor, center,
+                        params.covariance_type, JAX)
 
 
 def moments_log_prob(params: GMMParams, X: Array, center: Array) -> tuple[Array, Array]:
@@ -251,7 +221,7 @@ def sample(key: PRNGKey, params: GMMParams, n_samples: int) -> tuple[Array, Arra
     labels : array of shape (*B, n_samples), int32
         The component each point was drawn from.
     """
-    table = ops(params.covariance_type)
+    table = ops(params.covariance_type, JAX)
 
     def one(key, p):
         p = jax.tree_util.tree_map(jnp.asarray, p)  # NumPy leaves cannot take traced indices

@@ -337,10 +337,8 @@ class GaussianMixture(BaseEstimator):
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
                 "least one sample.")
-        Xs, ys = fitting.sample(check_random_state_key(self.random_state), self.params_,
-                                int(n_samples))
-        order = np.argsort(ys, kind="stable")
-        return Xs[order], ys[order].astype(np.int64)
+        return fitting.sample(check_random_state_key(self.random_state), self.params_,
+                              int(n_samples))
 
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
@@ -409,6 +407,3 @@ class GaussianMixture(BaseEstimator):
         return fitting.criteria([self.params_], X, engine=self.engine,
                                 fitted_padded=[self.n_padded_])[0]
 
-    def _scores_on_host(self, n_rows: int) -> bool:
-        """Whether scoring ``n_rows`` rows runs in NumPy (tests/test_host.py reads it)."""
-        return fitting.score_plan(self.params_, n_rows, self.engine).engine == "numpy"

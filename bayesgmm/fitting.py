@@ -47,7 +47,7 @@ import numpy as np
 
 from bayesgmm.engines import numpy as host
 from bayesgmm.engines.choose import Choice, check_engine, choose
-from bayesgmm.engines.numpy import FitInfo
+from bayesgmm.engines import FitInfo
 from bayesgmm.initialize import (
     INIT_METHODS,
     host_rng,
@@ -550,12 +550,12 @@ def criteria_from_terms(log_lik, entropy, n_parameters: int, n_samples) -> dict:
 
 
 def sample(key, params: GMMParams, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n_samples`` draws from ``params`` (batch shape ``()``) with the raw JAX ``key``:
-    ``(X (n_samples, D), labels (n_samples,))`` as NumPy, compiled
-    (:func:`bayesgmm.density.sample`)."""
-    with compute_scope(params.dtype):
-        X, y = _compiled().sample(key, params.astype(params.dtype), int(n_samples))
-        return np.asarray(X), np.asarray(y)
+    """``n_samples`` draws from ``params`` (batch shape ``()``), seeded by the raw JAX
+    ``key`` (its stream 4, :func:`bayesgmm.initialize.host_rng`): ``(X (n_samples, D),
+    labels (n_samples,))`` as NumPy, rows ordered by component as scikit-learn's. Drawn on
+    the host (:func:`bayesgmm.engines.numpy.sample`): nothing compiles, whatever
+    ``n_samples`` (a compiled sampler took ~1 s per new ``n``)."""
+    return host.sample(host_rng(key, 4), params, int(n_samples))
 
 
 # ---- the compiled criteria kernel ------------------------------------------------------
@@ -634,7 +634,6 @@ def _compiled():
     from bayesgmm.compilation import jit
 
     return SimpleNamespace(log_resp=jit(density.log_resp),
-                           sample=jit(density.sample, static_argnums=2),
                            criteria_terms=jit(criteria_terms))
 
 

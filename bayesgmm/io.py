@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesgmm.engines.numpy import FitInfo
+from bayesgmm.engines import FitInfo
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import check_is_fitted

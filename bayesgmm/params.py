@@ -10,38 +10,35 @@ see :mod:`bayesgmm.covariance`); ``covariance_type`` is static metadata, so ``ji
 
 Leaves may be NumPy or JAX arrays: fitted estimators keep NumPy leaves (so a float64
 fit stays float64 outside JAX's x64 mode and pickles cheaply); core functions accept
-either.
+either. The conversions (``covariances``, ``precisions``, ``from_sklearn``...) run in
+the leaves' namespace: NumPy leaves never import JAX. The pytree registration waits
+for JAX (:func:`register_pytree`): the host path imports this module without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import importlib.abc
+import importlib.util
+import sys
 from typing import Any, Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._typing import Array
+from bayesgmm._xp import get_namespace, is_jax_array
 from bayesgmm.covariance import ops
-from bayesgmm.validation import compute_scope
 
 __all__ = ["GMMParams", "vmap_batch", "pad_components", "take_components", "slice_components",
-           "select_components"]
+           "select_components", "register_pytree"]
 
-# Trailing ("event") dims of each leaf, per covariance type; the rest are batch dims.
-_FACTOR_EVENT_DIMS = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
+Array = Any  # a NumPy or JAX array
 
-
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["weights", "means", "cov_factor"],
-    meta_fields=["covariance_type"],
-)
 @dataclasses.dataclass(frozen=True)
 class GMMParams:
     """Parameters of a Gaussian mixture, possibly batched.
+
+    A JAX pytree (leaves ``weights``, ``means``, ``cov_factor``; ``covariance_type``
+    static) as soon as JAX is imported: see :func:`register_pytree`.
 
     Attributes
     ----------
@@ -92,44 +89,49 @@ class GMMParams:
         """Index the batch dims: ``params[i]`` picks restart ``i``, ``params[c, d]`` a draw."""
         if not self.batch_shape:
             raise IndexError("GMMParams has no batch dims to index")
-        return jax.tree_util.tree_map(lambda a: a[index], self)
+        return self._map(lambda a: a[index])
 
     def flatten_batch(self) -> "GMMParams":
         """All batch dims merged into one: batch shape ``B`` -> ``(prod(B),)``, as NumPy
         (e.g. (chain, draw) draws -> one axis of draws)."""
         nb = len(self.batch_shape)
-        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[nb:]),
-                                      self)
+        return self._map(lambda a: np.asarray(a).reshape(-1, *np.shape(a)[nb:]))
 
     def astype(self, dtype) -> "GMMParams":
-        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), self)
+        """Leaves as JAX arrays of ``dtype`` (for the compiled engine)."""
+        import jax.numpy as jnp
+
+        return self._map(lambda a: jnp.asarray(a, dtype=dtype))
 
     def to_numpy(self) -> "GMMParams":
-        return jax.tree_util.tree_map(np.asarray, self)
+        return self._map(np.asarray)
+
+    def _map(self, fn: Callable) -> "GMMParams":
+        """``fn`` on each leaf (``jax.tree_util.tree_map`` without JAX)."""
+        return GMMParams(fn(self.weights), fn(self.means), fn(self.cov_factor),
+                         self.covariance_type)
 
     # ---- scikit-learn conversions ---------------------------------------------------
 
     @property
     def covariances(self) -> Array:
         """scikit-learn's ``covariances_`` layout, with batch dims in front."""
-        return self._factor_map(ops(self.covariance_type).to_covariance)
+        return self._factor_map("to_covariance")
 
     @property
     def precisions(self) -> Array:
         """scikit-learn's ``precisions_`` layout."""
-        return self._factor_map(ops(self.covariance_type).to_precision)
+        return self._factor_map("to_precision")
 
     @property
     def precisions_cholesky(self) -> Array:
         """scikit-learn's ``precisions_cholesky_`` layout (upper U with P = U Uᵀ)."""
-        return self._factor_map(ops(self.covariance_type).to_precision_cholesky)
+        return self._factor_map("to_precision_cholesky")
 
     @property
     def full_covariances(self) -> Array:
         """Every type as (*B, K, D, D) covariance matrices (for plotting, sampling, priors)."""
-        K, D = self.n_components, self.n_features
-        fn = lambda f: ops(self.covariance_type).to_full_covariance(f, K, D)
-        return self._factor_map(fn)
+        return self._factor_map("to_full_covariance", self.n_components, self.n_features)
 
     def to_sklearn(self) -> dict[str, Array]:
         """The fitted attributes scikit-learn's ``GaussianMixture`` would have."""
@@ -163,16 +165,15 @@ class GMMParams:
                 "from_sklearn needs exactly one of covariances, precisions, "
                 f"precisions_cholesky; got {sum(given)}"
             )
-        table = ops(covariance_type)
         if covariances is not None:
-            conv, value = table.from_covariance, covariances
+            name, value = "from_covariance", covariances
         elif precisions is not None:
-            conv, value = table.from_precision, precisions
+            name, value = "from_precision", precisions
         else:
-            conv, value = table.from_precision_cholesky, precisions_cholesky
-        n_event = _FACTOR_EVENT_DIMS[covariance_type]
-        convert = lambda v: vmap_batch(conv, np.ndim(v) - n_event)(jnp.asarray(v))
-        factor = _in_dtype_scope(convert, value)
+            name, value = "from_precision_cholesky", precisions_cholesky
+        # the factor's own ("event") dims are those of one parameter set; the rest batch
+        n_batch = np.ndim(value) - len(ops(covariance_type).factor_shape(1, 1))
+        factor = _convert(covariance_type, name, value, n_batch)
         return cls(weights, means, factor, covariance_type)
 
     @classmethod
@@ -185,23 +186,34 @@ class GMMParams:
             precisions_cholesky=estimator.precisions_cholesky_,
         )
 
-    def _factor_map(self, fn: Callable[[Array], Array]) -> Array:
-        lifted = vmap_batch(fn, len(self.batch_shape))
-        return _in_dtype_scope(lambda f: lifted(jnp.asarray(f)), self.cov_factor)
+    def _factor_map(self, name: str, *args) -> Array:
+        return _convert(self.covariance_type, name, self.cov_factor, len(self.batch_shape),
+                        *args)
 
 
 def _dtype_of(value) -> np.dtype:
     return np.dtype(value.dtype) if hasattr(value, "dtype") else np.asarray(value).dtype
 
 
-def _in_dtype_scope(fn: Callable[[Array], Array], value) -> Array:
-    """``fn(value)`` computed in ``value``'s dtype. Concrete float64 input runs under a
+def _convert(covariance_type: str, name: str, value, n_batch: int, *args) -> Array:
+    """The table's conversion ``name`` of a factor-shaped ``value`` with ``n_batch``
+    leading batch dims, in ``value``'s dtype. NumPy input: in NumPy, returned as NumPy
+    (the conversions broadcast over batch dims; JAX is not imported). JAX input: in
+    JAX, lifted over the batch with ``vmap``; a concrete float64 array runs under a
     scoped x64 mode and comes back as NumPy (a float64 JAX array would silently become
     float32 outside that scope); traced input (inside jit/vmap) is left to the caller."""
+    if not is_jax_array(value):
+        return getattr(ops(covariance_type, np), name)(np.asarray(value), *args)
+    import jax
+
+    from bayesgmm.validation import compute_scope
+
+    fn = getattr(ops(covariance_type, "jax"), name)
+    lifted = vmap_batch(lambda f: fn(f, *args), n_batch)
     if isinstance(value, jax.core.Tracer):
-        return fn(value)
+        return lifted(value)
     with compute_scope(_dtype_of(value)):
-        return np.asarray(fn(value))
+        return np.asarray(lifted(value))
 
 
 def pad_components(params: GMMParams, n_padded: int) -> GMMParams:
@@ -217,7 +229,7 @@ def pad_components(params: GMMParams, n_padded: int) -> GMMParams:
         return params
     table = ops(params.covariance_type)
     B = params.batch_shape
-    xp = np if not isinstance(params.weights, jax.Array) else jnp
+    xp = get_namespace(params.weights)
     dtype = params.dtype
     weights = xp.concatenate([params.weights, xp.zeros((*B, extra), dtype)], axis=-1)
     means = xp.concatenate([params.means, xp.zeros((*B, extra, D), dtype)], axis=-2)
@@ -246,9 +258,13 @@ def slice_components(array, covariance_type: str, n_components: int):
 
 
 def select_components(mask, new: GMMParams, old: GMMParams) -> GMMParams:
-    """Per component (batch shape ``()``): ``new`` where ``mask (K,)`` else ``old``."""
+    """Per component (batch shape ``()``): ``new`` where ``mask (K,)`` else ``old``, in
+    the namespace of the arrays (a concrete all-True mask returns ``new`` itself)."""
+    if not is_jax_array(mask) and mask.all():  # concrete (NumPy): nothing to select
+        return new
+    xp = get_namespace(mask, new.weights, new.means, new.cov_factor)
     axis = ops(new.covariance_type).component_axis
-    pick = lambda a, b, nd: jnp.where(mask.reshape(mask.shape + (1,) * nd), a, b)
+    pick = lambda a, b, nd: xp.where(mask.reshape(mask.shape + (1,) * nd), a, b)
     factor = new.cov_factor if axis is None else pick(new.cov_factor, old.cov_factor,
                                                       -axis - 1)
     return GMMParams(pick(new.weights, old.weights, 0), pick(new.means, old.means, 1), factor,
@@ -256,7 +272,81 @@ def select_components(mask, new: GMMParams, old: GMMParams) -> GMMParams:
 
 
 def vmap_batch(fn: Callable, n_batch: int, in_axes=0) -> Callable:
-    """Lift ``fn`` (written for one parameter set) over ``n_batch`` leading dims."""
-    for _ in range(n_batch):
-        fn = jax.vmap(fn, in_axes=in_axes)
+    """Lift ``fn`` (written for one parameter set) over ``n_batch`` leading dims with
+    ``jax.vmap``."""
+    if n_batch:
+        import jax
+
+        for _ in range(n_batch):
+            fn = jax.vmap(fn, in_axes=in_axes)
     return fn
+
+
+# ---- the JAX pytree, registered when JAX is there ----------------------------------------
+
+
+_REGISTERED = False
+
+
+def register_pytree() -> None:
+    """Register :class:`GMMParams` as a JAX pytree (leaves ``weights``, ``means``,
+    ``cov_factor``; ``covariance_type`` static), once; imports JAX.
+
+    Nothing needs to call it: it runs when this module is imported after JAX, or else
+    right after JAX's own import completes (an import hook, below), so a ``GMMParams``
+    works under ``jax.jit``/``vmap``/``tree_map`` whichever is imported first, while the
+    host path never imports JAX."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    import jax
+
+    jax.tree_util.register_dataclass(GMMParams, data_fields=["weights", "means", "cov_factor"],
+                                     meta_fields=["covariance_type"])
+    _REGISTERED = True
+
+
+class _RegisterAfterJax(importlib.abc.MetaPathFinder):
+    """Import hook (first on ``sys.meta_path`` until JAX is imported): finds ``jax``
+    with the other finders and wraps its loader in :class:`_ThenRegister`."""
+
+    def __init__(self):
+        self._finding = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "jax" or self._finding:
+            return None
+        self._finding = True  # importlib.util.find_spec below asks every finder again
+        try:
+            spec = importlib.util.find_spec("jax")
+        finally:
+            self._finding = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenRegister(spec.loader)
+        return spec
+
+
+class _ThenRegister(importlib.abc.Loader):
+    """JAX's own loader, then :func:`register_pytree`; the module keeps JAX's loader."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__spec__.loader = module.__loader__ = self.loader
+        self.loader.exec_module(module)
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterJax)]
+        register_pytree()
+
+
+def _install_hook() -> None:
+    if "jax" in sys.modules:
+        register_pytree()
+    elif not any(isinstance(f, _RegisterAfterJax) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterJax())
+
+
+_install_hook()

@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from bayesgmm._typing import Array
-from bayesgmm.covariance import HIGHEST, n_moment_features, ops
-from bayesgmm.density import (_triu, centred_log_prob, data_center, log_prob_bound,
+from bayesgmm.covariance import HIGHEST, moment_sums, n_moment_features, ops
+from bayesgmm.density import (JAX, centred_log_prob, data_center, log_prob_bound,
                               mixture_center, moments_features, moments_theta, resolve_kernel)
 from bayesgmm.params import GMMParams
 
@@ -75,7 +75,7 @@ def accumulate(Xc: Array, rw: Array, covariance_type: str) -> tuple[Array, Array
     """(nk, sx, sxx) from centred data ``Xc (K, C, D)`` and weighted resp ``rw (C, K)``."""
     nk = jnp.sum(rw, axis=0)
     sx = jnp.einsum("nk,knd->kd", rw, Xc, precision=HIGHEST)
-    sxx = ops(covariance_type).second_moment(rw, Xc)
+    sxx = ops(covariance_type, JAX).second_moment(rw, Xc)
     return nk, sx, sxx
 
 
@@ -135,15 +135,11 @@ def _centred_stats(params: GMMParams, X: Array, sample_weight: Array,
                      _wll(sample_weight, log_norm), n_under)
 
 
-def _moment_stats(rw: Array, T: Array, center: Array, full_moments: bool):
+def _moment_stats(rw: Array, T: Array, center: Array, covariance_type: str):
     """(nk, sx, sxx, shift) from weighted responsibilities (C, K) and features (C, F)."""
     K, D = rw.shape[1], center.shape[-1]
     S = jnp.matmul(rw.T, T, precision=HIGHEST)  # (K, F); T = [1, x - c, products]
-    sxx = S[:, 1 + D:]
-    if full_moments:
-        iu, ju = _triu(D)
-        sxx = jnp.zeros((K, D, D), S.dtype).at[:, iu, ju].set(sxx).at[:, ju, iu].set(sxx)
-    return S[:, 0], S[:, 1:1 + D], sxx, jnp.broadcast_to(center, (K, D))
+    return (*moment_sums(S, center, covariance_type, JAX), jnp.broadcast_to(center, (K, D)))
 
 
 def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
@@ -154,10 +150,9 @@ def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
     the E-step is one (C, F) @ (F, K) matmul and the statistics are one (K, C) @ (C, F)
     matmul; no (K, C, D) intermediate."""
     log_prob = jnp.matmul(T, moments_theta(params, center), precision=HIGHEST)
-    full_moments = ops(params.covariance_type).full_moments
     bound = None if bound_shift is False else log_prob_bound(params)
     log_norm, rw, n_under = _normalise(log_prob, sample_weight, bound, bound_shift, hard)
-    nk, sx, sxx, shift = _moment_stats(rw, T, center, full_moments)
+    nk, sx, sxx, shift = _moment_stats(rw, T, center, params.covariance_type)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), _wll(sample_weight, log_norm),
                      n_under)
 
@@ -266,19 +261,13 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
     return sum_over_chunks(block, (X,), sample_weight, chunk_size, add=add, zero=zero)
 
 
-def recenter(stats: SuffStats, shift: Array) -> SuffStats:
+def recenter(stats: SuffStats, shift: Array, covariance_type: str) -> SuffStats:
     """The same statistics centred on a new ``shift (K, D)`` (exact):
     with d = old - new, ``sx' = sx + nk d`` and ``sxx' = sxx + sx dᵀ + d sxᵀ + nk d dᵀ``
-    (diagonal forms for diag/spherical)."""
+    (diagonal forms for diag/spherical: the table's ``shift_second``)."""
     d = stats.shift - shift
-    nk = stats.nk[:, None]
-    sx = stats.sx + nk * d
-    if stats.sxx.ndim == 3:  # full / tied: (K, D, D)
-        outer = lambda a, b: a[:, :, None] * b[:, None, :]
-        sxx = stats.sxx + outer(stats.sx, d) + outer(d, stats.sx) + nk[..., None] * outer(d, d)
-    else:  # diag / spherical: (K, D)
-        sxx = stats.sxx + 2 * stats.sx * d + nk * d * d
-    return stats._replace(sx=sx, sxx=sxx, shift=shift)
+    sxx = ops(covariance_type, JAX).shift_second(stats.sxx, stats.sx, d, stats.nk)
+    return stats._replace(sx=stats.sx + stats.nk[:, None] * d, sxx=sxx, shift=shift)
 
 
 def scale(stats: SuffStats, factor) -> SuffStats:
@@ -302,12 +291,11 @@ def stats_from_resp(
     chunk_size = chunk_size or auto_chunk_size(N, K, D, X.dtype.itemsize, kernel)
     if kernel == "moments":
         center = data_center(X, sample_weight)
-        full = ops(covariance_type).full_moments
         shift = jnp.broadcast_to(center, (K, D))
 
         def block(xs, rs, ws):
             T = moments_features(xs, center, covariance_type)
-            return _moment_stats(rs * ws[:, None], T, center, full)[:3]
+            return _moment_stats(rs * ws[:, None], T, center, covariance_type)[:3]
     else:
         nk = jnp.matmul(sample_weight, resp, precision=HIGHEST) + 10 * jnp.finfo(X.dtype).eps
         shift = jnp.matmul((resp * sample_weight[:, None]).T, X, precision=HIGHEST) / nk[:, None]

@@ -244,31 +244,27 @@ def check_means_init(means, n_components: int, n_features: int, dtype) -> np.nda
 
 def check_precisions_init(precisions, covariance_type: str, n_components: int,
                           n_features: int, dtype) -> np.ndarray:
-    K, D = n_components, n_features
-    shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    from bayesgmm.covariance import ops
+
+    table = ops(covariance_type)
+    shape = table.factor_shape(n_components, n_features)
     p = np.asarray(precisions, dtype=dtype)
-    if p.shape != shapes[covariance_type]:
+    if p.shape != shape:
         raise ValueError(
             f"The parameter '{covariance_type} precision' should have the shape of "
-            f"{shapes[covariance_type]}, but got {p.shape} (precisions_init, in "
-            f"scikit-learn's layout for covariance_type={covariance_type!r})"
+            f"{shape}, but got {p.shape} (precisions_init, in scikit-learn's layout for "
+            f"covariance_type={covariance_type!r})"
         )
     if not np.isfinite(p).all():
         raise ValueError("Invalid precisions_init. The parameter 'precisions' contains NaN "
                          "or infinity.")
-    if covariance_type in ("diag", "spherical"):
-        if (p <= 0).any():
-            raise ValueError(f"'{covariance_type} precision' should be positive")
-        return p
-    mats = p if covariance_type == "full" else p[None]
-    for k, m in enumerate(mats):
-        sym = np.allclose(m, m.T, rtol=1e-5, atol=1e-8 * np.abs(m).max())
-        if not sym or np.linalg.eigvalsh(m.astype(np.float64)).min() <= 0:
-            which = f" of component {k}" if covariance_type == "full" else ""
-            raise ValueError(
-                f"'{covariance_type} precision' should be symmetric, positive-definite "
-                f"(precisions_init{which} is not)"
-            )
+    bad = np.flatnonzero(~np.asarray(table.precision_ok(p.astype(np.float64))))
+    if bad.size:
+        which = "" if table.component_axis is None else f" of component {bad[0]}"
+        raise ValueError(
+            f"'{covariance_type} precision' should be {table.precision_requirement} "
+            f"(precisions_init{which} is not)"
+        )
     return p
 
 

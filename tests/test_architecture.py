@@ -320,8 +320,6 @@ def test_host_modules_import_jax_only_where_it_runs(module):
     assert [m for m in top if m.split(".")[0] == "jax" or m in COMPILED] == []
 
 
-@pytest.mark.xfail(strict=False, reason="needs the engine seam branch (params, covariance, "
-                   "engines.numpy, choose and _typing import JAX at module level today)")
 def test_host_fit_imports_no_jax():
     """A 300 x 2 fit, predict_proba, bic and a sweep over K=1..5, all on the host:
     JAX is never imported."""

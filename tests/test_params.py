@@ -127,3 +127,92 @@ def test_jit_compile_bound_falls_back_when_xla_lacks_the_options(monkeypatch):
     # ahead of time (NUTS's thread groups), through the same fallback
     h = comp.jit_compile_bound(f).compiled(x)
     assert float(h(x)) == pytest.approx(expected, rel=1e-6)
+
+
+# ---- the pytree registration and NumPy leaves ------------------------------------------
+
+_PYTREE_CHECKS = """
+p = GMMParams(np.full(3, 1 / 3), np.zeros((3, 2)), np.ones((3, 2)), "diag")
+leaves, treedef = jax.tree_util.tree_flatten(p)
+assert len(leaves) == 3 and jax.tree_util.tree_unflatten(treedef, leaves).covariance_type == "diag"
+total = jax.jit(lambda q: q.weights.sum() + q.cov_factor.sum())(p)
+assert abs(float(total) - 7.0) < 1e-6
+batched = jax.tree_util.tree_map(lambda a: jnp.stack([a, 2 * a]), p)
+sums = jax.vmap(lambda q: q.means.sum() + q.cov_factor.sum())(batched)
+assert np.allclose(np.asarray(sums), [6.0, 12.0])
+assert jax.jit(lambda q: q, static_argnums=())(p).covariance_type == "diag"
+assert type(jax.__spec__.loader).__name__ != "_ThenRegister"  # JAX keeps its own loader
+print("ok")
+"""
+
+_WITHOUT_PACKAGE_INIT = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("bayesgmm")
+pkg = types.ModuleType("bayesgmm")
+pkg.__path__ = list(spec.submodule_search_locations)
+pkg.__spec__ = spec
+sys.modules["bayesgmm"] = pkg
+"""
+
+
+@pytest.mark.parametrize("order", ["jax first", "bayesgmm first", "jax.numpy after",
+                                   "find_spec probe first"])
+def test_pytree_works_whichever_is_imported_first(order):
+    """GMMParams is a registered pytree under jit/vmap/tree_map in a fresh process,
+    whether JAX was imported before bayesgmm.params or only after it (the host path
+    does not import JAX; the registration waits for JAX's import), also when something
+    probed for JAX with importlib.util.find_spec before importing it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    imports = {
+        "jax first": "import jax, jax.numpy as jnp\nimport numpy as np\n"
+                     "from bayesgmm.params import GMMParams\n",
+        "bayesgmm first": _WITHOUT_PACKAGE_INIT + "import numpy as np\n"
+                          "from bayesgmm.params import GMMParams\n"
+                          "assert 'jax' not in sys.modules\n"
+                          "import jax, jax.numpy as jnp\n",
+        "jax.numpy after": _WITHOUT_PACKAGE_INIT + "import numpy as np\n"
+                           "from bayesgmm.params import GMMParams\n"
+                           "import jax.numpy as jnp\nimport jax\n",
+        "find_spec probe first": _WITHOUT_PACKAGE_INIT + "import numpy as np\n"
+                                 "from bayesgmm.params import GMMParams\n"
+                                 "assert importlib.util.find_spec('jax') is not None\n"
+                                 "assert 'jax' not in sys.modules\n"
+                                 "import jax, jax.numpy as jnp\n",
+    }[order]
+    code = "import importlib.util, sys\n" + imports + _PYTREE_CHECKS
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_numpy_leaves_convert_in_numpy_as_jax_leaves_do(ct):
+    """NumPy leaves convert in NumPy (NumPy results, the leaves' dtype, batch dims
+    broadcast), and agree with JAX leaves' conversions (vmapped, in a dtype scope)."""
+    X = np.random.default_rng(0).normal(size=(60, 3)) * [1, 2, 0.5]
+    sk = SkGM(2, covariance_type=ct, random_state=0).fit(X)
+    p = GMMParams.from_estimator(sk)  # NumPy in, NumPy factor out
+    assert isinstance(p.cov_factor, np.ndarray) and p.cov_factor.dtype == np.float64
+    batched = GMMParams(*(np.stack([a, a, a]).reshape(3, 1, *np.shape(a))
+                          for a in (p.weights, p.means, p.cov_factor)), ct)  # B = (3, 1)
+    with in_scope(np.float64):
+        jaxed = jax.tree_util.tree_map(jnp.asarray, batched)
+        for name in ("covariances", "precisions", "precisions_cholesky",
+                     "full_covariances"):
+            a, b = getattr(batched, name), getattr(jaxed, name)
+            assert isinstance(a, np.ndarray) and a.dtype == np.float64
+            np.testing.assert_allclose(a, np.asarray(b), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(a[2, 0], getattr(p, name), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(p.covariances, sk.covariances_, rtol=1e-10)
+    p32 = GMMParams(*(np.asarray(a, np.float32) for a in (p.weights, p.means, p.cov_factor)),
+                    ct)
+    assert p32.covariances.dtype == np.float32
+    back = GMMParams.from_sklearn(p32.weights, p32.means, covariance_type=ct,
+                                  precisions=p32.precisions)
+    assert back.cov_factor.dtype == np.float32
+    np.testing.assert_allclose(back.cov_factor, p.cov_factor, rtol=1e-4)
+    flat = batched.flatten_batch()
+    assert flat.batch_shape == (3,) and flat[1].batch_shape == ()

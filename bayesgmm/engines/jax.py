@@ -13,9 +13,17 @@ M-step; so after ``n_iter`` iterations the weights, means, covariances and
 ``lower_bound`` agree with scikit-learn started from the same parameters.
 
 Jitted code never raises on values: a non-finite lower bound or covariance factor
-stops the loop, keeps the last finite parameters and is reported in
-:class:`FitInfo` (``nonfinite``, ``bad_component``) for the facade to turn into an
-error that names the component and the ``reg_covar`` that would help.
+(a collapsed component's is NaN: :mod:`bayesgmm.covariance`) stops the loop, keeps the
+last finite parameters and is reported in :class:`~bayesgmm.engines.FitInfo`
+(``nonfinite``, ``bad_component``) for the facade to turn into an error that names the
+component and the ``reg_covar`` that would help.
+
+The formulas are the host engine's (:mod:`bayesgmm.engines.numpy`): the table and
+moments form of :mod:`bayesgmm.covariance` over jax.numpy, and
+:func:`bayesgmm.engines.mixture_m_step` / :func:`~bayesgmm.engines.step_health`. This
+module adds the compiled control flow (``while_loop``, ``vmap``, chunks, ``shard_map``,
+streams) and the engines' shared interface (:mod:`bayesgmm.engines`): ``fit``,
+``fit_restarts``, ``log_resp``, ``score_draws``, ``sample``.
 """
 
 from __future__ import annotations
@@ -26,11 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesgmm import density
 from bayesgmm._typing import Array
 from bayesgmm.compilation import jit
-from bayesgmm.covariance import ops
-from bayesgmm.density import data_center, moments_features
-from bayesgmm.params import GMMParams, select_components
+from bayesgmm.covariance import n_moment_features, ops
+from bayesgmm.density import JAX, data_center, moments_features
+from bayesgmm.engines import FitInfo, mixture_m_step, step_health
+from bayesgmm.params import GMMParams
 from bayesgmm.suffstats import (
     SuffStats,
     add,
@@ -47,7 +57,8 @@ from bayesgmm.suffstats import (
 from bayesgmm.suffstats import psum as psum_stats
 
 __all__ = ["EMState", "FitInfo", "init", "e_step", "m_step", "step", "fit", "fit_restarts",
-           "fit_sharded", "fit_stream", "online_update", "data_features", "TRACE_COUNT"]
+           "fit_sharded", "fit_stream", "online_update", "data_features", "log_resp",
+           "score_draws", "sample", "TRACE_COUNT"]
 
 # Bumped at trace time (Python side effect), so tests can count compilations.
 TRACE_COUNT = {"fit": 0}
@@ -69,20 +80,6 @@ class EMState(NamedTuple):
     # ()  bool: the next E-step gives each row wholly to its most probable component (a
     # start from k-means centres; see ``fit(hard_start=...)``); it is not an iteration
     hard: Array
-
-
-class FitInfo(NamedTuple):
-    """Reported after the loop; never carried."""
-
-    lower_bound: Array  # ()
-    n_iter: Array  # () int32
-    converged: Array  # () bool
-    nonfinite: Array  # () bool
-    bad_component: Array  # () int32, -1 if none
-    history: Array  # (max_iter,) NaN-padded
-    # (K,) effective sample count per component at the E-step whose statistics made the
-    # returned parameters (the last applied one): the counts their covariances rest on
-    nk: Array
 
 
 def init(params: GMMParams, max_iter: int, hard_start: Array | bool = False) -> EMState:
@@ -157,10 +154,11 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
 def _zero_moment_stats(params: GMMParams, dtype, center) -> SuffStats:
     """Zero statistics shaped like the moments kernel's (the E-step loop's start)."""
     K, D = params.n_components, params.n_features
-    full = ops(params.covariance_type).full_moments
+    table = ops(params.covariance_type, JAX)
+    F2 = n_moment_features(D, table.full_moments) - 1 - D  # second-order features
     zero = jnp.zeros((), dtype)
     return SuffStats(jnp.zeros((K,), dtype), jnp.zeros((K, D), dtype),
-                     jnp.zeros((K, D, D) if full else (K, D), dtype),
+                     table.unpack_second(jnp.zeros((K, F2), dtype)),
                      jnp.broadcast_to(jnp.asarray(center, dtype), (K, D)), zero, zero,
                      jnp.zeros((), jnp.int32))
 
@@ -168,25 +166,18 @@ def _zero_moment_stats(params: GMMParams, dtype, center) -> SuffStats:
 def m_step(
     stats: SuffStats, *, covariance_type: str, reg_covar, previous: GMMParams | None = None
 ) -> GMMParams:
-    """Maximum-likelihood parameters from (centred) sufficient statistics.
+    """Maximum-likelihood parameters from (centred) sufficient statistics:
+    :func:`bayesgmm.engines.mixture_m_step` over jax.numpy.
 
     ``nk`` gets scikit-learn's ``10·eps`` so an empty component stays finite.
     With ``previous``, components whose previous weight is exactly 0 are inactive
     (padding; see :func:`bayesgmm.params.pad_components`): they keep weight 0 and their
-    previous mean and factor, and take no part in the normalisation.
+    previous mean and factor, and take no part in the normalisation. A collapsed
+    component's factor is NaN (:mod:`bayesgmm.covariance`).
     """
-    dtype = stats.sx.dtype
-    nk = stats.nk + 10 * jnp.finfo(dtype).eps
-    mass = nk if previous is None else jnp.where(previous.weights > 0, nk, 0.0)
-    delta = stats.sx / nk[:, None]  # (K, D) mean minus shift
-    means = stats.shift + delta
-    weights = mass / jnp.sum(mass)
-    reg = jnp.asarray(reg_covar, dtype)
-    factor = ops(covariance_type).factor_from_moments(stats.sxx, nk, delta, jnp.sum(mass), reg)
-    new = GMMParams(weights, means, factor, covariance_type)
-    if previous is None:
-        return new
-    return select_components(previous.weights > 0, new, previous)
+    return mixture_m_step(stats.nk, stats.sx, stats.sxx, stats.shift,
+                          covariance_type=covariance_type, reg_covar=reg_covar,
+                          previous=previous, xp=JAX)
 
 
 def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
@@ -205,7 +196,7 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
                  previous=params)
-    ok, bad = _step_health(new, lower_bound)
+    ok, bad = _health(new, lower_bound)
     change = lower_bound - state.lower_bound
     counted = ~hard
     return EMState(
@@ -223,12 +214,11 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
     )
 
 
-def _step_health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
-    """Whether an M-step result may be applied, and the first bad component (-1: none):
-    a finite lower bound, finite means, and finite factors with a positive diagonal."""
-    comp_ok = ops(new.covariance_type).factor_ok(new.cov_factor, new.n_components)
-    ok = jnp.isfinite(lower_bound) & jnp.all(comp_ok) & jnp.all(jnp.isfinite(new.means))
-    bad = jnp.where(jnp.all(comp_ok), -1, jnp.argmin(comp_ok)).astype(jnp.int32)
+def _health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
+    """(whether the M-step result may be applied, the first bad component or -1):
+    :func:`bayesgmm.engines.step_health`."""
+    ok, component_ok = step_health(new, lower_bound, JAX)
+    bad = jnp.where(jnp.all(component_ok), -1, jnp.argmin(component_ok)).astype(jnp.int32)
     return ok, bad
 
 
@@ -582,7 +572,7 @@ def _online(stats, params, X, w, rho, reg):
     batch = e_step_stats(params, X, w)
     batch = scale(batch, 1.0 / batch.sum_w)
     if stats is not None:
-        old = recenter(stats, batch.shift)
+        old = recenter(stats, batch.shift, params.covariance_type)
         batch = add(scale(old, 1.0 - rho), scale(batch, rho))
     new = m_step(batch, covariance_type=params.covariance_type, reg_covar=reg, previous=params)
     return batch, new
@@ -618,7 +608,7 @@ def _m_step_stream(stats, previous, reg):
     """M-step of streamed EM with the same health check as :func:`step`."""
     new = m_step(stats, covariance_type=previous.covariance_type, reg_covar=reg,
                  previous=previous)
-    ok, bad = _step_health(new, stats.sum_wll / stats.sum_w)
+    ok, bad = _health(new, stats.sum_wll / stats.sum_w)
     return new, ok, bad
 
 
@@ -626,3 +616,29 @@ _e_step_stats_jit = jit(e_step_stats)
 _add_jit = jit(add)
 _m_step_stream_jit = jit(_m_step_stream)
 _online_jit = jit(_online)
+
+
+# ---- scoring and sampling: the engines' shared interface (bayesgmm.engines) ----------
+
+
+def log_resp(params: GMMParams, X: Array) -> tuple[Array, Array]:
+    """:func:`bayesgmm.density.log_resp`, compiled: log p(z = k | x) (*B, N, K) and
+    log p(x) (*B, N), in X's dtype."""
+    return _log_resp_jit(params, X)
+
+
+def score_draws(params: GMMParams, X: Array) -> Array:
+    """log p(x_n | θ_m) (M, N) for M parameter sets (batch shape ``(M,)``), compiled
+    (:func:`bayesgmm.density.score_samples`)."""
+    return _score_samples_jit(params, X)
+
+
+def sample(key: Array, params: GMMParams, n_samples: int) -> tuple[Array, Array]:
+    """:func:`bayesgmm.density.sample`, compiled (``n_samples`` is static: each new
+    value compiles; :func:`bayesgmm.engines.numpy.sample` compiles nothing)."""
+    return _sample_jit(key, params, n_samples=int(n_samples))
+
+
+_log_resp_jit = jit(density.log_resp)
+_score_samples_jit = jit(density.score_samples)
+_sample_jit = jit(density.sample, static_argnames=("n_samples",))

@@ -11,101 +11,42 @@ estimators choose it (``engine="auto"``) when one pass costs at most
 :data:`~bayesgmm.engines.choose.HOST_WORK` (N·K·F multiply-adds);
 :func:`bayesgmm.engines.choose.choose` decides.
 
-The algorithm is :func:`bayesgmm.engines.jax.fit`'s, step for step: the same hard first pass
-from k-means centres, the same M-step (scikit-learn's ``10·eps`` on the counts,
-inactive zero-weight components, ``reg_covar`` on the diagonal), the same stopping rule
-and the same :class:`bayesgmm.engines.jax.FitInfo` (a non-finite step is not applied but
-reported, with its component). It uses the moments kernel (:mod:`bayesgmm.suffstats`):
+The algorithm is :func:`bayesgmm.engines.jax.fit`'s, step for step, and so are its
+formulas: the per-type table and the moments form of :mod:`bayesgmm.covariance` over
+NumPy, and :func:`bayesgmm.engines.mixture_m_step` and
+:func:`~bayesgmm.engines.step_health` (the same hard first pass from k-means centres,
+scikit-learn's ``10·eps`` on the counts, inactive zero-weight components, ``reg_covar``
+on the diagonal, the same stopping rule and :class:`~bayesgmm.engines.FitInfo`: a
+non-finite step or a collapsed component is not applied but reported). Nothing here
+branches on the covariance type. It uses the moments kernel (:mod:`bayesgmm.suffstats`):
 features ``T(x) = [1, x - c, (x - c)^{⊗2}]`` of the rows, centred on the weighted data
 mean, made once per fit; then each E-step is one (N, F) @ (F, K) matmul and the
 statistics one (K, N) @ (N, F) matmul. Everything is computed in float64, whatever the
 input's dtype (results are cast back), so float32 input needs no centred kernel here.
+
+Nothing here imports JAX.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-
 import numpy as np
 
-from bayesgmm.covariance import ops
-from bayesgmm.engines.jax import FitInfo
+from bayesgmm._xp import NUMPY
+from bayesgmm.covariance import moment_features, moment_sums, moment_theta, ops
+from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
 
-__all__ = ["fit", "fit_restarts", "lloyd",
-           "lloyd_batch", "log_resp", "criteria_terms", "sklearn_covariances"]
-
-_LOG_2PI = math.log(2 * math.pi)
+__all__ = ["FitInfo", "fit", "fit_restarts", "lloyd", "lloyd_batch", "log_resp",
+           "score_draws", "criteria_terms", "sample", "sklearn_covariances"]
 
 
 # ---- the moments form ----------------------------------------------------------------
 
 
-@functools.cache
-def _triu(D: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Upper-triangle indices of a D x D matrix (``np.triu_indices``' order), the weight
-    of each product x_a x_b in a quadratic form (1 on the diagonal, else 2), and for
-    each of the D² entries (row-major) its position in that order."""
-    iu, ju = np.triu_indices(D)
-    pos = np.empty((D, D), np.intp)
-    pos[iu, ju] = pos[ju, iu] = np.arange(len(iu))
-    return iu, ju, np.where(iu == ju, 1.0, 2.0), pos.ravel()
-
-
-@functools.cache
-def _eye(D: int) -> np.ndarray:
-    return np.eye(D)
-
-
-def _features(X: np.ndarray, center: np.ndarray, full_moments: bool) -> np.ndarray:
-    """:func:`bayesgmm.density.moments_features` in NumPy: (N, F)."""
-    xc = X - center
-    if full_moments:
-        iu, ju = _triu(X.shape[1])[:2]
-        second = xc[:, iu] * xc[:, ju]
-    else:
-        second = xc * xc
-    return np.concatenate([np.ones((X.shape[0], 1)), xc, second], axis=1)
-
-
-def _tril_inv(L: np.ndarray) -> np.ndarray:
-    return np.linalg.inv(L)  # the inverse of a lower-triangular matrix is lower-triangular
-
-
-def _precision(p: GMMParams) -> tuple[np.ndarray, np.ndarray]:
-    """(precision (K, D, D) for full/tied or its diagonal (K, D), log|U_k| (K,)), U_k the
-    precision's Cholesky factor."""
-    K, D, f = p.n_components, p.n_features, p.cov_factor
-    kind = p.covariance_type
-    if kind in ("full", "tied"):
-        Li = _tril_inv(f)
-        P = np.swapaxes(Li, -1, -2) @ Li
-        logdet = -np.log(np.diagonal(f, axis1=-2, axis2=-1)).sum(axis=-1)
-        if kind == "tied":
-            P, logdet = np.broadcast_to(P, (K, D, D)), np.full(K, logdet)
-        return P, logdet
-    if kind == "diag":
-        return 1.0 / (f * f), -np.log(f).sum(axis=-1)
-    return np.broadcast_to((1.0 / (f * f))[:, None], (K, D)), -D * np.log(f)
-
-
 def _theta(p: GMMParams, center: np.ndarray) -> np.ndarray:
-    """:func:`bayesgmm.density.moments_theta` in NumPy: (F, K), with
-    ``log p(x, z = k) = T(x) θ_k``; zero-weight components get ``-inf``."""
-    D = p.n_features
-    m = p.means - center
-    P, logdet = _precision(p)
-    if p.covariance_type in ("full", "tied"):  # P = Liᵀ Li: symmetric; its upper half
-        iu, ju, twice, _ = _triu(D)
-        quad = -0.5 * (P.reshape(-1, D * D)[:, iu * D + ju] * twice).T
-        Pm = (P @ m[:, :, None])[:, :, 0]
-    else:
-        quad = -0.5 * P.T
-        Pm = P * m
-    log_w = np.log(p.weights)  # -inf for a padding component (callers ignore divide)
-    const = -0.5 * (D * _LOG_2PI + (m * Pm).sum(axis=-1)) + logdet + log_w
-    return np.concatenate([const[None, :], Pm.T, quad], axis=0)
+    """:func:`bayesgmm.covariance.moment_theta` of ``p`` (float64, batch shape ``()``):
+    (F, K), with ``log p(x, z = k) = T(x) θ_k``; zero-weight components get ``-inf``."""
+    return moment_theta(p.weights, p.means, p.cov_factor, center, p.covariance_type, NUMPY)
 
 
 def _as64(p: GMMParams) -> GMMParams:
@@ -142,7 +83,8 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
         e = (lp >= top).astype(lp.dtype)
     else:  # clipped: below -708 exp makes denormals (or 0) on NumPy's slow path (24 ->
         # 12 µs at N=300, K=20); 1e-304 for 0 changes no sum at float64 precision
-        e = lp - top
+        e = lp
+        e -= top
         np.exp(np.maximum(e, -700.0, out=e), out=e)
     total = e.sum(axis=0)
     log_norm = top + np.log(total)
@@ -152,72 +94,9 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
         live = w > 0
         share = np.where(live & (total > 0), w / np.where(total > 0, total, 1.0), 0.0)
         wll = np.where(live, w * log_norm, 0.0).sum()
-    S = (e * share) @ T  # (K, F)
-    D = center.shape[0]
-    sxx = S[:, 1 + D:]
-    if p.covariance_type in ("full", "tied"):
-        sxx = sxx[:, _triu(D)[3]].reshape(-1, D, D)
-    return S[:, 0], S[:, 1:1 + D], sxx, wll
-
-
-def _cholesky(cov: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of (..., D, D); NaN where a matrix is not positive
-    definite (as JAX returns), instead of NumPy's exception for the whole batch."""
-    try:
-        return np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        if cov.ndim == 2:
-            return np.full_like(cov, np.nan)
-        return np.stack([_cholesky(c) for c in cov])
-
-
-def _factor(kind: str, sxx, nk, delta, total, reg) -> np.ndarray:
-    """:meth:`bayesgmm.covariance.CovarianceOps.factor_from_moments` in NumPy."""
-    D = delta.shape[1]
-    if kind == "full":
-        cov = sxx / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
-        cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-        cov += reg * _eye(D)
-        return _cholesky(cov)
-    if kind == "tied":
-        cov = (sxx.sum(axis=0) - (nk[:, None] * delta).T @ delta) / total
-        return _cholesky(0.5 * (cov + cov.T) + reg * _eye(D))
-    var = sxx / nk[:, None] - delta * delta
-    if kind == "spherical":
-        var = var.mean(axis=-1)
-    return np.sqrt(var + reg)
-
-
-def _factor_ok(kind: str, f: np.ndarray, K: int) -> np.ndarray:
-    """(K,) bool: finite factors with a positive diagonal."""
-    if kind in ("full", "tied"):
-        d = np.diagonal(f, axis1=-2, axis2=-1)
-        ok = np.isfinite(f).all(axis=(-2, -1)) & (d > 0).all(axis=-1)
-        return np.broadcast_to(ok, (K,))
-    ok = np.isfinite(f) & (f > 0)
-    return ok.all(axis=-1) if kind == "diag" else ok
-
-
-def _m_step(stats, previous: GMMParams, center, reg) -> GMMParams:
-    """:func:`bayesgmm.engines.jax.m_step` with ``previous``: zero-weight components stay as they
-    were."""
-    nk, sx, sxx, _ = stats
-    kind = previous.covariance_type
-    nk = nk + 10 * np.finfo(np.float64).eps
-    active = previous.weights > 0
-    mass = np.where(active, nk, 0.0)
-    delta = sx / nk[:, None]
-    total = mass.sum()
-    weights = mass / total
-    factor = _factor(kind, sxx, nk, delta, total, reg)
-    if active.all():
-        return GMMParams(weights, center + delta, factor, kind)
-    means = np.where(active[:, None], center + delta, previous.means)
-    axis = ops(kind).component_axis
-    if axis is not None:
-        factor = np.where(active.reshape((-1,) + (1,) * (-axis - 1)), factor,
-                          previous.cov_factor)
-    return GMMParams(weights, means, factor, kind)
+    e *= share
+    S = e @ T  # (K, F)
+    return (*moment_sums(S, center, p.covariance_type, NUMPY), wll)
 
 
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start):
@@ -228,24 +107,24 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start):
     history = np.full(max_iter, np.nan)
     nk = np.zeros(K)
     hard = bool(hard_start)
-    while n_iter < max_iter and not converged and not nonfinite:
-        with np.errstate(all="ignore"):
-            stats = _e_step(params, T, TT, w, center, hard)
-            lb = stats[3] / total_w
-            new = _m_step(stats, params, center, reg_covar)
-        comp_ok = _factor_ok(kind, new.cov_factor, K)
-        all_ok = bool(comp_ok.all())
-        ok = all_ok and bool(np.isfinite(lb)) and bool(np.isfinite(new.means).all())
-        bad = -1 if all_ok else int(np.argmin(comp_ok))
-        if ok:
-            params, nk = new, stats[0]
-        if not hard:
-            history[n_iter] = lb
-            converged = ok and abs(lb - lower_bound) < tol
+    with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
+        while n_iter < max_iter and not converged and not nonfinite:
+            nk_new, sx, sxx, wll = _e_step(params, T, TT, w, center, hard)
+            lb = wll / total_w
+            new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
+                                 reg_covar=reg_covar, previous=params, xp=NUMPY)
+            ok, component_ok = step_health(new, lb, NUMPY)
+            ok = bool(ok)
+            bad = -1 if ok or component_ok.all() else int(component_ok.argmin())
             if ok:
-                lower_bound = lb
-            n_iter += 1
-        nonfinite, hard = not ok, False
+                params, nk = new, nk_new
+            if not hard:
+                history[n_iter] = lb
+                converged = ok and abs(lb - lower_bound) < tol
+                if ok:
+                    lower_bound = lb
+                n_iter += 1
+            nonfinite, hard = not ok, False
     info = FitInfo(np.float64(lower_bound), np.int32(n_iter), np.bool_(converged),
                    np.bool_(nonfinite), np.int32(bad), history, nk)
     return params, info
@@ -257,7 +136,7 @@ def _prepare(X, sample_weight, covariance_type):
     w = (np.ones(X.shape[0]) if sample_weight is None
          else np.asarray(sample_weight, np.float64))
     center = w @ X / np.sum(w)
-    return w, center, _features(X, center, ops(covariance_type).full_moments)
+    return w, center, moment_features(X, center, covariance_type, NUMPY)
 
 
 def _out_dtype(X) -> np.dtype:
@@ -282,7 +161,7 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         reg_covar: float = 1e-6, max_iter: int = 100,
         hard_start: bool = False) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
-    :class:`~bayesgmm.engines.jax.FitInfo`, in float64 NumPy; results in X's dtype."""
+    :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start)
     return _cast(p, info, _out_dtype(X))
@@ -308,7 +187,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     if not screen_iter or screen_iter >= max_iter or len(starts) == 1:
         results = [run(p, tol, max_iter, hard_start) for p in starts]
         p, info = best_of(results)
-    else:  # small-EM, as em.fit_restarts
+    else:  # small-EM, as engines.jax.fit_restarts
         results = [run(p, -1.0, screen_iter, hard_start) for p in starts]
         start, start_info = best_of(results)
         p, info = run(start, tol, max_iter - screen_iter, False)
@@ -369,7 +248,7 @@ def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     p = _as64(params)
     X = np.asarray(X, np.float64)
     center = np.mean(X, axis=0)
-    lp = _features(X, center, ops(p.covariance_type).full_moments) @ _theta(p, center)
+    lp = moment_features(X, center, p.covariance_type, NUMPY) @ _theta(p, center)
     ln = _log_norm(lp)
     return lp - ln[:, None], ln
 
@@ -379,7 +258,7 @@ def score_draws(params: GMMParams, X) -> np.ndarray:
     posterior draws: features once, one (F, K) table per set, one batched product."""
     X = np.asarray(X, np.float64)
     center = np.mean(X, axis=0)
-    T = _features(X, center, ops(params.covariance_type).full_moments)
+    T = moment_features(X, center, params.covariance_type, NUMPY)
     p = _as64(params)
     theta = np.stack([_theta(p[m], center) for m in range(p.batch_shape[0])])
     return _log_norm(T @ theta)  # (M, N, K) -> (M, N)
@@ -402,13 +281,43 @@ def sklearn_covariances(params: GMMParams) -> dict[str, np.ndarray]:
     """scikit-learn's ``covariances_``, ``precisions_`` and ``precisions_cholesky_`` of
     ``params`` (batch shape ``()``), computed in float64, returned in its dtype."""
     dtype = np.asarray(params.means).dtype
+    table = ops(params.covariance_type, NUMPY)
     f = np.asarray(params.cov_factor, np.float64)
-    if params.covariance_type in ("full", "tied"):
-        Li = _tril_inv(f)
-        out = {"covariances_": f @ np.swapaxes(f, -1, -2),
-               "precisions_": np.swapaxes(Li, -1, -2) @ Li,
-               "precisions_cholesky_": np.swapaxes(Li, -1, -2)}
-    else:
-        out = {"covariances_": f * f, "precisions_": 1.0 / (f * f),
-               "precisions_cholesky_": 1.0 / f}
+    out = {"covariances_": table.to_covariance(f), "precisions_": table.to_precision(f),
+           "precisions_cholesky_": table.to_precision_cholesky(f)}
     return {k: v.astype(dtype) for k, v in out.items()}
+
+
+# ---- sampling ------------------------------------------------------------------------
+
+
+def sample(rng: np.random.Generator, params: GMMParams,
+           n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n_samples`` points from one parameter set (batch shape ``()``), with
+    scikit-learn's layout: counts per component from a multinomial on the weights, rows
+    ordered by component. Noise is scaled by the table's ``scale_noise`` in float64;
+    nothing is compiled, whatever ``n_samples``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    params : GMMParams
+        Batch shape ``()``.
+    n_samples : int
+
+    Returns
+    -------
+    X : array of shape (n_samples, D)
+        In the dtype of ``params.means``.
+    labels : array of shape (n_samples,), int64
+        The component each row was drawn from (non-decreasing).
+    """
+    p = _as64(params)
+    n_samples, D = int(n_samples), p.n_features
+    weights = p.weights / p.weights.sum()  # multinomial wants a sum of 1 to round-off
+    counts = rng.multinomial(n_samples, weights)
+    scale = ops(p.covariance_type, NUMPY).scale_noise
+    X = np.concatenate([p.means[k] + scale(p.cov_factor, k, rng.standard_normal((n, D)))
+                        for k, n in enumerate(counts)] or [np.empty((0, D))])
+    labels = np.repeat(np.arange(p.n_components), counts)
+    return X.astype(np.asarray(params.means).dtype, copy=False), labels

@@ -1,8 +1,9 @@
 """The host (NumPy) engine: the same EM as the compiled one, chosen for small data.
 
-Truth here is the compiled path (itself tested against scikit-learn in test_em.py) run
-from identical starting parameters, scikit-learn itself, and closed-form facts (which
-engine runs, and that a small sweep compiles nothing)."""
+Truth here is the compiled path (itself tested against scikit-learn in
+test_engines_jax.py) run from identical starting parameters, scikit-learn itself, and
+closed-form facts (which engine runs, that a small sweep compiles nothing, the moments of
+samples)."""
 
 import warnings
 
@@ -10,9 +11,11 @@ import jax
 import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES
+from test_collapse import collapse_case
 from sklearn.mixture import GaussianMixture as SkGM
 
-from bayesgmm import GaussianMixture
+from bayesgmm import GaussianMixture, fitting
+from bayesgmm.covariance import ops
 from bayesgmm.engines import jax as em, numpy as host
 from bayesgmm.engines.choose import HOST_WORK
 from bayesgmm.initialize import lloyd_batch, params_from_centers
@@ -155,7 +158,8 @@ def test_auto_engine_follows_the_work_of_one_pass(blobs):
     assert 45000 * 4 * 6 > HOST_WORK >= 300 * 4 * 6
     gm = GaussianMixture(4, random_state=0).fit(big)
     assert gm.engine_ == "jax"
-    assert not gm._scores_on_host(len(big)) and gm._scores_on_host(len(X))
+    on_host = lambda n: fitting.score_plan(gm.params_, n, gm.engine).engine == "numpy"  # noqa: E731
+    assert not on_host(len(big)) and on_host(len(X))
     assert GaussianMixture(4, random_state=0, engine="numpy").fit(big).engine_ == "numpy"
     small = GaussianMixture(4, random_state=0).fit(X)
     assert small.engine_ == "numpy"
@@ -196,3 +200,74 @@ def test_matches_scikit_learn_from_its_own_start(blobs):
     assert ours.n_iter_ == ref.n_iter_
     np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-10)
     np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_collapsed_component_is_reported(ct, blobs):
+    """reg_covar=0: the component whose variance is round-off is reported (nonfinite,
+    bad_component) and the returned parameters are the last sound ones; the default
+    reg_covar fits the same data from the same start."""
+    X, start, k = collapse_case(ct, blobs)
+    p, info = host.fit(X, start, reg_covar=0.0, max_iter=100)
+    assert bool(info.nonfinite) and int(info.bad_component) == k
+    assert all(np.isfinite(a).all() for a in _leaves(p))
+    p, info = host.fit(X, start, max_iter=100)
+    assert not bool(info.nonfinite) and int(info.bad_component) == -1
+    assert ops(ct).factor_ok(p.cov_factor, p.n_components).all()
+
+
+def _random_params(ct, rng, K=3, D=4):  # K != D: the factor's shape tells the type apart
+    t = ops(ct)
+    shape = t.factor_shape(K, D)
+    if shape[-2:] == (D, D):
+        f = np.tril(rng.normal(0, 0.5, shape), -1) + np.eye(D) * rng.uniform(0.5, 2.0,
+                                                                             (*shape[:-1], 1))
+    else:
+        f = rng.uniform(0.5, 2.0, shape)
+    return GMMParams(np.array([0.2, 0.3, 0.5]), rng.normal(0, 10, (K, D)), f, ct)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_sample_moments_and_counts(ct):
+    """Counts per component are multinomial on the weights; each component's rows have
+    its mean and covariance (5 standard errors); rows are ordered by component, as
+    scikit-learn lays them out."""
+    rng = np.random.default_rng(0)
+    p = _random_params(ct, rng)
+    n = 200_000
+    X, labels = host.sample(np.random.default_rng(1), p, n)
+    assert X.shape == (n, 4) and labels.shape == (n,) and X.dtype == np.float64
+    assert np.all(np.diff(labels) >= 0)  # ordered by component
+    counts = np.bincount(labels, minlength=3)
+    w = p.weights
+    assert np.all(np.abs(counts - n * w) <= 5 * np.sqrt(n * w * (1 - w)))
+    covs = p.full_covariances
+    for k in range(3):
+        Xk, S = X[labels == k], covs[k]
+        se_mean = np.sqrt(np.diag(S) / len(Xk))
+        assert np.all(np.abs(Xk.mean(0) - p.means[k]) <= 5 * se_mean)
+        se_cov = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S * S) / len(Xk))
+        assert np.all(np.abs(np.cov(Xk.T) - S) <= 5 * se_cov)
+
+
+def test_sample_layout_dtype_padding_and_reproducibility():
+    rng = np.random.default_rng(2)
+    p = _random_params("full", rng)
+    padded = pad_components(p, 5)  # zero-weight components draw nothing
+    X, labels = host.sample(np.random.default_rng(3), padded, 1000)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    again = host.sample(np.random.default_rng(3), padded, 1000)
+    np.testing.assert_array_equal(X, again[0])
+    np.testing.assert_array_equal(labels, again[1])
+    p32 = GMMParams(*(np.asarray(a, np.float32) for a in (p.weights, p.means, p.cov_factor)),
+                    "full")
+    X32, _ = host.sample(np.random.default_rng(3), p32, 10)
+    assert X32.dtype == np.float32
+    for n in (0, 1):
+        Xn, ln = host.sample(np.random.default_rng(4), p, n)
+        assert Xn.shape == (n, 4) and ln.shape == (n,)
+    # scikit-learn's own layout from the same parameters: counts, then rows by component
+    sk = SkGM(3, covariance_type="full")
+    sk.weights_, sk.means_, sk.covariances_ = p.weights, p.means, p.covariances
+    _, sk_labels = sk.sample(1000)
+    assert np.all(np.diff(sk_labels) >= 0) and sk_labels.dtype.kind == labels.dtype.kind

@@ -1,5 +1,6 @@
-"""EM core: parity with scikit-learn from identical initial parameters, JAX hygiene
-(jit = eager, vmap = loop, compiled once), invariances, weights, float32 robustness."""
+"""The compiled engine (bayesgmm.engines.jax): parity with scikit-learn from identical
+initial parameters, JAX hygiene (jit = eager, vmap = loop, compiled once), invariances,
+weights, float32 robustness, collapsed components."""
 
 import warnings
 
@@ -8,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import COVARIANCE_TYPES, in_scope
+from test_collapse import collapse_case
 from sklearn.mixture import GaussianMixture as SkGM
 
+from bayesgmm.covariance import ops
 from bayesgmm.engines import jax as em
 from bayesgmm.initialize import init_params
 from bayesgmm.params import GMMParams
@@ -349,6 +352,31 @@ def test_nonfinite_step_is_flagged_not_applied(datasets):
     assert int(info.n_iter) == 1
     assert 0 <= int(info.bad_component) < 4
     assert np.all(np.isfinite(np.asarray(p.cov_factor)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_collapsed_component_is_reported(ct, dtype, blobs):
+    """reg_covar=0: the component whose variance is round-off is reported (nonfinite,
+    bad_component; the host engine reports the same one) and the returned parameters
+    are the last sound ones; the default reg_covar fits the same data from the same
+    start. float64 (moments kernel) and float32 (centred kernel).
+
+    In float32 the tied fit's line is thin only to round-off: its thickness resolves to
+    ROUNDOFF · eps32 · (the mean square along it, ~40) ≈ 3e-4, so the default reg_covar
+    (1e-6) is itself round-off there and is reported too; 1e-2 fits."""
+    X, start, k = collapse_case(ct, blobs)
+    sound = 1e-2 if (ct, dtype) == ("tied", np.float32) else 1e-6
+    with in_scope(dtype):
+        Xj, p0 = jnp.asarray(X, dtype), start.astype(dtype)
+        p, info = em.fit(Xj, p0, reg_covar=0.0, max_iter=100)
+        assert bool(info.nonfinite) and int(info.bad_component) == k
+        assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(p))
+        if sound != 1e-6:
+            assert bool(em.fit(Xj, p0, max_iter=100)[1].nonfinite)
+        p, info = em.fit(Xj, p0, reg_covar=sound, max_iter=100)
+        assert not bool(info.nonfinite) and int(info.bad_component) == -1
+        assert np.asarray(ops(ct).factor_ok(p.cov_factor, p.n_components)).all()
 
 
 @pytest.mark.parametrize("method", ["kmeans", "k-means++", "random", "random_from_data"])
