@@ -3,7 +3,7 @@ sharing one parameter representation (:class:`GMMParams`)."""
 
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.validation import ConvergenceWarning, DegenerateComponentWarning, NotFittedError
+from bayesgmm.validation import DegenerateComponentWarning
 
 __version__ = "0.1.0"
 
@@ -14,6 +14,11 @@ def __getattr__(name):
         from bayesgmm import bayes
 
         return getattr(bayes, name)
+    # scikit-learn's subclasses, built on first use (see bayesgmm.validation)
+    if name in ("ConvergenceWarning", "NotFittedError"):
+        from bayesgmm import validation
+
+        return getattr(validation, name)
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
 
 

@@ -61,8 +61,8 @@ from bayesgmm.initialize import (
     subsample_rows,
 )
 from bayesgmm.params import GMMParams, pad_components, take_components
+from bayesgmm import validation
 from bayesgmm.validation import (
-    ConvergenceWarning,
     DegenerateComponentWarning,
     check_array_2d,
     check_covariance_type,
@@ -461,7 +461,7 @@ def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> 
             "parameters, or increase max_iter, tol, or check for degenerate data. "
             f"(It stopped at max_iter={options.max_iter} iterations, n_iter="
             f"{int(info.n_iter)}, with tol={options.tol:g}.)",
-            ConvergenceWarning, stacklevel=4)
+            validation.ConvergenceWarning, stacklevel=4)
     empty = np.flatnonzero(info.nk < 1.5)
     if empty.size and options.n_components > 1:
         warnings.warn(

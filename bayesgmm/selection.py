@@ -40,7 +40,6 @@ from bayesgmm.fitting import (
 )
 from bayesgmm.params import take_components
 from bayesgmm.validation import (
-    ConvergenceWarning,
     DegenerateComponentWarning,
     check_array_2d,
     check_covariance_type,
@@ -181,7 +180,8 @@ def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
         with warnings.catch_warnings():
             # Large K routinely leaves components nearly empty; the table reports it.
             warnings.simplefilter("ignore", DegenerateComponentWarning)
-            warnings.simplefilter("ignore", ConvergenceWarning)
+            # (by its message: naming the class would import scikit-learn for it)
+            warnings.filterwarnings("ignore", "Best performing initialization did not")
             params, info = fit(X, options.replace(n_components=k), n_padded=n_padded,
                                shared=shared)
         out.append((take_components(params, k), info, params.n_components))

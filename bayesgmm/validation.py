@@ -20,9 +20,9 @@ import numpy as np
 from bayesgmm._typing import COVARIANCE_TYPES
 
 __all__ = [
-    "ConvergenceWarning",
+    "ConvergenceWarning",  # noqa: F822 (made on first access: module __getattr__)
     "DegenerateComponentWarning",
-    "NotFittedError",
+    "NotFittedError",  # noqa: F822
     "check_is_fitted",
     "check_array_2d",
     "check_sample_weight",
@@ -38,31 +38,55 @@ __all__ = [
 ]
 
 
-try:  # scikit-learn is optional; where present, its checks catch its own classes.
-    from sklearn.exceptions import ConvergenceWarning as _SkConvergenceWarning
-    from sklearn.exceptions import NotFittedError as _SkNotFittedError
-except ImportError:  # exercised in a subprocess by tests/test_validation.py
-    _SkConvergenceWarning = UserWarning
-
-    class _SkNotFittedError(ValueError, AttributeError):
-        """Stands in for scikit-learn's class (a plain Exception base here made
-        NotFittedError's method resolution order inconsistent: importing failed)."""
-
-
-class ConvergenceWarning(_SkConvergenceWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``.
-    A ``UserWarning``, and a subclass of scikit-learn's own class when it is installed
-    (so ``warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)``
-    silences it too)."""
-
-
 class DegenerateComponentWarning(UserWarning):
     """A component holds (almost) no samples; its covariance is only ``reg_covar``."""
 
 
-class NotFittedError(_SkNotFittedError, ValueError, AttributeError):
-    """The estimator is used before ``fit``. A ``ValueError`` and ``AttributeError`` as in
-    scikit-learn, and a subclass of scikit-learn's own class when it is installed."""
+def _sklearn_classes() -> dict:
+    """:class:`ConvergenceWarning` and :class:`NotFittedError`, made on first use.
+
+    Each subclasses scikit-learn's own class when scikit-learn is installed, so
+    ``warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)`` and
+    ``except sklearn.exceptions.NotFittedError`` catch ours too. Importing
+    ``sklearn.exceptions`` loads scikit-learn's package (~0.5 s), which a host fit
+    otherwise never needs; so the classes are built when first asked for (a warning or
+    error about to be raised, or a user's reference), not when bayesgmm is imported."""
+    try:  # scikit-learn is optional
+        from sklearn.exceptions import ConvergenceWarning as sk_convergence
+        from sklearn.exceptions import NotFittedError as sk_not_fitted
+    except ImportError:  # exercised in a subprocess by tests/test_validation.py
+        sk_convergence = UserWarning
+
+        class sk_not_fitted(ValueError, AttributeError):  # noqa: N801
+            """Stands in for scikit-learn's class (a plain Exception base here made
+            NotFittedError's method resolution order inconsistent: importing failed)."""
+
+    class ConvergenceWarning(sk_convergence):
+        """EM stopped at ``max_iter`` before the lower bound changed by less than
+        ``tol``. A ``UserWarning``, and a subclass of scikit-learn's own class when it
+        is installed."""
+
+    class NotFittedError(sk_not_fitted, ValueError, AttributeError):
+        """The estimator is used before ``fit``. A ``ValueError`` and ``AttributeError``
+        as in scikit-learn, and a subclass of scikit-learn's own class when it is
+        installed."""
+
+    for cls in (ConvergenceWarning, NotFittedError):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return {"ConvergenceWarning": ConvergenceWarning, "NotFittedError": NotFittedError}
+
+
+_LAZY: dict = {}
+
+
+def __getattr__(name: str):
+    """``ConvergenceWarning`` and ``NotFittedError`` (PEP 562), built once on first
+    access by :func:`_sklearn_classes`."""
+    if name in ("ConvergenceWarning", "NotFittedError"):
+        if not _LAZY:
+            _LAZY.update(_sklearn_classes())
+        return _LAZY[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compute_scope(dtype) -> contextlib.AbstractContextManager:
@@ -80,7 +104,7 @@ def check_is_fitted(estimator) -> None:
     """Raise :class:`NotFittedError` (scikit-learn's message) unless ``estimator`` is
     fitted, by its ``__sklearn_is_fitted__``."""
     if not estimator.__sklearn_is_fitted__():
-        raise NotFittedError(
+        raise __getattr__("NotFittedError")(
             f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
             "appropriate arguments before using this estimator."
         )
