@@ -321,8 +321,10 @@ def test_host_modules_import_jax_only_where_it_runs(module):
 
 
 def test_host_fit_imports_no_jax():
-    """A 300 x 2 fit, predict_proba, bic and a sweep over K=1..5, all on the host:
-    JAX is never imported."""
+    """A 300 x 2 fit, predict_proba, bic, sample and a sweep over K=1..5, all on the host:
+    JAX is never imported, nor scikit-learn (bayesgmm's ConvergenceWarning and
+    NotFittedError subclass its classes, built only when first used), SciPy or
+    matplotlib."""
     code = textwrap.dedent("""
         import sys
         import numpy as np
@@ -334,11 +336,15 @@ def test_host_fit_imports_no_jax():
         X = np.concatenate([rng.normal(0, 1, (150, 2)), rng.normal(6, 1, (150, 2))])
         gm = GaussianMixture(2, random_state=0).fit(X)
         assert gm.engine_ == "numpy"
-        gm.predict_proba(X), gm.bic(X)
+        gm.predict_proba(X), gm.bic(X), gm.sample(7), gm.sample(8)
         table = sweep(X, range(1, 6), random_state=0)
         assert table.best["n_components"] == 2
         loaded = sorted(m for m in sys.modules if m == "jax" or m.startswith("jax."))
         assert "jax" not in sys.modules, loaded[:10]
+        heavy = [m for m in ("sklearn", "scipy", "matplotlib") if m in sys.modules]
+        assert heavy == [], heavy
+        import sklearn.exceptions
+        assert issubclass(bayesgmm.ConvergenceWarning, sklearn.exceptions.ConvergenceWarning)
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
