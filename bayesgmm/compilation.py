@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
-
-import jax
 
 __all__ = ["enable_compilation_cache", "default_cache_dir", "jit", "jit_compile_bound",
            "CPU_COMPILE", "CPU_FAST_COMPILE"]
@@ -51,9 +50,18 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
     """
     path = Path(path) if path is not None else default_cache_dir()
     path.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    settings = {"jax_compilation_cache_dir": str(path),
+                "jax_persistent_cache_min_entry_size_bytes": -1,
+                "jax_persistent_cache_min_compile_time_secs": 0.0}
+    if "jax" in sys.modules:
+        import jax
+
+        for name, value in settings.items():
+            jax.config.update(name, value)
+    else:  # JAX reads its settings from the environment when it is imported: a run
+        # that never compiles (small data, on the host) never pays JAX's import
+        for name, value in settings.items():
+            os.environ[name.upper()] = str(value)
     return path
 
 
@@ -76,7 +84,7 @@ CPU_FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimizat
 
 class _Jitted:
     """``jax.jit(fn)`` compiled with XLA options on a CPU (chosen at the first call, so
-    importing bayesgmm does not start a JAX backend). Where this XLA no longer knows an
+    importing bayesgmm does not start a JAX backend; JAX itself is imported then too). Where this XLA no longer knows an
     option name, the program is compiled with the defaults instead."""
 
     def __init__(self, fn, options_name: str, jit_kwargs: dict):
@@ -86,9 +94,13 @@ class _Jitted:
         self._trial = None   # the optioned jit, until a call has compiled with it
 
     def _plain(self):
+        import jax
+
         return jax.jit(self._fn, **self._jit_kwargs)
 
     def _current(self):
+        import jax
+
         if self._chosen is not None:
             return self._chosen
         if self._trial is None:
@@ -103,6 +115,8 @@ class _Jitted:
         """``use(jitted)`` with the program in use; the first use tries the optioned
         program and falls back to the defaults where this XLA no longer knows an option
         name (XLA raises when it compiles), then keeps that choice."""
+        import jax
+
         f = self._current()
         if self._chosen is not None:
             return use(f)

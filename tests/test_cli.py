@@ -62,8 +62,11 @@ def test_config_errors(raw, match):
 
 
 def test_run_command_from_file(tmp_path):
+    """A run on 60,000 rows compiles (K=3: N·K·F over the host threshold), and the command
+    line keeps its compiled programs on disk for the next process."""
     cfg = tmp_path / "c.toml"
-    np.savetxt(tmp_path / "d.csv", np.random.RandomState(0).normal(size=(80, 2)), delimiter=",")
+    np.savetxt(tmp_path / "d.csv", np.random.RandomState(0).normal(size=(60_000, 2)),
+               delimiter=",", fmt="%.6f")
     cfg.write_text(f'name = "x"\n[data]\nsource = "{tmp_path / "d.csv"}"\n'
                    '[sweep]\nn_components = [1, 3]\n')
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}

@@ -859,8 +859,13 @@ def test_sk_init():
 
 
 def test_sk_gaussian_mixture_setting_best_params():
-    """Best parameters, n_iter_ and lower_bound_ are set when a fit diverges
-    (scikit-learn issue 18216)."""
+    """scikit-learn's test for its issue 18216, with one deliberate difference: the
+    initial means of components 0 and 1 sit exactly on data rows with a tiny variance,
+    and with ``reg_covar=0`` one iteration collapses each onto its row. scikit-learn
+    accepts the variances it is left with (3.6e-16 and 9.5e-16: round-off) and sets
+    its attributes; bayesgmm refuses a collapsed component in every covariance type
+    (the README's promise), naming it and a reg_covar to try. With a small reg_covar
+    the fit runs and sets every attribute, as scikit-learn's test asks."""
     rnd = np.random.RandomState(0)
     X = rnd.uniform(size=(30, 3))
     means_init = np.array([
@@ -879,7 +884,11 @@ def test_sk_gaussian_mixture_setting_best_params():
                           weights_init=weights_init, random_state=rnd,
                           n_components=len(weights_init), precisions_init=precisions_init,
                           max_iter=1)
-    gmm.fit(X)
+    with pytest.raises(ValueError, match=r"component 0 got a singular covariance.*reg_covar"):
+        gmm.fit(X)
+    gmm.set_params(reg_covar=1e-6)
+    with pytest.warns(ConvergenceWarning):
+        gmm.fit(X)
     assert not gmm.converged_
     for attr in ["weights_", "means_", "covariances_", "precisions_cholesky_", "n_iter_",
                  "lower_bound_", "lower_bounds_"]:
