@@ -194,9 +194,14 @@ def test_options_that_differ_between_arviz_lines_are_refused():
 
 # ---- summary ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ci_prob", [0.94, 0.5])
-def test_summary_interval_is_the_equal_tailed_quantile(ci_prob):
+def test_summary_interval_is_the_equal_tailed_quantile(ci_prob, dtype):
+    """In float64 whatever the draws' dtype, so both ArviZ lines round alike."""
     params, sites = _mixture_draws()
+    params = GMMParams(*(np.asarray(a, dtype) for a in (params.weights, params.means,
+                                                          params.cov_factor)), "full")
+    sites = {name: value.astype(dtype) for name, value in sites.items()}
     idata = bz.to_inference_data(params, np.zeros((5, 2)), sites=sites)
     table = bz.summary(idata, ci_prob=ci_prob)
     lb, ub = f"eti{100 * ci_prob:g}_lb", f"eti{100 * ci_prob:g}_ub"
@@ -207,7 +212,7 @@ def test_summary_interval_is_the_equal_tailed_quantile(ci_prob):
     assert list(table.index) == rows
     for name, values in (("weights", params.weights), ("means", params.means),
                          ("scales", sites["scales"])):
-        flat = np.asarray(values).reshape(120, -1)  # (chain·draw, scalars)
+        flat = np.asarray(values, dtype=np.float64).reshape(120, -1)  # (chain·draw, scalars)
         sub = table.loc[[r for r in rows if r.startswith(name + "[")]]
         np.testing.assert_allclose(sub["mean"], flat.mean(0), rtol=1e-12)
         np.testing.assert_allclose(sub["sd"], flat.std(0, ddof=1), rtol=1e-12)
