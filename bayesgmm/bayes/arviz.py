@@ -16,7 +16,7 @@ What a caller gets is the same on both lines:
 - :func:`compare`: columns ``rank, elpd, p, elpd_diff, weight, se, dse, warning``, best
   model first, ``elpd_diff = elpd_best - elpd >= 0`` (ArviZ 0.23's sign; arviz-stats 1.1
   flipped it to ``elpd - elpd_best``).
-- :func:`rhat`, :func:`ess`: floats from a (chain, draw) array.
+- :func:`ess`: a float from a (chain, draw) array.
 - :func:`plot_trace`, :func:`plot_rank`: a matplotlib ``Figure`` (ArviZ 0.23's plots;
   arviz-plots' ``plot_trace_dist`` and ``plot_rank`` on 1.x).
 
@@ -58,8 +58,7 @@ from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
 __all__ = ["ELPD", "to_inference_data", "from_params", "pointwise_log_likelihood", "loo",
-           "waic", "summary", "compare", "rhat", "ess", "plot_trace", "plot_rank",
-           "arviz_version"]
+           "waic", "summary", "compare", "ess", "plot_trace", "plot_rank", "arviz_version"]
 
 _score_samples_jit = jit(score_samples)
 
@@ -396,14 +395,9 @@ def compare(models: dict, **kwargs):
     return table[COMPARE_COLUMNS]
 
 
-def rhat(x) -> float:
-    """Rank-normalised split R-hat (ArviZ) of one quantity's (chain, draw) array."""
-    return float(_az().rhat(_chain_draw(x, "rhat")))
-
-
 def ess(x, method: str = "bulk") -> float:
     """Effective sample size (ArviZ; ``method`` "bulk", "tail", "mean"...) of one
-    quantity's (chain, draw) array."""
+    quantity's (chain, draw) array. (R-hat is :func:`bayesgmm.bayes.posterior.rhat`.)"""
     return float(_az().ess(_chain_draw(x, "ess"), method=method))
 
 
