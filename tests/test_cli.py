@@ -78,4 +78,4 @@ def test_run_command_from_file(tmp_path):
     assert (tmp_path / "out" / "clusters.png").exists()
     # the command line keeps compiled programs for the next process
     cached = list((tmp_path / "cache" / "bayesgmm" / "jax").iterdir())
-    assert len(cached) >= 3
+    assert len(cached) >= 2  # the fit's programs; JAX >= 0.10.1 adds a jnp.asarray one

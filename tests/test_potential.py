@@ -59,8 +59,12 @@ def test_potential_and_gradient_equal_numpyros_float64(ct, D):
             z = _point(rng, 3, D, ct, np.float64, spread)
             (a, ga), (b, gb) = ours(z), ref(z)
             np.testing.assert_allclose(a, b, rtol=1e-10)
+            # In the far tails (spread 3) NumPyro's autodiff through sqrt(1 - tanh²)
+            # cancels digits: its gradient moved by 4e-9 from JAX 0.10 to 0.12 while ours
+            # stayed the same; near the centre both agree to 1e-9 on every JAX.
+            tol = 1e-8 if spread > 1 else 1e-9
             for name in z:
-                np.testing.assert_allclose(ga[name], gb[name], rtol=1e-9, atol=1e-9)
+                np.testing.assert_allclose(ga[name], gb[name], rtol=tol, atol=tol)
             if spread > 1:  # NumPyro's sqrt(1 - tanh²) cancels in the tails; logs do not
                 continue
             sites, expect = constrain(z), expect_fn(z)

@@ -80,9 +80,9 @@ class BayesianGaussianMixture(BaseEstimator):
         The MAP estimate (batch shape ()).
     em_ : GaussianMixture
         The EM fit inference started from.
-    idata_ : arviz.InferenceData
+    idata_ : arviz.InferenceData (ArviZ 0.23) or xarray.DataTree (ArviZ 1.x)
         Relabeled posterior, sample_stats, log_likelihood, observed_data.
-    idata_raw_ : arviz.InferenceData
+    idata_raw_ : arviz.InferenceData or xarray.DataTree
         The same before relabeling (to see label switching).
     relabeling_ : bayesgmm.bayes.posterior.Relabeling
     diagnostics_ : bayesgmm.bayes.posterior.Diagnostics
@@ -186,18 +186,21 @@ class BayesianGaussianMixture(BaseEstimator):
         return posterior.information_criteria(self.map_params_, self._check_X(X))["aic"]
 
     def loo(self, **kwargs):
-        """PSIS-LOO of the fit (``arviz.loo``)."""
+        """PSIS-LOO of the fit (``arviz.loo``) as a :class:`bayesgmm.bayes.arviz.ELPD`."""
         self._check_is_fitted()
         return arviz.loo(self.idata_, **kwargs)
 
     def waic(self, **kwargs):
-        """WAIC of the fit (``arviz.waic``)."""
+        """WAIC of the fit as a :class:`bayesgmm.bayes.arviz.ELPD` (see
+        :func:`bayesgmm.bayes.arviz.waic`)."""
         self._check_is_fitted()
         return arviz.waic(self.idata_, **kwargs)
 
     def summary(self, relabeled=True, **kwargs):
-        """``arviz.summary`` of weights, means and scales; ``relabeled=False`` for the raw
-        draws (where label switching shows as R-hat >> 1)."""
+        """``arviz.summary`` of weights, means and scales, with a 94% equal-tailed interval
+        (``ci_prob``, ``ci_kind``, ``kind``, ``var_names``: see
+        :func:`bayesgmm.bayes.arviz.summary`); ``relabeled=False`` for the raw draws (where
+        label switching shows as R-hat >> 1)."""
         self._check_is_fitted()
         return arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
 
@@ -273,7 +276,8 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     Returns
     -------
     dict with
-        ``compare``: the ``arviz.compare`` DataFrame (best first, index ``"K=k"``);
+        ``compare``: :func:`bayesgmm.bayes.arviz.compare`'s DataFrame (best first,
+        index ``"K=k"``; ``elpd``, ``p``, ``elpd_diff`` >= 0, ``weight``, ...);
         ``em``: the :func:`bayesgmm.selection.sweep` table;
         ``fits``: the fitted estimators by name;
         ``best_loo`` / ``best_em``: the K each criterion picks.

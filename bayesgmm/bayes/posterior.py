@@ -81,8 +81,8 @@ class Posterior(NamedTuple):
     reference: GMMParams  # the labeling they were matched to (the MAP), batch shape ()
     relabeling: Relabeling
     mean: GMMParams  # posterior mean of weights, means and covariances, batch shape ()
-    idata: object  # arviz.InferenceData of the relabeled draws, log_likelihood included
-    idata_raw: object  # arviz.InferenceData of the draws as sampled (label switching shows)
+    idata: object  # InferenceData / DataTree of the relabeled draws, log_likelihood included
+    idata_raw: object  # the same of the draws as sampled (label switching shows)
     diagnostics: Diagnostics
 
 
