@@ -409,11 +409,7 @@ def plot_trace(idata, var_names=None):
     -------
     matplotlib.figure.Figure
     """
-    az = _az()
-    names = None if var_names is None else list(var_names)
-    if _v1():
-        return _figure(az.plot_trace_dist(idata, var_names=names, backend="matplotlib"))
-    return np.ravel(az.plot_trace(idata, var_names=names))[0].figure
+    return _plot("plot_trace_dist", "plot_trace", idata, var_names)
 
 
 def plot_rank(idata, var_names=None):
@@ -424,11 +420,17 @@ def plot_rank(idata, var_names=None):
     -------
     matplotlib.figure.Figure
     """
+    return _plot("plot_rank", "plot_rank", idata, var_names)
+
+
+def _plot(v1_name: str, v0_name: str, idata, var_names):
+    """ArviZ's plot ``v1_name`` (arviz-plots, on 1.x) or ``v0_name`` (0.23) of
+    ``var_names``, as the matplotlib Figure it drew on."""
     az = _az()
     names = None if var_names is None else list(var_names)
     if _v1():
-        return _figure(az.plot_rank(idata, var_names=names, backend="matplotlib"))
-    return np.ravel(az.plot_rank(idata, var_names=names))[0].figure
+        return _figure(getattr(az, v1_name)(idata, var_names=names, backend="matplotlib"))
+    return np.ravel(getattr(az, v0_name)(idata, var_names=names))[0].figure
 
 
 # ---- helpers ---------------------------------------------------------------------------
