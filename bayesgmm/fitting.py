@@ -341,26 +341,14 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
 
 def _warm(engine, X, w, start: GMMParams, start_lower_bound, n_padded, kw, extra):
     """A warm fit from ``start`` with scikit-learn's stopping rule: the first
-    iteration's change is measured from ``start_lower_bound`` (the engines measure it
-    from -inf, so the first iteration never stops there). Where that first change is
-    already within ``tol``, scikit-learn stops after one iteration; the engine ran on,
-    so the single iteration is run again (only then)."""
+    iteration's change is measured from ``start_lower_bound``, the previous fit's."""
     if kw["max_iter"] == 0:
         return as_numpy(pad_components(start, n_padded)), unfitted_info(
             start.n_components, start.dtype), None
     init = _batch_of_one(pad_components(start, n_padded))
-    best, info, all_info = engine.fit_restarts(X, init, sample_weight=w, **kw, **extra)
-    info = _info_as_numpy(info)
-    first = float(info.history[0]) if info.n_iter > 0 else math.nan
-    if not abs(first - start_lower_bound) < kw["tol"]:
-        return as_numpy(best), info, _info_as_numpy(all_info)
-    if info.n_iter > 1:
-        best, info, all_info = engine.fit_restarts(X, init, sample_weight=w,
-                                                   **{**kw, "max_iter": 1}, **extra)
-        info = _info_as_numpy(info)
-    info = info._replace(converged=np.bool_(not info.nonfinite))
-    return as_numpy(best), info, _info_as_numpy(all_info)._replace(
-        converged=np.asarray([info.converged]))
+    best, info, all_info = engine.fit_restarts(
+        X, init, sample_weight=w, initial_lower_bound=float(start_lower_bound), **kw, **extra)
+    return as_numpy(best), _info_as_numpy(info), _info_as_numpy(all_info)
 
 
 def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool

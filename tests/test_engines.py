@@ -139,3 +139,31 @@ def test_host_path_imports_no_jax():
 
 def test_host_path_imports_no_jax_through_the_package():
     _run(_HOST_PATH)
+
+
+@pytest.mark.parametrize("engine", [host, compiled], ids=["numpy", "jax"])
+@pytest.mark.parametrize("restarts", [False, True])
+def test_initial_lower_bound_is_where_the_first_change_is_measured_from(blobs, engine,
+                                                                        restarts):
+    """scikit-learn's warm start: from a converged fit's parameters and lower bound, one
+    iteration changes the bound by less than tol, so EM stops there, converged; from
+    -inf the first iteration cannot converge and a second one runs. Both engines, fit
+    and fit_restarts alike."""
+    X = blobs[0]
+    start = GMMParams(np.full(4, 0.25), blobs[2] + 0.3, np.ones((4, 2)), "diag")
+    with in_scope(np.float64):
+        done, info = host.fit(X, start, tol=1e-10, max_iter=500)
+        assert bool(info.converged)
+
+        def run(bound):
+            if restarts:
+                batch = GMMParams(*(np.asarray(a)[None] for a in (done.weights, done.means,
+                                                                   done.cov_factor)), "diag")
+                return engine.fit_restarts(X, batch, tol=1e-3, max_iter=10,
+                                           initial_lower_bound=bound)[1]
+            return engine.fit(X, done, tol=1e-3, max_iter=10, initial_lower_bound=bound)[1]
+
+        warm, cold = run(float(info.lower_bound)), run(-np.inf)
+    assert int(warm.n_iter) == 1 and bool(warm.converged)
+    assert float(warm.lower_bound) == pytest.approx(float(info.lower_bound), abs=1e-9)
+    assert int(cold.n_iter) == 2 and bool(cold.converged)

@@ -20,13 +20,16 @@ defaults (the compiled engine's ``chunk_size``, ``kernel``, ``cache_features``,
 ``shared``).
 
 ``fit(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
-hard_start=False) -> (GMMParams, FitInfo)``
+hard_start=False, initial_lower_bound=-inf) -> (GMMParams, FitInfo)``
     EM from ``params`` (batch shape ``()``) until the lower bound changes by less than
     ``tol`` or ``max_iter`` iterations; scikit-learn's iterations. ``X (N, D)``;
     ``sample_weight (N,)``; ``hard_start``: a first pass gives each row wholly to its
-    most probable component (k-means labels), not counted as an iteration.
+    most probable component (k-means labels), not counted as an iteration;
+    ``initial_lower_bound``: what the first iteration's change is measured from (a warm
+    start's previous lower bound, as scikit-learn's ``warm_start``).
 ``fit_restarts(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
-screen_iter=0, hard_start=False) -> (GMMParams, FitInfo, FitInfo)``
+screen_iter=0, hard_start=False, initial_lower_bound=-inf) -> (GMMParams, FitInfo,
+FitInfo)``
     ``fit`` from each of R starts (batch shape ``(R,)``): the best by lower bound (the
     first maximum; non-finite fits lose), its info, and every restart's info (leading
     axis R). ``screen_iter > 0``: small-EM (every start runs that many iterations, the
@@ -68,9 +71,10 @@ Array = Any  # a NumPy or JAX array
 #: in order (see the module docstring). ``sample``'s first parameter is the engine's
 #: random source, whatever its name.
 INTERFACE: dict[str, tuple[str, ...]] = {
-    "fit": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter", "hard_start"),
+    "fit": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter", "hard_start",
+            "initial_lower_bound"),
     "fit_restarts": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter",
-                     "screen_iter", "hard_start"),
+                     "screen_iter", "hard_start", "initial_lower_bound"),
     "log_resp": ("params", "X"),
     "score_draws": ("params", "X"),
     "sample": ("rng", "params", "n_samples"),

@@ -82,11 +82,14 @@ class EMState(NamedTuple):
     hard: Array
 
 
-def init(params: GMMParams, max_iter: int, hard_start: Array | bool = False) -> EMState:
+def init(params: GMMParams, max_iter: int, hard_start: Array | bool = False,
+         lower_bound: Array | float = -jnp.inf) -> EMState:
+    """The state before the first iteration; ``lower_bound`` is what the first
+    iteration's change is measured from (a warm start's previous lower bound)."""
     dtype = params.means.dtype
     return EMState(
         params=params,
-        lower_bound=jnp.array(-jnp.inf, dtype),
+        lower_bound=jnp.asarray(lower_bound, dtype),
         n_iter=jnp.array(0, jnp.int32),
         converged=jnp.array(False),
         nonfinite=jnp.array(False),
@@ -224,7 +227,7 @@ def _health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
 
 def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None,
          kernel="auto", center=None, vmapped=False, features=None, cache_features=None,
-         hard_start=False):
+         hard_start=False, initial_lower_bound=-jnp.inf):
     TRACE_COUNT["fit"] += 1
     dtype = X.dtype
     params = params.astype(dtype)
@@ -246,7 +249,8 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
                           features=features)
-    state = jax.lax.while_loop(cond, body, init(params, max_iter, hard_start))
+    state = jax.lax.while_loop(cond, body,
+                               init(params, max_iter, hard_start, initial_lower_bound))
     # No E-step after the loop: the counts come from the last applied one (one pass over
     # the data fewer, ~10% of a short fit, and two fewer copies of the E-step to compile).
     info = FitInfo(state.lower_bound, state.n_iter, state.converged, state.nonfinite,
@@ -269,6 +273,7 @@ def fit(
     kernel: str = "auto",
     cache_features: bool | None = None,
     hard_start: bool = False,
+    initial_lower_bound: float = -float("inf"),
 ) -> tuple[GMMParams, FitInfo]:
     """Run EM from ``params`` until ``|Δ lower bound| < tol`` or ``max_iter`` iterations.
 
@@ -300,6 +305,11 @@ def fit(
         :func:`bayesgmm.initialize.params_from_centers` (equal weights, identity
         covariances), the labels are the nearest centre's, so k-means centres start EM
         as scikit-learn's ``init_params="kmeans"`` does.
+    initial_lower_bound : float
+        Traced. What the first iteration's change is measured from: ``-inf`` (a fresh
+        fit), or a warm start's previous lower bound, so that a fit whose first
+        iteration changes the bound by less than ``tol`` stops there (scikit-learn's
+        ``warm_start``).
 
     In float64 each E-step first tries a cheaper softmax shift and redoes the pass if a
     row underflows (a ``lax.cond``; see :func:`e_step`). Under your own ``jax.vmap`` of
@@ -314,12 +324,12 @@ def fit(
     """
     return _fit_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
                     chunk_size=chunk_size, kernel=kernel, cache_features=cache_features,
-                    hard_start=hard_start)
+                    hard_start=hard_start, initial_lower_bound=initial_lower_bound)
 
 
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
                   screen_iter=0, kernel="auto", cache_features=None, shared=None,
-                  hard_start=False):
+                  hard_start=False, initial_lower_bound=-jnp.inf):
     kernel = resolve_kernel(kernel, X.dtype)
     if shared is not None:  # data_features: a table made once for many fits
         center, features = shared
@@ -330,10 +340,11 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
                   if kernel == "moments" else None)
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
 
-    def fit(q, tol, n, vmapped=True, hard=hard_start):
+    def fit(q, tol, n, vmapped=True, hard=hard_start, lower_bound=initial_lower_bound):
         return _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size, kernel=kernel,
                     center=center, vmapped=vmapped, features=features,
-                    cache_features=cache_features, hard_start=hard)
+                    cache_features=cache_features, hard_start=hard,
+                    initial_lower_bound=lower_bound)
 
     def run_all(p, n):
         return jax.vmap(lambda q: fit(q, tol, n))(p)
@@ -357,7 +368,8 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
     # iterations (tol=-1: none stops early), then only the best continues.
     short_params, short_infos = jax.vmap(lambda q: fit(q, -1.0, screen_iter))(params)
     start, start_info = best_of(short_params, short_infos)
-    p, info = fit(start, tol, max_iter - screen_iter, vmapped=False, hard=False)
+    p, info = fit(start, tol, max_iter - screen_iter, vmapped=False, hard=False,
+                  lower_bound=-jnp.inf)
     info = info._replace(n_iter=info.n_iter + start_info.n_iter,
                          history=jnp.concatenate([start_info.history, info.history]))
     return p, info, short_infos
@@ -382,6 +394,7 @@ def fit_restarts(
     cache_features: bool | None = None,
     shared: tuple[Array, Array] | None = None,
     hard_start: bool = False,
+    initial_lower_bound: float = -float("inf"),
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -403,6 +416,8 @@ def fit_restarts(
         36 MB table).
     hard_start : bool
         Traced. Every restart starts from a hard assignment, as in :func:`fit`.
+    initial_lower_bound : float
+        Traced. As in :func:`fit`, for every restart.
 
     Returns
     -------
@@ -416,7 +431,7 @@ def fit_restarts(
     return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
                              chunk_size=chunk_size, screen_iter=screen_iter, kernel=kernel,
                              cache_features=cache_features, shared=shared,
-                             hard_start=hard_start)
+                             hard_start=hard_start, initial_lower_bound=initial_lower_bound)
 
 
 def _data_features_impl(X, sample_weight, covariance_type):

@@ -99,11 +99,14 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
     return (*moment_sums(S, center, p.covariance_type, NUMPY), wll)
 
 
-def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start):
-    """EM from ``params`` (float64, batch shape ``()``) on features ``T``."""
+def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
+         initial_lower_bound=-np.inf):
+    """EM from ``params`` (float64, batch shape ``()``) on features ``T``; the first
+    iteration's change is measured from ``initial_lower_bound``."""
     K, kind = params.n_components, params.covariance_type
     total_w, TT = w.sum(), np.ascontiguousarray(T.T)
-    lower_bound, n_iter, converged, nonfinite, bad = -np.inf, 0, False, False, -1
+    lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
+                                                      False, -1)
     history = np.full(max_iter, np.nan)
     nk = np.zeros(K)
     hard = bool(hard_start)
@@ -158,18 +161,20 @@ def _cast(params: GMMParams, info: FitInfo, dtype) -> tuple[GMMParams, FitInfo]:
 
 
 def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
-        reg_covar: float = 1e-6, max_iter: int = 100,
-        hard_start: bool = False) -> tuple[GMMParams, FitInfo]:
+        reg_covar: float = 1e-6, max_iter: int = 100, hard_start: bool = False,
+        initial_lower_bound: float = -np.inf) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
     :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
-    p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start)
+    p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start,
+                   initial_lower_bound)
     return _cast(p, info, _out_dtype(X))
 
 
 def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, screen_iter: int = 0,
-                 hard_start: bool = False) -> tuple[GMMParams, FitInfo, FitInfo]:
+                 hard_start: bool = False, initial_lower_bound: float = -np.inf,
+                 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit_restarts` on the host: each of the R starts (batch shape
     ``(R,)``) in turn, sharing one feature table; the best by lower bound (the first
     maximum; non-finite fits lose), or small-EM with ``screen_iter``."""
@@ -178,7 +183,8 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     starts = [_as64(GMMParams(params.weights[r], params.means[r], params.cov_factor[r],
                               params.covariance_type))
               for r in range(np.shape(params.weights)[0])]
-    run = lambda p, t, n, hard: _fit(T, w, center, p, t, reg_covar, n, hard)
+    run = lambda p, t, n, hard, lb=initial_lower_bound: _fit(  # noqa: E731
+        T, w, center, p, t, reg_covar, n, hard, lb)
 
     def best_of(results):
         scores = [-np.inf if i.nonfinite else float(i.lower_bound) for _, i in results]
@@ -190,7 +196,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     else:  # small-EM, as engines.jax.fit_restarts
         results = [run(p, -1.0, screen_iter, hard_start) for p in starts]
         start, start_info = best_of(results)
-        p, info = run(start, tol, max_iter - screen_iter, False)
+        p, info = run(start, tol, max_iter - screen_iter, False, -np.inf)
         info = info._replace(n_iter=np.int32(info.n_iter + start_info.n_iter),
                              history=np.concatenate([start_info.history, info.history]))
     all_info = FitInfo(*(np.stack(v) for v in zip(*(i for _, i in results))))
