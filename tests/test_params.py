@@ -110,25 +110,6 @@ def test_padding_is_inactive_and_stays_on_the_host(ct, datasets):
     assert np.all(np.exp(np.asarray(lr7)[:, 3:]) == 0)
 
 
-def test_jit_compile_bound_falls_back_when_xla_lacks_the_options(monkeypatch):
-    """The fast-compile options are XLA flags that may be renamed: a compiler that does
-    not know them must still get the program compiled, with the same results."""
-    import bayesgmm.compilation as comp
-
-    f = lambda x: jnp.sum(jnp.exp(x) * 2.0)  # noqa: E731
-    x = jnp.linspace(0.0, 1.0, 7)
-    expected = float(jax.jit(f)(x))
-    assert float(comp.jit_compile_bound(f)(x)) == pytest.approx(expected, rel=1e-6)
-    monkeypatch.setattr(comp, "CPU_FAST_COMPILE", {"xla_no_such_option_in_any_xla": True})
-    g = comp.jit_compile_bound(f)
-    assert float(g(x)) == pytest.approx(expected, rel=1e-6)
-    assert float(g(x + 1.0)) == pytest.approx(float(jax.jit(f)(x + 1.0)), rel=1e-6)
-    assert g._cache_size() == 1  # the fallback program, compiled once
-    # ahead of time (NUTS's thread groups), through the same fallback
-    h = comp.jit_compile_bound(f).compiled(x)
-    assert float(h(x)) == pytest.approx(expected, rel=1e-6)
-
-
 # ---- the pytree registration and NumPy leaves ------------------------------------------
 
 _PYTREE_CHECKS = """
