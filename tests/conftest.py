@@ -74,3 +74,16 @@ def datasets():
 def in_scope(dtype):
     """Helper for tests that call the core directly: JAX in ``dtype``."""
     return compute_scope(dtype)
+
+
+# Source for a fresh interpreter: makes ``bayesgmm`` importable without running
+# bayesgmm/__init__.py, so a test can hold single modules (the host path's) to what they
+# import on their own, whatever the package's __init__ imports.
+WITHOUT_PACKAGE_INIT = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("bayesgmm")
+pkg = types.ModuleType("bayesgmm")
+pkg.__path__ = list(spec.submodule_search_locations)
+pkg.__spec__ = spec
+sys.modules["bayesgmm"] = pkg
+"""

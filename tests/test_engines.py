@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import COVARIANCE_TYPES, in_scope
+from conftest import COVARIANCE_TYPES, WITHOUT_PACKAGE_INIT, in_scope
 
 from bayesgmm import engines
 from bayesgmm.engines import INTERFACE, FitInfo
@@ -78,17 +78,6 @@ def _start(X, K, ct):
 
 # ---- no JAX on the host path ---------------------------------------------------------
 
-# Imports bayesgmm's modules without running bayesgmm/__init__.py (which imports the
-# estimators: the facade's own JAX-free import is another branch's work), so the
-# modules below are held to it on their own.
-_WITHOUT_PACKAGE_INIT = """
-import importlib.util, sys, types
-spec = importlib.util.find_spec("bayesgmm")
-pkg = types.ModuleType("bayesgmm")
-pkg.__path__ = list(spec.submodule_search_locations)
-pkg.__spec__ = spec
-sys.modules["bayesgmm"] = pkg
-"""
 
 _HOST_PATH = """
 import sys
@@ -134,7 +123,7 @@ def _run(code: str) -> None:
 def test_host_path_imports_no_jax():
     """covariance, params, engines.numpy and engines.choose, imported and run (fit,
     restarts, scoring, sampling, conversions), import no JAX."""
-    _run(_WITHOUT_PACKAGE_INIT + _HOST_PATH)
+    _run(WITHOUT_PACKAGE_INIT + _HOST_PATH)
 
 
 def test_host_path_imports_no_jax_through_the_package():

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import COVARIANCE_TYPES, in_scope
+from conftest import COVARIANCE_TYPES, WITHOUT_PACKAGE_INIT, in_scope
 from sklearn.mixture import GaussianMixture as SkGM
 
 from bayesgmm.params import GMMParams
@@ -126,14 +126,6 @@ assert type(jax.__spec__.loader).__name__ != "_ThenRegister"  # JAX keeps its ow
 print("ok")
 """
 
-_WITHOUT_PACKAGE_INIT = """
-import importlib.util, sys, types
-spec = importlib.util.find_spec("bayesgmm")
-pkg = types.ModuleType("bayesgmm")
-pkg.__path__ = list(spec.submodule_search_locations)
-pkg.__spec__ = spec
-sys.modules["bayesgmm"] = pkg
-"""
 
 
 @pytest.mark.parametrize("order", ["jax first", "bayesgmm first", "jax.numpy after",
@@ -150,14 +142,14 @@ def test_pytree_works_whichever_is_imported_first(order):
     imports = {
         "jax first": "import jax, jax.numpy as jnp\nimport numpy as np\n"
                      "from bayesgmm.params import GMMParams\n",
-        "bayesgmm first": _WITHOUT_PACKAGE_INIT + "import numpy as np\n"
+        "bayesgmm first": WITHOUT_PACKAGE_INIT + "import numpy as np\n"
                           "from bayesgmm.params import GMMParams\n"
                           "assert 'jax' not in sys.modules\n"
                           "import jax, jax.numpy as jnp\n",
-        "jax.numpy after": _WITHOUT_PACKAGE_INIT + "import numpy as np\n"
+        "jax.numpy after": WITHOUT_PACKAGE_INIT + "import numpy as np\n"
                            "from bayesgmm.params import GMMParams\n"
                            "import jax.numpy as jnp\nimport jax\n",
-        "find_spec probe first": _WITHOUT_PACKAGE_INIT + "import numpy as np\n"
+        "find_spec probe first": WITHOUT_PACKAGE_INIT + "import numpy as np\n"
                                  "from bayesgmm.params import GMMParams\n"
                                  "assert importlib.util.find_spec('jax') is not None\n"
                                  "assert 'jax' not in sys.modules\n"
