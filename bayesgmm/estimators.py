@@ -257,7 +257,7 @@ class GaussianMixture(BaseEstimator):
                 f"{model.n_components!r}, covariance_type={model.covariance_type!r}; "
                 "leave both out to take them from params.")
         info = fitting.unfitted_info(K, params.dtype) if info is None else info
-        model._store(fitting.as_numpy(params), info, n_padded or K)
+        model._store(params.to_numpy(), info, n_padded or K)
         return model
 
     # ---- fitting ------------------------------------------------------------------

@@ -79,7 +79,7 @@ from bayesgmm.validation import (
 
 __all__ = ["FitOptions", "OnlineState", "fit", "partial_fit", "plan", "unfitted_info",
            "shared_features", "score_plan", "log_resp", "criteria", "criteria_terms",
-           "criteria_from_terms", "log_likelihood", "sample", "to_device", "as_numpy"]
+           "criteria_from_terms", "log_likelihood", "sample", "to_device"]
 
 _KERNELS = ("auto", "centred", "moments")  # bayesgmm.suffstats.resolve_kernel's names
 
@@ -271,7 +271,7 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
     stats, t = state if state is not None else (None, 0)
     with compute_scope(X.dtype):
         Xj, wj = to_device(X, w)
-        params = (_cast(start, X.dtype) if start is not None else
+        params = (start.to_numpy(X.dtype) if start is not None else
                   _method_start(check_random_state_key(options.random_state), Xj, wj,
                                 options, K)[0])
         stats, params = em.online_update(stats, params, Xj, wj, step_size=(t + 2.0) ** -0.6,
@@ -279,7 +279,7 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
         stats = type(stats)(*(np.asarray(a) for a in stats))
     info = FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
                    np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)
-    return as_numpy(params), info, OnlineState(stats, t + 1)
+    return params.to_numpy(), info, OnlineState(stats, t + 1)
 
 
 def _check_start(start: GMMParams, X, options: FitOptions) -> None:
@@ -319,7 +319,7 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
         kw.update(chunk_size=options.chunk_size, kernel=options.kernel)
     Xj, wj = (X, w) if on_host else to_device(X, w)  # one device copy, shared
     if start is not None:
-        return _warm(engine, Xj, wj, _cast(start, X.dtype), start_lower_bound,
+        return _warm(engine, Xj, wj, start.to_numpy(X.dtype), start_lower_bound,
                      choice.n_padded, kw, {} if on_host else {"shared": shared})
     key = check_random_state_key(options.random_state)
     m = options.init_subsample
@@ -328,7 +328,7 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     # init_subsample, when it applies, is the initialisation's whole sample
     init, hard = _start(key, Xr, wr, options, choice, seed_subsample=not subsample)
     if options.max_iter == 0:  # scikit-learn keeps the last initialisation
-        return as_numpy(_batch_item(init, -1)), unfitted_info(options.n_components,
+        return init.to_numpy()[-1], unfitted_info(options.n_components,
                                                               X.dtype), None
     extra = {} if on_host else {"shared": None if subsample else shared}
     best, info, all_info = engine.fit_restarts(
@@ -336,19 +336,19 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
         hard_start=hard, **kw, **extra)
     if subsample:  # refine the best restart on all rows
         best, info = engine.fit(Xj, best, sample_weight=wj, **kw)
-    return as_numpy(best), _info_as_numpy(info), _info_as_numpy(all_info)
+    return best.to_numpy(), _info_as_numpy(info), _info_as_numpy(all_info)
 
 
 def _warm(engine, X, w, start: GMMParams, start_lower_bound, n_padded, kw, extra):
     """A warm fit from ``start`` with scikit-learn's stopping rule: the first
     iteration's change is measured from ``start_lower_bound``, the previous fit's."""
     if kw["max_iter"] == 0:
-        return as_numpy(pad_components(start, n_padded)), unfitted_info(
+        return pad_components(start, n_padded).to_numpy(), unfitted_info(
             start.n_components, start.dtype), None
     init = _batch_of_one(pad_components(start, n_padded))
     best, info, all_info = engine.fit_restarts(
         X, init, sample_weight=w, initial_lower_bound=float(start_lower_bound), **kw, **extra)
-    return as_numpy(best), _info_as_numpy(info), _info_as_numpy(all_info)
+    return best.to_numpy(), _info_as_numpy(info), _info_as_numpy(all_info)
 
 
 def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
@@ -368,7 +368,7 @@ def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
             or options.max_iter == 0
             or choose("seed", "auto", m or N, K, D, options.covariance_type).engine != "numpy"):
         p = _method_start(key, X, w, options, choice.n_padded, seed_subsample)
-        return (as_numpy(p) if choice.engine == "numpy" else p), False
+        return (p.to_numpy() if choice.engine == "numpy" else p), False
     return _kmeans_start(key, X, w, options, choice, m), True
 
 
@@ -427,7 +427,7 @@ def _method_start(key, X, w, options: FitOptions, n_padded: int,
         return p
     # Given values replace the method's on the host, at the real K (eager JAX ops
     # would compile per K).
-    base = take_components(as_numpy(p), K)
+    base = take_components(p.to_numpy(), K)
     return pad_components(params_from_inits(R, ct, base=base, **given), n_padded)
 
 
@@ -520,7 +520,7 @@ def criteria(params_list, X, *, engine: str = "auto", fitted_padded=None) -> lis
     else:
         dtype = np.result_type(X.dtype, params_list[0].dtype)
         size = max(c.n_padded for c in choices)  # one size to stack
-        padded = [as_numpy(pad_components(p, size)) for p in params_list]
+        padded = [pad_components(p, size).to_numpy() for p in params_list]
         stacked = GMMParams(*(np.stack(a).astype(dtype) for a in zip(
             *((p.weights, p.means, p.cov_factor) for p in padded))), padded[0].covariance_type)
         with compute_scope(dtype):
@@ -638,19 +638,6 @@ def to_device(*arrays):
                  for a in arrays)
 
 
-def as_numpy(params: GMMParams) -> GMMParams:
-    """``params`` with NumPy leaves (a device array is read on the host), without JAX's
-    tree utilities, so host code needs no JAX."""
-    return GMMParams(np.asarray(params.weights), np.asarray(params.means),
-                     np.asarray(params.cov_factor), params.covariance_type)
-
-
-def _cast(params: GMMParams, dtype) -> GMMParams:
-    return GMMParams(*(np.asarray(a, dtype) for a in (params.weights, params.means,
-                                                      params.cov_factor)),
-                     params.covariance_type)
-
-
 def _info_as_numpy(info: FitInfo) -> FitInfo:
     return type(info)(*(np.asarray(a) for a in info))
 
@@ -662,7 +649,3 @@ def _batch_of_one(params: GMMParams) -> GMMParams:
                      params.covariance_type)
 
 
-def _batch_item(params: GMMParams, index: int) -> GMMParams:
-    return GMMParams(*(np.asarray(a)[index] for a in (params.weights, params.means,
-                                                      params.cov_factor)),
-                     params.covariance_type)

@@ -103,8 +103,10 @@ class GMMParams:
 
         return self._map(lambda a: jnp.asarray(a, dtype=dtype))
 
-    def to_numpy(self) -> "GMMParams":
-        return self._map(np.asarray)
+    def to_numpy(self, dtype=None) -> "GMMParams":
+        """Leaves as NumPy arrays (a device array is read on the host), in ``dtype`` if
+        given; needs no JAX."""
+        return self._map(lambda a: np.asarray(a, dtype=dtype))
 
     def _map(self, fn: Callable) -> "GMMParams":
         """``fn`` on each leaf (``jax.tree_util.tree_map`` without JAX)."""

@@ -49,11 +49,6 @@ def _theta(p: GMMParams, center: np.ndarray) -> np.ndarray:
     return moment_theta(p.weights, p.means, p.cov_factor, center, p.covariance_type, NUMPY)
 
 
-def _as64(p: GMMParams) -> GMMParams:
-    return GMMParams(*(np.asarray(a, np.float64) for a in (p.weights, p.means, p.cov_factor)),
-                     p.covariance_type)
-
-
 def _log_norm(lp: np.ndarray) -> np.ndarray:
     """log Σ_k exp(lp) of joint log-probabilities (..., N, K) over the last axis, shifted
     by finite row maxima."""
@@ -154,10 +149,7 @@ def _info_as(info: FitInfo, dtype) -> FitInfo:
 
 
 def _cast(params: GMMParams, info: FitInfo, dtype) -> tuple[GMMParams, FitInfo]:
-    p = GMMParams(*(np.asarray(a, dtype) for a in (params.weights, params.means,
-                                                   params.cov_factor)),
-                  params.covariance_type)
-    return p, _info_as(info, dtype)
+    return params.to_numpy(dtype), _info_as(info, dtype)
 
 
 def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
@@ -166,8 +158,8 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
     :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
-    p, info = _fit(T, w, center, _as64(params), tol, reg_covar, max_iter, hard_start,
-                   initial_lower_bound)
+    p, info = _fit(T, w, center, params.to_numpy(np.float64), tol, reg_covar, max_iter,
+                   hard_start, initial_lower_bound)
     return _cast(p, info, _out_dtype(X))
 
 
@@ -180,9 +172,8 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     maximum; non-finite fits lose), or small-EM with ``screen_iter``."""
     dtype = _out_dtype(X)
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
-    starts = [_as64(GMMParams(params.weights[r], params.means[r], params.cov_factor[r],
-                              params.covariance_type))
-              for r in range(np.shape(params.weights)[0])]
+    batch = params.to_numpy(np.float64)
+    starts = [batch[r] for r in range(batch.batch_shape[0])]
     run = lambda p, t, n, hard, lb=initial_lower_bound: _fit(  # noqa: E731
         T, w, center, p, t, reg_covar, n, hard, lb)
 
@@ -251,7 +242,7 @@ def lloyd_batch(X, sample_weight, centers, n_active: int | None = None) -> np.nd
 def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bayesgmm.density.log_resp` on the host: log p(z = k | x) (N, K) and
     log p(x) (N,), in float64."""
-    p = _as64(params)
+    p = params.to_numpy(np.float64)
     X = np.asarray(X, np.float64)
     center = np.mean(X, axis=0)
     lp = moment_features(X, center, p.covariance_type, NUMPY) @ _theta(p, center)
@@ -265,7 +256,7 @@ def score_draws(params: GMMParams, X) -> np.ndarray:
     X = np.asarray(X, np.float64)
     center = np.mean(X, axis=0)
     T = moment_features(X, center, params.covariance_type, NUMPY)
-    p = _as64(params)
+    p = params.to_numpy(np.float64)
     theta = np.stack([_theta(p[m], center) for m in range(p.batch_shape[0])])
     return _log_norm(T @ theta)  # (M, N, K) -> (M, N)
 
@@ -318,7 +309,7 @@ def sample(rng: np.random.Generator, params: GMMParams,
     labels : array of shape (n_samples,), int64
         The component each row was drawn from (non-decreasing).
     """
-    p = _as64(params)
+    p = params.to_numpy(np.float64)
     n_samples, D = int(n_samples), p.n_features
     weights = p.weights / p.weights.sum()  # multinomial wants a sum of 1 to round-off
     counts = rng.multinomial(n_samples, weights)
