@@ -37,10 +37,8 @@ from bayesgmm.bayes.inference import InferenceResult, NUTSInfo
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import ops
 from bayesgmm.density import log_resp, sample
-from bayesgmm.engines import numpy as host
-from bayesgmm.engines.choose import choose
 from bayesgmm.params import GMMParams
-from bayesgmm.selection import criteria_from_terms, criteria_terms
+from bayesgmm.fitting import criteria
 from bayesgmm.validation import compute_scope
 
 __all__ = ["Posterior", "Relabeling", "Diagnostics", "from_inference", "relabel",
@@ -51,7 +49,6 @@ __all__ = ["Posterior", "Relabeling", "Diagnostics", "from_inference", "relabel"
 # Responsibilities p(z | x, θ) for a batch of draws: (M, N, K). Jitted once, at module level,
 # so repeated predict_proba / membership calls reuse the compiled program.
 _resp_jit = jit(lambda p, x: jnp.exp(log_resp(p, x)[0]))
-_criteria_terms_jit = jit(criteria_terms)
 
 
 class Diagnostics(NamedTuple):
@@ -250,20 +247,10 @@ def diagnose(result: InferenceResult) -> Diagnostics:
 
 
 def information_criteria(params: GMMParams, X) -> dict[str, float]:
-    """``bic``, ``aic`` and ``icl`` of one parameter set (batch shape ()) on X (N, D),
-    scored in NumPy or compiled as :func:`bayesgmm.engines.choose.choose` decides for
-    a fitted model's scoring."""
-    X = np.asarray(X)
-    N, D = X.shape
-    if choose("score", "auto", N, params.n_components, D,
-              params.covariance_type).engine == "numpy":
-        ll, ent = host.criteria_terms(params.to_numpy(), X)
-    else:
-        dtype = np.result_type(X.dtype, params.dtype)
-        with compute_scope(dtype):
-            ll, ent = map(float, _criteria_terms_jit(params.astype(dtype), jnp.asarray(X, dtype)))
-    return {k: float(v) for k, v in criteria_from_terms(ll, ent, params.n_parameters,
-                                                        N).items()}
+    """``bic``, ``aic`` and ``icl`` of one parameter set (batch shape ()) on X (N, D):
+    :func:`bayesgmm.fitting.criteria`, which scores in NumPy or compiled as
+    :func:`bayesgmm.engines.choose.choose` decides for a fitted model's scoring."""
+    return criteria([params.to_numpy()], np.asarray(X))[0]
 
 
 def _z_scale(x: np.ndarray) -> np.ndarray:
