@@ -475,12 +475,19 @@ def fit_sharded(
     result equals single-device EM to float tolerance. ``mesh`` defaults to all local
     devices. For several hosts, call ``jax.distributed.initialize()`` on each first and
     pass a mesh over ``jax.devices()`` (global); X must then be a global array sharded
-    by rows (``jax.make_array_from_process_local_data``).
+    by rows (``jax.make_array_from_process_local_data``) with ``sample_weight`` sharded
+    the same way: :func:`bayesgmm.distributed.fit_distributed` does all of it.
     """
     from jax.sharding import NamedSharding, PartitionSpec as P
 
     if mesh is None:
         mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    if isinstance(X, jax.Array) and not X.is_fully_addressable:
+        # A global array over several processes (bayesgmm.distributed builds it, with
+        # its weights): already sharded by rows; the parameters are host constants.
+        run = _sharded_runner(mesh, max_iter, chunk_size)
+        return run(X, params.to_numpy(X.dtype), sample_weight, np.asarray(tol, X.dtype),
+                   np.asarray(reg_covar, X.dtype))
     n_dev = mesh.shape["data"]
     X = jnp.asarray(X)
     dtype = X.dtype
