@@ -434,6 +434,38 @@ def fit_restarts(
                              hard_start=hard_start, initial_lower_bound=initial_lower_bound)
 
 
+def _fit_resamples(X, params, sample_weights, tol, reg_covar, max_iter, x_batched):
+    one = lambda x, w: _fit(x, params, w, tol, reg_covar, max_iter, None, vmapped=True)
+    return jax.vmap(one, in_axes=(0 if x_batched else None, 0))(X, sample_weights)
+
+
+_fit_resamples_jit = jit(_fit_resamples, static_argnames=("max_iter", "x_batched"))
+
+
+def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: float = 1e-3,
+                  reg_covar: float = 1e-6, max_iter: int = 100
+                  ) -> tuple[GMMParams, FitInfo]:
+    """EM from one start on B resamples of the data, as one vmapped program (the
+    bootstrap: :mod:`bayesgmm.bootstrap`).
+
+    Parameters
+    ----------
+    X : array of shape (N, D), or (B, N, D) for B different data sets
+    params : GMMParams
+        Batch shape ``()``: the start of every refit.
+    sample_weights : array of shape (B, N)
+        Each resample's row weights (multinomial counts for the bootstrap).
+
+    Returns
+    -------
+    params : GMMParams with batch shape (B,)
+    info : FitInfo with leading dim B
+    """
+    X = jnp.asarray(X)
+    return _fit_resamples_jit(X, params.astype(X.dtype), jnp.asarray(sample_weights, X.dtype),
+                              tol, reg_covar, max_iter=max_iter, x_batched=X.ndim == 3)
+
+
 def _data_features_impl(X, sample_weight, covariance_type):
     center = data_center(X, sample_weight)
     return center, moments_features(X, center, covariance_type)
