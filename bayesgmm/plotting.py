@@ -113,7 +113,8 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
         The features to show (indices, or names from ``feature_names``); default all.
         At most :data:`MAX_PAIRS_FEATURES`.
     fig : matplotlib Figure, optional
-        Drawn on (it must be empty); default a new figure of 2.2 inches per feature.
+        Drawn on (it must be empty); default a new figure of 2.2 inches per feature, with
+        constrained layout.
     n_std : sequence of float, default=(2.0,)
     cmap : str, optional
     bins : int, default=30
@@ -135,9 +136,13 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
     chosen = _select_features(features, names, p.n_features)
     F = len(chosen)
     if fig is None:
-        fig = plt.figure(figsize=(max(2.2 * F, 4.0), max(2.2 * F, 4.0)))
+        fig = plt.figure(figsize=(max(2.2 * F, 4.0), max(2.2 * F, 4.0)), layout="constrained")
     axes = np.empty((F, F), dtype=object)
-    grid = fig.subplots(F, F, squeeze=False)
+    # a column shares its feature's x range; a row's scatters share its feature's y range
+    grid = fig.subplots(F, F, squeeze=False, sharex="col")
+    for r in range(2, F):
+        for c in range(1, r):
+            grid[r, c].sharey(grid[r, 0])
     colors = _component_colors(p.n_components, cmap)
     cov = np.asarray(p.full_covariances)
     for r in range(F):
@@ -156,7 +161,7 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
             ax.set_ylabel(names[j] if c == 0 and r > 0 else ("density" if r == c == 0 else ""))
             if r != F - 1 and c <= r:
                 ax.tick_params(labelbottom=False)
-            if c != 0 and c < r:
+            if c != 0 and c <= r:  # the diagonal's density scale is shown at (0, 0) only
                 ax.tick_params(labelleft=False)
     if F > 1:
         _component_legend(axes[0, F - 1], colors, p.weights, loc="upper right")
@@ -334,8 +339,9 @@ def plot_uncertainty(X, uncertainty, *, ax=None, dims=(0, 1), feature_names=None
                          f"X), got {u.shape}; use bayesgmm.metrics.membership_uncertainty")
     i, j = _check_dims(dims, X.shape[1])
     order = np.argsort(u, kind="stable")  # the most uncertain drawn last, on top
+    # a thin grey edge keeps the light (certain) points visible in print
     sc = ax.scatter(X[order, i], X[order, j], c=u[order], cmap=cmap, s=point_size,
-                    vmin=vmin, vmax=vmax, linewidths=0, zorder=2)
+                    vmin=vmin, vmax=vmax, edgecolors="0.45", linewidths=0.3, zorder=2)
     ax.figure.colorbar(sc, ax=ax, label=label)
     _label_axes(ax, _names(feature_names, X.shape[1]), i, j)
     if title is not None:

@@ -314,3 +314,19 @@ def test_plot_trace_and_rank_of_relabeled_draws(tmp_path, nuts_fit):
     _render(axes[0].figure, tmp_path / "rank.png", figsize=(8, 3))
     with pytest.raises(ValueError, match="fitted BayesianGaussianMixture"):
         plot_trace(BayesianGaussianMixture(2))
+
+
+def test_docs_figures_are_small_valid_pngs():
+    """The README's figures (docs/make_figures.py writes them): each a valid image under
+    150 KB."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    pngs = sorted(docs.glob("*.png"))
+    assert {p.name for p in pngs} >= {"clusters.png", "selection.png", "pairs.png",
+                                      "membership.png", "uncertainty.png",
+                                      "posterior_ellipses.png", "trace.png", "rank.png"}
+    for path in pngs:
+        assert path.stat().st_size < 150_000, path
+        img = mpimg.imread(path)
+        assert min(img.shape[:2]) > 150 and img[..., :3].std() > 0.05, path
