@@ -72,7 +72,8 @@ def test_plot_ellipses_png(tmp_path, datasets, ct):
     _render(fig, tmp_path / "ellipses.png")
 
 
-def test_ellipse_geometry_is_the_closed_form(tmp_path):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ellipse_geometry_is_the_closed_form(tmp_path, dtype):
     """A covariance with eigenvalues 4 and 1 rotated by 30 degrees: the n-sd ellipse has
     axes 2·n·2 and 2·n·1 and angle 30 (mod 180)."""
     theta = np.radians(30.0)
@@ -80,15 +81,16 @@ def test_ellipse_geometry_is_the_closed_form(tmp_path):
     cov = R @ np.diag([4.0, 1.0]) @ R.T
     params = GMMParams.from_sklearn(np.array([0.6, 0.4]), np.array([[1.0, -2.0], [5.0, 5.0]]),
                                     covariance_type="full",
-                                    covariances=np.stack([cov, np.eye(2)]))
+                                    covariances=np.stack([cov, np.eye(2)])).to_numpy(dtype)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
     fig, ax = plt.subplots()
     plot_ellipses(params, ax=ax, n_std=(1.0, 2.0, 3.0), feature_names=["x", "y"], title="T")
     ells = _ellipses(ax)
     assert len(ells) == 2 * 3
     for e, n in zip(ells[:3], (1.0, 2.0, 3.0)):
         np.testing.assert_allclose(e.center, [1.0, -2.0])
-        np.testing.assert_allclose([e.width, e.height], [4 * n, 2 * n], rtol=1e-12)
-        assert np.isclose(e.angle % 180, 30.0)
+        np.testing.assert_allclose([e.width, e.height], [4 * n, 2 * n], rtol=rtol)
+        assert np.isclose(e.angle % 180, 30.0, atol=1e-3)
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("x", "y", "T")
     _render(fig, tmp_path / "geometry.png")
 
@@ -307,7 +309,8 @@ def test_plot_trace_and_rank_of_relabeled_draws(tmp_path, nuts_fit):
     traced = sorted(tuple(np.round(line.get_ydata(), 12)) for ax in axes for line in ax.lines
                     if len(line.get_ydata()) == w.shape[1])
     truth = sorted(tuple(np.round(w[c, :, k], 12)) for c in range(2) for k in range(3))
-    assert traced == truth
+    # (ArviZ 0.23 draws exactly these; a later ArviZ may add lines of the same length)
+    assert set(truth) <= set(traced)
     _render(fig, tmp_path / "trace.png", figsize=(8, 3))
     axes = plot_rank(fit, figsize=(8, 3))
     assert tuple(axes[0].figure.get_size_inches()) == (8, 3)
