@@ -3,11 +3,11 @@ selection curves, membership uncertainty, posterior ellipses, trace and rank plo
 
 Glossary: N samples, D features, K components, C chains, S draws per chain.
 
-Every function takes an optional ``ax`` (or ``axes``/``fig``) and returns what it drew on,
-so figures compose in notebooks and the CLI. Two features are drawn at a time (``dims``
+Every function takes an optional ``ax`` (or ``fig``) and returns what it drew on, so
+figures compose in notebooks and the CLI. Two features are drawn at a time (``dims``
 chooses them; :func:`plot_pairs` draws every pair). Axis labels come from
-``feature_names`` (else ``"feature i"``); where a fitted estimator stands in for its
-parameters, its ``feature_names_in_`` is used when it has one.
+``feature_names``, else a fitted estimator's ``feature_names_in_`` (where one stands in
+for its parameters), else a pandas DataFrame X's columns, else ``"feature i"``.
 
 Colours are chosen to survive print and colour-blindness: ``tab10`` (``tab20`` above 10
 components) for components, ``viridis_r`` for uncertainty (uncertain points dark, certain
@@ -51,7 +51,8 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
     dims : (int, int), default=(0, 1)
         The two features drawn.
     feature_names : sequence of D str, optional
-        Axis labels (default: the estimator's ``feature_names_in_``, else "feature i").
+        Axis labels (default: the estimator's ``feature_names_in_``, else a DataFrame X's
+        columns, else "feature i").
     n_std : sequence of float, default=(1.0, 2.0)
         Ellipse half-axes in standard deviations of the 2-D marginal covariance; K x
         ``len(n_std)`` ellipse patches are drawn, their fill opacity scaled by weight.
@@ -68,7 +69,7 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
     -------
     matplotlib Axes
     """
-    params, names = _params_and_names(params, feature_names)
+    params, names = _params_and_names(params, feature_names, X=X)
     ax = _axes(ax)
     p = params.to_numpy(np.float64)
     if p.batch_shape:
@@ -128,7 +129,7 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
     """
     import matplotlib.pyplot as plt
 
-    params, names = _params_and_names(params, feature_names)
+    params, names = _params_and_names(params, feature_names, X=X)
     p = params.to_numpy(np.float64)
     if p.batch_shape:
         raise ValueError(f"plot_pairs draws one mixture; got batch shape {p.batch_shape}")
@@ -276,6 +277,7 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
 
     ax = _axes(ax)
     proba = np.asarray(proba, dtype=np.float64)
+    names = _names(feature_names, np.shape(X)[-1], X)
     X = _check_X(X, None)
     if proba.ndim != 2 or proba.shape[0] != X.shape[0]:
         raise ValueError(f"proba must have shape (N, K) with N = {X.shape[0]} (X's rows); got "
@@ -296,7 +298,6 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
     handles.append(Line2D([], [], ls="none", marker="o", ms=8, color=_GREY, mec="k", mew=0.3,
                           label="faded, larger: uncertain"))
     ax.legend(handles=handles, loc="best", fontsize="small")
-    names = _names(feature_names, X.shape[1])
     _label_axes(ax, names, i, j)
     if title is not None:
         ax.set_title(title)
@@ -332,6 +333,7 @@ def plot_uncertainty(X, uncertainty, *, ax=None, dims=(0, 1), feature_names=None
         The colourbar is ``ax.figure.axes[-1]``.
     """
     ax = _axes(ax)
+    names = _names(feature_names, np.shape(X)[-1], X)
     X = _check_X(X, None)
     u = np.asarray(uncertainty, dtype=np.float64)
     if u.shape != (X.shape[0],):
@@ -343,7 +345,7 @@ def plot_uncertainty(X, uncertainty, *, ax=None, dims=(0, 1), feature_names=None
     sc = ax.scatter(X[order, i], X[order, j], c=u[order], cmap=cmap, s=point_size,
                     vmin=vmin, vmax=vmax, edgecolors="0.45", linewidths=0.3, zorder=2)
     ax.figure.colorbar(sc, ax=ax, label=label)
-    _label_axes(ax, _names(feature_names, X.shape[1]), i, j)
+    _label_axes(ax, names, i, j)
     if title is not None:
         ax.set_title(title)
     return ax
@@ -384,7 +386,7 @@ def plot_posterior_ellipses(draws, X=None, *, ax=None, n_draws=50, dims=(0, 1),
     """
     from bayesgmm.bayes.posterior import posterior_mean
 
-    draws, names = _params_and_names(draws, feature_names, draws=True)
+    draws, names = _params_and_names(draws, feature_names, draws=True, X=X)
     p = draws.to_numpy(np.float64)
     if len(p.batch_shape) != 2:
         raise ValueError(f"draws must have batch shape (chain, draw), got {p.batch_shape}; "
@@ -473,9 +475,10 @@ def _axes(ax, figsize=(6.0, 5.0)):
     return ax
 
 
-def _params_and_names(obj, feature_names, draws: bool = False):
+def _params_and_names(obj, feature_names, draws: bool = False, X=None):
     """(GMMParams, D names) from params or a fitted estimator (its ``params_``, or its
-    posterior means unless ``draws``; its ``feature_names_in_``)."""
+    posterior means unless ``draws``); names as :func:`_names` finds them, the
+    estimator's ``feature_names_in_`` before X's columns."""
     if isinstance(obj, GMMParams):
         params = obj
     elif hasattr(obj, "params_"):
@@ -490,10 +493,13 @@ def _params_and_names(obj, feature_names, draws: bool = False):
         raise ValueError(f"{type(obj).__name__} is not fitted yet; call fit(X) before plotting")
     else:
         raise TypeError(f"expected GMMParams or a fitted estimator, got {type(obj).__name__}")
-    return params, _names(feature_names, params.n_features)
+    return params, _names(feature_names, params.n_features, X)
 
 
-def _names(feature_names, D: int) -> list[str]:
+def _names(feature_names, D: int, X=None) -> list[str]:
+    """D axis labels: ``feature_names``, else a DataFrame X's columns, else "feature i"."""
+    if feature_names is None:
+        feature_names = getattr(X, "columns", None)
     if feature_names is None:
         return [f"feature {i}" for i in range(D)]
     names = [str(n) for n in feature_names]

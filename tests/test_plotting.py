@@ -107,6 +107,30 @@ def test_plot_ellipses_takes_an_estimator_and_its_feature_names(blobs):
     assert ax.get_xlabel() == "a"
 
 
+def test_feature_names_from_a_dataframe(blobs):
+    import pandas as pd
+
+    X = pd.DataFrame(blobs[0], columns=["sepal", "petal"])
+    gm = GaussianMixture(4, random_state=0).fit(X.to_numpy())
+    proba = gm.predict_proba(X.to_numpy())
+    for ax in (plot_ellipses(gm, X), plot_membership(X, proba),
+               plot_uncertainty(X, membership_uncertainty(proba))):
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("sepal", "petal")
+    axes = plot_pairs(X, gm)
+    assert (axes[1, 0].get_xlabel(), axes[1, 0].get_ylabel()) == ("sepal", "petal")
+    assert plot_ellipses(gm, X, feature_names=["u", "v"]).get_xlabel() == "u"
+
+
+def test_one_feature_pairs_is_a_density_and_2d_plots_refuse_it():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 1)), rng.normal(5, 1, (100, 1))])
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    axes = plot_pairs(X, gm)
+    assert axes.shape == (1, 1) and axes[0, 0].get_xlabel() == "feature 0"
+    with pytest.raises(ValueError, match="needs at least 2 features"):
+        plot_ellipses(gm, X)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(dims=(0, 5)), "dims must be two different"),
     (dict(feature_names=["a"]), "feature_names has 1 names"),
