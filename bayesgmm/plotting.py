@@ -28,8 +28,10 @@ __all__ = ["plot_ellipses", "plot_pairs", "plot_selection", "plot_membership",
 
 # A pairs grid of more features has panels too small to read in print; select some.
 MAX_PAIRS_FEATURES = 6
-# A point whose membership is this uncertain or more is drawn fully faded (plot_membership).
+# RGBA a fully uncertain point fades to in plot_membership (uncertainty 1 = uniform).
 _GREY = np.array([0.78, 0.78, 0.78, 1.0])
+# One marker per covariance model in plot_selection (mclust's 14 each get their own), so
+# the curves stay apart in greyscale print.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "8", "d")
 
 
