@@ -372,7 +372,8 @@ def _got(value) -> str:
     if isinstance(value, float):
         return f"the number {value!r}"
     if isinstance(value, list):
-        return f"the list {toml_value(value) if _plain(value) else value!r}"
+        shown = toml_value(value) if _plain(value) else repr(value)
+        return f"the list {shown}"
     if isinstance(value, dict):
         return "a table"
     return f"{type(value).__name__} {value!r}"  # TOML dates and times
