@@ -328,7 +328,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         summary["adjusted_rand_index"] = adjusted_rand_score(_codes(data.labels), labels)
     log(f"fit: K={K} {ct}, converged={gmm.converged_} in {gmm.n_iter_} iterations, "
         f"mean log-likelihood {gmm.lower_bound_:.4f}")
-    text = [_header(cfg, data), f"sweep: K={cfg.sweep.n_components[0]}.."
+    text = [_header(cfg, data) + f"sweep: K={cfg.sweep.n_components[0]}.."
             f"{cfg.sweep.n_components[1]}; {swept['choice']}", repr(table), "",
             f"EM fit: K={K}, covariance_type={ct!r}, converged={gmm.converged_} in "
             f"{gmm.n_iter_} iterations, mean log-likelihood {gmm.lower_bound_:.4f}, "
@@ -338,16 +338,21 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
                     f"{summary['adjusted_rand_index']:.4f}")
     text.append(f"membership: {summary['uncertain_points']} of {len(X)} points have max "
                 f"p(z|x) < {UNCERTAIN}")
-    text.append(_component_table(gmm.weights_, gmm.means_, data))
+    text.append("components (EM):\n" + _component_table(gmm.weights_, gmm.means_, data))
     names = data.feature_names
     if names is not None:
         gmm.feature_names_in_ = np.asarray(names, dtype=object)
     model, interval, plot_params = gmm, None, gmm.params_
     if cfg.bayes is not None:
-        model, interval, bayes_text = _fit_bayes(cfg, data, K, ct, log)
+        model, interval, bayes_text = _fit_bayes(cfg, data, K, ct, log, em=gmm)
         proba, labels = interval[0], interval[0].argmax(1)
-        plot_params = model.map_params_
+        plot_params = _posterior_mean(model)
         text.append(bayes_text)
+        if data.labels is not None:
+            summary["bayes_adjusted_rand_index"] = adjusted_rand_score(_codes(data.labels),
+                                                                       labels)
+            text.append(f"adjusted Rand index of the Bayesian labels against the known "
+                        f"labels: {summary['bayes_adjusted_rand_index']:.4f}")
         summary["bayes_method"] = cfg.bayes.method
         summary["bayes_warnings"] = list(model.warnings_)
     summary["text"] = "\n".join(text) + "\n"
@@ -420,6 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bayesgmm: error: interrupted — nothing was written", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a folder we may not write
+        if debug:
+            traceback.print_exc()
+        print(f"bayesgmm: error: {_one_line(str(err))} — check the path and the free space",
+              file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug: still one line, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"bayesgmm: error: unexpected {type(err).__name__}: {_one_line(str(err))} — "
+              "rerun with --debug and report the traceback", file=sys.stderr)
+        return 1
 
 
 def _cmd_fit(args, log) -> int:
@@ -461,9 +478,10 @@ def _cmd_show(args, log) -> int:
 def _cmd_predict(args, log) -> int:
     folder = Path(args.model_dir)
     model = _load_model(folder)
-    cfg = DataConfig()
+    cfg, prob = DataConfig(), 0.94
     if (folder / "config.toml").is_file():
-        cfg = load_config(folder / "config.toml").data
+        run = load_config(folder / "config.toml")
+        cfg, prob = run.data, (run.bayes.interval if run.bayes is not None else prob)
     cfg = dataclasses.replace(cfg, path=str(Path(args.data).absolute()), label_column=None)
     if cfg.id_column is not None:
         cfg = _keep_id_if_present(cfg)
@@ -475,7 +493,7 @@ def _cmd_predict(args, log) -> int:
                        "keep the same columns as the fit (see its config.toml)")
     with _fit_errors("predicting"):
         if hasattr(model, "membership_interval"):
-            interval = model.membership_interval(data.X)
+            interval = model.membership_interval(data.X, prob=prob)
             proba = interval[0]
         else:
             interval, proba = None, model.predict_proba(data.X)
@@ -653,8 +671,10 @@ def _codes(labels: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(labels).astype(str), return_inverse=True)[1]
 
 
-def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log):
-    """The ``[bayes]`` fit at K: (model, (mean, lower, upper) memberships, summary text)."""
+def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
+    """The ``[bayes]`` fit at K: (model, (mean, lower, upper) memberships, summary text).
+    ``em`` is the command's EM fit at K, to compare with the one inference started from.
+    """
     from bayesgmm.bayes import BayesianGaussianMixture, Priors
 
     b = cfg.bayes
@@ -685,9 +705,29 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log):
             f"membership: the {b.interval:.0%} credible interval of each point's label "
             f"probability has median width {np.median(width):.3f}; "
             f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1",
+            f"membership: {int(np.sum(mean.max(1) < UNCERTAIN))} of {len(mean)} points have "
+            f"a posterior mean max p(z|x) < {UNCERTAIN}",
             "posterior summary (relabeled draws):", table.to_string()]
+    start = model.em_.lower_bound_
+    if start < em.lower_bound_ - 1e-3 * abs(em.lower_bound_):
+        note = (f"the Bayesian fit started from its own EM fit, a poorer optimum (mean "
+                f"log-likelihood {start:.4f} against {em.lower_bound_:.4f}); raise [fit] "
+                "n_init or change [bayes] seed")
+        log(f"warning: {note}")
+        text.append(f"warning: {note}")
     text += [f"warning: {w}" for w in model.warnings_]
+    text += ["components (posterior means; the labels of membership.csv):",
+             _component_table(model.weights_, model.means_, data)]
     return model, interval, "\n".join(text)
+
+
+def _posterior_mean(model):
+    """The posterior-mean mixture of a Bayesian fit (batch shape ())."""
+    from bayesgmm.params import GMMParams
+
+    return GMMParams.from_sklearn(model.weights_, model.means_,
+                                  covariance_type=model.covariance_type,
+                                  covariances=model.covariances_)
 
 
 def _save(model, em, stage: Path, log) -> bool:
@@ -705,7 +745,7 @@ def _save(model, em, stage: Path, log) -> bool:
 
 def _header(cfg: RunConfig, data: Dataset) -> str:
     names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
-    return (f"bayesgmm run {cfg.name!r}\ndata: {data.X.shape[0]} samples x {data.X.shape[1]} "
+    return (f"bayesgmm: {cfg.name}\ndata: {data.X.shape[0]} samples x {data.X.shape[1]} "
             f"features{names} from {data.source}\n")
 
 
@@ -755,7 +795,8 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
              interval) -> dict:
     """The PNG figures of a fit; returns {name: path}."""
     X, names = data.X, data.feature_names
-    kind = "MAP" if cfg.bayes is not None else "EM"
+    kind = "EM" if cfg.bayes is None else ("MAP" if cfg.bayes.method == "map"
+                                           else "posterior mean")
     files = {"clusters": stage / "clusters.png", "membership": stage / "membership.png"}
     _figure(files["clusters"], _plot("plot_ellipses"), params, X, labels, names=names,
             title=f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})")
