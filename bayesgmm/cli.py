@@ -305,7 +305,9 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     """Sweep, fit the chosen model (then the ``[bayes]`` fit when configured), and write
     the model folder ``out_dir``: the saved model, ``summary.txt``, ``config.toml``,
     ``membership.csv``, ``proba.csv``, ``sweep.csv`` and PNG figures. Returns the
-    summary as a dict (``text`` is ``summary.txt``; ``files`` the written paths)."""
+    summary as a dict (``text`` is ``summary.txt``; ``files`` the written paths;
+    ``model`` the fitted estimator, with ``feature_names_in_`` when the data has a
+    header)."""
     from bayesgmm.estimators import GaussianMixture
     from bayesgmm.metrics import adjusted_rand_score
 
@@ -356,6 +358,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         summary["bayes_method"] = cfg.bayes.method
         summary["bayes_warnings"] = list(model.warnings_)
     summary["text"] = "\n".join(text) + "\n"
+    summary["model"] = model
 
     files = {}
     with staged_folder(Path(out_dir)) as stage:
@@ -836,8 +839,12 @@ def _figure(path: Path, plot, *args, names=None, title=None, size=(6, 5), axes=T
             ax.set_ylabel(names[j])
         if title:
             ax.set_title(title)
-    else:
-        plot(*args, **kwargs)
-        fig = plt.gcf()
+    else:  # a grid of axes: whatever it returns, save the figure that holds it
+        from matplotlib.figure import Figure
+
+        drawn = plot(*args, **kwargs)
+        first = np.ravel(drawn)[0] if isinstance(drawn, np.ndarray) else drawn
+        fig = first if isinstance(first, Figure) else getattr(first, "figure", None)
+        fig = fig if isinstance(fig, Figure) else plt.gcf()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -88,6 +88,21 @@ def test_run_workflow_writes_everything(tmp_path):
         assert image.shape[0] > 200 and image.shape[1] > 300 and image.std() > 0, name
 
 
+def test_feature_names_reach_the_model(csv_run):
+    tmp_path, cfg, X, y = csv_run
+    summary = run_workflow(load_config(cfg), tmp_path / "o", log=lambda line: None)
+    assert summary["model"].feature_names_in_.tolist() == ["width", "height"]
+    assert summary["model"].feature_names_in_.dtype == object
+
+
+def test_demo_recovers_the_blobs(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "blobs"), "--quiet", NO_CACHE]) == 0
+    out = capsys.readouterr().out
+    assert "best BIC: K=4 (full)" in out
+    assert "adjusted Rand index against the known labels: 1.0000" in out
+    assert (tmp_path / "blobs" / "clusters.png").stat().st_size > 0
+
+
 def test_csv_with_header_columns_by_name_and_relative_path(csv_run, capsys, monkeypatch):
     tmp_path, cfg, X, y = csv_run
     monkeypatch.chdir(tmp_path / "cfg")  # not the folder the data path starts from...
@@ -275,7 +290,8 @@ def test_sweep_command(tmp_path, capsys):
 def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
     tmp_path, cfg, X, y = csv_run
     cfg.write_text(cfg.read_text().replace("n_components = [1, 4]", "n_components = 3")
-                   + '[bayes]\nmethod = "map"\ninterval = 0.9\n')
+                   + '[bayes]\nmethod = "map"\ninterval = 0.9\n'
+                   '[bayes.priors]\nlkj_concentration = 3.0\n')
     out = tmp_path / "out"
     rc, stdout, err = _fit(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE], capsys)
     assert rc == 0, err
@@ -291,7 +307,8 @@ def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
     assert adjusted_rand_score(y, labels) == 1.0
     for name in ("clusters.png", "membership.png", "selection.png", "config.toml"):
         assert (out / name).stat().st_size > 0
-    assert load_config(out / "config.toml").bayes.method == "map"
+    saved = load_config(out / "config.toml").bayes
+    assert saved.method == "map" and saved.priors.lkj_concentration == 3.0
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["run", "--help"],
@@ -332,3 +349,36 @@ def test_run_command_from_file(tmp_path):
     # the command line keeps compiled programs for the next process
     cached = list((tmp_path / "cache" / "bayesgmm" / "jax").iterdir())
     assert len(cached) >= 2  # the fit's programs; JAX >= 0.10.1 adds a jnp.asarray one
+
+
+def test_figures_pass_feature_names_where_a_plot_takes_them(tmp_path):
+    """The plotting functions gain ``feature_names=`` (and a pairs grid) on another
+    branch: the command line passes the names to any plot that takes them, and saves
+    the figure a grid plot draws on."""
+    from matplotlib.image import imread
+
+    from bayesgmm.cli import _figure
+
+    X = np.random.RandomState(0).normal(size=(30, 3))
+    seen = []
+
+    def scatter(X, *, ax=None, feature_names=None):
+        seen.append(feature_names)
+        ax.scatter(X[:, 0], X[:, 1])
+        return ax
+
+    def grid(X, *, feature_names=None):
+        import matplotlib.pyplot as plt
+
+        seen.append(feature_names)
+        fig, axes = plt.subplots(3, 3, figsize=(6, 6))
+        for (i, j), ax in np.ndenumerate(axes):
+            ax.scatter(X[:, j], X[:, i], s=2)
+        return axes
+
+    _figure(tmp_path / "a.png", scatter, X, names=("a", "b", "c"), title="t")
+    _figure(tmp_path / "g.png", grid, X, names=("a", "b", "c"), axes=False)
+    assert seen == [["a", "b", "c"], ["a", "b", "c"]]
+    for name in ("a.png", "g.png"):
+        image = imread(tmp_path / name)
+        assert image.shape[0] > 300 and image.std() > 0
