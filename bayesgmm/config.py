@@ -281,6 +281,8 @@ def _build(cls, table: dict[str, Any], where: str):
         fix = f"valid keys: {', '.join(sorted(fields))}"
         if where == "data" and "source" in unknown:
             fix = 'the data file\'s key is now path (path = "my.csv"); ' + fix
+        if where == "data" and "skip_header" in unknown:
+            fix = 'a header row is detected (or set header = true); ' + fix
         raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(unknown)} in {label}", fix)
     kwargs = {}

@@ -145,6 +145,8 @@ def test_unknown_keys_list_the_valid_ones():
                                                      dataclasses.fields(FitConfig)))
     with pytest.raises(ConfigError, match="now path"):
         from_dict({"data": {"source": "x.csv"}})
+    with pytest.raises(ConfigError, match="header row is detected"):
+        from_dict({"data": {"skip_header": 1}})
 
 
 def test_relative_path_resolves_against_the_config_folder(tmp_path, monkeypatch):
