@@ -110,10 +110,11 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
         raise CLIError(f"data file {path} does not exist",
                        "check [data] path (relative paths start at the config file's folder)")
     if path.suffix == ".npy":
-        names, cells = None, _read_npy(path)
+        cells = _read_npy(path)
+        names, n_cols = None, cells.shape[1]
     else:
-        names, cells = _read_text(path, cfg.delimiter, cfg.header)
-    n_cols = cells.shape[1]
+        cells = None
+        names, n_cols = _read_header(path, cfg.delimiter, cfg.header)
     pick = _ColumnPicker(path, names, n_cols)
     id_col = None if cfg.id_column is None else pick.index(cfg.id_column, "id_column")
     label_col = None if cfg.label_column is None else pick.index(cfg.label_column,
@@ -133,6 +134,14 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
     if not cols:
         raise CLIError(f"{path} has no feature columns left",
                        "name them in [data] columns")
+    if cells is None:  # NumPy's reader first; Python's csv where it fails, to name the cell
+        read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col)
+        if read is not None:
+            X, ids, labels = read
+            return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
+                           tuple(names[j] for j in cols) if names is not None else None,
+                           str(path))
+        cells = _read_text(path, cfg.delimiter, names is not None)
     X = _numeric(path, cells[:, cols], [pick.name(j) for j in cols], header=names is not None)
     ids = (cells[:, id_col] if id_col is not None else np.arange(len(X)))
     labels = cells[:, label_col] if label_col is not None else None
@@ -178,30 +187,63 @@ def _read_npy(path: Path) -> np.ndarray:
     return a
 
 
-def _read_text(path: Path, delimiter: str, header) -> tuple[list[str] | None, np.ndarray]:
-    """(header names or None, an (N, C) array of the cells as strings)."""
+def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, int]:
+    """(the header's names, or None where the first row is data; the number of columns).
+    ``header="auto"``: a header when any field of the first row is not a number."""
+    try:
+        with path.open(newline="") as fh:
+            first = next((r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)),
+                         None)
+    except (UnicodeDecodeError, csv.Error, OSError) as err:
+        raise CLIError(f"cannot read {path} as delimited text: {err}",
+                       "save it as a CSV file (UTF-8)") from None
+    if first is None:
+        raise CLIError(f"{path} is empty", "check [data] path")
+    first = [c.strip() for c in first]
+    if header == "auto":
+        header = not all(_is_number(c) for c in first)
+    return (first if header else None), len(first)
+
+
+def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col):
+    """(X, ids, labels) by NumPy's reader, or None where it cannot read the file (a bad
+    cell, a ragged row, quoting): then :func:`_read_text` finds and names the problem."""
+    def column(j):
+        return np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=[j],
+                          dtype=str, ndmin=1, comments=None, encoding="utf-8")
+
+    try:
+        X = np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=cols,
+                       dtype=np.float64, ndmin=2, comments=None, encoding="utf-8")
+        ids = column(id_col) if id_col is not None else np.arange(len(X))
+        labels = column(label_col) if label_col is not None else None
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    if len(X) == 0 or not np.all(np.isfinite(X)):
+        return None
+    return X, np.char.strip(ids) if ids.dtype.kind == "U" else ids, (
+        None if labels is None else np.char.strip(labels))
+
+
+def _read_text(path: Path, delimiter: str, header: bool) -> np.ndarray:
+    """The data rows' cells as an (N, C) array of strings, by Python's csv reader; a
+    ragged row or a file without data rows is a :class:`CLIError`."""
     try:
         with path.open(newline="") as fh:
             rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)]
     except (UnicodeDecodeError, csv.Error, OSError) as err:
         raise CLIError(f"cannot read {path} as delimited text: {err}",
                        "save it as a CSV file (UTF-8)") from None
-    if not rows:
-        raise CLIError(f"{path} is empty", "check [data] path")
-    first = [c.strip() for c in rows[0]]
-    if header == "auto":
-        header = not all(_is_number(c) for c in first)
-    names = first if header else None
     body = rows[1:] if header else rows
     if not body:
-        raise CLIError(f"{path} has a header row and no data rows", "check the file")
+        raise CLIError(f"{path} has a header row and no data rows", "add the data rows")
     width = len(rows[0])
     for i, r in enumerate(body):
         if len(r) != width:
-            line = i + 1 + (1 if header else 0)
+            line = i + 1 + int(header)
             raise CLIError(f"{path} line {line} has {len(r)} fields, the first row has {width}",
                            f"fix that line (delimiter is {delimiter!r})")
-    return names, np.array([[c.strip() for c in r] for r in body], dtype=object)
+    return np.array([[c.strip() for c in r] for r in body], dtype=object)
 
 
 def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool) -> np.ndarray:
@@ -650,7 +692,7 @@ def _load_model(folder: Path):
 def _keep_id_if_present(cfg: DataConfig) -> DataConfig:
     """New data may lack the fit's id column: then rows are numbered."""
     if isinstance(cfg.id_column, str) and Path(cfg.path).suffix != ".npy":
-        names, _ = _read_text(Path(cfg.path), cfg.delimiter, cfg.header)
+        names, _ = _read_header(Path(cfg.path), cfg.delimiter, cfg.header)
         if names is None or cfg.id_column not in names:
             return dataclasses.replace(cfg, id_column=None)
     return cfg
