@@ -28,6 +28,7 @@ import contextlib
 import csv
 import dataclasses
 import inspect
+import io
 import os
 import shutil
 import sys
@@ -414,7 +415,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         files["config"] = stage / "config.toml"
         files["config"].write_text(to_toml(cfg))
         files["membership_table"] = stage / "membership.csv"
-        _write_membership(files["membership_table"], data, proba, interval)
+        files["membership_table"].write_text(_membership_csv(data, proba, interval))
         files["proba"] = stage / "proba.csv"
         np.savetxt(files["proba"], proba, delimiter=",", fmt="%.6g",
                    header=",".join(f"p{k}" for k in range(K)), comments="")
@@ -524,9 +525,12 @@ def _cmd_predict(args, log) -> int:
     folder = Path(args.model_dir)
     model = _load_model(folder)
     cfg, prob = DataConfig(), 0.94
-    if (folder / "config.toml").is_file():
-        run = load_config(folder / "config.toml")
-        cfg, prob = run.data, (run.bayes.interval if run.bayes is not None else prob)
+    if (folder / "config.toml").is_file():  # the fit's columns, id column and interval
+        try:
+            run = load_config(folder / "config.toml")
+            cfg, prob = run.data, (run.bayes.interval if run.bayes is not None else prob)
+        except ConfigError as err:
+            log(f"note: ignoring {folder / 'config.toml'} ({err.what})")
     cfg = dataclasses.replace(cfg, path=str(Path(args.data).absolute()), label_column=None)
     if cfg.id_column is not None:
         cfg = _keep_id_if_present(cfg)
@@ -542,19 +546,15 @@ def _cmd_predict(args, log) -> int:
             proba = interval[0]
         else:
             interval, proba = None, model.predict_proba(data.X)
-    out = args.out
     if args.proba:
-        lines = [",".join(f"{p:.6g}" for p in row) for row in proba]
+        text = "".join(",".join(f"{p:.6g}" for p in row) + "\n" for row in proba)
     else:
-        header = [data.id_name, "label", "probability"] + (["lower", "upper"] if interval
-                                                           else [])
-        lines = [",".join(header)] + [",".join(map(str, r)) for r in
-                                      membership_rows(data.ids, proba, interval)]
-    if out:
-        Path(out).write_text("\n".join(lines) + "\n")
-        log(f"wrote {out}")
+        text = _membership_csv(data, proba, interval)
+    if args.out:
+        Path(args.out).write_text(text)
+        log(f"wrote {args.out}")
     else:
-        print("\n".join(lines))
+        print(text, end="")
     return 0
 
 
@@ -778,13 +778,13 @@ def _posterior_mean(model):
 def _save(model, em, stage: Path, log) -> bool:
     """Save ``model`` in ``stage``; True, or False when :mod:`bayesgmm.io` cannot save a
     Bayesian fit yet (before its ``save``/``load`` exist), having saved ``em`` instead."""
-    import bayesgmm.io as io
+    from bayesgmm import io as model_io
 
-    if model is not em and not hasattr(io, "save"):
+    if model is not em and not hasattr(model_io, "save"):
         log("note: this bayesgmm.io cannot save a Bayesian fit; saving the EM fit")
-        io.save_model(em, stage)
+        model_io.save_model(em, stage)
         return False
-    io.save_model(model, stage)
+    model_io.save_model(model, stage)
     return True
 
 
@@ -820,13 +820,15 @@ def _write_sweep(stage: Path, cfg: RunConfig, table) -> Path:
     return path
 
 
-def _write_membership(path: Path, data: Dataset, proba, interval) -> None:
-    header = [data.id_name, "label", "probability"] + (["lower", "upper"] if interval
-                                                       else [])
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(membership_rows(data.ids, proba, interval))
+def _membership_csv(data: Dataset, proba, interval) -> str:
+    """The membership table as CSV text (a header row, then one row per sample)."""
+    header = [data.id_name, "label", "probability"] + (["lower", "upper"]
+                                                       if interval is not None else [])
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(membership_rows(data.ids, proba, interval))
+    return text.getvalue()
 
 
 def _plot(name: str):
