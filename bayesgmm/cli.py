@@ -420,7 +420,8 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         np.savetxt(files["proba"], proba, delimiter=",", fmt="%.6g",
                    header=",".join(f"p{k}" for k in range(K)), comments="")
         files["sweep"] = _write_sweep(stage, cfg, table)
-        files.update(_figures(stage, cfg, data, plot_params, labels, proba, interval))
+        files.update(_figures(stage, cfg, data, plot_params, labels, proba, interval,
+                              model if cfg.bayes is not None else None))
     out = Path(out_dir)
     summary["files"] = {k: str(out / Path(v).name) if k != "model" else str(out)
                         for k, v in files.items()}
@@ -839,8 +840,9 @@ def _plot(name: str):
 
 
 def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
-             interval) -> dict:
-    """The PNG figures of a fit; returns {name: path}."""
+             interval, model=None) -> dict:
+    """The PNG figures of a fit (with ``model``, a Bayesian fit: trace and rank plots
+    of its relabeled draws); returns {name: path}."""
     X, names = data.X, data.feature_names
     kind = "EM" if cfg.bayes is None else ("MAP" if cfg.bayes.method == "map"
                                            else "posterior mean")
@@ -862,6 +864,16 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
     if X.shape[1] > 2 and _plot("plot_pairs") is not None:
         files["pairs"] = stage / "pairs.png"
         _figure(files["pairs"], _plot("plot_pairs"), X, params, names=names, axes=False)
+    if model is not None and cfg.bayes.method != "map":  # draws to look at
+        from bayesgmm.bayes import arviz as bayes_arviz
+
+        plots = {"trace": bayes_arviz.plot_trace}
+        if cfg.bayes.method == "nuts" and cfg.bayes.n_chains > 1:
+            plots["rank"] = bayes_arviz.plot_rank
+        for name, plot in plots.items():
+            files[name] = stage / f"{name}.png"
+            _figure(files[name], plot, model.idata_, ("weights", "means", "scales"),
+                    axes=False)
     return files
 
 
