@@ -291,6 +291,7 @@ def staged_folder(out: Path):
         if any(out.iterdir()) and not any((out / m).exists() for m in OUTPUT_MARKERS):
             raise CLIError(f"the output folder {out} exists and was not written by bayesgmm",
                            "choose another --out, or empty that folder")
+    created = [p for p in out.parents if not p.exists()]  # made here, removed on failure
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial",
@@ -298,6 +299,7 @@ def staged_folder(out: Path):
     except OSError as err:
         raise CLIError(f"cannot write in {out.parent}: {err.strerror}",
                        "choose another --out") from None
+    done = False
     try:
         stage = root / out.name
         yield stage
@@ -305,8 +307,12 @@ def staged_folder(out: Path):
         if out.exists():
             out.rename(root / f"{out.name}.old")
         stage.rename(out)
+        done = True
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        for folder in created if not done else ():
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 # ---- the workflows ----------------------------------------------------------------------

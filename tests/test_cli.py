@@ -262,6 +262,10 @@ def test_failed_fit_exits_1_and_keeps_the_old_folder(tmp_path, capsys):
     _assert_one_line_error(capsys.readouterr().err.splitlines(), "the fit failed",
                            "reg_covar", "--debug")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # nor are the folders made for a new --out left behind
+    deep = tmp_path / "new" / "deeper" / "out"
+    assert main(["fit", str(cfg), "--out", str(deep), "--quiet", NO_CACHE]) == 1
+    assert not (tmp_path / "new").exists()
     assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
 
 
