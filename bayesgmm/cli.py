@@ -1,195 +1,912 @@
-"""Command line: ``bayesgmm demo | run CONFIG | predict MODEL DATA``.
+"""The ``bayesgmm`` command line: fit a configured experiment, look at it, predict with it.
 
-``demo`` is the seed tutorial end to end on its own data (300 blobs, 4 centres, std 0.6,
-seed 0): a BIC/AIC sweep over 1..20 components, a fit at the chosen K, ``predict`` and
-``predict_proba``, with figures and the fitted model written under ``models/blobs/``.
-``run`` does the same for any TOML configuration (see :mod:`bayesgmm.config`).
+Glossary: N samples (rows), D features (columns), K components.
+
+Commands (``bayesgmm COMMAND --help`` for each)::
+
+    bayesgmm fit CONFIG [--out DIR]      sweep K, fit the best model (and [bayes]), write a folder
+    bayesgmm run CONFIG                  the same as fit
+    bayesgmm sweep CONFIG [--out DIR]    the sweep only: the criteria table and its figure
+    bayesgmm show MODEL_DIR              print a fitted folder's summary again
+    bayesgmm predict MODEL_DIR DATA      the membership table of new data
+    bayesgmm demo [--out DIR]            the tutorial blobs end to end (models/blobs/)
+
+Global options, anywhere on the line: ``--quiet`` (no progress lines on stderr),
+``--debug`` (a traceback with errors), ``--no-compilation-cache`` (do not keep compiled
+programs under ``$XDG_CACHE_HOME/bayesgmm/jax``).
+
+Every user error is one line on stderr, ``bayesgmm: error: <what> — <fix>``, with exit
+status 2 (usage, configuration, data); a failed fit exits with 1. An output folder is
+written in a temporary sibling and renamed into place at the end, so a failed run leaves
+nothing behind and an earlier folder is replaced only on success.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import dataclasses
+import inspect
+import io
 import os
+import shutil
 import sys
+import tempfile
 import time
+import traceback
+import warnings
 from pathlib import Path
+from typing import Callable, NamedTuple
 
-__all__ = ["main", "run_workflow", "load_data"]
+import numpy as np
+
+from bayesgmm.config import ConfigError, DataConfig, RunConfig, load_config, to_toml
+
+__all__ = ["main", "run_workflow", "run_sweep", "load_data", "Dataset", "CLIError",
+           "FitFailed", "membership_rows"]
+
+# Files that mark a folder as this program's output (one may be replaced by a new run)
+OUTPUT_MARKERS = ("config.toml", "summary.txt", "meta.json", "params.npz")
+UNCERTAIN = 0.9  # a point is "uncertain" when its largest membership probability is below
 
 
-def load_data(cfg):
-    """(X, y or None) from a :class:`bayesgmm.config.DataConfig`."""
-    import numpy as np
+class CLIError(Exception):
+    """A user error: ``what`` went wrong and its ``fix``; exit status ``status``."""
 
-    from bayesgmm.datasets import make_blobs
+    status = 2
 
-    if cfg.source == "blobs":
-        return make_blobs(n_samples=cfg.n_samples, centers=cfg.centers,
+    def __init__(self, what: str, fix: str):
+        super().__init__(f"{what} — {fix}")
+        self.what, self.fix = what, fix
+
+
+class FitFailed(CLIError):
+    """The data and configuration were valid, the fit itself failed (exit status 1)."""
+
+    status = 1
+
+
+class Dataset(NamedTuple):
+    X: np.ndarray  # (N, D) float64, finite
+    ids: np.ndarray  # (N,) row ids: the id column's values or the row numbers
+    id_name: str  # the id column's name, "row" for row numbers
+    labels: np.ndarray | None  # (N,) known classes (label_column), or None
+    feature_names: tuple[str, ...] | None  # (D,) from the header, or None
+    source: str  # the file, or a description of the built-in data
+
+
+# ---- data ------------------------------------------------------------------------------
+
+
+def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
+    """The samples a :class:`bayesgmm.config.DataConfig` names.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+        ``path`` empty: the built-in blobs; ``.npy``: a 2-D array; else a delimited text
+        file whose header row is detected (``header = "auto"``).
+    n_features : int, optional
+        For new data (``predict``): when the named ``columns`` are absent because the
+        file has no header, a file with exactly this many feature columns is taken as
+        they are.
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (N, D); every error is a :class:`CLIError` naming the file, the
+        column, the row and the value.
+    """
+    if not cfg.path:
+        from bayesgmm.datasets import make_blobs
+
+        X, y = make_blobs(n_samples=cfg.n_samples, centers=cfg.centers,
                           cluster_std=cfg.cluster_std, random_state=cfg.random_state)
-    path = Path(cfg.source)
+        return Dataset(X, np.arange(len(X)), "row", y, None,
+                       f"built-in blobs (n_samples={cfg.n_samples}, centers={cfg.centers}, "
+                       f"cluster_std={cfg.cluster_std}, random_state={cfg.random_state})")
+    path = Path(cfg.path)
     if not path.is_file():
-        raise FileNotFoundError(f"[data] source {cfg.source!r} is neither 'blobs' nor a file")
+        raise CLIError(f"data file {path} does not exist",
+                       "check [data] path (relative paths start at the config file's folder)")
     if path.suffix == ".npy":
-        return np.load(path), None
-    if path.suffix in (".csv", ".txt"):
-        return np.loadtxt(path, delimiter=cfg.delimiter, skiprows=cfg.skip_header, ndmin=2), None
-    raise ValueError(f"[data] source {path} must be .npy or .csv")
+        cells = _read_npy(path)
+        names, n_cols = None, cells.shape[1]
+    else:
+        cells = None
+        names, n_cols = _read_header(path, cfg.delimiter, cfg.header)
+    pick = _ColumnPicker(path, names, n_cols)
+    id_col = None if cfg.id_column is None else pick.index(cfg.id_column, "id_column")
+    label_col = None if cfg.label_column is None else pick.index(cfg.label_column,
+                                                                 "label_column")
+    if cfg.columns:
+        if n_features is not None and names is None and any(isinstance(c, str)
+                                                            for c in cfg.columns):
+            if n_cols != n_features:
+                raise CLIError(f"{path} has no header row and {n_cols} columns; the model "
+                               f"needs the {n_features} columns {list(cfg.columns)}",
+                               "add the header row or keep only those columns")
+            cols = list(range(n_cols))
+        else:
+            cols = [pick.index(c, "columns") for c in cfg.columns]
+    else:
+        cols = [j for j in range(n_cols) if j not in (id_col, label_col)]
+    if not cols:
+        raise CLIError(f"{path} has no feature columns left",
+                       "name them in [data] columns")
+    if cells is None:  # NumPy's reader first; Python's csv where it fails, to name the cell
+        read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col)
+        if read is not None:
+            X, ids, labels = read
+            return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
+                           tuple(names[j] for j in cols) if names is not None else None,
+                           str(path))
+        cells = _read_text(path, cfg.delimiter, names is not None)
+    X = _numeric(path, cells[:, cols], [pick.name(j) for j in cols], header=names is not None)
+    ids = (cells[:, id_col] if id_col is not None else np.arange(len(X)))
+    labels = cells[:, label_col] if label_col is not None else None
+    return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
+                   tuple(names[j] for j in cols) if names is not None else None, str(path))
 
 
-def _to_toml(cfg) -> str:
-    def value(v):
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, bool):
-            return str(v).lower()
-        if isinstance(v, tuple | list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
+class _ColumnPicker:
+    """Column names or indices of one file -> 0-based indices, with errors that list
+    the columns there are."""
 
-    lines = [f"name = {value(cfg.name)}"]
-    for section in ("data", "sweep", "fit"):
-        lines.append(f"\n[{section}]")
-        for k, v in dataclasses.asdict(getattr(cfg, section)).items():
-            lines.append(f"{k} = {value(v)}")
-    return "\n".join(lines) + "\n"
+    def __init__(self, path: Path, names: list[str] | None, n_cols: int):
+        self.path, self.names, self.n_cols = path, names, n_cols
+
+    def index(self, column: str | int, key: str) -> int:
+        if isinstance(column, int):
+            if not -self.n_cols <= column < self.n_cols:
+                raise CLIError(f"[data] {key}: column {column} is out of range; {self.path} "
+                               f"has {self.n_cols} columns",
+                               f"use an index from 0 to {self.n_cols - 1}")
+            return column % self.n_cols
+        if self.names is None:
+            raise CLIError(f"[data] {key} names the column {column!r}, but {self.path} has "
+                           "no header row", "name columns by 0-based index, or add a header")
+        if column not in self.names:
+            raise CLIError(f"[data] {key}: {self.path} has no column {column!r}",
+                           f"its columns are {', '.join(self.names)}")
+        return self.names.index(column)
+
+    def name(self, j: int) -> str:
+        return self.names[j] if self.names is not None else f"column {j}"
 
 
-def run_workflow(cfg, out_dir: str | Path, *, log=print) -> dict:
-    """Sweep, fit, predict, write figures and the model; returns a summary dict."""
-    import matplotlib
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise CLIError(f"cannot read {path} as a NumPy array: {err}",
+                       "write it with numpy.save, or use a CSV file") from None
+    if a.ndim != 2:
+        raise CLIError(f"{path} holds an array of shape {a.shape}",
+                       "save a 2-D array of shape (n_samples, n_features)")
+    return a
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
-    from bayesgmm.estimators import GaussianMixture
-    from bayesgmm.io import save_model
-    from bayesgmm.metrics import adjusted_rand_score
-    from bayesgmm.plotting import plot_ellipses, plot_membership, plot_selection
+def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, int]:
+    """(the header's names, or None where the first row is data; the number of columns).
+    ``header="auto"``: a header when any field of the first row is not a number."""
+    try:
+        with path.open(newline="") as fh:
+            first = next((r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)),
+                         None)
+    except (UnicodeDecodeError, csv.Error, OSError) as err:
+        raise CLIError(f"cannot read {path} as delimited text: {err}",
+                       "save it as a CSV file (UTF-8)") from None
+    if first is None:
+        raise CLIError(f"{path} is empty", "check [data] path")
+    first = [c.strip() for c in first]
+    if header == "auto":
+        header = not all(_is_number(c) for c in first)
+    return (first if header else None), len(first)
+
+
+def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col):
+    """(X, ids, labels) by NumPy's reader, or None where it cannot read the file (a bad
+    cell, a ragged row, quoting): then :func:`_read_text` finds and names the problem."""
+    def column(j):
+        return np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=[j],
+                          dtype=str, ndmin=1, comments=None, encoding="utf-8")
+
+    try:
+        X = np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=cols,
+                       dtype=np.float64, ndmin=2, comments=None, encoding="utf-8")
+        ids = column(id_col) if id_col is not None else np.arange(len(X))
+        labels = column(label_col) if label_col is not None else None
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    if len(X) == 0 or not np.all(np.isfinite(X)):
+        return None
+    return X, np.char.strip(ids) if ids.dtype.kind == "U" else ids, (
+        None if labels is None else np.char.strip(labels))
+
+
+def _read_text(path: Path, delimiter: str, header: bool) -> np.ndarray:
+    """The data rows' cells as an (N, C) array of strings, by Python's csv reader; a
+    ragged row or a file without data rows is a :class:`CLIError`."""
+    try:
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)]
+    except (UnicodeDecodeError, csv.Error, OSError) as err:
+        raise CLIError(f"cannot read {path} as delimited text: {err}",
+                       "save it as a CSV file (UTF-8)") from None
+    body = rows[1:] if header else rows
+    if not body:
+        raise CLIError(f"{path} has a header row and no data rows", "add the data rows")
+    width = len(rows[0])
+    for i, r in enumerate(body):
+        if len(r) != width:
+            line = i + 1 + int(header)
+            raise CLIError(f"{path} line {line} has {len(r)} fields, the first row has {width}",
+                           f"fix that line (delimiter is {delimiter!r})")
+    return np.array([[c.strip() for c in r] for r in body], dtype=object)
+
+
+def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool) -> np.ndarray:
+    """The feature cells as float64; an error names the first bad cell."""
+    try:
+        X = cells.astype(np.float64)
+    except (ValueError, TypeError):
+        X = None
+    if X is None or not np.all(np.isfinite(X)):
+        for i, row in enumerate(cells):
+            for j, value in enumerate(row):
+                try:
+                    ok = np.isfinite(float(value))
+                except (ValueError, TypeError):
+                    ok = False
+                if not ok:
+                    line = i + 1 + int(header)
+                    raise CLIError(
+                        f"{path} line {line}, column {names[j]!r}: {str(value)!r} is not a "
+                        "finite number",
+                        "fix or drop that row, or leave the column out of [data] columns")
+    return X
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ---- output folders ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path):
+    """Yield a temporary sibling of ``out`` (not yet created) to write into; on success
+    it replaces ``out``; on any error it is removed and ``out`` is left as it was."""
+    out = Path(out).absolute()
+    if out.exists():
+        if not out.is_dir():
+            raise CLIError(f"the output {out} is a file", "choose another --out")
+        if any(out.iterdir()) and not any((out / m).exists() for m in OUTPUT_MARKERS):
+            raise CLIError(f"the output folder {out} exists and was not written by bayesgmm",
+                           "choose another --out, or empty that folder")
+    created = [p for p in out.parents if not p.exists()]  # made here, removed on failure
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial",
+                                     dir=out.parent))
+    except OSError as err:
+        raise CLIError(f"cannot write in {out.parent}: {err.strerror}",
+                       "choose another --out") from None
+    done = False
+    try:
+        stage = root / out.name
+        yield stage
+        stage.mkdir(exist_ok=True)
+        if out.exists():
+            out.rename(root / f"{out.name}.old")
+        stage.rename(out)
+        done = True
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        for folder in created if not done else ():
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+# ---- the workflows ----------------------------------------------------------------------
+
+
+def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
+              log: Callable[[str], None] = print, data: Dataset | None = None) -> dict:
+    """The ``[sweep]`` of ``cfg``: the criteria table, and with ``out_dir`` its figure,
+    ``sweep.csv``, ``summary.txt`` and ``config.toml``. Returns a summary dict with
+    ``table`` (the :class:`bayesgmm.selection.SweepResult`) and ``text``."""
     from bayesgmm.selection import sweep
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    X, y = load_data(cfg.data)
-    log(f"data: {X.shape[0]} samples x {X.shape[1]} features ({cfg.data.source})")
+    data = data or _load(cfg, log)
     lo, hi = cfg.sweep.n_components
-    # One set of fit settings for the sweep's fits and the final one (both are
-    # bayesgmm.fitting.fit with these options)
-    settings = dict(random_state=cfg.fit.random_state, n_init=cfg.fit.n_init, tol=cfg.fit.tol,
-                    reg_covar=cfg.fit.reg_covar, max_iter=cfg.fit.max_iter,
-                    init_params=cfg.fit.init_params)
+    _check_enough_rows(data, hi, "[sweep] n_components")
     t0 = time.perf_counter()
-    table = sweep(X, range(lo, hi + 1), cfg.sweep.covariance_types,
-                  criterion=cfg.sweep.criterion, **settings)
+    with _fit_errors():
+        table = sweep(data.X, range(lo, hi + 1), cfg.sweep.covariance_types,
+                      criterion=cfg.sweep.criterion, **_em_settings(cfg))
     best = table.best
-    log(f"sweep K={lo}..{hi} over {list(cfg.sweep.covariance_types)} in "
-        f"{time.perf_counter() - t0:.2f} s; best {cfg.sweep.criterion.upper()}: "
-        f"K={best['n_components']} ({best['covariance_type']})")
-    K = best["n_components"] if cfg.fit.n_components == "best" else cfg.fit.n_components
-    ct = best["covariance_type"] if cfg.fit.covariance_type == "best" else cfg.fit.covariance_type
-    gmm = GaussianMixture(K, covariance_type=ct, **settings).fit(X)
-    labels = gmm.predict(X)
-    proba = gmm.predict_proba(X)
-    summary = {"n_components": int(K), "covariance_type": ct, "converged": gmm.converged_,
-               "n_iter": gmm.n_iter_, "lower_bound": gmm.lower_bound_,
-               "bic": gmm.bic(X), "aic": gmm.aic(X),
-               "uncertain_points": int(np.sum(proba.max(1) < 0.9))}
-    if y is not None:
-        summary["adjusted_rand_index"] = adjusted_rand_score(y, labels)
-    log(f"fit: K={K} {ct}, converged={gmm.converged_} in {gmm.n_iter_} iterations, "
-        f"mean log-likelihood {gmm.lower_bound_:.4f}")
-    if "adjusted_rand_index" in summary:
-        log(f"recovery of the generating labels: adjusted Rand index "
-            f"{summary['adjusted_rand_index']:.4f}")
-    log(f"membership: {summary['uncertain_points']} of {X.shape[0]} points have max "
-        "p(z|x) < 0.9")
-
-    files = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot_selection(table, ax=ax)
-    ax.set_title("Information criteria (seed workflow)")
-    files["selection"] = out / "selection.png"
-    fig.savefig(files["selection"], dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    plot_ellipses(gmm.params_, X, labels, ax=ax)
-    ax.set_title(f"GaussianMixture(n_components={K}, covariance_type={ct!r})")
-    files["clusters"] = out / "clusters.png"
-    fig.savefig(files["clusters"], dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    plot_membership(X, proba, ax=ax)
-    files["membership"] = out / "membership.png"
-    fig.savefig(files["membership"], dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    cols = ["n_components", "covariance_type", "bic", "aic", "icl", "lower_bound", "n_iter",
-            "converged", "best"]
-    with (out / "sweep.csv").open("w") as fh:
-        fh.write(",".join(cols) + "\n")
-        for i in range(len(table["bic"])):
-            fh.write(",".join(str(table[c][i]) for c in cols) + "\n")
-    files["sweep"] = out / "sweep.csv"
-    np.savetxt(out / "proba.csv", proba, delimiter=",", fmt="%.6g")
-    files["proba"] = out / "proba.csv"
-    (out / "config.toml").write_text(_to_toml(cfg))
-    save_model(gmm, out, extra={"summary": summary})
-    files["model"] = out
-    summary["files"] = {k: str(v) for k, v in files.items()}
-    log("wrote:")
-    for name, path in files.items():
-        log(f"  {name:<10} {path}")
+    choice = (f"best {cfg.sweep.criterion.upper()}: K={best['n_components']} "
+              f"({best['covariance_type']})")
+    log(f"sweep K={lo}..{hi} over {', '.join(cfg.sweep.covariance_types)} in "
+        f"{time.perf_counter() - t0:.2f} s; {choice}")
+    summary = {"table": table, "choice": choice,
+               "text": _header(cfg, data) + f"sweep: K={lo}..{hi}; {choice}\n{table!r}\n"}
+    if out_dir is not None:
+        with staged_folder(Path(out_dir)) as stage:
+            stage.mkdir()
+            _write_sweep(stage, cfg, table)
+            (stage / "summary.txt").write_text(summary["text"])
+            (stage / "config.toml").write_text(to_toml(cfg))
+        log(f"wrote {out_dir}")
     return summary
 
 
-def _cmd_predict(args) -> int:
-    import numpy as np
+def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
+                 log: Callable[[str], None] = print) -> dict:
+    """Sweep, fit the chosen model (then the ``[bayes]`` fit when configured), and write
+    the model folder ``out_dir``: the saved model, ``summary.txt``, ``config.toml``,
+    ``membership.csv``, ``proba.csv``, ``sweep.csv`` and PNG figures. Returns the
+    summary as a dict (``text`` is ``summary.txt``; ``files`` the written paths;
+    ``model`` the fitted estimator, with ``feature_names_in_`` when the data has a
+    header)."""
+    from bayesgmm.estimators import GaussianMixture
+    from bayesgmm.metrics import adjusted_rand_score
 
-    from bayesgmm.config import DataConfig
-    from bayesgmm.io import load_model
+    data = _load(cfg, log)
+    swept = run_sweep(cfg, log=log, data=data)
+    table, best = swept["table"], swept["table"].best
+    K = best["n_components"] if cfg.fit.n_components == "best" else cfg.fit.n_components
+    ct = best["covariance_type"] if cfg.fit.covariance_type == "best" else cfg.fit.covariance_type
+    _check_enough_rows(data, K, "[fit] n_components")
+    X = data.X
+    with _fit_errors():
+        gmm = GaussianMixture(K, covariance_type=ct, **_em_settings(cfg)).fit(X)
+        proba = gmm.predict_proba(X)
+    labels = proba.argmax(1)
+    summary = {"n_components": int(K), "covariance_type": ct, "converged": gmm.converged_,
+               "n_iter": gmm.n_iter_, "lower_bound": gmm.lower_bound_,
+               "bic": gmm.bic(X), "aic": gmm.aic(X),
+               "uncertain_points": int(np.sum(proba.max(1) < UNCERTAIN))}
+    if data.labels is not None:
+        summary["adjusted_rand_index"] = adjusted_rand_score(_codes(data.labels), labels)
+    log(f"fit: K={K} {ct}, converged={gmm.converged_} in {gmm.n_iter_} iterations, "
+        f"mean log-likelihood {gmm.lower_bound_:.4f}")
+    text = [_header(cfg, data) + f"sweep: K={cfg.sweep.n_components[0]}.."
+            f"{cfg.sweep.n_components[1]}; {swept['choice']}", repr(table), "",
+            f"EM fit: K={K}, covariance_type={ct!r}, converged={gmm.converged_} in "
+            f"{gmm.n_iter_} iterations, mean log-likelihood {gmm.lower_bound_:.4f}, "
+            f"BIC {summary['bic']:.2f}, AIC {summary['aic']:.2f}"]
+    if "adjusted_rand_index" in summary:
+        text.append(f"adjusted Rand index against the known labels: "
+                    f"{summary['adjusted_rand_index']:.4f}")
+    text.append(f"membership: {summary['uncertain_points']} of {len(X)} points have max "
+                f"p(z|x) < {UNCERTAIN}")
+    text.append("components (EM):\n" + _component_table(gmm.weights_, gmm.means_, data))
+    names = data.feature_names
+    if names is not None:
+        gmm.feature_names_in_ = np.asarray(names, dtype=object)
+    model, interval, plot_params = gmm, None, gmm.params_
+    if cfg.bayes is not None:
+        model, interval, bayes_text = _fit_bayes(cfg, data, K, ct, log, em=gmm)
+        proba, labels = interval[0], interval[0].argmax(1)
+        plot_params = _posterior_mean(model)
+        text.append(bayes_text)
+        if data.labels is not None:
+            summary["bayes_adjusted_rand_index"] = adjusted_rand_score(_codes(data.labels),
+                                                                       labels)
+            text.append(f"adjusted Rand index of the Bayesian labels against the known "
+                        f"labels: {summary['bayes_adjusted_rand_index']:.4f}")
+        summary["bayes_method"] = cfg.bayes.method
+        summary["bayes_warnings"] = list(model.warnings_)
+    summary["text"] = "\n".join(text) + "\n"
+    summary["model"] = model
 
-    model = load_model(args.model)
-    X, _ = load_data(DataConfig(source=args.data))
-    out = model.predict_proba(X) if args.proba else model.predict(X)[:, None]
-    if args.output:
-        np.savetxt(args.output, out, delimiter=",", fmt="%.6g" if args.proba else "%d")
-        print(f"wrote {args.output}")
-    else:
-        np.savetxt(sys.stdout, out, delimiter=",", fmt="%.6g" if args.proba else "%d")
-    return 0
+    files = {}
+    with staged_folder(Path(out_dir)) as stage:
+        saved = _save(model, gmm, stage, log)
+        if not saved:
+            summary["text"] += ("note: this bayesgmm.io cannot save a Bayesian fit yet, so the "
+                                "folder's model is the EM fit at the same K\n")
+        files["model"] = stage
+        files["summary"] = stage / "summary.txt"
+        files["summary"].write_text(summary["text"])
+        files["config"] = stage / "config.toml"
+        files["config"].write_text(to_toml(cfg))
+        files["membership_table"] = stage / "membership.csv"
+        files["membership_table"].write_text(_membership_csv(data, proba, interval))
+        files["proba"] = stage / "proba.csv"
+        np.savetxt(files["proba"], proba, delimiter=",", fmt="%.6g",
+                   header=",".join(f"p{k}" for k in range(K)), comments="")
+        files["sweep"] = _write_sweep(stage, cfg, table)
+        files.update(_figures(stage, cfg, data, plot_params, labels, proba, interval,
+                              model if cfg.bayes is not None else None))
+    out = Path(out_dir)
+    summary["files"] = {k: str(out / Path(v).name) if k != "model" else str(out)
+                        for k, v in files.items()}
+    log("wrote:")
+    for name, path in summary["files"].items():
+        log(f"  {name:<16} {path}")
+    return summary
+
+
+def membership_rows(ids, proba, interval=None) -> list[list]:
+    """Rows of the membership table: id, label, its probability (and, with ``interval``
+    = (mean, lower, upper) of shape (N, K) each, the credible bounds of that probability).
+    """
+    proba = np.asarray(proba)
+    label = proba.argmax(1)
+    rows = np.arange(len(proba))
+    out = [[ids[i], int(label[i]), f"{proba[i, label[i]]:.6g}"] for i in rows]
+    if interval is not None:
+        lower, upper = np.asarray(interval[1]), np.asarray(interval[2])
+        for i in rows:
+            out[i] += [f"{lower[i, label[i]]:.6g}", f"{upper[i, label[i]]:.6g}"]
+    return out
+
+
+# ---- the command line --------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    parser = argparse.ArgumentParser(prog="bayesgmm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="the seed tutorial workflow on the built-in blobs")
-    p_demo.add_argument("--out", default="models/blobs", help="output folder")
-    p_run = sub.add_parser("run", help="sweep + fit + figures from a TOML configuration")
-    p_run.add_argument("config", help="path to a TOML file (see configs/)")
-    p_run.add_argument("--out", default=None, help="output folder (default models/<name>)")
-    p_pred = sub.add_parser("predict", help="labels or memberships from a saved model")
-    p_pred.add_argument("model", help="a folder written by demo/run")
-    p_pred.add_argument("data", help=".npy or .csv file of samples")
-    p_pred.add_argument("--proba", action="store_true", help="print p(z|x) instead of labels")
-    p_pred.add_argument("--output", default=None, help="write CSV here instead of stdout")
-    parser.add_argument("--no-compilation-cache", action="store_true",
-                        help="do not reuse compiled programs from earlier runs "
-                             "(cached under $XDG_CACHE_HOME/bayesgmm/jax)")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as done:  # --help
+            return int(done.code or 0)
+        if not args.command:
+            raise CLIError("no command given", "run 'bayesgmm --help' for the commands")
+        log = _logger(args.quiet)
+        with _one_line_warnings(log):
+            return _COMMANDS[args.command](args, log)
+    except (CLIError, ConfigError) as err:
+        if debug:
+            traceback.print_exc()
+        print(f"bayesgmm: error: {_one_line(str(err))}", file=sys.stderr)
+        return getattr(err, "status", 2)
+    except KeyboardInterrupt:
+        print("bayesgmm: error: interrupted — nothing was written", file=sys.stderr)
+        return 130
+    except OSError as err:  # a full disk, a folder we may not write
+        if debug:
+            traceback.print_exc()
+        print(f"bayesgmm: error: {_one_line(str(err))} — check the path and the free space",
+              file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug: still one line, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"bayesgmm: error: unexpected {type(err).__name__}: {_one_line(str(err))} — "
+              "rerun with --debug and report the traceback", file=sys.stderr)
+        return 1
+
+
+def _cmd_fit(args, log) -> int:
+    cfg = load_config(args.config)
+    _compilation_cache(args)
+    summary = run_workflow(cfg, args.out or Path("models") / cfg.name, log=log)
+    print(summary["text"], end="")
+    return 0
+
+
+def _cmd_sweep(args, log) -> int:
+    cfg = load_config(args.config)
+    _compilation_cache(args)
+    summary = run_sweep(cfg, args.out or Path("models") / f"{cfg.name}-sweep", log=log)
+    print(summary["text"], end="")
+    return 0
+
+
+def _cmd_demo(args, log) -> int:
+    _compilation_cache(args)
+    summary = run_workflow(RunConfig(), args.out or Path("models") / "blobs", log=log)
+    print(summary["text"], end="")
+    return 0
+
+
+def _cmd_show(args, log) -> int:
+    folder = Path(args.model_dir)
+    text = folder / "summary.txt"
+    if text.is_file():
+        print(text.read_text(), end="")
+        return 0
+    model = _load_model(folder)
+    print(f"{type(model).__name__} in {folder}\n"
+          + _component_table(model.weights_, model.means_, None,
+                             getattr(model, "feature_names_in_", None)))
+    return 0
+
+
+def _cmd_predict(args, log) -> int:
+    folder = Path(args.model_dir)
+    model = _load_model(folder)
+    cfg, prob = DataConfig(), 0.94
+    if (folder / "config.toml").is_file():  # the fit's columns, id column and interval
+        try:
+            run = load_config(folder / "config.toml")
+            cfg, prob = run.data, (run.bayes.interval if run.bayes is not None else prob)
+        except ConfigError as err:
+            log(f"note: ignoring {folder / 'config.toml'} ({err.what})")
+    cfg = dataclasses.replace(cfg, path=str(Path(args.data).absolute()), label_column=None)
+    if cfg.id_column is not None:
+        cfg = _keep_id_if_present(cfg)
+    _compilation_cache(args)
+    data = load_data(cfg, n_features=int(model.n_features_in_))
+    if data.X.shape[1] != model.n_features_in_:
+        raise CLIError(f"{args.data} has {data.X.shape[1]} feature columns, the model in "
+                       f"{folder} was fitted on {model.n_features_in_}",
+                       "keep the same columns as the fit (see its config.toml)")
+    with _fit_errors("predicting"):
+        if hasattr(model, "membership_interval"):
+            interval = model.membership_interval(data.X, prob=prob)
+            proba = interval[0]
+        else:
+            interval, proba = None, model.predict_proba(data.X)
+    if args.proba:
+        text = "".join(",".join(f"{p:.6g}" for p in row) + "\n" for row in proba)
+    else:
+        text = _membership_csv(data, proba, interval)
+    if args.out:
+        Path(args.out).write_text(text)
+        log(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+_COMMANDS = {"fit": _cmd_fit, "run": _cmd_fit, "sweep": _cmd_sweep, "show": _cmd_show,
+             "predict": _cmd_predict, "demo": _cmd_demo}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (raised, not printed with the usage)."""
+
+    def error(self, message):
+        raise CLIError(message, f"run '{self.prog} --help' for usage")
+
+
+def _parser() -> argparse.ArgumentParser:
+    def add_globals(p, defaults: bool):
+        g = p.add_argument_group("global options (anywhere on the line)")
+        default = {} if defaults else {"default": argparse.SUPPRESS}
+        g.add_argument("--quiet", action="store_true", **default,
+                       help="no progress lines on stderr")
+        g.add_argument("--debug", action="store_true", **default,
+                       help="show the traceback of an error")
+        g.add_argument("--no-compilation-cache", action="store_true", **default,
+                       help="do not reuse compiled programs from earlier runs (kept under "
+                            "$XDG_CACHE_HOME/bayesgmm/jax)")
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="bayesgmm", formatter_class=fmt,
+                     description="Gaussian mixture models from TOML configurations.",
+                     epilog="example:\n  bayesgmm fit configs/iris.toml\n"
+                            "  bayesgmm show models/iris\n"
+                            "  bayesgmm predict models/iris data/iris.csv --out labels.csv\n\n"
+                            "configuration keys: configs/README.md")
+    add_globals(parser, True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name, help_, example, aliases=()):
+        p = sub.add_parser(name, help=help_, description=help_, aliases=list(aliases),
+                           formatter_class=fmt, epilog=f"example:\n  {example}")
+        add_globals(p, False)
+        return p
+
+    for name, aliases in (("fit", ("run",)),):
+        p = command(name, "sweep K, fit the chosen model (and the [bayes] fit), write the "
+                    "model folder", "bayesgmm fit configs/anisotropic.toml --out models/a",
+                    aliases)
+        p.add_argument("config", help="a TOML file (see configs/README.md)")
+        p.add_argument("--out", metavar="DIR", help="output folder (default models/<name>)")
+    p = command("sweep", "compare K and covariance types by the configured criterion",
+                "bayesgmm sweep configs/iris.toml")
+    p.add_argument("config", help="a TOML file (see configs/README.md)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default models/<name>-sweep)")
+    p = command("show", "print the summary of a fitted model folder",
+                "bayesgmm show models/blobs")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="a folder written by fit or demo")
+    p = command("predict", "the membership table (id, label, probability) of new data",
+                "bayesgmm predict models/iris data/iris.csv --out membership.csv")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="a folder written by fit or demo")
+    p.add_argument("data", metavar="DATA",
+                   help=".csv (header detected; the fit's columns are selected) or .npy")
+    p.add_argument("--out", "--output", dest="out", metavar="FILE",
+                   help="write the CSV here instead of stdout")
+    p.add_argument("--proba", action="store_true",
+                   help="every component's probability instead of the table")
+    p = command("demo", "the tutorial's blobs end to end: sweep, fit, figures",
+                "bayesgmm demo --out models/blobs")
+    p.add_argument("--out", metavar="DIR", help="output folder (default models/blobs)")
+    return parser
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _logger(quiet: bool) -> Callable[[str], None]:
+    if quiet:
+        return lambda message: None
+    return lambda message: print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(log):
+    """Library warnings as one progress line each (no file and source line)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = (lambda message, category, *rest:
+                                log(f"warning: {category.__name__}: "
+                                    f"{_one_line(str(message))}"))
+        yield
+
+
+@contextlib.contextmanager
+def _fit_errors(doing: str = "the fit"):
+    """A library error inside a fit as :class:`FitFailed` (exit status 1)."""
+    try:
+        yield
+    except (CLIError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        raise FitFailed(f"{doing} failed: {type(err).__name__}: {err}",
+                        "rerun with --debug for the traceback; check the data and "
+                        "[fit] settings") from err
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _compilation_cache(args) -> None:
     if not args.no_compilation_cache:
         from bayesgmm.compilation import enable_compilation_cache
 
         enable_compilation_cache()
 
-    from bayesgmm.config import RunConfig, load_config
 
-    if args.command == "demo":
-        run_workflow(RunConfig(), args.out)
-        return 0
-    if args.command == "run":
-        cfg = load_config(args.config)
-        run_workflow(cfg, args.out or Path("models") / cfg.name)
-        return 0
-    return _cmd_predict(args)
+def _load(cfg: RunConfig, log) -> Dataset:
+    data = load_data(cfg.data)
+    names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
+    log(f"data: {data.X.shape[0]} samples x {data.X.shape[1]} features{names} from "
+        f"{data.source}")
+    return data
+
+
+def _load_model(folder: Path):
+    from bayesgmm.io import load_model
+
+    if not folder.is_dir():
+        raise CLIError(f"no model folder at {folder}",
+                       "pass a folder written by 'bayesgmm fit' or 'bayesgmm demo'")
+    try:
+        return load_model(folder)
+    except Exception as err:  # the loader's own message names the file
+        raise CLIError(f"cannot load the model in {folder}: {type(err).__name__}: {err}",
+                       "pass a folder written by 'bayesgmm fit', or fit it again") from err
+
+
+def _keep_id_if_present(cfg: DataConfig) -> DataConfig:
+    """New data may lack the fit's id column: then rows are numbered."""
+    if isinstance(cfg.id_column, str) and Path(cfg.path).suffix != ".npy":
+        names, _ = _read_header(Path(cfg.path), cfg.delimiter, cfg.header)
+        if names is None or cfg.id_column not in names:
+            return dataclasses.replace(cfg, id_column=None)
+    return cfg
+
+
+def _check_enough_rows(data: Dataset, k: int, key: str) -> None:
+    if data.X.shape[0] < k:
+        raise CLIError(f"{key} asks for K={k}, but {data.source} has only "
+                       f"{data.X.shape[0]} samples", f"lower {key.split()[-1]} below "
+                       f"{data.X.shape[0] + 1}")
+
+
+def _em_settings(cfg: RunConfig) -> dict:
+    """One set of EM settings for the sweep's fits and the final one."""
+    f = cfg.fit
+    return dict(random_state=f.random_state, n_init=f.n_init, tol=f.tol,
+                reg_covar=f.reg_covar, max_iter=f.max_iter, init_params=f.init_params)
+
+
+def _codes(labels: np.ndarray) -> np.ndarray:
+    return np.unique(np.asarray(labels).astype(str), return_inverse=True)[1]
+
+
+def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
+    """The ``[bayes]`` fit at K: (model, (mean, lower, upper) memberships, summary text).
+    ``em`` is the command's EM fit at K, to compare with the one inference started from.
+    """
+    from bayesgmm.bayes import BayesianGaussianMixture, Priors
+
+    b = cfg.bayes
+    priors = Priors(**{f.name: getattr(b.priors, f.name) for f in
+                       dataclasses.fields(b.priors)})
+    what = {"nuts": f"NUTS, {b.n_chains} chains x ({b.n_warmup} warm-up + {b.n_draws} draws)",
+            "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
+    log(f"bayes: {what} at K={K} ({ct}) ...")
+    t0 = time.perf_counter()
+    with _fit_errors("the Bayesian fit"):
+        model = BayesianGaussianMixture(
+            K, covariance_type=ct, method=b.method, priors=priors, n_chains=b.n_chains,
+            n_warmup=b.n_warmup, n_draws=b.n_draws, n_svi_steps=b.n_svi_steps,
+            target_accept_prob=b.target_accept_prob, random_state=b.seed,
+            **{k: v for k, v in _em_settings(cfg).items() if k != "random_state"}).fit(data.X)
+        interval = model.membership_interval(data.X, prob=b.interval)
+        table = model.summary()
+    if data.feature_names is not None:
+        model.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
+    seconds = time.perf_counter() - t0
+    log(f"bayes: done in {seconds:.1f} s")
+    mean, lower, upper = interval
+    label = mean.argmax(1)
+    rows = np.arange(len(mean))
+    width = upper[rows, label] - lower[rows, label]
+    text = [f"\nBayesian fit ({what}) in {seconds:.1f} s; BIC at the MAP "
+            f"{model.bic(data.X):.2f}",
+            f"membership: the {b.interval:.0%} credible interval of each point's label "
+            f"probability has median width {np.median(width):.3f}; "
+            f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1",
+            f"membership: {int(np.sum(mean.max(1) < UNCERTAIN))} of {len(mean)} points have "
+            f"a posterior mean max p(z|x) < {UNCERTAIN}",
+            "posterior summary (relabeled draws):", table.to_string()]
+    start = model.em_.lower_bound_
+    if start < em.lower_bound_ - 1e-3 * abs(em.lower_bound_):
+        note = (f"the Bayesian fit started from its own EM fit, a poorer optimum (mean "
+                f"log-likelihood {start:.4f} against {em.lower_bound_:.4f}); raise [fit] "
+                "n_init or change [bayes] seed")
+        log(f"warning: {note}")
+        text.append(f"warning: {note}")
+    text += [f"warning: {w}" for w in model.warnings_]
+    text += ["components (posterior means; the labels of membership.csv):",
+             _component_table(model.weights_, model.means_, data)]
+    return model, interval, "\n".join(text)
+
+
+def _posterior_mean(model):
+    """The posterior-mean mixture of a Bayesian fit (batch shape ())."""
+    from bayesgmm.params import GMMParams
+
+    return GMMParams.from_sklearn(model.weights_, model.means_,
+                                  covariance_type=model.covariance_type,
+                                  covariances=model.covariances_)
+
+
+def _save(model, em, stage: Path, log) -> bool:
+    """Save ``model`` in ``stage``; True, or False when :mod:`bayesgmm.io` cannot save a
+    Bayesian fit yet (before its ``save``/``load`` exist), having saved ``em`` instead."""
+    from bayesgmm import io as model_io
+
+    if model is not em and not hasattr(model_io, "save"):
+        log("note: this bayesgmm.io cannot save a Bayesian fit; saving the EM fit")
+        model_io.save_model(em, stage)
+        return False
+    model_io.save_model(model, stage)
+    return True
+
+
+def _header(cfg: RunConfig, data: Dataset) -> str:
+    names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
+    return (f"bayesgmm: {cfg.name}\ndata: {data.X.shape[0]} samples x {data.X.shape[1]} "
+            f"features{names} from {data.source}\n")
+
+
+def _component_table(weights, means, data: Dataset | None, names=None) -> str:
+    weights, means = np.asarray(weights), np.asarray(means)
+    if names is None and data is not None:
+        names = data.feature_names
+    names = list(names) if names is not None else [f"x{j}" for j in range(means.shape[1])]
+    head = ["component", "weight"] + [f"mean {n}" for n in names]
+    rows = [[str(k), f"{weights[k]:.4f}"] + [f"{v:.4g}" for v in means[k]]
+            for k in range(len(weights))]
+    widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head, *rows])
+
+
+def _write_sweep(stage: Path, cfg: RunConfig, table) -> Path:
+    cols = ["n_components", "covariance_type", "bic", "aic", "icl", "lower_bound", "n_iter",
+            "converged", "best"]
+    path = stage / "sweep.csv"
+    with path.open("w") as fh:
+        fh.write(",".join(cols) + "\n")
+        for i in range(len(table["bic"])):
+            fh.write(",".join(str(table[c][i]) for c in cols) + "\n")
+    _figure(stage / "selection.png", _plot("plot_selection"), table,
+            title=f"{cfg.sweep.criterion.upper()} sweep, {cfg.name}: {len(table['bic'])} "
+                  "models", size=(6, 4))
+    return path
+
+
+def _membership_csv(data: Dataset, proba, interval) -> str:
+    """The membership table as CSV text (a header row, then one row per sample)."""
+    header = [data.id_name, "label", "probability"] + (["lower", "upper"]
+                                                       if interval is not None else [])
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(membership_rows(data.ids, proba, interval))
+    return text.getvalue()
+
+
+def _plot(name: str):
+    """A :mod:`bayesgmm.plotting` function, or None where this version has none."""
+    from bayesgmm import plotting
+
+    return getattr(plotting, name, None)
+
+
+def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
+             interval, model=None) -> dict:
+    """The PNG figures of a fit (with ``model``, a Bayesian fit: trace and rank plots
+    of its relabeled draws); returns {name: path}."""
+    X, names = data.X, data.feature_names
+    kind = "EM" if cfg.bayes is None else ("MAP" if cfg.bayes.method == "map"
+                                           else "posterior mean")
+    files = {"clusters": stage / "clusters.png", "membership": stage / "membership.png"}
+    _figure(files["clusters"], _plot("plot_ellipses"), params, X, labels, names=names,
+            title=f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})")
+    _figure(files["membership"], _plot("plot_membership"), X, proba, names=names)
+    if interval is not None:
+        rows = np.arange(len(X))
+        label = interval[0].argmax(1)
+        uncertainty = interval[2][rows, label] - interval[1][rows, label]
+        what = f"{cfg.bayes.interval:.0%} interval width of the label probability"
+    else:
+        uncertainty, what = 1.0 - proba.max(1), "1 - max p(z|x)"
+    if _plot("plot_uncertainty") is not None:
+        files["uncertainty"] = stage / "uncertainty.png"
+        _figure(files["uncertainty"], _plot("plot_uncertainty"), X, uncertainty, names=names,
+                title=f"membership uncertainty: {what}")
+    if X.shape[1] > 2 and _plot("plot_pairs") is not None:
+        files["pairs"] = stage / "pairs.png"
+        _figure(files["pairs"], _plot("plot_pairs"), X, params, names=names, axes=False)
+    if model is not None and cfg.bayes.method != "map":  # draws to look at
+        from bayesgmm.bayes import arviz as bayes_arviz
+
+        plots = {"trace": bayes_arviz.plot_trace}
+        if cfg.bayes.method == "nuts" and cfg.bayes.n_chains > 1:
+            plots["rank"] = bayes_arviz.plot_rank
+        for name, plot in plots.items():
+            files[name] = stage / f"{name}.png"
+            _figure(files[name], plot, model.idata_, ("weights", "means", "scales"),
+                    axes=False)
+    return files
+
+
+def _figure(path: Path, plot, *args, names=None, title=None, size=(6, 5), axes=True):
+    """Draw ``plot(*args)`` (with ``feature_names`` where it takes them) and save a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    takes = inspect.signature(plot).parameters
+    kwargs = {"feature_names": list(names)} if names and "feature_names" in takes else {}
+    if axes:
+        fig, ax = plt.subplots(figsize=size)
+        plot(*args, ax=ax, **kwargs)
+        if names and not kwargs and "dims" in takes:  # label the axes ourselves
+            i, j = takes["dims"].default
+            ax.set_xlabel(names[i])
+            ax.set_ylabel(names[j])
+        if title:
+            ax.set_title(title)
+    else:  # a grid of axes: whatever it returns, save the figure that holds it
+        from matplotlib.figure import Figure
+
+        drawn = plot(*args, **kwargs)
+        first = np.ravel(drawn)[0] if isinstance(drawn, np.ndarray) else drawn
+        fig = first if isinstance(first, Figure) else getattr(first, "figure", None)
+        fig = fig if isinstance(fig, Figure) else plt.gcf()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

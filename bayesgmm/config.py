@@ -1,116 +1,480 @@
 """Run configurations: TOML files (``configs/*.toml``) read into frozen dataclasses.
 
-A configuration has three tables; every key is optional and defaults to the seed
-tutorial's workflow (see ``configs/blobs.toml`` for a commented example)::
+Glossary: N samples (rows of the data), D features (its columns), K components.
 
-    name = "blobs"                 # output folder: models/<name>/
-    [data]
-    source = "blobs"               # "blobs" (built-in generator) or a .npy / .csv path
-    n_samples = 300                # blobs only
-    centers = 4
-    cluster_std = 0.60
-    random_state = 0
-    [sweep]
-    n_components = [1, 20]         # inclusive range of K
-    covariance_types = ["full"]
-    criterion = "bic"              # bic | aic | icl
-    [fit]
-    n_components = "best"          # an int, or "best" = the sweep's choice
-    covariance_type = "best"
-    n_init = 1
-    tol = 1e-3
-    reg_covar = 1e-6
-    max_iter = 100
-    random_state = 0
+A configuration has up to five tables; every key is optional and defaults to the seed
+tutorial's workflow (a BIC sweep of K = 1..20 on the built-in blobs)::
 
-Unknown keys are errors (a typo must not silently fall back to a default).
+    name = "iris"                  # output folder: models/<name>/
+    [data]                         # a CSV/.npy file, or the built-in blobs
+    [sweep]                        # the K range and covariance types compared
+    [fit]                          # EM's settings, the chosen K
+    [bayes]                        # present: a Bayesian fit (NUTS, MAP or SVI) after EM
+    [bayes.priors]                 # bayesgmm.Priors' fields
+
+``configs/README.md`` lists every key with its type and default; it is
+:func:`reference` (a test holds them equal). Each field's ``metadata`` holds its
+description (``doc``) and its allowed values (``choices``, ``min``, ``gt``), which
+:func:`from_dict` enforces.
+
+Errors are :class:`ConfigError` (a ``ValueError``) with two halves, what is wrong
+(naming the table, the key and the value) and the fix: unknown keys list the valid ones,
+a wrong TOML type is named as such ("tol must be a number, got the string '1e-3'").
+Relative data paths resolve against the configuration file's folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataConfig", "SweepConfig", "FitConfig", "RunConfig", "load_config", "from_dict"]
+__all__ = ["ConfigError", "DataConfig", "SweepConfig", "FitConfig", "PriorsConfig",
+           "BayesConfig", "RunConfig", "load_config", "from_dict", "to_toml", "reference",
+           "toml_value"]
+
+README_HINT = "see configs/README.md for every key, its type and its default"
+
+
+class ConfigError(ValueError):
+    """A configuration problem: ``what`` is wrong (table, key, value) and its ``fix``.
+
+    ``str(error)`` is ``"<what> — <fix>"``, the command line's one-line message.
+    """
+
+    def __init__(self, what: str, fix: str = README_HINT):
+        super().__init__(f"{what} — {fix}")
+        self.what = what
+        self.fix = fix
+
+
+def _key(default, doc: str, **rules):
+    """A dataclass field with its README description and validation rules."""
+    return dataclasses.field(default=default, metadata={"doc": doc, **rules})
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    source: str = "blobs"
-    n_samples: int = 300
-    centers: int = 4
-    cluster_std: float = 0.60
-    random_state: int = 0
-    delimiter: str = ","  # for .csv sources
-    skip_header: int = 0
+    """``[data]``: where the samples come from."""
+
+    path: str = _key("", "a .csv or .npy file, relative to this configuration file's "
+                         "folder; empty: the built-in blobs (n_samples, centers, "
+                         "cluster_std, random_state)")
+    columns: tuple[str | int, ...] = _key(
+        (), "the feature columns, by header name or 0-based index; empty: every column "
+            "but id_column and label_column")
+    id_column: str | int | None = _key(
+        None, "row ids for membership.csv, by name or index; not set: the row number")
+    label_column: str | int | None = _key(
+        None, "known classes, by name or index, only to report the adjusted Rand index")
+    header: bool | str = _key("auto", 'whether the first CSV row holds column names; '
+                                      '"auto": yes when any of its fields is not a number',
+                              choices=("auto", True, False))
+    delimiter: str = _key(",", "the CSV field separator")
+    n_samples: int = _key(300, "blobs: number of samples", min=1)
+    centers: int = _key(4, "blobs: number of centres", min=1)
+    cluster_std: float = _key(0.60, "blobs: standard deviation of each blob", gt=0)
+    random_state: int = _key(0, "blobs: seed of the generator", min=0)
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    n_components: tuple[int, int] = (1, 20)
-    covariance_types: tuple[str, ...] = ("full",)
-    criterion: str = "bic"
+    """``[sweep]``: the models compared by an information criterion."""
+
+    n_components: tuple[int, int] = _key(
+        (1, 20), "the K compared: [low, high] (inclusive), or one integer K", min=1)
+    covariance_types: tuple[str, ...] = _key(
+        ("full",), 'any of "full", "tied", "diag", "spherical"')
+    criterion: str = _key("bic", "the criterion that picks the best model (lower is "
+                                 "better)", choices=("bic", "aic", "icl"))
 
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-    n_components: int | str = "best"
-    covariance_type: str = "best"
-    n_init: int = 1
-    tol: float = 1e-3
-    reg_covar: float = 1e-6
-    max_iter: int = 100
-    init_params: str = "kmeans"
-    random_state: int = 0
+    """``[fit]``: the EM fit (its settings also serve every fit of the sweep)."""
+
+    n_components: int | str = _key("best", 'an integer K, or "best": the sweep\'s choice')
+    covariance_type: str = _key("best", 'a covariance type, or "best": the sweep\'s choice')
+    n_init: int = _key(1, "EM restarts; the best lower bound wins", min=1)
+    tol: float = _key(1e-3, "convergence threshold on the mean log-likelihood gain", min=0)
+    reg_covar: float = _key(1e-6, "added to every covariance's diagonal", min=0)
+    max_iter: int = _key(100, "EM iterations at most", min=0)
+    init_params: str = _key("kmeans", 'initialisation: "kmeans", "k-means++", "random" or '
+                                      '"random_from_data"')
+    random_state: int = _key(0, "seed of the initialisation", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorsConfig:
+    """``[bayes.priors]``: the fields of :class:`bayesgmm.Priors` (not set: data-scaled)."""
+
+    weight_concentration: float = _key(1.0, "Dirichlet concentration of the weights", gt=0)
+    weight_prior: str = _key("dirichlet", "the weights' prior",
+                             choices=("dirichlet", "stick_breaking"))
+    mean_loc: float | tuple[float, ...] | None = _key(
+        None, "prior centre of every mean (a number or one per feature); not set: the "
+              "data mean")
+    mean_scale: float | tuple[float, ...] | None = _key(
+        None, "prior std of the means; not set: 2 x the data std per feature")
+    scale_loc: float | tuple[float, ...] | None = _key(
+        None, "median of the components' std devs; not set: 0.5 x the data std")
+    scale_log_sd: float = _key(1.0, "std of log(scales)", gt=0)
+    lkj_concentration: float = _key(2.0, "LKJ concentration of each correlation matrix",
+                                    gt=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BayesConfig:
+    """``[bayes]``: a :class:`bayesgmm.BayesianGaussianMixture` at the EM fit's K."""
+
+    method: str = _key("nuts", "the inference", choices=("nuts", "map", "svi"))
+    n_chains: int = _key(4, "NUTS chains", min=1)
+    n_warmup: int = _key(500, "NUTS warm-up iterations per chain (discarded)", min=0)
+    n_draws: int = _key(500, "posterior draws per chain (NUTS) or from the guide (SVI)",
+                        min=1)
+    n_svi_steps: int = _key(3000, "SVI optimiser steps", min=1)
+    target_accept_prob: float = _key(0.8, "NUTS target acceptance probability", gt=0)
+    interval: float = _key(0.94, "probability of the membership credible intervals", gt=0)
+    seed: int = _key(0, "seed of the inference", min=0)
+    priors: PriorsConfig = _key(PriorsConfig(), "see [bayes.priors]")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    name: str = "blobs"
-    data: DataConfig = DataConfig()
-    sweep: SweepConfig = SweepConfig()
-    fit: FitConfig = FitConfig()
+    """A whole configuration file."""
+
+    name: str = _key("blobs", "the output folder is models/<name>/")
+    data: DataConfig = _key(DataConfig(), "see [data]")
+    sweep: SweepConfig = _key(SweepConfig(), "see [sweep]")
+    fit: FitConfig = _key(FitConfig(), "see [fit]")
+    bayes: BayesConfig | None = _key(None, "see [bayes]; not set: EM only")
 
 
-def _build(cls, table: dict[str, Any], where: str):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise ValueError(f"Unknown key(s) {unknown} in [{where}]; valid keys: {sorted(fields)}")
-    kwargs = {}
-    for key, value in table.items():
-        default = fields[key].default
-        if isinstance(default, tuple):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+TABLES = {"data": DataConfig, "sweep": SweepConfig, "fit": FitConfig, "bayes": BayesConfig,
+          "bayes.priors": PriorsConfig}
 
 
-def from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Validate a parsed TOML document into a :class:`RunConfig`."""
+def from_dict(raw: dict[str, Any], base: str | Path | None = None) -> RunConfig:
+    """Validate a parsed TOML document into a :class:`RunConfig`.
+
+    Parameters
+    ----------
+    raw : dict
+        ``tomllib``'s result.
+    base : path, optional
+        The folder a relative ``[data] path`` resolves against (the configuration
+        file's); default the current directory.
+
+    Raises
+    ------
+    ConfigError
+        Naming the table, the key and the value, and the fix.
+    """
     raw = dict(raw)
-    sections = {"data": DataConfig, "sweep": SweepConfig, "fit": FitConfig}
-    parts = {name: _build(cls, raw.pop(name, {}), name) for name, cls in sections.items()}
-    top = _build(RunConfig, raw, "top level")
-    cfg = dataclasses.replace(top, **parts)
-    lo_hi = cfg.sweep.n_components
-    if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
-        raise ValueError(f"[sweep] n_components must be [low, high] with 1 <= low <= high, "
-                         f"got {list(lo_hi)}")
-    if cfg.sweep.criterion not in ("bic", "aic", "icl"):
-        raise ValueError(f"[sweep] criterion must be bic, aic or icl, got {cfg.sweep.criterion!r}")
-    if not isinstance(cfg.fit.n_components, int) and cfg.fit.n_components != "best":
-        raise ValueError(f"[fit] n_components must be an int or \"best\", "
-                         f"got {cfg.fit.n_components!r}")
+    parts = {}
+    for name in ("data", "sweep", "fit", "bayes"):
+        if name in raw:
+            parts[name] = _build(TABLES[name], _table(raw.pop(name), name), name)
+    cfg = dataclasses.replace(_build(RunConfig, raw, "top level"), **parts)
+    if cfg.data.path:
+        path = Path(cfg.data.path).expanduser()
+        if not path.is_absolute():
+            path = (Path(base or ".") / path).resolve()
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(path)))
+    _check_values(cfg)
     return cfg
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a TOML run configuration."""
+    """Read and validate a TOML run configuration; relative data paths resolve against
+    its folder."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No configuration file at {path}")
-    with path.open("rb") as fh:
-        return from_dict(tomllib.load(fh))
+        raise ConfigError(f"no configuration file at {path}",
+                          "check the path (the shipped ones are in configs/)")
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}",
+                          "fix the syntax at that line") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}", "check the file") from None
+    return from_dict(raw, base=path.parent)
+
+
+def toml_value(value) -> str:
+    """``value`` written as TOML (``None`` has no TOML form: the caller omits it)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """The configuration as a TOML document that :func:`from_dict` reads back equal
+    (keys left unset are omitted)."""
+    lines = [f"name = {toml_value(cfg.name)}"]
+
+    def table(header: str, obj) -> None:
+        lines.append(f"\n[{header}]")
+        nested = []
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                nested.append((f"{header}.{f.name}", v))
+            elif v is not None:
+                lines.append(f"{f.name} = {toml_value(v)}")
+        for h, v in nested:
+            table(h, v)
+
+    for name in ("data", "sweep", "fit", "bayes"):
+        if getattr(cfg, name) is not None:
+            table(name, getattr(cfg, name))
+    return "\n".join(lines) + "\n"
+
+
+def reference() -> str:
+    """Every key of every table as Markdown tables (key, type, default, meaning): the
+    body of ``configs/README.md``."""
+    out = []
+    for header, cls in [("top level", RunConfig), *((f"[{t}]", c) for t, c in TABLES.items())]:
+        out += [f"### {header}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            if header == "top level" and f.name in TABLES:
+                continue
+            if dataclasses.is_dataclass(f.default):
+                continue
+            default = "not set" if f.default is None else f"`{toml_value(f.default)}`"
+            hint = typing.get_type_hints(cls)[f.name]
+            out.append(f"| `{f.name}` | {_describe(hint, f.metadata)} | {default} | "
+                       f"{f.metadata['doc']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+# ---- validation ------------------------------------------------------------------------
+
+
+def _table(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{where}] must be a table, got {_got(value)}",
+                          f"write it as a [{where}] section with key = value lines")
+    return value
+
+
+def _build(cls, table: dict[str, Any], where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        label = "top level" if where == "top level" else f"[{where}]"
+        fix = f"valid keys: {', '.join(sorted(fields))}"
+        if where == "data" and "source" in unknown:
+            fix = 'the data file\'s key is now path (path = "my.csv"); ' + fix
+        if where == "data" and "skip_header" in unknown:
+            fix = 'a header row is detected (or set header = true); ' + fix
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(unknown)} in {label}", fix)
+    kwargs = {}
+    for key, value in table.items():
+        name = key if where == "top level" else f"[{where}] {key}"
+        if dataclasses.is_dataclass(fields[key].default):  # a nested table
+            sub = f"{where}.{key}"
+            kwargs[key] = _build(TABLES[sub], _table(value, sub), sub)
+            continue
+        if cls is SweepConfig and key == "n_components" and _is_int(value):
+            value = [value, value]  # one K
+        kwargs[key] = _convert(value, hints[key], name, fields[key].metadata)
+    return cls(**kwargs)
+
+
+def _convert(value, hint, name: str, meta) -> Any:
+    """``value`` as the field's type, or a ConfigError naming both types."""
+    out = _as(value, hint)
+    if out is _WRONG:
+        fix = README_HINT
+        if isinstance(value, str) and _number(value) is not None:
+            fix = f"write {name.split()[-1]} = {value} without quotes"
+        raise ConfigError(f"{name} must be {_describe(hint, meta)}, got {_got(value)}", fix)
+    return out
+
+
+_WRONG = object()
+
+
+def _as(value, hint):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            if option is type(None):
+                continue
+            out = _as(value, option)
+            if out is not _WRONG:
+                return out
+        return _WRONG
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            return _WRONG
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [_as(v, args[0]) for v in value]
+        elif len(value) == len(args):
+            items = [_as(v, a) for v, a in zip(value, args)]
+        else:
+            return _WRONG
+        return _WRONG if any(i is _WRONG for i in items) else tuple(items)
+    if hint is bool:
+        return value if isinstance(value, bool) else _WRONG
+    if hint is int:
+        return value if _is_int(value) else _WRONG
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else _WRONG
+    if hint is str:
+        return value if isinstance(value, str) else _WRONG
+    raise TypeError(f"no TOML form for {hint}")  # a field this module forgot
+
+
+def _describe(hint, meta=None) -> str:
+    """The type in words: "a number", "a list of strings", ..."""
+    meta = meta or {}
+    if "choices" in meta:
+        return "one of " + ", ".join(toml_value(c) for c in meta["choices"])
+    if hint == tuple[int, int]:
+        return "an integer K or a list [low, high] of integers"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint) if a is not type(None))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        inner = _describe(args[0])
+        plural = {"a string": "strings", "an integer": "integers", "a number": "numbers",
+                  "a string or an integer": "names or indices"}[inner]
+        return f"a list of {plural}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
+
+
+def _got(value) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, list):
+        shown = toml_value(value) if _plain(value) else repr(value)
+        return f"the list {shown}"
+    if isinstance(value, dict):
+        return "a table"
+    return f"{type(value).__name__} {value!r}"  # TOML dates and times
+
+
+def _plain(value) -> bool:
+    return all(isinstance(v, str | int | float | bool) for v in value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _check_values(cfg: RunConfig) -> None:
+    """Ranges and choices (field metadata), then the rules across keys."""
+    tables = [("", cfg), ("[data] ", cfg.data), ("[sweep] ", cfg.sweep), ("[fit] ", cfg.fit)]
+    if cfg.bayes is not None:
+        tables += [("[bayes] ", cfg.bayes), ("[bayes.priors] ", cfg.bayes.priors)]
+    for prefix, obj in tables:
+        for f in dataclasses.fields(obj):
+            _check_rules(getattr(obj, f.name), f.metadata, prefix + f.name)
+    lo, hi = cfg.sweep.n_components
+    if lo > hi:
+        raise ConfigError(f"[sweep] n_components must be [low, high] with 1 <= low <= high, "
+                          f"got [{lo}, {hi}]", f"write n_components = [{hi}, {lo}]")
+    if not cfg.sweep.covariance_types:
+        raise ConfigError("[sweep] covariance_types is empty",
+                          'name at least one, e.g. covariance_types = ["full"]')
+    if not (_is_int(cfg.fit.n_components) or cfg.fit.n_components == "best"):
+        raise ConfigError(f'[fit] n_components must be an integer or "best", got '
+                          f"{_got(cfg.fit.n_components)}",
+                          'write n_components = 3 (say) or "best" for the sweep\'s choice')
+    if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
+        raise ConfigError(f"name must be a plain folder name, got {cfg.name!r}",
+                          'write name = "my-run"; use --out for another folder')
+    if cfg.bayes is not None and not 0 < cfg.bayes.interval < 1:
+        raise ConfigError(f"[bayes] interval must be in (0, 1), got {cfg.bayes.interval}",
+                          "write interval = 0.94, say")
+    if cfg.bayes is not None and not 0 < cfg.bayes.target_accept_prob < 1:
+        raise ConfigError(f"[bayes] target_accept_prob must be in (0, 1), got "
+                          f"{cfg.bayes.target_accept_prob}", "write target_accept_prob = 0.8")
+    _check_fit_options(cfg)
+
+
+def _check_rules(value, meta, name: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{name} must be {_describe(None, meta)}, got {_got(value)}",
+                          f"write {name.split()[-1]} = {toml_value(meta['choices'][0])}, say")
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        if not math.isfinite(v):
+            raise ConfigError(f"{name} must be finite, got {v}", "write a finite number")
+        if "min" in meta and v < meta["min"]:
+            raise ConfigError(f"{name} must be >= {meta['min']}, got {v}",
+                              f"write a value of at least {meta['min']}")
+        if "gt" in meta and v <= meta["gt"]:
+            raise ConfigError(f"{name} must be > {meta['gt']}, got {v}",
+                              f"write a value above {meta['gt']}")
+
+
+def _check_fit_options(cfg: RunConfig) -> None:
+    """EM's own validation (:meth:`bayesgmm.fitting.FitOptions.check`) on every model the
+    run will fit, and the Bayesian model's covariance types."""
+    from bayesgmm.fitting import FitOptions
+
+    f = cfg.fit
+    types_ = cfg.sweep.covariance_types if f.covariance_type == "best" else (f.covariance_type,)
+    for ct in dict.fromkeys((*cfg.sweep.covariance_types, *types_)):
+        where = ("[fit] covariance_type" if ct == f.covariance_type
+                 else "[sweep] covariance_types")
+        try:
+            FitOptions(n_components=1, covariance_type=ct, tol=f.tol, reg_covar=f.reg_covar,
+                       max_iter=f.max_iter, n_init=f.n_init, init_params=f.init_params,
+                       random_state=f.random_state).check()
+        except ValueError as err:
+            if "covariance_type" in str(err):
+                from bayesgmm.covariance import TABLE
+
+                raise ConfigError(f"{where} has an unknown covariance type {ct!r}",
+                                  f"use one of {', '.join(map(repr, TABLE))}") from None
+            raise ConfigError(f"[fit] {err}", README_HINT) from None
+    if cfg.bayes is not None:
+        from bayesgmm.covariance import TABLE
+
+        # the types the Bayesian model samples as they are (bayesgmm.bayes.model's rule)
+        sampled = [ct for ct, ops in TABLE.items() if ops.bayes_type == ct]
+        wrong = [ct for ct in types_ if ct not in sampled]
+        if wrong:
+            raise ConfigError(
+                f"[bayes] samples {' or '.join(sampled)} covariances, but the fit may "
+                f"choose {', '.join(map(repr, wrong))}",
+                f'set [fit] covariance_type = "{sampled[0]}", or keep only '
+                f"{', '.join(sampled)} in [sweep] covariance_types")

@@ -1,5 +1,11 @@
-"""The command line and configuration files, on real files (saved models: test_io.py)."""
+"""The command line on real files, in-process (``main([...])``) and as ``python -m
+bayesgmm``: its outputs, its one-line errors (issue 18) and its folders (configuration
+files themselves: test_config.py; saved models: test_io.py).
 
+Truth: the library called directly (a loaded model's ``predict_proba``), the files
+written, the generating labels, and the messages and exit statuses the issue asks for."""
+
+import csv
 import os
 import subprocess
 import sys
@@ -11,15 +17,53 @@ import pytest
 from bayesgmm import GaussianMixture
 from bayesgmm.cli import main, run_workflow
 from bayesgmm.config import from_dict, load_config
-from bayesgmm.io import save_model
+from bayesgmm.io import load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
+# in-process: leave JAX's global configuration (the compilation cache) alone
+NO_CACHE = "--no-compilation-cache"
 
 
-def test_shipped_config_is_the_default():
-    from bayesgmm.config import RunConfig
+def _fit(argv, capsys):
+    """(exit status, stdout, stderr lines) of ``bayesgmm fit ...``."""
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, [line for line in err.splitlines() if line]
 
-    assert load_config(ROOT / "configs" / "blobs.toml") == RunConfig()
+
+def _assert_one_line_error(err_lines, *fragments):
+    assert len(err_lines) == 1, err_lines
+    line = err_lines[0]
+    assert line.startswith("bayesgmm: error: ") and " — " in line, line
+    assert "Traceback" not in line
+    for f in fragments:
+        assert f in line, (f, line)
+
+
+def _nothing_left(folder: Path, out: Path):
+    assert not out.exists()
+    assert [p.name for p in folder.iterdir() if ".partial" in p.name] == []
+
+
+@pytest.fixture
+def csv_run(tmp_path):
+    """A header CSV in data/, a config in cfg/ that names it relatively, by column name,
+    with an id column and a label column; 3 well separated blobs."""
+    rng = np.random.RandomState(0)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    y = np.repeat([0, 1, 2], 40)
+    X = centres[y] + rng.normal(scale=0.7, size=(120, 2))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "cfg").mkdir()
+    with (tmp_path / "data" / "d.csv").open("w") as fh:
+        fh.write("sample,width,unused,height,kind\n")
+        for i, (row, k) in enumerate(zip(X, y)):
+            fh.write(f"s{i},{row[0]:.6f},{i * 10},{row[1]:.6f},type{k}\n")
+    cfg = tmp_path / "cfg" / "run.toml"
+    cfg.write_text('name = "csv"\n[data]\npath = "../data/d.csv"\n'
+                   'columns = ["width", "height"]\nid_column = "sample"\n'
+                   'label_column = "kind"\n[sweep]\nn_components = [1, 4]\n')
+    return tmp_path, cfg, X, y
 
 
 def test_run_workflow_writes_everything(tmp_path):
@@ -28,14 +72,83 @@ def test_run_workflow_writes_everything(tmp_path):
     summary = run_workflow(cfg, tmp_path, log=lines.append)
     assert summary["n_components"] == 4 and summary["adjusted_rand_index"] >= 0.99
     for name in ("selection.png", "clusters.png", "membership.png", "sweep.csv",
-                 "proba.csv", "params.npz", "meta.json", "config.toml"):
+                 "proba.csv", "params.npz", "meta.json", "config.toml", "summary.txt",
+                 "membership.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert any("wrote:" in line for line in lines)
     rows = (tmp_path / "sweep.csv").read_text().splitlines()
     assert len(rows) == 1 + 5
     assert load_config(tmp_path / "config.toml") == cfg
-    proba = np.loadtxt(tmp_path / "proba.csv", delimiter=",")
+    proba = np.loadtxt(tmp_path / "proba.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    from matplotlib.image import imread
+
+    for name in ("selection.png", "clusters.png", "membership.png"):
+        image = imread(tmp_path / name)
+        assert image.shape[0] > 200 and image.shape[1] > 300 and image.std() > 0, name
+
+
+def test_feature_names_reach_the_model(csv_run):
+    tmp_path, cfg, X, y = csv_run
+    summary = run_workflow(load_config(cfg), tmp_path / "o", log=lambda line: None)
+    assert summary["model"].feature_names_in_.tolist() == ["width", "height"]
+    assert summary["model"].feature_names_in_.dtype == object
+
+
+def test_demo_recovers_the_blobs(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "blobs"), "--quiet", NO_CACHE]) == 0
+    out = capsys.readouterr().out
+    assert "best BIC: K=4 (full)" in out
+    assert "adjusted Rand index against the known labels: 1.0000" in out
+    assert (tmp_path / "blobs" / "clusters.png").stat().st_size > 0
+
+
+def test_csv_with_header_columns_by_name_and_relative_path(csv_run, capsys, monkeypatch):
+    tmp_path, cfg, X, y = csv_run
+    monkeypatch.chdir(tmp_path / "cfg")  # not the folder the data path starts from...
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # ...nor this one: the config file's folder is
+    out = tmp_path / "out"
+    rc, stdout, err = _fit(["fit", str(cfg), "--out", str(out), NO_CACHE], capsys)
+    assert rc == 0, err
+    assert "best BIC: K=3" in stdout
+    assert "2 features (width, height)" in stdout
+    assert "adjusted Rand index against the known labels: 1.0000" in stdout
+    assert "mean width" in stdout and "mean height" in stdout
+    assert stdout == (out / "summary.txt").read_text()
+    with (out / "membership.csv").open() as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == ["sample", "label", "probability"]
+    assert [r[0] for r in table[1:]] == [f"s{i}" for i in range(120)]
+    # the saved model, reloaded, gives the table's labels and probabilities
+    model = load_model(out)
+    proba = model.predict_proba(X)
+    np.testing.assert_array_equal([int(r[1]) for r in table[1:]], proba.argmax(1))
+    np.testing.assert_allclose([float(r[2]) for r in table[1:]], proba.max(1), rtol=1e-5)
+    assert not list(tmp_path.glob("**/*.partial"))
+
+
+def test_show_and_predict_round_trip(csv_run, capsys):
+    tmp_path, cfg, X, y = csv_run
+    out = tmp_path / "out"
+    assert main(["--quiet", "fit", str(cfg), "--out", str(out), NO_CACHE]) == 0
+    fitted = capsys.readouterr().out
+    assert main(["show", str(out)]) == 0
+    assert capsys.readouterr().out == fitted
+    # predict on the same CSV: the columns are found by name, ids by the id column
+    target = tmp_path / "pred.csv"
+    assert main(["predict", str(out), str(tmp_path / "data" / "d.csv"), "--out",
+                 str(target), NO_CACHE]) == 0
+    assert target.read_text() == (out / "membership.csv").read_text()
+    # a headerless file with just the two feature columns: rows numbered
+    np.savetxt(tmp_path / "new.csv", X[:5], delimiter=",")
+    assert main(["predict", str(out), str(tmp_path / "new.csv"), NO_CACHE]) == 0
+    rows = [r.split(",") for r in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["row", "label", "probability"] and [r[0] for r in rows[1:]] == list(
+        "01234")
+    proba = load_model(out).predict_proba(X[:5])
+    np.testing.assert_allclose([float(r[2]) for r in rows[1:]], proba.max(1), rtol=1e-5)
 
 
 def test_predict_command(tmp_path, datasets, capsys):
@@ -43,22 +156,183 @@ def test_predict_command(tmp_path, datasets, capsys):
     gm = GaussianMixture(3, random_state=0).fit(X)
     save_model(gm, tmp_path / "m")
     np.save(tmp_path / "x.npy", X[:5])
-    argv = ["--no-compilation-cache",  # in-process: leave JAX's global config alone
-            "predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--proba"]
+    argv = [NO_CACHE, "predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--proba"]
     assert main(argv) == 0
     printed = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
     np.testing.assert_allclose(printed, gm.predict_proba(X[:5]), atol=1e-5)
 
 
-@pytest.mark.parametrize("raw,match", [
-    ({"fit": {"n_component": 3}}, "Unknown key"),
-    ({"sweep": {"n_components": [5, 2]}}, "low <= high"),
-    ({"sweep": {"criterion": "mdl"}}, "criterion"),
-    ({"fit": {"n_components": "many"}}, "best"),
+def test_one_integer_n_components_fits_that_k(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sweep]\nn_components = 5\n')
+    rc, stdout, err = _fit(["fit", str(cfg), "--out", str(tmp_path / "o"), NO_CACHE], capsys)
+    assert rc == 0, err
+    assert "EM fit: K=5," in stdout and len(load_model(tmp_path / "o").weights_) == 5
+
+
+def test_global_options_work_after_the_subcommand(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sweep]\nn_components = [3, 4]\n')
+    rc, stdout, err = _fit(["fit", str(cfg), "--out", str(tmp_path / "o"), "--quiet",
+                            NO_CACHE], capsys)
+    assert rc == 0 and err == [] and "best BIC" in stdout
+    rc, _, err = _fit(["fit", str(cfg), "--out", str(tmp_path / "o"), NO_CACHE], capsys)
+    assert rc == 0 and any(line.startswith("data: 300 samples") for line in err)
+    cfg.write_text('[fit]\ntol = "1e-3"\n')
+    assert main(["fit", str(cfg), "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["fit", str(cfg)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+DATA = '[data]\npath = "d.csv"\n'
+
+
+@pytest.mark.parametrize("case,csv_text,config,fragments", [
+    ("tol as a string", None, '[fit]\ntol = "1e-3"\n',
+     ["[fit] tol must be a number, got the string '1e-3'", "without quotes"]),
+    ("unknown key", None, "[fit]\nn_component = 3\n",
+     ["unknown key n_component in [fit]", "valid keys: covariance_type, init_params"]),
+    ("TOML syntax", None, "[fit]\ntol = \n", ["is not valid TOML", "line 2"]),
+    ("missing data file", None, '[data]\npath = "nope.csv"\n',
+     ["nope.csv does not exist", "relative paths"]),
+    ("a bad cell", "a,b\n1,2\n3,x\n4,5\n", DATA,
+     ["d.csv line 3, column 'b': 'x' is not a finite number"]),
+    ("an empty cell", "a,b\n1,2\n3,\n4,5\n", DATA, ["d.csv line 3, column 'b'"]),
+    ("a ragged row", "a,b\n1,2\n3\n", DATA, ["d.csv line 3 has 1 fields"]),
+    ("column by a wrong name", "a,b\n1,2\n3,4\n", DATA + 'columns = ["a", "c"]\n',
+     ["[data] columns: ", "has no column 'c'", "its columns are a, b"]),
+    ("K over N", "a,b\n1,2\n3,4\n5,6\n", DATA + "[sweep]\nn_components = [1, 5]\n",
+     ["[sweep] n_components asks for K=5", "has only 3 samples"]),
 ])
-def test_config_errors(raw, match):
-    with pytest.raises(ValueError, match=match):
-        from_dict(raw)
+def test_bad_input_is_one_line_exit_2_no_folder(tmp_path, capsys, case, csv_text, config,
+                                                fragments):
+    if csv_text is not None:
+        (tmp_path / "d.csv").write_text(csv_text)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(config)
+    out = tmp_path / "out"
+    rc, stdout, err = _fit(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE],
+                           capsys)
+    assert rc == 2 and stdout == ""
+    _assert_one_line_error(err, *fragments)
+    _nothing_left(tmp_path, out)
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["fit"], ["the following arguments are required: config", "--help"]),
+    (["fit", "x.toml", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+    ([], ["no command given"]),
+    (["fit", "nope.toml"], ["no configuration file at nope.toml"]),
+    (["show", "nope"], ["no model folder at nope"]),
+    (["predict", "nope", "x.csv"], ["no model folder at nope"]),
+])
+def test_usage_errors_are_one_line(argv, fragments, capsys):
+    assert main(argv) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(), *fragments)
+
+
+def test_predict_names_a_damaged_folder_and_wrong_columns(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "params.npz").write_bytes(b"garbage")
+    (tmp_path / "m" / "meta.json").write_text("{}")
+    np.save(tmp_path / "x.npy", np.zeros((4, 2)))
+    assert main(["predict", str(tmp_path / "m"), str(tmp_path / "x.npy")]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(),
+                           f"cannot load the model in {tmp_path / 'm'}")
+    save_model(GaussianMixture(2, random_state=0).fit(np.random.RandomState(0).normal(
+        size=(50, 3))), tmp_path / "m3")
+    assert main(["predict", str(tmp_path / "m3"), str(tmp_path / "x.npy"), NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(),
+                           "has 2 feature columns", "fitted on 3")
+
+
+def test_failed_fit_exits_1_and_keeps_the_old_folder(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sweep]\nn_components = [1, 2]\n')
+    out = tmp_path / "out"
+    assert main(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    # two identical points per component and no regularisation: a singular covariance
+    (tmp_path / "d.csv").write_text("a,b\n" + "1,2\n" * 5 + "3,4\n")
+    cfg.write_text('[data]\npath = "d.csv"\n[sweep]\nn_components = 2\n[fit]\nreg_covar = 0.0\n')
+    assert main(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE]) == 1
+    _assert_one_line_error(capsys.readouterr().err.splitlines(), "the fit failed",
+                           "reg_covar", "--debug")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # nor are the folders made for a new --out left behind
+    deep = tmp_path / "new" / "deeper" / "out"
+    assert main(["fit", str(cfg), "--out", str(deep), "--quiet", NO_CACHE]) == 1
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
+
+
+def test_a_folder_not_written_by_bayesgmm_is_never_replaced(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sweep]\nn_components = 2\n')
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    assert main(["fit", str(cfg), "--out", str(tmp_path / "mine"), "--quiet", NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(), "was not written by bayesgmm")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_sweep_command(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('name = "s"\n[sweep]\nn_components = [2, 5]\n'
+                   'covariance_types = ["full", "diag"]\n')
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "s"), "--quiet", NO_CACHE]) == 0
+    assert "best BIC: K=4" in capsys.readouterr().out
+    rows = (tmp_path / "s" / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 1 + 8 and (tmp_path / "s" / "selection.png").stat().st_size > 0
+    assert not (tmp_path / "s" / "params.npz").exists()
+
+
+@pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
+def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
+    tmp_path, cfg, X, y = csv_run
+    cfg.write_text(cfg.read_text().replace("n_components = [1, 4]", "n_components = 3")
+                   + '[bayes]\nmethod = "map"\ninterval = 0.9\n'
+                   '[bayes.priors]\nlkj_concentration = 3.0\n')
+    out = tmp_path / "out"
+    rc, stdout, err = _fit(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE], capsys)
+    assert rc == 0, err
+    assert "Bayesian fit (MAP)" in stdout and "90% credible interval" in stdout
+    with (out / "membership.csv").open() as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == ["sample", "label", "probability", "lower", "upper"]
+    p, lo, hi = (np.array([float(r[j]) for r in table[1:]]) for j in (2, 3, 4))
+    assert np.all(lo <= p + 1e-6) and np.all(p <= hi + 1e-6)
+    labels = np.array([int(r[1]) for r in table[1:]])
+    from bayesgmm.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(y, labels) == 1.0
+    for name in ("clusters.png", "membership.png", "selection.png", "config.toml"):
+        assert (out / name).stat().st_size > 0
+    saved = load_config(out / "config.toml").bayes
+    assert saved.method == "map" and saved.priors.lkj_concentration == 3.0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["run", "--help"],
+                                  ["sweep", "--help"], ["show", "--help"],
+                                  ["predict", "--help"], ["demo", "--help"]])
+def test_help_everywhere(argv, capsys):
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "example:" in text and "bayesgmm" in text and "--quiet" in text
+
+
+def test_errors_as_a_subprocess(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sweep]\nn_components = [5, 2]\n")
+    r = subprocess.run([sys.executable, "-m", "bayesgmm", "fit", str(cfg), "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == ("bayesgmm: error: [sweep] n_components must be [low, high] with "
+                        "1 <= low <= high, got [5, 2] — write n_components = [2, 5]\n")
+    assert not (tmp_path / "o").exists()
 
 
 def test_run_command_from_file(tmp_path):
@@ -67,7 +341,7 @@ def test_run_command_from_file(tmp_path):
     cfg = tmp_path / "c.toml"
     np.savetxt(tmp_path / "d.csv", np.random.RandomState(0).normal(size=(60_000, 2)),
                delimiter=",", fmt="%.6f")
-    cfg.write_text(f'name = "x"\n[data]\nsource = "{tmp_path / "d.csv"}"\n'
+    cfg.write_text(f'name = "x"\n[data]\npath = "{tmp_path / "d.csv"}"\n'
                    '[sweep]\nn_components = [1, 3]\n')
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "bayesgmm", "run", str(cfg), "--out",
@@ -79,3 +353,36 @@ def test_run_command_from_file(tmp_path):
     # the command line keeps compiled programs for the next process
     cached = list((tmp_path / "cache" / "bayesgmm" / "jax").iterdir())
     assert len(cached) >= 2  # the fit's programs; JAX >= 0.10.1 adds a jnp.asarray one
+
+
+def test_figures_pass_feature_names_where_a_plot_takes_them(tmp_path):
+    """The plotting functions gain ``feature_names=`` (and a pairs grid) on another
+    branch: the command line passes the names to any plot that takes them, and saves
+    the figure a grid plot draws on."""
+    from matplotlib.image import imread
+
+    from bayesgmm.cli import _figure
+
+    X = np.random.RandomState(0).normal(size=(30, 3))
+    seen = []
+
+    def scatter(X, *, ax=None, feature_names=None):
+        seen.append(feature_names)
+        ax.scatter(X[:, 0], X[:, 1])
+        return ax
+
+    def grid(X, *, feature_names=None):
+        import matplotlib.pyplot as plt
+
+        seen.append(feature_names)
+        fig, axes = plt.subplots(3, 3, figsize=(6, 6))
+        for (i, j), ax in np.ndenumerate(axes):
+            ax.scatter(X[:, j], X[:, i], s=2)
+        return axes
+
+    _figure(tmp_path / "a.png", scatter, X, names=("a", "b", "c"), title="t")
+    _figure(tmp_path / "g.png", grid, X, names=("a", "b", "c"), axes=False)
+    assert seen == [["a", "b", "c"], ["a", "b", "c"]]
+    for name in ("a.png", "g.png"):
+        image = imread(tmp_path / name)
+        assert image.shape[0] > 300 and image.std() > 0

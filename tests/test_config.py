@@ -1,0 +1,182 @@
+"""Run configurations (bayesgmm/config.py) on real TOML files.
+
+Truth: the library's own classes for the keys and defaults a table mirrors
+(``bayesgmm.Priors``, ``BayesianGaussianMixture``, ``GaussianMixture``), the README
+for the documentation, and the messages issue 18 asked for."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from bayesgmm.config import (
+    BayesConfig,
+    ConfigError,
+    DataConfig,
+    FitConfig,
+    PriorsConfig,
+    RunConfig,
+    SweepConfig,
+    from_dict,
+    load_config,
+    reference,
+    to_toml,
+    toml_value,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = {"top level": RunConfig, "data": DataConfig, "sweep": SweepConfig, "fit": FitConfig,
+          "bayes": BayesConfig, "bayes.priors": PriorsConfig}
+
+
+def test_shipped_config_is_the_default():
+    assert load_config(ROOT / "configs" / "blobs.toml") == RunConfig()
+
+
+@pytest.mark.parametrize("name", ["anisotropic", "iris"])
+def test_shipped_configs_load_and_find_their_data(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the data path starts at the config file's folder
+    cfg = load_config(ROOT / "configs" / f"{name}.toml")
+    assert Path(cfg.data.path).is_file() and Path(cfg.data.path).parent == ROOT / "data"
+    assert cfg.name == name
+    header = Path(cfg.data.path).read_text().splitlines()[0].split(",")
+    assert set(cfg.data.columns) <= set(header)
+
+
+def test_anisotropic_config_runs_nuts():
+    cfg = load_config(ROOT / "configs" / "anisotropic.toml")
+    assert cfg.bayes is not None and cfg.bayes.method == "nuts"
+
+
+def test_readme_lists_every_key_with_its_default():
+    text = (ROOT / "configs" / "README.md").read_text()
+    assert reference() in text
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("### "):
+            section = line[4:].strip("[]")
+        m = re.match(r"\| `(\w+)` \| (.*?) \| (.*?) \|", line)
+        if m:
+            rows[(section, m.group(1))] = m.group(3)
+    for section, cls in TABLES.items():
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.default) or (cls is RunConfig and f.name in TABLES):
+                continue
+            want = "not set" if f.default is None else f"`{toml_value(f.default)}`"
+            assert rows[(section, f.name)] == want, (section, f.name)
+
+
+def test_priors_table_mirrors_bayesgmm_priors():
+    from bayesgmm import Priors
+
+    ours = {f.name: f.default for f in dataclasses.fields(PriorsConfig)}
+    theirs = {f.name: f.default for f in dataclasses.fields(Priors)}
+    assert ours == theirs
+
+
+def test_bayes_and_fit_defaults_are_the_estimators():
+    from bayesgmm import BayesianGaussianMixture, GaussianMixture
+
+    bayes = BayesianGaussianMixture().get_params()
+    for f in dataclasses.fields(BayesConfig):
+        if f.name not in ("interval", "seed", "priors"):
+            assert bayes[f.name] == f.default, f.name
+    em = GaussianMixture().get_params()
+    for name in ("n_init", "tol", "reg_covar", "max_iter", "init_params"):
+        assert em[name] == getattr(FitConfig(), name), name
+
+
+def test_one_integer_is_one_k_and_a_list_is_a_range():
+    assert from_dict({"sweep": {"n_components": 5}}).sweep.n_components == (5, 5)
+    assert from_dict({"sweep": {"n_components": [2, 7]}}).sweep.n_components == (2, 7)
+    assert from_dict({"fit": {"n_components": 5}}).fit.n_components == 5
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"fit": {"tol": "1e-3"}},
+     "[fit] tol must be a number, got the string '1e-3' — write tol = 1e-3 without quotes"),
+    ({"bayes": {"n_chains": 2.5}}, "[bayes] n_chains must be an integer, got the number 2.5"),
+    ({"fit": {"max_iter": True}}, "[fit] max_iter must be an integer, got the boolean true"),
+    ({"sweep": {"covariance_types": "full"}},
+     "[sweep] covariance_types must be a list of strings, got the string 'full'"),
+    ({"data": {"columns": [1.5]}},
+     "[data] columns must be a list of names or indices, got the list [1.5]"),
+    ({"sweep": {"n_components": [1, 2, 3]}},
+     "[sweep] n_components must be an integer K or a list [low, high] of integers"),
+    ({"name": 3}, "name must be a string, got the integer 3"),
+    ({"fit": 3}, "[fit] must be a table, got the integer 3"),
+    ({"bayes": {"method": "mcmc"}},
+     "[bayes] method must be one of \"nuts\", \"map\", \"svi\", got the string 'mcmc'"),
+    ({"bayes": {"priors": {"mean_loc": "zero"}}},
+     "[bayes.priors] mean_loc must be a number or a list of numbers, got the string 'zero'"),
+])
+def test_wrong_types_are_named(raw, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(raw)
+    assert str(err.value).startswith(message), str(err.value)
+    assert " — " in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw,match", [
+    ({"fit": {"n_component": 3}}, "Unknown key"),
+    ({"sweep": {"n_components": [5, 2]}}, "low <= high"),
+    ({"sweep": {"criterion": "mdl"}}, "criterion"),
+    ({"fit": {"n_components": "many"}}, "best"),
+    ({"fit": {"tol": -1.0}}, r"\[fit\] tol must be >= 0, got -1.0"),
+    ({"sweep": {"n_components": 0}}, r"\[sweep\] n_components must be >= 1"),
+    ({"fit": {"init_params": "kmean"}}, r"\[fit\] .*init_params.*'kmean'"),
+    ({"sweep": {"covariance_types": ["ful"]}}, "unknown covariance type 'ful'"),
+    ({"bayes": {}, "fit": {"covariance_type": "tied"}}, r"\[bayes\] samples full or diag"),
+    ({"bayes": {"interval": 1.5}}, r"\[bayes\] interval must be in \(0, 1\)"),
+    ({"name": "a/b"}, "plain folder name"),
+])
+def test_config_errors(raw, match):
+    with pytest.raises(ValueError, match=re.compile(match, re.IGNORECASE)):
+        from_dict(raw)
+
+
+def test_unknown_keys_list_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        from_dict({"fit": {"n_component": 3, "tolerance": 1}})
+    what, fix = str(err.value).split(" — ")
+    assert what == "unknown keys n_component, tolerance in [fit]"
+    assert fix == "valid keys: " + ", ".join(sorted(f.name for f in
+                                                     dataclasses.fields(FitConfig)))
+    with pytest.raises(ConfigError, match="now path"):
+        from_dict({"data": {"source": "x.csv"}})
+    with pytest.raises(ConfigError, match="header row is detected"):
+        from_dict({"data": {"skip_header": 1}})
+
+
+def test_relative_path_resolves_against_the_config_folder(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "run.toml").write_text('[data]\npath = "../d.csv"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_config(tmp_path / "cfg" / "run.toml").data.path == str(tmp_path / "d.csv")
+    assert (load_config(Path("..") / "cfg" / "run.toml").data.path
+            == str(tmp_path / "d.csv"))
+
+
+def test_toml_round_trip_of_every_table(tmp_path):
+    cfg = from_dict({
+        "name": "x", "data": {"path": "/d.csv", "columns": ["a", 2], "id_column": 0,
+                              "header": True, "delimiter": ";"},
+        "sweep": {"n_components": 3, "covariance_types": ["full", "diag"],
+                  "criterion": "icl"},
+        "fit": {"n_components": 3, "tol": 1e-4},
+        "bayes": {"method": "svi", "priors": {"mean_loc": [0, 1.5], "mean_scale": 2}}})
+    (tmp_path / "c.toml").write_text(to_toml(cfg))
+    assert load_config(tmp_path / "c.toml") == cfg
+    assert cfg.bayes.priors.mean_loc == (0.0, 1.5) and cfg.bayes.priors.mean_scale == 2.0
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"no configuration file at .*nope\.toml"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fit]\ntol = \n")
+    with pytest.raises(ConfigError, match=r"bad\.toml is not valid TOML: .*line 2"):
+        load_config(bad)
