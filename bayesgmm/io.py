@@ -45,6 +45,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import uuid
 import warnings
 import zipfile
@@ -114,8 +115,6 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     Path
         ``directory``.
     """
-    from bayesgmm import __version__
-
     name = type(model).__name__
     if name not in ESTIMATORS:
         raise TypeError(f"save writes a GaussianMixture or BayesianGaussianMixture, got {name}")
@@ -135,7 +134,7 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     try:
         meta = _write_model(model, tmp)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "bayesgmm_version": __version__, **meta, **(extra or {})}
+                "bayesgmm_version": _library_version(), **meta, **(extra or {})}
         _write_text(tmp / "meta.json", json.dumps(meta, indent=2))
         if directory.exists():
             _carry_over(directory, tmp)
@@ -300,6 +299,12 @@ def _write_bayes(model, folder: Path) -> dict:
                             "lp_rhat": float(d.lp_rhat), "finite": bool(d.finite),
                             "warnings": list(d.warnings)},
             "has_idata_raw": has_raw}
+
+
+def _library_version() -> str:
+    # Read from the imported package, not imported from it: bayesgmm imports this module
+    # (lazily, for bayesgmm.save and bayesgmm.load), so an import back would be a circle.
+    return sys.modules["bayesgmm"].__version__
 
 
 def _encode_settings(params: dict) -> tuple[dict, list[str]]:
