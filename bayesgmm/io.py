@@ -123,24 +123,30 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     if clash:
         raise ValueError(f"extra may not set meta.json's own keys {clash}; rename them")
     directory = Path(os.path.abspath(directory))
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} is a file, not a folder; choose another path")
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; pass overwrite=True to replace the model "
                               "in it, or choose another folder")
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} is a file, not a folder; choose another path")
+    created = [p for p in directory.parents if not p.exists()]  # deepest first
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         meta = _write_model(model, tmp)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "bayesgmm_version": _library_version(), **meta, **(extra or {})}
-        _write_text(tmp / "meta.json", json.dumps(meta, indent=2))
+        _write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default))
         if directory.exists():
             _carry_over(directory, tmp)
         _replace_folder(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # the parents this save made, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return directory
 
@@ -225,9 +231,10 @@ def load(directory: str | Path):
     """
     directory = Path(directory)
     if not directory.is_dir():
+        what = "is a file, not a folder" if directory.exists() else "does not exist"
         raise MissingModelFileError(
-            f"No saved model in {directory}: the folder does not exist (a model folder "
-            "holds meta.json and params.npz, written by bayesgmm.save)")
+            f"No saved model in {directory}: the folder {what} (a model folder holds "
+            "meta.json and params.npz, written by bayesgmm.save)")
     meta = _read_meta(directory / "meta.json")
     settings = _decode_settings(meta, directory / "meta.json")
     params = _read_params(directory / "params.npz", meta)
@@ -340,6 +347,14 @@ def _encode_value(value):
             return _DROP
         return {"__type__": "Priors", **fields}
     return _DROP
+
+
+def _json_default(value):
+    """NumPy scalars and arrays in ``extra`` as JSON numbers and lists."""
+    if isinstance(value, np.generic | np.ndarray) and value.dtype.kind in "biuf":
+        return value.tolist()
+    raise TypeError(f"meta.json cannot hold {type(value).__name__} value {value!r}; pass "
+                    "numbers, strings, booleans, lists or dicts in extra")
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -617,8 +632,9 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
                                   np.broadcast_to(np.arange(K), (C, S, K)))):
         raise _fail(draws_path, f"draws.npz's permutations must be ({C}, {S}, {K}) integer "
                                 f"permutations of 0..{K - 1}, got shape {perms.shape}")
-    idata = _read_idata(directory / "idata.nc", C, S, need_log_likelihood=True)
-    raw = (_read_idata(directory / "idata_raw.nc", C, S, need_log_likelihood=False)
+    shape = {"chain": C, "draw": S, "component": K, "feature": params.n_features}
+    idata = _read_idata(directory / "idata.nc", shape, need_log_likelihood=True)
+    raw = (_read_idata(directory / "idata_raw.nc", shape, need_log_likelihood=False)
            if meta.get("has_idata_raw") else None)
     model = BayesianGaussianMixture(**settings)
     model.map_params_, model.params_ = params, draws
@@ -640,7 +656,7 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     return model
 
 
-def _read_idata(path: Path, C: int, S: int, *, need_log_likelihood: bool):
+def _read_idata(path: Path, shape: dict[str, int], *, need_log_likelihood: bool):
     from bayesgmm.bayes import arviz
 
     if not path.is_file():
@@ -653,10 +669,10 @@ def _read_idata(path: Path, C: int, S: int, *, need_log_likelihood: bool):
         raise _fail(path, f"{path.name} is not a readable netCDF file of ArviZ data "
                           f"({type(err).__name__}: {err}); re-save the model") from None
     sizes = arviz.group_sizes(idata, "posterior")
-    if (sizes.get("chain"), sizes.get("draw")) != (C, S):
-        raise _fail(path, f"{path.name}'s posterior has chain x draw "
-                          f"{sizes.get('chain')} x {sizes.get('draw')}; draws.npz has "
-                          f"{C} x {S}")
+    found = {dim: sizes.get(dim) for dim in shape}
+    if found != shape:
+        raise _fail(path, f"{path.name}'s posterior has dims {found}; draws.npz and "
+                          f"params.npz have {shape}")
     if need_log_likelihood and not arviz.group_sizes(idata, "log_likelihood"):
         raise _fail(path, f"{path.name} has no log_likelihood group, which loo() and waic() "
                           "need; re-save the model")
