@@ -607,8 +607,11 @@ def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):
     if n_padded is not None and (not isinstance(n_padded, int) or n_padded < K):
         raise _fail(path, f"meta.json's n_padded must be a whole number >= {K} components, "
                           f"got {n_padded!r}")
+    history = meta["lower_bounds"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in history):
+        raise _fail(path, "meta.json's lower_bounds must be a list of numbers")
     info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
-                   np.asarray(meta["lower_bounds"], dtype=float), np.zeros(K))
+                   np.asarray(history, dtype=float), np.zeros(K))
     return GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
 
 
@@ -642,18 +645,30 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     model.relabeling_ = Relabeling(draws, perms, int(rel.get("n_switched", 0)),
                                    int(rel.get("n_iter", 0)))
     model.idata_, model.idata_raw_ = idata, raw
-    d = meta["diagnostics"]
-    model.diagnostics_ = Diagnostics(
-        np.asarray(d.get("n_divergent", [0] * C), np.int64),
-        np.asarray(d.get("at_max_depth", [0.0] * C), float),
-        np.asarray(d.get("step_size", [np.nan] * C), float), float(d.get("lp_rhat", np.nan)),
-        bool(d.get("finite", True)), tuple(d.get("warnings", ())))
+    model.diagnostics_ = _diagnostics(Diagnostics, meta["diagnostics"], C,
+                                      directory / "meta.json")
     model.warnings_ = list(model.diagnostics_.warnings)
     mean = posterior_mean(draws)
     model.weights_, model.means_ = np.asarray(mean.weights), np.asarray(mean.means)
     model.covariances_ = np.asarray(mean.covariances)
     model.n_features_in_ = params.n_features
     return model
+
+
+def _diagnostics(cls, d: dict, C: int, path: Path):
+    """meta.json's ``diagnostics`` as a :class:`~bayesgmm.bayes.posterior.Diagnostics`."""
+    try:
+        out = cls(np.asarray(d.get("n_divergent", [0] * C), np.int64),
+                  np.asarray(d.get("at_max_depth", [0.0] * C), float),
+                  np.asarray(d.get("step_size", [np.nan] * C), float),
+                  float(d.get("lp_rhat", np.nan)), bool(d.get("finite", True)),
+                  tuple(str(w) for w in d.get("warnings", ())))
+    except (TypeError, ValueError):
+        out = None
+    if out is None or any(np.shape(a) != (C,) for a in out[:3]):
+        raise _fail(path, f"meta.json's diagnostics are not the run's health for {C} "
+                          f"chains: {d!r}")
+    return out
 
 
 def _read_idata(path: Path, shape: dict[str, int], *, need_log_likelihood: bool):
@@ -666,8 +681,10 @@ def _read_idata(path: Path, shape: dict[str, int], *, need_log_likelihood: bool)
     except ImportError:
         raise
     except Exception as err:  # h5py/h5netcdf/xarray raise many kinds on a damaged file
+        first_line = (str(err).splitlines() or [""])[0]
         raise _fail(path, f"{path.name} is not a readable netCDF file of ArviZ data "
-                          f"({type(err).__name__}: {err}); re-save the model") from None
+                          f"({type(err).__name__}: {first_line}); re-save the model"
+                    ) from None
     sizes = arviz.group_sizes(idata, "posterior")
     found = {dim: sizes.get(dim) for dim in shape}
     if found != shape:
