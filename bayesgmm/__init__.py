@@ -14,6 +14,11 @@ def __getattr__(name):
         from bayesgmm import bayes
 
         return getattr(bayes, name)
+    # saving and loading fitted models (bayesgmm.io; a Bayesian model loads NumPyro)
+    if name in ("save", "load"):
+        from bayesgmm import io
+
+        return getattr(io, name)
     # scikit-learn's subclasses, built on first use (see bayesgmm.validation)
     if name in ("ConvergenceWarning", "NotFittedError"):
         from bayesgmm import validation
@@ -27,6 +32,8 @@ __all__ = [
     "BayesianGaussianMixture",
     "Priors",
     "GMMParams",
+    "save",
+    "load",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "NotFittedError",

@@ -32,7 +32,7 @@ from bayesgmm.validation import (
     check_random_state_key,
 )
 
-__all__ = ["GaussianMixture", "BaseEstimator"]
+__all__ = ["GaussianMixture", "BaseEstimator", "membership_columns"]
 
 
 class BaseEstimator:
@@ -329,6 +329,26 @@ class GaussianMixture(BaseEstimator):
         """Most probable component per sample, shape (n_samples,), int64."""
         return np.argmax(self._log_resp(X)[0], axis=1).astype(np.int64)
 
+    def membership_table(self, X, prob=0.9):
+        """Per sample its component and that component's membership probability, as
+        columns for a table (:func:`bayesgmm.io.write_table` writes it as CSV).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        prob : float in (0, 1), default=0.9
+            Accepted for the same call as :meth:`BayesianGaussianMixture.membership_table`;
+            an EM fit is one parameter set, so it has no credible interval.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``label`` (n_samples,) int64, :meth:`predict`; ``probability`` (n_samples,)
+            p(z = label | x), the largest entry of the row of :meth:`predict_proba`.
+        """
+        _check_prob(prob)
+        return membership_columns(self.predict_proba(X))
+
     def sample(self, n_samples=1):
         """Draw samples; returns ``(X, y)`` with y the component of each, sorted by y
         as scikit-learn does."""
@@ -407,3 +427,33 @@ class GaussianMixture(BaseEstimator):
         return fitting.criteria([self.params_], X, engine=self.engine,
                                 fitted_padded=[self.n_padded_])[0]
 
+
+def membership_columns(proba, lower=None, upper=None) -> dict[str, np.ndarray]:
+    """The columns of a membership table from per-component probabilities.
+
+    Parameters
+    ----------
+    proba : array of shape (N, K)
+        Membership probabilities (rows sum to 1).
+    lower, upper : arrays of shape (N, K), optional
+        A credible interval of each entry of ``proba``.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``label`` (N,) int64, the argmax of each row (ties: the first); ``probability``
+        (N,) that row's entry at ``label``; with ``lower``/``upper``, theirs at ``label``.
+    """
+    proba = np.asarray(proba)
+    label = np.argmax(proba, axis=1).astype(np.int64)
+    rows = np.arange(proba.shape[0])
+    table = {"label": label, "probability": proba[rows, label]}
+    if lower is not None:
+        table["lower"] = np.asarray(lower)[rows, label]
+        table["upper"] = np.asarray(upper)[rows, label]
+    return table
+
+
+def _check_prob(prob) -> None:
+    if not (isinstance(prob, int | float | np.floating) and 0 < prob < 1):
+        raise ValueError(f"prob must be a probability in (0, 1), e.g. prob=0.9; got {prob!r}")

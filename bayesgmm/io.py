@@ -1,97 +1,696 @@
-"""Saving and loading fits: the ``models/<name>/`` folder format.
+"""Saving and loading fitted models: the ``models/<name>/`` folder format, and tables.
 
-A saved fit is a folder with
+Glossary: N samples, D features, K components, C chains, S draws per chain.
 
-``params.npz``
-    ``weights (K,)``, ``means (K, D)``, ``cov_factor`` (by type; see
-    :mod:`bayesgmm.covariance`), and ``covariance_type`` as a 0-d string array.
+:func:`save` writes a fitted :class:`bayesgmm.GaussianMixture` or
+:class:`bayesgmm.BayesianGaussianMixture` to a folder, :func:`load` reads it back
+(``models/README.md`` documents the format, version :data:`FORMAT_VERSION`):
+
 ``meta.json``
-    ``bayesgmm_version``, ``estimator`` (class name), ``estimator_params`` (the
-    constructor arguments that are JSON-serialisable), ``dtype``, ``n_features_in``,
-    ``lower_bound``, ``lower_bounds``, ``n_iter``, ``converged``, and anything in ``extra``.
+    ``format``, ``format_version``, ``bayesgmm_version``, ``estimator`` (class name),
+    ``estimator_params`` (the constructor settings), ``dtype``, ``n_features_in``,
+    ``feature_names`` (when the model has ``feature_names_in_``) and the fit's report.
+``params.npz``
+    The point estimate (EM's fit; the MAP for a Bayesian fit): ``weights (K,)``,
+    ``means (K, D)``, ``cov_factor`` (by type; :mod:`bayesgmm.covariance`) and
+    ``covariance_type`` (a 0-d string array).
+``draws.npz``, ``idata.nc``, ``idata_raw.nc``, ``summary.csv``
+    Bayesian fits only: the relabeled posterior draws with leading (C, S) and the
+    relabeling's permutations, the ArviZ data as netCDF (relabeled, with the pointwise
+    log-likelihood; and as sampled), and ``arviz.summary`` of the draws.
 
-plus whatever the caller writes beside them (figures, ``config.toml``, ``sweep.csv``).
-
-``meta.json`` also holds ``n_padded``, the padded number of components the fit's
-compiled programs ran at: the loaded model pads as far when it scores, so it runs the
-same programs and its predictions equal the saved model's bit for bit (another padded
-size rounds differently in float32). Loading goes through
-:meth:`bayesgmm.GaussianMixture.from_params`; nothing here imports JAX.
+Design notes
+------------
+* Atomic: everything is written into a temporary sibling folder, which then replaces
+  ``directory`` (renamed) only when complete; a failed save leaves no folder behind and
+  an existing one as it was. Files in an existing folder that are not the model's
+  (figures, ``config.toml``, tables) are carried over into the new one, so a save never
+  deletes what it did not write.
+* Validated: :func:`load` checks every file (shapes, finite values, weights on the
+  simplex, positive-definite factors, draws that agree with the point estimate) and
+  raises :class:`ModelFormatError` (a ``ValueError``) naming the file and the problem.
+* No pickle: arrays are read with ``allow_pickle=False``, settings are JSON, and
+  NumPy's own error for an object array (which suggests ``allow_pickle``) is replaced by
+  one that names the file and array.
+* A GaussianMixture folder keeps ``n_padded``, the padded number of components its
+  compiled programs ran at: the loaded model pads as far, so its predictions equal the
+  saved model's bit for bit. Loading one imports no JAX; a Bayesian one imports
+  :mod:`bayesgmm.bayes`.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
+import os
+import shutil
+import sys
+import uuid
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from bayesgmm.covariance import ops
 from bayesgmm.engines import FitInfo
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import check_is_fitted
 
-__all__ = ["save_params", "load_params", "save_model", "load_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILES", "ModelFormatError",
+           "MissingModelFileError", "save", "load", "save_model", "load_model",
+           "save_params", "load_params", "write_table"]
+
+#: ``meta.json``'s ``format``: what the folder is.
+FORMAT = "bayesgmm-model"
+#: The version this module writes and the newest it reads. 0 is the unversioned format
+#: before it (GaussianMixture only, the same files without ``format``/``format_version``).
+FORMAT_VERSION = 1
+#: The files a save owns; anything else in the folder is the caller's and is kept.
+MODEL_FILES = ("meta.json", "params.npz", "draws.npz", "idata.nc", "idata_raw.nc",
+               "summary.csv")
+ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
+# meta.json keys a save writes itself; ``extra`` may not override them
+_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged")
+_BAYES_KEYS = ("draws", "relabeling", "diagnostics", "has_idata_raw")
+_RESERVED = ("format", "format_version", "bayesgmm_version", "estimator", "estimator_params",
+             "dropped_settings", "dtype", "n_features_in", "feature_names",
+             *_GM_KEYS, *_BAYES_KEYS)
+_PARAM_ARRAYS = ("weights", "means", "cov_factor")
 
 
-def save_params(params: GMMParams, path: str | Path) -> Path:
-    """Write ``params`` (batch shape ``()``) to ``path`` (``.npz``)."""
-    path = Path(path)
-    np.savez(path, weights=np.asarray(params.weights), means=np.asarray(params.means),
-             cov_factor=np.asarray(params.cov_factor),
-             covariance_type=np.array(params.covariance_type))
-    return path
+class ModelFormatError(ValueError):
+    """A saved model folder cannot be loaded; the message names the file and the problem."""
 
 
-def load_params(path: str | Path) -> GMMParams:
-    """The :class:`GMMParams` written by :func:`save_params`, NumPy leaves."""
-    with np.load(path) as z:
-        return GMMParams(z["weights"], z["means"], z["cov_factor"], str(z["covariance_type"]))
+class MissingModelFileError(ModelFormatError, FileNotFoundError):
+    """A file the saved model needs is missing (also a ``FileNotFoundError``)."""
 
 
-def save_model(model, directory: str | Path, *, extra: dict | None = None) -> Path:
-    """Write a fitted :class:`bayesgmm.GaussianMixture` to ``directory`` (created)."""
-    from bayesgmm import __version__
+# ---- saving ------------------------------------------------------------------------------
 
+
+def save(model, directory: str | Path, *, overwrite: bool = True,
+         extra: dict | None = None) -> Path:
+    """Write a fitted estimator to the folder ``directory``, atomically.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        Fitted.
+    directory : str or Path
+        Created with its parents. An existing folder is replaced once the new one is
+        complete; its files that are not the model's (:data:`MODEL_FILES`) are kept.
+    overwrite : bool, default=True
+        False: refuse (``FileExistsError``) when ``directory`` exists.
+    extra : dict, optional
+        JSON-serialisable entries added to ``meta.json`` (e.g. a run summary); they may
+        not reuse the keys the format writes.
+
+    Returns
+    -------
+    Path
+        ``directory``.
+    """
+    name = type(model).__name__
+    if name not in ESTIMATORS:
+        raise TypeError(f"save writes a GaussianMixture or BayesianGaussianMixture, got {name}")
     check_is_fitted(model)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_params(model.params_, directory / "params.npz")
-    est_params = {k: v for k, v in model.get_params().items()
-                  if v is None or isinstance(v, bool | int | float | str)}
-    meta = {
-        "bayesgmm_version": __version__,
-        "estimator": type(model).__name__,
-        "estimator_params": est_params,
-        "dtype": str(model.params_.dtype),
-        "n_features_in": int(model.n_features_in_),
-        # the padded size its programs ran at: predictions after loading use the same ones
-        "n_padded": int(model.n_padded_),
-        "lower_bound": model.lower_bound_,
-        "lower_bounds": model.lower_bounds_,
-        "n_iter": model.n_iter_,
-        "converged": model.converged_,
-        **(extra or {}),
-    }
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+    clash = sorted(set(extra or {}) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"extra may not set meta.json's own keys {clash}; rename them")
+    directory = Path(os.path.abspath(directory))
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} is a file, not a folder; choose another path")
+    if directory.exists() and not overwrite:
+        raise FileExistsError(f"{directory} exists; pass overwrite=True to replace the model "
+                              "in it, or choose another folder")
+    created = [p for p in directory.parents if not p.exists()]  # deepest first
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex[:12]}"
+    try:
+        tmp.mkdir()
+        meta = _write_model(model, tmp)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "bayesgmm_version": _library_version(), **meta, **(extra or {})}
+        _write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+        if directory.exists():
+            _carry_over(directory, tmp)
+        _replace_folder(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # the parents this save made, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return directory
 
 
-def load_model(directory: str | Path):
-    """Rebuild the fitted estimator saved by :func:`save_model`."""
+def save_model(model, directory: str | Path, *, extra: dict | None = None,
+               overwrite: bool = True) -> Path:
+    """:func:`save` under its earlier name (the command line calls it)."""
+    return save(model, directory, overwrite=overwrite, extra=extra)
+
+
+def save_params(params: GMMParams, path: str | Path) -> Path:
+    """Write ``params`` (batch shape ``()`` or any batch dims) to ``path`` (``.npz``):
+    ``weights``, ``means``, ``cov_factor`` and ``covariance_type``."""
+    path = Path(path)
+    p = params.to_numpy()
+    np.savez(path, weights=p.weights, means=p.means, cov_factor=p.cov_factor,
+             covariance_type=np.array(p.covariance_type))
+    return path
+
+
+def write_table(path: str | Path, table: dict, row_ids=None) -> Path:
+    """Write a table of columns (e.g. ``membership_table``'s) as CSV, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    table : dict of str to array of shape (N,)
+        Columns in order; numbers are written in their shortest exact form.
+    row_ids : sequence of length N, optional
+        The first column, ``id`` (the data's row names or numbers); default 0..N-1.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    columns = {str(k): np.asarray(v) for k, v in table.items()}
+    if not columns:
+        raise ValueError("write_table got an empty table; pass a dict of columns")
+    if "id" in columns:
+        raise ValueError("write_table writes the row ids as column 'id'; rename the "
+                         "table's own 'id' column or pass it as row_ids")
+    n = {k: v.shape for k, v in columns.items()}
+    N = next(iter(columns.values())).shape[0] if next(iter(n.values())) else 0
+    if any(len(s) != 1 or s[0] != N for s in n.values()):
+        raise ValueError(f"write_table needs 1-D columns of one length; got shapes {n}")
+    ids = np.arange(N) if row_ids is None else np.asarray(row_ids)
+    if ids.shape != (N,):
+        raise ValueError(f"row_ids must have one id per row, shape ({N},); got {ids.shape}")
+    cells = [ids.astype(str)] + [v.astype(str) for v in columns.values()]
+    tmp = path.parent / f".{path.name}.writing-{uuid.uuid4().hex[:12]}"
+    try:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", *columns])
+            writer.writerows(zip(*cells))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---- loading -----------------------------------------------------------------------------
+
+
+def load(directory: str | Path):
+    """Rebuild the fitted estimator saved by :func:`save`, validating every file.
+
+    Returns
+    -------
+    GaussianMixture or BayesianGaussianMixture
+        Predicting as the saved model did. A Bayesian one has ``params_`` (the draws),
+        ``map_params_``, ``idata_``, ``idata_raw_``, ``relabeling_``, ``diagnostics_``,
+        ``warnings_`` and the posterior means; not ``em_`` (the EM fit it started from).
+
+    Raises
+    ------
+    ModelFormatError
+        Naming the file and what is wrong with it (:class:`MissingModelFileError` for a
+        missing file).
+    """
     directory = Path(directory)
-    if not (directory / "params.npz").is_file():
-        raise FileNotFoundError(f"No saved model in {directory} (params.npz missing)")
-    meta = json.loads((directory / "meta.json").read_text())
-    if meta.get("estimator") != "GaussianMixture":
-        raise ValueError(f"{directory} holds a {meta.get('estimator')!r}, not a GaussianMixture")
-    params = load_params(directory / "params.npz")
-    params = GMMParams(*(np.asarray(a, dtype=meta["dtype"]) for a in
-                         (params.weights, params.means, params.cov_factor)),
-                       params.covariance_type)
+    if not directory.is_dir():
+        what = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise MissingModelFileError(
+            f"No saved model in {directory}: the folder {what} (a model folder holds "
+            "meta.json and params.npz, written by bayesgmm.save)")
+    meta = _read_meta(directory / "meta.json")
+    settings = _decode_settings(meta, directory / "meta.json")
+    params = _read_params(directory / "params.npz", meta)
+    if meta["estimator"] == "GaussianMixture":
+        model = _load_em(directory, meta, params, settings)
+    else:
+        model = _load_bayes(directory, meta, params, settings)
+    names = meta.get("feature_names")
+    if names is not None:
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+    return model
+
+
+def load_model(directory: str | Path):
+    """:func:`load` under its earlier name (the command line calls it)."""
+    return load(directory)
+
+
+def load_params(path: str | Path) -> GMMParams:
+    """The :class:`GMMParams` written by :func:`save_params`, validated, NumPy leaves."""
+    return _read_params(Path(path), None)
+
+
+# ---- writing helpers -----------------------------------------------------------------------
+
+
+def _write_model(model, folder: Path) -> dict:
+    """Write the arrays (and the Bayesian files) of ``model`` into ``folder``; returns
+    its meta.json entries."""
+    params = model.params_ if type(model).__name__ == "GaussianMixture" else model.map_params_
+    params = params.to_numpy()
+    save_params(params, folder / "params.npz")
+    settings, dropped = _encode_settings(model.get_params())
+    meta = {"estimator": type(model).__name__, "estimator_params": settings,
+            "dropped_settings": dropped, "dtype": str(params.dtype),
+            "n_features_in": int(model.n_features_in_)}
+    if hasattr(model, "feature_names_in_"):
+        meta["feature_names"] = [str(n) for n in model.feature_names_in_]
+    if type(model).__name__ == "GaussianMixture":
+        return {**meta, "n_padded": int(model.n_padded_), "lower_bound": model.lower_bound_,
+                "lower_bounds": model.lower_bounds_, "n_iter": model.n_iter_,
+                "converged": model.converged_}
+    return {**meta, **_write_bayes(model, folder)}
+
+
+def _write_bayes(model, folder: Path) -> dict:
+    from bayesgmm.bayes import arviz
+
+    draws = model.params_.to_numpy()
+    np.savez(folder / "draws.npz", weights=draws.weights, means=draws.means,
+             cov_factor=draws.cov_factor, covariance_type=np.array(draws.covariance_type),
+             permutations=np.asarray(model.relabeling_.permutations, dtype=np.int64))
+    arviz.to_netcdf(model.idata_, folder / "idata.nc")
+    has_raw = getattr(model, "idata_raw_", None) is not None
+    if has_raw:
+        arviz.to_netcdf(model.idata_raw_, folder / "idata_raw.nc")
+    with warnings.catch_warnings():
+        # a MAP fit is one draw: its sd and diagnostics are NaN, with NumPy's warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model.summary().to_csv(folder / "summary.csv")
+    d = model.diagnostics_
+    C, S = draws.batch_shape
+    return {"draws": {"chain": C, "draw": S},
+            "relabeling": {"n_switched": int(model.relabeling_.n_switched),
+                           "n_iter": int(model.relabeling_.n_iter)},
+            "diagnostics": {"n_divergent": np.asarray(d.n_divergent).tolist(),
+                            "at_max_depth": np.asarray(d.at_max_depth, float).tolist(),
+                            "step_size": np.asarray(d.step_size, float).tolist(),
+                            "lp_rhat": float(d.lp_rhat), "finite": bool(d.finite),
+                            "warnings": list(d.warnings)},
+            "has_idata_raw": has_raw}
+
+
+def _library_version() -> str:
+    # Read from the imported package, not imported from it: bayesgmm imports this module
+    # (lazily, for bayesgmm.save and bayesgmm.load), so an import back would be a circle.
+    return sys.modules["bayesgmm"].__version__
+
+
+def _encode_settings(params: dict) -> tuple[dict, list[str]]:
+    """Constructor settings as JSON: plain values as they are, arrays as
+    ``{"__type__": "ndarray", "dtype", "data"}``, :class:`Priors` as
+    ``{"__type__": "Priors", field: value...}``; the names of others (a ``RandomState``)
+    are returned as dropped (the loaded model has their default)."""
+    out, dropped = {}, []
+    for name, value in params.items():
+        encoded = _encode_value(value)
+        if encoded is _DROP:
+            dropped.append(name)
+        else:
+            out[name] = encoded
+    return out, dropped
+
+
+_DROP = object()
+
+
+def _encode_value(value):
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, np.ndarray | list | tuple) and np.asarray(value).dtype.kind in "biuf":
+        a = np.asarray(value)
+        return {"__type__": "ndarray", "dtype": str(a.dtype), "data": a.tolist()}
+    if type(value).__name__ == "Priors" and dataclasses.is_dataclass(value):
+        fields = {f.name: _encode_value(getattr(value, f.name))
+                  for f in dataclasses.fields(value)}
+        if any(v is _DROP for v in fields.values()):
+            return _DROP
+        return {"__type__": "Priors", **fields}
+    return _DROP
+
+
+def _json_default(value):
+    """NumPy scalars and arrays in ``extra`` as JSON numbers and lists."""
+    if isinstance(value, np.generic | np.ndarray) and value.dtype.kind in "biuf":
+        return value.tolist()
+    raise TypeError(f"meta.json cannot hold {type(value).__name__} value {value!r}; pass "
+                    "numbers, strings, booleans, lists or dicts in extra")
+
+
+def _write_text(path: Path, text: str) -> None:
+    with path.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link (or copy) the entries of ``old`` that are not model files into ``new``."""
+    for entry in old.iterdir():
+        if entry.name in MODEL_FILES or (new / entry.name).exists():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, new / entry.name, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, new / entry.name)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _replace_folder(tmp: Path, directory: Path) -> None:
+    """Rename the complete ``tmp`` to ``directory``; an existing ``directory`` is moved
+    aside first and deleted after (put back if the rename fails)."""
+    if not directory.exists():
+        os.rename(tmp, directory)
+        return
+    old = directory.parent / f".{directory.name}.replaced-{uuid.uuid4().hex[:12]}"
+    os.rename(directory, old)
+    try:
+        os.rename(tmp, directory)
+    except BaseException:
+        os.rename(old, directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- reading helpers -----------------------------------------------------------------------
+
+
+def _fail(path: Path, problem: str) -> ModelFormatError:
+    return ModelFormatError(f"{path}: {problem}")
+
+
+def _read_meta(path: Path) -> dict:
+    if not path.is_file():
+        raise MissingModelFileError(f"{path}: meta.json is missing; this folder holds no "
+                                    "model saved by bayesgmm.save (re-save the model)")
+    try:
+        meta = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise _fail(path, "meta.json is not text (damaged?); re-save the model") from None
+    except json.JSONDecodeError as err:
+        raise _fail(path, f"meta.json is not valid JSON ({err.msg} at line {err.lineno}, "
+                          f"column {err.colno}); the file is damaged: re-save the model"
+                    ) from None
+    if not isinstance(meta, dict):
+        raise _fail(path, f"meta.json holds a JSON {type(meta).__name__}, not an object; "
+                          "re-save the model")
+    if "format" in meta and meta["format"] != FORMAT:
+        raise _fail(path, f"meta.json's format is {meta['format']!r}, not {FORMAT!r}")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise _fail(path, f"meta.json's format_version must be a whole number >= 0, got "
+                          f"{version!r}")
+    if version > FORMAT_VERSION:
+        raise _fail(path, f"meta.json has format_version {version}, newer than this "
+                          f"bayesgmm reads ({FORMAT_VERSION}); upgrade bayesgmm to load it")
+    estimator = meta.get("estimator")
+    if estimator not in ESTIMATORS or (version == 0 and estimator != "GaussianMixture"):
+        raise _fail(path, f"meta.json holds a {estimator!r}, not a GaussianMixture or "
+                          "BayesianGaussianMixture")
+    required = {"estimator_params": dict, "dtype": str, "n_features_in": int}
+    required.update({"n_iter": int, "converged": bool, "lower_bound": (int, float),
+                     "lower_bounds": list} if estimator == "GaussianMixture" else
+                    {"draws": dict, "relabeling": dict, "diagnostics": dict})
+    for key, kind in required.items():
+        if key not in meta:
+            raise _fail(path, f"meta.json lacks the key {key!r}; re-save the model")
+        if not isinstance(meta[key], kind) or (kind is int and isinstance(meta[key], bool)):
+            raise _fail(path, f"meta.json's {key!r} is {meta[key]!r}, of the wrong type")
+    if meta["dtype"] not in ("float32", "float64"):
+        raise _fail(path, f"meta.json's dtype must be 'float32' or 'float64', got "
+                          f"{meta['dtype']!r}")
+    if meta["n_features_in"] < 1:
+        raise _fail(path, f"meta.json's n_features_in must be >= 1, got "
+                          f"{meta['n_features_in']}")
+    names = meta.get("feature_names")
+    if names is not None and (not isinstance(names, list) or len(names) != meta["n_features_in"]
+                              or not all(isinstance(n, str) for n in names)):
+        raise _fail(path, f"meta.json's feature_names must be {meta['n_features_in']} "
+                          f"strings (one per feature), got {names!r}")
+    return meta
+
+
+def _decode_settings(meta: dict, path: Path) -> dict:
+    """The constructor settings of ``meta.json``, decoded (see :func:`_encode_settings`)
+    and checked against the estimator's constructor."""
+    settings = {k: _decode_value(v, f"estimator_params[{k!r}]", path)
+                for k, v in meta["estimator_params"].items()}
+    if meta["estimator"] == "GaussianMixture":
+        valid = GaussianMixture().get_params()
+    else:
+        from bayesgmm.bayes import BayesianGaussianMixture
+
+        valid = BayesianGaussianMixture().get_params()
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise _fail(path, f"meta.json's estimator_params has settings {unknown} that this "
+                          f"bayesgmm's {meta['estimator']} does not take (saved by bayesgmm "
+                          f"{meta.get('bayesgmm_version', '?')}); upgrade bayesgmm")
+    return settings
+
+
+def _decode_value(value, where: str, path: Path):
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("__type__")
+    if kind == "ndarray":
+        try:
+            return np.asarray(value["data"], dtype=np.dtype(value["dtype"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise _fail(path, f"meta.json's {where} is not a valid array ({err})") from None
+    if kind == "Priors":
+        from bayesgmm.bayes import Priors
+
+        fields = {k: _decode_value(v, f"{where}[{k!r}]", path)
+                  for k, v in value.items() if k != "__type__"}
+        try:
+            return Priors(**fields)
+        except TypeError as err:
+            raise _fail(path, f"meta.json's {where} is not a valid Priors ({err})") from None
+    raise _fail(path, f"meta.json's {where} is an object of unknown type {kind!r}")
+
+
+def _read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of the ``.npz`` at ``path``, read with ``allow_pickle=False``;
+    every failure is a :class:`ModelFormatError` naming the file (and the array)."""
+    if not path.is_file():
+        raise MissingModelFileError(f"{path}: {path.name} is missing; re-save the model")
+    damaged = (f"{path.name} is not a valid .npz archive (truncated or damaged?); re-save "
+               "the model")
+    # Each failure is raised outside the handler that caught it, so NumPy's own message
+    # (whose advice for a pickled file is to set allow_pickle) is not even the context.
+    problem, archive = None, None
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        problem = damaged
+    if problem is None and not isinstance(archive, np.lib.npyio.NpzFile):
+        problem = damaged  # a lone .npy array, not an archive
+    if problem is not None:
+        raise _fail(path, problem)
+    out = {}
+    with archive:
+        for name in names:
+            if name not in archive.files:
+                raise _fail(path, f"{path.name} lacks the array {name!r} (it has "
+                                  f"{sorted(archive.files)}); re-save the model")
+            try:
+                out[name] = archive[name]
+            except ValueError:  # NumPy's refusal of an object (pickled) array
+                problem = (f"{path.name}'s array {name!r} holds Python objects, which "
+                           "bayesgmm never writes and does not load (no pickle); re-save "
+                           "the model")
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error):
+                problem = damaged
+            if problem is not None:
+                raise _fail(path, problem)
+    return out
+
+
+def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParams:
+    """The validated parameters in ``path``: batch_ndim leading batch dims (0 for
+    params.npz, 2 for draws.npz), K and D from the arrays, checked against ``meta``."""
+    z = _read_npz(path, (*_PARAM_ARRAYS, "covariance_type"))
+    ct = z["covariance_type"]
+    if ct.shape != () or ct.dtype.kind != "U":
+        raise _fail(path, f"{path.name}'s covariance_type must be a 0-d string array, got "
+                          f"dtype {ct.dtype} shape {ct.shape}")
+    ct = str(ct)
+    try:
+        entry = ops(ct)
+    except ValueError as err:
+        raise _fail(path, f"{path.name}: {err}") from None
+    arrays = {name: z[name] for name in _PARAM_ARRAYS}
+    for name, a in arrays.items():
+        if a.dtype.kind != "f":
+            raise _fail(path, f"{path.name}'s {name} must be floating point, got {a.dtype}")
+    w, m, f = arrays["weights"], arrays["means"], arrays["cov_factor"]
+    if w.ndim != batch_ndim + 1 or m.ndim != batch_ndim + 2:
+        raise _fail(path, f"{path.name}'s weights {w.shape} and means {m.shape} must have "
+                          f"{batch_ndim} batch dims before (K,) and (K, D)")
+    batch, K, D = w.shape[:-1], w.shape[-1], m.shape[-1]
+    if meta is not None:
+        _check_against_meta(path, meta, ct, K, D)
+    expected = {"weights": (*batch, K), "means": (*batch, K, D),
+                "cov_factor": (*batch, *entry.factor_shape(K, D))}
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise _fail(path, f"{path.name}'s {name} has shape {arrays[name].shape}; with "
+                              f"K={K} components, D={D} features ({ct!r}) it must be {shape}")
+    if meta is not None:
+        dtype = np.dtype(meta["dtype"])
+        w, m, f = (np.asarray(a, dtype=dtype) for a in (w, m, f))
+    for name, a in (("weights", w), ("means", m), ("cov_factor", f)):
+        if not np.all(np.isfinite(a)):
+            bad = np.argwhere(~np.isfinite(a))[0].tolist()
+            raise _fail(path, f"{path.name}'s {name} has a non-finite value at {bad}; the "
+                              "model is damaged: re-save or re-fit it")
+    tol = np.sqrt(np.finfo(w.dtype).eps)
+    if np.any(w < 0) or np.any(np.abs(w.sum(axis=-1) - 1) > tol * max(K, 1)):
+        raise _fail(path, f"{path.name}'s weights are not on the simplex (non-negative, "
+                          f"summing to 1): min {w.min():.3g}, sums in "
+                          f"[{w.sum(axis=-1).min():.6g}, {w.sum(axis=-1).max():.6g}]")
+    flat = f.reshape(-1, *entry.factor_shape(K, D))
+    for i, factor in enumerate(flat):
+        ok = np.asarray(entry.factor_ok(factor, K))
+        if not ok.all():
+            where = f" (draw {np.unravel_index(i, batch)})" if batch else ""
+            raise _fail(path, f"{path.name}'s cov_factor of component "
+                              f"{int(np.argmin(ok))}{where} is not a positive-definite "
+                              f"{ct!r} factor (its diagonal must be positive)")
+    return GMMParams(w, m, f, ct)
+
+
+def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None:
+    settings = meta["estimator_params"]
+    if D != meta["n_features_in"]:
+        raise _fail(path, f"{path.name} holds {D} features, meta.json's n_features_in says "
+                          f"{meta['n_features_in']}")
+    if settings.get("n_components", K) != K:
+        raise _fail(path, f"{path.name} holds {K} components, meta.json's n_components says "
+                          f"{settings['n_components']}")
+    if settings.get("covariance_type", ct) != ct:
+        raise _fail(path, f"{path.name} holds {ct!r} covariances, meta.json's "
+                          f"covariance_type says {settings['covariance_type']!r}")
+
+
+def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):
+    path = directory / "meta.json"
+    K = params.n_components
+    n_padded = meta.get("n_padded")  # unversioned saves may lack it: score at K
+    if n_padded is not None and (not isinstance(n_padded, int) or n_padded < K):
+        raise _fail(path, f"meta.json's n_padded must be a whole number >= {K} components, "
+                          f"got {n_padded!r}")
+    history = meta["lower_bounds"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in history):
+        raise _fail(path, "meta.json's lower_bounds must be a list of numbers")
     info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
-                   np.asarray(meta["lower_bounds"], dtype=float), np.zeros(params.n_components))
-    # Padded as when fitted, so predictions run the same programs and agree bit for bit;
-    # older saves lack the field.
-    return GaussianMixture.from_params(params, info=info, n_padded=meta.get("n_padded"),
-                                       **meta["estimator_params"])
+                   np.asarray(history, dtype=float), np.zeros(K))
+    return GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
+
+
+def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
+    from bayesgmm.bayes import BayesianGaussianMixture
+    from bayesgmm.bayes.posterior import Diagnostics, Relabeling, posterior_mean
+
+    draws_path = directory / "draws.npz"
+    draws = _read_params(draws_path, meta, batch_ndim=2)
+    C, S = draws.batch_shape
+    if draws.covariance_type != params.covariance_type:
+        raise _fail(draws_path, f"draws.npz holds {draws.covariance_type!r} draws, params.npz "
+                                f"a {params.covariance_type!r} estimate")
+    if meta["draws"] != {"chain": C, "draw": S}:
+        raise _fail(draws_path, f"draws.npz holds {C} chains x {S} draws, meta.json's draws "
+                                f"says {meta['draws']}")
+    perms = _read_npz(draws_path, ("permutations",))["permutations"]
+    K = params.n_components
+    if (perms.shape != (C, S, K) or perms.dtype.kind not in "iu"
+            or not np.array_equal(np.sort(perms, axis=-1),
+                                  np.broadcast_to(np.arange(K), (C, S, K)))):
+        raise _fail(draws_path, f"draws.npz's permutations must be ({C}, {S}, {K}) integer "
+                                f"permutations of 0..{K - 1}, got shape {perms.shape}")
+    shape = {"chain": C, "draw": S, "component": K, "feature": params.n_features}
+    idata = _read_idata(directory / "idata.nc", shape, need_log_likelihood=True)
+    raw = (_read_idata(directory / "idata_raw.nc", shape, need_log_likelihood=False)
+           if meta.get("has_idata_raw") else None)
+    model = BayesianGaussianMixture(**settings)
+    model.map_params_, model.params_ = params, draws
+    rel = meta["relabeling"]
+    model.relabeling_ = Relabeling(draws, perms, int(rel.get("n_switched", 0)),
+                                   int(rel.get("n_iter", 0)))
+    model.idata_, model.idata_raw_ = idata, raw
+    model.diagnostics_ = _diagnostics(Diagnostics, meta["diagnostics"], C,
+                                      directory / "meta.json")
+    model.warnings_ = list(model.diagnostics_.warnings)
+    mean = posterior_mean(draws)
+    model.weights_, model.means_ = np.asarray(mean.weights), np.asarray(mean.means)
+    model.covariances_ = np.asarray(mean.covariances)
+    model.n_features_in_ = params.n_features
+    return model
+
+
+def _diagnostics(cls, d: dict, C: int, path: Path):
+    """meta.json's ``diagnostics`` as a :class:`~bayesgmm.bayes.posterior.Diagnostics`."""
+    try:
+        out = cls(np.asarray(d.get("n_divergent", [0] * C), np.int64),
+                  np.asarray(d.get("at_max_depth", [0.0] * C), float),
+                  np.asarray(d.get("step_size", [np.nan] * C), float),
+                  float(d.get("lp_rhat", np.nan)), bool(d.get("finite", True)),
+                  tuple(str(w) for w in d.get("warnings", ())))
+    except (TypeError, ValueError):
+        out = None
+    if out is None or any(np.shape(a) != (C,) for a in out[:3]):
+        raise _fail(path, f"meta.json's diagnostics are not the run's health for {C} "
+                          f"chains: {d!r}")
+    return out
+
+
+def _read_idata(path: Path, shape: dict[str, int], *, need_log_likelihood: bool):
+    from bayesgmm.bayes import arviz
+
+    if not path.is_file():
+        raise MissingModelFileError(f"{path}: {path.name} is missing; re-save the model")
+    try:
+        idata = arviz.from_netcdf(path)
+    except ImportError:
+        raise
+    except Exception as err:  # h5py/h5netcdf/xarray raise many kinds on a damaged file
+        first_line = (str(err).splitlines() or [""])[0]
+        raise _fail(path, f"{path.name} is not a readable netCDF file of ArviZ data "
+                          f"({type(err).__name__}: {first_line}); re-save the model"
+                    ) from None
+    sizes = arviz.group_sizes(idata, "posterior")
+    found = {dim: sizes.get(dim) for dim in shape}
+    if found != shape:
+        raise _fail(path, f"{path.name}'s posterior has dims {found}; draws.npz and "
+                          f"params.npz have {shape}")
+    if need_log_likelihood and not arviz.group_sizes(idata, "log_likelihood"):
+        raise _fail(path, f"{path.name} has no log_likelihood group, which loo() and waic() "
+                          "need; re-save the model")
+    return idata

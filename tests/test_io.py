@@ -1,15 +1,29 @@
-"""Saving and loading fits (bayesgmm.io) on real files: exact round trips, the padded
-size kept so predictions are bit for bit the same, clear errors."""
+"""Saving and loading fits (bayesgmm.io) on real files: round trips of both estimators
+whose loaded models answer as the originals did, the padded size kept so EM predictions
+are bit for bit the same, atomic writes, every damaged file named in its error (never a
+hint to allow_pickle), membership tables against responsibilities computed with SciPy."""
 
+import csv
 import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import COVARIANCE_TYPES
+from scipy.stats import multivariate_normal
 
+import bayesgmm
 from bayesgmm import GaussianMixture, NotFittedError
-from bayesgmm.io import load_model, load_params, save_model, save_params
+from bayesgmm.io import (FORMAT_VERSION, MissingModelFileError, ModelFormatError, load_model,
+                         load_params, save_model, save_params, write_table)
 from bayesgmm.params import GMMParams
+
+# ---- EM -----------------------------------------------------------------------------------
 
 
 def test_save_load_roundtrip(tmp_path, datasets):
@@ -21,8 +35,37 @@ def test_save_load_roundtrip(tmp_path, datasets):
     np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert meta["n_iter"] == gm.n_iter_
+    assert (meta["format"], meta["format_version"]) == ("bayesgmm-model", FORMAT_VERSION)
     with pytest.raises(FileNotFoundError, match="params.npz"):
         load_model(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_em_roundtrip_every_covariance_type(tmp_path, datasets, ct):
+    """bayesgmm.save / bayesgmm.load: settings (an array one included), feature names and
+    every output equal the original's."""
+    X = datasets["iris"]
+    means_init = np.array([[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.1]])
+    gm = GaussianMixture(3, covariance_type=ct, means_init=means_init, tol=1e-4,
+                         random_state=np.random.RandomState(0)).fit(X)
+    gm.feature_names_in_ = np.array(["sepal length", "sepal width", "petal length",
+                                     "petal width"], dtype=object)
+    assert bayesgmm.save(gm, tmp_path / "m") == tmp_path / "m"
+    back = bayesgmm.load(tmp_path / "m")
+    assert type(back) is GaussianMixture
+    np.testing.assert_array_equal(back.means_init, means_init)
+    assert back.tol == 1e-4 and back.covariance_type == ct
+    assert back.random_state is None  # a RandomState is not saved; the meta says so
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["dropped_settings"] == ["random_state"]
+    assert list(back.feature_names_in_) == list(gm.feature_names_in_)
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(gm, attr), err_msg=attr)
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
+    assert back.bic(X) == gm.bic(X)
+    table = back.membership_table(X)
+    np.testing.assert_array_equal(table["label"], gm.predict(X))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -58,6 +101,20 @@ def test_a_save_without_n_padded_loads_unpadded(tmp_path, datasets):
     np.testing.assert_allclose(back.predict_proba(X), gm.predict_proba(X), rtol=1e-12)
 
 
+def test_an_unversioned_save_loads_as_format_0(tmp_path, datasets):
+    """Folders written before meta.json had format/format_version still load."""
+    X = datasets["iris"]
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    save_model(gm, tmp_path / "m")
+    meta_path = tmp_path / "m" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("format", "format_version", "dropped_settings"):
+        del meta[key]
+    meta_path.write_text(json.dumps(meta))
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict_proba(X),
+                                  gm.predict_proba(X))
+
+
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_params_roundtrip_exactly(tmp_path, ct):
     rng = np.random.default_rng(0)
@@ -75,11 +132,365 @@ def test_params_roundtrip_exactly(tmp_path, ct):
 def test_errors_name_the_problem(tmp_path, datasets):
     with pytest.raises(NotFittedError, match="not fitted yet"):
         save_model(GaussianMixture(2), tmp_path / "unfitted")
+    assert not (tmp_path / "unfitted").exists()
     gm = GaussianMixture(2, random_state=0).fit(datasets["iris"])
     save_model(gm, tmp_path / "m")
     meta_path = tmp_path / "m" / "meta.json"
     meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "estimator": "BayesianGaussianMixture"}))
-    with pytest.raises(ValueError, match="holds a 'BayesianGaussianMixture', not a "
-                                         "GaussianMixture"):
+    meta_path.write_text(json.dumps({**meta, "estimator": "KMeans"}))
+    with pytest.raises(ValueError, match="holds a 'KMeans', not a GaussianMixture or "
+                                         "BayesianGaussianMixture"):
         load_model(tmp_path / "m")
+    # an EM folder relabeled as Bayesian lacks the Bayesian entries: named, not a KeyError
+    meta_path.write_text(json.dumps({**meta, "estimator": "BayesianGaussianMixture"}))
+    with pytest.raises(ModelFormatError, match="meta.json lacks the key 'draws'"):
+        load_model(tmp_path / "m")
+    with pytest.raises(ValueError, match="may not set meta.json's own keys"):
+        save_model(gm, tmp_path / "m2", extra={"n_iter": 3})
+
+
+# ---- atomic writes --------------------------------------------------------------------------
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def test_a_failed_save_leaves_no_folder_and_an_old_one_intact(tmp_path, datasets):
+    gm = GaussianMixture(2, random_state=0).fit(datasets["iris"])
+    target = tmp_path / "out" / "sub" / "m"
+    with pytest.raises(TypeError):  # not JSON-serialisable: fails after params.npz is written
+        bayesgmm.save(gm, target, extra={"summary": object()})
+    assert sorted(tmp_path.iterdir()) == []  # nor the parent folders it made
+    bayesgmm.save(gm, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    with pytest.raises(TypeError):
+        bayesgmm.save(gm, target, extra={"summary": object()})
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert _siblings(target) == ["m"]
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        bayesgmm.save(gm, target, overwrite=False)
+
+
+def test_a_resave_replaces_the_model_and_keeps_other_files(tmp_path, datasets):
+    X = datasets["iris"]
+    target = tmp_path / "m"
+    bayesgmm.save(GaussianMixture(2, random_state=0).fit(X), target)
+    (target / "clusters.png").write_bytes(b"png")
+    (target / "plots").mkdir()
+    (target / "plots" / "a.txt").write_text("a")
+    gm3 = GaussianMixture(3, random_state=0).fit(X)
+    bayesgmm.save(gm3, target)
+    assert (target / "clusters.png").read_bytes() == b"png"
+    assert (target / "plots" / "a.txt").read_text() == "a"
+    assert bayesgmm.load(target).n_components == 3
+    assert _siblings(target) == ["m"]
+
+
+def test_loading_an_em_model_imports_no_jax(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import bayesgmm
+        X = np.random.default_rng(0).normal(size=(300, 2))
+        gm = bayesgmm.GaussianMixture(2, random_state=0).fit(X)
+        bayesgmm.save(gm, {str(tmp_path / "m")!r})
+        back = bayesgmm.load({str(tmp_path / "m")!r})
+        assert (back.predict(X) == gm.predict(X)).all()
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "numpyro")))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+# ---- damaged folders ---------------------------------------------------------------------
+
+
+def _rewrite_npz(path, **changes):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(changes)
+    np.savez(path, **arrays)  # object arrays are pickled by savez: what an attacker writes
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _npz_array(path, name):
+    with np.load(path) as z:
+        return z[name]
+
+
+DAMAGE = {
+    "params truncated": ("params.npz", _truncate,
+                         r"params\.npz is not a valid \.npz archive \(truncated or damaged\?\)"),
+    "params garbage": ("params.npz", lambda p: p.write_bytes(b"\x80\x04garbage" * 20),
+                       r"params\.npz is not a valid \.npz archive"),
+    "params missing": ("params.npz", lambda p: p.unlink(), r"params\.npz is missing"),
+    "meta garbled": ("meta.json", lambda p: p.write_text(p.read_text()[:40]),
+                     r"meta\.json is not valid JSON"),
+    "meta missing": ("meta.json", lambda p: p.unlink(), r"meta\.json is missing"),
+    "meta a list": ("meta.json", lambda p: p.write_text("[1, 2]"), "not an object"),
+    "too new": ("meta.json", lambda p: p.write_text(json.dumps(
+        {**json.loads(p.read_text()), "format_version": FORMAT_VERSION + 1})),
+        "newer than this bayesgmm reads"),
+    "nan means": ("params.npz", lambda p: _rewrite_npz(
+        p, means=np.where(np.eye(2, 4, dtype=bool), np.nan, _npz_array(p, "means"))),
+        r"means has a non-finite value at \[0, 0\]"),
+    "negative weight": ("params.npz", lambda p: _rewrite_npz(
+        p, weights=np.array([1.2, -0.2])), "weights are not on the simplex"),
+    "weights sum": ("params.npz", lambda p: _rewrite_npz(
+        p, weights=np.array([0.5, 0.6])), "weights are not on the simplex"),
+    "object array": ("params.npz", lambda p: _rewrite_npz(
+        p, weights=np.array([0.5, "x"], dtype=object)), "'weights' holds Python objects"),
+    "means shape": ("params.npz", lambda p: _rewrite_npz(
+        p, means=np.zeros((2, 3))), "3 features, meta.json's n_features_in says 4"),
+    "factor shape": ("params.npz", lambda p: _rewrite_npz(
+        p, cov_factor=np.ones((2, 4))), r"cov_factor has shape \(2, 4\)"),
+    "not positive definite": ("params.npz", lambda p: _rewrite_npz(
+        p, cov_factor=-_npz_array(p, "cov_factor")),
+        "component 0 is not a positive-definite 'full' factor"),
+    "integer means": ("params.npz", lambda p: _rewrite_npz(
+        p, means=np.zeros((2, 4), dtype=np.int64)), "must be floating point"),
+    "lost array": ("params.npz", lambda p: np.savez(p, weights=np.array([0.5, 0.5])),
+                   "lacks the array 'means'"),
+    "wrong covariance type": ("params.npz", lambda p: _rewrite_npz(
+        p, covariance_type=np.array("ful")), "Invalid value for 'covariance_type': 'ful'"),
+}
+
+
+@pytest.fixture(scope="module")
+def em_folder(tmp_path_factory, datasets):
+    path = tmp_path_factory.mktemp("em") / "m"
+    bayesgmm.save(GaussianMixture(2, random_state=0).fit(datasets["iris"]), path)
+    return path
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_each_damaged_file_is_named_in_one_error(tmp_path, em_folder, case):
+    name, damage, message = DAMAGE[case]
+    folder = tmp_path / "m"
+    shutil.copytree(em_folder, folder)
+    damage(folder / name)
+    with pytest.raises(ModelFormatError, match=message) as err:
+        bayesgmm.load(folder)
+    text = str(err.value)
+    assert str(folder / name) in text
+    # no message in the chain invites an unsafe load
+    chain = [err.value, err.value.__cause__, err.value.__context__]
+    assert not any("allow_pickle" in str(e) for e in chain if e is not None), chain
+    if "missing" in case:
+        assert isinstance(err.value, MissingModelFileError | FileNotFoundError)
+
+
+# ---- Bayesian ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    from bayesgmm.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=80, centers=2, cluster_std=0.8, random_state=0)
+    return X
+
+
+def _fit_bayes(X, **kwargs):
+    import jax
+
+    from bayesgmm import BayesianGaussianMixture
+
+    with jax.numpy_dtype_promotion("standard"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 50-draw run may be flagged; not the point here
+        return BayesianGaussianMixture(2, random_state=0, **kwargs).fit(X)
+
+
+@pytest.fixture(scope="module")
+def nuts_saved(tmp_path_factory, small_data):
+    # 2 chains: with n_chains=1 sample_nuts returns (1, S, 1)-shaped draws (reported)
+    fit = _fit_bayes(small_data, n_chains=2, n_warmup=50, n_draws=50)
+    path = tmp_path_factory.mktemp("bayes") / "nuts"
+    bayesgmm.save(fit, path)
+    return fit, path
+
+
+def _assert_same_elpd(a, b):
+    assert (a.kind, a.n_samples, a.n_data_points, a.warning) == (
+        b.kind, b.n_samples, b.n_data_points, b.warning)
+    assert (a.elpd, a.se, a.p) == (b.elpd, b.se, b.p)
+    np.testing.assert_array_equal(a.elpd_i, b.elpd_i)
+    np.testing.assert_array_equal(a.pareto_k, b.pareto_k)
+
+
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")
+def test_nuts_roundtrip_answers_as_the_original(nuts_saved, small_data):
+    fit, path = nuts_saved
+    X = small_data
+    assert sorted(p.name for p in path.iterdir()) == [
+        "draws.npz", "idata.nc", "idata_raw.nc", "meta.json", "params.npz", "summary.csv"]
+    back = bayesgmm.load(path)
+    assert type(back).__name__ == "BayesianGaussianMixture"
+    assert {k: v for k, v in back.get_params().items()} == fit.get_params()
+    assert back.params_.batch_shape == fit.params_.batch_shape == (2, 50)
+    for field in ("weights", "means", "cov_factor"):
+        np.testing.assert_array_equal(getattr(back.params_, field), getattr(fit.params_, field))
+        np.testing.assert_array_equal(getattr(back.map_params_, field),
+                                      np.asarray(getattr(fit.map_params_, field)))
+    np.testing.assert_array_equal(back.relabeling_.permutations, fit.relabeling_.permutations)
+    np.testing.assert_array_equal(back.predict_proba(X), fit.predict_proba(X))
+    np.testing.assert_array_equal(back.predict(X), fit.predict(X))
+    for a, b in zip(back.membership_interval(X, prob=0.8), fit.membership_interval(X, prob=0.8)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.score_samples(X), fit.score_samples(X))
+    assert back.bic(X) == fit.bic(X)
+    for attr in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(fit, attr), err_msg=attr)
+    pd.testing.assert_frame_equal(back.summary(), fit.summary())
+    pd.testing.assert_frame_equal(back.summary(relabeled=False), fit.summary(relabeled=False))
+    _assert_same_elpd(back.loo(), fit.loo())
+    for a, b in zip(back.sample(5), fit.sample(5)):  # the same random_state, the same draws
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.coclustering(X[:10]), fit.coclustering(X[:10]))
+    assert back.warnings_ == fit.warnings_
+    np.testing.assert_array_equal(back.diagnostics_.step_size, fit.diagnostics_.step_size)
+
+
+@pytest.mark.usefixtures("standard_promotion")
+def test_saved_draws_and_summary_csv(nuts_saved):
+    """draws.npz holds the relabeled draws with (chain, draw) first; summary.csv's means
+    of the weights are the draws' own means (computed here with NumPy)."""
+    fit, path = nuts_saved
+    with np.load(path / "draws.npz") as z:
+        assert z["weights"].shape == (2, 50, 2) and z["means"].shape == (2, 50, 2, 2)
+        assert z["cov_factor"].shape == (2, 50, 2, 2, 2) and z["permutations"].shape == (2, 50, 2)
+        weights = z["weights"]
+    table = pd.read_csv(path / "summary.csv", index_col=0)
+    np.testing.assert_allclose(table.loc[["weights[0]", "weights[1]"], "mean"],
+                               weights.mean(axis=(0, 1)), rtol=1e-12)
+    assert {"sd", "eti94_lb", "eti94_ub", "ess_bulk", "r_hat"} <= set(table.columns)
+
+
+@pytest.mark.usefixtures("standard_promotion")
+def test_membership_table_against_scipy(nuts_saved, small_data):
+    """label, probability and its 90% interval, from responsibilities per draw computed
+    with scipy.stats.multivariate_normal and np.quantile."""
+    fit, path = nuts_saved
+    X = small_data[:12]
+    table = bayesgmm.load(path).membership_table(X, prob=0.9)
+    assert list(table) == ["label", "probability", "lower", "upper"]
+    flat = fit.params_.flatten_batch()
+    resp = []
+    for w, m, L in zip(flat.weights, flat.means, flat.cov_factor):
+        dens = np.stack([w[k] * multivariate_normal(m[k], L[k] @ L[k].T).pdf(X)
+                         for k in range(2)], axis=1)
+        resp.append(dens / dens.sum(axis=1, keepdims=True))
+    resp = np.array(resp)  # (M, N, K)
+    mean = resp.mean(axis=0)
+    label = mean.argmax(axis=1)
+    rows = np.arange(len(X))
+    lo, hi = np.quantile(resp[:, rows, label], [0.05, 0.95], axis=0)
+    np.testing.assert_array_equal(table["label"], label)
+    np.testing.assert_allclose(table["probability"], mean[rows, label], atol=1e-9)
+    np.testing.assert_allclose(table["lower"], lo, atol=1e-9)
+    np.testing.assert_allclose(table["upper"], hi, atol=1e-9)
+    assert np.all(table["lower"] <= table["upper"])
+
+
+@pytest.mark.usefixtures("standard_promotion")
+def test_damaged_bayesian_files_are_named(tmp_path, nuts_saved):
+    _, saved = nuts_saved
+    cases = {
+        "draws.npz": (lambda p: _rewrite_npz(p, means=_npz_array(p, "means")[:, :, :1]),
+                      r"means has shape \(2, 50, 1, 2\); with K=2"),
+        "idata.nc": (_truncate, "idata.nc is not a readable netCDF file"),
+        "idata_raw.nc": (lambda p: p.unlink(), "idata_raw.nc is missing"),
+    }
+    for name, (damage, message) in cases.items():
+        folder = tmp_path / name
+        shutil.copytree(saved, folder)
+        damage(folder / name)
+        with pytest.raises(ModelFormatError, match=message) as err:
+            bayesgmm.load(folder)
+        assert str(folder / name) in str(err.value)
+    # draws of another model than params.npz's: 3 components against 2
+    folder = tmp_path / "other"
+    shutil.copytree(saved, folder)
+    with np.load(folder / "draws.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(weights=np.full((2, 50, 3), 1 / 3),
+                  means=np.zeros((2, 50, 3, 2)),
+                  cov_factor=np.broadcast_to(np.eye(2), (2, 50, 3, 2, 2)),
+                  permutations=np.broadcast_to(np.arange(3), (2, 50, 3)))
+    np.savez(folder / "draws.npz", **arrays)
+    with pytest.raises(ModelFormatError, match="draws.npz holds 3 components, meta.json's "
+                                               "n_components says 2"):
+        bayesgmm.load(folder)
+    # the ArviZ data as sampled in place of the relabeled one: no log-likelihood for loo()
+    folder = tmp_path / "raw"
+    shutil.copytree(saved, folder)
+    shutil.copy(folder / "idata_raw.nc", folder / "idata.nc")
+    with pytest.raises(ModelFormatError, match="idata.nc has no log_likelihood group"):
+        bayesgmm.load(folder)
+
+
+# SVI is left out: a 300-step SVI fit took 96 s on the 2-core test machine
+@pytest.mark.parametrize("method,ct,dtype", [("map", "full", np.float32),
+                                             ("map", "diag", np.float64)])
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # one draw: sd is NaN
+def test_map_roundtrip(tmp_path, small_data, method, ct, dtype):
+    """Priors with arrays among the settings; a MAP fit is one draw."""
+    from bayesgmm import Priors
+
+    X = small_data.astype(dtype)
+    priors = Priors(weight_concentration=2.0, mean_loc=np.array([1.0, 2.0]), scale_loc=0.8)
+    fit = _fit_bayes(X, method=method, covariance_type=ct, priors=priors)
+    bayesgmm.save(fit, tmp_path / "m")
+    back = bayesgmm.load(tmp_path / "m")
+    assert back.params_.dtype == fit.params_.dtype == dtype
+    assert back.params_.batch_shape == fit.params_.batch_shape
+    assert back.priors.weight_concentration == 2.0 and back.priors.scale_loc == 0.8
+    np.testing.assert_array_equal(back.priors.mean_loc, [1.0, 2.0])
+    assert back.priors.mean_scale is None and back.covariance_type == ct
+    np.testing.assert_array_equal(back.predict_proba(X), fit.predict_proba(X))
+    assert back.bic(X) == fit.bic(X)
+    pd.testing.assert_frame_equal(back.summary(kind="stats"), fit.summary(kind="stats"))
+    table = back.membership_table(X)
+    assert list(table) == ["label", "probability"]  # one draw: no interval
+    np.testing.assert_array_equal(table["probability"], fit.predict_proba(X).max(axis=1))
+
+
+# ---- tables ------------------------------------------------------------------------------
+
+
+def test_em_membership_table_and_write_table(tmp_path, datasets):
+    X = datasets["iris"]
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    table = gm.membership_table(X)
+    proba = gm.predict_proba(X)
+    assert list(table) == ["label", "probability"]
+    np.testing.assert_array_equal(table["label"], gm.predict(X))
+    np.testing.assert_array_equal(table["probability"], proba.max(axis=1))
+    path = write_table(tmp_path / "membership.csv", table)
+    with path.open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["id", "label", "probability"] and len(rows) == len(X) + 1
+    assert [int(r[0]) for r in rows[1:]] == list(range(len(X)))
+    np.testing.assert_array_equal([int(r[1]) for r in rows[1:]], table["label"])
+    np.testing.assert_array_equal([float(r[2]) for r in rows[1:]], table["probability"])
+    ids = [f"plant, {i}" for i in range(len(X))]  # a comma in an id is quoted
+    write_table(path, table, row_ids=ids)
+    with path.open() as fh:
+        assert [r[0] for r in list(csv.reader(fh))[1:]] == ids
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["membership.csv"]
+    with pytest.raises(ValueError, match="one id per row"):
+        write_table(path, table, row_ids=ids[:3])
+    with pytest.raises(ValueError, match="1-D columns of one length"):
+        write_table(path, {"a": np.zeros(3), "b": np.zeros(4)})
+    with pytest.raises(ValueError, match="prob must be a probability"):
+        gm.membership_table(X, prob=1.5)

@@ -19,6 +19,10 @@ What a caller gets is the same on both lines:
 - :func:`ess`: a float from a (chain, draw) array.
 - :func:`plot_trace`, :func:`plot_rank`: a matplotlib ``Figure`` (ArviZ 0.23's plots;
   arviz-plots' ``plot_trace_dist`` and ``plot_rank`` on 1.x).
+- :func:`to_netcdf`, :func:`from_netcdf`: the ArviZ data as one netCDF-4 file, every group
+  a netCDF group, through h5netcdf on both lines (ArviZ 0.23's ``InferenceData.to_netcdf``
+  and ``from_netcdf``; ``xarray.DataTree.to_netcdf`` and ``xarray.open_datatree`` on 1.x),
+  read back fully into memory so the file can be moved or deleted afterwards.
 
 WAIC left ArviZ in 1.0; :func:`waic` computes it here from the pointwise log-likelihood on
 both lines, with ArviZ 0.23's formulas (the posterior variance of the log-likelihood over
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import importlib.util
 import warnings
 from typing import NamedTuple
 
@@ -58,7 +63,8 @@ from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
 __all__ = ["ELPD", "to_inference_data", "from_params", "pointwise_log_likelihood", "loo",
-           "waic", "summary", "compare", "ess", "plot_trace", "plot_rank", "arviz_version"]
+           "waic", "summary", "compare", "ess", "plot_trace", "plot_rank", "arviz_version",
+           "to_netcdf", "from_netcdf", "group_sizes"]
 
 _score_samples_jit = jit(score_samples)
 
@@ -433,6 +439,46 @@ def _plot(v1_name: str, v0_name: str, idata, var_names):
     return np.ravel(getattr(az, v0_name)(idata, var_names=names))[0].figure
 
 
+def to_netcdf(idata, path) -> None:
+    """Write ArviZ data (from :func:`to_inference_data`) to ``path`` as netCDF-4 with
+    h5netcdf, one netCDF group per ArviZ group; values, dtypes and coords round-trip
+    exactly (:func:`from_netcdf`).
+
+    Raises
+    ------
+    ImportError
+        When h5netcdf is not installed (ArviZ 1.x does not require it), naming the fix.
+    """
+    _require_h5netcdf("write")
+    # InferenceData.to_netcdf (0.23) and DataTree.to_netcdf (1.x) take the same call
+    idata.to_netcdf(str(path), engine="h5netcdf")
+
+
+def from_netcdf(path):
+    """Read a file written by :func:`to_netcdf`, loaded into memory (the file is closed
+    on return): an ``arviz.InferenceData`` (0.23) or ``xarray.DataTree`` (1.x)."""
+    _require_h5netcdf("read")
+    if _v1():
+        import xarray as xr
+
+        tree = xr.open_datatree(str(path), engine="h5netcdf")
+        try:
+            return tree.load()
+        finally:
+            tree.close()
+    az = _az()
+    with az.rc_context({"data.load": "eager"}):  # 0.23 reads lazily by default
+        return az.from_netcdf(str(path), engine="h5netcdf")
+
+
+def group_sizes(idata, name: str) -> dict[str, int]:
+    """The dim sizes of one group, e.g. ``{"chain": 4, "draw": 500, "component": 3, ...}``;
+    ``{}`` when ``idata`` has no such group."""
+    if name not in idata:
+        return {}
+    return {str(k): int(v) for k, v in _group(idata, name).sizes.items()}
+
+
 # ---- helpers ---------------------------------------------------------------------------
 
 def _check_kwargs(func: str, kwargs: dict, allowed: tuple[str, ...]):
@@ -506,6 +552,12 @@ def _chain_draw(x, func: str) -> np.ndarray:
 
 def _ends_with(columns, renames: dict) -> dict:
     return {c: new for c in columns for end, new in renames.items() if c.endswith(end)}
+
+
+def _require_h5netcdf(action: str) -> None:
+    if importlib.util.find_spec("h5netcdf") is None:
+        raise ImportError(f"bayesgmm needs h5netcdf to {action} the ArviZ data as netCDF "
+                          "(idata.nc); install it: pip install h5netcdf")
 
 
 def _figure(plot_collection):

@@ -24,7 +24,7 @@ import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior
 from bayesgmm.bayes.model import Priors, check_model_type
-from bayesgmm.estimators import BaseEstimator, GaussianMixture
+from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
 from bayesgmm.validation import (
     check_array_2d,
     check_n_features,
@@ -162,6 +162,23 @@ class BayesianGaussianMixture(BaseEstimator):
         X = self._check_X(X)
         with compute_scope(X.dtype):
             return posterior.membership(self.params_.astype(X.dtype), X, prob=prob)
+
+    def membership_table(self, X, prob=0.9):
+        """Per sample its component, that component's posterior-mean membership
+        probability and, with posterior draws, its equal-tailed ``prob`` credible interval
+        (:meth:`membership_interval`), as columns for :func:`bayesgmm.io.write_table`.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``label`` (n_samples,) int64, :meth:`predict`; ``probability`` (n_samples,);
+            and, unless the fit is a single draw (MAP), ``lower`` and ``upper``
+            (n_samples,).
+        """
+        mean, lower, upper = self.membership_interval(X, prob=prob)
+        if int(np.prod(self.params_.batch_shape)) == 1:  # MAP: one draw, no interval
+            return membership_columns(mean)
+        return membership_columns(mean, lower, upper)
 
     def coclustering(self, X, max_draws=500):
         """Posterior probability that samples i and j share a component, (n, n)."""
