@@ -24,6 +24,12 @@ an attribute) with a few functions that differ on purpose:
 
 ``nan_where(mask, a)``
     ``where(mask, nan, a)``; NumPy skips the copy when nothing is masked.
+``eigh``, ``eigvalsh``, ``svd``
+    ``linalg``'s, over the last two axes (looked up once).
+``while_loop(cond, body, init)``
+    JAX: ``lax.while_loop`` (traced once; under ``vmap`` every lane runs until all are
+    done, the finished ones frozen). NumPy: a Python ``while`` loop. The inner
+    iterations of the iterative M-steps (:mod:`bayesgmm.covariance`) use it.
 
 (NumPy's ``eye`` is cached and read-only, as the host engine's M-step adds it every
 iteration.) Code over a namespace calls reductions as methods (``a.sum(axis=-1)``,
@@ -140,8 +146,18 @@ def _np_nan_where(mask: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.where(mask, np.nan, a) if mask.any() else a
 
 
+def _np_while_loop(cond, body, init):
+    """``jax.lax.while_loop``'s contract as a Python loop."""
+    value = init
+    while cond(value):
+        value = body(value)
+    return value
+
+
 NUMPY = Namespace("numpy", np, matmul=np.matmul, einsum=np.einsum, cholesky=_np_cholesky,
-                  tril_inv=_np_inv, inv=_np_inv, eye=_np_eye, nan_where=_np_nan_where)
+                  tril_inv=_np_inv, inv=_np_inv, eye=_np_eye, nan_where=_np_nan_where,
+                  eigh=np.linalg.eigh, eigvalsh=np.linalg.eigvalsh, svd=np.linalg.svd,
+                  while_loop=_np_while_loop)
 
 
 @functools.cache
@@ -160,7 +176,9 @@ def _jax_namespace() -> Namespace:
                      matmul=functools.partial(jnp.matmul, precision=highest),
                      einsum=functools.partial(jnp.einsum, precision=highest),
                      cholesky=jnp.linalg.cholesky, tril_inv=tril_inv, inv=jnp.linalg.inv,
-                     nan_where=lambda mask, a: jnp.where(mask, jnp.nan, a))
+                     nan_where=lambda mask, a: jnp.where(mask, jnp.nan, a),
+                     eigh=jnp.linalg.eigh, eigvalsh=jnp.linalg.eigvalsh, svd=jnp.linalg.svd,
+                     while_loop=jax.lax.while_loop)
 
 
 def is_jax_array(value) -> bool:

@@ -467,12 +467,296 @@ SPHERICAL_RAW = DIAG_RAW._replace(
     moment_precision=lambda xp, s, K, D: xp.broadcast_to((1.0 / (s * s))[:, None], (K, D)),
 )
 
-#: The entries as written: array functions take the namespace first.
+# ---- mclust's eigen-decomposed models ------------------------------------------------
+#
+# Σ_k = λ_k D_k A_k D_kᵀ (Celeux & Govaert 1995): volume λ_k, orientation D_k (orthogonal),
+# shape A_k (diagonal, |A_k| = 1), each Equal across components, Variable, or the
+# Identity. Every M-step below maximises, over its family, the expected complete-data
+# log-likelihood  -½ Σ_k n_k [log|Σ_k| + tr(S_k Σ_k⁻¹)]  where S_k is component k's
+# covariance estimate about its new mean plus reg_covar·I (W_k = n_k S_k is mclust's
+# scatter matrix). That is exactly what the four scikit-learn types do (VVV = full,
+# EEE = tied, VVI = diag, VII = spherical), and a constrained fit stays in its family.
+# Components with n_k ~ 0 (padding) contribute ~0 to every pooled quantity: divisions
+# are floored at the dtype's smallest normal so that 0/0 never reaches a pooled sum.
+
+
+def _inner_tol(dtype) -> float:
+    """Relative change of the inner iterations' parameters at which they stop."""
+    return float(np.finfo(dtype).eps) ** (2.0 / 3.0)
+
+
+#: Most inner iterations of an iterative M-step (VEI, VEE, VEV: alternations; EVE, VVE:
+#: the orientation's MM iterations, two majorisations each). They stop earlier when the
+#: parameters change by less than ``eps**(2/3)`` relative (3.7e-11 in float64).
+INNER_MAX_ITER = 500
+
+
+def _iterate(xp, step: Callable, x: Array, max_iter: int = INNER_MAX_ITER) -> Array:
+    """``x <- step(x)`` until its largest relative change is below the tolerance (or NaN),
+    at most ``max_iter`` times; a ``while_loop`` (JAX) or a Python loop (NumPy)."""
+    tol = _inner_tol(x.dtype)
+
+    def cond(state):
+        i, _, change = state
+        return (i < max_iter) & (change > tol)
+
+    def body(state):
+        i, old, _ = state
+        new = step(old)
+        return i + 1, new, xp.abs(new - old).max() / xp.abs(old).max()
+
+    start = (xp.asarray(0, dtype=xp.int32), x, xp.asarray(np.inf, dtype=x.dtype))
+    return xp.while_loop(cond, body, start)[1]
+
+
+def _tiny(dtype) -> float:
+    return float(np.finfo(dtype).tiny)
+
+
+def _covariances(xp, sxx: Array, nk: Array, delta: Array, reg: Array) -> tuple[Array, Array]:
+    """S_k (K, D, D): each component's covariance about its new mean plus reg·I, and the
+    diagonals (K, D) of the mean squares about the shift it came from (collapse check)."""
+    D = delta.shape[-1]
+    m2 = sxx / nk[:, None, None]
+    S = m2 - delta[:, :, None] * delta[:, None, :]
+    S = 0.5 * (S + _t(xp, S)) + reg * xp.eye(D, dtype=S.dtype)
+    return S, m2.diagonal(axis1=-2, axis2=-1)
+
+
+def _variances(xp, sxx: Array, nk: Array, delta: Array, reg: Array) -> tuple[Array, Array]:
+    """The diagonals (K, D) of S_k, and the mean squares (K, D) they came from."""
+    m2 = sxx / nk[:, None]
+    return m2 - delta * delta + reg, m2
+
+
+def _pool(xp, a: Array, nk: Array, total) -> Array:
+    """Σ_k n_k a_k / total, over the leading axis K of ``a``."""
+    return (nk.reshape(nk.shape + (1,) * (a.ndim - 1)) * a).sum(axis=0) / total
+
+
+def _geomean(xp, v: Array) -> Array:
+    """(..., D) positive -> (...,): (Π_d v_d)^{1/D}, the volume of a diagonal."""
+    return xp.exp(xp.log(v).mean(axis=-1))
+
+
+def _eig(xp, S: Array) -> tuple[Array, Array]:
+    """Eigenvalues (K, D), ascending and clipped at 0, and eigenvectors (K, D, D)."""
+    w, V = xp.eigh(S)
+    return xp.maximum(w, 0.0), V
+
+
+def _polar(xp, F: Array) -> Array:
+    """The orthogonal matrix nearest to F (D, D): U Vᵀ from F = U s Vᵀ."""
+    U, _, Vt = xp.svd(F)
+    return xp.matmul(U, Vt)
+
+
+def _rotate(xp, V: Array, d: Array) -> Array:
+    """V diag(d) Vᵀ for V (..., D, D) and d (..., D)."""
+    return xp.matmul(V * d[..., None, :], _t(xp, V))
+
+
+def _common_shape(xp, v: Array, nk: Array) -> tuple[Array, Array]:
+    """Volumes λ (K,) and one shape a (D,), Π a = 1, maximising
+    -½ Σ_k n_k [D log λ_k + Σ_d v_kd / (λ_k a_d)] for positive v (K, D): the VEI M-step of
+    Celeux & Govaert (1995) on diagonals (VEV's on sorted eigenvalues). Alternates the
+    two exact conditional maximisers, from a = 1 (VII's volumes); each step raises the
+    objective."""
+    tiny = _tiny(v.dtype)
+
+    def volumes(a):
+        return xp.maximum((v / a).mean(axis=-1), tiny)
+
+    def shape(a):
+        s = _pool(xp, v / volumes(a)[:, None], nk, 1.0)
+        return s / _geomean(xp, s)
+
+    a = _iterate(xp, shape, xp.ones(v.shape[-1:], dtype=v.dtype))
+    return volumes(a), a
+
+
+def _det_root(xp, S: Array) -> Array:
+    """|S|^{1/D} of positive definite S (..., D, D), from its Cholesky factor."""
+    L = xp.cholesky(S)
+    return xp.exp(2.0 * xp.log(L.diagonal(axis1=-2, axis2=-1)).mean(axis=-1))
+
+
+def _common_correlation(xp, S: Array, nk: Array) -> tuple[Array, Array]:
+    """VEE: volumes λ (K,) and one C (D, D), |C| = 1, maximising
+    -½ Σ_k n_k [D log λ_k + tr(S_k C⁻¹) / λ_k]. Alternates λ_k = tr(S_k C⁻¹)/D and
+    C ∝ Σ_k n_k S_k / λ_k (Celeux & Govaert 1995), from C = I."""
+    D = S.shape[-1]
+    tiny = _tiny(S.dtype)
+
+    def volumes(C):
+        Ci = _gram_of_inverse(xp, xp.cholesky(C))
+        return xp.maximum((S * Ci).sum(axis=(-2, -1)) / D, tiny)
+
+    def shape(C):
+        T = _pool(xp, S / volumes(C)[:, None, None], nk, 1.0)
+        T = 0.5 * (T + T.T)
+        return T / _det_root(xp, T)
+
+    C = _iterate(xp, shape, xp.eye(D, dtype=S.dtype))
+    return volumes(C), C
+
+
+def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool):
+    """EVE / VVE: one orientation O (D, D) and diagonals Δ (K, D), Σ_k = O diag(Δ_k) Oᵀ,
+    maximising -½ Σ_k n_k [log|Σ_k| + tr(S_k Σ_k⁻¹)]; Δ_k = λ A_k (EVE) or free (VVE).
+
+    Given O the diagonals have closed forms (of b_k = diag(Oᵀ S_k O)); given Δ, O
+    minimises f(O) = Σ_k tr(W_k O M_k Oᵀ) (W_k = n_k S_k, M_k = diag(Δ_k)⁻¹) over the
+    orthogonal matrices, by the two majorise-minimise steps of Browne & McNicholas
+    (2014): with ω_k the largest eigenvalue of W_k and m_k the largest entry of M_k,
+    O <- polar(Σ_k (ω_k I - W_k) O M_k), then O <- polar(Σ_k W_k O (m_k I - M_k)); each
+    step lowers f. Starts from the eigenvectors of Σ_k W_k (EEE's orientation).
+    """
+    tiny = _tiny(S.dtype)
+    W = nk[:, None, None] * S
+    omega = xp.eigvalsh(W)[:, -1]  # (K,) the largest eigenvalue of each W_k
+    eye = xp.eye(S.shape[-1], dtype=S.dtype)
+
+    def diagonals(O):
+        b = (xp.matmul(S, O) * O).sum(axis=-2)  # (K, D): diag(Oᵀ S_k O)
+        if not equal_volume:
+            return xp.maximum(b, tiny)
+        g = xp.maximum(_geomean(xp, b), tiny)  # (K,) |diag|^{1/D}
+        return xp.maximum(_pool(xp, g, nk, total) * b / g[:, None], tiny)
+
+    def step(O):
+        M = 1.0 / diagonals(O)  # (K, D)
+        F = (xp.matmul(omega[:, None, None] * eye - W, O) * M[:, None, :]).sum(axis=0)
+        O = _polar(xp, F)
+        M = 1.0 / diagonals(O)
+        F = (xp.matmul(W, O) * (M.max(axis=-1)[:, None] - M)[:, None, :]).sum(axis=0)
+        return _polar(xp, F)
+
+    O = _iterate(xp, step, xp.eigh(W.sum(axis=0))[1])
+    return O, diagonals(O)
+
+
+def _full_from(xp, Sigma: Array, m2_diag: Array) -> Array:
+    """The full-storage factor of model covariances Σ (K, D, D), NaN where collapsed."""
+    return _tril_factor(xp, 0.5 * (Sigma + _t(xp, Sigma)), m2_diag)
+
+
+def _eii_factor(xp, sxx, nk, delta, total, reg):
+    D = delta.shape[-1]
+    v, m2 = _variances(xp, sxx, nk, delta, reg)
+    var = _pool(xp, v.sum(axis=-1), nk, total) / D  # λ = tr(W) / (n D)
+    return _root_variance(xp, xp.broadcast_to(var, nk.shape), m2.sum(axis=-1) / D)
+
+
+def _eei_factor(xp, sxx, nk, delta, total, reg):
+    v, m2 = _variances(xp, sxx, nk, delta, reg)
+    return _root_variance(xp, xp.broadcast_to(_pool(xp, v, nk, total), v.shape), m2)
+
+
+def _vei_factor(xp, sxx, nk, delta, total, reg):
+    v, m2 = _variances(xp, sxx, nk, delta, reg)
+    lam, a = _common_shape(xp, v, nk)
+    return _root_variance(xp, lam[:, None] * a, m2)
+
+
+def _evi_factor(xp, sxx, nk, delta, total, reg):
+    v, m2 = _variances(xp, sxx, nk, delta, reg)
+    g = _geomean(xp, v)  # (K,) |diag W_k|^{1/D} / n_k
+    lam = _pool(xp, g, nk, total)
+    return _root_variance(xp, lam * v / g[:, None], m2)
+
+
+def _vee_factor(xp, sxx, nk, delta, total, reg):
+    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+    lam, C = _common_correlation(xp, S, nk)
+    return _full_from(xp, lam[:, None, None] * C, m2)
+
+
+def _eve_factor(xp, sxx, nk, delta, total, reg):
+    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+    O, d = _common_orientation(xp, S, nk, total, equal_volume=True)
+    return _full_from(xp, _rotate(xp, O, d), m2)
+
+
+def _vve_factor(xp, sxx, nk, delta, total, reg):
+    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+    O, d = _common_orientation(xp, S, nk, total, equal_volume=False)
+    return _full_from(xp, _rotate(xp, O, d), m2)
+
+
+def _eev_factor(xp, sxx, nk, delta, total, reg):
+    # D_k: W_k's eigenvectors; λ A = Σ_k Ω_k / n, the eigenvalues paired in sorted order
+    # (the rearrangement inequality makes that pairing optimal)
+    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+    w, V = _eig(xp, S)
+    return _full_from(xp, _rotate(xp, V, xp.broadcast_to(_pool(xp, w, nk, total), w.shape)),
+                      m2)
+
+
+def _vev_factor(xp, sxx, nk, delta, total, reg):
+    # D_k: W_k's eigenvectors, then VEI's alternation on the sorted eigenvalues
+    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+    w, V = _eig(xp, S)
+    lam, a = _common_shape(xp, xp.maximum(w, _tiny(w.dtype)), nk)
+    return _full_from(xp, _rotate(xp, V, lam[:, None] * a), m2)
+
+
+def _evv_factor(xp, sxx, nk, delta, total, reg):
+    # C_k = W_k / |W_k|^{1/D}, λ = Σ_k |W_k|^{1/D} / n
+    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+    g = _geomean(xp, _eig(xp, S)[0])  # (K,); 0 for a singular S_k (no NaN to pool)
+    lam = _pool(xp, g, nk, total)
+    return _full_from(xp, (lam / g)[:, None, None] * S, m2)
+
+
+def _models() -> dict[str, CovarianceOps]:
+    """mclust's 14 models: the four scikit-learn types under their mclust names, and ten
+    entries in the layouts of full (orientation free or shared but not axis-aligned),
+    diag (axis-aligned) and spherical (EII). n_parameters is mclust's ``nVarParams``."""
+    full = dict(correlated=True, bayes_type="full",
+                precision_requirement="symmetric, positive-definite")
+    return {
+        "EII": SPHERICAL_RAW._replace(n_parameters=lambda K, D: 1,
+                                      factor_from_moments=_eii_factor),
+        "VII": SPHERICAL_RAW,
+        "EEI": DIAG_RAW._replace(n_parameters=lambda K, D: D, factor_from_moments=_eei_factor),
+        "VEI": DIAG_RAW._replace(n_parameters=lambda K, D: K + D - 1,
+                                 factor_from_moments=_vei_factor),
+        "EVI": DIAG_RAW._replace(n_parameters=lambda K, D: 1 + K * (D - 1),
+                                 factor_from_moments=_evi_factor),
+        "VVI": DIAG_RAW,
+        "EEE": TIED_RAW,
+        "VEE": FULL_RAW._replace(n_parameters=lambda K, D: K + (D - 1) + D * (D - 1) // 2,
+                                 factor_from_moments=_vee_factor, **full),
+        "EVE": FULL_RAW._replace(n_parameters=lambda K, D: 1 + K * (D - 1) + D * (D - 1) // 2,
+                                 factor_from_moments=_eve_factor, **full),
+        "VVE": FULL_RAW._replace(n_parameters=lambda K, D: K * D + D * (D - 1) // 2,
+                                 factor_from_moments=_vve_factor, **full),
+        "EEV": FULL_RAW._replace(n_parameters=lambda K, D: 1 + (D - 1) + K * D * (D - 1) // 2,
+                                 factor_from_moments=_eev_factor, **full),
+        "VEV": FULL_RAW._replace(n_parameters=lambda K, D: K + (D - 1) + K * D * (D - 1) // 2,
+                                 factor_from_moments=_vev_factor, **full),
+        "EVV": FULL_RAW._replace(n_parameters=lambda K, D: 1 - K + K * D * (D + 1) // 2,
+                                 factor_from_moments=_evv_factor, **full),
+        "VVV": FULL_RAW,
+    }
+
+
+#: scikit-learn's names of four of mclust's models (the same table entries).
+SKLEARN_NAMES: dict[str, str] = {"full": "VVV", "tied": "EEE", "diag": "VVI",
+                                 "spherical": "VII"}
+#: mclust's univariate models (D = 1): equal (E) or variable (V) variance.
+UNIVARIATE_NAMES: dict[str, str] = {"E": "EII", "V": "VII"}
+_MCLUST_RAW = _models()
+#: mclust's 14 model names, in mclust's order.
+MCLUST_MODELS: tuple[str, ...] = tuple(_MCLUST_RAW)
+
+#: The entries as written: array functions take the namespace first. Aliases
+#: (:data:`SKLEARN_NAMES`, :data:`UNIVARIATE_NAMES`) map to the very same entry.
 RAW_TABLE: dict[str, CovarianceOps] = {
-    "full": FULL_RAW,
-    "tied": TIED_RAW,
-    "diag": DIAG_RAW,
-    "spherical": SPHERICAL_RAW,
+    **{name: _MCLUST_RAW[model] for name, model in SKLEARN_NAMES.items()},
+    **_MCLUST_RAW,
+    **{name: _MCLUST_RAW[model] for name, model in UNIVARIATE_NAMES.items()},
 }
 
 
@@ -493,8 +777,13 @@ def _bind(raw: CovarianceOps, xp: Namespace | None) -> CovarianceOps:
     return raw._replace(**{name: wrap(getattr(raw, name)) for name in ARRAY_FUNCTIONS})
 
 
-#: Entries whose array functions run in their arguments' namespace.
-TABLE: dict[str, CovarianceOps] = {name: _bind(raw, None) for name, raw in RAW_TABLE.items()}
+#: The table's one name per entry: mclust's (an alias's model name).
+CANONICAL: dict[str, str] = {**{name: name for name in MCLUST_MODELS}, **SKLEARN_NAMES,
+                             **UNIVARIATE_NAMES}
+#: Entries whose array functions run in their arguments' namespace (an alias is the
+#: same object as its model's entry).
+TABLE: dict[str, CovarianceOps] = {name: _bind(raw, None) for name, raw in _MCLUST_RAW.items()}
+TABLE = {name: TABLE[CANONICAL[name]] for name in RAW_TABLE}
 _BOUND: dict[tuple[str, Any], CovarianceOps] = {}  # (type, namespace or alias) -> entry
 
 
@@ -510,16 +799,20 @@ def ops(covariance_type: str, xp=None) -> CovarianceOps:
     if xp is None:
         try:
             return TABLE[covariance_type]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: unhashable
             raise _invalid(covariance_type) from None
     try:
         return _BOUND[covariance_type, xp]  # the host engine's path: one dict lookup
     except (KeyError, TypeError):
         pass
-    if covariance_type not in TABLE:
+    if not isinstance(covariance_type, str) or covariance_type not in TABLE:
         raise _invalid(covariance_type)
     ns = namespace(xp)
-    entry = _BOUND.setdefault((covariance_type, ns), _bind(RAW_TABLE[covariance_type], ns))
+    model = CANONICAL[covariance_type]
+    entry = _BOUND.get((model, ns))
+    if entry is None:
+        entry = _BOUND.setdefault((model, ns), _bind(RAW_TABLE[model], ns))
+    _BOUND[covariance_type, ns] = entry
     try:
         _BOUND[covariance_type, xp] = entry  # also under the module or name given
     except TypeError:
@@ -529,9 +822,15 @@ def ops(covariance_type: str, xp=None) -> CovarianceOps:
 
 def _invalid(covariance_type) -> ValueError:
     return ValueError(
-        f"Invalid value for 'covariance_type': {covariance_type!r}; "
-        f"'covariance_type' should be in {tuple(TABLE)}"
+        f"Invalid value for 'covariance_type': {covariance_type!r}; 'covariance_type' "
+        f"should be in {tuple(SKLEARN_NAMES)} (scikit-learn's names) or in "
+        f"{MCLUST_MODELS} (mclust's models; {_alias_text()}), or {tuple(UNIVARIATE_NAMES)} "
+        "(mclust's univariate names)"
     )
+
+
+def _alias_text() -> str:
+    return ", ".join(f"{name} = {model}" for name, model in SKLEARN_NAMES.items())
 
 
 # ---- the moments form ---------------------------------------------------------------------
