@@ -137,8 +137,9 @@ class CovarianceOps(NamedTuple):
     # second-moment accumulation (resp*w (N,K), centred X (K,N,D)) -> per-type stats
     second_moment: Callable[..., Array]
     # ---- array functions: the M-step and its health ----
-    # (sxx, nk (K,), delta (K,D), total weight, reg_covar) -> factor; NaN for a collapsed
-    # component (see the module note)
+    # (sxx, nk (K,), delta (K,D), total weight, reg_covar[, previous factor]) -> factor;
+    # NaN for a collapsed component (see the module note). The previous factor (that of
+    # the parameters EM holds) warm-starts the iterative M-steps that need it (EVE, VVE)
     factor_from_moments: Callable[..., Array]
     # (factor, K) -> (K,) bool: finite, with a positive diagonal (else the M-step failed)
     factor_ok: Callable[..., Array]
@@ -311,7 +312,7 @@ def _full_second_moment(xp, rw: Array, Xc: Array) -> Array:
     return xp.matmul(_t(xp, weighted), Xc)  # (K, D, D)
 
 
-def _full_factor(xp, sxx, nk, delta, total, reg):
+def _full_factor(xp, sxx, nk, delta, total, reg, previous=None):
     D = delta.shape[-1]
     m2 = sxx / nk[:, None, None]  # E_k[(x - s)(x - s)ᵀ]
     cov = m2 - delta[:, :, None] * delta[:, None, :]
@@ -357,7 +358,7 @@ def _tied_mahalanobis(xp, Xc: Array, U: Array) -> Array:
     return (y * y).sum(axis=-1).T
 
 
-def _tied_factor(xp, sxx, nk, delta, total, reg):
+def _tied_factor(xp, sxx, nk, delta, total, reg, previous=None):
     D = delta.shape[-1]
     # Σ_k [Σ_n r (x-s)(x-s)ᵀ - nk δ_k δ_kᵀ] / Σ_k nk, sklearn's tied estimate, centred.
     m2 = sxx.sum(axis=0) / total
@@ -402,7 +403,7 @@ def _diag_second_moment(xp, rw: Array, Xc: Array) -> Array:
     return xp.einsum("nk,knd->kd", rw, Xc * Xc)
 
 
-def _diag_factor(xp, sxx, nk, delta, total, reg):
+def _diag_factor(xp, sxx, nk, delta, total, reg, previous=None):
     m2 = sxx / nk[:, None]
     return _root_variance(xp, m2 - delta * delta + reg, m2)
 
@@ -445,7 +446,7 @@ def _spherical_mahalanobis(xp, Xc: Array, prec_std: Array) -> Array:
     return ((Xc * Xc).sum(axis=-1) * (prec_std * prec_std)[:, None]).T
 
 
-def _spherical_factor(xp, sxx, nk, delta, total, reg):
+def _spherical_factor(xp, sxx, nk, delta, total, reg, previous=None):
     D = delta.shape[-1]
     m2 = sxx / nk[:, None]  # means over D as sums / D: NumPy's mean is a Python wrapper
     var = (m2 - delta * delta).sum(axis=-1) / D + reg
@@ -601,7 +602,8 @@ def _common_correlation(xp, S: Array, nk: Array) -> tuple[Array, Array]:
     return volumes(C), C
 
 
-def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool):
+def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
+                        previous: Array | None = None):
     """EVE / VVE: one orientation O (D, D) and diagonals Δ (K, D), Σ_k = O diag(Δ_k) Oᵀ,
     maximising -½ Σ_k n_k [log|Σ_k| + tr(S_k Σ_k⁻¹)]; Δ_k = λ A_k (EVE) or free (VVE).
 
@@ -610,30 +612,47 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool):
     orthogonal matrices, by the two majorise-minimise steps of Browne & McNicholas
     (2014): with ω_k the largest eigenvalue of W_k and m_k the largest entry of M_k,
     O <- polar(Σ_k (ω_k I - W_k) O M_k), then O <- polar(Σ_k W_k O (m_k I - M_k)); each
-    step lowers f. Starts from the eigenvectors of Σ_k W_k (EEE's orientation).
+    step lowers f. The objective has local optima over the orthogonal matrices, so the
+    iterations start from the previous orientation when there is one (``previous``,
+    the full-storage factor (K, D, D) of the parameters EM holds: its covariances share
+    their eigenvectors), so that each M-step raises Q from the previous parameters and
+    EM's log-likelihood never falls (with reg_covar = 0; reg_covar makes it the
+    penalised one's); near convergence that takes a few iterations. A cold M-step
+    (no ``previous``) runs from K + 1 starts at once and keeps the best: the
+    eigenvectors of Σ_k W_k (EEE's orientation) and of each W_k (EEV's).
     """
     tiny = _tiny(S.dtype)
-    W = nk[:, None, None] * S
+    W = nk[:, None, None] * S  # (K, D, D)
     omega = xp.eigvalsh(W)[:, -1]  # (K,) the largest eigenvalue of each W_k
     eye = xp.eye(S.shape[-1], dtype=S.dtype)
+    upper = omega[:, None, None] * eye - W  # ω_k I - W_k
 
     def diagonals(O):
-        b = (xp.matmul(S, O) * O).sum(axis=-2)  # (K, D): diag(Oᵀ S_k O)
+        # O (C, D, D), one per start -> b (C, K, D) = diag(Oᵀ S_k O), and Δ (C, K, D)
+        b = (xp.matmul(S[None], O[:, None]) * O[:, None]).sum(axis=-2)
         if not equal_volume:
-            return xp.maximum(b, tiny)
-        g = xp.maximum(_geomean(xp, b), tiny)  # (K,) |diag|^{1/D}
-        return xp.maximum(_pool(xp, g, nk, total) * b / g[:, None], tiny)
+            return b, xp.maximum(b, tiny)
+        g = xp.maximum(_geomean(xp, b), tiny)  # (C, K) |diag|^{1/D}
+        lam = (nk * g).sum(axis=-1) / total  # (C,)
+        return b, xp.maximum(lam[:, None, None] * b / g[..., None], tiny)
 
     def step(O):
-        M = 1.0 / diagonals(O)  # (K, D)
-        F = (xp.matmul(omega[:, None, None] * eye - W, O) * M[:, None, :]).sum(axis=0)
-        O = _polar(xp, F)
-        M = 1.0 / diagonals(O)
-        F = (xp.matmul(W, O) * (M.max(axis=-1)[:, None] - M)[:, None, :]).sum(axis=0)
-        return _polar(xp, F)
+        # K is axis 1 of each product; reduce it
+        M = 1.0 / diagonals(O)[1]  # (C, K, D)
+        O = _polar(xp, (xp.matmul(upper[None], O[:, None]) * M[:, :, None, :]).sum(axis=1))
+        M = 1.0 / diagonals(O)[1]
+        gap = (M.max(axis=-1, keepdims=True) - M)[:, :, None, :]  # m_k I - M_k
+        return _polar(xp, (xp.matmul(W[None], O[:, None]) * gap).sum(axis=1))
 
-    O = _iterate(xp, step, xp.eigh(W.sum(axis=0))[1])
-    return O, diagonals(O)
+    if previous is None:
+        starts = xp.concatenate([xp.eigh(W.sum(axis=0))[1][None], xp.eigh(S)[1]], axis=0)
+    else:  # the loop runs until every start has converged: the warm one alone is cheap
+        starts = xp.eigh(xp.matmul(previous, _t(xp, previous)).sum(axis=0))[1][None]
+    O = _iterate(xp, step, starts)
+    b, d = diagonals(O)
+    # f per start (C,), up to constants: Σ_k n_k Σ_d [log Δ + b / Δ]
+    best = xp.argmin((nk[:, None] * (xp.log(d) + b / d)).sum(axis=(-2, -1)))
+    return O[best], d[best]
 
 
 def _full_from(xp, Sigma: Array, m2_diag: Array) -> Array:
@@ -641,50 +660,50 @@ def _full_from(xp, Sigma: Array, m2_diag: Array) -> Array:
     return _tril_factor(xp, 0.5 * (Sigma + _t(xp, Sigma)), m2_diag)
 
 
-def _eii_factor(xp, sxx, nk, delta, total, reg):
+def _eii_factor(xp, sxx, nk, delta, total, reg, previous=None):
     D = delta.shape[-1]
     v, m2 = _variances(xp, sxx, nk, delta, reg)
     var = _pool(xp, v.sum(axis=-1), nk, total) / D  # λ = tr(W) / (n D)
     return _root_variance(xp, xp.broadcast_to(var, nk.shape), m2.sum(axis=-1) / D)
 
 
-def _eei_factor(xp, sxx, nk, delta, total, reg):
+def _eei_factor(xp, sxx, nk, delta, total, reg, previous=None):
     v, m2 = _variances(xp, sxx, nk, delta, reg)
     return _root_variance(xp, xp.broadcast_to(_pool(xp, v, nk, total), v.shape), m2)
 
 
-def _vei_factor(xp, sxx, nk, delta, total, reg):
+def _vei_factor(xp, sxx, nk, delta, total, reg, previous=None):
     v, m2 = _variances(xp, sxx, nk, delta, reg)
     lam, a = _common_shape(xp, v, nk)
     return _root_variance(xp, lam[:, None] * a, m2)
 
 
-def _evi_factor(xp, sxx, nk, delta, total, reg):
+def _evi_factor(xp, sxx, nk, delta, total, reg, previous=None):
     v, m2 = _variances(xp, sxx, nk, delta, reg)
     g = _geomean(xp, v)  # (K,) |diag W_k|^{1/D} / n_k
     lam = _pool(xp, g, nk, total)
     return _root_variance(xp, lam * v / g[:, None], m2)
 
 
-def _vee_factor(xp, sxx, nk, delta, total, reg):
+def _vee_factor(xp, sxx, nk, delta, total, reg, previous=None):
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
     lam, C = _common_correlation(xp, S, nk)
     return _full_from(xp, lam[:, None, None] * C, m2)
 
 
-def _eve_factor(xp, sxx, nk, delta, total, reg):
+def _eve_factor(xp, sxx, nk, delta, total, reg, previous=None):
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
-    O, d = _common_orientation(xp, S, nk, total, equal_volume=True)
+    O, d = _common_orientation(xp, S, nk, total, True, previous)
     return _full_from(xp, _rotate(xp, O, d), m2)
 
 
-def _vve_factor(xp, sxx, nk, delta, total, reg):
+def _vve_factor(xp, sxx, nk, delta, total, reg, previous=None):
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
-    O, d = _common_orientation(xp, S, nk, total, equal_volume=False)
+    O, d = _common_orientation(xp, S, nk, total, False, previous)
     return _full_from(xp, _rotate(xp, O, d), m2)
 
 
-def _eev_factor(xp, sxx, nk, delta, total, reg):
+def _eev_factor(xp, sxx, nk, delta, total, reg, previous=None):
     # D_k: W_k's eigenvectors; λ A = Σ_k Ω_k / n, the eigenvalues paired in sorted order
     # (the rearrangement inequality makes that pairing optimal)
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
@@ -693,7 +712,7 @@ def _eev_factor(xp, sxx, nk, delta, total, reg):
                       m2)
 
 
-def _vev_factor(xp, sxx, nk, delta, total, reg):
+def _vev_factor(xp, sxx, nk, delta, total, reg, previous=None):
     # D_k: W_k's eigenvectors, then VEI's alternation on the sorted eigenvalues
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
     w, V = _eig(xp, S)
@@ -701,7 +720,7 @@ def _vev_factor(xp, sxx, nk, delta, total, reg):
     return _full_from(xp, _rotate(xp, V, lam[:, None] * a), m2)
 
 
-def _evv_factor(xp, sxx, nk, delta, total, reg):
+def _evv_factor(xp, sxx, nk, delta, total, reg, previous=None):
     # C_k = W_k / |W_k|^{1/D}, λ = Σ_k |W_k|^{1/D} / n
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
     g = _geomean(xp, _eig(xp, S)[0])  # (K,); 0 for a singular S_k (no NaN to pool)
