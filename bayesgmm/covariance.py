@@ -4,16 +4,31 @@ array namespace.
 Glossary: N samples, D features, K components, F moment features per row
 (:func:`n_moment_features`), F2 = F - 1 - D of them second-order.
 
-Every covariance type stores a *factor* in :class:`bayesgmm.params.GMMParams`:
+The models are mclust's 14 (Celeux & Govaert 1995): Σ_k = λ_k D_k A_k D_kᵀ with volume
+λ_k, orientation D_k and shape A_k (|A_k| = 1) each Equal across components, Variable,
+or the Identity, named in that order (VEV: variable volume, equal shape, variable
+orientation). scikit-learn's four names are the same entries (:data:`SKLEARN_NAMES`:
+full = VVV, tied = EEE, diag = VVI, spherical = VII), as are mclust's univariate E = EII
+and V = VII. Every model stores a *factor* in :class:`bayesgmm.params.GMMParams`, in one
+of four layouts; what differs within a layout is the M-step (``factor_from_moments``)
+and ``n_parameters`` (mclust's ``nVarParams``):
 
-=========== ============== ==============================================
-type        factor shape   meaning
-=========== ============== ==============================================
-full        (K, D, D)      lower Cholesky L_k of each covariance, S_k = L_k L_kᵀ
-tied        (D, D)         lower Cholesky of the one shared covariance
-diag        (K, D)         per-feature standard deviations
-spherical   (K,)           one standard deviation per component
-=========== ============== ==============================================
+================================ ========= =============================================
+models                           factor    meaning
+================================ ========= =============================================
+full = VVV, VEE, EVE, VVE, EEV,  (K, D, D) lower Cholesky L_k of each covariance,
+VEV, EVV                                   S_k = L_k L_kᵀ
+tied = EEE                       (D, D)    lower Cholesky of the one shared covariance
+diag = VVI, EEI, VEI, EVI        (K, D)    per-feature standard deviations
+spherical = VII, EII             (K,)      one standard deviation per component
+================================ ========= =============================================
+
+M-steps: closed forms for EII, VII, EEI, EVI, VVI, EEE, EEV, EVV, VVV; VEI, VEE and VEV
+alternate volumes and the shared shape; EVE and VVE add the shared orientation's
+majorise-minimise steps (Browne & McNicholas 2014). Each maximises, over its family, the
+expected complete-data log-likelihood with every component's covariance estimate
+(about its new mean) plus ``reg_covar``·I, so the four scikit-learn types keep
+scikit-learn's estimates exactly.
 
 Design notes
 ------------
@@ -60,7 +75,9 @@ from bayesgmm._xp import Namespace, get_namespace, namespace
 # HIGHEST (JAX's matmul precision) is importable from here too, resolved on first use so
 # that this module does not import JAX; it is left out of __all__ for the same reason.
 __all__ = ["CovarianceOps", "TABLE", "RAW_TABLE", "ARRAY_FUNCTIONS", "ops", "ROUNDOFF",
-           "n_moment_features", "moment_features", "moment_theta", "moment_sums"]
+           "MCLUST_MODELS", "SKLEARN_NAMES", "UNIVARIATE_NAMES", "CANONICAL",
+           "INNER_MAX_ITER", "n_moment_features", "moment_features", "moment_theta",
+           "moment_sums"]
 
 Array = Any  # a NumPy or JAX array (typing only; importing jax here is what we avoid)
 
@@ -732,8 +749,6 @@ def _models() -> dict[str, CovarianceOps]:
     """mclust's 14 models: the four scikit-learn types under their mclust names, and ten
     entries in the layouts of full (orientation free or shared but not axis-aligned),
     diag (axis-aligned) and spherical (EII). n_parameters is mclust's ``nVarParams``."""
-    full = dict(correlated=True, bayes_type="full",
-                precision_requirement="symmetric, positive-definite")
     return {
         "EII": SPHERICAL_RAW._replace(n_parameters=lambda K, D: 1,
                                       factor_from_moments=_eii_factor),
@@ -746,17 +761,17 @@ def _models() -> dict[str, CovarianceOps]:
         "VVI": DIAG_RAW,
         "EEE": TIED_RAW,
         "VEE": FULL_RAW._replace(n_parameters=lambda K, D: K + (D - 1) + D * (D - 1) // 2,
-                                 factor_from_moments=_vee_factor, **full),
+                                 factor_from_moments=_vee_factor),
         "EVE": FULL_RAW._replace(n_parameters=lambda K, D: 1 + K * (D - 1) + D * (D - 1) // 2,
-                                 factor_from_moments=_eve_factor, **full),
+                                 factor_from_moments=_eve_factor),
         "VVE": FULL_RAW._replace(n_parameters=lambda K, D: K * D + D * (D - 1) // 2,
-                                 factor_from_moments=_vve_factor, **full),
+                                 factor_from_moments=_vve_factor),
         "EEV": FULL_RAW._replace(n_parameters=lambda K, D: 1 + (D - 1) + K * D * (D - 1) // 2,
-                                 factor_from_moments=_eev_factor, **full),
+                                 factor_from_moments=_eev_factor),
         "VEV": FULL_RAW._replace(n_parameters=lambda K, D: K + (D - 1) + K * D * (D - 1) // 2,
-                                 factor_from_moments=_vev_factor, **full),
+                                 factor_from_moments=_vev_factor),
         "EVV": FULL_RAW._replace(n_parameters=lambda K, D: 1 - K + K * D * (D + 1) // 2,
-                                 factor_from_moments=_evv_factor, **full),
+                                 factor_from_moments=_evv_factor),
         "VVV": FULL_RAW,
     }
 
