@@ -509,10 +509,12 @@ def _inner_tol(dtype) -> float:
 INNER_MAX_ITER = 500
 
 
-def _iterate(xp, step: Callable, x: Array, max_iter: int = INNER_MAX_ITER) -> Array:
-    """``x <- step(x)`` until its largest relative change is below the tolerance (or NaN),
-    at most ``max_iter`` times; a ``while_loop`` (JAX) or a Python loop (NumPy)."""
-    tol = _inner_tol(x.dtype)
+def _iterate(xp, step: Callable, x: Array, max_iter: int = INNER_MAX_ITER,
+             tol: float | None = None) -> Array:
+    """``x <- step(x)`` until its largest relative change is below ``tol`` (default
+    :func:`_inner_tol`) or NaN, at most ``max_iter`` times; a ``while_loop`` (JAX) or a
+    Python loop (NumPy)."""
+    tol = _inner_tol(x.dtype) if tol is None else tol
 
     def cond(state):
         i, _, change = state
@@ -665,7 +667,10 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         starts = xp.concatenate([xp.eigh(W.sum(axis=0))[1][None], xp.eigh(S)[1]], axis=0)
     else:  # the loop runs until every start has converged: the warm one alone is cheap
         starts = xp.eigh(xp.matmul(previous, _t(xp, previous)).sum(axis=0))[1][None]
-    O = _iterate(xp, step, starts)
+    # warm: each step raises Q from EM's parameters whatever the count, and the next
+    # M-step goes on from here, so sqrt(eps) suffices (and runs ~3x fewer iterations)
+    tol = None if previous is None else float(np.sqrt(np.finfo(S.dtype).eps))
+    O = _iterate(xp, step, starts, tol=tol)
     b, d = diagonals(O)
     # f per start (C,), up to constants: Σ_k n_k Σ_d [log Δ + b / Δ]
     best = xp.argmin((nk[:, None] * (xp.log(d) + b / d)).sum(axis=(-2, -1)))
