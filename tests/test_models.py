@@ -453,3 +453,33 @@ def test_both_engines_fit_the_models(model):
     assert fits[0].bic(X) == pytest.approx(
         -2 * fits[0].score(X) * len(X)
         + np.log(len(X)) * (_n_var_params(model, D, K) + K * D + K - 1), rel=1e-10)
+
+
+@pytest.mark.parametrize("model", MCLUST_MODELS)
+def test_collapse_is_flagged_alike_in_numpy_and_jax(model):
+    """A component on five identical rows with reg_covar = 0: a model whose own volume
+    or shape of that component is free flags it (NaN factor); VEE/EVE, whose shared shape
+    or orientation it spoils, flag every component; the pooled ones (EII, EEI, EEE,
+    EEV) flag none, as tied does. reg_covar = 1e-6 heals all. NumPy (whose linalg
+    raises on NaN) and JAX agree."""
+    rng = np.random.default_rng(18)
+    d = 4
+    X = np.concatenate([rng.normal(0, 1, (40, d)), np.repeat([[6.0, -3.0, 2.0, 1.0]], 5, 0)])
+    resp = np.zeros((len(X), K))
+    resp[:40, :K - 1] = rng.dirichlet(np.ones(K - 1), 40)
+    resp[40:, K - 1] = 1.0
+    t = ops(model, np)
+    shift = X.mean(0)
+    nk, sx = resp.sum(0), resp.T @ (X - shift)
+    sxx = t.unpack_second(resp.T @ t.second_features(X - shift))
+    flags = {}
+    for xp in (np, jnp):
+        with in_scope(np.float64), np.errstate(all="ignore"):
+            for reg in (0.0, 1e-6):
+                args = [xp.asarray(a) for a in (sxx, nk, sx / nk[:, None], nk.sum(), reg)]
+                tx = ops(model, xp)
+                flags[xp, reg] = np.asarray(tx.factor_ok(tx.factor_from_moments(*args), K))
+    assert (flags[np, 0.0] == flags[jnp, 0.0]).all() and flags[np, 1e-6].all()
+    expected = ([True] * K if model in ("EII", "EEI", "EEE", "EEV") else
+                [False] * K if model in ("VEE", "EVE") else [True] * (K - 1) + [False])
+    assert flags[np, 0.0].tolist() == expected
