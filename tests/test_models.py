@@ -483,3 +483,102 @@ def test_collapse_is_flagged_alike_in_numpy_and_jax(model):
     expected = ([True] * K if model in ("EII", "EEI", "EEE", "EEV") else
                 [False] * K if model in ("VEE", "EVE") else [True] * (K - 1) + [False])
     assert flags[np, 0.0].tolist() == expected
+
+
+# ---- the conjugate prior (MAP M-step statistics) -------------------------------------------
+
+
+def _map_m_step(model, X, resp, prior):
+    from bayesgmm.covariance import prior_moments
+
+    t = ops(model, np)
+    shift = X.mean(0) - 0.3
+    nk = resp.sum(0)
+    sx = resp.T @ (X - shift)
+    sxx = t.unpack_second(resp.T @ t.second_features(X - shift))
+    nk_map, sxx_map, means = prior_moments(prior, nk, sx, sxx, shift, model)
+    f = t.factor_from_moments(sxx_map, nk_map, np.zeros_like(sx), nk_map.sum(), 0.0)
+    return means, t.to_full_covariance(f, len(nk), X.shape[1])
+
+
+def test_vvv_map_m_step_is_the_normal_inverse_wishart_mode():
+    """VVV with the prior: the means and covariances are the joint mode of each
+    component's NIW posterior (textbook closed form), and no perturbation raises
+    Σ_n r log N(x | μ, Σ) + log N(μ | m0, Σ/κ) + log IW(Σ | ν, Λ) (scipy's densities)."""
+    from scipy.stats import invwishart, multivariate_normal
+
+    from bayesgmm.covariance import Prior
+
+    X, resp = _data(19)
+    rng = np.random.default_rng(20)
+    prior = Prior(0.5, rng.normal(size=D), D + 3.0, np.diag(rng.uniform(0.5, 2, D)))
+    means, covs = _map_m_step("VVV", X, resp, prior)
+    nk, xbar, W = _scatter(X, resp, 0.0)
+    for k in range(K):
+        kn = prior.shrinkage + nk[k]
+        d = xbar[k] - prior.mean
+        Lam = prior.scale + W[k] + prior.shrinkage * nk[k] / kn * np.outer(d, d)
+        np.testing.assert_allclose(means[k], (nk[k] * xbar[k] + prior.shrinkage * prior.mean)
+                                   / kn, rtol=1e-12)
+        np.testing.assert_allclose(covs[k], Lam / (prior.dof + nk[k] + D + 2), rtol=1e-10)
+
+        def log_post(mu, S):
+            return (resp[:, k] @ multivariate_normal(mu, S).logpdf(X)
+                    + multivariate_normal(prior.mean, S / prior.shrinkage).logpdf(mu)
+                    + invwishart(prior.dof, prior.scale).logpdf(S))
+
+        best = log_post(means[k], covs[k])
+        for _ in range(10):
+            A = 1e-3 * rng.normal(size=(D, D))
+            assert log_post(means[k] + 1e-3 * rng.normal(size=D),
+                            covs[k] + A @ A.T + 1e-4 * (A + A.T)) < best
+
+
+@pytest.mark.parametrize("model", MCLUST_MODELS)
+def test_map_m_step_maximises_the_penalised_q(model):
+    """Every model with the prior: Q on the prior-augmented counts and scatters (the
+    log posterior's covariance part) is at least scipy's best over the family, the
+    covariances keep the family's structure, and an inactive (zero-count) component
+    takes no prior mass."""
+    from bayesgmm.covariance import default_prior, prior_moments
+
+    X, resp = _data(21)
+    prior = default_prior(X, K, model)
+    _, covs = _map_m_step(model, X, resp, prior)
+    _in_family(model, covs)
+    nk, xbar, W = _scatter(X, resp, 0.0)
+    shrink = prior.shrinkage * nk / (nk + prior.shrinkage)
+    dev = xbar - prior.mean
+    Wt = W + prior.scale + shrink[:, None, None] * dev[:, :, None] * dev[:, None, :]
+    if ops(model).component_axis in (-2, -1):  # diagonal models see the diagonals only
+        Wt = np.stack([np.diag(np.diag(w)) for w in Wt])
+    nt = nk + prior.dof + D + 2
+    q = _Q(covs, nt, Wt)
+    n_free, sigma = _family(model, D, K)
+    res = scipy.optimize.minimize(lambda th: -_Q(sigma(th), nt, Wt) / nt.sum(),
+                                  np.zeros(n_free), method="BFGS", options={"gtol": 1e-9})
+    assert q >= -res.fun * nt.sum() - 1e-7 * abs(q)
+    t = ops(model, np)
+    zero = t.unpack_second(np.zeros((1, t.second_features(X[:1]).shape[1])))  # one component
+    nk_map, sxx_map, _ = prior_moments(prior, np.zeros(1), np.zeros((1, D)), zero,
+                                       X.mean(0), model)
+    assert nk_map[0] == 0 and np.all(sxx_map == 0)
+
+
+def test_default_prior_is_mclusts():
+    """mclust's defaultPrior: shrinkage 0.01, the column means, dof D + 2, scale
+    var(X) / K^(2/D) for orientation models, and (1/K)^(2/D) · mean variance for the
+    diagonal and spherical ones."""
+    from bayesgmm.covariance import default_prior
+
+    X, _ = _data(22)
+    for model in MCLUST_MODELS:
+        p = default_prior(X, 4, model)
+        assert p.shrinkage == 0.01 and p.dof == D + 2
+        np.testing.assert_allclose(p.mean, X.mean(0))
+        fac = 4.0 ** (-2.0 / D)
+        if model[2] == "I" or model in ("EII", "VII"):
+            expected = fac * np.var(X, axis=0, ddof=1).sum() / D * np.eye(D)
+        else:
+            expected = fac * np.cov(X.T)
+        np.testing.assert_allclose(p.scale, expected, rtol=1e-12)
