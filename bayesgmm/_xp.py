@@ -24,6 +24,14 @@ an attribute) with a few functions that differ on purpose:
 
 ``nan_where(mask, a)``
     ``where(mask, nan, a)``; NumPy skips the copy when nothing is masked.
+``eigh``, ``eigvalsh``, ``svd``
+    ``linalg``'s, over the last two axes. NumPy raises for the whole batch when one
+    matrix has NaN entries (a collapsed component); the NumPy namespace gives NaN
+    outputs for that matrix alone, as JAX does.
+``while_loop(cond, body, init)``
+    JAX: ``lax.while_loop`` (traced once; under ``vmap`` every lane runs until all are
+    done, the finished ones frozen). NumPy: a Python ``while`` loop. The inner
+    iterations of the iterative M-steps (:mod:`bayesgmm.covariance`) use it.
 
 (NumPy's ``eye`` is cached and read-only, as the host engine's M-step adds it every
 iteration.) Code over a namespace calls reductions as methods (``a.sum(axis=-1)``,
@@ -140,8 +148,50 @@ def _np_nan_where(mask: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.where(mask, np.nan, a) if mask.any() else a
 
 
+def _nan_per_matrix(public):
+    """NumPy's ``linalg`` decomposition ``public`` over the last two axes, with NaN
+    outputs for a matrix it cannot decompose (NaN or infinite entries), as JAX gives,
+    instead of an error for the whole batch."""
+
+    def fn(a):
+        a = np.asarray(a)
+        try:
+            return public(a)
+        except np.linalg.LinAlgError:
+            pass
+        eye = np.eye(a.shape[-1], dtype=a.dtype)
+        nan = lambda out: np.full(out.shape, np.nan, out.dtype)  # noqa: E731
+        failed = public(eye)
+        failed = tuple(map(nan, failed)) if isinstance(failed, tuple) else nan(failed)
+        results = []
+        for m in a.reshape(-1, *a.shape[-2:]):
+            try:
+                results.append(public(m))
+            except np.linalg.LinAlgError:
+                results.append(failed)
+        batch = a.shape[:-2]
+        if isinstance(failed, tuple):
+            return tuple(np.stack(r).reshape(*batch, *r[0].shape) for r in zip(*results))
+        return np.stack(results).reshape(*batch, *failed.shape)
+
+    fn.__name__ = fn.__qualname__ = f"_np_{public.__name__}"
+    return fn
+
+
+def _np_while_loop(cond, body, init):
+    """``jax.lax.while_loop``'s contract as a Python loop."""
+    value = init
+    while cond(value):
+        value = body(value)
+    return value
+
+
 NUMPY = Namespace("numpy", np, matmul=np.matmul, einsum=np.einsum, cholesky=_np_cholesky,
-                  tril_inv=_np_inv, inv=_np_inv, eye=_np_eye, nan_where=_np_nan_where)
+                  tril_inv=_np_inv, inv=_np_inv, eye=_np_eye, nan_where=_np_nan_where,
+                  eigh=_nan_per_matrix(np.linalg.eigh),
+                  eigvalsh=_nan_per_matrix(np.linalg.eigvalsh),
+                  svd=_nan_per_matrix(np.linalg.svd),
+                  while_loop=_np_while_loop)
 
 
 @functools.cache
@@ -160,7 +210,9 @@ def _jax_namespace() -> Namespace:
                      matmul=functools.partial(jnp.matmul, precision=highest),
                      einsum=functools.partial(jnp.einsum, precision=highest),
                      cholesky=jnp.linalg.cholesky, tril_inv=tril_inv, inv=jnp.linalg.inv,
-                     nan_where=lambda mask, a: jnp.where(mask, jnp.nan, a))
+                     nan_where=lambda mask, a: jnp.where(mask, jnp.nan, a),
+                     eigh=jnp.linalg.eigh, eigvalsh=jnp.linalg.eigvalsh, svd=jnp.linalg.svd,
+                     while_loop=jax.lax.while_loop)
 
 
 def is_jax_array(value) -> bool:

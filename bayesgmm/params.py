@@ -47,11 +47,14 @@ class GMMParams:
     means : array of shape (*B, K, D)
         Component means.
     cov_factor : array
-        ``full``: (*B, K, D, D) lower Cholesky factor of each covariance;
-        ``tied``: (*B, D, D); ``diag``: (*B, K, D) standard deviations;
-        ``spherical``: (*B, K) standard deviations.
-    covariance_type : {"full", "tied", "diag", "spherical"}
-        Static (not a leaf).
+        ``full`` (and mclust's VVV, VEE, EVE, VVE, EEV, VEV, EVV): (*B, K, D, D) lower
+        Cholesky factor of each covariance; ``tied`` (EEE): (*B, D, D); ``diag`` (VVI,
+        EEI, VEI, EVI): (*B, K, D) standard deviations; ``spherical`` (VII, EII): (*B, K)
+        standard deviations (:mod:`bayesgmm.covariance`).
+    covariance_type : str
+        scikit-learn's ``{"full", "tied", "diag", "spherical"}`` or one of mclust's 14
+        models (``"VEV"``...; :data:`bayesgmm.covariance.MCLUST_MODELS`). Static (not a
+        leaf).
     """
 
     weights: Any

@@ -17,8 +17,6 @@ import numbers
 
 import numpy as np
 
-from bayesgmm._typing import COVARIANCE_TYPES
-
 __all__ = [
     "ConvergenceWarning",  # noqa: F822 (made on first access: module __getattr__)
     "DegenerateComponentWarning",
@@ -219,11 +217,14 @@ def check_nonneg_float(value, name: str, strict: bool = False) -> float:
 
 
 def check_covariance_type(value) -> str:
-    if value not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"Invalid value for 'covariance_type': {value!r}; "
-            f"'covariance_type' should be in {COVARIANCE_TYPES}"
-        )
+    """``value`` if it names a covariance model: scikit-learn's four types or mclust's 14
+    models (``full`` = VVV, ``tied`` = EEE, ``diag`` = VVI, ``spherical`` = VII are the
+    same models), or mclust's univariate ``E``/``V``; else a ``ValueError`` listing the
+    valid names of both vocabularies. The name is returned as given (an estimator's
+    ``covariance_type`` stays what the user wrote)."""
+    from bayesgmm.covariance import ops
+
+    ops(value)  # raises the error that lists the valid names
     return value
 
 

@@ -383,3 +383,24 @@ def test_moment_feature_count():
         for ct in COVARIANCE_TYPES:
             T = moment_features(np.zeros((3, D_)), np.zeros(D_), ct)
             assert T.shape == (3, n_moment_features(D_, ops(ct).full_moments))
+
+
+def test_numpy_decompositions_give_nan_per_failing_matrix_as_jax():
+    """eigh, eigvalsh and svd of the NumPy namespace: NaN outputs for a matrix with NaN
+    entries (NumPy alone raises for the batch), the others as numpy.linalg's, dtype kept;
+    a while_loop runs as lax.while_loop does."""
+    good = np.array([[4.0, 1.0], [1.0, 3.0]])
+    batch = np.stack([good, np.full((2, 2), np.nan), 2 * good])
+    for name in ("eigh", "eigvalsh", "svd"):
+        got = getattr(_xp.NUMPY, name)(batch)
+        want = getattr(np.linalg, name)(batch[[0, 2]])
+        for g, w in zip(*((got, want) if isinstance(got, tuple) else ((got,), (want,)))):
+            assert g.shape[0] == 3 and np.isnan(g[1]).all()
+            np.testing.assert_allclose(np.abs(g[[0, 2]]), np.abs(w), rtol=1e-12)
+        out32 = getattr(_xp.NUMPY, name)(batch.astype(np.float32))
+        assert all(o.dtype == np.float32 for o in (out32 if isinstance(out32, tuple)
+                                                   else (out32,)))
+    count = lambda xp: xp.while_loop(lambda s: s[0] < 5, lambda s: (s[0] + 1, s[1] * 2.0),  # noqa
+                                     (0, 1.0))
+    assert count(_xp.NUMPY) == (5, 32.0)
+    assert [float(v) for v in count(_xp.namespace("jax"))] == [5.0, 32.0]

@@ -134,7 +134,8 @@ def mixture_m_step(nk: Array, sx: Array, sxx: Array, shift: Array, *, covariance
     delta = sx / nk[:, None]  # (K, D) mean minus shift
     total = mass.sum()
     reg = xp.asarray(reg_covar, dtype=sx.dtype)
-    factor = ops(covariance_type, xp).factor_from_moments(sxx, nk, delta, total, reg)
+    factor = ops(covariance_type, xp).factor_from_moments(
+        sxx, nk, delta, total, reg, None if previous is None else previous.cov_factor)
     new = GMMParams(mass / total, shift + delta, factor, covariance_type)
     if active is None:
         return new
