@@ -512,7 +512,8 @@ class RobustMixture(BaseEstimator):
     def predict_proba(self, X):
         """p(z = j | x), shape (n_samples, n_components + 1) with a noise component (the
         last column), else (n_samples, n_components); rows sum to 1."""
-        log_resp = robust.log_resp(self.params_, self._check_X(X))[0]
+        X = self._check_X(X)
+        log_resp = robust.log_resp(self.params_, X)[0]
         return np.exp(log_resp[:, :self._n_columns()])
 
     def predict(self, X):
@@ -523,7 +524,8 @@ class RobustMixture(BaseEstimator):
 
     def score_samples(self, X):
         """log p(x) of each sample, noise included, shape (n_samples,)."""
-        return robust.log_resp(self.params_, self._check_X(X))[1]
+        X = self._check_X(X)
+        return robust.log_resp(self.params_, X)[1]
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample."""
@@ -567,5 +569,5 @@ class RobustMixture(BaseEstimator):
         return X
 
     def _criteria(self, X) -> dict:
-        return robust.criteria(self.params_, self._check_X(X),
-                               self.component == "t" and self.df is None)
+        X = self._check_X(X)
+        return robust.criteria(self.params_, X, self.component == "t" and self.df is None)
