@@ -5,7 +5,8 @@ Glossary: N samples (``n_samples``), D features (``n_features``), K components
 
 :class:`GaussianMixture` only validates, calls :func:`bayesgmm.fitting.fit` (the whole
 EM fit: engine choice, padding, seeding, restarts, reports) or the scoring functions
-beside it, and stores scikit-learn's ``*_`` attributes. Nothing here imports JAX: a
+beside it, and stores scikit-learn's ``*_`` attributes. :class:`RobustMixture` (a noise
+component, Student-t components) does the same over :mod:`bayesgmm.robust`. Nothing here imports JAX: a
 small fit on the host never loads it.
 
 scikit-learn is not a run-time dependency: :class:`BaseEstimator` implements the
@@ -30,7 +31,6 @@ from bayesgmm.validation import (
     check_is_fitted,
     check_n_features,
     check_random_state_key,
-    check_sample_weight,
 )
 
 __all__ = ["GaussianMixture", "RobustMixture", "BaseEstimator"]
@@ -495,13 +495,8 @@ class RobustMixture(BaseEstimator):
         self
         """
         X = check_array_2d(X, min_samples=2)
-        options = robust.RobustOptions.from_mapping(self.get_params()).check()
-        start = robust.init(X, options, sample_weight)
-        w = check_sample_weight(sample_weight, X.shape[0], np.float64)
-        params, info = robust.fit(X, start, sample_weight=w, tol=options.base.tol,
-                                  reg_covar=options.base.reg_covar,
-                                  max_iter=options.base.max_iter,
-                                  estimate_df=options.estimate_df)
+        options = robust.RobustOptions.from_mapping(self.get_params())
+        params, info = robust.fit_options(X, options, sample_weight)
         self._store(params, info, X.dtype)
         return self
 

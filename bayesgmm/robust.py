@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
@@ -71,12 +72,13 @@ from bayesgmm.engines import FitInfo, step_health
 from bayesgmm.fitting import FitOptions
 from bayesgmm.fitting import fit as gaussian_fit
 from bayesgmm.params import GMMParams, take_components
+from bayesgmm import validation
 from bayesgmm.validation import check_sample_weight
 
 __all__ = ["COMPONENTS", "DF_BOUNDS", "MIN_NOISE_START", "NOISE_VOLUMES", "RobustParams",
            "RobustOptions", "EStep", "noise_log_volume", "nn_clean", "component_log_prob",
-           "log_resp", "e_step", "m_step", "update_df", "init", "fit", "n_parameters",
-           "criteria"]
+           "log_resp", "e_step", "m_step", "update_df", "init", "fit", "fit_options",
+           "n_parameters", "criteria"]
 
 COMPONENTS = ("gaussian", "t")
 NOISE_VOLUMES = ("box", "hull")
@@ -408,7 +410,9 @@ def init(X, options: RobustOptions, sample_weight=None) -> RobustParams:
         raise ValueError(f"noise_init flags {int(noisy.sum())} of {N} rows as noise, leaving "
                          f"fewer than n_components={K} (and 2) rows for the components; "
                          "flag fewer rows")
-    start, _ = gaussian_fit(X[~noisy], options.base, sample_weight=w[~noisy])
+    with warnings.catch_warnings():  # the robust EM continues from this start
+        warnings.filterwarnings("ignore", message="Best performing initialization did not")
+        start, _ = gaussian_fit(X[~noisy], options.base, sample_weight=w[~noisy])
     start = take_components(start, K).to_numpy(np.float64)
     noise, log_volume = 0.0, np.inf
     if options.noise:
@@ -465,6 +469,45 @@ def fit(X, params: RobustParams, *, sample_weight=None, tol: float = 1e-3,
             nonfinite = not ok
     info = FitInfo(np.float64(lower_bound), np.int32(n_iter), np.bool_(converged),
                    np.bool_(nonfinite), np.int32(bad), history, nk)
+    return params, info
+
+
+def fit_options(X, options: RobustOptions, sample_weight=None) -> tuple[RobustParams, FitInfo]:
+    """The whole robust fit of :class:`bayesgmm.estimators.RobustMixture`: check the
+    options, :func:`init`, :func:`fit`, then report as :func:`bayesgmm.fitting.fit`
+    does (a ``ValueError`` naming the component for a collapsed fit, a
+    ``ConvergenceWarning`` when EM stopped at ``max_iter``).
+
+    Parameters
+    ----------
+    X : array of shape (N, D)
+        Checked by the caller (:func:`bayesgmm.validation.check_array_2d`).
+    options : RobustOptions
+    sample_weight : array of shape (N,), optional
+
+    Returns
+    -------
+    params : RobustParams
+        float64.
+    info : FitInfo
+    """
+    options = options.check()
+    base = options.base
+    w = check_sample_weight(sample_weight, X.shape[0], np.float64)
+    start = init(X, options, w)
+    params, info = fit(X, start, sample_weight=w, tol=base.tol, reg_covar=base.reg_covar,
+                       max_iter=base.max_iter, estimate_df=options.estimate_df)
+    if bool(info.nonfinite):
+        raise ValueError(
+            f"The robust fit failed at iteration {int(info.n_iter)}: component "
+            f"{int(info.bad_component)} got a singular scale matrix (it collapsed on one or "
+            f"a few samples). Increase reg_covar (now {base.reg_covar:g}) or decrease "
+            f"n_components (now {base.n_components}).")
+    if not bool(info.converged) and base.max_iter > 0:
+        warnings.warn(
+            f"The robust EM did not converge in max_iter={base.max_iter} iterations (tol="
+            f"{base.tol:g}); increase max_iter or tol.", validation.ConvergenceWarning,
+            stacklevel=3)
     return params, info
 
 

@@ -218,3 +218,26 @@ def test_estimator_protocol():
         fitted = model.fit(blobs_with_noise(0)[1])
     with pytest.raises(ValueError, match="3 features"):
         fitted.predict(np.zeros((2, 3)))
+
+
+def test_reports_like_gaussian_mixture():
+    """A fit stopped at max_iter warns (the starting Gaussian fit's own warning is not
+    repeated); a collapsed component is a ValueError naming reg_covar."""
+    import bayesgmm
+
+    _, Xa, _ = blobs_with_noise(0)
+    with pytest.warns(bayesgmm.ConvergenceWarning, match="robust EM did not converge") as rec:
+        RobustMixture(3, noise=True, random_state=0, max_iter=2).fit(Xa)
+    assert len(rec) == 1
+    # a component on 20 identical rows, reg_covar=0: its scale collapses; the step is not
+    # applied, and the report names the component
+    from bayesgmm.params import GMMParams
+
+    X = np.r_[np.zeros((20, 2)), np.random.default_rng(0).normal(size=(40, 2)) + 10]
+    start = robust.RobustParams(
+        GMMParams(np.array([0.3, 0.7]), np.array([[0.0, 0.0], [10.0, 10.0]]),
+                  np.array([0.5, 1.0]), "spherical"), np.array([5.0, 5.0]), np.float64(0.0),
+        np.float64(np.inf))
+    params, info = robust.fit(X, start, reg_covar=0.0, max_iter=50, estimate_df=True)
+    assert bool(info.nonfinite) and int(info.bad_component) == 0
+    assert np.isfinite(params.mixture.cov_factor).all()  # the last sound parameters
