@@ -239,7 +239,8 @@ def nn_clean(X, n_neighbors: int = 10, *, max_iter: int = 500, tol: float = 1e-1
     scale = np.median(dist[dist > 0]) if (dist > 0).any() else 1.0
     # c_D and the scale multiply every y alike: they rescale λ, not the classification
     y = (dist / scale) ** D
-    top = y > np.quantile(y, 0.9)  # start: the sparsest 10% as noise
+    top = np.zeros(N, bool)  # start: the sparsest 10% as noise (by rank: ties split)
+    top[np.argsort(y, kind="stable")[int(0.9 * N):]] = True
     lam = np.array([k / max(y[~top].mean(), 1e-300), k / max(y[top].mean(), 1e-300)])
     mix = np.array([0.9, 0.1])
     previous = -np.inf

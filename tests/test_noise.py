@@ -2,7 +2,7 @@
 the outliers and of the clusters against the generating parameters, the noise-free
 limit against the plain Gaussian fit, BIC's parameter count and value against scipy's
 densities, the noise region's volume against closed forms, nearest-neighbour cleaning,
-monotone EM, float32, weights, and the errors."""
+monotone EM, float32, weights, scikit-learn's estimator checks, and the errors."""
 
 import warnings
 
@@ -11,6 +11,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesgmm import robust
 from bayesgmm.estimators import GaussianMixture, RobustMixture
@@ -241,3 +242,18 @@ def test_reports_like_gaussian_mixture():
     params, info = robust.fit(X, start, reg_covar=0.0, max_iter=50, estimate_df=True)
     assert bool(info.nonfinite) and int(info.bad_component) == 0
     assert np.isfinite(params.mixture.cov_factor).all()  # the last sound parameters
+
+
+@parametrize_with_checks(
+    [RobustMixture(), RobustMixture(2, component="t"),
+     RobustMixture(2, noise=True, noise_volume=100.0)],
+    expected_failed_checks=lambda est: {} if est.n_components == 1 else {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "k-means seeds the starting Gaussian fit differently on weighted and repeated "
+            "rows (as GaussianMixture's, tests/test_estimators.py); from one start weights "
+            "equal repetition: test_integer_sample_weights_equal_repeated_rows")},
+)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ConvergenceWarning on tiny data
+        check(estimator)
