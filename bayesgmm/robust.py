@@ -214,7 +214,9 @@ def nn_clean(X, n_neighbors: int = 10, *, max_iter: int = 500, tol: float = 1e-1
 
     Simplified from the paper: k is fixed (not chosen from the data), there is no edge
     correction, and distances are Euclidean in the given units (scale X first if its
-    features have different units). Duplicate rows (d_k = 0) are dense.
+    features have different units). Duplicate rows (d_k = 0) are dense. When the EM
+    gives the sparse process more than half of the rows (no separate background, or
+    too few rows), no row is flagged.
 
     Parameters
     ----------
@@ -257,6 +259,8 @@ def nn_clean(X, n_neighbors: int = 10, *, max_iter: int = 500, tol: float = 1e-1
             break
         previous = ll
     sparse = int(np.argmin(lam))
+    if mix[sparse] > 0.5:  # no minority of sparse points: the two processes are not there
+        return np.zeros(N, bool)
     return r[:, sparse] > 0.5
 
 
