@@ -433,8 +433,9 @@ class RobustMixture(BaseEstimator):
     noise : bool, default=False
         Add a uniform noise component over the data's region (Banfield & Raftery 1993),
         with a weight of its own.
-    noise_volume : {"box", "hull"} or float, default="box"
-        The region's volume V: the bounding box, the convex hull, or a number.
+    noise_volume : {"box", "hypvol", "hull"} or float, default="box"
+        The region's volume V: the bounding box, mclust's ``hypvol`` (the smaller of the
+        box and the box in the principal axes), the convex hull, or a number.
     noise_init : "nn" or array-like of shape (n_samples,), default="nn"
         The rows that start as noise: nearest-neighbour cleaning
         (:func:`bayesgmm.robust.nn_clean`, k = 10; call it yourself for another k) or a

@@ -18,7 +18,8 @@ The model
 * ``π_0 / V`` is a uniform density over the data's region (Banfield & Raftery 1993;
   mclust's ``noise``): V is the bounding box's volume (``"box"``, default), the convex
   hull's (``"hull"``, SciPy's Qhull; cheap for D up to about 6) or a value the user
-  gives. V is fixed before EM; π_0 is estimated. Points anywhere, also outside the
+  gives (``"hypvol"``: mclust's default, the smaller of the box and the box in the
+  data's principal axes). V is fixed before EM; π_0 is estimated. Points anywhere, also outside the
   region, get the density π_0 / V (as in mclust).
 
 EM
@@ -81,7 +82,7 @@ __all__ = ["COMPONENTS", "DF_BOUNDS", "MIN_NOISE_START", "NOISE_VOLUMES", "Robus
            "n_parameters", "criteria"]
 
 COMPONENTS = ("gaussian", "t")
-NOISE_VOLUMES = ("box", "hull")
+NOISE_VOLUMES = ("box", "hypvol", "hull")
 #: Estimated degrees of freedom are kept within these bounds (a root of the ECM equation
 #: beyond them is clipped): below 0.1 the tails are beyond any data's; above 1000 a t
 #: component is a Gaussian to within 1e-3 in log-density at 3 scale units.
@@ -180,7 +181,9 @@ def noise_log_volume(X, method="box") -> float:
     ----------
     X : array of shape (N, D)
     method : {"box", "hull"} or float
-        ``"box"``: the bounding box's volume Π_d (max_d - min_d). ``"hull"``: the convex
+        ``"box"``: the bounding box's volume Π_d (max_d - min_d). ``"hypvol"``: mclust's
+        ``hypvol``, the smaller of the bounding box and the box of the data in its
+        principal axes (tighter for correlated features). ``"hull"``: the convex
         hull's (SciPy's Qhull; the box for D = 1). A number: that volume.
     """
     if not isinstance(method, str):
@@ -193,6 +196,12 @@ def noise_log_volume(X, method="box") -> float:
                          "drop that feature or give noise_volume= a positive volume")
     if method == "box" or X.shape[1] == 1:
         return float(np.log(span).sum())
+    if method == "hypvol":
+        Xc = X - X.mean(axis=0)
+        axes = np.linalg.svd(Xc, full_matrices=False)[2]  # (D, D) principal directions
+        rotated = Xc @ axes.T
+        pca_span = rotated.max(axis=0) - rotated.min(axis=0)
+        return float(min(np.log(span).sum(), np.log(pca_span).sum()))
     from scipy.spatial import ConvexHull
 
     try:

@@ -126,6 +126,16 @@ def test_noise_volume_options_against_closed_forms():
     assert robust.noise_log_volume(X, "box") == pytest.approx(np.log(2.0))
     assert robust.noise_log_volume(X, "hull") == pytest.approx(np.log(1.0))
     assert robust.noise_log_volume(X, 7.5) == pytest.approx(np.log(7.5))
+    # a grid on a 4 x 1 rectangle turned by 30° (a symmetric grid: its principal axes
+    # are the sides): the axis box is larger, the box in the principal axes is 4
+    u = np.stack(np.meshgrid(np.linspace(0, 4, 41), np.linspace(0, 1, 11)), -1).reshape(-1, 2)
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    R = u @ np.array([[c, s], [-s, c]])
+    box = np.prod(R.max(0) - R.min(0))
+    assert robust.noise_log_volume(R, "box") == pytest.approx(np.log(box))
+    assert robust.noise_log_volume(R, "hypvol") == pytest.approx(np.log(4.0), abs=1e-6)
+    assert robust.noise_log_volume(R, "hull") == pytest.approx(np.log(4.0))
+    assert robust.noise_log_volume(X, "hypvol") <= np.log(2.0) + 1e-12  # never above the box
     _, Xa, _ = blobs_with_noise(0)
     for volume, expect in [("box", np.prod(Xa.max(0) - Xa.min(0))), (2000.0, 2000.0)]:
         model = RobustMixture(3, noise=True, noise_volume=volume, random_state=0).fit(Xa)
