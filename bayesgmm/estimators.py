@@ -438,8 +438,9 @@ class RobustMixture(BaseEstimator):
         box and the box in the principal axes), the convex hull, or a number.
     noise_init : "nn" or array-like of shape (n_samples,), default="nn"
         The rows that start as noise: nearest-neighbour cleaning
-        (:func:`bayesgmm.robust.nn_clean`, k = 10; call it yourself for another k) or a
-        boolean mask. The components start from a Gaussian fit of the other rows.
+        (:func:`bayesgmm.robust.nn_clean`, k = 10, unweighted; call it yourself for
+        another k) or a boolean mask. The components start from a Gaussian fit of the
+        other rows.
     tol, reg_covar, max_iter, n_init, init_params, random_state
         As in :class:`GaussianMixture`; ``n_init``, ``init_params`` and ``random_state``
         shape the starting Gaussian fit, and ``tol``, ``reg_covar``, ``max_iter`` both

@@ -267,3 +267,25 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # ConvergenceWarning on tiny data
         check(estimator)
+
+
+def test_a_small_robust_fit_imports_neither_jax_nor_scikit_learn():
+    """Like GaussianMixture's host path (tests/test_architecture.py): the starting fit runs
+    on the host engine, the robust EM in NumPy (SciPy for log Γ, ψ, Brent, k-d tree)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from bayesgmm.estimators import RobustMixture
+        X = np.random.default_rng(0).normal(size=(300, 2))
+        m = RobustMixture(2, noise=True, component="t", random_state=0).fit(X)
+        m.predict(X), m.bic(X)
+        assert "jax" not in sys.modules and "sklearn" not in sys.modules
+    """)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
