@@ -84,13 +84,14 @@ __all__ = ["COMPONENTS", "DF_BOUNDS", "MIN_NOISE_START", "NOISE_VOLUMES", "Robus
 COMPONENTS = ("gaussian", "t")
 NOISE_VOLUMES = ("box", "hypvol", "hull")
 #: Estimated degrees of freedom are kept within these bounds (a root of the ECM equation
-#: beyond them is clipped): below 0.1 the tails are beyond any data's; above 1000 a t
-#: component is a Gaussian to within 1e-3 in log-density at 3 scale units.
+#: beyond them is clipped): below 0.1 the tails are beyond any data's; at 1000 a
+#: bivariate t's log-density is the Gaussian's to within 0.011 at 3 scale units
+#: (scipy's multivariate_t against multivariate_normal), so further is not estimable.
 DF_BOUNDS = (0.1, 1000.0)
 #: The smallest starting noise weight (EM cannot move a weight away from 0).
 MIN_NOISE_START = 0.01
-#: Starting degrees of freedom of an estimated t component (Peel & McLachlan's examples
-#: start between 10 and 50; the ECM root moves fast from there).
+#: Starting degrees of freedom of an estimated t component: between the heavy-tailed
+#: (ν < 5) and the nearly Gaussian (ν > 50) regimes, so either is a few steps away.
 DF_START = 20.0
 
 
@@ -127,7 +128,7 @@ class RobustOptions:
     component: str = "gaussian"
     df: Any = None  # None: estimated (t); a number > 0: fixed
     noise: bool = False
-    noise_volume: Any = "box"  # "box", "hull" or a volume > 0
+    noise_volume: Any = "box"  # one of NOISE_VOLUMES or a volume > 0
     noise_init: Any = "nn"  # "nn" or a bool array (N,), True for noise
 
     @classmethod
