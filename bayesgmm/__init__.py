@@ -1,7 +1,7 @@
 """bayesgmm: Gaussian mixture models on JAX, with EM, MAP and full posterior inference
 sharing one parameter representation (:class:`GMMParams`)."""
 
-from bayesgmm.estimators import GaussianMixture
+from bayesgmm.estimators import GaussianMixture, RobustMixture
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import DegenerateComponentWarning
 
@@ -29,6 +29,7 @@ def __getattr__(name):
 
 __all__ = [
     "GaussianMixture",
+    "RobustMixture",
     "BayesianGaussianMixture",
     "Priors",
     "GMMParams",

@@ -5,7 +5,8 @@ Glossary: N samples (``n_samples``), D features (``n_features``), K components
 
 :class:`GaussianMixture` only validates, calls :func:`bayesgmm.fitting.fit` (the whole
 EM fit: engine choice, padding, seeding, restarts, reports) or the scoring functions
-beside it, and stores scikit-learn's ``*_`` attributes. Nothing here imports JAX: a
+beside it, and stores scikit-learn's ``*_`` attributes. :class:`RobustMixture` (a noise
+component, Student-t components) does the same over :mod:`bayesgmm.robust`. Nothing here imports JAX: a
 small fit on the host never loads it.
 
 scikit-learn is not a run-time dependency: :class:`BaseEstimator` implements the
@@ -22,7 +23,7 @@ import math
 
 import numpy as np
 
-from bayesgmm import fitting
+from bayesgmm import fitting, robust
 from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
@@ -32,7 +33,7 @@ from bayesgmm.validation import (
     check_random_state_key,
 )
 
-__all__ = ["GaussianMixture", "BaseEstimator", "membership_columns"]
+__all__ = ["GaussianMixture", "RobustMixture", "BaseEstimator", "membership_columns"]
 
 
 class BaseEstimator:
@@ -457,3 +458,163 @@ def membership_columns(proba, lower=None, upper=None) -> dict[str, np.ndarray]:
 def _check_prob(prob) -> None:
     if not (isinstance(prob, int | float | np.floating) and 0 < prob < 1):
         raise ValueError(f"prob must be a probability in (0, 1), e.g. prob=0.9; got {prob!r}")
+
+
+class RobustMixture(BaseEstimator):
+    """A mixture with a uniform noise component and/or Student-t components, by EM.
+
+    A class of its own rather than options of :class:`GaussianMixture`: with a noise
+    component ``predict_proba`` has K + 1 columns and ``predict`` returns -1, and a t
+    component's ``covariances_`` are scale matrices; :class:`GaussianMixture` keeps
+    scikit-learn's contract (K columns, labels 0..K-1), which its sweep, save/load
+    and command line rely on. The core is :mod:`bayesgmm.robust` (host, float64).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : str, default="full"
+        Any model of the covariance table (:mod:`bayesgmm.covariance`).
+    component : {"gaussian", "t"}, default="gaussian"
+        The components' family. ``"t"``: multivariate Student-t (Peel & McLachlan
+        2000), EM with latent scales.
+    df : float, optional
+        ``component="t"`` only: fixed degrees of freedom for every component (> 0;
+        ``np.inf`` is the Gaussian). ``None``: each component's ν is estimated.
+    noise : bool, default=False
+        Add a uniform noise component over the data's region (Banfield & Raftery 1993),
+        with a weight of its own.
+    noise_volume : {"box", "hypvol", "hull"} or float, default="box"
+        The region's volume V: the bounding box, mclust's ``hypvol`` (the smaller of the
+        box and the box in the principal axes), the convex hull, or a number.
+    noise_init : "nn" or array-like of shape (n_samples,), default="nn"
+        The rows that start as noise: nearest-neighbour cleaning
+        (:func:`bayesgmm.robust.nn_clean`, k = 10, unweighted; call it yourself for
+        another k) or a boolean mask. The components start from a Gaussian fit of the
+        other rows.
+    tol, reg_covar, max_iter, n_init, init_params, random_state
+        As in :class:`GaussianMixture`; ``n_init``, ``init_params`` and ``random_state``
+        shape the starting Gaussian fit, and ``tol``, ``reg_covar``, ``max_iter`` both
+        that fit and the robust EM.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        The components' weights; with ``noise_weight_`` they sum to 1.
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        The scale matrices Σ_k, scikit-learn's layout for ``covariance_type`` (a t
+        component's covariance is ν/(ν - 2) Σ_k).
+    df_ : ndarray of shape (n_components,)
+        Degrees of freedom; ``inf`` for Gaussian components.
+    noise_weight_ : float
+        π_0; 0 without a noise component.
+    noise_volume_ : float
+        V; ``inf`` without a noise component.
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+        As in :class:`GaussianMixture` (``lower_bound_`` is the mean log-likelihood).
+    params_ : bayesgmm.robust.RobustParams
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", component="gaussian",
+                 df=None, noise=False, noise_volume="box", noise_init="nn", tol=1e-3,
+                 reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
+                 random_state=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.component = component
+        self.df = df
+        self.noise = noise
+        self.noise_volume = noise_volume
+        self.noise_init = noise_init
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters: a Gaussian start, then EM (:func:`bayesgmm.robust.fit`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        X = check_array_2d(X, min_samples=2)
+        options = robust.RobustOptions.from_mapping(self.get_params())
+        params, info = robust.fit_options(X, options, sample_weight)
+        self._store(params, info, X.dtype)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then :meth:`predict` X."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def predict_proba(self, X):
+        """p(z = j | x), shape (n_samples, n_components + 1) with a noise component (the
+        last column), else (n_samples, n_components); rows sum to 1."""
+        X = self._check_X(X)
+        log_resp = robust.log_resp(self.params_, X)[0]
+        return np.exp(log_resp[:, :self._n_columns()])
+
+    def predict(self, X):
+        """The most probable component of each sample, shape (n_samples,), int64;
+        -1 where the noise component is the most probable."""
+        labels = np.argmax(self.predict_proba(X), axis=1).astype(np.int64)
+        return np.where(labels == self.n_components, -1, labels)
+
+    def score_samples(self, X):
+        """log p(x) of each sample, noise included, shape (n_samples,)."""
+        X = self._check_X(X)
+        return robust.log_resp(self.params_, X)[1]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample."""
+        return float(np.mean(self.score_samples(X)))
+
+    def bic(self, X):
+        """``-2 log L + p log n``; p counts the noise weight and estimated ν."""
+        return self._criteria(X)["bic"]
+
+    def aic(self, X):
+        """``-2 log L + 2 p``."""
+        return self._criteria(X)["aic"]
+
+    def n_parameters(self):
+        """The free parameters BIC and AIC count (:func:`bayesgmm.robust.n_parameters`)."""
+        self._check_is_fitted()
+        return robust.n_parameters(self.params_, self.component == "t" and self.df is None)
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _store(self, params, info, dtype) -> None:
+        p = params.mixture
+        self.params_ = params
+        self.weights_, self.means_ = np.asarray(p.weights, dtype), np.asarray(p.means, dtype)
+        self.covariances_ = np.asarray(p.covariances, dtype)
+        self.df_ = np.asarray(params.df, np.float64)
+        self.noise_weight_ = float(params.noise_weight)
+        self.noise_volume_ = float(np.exp(params.log_volume))
+        self.converged_, self.n_iter_ = bool(info.converged), int(info.n_iter)
+        self.lower_bound_ = float(info.lower_bound)
+        self.lower_bounds_ = [float(v) for v in info.history[: self.n_iter_]]
+        self.n_features_in_ = p.n_features
+
+    def _n_columns(self) -> int:
+        return self.n_components + int(self.params_.has_noise)
+
+    def _check_X(self, X) -> np.ndarray:
+        self._check_is_fitted()
+        X = check_array_2d(X)
+        check_n_features(X, self.n_features_in_, type(self).__name__)
+        return X
+
+    def _criteria(self, X) -> dict:
+        X = self._check_X(X)
+        return robust.criteria(self.params_, X, self.component == "t" and self.df is None)

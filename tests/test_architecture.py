@@ -260,6 +260,15 @@ def _method_lengths(path: Path, class_name: str) -> dict[str, int]:
     return out
 
 
+def test_robust_mixture_methods_are_thin():
+    """Every method of RobustMixture but __init__, private ones too."""
+    lengths = _method_lengths(PACKAGE / "estimators.py", "RobustMixture")
+    assert {"fit", "predict", "predict_proba"} <= set(lengths)
+    long = {name: n for name, n in lengths.items()
+            if name != "__init__" and n > MAX_METHOD_LINES}
+    assert long == {}
+
+
 def test_gaussian_mixture_methods_are_thin():
     """Every method of GaussianMixture but __init__, private ones too."""
     lengths = _method_lengths(PACKAGE / "estimators.py", "GaussianMixture")
@@ -297,7 +306,7 @@ def test_method_length_counts_code_only(tmp_path):
 
 
 HOST_MODULES = ["bayesgmm.estimators", "bayesgmm.fitting", "bayesgmm.selection", "bayesgmm.io",
-                "bayesgmm.validation", "bayesgmm.initialize"]
+                "bayesgmm.validation", "bayesgmm.initialize", "bayesgmm.robust"]
 # Modules that are JAX through and through; the host modules import them where they run.
 COMPILED = ("jax", "bayesgmm.engines.jax", "bayesgmm.density", "bayesgmm.suffstats",
             "bayesgmm.compilation")
