@@ -111,8 +111,8 @@ default="auto"
         agglomeration (mclust's default start, :func:`bayesgmm.initialize.hc_tree`),
         one tree for every K (so a loop over K grows it once), grown on at most 1000
         rows of large data. ``kmeans`` is scikit-learn's default (its iterates, from
-        identical starts). ``kmeans`` and ``k-means++`` choose their centres on a uniform subsample of
-        ``max(16384, 256 * n_components)`` rows when the data has more (then every row
+        identical starts). ``kmeans`` and ``k-means++`` choose their centres on a
+        uniform subsample of ``max(16384, 256 * n_components)`` rows when the data has more (then every row
         goes to its nearest centre, and EM runs on all rows): Lloyd's iterations over
         every row cost as much as EM, for centres EM refines anyway. On 10^6 x 8 rows,
         K=32, a fit takes 0.9 s instead of 2.4 s (``benchmarks/README.md``).

@@ -30,8 +30,8 @@ them (EM refines them on every row anyway).
 
 Two halves. The host half (the first functions below: random streams, subsamples,
 k-means++ seeds in NumPy, starting parameters from centres or from scikit-learn-form
-``*_init`` values, and the hierarchical agglomeration) imports no JAX, so a small fit on the host never loads it. The
-compiled half (:func:`kmeans_plusplus`, :func:`kmeans`, :func:`lloyd`,
+``*_init`` values, and the hierarchical agglomeration) imports no JAX, so a small fit
+on the host never loads it. The compiled half (:func:`kmeans_plusplus`, :func:`kmeans`, :func:`lloyd`,
 :func:`init_resp`, :func:`init_params`, :func:`init_params_batch`,
 :func:`lloyd_batch`; jit-able, so restarts vmap over keys) imports JAX inside each
 function, when it runs.

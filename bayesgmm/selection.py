@@ -104,8 +104,8 @@ class SweepResult(dict):
     row minimising ``criterion`` among the fits that did not collapse (``collapsed``: a
     component holds fewer rows than its covariance needs,
     :func:`bayesgmm.initialize.min_component_rows`, so only ``reg_covar`` bounds its
-    likelihood; mclust reports such fits as singular and leaves them out). ``models`` (attribute) holds the fitted estimators, row
-    by row. All criteria are scikit-learn's, lower is better (mclust's BIC is minus
+    likelihood; mclust reports such fits as singular and leaves them out). ``models``
+    (attribute) holds the fitted estimators, row by row. All criteria are scikit-learn's, lower is better (mclust's BIC is minus
     this one).
 
     :meth:`top` ranks the (covariance type, K) by a criterion with their differences
@@ -167,9 +167,9 @@ class SweepResult(dict):
         b = self.best_index
         best = (str(self["covariance_type"][b]), int(self["n_components"][b]))
         width = max(12, *(len(t) + 2 for t in types))
-        lines = [f"SweepResult: {len(self[crit])} fits, {len(types)} covariance type(s) x "
-                 f"K = {_ranges(ks)}; {crit.upper()} (lower is better), * = best",
-                 f"{'K':>3}" + "".join(f"{t:>{width}}" for t in types)]
+        title = (f"SweepResult: {len(self[crit])} fits, {len(types)} covariance type(s) x "
+                 f"K = {_ranges(ks)}; {crit.upper()} (lower is better), * = best")
+        lines = [title, f"{'K':>3}" + "".join(f"{t:>{width}}" for t in types)]
         for k in ks:
             row = f"{k:>3}"
             for t in types:

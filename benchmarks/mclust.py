@@ -125,6 +125,7 @@ def main():
     parser.add_argument("--init", default=None, help="init_params (default: bayesgmm's)")
     parser.add_argument("--n-init", type=int, default=None)
     parser.add_argument("--tol", type=float, default=None, help="default: the sweep's")
+    parser.add_argument("--max-iter", type=int, default=None, help="default: the sweep's")
     args = parser.parse_args()
     models = args.models.split(",")
     kw = {}
@@ -134,8 +135,11 @@ def main():
         kw["n_init"] = args.n_init
     if args.tol:
         kw["tol"] = args.tol
-    r = subprocess.run(["Rscript", "-e", 'cat(as.character(packageVersion("mclust")), '
-                        'R.version$version.string)'], capture_output=True, text=True)
+    if args.max_iter:
+        kw["max_iter"] = args.max_iter
+    version = 'cat(as.character(packageVersion("mclust")), R.version$version.string)'
+    r = subprocess.run(["Rscript", "-e", version], capture_output=True, text=True,
+                       check=True)
     print(f"machine: {_common.machine()}; mclust {r.stdout.strip()}")
     print(f"models {','.join(models)}, K = 1..{args.max_k}, bayesgmm {kw or 'defaults'}\n")
     print(f"{'data':11} {'N x D':>9} {'reached':>9} {'worst':>9} {'at':>7} "

@@ -160,7 +160,7 @@ def test_hc_params_are_the_m_step_of_the_cut(ct):
 
 
 def test_float32_data_gives_the_float64_partition():
-    X, y = _separated(n_per=50, d=2, seed=5)
+    X, _ = _separated(n_per=50, d=2, seed=5)
     a = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
     b = GaussianMixture(4, init_params="hc", random_state=0).fit(X.astype(np.float32))
     assert b.means_.dtype == np.float32
