@@ -409,9 +409,19 @@ def _best_run(runs: list[tuple], options: FitOptions, n_features: int) -> tuple:
     if not all(collapsed):
         scores = [-math.inf if c else v for c, v in zip(collapsed, scores)]
     best, info, _ = runs[int(np.argmax(scores))]
-    all_info = type(info)(*(np.concatenate([np.asarray(a) for a in parts])
-                            for parts in zip(*(r[2] for r in runs))))
+    all_info = type(info)(*(_stack_reports(parts) for parts in zip(*(r[2] for r in runs))))
     return best, info, all_info
+
+
+def _stack_reports(parts) -> np.ndarray:
+    """One field of several ``all_info`` reports, joined along the restart axis; a
+    shorter trailing axis (small-EM's screening history) is padded with NaN."""
+    arrays = [np.asarray(a) for a in parts]
+    if arrays[0].ndim > 1:
+        n = max(a.shape[-1] for a in arrays)
+        arrays = [np.concatenate([a, np.full((*a.shape[:-1], n - a.shape[-1]), np.nan,
+                                             a.dtype)], axis=-1) for a in arrays]
+    return np.concatenate(arrays)
 
 
 def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
