@@ -293,16 +293,16 @@ def hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS, rng=None,
     if len(rows) > max_rows:
         rng = np.random.default_rng(0) if rng is None else rng
         rows = np.sort(rng.choice(rows, max_rows, replace=False))
-    Z = X[rows]
+    Z, wz = X[rows], w[rows]
     if transform == "svd":
-        Z = _svd_transform(Z)
+        Z = _svd_transform(Z, wz)
     elif transform is not None:
         raise ValueError(f"transform should be 'svd' or None, got {transform!r}")
     # exact duplicates start as one group (mclust's dupPartition)
     uniq, groups = np.unique(Z, axis=0, return_inverse=True)
     groups = groups.reshape(-1)
-    n = np.bincount(groups, weights=w[rows], minlength=len(uniq))
-    merges, costs = _agglomerate(uniq, n, alpha, beta, _hc_scale(Z))
+    n = np.bincount(groups, weights=wz, minlength=len(uniq))
+    merges, costs = _agglomerate(uniq, n, alpha, beta, _hc_scale(Z, wz))
     return HCTree(rows.astype(np.int64), groups.astype(np.int64), merges, costs)
 
 
@@ -372,26 +372,28 @@ def cached_hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS,
 _HC_CACHE: dict = {}
 
 
-def _svd_transform(Z: np.ndarray) -> np.ndarray:
+def _svd_transform(Z: np.ndarray, w: np.ndarray) -> np.ndarray:
     """mclust's ``hcUse = "SVD"``: centre and scale each feature (sample standard
     deviation; constant features dropped), then ``Z V diag(1/√s)`` from the SVD ``Z = U
-    diag(s) Vᵀ`` (directions with s ≈ 0 dropped)."""
-    Z = Z - Z.mean(axis=0)
-    sd = Z.std(axis=0, ddof=1) if len(Z) > 1 else np.zeros(Z.shape[1])
-    keep = sd > 0
+    diag(s) Vᵀ`` (directions with s ≈ 0 dropped). Weights count as repeated rows."""
+    total = w.sum()
+    Z = Z - w @ Z / total
+    var = w @ (Z * Z) / (total - 1) if total > 1 else np.zeros(Z.shape[1])
+    keep = var > 0
     if not keep.any():
         return Z[:, :1] * 0.0
-    Z = Z[:, keep] / sd[keep]
-    _, s, vt = np.linalg.svd(Z, full_matrices=False)
+    Z = Z[:, keep] / np.sqrt(var[keep])
+    _, s, vt = np.linalg.svd(np.sqrt(w)[:, None] * Z, full_matrices=False)
     ok = s > s[0] * 1e-10
     return Z @ vt[ok].T / np.sqrt(s[ok])
 
 
-def _hc_scale(Z: np.ndarray) -> float:
+def _hc_scale(Z: np.ndarray, w: np.ndarray) -> float:
     """The mean per-feature variance of the rows (1/(N D) · tr W, mclust's ``traceW(x /
-    sqrt(n p))``), floored at machine epsilon."""
-    Zc = Z - Z.mean(axis=0)
-    return max(float(np.sum(Zc * Zc)) / Z.size, np.finfo(np.float64).eps)
+    sqrt(n p))``; weights count as repeated rows), floored at machine epsilon."""
+    Zc = Z - w @ Z / w.sum()
+    return max(float(w @ np.sum(Zc * Zc, axis=1)) / (w.sum() * Z.shape[1]),
+               np.finfo(np.float64).eps)
 
 
 def _agglomerate(U: np.ndarray, n: np.ndarray, alpha: float, beta: float, scale: float):

@@ -173,3 +173,15 @@ def test_min_component_rows_follows_the_parameter_count():
     assert min_component_rows("spherical", 3) == 2
     assert min_component_rows("diag", 3) == 2
     assert min_component_rows("full", 3) == 4
+
+
+def test_integer_weights_equal_repeated_rows():
+    """Weights count as multiplicities: a row of weight m is m duplicate rows, which
+    start as one group, so the tree is the same; rows of weight 0 take no part."""
+    X, _ = _separated(n_per=15, d=2, seed=2)
+    w = np.random.default_rng(0).integers(0, 4, len(X))
+    weighted = hc_tree(X, w)
+    repeated = hc_tree(np.repeat(X, w, axis=0))
+    np.testing.assert_array_equal(weighted.merges, repeated.merges)
+    np.testing.assert_allclose(weighted.costs, repeated.costs, rtol=1e-9, atol=1e-9)
+    assert set(weighted.rows) == set(np.flatnonzero(w > 0))
