@@ -329,7 +329,9 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     subsample = m is not None and X.shape[0] > m
     Xr, wr = subsample_rows(host_rng(key, 1), Xj, wj, m) if subsample else (Xj, wj)
     # init_subsample, when it applies, is the initialisation's whole sample
-    starts = _starts(key, Xr, wr, options, choice, seed_subsample=not subsample)
+    host_rows = (Xr, wr) if subsample else (X, w)  # NumPy: the tree never reads a device
+    starts = _starts(key, Xr, wr, options, choice, seed_subsample=not subsample,
+                     host_rows=host_rows)
     if options.max_iter == 0:  # scikit-learn keeps the last initialisation
         return starts[0][0].to_numpy()[-1], unfitted_info(options.n_components,
                                                           X.dtype), None
@@ -358,21 +360,23 @@ def _warm(engine, X, w, start: GMMParams, start_lower_bound, n_padded, kw, extra
     return best.to_numpy(), _info_as_numpy(info), _info_as_numpy(all_info)
 
 
-def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
-            ) -> list[tuple[GMMParams, bool]]:
+def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool,
+            host_rows=None) -> list[tuple[GMMParams, bool]]:
     """The groups of starts EM runs from, each ``(params (R,)-batched, hard_start)``
     (see :func:`_start`); the best fit of all of them wins (:func:`_best_run`).
 
     ``hc``: the hierarchical start alone (:func:`_hc_start`). ``auto`` (the default):
     the hierarchical start and then ``n_init`` k-means starts, two EM runs (one compiled
     program when ``n_init=1``: both run one restart, and ``hard_start`` is traced); with
-    any ``*_init`` given, ``auto`` is ``kmeans``. Otherwise the method's own starts."""
+    any ``*_init`` given, ``auto`` is ``kmeans``. Otherwise the method's own starts.
+    ``host_rows``: ``(X, w)`` as NumPy arrays, for the tree (default: ``X``, ``w``)."""
     method = options.init_params
     given = (options.weights_init, options.means_init, options.precisions_init)
     if method == "auto" and int(options.n_components) == 1:  # every start is the same
         method = "kmeans"
     if method == "hc" or (method == "auto" and all(g is None for g in given)):
-        hc = (_hc_start(key, X, w, options, choice), False)
+        Xh, wh = (X, w) if host_rows is None else host_rows  # the same rows, on the host
+        hc = (_hc_start(key, np.asarray(Xh), np.asarray(wh), options, choice), False)
         if method == "hc" or options.max_iter == 0:
             return [hc]
         return [hc, _start(key, X, w, options.replace(init_params="kmeans"), choice,

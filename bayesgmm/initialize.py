@@ -243,7 +243,7 @@ def min_component_rows(covariance_type: str, n_features: int) -> int:
     return 1 if own <= 0 else (2 if own <= D else D + 1)
 
 
-def hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS, rng=None,
+def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,
             transform: str | None = "svd", alpha: float = 1.0,
             beta: float = 1.0) -> HCTree:
     """Model-based hierarchical agglomeration (Fraley 1998; mclust's ``hc``, model VVV
@@ -273,7 +273,8 @@ def hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS, rng=None,
     X : array-like of shape (N, D)
     sample_weight : array-like of shape (N,), optional
         Rows of weight 0 take no part; weights count as multiplicities.
-    max_rows : int
+    max_rows : int, optional
+        Default :data:`HC_MAX_ROWS`.
     rng : numpy.random.Generator, optional
         Draws the subsample (default: ``default_rng(0)``).
     transform : {"svd", None}
@@ -290,6 +291,7 @@ def hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS, rng=None,
     X = np.asarray(X, np.float64)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     rows = np.flatnonzero(w > 0)
+    max_rows = HC_MAX_ROWS if max_rows is None else int(max_rows)
     if len(rows) > max_rows:
         rng = np.random.default_rng(0) if rng is None else rng
         rows = np.sort(rng.choice(rows, max_rows, replace=False))
@@ -343,7 +345,7 @@ def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type
     return p.to_numpy(np.result_type(np.asarray(X).dtype, np.float32))
 
 
-def cached_hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS,
+def cached_hc_tree(X, sample_weight=None, *, max_rows: int | None = None,
                    rng=None) -> HCTree:
     """:func:`hc_tree` with the default settings, remembered for the last few data sets
     (keyed by a digest of the rows it grows on), so a sweep over K and covariance types,
@@ -352,6 +354,7 @@ def cached_hc_tree(X, sample_weight=None, *, max_rows: int = HC_MAX_ROWS,
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     live = np.flatnonzero(w > 0)
     rows = live
+    max_rows = HC_MAX_ROWS if max_rows is None else int(max_rows)
     if len(live) > max_rows:
         rng = np.random.default_rng(0) if rng is None else rng
         rows = np.sort(rng.choice(live, max_rows, replace=False))

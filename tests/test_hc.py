@@ -127,6 +127,8 @@ def test_subsample_path_grows_on_max_rows_and_em_places_the_rest():
         init.HC_MAX_ROWS = 300
         init._HC_CACHE.clear()
         gm = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
+        (grown,) = init._HC_CACHE.values()
+        assert len(grown.rows) == 300  # the estimator's tree grew on the subsample
     finally:
         init.HC_MAX_ROWS = before
         init._HC_CACHE.clear()
@@ -185,3 +187,19 @@ def test_integer_weights_equal_repeated_rows():
     np.testing.assert_array_equal(weighted.merges, repeated.merges)
     np.testing.assert_allclose(weighted.costs, repeated.costs, rtol=1e-9, atol=1e-9)
     assert set(weighted.rows) == set(np.flatnonzero(w > 0))
+
+
+@pytest.mark.parametrize("method", ["hc", "auto"])
+def test_host_and_compiled_engines_agree_from_the_tree(method):
+    """The hierarchical start (and auto's choice beside k-means) gives the same fit on
+    the host engine and compiled, padded or not."""
+    rng = np.random.default_rng(4)  # three overlapping clusters in 3-D
+    X = np.concatenate([rng.normal(0, 1, (80, 3)), rng.normal(2, 1.5, (80, 3)),
+                        rng.normal([4, 0, -2], 0.7, (80, 3))])
+    fits = {e: GaussianMixture(3, init_params=method, random_state=0, engine=e).fit(X)
+            for e in ("numpy", "jax")}
+    a, b = fits["numpy"], fits["jax"]
+    assert a.n_iter_ == b.n_iter_
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-10)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8, atol=1e-10)
+    assert b.n_padded_ > 3  # the compiled fit ran padded
