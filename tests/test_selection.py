@@ -214,3 +214,20 @@ def test_collapsed_fits_are_never_best():
     assert table["bic"][1] < table["bic"][0]
     assert table.best["n_components"] == 1
     assert table.top(1)[0].n_components == 1
+
+
+def test_classic_data_sets_are_rs():
+    """The included Old Faithful and diabetes data against R's own summaries of its
+    copies (R 4.2.2, mclust 6.0.0: colMeans(faithful); table(diabetes$class),
+    sapply(diabetes[, 2:4], sd))."""
+    from bayesgmm.datasets import load_diabetes, load_faithful
+
+    f = load_faithful()
+    assert f.X.shape == (272, 2) and f.y is None
+    np.testing.assert_allclose(f.X.mean(0), [3.487783088, 70.897058824], rtol=1e-9)
+    d = load_diabetes()
+    assert d.X.shape == (145, 3)
+    assert dict(zip(d.target_names, np.bincount(d.y))) == {"Chemical": 36, "Normal": 76,
+                                                           "Overt": 33}
+    np.testing.assert_allclose(d.X.std(0, ddof=1), [63.93040772, 319.56496440, 120.93515844],
+                               rtol=1e-9)
