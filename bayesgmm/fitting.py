@@ -53,11 +53,11 @@ from bayesgmm.initialize import (
     cached_hc_tree,
     hc_params,
     host_rng,
-    min_component_rows,
     host_seeding_uniforms,
     init_params_batch,
     kmeans_plusplus_host,
     lloyd_batch,
+    min_component_rows,
     params_from_centers,
     params_from_inits,
     seed_sample_size,
@@ -368,13 +368,14 @@ def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
     ``hc``: the hierarchical start alone (:func:`_hc_start`). ``auto`` (the default):
     the hierarchical start and then ``n_init`` k-means starts, two EM runs (one compiled
     program when ``n_init=1``: both run one restart, and ``hard_start`` is traced); with
-    any ``*_init`` given, ``auto`` is ``kmeans``. Otherwise the method's own starts.
+    any ``*_init`` given, ``auto`` is ``kmeans`` and ``hc`` the tree's start with the
+    given values in place (:func:`_method_start`). Otherwise the method's own starts.
     ``host_rows``: ``(X, w)`` as NumPy arrays, for the tree (default: ``X``, ``w``)."""
     method = options.init_params
     given = (options.weights_init, options.means_init, options.precisions_init)
     if method == "auto" and int(options.n_components) == 1:  # every start is the same
         method = "kmeans"
-    if method == "hc" or (method == "auto" and all(g is None for g in given)):
+    if method in ("hc", "auto") and all(g is None for g in given):
         Xh, wh = (X, w) if host_rows is None else host_rows  # the same rows, on the host
         hc = (_hc_start(key, np.asarray(Xh), np.asarray(wh), options, choice), False)
         if method == "hc" or options.max_iter == 0:

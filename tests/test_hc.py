@@ -203,3 +203,16 @@ def test_host_and_compiled_engines_agree_from_the_tree(method):
     assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-10)
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8, atol=1e-10)
     assert b.n_padded_ > 3  # the compiled fit ran padded
+
+
+def test_given_means_replace_the_trees():
+    """init_params='hc' with means_init: the tree's weights and covariances, the given
+    means (max_iter=0 returns the start itself, as scikit-learn does)."""
+    X, _ = _separated(n_per=30, d=2)
+    means = X[[0, 30, 60, 90]] + 0.5
+    gm = GaussianMixture(4, init_params="hc", means_init=means, max_iter=0,
+                         random_state=0).fit(X)
+    np.testing.assert_allclose(gm.means_, means, rtol=1e-12)
+    tree = hc_tree(X)
+    ref = hc_params(X, None, tree, 4, "full", 1e-6)
+    np.testing.assert_allclose(gm.weights_, ref.weights, rtol=1e-12)
