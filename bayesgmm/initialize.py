@@ -2,8 +2,17 @@
 
 Glossary: N samples, D features, K components, R restarts (``n_init``).
 
-Methods (scikit-learn's ``init_params`` names):
+Methods (scikit-learn's ``init_params`` names, and two of mclust's):
 
+``auto`` (the default of :class:`bayesgmm.GaussianMixture`)
+    The ``hc`` start and the ``n_init`` ``kmeans`` starts; EM runs from each and the
+    best lower bound wins (:func:`bayesgmm.fitting.fit`). mclust starts from ``hc``
+    alone; k-means beside it rescues the fits where the tree's partition is poor.
+``hc``
+    Model-based hierarchical agglomeration (Fraley 1998; mclust's ``hc``,
+    :func:`hc_tree`): one merge tree of the rows, cut at K groups
+    (:func:`hc_partition`), whose M-step starts EM (:func:`hc_params`). One tree for
+    every K, so a sweep's starts are nested and deterministic.
 ``kmeans``
     Greedy k-means++ seeds, then ``n_lloyd`` weighted Lloyd iterations; hard labels.
 ``k-means++``
@@ -21,8 +30,8 @@ them (EM refines them on every row anyway).
 
 Two halves. The host half (the first functions below: random streams, subsamples,
 k-means++ seeds in NumPy, starting parameters from centres or from scikit-learn-form
-``*_init`` values) imports no JAX, so a small fit on the host never loads it. The
-compiled half (:func:`kmeans_plusplus`, :func:`kmeans`, :func:`lloyd`,
+``*_init`` values, and the hierarchical agglomeration) imports no JAX, so a small fit
+on the host never loads it. The compiled half (:func:`kmeans_plusplus`, :func:`kmeans`, :func:`lloyd`,
 :func:`init_resp`, :func:`init_params`, :func:`init_params_batch`,
 :func:`lloyd_batch`; jit-able, so restarts vmap over keys) imports JAX inside each
 function, when it runs.
@@ -37,8 +46,9 @@ M-step as EM (weighted, centred statistics).
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -48,17 +58,25 @@ from bayesgmm.params import GMMParams
 if TYPE_CHECKING:
     from bayesgmm._typing import Array, PRNGKey
 
-__all__ = ["INIT_METHODS", "seed_sample_size", "n_seed_trials", "host_rng", "subsample_rows",
+__all__ = ["INIT_METHODS", "COMPILED_INIT_METHODS", "HC_MAX_ROWS", "HCTree", "hc_tree",
+           "hc_partition", "hc_params", "cached_hc_tree", "min_component_rows",
+           "seed_sample_size", "n_seed_trials", "host_rng", "subsample_rows",
            "host_seeding_uniforms", "kmeans_plusplus_host", "params_from_centers",
            "params_from_inits", "kmeans_plusplus", "kmeans", "lloyd", "init_resp",
            "init_params", "init_params_batch", "seeding_uniforms", "lloyd_batch"]
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("auto", "hc", "kmeans", "k-means++", "random", "random_from_data")
+# The methods with a compiled (jit-able, vmapped over keys) initialisation, init_resp's.
+COMPILED_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 # Seeding (k-means++ and Lloyd) runs on at most this many rows, or SEED_ROWS_PER_COMPONENT
 # per component if that is more; see seed_sample_size.
 SEED_MIN_ROWS = 2**14
 SEED_ROWS_PER_COMPONENT = 256
+# Hierarchical agglomeration (hc) grows its tree on at most this many rows (mclust draws
+# 2000, ``mclust.options("subset")``): the tree costs O(M^2) memory and about M^2 D^3
+# work; 1000 rows in 3-D take ~0.7 s on one core. See hc_tree.
+HC_MAX_ROWS = 1000
 
 
 # ---- the host half: NumPy only --------------------------------------------------------
@@ -195,6 +213,293 @@ def params_from_inits(n_restarts: int, covariance_type: str, *, weights=None, me
                                     precisions=precisions).cov_factor
     return GMMParams(w, m, np.broadcast_to(factor, (R, *np.shape(factor))), covariance_type)
 
+
+# ---- model-based hierarchical agglomeration (hc): NumPy on the host ------------------
+
+
+class HCTree(NamedTuple):
+    """One merge tree for every K (:func:`hc_tree`); :func:`hc_partition` cuts it.
+
+    G groups start the tree (the distinct rows hc ran on); merge s joins two of them,
+    numbered 0..G-1, into the lower number."""
+
+    rows: np.ndarray  # (M,) int64: the rows of X the tree was grown on (all, or a subsample)
+    groups: np.ndarray  # (M,) int64: each of those rows' starting group, 0..G-1
+    merges: np.ndarray  # (G - 1, 2) int64: (kept, absorbed) group numbers, kept < absorbed
+    costs: np.ndarray  # (G - 1,) float64: the criterion's increase at each merge
+
+
+def min_component_rows(covariance_type: str, n_features: int) -> int:
+    """The fewest rows a component needs for its covariance to be estimable without
+    ``reg_covar``: 1 when it has no covariance parameters of its own (tied), 2 when it
+    has at most D (spherical, diagonal: one variance needs two points), D + 1 when it
+    has more (full: a D x D scatter of rank D). A fit with a component holding fewer
+    (by effective count, within half a row) has collapsed onto too few points: its
+    likelihood grows without bound as ``reg_covar`` shrinks, where mclust reports the
+    fit as singular. Read from the table's parameter count, so it holds for any model."""
+    D = int(n_features)
+    table = ops(covariance_type)
+    own = table.n_parameters(2, D) - table.n_parameters(1, D)  # per-component parameters
+    return 1 if own <= 0 else (2 if own <= D else D + 1)
+
+
+def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,
+            transform: str | None = "svd", alpha: float = 1.0,
+            beta: float = 1.0) -> HCTree:
+    """Model-based hierarchical agglomeration (Fraley 1998; mclust's ``hc``, model VVV
+    for D > 1 and V for D = 1, ``use = "SVD"``).
+
+    Starting from one group per distinct row (exact duplicates start together), each
+    step merges the two groups whose union least increases the criterion
+
+        Σ_k n_k log( |W_k / n_k| + β (tr W_k + α) / n_k )        (D > 1, VVV)
+        Σ_k n_k log( (W_k + α) / n_k )                           (D = 1, V)
+
+    where n_k is group k's (weighted) size and W_k its scatter matrix Σ w (x - x̄_k)(x -
+    x̄_k)ᵀ: minus twice the classification log-likelihood of the unconstrained model
+    up to constants, regularised as mclust does so that groups of at most D rows (whose
+    W_k is singular; then |W_k| is exactly 0) compare by their trace. ``α`` is
+    ``alpha`` times the mean per-feature variance of the (transformed) rows for VVV, and
+    ``eps`` times it for V (mclust's). One tree serves every K, so the partitions of a
+    sweep are nested, and the tree is deterministic: the same rows give the same tree.
+
+    Cost: O(M²) memory and about M² D³ work for M rows. Above ``max_rows`` rows (with
+    positive weight) it grows on ``max_rows`` of them drawn by ``rng`` (mclust draws
+    2000); the other rows take their component from EM's first E-step, as in mclust.
+    Measured on one core: 300 rows in 2-D 0.15 s, 1000 in 3-D 0.7 s, 2000 in 5-D 3.2 s.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, D)
+    sample_weight : array-like of shape (N,), optional
+        Rows of weight 0 take no part; weights count as multiplicities.
+    max_rows : int, optional
+        Default :data:`HC_MAX_ROWS`.
+    rng : numpy.random.Generator, optional
+        Draws the subsample (default: ``default_rng(0)``).
+    transform : {"svd", None}
+        ``"svd"`` (mclust's default ``hcUse``): standardise each feature, rotate onto the
+        principal axes and scale axis i by ``1/√s_i`` (``s`` the singular values), so
+        the tree does not depend on the features' units. ``None``: the rows as given.
+    alpha, beta : float
+        mclust's regularisation (both 1 by default).
+
+    Returns
+    -------
+    HCTree
+    """
+    X = np.asarray(X, np.float64)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    rows = np.flatnonzero(w > 0)
+    max_rows = HC_MAX_ROWS if max_rows is None else int(max_rows)
+    if len(rows) > max_rows:
+        rng = np.random.default_rng(0) if rng is None else rng
+        rows = np.sort(rng.choice(rows, max_rows, replace=False))
+    Z, wz = X[rows], w[rows]
+    if transform == "svd":
+        Z = _svd_transform(Z, wz)
+    elif transform is not None:
+        raise ValueError(f"transform should be 'svd' or None, got {transform!r}")
+    # exact duplicates start as one group (mclust's dupPartition)
+    uniq, groups = np.unique(Z, axis=0, return_inverse=True)
+    groups = groups.reshape(-1)
+    n = np.bincount(groups, weights=wz, minlength=len(uniq))
+    merges, costs = _agglomerate(uniq, n, alpha, beta, _hc_scale(Z, wz))
+    return HCTree(rows.astype(np.int64), groups.astype(np.int64), merges, costs)
+
+
+def hc_partition(tree: HCTree, n_clusters: int) -> np.ndarray:
+    """The tree cut at ``n_clusters`` groups: each of ``tree.rows``' label in
+    0..n_clusters-1 (numbered in order of their lowest starting group), shape (M,).
+    With fewer starting groups than ``n_clusters`` (many duplicate rows), every group
+    is its own cluster and the labels stop short of ``n_clusters``."""
+    G = len(tree.merges) + 1
+    label = np.arange(G)
+    for a, b in tree.merges[:max(G - int(n_clusters), 0)]:
+        label[label == b] = a  # b's members (b and whatever it absorbed) join a
+    return np.unique(label, return_inverse=True)[1].reshape(-1)[tree.groups]
+
+
+def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type: str,
+              reg_covar: float) -> GMMParams:
+    """Starting parameters from the tree cut at ``n_components`` groups: the M-step of
+    that partition of ``tree.rows`` (the same weighted M-step as EM's,
+    :func:`bayesgmm.engines.mixture_m_step`), in X's dtype, batch shape ``()``. EM's
+    first E-step then gives every row of X its responsibilities (mclust's ``me`` from
+    ``unmap(hclass(...))``, and its ``mstep`` on a subset then ``estep`` on all rows)."""
+    from bayesgmm._xp import NUMPY
+    from bayesgmm.covariance import moment_features, moment_sums
+    from bayesgmm.engines import mixture_m_step
+
+    Xs = np.asarray(X, np.float64)[tree.rows]
+    ws = (np.ones(len(Xs)) if sample_weight is None
+          else np.asarray(sample_weight, np.float64)[tree.rows])
+    labels = hc_partition(tree, n_components)
+    center = ws @ Xs / ws.sum()
+    T = moment_features(Xs, center, covariance_type, NUMPY)  # (M, F)
+    S = np.zeros((n_components, T.shape[1]))
+    np.add.at(S, labels, ws[:, None] * T)  # (K, F): Σ over each group's rows
+    nk, sx, sxx = moment_sums(S, center, covariance_type, NUMPY)
+    p = mixture_m_step(nk, sx, sxx, center, covariance_type=covariance_type,
+                       reg_covar=reg_covar, xp=NUMPY)
+    return p.to_numpy(np.result_type(np.asarray(X).dtype, np.float32))
+
+
+def cached_hc_tree(X, sample_weight=None, *, max_rows: int | None = None,
+                   rng=None) -> HCTree:
+    """:func:`hc_tree` with the default settings, remembered for the last few data sets
+    (keyed by a digest of the rows it grows on), so a sweep over K and covariance types,
+    or a loop of fits on the same X, grows one tree."""
+    X = np.asarray(X)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    live = np.flatnonzero(w > 0)
+    rows = live
+    max_rows = HC_MAX_ROWS if max_rows is None else int(max_rows)
+    if len(live) > max_rows:
+        rng = np.random.default_rng(0) if rng is None else rng
+        rows = np.sort(rng.choice(live, max_rows, replace=False))
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (np.ascontiguousarray(X[rows], np.float64), w[rows], rows):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    key = (X.shape, digest.hexdigest())
+    if key not in _HC_CACHE:
+        if len(_HC_CACHE) >= 8:
+            _HC_CACHE.pop(next(iter(_HC_CACHE)))
+        sub = np.zeros(len(X))
+        sub[rows] = w[rows]
+        # rows already drawn: grow on exactly them
+        _HC_CACHE[key] = hc_tree(X, sub, max_rows=len(rows))
+    return _HC_CACHE[key]
+
+
+_HC_CACHE: dict = {}
+
+
+def _svd_transform(Z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """mclust's ``hcUse = "SVD"``: centre and scale each feature (sample standard
+    deviation; constant features dropped), then ``Z V diag(1/√s)`` from the SVD ``Z = U
+    diag(s) Vᵀ`` (directions with s ≈ 0 dropped). Weights count as repeated rows."""
+    total = w.sum()
+    Z = Z - w @ Z / total
+    var = w @ (Z * Z) / (total - 1) if total > 1 else np.zeros(Z.shape[1])
+    keep = var > 0
+    if not keep.any():
+        return Z[:, :1] * 0.0
+    Z = Z[:, keep] / np.sqrt(var[keep])
+    _, s, vt = np.linalg.svd(np.sqrt(w)[:, None] * Z, full_matrices=False)
+    ok = s > s[0] * 1e-10
+    return Z @ vt[ok].T / np.sqrt(s[ok])
+
+
+def _hc_scale(Z: np.ndarray, w: np.ndarray) -> float:
+    """The mean per-feature variance of the rows (1/(N D) · tr W, mclust's ``traceW(x /
+    sqrt(n p))``; weights count as repeated rows), floored at machine epsilon."""
+    Zc = Z - w @ Z / w.sum()
+    return max(float(w @ np.sum(Zc * Zc, axis=1)) / (w.sum() * Z.shape[1]),
+               np.finfo(np.float64).eps)
+
+
+def _agglomerate(U: np.ndarray, n: np.ndarray, alpha: float, beta: float, scale: float):
+    """The greedy merges of the G groups with means ``U (G, D)``, sizes ``n (G,)`` and
+    zero scatter (distinct points): ``(merges (G-1, 2), costs (G-1,))``.
+
+    Keeps the (G, G) matrix of merge costs and, per group, its cheapest partner; a
+    merge recomputes one row of costs (the new group's) and the partners of the rows
+    that pointed at the two merged groups, so each step is O(G D³) rather than O(G²)."""
+    G, D = U.shape
+    univariate = D == 1
+    a_reg = (np.finfo(np.float64).eps if univariate else alpha) * scale
+    mean = U.copy()
+    W = np.zeros((G, D, D))
+    size = n.astype(np.float64)
+    trace = np.zeros(G)
+    term = _hc_term(size, trace, np.zeros(0, np.int64), None, a_reg, beta, univariate)
+    alive = np.ones(G, bool)
+    C = np.full((G, G), np.inf)
+    for g in range(G - 1):  # row by row, O(G) memory for the temporaries
+        C[g, g + 1:] = _merge_cost(g, np.arange(g + 1, G), size, mean, W, trace, term,
+                                   a_reg, beta, univariate)[0]
+    C = np.minimum(C, C.T)
+    best = np.argmin(C, axis=1)
+    best_cost = C[np.arange(G), best]
+    merges = np.zeros((max(G - 1, 0), 2), np.int64)
+    costs = np.zeros(max(G - 1, 0))
+    for s in range(G - 1):
+        i = int(np.argmin(best_cost))
+        j = int(best[i])
+        a, b = min(i, j), max(i, j)
+        merges[s], costs[s] = (a, b), C[a, b]
+        # group a becomes the union
+        _, n_ab, m_ab, tr_ab, t_ab, W_ab = _merge_cost(
+            a, np.array([b]), size, mean, W, trace, term, a_reg, beta, univariate,
+            with_scatter=True)
+        size[a], mean[a], trace[a], term[a], W[a] = n_ab[0], m_ab[0], tr_ab[0], t_ab[0], W_ab[0]
+        alive[b] = False
+        C[b, :] = np.inf
+        C[:, b] = np.inf
+        best_cost[b] = np.inf
+        others = np.flatnonzero(alive)
+        others = others[others != a]
+        if others.size == 0:
+            break
+        new = _merge_cost(a, others, size, mean, W, trace, term, a_reg, beta, univariate)[0]
+        C[a, others] = new
+        C[others, a] = new
+        best[a] = others[np.argmin(new)]
+        best_cost[a] = C[a, best[a]]
+        stale = (best[others] == a) | (best[others] == b)
+        r = others[stale]
+        if r.size:  # their cheapest partner changed or left: look again
+            best[r] = np.argmin(C[r], axis=1)
+            best_cost[r] = C[r, best[r]]
+        r = others[~stale]
+        cheaper = new[~stale] < best_cost[r]
+        best[r[cheaper]] = a
+        best_cost[r[cheaper]] = new[~stale][cheaper]
+    return merges, costs
+
+
+def _merge_cost(a: int, others: np.ndarray, size, mean, W, trace, term, a_reg, beta,
+                univariate, with_scatter: bool = False):
+    """The criterion's increase from merging group ``a`` with each of ``others`` (R,),
+    and the merged groups' size, mean, scatter trace and term; their scatter matrices
+    too when ``with_scatter``. A scatter matrix is formed only where the merged group
+    has more than D rows (below that only its trace enters the criterion)."""
+    n_a, n_o = size[a], size[others]
+    n_ab = n_a + n_o
+    d = mean[others] - mean[a]  # (R, D)
+    f = n_a * n_o / n_ab
+    tr_ab = trace[a] + trace[others] + f * np.einsum("rd,rd->r", d, d)
+    m_ab = mean[a] + (n_o / n_ab)[:, None] * d
+    D = mean.shape[1]
+    big = np.flatnonzero(n_ab > D) if not univariate else np.zeros(0, np.int64)
+    if with_scatter or big.size:
+        rows = np.arange(len(others)) if with_scatter else big
+        W_ab = W[a] + W[others[rows]] + (f[rows, None, None] * d[rows, :, None]
+                                         * d[rows, None, :])
+        W_big = W_ab if not with_scatter else W_ab[big]
+    else:
+        W_ab = W_big = None
+    t_ab = _hc_term(n_ab, tr_ab, big, W_big, a_reg, beta, univariate)
+    return t_ab - term[a] - term[others], n_ab, m_ab, tr_ab, t_ab, W_ab
+
+
+def _hc_term(n: np.ndarray, trace: np.ndarray, big: np.ndarray, W_big, a_reg: float,
+             beta: float, univariate: bool) -> np.ndarray:
+    """Each group's term of the criterion (:func:`hc_tree`) from its size ``n (R,)``
+    and scatter trace, shape (R,); ``W_big`` holds the scatter matrices of the groups
+    ``big`` with more than D rows (with at most D rows W is singular: |W| = 0
+    exactly)."""
+    if univariate:
+        return n * np.log((trace + a_reg) / n)
+    log_reg = np.log(beta * (trace + a_reg) / n)
+    out = n * log_reg
+    if big.size:
+        nb = n[big]
+        sign, logdet = np.linalg.slogdet(W_big / nb[:, None, None])
+        logdet = np.where(sign > 0, logdet, -np.inf)
+        out[big] = nb * np.logaddexp(logdet, log_reg[big])
+    return out
 
 # ---- the compiled half: JAX, imported where it runs ---------------------------------
 
@@ -415,7 +720,8 @@ def init_resp(
         return r / jnp.sum(r, axis=1, keepdims=True)
     raise ValueError(
         f"Unimplemented initialization method {method!r}; init_params should be one of "
-        f"{INIT_METHODS}"
+        f"{COMPILED_INIT_METHODS} here (the compiled initialisations; 'hc' and 'auto' "
+        "run on the host through bayesgmm.fitting.fit)"
     )
 
 

@@ -23,7 +23,7 @@ imports JAX at import time.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from bayesgmm.fitting import (
     plan,
     shared_features,
 )
+from bayesgmm.initialize import min_component_rows
 from bayesgmm.params import take_components
 from bayesgmm.validation import (
     DegenerateComponentWarning,
@@ -46,9 +47,15 @@ from bayesgmm.validation import (
 )
 
 __all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
-           "criteria", "sweep", "SweepResult"]
+           "criteria", "sweep", "SweepResult", "RankedModel", "all_covariance_types"]
 
 CRITERIA = ("bic", "aic", "icl")
+# The sweep's own defaults where the caller gives none: a model search compares
+# log-likelihoods across models by their criteria, so EM runs to about mclust's
+# precision (a relative change of 1e-5 in log L) instead of scikit-learn's tol=1e-3 per
+# sample, which stopped fits on plateaus: Old Faithful, tied K=3, stopped at log L
+# -1140.5 with tol=1e-3 and reaches mclust's -1126.3 with 1e-5.
+SWEEP_DEFAULTS = {"tol": 1e-5, "max_iter": 1000}
 
 
 def bic(params, X, sample_weight=None):
@@ -80,12 +87,34 @@ def _n_obs(X, sample_weight):
     return X.shape[0] if sample_weight is None else jnp.sum(sample_weight)
 
 
+class RankedModel(NamedTuple):
+    """One (covariance type, K) of a sweep, ranked by a criterion (:meth:`SweepResult.top`)."""
+
+    covariance_type: str
+    n_components: int
+    value: float  # the criterion (lower is better)
+    delta: float  # value minus the best row's value (>= 0; 0 for the best)
+
+
 class SweepResult(dict):
     """A small table (dict of equal-length NumPy arrays) from :func:`sweep`.
 
-    Keys: ``n_components, covariance_type, bic, aic, icl, lower_bound, n_iter,
-    converged, best``; ``best`` marks the row minimising ``criterion``. ``models``
-    (attribute) holds the fitted estimators, row by row.
+    Keys: ``n_components, covariance_type, bic, aic, icl, log_likelihood,
+    n_parameters, lower_bound, n_iter, converged, collapsed, best``; ``best`` marks the
+    row minimising ``criterion`` among the fits that did not collapse (``collapsed``: a
+    component holds fewer rows than its covariance needs,
+    :func:`bayesgmm.initialize.min_component_rows`, so only ``reg_covar`` bounds its
+    likelihood; mclust reports such fits as singular and leaves them out). ``models``
+    (attribute) holds the fitted estimators, row by row. All criteria are scikit-learn's, lower is better (mclust's BIC is minus
+    this one).
+
+    :meth:`top` ranks the (covariance type, K) by a criterion with their differences
+    from the best (Kass & Raftery's scale for BIC differences: 2-6 positive, 6-10
+    strong, above 10 very strong evidence); :attr:`bic_choice` and :attr:`icl_choice`
+    give each criterion's pick, which differ where BIC accepts overlapping components
+    that ICL's entropy term rejects. The ``repr`` shows the criterion as a K x
+    covariance type table (mclust's ``summary(mclustBIC)`` layout), the choices and
+    the top three.
     """
 
     criterion: str = "bic"
@@ -103,22 +132,96 @@ class SweepResult(dict):
         row["model"] = self.models[i]
         return row
 
+    def top(self, n: int = 3, criterion: str | None = None) -> list[RankedModel]:
+        """The ``n`` best (covariance type, K) by ``criterion`` (default: the sweep's),
+        best first, each with its difference from the best. Rows whose criterion is
+        NaN are left out, and so are collapsed fits unless every fit collapsed."""
+        criterion = _check_criterion(criterion or self.criterion)
+        values = np.asarray(self[criterion], np.float64)
+        collapsed = np.asarray(self.get("collapsed", np.zeros(len(values), bool)), bool)
+        if not collapsed.all():
+            values = np.where(collapsed, np.nan, values)
+        order = [i for i in np.argsort(values, kind="stable") if np.isfinite(values[i])]
+        if not order:
+            return []
+        best = values[order[0]]
+        return [RankedModel(str(self["covariance_type"][i]), int(self["n_components"][i]),
+                            float(values[i]), float(values[i] - best)) for i in order[:n]]
+
+    @property
+    def bic_choice(self) -> RankedModel:
+        """The (covariance type, K) with the lowest BIC."""
+        return self.top(1, "bic")[0]
+
+    @property
+    def icl_choice(self) -> RankedModel:
+        """The (covariance type, K) with the lowest ICL."""
+        return self.top(1, "icl")[0]
+
     def __repr__(self) -> str:
-        cols = ["n_components", "covariance_type", "bic", "aic", "icl", "converged"]
-        lines = ["  ".join(f"{c:>15}" for c in cols)]
-        for i in range(len(self["bic"])):
-            mark = "  <- best" if self["best"][i] else ""
-            vals = [self[c][i] for c in cols]
-            lines.append("  ".join(
-                f"{v:>15.2f}" if isinstance(v, float | np.floating) else f"{str(v):>15}"
-                for v in vals) + mark)
+        crit = self.criterion
+        types = list(dict.fromkeys(str(t) for t in self["covariance_type"]))
+        ks = sorted({int(k) for k in self["n_components"]})
+        cell = {(str(t), int(k)): v for t, k, v in zip(self["covariance_type"],
+                                                       self["n_components"], self[crit])}
+        b = self.best_index
+        best = (str(self["covariance_type"][b]), int(self["n_components"][b]))
+        width = max(12, *(len(t) + 2 for t in types))
+        title = (f"SweepResult: {len(self[crit])} fits, {len(types)} covariance type(s) x "
+                 f"K = {_ranges(ks)}; {crit.upper()} (lower is better), * = best")
+        lines = [title, f"{'K':>3}" + "".join(f"{t:>{width}}" for t in types)]
+        for k in ks:
+            row = f"{k:>3}"
+            for t in types:
+                v = cell.get((t, k))
+                text = "" if v is None else ("nan" if not np.isfinite(v) else f"{v:.2f}")
+                row += f"{text + ('*' if (t, k) == best else ' '):>{width}}"
+            lines.append(row)
+        bic, icl = self.bic_choice, self.icl_choice
+        lines.append(f"{crit.upper()} choice: {best[0]}, K={best[1]}  <- best")
+        if crit != "bic":
+            lines.append(f"BIC choice: {bic.covariance_type}, K={bic.n_components}")
+        if crit != "icl":
+            lines.append(f"ICL choice: {icl.covariance_type}, K={icl.n_components}")
+        lines.append(f"top three by {crit.upper()}: " + "; ".join(
+            f"{m.covariance_type}, K={m.n_components} (Δ {m.delta:.2f})"
+            for m in self.top(3)))
         return "\n".join(lines)
+
+
+def all_covariance_types() -> tuple[str, ...]:
+    """Every covariance model of :data:`bayesgmm.covariance.TABLE`, once each (a name
+    that is another's alias, the same table entry, is left out)."""
+    from bayesgmm.covariance import TABLE
+
+    seen, names = set(), []
+    for name, entry in TABLE.items():
+        if id(entry) not in seen:
+            seen.add(id(entry))
+            names.append(name)
+    return tuple(names)
+
+
+def _ranges(ks: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1..3, 5"``."""
+    parts, start = [], ks[0]
+    for a, b in zip(ks, ks[1:] + [None]):
+        if b != a + 1:
+            parts.append(str(start) if start == a else f"{start}..{a}")
+            start = b
+    return ", ".join(parts)
+
+
+def _check_criterion(criterion: str) -> str:
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be 'bic', 'aic' or 'icl', got {criterion!r}")
+    return criterion
 
 
 def sweep(
     X,
     n_components: Sequence[int] = range(1, 21),
-    covariance_types: Sequence[str] = ("full",),
+    covariance_types: Sequence[str] | str = ("full",),
     *,
     criterion: str = "bic",
     **gaussian_mixture_kwargs,
@@ -129,34 +232,46 @@ def sweep(
     the largest (zero-weight components are exactly inactive, so results equal
     unpadded fits), so one program serves every K of a covariance type, and the
     moments kernel's feature table of X is made once for all of them. The criteria of
-    every K come from one batched pass (:func:`criteria`).
+    every K come from one batched pass (:func:`criteria`). With the default
+    ``init_params="auto"`` every fit also starts from the hierarchical tree
+    (:func:`bayesgmm.initialize.hc_tree`), grown once for the whole sweep, so the
+    starts of successive K are nested, as mclust's are.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
     n_components : sequence of int
         Default 1..20, as in the scikit-learn tutorial this library reproduces.
-    covariance_types : sequence of str
+    covariance_types : sequence of str, or "all"
+        Any names :class:`bayesgmm.GaussianMixture` accepts; ``"all"``: every model in
+        :data:`bayesgmm.covariance.TABLE` (:func:`all_covariance_types`).
     criterion : {"bic", "aic", "icl"}
         The column whose minimum is marked ``best``.
     **gaussian_mixture_kwargs
         :class:`bayesgmm.GaussianMixture`'s arguments for every fit (``random_state``,
-        ``n_init``, ``tol`` ...); the models in the result carry them.
+        ``n_init``, ``init_params`` ...); the models in the result carry them. Where not
+        given, ``tol=1e-5`` and ``max_iter=1000`` (:data:`SWEEP_DEFAULTS`): criteria
+        compare log-likelihoods, so EM runs near convergence.
 
     Returns
     -------
     SweepResult
+        Its ``repr`` is the table, the BIC and ICL choices and the top three;
+        :meth:`SweepResult.top` ranks the models.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be 'bic', 'aic' or 'icl', got {criterion!r}")
-    settings = GaussianMixture(**gaussian_mixture_kwargs).get_params()  # unknown names raise
+    _check_criterion(criterion)
+    settings = GaussianMixture(**{**SWEEP_DEFAULTS, **gaussian_mixture_kwargs}).get_params()
     ks = [int(k) for k in n_components]
+    if isinstance(covariance_types, str):
+        covariance_types = (all_covariance_types() if covariance_types == "all"
+                            else (covariance_types,))
     X = check_array_2d(X, min_samples=2)
     rows, models = [], []
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
         fitted = _fit_each(X, options, ks)
+        need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted])
         for k, (params, info, n_padded), crit in zip(ks, fitted, scores):
@@ -164,8 +279,11 @@ def sweep(
                                              **{**settings, "n_components": k,
                                                 "covariance_type": ct})
             gm.engine_ = plan(options.replace(n_components=k), *X.shape).engine
-            rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], gm.lower_bound_,
-                         gm.n_iter_, gm.converged_))
+            n_par = params.n_parameters
+            log_lik = (n_par * np.log(X.shape[0]) - crit["bic"]) / 2
+            collapsed = k > 1 and float(np.min(info.nk[:k])) < need - 0.5
+            rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], log_lik, n_par,
+                         gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed))
             models.append(gm)
     return _table(rows, models, criterion)
 
@@ -189,11 +307,14 @@ def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
 
 
 def _table(rows: list[tuple], models: list, criterion: str) -> SweepResult:
-    names = ["n_components", "covariance_type", "bic", "aic", "icl", "lower_bound", "n_iter",
-             "converged"]
+    names = ["n_components", "covariance_type", "bic", "aic", "icl", "log_likelihood",
+             "n_parameters", "lower_bound", "n_iter", "converged", "collapsed"]
     result = SweepResult({n: np.array([r[i] for r in rows]) for i, n in enumerate(names)})
     best = np.zeros(len(rows), bool)
-    best[int(np.nanargmin(result[criterion]))] = True
+    values = np.where(result["collapsed"], np.nan, result[criterion])
+    if np.all(np.isnan(values)):  # every fit collapsed: rank them anyway
+        values = result[criterion]
+    best[int(np.nanargmin(values))] = True
     result["best"] = best
     result.criterion = criterion
     result.models = models

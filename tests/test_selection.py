@@ -9,7 +9,7 @@ from sklearn.mixture import GaussianMixture as SkGM
 
 from bayesgmm import GaussianMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.selection import aic, bic, icl, sweep
+from bayesgmm.selection import SWEEP_DEFAULTS, aic, bic, icl, sweep
 
 
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
@@ -71,7 +71,9 @@ def test_seed_workflow_sweep_picks_four(blobs):
     """The tutorial: BIC/AIC over 1..20 full-covariance fits picks 4, and the fit at 4
     recovers the generating partition."""
     X, y, _ = blobs
-    table = sweep(X, range(1, 21), random_state=0)
+    # the tutorial's fits stop at scikit-learn's tol=1e-3 (the sweep's own default,
+    # 1e-5, runs them near convergence, where AIC prefers K=6 on these 300 points)
+    table = sweep(X, range(1, 21), random_state=0, tol=1e-3, max_iter=100)
     assert list(table["n_components"]) == list(range(1, 21))
     assert table.best["n_components"] == 4
     assert int(table["n_components"][np.argmin(table["aic"])]) == 4
@@ -115,7 +117,7 @@ def test_sweep_equals_unpadded_fits(blobs, monkeypatch):
     monkeypatch.setattr(choose_mod, "PAD_BELOW_WORK", 0)  # no padding at all
     for i, (k, ct) in enumerate(zip(table["n_components"], table["covariance_type"])):
         gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=2,
-                             engine="jax").fit(X)
+                             engine="jax", **SWEEP_DEFAULTS).fit(X)
         assert gm.n_padded_ == k
         assert table["bic"][i] == pytest.approx(gm.bic(X), rel=1e-12)
         assert table["icl"][i] == pytest.approx(gm.icl(X), rel=1e-10)
@@ -146,3 +148,86 @@ def test_tutorial_loop_shares_compiled_programs(monkeypatch):
     assert plain.n_padded_ == 12
     assert fits[12].lower_bound_ == pytest.approx(plain.lower_bound_, rel=1e-10)
     np.testing.assert_allclose(fits[12].means_, plain.means_, rtol=1e-8, atol=1e-8)
+
+
+def test_old_faithful_search_picks_mclusts_model():
+    """mclust 6.0.0 on Old Faithful (R: ``summary(mclustBIC(faithful, G=1:9,
+    modelNames=c("EEE","VVV","VVI","VII")))``, external values): best EEE (tied) K=3
+    at BIC -2314.32, then VVV (full) K=2 (7.88 worse) and EEE K=2 (10.90 worse);
+    mclust's BIC is minus ours."""
+    from bayesgmm.datasets import load_faithful
+
+    table = sweep(load_faithful().X, range(1, 10), ("full", "tied", "diag", "spherical"),
+                  random_state=0)
+    top = table.top(3)
+    assert [(m.covariance_type, m.n_components) for m in top] == [
+        ("tied", 3), ("full", 2), ("tied", 2)]
+    assert top[0].value == pytest.approx(2314.32, abs=0.05)
+    assert top[0].delta == 0.0
+    assert [m.delta for m in top[1:]] == pytest.approx([7.88, 10.90], abs=0.05)
+    assert table.bic_choice == top[0]
+    assert (table.best["covariance_type"], table.best["n_components"]) == ("tied", 3)
+    text = repr(table)
+    assert "tied, K=3  <- best" in text and "ICL choice" in text and "Δ 7.88" in text
+
+
+def test_top_and_choices_follow_the_table(datasets):
+    """top(n) is the table sorted by the criterion (checked against NumPy), deltas
+    from its minimum; the ICL choice is ICL's minimum; the log-likelihood column is
+    the BIC's log-likelihood."""
+    X = datasets["aniso"]
+    table = sweep(X, range(1, 5), ("full", "spherical"), random_state=0)
+    order = np.argsort(table["icl"])
+    top = table.top(4, "icl")
+    assert [(m.covariance_type, m.n_components) for m in top] == [
+        (str(table["covariance_type"][i]), int(table["n_components"][i])) for i in order[:4]]
+    np.testing.assert_allclose([m.delta for m in top],
+                               table["icl"][order[:4]] - table["icl"].min(), rtol=1e-12)
+    assert table.icl_choice == top[0]
+    np.testing.assert_allclose(
+        -2 * table["log_likelihood"] + table["n_parameters"] * np.log(len(X)),
+        table["bic"], rtol=1e-12)
+    for i, gm in enumerate(table.models):
+        assert table["log_likelihood"][i] == pytest.approx(gm.score(X) * len(X), rel=1e-9)
+    with pytest.raises(ValueError, match="criterion"):
+        table.top(2, "mdl")
+
+
+def test_all_covariance_types_is_the_table():
+    from bayesgmm.covariance import TABLE
+    from bayesgmm.selection import all_covariance_types
+
+    names = all_covariance_types()
+    assert set(names) <= set(TABLE) and len(names) == len({id(TABLE[n]) for n in TABLE})
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    table = sweep(X, [1, 2], "all", random_state=0)
+    assert list(dict.fromkeys(table["covariance_type"])) == list(names)
+
+
+def test_collapsed_fits_are_never_best():
+    """A fit whose component holds one row is flagged ``collapsed`` and not chosen,
+    even where its criterion is the lowest (its likelihood only reg_covar bounds)."""
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(size=(40, 2)), [[30.0, 30.0]]])  # one far outlier
+    table = sweep(X, [1, 2], ("full",), random_state=0, init_params="kmeans")
+    assert bool(table["collapsed"][1])  # K=2 puts the outlier alone
+    assert table["bic"][1] < table["bic"][0]
+    assert table.best["n_components"] == 1
+    assert table.top(1)[0].n_components == 1
+
+
+def test_classic_data_sets_are_rs():
+    """The included Old Faithful and diabetes data against R's own summaries of its
+    copies (R 4.2.2, mclust 6.0.0: colMeans(faithful); table(diabetes$class),
+    sapply(diabetes[, 2:4], sd))."""
+    from bayesgmm.datasets import load_diabetes, load_faithful
+
+    f = load_faithful()
+    assert f.X.shape == (272, 2) and f.y is None
+    np.testing.assert_allclose(f.X.mean(0), [3.487783088, 70.897058824], rtol=1e-9)
+    d = load_diabetes()
+    assert d.X.shape == (145, 3)
+    assert dict(zip(d.target_names, np.bincount(d.y))) == {"Chemical": 36, "Normal": 76,
+                                                           "Overt": 33}
+    np.testing.assert_allclose(d.X.std(0, ddof=1), [63.93040772, 319.56496440, 120.93515844],
+                               rtol=1e-9)

@@ -1,0 +1,153 @@
+"""bayesgmm's default model search against R's mclust, side by side on the same rows.
+
+For each data set (Old Faithful 272 x 2, mclust's diabetes 145 x 3, iris 150 x 4, and
+a simulated 20,000 x 5 mixture) both fit every model in ``--models`` for K = 1..9:
+mclust by ``mclustBIC`` (``benchmarks/mclust.R``, run by ``Rscript``), bayesgmm by
+:func:`bayesgmm.selection.sweep` with its defaults (``init_params="auto"``). Printed
+per data set:
+
+* ``reached``: the fits whose log-likelihood reaches mclust's within 1e-3 relative (or
+  beats it), of the (model, K) that mclust fits (it leaves singular fits out);
+* ``worst``: the largest relative shortfall, and where;
+* ``best``: each side's best (model, K) by BIC, and whether they agree. mclust's BIC is
+  ``2 log L - p log n`` (higher is better), bayesgmm's ``-2 log L + p log n``;
+* the seconds of the fits alone (imports, interpreter start and reading the data
+  excluded; bayesgmm's compilation included, its first sweep in this process) and
+  mclust's time over bayesgmm's.
+
+Model names are mclust's; bayesgmm's aliases are used for the four scikit-learn
+models (VII = spherical, VVI = diag, EEE = tied, VVV = full), other names are passed
+as they are (once ``covariance_type`` accepts mclust's 14).
+
+    python benchmarks/mclust.py [--models EII,VII,...] [--data faithful,...] [--init auto]
+
+Needs R and mclust (Debian: ``apt-get install r-base-core r-cran-mclust``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import _common  # noqa: F401
+import numpy as np
+
+from bayesgmm.datasets import load_diabetes, load_faithful, make_mixture
+from bayesgmm.params import GMMParams
+from bayesgmm.selection import sweep
+
+ALIASES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def simulated(n: int = 20_000, d: int = 5, k: int = 4) -> np.ndarray:
+    """A mixture of ``k`` full-covariance components in ``d`` dimensions, seed 0."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 4, (k, d))
+    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
+    cov = A @ np.swapaxes(A, 1, 2) + 0.3 * np.eye(d)
+    truth = GMMParams(np.full(k, 1 / k), means, np.linalg.cholesky(cov), "full")
+    return make_mixture(truth, n, random_state=0).X
+
+
+def data_sets(names):
+    from sklearn.datasets import load_iris
+
+    table = {"faithful": lambda: load_faithful().X, "diabetes": lambda: load_diabetes().X,
+             "iris": lambda: load_iris().data, "sim20000x5": simulated}
+    return {name: table[name]() for name in names}
+
+
+def run_mclust(X: np.ndarray, models, g_max: int, workdir: str) -> tuple[dict, float]:
+    """``{(model, K): (loglik, bic)}`` from mclust, and the seconds of its fits."""
+    src, out = os.path.join(workdir, "x.csv"), os.path.join(workdir, "out.csv")
+    np.savetxt(src, X, delimiter=",", header=",".join(f"x{i}" for i in range(X.shape[1])),
+               comments="", fmt="%.17g")
+    subprocess.run(["Rscript", os.path.join(HERE, "mclust.R"), src, out, str(g_max),
+                    ",".join(models)], check=True, capture_output=True, text=True)
+    cells, seconds = {}, 0.0
+    with open(out) as f:
+        for row in csv.DictReader(f):
+            seconds = float(row["seconds"])
+            if row["loglik"] not in ("NA", ""):
+                cells[row["model"], int(row["G"])] = (float(row["loglik"]), float(row["bic"]))
+    return cells, seconds
+
+
+def run_ours(X: np.ndarray, models, g_max: int, **kw) -> tuple[dict, tuple, float]:
+    """``{(model, K): loglik}``, the best (model, K) by BIC, and the seconds."""
+    types = [ALIASES.get(m, m) for m in models]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        table = sweep(X, range(1, g_max + 1), types, random_state=0, **kw)
+        seconds = time.perf_counter() - t
+    name = dict(zip(types, models))
+    cells = {}
+    for i, gm in enumerate(table.models):
+        # log L from the BIC (the fitted parameters' own log-likelihood)
+        loglik = (gm.params_.n_parameters * np.log(len(X)) - table["bic"][i]) / 2
+        cells[name[str(table["covariance_type"][i])], int(table["n_components"][i])] = loglik
+    best = table.best
+    return cells, (name[best["covariance_type"]], best["n_components"]), seconds
+
+
+def compare(name, X, models, g_max, workdir, **kw):
+    theirs, t_mclust = run_mclust(X, models, g_max, workdir)
+    ours, our_best, t_ours = run_ours(X, models, g_max, **kw)
+    rel = {c: (ours[c] - ll) / abs(ll) for c, (ll, _) in theirs.items()}
+    reached = sum(r >= -1e-3 for r in rel.values())
+    worst = min(rel, key=rel.get)
+    their_best = max(theirs, key=lambda c: theirs[c][1])
+    same = "yes" if their_best == our_best else "no"
+    fmt = lambda c: f"{c[0]},{c[1]}"  # noqa: E731
+    print(f"{name:11} {X.shape[0]:>6}x{X.shape[1]:<2} {reached:>4}/{len(rel):<4} "
+          f"{100 * rel[worst]:>+8.3f}% {fmt(worst):>7} {fmt(their_best):>7} "
+          f"{fmt(our_best):>7} {same:>4} {t_mclust:>8.2f} {t_ours:>8.2f} "
+          f"{t_mclust / t_ours:>6.2f}x", flush=True)
+    short = sorted((r, c) for c, r in rel.items() if r < -1e-3)
+    if short:
+        print("    short of mclust: " + ", ".join(
+            f"{fmt(c)} {ours[c]:.2f} vs {theirs[c][0]:.2f}" for r, c in short))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="VII,VVI,EEE,VVV")
+    parser.add_argument("--data", default="faithful,diabetes,iris,sim20000x5")
+    parser.add_argument("--max-k", type=int, default=9)
+    parser.add_argument("--init", default=None, help="init_params (default: bayesgmm's)")
+    parser.add_argument("--n-init", type=int, default=None)
+    parser.add_argument("--tol", type=float, default=None, help="default: the sweep's")
+    parser.add_argument("--max-iter", type=int, default=None, help="default: the sweep's")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    kw = {}
+    if args.init:
+        kw["init_params"] = args.init
+    if args.n_init:
+        kw["n_init"] = args.n_init
+    if args.tol:
+        kw["tol"] = args.tol
+    if args.max_iter:
+        kw["max_iter"] = args.max_iter
+    version = 'cat(as.character(packageVersion("mclust")), R.version$version.string)'
+    r = subprocess.run(["Rscript", "-e", version], capture_output=True, text=True,
+                       check=True)
+    print(f"machine: {_common.machine()}; mclust {r.stdout.strip()}")
+    print(f"models {','.join(models)}, K = 1..{args.max_k}, bayesgmm {kw or 'defaults'}\n")
+    print(f"{'data':11} {'N x D':>9} {'reached':>9} {'worst':>9} {'at':>7} "
+          f"{'mclust':>7} {'ours':>7} {'same':>4} {'mclust s':>8} {'ours s':>8} {'ratio':>7}")
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, X in data_sets(args.data.split(",")).items():
+            compare(name, X, models, args.max_k, workdir, **kw)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Model-based hierarchical agglomeration (bayesgmm.initialize.hc_tree): the merge
+criterion against a brute-force evaluation of the classification likelihood, recovery
+of well-separated clusters, nesting, determinism, the subsample path, duplicates."""
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score as ari
+
+from bayesgmm import GaussianMixture
+from bayesgmm.initialize import (cached_hc_tree, hc_params, hc_partition, hc_tree,
+                                 min_component_rows)
+
+
+def _criterion(X, labels, alpha, univariate=False):
+    """Σ_k n_k log(|W_k / n_k| + (tr W_k + α) / n_k) (VVV; V in one dimension),
+    each group's scatter computed directly from its rows."""
+    total = 0.0
+    for k in np.unique(labels):
+        Y = X[labels == k]
+        n = len(Y)
+        W = (Y - Y.mean(0)).T @ (Y - Y.mean(0))
+        if univariate:
+            total += n * np.log((W[0, 0] + alpha) / n)
+        else:
+            det = np.linalg.det(W / n) if n > X.shape[1] else 0.0
+            total += n * np.log(det + (np.trace(W) + alpha) / n)
+    return total
+
+
+def _separated(n_per=60, d=3, seed=0):
+    """Four clusters at the vertices of a simplex (a square's corners in 2-D), 10 units
+    apart, with random covariances of scale ~0.3: ~30 standard deviations apart."""
+    rng = np.random.default_rng(seed)
+    centers = (np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]) if d == 2
+               else 10.0 * np.eye(4)[:, :d])
+    y = np.repeat(np.arange(4), n_per)
+    A = rng.normal(size=(4, d, d)) * 0.1 + 0.2 * np.eye(d)
+    X = centers[y] + np.einsum("nij,nj->ni", A[y], rng.normal(size=(len(y), d)))
+    return X, y
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_every_merge_is_the_cheapest_by_brute_force(d):
+    """On 11 rows, each merge of the tree is the pair (of all current groups) whose
+    union least increases the criterion, evaluated from scratch for every pair, and
+    the recorded cost is that increase."""
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(11, d)) * [1.0, 3.0, 0.5][:d]
+    tree = hc_tree(X, transform=None)
+    Xg = X[np.argsort(tree.groups)]  # row of each starting group (all rows distinct here)
+    assert sorted(tree.groups) == list(range(11))
+    if d == 1:
+        alpha = np.finfo(float).eps * np.mean((X - X.mean()) ** 2)
+    else:
+        alpha = np.sum((X - X.mean(0)) ** 2) / X.size
+    crit = lambda lab: _criterion(Xg, lab, alpha, univariate=d == 1)  # noqa: E731
+    label = np.arange(11)
+    for (a, b), cost in zip(tree.merges, tree.costs):
+        current = crit(label)
+        deltas = {(i, j): crit(np.where(label == j, i, label)) - current
+                  for i, j in itertools.combinations(np.unique(label), 2)}
+        assert cost == pytest.approx(min(deltas.values()), rel=1e-9, abs=1e-9)
+        assert deltas[a, b] == pytest.approx(cost, rel=1e-9, abs=1e-9)
+        label = np.where(label == b, a, label)
+    assert len(np.unique(label)) == 1
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_well_separated_clusters_are_the_four_group_cut(d):
+    X, y = _separated(d=d)
+    tree = hc_tree(X)
+    assert ari(y, hc_partition(tree, 4)) == 1.0
+
+
+def test_partitions_are_nested_across_k():
+    """Every cluster of the cut at K lies inside one cluster of the cut at K - 1."""
+    X, _ = _separated(n_per=40)
+    tree = hc_tree(X)
+    previous = hc_partition(tree, 1)
+    assert np.all(previous == 0)
+    for k in range(2, 30):
+        labels = hc_partition(tree, k)
+        assert len(np.unique(labels)) == k
+        for c in range(k):
+            assert len(np.unique(previous[labels == c])) == 1
+        previous = labels
+
+
+def test_tree_is_deterministic_and_units_free():
+    """The same rows give the same tree, and the default SVD transform makes it
+    independent of each feature's units and origin."""
+    X, _ = _separated(n_per=30)
+    a, b = hc_tree(X), hc_tree(X.copy())
+    np.testing.assert_array_equal(a.merges, b.merges)
+    np.testing.assert_array_equal(a.costs, b.costs)
+    c = hc_tree(X * [100.0, 0.01, 3.0] + [5.0, -7.0, 1e3])
+    for k in (2, 3, 4, 7):
+        np.testing.assert_array_equal(hc_partition(a, k), hc_partition(c, k))
+
+
+def test_duplicate_rows_start_in_one_group():
+    """Exact duplicates start as one group (mclust's dupPartition), so they share a
+    label at every K, and the tree has one merge fewer per duplicate."""
+    X, _ = _separated(n_per=20)
+    X = np.concatenate([X, X[:5], X[:3]])
+    tree = hc_tree(X)
+    assert len(tree.merges) == 80 - 1
+    for k in (2, 5, 40, 80):
+        labels = hc_partition(tree, k)
+        np.testing.assert_array_equal(labels[80:85], labels[:5])
+        np.testing.assert_array_equal(labels[85:], labels[:3])
+
+
+def test_subsample_path_grows_on_max_rows_and_em_places_the_rest():
+    """Above max_rows the tree grows on that many rows; init_params='hc' then gives
+    every row (in the subsample or not) its generating cluster."""
+    X, y = _separated(n_per=400, d=2, seed=3)
+    tree = hc_tree(X, max_rows=300, rng=np.random.default_rng(0))
+    assert len(tree.rows) == 300 and len(np.unique(tree.rows)) == 300
+    assert ari(y[tree.rows], hc_partition(tree, 4)) >= 0.98  # an outlier may stray
+    import bayesgmm.initialize as init
+
+    before = init.HC_MAX_ROWS
+    try:
+        init.HC_MAX_ROWS = 300
+        init._HC_CACHE.clear()
+        gm = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
+        (grown,) = init._HC_CACHE.values()
+        assert len(grown.rows) == 300  # the estimator's tree grew on the subsample
+    finally:
+        init.HC_MAX_ROWS = before
+        init._HC_CACHE.clear()
+    assert ari(y, gm.predict(X)) == 1.0
+
+
+def test_cached_tree_equals_a_fresh_one():
+    X, _ = _separated(n_per=25)
+    fresh = hc_tree(X)
+    cached = cached_hc_tree(X)
+    assert cached_hc_tree(X) is cached
+    np.testing.assert_array_equal(cached.merges, fresh.merges)
+    np.testing.assert_array_equal(cached.rows, fresh.rows)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_hc_params_are_the_m_step_of_the_cut(ct):
+    """The start is the closed-form M-step of the partition: group fractions, group
+    means, and (for full) each group's biased covariance plus reg_covar."""
+    X, _ = _separated(n_per=50, d=2)
+    tree = hc_tree(X)
+    labels = hc_partition(tree, 4)
+    p = hc_params(X, None, tree, 4, ct, 1e-6)
+    np.testing.assert_allclose(p.weights, np.bincount(labels) / len(X), rtol=1e-12)
+    means = np.stack([X[labels == k].mean(0) for k in range(4)])
+    np.testing.assert_allclose(p.means, means, rtol=1e-10)
+    if ct == "full":
+        cov = np.stack([np.cov(X[labels == k].T, bias=True) + 1e-6 * np.eye(2)
+                        for k in range(4)])
+        np.testing.assert_allclose(p.full_covariances, cov, rtol=1e-9)
+
+
+def test_float32_data_gives_the_float64_partition():
+    X, _ = _separated(n_per=50, d=2, seed=5)
+    a = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
+    b = GaussianMixture(4, init_params="hc", random_state=0).fit(X.astype(np.float32))
+    assert b.means_.dtype == np.float32
+    np.testing.assert_array_equal(a.predict(X), b.predict(X.astype(np.float32)))
+    assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=1e-5)
+
+
+def test_min_component_rows_follows_the_parameter_count():
+    assert min_component_rows("tied", 3) == 1
+    assert min_component_rows("spherical", 3) == 2
+    assert min_component_rows("diag", 3) == 2
+    assert min_component_rows("full", 3) == 4
+
+
+def test_integer_weights_equal_repeated_rows():
+    """Weights count as multiplicities: a row of weight m is m duplicate rows, which
+    start as one group, so the tree is the same; rows of weight 0 take no part."""
+    X, _ = _separated(n_per=15, d=2, seed=2)
+    w = np.random.default_rng(0).integers(0, 4, len(X))
+    weighted = hc_tree(X, w)
+    repeated = hc_tree(np.repeat(X, w, axis=0))
+    np.testing.assert_array_equal(weighted.merges, repeated.merges)
+    np.testing.assert_allclose(weighted.costs, repeated.costs, rtol=1e-9, atol=1e-9)
+    assert set(weighted.rows) == set(np.flatnonzero(w > 0))
+
+
+@pytest.mark.parametrize("method", ["hc", "auto"])
+def test_host_and_compiled_engines_agree_from_the_tree(method):
+    """The hierarchical start (and auto's choice beside k-means) gives the same fit on
+    the host engine and compiled, padded or not."""
+    rng = np.random.default_rng(4)  # three overlapping clusters in 3-D
+    X = np.concatenate([rng.normal(0, 1, (80, 3)), rng.normal(2, 1.5, (80, 3)),
+                        rng.normal([4, 0, -2], 0.7, (80, 3))])
+    fits = {e: GaussianMixture(3, init_params=method, random_state=0, engine=e).fit(X)
+            for e in ("numpy", "jax")}
+    a, b = fits["numpy"], fits["jax"]
+    assert a.n_iter_ == b.n_iter_
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-10)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8, atol=1e-10)
+    assert b.n_padded_ > 3  # the compiled fit ran padded
+
+
+def test_given_means_replace_the_trees():
+    """init_params='hc' with means_init: the tree's weights and covariances, the given
+    means (max_iter=0 returns the start itself, as scikit-learn does)."""
+    X, _ = _separated(n_per=30, d=2)
+    means = X[[0, 30, 60, 90]] + 0.5
+    gm = GaussianMixture(4, init_params="hc", means_init=means, max_iter=0,
+                         random_state=0).fit(X)
+    np.testing.assert_allclose(gm.means_, means, rtol=1e-12)
+    tree = hc_tree(X)
+    ref = hc_params(X, None, tree, 4, "full", 1e-6)
+    np.testing.assert_allclose(gm.weights_, ref.weights, rtol=1e-12)
