@@ -103,8 +103,9 @@ class FitConfig:
     tol: float = _key(1e-3, "convergence threshold on the mean log-likelihood gain", min=0)
     reg_covar: float = _key(1e-6, "added to every covariance's diagonal", min=0)
     max_iter: int = _key(100, "EM iterations at most", min=0)
-    init_params: str = _key("kmeans", 'initialisation: "kmeans", "k-means++", "random" or '
-                                      '"random_from_data"')
+    init_params: str = _key("auto", 'initialisation: "auto" (the hierarchical start and '
+                                    'the n_init k-means starts, best kept), "hc", "kmeans", '
+                                    '"k-means++", "random" or "random_from_data"')
     random_state: int = _key(0, "seed of the initialisation", min=0)
 
 

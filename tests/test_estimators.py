@@ -663,9 +663,9 @@ def test_sk_warm_start(seed):
     rng = np.random.RandomState(random_state)
     X = rng.rand(500, 2)
     # the warm start gives the same result for the same number of iterations
-    g = GaussianMixture(n_components=2, n_init=1, max_iter=2, reg_covar=0,
+    g = GaussianMixture(n_components=2, n_init=1, max_iter=2, reg_covar=0, init_params="kmeans",
                         random_state=random_state, warm_start=False)
-    h = GaussianMixture(n_components=2, n_init=1, max_iter=1, reg_covar=0,
+    h = GaussianMixture(n_components=2, n_init=1, max_iter=1, reg_covar=0, init_params="kmeans",
                         random_state=random_state, warm_start=True)
     g.fit(X)
     score1 = h.fit(X).score(X)
@@ -675,9 +675,9 @@ def test_sk_warm_start(seed):
     np.testing.assert_almost_equal(g.precisions_, h.precisions_)
     assert score2 > score1
     # with warm_start=True, refits converge to a good solution
-    g = GaussianMixture(n_components=2, n_init=1, max_iter=5, reg_covar=0,
+    g = GaussianMixture(n_components=2, n_init=1, max_iter=5, reg_covar=0, init_params="kmeans",
                         random_state=random_state, warm_start=False, tol=1e-6)
-    h = GaussianMixture(n_components=2, n_init=1, max_iter=5, reg_covar=0,
+    h = GaussianMixture(n_components=2, n_init=1, max_iter=5, reg_covar=0, init_params="kmeans",
                         random_state=random_state, warm_start=True, tol=1e-6)
     g.fit(X)
     assert not g.converged_
@@ -959,7 +959,7 @@ def test_sk_gaussian_mixture_precisions_init_diag(dtype):
     gm_with_init = GaussianMixture(n_components=n_components, covariance_type=covariance_type,
                                    reg_covar=reg_covar, precisions_init=precisions_init,
                                    random_state=random_state).fit(X)
-    gm_without_init = GaussianMixture(n_components=n_components,
+    gm_without_init = GaussianMixture(n_components=n_components, init_params="kmeans",
                                       covariance_type=covariance_type, reg_covar=reg_covar,
                                       random_state=random_state).fit(X)
     for gm in (gm_with_init, gm_without_init):
