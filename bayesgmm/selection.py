@@ -39,6 +39,7 @@ from bayesgmm.fitting import (
     shared_features,
 )
 from bayesgmm.params import take_components
+from bayesgmm.progress import bar
 from bayesgmm.validation import (
     DegenerateComponentWarning,
     check_array_2d,
@@ -121,6 +122,7 @@ def sweep(
     covariance_types: Sequence[str] = ("full",),
     *,
     criterion: str = "bic",
+    progress: bool | None = None,
     **gaussian_mixture_kwargs,
 ) -> SweepResult:
     """Fit a Gaussian mixture for each (covariance type, K) and tabulate the criteria.
@@ -139,6 +141,10 @@ def sweep(
     covariance_types : sequence of str
     criterion : {"bic", "aic", "icl"}
         The column whose minimum is marked ``best``.
+    progress : bool, optional
+        A tqdm bar on stderr with one tick per fitted (covariance type, K)
+        (:func:`bayesgmm.progress.bar`). ``None`` (default): on when ``verbose > 0`` is
+        among the keyword arguments, else off.
     **gaussian_mixture_kwargs
         :class:`bayesgmm.GaussianMixture`'s arguments for every fit (``random_state``,
         ``n_init``, ``tol`` ...); the models in the result carry them.
@@ -153,10 +159,12 @@ def sweep(
     ks = [int(k) for k in n_components]
     X = check_array_2d(X, min_samples=2)
     rows, models = [], []
+    shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
+                unit="fit")
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
-        fitted = _fit_each(X, options, ks)
+        fitted = _fit_each(X, options, ks, shown)
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted])
         for k, (params, info, n_padded), crit in zip(ks, fitted, scores):
@@ -167,12 +175,19 @@ def sweep(
             rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], gm.lower_bound_,
                          gm.n_iter_, gm.converged_))
             models.append(gm)
+    shown.close()
     return _table(rows, models, criterion)
 
 
-def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
+def _bar_on(progress: bool | None, settings: dict) -> bool:
+    """``progress``, or where it is ``None`` whether the fits are ``verbose``."""
+    return bool(progress) if progress is not None else (settings.get("verbose") or 0) > 0
+
+
+def _fit_each(X, options: FitOptions, ks: list[int], shown=None) -> list[tuple]:
     """``(params (K components), info, K_pad)`` of one fit per K, every compiled one
-    padded to the largest K and sharing one feature table of X."""
+    padded to the largest K and sharing one feature table of X; ``shown`` (a
+    :func:`bayesgmm.progress.bar`) ticks once per fit."""
     n_padded = max(ks)
     shared = shared_features(X, options.replace(n_components=n_padded))
     out = []
@@ -185,6 +200,8 @@ def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
             params, info = fit(X, options.replace(n_components=k), n_padded=n_padded,
                                shared=shared)
         out.append((take_components(params, k), info, params.n_components))
+        if shown is not None:
+            shown.update()
     return out
 
 
