@@ -35,9 +35,15 @@ Restarts
     engine (which runs restarts in turn), the lines are scikit-learn's exactly. Small-EM
     (``restart_screen_iter``) reports the screening iterations of every restart and then
     the winner's continuation, headed ``Continuing initialization r`` and numbered on
-    from the screening. A second run on the same
-    report that starts an initialisation again (the refinement of the best restart on
-    all rows after ``init_subsample``) is headed ``Refining the best initialization on all rows``.
+    from the screening. The refinement of the best restart on all rows after
+    ``init_subsample`` (a second run on the same report) is headed ``Refining the best
+    initialization on all rows``.
+
+Times
+    A line's time lapse is wall time since the previous line of its initialisation (the
+    first: since it started), as scikit-learn's. The compiled engine's starts are
+    written just before its program is called, so on a program's first use its first
+    lapse includes the compilation (as a user waits for it).
 
 Bars (:func:`bar`)
     tqdm on ``sys.stderr``: one tick per (model, K) of :func:`bayesgmm.selection.sweep`,

@@ -18,6 +18,12 @@ last finite parameters and is reported in :class:`~bayesgmm.engines.FitInfo`
 (``nonfinite``, ``bad_component``) for the facade to turn into an error that names the
 component and the ``reg_covar`` that would help.
 
+Progress (``verbose``): given a :class:`bayesgmm.progress.EMReport`, ``fit`` and
+``fit_restarts`` compile a second program whose loop body ends in a
+``jax.debug.callback``, so each iteration is reported on the host while the loop runs;
+without one (the default) the program has no callback. ``fit_stream(progress=True)``
+shows a tqdm bar.
+
 The formulas are the host engine's (:mod:`bayesgmm.engines.numpy`): the table and
 moments form of :mod:`bayesgmm.covariance` over jax.numpy, and
 :func:`bayesgmm.engines.mixture_m_step` / :func:`~bayesgmm.engines.step_health`. This
