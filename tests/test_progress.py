@@ -159,6 +159,22 @@ def test_init_subsample_refinement_is_headed(capsys):
     assert lines[-1] == "Initialization converged."
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("engine", ["numpy", "jax"])
+def test_verbose_changes_no_result(capsys, engine, dtype):
+    """The reporting program (or loop) computes what the plain one does, bit for bit:
+    a plain fit and small-EM (vmapped screening, then one restart), float32 and
+    float64."""
+    X = np.random.default_rng(0).normal(size=(3000, 3)).astype(dtype)
+    for kw in (dict(), dict(n_init=3, restart_screen_iter=2)):  # vmapped, then not
+        fits = [GaussianMixture(4, engine=engine, random_state=0, max_iter=15, verbose=v,
+                                verbose_interval=1, **kw).fit(X) for v in (0, 2)]
+        for name in ("weights_", "means_", "covariances_", "lower_bounds_", "n_iter_"):
+            np.testing.assert_array_equal(getattr(fits[0], name), getattr(fits[1], name))
+    assert "teration 2\t time lapse" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("engine", ["numpy", "jax"])
 def test_silent_by_default(blobs, capfd, engine):
     """verbose=0 (the default), a sweep and a streamed fit without progress: nothing on
