@@ -96,6 +96,25 @@ def test_verbose_lines_are_sklearns(datasets, capsys, engine, verbose):
                                    atol=1e-5)
 
 
+@pytest.mark.parametrize("engine", ["numpy", "jax"])
+def test_warm_start_lines_are_sklearns(datasets, capsys, engine):
+    """warm_start: the second fit's first change is measured from the first fit's lower
+    bound, in the lines as in scikit-learn's."""
+    X = datasets["aniso"]
+    kw = dict(n_components=3, warm_start=True, max_iter=2, verbose=2, verbose_interval=1,
+              **_sk_start(X, 3))
+    outs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=2 may stop short of convergence
+        for model in (SkGM(**kw), GaussianMixture(engine=engine, **kw)):
+            with in_scope(np.float64):
+                model.fit(X)
+                model.fit(X)
+            outs.append(_without_times(capsys.readouterr().out))
+    assert outs[0].count("Initialization 0") == 2
+    assert outs[1] == outs[0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("engine", ["numpy", "jax"])
 def test_every_restart_reported_as_its_history(blobs, capsys, engine, dtype):
