@@ -28,8 +28,6 @@ ITERATION = re.compile(r"^  (?:Initialization (\d+), i|I)teration (\d+)\t time l
                        r"[0-9.]+s\t ll change (\S+)$")
 END = re.compile(r"^Initialization(?: (\d+))? (converged|did not converge)\. time lapse "
                  r"[0-9.]+s\t lower bound (\S+)\.$")
-
-
 HEAD = re.compile(r"^(?:Initialization|Continuing initialization) (\d+)$")
 
 
