@@ -131,9 +131,14 @@ default="auto"
         scikit-learn's stopping rule: its first iteration's change is measured from
         this fit's ``lower_bound_``, so repeated ``max_iter=1`` fits converge.
     verbose : int, default=0
+        scikit-learn's: 1 prints when each initialisation starts and ends and every
+        ``verbose_interval``-th iteration; 2 adds the time since the previous line, the
+        lower-bound change and the final lower bound. Printed live as EM runs, on the
+        compiled engine too (a host callback compiled only when verbose > 0;
+        :mod:`bayesgmm.progress`). Vmapped restarts are each reported, their lines
+        naming the initialisation.
     verbose_interval : int, default=10
-        Kept for scikit-learn compatibility; the loop runs compiled, so progress is
-        reported per initialisation, not per iteration.
+        Iterations between reports.
     chunk_size : int, optional
         Rows per chunk of the E-step; ``None`` picks one from the shapes so scratch
         memory stays near 8-16 MiB whatever N.

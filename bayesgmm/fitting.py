@@ -64,6 +64,7 @@ from bayesgmm.initialize import (
     subsample_rows,
 )
 from bayesgmm.params import GMMParams, pad_components, take_components
+from bayesgmm.progress import em_report
 from bayesgmm import validation
 from bayesgmm.validation import (
     DegenerateComponentWarning,
@@ -106,7 +107,8 @@ class FitOptions:
     means_init: Any = None  # (K, D)
     precisions_init: Any = None  # by covariance type, scikit-learn's layout
     random_state: Any = None  # None, int, RandomState or Generator
-    verbose: int = 0
+    verbose: int = 0  # bayesgmm.progress.EMReport: 1 starts/ends, 2 iterations with times
+    verbose_interval: int = 10
     chunk_size: int | None = None
     restart_screen_iter: int | None = None
     init_subsample: int | None = None
@@ -131,6 +133,7 @@ class FitOptions:
         check_nonneg_float(self.reg_covar, "reg_covar")
         check_positive_int(self.max_iter, "max_iter", minimum=0)  # 0: the initialisation
         check_positive_int(self.n_init, "n_init")
+        check_positive_int(self.verbose_interval, "verbose_interval")
         if self.init_params not in INIT_METHODS:
             raise ValueError(
                 f"Invalid value for 'init_params': {self.init_params!r}; 'init_params' "
@@ -317,7 +320,8 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     ``best`` padded to ``choice.n_padded``; ``all_info`` is None without restarts."""
     on_host = choice.engine == "numpy"
     engine = _engine(choice)
-    kw = dict(tol=options.tol, reg_covar=options.reg_covar, max_iter=int(options.max_iter))
+    kw = dict(tol=options.tol, reg_covar=options.reg_covar, max_iter=int(options.max_iter),
+              report=em_report(options.verbose, options.verbose_interval))
     if not on_host:
         kw.update(chunk_size=options.chunk_size, kernel=options.kernel)
     Xj, wj = (X, w) if on_host else to_device(X, w)  # one device copy, shared
@@ -519,13 +523,9 @@ def _method_start(key, X, w, options: FitOptions, n_padded: int,
 
 
 def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> None:
-    """Print the restarts (``verbose``); raise for a non-finite fit; warn when the best
-    initialisation did not converge, or a component holds about one sample."""
-    if options.verbose and all_info is not None:
-        for i in range(len(all_info.n_iter)):
-            print(f"Initialization {i}: converged={bool(all_info.converged[i])} "
-                  f"n_iter={int(all_info.n_iter[i])} "
-                  f"lower_bound={float(all_info.lower_bound[i]):.6f}")
+    """Raise for a non-finite fit; warn when the best initialisation did not converge,
+    or a component holds about one sample. (``verbose`` lines are printed live by the
+    engines: :mod:`bayesgmm.progress`.)"""
     if bool(info.nonfinite):
         raise ValueError(_nonfinite_message(info, X, options))
     if options.max_iter == 0:  # the initialisation was asked for; scikit-learn is silent

@@ -40,6 +40,7 @@ from bayesgmm.fitting import (
 )
 from bayesgmm.initialize import min_component_rows
 from bayesgmm.params import take_components
+from bayesgmm.progress import bar
 from bayesgmm.validation import (
     DegenerateComponentWarning,
     check_array_2d,
@@ -224,6 +225,7 @@ def sweep(
     covariance_types: Sequence[str] | str = ("full",),
     *,
     criterion: str = "bic",
+    progress: bool | None = None,
     **gaussian_mixture_kwargs,
 ) -> SweepResult:
     """Fit a Gaussian mixture for each (covariance type, K) and tabulate the criteria.
@@ -247,6 +249,10 @@ def sweep(
         :data:`bayesgmm.covariance.TABLE` (:func:`all_covariance_types`).
     criterion : {"bic", "aic", "icl"}
         The column whose minimum is marked ``best``.
+    progress : bool, optional
+        A tqdm bar on stderr with one tick per fitted (covariance type, K)
+        (:func:`bayesgmm.progress.bar`). ``None`` (default): on when ``verbose > 0`` is
+        among the keyword arguments, else off.
     **gaussian_mixture_kwargs
         :class:`bayesgmm.GaussianMixture`'s arguments for every fit (``random_state``,
         ``n_init``, ``init_params`` ...); the models in the result carry them. Where not
@@ -267,10 +273,12 @@ def sweep(
                             else (covariance_types,))
     X = check_array_2d(X, min_samples=2)
     rows, models = [], []
+    shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
+                unit="fit")
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
-        fitted = _fit_each(X, options, ks)
+        fitted = _fit_each(X, options, ks, shown)
         need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted])
@@ -285,12 +293,19 @@ def sweep(
             rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], log_lik, n_par,
                          gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed))
             models.append(gm)
+    shown.close()
     return _table(rows, models, criterion)
 
 
-def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
+def _bar_on(progress: bool | None, settings: dict) -> bool:
+    """``progress``, or where it is ``None`` whether the fits are ``verbose``."""
+    return bool(progress) if progress is not None else (settings.get("verbose") or 0) > 0
+
+
+def _fit_each(X, options: FitOptions, ks: list[int], shown=None) -> list[tuple]:
     """``(params (K components), info, K_pad)`` of one fit per K, every compiled one
-    padded to the largest K and sharing one feature table of X."""
+    padded to the largest K and sharing one feature table of X; ``shown`` (a
+    :func:`bayesgmm.progress.bar`) ticks once per fit."""
     n_padded = max(ks)
     shared = shared_features(X, options.replace(n_components=n_padded))
     out = []
@@ -303,6 +318,8 @@ def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
             params, info = fit(X, options.replace(n_components=k), n_padded=n_padded,
                                shared=shared)
         out.append((take_components(params, k), info, params.n_components))
+        if shown is not None:
+            shown.update()
     return out
 
 

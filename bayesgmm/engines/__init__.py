@@ -20,16 +20,19 @@ defaults (the compiled engine's ``chunk_size``, ``kernel``, ``cache_features``,
 ``shared``).
 
 ``fit(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
-hard_start=False, initial_lower_bound=-inf) -> (GMMParams, FitInfo)``
+hard_start=False, initial_lower_bound=-inf, report=None) -> (GMMParams, FitInfo)``
     EM from ``params`` (batch shape ``()``) until the lower bound changes by less than
     ``tol`` or ``max_iter`` iterations; scikit-learn's iterations. ``X (N, D)``;
     ``sample_weight (N,)``; ``hard_start``: a first pass gives each row wholly to its
     most probable component (k-means labels), not counted as an iteration;
     ``initial_lower_bound``: what the first iteration's change is measured from (a warm
-    start's previous lower bound, as scikit-learn's ``warm_start``).
+    start's previous lower bound, as scikit-learn's ``warm_start``); ``report``: a
+    :class:`bayesgmm.progress.EMReport` told of every iteration as it ends
+    (``verbose``; on the compiled engine through a host callback in the loop, present
+    only when a report is given).
 ``fit_restarts(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
-screen_iter=0, hard_start=False, initial_lower_bound=-inf) -> (GMMParams, FitInfo,
-FitInfo)``
+screen_iter=0, hard_start=False, initial_lower_bound=-inf, report=None) -> (GMMParams,
+FitInfo, FitInfo)``
     ``fit`` from each of R starts (batch shape ``(R,)``): the best by lower bound (the
     first maximum; non-finite fits lose), its info, and every restart's info (leading
     axis R). ``screen_iter > 0``: small-EM (every start runs that many iterations, the
@@ -72,9 +75,9 @@ Array = Any  # a NumPy or JAX array
 #: random source, whatever its name.
 INTERFACE: dict[str, tuple[str, ...]] = {
     "fit": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter", "hard_start",
-            "initial_lower_bound"),
+            "initial_lower_bound", "report"),
     "fit_restarts": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter",
-                     "screen_iter", "hard_start", "initial_lower_bound"),
+                     "screen_iter", "hard_start", "initial_lower_bound", "report"),
     "log_resp": ("params", "X"),
     "score_draws": ("params", "X"),
     "sample": ("rng", "params", "n_samples"),

@@ -18,6 +18,12 @@ last finite parameters and is reported in :class:`~bayesgmm.engines.FitInfo`
 (``nonfinite``, ``bad_component``) for the facade to turn into an error that names the
 component and the ``reg_covar`` that would help.
 
+Progress (``verbose``): given a :class:`bayesgmm.progress.EMReport`, ``fit`` and
+``fit_restarts`` compile a second program whose loop body ends in a
+``jax.debug.callback``, so each iteration is reported on the host while the loop runs;
+without one (the default) the program has no callback. ``fit_stream(progress=True)``
+shows a tqdm bar.
+
 The formulas are the host engine's (:mod:`bayesgmm.engines.numpy`): the table and
 moments form of :mod:`bayesgmm.covariance` over jax.numpy, and
 :func:`bayesgmm.engines.mixture_m_step` / :func:`~bayesgmm.engines.step_health`. This
@@ -41,6 +47,7 @@ from bayesgmm.covariance import n_moment_features, ops
 from bayesgmm.density import JAX, data_center, moments_features
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
+from bayesgmm.progress import EMReport, bar, on_iteration, reporting
 from bayesgmm.suffstats import (
     SuffStats,
     add,
@@ -227,7 +234,8 @@ def _health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
 
 def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None,
          kernel="auto", center=None, vmapped=False, features=None, cache_features=None,
-         hard_start=False, initial_lower_bound=-jnp.inf):
+         hard_start=False, initial_lower_bound=-jnp.inf, report=False, restart=0,
+         iter_offset=0):
     TRACE_COUNT["fit"] += 1
     dtype = X.dtype
     params = params.astype(dtype)
@@ -249,6 +257,8 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
                           features=features)
+    if report:  # static: the default program has no callback (bayesgmm.progress)
+        body = _reporting_body(body, cond, restart, iter_offset)
     state = jax.lax.while_loop(cond, body,
                                init(params, max_iter, hard_start, initial_lower_bound))
     # No E-step after the loop: the counts come from the last applied one (one pass over
@@ -258,7 +268,23 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     return state.params, info
 
 
-_fit_jit = jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache_features"))
+def _reporting_body(body, cond, restart, iter_offset):
+    """``body`` followed by a host callback (:func:`bayesgmm.progress.on_iteration`)
+    with this pass's iteration, change and stop. Under ``vmap`` the body also runs for
+    restarts that have stopped; ``running`` (the loop condition before the pass) tells
+    the host to ignore those."""
+    def reporting_body(s: EMState) -> EMState:
+        new = body(s)
+        change = new.history[s.n_iter] - s.lower_bound  # the iteration's, as step's
+        jax.debug.callback(on_iteration, restart, new.n_iter + iter_offset, change,
+                           new.lower_bound, cond(s), ~s.hard, ~cond(new), new.converged)
+        return new
+
+    return reporting_body
+
+
+_fit_jit = jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache_features",
+                                      "report"))
 
 
 def fit(
@@ -274,6 +300,7 @@ def fit(
     cache_features: bool | None = None,
     hard_start: bool = False,
     initial_lower_bound: float = -float("inf"),
+    report: EMReport | None = None,
 ) -> tuple[GMMParams, FitInfo]:
     """Run EM from ``params`` until ``|Δ lower bound| < tol`` or ``max_iter`` iterations.
 
@@ -310,6 +337,10 @@ def fit(
         fit), or a warm start's previous lower bound, so that a fit whose first
         iteration changes the bound by less than ``tol`` stops there (scikit-learn's
         ``warm_start``).
+    report : bayesgmm.progress.EMReport, optional
+        Report each iteration live (``verbose``): the loop body then ends in a
+        ``jax.debug.callback`` to the host (:mod:`bayesgmm.progress`; a second program,
+        compiled once). ``None`` (default): the program has no callback.
 
     In float64 each E-step first tries a cheaper softmax shift and redoes the pass if a
     row underflows (a ``lax.cond``; see :func:`e_step`). Under your own ``jax.vmap`` of
@@ -322,14 +353,28 @@ def fit(
         After the last M-step (the last finite one if a step went non-finite).
     info : FitInfo
     """
-    return _fit_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
-                    chunk_size=chunk_size, kernel=kernel, cache_features=cache_features,
-                    hard_start=hard_start, initial_lower_bound=initial_lower_bound)
+    run = lambda: _fit_jit(X, params, sample_weight, tol, reg_covar,  # noqa: E731
+                           max_iter=max_iter, chunk_size=chunk_size, kernel=kernel,
+                           cache_features=cache_features, hard_start=hard_start,
+                           initial_lower_bound=initial_lower_bound,
+                           report=report is not None)
+    return _reported(run, report, 1)
+
+
+def _reported(run, report: EMReport | None, n_restarts: int):
+    """``run()`` with ``report``'s starts printed first and the loop's callbacks sent
+    to it until the results are ready (JAX dispatches asynchronously)."""
+    if report is None:
+        return run()
+    for r in range(n_restarts):
+        report.start(r, labelled=n_restarts > 1)
+    with reporting(report):
+        return jax.block_until_ready(run())
 
 
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
                   screen_iter=0, kernel="auto", cache_features=None, shared=None,
-                  hard_start=False, initial_lower_bound=-jnp.inf):
+                  hard_start=False, initial_lower_bound=-jnp.inf, report=False):
     kernel = resolve_kernel(kernel, X.dtype)
     if shared is not None:  # data_features: a table made once for many fits
         center, features = shared
@@ -340,22 +385,28 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
                   if kernel == "moments" else None)
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
 
-    def fit(q, tol, n, vmapped=True, hard=hard_start, lower_bound=initial_lower_bound):
+    def fit(q, tol, n, vmapped=True, hard=hard_start, lower_bound=initial_lower_bound,
+            restart=0, iter_offset=0):
         return _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size, kernel=kernel,
                     center=center, vmapped=vmapped, features=features,
                     cache_features=cache_features, hard_start=hard,
-                    initial_lower_bound=lower_bound)
-
-    def run_all(p, n):
-        return jax.vmap(lambda q: fit(q, tol, n))(p)
-
-    def best_of(all_params, infos):
-        score = jnp.where(infos.nonfinite, -jnp.inf, infos.lower_bound)
-        best = jnp.argmax(score)  # first maximum, like scikit-learn's strict '>'
-        pick = lambda a: a[best]
-        return jax.tree_util.tree_map(pick, all_params), jax.tree_util.tree_map(pick, infos)
+                    initial_lower_bound=lower_bound, report=report, restart=restart,
+                    iter_offset=iter_offset)
 
     R = params.weights.shape[0]
+    restarts = jnp.arange(R, dtype=jnp.int32)  # each restart's index, for its report
+
+    def run_all(p, n):
+        return jax.vmap(lambda q, r: fit(q, tol, n, restart=r))(p, restarts)
+
+    def best_index(infos):
+        score = jnp.where(infos.nonfinite, -jnp.inf, infos.lower_bound)
+        return jnp.argmax(score)  # first maximum, like scikit-learn's strict '>'
+
+    def best_of(all_params, infos):
+        pick = lambda a: a[best_index(infos)]
+        return jax.tree_util.tree_map(pick, all_params), jax.tree_util.tree_map(pick, infos)
+
     if R == 1:  # one start (n_init=1): no vmap, so EM takes the bound-shift fast path
         p, info = fit(jax.tree_util.tree_map(lambda a: a[0], params), tol, max_iter,
                       vmapped=False)
@@ -366,10 +417,12 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         return best_params, best_info, infos
     # Small-EM (Biernacki, Celeux & Govaert 2003): every restart runs `screen_iter`
     # iterations (tol=-1: none stops early), then only the best continues.
-    short_params, short_infos = jax.vmap(lambda q: fit(q, -1.0, screen_iter))(params)
+    short_params, short_infos = jax.vmap(lambda q, r: fit(q, -1.0, screen_iter, restart=r))(
+        params, restarts)
     start, start_info = best_of(short_params, short_infos)
     p, info = fit(start, tol, max_iter - screen_iter, vmapped=False, hard=False,
-                  lower_bound=-jnp.inf)
+                  lower_bound=-jnp.inf, restart=best_index(short_infos),
+                  iter_offset=start_info.n_iter)
     info = info._replace(n_iter=info.n_iter + start_info.n_iter,
                          history=jnp.concatenate([start_info.history, info.history]))
     return p, info, short_infos
@@ -377,7 +430,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
 
 _fit_restarts_jit = jit(_fit_restarts,
                         static_argnames=("max_iter", "chunk_size", "screen_iter", "kernel",
-                                         "cache_features"))
+                                         "cache_features", "report"))
 
 
 def fit_restarts(
@@ -395,6 +448,7 @@ def fit_restarts(
     shared: tuple[Array, Array] | None = None,
     hard_start: bool = False,
     initial_lower_bound: float = -float("inf"),
+    report: EMReport | None = None,
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -418,6 +472,10 @@ def fit_restarts(
         Traced. Every restart starts from a hard assignment, as in :func:`fit`.
     initial_lower_bound : float
         Traced. As in :func:`fit`, for every restart.
+    report : bayesgmm.progress.EMReport, optional
+        As in :func:`fit`: every restart is reported live, each line naming its
+        initialisation when R > 1 (they run together); small-EM reports the screening
+        of every restart, then the winner's continuation.
 
     Returns
     -------
@@ -428,10 +486,12 @@ def fit_restarts(
     all_info : FitInfo
         Every restart's, with leading axis R.
     """
-    return _fit_restarts_jit(X, params, sample_weight, tol, reg_covar, max_iter=max_iter,
-                             chunk_size=chunk_size, screen_iter=screen_iter, kernel=kernel,
-                             cache_features=cache_features, shared=shared,
-                             hard_start=hard_start, initial_lower_bound=initial_lower_bound)
+    run = lambda: _fit_restarts_jit(  # noqa: E731
+        X, params, sample_weight, tol, reg_covar, max_iter=max_iter, chunk_size=chunk_size,
+        screen_iter=screen_iter, kernel=kernel, cache_features=cache_features, shared=shared,
+        hard_start=hard_start, initial_lower_bound=initial_lower_bound,
+        report=report is not None)
+    return _reported(run, report, params.weights.shape[0])
 
 
 def _fit_resamples(X, params, sample_weights, tol, reg_covar, max_iter, x_batched):
@@ -563,6 +623,7 @@ def fit_stream(
     chunk_size: int = 65536,
     dtype=None,
     callback=None,
+    progress: bool = False,
 ) -> tuple[GMMParams, FitInfo]:
     """Exact batch EM over data larger than memory: every iteration streams the data once,
     summing the same sufficient statistics chunk by chunk, then takes one M-step.
@@ -576,6 +637,10 @@ def fit_stream(
         to a multiple of it, so one compiled program serves every block.
     callback : callable(n_iter, lower_bound), optional
         Progress report after every iteration.
+    progress : bool, default False
+        A tqdm bar on stderr (:func:`bayesgmm.progress.bar`): one tick per iteration
+        (one pass over the data), out of ``max_iter``, with the lower bound and the
+        blocks read so far.
     """
     dtype = np.dtype(dtype or params.dtype)
     table_params = params.astype(dtype)
@@ -584,25 +649,29 @@ def fit_stream(
     n_iter = 0
     nk = None
     bad = -1
-    for n_iter in range(1, max_iter + 1):
-        total = None
-        for Xc, wc in _blocks(source, chunk_size, dtype):
-            s = _e_step_stats_jit(table_params, Xc, wc)
-            total = s if total is None else _add_jit(total, s)
-        lb = float(total.sum_wll / total.sum_w)
-        new, ok, bad = _m_step_stream_jit(total, table_params, reg_covar)
-        history.append(lb)
-        if not bool(ok):
-            nonfinite = True
-            break
-        nk = np.asarray(total.nk)
-        table_params = new
-        converged = abs(lb - state_lb) < tol
-        state_lb = lb
-        if callback is not None:
-            callback(n_iter, lb)
-        if converged:
-            break
+    with bar(max_iter, "streamed EM", progress, unit="pass") as shown:
+        for n_iter in range(1, max_iter + 1):
+            total, n_blocks = None, 0
+            for Xc, wc in _blocks(source, chunk_size, dtype):
+                s = _e_step_stats_jit(table_params, Xc, wc)
+                total = s if total is None else _add_jit(total, s)
+                n_blocks += 1
+            lb = float(total.sum_wll / total.sum_w)
+            shown.set_postfix_str(f"lower bound {lb:.5f}, {n_blocks} blocks", refresh=False)
+            shown.update()
+            new, ok, bad = _m_step_stream_jit(total, table_params, reg_covar)
+            history.append(lb)
+            if not bool(ok):
+                nonfinite = True
+                break
+            nk = np.asarray(total.nk)
+            table_params = new
+            converged = abs(lb - state_lb) < tol
+            state_lb = lb
+            if callback is not None:
+                callback(n_iter, lb)
+            if converged:
+                break
     hist = np.full(max_iter, np.nan)
     hist[: len(history)] = history
     K = params.n_components

@@ -35,6 +35,7 @@ from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import moment_features, moment_sums, moment_theta, ops
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
+from bayesgmm.progress import EMReport
 
 __all__ = ["FitInfo", "fit", "fit_restarts", "lloyd", "lloyd_batch", "log_resp",
            "score_draws", "criteria_terms", "sample", "sklearn_covariances"]
@@ -95,9 +96,12 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
 
 
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
-         initial_lower_bound=-np.inf):
+         initial_lower_bound=-np.inf, report: EMReport | None = None, restart: int = 0,
+         iter_offset: int = 0):
     """EM from ``params`` (float64, batch shape ``()``) on features ``T``; the first
-    iteration's change is measured from ``initial_lower_bound``."""
+    iteration's change is measured from ``initial_lower_bound``. ``report`` hears of
+    each iteration (numbered from ``iter_offset + 1``) and of the end, as initialisation
+    ``restart``."""
     K, kind = params.n_components, params.covariance_type
     total_w, TT = w.sum(), np.ascontiguousarray(T.T)
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
@@ -119,10 +123,15 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
             if not hard:
                 history[n_iter] = lb
                 converged = ok and abs(lb - lower_bound) < tol
+                change = lb - lower_bound
                 if ok:
                     lower_bound = lb
                 n_iter += 1
+                if report is not None:
+                    report.iteration(restart, iter_offset + n_iter, change)
             nonfinite, hard = not ok, False
+    if report is not None and max_iter > 0:
+        report.end(restart, lower_bound, converged)
     info = FitInfo(np.float64(lower_bound), np.int32(n_iter), np.bool_(converged),
                    np.bool_(nonfinite), np.int32(bad), history, nk)
     return params, info
@@ -154,40 +163,52 @@ def _cast(params: GMMParams, info: FitInfo, dtype) -> tuple[GMMParams, FitInfo]:
 
 def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         reg_covar: float = 1e-6, max_iter: int = 100, hard_start: bool = False,
-        initial_lower_bound: float = -np.inf) -> tuple[GMMParams, FitInfo]:
+        initial_lower_bound: float = -np.inf, report: EMReport | None = None,
+        ) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
-    :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype."""
+    :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype.
+    ``report`` (:class:`bayesgmm.progress.EMReport`, ``verbose``): each iteration is
+    reported as it ends."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
+    if report is not None:
+        report.start(0)
     p, info = _fit(T, w, center, params.to_numpy(np.float64), tol, reg_covar, max_iter,
-                   hard_start, initial_lower_bound)
+                   hard_start, initial_lower_bound, report)
     return _cast(p, info, _out_dtype(X))
 
 
 def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, screen_iter: int = 0,
                  hard_start: bool = False, initial_lower_bound: float = -np.inf,
+                 report: EMReport | None = None,
                  ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit_restarts` on the host: each of the R starts (batch shape
     ``(R,)``) in turn, sharing one feature table; the best by lower bound (the first
-    maximum; non-finite fits lose), or small-EM with ``screen_iter``."""
+    maximum; non-finite fits lose), or small-EM with ``screen_iter``. ``report``
+    (``verbose``): each restart in turn, in scikit-learn's words; small-EM's
+    continuation numbers its iterations on from the screening."""
     dtype = _out_dtype(X)
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     batch = params.to_numpy(np.float64)
     starts = [batch[r] for r in range(batch.batch_shape[0])]
-    run = lambda p, t, n, hard, lb=initial_lower_bound: _fit(  # noqa: E731
-        T, w, center, p, t, reg_covar, n, hard, lb)
+    def run(r, p, t, n, hard, lb=initial_lower_bound, offset=0, start=True):
+        if report is not None and start:
+            report.start(r)
+        return _fit(T, w, center, p, t, reg_covar, n, hard, lb, report, r, offset)
 
-    def best_of(results):
+    def best_index(results):
         scores = [-np.inf if i.nonfinite else float(i.lower_bound) for _, i in results]
-        return results[int(np.argmax(scores))]
+        return int(np.argmax(scores))
 
     if not screen_iter or screen_iter >= max_iter or len(starts) == 1:
-        results = [run(p, tol, max_iter, hard_start) for p in starts]
-        p, info = best_of(results)
+        results = [run(r, p, tol, max_iter, hard_start) for r, p in enumerate(starts)]
+        p, info = results[best_index(results)]
     else:  # small-EM, as engines.jax.fit_restarts
-        results = [run(p, -1.0, screen_iter, hard_start) for p in starts]
-        start, start_info = best_of(results)
-        p, info = run(start, tol, max_iter - screen_iter, False, -np.inf)
+        results = [run(r, p, -1.0, screen_iter, hard_start) for r, p in enumerate(starts)]
+        best = best_index(results)
+        start, start_info = results[best]
+        p, info = run(best, start, tol, max_iter - screen_iter, False, -np.inf,
+                      int(start_info.n_iter), start=False)
         info = info._replace(n_iter=np.int32(info.n_iter + start_info.n_iter),
                              history=np.concatenate([start_info.history, info.history]))
     all_info = FitInfo(*(np.stack(v) for v in zip(*(i for _, i in results))))
