@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bayesgmm.params import GMMParams
+from bayesgmm.progress import bar
 from bayesgmm.validation import check_array_2d, check_is_fitted, check_positive_int, compute_scope
 
 __all__ = ["KINDS", "BootstrapResult", "LRTResult", "bootstrap", "bootstrap_lrt"]
@@ -81,7 +82,8 @@ class LRTResult(NamedTuple):
 
 
 def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
-              random_state=None, batch_size: int = 128) -> BootstrapResult:
+              random_state=None, batch_size: int = 128, progress: bool = False
+              ) -> BootstrapResult:
     """Bootstrap a fitted :class:`bayesgmm.GaussianMixture`.
 
     Parameters
@@ -97,6 +99,8 @@ def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
     random_state : None, int or numpy Generator
     batch_size : int
         Replicates refitted at once (memory: about batch_size x N x K values).
+    progress : bool
+        A tqdm bar on stderr, one tick per refitted replicate.
 
     Returns
     -------
@@ -112,9 +116,13 @@ def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
                          f"{model.n_features_in_}; pass the data it was fitted on.")
     rng = np.random.default_rng(random_state)
     start = model.params_.to_numpy(X.dtype)
-    fits = [_refit(start, *_resample(kind, rng, X, start, min(batch_size, n_boot - b)),
-                   model.tol, model.reg_covar, model.max_iter)
-            for b in range(0, n_boot, batch_size)]
+    fits = []
+    with bar(n_boot, f"bootstrap ({kind})", progress, unit="refit") as shown:
+        for b in range(0, n_boot, batch_size):
+            size = min(batch_size, n_boot - b)
+            fits.append(_refit(start, *_resample(kind, rng, X, start, size), model.tol,
+                               model.reg_covar, model.max_iter))
+            shown.update(size)
     params = GMMParams(*(np.concatenate([f[0][i] for f in fits]) for i in range(3)),
                        covariance_type=start.covariance_type)
     return BootstrapResult(kind, params.weights, params.means,
@@ -125,7 +133,7 @@ def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
 
 def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
                   n_boot: int = 99, level: float = 0.05, random_state=None,
-                  **gaussian_mixture_kwargs) -> LRTResult:
+                  progress: bool = False, **gaussian_mixture_kwargs) -> LRTResult:
     """Sequential bootstrap likelihood-ratio test for the number of components.
 
     For K = 1, 2, ... up to ``max_components - 1``: fit K and K + 1 components, compute
@@ -133,7 +141,8 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
     refit both models on each (the K model from the K fit; the K + 1 model from the
     K + 1 fit and from the K fit with its largest component split in two along its
     major axis, keeping the better) and take the p-value of LRTS among the replicates.
-    Stops at the first K whose p-value exceeds ``level``.
+    Stops at the first K whose p-value exceeds ``level``. ``progress``: a tqdm bar on
+    stderr, one tick per K tested.
 
     ``gaussian_mixture_kwargs`` go to every :class:`bayesgmm.GaussianMixture` fit of the
     data (``n_init``, ``random_state`` ...).
@@ -152,14 +161,16 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
     fit = lambda k: GaussianMixture(k, covariance_type=covariance_type,
                                     **gaussian_mixture_kwargs).fit(X)
     rows, small = [], fit(1)
-    for k in range(1, max_components):
-        big = fit(k + 1)
-        stat = 2 * N * (big.lower_bound_ - small.lower_bound_)
-        boot = _lrt_null(small, big, N, n_boot, rng, X.dtype)
-        rows.append((k, stat, (1 + np.sum(boot >= stat)) / (1 + n_boot), boot))
-        if rows[-1][2] > level:
-            break
-        small = big
+    with bar(max_components - 1, "bootstrap LRT", progress, unit="K") as shown:
+        for k in range(1, max_components):
+            big = fit(k + 1)
+            stat = 2 * N * (big.lower_bound_ - small.lower_bound_)
+            boot = _lrt_null(small, big, N, n_boot, rng, X.dtype)
+            rows.append((k, stat, (1 + np.sum(boot >= stat)) / (1 + n_boot), boot))
+            shown.update()
+            if rows[-1][2] > level:
+                break
+            small = big
     chosen = rows[-1][0] if rows[-1][2] > level else rows[-1][0] + 1
     return LRTResult(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
                      np.array([r[2] for r in rows]), np.stack([r[3] for r in rows]),

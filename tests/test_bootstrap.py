@@ -82,3 +82,11 @@ def test_bad_input_named(gaussian):
 
     with pytest.raises(NotFittedError):
         bootstrap(GaussianMixture(2), X, 10)
+
+
+def test_progress_bar_counts_refits(gaussian, capsys):
+    X, model = gaussian
+    quiet = bootstrap(model, X, 30, random_state=0, batch_size=8)
+    shown = bootstrap(model, X, 30, random_state=0, batch_size=8, progress=True)
+    assert "30/30" in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet.means, shown.means)
