@@ -57,7 +57,7 @@ import numpy as np
 
 from bayesgmm import fitting, validation
 from bayesgmm._xp import NUMPY
-from bayesgmm.covariance import ops
+from bayesgmm.covariance import moment_features, moment_sums, moment_theta, ops
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
@@ -66,11 +66,11 @@ from bayesgmm.validation import (
     check_sample_weight,
 )
 
-__all__ = ["CHUNK_ROWS", "Patterns", "Conditionals", "has_missing", "check_missing",
-           "patterns", "conditionals", "fit", "em", "log_resp", "criteria", "impute"]
+__all__ = ["CHUNK_ROWS", "Patterns", "Conditionals", "Block", "has_missing", "check_missing",
+           "patterns", "conditionals", "blocks", "fit", "em", "log_resp", "criteria", "impute"]
 
-#: Rows per chunk of one pattern: (K, C, D) float64 scratch is 16 MiB at K = 16, D = 8.
-CHUNK_ROWS = 2**14
+#: Rows per block of one pattern: bounds the (C, K) scratch of the E-step.
+CHUNK_ROWS = 2**16
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -86,10 +86,17 @@ class Conditionals(NamedTuple):
     """Every component's law of x given the observed features o of one pattern (O
     observed, M missing)."""
 
-    inv_chol: np.ndarray  # (K, O, O) L⁻¹, with Σ_oo = L Lᵀ
-    log_det: np.ndarray  # (K,) log|Σ_oo|^(-1/2) = -Σ log diag L
+    chol: np.ndarray  # (K, O, O) L, lower Cholesky of the marginal covariance Σ_oo = L Lᵀ
     regression: np.ndarray  # (K, M, O) B = Σ_mo Σ_oo⁻¹
     covariance: np.ndarray  # (K, M, M) C = Σ_mm - B Σ_om
+
+
+class Block(NamedTuple):
+    """Rows of one pattern (or a chunk of them) with their features, made once a fit."""
+
+    observed: np.ndarray  # (D,) bool
+    rows: np.ndarray  # (C,) int64 row indices
+    features: np.ndarray  # (C, F_o) float64 [1, u, u⊗u] of u = x_o - c_o (full products)
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -152,14 +159,27 @@ def conditionals(covariances: np.ndarray, observed: np.ndarray) -> Conditionals:
     observed : bool array of shape (D,)
     """
     o, m = np.flatnonzero(observed), np.flatnonzero(~observed)
-    S_oo = covariances[:, o[:, None], o]
     S_mo = covariances[:, m[:, None], o]
-    L = NUMPY.cholesky(S_oo)  # NaN for a non-positive-definite block, as EM's factors
+    L = NUMPY.cholesky(covariances[:, o[:, None], o])  # NaN if not positive definite
     Li = NUMPY.tril_inv(L)
     B = S_mo @ np.swapaxes(Li, -1, -2) @ Li
     C = covariances[:, m[:, None], m] - B @ np.swapaxes(S_mo, -1, -2)
-    log_det = -np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
-    return Conditionals(Li, log_det, B, C)
+    return Conditionals(L, B, C)
+
+
+def blocks(X: np.ndarray, center: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> list[Block]:
+    """The rows of ``X (N, D)`` as :class:`Block` s: grouped by pattern
+    (:func:`patterns`), at most ``chunk_rows`` rows each, with the moments features of
+    their observed coordinates about ``center (D,)`` (full products, whatever the
+    covariance type: the marginal of any model is a Gaussian on O features)."""
+    out = []
+    for obs, rows in zip(*patterns(X)):
+        o = np.flatnonzero(obs)
+        for i in range(0, len(rows), chunk_rows):
+            idx = rows[i:i + chunk_rows]
+            T = moment_features(X[np.ix_(idx, o)], center[o], "full", NUMPY)
+            out.append(Block(obs, idx, T))
+    return out
 
 
 # ---- the fit ---------------------------------------------------------------------------
@@ -239,18 +259,20 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     X = np.asarray(X, np.float64)
     w = (np.ones(X.shape[0]) if sample_weight is None
          else np.asarray(sample_weight, np.float64))
-    groups = _groups(X, patterns(X), chunk_rows)
+    total_w = w.sum()
+    center = _observed_mean(X, w)
+    parts = blocks(X, center, chunk_rows)
     params = params.to_numpy(np.float64)
-    kind, total_w = params.covariance_type, w.sum()
+    kind = params.covariance_type
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
                                                       False, -1)
     history = np.full(max_iter, np.nan)
     nk = np.zeros(params.n_components)
-    with np.errstate(all="ignore"):  # a failing step is caught by its result
+    with np.errstate(all="ignore"):  # -inf for a zero weight; a failing step is caught
         while n_iter < max_iter and not converged and not nonfinite:
-            nk_new, sx, sxx, wll = _e_step(params, X, w, groups)
+            nk_new, sx, sxx, wll = _e_step(params, parts, w, center)
             lb = wll / total_w
-            new = mixture_m_step(nk_new, sx, sxx, params.means, covariance_type=kind,
+            new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
                                  reg_covar=reg_covar, previous=params, xp=NUMPY)
             ok, component_ok = step_health(new, lb, NUMPY)
             ok = bool(ok)
@@ -285,10 +307,11 @@ def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     dtype = np.result_type(np.asarray(X).dtype, params.dtype)
     X = np.asarray(X, np.float64)
     p = params.to_numpy(np.float64)
+    center = _observed_mean(X, np.ones(X.shape[0]))
     lp = np.empty((X.shape[0], p.n_components))
     with np.errstate(divide="ignore"):  # log of a zero weight
-        for idx, cond, o, _ in _chunks(p, X, _groups(X, patterns(X), CHUNK_ROWS)):
-            lp[idx] = _joint(p, cond, X[idx][:, o], o)[0]
+        for part, cond in _with_conditionals(p, blocks(X, center)):
+            lp[part.rows] = part.features @ _theta(p, cond, part.observed, center)
     ln = _log_norm(lp)
     return (lp - ln[:, None]).astype(dtype), ln.astype(dtype)
 
@@ -334,12 +357,15 @@ def impute(params: GMMParams, X, n_imputations: int | None = None,
     draws = n_imputations is not None
     rng = np.random.default_rng() if rng is None else rng
     out = np.repeat(X[None], n_imputations if draws else 1, axis=0)
+    center = _observed_mean(X, np.ones(X.shape[0]))
     with np.errstate(divide="ignore"):
-        for idx, cond, o, m in _chunks(p, X, _groups(X, patterns(X), CHUNK_ROWS)):
+        for part, cond in _with_conditionals(p, blocks(X, center)):
+            o, m, idx = np.flatnonzero(part.observed), np.flatnonzero(~part.observed), part.rows
             if m.size == 0:
                 continue
-            lp, diff = _joint(p, cond, X[idx][:, o], o)
-            resp = np.exp(lp - _log_norm(lp)[:, None])  # (C, K)
+            lp = part.features @ _theta(p, cond, part.observed, center)  # (C, K)
+            resp = np.exp(lp - _log_norm(lp)[:, None])
+            diff = X[np.ix_(idx, o)][None] - p.means[:, None, o]  # (K, C, O)
             fill = p.means[:, None, m] + diff @ np.swapaxes(cond.regression, -1, -2)  # (K,C,M)
             if not draws:
                 out[0][np.ix_(idx, m)] = np.einsum("ck,kcm->cm", resp, fill)
@@ -351,32 +377,30 @@ def impute(params: GMMParams, X, n_imputations: int | None = None,
 # ---- internals -------------------------------------------------------------------------
 
 
-def _groups(X, pats: Patterns, chunk_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(observed features (D,) bool, row indices (C,)) per chunk, pattern by pattern."""
-    return [(obs, rows[i:i + chunk_rows]) for obs, rows in zip(pats.observed, pats.rows)
-            for i in range(0, len(rows), chunk_rows)]
+def _observed_mean(X, w) -> np.ndarray:
+    """(D,) the weighted mean of each feature's observed values: the features' centre."""
+    observed = ~np.isnan(X)
+    ww = w[:, None] * observed
+    return (ww * np.where(observed, X, 0.0)).sum(axis=0) / ww.sum(axis=0)
 
 
-def _chunks(p: GMMParams, X, groups):
-    """(rows, their pattern's conditionals, observed and missing feature indices) per
-    chunk; each pattern's conditionals computed once."""
+def _with_conditionals(p: GMMParams, parts: list[Block]):
+    """(block, its pattern's :class:`Conditionals`) per block; each pattern's computed
+    once, from the table's full covariances."""
     cov = ops(p.covariance_type, NUMPY).to_full_covariance(p.cov_factor, p.n_components,
                                                            p.n_features)
     cache: dict[bytes, Conditionals] = {}
-    for obs, idx in groups:
-        key = obs.tobytes()
+    for part in parts:
+        key = part.observed.tobytes()
         if key not in cache:
-            cache[key] = conditionals(cov, obs)
-        yield idx, cache[key], np.flatnonzero(obs), np.flatnonzero(~obs)
+            cache[key] = conditionals(cov, part.observed)
+        yield part, cache[key]
 
 
-def _joint(p: GMMParams, cond: Conditionals, Xo: np.ndarray, o: np.ndarray):
-    """log w_k N(x_o | μ_ko, Σ_k,oo) (C, K) and the centred observed values (K, C, O)."""
-    diff = Xo[None] - p.means[:, None, o]  # (K, C, O)
-    y = diff @ np.swapaxes(cond.inv_chol, -1, -2)  # rows L⁻¹(x_o - μ_o)
-    maha = np.einsum("kco,kco->kc", y, y)
-    lp = (np.log(p.weights) + cond.log_det - 0.5 * o.size * _LOG_2PI)[:, None] - 0.5 * maha
-    return lp.T, diff
+def _theta(p: GMMParams, cond: Conditionals, observed, center) -> np.ndarray:
+    """(F_o, K): log w_k N(x_o | μ_ko, Σ_k,oo) = T(x_o) θ_k for a block's features."""
+    return moment_theta(p.weights, p.means[:, observed], cond.chol, center[observed], "full",
+                        NUMPY)
 
 
 def _log_norm(lp: np.ndarray) -> np.ndarray:
@@ -387,34 +411,47 @@ def _log_norm(lp: np.ndarray) -> np.ndarray:
         return top + np.log(np.exp(lp - top[..., None]).sum(axis=-1))
 
 
-def _e_step(p: GMMParams, X, w, groups):
-    """Completed statistics about the current means: nk (K,), sx (K, D), sxx in the
-    table's layout ((K, D, D) or (K, D)), and Σ w log p(x_o)."""
+def _e_step(p: GMMParams, parts: list[Block], w, center):
+    """Completed statistics about ``center``: nk (K,), sx (K, D), sxx in the table's
+    layout ((K, D, D) or (K, D)), and Σ w log p(x_o).
+
+    Per block, the moments of u = x_o - c_o come from one matmul, S = (w r)ᵀ T; given
+    x_o and component k the completed row is affine in u, E[x - c | x_o, k] = a_k + A_k u
+    (A_k = [I; B_k] placed on the observed and missing features), so its sums are
+    nk a + A s1 and nk a aᵀ + a (A s1)ᵀ + (A s1) aᵀ + A s2 Aᵀ, plus nk C_k on the
+    missing block."""
     K, D = p.n_components, p.n_features
-    full = ops(p.covariance_type, NUMPY).full_moments
-    nk, sx = np.zeros(K), np.zeros((K, D))
-    sxx = np.zeros((K, D, D) if full else (K, D))
+    nk, sx, sxx = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
     wll = 0.0
-    for idx, cond, o, m in _chunks(p, X, groups):
-        lp, diff = _joint(p, cond, X[idx][:, o], o)
-        ln = _log_norm(lp)
-        wi = w[idx]
+    for part, cond in _with_conditionals(p, parts):
+        obs = part.observed
+        o, m = np.flatnonzero(obs), np.flatnonzero(~obs)
+        lp = part.features @ _theta(p, cond, obs, center)  # (C, K)
+        top = lp.max(axis=1)
+        top = np.where(np.isfinite(top), top, 0.0)
+        e = np.exp(np.maximum(lp - top[:, None], -700.0))
+        total = e.sum(axis=1)
+        wi = w[part.rows]
         live = wi > 0
-        wll += np.sum(np.where(live, wi * ln, 0.0))
-        rw = np.where(live[:, None], wi[:, None] * np.exp(lp - ln[:, None]), 0.0).T  # (K, C)
-        z = np.empty((K, len(idx), D))  # E[x | x_o, k] - μ_k
-        z[:, :, o] = diff
-        z[:, :, m] = diff @ np.swapaxes(cond.regression, -1, -2)
-        n_p = rw.sum(axis=1)
-        rz = z * rw[:, :, None]
+        wll += np.sum(np.where(live, wi * (top + np.log(total)), 0.0))
+        share = np.where(live & (total > 0), wi / np.where(total > 0, total, 1.0), 0.0)
+        S = (e * share[:, None]).T @ part.features  # (K, F_o)
+        n_p, s1, s2 = moment_sums(S, center[o], "full", NUMPY)
+        A = np.zeros((K, D, o.size))
+        A[:, o, np.arange(o.size)] = 1.0
+        A[:, m, :] = cond.regression
+        a = np.zeros((K, D))
+        a[:, m] = (p.means[:, m] - center[m]
+                   - (cond.regression @ (p.means[:, o] - center[o])[:, :, None])[:, :, 0])
+        As1 = (A @ s1[:, :, None])[:, :, 0]
         nk += n_p
-        sx += rz.sum(axis=1)
-        if full:
-            sxx += np.swapaxes(rz, -1, -2) @ z
-            sxx[:, m[:, None], m] += n_p[:, None, None] * cond.covariance
-        else:
-            sxx += np.einsum("kcd,kcd->kd", rz, z)
-            sxx[:, m] += n_p[:, None] * np.diagonal(cond.covariance, axis1=-2, axis2=-1)
+        sx += n_p[:, None] * a + As1
+        outer = a[:, :, None] * As1[:, None, :]
+        sxx += (n_p[:, None, None] * a[:, :, None] * a[:, None, :] + outer
+                + np.swapaxes(outer, -1, -2) + A @ s2 @ np.swapaxes(A, -1, -2))
+        sxx[:, m[:, None], m] += n_p[:, None, None] * cond.covariance
+    if not ops(p.covariance_type, NUMPY).full_moments:
+        sxx = np.diagonal(sxx, axis1=-2, axis2=-1).copy()
     return nk, sx, sxx, wll
 
 
@@ -433,10 +470,7 @@ def _draw(rng, resp, fill, covariance, n: int) -> np.ndarray:
 
 def _initial(X, w, options: fitting.FitOptions) -> GMMParams:
     """The plain model's initialisation and first EM iteration on mean-imputed data."""
-    observed = ~np.isnan(X)
-    ww = w[:, None] * observed
-    col_mean = (ww * np.where(observed, X, 0.0)).sum(axis=0) / ww.sum(axis=0)
-    filled = np.where(observed, X, col_mean.astype(X.dtype))
+    filled = np.where(np.isnan(X), _observed_mean(X, w).astype(X.dtype), X)
     with warnings.catch_warnings():  # one iteration is a start, not a fit
         warnings.simplefilter("ignore", validation.ConvergenceWarning)
         warnings.simplefilter("ignore", DegenerateComponentWarning)
