@@ -378,10 +378,12 @@ def impute(params: GMMParams, X, n_imputations: int | None = None,
 
 
 def _observed_mean(X, w) -> np.ndarray:
-    """(D,) the weighted mean of each feature's observed values: the features' centre."""
+    """(D,) the weighted mean of each feature's observed values: the features' centre
+    (any centre is exact; the mean keeps the moments well conditioned)."""
     observed = ~np.isnan(X)
     ww = w[:, None] * observed
-    return (ww * np.where(observed, X, 0.0)).sum(axis=0) / ww.sum(axis=0)
+    count = ww.sum(axis=0)  # 0 for a feature never observed here (scoring): centre 0
+    return (ww * np.where(observed, X, 0.0)).sum(axis=0) / np.where(count > 0, count, 1.0)
 
 
 def _with_conditionals(p: GMMParams, parts: list[Block]):
