@@ -25,19 +25,24 @@ EM (Ghahramani & Jordan 1994) then runs as usual on completed statistics:
 Design notes
 ------------
 * Host engine, grouped by pattern. Rows are grouped by their missingness pattern once
-  per fit (:func:`patterns`, an integer code per row); per pattern and iteration the
-  conditional laws of the K components are computed once (K Cholesky factors of O x O
-  blocks, :func:`conditionals`), and the rows of the pattern go through batched matmuls
-  in chunks of at most :data:`CHUNK_ROWS` (scratch memory stays O(K·C·D) whatever N).
-  Everything runs in float64 NumPy; results come back in X's dtype. Nothing here
-  imports JAX (the initialisation may run compiled through :func:`bayesgmm.fitting.fit`
-  on large data).
-* Per-row masking (one program for all patterns, the JAX way) costs a D x D Cholesky
-  per row and component (N·K of them) where grouping costs P·K; at D = 8 there are at
-  most 256 patterns, so grouping wins on the host (``benchmarks/missing.py`` measures
-  the iteration against a complete-data one). The Bayesian likelihood
-  (:mod:`bayesgmm.bayes.missing`) masks instead: it must be differentiable and runs on
-  small N.
+  per fit (:func:`patterns`, an integer code per row), and each row's moments features
+  ``T(u) = [1, u, u⊗u]`` of u = x - c, with u = 0 on its missing features, are made
+  once (:func:`layout`), as the host engine (:mod:`bayesgmm.engines.numpy`) does for
+  complete rows. Per iteration, every pattern's tables come from one batched pass over
+  (P, K, D, D) arrays (:func:`pattern_tables`): the marginal's natural parameters θ_p
+  (zero on the missing features' rows, so ``T(u) θ_p = log w_k N(x_o | μ_o, Σ_oo)``),
+  and the affine completion ``E[x - c | x_o, k] = a + A u`` with its conditional
+  covariance. The rows then cost what a complete-data iteration costs: per pattern one
+  (C, F) @ (F, K) matmul for the E-step and one (K, C) @ (C, F) for the sums of T,
+  which the completion maps to the statistics afterwards, once per pattern. Everything
+  runs in float64 NumPy; results come back in X's dtype. Nothing here imports JAX (the
+  initialisation may run compiled through :func:`bayesgmm.fitting.fit` on large data).
+* Masked marginals. The marginal on the observed features o is computed without
+  gathering O x O blocks: Σ̃ = Σ on o x o, the identity elsewhere, so Σ̃⁻¹ holds
+  Σ_oo⁻¹ on o x o and log|Σ̃| = log|Σ_oo| (the trick a JAX version would use per row;
+  here per pattern). At D = 8 there are at most 256 patterns, P·K small Choleskies an
+  iteration; ``benchmarks/missing.py`` measures the iteration against a complete-data
+  one.
 * The covariances come from the table's ``to_full_covariance``; the statistics go back
   in the table's layout (``full_moments``: all products, else the squares), so a new
   covariance model needs nothing here.
@@ -57,7 +62,7 @@ import numpy as np
 
 from bayesgmm import fitting, validation
 from bayesgmm._xp import NUMPY
-from bayesgmm.covariance import moment_features, moment_sums, moment_theta, ops
+from bayesgmm.covariance import moment_features, moment_sums, ops
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
@@ -66,8 +71,9 @@ from bayesgmm.validation import (
     check_sample_weight,
 )
 
-__all__ = ["CHUNK_ROWS", "Patterns", "Conditionals", "Block", "has_missing", "check_missing",
-           "patterns", "conditionals", "blocks", "fit", "em", "log_resp", "criteria", "impute"]
+__all__ = ["CHUNK_ROWS", "Patterns", "PatternTables", "Block", "Layout", "has_missing",
+           "check_missing", "patterns", "layout", "pattern_tables", "fit", "em", "log_resp",
+           "criteria", "impute"]
 
 #: Rows per block of one pattern: bounds the (C, K) scratch of the E-step.
 CHUNK_ROWS = 2**16
@@ -82,21 +88,30 @@ class Patterns(NamedTuple):
     rows: list  # P int64 arrays of row indices, each non-empty, ascending
 
 
-class Conditionals(NamedTuple):
-    """Every component's law of x given the observed features o of one pattern (O
-    observed, M missing)."""
+class PatternTables(NamedTuple):
+    """Every pattern's marginal and completion for one parameter set (u = x - c, zero on
+    a pattern's missing features)."""
 
-    chol: np.ndarray  # (K, O, O) L, lower Cholesky of the marginal covariance Σ_oo = L Lᵀ
-    regression: np.ndarray  # (K, M, O) B = Σ_mo Σ_oo⁻¹
-    covariance: np.ndarray  # (K, M, M) C = Σ_mm - B Σ_om
+    theta: np.ndarray  # (P, F, K) log w_k N(x_o | μ_ko, Σ_k,oo) = T(u) θ_p[:, k]
+    A: np.ndarray  # (P, K, D, D) E[x - c | x_o, k] = a + A u: identity on o, B_k = Σ_mo Σ_oo⁻¹
+    a: np.ndarray  # (P, K, D) zero on o; μ_m - c_m - B_k (μ_o - c_o) on m
+    covariance: np.ndarray  # (P, K, D, D) Cov[x | x_o, k]: Σ_mm - B_k Σ_om on m x m, else 0
 
 
 class Block(NamedTuple):
     """Rows of one pattern (or a chunk of them) with their features, made once a fit."""
 
-    observed: np.ndarray  # (D,) bool
+    pattern: int  # index into the layout's patterns
     rows: np.ndarray  # (C,) int64 row indices
-    features: np.ndarray  # (C, F_o) float64 [1, u, u⊗u] of u = x_o - c_o (full products)
+    features: np.ndarray  # (C, F) float64 T(u) = [1, u, u⊗u] (full products), u_m = 0
+
+
+class Layout(NamedTuple):
+    """X's rows as blocks of one pattern each, with their features (:func:`layout`)."""
+
+    observed: np.ndarray  # (P, D) bool
+    center: np.ndarray  # (D,) float64 c, the weighted mean of each feature's observed values
+    blocks: list  # of Block
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -148,38 +163,67 @@ def patterns(X: np.ndarray) -> Patterns:
     return Patterns(observed[order[ends - counts]], rows)
 
 
-def conditionals(covariances: np.ndarray, observed: np.ndarray) -> Conditionals:
-    """The K components' marginals on the ``observed (D,)`` features and conditional
-    laws of the others.
+def layout(X: np.ndarray, w: np.ndarray | None = None,
+           chunk_rows: int = CHUNK_ROWS) -> Layout:
+    """Group the rows of ``X (N, D)`` by pattern (:func:`patterns`) into blocks of at
+    most ``chunk_rows`` rows with their moments features about the observed means
+    (weights ``w (N,)``, default ones). The features are full products whatever the
+    covariance type: a pattern's marginal and completion need the cross moments."""
+    X = np.asarray(X, np.float64)
+    center = _observed_mean(X, np.ones(X.shape[0]) if w is None else w)
+    pats = patterns(X)
+    out = []
+    for i, rows in enumerate(pats.rows):
+        for j in range(0, len(rows), chunk_rows):
+            idx = rows[j:j + chunk_rows]
+            u = X[idx] - center
+            T = moment_features(np.where(np.isnan(u), 0.0, u), np.zeros_like(center), "full",
+                                NUMPY)
+            out.append(Block(i, idx, T))
+    return Layout(pats.observed, center, out)
+
+
+def pattern_tables(params: GMMParams, observed: np.ndarray,
+                   center: np.ndarray) -> PatternTables:
+    """Every pattern's marginal (as moments-form θ) and conditional completion.
 
     Parameters
     ----------
-    covariances : array of shape (K, D, D)
-        float64 (the table's ``to_full_covariance``).
-    observed : bool array of shape (D,)
+    params : GMMParams
+        Batch shape ``()``, float64 NumPy; any covariance type (its full covariances
+        from the table's ``to_full_covariance``).
+    observed : bool array of shape (P, D)
+    center : array of shape (D,)
+
+    Returns
+    -------
+    PatternTables
     """
-    o, m = np.flatnonzero(observed), np.flatnonzero(~observed)
-    S_mo = covariances[:, m[:, None], o]
-    L = NUMPY.cholesky(covariances[:, o[:, None], o])  # NaN if not positive definite
+    K, D = params.n_components, params.n_features
+    S = ops(params.covariance_type, NUMPY).to_full_covariance(params.cov_factor, K, D)
+    oo = (observed[:, :, None] & observed[:, None, :])[:, None]  # (P, 1, D, D)
+    # Σ̃: Σ on o x o, identity elsewhere; its inverse is Σ_oo⁻¹ on o x o (module note)
+    L = NUMPY.cholesky(np.where(oo, S[None], np.eye(D)))  # (P, K, D, D)
     Li = NUMPY.tril_inv(L)
-    B = S_mo @ np.swapaxes(Li, -1, -2) @ Li
-    C = covariances[:, m[:, None], m] - B @ np.swapaxes(S_mo, -1, -2)
-    return Conditionals(L, B, C)
-
-
-def blocks(X: np.ndarray, center: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> list[Block]:
-    """The rows of ``X (N, D)`` as :class:`Block` s: grouped by pattern
-    (:func:`patterns`), at most ``chunk_rows`` rows each, with the moments features of
-    their observed coordinates about ``center (D,)`` (full products, whatever the
-    covariance type: the marginal of any model is a Gaussian on O features)."""
-    out = []
-    for obs, rows in zip(*patterns(X)):
-        o = np.flatnonzero(obs)
-        for i in range(0, len(rows), chunk_rows):
-            idx = rows[i:i + chunk_rows]
-            T = moment_features(X[np.ix_(idx, o)], center[o], "full", NUMPY)
-            out.append(Block(obs, idx, T))
-    return out
+    prec = np.where(oo, np.swapaxes(Li, -1, -2) @ Li, 0.0)  # Σ_oo⁻¹ placed, (P, K, D, D)
+    log_det = np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)  # ½ log|Σ_oo|, (P, K)
+    mc = (params.means - center)[None] * observed[:, None, :]  # (μ - c) on o, (P, K, D)
+    pm = (prec @ mc[..., None])[..., 0]
+    n_obs = observed.sum(axis=1)[:, None]
+    const = (np.log(params.weights) - log_det
+             - 0.5 * (n_obs * _LOG_2PI + (mc * pm).sum(axis=-1)))  # (P, K)
+    P = observed.shape[0]
+    quad = ops("full", NUMPY).quadratic_theta(prec.reshape(P * K, D, D))  # (F2, P·K)
+    quad = np.moveaxis(quad.reshape(-1, P, K), 1, 0)
+    theta = np.concatenate([const[:, None, :], np.swapaxes(pm, -1, -2), quad], axis=1)
+    miss = ~observed[:, None, :, None]  # (P, 1, D, 1): rows of the missing features
+    B = np.where(miss, S[None] @ prec, 0.0)  # Σ_mo Σ_oo⁻¹ on m x o, else 0
+    A = B + np.where(miss, 0.0, np.eye(D))
+    a = np.where(miss[..., 0], (params.means - center)[None] - (
+        B @ (params.means - center)[None, :, :, None])[..., 0], 0.0)
+    mm = miss & np.swapaxes(miss, -1, -2)
+    C = np.where(mm, S[None] - B @ S[None], 0.0)
+    return PatternTables(theta, A, a, C)
 
 
 # ---- the fit ---------------------------------------------------------------------------
@@ -260,8 +304,7 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     w = (np.ones(X.shape[0]) if sample_weight is None
          else np.asarray(sample_weight, np.float64))
     total_w = w.sum()
-    center = _observed_mean(X, w)
-    parts = blocks(X, center, chunk_rows)
+    parts = layout(X, w, chunk_rows)
     params = params.to_numpy(np.float64)
     kind = params.covariance_type
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
@@ -270,9 +313,9 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     nk = np.zeros(params.n_components)
     with np.errstate(all="ignore"):  # -inf for a zero weight; a failing step is caught
         while n_iter < max_iter and not converged and not nonfinite:
-            nk_new, sx, sxx, wll = _e_step(params, parts, w, center)
+            nk_new, sx, sxx, wll = _e_step(params, parts, w)
             lb = wll / total_w
-            new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
+            new = mixture_m_step(nk_new, sx, sxx, parts.center, covariance_type=kind,
                                  reg_covar=reg_covar, previous=params, xp=NUMPY)
             ok, component_ok = step_health(new, lb, NUMPY)
             ok = bool(ok)
@@ -307,11 +350,12 @@ def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     dtype = np.result_type(np.asarray(X).dtype, params.dtype)
     X = np.asarray(X, np.float64)
     p = params.to_numpy(np.float64)
-    center = _observed_mean(X, np.ones(X.shape[0]))
+    parts = layout(X)
     lp = np.empty((X.shape[0], p.n_components))
     with np.errstate(divide="ignore"):  # log of a zero weight
-        for part, cond in _with_conditionals(p, blocks(X, center)):
-            lp[part.rows] = part.features @ _theta(p, cond, part.observed, center)
+        theta = pattern_tables(p, parts.observed, parts.center).theta
+        for b in parts.blocks:
+            lp[b.rows] = b.features @ theta[b.pattern]
     ln = _log_norm(lp)
     return (lp - ln[:, None]).astype(dtype), ln.astype(dtype)
 
@@ -357,20 +401,24 @@ def impute(params: GMMParams, X, n_imputations: int | None = None,
     draws = n_imputations is not None
     rng = np.random.default_rng() if rng is None else rng
     out = np.repeat(X[None], n_imputations if draws else 1, axis=0)
-    center = _observed_mean(X, np.ones(X.shape[0]))
+    parts = layout(X)
+    D = X.shape[1]
     with np.errstate(divide="ignore"):
-        for part, cond in _with_conditionals(p, blocks(X, center)):
-            o, m, idx = np.flatnonzero(part.observed), np.flatnonzero(~part.observed), part.rows
+        tab = pattern_tables(p, parts.observed, parts.center)
+        for b in parts.blocks:
+            m = np.flatnonzero(~parts.observed[b.pattern])
             if m.size == 0:
                 continue
-            lp = part.features @ _theta(p, cond, part.observed, center)  # (C, K)
+            lp = b.features @ tab.theta[b.pattern]  # (C, K)
             resp = np.exp(lp - _log_norm(lp)[:, None])
-            diff = X[np.ix_(idx, o)][None] - p.means[:, None, o]  # (K, C, O)
-            fill = p.means[:, None, m] + diff @ np.swapaxes(cond.regression, -1, -2)  # (K,C,M)
+            u = b.features[:, 1:1 + D]
+            fill = (tab.a[b.pattern][:, None, :] + u @ np.swapaxes(tab.A[b.pattern], -1, -2)
+                    )[:, :, m] + parts.center[m]  # (K, C, M) E[x_m | x_o, k]
             if not draws:
-                out[0][np.ix_(idx, m)] = np.einsum("ck,kcm->cm", resp, fill)
+                out[0][np.ix_(b.rows, m)] = np.einsum("ck,kcm->cm", resp, fill)
                 continue
-            out[:, idx[:, None], m] = _draw(rng, resp, fill, cond.covariance, n_imputations)
+            cov = tab.covariance[b.pattern][:, m[:, None], m]
+            out[:, b.rows[:, None], m] = _draw(rng, resp, fill, cov, n_imputations)
     return (out if draws else out[0]).astype(dtype)
 
 
@@ -386,25 +434,6 @@ def _observed_mean(X, w) -> np.ndarray:
     return (ww * np.where(observed, X, 0.0)).sum(axis=0) / np.where(count > 0, count, 1.0)
 
 
-def _with_conditionals(p: GMMParams, parts: list[Block]):
-    """(block, its pattern's :class:`Conditionals`) per block; each pattern's computed
-    once, from the table's full covariances."""
-    cov = ops(p.covariance_type, NUMPY).to_full_covariance(p.cov_factor, p.n_components,
-                                                           p.n_features)
-    cache: dict[bytes, Conditionals] = {}
-    for part in parts:
-        key = part.observed.tobytes()
-        if key not in cache:
-            cache[key] = conditionals(cov, part.observed)
-        yield part, cache[key]
-
-
-def _theta(p: GMMParams, cond: Conditionals, observed, center) -> np.ndarray:
-    """(F_o, K): log w_k N(x_o | μ_ko, Σ_k,oo) = T(x_o) θ_k for a block's features."""
-    return moment_theta(p.weights, p.means[:, observed], cond.chol, center[observed], "full",
-                        NUMPY)
-
-
 def _log_norm(lp: np.ndarray) -> np.ndarray:
     """log Σ_k exp(lp) over the last axis (K), shifted by finite row maxima."""
     top = lp.max(axis=-1)
@@ -413,48 +442,43 @@ def _log_norm(lp: np.ndarray) -> np.ndarray:
         return top + np.log(np.exp(lp - top[..., None]).sum(axis=-1))
 
 
-def _e_step(p: GMMParams, parts: list[Block], w, center):
-    """Completed statistics about ``center``: nk (K,), sx (K, D), sxx in the table's
-    layout ((K, D, D) or (K, D)), and Σ w log p(x_o).
+def _e_step(p: GMMParams, parts: Layout, w):
+    """Completed statistics about the layout's centre c: nk (K,), sx (K, D), sxx in
+    the table's layout ((K, D, D) or (K, D)), and Σ w log p(x_o).
 
-    Per block, the moments of u = x_o - c_o come from one matmul, S = (w r)ᵀ T; given
-    x_o and component k the completed row is affine in u, E[x - c | x_o, k] = a_k + A_k u
-    (A_k = [I; B_k] placed on the observed and missing features), so its sums are
-    nk a + A s1 and nk a aᵀ + a (A s1)ᵀ + (A s1) aᵀ + A s2 Aᵀ, plus nk C_k on the
-    missing block."""
+    Per block, one matmul gives the sums of T(u) weighted by w r; given x_o and
+    component k the completed row is affine in u, E[x - c | x_o, k] = a + A u, so per
+    pattern its sums are nk a + A s1 and nk a aᵀ + a (A s1)ᵀ + (A s1) aᵀ + A s2 Aᵀ, plus
+    nk times the conditional covariance."""
     K, D = p.n_components, p.n_features
-    nk, sx, sxx = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
+    P, F = parts.observed.shape[0], parts.blocks[0].features.shape[1]
+    tab = pattern_tables(p, parts.observed, parts.center)
+    sums = np.zeros((P, K, F))
     wll = 0.0
-    for part, cond in _with_conditionals(p, parts):
-        obs = part.observed
-        o, m = np.flatnonzero(obs), np.flatnonzero(~obs)
-        lp = part.features @ _theta(p, cond, obs, center)  # (C, K)
+    for b in parts.blocks:
+        lp = b.features @ tab.theta[b.pattern]  # (C, K)
         top = lp.max(axis=1)
         top = np.where(np.isfinite(top), top, 0.0)
-        e = np.exp(np.maximum(lp - top[:, None], -700.0))
+        e = lp
+        e -= top[:, None]
+        np.exp(np.maximum(e, -700.0, out=e), out=e)  # clipped: no denormals (host engine)
         total = e.sum(axis=1)
-        wi = w[part.rows]
-        live = wi > 0
-        wll += np.sum(np.where(live, wi * (top + np.log(total)), 0.0))
-        share = np.where(live & (total > 0), wi / np.where(total > 0, total, 1.0), 0.0)
-        S = (e * share[:, None]).T @ part.features  # (K, F_o)
-        n_p, s1, s2 = moment_sums(S, center[o], "full", NUMPY)
-        A = np.zeros((K, D, o.size))
-        A[:, o, np.arange(o.size)] = 1.0
-        A[:, m, :] = cond.regression
-        a = np.zeros((K, D))
-        a[:, m] = (p.means[:, m] - center[m]
-                   - (cond.regression @ (p.means[:, o] - center[o])[:, :, None])[:, :, 0])
-        As1 = (A @ s1[:, :, None])[:, :, 0]
-        nk += n_p
-        sx += n_p[:, None] * a + As1
-        outer = a[:, :, None] * As1[:, None, :]
-        sxx += (n_p[:, None, None] * a[:, :, None] * a[:, None, :] + outer
-                + np.swapaxes(outer, -1, -2) + A @ s2 @ np.swapaxes(A, -1, -2))
-        sxx[:, m[:, None], m] += n_p[:, None, None] * cond.covariance
+        wb = w[b.rows]
+        live = wb > 0
+        wll += np.sum(np.where(live, wb * (top + np.log(total)), 0.0))
+        e *= np.where(live & (total > 0), wb / np.where(total > 0, total, 1.0), 0.0)[:, None]
+        sums[b.pattern] += e.T @ b.features  # (K, F)
+    n, s1, s2 = moment_sums(sums.reshape(P * K, F), parts.center, "full", NUMPY)
+    n, s1, s2 = n.reshape(P, K), s1.reshape(P, K, D), s2.reshape(P, K, D, D)
+    As1 = (tab.A @ s1[..., None])[..., 0]  # (P, K, D)
+    a = tab.a
+    outer = a[..., :, None] * As1[..., None, :]
+    sx = (n[..., None] * a + As1).sum(axis=0)
+    sxx = (n[..., None, None] * (a[..., :, None] * a[..., None, :] + tab.covariance) + outer
+           + np.swapaxes(outer, -1, -2) + tab.A @ s2 @ np.swapaxes(tab.A, -1, -2)).sum(axis=0)
     if not ops(p.covariance_type, NUMPY).full_moments:
         sxx = np.diagonal(sxx, axis1=-2, axis2=-1).copy()
-    return nk, sx, sxx, wll
+    return n.sum(axis=0), sx, sxx, wll
 
 
 def _draw(rng, resp, fill, covariance, n: int) -> np.ndarray:
