@@ -103,7 +103,9 @@ class Block(NamedTuple):
 
     pattern: int  # index into the layout's patterns
     rows: np.ndarray  # (C,) int64 row indices
-    features: np.ndarray  # (C, F) float64 T(u) = [1, u, u⊗u] (full products), u_m = 0
+    # (F, C) float64 T(u)ᵀ, T(u) = [1, u, u⊗u] (full products), u_m = 0; laid out (F, C)
+    # as the host engine's: the E-step's (K, C) reductions then run along contiguous rows
+    features: np.ndarray
 
 
 class Layout(NamedTuple):
@@ -179,7 +181,7 @@ def layout(X: np.ndarray, w: np.ndarray | None = None,
             u = X[idx] - center
             T = moment_features(np.where(np.isnan(u), 0.0, u), np.zeros_like(center), "full",
                                 NUMPY)
-            out.append(Block(i, idx, T))
+            out.append(Block(i, idx, np.ascontiguousarray(T.T)))
     return Layout(pats.observed, center, out)
 
 
@@ -355,7 +357,7 @@ def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore"):  # log of a zero weight
         theta = pattern_tables(p, parts.observed, parts.center).theta
         for b in parts.blocks:
-            lp[b.rows] = b.features @ theta[b.pattern]
+            lp[b.rows] = (theta[b.pattern].T @ b.features).T
     ln = _log_norm(lp)
     return (lp - ln[:, None]).astype(dtype), ln.astype(dtype)
 
@@ -409,9 +411,9 @@ def impute(params: GMMParams, X, n_imputations: int | None = None,
             m = np.flatnonzero(~parts.observed[b.pattern])
             if m.size == 0:
                 continue
-            lp = b.features @ tab.theta[b.pattern]  # (C, K)
+            lp = (tab.theta[b.pattern].T @ b.features).T  # (C, K)
             resp = np.exp(lp - _log_norm(lp)[:, None])
-            u = b.features[:, 1:1 + D]
+            u = b.features[1:1 + D].T
             fill = (tab.a[b.pattern][:, None, :] + u @ np.swapaxes(tab.A[b.pattern], -1, -2)
                     )[:, :, m] + parts.center[m]  # (K, C, M) E[x_m | x_o, k]
             if not draws:
@@ -451,23 +453,22 @@ def _e_step(p: GMMParams, parts: Layout, w):
     pattern its sums are nk a + A s1 and nk a aᵀ + a (A s1)ᵀ + (A s1) aᵀ + A s2 Aᵀ, plus
     nk times the conditional covariance."""
     K, D = p.n_components, p.n_features
-    P, F = parts.observed.shape[0], parts.blocks[0].features.shape[1]
+    P, F = parts.observed.shape[0], parts.blocks[0].features.shape[0]
     tab = pattern_tables(p, parts.observed, parts.center)
     sums = np.zeros((P, K, F))
     wll = 0.0
     for b in parts.blocks:
-        lp = b.features @ tab.theta[b.pattern]  # (C, K)
-        top = lp.max(axis=1)
+        e = tab.theta[b.pattern].T @ b.features  # (K, C) log w_k N(x_o | k)
+        top = e.max(axis=0)
         top = np.where(np.isfinite(top), top, 0.0)
-        e = lp
-        e -= top[:, None]
+        e -= top
         np.exp(np.maximum(e, -700.0, out=e), out=e)  # clipped: no denormals (host engine)
-        total = e.sum(axis=1)
+        total = e.sum(axis=0)
         wb = w[b.rows]
         live = wb > 0
         wll += np.sum(np.where(live, wb * (top + np.log(total)), 0.0))
-        e *= np.where(live & (total > 0), wb / np.where(total > 0, total, 1.0), 0.0)[:, None]
-        sums[b.pattern] += e.T @ b.features  # (K, F)
+        e *= np.where(live & (total > 0), wb / np.where(total > 0, total, 1.0), 0.0)
+        sums[b.pattern] += e @ b.features.T  # (K, F)
     n, s1, s2 = moment_sums(sums.reshape(P * K, F), parts.center, "full", NUMPY)
     n, s1, s2 = n.reshape(P, K), s1.reshape(P, K, D), s2.reshape(P, K, D, D)
     As1 = (tab.A @ s1[..., None])[..., 0]  # (P, K, D)
