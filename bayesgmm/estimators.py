@@ -289,7 +289,7 @@ class GaussianMixture(BaseEstimator):
         -------
         self
         """
-        X = check_array_2d(X, min_samples=2, missing=self.missing)  # fitting.fit's check is cheap
+        X = check_array_2d(X, min_samples=2, missing=self.missing)  # the fits' check is cheap
         options, holes = self._options(), missing_data.has_missing(X)
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)

@@ -32,8 +32,8 @@ Design notes
   (P, K, D, D) arrays (:func:`pattern_tables`): the marginal's natural parameters θ_p
   (zero on the missing features' rows, so ``T(u) θ_p = log w_k N(x_o | μ_o, Σ_oo)``),
   and the affine completion ``E[x - c | x_o, k] = a + A u`` with its conditional
-  covariance. The rows then cost what a complete-data iteration costs: per pattern one
-  (C, F) @ (F, K) matmul for the E-step and one (K, C) @ (C, F) for the sums of T,
+  covariance. The rows then cost what a complete-data iteration costs: per block one
+  (K, F) @ (F, C) matmul for the E-step and one (K, C) @ (C, F) for the sums of T,
   which the completion maps to the statistics afterwards, once per pattern. Everything
   runs in float64 NumPy; results come back in X's dtype. Nothing here imports JAX (the
   initialisation may run compiled through :func:`bayesgmm.fitting.fit` on large data).
@@ -93,7 +93,8 @@ class PatternTables(NamedTuple):
     a pattern's missing features)."""
 
     theta: np.ndarray  # (P, F, K) log w_k N(x_o | μ_ko, Σ_k,oo) = T(u) θ_p[:, k]
-    A: np.ndarray  # (P, K, D, D) E[x - c | x_o, k] = a + A u: identity on o, B_k = Σ_mo Σ_oo⁻¹
+    # (P, K, D, D) E[x - c | x_o, k] = a + A u: identity on o x o, B_k = Σ_mo Σ_oo⁻¹ on m x o
+    A: np.ndarray
     a: np.ndarray  # (P, K, D) zero on o; μ_m - c_m - B_k (μ_o - c_o) on m
     covariance: np.ndarray  # (P, K, D, D) Cov[x | x_o, k]: Σ_mm - B_k Σ_om on m x m, else 0
 

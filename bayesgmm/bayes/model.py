@@ -53,8 +53,8 @@ from bayesgmm.bayes.missing import marginal_log_prob
 from bayesgmm.density import log_resp, sample as mixture_sample
 from bayesgmm.params import GMMParams
 
-__all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood", "gmm_model", "from_sites", "to_sites",
-           "check_model_type", "MODEL_COVARIANCE_TYPES"]
+__all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood", "gmm_model",
+           "from_sites", "to_sites", "check_model_type", "MODEL_COVARIANCE_TYPES"]
 
 # The types the model samples as they are: each its own per-component relaxation.
 MODEL_COVARIANCE_TYPES = tuple(ct for ct, table in TABLE.items() if table.bayes_type == ct)
