@@ -50,10 +50,12 @@ Against the host engine's complete-data iteration (the same NumPy float64 moment
 kernel) an iteration with holes costs 1.1x; against the compiled engine 3.2x, just over
 the issue's 3x target: the rows' work (two matmuls and an exp per block) is NumPy's,
 single-threaded. A compiled E-step over padded blocks of one pattern each (a batched
-(B, K, F) @ (B, F, C) matmul, then a segment sum of the blocks' statistics per pattern)
-is the next step if that gap matters; timings on this loaded machine vary by ~2x from
-run to run (the host engine's complete iteration read 373, 515 and 2632 ms in three
-runs), so rerun before quoting.
+(B, K, F) @ (B, F, C) einsum, then a segment sum of the blocks' statistics per
+pattern) was tried and measured slower on this CPU: 712 against 272 ms an E-step at
+N = 4·10^5 (XLA's CPU batched dot at these small dims); a thread per core over the
+blocks gained nothing on the loaded machine (154 vs 159 ms at N = 2·10^5). Timings here
+vary by ~2x from run to run (the host engine's complete iteration read 373, 515 and
+2632 ms in three runs), so rerun before quoting.
 """
 
 from __future__ import annotations
