@@ -400,3 +400,24 @@ def test_nuts_samples_data_with_holes(data):
     # the missing-data EM fit (measured within 0.06), with no label switch from that start
     for chain_mean in means.mean(axis=1):
         assert np.abs(chain_mean - em.means_).max() < 0.3
+
+
+def test_warm_start_continues_the_fit_with_holes(data):
+    Xm = data[3]
+    kw = dict(random_state=0, tol=0.0, missing="marginalize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        once = GaussianMixture(3, max_iter=10, **kw).fit(Xm)
+        warm = GaussianMixture(3, max_iter=5, warm_start=True, **kw).fit(Xm).fit(Xm)
+    np.testing.assert_allclose(warm.means_, once.means_, rtol=1e-12)
+    np.testing.assert_allclose(warm.covariances_, once.covariances_, rtol=1e-12)
+
+
+def test_saved_model_predicts_rows_with_holes(data, tmp_path):
+    from bayesgmm.io import load_model, save_model
+
+    Xm = data[3]
+    gm = GaussianMixture(3, random_state=0, missing="marginalize").fit(Xm)
+    loaded = load_model(save_model(gm, tmp_path / "m"))
+    assert loaded.missing == "marginalize"
+    np.testing.assert_array_equal(loaded.predict_proba(Xm), gm.predict_proba(Xm))
