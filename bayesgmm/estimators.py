@@ -311,6 +311,9 @@ class GaussianMixture(BaseEstimator):
         :func:`bayesgmm.engines.jax.fit_stream`.
         """
         state = self.__dict__.get("_online_state")
+        if missing_data.has_missing(check_array_2d(X, missing=self.missing)):
+            raise ValueError("partial_fit does not marginalise missing values (NaN in X); "
+                             "fit does (missing='marginalize'), or drop those rows")
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start = self.params_ if state is not None or warm else None
         params, info, state = fitting.partial_fit(X, self._options(), state,

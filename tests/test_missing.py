@@ -273,6 +273,8 @@ def test_errors_name_the_problem_and_the_fix(data):
         gm.fit(bad)
     with pytest.raises(ValueError, match="'missing' should be in"):
         GaussianMixture(3, missing="drop").fit(X)
+    with pytest.raises(ValueError, match="partial_fit does not marginalise.*fit does"):
+        GaussianMixture(3, missing="marginalize").partial_fit(X)
     gm.fit(X)
     bad = X[:4].copy()
     bad[1] = np.nan
