@@ -23,13 +23,14 @@ import math
 
 import numpy as np
 
-from bayesgmm import fitting, robust
+from bayesgmm import fitting, robust, missing as missing_data
 from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
     check_array_2d,
     check_is_fitted,
     check_n_features,
+    check_positive_int,
     check_random_state_key,
 )
 
@@ -164,6 +165,16 @@ default="auto"
         subsample. Keep it large enough that the smallest cluster still has dozens of
         rows in it. ``None`` (default): one initialisation on all rows, as
         scikit-learn does, with k-means seeded as under ``init_params``.
+    missing : {"error", "marginalize"}, default="error"
+        What a NaN in ``X`` means. ``"error"``: refused, as scikit-learn does.
+        ``"marginalize"``: a value missing at random. ``fit``, ``predict``,
+        ``predict_proba``, ``score_samples``, ``score``, ``bic``, ``aic`` and ``icl``
+        then use each row's observed coordinates (every component's marginal on them),
+        and EM's M-step completes the statistics with the conditional means and
+        covariances of the missing ones (Ghahramani & Jordan 1994;
+        :mod:`bayesgmm.missing`, on the host, grouped by missingness pattern). Every
+        row needs an observed value, and every feature an observed row. Data without
+        NaN fits exactly as with ``"error"``. See also :meth:`impute`.
     engine : {"auto", "jax", "numpy"}, default="auto"
         Where EM runs. ``"jax"``: compiled (:mod:`bayesgmm.engines.jax`; jit, vmap, any device).
         ``"numpy"``: on the host in float64 NumPy (:mod:`bayesgmm.engines.numpy`; the same
@@ -225,6 +236,7 @@ default="auto"
         init_subsample=None,
         kernel="auto",
         engine="auto",
+        missing="error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -245,6 +257,7 @@ default="auto"
         self.init_subsample = init_subsample
         self.kernel = kernel
         self.engine = engine
+        self.missing = missing
 
     @classmethod
     def from_params(cls, params: GMMParams, *, info=None, n_padded: int | None = None,
@@ -293,13 +306,13 @@ default="auto"
         -------
         self
         """
-        X = check_array_2d(X, min_samples=2)  # an ndarray: fitting.fit's check is cheap
-        options = self._options()
+        X = check_array_2d(X, min_samples=2, missing=self.missing)  # the fits' check is cheap
+        options, holes = self._options(), missing_data.has_missing(X)
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
-        params, info = fitting.fit(X, options, sample_weight=sample_weight, start=start,
-                                   start_lower_bound=bound)
-        self.engine_ = fitting.plan(options, *X.shape).engine
+        params, info = (missing_data.fit if holes else fitting.fit)(
+            X, options, sample_weight=sample_weight, start=start, start_lower_bound=bound)
+        self.engine_ = "numpy" if holes else fitting.plan(options, *X.shape).engine
         self._store(take_components(params, int(self.n_components)), info, params.n_components)
         self.__dict__.pop("_online_state", None)  # a full fit restarts online learning
         return self
@@ -315,6 +328,9 @@ default="auto"
         :func:`bayesgmm.engines.jax.fit_stream`.
         """
         state = self.__dict__.get("_online_state")
+        if missing_data.has_missing(check_array_2d(X, missing=self.missing)):
+            raise ValueError("partial_fit does not marginalise missing values (NaN in X); "
+                             "fit does (missing='marginalize'), or drop those rows")
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start = self.params_ if state is not None or warm else None
         params, info, state = fitting.partial_fit(X, self._options(), state,
@@ -365,6 +381,33 @@ default="auto"
         """
         _check_prob(prob)
         return membership_columns(self.predict_proba(X))
+
+    def impute(self, X, n_imputations=None, random_state=None):
+        """Fill the NaN of X from the fitted mixture (:func:`bayesgmm.missing.impute`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing value (whatever ``missing`` is); every row needs an
+            observed value.
+        n_imputations : int, optional
+            ``None``: the conditional means E[x_missing | x_observed] (each
+            component's conditional mean, weighted by the responsibilities of the
+            observed coordinates). Else that many draws from p(x_missing |
+            x_observed), for multiple imputation.
+        random_state : int, RandomState, Generator or None
+            Seeds the draws.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
+            Observed values unchanged.
+        """
+        X = self._check_X(X, missing="marginalize")
+        if n_imputations is not None:
+            n_imputations = check_positive_int(n_imputations, "n_imputations")
+        rng = np.random.default_rng(check_random_state_key(random_state))
+        return missing_data.impute(self.params_, X, n_imputations, rng)
 
     def sample(self, n_samples=1):
         """Draw samples; returns ``(X, y)`` with y the component of each, sorted by y
@@ -428,19 +471,25 @@ default="auto"
     precisions_cholesky_ = property(lambda self: self._covariance_attr("precisions_cholesky_"),
                                     doc="Cholesky factors of the precisions (scikit-learn's).")
 
-    def _check_X(self, X) -> np.ndarray:
+    def _check_X(self, X, missing=None) -> np.ndarray:
         self._check_is_fitted()
-        X = check_array_2d(X)
+        X = check_array_2d(X, missing=missing or self.missing)
         check_n_features(X, self.n_features_in_, type(self).__name__)
+        if missing_data.has_missing(X):
+            missing_data.check_missing(X)
         return X
 
     def _log_resp(self, X):
         X = self._check_X(X)
+        if missing_data.has_missing(X):
+            return missing_data.log_resp(self.params_, X)
         return fitting.log_resp(self.params_, X, engine=self.engine,
                                 fitted_padded=self.n_padded_)
 
     def _criteria(self, X) -> dict:
         X = self._check_X(X)
+        if missing_data.has_missing(X):
+            return missing_data.criteria(self.params_, X)
         return fitting.criteria([self.params_], X, engine=self.engine,
                                 fitted_padded=[self.n_padded_])[0]
 

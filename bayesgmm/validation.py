@@ -23,6 +23,7 @@ __all__ = [
     "NotFittedError",  # noqa: F822
     "check_is_fitted",
     "check_array_2d",
+    "MISSING_OPTIONS",
     "check_sample_weight",
     "check_n_features",
     "check_positive_int",
@@ -108,12 +109,20 @@ def check_is_fitted(estimator) -> None:
         )
 
 
-def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "") -> np.ndarray:
+MISSING_OPTIONS = ("error", "marginalize")
+
+
+def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "",
+                   missing: str = "error") -> np.ndarray:
     """Return ``X`` as a 2-D float32/float64 NumPy array, or raise a clear ``ValueError``.
 
-    float32 and float64 are kept; other numeric types become float64. NaN, inf,
-    complex values, 1-D/3-D input and too few samples are refused.
+    float32 and float64 are kept; other numeric types become float64. NaN (unless
+    ``missing="marginalize"``: NaN marks a missing value), inf, complex values, 1-D/3-D
+    input and too few samples are refused.
     """
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"Invalid value for 'missing': {missing!r}; 'missing' should be "
+                         f"in {MISSING_OPTIONS}")
     if X is None:
         raise ValueError(f"{name} is None; expected an array-like of shape (n_samples, n_features)")
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
@@ -156,12 +165,18 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
             f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
         )
     if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        kind = "NaN" if np.isnan(arr).any() else "infinity"
-        raise ValueError(
-            f"Input {name} contains {kind} (first at row {bad[0]}, column {bad[1]}); "
-            "drop or impute those rows: a Gaussian mixture has no likelihood for them"
-        )
+        nan_ok = missing == "marginalize"
+        bad = np.argwhere(np.isinf(arr) if nan_ok else ~np.isfinite(arr))
+        if bad.size:
+            bad = bad[0]
+            kind = "infinity" if nan_ok or not np.isnan(arr).any() else "NaN"
+            fix = ("drop or impute those rows: a Gaussian mixture has no likelihood for them"
+                   if kind == "infinity" else
+                   "to treat NaN as missing at random, create the estimator with "
+                   "missing='marginalize' (GaussianMixture); else drop or impute those "
+                   "rows: a Gaussian mixture has no likelihood for them")
+            raise ValueError(f"Input {name} contains {kind} (first at row {bad[0]}, column "
+                             f"{bad[1]}); {fix}")
     return np.ascontiguousarray(arr)
 
 

@@ -49,11 +49,12 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from bayesgmm.covariance import TABLE, ops
+from bayesgmm.bayes.missing import marginal_log_prob
 from bayesgmm.density import log_resp, sample as mixture_sample
 from bayesgmm.params import GMMParams
 
-__all__ = ["Priors", "MixtureLikelihood", "gmm_model", "from_sites", "to_sites",
-           "check_model_type", "MODEL_COVARIANCE_TYPES"]
+__all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood", "gmm_model",
+           "from_sites", "to_sites", "check_model_type", "MODEL_COVARIANCE_TYPES"]
 
 # The types the model samples as they are: each its own per-component relaxation.
 MODEL_COVARIANCE_TYPES = tuple(ct for ct, table in TABLE.items() if table.bayes_type == ct)
@@ -85,6 +86,10 @@ class Priors:
         Std of log(scales): 1.0 spans a factor ~7 either way at ±2 sd.
     lkj_concentration : float, default 2.0
         LKJ η on each correlation matrix; η > 1 shrinks mildly towards independence.
+    marginalize_missing : bool, default False
+        The likelihood treats NaN in X as missing at random and marginalises it
+        (:class:`MarginalMixtureLikelihood`). :meth:`resolve` sets it when X has NaN
+        (and fills the other defaults from each feature's observed values).
     """
 
     weight_concentration: float = 1.0
@@ -94,13 +99,15 @@ class Priors:
     scale_loc: object = None
     scale_log_sd: float = 1.0
     lkj_concentration: float = 2.0
+    marginalize_missing: bool = False
 
     def resolve(self, X) -> "Priors":
         """Fill ``None`` fields from the data and validate; returns NumPy-valued priors."""
         X = np.asarray(X)
         D = X.shape[1]
-        mean = X.mean(axis=0)
-        std = X.std(axis=0)
+        holes = bool(np.isnan(X).any())
+        mean = np.nanmean(X, axis=0) if holes else X.mean(axis=0)
+        std = np.nanstd(X, axis=0) if holes else X.std(axis=0)
         std = np.where(std > 0, std, 1.0)
 
         def vec(value, default, name):
@@ -117,6 +124,7 @@ class Priors:
             scale_loc=vec(self.scale_loc, 0.5 * std, "scale_loc"),
             scale_log_sd=float(self.scale_log_sd),
             lkj_concentration=float(self.lkj_concentration),
+            marginalize_missing=bool(self.marginalize_missing) or holes,
         )
         out.validate(D)
         return out
@@ -166,6 +174,16 @@ class MixtureLikelihood(dist.Distribution):
         n = math.prod(sample_shape) if sample_shape else 1
         X, _ = mixture_sample(key, self.params, n)
         return X.reshape(*sample_shape, self.params.n_features)
+
+
+class MarginalMixtureLikelihood(MixtureLikelihood):
+    """:class:`MixtureLikelihood` where NaN in the value marks missing coordinates: each
+    row's density is its observed coordinates' marginal
+    (:func:`bayesgmm.bayes.missing.marginal_log_prob`)."""
+
+    def log_prob(self, value):
+        flat = value.reshape(-1, value.shape[-1])
+        return marginal_log_prob(self.params, flat).reshape(value.shape[:-1])
 
 
 def from_sites(sites: dict, covariance_type: str = "full") -> GMMParams:
@@ -250,7 +268,9 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
                 "corr_chol", dist.LKJCholesky(D, as_(priors.lkj_concentration), **nocheck))
     params = from_sites(sites, covariance_type)
     with numpyro.plate("obs_id", N):
-        numpyro.sample("obs", MixtureLikelihood(params, **nocheck), obs=X)
+        likelihood = (MarginalMixtureLikelihood if priors.marginalize_missing
+                      else MixtureLikelihood)
+        numpyro.sample("obs", likelihood(params, **nocheck), obs=X)
 
 
 def check_model_type(covariance_type: str):

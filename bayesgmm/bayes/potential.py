@@ -38,6 +38,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from bayesgmm.covariance import HIGHEST, ops
+from bayesgmm.bayes.missing import marginal_log_prob, marginalizes
 from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors, from_sites
 
 __all__ = ["supports", "potential", "constrain", "unconstrained_shapes", "unflatten"]
@@ -184,6 +185,8 @@ def potential(z: dict, X, covariance_type: str, priors: Priors):
         lp = lp + jnp.sum(s) + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2))
         lp = lp + _lkj_lp(0.5 * jnp.sum(s, axis=-1), priors.lkj_concentration)
     params = from_sites(sites, covariance_type)
+    if marginalizes(X, priors.marginalize_missing):  # NaN: missing (bayesgmm.bayes.missing)
+        return -(lp + jnp.sum(marginal_log_prob(params, X)))
     return -(lp + _log_likelihood(covariance_type, params.weights, params.means,
                                   params.cov_factor, X))
 
