@@ -80,7 +80,7 @@ from bayesgmm.validation import (
     compute_scope,
 )
 
-__all__ = ["FitOptions", "OnlineState", "fit", "partial_fit", "plan", "unfitted_info",
+__all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", "plan", "unfitted_info",
            "shared_features", "score_plan", "log_resp", "criteria", "criteria_terms",
            "criteria_from_terms", "log_likelihood", "sample", "to_device"]
 
@@ -224,6 +224,62 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
     info = info._replace(nk=np.asarray(info.nk)[:K])
     _report(info, all_info, X, options)
     return best, info
+
+
+def fit_host_sweep(X, options: FitOptions, ks) -> list[tuple[GMMParams, FitInfo]] | None:
+    """:func:`fit` for every K of ``ks`` at once on the host, or ``None`` where that
+    path does not apply (the largest K fits compiled, ``init_subsample`` subsamples,
+    ``restart_screen_iter``, ``max_iter=0``).
+
+    Every K's starts (:func:`_starts`: the tree's and the k-means ones) are one batch
+    of :func:`bayesgmm.engines.numpy.fit_many`, so the Python overhead of an EM
+    iteration is paid once for all of them; each K's best fit is then picked as
+    :func:`fit` picks it (:func:`_best_run`), and reported the same way. Returns, per
+    K, the fit (K components, NumPy) and its info, equal to :func:`fit`'s (tested).
+    """
+    options = options.check()
+    X = check_array_2d(X, min_samples=2)
+    N, D = X.shape
+    ks = [int(k) for k in ks]
+    big = options.replace(n_components=max(ks))
+    if (plan(big, N, D).engine != "numpy" or options.restart_screen_iter
+            or int(options.max_iter) == 0
+            or (options.init_subsample is not None and N > options.init_subsample)):
+        return None
+    w = check_sample_weight(None, N, X.dtype)
+    members, hard, groups = [], [], []  # groups: per K, per start group, member indices
+    for k in ks:
+        if N < k:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                             f"{k}, n_samples = {N}")
+        opts = options.replace(n_components=k)
+        key = check_random_state_key(options.random_state)
+        per_k = []
+        for init, is_hard in _starts(key, X, w, opts, plan(opts, N, D),
+                                     seed_subsample=True, host_rows=(X, w)):
+            init = init.to_numpy()
+            R = init.batch_shape[0]
+            per_k.append(list(range(len(members), len(members) + R)))
+            members += [init[r] for r in range(R)]
+            hard += [bool(is_hard)] * R
+        groups.append(per_k)
+    results = host.fit_many(X, members, tol=options.tol, reg_covar=options.reg_covar,
+                            max_iter=int(options.max_iter), hard_start=hard)
+    out = []
+    for k, per_k in zip(ks, groups):
+        opts = options.replace(n_components=k)
+        runs = []
+        for idx in per_k:  # as engines.numpy.fit_restarts: the first best, NaN loses
+            scores = [-np.inf if results[i][1].nonfinite else float(results[i][1].lower_bound)
+                      for i in idx]
+            p, info = results[idx[int(np.argmax(scores))]]
+            all_info = FitInfo(*(np.stack(v) for v in zip(*(results[i][1] for i in idx))))
+            runs.append((p, info, all_info))
+        best, info, all_info = _best_run(runs, opts, D)
+        info = _info_as_numpy(info)._replace(nk=np.asarray(info.nk)[:k])
+        _report(info, _info_as_numpy(all_info), X, opts)
+        out.append((best.to_numpy(), info))
+    return out
 
 
 def unfitted_info(n_components: int, dtype=np.float64) -> FitInfo:

@@ -27,6 +27,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from bayesgmm.engines.choose import choose
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.fitting import (
     FitOptions,
@@ -34,6 +35,7 @@ from bayesgmm.fitting import (
     criteria_from_terms,
     criteria_terms,
     fit,
+    fit_host_sweep,
     log_likelihood,
     plan,
     shared_features,
@@ -228,7 +230,12 @@ def sweep(
 ) -> SweepResult:
     """Fit a Gaussian mixture for each (covariance type, K) and tabulate the criteria.
 
-    Every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
+    Where a search is small enough for the host
+    (:func:`bayesgmm.engines.choose.choose`'s ``"sweep"``: N·K·F up to
+    :data:`~bayesgmm.engines.choose.HOST_SWEEP_WORK`, K the largest) and
+    ``engine="auto"``, every fit of a covariance type, every K and start, runs in one
+    host EM batch (:func:`bayesgmm.fitting.fit_host_sweep`, equal to one fit at a
+    time). Otherwise every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
     the largest (zero-weight components are exactly inactive, so results equal
     unpadded fits), so one program serves every K of a covariance type, and the
     moments kernel's feature table of X is made once for all of them. The criteria of
@@ -270,6 +277,10 @@ def sweep(
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
+        # a search is many fits: its own host threshold (engines.choose, "sweep")
+        if choose("sweep", options.engine, X.shape[0], max(ks), X.shape[1],
+                  ct).engine == "numpy":
+            options = options.replace(engine="numpy")
         fitted = _fit_each(X, options, ks)
         need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
@@ -289,20 +300,25 @@ def sweep(
 
 
 def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
-    """``(params (K components), info, K_pad)`` of one fit per K, every compiled one
-    padded to the largest K and sharing one feature table of X."""
-    n_padded = max(ks)
-    shared = shared_features(X, options.replace(n_components=n_padded))
-    out = []
-    for k in ks:
-        with warnings.catch_warnings():
-            # Large K routinely leaves components nearly empty; the table reports it.
-            warnings.simplefilter("ignore", DegenerateComponentWarning)
-            # (by its message: naming the class would import scikit-learn for it)
-            warnings.filterwarnings("ignore", "Best performing initialization did not")
+    """``(params (K components), info, K_pad)`` of one fit per K: on the host all of
+    them in one batch (:func:`bayesgmm.fitting.fit_host_sweep`); compiled, each padded
+    to the largest K and sharing one feature table of X."""
+    with warnings.catch_warnings():
+        # Large K routinely leaves components nearly empty; the table reports it.
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        # (by its message: naming the class would import scikit-learn for it)
+        warnings.filterwarnings("ignore", "Best performing initialization did not")
+        # small data: every K and start in one host EM batch (the same fits)
+        batched = fit_host_sweep(X, options, ks)
+        if batched is not None:
+            return [(params, info, k) for k, (params, info) in zip(ks, batched)]
+        n_padded = max(ks)
+        shared = shared_features(X, options.replace(n_components=n_padded))
+        out = []
+        for k in ks:
             params, info = fit(X, options.replace(n_components=k), n_padded=n_padded,
                                shared=shared)
-        out.append((take_components(params, k), info, params.n_components))
+            out.append((take_components(params, k), info, params.n_components))
     return out
 
 

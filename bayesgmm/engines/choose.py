@@ -21,16 +21,25 @@ from typing import NamedTuple
 from bayesgmm.covariance import n_moment_features, ops
 
 __all__ = ["ENGINES", "TASKS", "Choice", "choose", "check_engine",
-           "HOST_WORK", "HOST_SEEDING_WORK", "HOST_DRAW_WORK", "PAD_BELOW_WORK", "PAD_UP_TO"]
+           "HOST_WORK", "HOST_SWEEP_WORK", "HOST_SEEDING_WORK", "HOST_DRAW_WORK", "PAD_BELOW_WORK", "PAD_UP_TO"]
 
 ENGINES = ("auto", "jax", "numpy")
-TASKS = ("fit", "score", "seed", "draws")
+TASKS = ("fit", "score", "seed", "draws", "sweep")
 
 # One E-step's matmul, N·K·F multiply-adds, up to which "auto" fits and scores on the
 # host. Measured (benchmarks/host.py, 2-core CPU, full covariance): below it a host
 # iteration costs 1.0-2.9x a compiled one, while the compiled path's first call costs
 # 0.6-0.7 s more: compilation pays only after ~3,000-15,000 iterations of one shape.
 HOST_WORK = 2**20
+# A model search (selection.sweep: every K up to the largest, two starts each, to
+# tol=1e-5) runs on the host while one E-step at the largest K, N·K·F, stays within
+# this: a sweep pays compilation once per covariance type (programs for EM, the
+# starts and the criteria) and runs every K padded to the largest, while the host runs
+# each K at its own size. Measured (K = 1..9, same fits and iterations either way,
+# 2-core CPU at load ~15): 20,000 x 5 (N·K·F = 3.8e6 full, 2.0e6 spherical): host
+# 0.9-4.0 s a covariance type, compiled 4.6-8.9 s; 100,000 x 5: full (1.9e7) host
+# 22.8 s, compiled 25.8 s; spherical (9.9e6) host 19.6 s, compiled 13.4 s.
+HOST_SWEEP_WORK = 2**22
 # k-means++ seeding (N·K·D multiply-adds over the seeding rows) up to which the seeds are
 # drawn on the host (a compiled seeding program cost ~0.7 s of XLA per K).
 HOST_SEEDING_WORK = 2**25
@@ -68,11 +77,12 @@ def choose(task: str, engine: str, n_samples: int, n_components: int, n_features
 
     Parameters
     ----------
-    task : {"fit", "score", "seed", "draws"}
+    task : {"fit", "score", "seed", "draws", "sweep"}
         ``"fit"``: EM (and k-means' Lloyd iterations); ``"score"``: log-probabilities,
         responsibilities and criteria of one fitted model on ``n_samples`` rows;
         ``"seed"``: k-means++ seeding on ``n_samples`` rows; ``"draws"``: the pointwise
-        log-likelihood of ``n_draws`` parameter sets.
+        log-likelihood of ``n_draws`` parameter sets; ``"sweep"``: a model search's
+        fits of every K up to ``n_components`` (the largest).
     engine : {"auto", "jax", "numpy"}
         The user's choice; ``"auto"`` applies the thresholds above. ``"seed"`` ignores
         it (seeding on the host gives the same draws as the compiled seeding).
@@ -97,6 +107,8 @@ def choose(task: str, engine: str, n_samples: int, n_components: int, n_features
         small = int(n_draws) * N * K * F <= HOST_DRAW_WORK
     elif task in ("fit", "score"):
         small = N * K * F <= HOST_WORK
+    elif task == "sweep":
+        small = N * K * F <= HOST_SWEEP_WORK
     else:
         raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}")
     on_host = engine == "numpy" or (engine == "auto" and small)
