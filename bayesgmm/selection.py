@@ -274,6 +274,7 @@ def sweep(
                             else (covariance_types,))
     X = check_array_2d(X, min_samples=2)
     rows, models = [], []
+    centers_cache = {}  # k-means centres per K, shared by every covariance type
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
@@ -281,7 +282,7 @@ def sweep(
         if choose("sweep", options.engine, X.shape[0], max(ks), X.shape[1],
                   ct).engine == "numpy":
             options = options.replace(engine="numpy")
-        fitted = _fit_each(X, options, ks)
+        fitted = _fit_each(X, options, ks, centers_cache)
         need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted])
@@ -299,7 +300,7 @@ def sweep(
     return _table(rows, models, criterion)
 
 
-def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
+def _fit_each(X, options: FitOptions, ks: list[int], centers_cache: dict) -> list[tuple]:
     """``(params (K components), info, K_pad)`` of one fit per K: on the host all of
     them in one batch (:func:`bayesgmm.fitting.fit_host_sweep`); compiled, each padded
     to the largest K and sharing one feature table of X."""
@@ -309,7 +310,7 @@ def _fit_each(X, options: FitOptions, ks: list[int]) -> list[tuple]:
         # (by its message: naming the class would import scikit-learn for it)
         warnings.filterwarnings("ignore", "Best performing initialization did not")
         # small data: every K and start in one host EM batch (the same fits)
-        batched = fit_host_sweep(X, options, ks)
+        batched = fit_host_sweep(X, options, ks, centers_cache)
         if batched is not None:
             return [(params, info, k) for k, (params, info) in zip(ks, batched)]
         n_padded = max(ks)

@@ -285,3 +285,15 @@ def test_fit_many_equals_fit_per_start(datasets):
             np.testing.assert_allclose(p.means, q.means, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(p.cov_factor, q.cov_factor, rtol=1e-10, atol=1e-12)
         assert any(not bool(i.converged) for _, i in batch) == (max_iter == 3)
+
+
+def test_sweep_of_several_types_equals_each_alone(datasets):
+    """A sweep over several covariance types shares each K's k-means centres between
+    them (computed once); its fits equal each type's own sweep."""
+    X = datasets["aniso"]
+    both = sweep(X, [1, 2, 4], ("VVV", "EEI"), random_state=1)
+    alone = [sweep(X, [1, 2, 4], ct, random_state=1) for ct in ("VVV", "EEI")]
+    for gm, ref in zip(both.models, alone[0].models + alone[1].models):
+        assert gm.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(gm.means_, ref.means_)
+        np.testing.assert_array_equal(gm.covariances_, ref.covariances_)

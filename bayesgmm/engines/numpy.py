@@ -103,10 +103,12 @@ def _e_step_batch(ps: list[GMMParams], T: np.ndarray, TT: np.ndarray, w: np.ndar
     lp = np.matmul(theta.transpose(0, 2, 1), TT)  # (L, K, N)
     top = lp.max(axis=1)
     top = np.where(np.isfinite(top), top, 0.0)
-    e = lp - top[:, None, :]
+    onehot = (lp[hard] >= top[hard][:, None, :]).astype(lp.dtype) if hard.any() else None
+    e = lp  # in place, as _e_step
+    e -= top[:, None, :]
     np.exp(np.maximum(e, -700.0, out=e), out=e)
-    if hard.any():
-        e[hard] = (lp[hard] >= top[hard][:, None, :]).astype(lp.dtype)
+    if onehot is not None:
+        e[hard] = onehot
     total = e.sum(axis=1)  # (L, N)
     log_norm = top + np.log(total)
     share = w / total
