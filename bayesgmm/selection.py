@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from bayesgmm.engines.choose import choose
+from bayesgmm.engines.choose import sweep_engine
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.fitting import (
     FitOptions,
@@ -231,7 +231,7 @@ def sweep(
     """Fit a Gaussian mixture for each (covariance type, K) and tabulate the criteria.
 
     Where a search is small enough for the host
-    (:func:`bayesgmm.engines.choose.choose`'s ``"sweep"``: N·K·F up to
+    (:func:`bayesgmm.engines.choose.sweep_engine`: N·K·F up to
     :data:`~bayesgmm.engines.choose.HOST_SWEEP_WORK`, K the largest) and
     ``engine="auto"``, every fit of a covariance type, every K and start, runs in one
     host EM batch (:func:`bayesgmm.fitting.fit_host_sweep`, equal to one fit at a
@@ -278,10 +278,9 @@ def sweep(
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
-        # a search is many fits: its own host threshold (engines.choose, "sweep")
-        if choose("sweep", options.engine, X.shape[0], max(ks), X.shape[1],
-                  ct).engine == "numpy":
-            options = options.replace(engine="numpy")
+        # a search is many fits: its own host threshold (engines.choose.sweep_engine)
+        options = options.replace(engine=sweep_engine(options.engine, X.shape[0], max(ks),
+                                                      X.shape[1], ct))
         fitted = _fit_each(X, options, ks, centers_cache)
         need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,

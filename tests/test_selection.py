@@ -297,3 +297,19 @@ def test_sweep_of_several_types_equals_each_alone(datasets):
         assert gm.n_iter_ == ref.n_iter_
         np.testing.assert_array_equal(gm.means_, ref.means_)
         np.testing.assert_array_equal(gm.covariances_, ref.covariances_)
+
+
+def test_sweep_runs_on_the_host_up_to_its_threshold():
+    """A search of one covariance type runs on the host while N·K·F at the largest K
+    is within HOST_SWEEP_WORK (F = 1 + D + D(D+1)/2 for full, 1 + 2D for diag);
+    a user's engine wins."""
+    from bayesgmm.engines.choose import HOST_SWEEP_WORK, sweep_engine
+
+    for ct, F in (("full", 1 + 3 + 6), ("diag", 1 + 2 * 3)):
+        n_max = HOST_SWEEP_WORK // (9 * F)
+        assert sweep_engine("auto", n_max, 9, 3, ct) == "numpy"
+        assert sweep_engine("auto", n_max + 1, 9, 3, ct) == "auto"
+    assert sweep_engine("jax", 10, 9, 3, "full") == "jax"
+    assert sweep_engine("numpy", 10**7, 9, 3, "full") == "numpy"
+    with pytest.raises(ValueError, match="engine"):
+        sweep_engine("gpu", 10, 2, 3, "full")

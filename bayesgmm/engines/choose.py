@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 from bayesgmm.covariance import n_moment_features, ops
 
-__all__ = ["ENGINES", "TASKS", "Choice", "choose", "check_engine",
+__all__ = ["ENGINES", "TASKS", "Choice", "choose", "sweep_engine", "check_engine",
            "HOST_WORK", "HOST_SWEEP_WORK", "HOST_SEEDING_WORK", "HOST_DRAW_WORK", "PAD_BELOW_WORK", "PAD_UP_TO"]
 
 ENGINES = ("auto", "jax", "numpy")
-TASKS = ("fit", "score", "seed", "draws", "sweep")
+TASKS = ("fit", "score", "seed", "draws")
 
 # One E-step's matmul, N·K·F multiply-adds, up to which "auto" fits and scores on the
 # host. Measured (benchmarks/host.py, 2-core CPU, full covariance): below it a host
@@ -77,12 +77,11 @@ def choose(task: str, engine: str, n_samples: int, n_components: int, n_features
 
     Parameters
     ----------
-    task : {"fit", "score", "seed", "draws", "sweep"}
+    task : {"fit", "score", "seed", "draws"}
         ``"fit"``: EM (and k-means' Lloyd iterations); ``"score"``: log-probabilities,
         responsibilities and criteria of one fitted model on ``n_samples`` rows;
         ``"seed"``: k-means++ seeding on ``n_samples`` rows; ``"draws"``: the pointwise
-        log-likelihood of ``n_draws`` parameter sets; ``"sweep"``: a model search's
-        fits of every K up to ``n_components`` (the largest).
+        log-likelihood of ``n_draws`` parameter sets.
     engine : {"auto", "jax", "numpy"}
         The user's choice; ``"auto"`` applies the thresholds above. ``"seed"`` ignores
         it (seeding on the host gives the same draws as the compiled seeding).
@@ -107,8 +106,6 @@ def choose(task: str, engine: str, n_samples: int, n_components: int, n_features
         small = int(n_draws) * N * K * F <= HOST_DRAW_WORK
     elif task in ("fit", "score"):
         small = N * K * F <= HOST_WORK
-    elif task == "sweep":
-        small = N * K * F <= HOST_SWEEP_WORK
     else:
         raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}")
     on_host = engine == "numpy" or (engine == "auto" and small)
@@ -118,6 +115,18 @@ def choose(task: str, engine: str, n_samples: int, n_components: int, n_features
     if task == "score" and fitted_padded is not None:
         padded = min(int(fitted_padded), padded)
     return Choice("jax", padded if task in ("fit", "score") else K)
+
+
+def sweep_engine(engine: str, n_samples: int, max_components: int, n_features: int,
+                 covariance_type: str) -> str:
+    """Where a model search's fits of one covariance type run (every K up to
+    ``max_components``, the starts of each): ``"numpy"`` while N·K·F at the largest K
+    is within :data:`HOST_SWEEP_WORK` (or the user asks for it), else the user's
+    ``engine`` (``"auto"``: each fit by :func:`choose`)."""
+    check_engine(engine)
+    F = n_moment_features(int(n_features), ops(covariance_type).full_moments)
+    small = int(n_samples) * int(max_components) * F <= HOST_SWEEP_WORK
+    return "numpy" if engine == "numpy" or (engine == "auto" and small) else engine
 
 
 def _bucket(N: int, K: int, F: int) -> int:
