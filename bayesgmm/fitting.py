@@ -81,7 +81,7 @@ from bayesgmm.validation import (
     compute_scope,
 )
 
-__all__ = ["FitOptions", "OnlineState", "fit", "partial_fit", "plan", "unfitted_info",
+__all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", "plan", "unfitted_info",
            "shared_features", "score_plan", "log_resp", "criteria", "criteria_terms",
            "criteria_from_terms", "log_likelihood", "sample", "to_device"]
 
@@ -229,6 +229,66 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
     return best, info
 
 
+def fit_host_sweep(X, options: FitOptions, ks, centers_cache: dict | None = None
+                   ) -> list[tuple[GMMParams, FitInfo]] | None:
+    """:func:`fit` for every K of ``ks`` at once on the host, or ``None`` where that
+    path does not apply (the largest K fits compiled, ``init_subsample`` subsamples,
+    ``restart_screen_iter``, ``max_iter=0``).
+
+    Every K's starts (:func:`_starts`: the tree's and the k-means ones) are one batch
+    of :func:`bayesgmm.engines.numpy.fit_many` (the starts of one K share each
+    E-step); each K's best fit is then picked as :func:`fit` picks it
+    (:func:`_best_run`), and reported the same way. Returns, per K, the fit (K
+    components, NumPy) and its info, equal to :func:`fit`'s (tested).
+    ``centers_cache``: a dict the caller keeps across the covariance types of one X,
+    so that each K's k-means centres are computed once (:func:`_starts`).
+    """
+    options = options.check()
+    X = check_array_2d(X, min_samples=2)
+    N, D = X.shape
+    ks = [int(k) for k in ks]
+    big = options.replace(n_components=max(ks))
+    if (plan(big, N, D).engine != "numpy" or options.restart_screen_iter
+            or int(options.max_iter) == 0
+            or (options.init_subsample is not None and N > options.init_subsample)):
+        return None
+    w = check_sample_weight(None, N, X.dtype)
+    members, hard, groups = [], [], []  # groups: per K, per start group, member indices
+    for k in ks:
+        if N < k:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                             f"{k}, n_samples = {N}")
+        opts = options.replace(n_components=k)
+        key = check_random_state_key(options.random_state)
+        per_k = []
+        for init, is_hard in _starts(key, X, w, opts, plan(opts, N, D),
+                                     seed_subsample=True, host_rows=(X, w),
+                                     centers_cache=centers_cache):
+            init = init.to_numpy()
+            R = init.batch_shape[0]
+            per_k.append(list(range(len(members), len(members) + R)))
+            members += [init[r] for r in range(R)]
+            hard += [bool(is_hard)] * R
+        groups.append(per_k)
+    results = host.fit_many(X, members, tol=options.tol, reg_covar=options.reg_covar,
+                            max_iter=int(options.max_iter), hard_start=hard)
+    out = []
+    for k, per_k in zip(ks, groups):
+        opts = options.replace(n_components=k)
+        runs = []
+        for idx in per_k:  # as engines.numpy.fit_restarts: the first best, NaN loses
+            scores = [-np.inf if results[i][1].nonfinite else float(results[i][1].lower_bound)
+                      for i in idx]
+            p, info = results[idx[int(np.argmax(scores))]]
+            all_info = FitInfo(*(np.stack(v) for v in zip(*(results[i][1] for i in idx))))
+            runs.append((p, info, all_info))
+        best, info, all_info = _best_run(runs, opts, D)
+        info = _info_as_numpy(info)._replace(nk=np.asarray(info.nk)[:k])
+        _report(info, _info_as_numpy(all_info), X, opts)
+        out.append((best.to_numpy(), info))
+    return out
+
+
 def unfitted_info(n_components: int, dtype=np.float64) -> FitInfo:
     """The report of no EM iteration (``max_iter=0``, or parameters given as they are):
     lower bound ``-inf``, ``n_iter`` 0, not converged, as scikit-learn reports them."""
@@ -365,7 +425,7 @@ def _warm(engine, X, w, start: GMMParams, start_lower_bound, n_padded, kw, extra
 
 
 def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool,
-            host_rows=None) -> list[tuple[GMMParams, bool]]:
+            host_rows=None, centers_cache: dict | None = None) -> list[tuple[GMMParams, bool]]:
     """The groups of starts EM runs from, each ``(params (R,)-batched, hard_start)``
     (see :func:`_start`); the best fit of all of them wins (:func:`_best_run`).
 
@@ -374,7 +434,10 @@ def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
     program when ``n_init=1``: both run one restart, and ``hard_start`` is traced); with
     any ``*_init`` given, ``auto`` is ``kmeans`` and ``hc`` the tree's start with the
     given values in place (:func:`_method_start`). Otherwise the method's own starts.
-    ``host_rows``: ``(X, w)`` as NumPy arrays, for the tree (default: ``X``, ``w``)."""
+    ``host_rows``: ``(X, w)`` as NumPy arrays, for the tree (default: ``X``, ``w``).
+    ``centers_cache``: a dict a caller keeps across covariance types of one X (a
+    sweep's): the k-means centres depend on X, K and the key alone, so they are made
+    once (see :func:`_kmeans_start`)."""
     method = options.init_params
     given = (options.weights_init, options.means_init, options.precisions_init)
     if method == "auto" and int(options.n_components) == 1:  # every start is the same
@@ -385,10 +448,10 @@ def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
         if method == "hc" or options.max_iter == 0:
             return [hc]
         return [hc, _start(key, X, w, options.replace(init_params="kmeans"), choice,
-                           seed_subsample)]
+                           seed_subsample, centers_cache)]
     if method != options.init_params or method == "auto":
         options = options.replace(init_params="kmeans")
-    return [_start(key, X, w, options, choice, seed_subsample)]
+    return [_start(key, X, w, options, choice, seed_subsample, centers_cache)]
 
 
 def _hc_start(key, X, w, options: FitOptions, choice: Choice) -> GMMParams:
@@ -433,8 +496,8 @@ def _stack_reports(parts) -> np.ndarray:
     return np.concatenate(arrays)
 
 
-def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
-           ) -> tuple[GMMParams, bool]:
+def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool,
+           centers_cache: dict | None = None) -> tuple[GMMParams, bool]:
     """``(R,)``-batched parameters to start EM from (``choice.n_padded`` components),
     and whether EM's first pass is a hard assignment (``fit_restarts(hard_start=...)``).
 
@@ -451,10 +514,11 @@ def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
             or choose("seed", "auto", m or N, K, D, options.covariance_type).engine != "numpy"):
         p = _method_start(key, X, w, options, choice.n_padded, seed_subsample)
         return (p.to_numpy() if choice.engine == "numpy" else p), False
-    return _kmeans_start(key, X, w, options, choice, m), True
+    return _kmeans_start(key, X, w, options, choice, m, centers_cache), True
 
 
-def _kmeans_start(key, X, w, options: FitOptions, choice: Choice, m: int | None) -> GMMParams:
+def _kmeans_start(key, X, w, options: FitOptions, choice: Choice, m: int | None,
+                  centers_cache: dict | None = None) -> GMMParams:
     """k-means++ seeds drawn on the host (:func:`bayesgmm.initialize.kmeans_plusplus_host`,
     the draws :func:`_method_start` makes), on ``m`` subsampled rows if given; for
     ``kmeans`` Lloyd's iterations on the engine's side; then
@@ -464,6 +528,11 @@ def _kmeans_start(key, X, w, options: FitOptions, choice: Choice, m: int | None)
     1..20, N=1e5, D=8, cold process: compilation of the initialisation 0.92 -> 0.24 s,
     its run time 0.88 -> 0.55 s plus the hard passes, ~12 ms a K)."""
     K, R, n_padded = int(options.n_components), int(options.n_init), choice.n_padded
+    # everything the centres depend on but X (the cache's owner keeps to one X)
+    cache_key = (K, R, n_padded, m, options.init_params, choice.engine,
+                 np.asarray(key).tobytes())
+    if centers_cache is not None and cache_key in centers_cache:
+        return params_from_centers(centers_cache[cache_key], K, options.covariance_type)
     Xs, ws = (X, w) if m is None else subsample_rows(host_rng(key, 2), X, w, m)
     u = host_seeding_uniforms(host_rng(key, 3), R, K)
     Xh, wh = np.asarray(Xs), np.asarray(ws)
@@ -475,6 +544,8 @@ def _kmeans_start(key, X, w, options: FitOptions, choice: Choice, m: int | None)
         centers = host.lloyd_batch(Xs, ws, centers, n_active=K)
     elif options.init_params == "kmeans":
         centers = lloyd_batch(*to_device(Xs, ws), centers, n_active=K)
+    if centers_cache is not None:
+        centers_cache[cache_key] = centers
     return params_from_centers(centers, K, options.covariance_type)
 
 

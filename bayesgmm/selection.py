@@ -27,6 +27,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from bayesgmm.engines.choose import sweep_engine
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.fitting import (
     FitOptions,
@@ -34,6 +35,7 @@ from bayesgmm.fitting import (
     criteria_from_terms,
     criteria_terms,
     fit,
+    fit_host_sweep,
     log_likelihood,
     plan,
     shared_features,
@@ -230,7 +232,12 @@ def sweep(
 ) -> SweepResult:
     """Fit a Gaussian mixture for each (covariance type, K) and tabulate the criteria.
 
-    Every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
+    Where a search is small enough for the host
+    (:func:`bayesgmm.engines.choose.sweep_engine`: N·K·F up to
+    :data:`~bayesgmm.engines.choose.HOST_SWEEP_WORK`, K the largest) and
+    ``engine="auto"``, every fit of a covariance type, every K and start, runs in one
+    host EM batch (:func:`bayesgmm.fitting.fit_host_sweep`, equal to one fit at a
+    time). Otherwise every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
     the largest (zero-weight components are exactly inactive, so results equal
     unpadded fits), so one program serves every K of a covariance type, and the
     moments kernel's feature table of X is made once for all of them. The criteria of
@@ -275,10 +282,14 @@ def sweep(
     rows, models = [], []
     shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
                 unit="fit")
+    centers_cache = {}  # k-means centres per K, shared by every covariance type
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
-        fitted = _fit_each(X, options, ks, shown)
+        # a search is many fits: its own host threshold (engines.choose.sweep_engine)
+        options = options.replace(engine=sweep_engine(options.engine, X.shape[0], max(ks),
+                                                      X.shape[1], ct))
+        fitted = _fit_each(X, options, ks, centers_cache, shown)
         need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted])
@@ -302,24 +313,32 @@ def _bar_on(progress: bool | None, settings: dict) -> bool:
     return bool(progress) if progress is not None else (settings.get("verbose") or 0) > 0
 
 
-def _fit_each(X, options: FitOptions, ks: list[int], shown=None) -> list[tuple]:
-    """``(params (K components), info, K_pad)`` of one fit per K, every compiled one
-    padded to the largest K and sharing one feature table of X; ``shown`` (a
+def _fit_each(X, options: FitOptions, ks: list[int], centers_cache: dict,
+              shown=None) -> list[tuple]:
+    """``(params (K components), info, K_pad)`` of one fit per K: on the host all of
+    them in one batch (:func:`bayesgmm.fitting.fit_host_sweep`); compiled, each padded
+    to the largest K and sharing one feature table of X. ``shown`` (a
     :func:`bayesgmm.progress.bar`) ticks once per fit."""
-    n_padded = max(ks)
-    shared = shared_features(X, options.replace(n_components=n_padded))
-    out = []
-    for k in ks:
-        with warnings.catch_warnings():
-            # Large K routinely leaves components nearly empty; the table reports it.
-            warnings.simplefilter("ignore", DegenerateComponentWarning)
-            # (by its message: naming the class would import scikit-learn for it)
-            warnings.filterwarnings("ignore", "Best performing initialization did not")
+    with warnings.catch_warnings():
+        # Large K routinely leaves components nearly empty; the table reports it.
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        # (by its message: naming the class would import scikit-learn for it)
+        warnings.filterwarnings("ignore", "Best performing initialization did not")
+        # small data: every K and start in one host EM batch (the same fits)
+        batched = fit_host_sweep(X, options, ks, centers_cache)
+        if batched is not None:
+            if shown is not None:
+                shown.update(len(ks))
+            return [(params, info, k) for k, (params, info) in zip(ks, batched)]
+        n_padded = max(ks)
+        shared = shared_features(X, options.replace(n_components=n_padded))
+        out = []
+        for k in ks:
             params, info = fit(X, options.replace(n_components=k), n_padded=n_padded,
                                shared=shared)
-        out.append((take_components(params, k), info, params.n_components))
-        if shown is not None:
-            shown.update()
+            out.append((take_components(params, k), info, params.n_components))
+            if shown is not None:
+                shown.update()
     return out
 
 

@@ -231,3 +231,85 @@ def test_classic_data_sets_are_rs():
                                                            "Overt": 33}
     np.testing.assert_allclose(d.X.std(0, ddof=1), [63.93040772, 319.56496440, 120.93515844],
                                rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ct", ["full", "tied", "spherical", "VEI", "EVE", "EEV"])
+def test_batched_host_sweep_equals_one_fit_at_a_time(datasets, ct, dtype):
+    """The sweep runs every K and start of a covariance type as one host EM batch
+    (fitting.fit_host_sweep); each of its fits equals GaussianMixture's own fit (one
+    fit at a time, the same starts): parameters, iterations and lower bound."""
+    from bayesgmm.fitting import FitOptions, fit_host_sweep
+
+    X = datasets["iris"].astype(dtype)
+    ks = [1, 2, 3, 5, 6]
+    table = sweep(X, ks, ct, random_state=0)
+    options = FitOptions.from_mapping(GaussianMixture(random_state=0, **SWEEP_DEFAULTS)
+                                      .get_params()).replace(covariance_type=ct)
+    assert fit_host_sweep(X, options, ks) is not None  # the batched path applies here
+    rtol = 1e-8 if dtype == np.float64 else 1e-5
+    for k, gm in zip(ks, table.models):
+        one = GaussianMixture(k, covariance_type=ct, random_state=0, **SWEEP_DEFAULTS).fit(X)
+        assert gm.engine_ == one.engine_ == "numpy"
+        assert gm.n_iter_ == one.n_iter_
+        assert gm.converged_ == one.converged_
+        np.testing.assert_allclose(gm.lower_bound_, one.lower_bound_, rtol=rtol)
+        for a, b in ((gm.weights_, one.weights_), (gm.means_, one.means_),
+                     (gm.covariances_, one.covariances_)):
+            assert a.dtype == b.dtype == dtype
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2)
+
+
+def test_fit_many_equals_fit_per_start(datasets):
+    """engines.numpy.fit_many: members of different K, hard and soft first passes,
+    some stopped by max_iter, each equal to engines.numpy.fit from its start."""
+    from bayesgmm.engines import numpy as host
+    from bayesgmm.params import GMMParams
+
+    X = datasets["aniso"]
+    rng = np.random.default_rng(3)
+    starts, hard = [], []
+    for k, h in [(1, False), (2, True), (3, False), (4, True), (4, False)]:
+        means = X[rng.choice(len(X), k, replace=False)]
+        starts.append(GMMParams(np.full(k, 1 / k), means,
+                                np.repeat(np.eye(2)[None], k, axis=0), "full"))
+        hard.append(h)
+    for max_iter in (3, 500):
+        batch = host.fit_many(X, starts, tol=1e-6, max_iter=max_iter, hard_start=hard)
+        for p0, h, (p, info) in zip(starts, hard, batch):
+            q, ref = host.fit(X, p0, tol=1e-6, max_iter=max_iter, hard_start=h)
+            assert int(info.n_iter) == int(ref.n_iter)
+            assert bool(info.converged) == bool(ref.converged)
+            np.testing.assert_allclose(info.lower_bound, ref.lower_bound, rtol=1e-12)
+            np.testing.assert_allclose(info.nk, ref.nk, rtol=1e-10)
+            np.testing.assert_allclose(p.means, q.means, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(p.cov_factor, q.cov_factor, rtol=1e-10, atol=1e-12)
+        assert any(not bool(i.converged) for _, i in batch) == (max_iter == 3)
+
+
+def test_sweep_of_several_types_equals_each_alone(datasets):
+    """A sweep over several covariance types shares each K's k-means centres between
+    them (computed once); its fits equal each type's own sweep."""
+    X = datasets["aniso"]
+    both = sweep(X, [1, 2, 4], ("VVV", "EEI"), random_state=1)
+    alone = [sweep(X, [1, 2, 4], ct, random_state=1) for ct in ("VVV", "EEI")]
+    for gm, ref in zip(both.models, alone[0].models + alone[1].models):
+        assert gm.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(gm.means_, ref.means_)
+        np.testing.assert_array_equal(gm.covariances_, ref.covariances_)
+
+
+def test_sweep_runs_on_the_host_up_to_its_threshold():
+    """A search of one covariance type runs on the host while N·K·F at the largest K
+    is within HOST_SWEEP_WORK (F = 1 + D + D(D+1)/2 for full, 1 + 2D for diag);
+    a user's engine wins."""
+    from bayesgmm.engines.choose import HOST_SWEEP_WORK, sweep_engine
+
+    for ct, F in (("full", 1 + 3 + 6), ("diag", 1 + 2 * 3)):
+        n_max = HOST_SWEEP_WORK // (9 * F)
+        assert sweep_engine("auto", n_max, 9, 3, ct) == "numpy"
+        assert sweep_engine("auto", n_max + 1, 9, 3, ct) == "auto"
+    assert sweep_engine("jax", 10, 9, 3, "full") == "jax"
+    assert sweep_engine("numpy", 10**7, 9, 3, "full") == "numpy"
+    with pytest.raises(ValueError, match="engine"):
+        sweep_engine("gpu", 10, 2, 3, "full")

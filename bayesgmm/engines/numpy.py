@@ -37,7 +37,7 @@ from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
 from bayesgmm.progress import EMReport
 
-__all__ = ["FitInfo", "fit", "fit_restarts", "lloyd", "lloyd_batch", "log_resp",
+__all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "lloyd", "lloyd_batch", "log_resp",
            "score_draws", "criteria_terms", "sample", "sklearn_covariances"]
 
 
@@ -93,6 +93,35 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
     e *= share
     S = e @ T  # (K, F)
     return (*moment_sums(S, center, p.covariance_type, NUMPY), wll)
+
+
+def _e_step_batch(ps: list[GMMParams], T: np.ndarray, TT: np.ndarray, w: np.ndarray,
+                  center: np.ndarray, hard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_e_step` for L parameter sets of one K at once: the feature sums
+    ``S = Σ w r T(x)`` (L, K, F) and Σ w log p(x) (L,), with the same operations
+    (log-probabilities (L, K, N) from one batched product); ``hard (L,)`` per set."""
+    theta = np.stack([_theta(p, center) for p in ps])  # (L, F, K)
+    lp = np.matmul(theta.transpose(0, 2, 1), TT)  # (L, K, N)
+    top = lp.max(axis=1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    onehot = (lp[hard] >= top[hard][:, None, :]).astype(lp.dtype) if hard.any() else None
+    e = lp  # in place, as _e_step
+    e -= top[:, None, :]
+    np.exp(np.maximum(e, -700.0, out=e), out=e)
+    if onehot is not None:
+        e[hard] = onehot
+    total = e.sum(axis=1)  # (L, N)
+    log_norm = top + np.log(total)
+    share = w / total
+    wll = log_norm @ w
+    broken = ~(np.isfinite(wll) & np.isfinite(share).all(axis=1))
+    if broken.any():  # rows of weight 0 or 0 mass, as _e_step
+        live = w > 0
+        t = total[broken]
+        share[broken] = np.where(live & (t > 0), w / np.where(t > 0, t, 1.0), 0.0)
+        wll[broken] = np.where(live, w * log_norm[broken], 0.0).sum(axis=1)
+    e *= share[:, None, :]
+    return np.matmul(e, T), wll  # (L, K, F), (L,)
 
 
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
@@ -213,6 +242,91 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                              history=np.concatenate([start_info.history, info.history]))
     all_info = FitInfo(*(np.stack(v) for v in zip(*(i for _, i in results))))
     return (*_cast(p, info, dtype), _info_as(all_info, dtype))
+
+
+def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-3,
+             reg_covar: float = 1e-6, max_iter: int = 100, hard_start=False
+             ) -> list[tuple[GMMParams, FitInfo]]:
+    """:func:`fit` from each of B starts in lockstep: one E-step for all of them.
+
+    A sweep's fits (every K, every start of one covariance type) are many small EMs on
+    the same rows, each paying Python's overhead per iteration. Here the members of
+    one K (a sweep's starts of that K) share each E-step: their log-probabilities are
+    one batched product (L, K, F) @ (F, N) and their statistics one (L, K, N) @ (N, F);
+    the M-step runs per member (the table's M-steps take one parameter set). Members
+    are not padded to a common K: EVE's and VVE's warm-started M-steps read every
+    component of the previous parameters, padding included. A member stops as :func:`fit` would (converged, ``max_iter`` or a
+    non-finite step) and drops out of the batch; each result equals :func:`fit` from the
+    same start (to round-off; tested).
+
+    Parameters
+    ----------
+    X : array of shape (N, D)
+    starts : list of GMMParams
+        Each of batch shape ``()``, of one covariance type; K may differ.
+    sample_weight : array of shape (N,), optional
+    tol, reg_covar, max_iter
+        As :func:`fit`.
+    hard_start : bool or sequence of bool
+        Per member (or for all): a first hard pass, as :func:`fit`'s.
+
+    Returns
+    -------
+    list of (GMMParams, FitInfo)
+        One per start, each with its own K, in X's dtype.
+    """
+    kind = starts[0].covariance_type
+    dtype = _out_dtype(X)
+    w, center, T = _prepare(X, sample_weight, kind)
+    TT = np.ascontiguousarray(T.T)
+    total_w = w.sum()
+    B = len(starts)
+    ks = [p.n_components for p in starts]
+    params = [p.to_numpy(np.float64) for p in starts]
+    hard = (np.broadcast_to(np.asarray(hard_start, bool), (B,)).copy())
+    lower = np.full(B, -np.inf)
+    n_iter = np.zeros(B, np.int32)
+    converged = np.zeros(B, bool)
+    nonfinite = np.zeros(B, bool)
+    bad = np.full(B, -1, np.int32)
+    history = np.full((B, max_iter), np.nan)
+    nk = [np.zeros(k) for k in ks]
+    live = [b for b in range(B) if max_iter > 0]
+    with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
+        while live:
+            stats = {}
+            for k in sorted({ks[b] for b in live}):  # one batched E-step per K
+                group = [b for b in live if ks[b] == k]
+                stats.update(zip(group, zip(*_e_step_batch(
+                    [params[b] for b in group], T, TT, w, center, hard[group]))))
+            still = []
+            for b in live:
+                S, wll = stats[b]
+                nk_new, sx, sxx = moment_sums(S, center, kind, NUMPY)
+                lb = wll / total_w
+                new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
+                                     reg_covar=reg_covar, previous=params[b], xp=NUMPY)
+                ok, component_ok = step_health(new, lb, NUMPY)
+                ok = bool(ok)
+                bad[b] = -1 if ok or component_ok.all() else int(component_ok.argmin())
+                if ok:
+                    params[b], nk[b] = new, nk_new
+                if not hard[b]:
+                    history[b, n_iter[b]] = lb
+                    converged[b] = ok and abs(lb - lower[b]) < tol
+                    if ok:
+                        lower[b] = lb
+                    n_iter[b] += 1
+                nonfinite[b], hard[b] = not ok, False
+                if n_iter[b] < max_iter and not converged[b] and not nonfinite[b]:
+                    still.append(b)
+            live = still
+    out = []
+    for b, k in enumerate(ks):
+        info = FitInfo(np.float64(lower[b]), np.int32(n_iter[b]), np.bool_(converged[b]),
+                       np.bool_(nonfinite[b]), np.int32(bad[b]), history[b], nk[b])
+        out.append(_cast(params[b], info, dtype))
+    return out
 
 
 # ---- k-means -------------------------------------------------------------------------
