@@ -96,50 +96,67 @@ class Priors:
     lkj_concentration: float = 2.0
 
     def resolve(self, X) -> "Priors":
-        """Fill ``None`` fields from the data and validate; returns NumPy-valued priors."""
+        """Validate against X's D features (:meth:`validate`), then fill ``None`` fields
+        from the data; returns NumPy-valued priors."""
         X = np.asarray(X)
         D = X.shape[1]
+        self.validate(D)
         mean = X.mean(axis=0)
         std = X.std(axis=0)
         std = np.where(std > 0, std, 1.0)
 
-        def vec(value, default, name):
-            v = np.broadcast_to(np.asarray(default if value is None else value, float), (D,))
-            if not np.all(np.isfinite(v)):
-                raise ValueError(f"Priors.{name} must be finite, got {value!r}")
-            return v.copy()
+        def vec(value, default):
+            v = np.asarray(default if value is None else value, float)
+            return np.broadcast_to(v, (D,)).copy()
 
-        out = Priors(
+        return Priors(
             weight_concentration=float(self.weight_concentration),
             weight_prior=self.weight_prior,
-            mean_loc=vec(self.mean_loc, mean, "mean_loc"),
-            mean_scale=vec(self.mean_scale, 2.0 * std, "mean_scale"),
-            scale_loc=vec(self.scale_loc, 0.5 * std, "scale_loc"),
+            mean_loc=vec(self.mean_loc, mean),
+            mean_scale=vec(self.mean_scale, 2.0 * std),
+            scale_loc=vec(self.scale_loc, 0.5 * std),
             scale_log_sd=float(self.scale_log_sd),
             lkj_concentration=float(self.lkj_concentration),
         )
-        out.validate(D)
-        return out
 
     def validate(self, n_features: int) -> None:
-        positive = {"weight_concentration": self.weight_concentration,
-                    "scale_log_sd": self.scale_log_sd,
-                    "lkj_concentration": self.lkj_concentration}
-        for name, value in positive.items():
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"Priors.{name} must be > 0, got {value!r}")
-        for name in ("mean_scale", "scale_loc"):
-            v = getattr(self, name)
-            if v is not None and np.any(np.asarray(v) <= 0):
-                raise ValueError(f"Priors.{name} must be > 0 in every feature, got {v!r}")
+        """A one-line ``ValueError`` naming the field and the fix for a prior the model
+        cannot use with ``n_features`` features: a non-numeric, non-finite or
+        non-positive concentration or scale, a per-feature field of the wrong length,
+        an unknown ``weight_prior``."""
+        for name in ("weight_concentration", "scale_log_sd", "lkj_concentration"):
+            value = _numbers(name, getattr(self, name), n_features, scalar=True)
+            if not value > 0:
+                raise ValueError(f"Priors.{name} must be > 0, got {value!r}; pass a "
+                                 f"positive number or leave the default")
         for name in ("mean_loc", "mean_scale", "scale_loc"):
-            v = getattr(self, name)
-            if v is not None and np.shape(v) not in ((), (n_features,)):
-                raise ValueError(f"Priors.{name} must be a scalar or shape ({n_features},), "
-                                 f"got shape {np.shape(v)}")
+            value = getattr(self, name)
+            if value is None:
+                continue
+            v = _numbers(name, value, n_features)
+            if name != "mean_loc" and np.any(v <= 0):
+                raise ValueError(f"Priors.{name} must be > 0 in every feature, got "
+                                 f"{v.tolist()}; pass positive values or None for the "
+                                 f"data-scaled default")
         if self.weight_prior not in ("dirichlet", "stick_breaking"):
             raise ValueError(f"Priors.weight_prior must be 'dirichlet' or 'stick_breaking', "
                              f"got {self.weight_prior!r}")
+
+
+def _numbers(name: str, value, n_features: int, scalar: bool = False) -> np.ndarray:
+    """``Priors.<name>`` as a finite float array: a scalar, or (when not ``scalar``) one
+    value per feature; a ``ValueError`` naming the field otherwise."""
+    shape = "a number" if scalar else f"a number or {n_features} numbers (one per feature)"
+    try:
+        v = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"Priors.{name} must be {shape}, got {value!r}") from None
+    if v.shape not in (((),) if scalar else ((), (n_features,))):
+        raise ValueError(f"Priors.{name} must be {shape} for data of {n_features} features, "
+                         f"got shape {v.shape}: give it per feature of X, or a scalar")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"Priors.{name} must be finite, got {value!r}")
+    return v
 
 
 class MixtureLikelihood(dist.Distribution):
