@@ -160,3 +160,50 @@ def test_nonfinite_data_refused_at_fit_and_prediction(map_fit, blobs, bad):
     with pytest.raises(ValueError, match="X has 3 features, but BayesianGaussianMixture is "
                                          "expecting 2"):
         map_fit.predict(np.zeros((4, 3)))
+
+
+# ---- K chosen honestly; the over-fitted mixture ---------------------------------------
+
+def test_compare_n_components_never_ranks_the_collapsed_iris_k4():
+    """Issue 21: on standardised iris, K=4 was ranked first (stacking weight 0.94) while
+    one chain sat on a collapsed component. Its health must be flagged, its warnings must
+    name K=4, and it must not be ranked, let alone first."""
+    from sklearn.datasets import load_iris
+
+    from bayesgmm.bayes import compare_n_components
+
+    X = load_iris().data
+    X = (X - X.mean(0)) / X.std(0)
+    with pytest.warns(SamplingWarning) as record:
+        out = compare_n_components(X, range(2, 5), n_chains=4, n_warmup=150, n_draws=100)
+    table = out["health"]
+    assert list(table.columns) == ["K", "elpd_loo", "se", "p_loo", "n_pareto_k_high",
+                                   "rhat_max", "ess_bulk_min", "healthy", "ranked"]
+    assert list(table["K"]) == [2, 3, 4]
+    k4 = out["fits"]["K=4"].health_
+    assert not table.loc["K=4", "healthy"] and not table.loc["K=4", "ranked"]
+    assert not k4.healthy and (k4.collapsed.any() or k4.empty.any() or k4.stray.any())
+    assert out["best_loo"] != 4
+    assert out["compare"] is None or "K=4" not in out["compare"].index
+    messages = [str(r.message) for r in record]
+    assert any(m.startswith("K=4: ") and "left out of the LOO ranking" in m for m in messages)
+    # the healthy fits are ranked, and their table rows carry LOO's numbers
+    assert table.loc[table["healthy"], "ranked"].all() and table["healthy"].any()
+    np.testing.assert_allclose(table.loc["K=2", "elpd_loo"], out["fits"]["K=2"].loo().elpd)
+
+
+def test_sparse_prior_empties_the_extra_components():
+    """K=6 on 3 well-separated clusters with sparse=True (Dirichlet 0.5/K): the posterior
+    mean weights of 3 components are < 0.02, and most draws have 3 non-empty components
+    (weight >= 1/N), where EM's start used all 6."""
+    X, _ = make_blobs(n_samples=300, centers=[[-6, 0], [0, 6], [6, 0]], cluster_std=0.7,
+                      random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit = BayesianGaussianMixture(6, sparse=True, n_chains=2, n_warmup=200, n_draws=200,
+                                      random_state=0).fit(X)
+    w = np.sort(fit.weights_)
+    assert np.all(w[:3] < 0.02) and np.all(w[3:] > 0.25), w
+    assert np.sort(fit.em_.weights_)[0] > 0.05  # the start split the clusters
+    assert np.mean(fit.health_.n_nonempty == 3) > 0.8, np.bincount(fit.health_.n_nonempty.ravel())
+    assert not fit.health_.empty.any() or not any("empty" in p for p in fit.health_.problems)
