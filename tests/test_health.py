@@ -137,6 +137,8 @@ def test_nuts_progress_bar_stays_on_the_fast_sampler(blobs, capsys):
     ({"priors": Priors(lkj_concentration=0.0)}, "Priors.lkj_concentration must be > 0"),
     ({"priors": Priors(scale_log_sd=np.inf)}, "Priors.scale_log_sd must be finite"),
     ({"priors": Priors(scale_loc=[1.0, -1.0])}, "Priors.scale_loc must be > 0 in every feature"),
+    ({"priors": Priors(scale_prior="gamma")}, "Priors.scale_prior must be one of"),
+    ({"priors": Priors(scale_shape=-2.0)}, "Priors.scale_shape must be > 0"),
     ({"progress_bar": "yes"}, "progress_bar must be True or False"),
     ({"sparse": 1.5}, "sparse must be True or False"),
     ({"method": "mcmc"}, r"'method' should be one of \('nuts', 'map', 'svi'\)"),
