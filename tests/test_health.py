@@ -185,6 +185,8 @@ def test_compare_n_components_never_ranks_the_collapsed_iris_k4():
     k4 = out["fits"]["K=4"].health_
     assert not table.loc["K=4", "healthy"] and not table.loc["K=4", "ranked"]
     assert not k4.healthy and (k4.collapsed.any() or k4.empty.any() or k4.stray.any())
+    summary = out["fits"]["K=4"].summary(kind="diagnostics")
+    assert summary.attrs["healthy"] is False and summary.attrs["problems"][0].startswith("K=4: ")
     assert out["best_loo"] != 4
     assert out["compare"] is None or "K=4" not in out["compare"].index
     messages = [str(r.message) for r in record]

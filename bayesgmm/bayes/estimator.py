@@ -224,9 +224,13 @@ class BayesianGaussianMixture(BaseEstimator):
         """``arviz.summary`` of weights, means and scales, with a 94% equal-tailed interval
         (``ci_prob``, ``ci_kind``, ``kind``, ``var_names``: see
         :func:`bayesgmm.bayes.arviz.summary`); ``relabeled=False`` for the raw draws (where
-        label switching shows as R-hat >> 1)."""
+        label switching shows as R-hat >> 1). ``table.attrs`` holds ``healthy`` and
+        ``problems`` (``health_.healthy`` and ``warnings_``)."""
         self._check_is_fitted()
-        return arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
+        table = arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
+        # the fit's health beside the per-scalar rows (plain values: pandas compares attrs)
+        table.attrs.update(healthy=bool(self.health_.healthy), problems=list(self.warnings_))
+        return table
 
     def sample(self, n_samples=1):
         """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw."""

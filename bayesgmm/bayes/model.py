@@ -179,22 +179,6 @@ class Priors:
         return d.to_event(1)
 
 
-def _numbers(name: str, value, n_features: int, scalar: bool = False) -> np.ndarray:
-    """``Priors.<name>`` as a finite float array: a scalar, or (when not ``scalar``) one
-    value per feature; a ``ValueError`` naming the field otherwise."""
-    shape = "a number" if scalar else f"a number or {n_features} numbers (one per feature)"
-    try:
-        v = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"Priors.{name} must be {shape}, got {value!r}") from None
-    if v.shape not in (((),) if scalar else ((), (n_features,))):
-        raise ValueError(f"Priors.{name} must be {shape} for data of {n_features} features, "
-                         f"got shape {v.shape}: give it per feature of X, or a scalar")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"Priors.{name} must be finite, got {value!r}")
-    return v
-
-
 class MixtureLikelihood(dist.Distribution):
     """p(x | θ) = Σ_k w_k N(x | μ_k, Σ_k) for one parameter set; event shape (D,).
 
@@ -321,3 +305,19 @@ def _stick_breaking(v, xp=jnp):
     one = xp.ones(v.shape[:-1] + (1,), v.dtype)
     remaining = xp.concatenate([one, xp.cumprod(1 - v, axis=-1)], axis=-1)
     return xp.concatenate([v, one], axis=-1) * remaining
+
+
+def _numbers(name: str, value, n_features: int, scalar: bool = False) -> np.ndarray:
+    """``Priors.<name>`` as a finite float array: a scalar, or (when not ``scalar``) one
+    value per feature; a ``ValueError`` naming the field otherwise."""
+    shape = "a number" if scalar else f"a number or {n_features} numbers (one per feature)"
+    try:
+        v = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"Priors.{name} must be {shape}, got {value!r}") from None
+    if v.shape not in (((),) if scalar else ((), (n_features,))):
+        raise ValueError(f"Priors.{name} must be {shape} for data of {n_features} features, "
+                         f"got shape {v.shape}: give it per feature of X, or a scalar")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"Priors.{name} must be finite, got {value!r}")
+    return v
