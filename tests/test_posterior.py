@@ -68,11 +68,24 @@ def test_membership_and_coclustering():
     assert width[2] > 0.1 and width[0] < 1e-3  # halfway point vs deep inside
     cc = coclustering(rel.params, X)
     np.testing.assert_allclose(cc, cc.T, atol=1e-6)
+    # P(z_i = z_i) = 1 exactly; the E_θ[Σ_k r_ik²] of the i != j formula is below 1 for
+    # the halfway point (index 2), whose membership is uncertain.
+    np.testing.assert_array_equal(np.diag(cc), 1.0)
+    assert np.mean(np.sum(np.square(_resp(rel.params, X)), axis=-1), axis=0)[2] < 0.9
     assert cc[0, 3] > 0.99 and cc[0, 1] < 0.01
     # Co-clustering is label-invariant: the shuffled draws give the same matrix.
     np.testing.assert_allclose(coclustering(draws, X), cc, atol=1e-6)
     with pytest.raises(ValueError, match="prob"):
         membership(rel.params, X, prob=1.5)
+
+
+def _resp(draws, X):
+    """(M, N, K) responsibilities of each draw, by the core's predict_proba."""
+    from bayesgmm.density import predict_proba
+
+    flat = draws.flatten_batch()
+    return np.stack([np.asarray(predict_proba(jax.tree_util.tree_map(lambda a: a[m], flat), X))
+                     for m in range(flat.weights.shape[0])])
 
 
 def test_coclustering_n2000_in_chunks():
@@ -85,6 +98,7 @@ def test_coclustering_n2000_in_chunks():
     # Direct computation on a few rows: mean over draws of R_s R_sᵀ.
     R = np.asarray(predict_proba(jax.tree_util.tree_map(lambda a: a[0], draws), X))
     direct = np.einsum("mik,mjk->ij", R[:, :5], R) / R.shape[0]
+    direct[np.arange(5), np.arange(5)] = 1.0  # P(z_i = z_i)
     np.testing.assert_allclose(cc[:5], direct, atol=1e-5)
 
 

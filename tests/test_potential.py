@@ -26,7 +26,10 @@ def _standard(fn):
     return wrapped
 
 
-CASES = [("full", 2), ("full", 3), ("full", 5), ("diag", 1), ("diag", 3)]
+# (covariance type, D, scale prior)
+CASES = [("full", 2, "lognormal"), ("full", 3, "lognormal"), ("full", 5, "lognormal"),
+         ("diag", 1, "lognormal"), ("diag", 3, "lognormal"), ("full", 3, "inverse_gamma"),
+         ("diag", 2, "inverse_gamma")]
 
 
 def _point(rng, K, D, ct, dtype, spread=1.0):
@@ -38,18 +41,18 @@ def _point(rng, K, D, ct, dtype, spread=1.0):
     return {k: jnp.asarray(v, dtype) for k, v in z.items()}
 
 
-def _problem(ct, D, dtype, seed=0):
+def _problem(ct, D, dtype, seed=0, scale_prior="lognormal"):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(60, D)) * 3 + 10  # offset data: float32 must still hold
-    priors = Priors(weight_concentration=0.8, lkj_concentration=1.7, scale_log_sd=0.7
-                    ).resolve(X)
+    priors = Priors(weight_concentration=0.8, lkj_concentration=1.7, scale_log_sd=0.7,
+                    scale_prior=scale_prior, scale_shape=2.5).resolve(X)
     return rng, jnp.asarray(X, dtype), priors, bound_model(3, ct, priors)
 
 
-@pytest.mark.parametrize("ct,D", CASES)
-def test_potential_and_gradient_equal_numpyros_float64(ct, D):
+@pytest.mark.parametrize("ct,D,scale_prior", CASES)
+def test_potential_and_gradient_equal_numpyros_float64(ct, D, scale_prior):
     with jax.enable_x64(True):
-        rng, X, priors, model = _problem(ct, D, np.float64)
+        rng, X, priors, model = _problem(ct, D, np.float64, scale_prior=scale_prior)
         ours = jax.jit(jax.value_and_grad(lambda z: P.potential(z, X, ct, priors)))
         ref = _standard(jax.jit(jax.value_and_grad(
             lambda z: potential_energy(model, (X,), {}, z))))
@@ -81,8 +84,8 @@ from test_potential import _problem, _point, CASES
 from bayesgmm.bayes import potential as P
 from numpyro.infer.util import potential_energy
 worst = 0.0
-for ct, D in CASES:
-    rng, X, priors, model = _problem(ct, D, np.float32)
+for ct, D, scale_prior in CASES:
+    rng, X, priors, model = _problem(ct, D, np.float32, scale_prior=scale_prior)
     z = _point(rng, 3, D, ct, np.float32)
     a, ga = jax.jit(jax.value_and_grad(lambda z: P.potential(z, X, ct, priors)))(z)
     b, gb = jax.jit(jax.value_and_grad(lambda z: potential_energy(model, (X,), {}, z)))(z)

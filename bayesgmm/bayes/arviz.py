@@ -535,6 +535,11 @@ def _log_likelihood(idata, var_name=None, name=None) -> np.ndarray:
                              f"{sorted(group.data_vars)}; pass var_name=")
         var_name = next(iter(group.data_vars))
     da = group[var_name].transpose("chain", "draw", ...)
+    if da.sizes["chain"] * da.sizes["draw"] < 2:
+        raise ValueError(f"LOO, WAIC and compare need posterior draws, but the ArviZ "
+                         f"data{where} holds a single draw (a MAP or EM point estimate): "
+                         "fit with method='nuts' or method='svi', or compare point "
+                         "estimates with bic()/aic()")
     return np.asarray(da.values, dtype=np.float64).reshape(da.sizes["chain"] * da.sizes["draw"],
                                                            -1)
 

@@ -16,6 +16,7 @@ as in scikit-learn) and ``n_svi_steps``. The old names (``num_chains``, ``num_wa
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import jax
@@ -40,8 +41,14 @@ RENAMED = {"num_chains": "n_chains", "num_warmup": "n_warmup", "num_samples": "n
            "svi_steps": "n_svi_steps"}
 
 
+# sparse=True: Dirichlet concentration SPARSE_CONCENTRATION / K on the weights (an
+# over-fitted mixture, Rousseau & Mengersen 2011; Malsiner-Walli et al. 2016).
+SPARSE_CONCENTRATION = 0.5
+
+
 class SamplingWarning(UserWarning):
-    """A chain is unhealthy (divergences, collapsed step size, disagreeing modes)."""
+    """A chain is unhealthy (divergences, collapsed step size, disagreeing modes,
+    collapsed or empty components, unreliable LOO); the message starts with ``K=k:``."""
 
 
 class BayesianGaussianMixture(BaseEstimator):
@@ -71,6 +78,15 @@ class BayesianGaussianMixture(BaseEstimator):
         For the EM fit that initialises inference.
     random_state : int, RandomState or None
     progress_bar : bool, default=False
+        A tqdm bar over NUTS's iterations (on the same compiled sampler; the draws do
+        not change) or SVI's steps.
+    sparse : bool, default=False
+        An over-fitted mixture: a sparse Dirichlet prior on the weights (concentration
+        ``0.5 / n_components`` where ``priors.weight_concentration`` is left at its
+        default 1; Malsiner-Walli, Frühwirth-Schnatter & Grün 2016), so components the
+        data do not need empty (weight → 0) instead of splitting clusters or collapsing
+        onto a few points. Choose K generously and count the non-empty components
+        (``health_.n_nonempty``). Empty components are then not reported as a problem.
 
     Attributes
     ----------
@@ -87,8 +103,14 @@ class BayesianGaussianMixture(BaseEstimator):
     relabeling_ : bayesgmm.bayes.posterior.Relabeling
     diagnostics_ : bayesgmm.bayes.posterior.Diagnostics
         The run's health: divergences, tree depth, step sizes, log-density R-hat.
+    health_ : bayesgmm.bayes.posterior.Health
+        Whether the posterior is one sensible mode, per chain: collapsed or empty
+        components, chains in other modes (log-density R-hat, co-clustering
+        disagreement), Pareto k > 0.7, a ``healthy`` flag and the ``problems`` found
+        (the sampler's ``diagnostics_.warnings`` included).
     warnings_ : list of str
-        Its findings, ``diagnostics_.warnings`` (also emitted as ``SamplingWarning``).
+        ``health_.problems``, each prefixed with ``K=n_components:``, as emitted as
+        ``SamplingWarning``.
     weights_, means_, covariances_ : ndarray
         Posterior means (relabeled).
     """
@@ -97,7 +119,7 @@ class BayesianGaussianMixture(BaseEstimator):
                  n_chains=4, n_warmup=500, n_draws=500, target_accept_prob=0.8,
                  jitter=0.05, n_svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
                  tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False,
-                 **renamed):
+                 sparse=False, **renamed):
         _refuse_renamed(renamed)
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -116,6 +138,7 @@ class BayesianGaussianMixture(BaseEstimator):
         self.init_params = init_params
         self.random_state = random_state
         self.progress_bar = progress_bar
+        self.sparse = sparse
 
     def fit(self, X, y=None):
         """Fit EM, then MAP, then ``method``; relabel; build ``idata_``. Returns self.
@@ -126,7 +149,7 @@ class BayesianGaussianMixture(BaseEstimator):
         y : ignored
         """
         X = self._check_fit_X(X)
-        priors = (self.priors or Priors()).resolve(X)
+        priors = self._priors().resolve(X)
         k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
         self.em_ = self._em_start(k_em).fit(X)
         with compute_scope(X.dtype):
@@ -134,7 +157,8 @@ class BayesianGaussianMixture(BaseEstimator):
                 k_run, jnp.asarray(X), self.em_.params_.astype(X.dtype),
                 n_components=int(self.n_components), covariance_type=self.covariance_type,
                 priors=priors, **self._settings())
-        self._set_fitted(posterior.from_inference(result, map_params, X), X.shape[1])
+        self._set_fitted(posterior.from_inference(result, map_params, X,
+                                                  sparse=bool(self.sparse)), X.shape[1])
         return self
 
     def set_params(self, **params):
@@ -217,9 +241,13 @@ class BayesianGaussianMixture(BaseEstimator):
         """``arviz.summary`` of weights, means and scales, with a 94% equal-tailed interval
         (``ci_prob``, ``ci_kind``, ``kind``, ``var_names``: see
         :func:`bayesgmm.bayes.arviz.summary`); ``relabeled=False`` for the raw draws (where
-        label switching shows as R-hat >> 1)."""
+        label switching shows as R-hat >> 1). ``table.attrs`` holds ``healthy`` and
+        ``problems`` (``health_.healthy`` and ``warnings_``)."""
         self._check_is_fitted()
-        return arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
+        table = arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
+        # the fit's health beside the per-scalar rows (plain values: pandas compares attrs)
+        table.attrs.update(healthy=bool(self.health_.healthy), problems=list(self.warnings_))
+        return table
 
     def sample(self, n_samples=1):
         """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw."""
@@ -233,12 +261,23 @@ class BayesianGaussianMixture(BaseEstimator):
         """This estimator's inference settings, by :data:`inference.SETTINGS` name."""
         return {name: getattr(self, name) for name in inference.SETTINGS}
 
+    def _priors(self) -> Priors:
+        """The priors before :meth:`Priors.resolve`: ``sparse`` sets the default
+        weight concentration to ``SPARSE_CONCENTRATION / n_components``."""
+        priors = self.priors or Priors()
+        if self.sparse and priors.weight_concentration == Priors.weight_concentration:
+            priors = dataclasses.replace(
+                priors, weight_concentration=SPARSE_CONCENTRATION / int(self.n_components))
+        return priors
+
     def _check_fit_X(self, X):
         check_positive_int(self.n_components, "n_components")
         check_model_type(self.covariance_type)
         inference.check_settings(**self._settings())
         if self.priors is not None and not isinstance(self.priors, Priors):
             raise ValueError(f"priors must be a bayesgmm.Priors, got {type(self.priors)}")
+        if not isinstance(self.sparse, (bool, np.bool_)):
+            raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
         X = check_array_2d(X, min_samples=2)
         if X.shape[0] < int(self.n_components):
             raise ValueError(f"Expected n_samples >= n_components but got n_components = "
@@ -257,8 +296,8 @@ class BayesianGaussianMixture(BaseEstimator):
         self.map_params_, self.relabeling_ = post.reference, post.relabeling
         self.params_ = post.params
         self.idata_, self.idata_raw_ = post.idata, post.idata_raw
-        self.diagnostics_ = post.diagnostics
-        self.warnings_ = list(post.diagnostics.warnings)
+        self.diagnostics_, self.health_ = post.diagnostics, post.health
+        self.warnings_ = [f"K={self.n_components}: {m}" for m in post.health.problems]
         for message in self.warnings_:
             warnings.warn(message, SamplingWarning, stacklevel=3)
         self.weights_ = np.asarray(post.mean.weights)
@@ -286,15 +325,28 @@ def _refuse_renamed(kwargs: dict) -> None:
 
 
 def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
-                         covariance_type: str = "full", random_state=0, **kwargs) -> dict:
-    """Choose K the Bayesian way: fit a :class:`BayesianGaussianMixture` per K and rank
-    them by PSIS-LOO (``arviz.compare``), next to EM's BIC/AIC/ICL for the same K.
+                         covariance_type: str = "full", random_state=0,
+                         refit_unhealthy: bool = False, **kwargs) -> dict:
+    """Choose K the Bayesian way: fit a :class:`BayesianGaussianMixture` per K, check
+    each fit's health, and rank the healthy ones by PSIS-LOO (``arviz.compare``), next
+    to EM's BIC/AIC/ICL for the same K.
+
+    An unhealthy fit (``health_.healthy`` False: collapsed or empty components, chains
+    in other modes, Pareto k > 0.7, sampler warnings) is never ranked: it is left out of
+    ``compare`` and its weights, flagged in ``health``, and a ``SamplingWarning`` names
+    its K. With ``refit_unhealthy=True`` it is first refitted once with another seed
+    (``random_state + 1000``) and kept if that fit is healthy. If fewer than two fits
+    are healthy, the healthy one is the answer; if none is, all are ranked, and a
+    warning says that the ranking cannot be trusted.
 
     Returns
     -------
     dict with
-        ``compare``: :func:`bayesgmm.bayes.arviz.compare`'s DataFrame (best first,
-        index ``"K=k"``; ``elpd``, ``p``, ``elpd_diff`` >= 0, ``weight``, ...);
+        ``compare``: :func:`bayesgmm.bayes.arviz.compare`'s DataFrame of the ranked fits
+        (best first, index ``"K=k"``; ``elpd``, ``p``, ``elpd_diff`` >= 0, ``weight``...;
+        None when only one fit is ranked);
+        ``health``: one row per K (index ``"K=k"``): ``K, elpd_loo, se, p_loo,
+        n_pareto_k_high, rhat_max, ess_bulk_min, healthy, ranked``;
         ``em``: the :func:`bayesgmm.selection.sweep` table;
         ``fits``: the fitted estimators by name;
         ``best_loo`` / ``best_em``: the K each criterion picks.
@@ -302,11 +354,57 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     from bayesgmm.selection import sweep
 
     ks = [int(k) for k in n_components]
-    fits = {f"K={k}": BayesianGaussianMixture(k, method=method, covariance_type=covariance_type,
-                                              random_state=random_state, **kwargs).fit(X)
-            for k in ks}
-    table = arviz.compare({name: fit.idata_ for name, fit in fits.items()})
+    with warnings.catch_warnings():  # each fit's warnings are re-raised below, once
+        warnings.simplefilter("ignore", SamplingWarning)
+        fits = {f"K={k}": _fit_k(X, k, method, covariance_type, random_state,
+                                 refit_unhealthy, kwargs) for k in ks}
+    healthy = [name for name, fit in fits.items() if fit.health_.healthy]
+    ranked = healthy if healthy else list(fits)
+    for name, fit in fits.items():
+        for message in fit.warnings_:
+            warnings.warn(message + " (left out of the LOO ranking)" * (name not in ranked),
+                          SamplingWarning, stacklevel=2)
+    if not healthy:
+        warnings.warn(f"no K in {ks} gave a healthy fit: all are ranked, but LOO cannot be "
+                      "trusted here; see the 'health' table", SamplingWarning, stacklevel=2)
+    table = (arviz.compare({name: fits[name].idata_ for name in ranked})
+             if len(ranked) > 1 else None)
+    best = table.index[0] if table is not None else ranked[0]
     em = sweep(X, ks, (covariance_type,), random_state=random_state)
-    return {"compare": table, "em": em, "fits": fits,
-            "best_loo": int(table.index[0].split("=")[1]),
-            "best_em": int(em.best["n_components"])}
+    return {"compare": table, "health": _health_table(fits, ranked), "em": em, "fits": fits,
+            "best_loo": int(best.split("=")[1]), "best_em": int(em.best["n_components"])}
+
+
+def _fit_k(X, k, method, covariance_type, random_state, refit_unhealthy, kwargs):
+    """One K's fit, refitted once with another seed if unhealthy and asked to."""
+    make = lambda seed: BayesianGaussianMixture(k, method=method, covariance_type=covariance_type,
+                                                random_state=seed, **kwargs).fit(X)
+    fit = make(random_state)
+    if refit_unhealthy and not fit.health_.healthy:
+        seed = None if random_state is None else int(random_state) + 1000
+        again = make(seed)
+        fit = again if again.health_.healthy else fit
+    return fit
+
+
+def _health_table(fits: dict, ranked: list):
+    """compare_n_components' ``health`` table: LOO beside each fit's health."""
+    import pandas as pd
+
+    rows = {}
+    for name, fit in fits.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            elpd = fit.loo() if fit.params_.batch_shape != (1, 1) else None
+            diag = (fit.summary(kind="diagnostics") if fit.method != "map" else None)
+        rows[name] = {
+            "K": int(fit.n_components),
+            "elpd_loo": np.nan if elpd is None else elpd.elpd,
+            "se": np.nan if elpd is None else elpd.se,
+            "p_loo": np.nan if elpd is None else elpd.p,
+            "n_pareto_k_high": fit.health_.n_high_pareto_k,
+            "rhat_max": np.nan if diag is None else float(diag["r_hat"].max()),
+            "ess_bulk_min": np.nan if diag is None else float(diag["ess_bulk"].min()),
+            "healthy": bool(fit.health_.healthy),
+            "ranked": name in ranked}
+    return pd.DataFrame.from_dict(rows, orient="index")

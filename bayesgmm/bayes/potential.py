@@ -178,8 +178,7 @@ def potential(z: dict, X, covariance_type: str, priors: Priors):
     lp = (alpha - 1) * jnp.sum(log_w) - (K * math.lgamma(alpha) - math.lgamma(K * alpha))
     lp = lp + jnp.sum(log_w[:-1] + _log_sigmoid(x) - x)
     lp = lp + _normal_lp(z["means"], as_(priors.mean_loc), as_(priors.mean_scale))
-    # LogNormal(log σ0, τ) on exp(u), times the Jacobian exp(u): Normal(log σ0, τ) on u
-    lp = lp + _normal_lp(z["scales"], np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
+    lp = lp + _log_scale_lp(z["scales"], priors, X.dtype)
     if ops(covariance_type).correlated:
         # log |J|: tanh's Σ s, and stick-breaking's ½ Σ_{j ≤ i-2} c_ij
         lp = lp + jnp.sum(s) + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2))
@@ -189,6 +188,21 @@ def potential(z: dict, X, covariance_type: str, priors: Priors):
         return -(lp + jnp.sum(marginal_log_prob(params, X)))
     return -(lp + _log_likelihood(covariance_type, params.weights, params.means,
                                   params.cov_factor, X))
+
+
+def _log_scale_lp(u, priors: Priors, dtype):
+    """The scale prior's log density on u = log(scales) (K, D), the exp transform's
+    Jacobian e^u included. LogNormal(log σ0, τ): Normal(log σ0, τ) on u. InverseGamma(a,
+    b): a log b - lgamma(a) - a u - b e^{-u}."""
+    as_ = lambda v: np.asarray(v, dtype)
+    if priors.scale_prior == "inverse_gamma":
+        a = float(priors.scale_shape)
+        b = as_(np.asarray(priors.scale_loc) * (a + 1))
+        K = u.shape[0]
+        const = K * float(np.sum(a * np.log(np.asarray(priors.scale_loc) * (a + 1))
+                                 - math.lgamma(a) * np.ones(u.shape[-1])))
+        return const - jnp.sum(a * u + b * jnp.exp(-u))
+    return _normal_lp(u, np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
 
 
 def _bmm(a, b):

@@ -38,7 +38,10 @@ def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 5
     check_positive_int(n_svi_steps, "n_svi_steps")
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
-    if not (np.isfinite(jitter) and jitter >= 0):
+    if not isinstance(progress_bar, (bool, np.bool_)):
+        raise ValueError(f"progress_bar must be True or False, got {progress_bar!r}")
+    if not (isinstance(jitter, (int, float, np.number)) and np.isfinite(jitter)
+            and jitter >= 0):
         raise ValueError(f"jitter must be >= 0, got {jitter!r}")
 
 

@@ -1,0 +1,213 @@
+"""Degenerate posteriors caught (bayesgmm/bayes/posterior.py: health), K chosen honestly
+(compare_n_components), the over-fitted mixture (sparse=True), the issue-21 bugs
+(loo/waic after MAP, NUTS progress on the fast sampler) and bad input on the Bayesian
+path."""
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from bayesgmm import BayesianGaussianMixture, Priors
+from bayesgmm.bayes import SamplingWarning
+from bayesgmm.bayes.posterior import COLLAPSED_SCALE, health
+from bayesgmm.datasets import make_blobs
+from bayesgmm.params import GMMParams
+
+pytestmark = pytest.mark.usefixtures("standard_promotion")
+
+
+# ---- health on draws whose defects are known ----------------------------------------
+
+def _chains(C=4, S=60, seed=0):
+    """Draws of a known 3-component mixture in 2-D (means 0, (5, 0), (0, 5); unit
+    covariances) with small noise, the data drawn from it: every chain healthy."""
+    rng = np.random.RandomState(seed)
+    means = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    w = np.array([0.5, 0.3, 0.2])
+    X = np.concatenate([rng.normal(m, 1.0, (int(300 * p), 2)) for m, p in zip(means, w)])
+    W = np.abs(w + rng.normal(0, 0.01, (C, S, 3)))
+    W /= W.sum(-1, keepdims=True)
+    Mu = means + rng.normal(0, 0.05, (C, S, 3, 2))
+    F = np.tile(np.eye(2), (C, S, 3, 1, 1)) * (1 + rng.normal(0, 0.02, (C, S, 3, 1, 1)))
+    lp = rng.normal(-1000, 2.0, (C, S))
+    return GMMParams(W, Mu, F, "full"), X, lp
+
+
+def test_health_of_healthy_chains():
+    draws, X, lp = _chains()
+    h = health(draws, X, lp=lp)
+    assert h.healthy and h.problems == (), h.problems
+    assert not h.collapsed.any() and not h.empty.any() and not h.stray.any()
+    assert h.chain_ok.all() and h.n_high_pareto_k == -1  # no idata: not computed
+    assert np.all(h.coclustering_disagreement < 0.005)
+    np.testing.assert_array_equal(h.n_nonempty, 3)
+
+
+def test_health_names_the_collapsed_component_and_the_stray_chain():
+    """Chain 2 puts component 1 on a spike (a degenerate covariance: smallest scale ~1e-6
+    of the data's sd, along a correlation) with a much higher log density, and component
+    2 near zero weight: as the iris K=4 fit of issue 21."""
+    draws, X, lp = _chains()
+    F = np.array(draws.cov_factor)
+    sd = X.std(axis=0)
+    # lower Cholesky of a nearly singular covariance: rows (s0, 0), (s1, 1e-5·s1)
+    F[2, :, 1] = [[sd[0], 0.0], [sd[1], 1e-6 * sd[1]]]
+    W = np.array(draws.weights)
+    W[2, :, 2] = 1e-5
+    W[2] /= W[2].sum(-1, keepdims=True)
+    lp[2] += 200.0
+    h = health(GMMParams(W, draws.means, F, "full"), X, lp=lp)
+    assert not h.healthy
+    np.testing.assert_array_equal(h.collapsed, [[0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(h.empty[:, 2], [0, 0, 1, 0])
+    np.testing.assert_array_equal(h.stray, [0, 0, 1, 0])
+    np.testing.assert_array_equal(h.chain_ok, [1, 1, 0, 1])
+    assert h.lp_rhat > 1.05
+    text = " ".join(h.problems)
+    assert "component 1 collapsed in chains [2]" in text
+    assert "component 2 is empty in chains [2]" in text
+    assert "chains [2] sit in another mode" in text
+    # With a sparse prior an empty component is the point, not a problem.
+    hs = health(GMMParams(W, draws.means, F, "full"), X, lp=lp, sparse=True)
+    assert not any("empty" in p for p in hs.problems) and hs.empty[2, 2]
+
+
+def test_coclustering_disagreement_sees_a_chain_in_another_labeling_of_the_data():
+    """Label-invariant: chain 1 merges components 1 and 2 into one (a different
+    clustering); relabeling cannot hide it, and the log density is left equal."""
+    draws, X, lp = _chains(C=2)
+    Mu = np.array(draws.means)
+    Mu[1, :, 2] = Mu[1, :, 1]  # chain 1: components 1 and 2 on the same cluster
+    h = health(GMMParams(draws.weights, Mu, draws.cov_factor, "full"), X, lp=lp)
+    assert np.all(h.coclustering_disagreement > 0.02), h.coclustering_disagreement  # half the gap each
+    assert h.stray.all() and not h.healthy
+
+
+# ---- the bugs of issue 21 --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def map_fit(blobs):
+    with jax.numpy_dtype_promotion("standard"):
+        return BayesianGaussianMixture(4, method="map", random_state=0).fit(blobs[0])
+
+
+@pytest.mark.parametrize("name", ["loo", "waic"])
+def test_loo_and_waic_after_map_say_they_need_draws(map_fit, name):
+    with pytest.raises(ValueError, match="need posterior draws.*method='nuts' or method='svi'"):
+        getattr(map_fit, name)()
+
+
+def test_map_fit_reports_its_health(map_fit, blobs):
+    h = map_fit.health_
+    assert h.healthy and h.collapsed.shape == (1, 4) and h.n_high_pareto_k == -1
+    np.testing.assert_array_equal(np.diag(map_fit.coclustering(blobs[0])), 1.0)
+
+
+def test_nuts_progress_bar_stays_on_the_fast_sampler(blobs, capsys):
+    """progress_bar=True runs the compiled vectorized sampler with a host callback (no
+    NumPyro MCMC object is made), shows a bar, and gives the same draws."""
+    from bayesgmm.bayes.inference import nuts
+
+    X = blobs[0][:120].astype(np.float32)
+    kw = dict(n_chains=2, n_warmup=30, n_draws=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        quiet = BayesianGaussianMixture(2, **kw).fit(X)
+        capsys.readouterr()
+        shown = BayesianGaussianMixture(2, progress_bar=True, **kw).fit(X)
+    err = capsys.readouterr().err
+    assert "NUTS, 2 chains" in err and "120/120" in err, err  # 2 chains x 60 iterations
+    np.testing.assert_array_equal(shown.params_.means, quiet.params_.means)
+    np.testing.assert_array_equal(shown.idata_.sample_stats.lp.values,
+                                  quiet.idata_.sample_stats.lp.values)
+    made = [type(v).__name__ for v in nuts._MCMC_CACHE.values()]
+    assert "MCMC" not in made, made
+
+
+# ---- bad input -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"priors": Priors(mean_loc=[0.0, 0.0, 0.0])},
+     r"Priors.mean_loc must be a number or 2 numbers .* got shape \(3,\)"),
+    ({"priors": Priors(scale_loc=np.ones((2, 2)))}, r"Priors.scale_loc .* shape \(2, 2\)"),
+    ({"priors": Priors(weight_concentration="a")}, "Priors.weight_concentration must be a number"),
+    ({"priors": Priors(mean_scale=["x", 1.0])}, "Priors.mean_scale must be"),
+    ({"priors": Priors(lkj_concentration=0.0)}, "Priors.lkj_concentration must be > 0"),
+    ({"priors": Priors(scale_log_sd=np.inf)}, "Priors.scale_log_sd must be finite"),
+    ({"priors": Priors(scale_loc=[1.0, -1.0])}, "Priors.scale_loc must be > 0 in every feature"),
+    ({"priors": Priors(scale_prior="gamma")}, "Priors.scale_prior must be one of"),
+    ({"priors": Priors(scale_shape=-2.0)}, "Priors.scale_shape must be > 0"),
+    ({"progress_bar": "yes"}, "progress_bar must be True or False"),
+    ({"sparse": 1.5}, "sparse must be True or False"),
+    ({"method": "mcmc"}, r"'method' should be one of \('nuts', 'map', 'svi'\)"),
+    ({"n_chains": 0}, "'n_chains' should be an integer >= 1"),
+    ({"n_draws": 0}, "'n_draws' should be an integer >= 1"),
+])
+def test_bad_input_gets_one_line_naming_the_field(blobs, kwargs, match):
+    with pytest.raises(ValueError, match=match) as err:
+        BayesianGaussianMixture(2, **kwargs).fit(blobs[0])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_data_refused_at_fit_and_prediction(map_fit, blobs, bad):
+    X = blobs[0].copy()
+    X[5, 1] = bad
+    with pytest.raises(ValueError, match="(NaN|infinity).*row 5, column 1"):
+        BayesianGaussianMixture(2, method="map").fit(X)
+    with pytest.raises(ValueError, match="(NaN|infinity)"):
+        map_fit.predict_proba(X)
+    with pytest.raises(ValueError, match="X has 3 features, but BayesianGaussianMixture is "
+                                         "expecting 2"):
+        map_fit.predict(np.zeros((4, 3)))
+
+
+# ---- K chosen honestly; the over-fitted mixture ---------------------------------------
+
+def test_compare_n_components_never_ranks_the_collapsed_iris_k4():
+    """Issue 21: on standardised iris, K=4 was ranked first (stacking weight 0.94) while
+    one chain sat on a collapsed component. Its health must be flagged, its warnings must
+    name K=4, and it must not be ranked, let alone first."""
+    from sklearn.datasets import load_iris
+
+    from bayesgmm.bayes import compare_n_components
+
+    X = load_iris().data
+    X = (X - X.mean(0)) / X.std(0)
+    with pytest.warns(SamplingWarning) as record:
+        out = compare_n_components(X, range(2, 5), n_chains=4, n_warmup=150, n_draws=100)
+    table = out["health"]
+    assert list(table.columns) == ["K", "elpd_loo", "se", "p_loo", "n_pareto_k_high",
+                                   "rhat_max", "ess_bulk_min", "healthy", "ranked"]
+    assert list(table["K"]) == [2, 3, 4]
+    k4 = out["fits"]["K=4"].health_
+    assert not table.loc["K=4", "healthy"] and not table.loc["K=4", "ranked"]
+    assert not k4.healthy and (k4.collapsed.any() or k4.empty.any() or k4.stray.any())
+    summary = out["fits"]["K=4"].summary(kind="diagnostics")
+    assert summary.attrs["healthy"] is False and summary.attrs["problems"][0].startswith("K=4: ")
+    assert out["best_loo"] != 4
+    assert out["compare"] is None or "K=4" not in out["compare"].index
+    messages = [str(r.message) for r in record]
+    assert any(m.startswith("K=4: ") and "left out of the LOO ranking" in m for m in messages)
+    # the healthy fits are ranked, and their table rows carry LOO's numbers
+    assert table.loc[table["healthy"], "ranked"].all() and table["healthy"].any()
+    np.testing.assert_allclose(table.loc["K=2", "elpd_loo"], out["fits"]["K=2"].loo().elpd)
+
+
+def test_sparse_prior_empties_the_extra_components():
+    """K=6 on 3 well-separated clusters with sparse=True (Dirichlet 0.5/K): the posterior
+    mean weights of 3 components are < 0.02, and most draws have 3 non-empty components
+    (weight >= 1/N), where EM's start used all 6."""
+    X, _ = make_blobs(n_samples=300, centers=[[-6, 0], [0, 6], [6, 0]], cluster_std=0.7,
+                      random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit = BayesianGaussianMixture(6, sparse=True, n_chains=2, n_warmup=200, n_draws=200,
+                                      random_state=0).fit(X)
+    w = np.sort(fit.weights_)
+    assert np.all(w[:3] < 0.02) and np.all(w[3:] > 0.25), w
+    assert np.sort(fit.em_.weights_)[0] > 0.05  # the start split the clusters
+    assert np.mean(fit.health_.n_nonempty == 3) > 0.8, np.bincount(fit.health_.n_nonempty.ravel())
+    assert not fit.health_.empty.any() or not any("empty" in p for p in fit.health_.problems)
