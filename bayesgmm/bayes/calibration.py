@@ -46,7 +46,8 @@ from bayesgmm.bayes.posterior import rhat
 from bayesgmm.bayes.relabel import log_responsibilities, relabel
 from bayesgmm.params import GMMParams
 
-__all__ = ["InvariantDiagnostics", "ECDFBand", "check_fixed_priors", "sample_prior",
+__all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_errors",
+           "InvariantDiagnostics", "ECDFBand", "check_fixed_priors", "sample_prior",
            "simulate", "em_map_start", "svi_draws", "order_components", "sbc_scalars",
            "thin", "sbc_ranks", "chi2_uniformity", "ecdf_band", "ecdf_uniformity",
            "interval_coverage", "expected_calibration_error", "reliability_curve",
@@ -69,6 +70,32 @@ class InvariantDiagnostics(NamedTuple):
     max_membership_ess: float  # min over samples of the bulk ESS of the same
 
 
+class SBCResult(NamedTuple):
+    """One SBC study (:func:`run_sbc`)."""
+
+    ranks: np.ndarray  # shape=(R, P), int: rank of each true scalar among n_draws draws
+    names: list  # (P,) scalar names (:func:`sbc_scalars`)
+    n_draws: int  # L: thinned draws per replication (ranks lie in 0..L)
+    chi2_p: np.ndarray  # shape=(P,): chi-square p-value of each scalar's ranks
+    ecdf_p: np.ndarray  # shape=(P,): simultaneous-ECDF p-value of each scalar's ranks
+    seconds: float  # wall time of the fits
+
+
+class CoverageResult(NamedTuple):
+    """Repeated fits to data from one known mixture (:func:`run_coverage`)."""
+
+    covered: np.ndarray  # shape=(R, P), bool: the central interval covers the truth
+    names: list  # (P,) scalar names
+    ece_posterior: np.ndarray  # shape=(R,): ECE of posterior-mean memberships
+    ece_em: np.ndarray  # shape=(R,): ECE of EM's plug-in memberships
+    ece_truth: np.ndarray  # shape=(R,): ECE of the true parameters' memberships
+    proba: np.ndarray  # shape=(R, N, K): posterior-mean memberships, truth's labels
+    proba_em: np.ndarray  # shape=(R, N, K)
+    labels: np.ndarray  # shape=(R, N): the true components
+    lp_rhat: np.ndarray  # shape=(R,): log-density R-hat of each fit (NaN: SVI)
+    seconds: float
+
+
 class ECDFBand(NamedTuple):
     """Simultaneous band for the ECDF of R ranks, each uniform on {0, ..., L}."""
 
@@ -77,6 +104,143 @@ class ECDFBand(NamedTuple):
     upper: np.ndarray  # shape=(L + 1,)
     gamma: float  # the pointwise level giving the simultaneous ``prob``
     null_min_tail: np.ndarray  # shape=(n_sim,): the statistic under uniformity (for p-values)
+
+
+def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: int = 40,
+            n_samples: int = 50, n_components: int = 2, n_features: int = 2,
+            n_draws: int = 19, fit_priors: Priors | None = None, n_chains: int = 2,
+            n_warmup: int = 200, n_draws_per_chain: int = 200, n_svi_steps: int = 2000,
+            n_bins: int = 5, dtype=np.float32) -> SBCResult:
+    """Simulation-based calibration of ``method`` ("nuts" or "svi"): ``n_replications``
+    times draw θ from ``priors`` (fixed), simulate ``n_samples`` points, fit from the
+    EM-then-MAP start under ``fit_priors`` (default ``priors``; a different value is a
+    mutant), and rank the sorted truth's scalars among ``n_draws`` thinned draws.
+
+    Everything follows from ``seed``; the programs compile once per configuration."""
+    import time
+
+    from bayesgmm.bayes.inference import sample_nuts
+
+    priors = check_fixed_priors(priors)
+    fit_priors = priors if fit_priors is None else check_fixed_priors(fit_priors)
+    if np.size(priors.mean_loc) != n_features:
+        raise ValueError(f"priors.mean_loc has {np.size(priors.mean_loc)} features, "
+                         f"n_features={n_features}")
+    key = jax.random.PRNGKey(seed)
+    k_prior, k_data, k_fit = jax.random.split(key, 3)
+    truths = sample_prior(k_prior, priors, n_components, n_replications).astype(dtype)
+    Xs, _ = simulate(k_data, truths, n_samples)
+    truth_scalars, names = sbc_scalars(order_components(truths))
+    fit_keys = jax.random.split(k_fit, n_replications)
+    draws = []
+    t0 = time.perf_counter()
+    for r in range(n_replications):
+        start = em_map_start(Xs[r], fit_priors, n_components, seed=seed + r)
+        if method == "nuts":
+            with jax.numpy_dtype_promotion("standard"):
+                params = sample_nuts(fit_keys[r], Xs[r], start, n_components=n_components,
+                                     priors=fit_priors, n_warmup=n_warmup,
+                                     n_draws=n_draws_per_chain, n_chains=n_chains).params
+        elif method == "svi":
+            params = svi_draws(fit_keys[r], Xs[r], start, fit_priors,
+                               n_components=n_components, n_steps=n_svi_steps,
+                               n_draws=n_draws)
+        else:
+            raise ValueError(f"run_sbc: method must be 'nuts' or 'svi', got {method!r}")
+        values, _ = sbc_scalars(order_components(params))
+        draws.append(thin(values, n_draws))
+    seconds = time.perf_counter() - t0
+    ranks = sbc_ranks(truth_scalars, np.stack(draws), seed=seed)
+    return SBCResult(ranks, names, n_draws, chi2_uniformity(ranks, n_draws, n_bins),
+                     ecdf_uniformity(ranks, n_draws), seconds)
+
+
+def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
+                 method: str = "nuts", n_replications: int = 12, n_samples: int = 400,
+                 prob: float = 0.9, n_chains: int = 2, n_warmup: int = 300,
+                 n_draws_per_chain: int = 300, n_keep: int = 200,
+                 dtype=np.float32) -> CoverageResult:
+    """Fit data simulated from one known ``truth`` (batch shape ()) ``n_replications``
+    times through the estimator's path (EM, MAP, then ``method``; ``priors`` default the
+    estimator's, :class:`Priors` resolved on each data set), relabel the draws to the
+    truth (Hungarian) and record interval coverage and membership calibration beside
+    EM's plug-in memberships and the truth's own."""
+    import time
+
+    from bayesgmm.bayes.inference import fit_svi, sample_nuts
+    from bayesgmm.bayes.posterior import membership
+
+    K = truth.n_components
+    truth = truth.to_numpy().astype(dtype)
+    key = jax.random.PRNGKey(seed)
+    k_data, k_fit = jax.random.split(key)
+    batch = GMMParams(*(np.broadcast_to(a, (n_replications, *a.shape)) for a in
+                        (truth.weights, truth.means, truth.cov_factor)), truth.covariance_type)
+    Xs, zs = simulate(k_data, batch, n_samples)
+    truth_scalars, names = sbc_scalars(truth)
+    fit_keys = jax.random.split(k_fit, n_replications)
+    covered, ece_p, ece_em, ece_t, probas, probas_em, lp_r = [], [], [], [], [], [], []
+    t0 = time.perf_counter()
+    for r in range(n_replications):
+        X, z = Xs[r], zs[r]
+        pri = (priors or Priors()).resolve(X)
+        em, start = _em_and_map(X, pri, K, seed + r)
+        with jax.numpy_dtype_promotion("standard"):
+            if method == "nuts":
+                res = sample_nuts(fit_keys[r], X, start, n_components=K, priors=pri,
+                                  n_warmup=n_warmup, n_draws=n_draws_per_chain,
+                                  n_chains=n_chains)
+                lp_r.append(rhat(res.info.lp))
+            else:
+                res = fit_svi(fit_keys[r], X, start, n_components=K, priors=pri,
+                              n_draws=n_keep)
+                lp_r.append(float("nan"))
+        draws = relabel(res.params, truth).params
+        values, _ = sbc_scalars(draws)
+        covered.append(interval_coverage(truth_scalars[None], thin(values, n_keep)[None],
+                                         prob)[0])
+        with jax.numpy_dtype_promotion("standard"):
+            proba = membership(draws, X)[0]
+        em_aligned = relabel(jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], em),
+                             truth).params
+        proba_em = np.exp(log_responsibilities(em_aligned, X))[0, 0]
+        proba_t = np.exp(log_responsibilities(truth, X))
+        probas.append(proba)
+        probas_em.append(proba_em)
+        ece_p.append(expected_calibration_error(proba, z))
+        ece_em.append(expected_calibration_error(proba_em, z))
+        ece_t.append(expected_calibration_error(proba_t, z))
+    return CoverageResult(np.stack(covered), names, np.array(ece_p), np.array(ece_em),
+                          np.array(ece_t), np.stack(probas), np.stack(probas_em), zs,
+                          np.array(lp_r), time.perf_counter() - t0)
+
+
+def parameter_errors(seed: int, truth: GMMParams, n_samples_list, *, n_replications: int = 4,
+                     priors: Priors | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Root-mean-square error of the EM and MAP estimates of the scalars of
+    :func:`sbc_scalars` (relabeled to ``truth``) at each data size: two arrays of shape
+    (len(n_samples_list),), averaged over ``n_replications`` data sets (float64)."""
+    em_err, map_err = [], []
+    truth = truth.to_numpy(np.float64)
+    t_scalars, _ = sbc_scalars(truth)
+    for i, n in enumerate(n_samples_list):
+        batch = GMMParams(*(np.broadcast_to(a, (n_replications, *a.shape)) for a in
+                            (truth.weights, truth.means, truth.cov_factor)),
+                          truth.covariance_type)
+        Xs, _ = simulate(jax.random.PRNGKey(seed + i), batch.astype(np.float32), n)
+        e1, e2 = [], []
+        for r in range(n_replications):
+            X = Xs[r]
+            pri = (priors or Priors()).resolve(X)
+            em, mp = _em_and_map(X, pri, truth.n_components, seed + r)
+            for p, out in ((em, e1), (mp, e2)):
+                aligned = relabel(jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], p),
+                                  truth).params
+                v, _ = sbc_scalars(aligned)
+                out.append(np.mean((v[0, 0] - t_scalars) ** 2))
+        em_err.append(np.sqrt(np.mean(e1)))
+        map_err.append(np.sqrt(np.mean(e2)))
+    return np.array(em_err), np.array(map_err)
 
 
 def check_fixed_priors(priors: Priors) -> Priors:
@@ -123,6 +287,11 @@ def em_map_start(X, priors: Priors, n_components: int, covariance_type: str = "f
                  seed: int = 0, n_init: int = 3) -> GMMParams:
     """The estimator's route to a start: EM (k-means seeded, ``n_init`` restarts), then
     MAP under ``priors``; batch shape (), NumPy, X's dtype."""
+    return _em_and_map(X, priors, n_components, seed, covariance_type, n_init)[1]
+
+
+def _em_and_map(X, priors, n_components, seed, covariance_type="full", n_init=3):
+    """(EM fit, MAP from it), batch shape () each, NumPy in X's dtype."""
     from bayesgmm import fitting
     from bayesgmm.bayes.inference import fit_map
     from bayesgmm.params import take_components
@@ -137,7 +306,7 @@ def em_map_start(X, priors: Priors, n_components: int, covariance_type: str = "f
         result = fit_map(jax.random.PRNGKey(seed), jax.numpy.asarray(X), em,
                          n_components=n_components, covariance_type=covariance_type,
                          priors=priors)
-    return jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0], result.params)
+    return em, jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0], result.params)
 
 
 def svi_draws(key, X, start: GMMParams, priors: Priors, *, n_components: int,
