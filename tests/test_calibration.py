@@ -136,3 +136,21 @@ def test_sbc_nuts_passes_and_the_mutant_fails():
 def test_sbc_svi_passes():
     result = cal.run_sbc(0, SBC_PRIORS, method="svi", **SBC)
     assert _passes(result), (result.chi2_p.round(4), result.ecdf_p.round(4))
+
+
+# ---- coverage, membership calibration, convergence -------------------------------------
+
+TRUTH = GMMParams.from_sklearn(
+    np.array([0.4, 0.35, 0.25]), np.array([[0.0, 0.0], [2.5, 0.5], [1.0, 2.5]]),
+    covariance_type="full",
+    covariances=np.array([[[1.0, 0.3], [0.3, 1.0]], [[0.6, -0.2], [-0.2, 0.8]],
+                          [[1.2, 0.0], [0.0, 0.5]]]))
+
+
+def test_em_and_map_errors_shrink_like_one_over_root_n():
+    """RMS error of 17 scalars, N = 250..4000, 2 data sets per size: log-log slope -0.5."""
+    ns = np.array([250, 1000, 4000])
+    em_err, map_err = cal.parameter_errors(0, TRUTH, ns, n_replications=2)
+    for err in (em_err, map_err):
+        slope, se = cal.log_log_slope(ns, err)
+        assert -0.75 < slope < -0.3, (err, slope, se)
