@@ -49,7 +49,7 @@ def test_methods_undo_known_permutations(method):
 
 
 def test_bad_method_and_missing_data_are_named():
-    draws, truth, X, _, _ = _shuffled(C=2, S=4)
+    draws, truth, _, _, _ = _shuffled(C=2, S=4)
     with pytest.raises(ValueError, match="'method' should be one of"):
         relabel(draws, truth, method="kl")
     with pytest.raises(ValueError, match="pass X="):

@@ -43,7 +43,7 @@ from scipy import stats
 
 from bayesgmm.bayes.model import Priors, from_sites, gmm_model
 from bayesgmm.bayes.posterior import rhat
-from bayesgmm.bayes.relabel import log_responsibilities, relabel
+from bayesgmm.bayes.relabel import apply_permutations, log_responsibilities, relabel
 from bayesgmm.params import GMMParams
 
 __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_errors",
@@ -51,7 +51,7 @@ __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_
            "simulate", "em_map_start", "svi_draws", "order_components", "sbc_scalars",
            "thin", "sbc_ranks", "chi2_uniformity", "ecdf_band", "ecdf_uniformity",
            "interval_coverage", "expected_calibration_error", "reliability_curve",
-           "invariant_diagnostics", "ess_bulk", "log_log_slope", "relabeled_to_truth"]
+           "invariant_diagnostics", "ess_bulk", "log_log_slope"]
 
 
 # Compiled SVI programs by configuration (X is an argument: data sets of one shape share one).
@@ -292,26 +292,6 @@ def em_map_start(X, priors: Priors, n_components: int, covariance_type: str = "f
     return _em_and_map(X, priors, n_components, seed, covariance_type, n_init)[1]
 
 
-def _em_and_map(X, priors, n_components, seed, covariance_type="full", n_init=3, tol=1e-3):
-    """(EM fit, MAP from it), batch shape () each, NumPy in X's dtype."""
-    from bayesgmm import fitting
-    from bayesgmm.bayes.inference import fit_map
-    from bayesgmm.params import take_components
-
-    options = fitting.FitOptions(n_components=n_components, covariance_type=covariance_type,
-                                 random_state=seed, n_init=n_init, reg_covar=1e-4,
-                                 tol=tol, max_iter=1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a start: MAP refines it
-        em, _ = fitting.fit(X, options)
-    em = take_components(em, n_components).astype(X.dtype)
-    with jax.numpy_dtype_promotion("standard"):
-        result = fit_map(jax.random.PRNGKey(seed), jax.numpy.asarray(X), em,
-                         n_components=n_components, covariance_type=covariance_type,
-                         priors=priors)
-    return em, jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0], result.params)
-
-
 def svi_draws(key, X, start: GMMParams, priors: Priors, *, n_components: int,
               covariance_type: str = "full", n_steps: int = 2000, n_draws: int = 100,
               learning_rate: float = 0.01) -> GMMParams:
@@ -336,10 +316,8 @@ def svi_draws(key, X, start: GMMParams, priors: Priors, *, n_components: int,
 def order_components(params: GMMParams) -> GMMParams:
     """Components sorted by their first mean coordinate (any batch shape): a
     label-invariant function of θ, so SBC on it is exact."""
-    from bayesgmm.bayes.relabel import apply_permutations
-
     p = params.to_numpy()
-    B, K = p.batch_shape, p.n_components
+    B = p.batch_shape
     flat = p.flatten_batch()
     perms = np.argsort(flat.means[..., 0], axis=-1)  # (M, K): K is the last axis
     out = apply_permutations(flat, perms)
@@ -462,13 +440,6 @@ def reliability_curve(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10):
     return conf, freq, count
 
 
-def relabeled_to_truth(draws: GMMParams, truth: GMMParams, X=None,
-                       method: str = "hungarian") -> GMMParams:
-    """Draws (any batch shape) relabeled to the true labeling (for coverage and
-    membership calibration against known components)."""
-    return relabel(draws, truth, method=method, X=X).params
-
-
 def invariant_diagnostics(draws: GMMParams, X=None, lp=None) -> InvariantDiagnostics:
     """R-hat and bulk ESS of label-invariant quantities of draws of batch shape (C, S).
 
@@ -526,6 +497,26 @@ def log_log_slope(n: np.ndarray, error: np.ndarray) -> tuple[float, float]:
 
 
 # ---- private ---------------------------------------------------------------------------
+
+
+def _em_and_map(X, priors, n_components, seed, covariance_type="full", n_init=3, tol=1e-3):
+    """(EM fit, MAP from it), batch shape () each, NumPy in X's dtype."""
+    from bayesgmm import fitting
+    from bayesgmm.bayes.inference import fit_map
+    from bayesgmm.params import take_components
+
+    options = fitting.FitOptions(n_components=n_components, covariance_type=covariance_type,
+                                 random_state=seed, n_init=n_init, reg_covar=1e-4,
+                                 tol=tol, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a start: MAP refines it
+        em, _ = fitting.fit(X, options)
+    em = take_components(em, n_components).astype(X.dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        result = fit_map(jax.random.PRNGKey(seed), jax.numpy.asarray(X), em,
+                         n_components=n_components, covariance_type=covariance_type,
+                         priors=priors)
+    return em, jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0], result.params)
 
 
 def _min_tail(ranks: np.ndarray, z: np.ndarray, R: int, L: int) -> float:

@@ -179,7 +179,7 @@ def _ecr(log_p: np.ndarray, log_q: np.ndarray):
 def _stephens(log_p: np.ndarray, log_q: np.ndarray, max_iter: int):
     """Stephens (2000), algorithm 2: alternate Q = mean of permuted P and, per draw, the
     permutation minimising KL(P_t permuted ‖ Q) (a K×K assignment)."""
-    M, N, K = log_p.shape
+    M, _, K = log_p.shape
     p = np.exp(log_p)
     plogp = np.einsum("mnj,mnj->mj", p, log_p)  # (M, K): Σ_n p log p of each old component
     perms = np.broadcast_to(np.arange(K), (M, K)).copy()
