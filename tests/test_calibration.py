@@ -90,7 +90,10 @@ def test_coverage_and_ece_closed_forms():
 def test_prior_draws_follow_the_priors():
     """The simulator's draws have the priors' closed-form moments."""
     pri = SBC_PRIORS
-    draws = cal.sample_prior(jax.random.PRNGKey(3), pri, 2, 4000)
+    # 100 calls of 40 draws: the program the SBC tests use (compiled once, ~20 s)
+    parts = [cal.sample_prior(jax.random.PRNGKey(i), pri, 2, 40) for i in range(100)]
+    draws = GMMParams(*(np.concatenate(a) for a in zip(*((p.weights, p.means, p.cov_factor)
+                                                         for p in parts))), "full")
     assert abs(draws.means.std() - 3.0) < 0.1 and abs(draws.means.mean()) < 0.1
     # Dirichlet(5, 5): the first weight has mean 1/2 and variance 1/44
     assert abs(draws.weights[:, 0].mean() - 0.5) < 0.01

@@ -56,6 +56,8 @@ __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_
 
 # Compiled SVI programs by configuration (X is an argument: data sets of one shape share one).
 _SVI_PROGRAMS: dict = {}
+# Compiled prior and data simulators by configuration.
+_PROGRAMS: dict = {}
 
 
 class InvariantDiagnostics(NamedTuple):
@@ -267,8 +269,13 @@ def sample_prior(key, priors: Priors, n_components: int, n_draws: int,
     model = functools.partial(gmm_model, n_components=n_components,
                               covariance_type=covariance_type, priors=priors,
                               n_features=D, n_obs=1)
+    # One compiled program per configuration (XLA compiles it in ~20 s on a CPU: the
+    # Dirichlet's and LKJ's rejection samplers); run op by op it took as long every call.
+    config = ("prior", n_components, covariance_type, _priors_key(priors), n_draws)
+    if config not in _PROGRAMS:
+        _PROGRAMS[config] = jax.jit(Predictive(model, num_samples=n_draws))
     with jax.numpy_dtype_promotion("standard"):
-        sites = Predictive(model, num_samples=n_draws)(key)
+        sites = _PROGRAMS[config](key)
     sites = {k: np.asarray(v) for k, v in sites.items() if k != "obs"}
     return from_sites(sites, covariance_type)
 
@@ -280,8 +287,10 @@ def simulate(key, truths: GMMParams, n_samples: int) -> tuple[np.ndarray, np.nda
 
     R = truths.batch_shape[0]
     keys = jax.random.split(key, R)
-    X, z = jax.vmap(lambda k, p: sample(k, p, n_samples))(
-        keys, jax.tree_util.tree_map(np.asarray, truths))
+    config = ("simulate", n_samples)
+    if config not in _PROGRAMS:  # op by op, the vmapped sampler took ~20 s a call
+        _PROGRAMS[config] = jax.jit(jax.vmap(lambda k, p: sample(k, p, n_samples)))
+    X, z = _PROGRAMS[config](keys, jax.tree_util.tree_map(np.asarray, truths))
     return np.asarray(X), np.asarray(z)
 
 
