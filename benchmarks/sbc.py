@@ -138,7 +138,7 @@ def explain(data_set: int = 3, seed: int = 0) -> str:
                           (f"scale_log_sd={TIGHT_SCALE_LOG_SD}",
                            Priors(scale_log_sd=TIGHT_SCALE_LOG_SD))):
         pri = priors.resolve(X)
-        em, start = cal._em_and_map(X, pri, 3, seed + data_set)
+        em, start = cal.em_and_map(X, pri, 3, seed + data_set)
         ece = []
         for p in (em, start):
             aligned = relabel(one(p), truth).params

@@ -34,21 +34,29 @@ relabeling cannot fake.
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from typing import NamedTuple
 
 import jax
 import numpy as np
+from numpyro.infer import SVI, Predictive, Trace_ELBO, init_to_value
+from numpyro.infer.autoguide import AutoMultivariateNormal
+from numpyro.optim import Adam
 from scipy import stats
 
+from bayesgmm import fitting
+from bayesgmm.bayes.inference import fit_map, fit_svi, sample_nuts
+from bayesgmm.bayes.inference.target import bound_model, init_sites, priors_key
 from bayesgmm.bayes.model import Priors, from_sites, gmm_model
-from bayesgmm.bayes.posterior import rhat
+from bayesgmm.bayes.posterior import membership, rhat
 from bayesgmm.bayes.relabel import apply_permutations, log_responsibilities, relabel
-from bayesgmm.params import GMMParams
+from bayesgmm.density import sample
+from bayesgmm.params import GMMParams, take_components
 
 __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_errors",
            "InvariantDiagnostics", "ECDFBand", "check_fixed_priors", "sample_prior",
-           "simulate", "em_map_start", "svi_draws", "order_components", "sbc_scalars",
+           "simulate", "em_and_map", "svi_draws", "order_components", "sbc_scalars",
            "thin", "sbc_ranks", "chi2_uniformity", "ecdf_band", "ecdf_uniformity",
            "interval_coverage", "expected_calibration_error", "reliability_curve",
            "invariant_diagnostics", "ess_bulk", "log_log_slope"]
@@ -119,10 +127,6 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
     mutant), and rank the sorted truth's scalars among ``n_draws`` thinned draws.
 
     Everything follows from ``seed``; the programs compile once per configuration."""
-    import time
-
-    from bayesgmm.bayes.inference import sample_nuts
-
     priors = check_fixed_priors(priors)
     fit_priors = priors if fit_priors is None else check_fixed_priors(fit_priors)
     if np.size(priors.mean_loc) != n_features:
@@ -137,7 +141,7 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
     draws = []
     t0 = time.perf_counter()
     for r in range(n_replications):
-        start = em_map_start(Xs[r], fit_priors, n_components, seed=seed + r)
+        _, start = em_and_map(Xs[r], fit_priors, n_components, seed=seed + r)
         if method == "nuts":
             with jax.numpy_dtype_promotion("standard"):
                 params = sample_nuts(fit_keys[r], Xs[r], start, n_components=n_components,
@@ -167,11 +171,6 @@ def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
     estimator's, :class:`Priors` resolved on each data set), relabel the draws to the
     truth (Hungarian) and record interval coverage and membership calibration beside
     EM's plug-in memberships and the truth's own."""
-    import time
-
-    from bayesgmm.bayes.inference import fit_svi, sample_nuts
-    from bayesgmm.bayes.posterior import membership
-
     K = truth.n_components
     truth = truth.to_numpy().astype(dtype)
     key = jax.random.PRNGKey(seed)
@@ -186,7 +185,7 @@ def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
     for r in range(n_replications):
         X, z = Xs[r], zs[r]
         pri = (priors or Priors()).resolve(X)
-        em, start = _em_and_map(X, pri, K, seed + r)
+        em, start = em_and_map(X, pri, K, seed + r)
         with jax.numpy_dtype_promotion("standard"):
             if method == "nuts":
                 res = sample_nuts(fit_keys[r], X, start, n_components=K, priors=pri,
@@ -236,7 +235,7 @@ def parameter_errors(seed: int, truth: GMMParams, n_samples_list, *, n_replicati
             pri = (priors or Priors()).resolve(X)
             # EM to convergence (tol 1e-3 on the mean log-likelihood, the default, stops
             # overlapping components ~0.1 short of the optimum, hiding the 1/sqrt(N) law)
-            em, mp = _em_and_map(X, pri, truth.n_components, seed + r, tol=1e-7)
+            em, mp = em_and_map(X, pri, truth.n_components, seed + r, tol=1e-7)
             for p, out in ((em, e1), (mp, e2)):
                 aligned = relabel(jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], p),
                                   truth).params
@@ -262,8 +261,6 @@ def sample_prior(key, priors: Priors, n_components: int, n_draws: int,
                  covariance_type: str = "full") -> GMMParams:
     """``n_draws`` parameter sets from the model's own prior (NumPyro's ``Predictive`` on
     :func:`bayesgmm.bayes.model.gmm_model`); batch shape (n_draws,), NumPy."""
-    from numpyro.infer import Predictive
-
     priors = check_fixed_priors(priors)
     D = np.size(priors.mean_loc)
     model = functools.partial(gmm_model, n_components=n_components,
@@ -271,7 +268,7 @@ def sample_prior(key, priors: Priors, n_components: int, n_draws: int,
                               n_features=D, n_obs=1)
     # One compiled program per configuration (XLA compiles it in ~20 s on a CPU: the
     # Dirichlet's and LKJ's rejection samplers); run op by op it took as long every call.
-    config = ("prior", n_components, covariance_type, _priors_key(priors), n_draws)
+    config = ("prior", n_components, covariance_type, priors_key(priors), n_draws)
     if config not in _PROGRAMS:
         _PROGRAMS[config] = jax.jit(Predictive(model, num_samples=n_draws))
     with jax.numpy_dtype_promotion("standard"):
@@ -283,8 +280,6 @@ def sample_prior(key, priors: Priors, n_components: int, n_draws: int,
 def simulate(key, truths: GMMParams, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """One data set per parameter set of ``truths`` (batch shape (R,)): X (R, N, D) in
     the truths' dtype and the true components z (R, N)."""
-    from bayesgmm.density import sample
-
     R = truths.batch_shape[0]
     keys = jax.random.split(key, R)
     config = ("simulate", n_samples)
@@ -294,11 +289,24 @@ def simulate(key, truths: GMMParams, n_samples: int) -> tuple[np.ndarray, np.nda
     return np.asarray(X), np.asarray(z)
 
 
-def em_map_start(X, priors: Priors, n_components: int, covariance_type: str = "full",
-                 seed: int = 0, n_init: int = 3) -> GMMParams:
-    """The estimator's route to a start: EM (k-means seeded, ``n_init`` restarts), then
-    MAP under ``priors``; batch shape (), NumPy, X's dtype."""
-    return _em_and_map(X, priors, n_components, seed, covariance_type, n_init)[1]
+def em_and_map(X, priors: Priors, n_components: int, seed: int = 0,
+               covariance_type: str = "full", n_init: int = 3,
+               tol: float = 1e-3) -> tuple[GMMParams, GMMParams]:
+    """The estimator's route to a start: EM (k-means seeded, ``n_init`` restarts, ``tol``
+    on the mean log-likelihood), then MAP under ``priors`` from it. Returns (EM fit, MAP),
+    batch shape () each, NumPy in X's dtype."""
+    options = fitting.FitOptions(n_components=n_components, covariance_type=covariance_type,
+                                 random_state=seed, n_init=n_init, reg_covar=1e-4,
+                                 tol=tol, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a start: MAP refines it
+        em, _ = fitting.fit(X, options)
+    em = take_components(em, n_components).astype(X.dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        result = fit_map(jax.random.PRNGKey(seed), jax.numpy.asarray(X), em,
+                         n_components=n_components, covariance_type=covariance_type,
+                         priors=priors)
+    return em, jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0], result.params)
 
 
 def svi_draws(key, X, start: GMMParams, priors: Priors, *, n_components: int,
@@ -308,13 +316,11 @@ def svi_draws(key, X, start: GMMParams, priors: Priors, *, n_components: int,
     multivariate-normal autoguide initialised at ``start``, Adam, Trace_ELBO), compiled
     once per configuration and reused for every data set of the same shape (``fit_svi``
     goes through ``SVI.run``, which compiles anew on each call); batch shape (1, n_draws)."""
-    config = (n_components, covariance_type, _priors_key(priors), n_steps, n_draws,
+    config = (n_components, covariance_type, priors_key(priors), n_steps, n_draws,
               float(learning_rate))
     if config not in _SVI_PROGRAMS:
         _SVI_PROGRAMS[config] = _svi_program(config, priors)
     program = _SVI_PROGRAMS[config]
-    from bayesgmm.bayes.inference.target import bound_model, init_sites
-
     model = bound_model(n_components, covariance_type, priors)
     with jax.numpy_dtype_promotion("standard"):
         sites = init_sites(start, model, X.dtype)
@@ -508,26 +514,6 @@ def log_log_slope(n: np.ndarray, error: np.ndarray) -> tuple[float, float]:
 # ---- private ---------------------------------------------------------------------------
 
 
-def _em_and_map(X, priors, n_components, seed, covariance_type="full", n_init=3, tol=1e-3):
-    """(EM fit, MAP from it), batch shape () each, NumPy in X's dtype."""
-    from bayesgmm import fitting
-    from bayesgmm.bayes.inference import fit_map
-    from bayesgmm.params import take_components
-
-    options = fitting.FitOptions(n_components=n_components, covariance_type=covariance_type,
-                                 random_state=seed, n_init=n_init, reg_covar=1e-4,
-                                 tol=tol, max_iter=1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a start: MAP refines it
-        em, _ = fitting.fit(X, options)
-    em = take_components(em, n_components).astype(X.dtype)
-    with jax.numpy_dtype_promotion("standard"):
-        result = fit_map(jax.random.PRNGKey(seed), jax.numpy.asarray(X), em,
-                         n_components=n_components, covariance_type=covariance_type,
-                         priors=priors)
-    return em, jax.tree_util.tree_map(lambda a: np.asarray(a)[0, 0], result.params)
-
-
 def _min_tail(ranks: np.ndarray, z: np.ndarray, R: int, L: int) -> float:
     """Smallest two-sided pointwise binomial tail probability of the ECDF of ranks on
     {0..L} at the points z (the ECDF at z_i counts ranks ≤ i)."""
@@ -572,21 +558,9 @@ def _ess(z: np.ndarray) -> float:
     return float(C * S / tau)
 
 
-def _priors_key(priors: Priors) -> tuple:
-    from bayesgmm.bayes.inference.target import priors_key
-
-    return priors_key(priors)
-
-
 def _svi_program(config: tuple, priors: Priors):
     """Jitted (key, X, init sites) -> guide draws for one configuration."""
     n_components, covariance_type, _, n_steps, n_draws, learning_rate = config
-    from numpyro.infer import SVI, Trace_ELBO, init_to_value
-    from numpyro.infer.autoguide import AutoMultivariateNormal
-    from numpyro.optim import Adam
-
-    from bayesgmm.bayes.inference.target import bound_model
-
     model = bound_model(n_components, covariance_type, priors)
 
     def run(key, X, sites):
