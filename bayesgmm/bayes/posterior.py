@@ -29,14 +29,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp, ndtri
 from scipy.stats import rankdata
 
 from bayesgmm.bayes.arviz import loo, pointwise_log_likelihood, to_inference_data
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo
+from bayesgmm.bayes.relabel import Relabeling, posterior_mean, relabel  # moved there
 from bayesgmm.compilation import jit
-from bayesgmm.covariance import ops
 from bayesgmm.density import log_resp, sample
 from bayesgmm.params import GMMParams
 from bayesgmm.fitting import criteria
@@ -97,13 +96,6 @@ class Health(NamedTuple):
     problems: tuple[str, ...]  # what is wrong and what to try; empty when healthy
 
 
-class Relabeling(NamedTuple):
-    params: GMMParams  # (C, S) draws, relabeled
-    permutations: np.ndarray  # (C, S, K): new component k was old permutations[..., k]
-    n_switched: int  # draws whose labeling was changed
-    n_iter: int  # rounds of matching to the (updated) reference
-
-
 class Posterior(NamedTuple):
     """An inference run made ready to read (:func:`from_inference`): draws relabeled to
     the reference, their mean, both ArviZ views and the run's health."""
@@ -118,28 +110,6 @@ class Posterior(NamedTuple):
     health: Health | None = None  # per-chain collapse, empty components, stray chains, Pareto k
 
 
-def relabel(draws: GMMParams, reference: GMMParams, max_iter: int = 10) -> Relabeling:
-    """Permute each draw's components to match ``reference`` (batch shape ())."""
-    ref = reference.to_numpy()
-    B = draws.batch_shape
-    K = draws.n_components
-    flat = draws.flatten_batch()
-    identity = np.arange(K)
-    perms = np.broadcast_to(identity, (flat.weights.shape[0], K)).copy()
-    for it in range(1, max_iter + 1):
-        cost = _cost(flat, ref)  # (M, K_ref, K_draw)
-        new = np.stack([linear_sum_assignment(c)[1] for c in cost])
-        changed = np.any(new != perms)
-        perms = new
-        ref = posterior_mean(_apply(flat, perms))
-        if not changed and it > 1:
-            break
-    out = _apply(flat, perms)
-    out = jax.tree_util.tree_map(lambda a: a.reshape(*B, *a.shape[1:]), out)
-    n_switched = int(np.any(perms != identity, axis=1).sum())
-    return Relabeling(out, perms.reshape(*B, K), n_switched, it)
-
-
 def permute_sites(sites: dict, permutations: np.ndarray) -> dict:
     """Apply :func:`relabel`'s permutations to raw model sites (component axis after B)."""
     nb = permutations.ndim - 1
@@ -152,17 +122,6 @@ def permute_sites(sites: dict, permutations: np.ndarray) -> dict:
         else:
             out[name] = v
     return out
-
-
-def posterior_mean(draws: GMMParams) -> GMMParams:
-    """Mean over all batch dims of weights, means and covariances (as a full/diag/... fit)."""
-    p = draws.to_numpy()
-    nb = len(p.batch_shape)
-    axes = tuple(range(nb))
-    cov = np.asarray(p.covariances).mean(axis=axes)
-    w = p.weights.mean(axis=axes)
-    return GMMParams.from_sklearn(w / w.sum(), p.means.mean(axis=axes),
-                                  covariance_type=p.covariance_type, covariances=cov)
 
 
 def membership(draws: GMMParams, X, prob: float = 0.94, chunk_size: int = 512):
@@ -446,23 +405,3 @@ def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n
                    "points (often a component fitted to a few of them); do not rank this "
                    "fit by LOO.")
     return out
-
-
-def _cost(flat: GMMParams, ref: GMMParams) -> np.ndarray:
-    """(M, K_ref, K_draw): Mahalanobis² of draw means under reference covariances, plus
-    the squared log-weight difference."""
-    prec = np.asarray(ref.full_covariances)
-    prec = np.linalg.inv(prec)  # (K, D, D)
-    diff = flat.means[:, None, :, :] - ref.means[None, :, None, :]  # (M, Kr, Kd, D)
-    maha = np.einsum("mkjd,kde,mkje->mkj", diff, prec, diff)
-    lw = np.log(np.maximum(flat.weights, 1e-300))[:, None, :] - np.log(
-        np.maximum(ref.weights, 1e-300))[None, :, None]
-    return maha + lw**2
-
-
-def _apply(flat: GMMParams, perms: np.ndarray) -> GMMParams:
-    M, K = perms.shape
-    take = lambda a, extra: np.take_along_axis(a, perms.reshape(M, K, *([1] * extra)), axis=1)
-    axis = ops(flat.covariance_type).component_axis
-    factor = flat.cov_factor if axis is None else take(flat.cov_factor, -axis - 1)
-    return GMMParams(take(flat.weights, 0), take(flat.means, 1), factor, flat.covariance_type)

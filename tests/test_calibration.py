@@ -1,0 +1,174 @@
+"""Calibration (bayes/calibration.py): the statistics against their null distributions,
+then simulation-based calibration of NUTS and SVI (Talts et al. 2018) on a reduced study,
+with a mutant that must fail it, interval coverage and membership calibration from known
+parameters, and 1/sqrt(N) convergence of EM and MAP. benchmarks/sbc.py runs the full
+study (docs/calibration/README.md).
+
+The reduced SBC study: fixed priors (below), K=2, D=2, N=50, 40 replications, 19
+thinned draws each (ranks 0..19, 5 chi-square bins of 4), 11 scalars (a weight, 4 mean
+coordinates, 4 log standard deviations, 2 correlations) of the components sorted by
+their first mean coordinate. The test fails when any scalar's chi-square or ECDF
+p-value is below ALPHA / 11 (Bonferroni), so under a correct sampler the false-alarm
+rate over seeds is at most 2 · ALPHA = 2% (one chance for each of the two tests); the
+seeds are fixed, so a given code base passes or fails deterministically. The mutant fits
+with the scale prior's median doubled (scale_loc 1 -> 2): measured p-values ~1e-17
+(chi-square) and at the ECDF floor 1/2001 on the four log standard deviations.
+"""
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayesgmm.bayes import calibration as cal
+from bayesgmm.bayes.model import Priors
+from bayesgmm.params import GMMParams
+
+pytestmark = pytest.mark.usefixtures("standard_promotion")
+
+ALPHA = 0.01
+SBC_PRIORS = Priors(weight_concentration=5.0, mean_loc=np.zeros(2), mean_scale=3.0,
+                    scale_loc=1.0, scale_log_sd=0.3, lkj_concentration=2.0)
+MUTANT_PRIORS = Priors(weight_concentration=5.0, mean_loc=np.zeros(2), mean_scale=3.0,
+                       scale_loc=2.0, scale_log_sd=0.3, lkj_concentration=2.0)
+SBC = dict(n_replications=40, n_samples=50, n_draws=19)
+
+
+# ---- the statistics, against their null distributions ---------------------------------
+
+
+def test_uniform_ranks_pass_and_skewed_ranks_fail():
+    rng = np.random.default_rng(5)
+    L = 19
+    uniform = rng.integers(0, L + 1, size=(200, 300))  # 300 columns of 200 uniform ranks
+    p_chi = cal.chi2_uniformity(uniform, L, n_bins=5)
+    p_ecdf = cal.ecdf_uniformity(uniform[:, :100], L, n_sim=1000)
+    # Under the null both p-values are uniform: the false-alarm rate at 5% is ~5%.
+    assert 0.02 < np.mean(p_chi < 0.05) < 0.09
+    assert 0.01 < np.mean(p_ecdf < 0.05) < 0.11
+    assert stats.kstest(p_chi, "uniform").pvalue > 0.01
+    # Ranks piled in the middle (an overdispersed posterior) or shifted (a biased one).
+    middle = np.clip(rng.binomial(L, 0.5, size=(200, 5)), 0, L)
+    shifted = np.minimum(uniform[:, :5] + 4, L)
+    for bad in (middle, shifted):
+        assert np.all(cal.chi2_uniformity(bad, L) < 1e-4)
+        assert np.all(cal.ecdf_uniformity(bad, L) < 1e-3)
+    with pytest.raises(ValueError, match="multiple"):
+        cal.chi2_uniformity(uniform, 20, n_bins=5)
+
+
+def test_ecdf_band_is_simultaneous():
+    """95% of independent uniform rank sets stay inside the band at every point."""
+    band = cal.ecdf_band(50, 19, prob=0.95)
+    rng = np.random.default_rng(11)
+    sets = rng.integers(0, 20, size=(2000, 50))
+    ecdf = np.stack([(s[:, None] <= np.arange(20)).mean(0) for s in sets])  # (2000, L + 1)
+    inside = np.all((ecdf >= band.lower - 1e-12) & (ecdf <= band.upper + 1e-12), axis=1)
+    assert 0.93 < inside.mean() < 0.97
+
+
+def test_coverage_and_ece_closed_forms():
+    rng = np.random.default_rng(2)
+    # Exact posterior: theta ~ N(0, 1), draws from N(x, 1) with x ~ N(theta, 1)... here
+    # simply draws and truth from the same normal, so 90% intervals cover 90%.
+    truth = rng.normal(size=(4000, 1))
+    draws = rng.normal(size=(4000, 200, 1))
+    assert abs(cal.interval_coverage(truth, draws, 0.9).mean() - 0.9) < 0.015
+    # Labels drawn from the forecasts are calibrated; sharpened forecasts are not.
+    logits = rng.normal(size=(20000, 3)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    z = (rng.random(20000)[:, None] > np.cumsum(p, 1)).sum(1)
+    assert cal.expected_calibration_error(p, z) < 0.01
+    sharp = p ** 3 / (p ** 3).sum(1, keepdims=True)
+    assert cal.expected_calibration_error(sharp, z) > 0.05
+    conf, freq, count = cal.reliability_curve(p, z)
+    assert count.sum() == p.size
+    keep = count > 500
+    np.testing.assert_allclose(freq[keep], conf[keep], atol=0.03)
+
+
+def test_prior_draws_follow_the_priors():
+    """The simulator's draws have the priors' closed-form moments."""
+    pri = SBC_PRIORS
+    # 100 calls of 40 draws: the program the SBC tests use (compiled once, ~20 s)
+    parts = [cal.sample_prior(jax.random.PRNGKey(i), pri, 2, 40) for i in range(100)]
+    draws = GMMParams(*(np.concatenate(a) for a in zip(*((p.weights, p.means, p.cov_factor)
+                                                         for p in parts))), "full")
+    assert abs(draws.means.std() - 3.0) < 0.1 and abs(draws.means.mean()) < 0.1
+    # Dirichlet(5, 5): the first weight has mean 1/2 and variance 1/44
+    assert abs(draws.weights[:, 0].mean() - 0.5) < 0.01
+    assert abs(draws.weights[:, 0].var() - 1 / 44) < 0.002
+    sd = np.sqrt(np.diagonal(np.asarray(draws.full_covariances), axis1=-2, axis2=-1))
+    assert abs(np.log(sd).mean()) < 0.02 and abs(np.log(sd).std() - 0.3) < 0.02
+    with pytest.raises(ValueError, match="mean_scale"):
+        cal.sample_prior(jax.random.PRNGKey(0), Priors(mean_loc=np.zeros(2)), 2, 3)
+
+
+def test_order_components_is_label_invariant():
+    rng = np.random.default_rng(4)
+    L = np.tril(rng.normal(size=(50, 3, 2, 2)))
+    L[..., [0, 1], [0, 1]] = np.exp(L[..., [0, 1], [0, 1]])
+    draws = GMMParams(rng.dirichlet(np.ones(3), 50), rng.normal(size=(50, 3, 2)), L, "full")
+    perm = np.array([2, 0, 1])
+    swapped = GMMParams(draws.weights[:, perm], draws.means[:, perm],
+                        draws.cov_factor[:, perm], "full")
+    a, names = cal.sbc_scalars(cal.order_components(draws))
+    b, _ = cal.sbc_scalars(cal.order_components(swapped))
+    np.testing.assert_array_equal(a, b)
+    assert len(names) == a.shape[1] == 2 + 6 + 6 + 3
+
+
+# ---- simulation-based calibration ---------------------------------------------------
+
+
+def _passes(result: cal.SBCResult) -> bool:
+    P = len(result.names)
+    return bool(result.chi2_p.min() > ALPHA / P and result.ecdf_p.min() > ALPHA / P)
+
+
+def test_sbc_nuts_passes_and_the_mutant_fails():
+    good = cal.run_sbc(0, SBC_PRIORS, method="nuts", **SBC)
+    assert good.ranks.shape == (40, 11) and good.ranks.max() <= 19
+    assert _passes(good), (good.chi2_p.round(4), good.ecdf_p.round(4))
+    mutant = cal.run_sbc(0, SBC_PRIORS, method="nuts", fit_priors=MUTANT_PRIORS, **SBC)
+    assert not _passes(mutant)
+    log_sd = [i for i, n in enumerate(mutant.names) if n.startswith("log_sd")]
+    assert np.all(mutant.chi2_p[log_sd] < ALPHA / 11)
+
+
+def test_sbc_svi_passes():
+    result = cal.run_sbc(0, SBC_PRIORS, method="svi", **SBC)
+    assert _passes(result), (result.chi2_p.round(4), result.ecdf_p.round(4))
+
+
+# ---- coverage, membership calibration, convergence -------------------------------------
+
+TRUTH = GMMParams.from_sklearn(
+    np.array([0.4, 0.35, 0.25]), np.array([[0.0, 0.0], [2.5, 0.5], [1.0, 2.5]]),
+    covariance_type="full",
+    covariances=np.array([[[1.0, 0.3], [0.3, 1.0]], [[0.6, -0.2], [-0.2, 0.8]],
+                          [[1.2, 0.0], [0.0, 0.5]]]))
+
+
+def test_em_and_map_errors_shrink_like_one_over_root_n():
+    """RMS error of 17 scalars, N = 250..4000, 2 data sets per size: log-log slope -0.5."""
+    ns = np.array([250, 1000, 4000])
+    em_err, map_err = cal.parameter_errors(0, TRUTH, ns, n_replications=2)
+    for err in (em_err, map_err):
+        slope, se = cal.log_log_slope(ns, err)
+        assert -0.75 < slope < -0.3, (err, slope, se)
+
+
+def test_coverage_and_membership_calibration_reduced():
+    """3 data sets of N=400 from TRUTH (K=3 overlapping), default priors, NUTS 2 x
+    (200 + 200): 90% intervals of 17 relabeled scalars cover 75-100% of 51 (the full
+    study, benchmarks/sbc.py, has the precise number), the true parameters' memberships
+    are calibrated, the posterior's within 0.12. The posterior-mean memberships are not
+    yet as well calibrated as EM's plug-in ones with the default scale prior (measured
+    and explained in docs/calibration/README.md), so that is not asserted here."""
+    res = cal.run_coverage(0, TRUTH, n_replications=3, n_warmup=200, n_draws_per_chain=200)
+    assert res.covered.shape == (3, 17)
+    assert 0.75 <= res.covered.mean() <= 1.0
+    assert np.all(res.ece_truth < 0.05)
+    assert np.all(res.ece_posterior < 0.12) and np.all(res.ece_em < 0.06)
+    np.testing.assert_allclose(res.proba.sum(-1), 1.0, atol=1e-5)
