@@ -52,7 +52,7 @@ def iris():
 def _niw_prior(X, K, model):
     """mclust's defaultPrior, written out: shrinkage 0.01, the column means, dof D + 2,
     scale var(X) / K^(2/D) (the mean variance times I for diagonal/spherical models)."""
-    N, D = X.shape
+    D = X.shape[1]
     fac = (1.0 / K) ** (2.0 / D)
     cov = np.cov(X.T)
     diagonal = model[2] == "I"
