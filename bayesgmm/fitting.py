@@ -386,9 +386,14 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
     ``state`` is ``None`` on the first batch, which starts from ``start`` (K
     components) or else from ``options``' initialisation of this batch. Returns the new
     parameters (K components, NumPy), a :class:`FitInfo` (``lower_bound``: the running
-    mean log-likelihood; ``n_iter``: batches seen) and the state for the next batch."""
+    mean log-likelihood; ``n_iter``: batches seen) and the state for the next batch.
+    ``equal_weights`` holds; a ``prior`` is refused (online EM's statistics are per unit
+    weight, with no sample size to weigh a prior against)."""
     X = check_array_2d(X, min_samples=1)
     K = int(options.n_components)
+    if options.prior is not None:
+        raise ValueError(f"partial_fit (online EM) does not take a prior (got "
+                         f"prior={options.prior!r}); use fit for MAP-EM, or prior=None.")
     if state is None:
         options.check()
         if X.shape[0] < K:
@@ -406,7 +411,8 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
                   _method_start(check_random_state_key(options.random_state), Xj, wj,
                                 options, K)[0])
         stats, params = em.online_update(stats, params, Xj, wj, step_size=(t + 2.0) ** -0.6,
-                                         reg_covar=options.reg_covar)
+                                         reg_covar=options.reg_covar,
+                                         equal_weights=bool(options.equal_weights))
         stats = type(stats)(*(np.asarray(a) for a in stats))
     info = FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
                    np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)

@@ -358,3 +358,16 @@ def _start(X, K, model):
     D = X.shape[1]
     return GMMParams(np.full(K, 1.0 / K), X[idx].copy(),
                      np.array(ops(model).identity(K, D, np.float64)), model)
+
+
+def test_partial_fit_keeps_equal_weights_and_refuses_a_prior():
+    """Online EM: equal weights stay 1/K batch after batch; a prior is an error that
+    says to use fit."""
+    X = _three_clusters(10, sizes=(30, 60, 90))
+    rng = np.random.default_rng(0)
+    g = bayesgmm.GaussianMixture(3, equal_weights=True, random_state=0)
+    for batch in np.array_split(rng.permutation(X), 3):
+        g.partial_fit(batch)
+        np.testing.assert_array_equal(g.weights_, np.full(3, 1 / 3))
+    with pytest.raises(ValueError, match="partial_fit .* does not take a prior.*use fit"):
+        bayesgmm.GaussianMixture(3, prior="default").partial_fit(X)

@@ -724,22 +724,28 @@ def fit_stream(
 
 
 def online_update(stats: SuffStats | None, params: GMMParams, X, sample_weight, *,
-                  step_size, reg_covar) -> tuple[SuffStats, GMMParams]:
+                  step_size, reg_covar, equal_weights: bool = False
+                  ) -> tuple[SuffStats, GMMParams]:
     """Stepwise (online) EM (Cappé & Moulines 2009): blend this batch's normalised
-    statistics into the running ones with weight ``step_size``, then one M-step.
+    statistics into the running ones with weight ``step_size``, then one M-step
+    (weights 1/K with ``equal_weights``, static).
 
     ``stats`` is None on the first batch. Returns the new running statistics and params.
+    No prior here: the running statistics are per unit weight, so a prior's counts
+    would have no sample size to be weighed against.
     """
-    return _online_jit(stats, params, X, sample_weight, step_size, reg_covar)
+    return _online_jit(stats, params, X, sample_weight, step_size, reg_covar,
+                       equal_weights=bool(equal_weights))
 
 
-def _online(stats, params, X, w, rho, reg):
+def _online(stats, params, X, w, rho, reg, equal_weights=False):
     batch = e_step_stats(params, X, w)
     batch = scale(batch, 1.0 / batch.sum_w)
     if stats is not None:
         old = recenter(stats, batch.shift, params.covariance_type)
         batch = add(scale(old, 1.0 - rho), scale(batch, rho))
-    new = m_step(batch, covariance_type=params.covariance_type, reg_covar=reg, previous=params)
+    new = m_step(batch, covariance_type=params.covariance_type, reg_covar=reg, previous=params,
+                 equal_weights=equal_weights)
     return batch, new
 
 
@@ -780,7 +786,7 @@ def _m_step_stream(stats, previous, reg):
 _e_step_stats_jit = jit(e_step_stats)
 _add_jit = jit(add)
 _m_step_stream_jit = jit(_m_step_stream)
-_online_jit = jit(_online)
+_online_jit = jit(_online, static_argnames=("equal_weights",))
 
 
 # ---- scoring and sampling: the engines' shared interface (bayesgmm.engines) ----------
