@@ -35,6 +35,8 @@ MCLUST_PRIOR_MEANS = np.array([  # columns of m$parameters$mean, one row per com
     [5.006167433191377, 3.427925881515650, 1.462459108182009, 0.246190628539754],
     [5.93687966725149, 2.76266796603798, 4.23012602308897, 1.30882169985174],
     [6.55098946894537, 2.96930509185098, 5.50665870244955, 2.00237205221237]])
+# mclustBIC(iris, G = 1:2, "VVV", prior = priorControl(), tol 1e-14): a default prior per K
+MCLUST_PRIOR_BIC_K12 = {1: -831.494922570687, 2: -592.512820355143}
 # the same with emControl(equalPro = TRUE) and no prior: npar 42
 MCLUST_EQUAL_LOGLIK = -180.659325420768
 MCLUST_EQUAL_BIC = -571.765333193579
@@ -135,6 +137,14 @@ def test_vvv_on_iris_is_the_niw_mode_and_mclusts_fit(iris):
     # the prior moved the fit: maximum likelihood stops elsewhere (mclust: -180.186)
     plain = _fit(iris, 3, "full", engine="numpy")
     assert plain.score(iris) * 150 > loglik + 5
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_vvv_bic_with_the_default_prior_of_each_k_is_mclusts(iris, K):
+    """prior='default' is built for each K (its scale is var(X) / K^(2/D)): mclust's
+    BIC at K = 1 (one closed-form MAP step) and K = 2."""
+    g = _fit(iris, K, "full", prior="default", engine="numpy")
+    np.testing.assert_allclose(-g.bic(iris), MCLUST_PRIOR_BIC_K12[K], rtol=1e-10)
 
 
 @pytest.mark.parametrize("model", ["VVV", "EEE", "VVI", "VII"])
