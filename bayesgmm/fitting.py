@@ -84,8 +84,8 @@ from bayesgmm.validation import (
 
 __all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", "plan",
            "resolve_prior", "unfitted_info", "shared_features", "score_plan", "log_resp",
-           "criteria", "criteria_terms",
-           "criteria_from_terms", "log_likelihood", "sample", "to_device"]
+           "criteria", "criteria_terms", "criteria_from_terms", "log_likelihood", "sample",
+           "to_device"]
 
 _KERNELS = ("auto", "centred", "moments")  # bayesgmm.suffstats.resolve_kernel's names
 

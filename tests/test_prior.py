@@ -147,6 +147,17 @@ def test_vvv_bic_with_the_default_prior_of_each_k_is_mclusts(iris, K):
     np.testing.assert_allclose(-g.bic(iris), MCLUST_PRIOR_BIC_K12[K], rtol=1e-10)
 
 
+def test_a_sweep_with_the_default_prior_is_mclusts(iris):
+    """selection.sweep passes the prior to every fit (its host batch path runs the
+    likelihood M-step, so a prior leaves it for fitting.fit): mclust's BIC per K."""
+    from bayesgmm.selection import sweep
+
+    result = sweep(iris, [1, 2], ["full"], prior="default", engine="numpy", **TIGHT)
+    np.testing.assert_array_equal(result["n_components"], [1, 2])
+    np.testing.assert_allclose(-result["bic"], [MCLUST_PRIOR_BIC_K12[1],
+                                                MCLUST_PRIOR_BIC_K12[2]], rtol=1e-10)
+
+
 @pytest.mark.parametrize("model", ["VVV", "EEE", "VVI", "VII"])
 def test_fixed_point_is_the_map_mode_of_each_closed_form_family(model):
     """Per component, shared, diagonal and spherical covariances: at convergence the
