@@ -185,6 +185,19 @@ default="auto"
         than NumPy spends on a whole fit of that size. Scoring (``predict``,
         ``bic``...) chooses the same way, by the rows scored. ``kernel`` and
         ``chunk_size`` apply to JAX only.
+    prior : {None, "default"} or bayesgmm.covariance.Prior, default=None
+        MAP-EM with a conjugate normal-inverse-Wishart prior on each component's mean
+        and covariance (Fraley & Raftery 2007; mclust's ``priorControl``): a component
+        that would collapse onto a few points is held by the prior, not only by
+        ``reg_covar``. ``"default"``: mclust's ``defaultPrior`` of the data, K and
+        covariance type (:func:`bayesgmm.covariance.default_prior`: shrinkage 0.01
+        towards the data mean, dof D + 2, scale var(X) / K^(2/D)). The weights have no
+        prior. ``lower_bound_`` and the stopping rule stay on the log-likelihood, and
+        ``bic`` is the log-likelihood at the MAP estimate with the usual parameter
+        count, as mclust reports them. ``None``: maximum likelihood, scikit-learn's.
+    equal_weights : bool, default=False
+        Keep every weight at 1/K (mclust's ``equalPro``); ``bic`` and ``aic`` then
+        count K - 1 fewer free parameters.
 
     Attributes
     ----------
@@ -237,6 +250,8 @@ default="auto"
         kernel="auto",
         engine="auto",
         missing="error",
+        prior=None,
+        equal_weights=False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -258,6 +273,8 @@ default="auto"
         self.kernel = kernel
         self.engine = engine
         self.missing = missing
+        self.prior = prior
+        self.equal_weights = equal_weights
 
     @classmethod
     def from_params(cls, params: GMMParams, *, info=None, n_padded: int | None = None,
@@ -491,7 +508,8 @@ default="auto"
         if missing_data.has_missing(X):
             return missing_data.criteria(self.params_, X)
         return fitting.criteria([self.params_], X, engine=self.engine,
-                                fitted_padded=[self.n_padded_])[0]
+                                fitted_padded=[self.n_padded_],
+                                equal_weights=self.equal_weights)[0]
 
 
 def membership_columns(proba, lower=None, upper=None) -> dict[str, np.ndarray]:

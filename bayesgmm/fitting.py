@@ -45,6 +45,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from bayesgmm.covariance import Prior, default_prior
 from bayesgmm.engines import numpy as host
 from bayesgmm.engines.choose import Choice, check_engine, choose
 from bayesgmm.engines import FitInfo
@@ -81,9 +82,10 @@ from bayesgmm.validation import (
     compute_scope,
 )
 
-__all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", "plan", "unfitted_info",
-           "shared_features", "score_plan", "log_resp", "criteria", "criteria_terms",
-           "criteria_from_terms", "log_likelihood", "sample", "to_device"]
+__all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", "plan",
+           "resolve_prior", "unfitted_info", "shared_features", "score_plan", "log_resp",
+           "criteria", "criteria_terms", "criteria_from_terms", "log_likelihood", "sample",
+           "to_device"]
 
 _KERNELS = ("auto", "centred", "moments")  # bayesgmm.suffstats.resolve_kernel's names
 
@@ -114,6 +116,10 @@ class FitOptions:
     init_subsample: int | None = None
     kernel: str = "auto"
     engine: str = "auto"
+    # None, "default" (covariance.default_prior of the fitted X, K and type: mclust's
+    # priorControl()) or a covariance.Prior: MAP-EM (see resolve_prior)
+    prior: Any = None
+    equal_weights: bool = False  # keep the weights at 1/K (mclust's equalPro)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FitOptions:
@@ -145,6 +151,10 @@ class FitOptions:
             raise ValueError(f"Invalid value for 'kernel': {self.kernel!r}; 'kernel' should "
                              f"be in {_KERNELS}")
         check_engine(self.engine)
+        _check_prior_option(self.prior)
+        if not isinstance(self.equal_weights, bool | np.bool_):
+            raise ValueError(f"Invalid value for 'equal_weights': {self.equal_weights!r}; "
+                             "it should be True or False")
         if self.init_subsample is not None and self.init_subsample < self.n_components:
             raise ValueError(
                 f"init_subsample={self.init_subsample} rows cannot initialise "
@@ -158,6 +168,59 @@ class OnlineState(NamedTuple):
 
     stats: Any  # bayesgmm.suffstats.SuffStats: running normalised statistics, K components
     n_batches: int  # batches seen so far
+
+
+# ---- the prior (MAP-EM) -------------------------------------------------------------------
+
+
+def resolve_prior(options: FitOptions, X) -> Prior | None:
+    """The :class:`bayesgmm.covariance.Prior` a fit of ``options`` on ``X (N, D)`` uses:
+    ``None``; for ``"default"`` mclust's ``defaultPrior`` of X, K and the covariance
+    type (:func:`bayesgmm.covariance.default_prior`: it depends on K, so each K of a
+    sweep gets its own); a given ``Prior`` checked against X's D. Its arrays are
+    float64 NumPy, its numbers Python floats.
+
+    Raises
+    ------
+    ValueError
+        For a prior that does not fit X: a mean not of shape (D,), a scale not
+        symmetric positive definite of shape (D, D), ``dof <= D - 1`` or a negative
+        ``shrinkage``.
+    """
+    prior = options.prior
+    if prior is None:
+        return None
+    X = np.asarray(X)
+    D = X.shape[1]
+    if isinstance(prior, str):
+        return default_prior(X, int(options.n_components), options.covariance_type)
+    mean = np.asarray(prior.mean, np.float64)
+    scale = np.asarray(prior.scale, np.float64)
+    shrinkage, dof = float(prior.shrinkage), float(prior.dof)
+    problems = []
+    if mean.shape != (D,):
+        problems.append(f"its mean has shape {mean.shape}, expected ({D},)")
+    if scale.shape != (D, D):
+        problems.append(f"its scale has shape {scale.shape}, expected ({D}, {D})")
+    elif not (np.allclose(scale, scale.T) and np.all(np.linalg.eigvalsh(scale) > 0)):
+        problems.append("its scale is not symmetric positive definite")
+    if not dof > D - 1:
+        problems.append(f"its dof is {dof:g}, expected more than D - 1 = {D - 1}")
+    if not shrinkage >= 0:
+        problems.append(f"its shrinkage is {shrinkage:g}, expected >= 0")
+    if problems:
+        raise ValueError(f"The prior does not fit data with {D} features: "
+                         f"{'; '.join(problems)}. Build it for this data, or use "
+                         "prior='default' (mclust's defaultPrior).")
+    return Prior(shrinkage, mean, dof, scale)
+
+
+def _check_prior_option(prior) -> None:
+    if prior is None or (isinstance(prior, str) and prior == "default") or isinstance(
+            prior, Prior):
+        return
+    raise ValueError(f"Invalid value for 'prior': {prior!r}; 'prior' should be None, "
+                     "'default' (mclust's defaultPrior) or a bayesgmm.covariance.Prior")
 
 
 # ---- the fit ----------------------------------------------------------------------------
@@ -233,7 +296,8 @@ def fit_host_sweep(X, options: FitOptions, ks, centers_cache: dict | None = None
                    ) -> list[tuple[GMMParams, FitInfo]] | None:
     """:func:`fit` for every K of ``ks`` at once on the host, or ``None`` where that
     path does not apply (the largest K fits compiled, ``init_subsample`` subsamples,
-    ``restart_screen_iter``, ``max_iter=0``).
+    ``restart_screen_iter``, ``max_iter=0``, a ``prior`` or ``equal_weights``: the
+    batch runs the likelihood M-step).
 
     Every K's starts (:func:`_starts`: the tree's and the k-means ones) are one batch
     of :func:`bayesgmm.engines.numpy.fit_many` (the starts of one K share each
@@ -249,6 +313,7 @@ def fit_host_sweep(X, options: FitOptions, ks, centers_cache: dict | None = None
     ks = [int(k) for k in ks]
     big = options.replace(n_components=max(ks))
     if (plan(big, N, D).engine != "numpy" or options.restart_screen_iter
+            or options.prior is not None or options.equal_weights  # fit's own M-steps
             or int(options.max_iter) == 0
             or (options.init_subsample is not None and N > options.init_subsample)):
         return None
@@ -321,9 +386,14 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
     ``state`` is ``None`` on the first batch, which starts from ``start`` (K
     components) or else from ``options``' initialisation of this batch. Returns the new
     parameters (K components, NumPy), a :class:`FitInfo` (``lower_bound``: the running
-    mean log-likelihood; ``n_iter``: batches seen) and the state for the next batch."""
+    mean log-likelihood; ``n_iter``: batches seen) and the state for the next batch.
+    ``equal_weights`` holds; a ``prior`` is refused (online EM's statistics are per unit
+    weight, with no sample size to weigh a prior against)."""
     X = check_array_2d(X, min_samples=1)
     K = int(options.n_components)
+    if options.prior is not None:
+        raise ValueError(f"partial_fit (online EM) does not take a prior (got "
+                         f"prior={options.prior!r}); use fit for MAP-EM, or prior=None.")
     if state is None:
         options.check()
         if X.shape[0] < K:
@@ -341,7 +411,8 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
                   _method_start(check_random_state_key(options.random_state), Xj, wj,
                                 options, K)[0])
         stats, params = em.online_update(stats, params, Xj, wj, step_size=(t + 2.0) ** -0.6,
-                                         reg_covar=options.reg_covar)
+                                         reg_covar=options.reg_covar,
+                                         equal_weights=bool(options.equal_weights))
         stats = type(stats)(*(np.asarray(a) for a in stats))
     info = FitInfo(stats.sum_wll / stats.sum_w, np.asarray(t + 1), np.asarray(False),
                    np.asarray(False), np.asarray(-1), np.zeros(0), stats.nk)
@@ -382,6 +453,8 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     engine = _engine(choice)
     kw = dict(tol=options.tol, reg_covar=options.reg_covar, max_iter=int(options.max_iter),
               report=em_report(options.verbose, options.verbose_interval))
+    if options.prior is not None or options.equal_weights:  # else the engines' defaults
+        kw.update(prior=resolve_prior(options, X), equal_weights=bool(options.equal_weights))
     if not on_host:
         kw.update(chunk_size=options.chunk_size, kernel=options.kernel)
     Xj, wj = (X, w) if on_host else to_device(X, w)  # one device copy, shared
@@ -663,9 +736,15 @@ def log_resp(params: GMMParams, X, *, engine: str = "auto",
         return np.asarray(lr)[:, :params.n_components], np.asarray(ln)
 
 
-def criteria(params_list, X, *, engine: str = "auto", fitted_padded=None) -> list[dict]:
+def criteria(params_list, X, *, engine: str = "auto", fitted_padded=None,
+             equal_weights: bool = False) -> list[dict]:
     """``bic``, ``aic`` and ``icl`` of each fitted parameter set (batch shape ``()``,
     one covariance type) on a checked NumPy ``X (N, D)``, as floats.
+
+    The data term is the log-likelihood at the parameters, whether they are a
+    maximum-likelihood or a MAP (``prior``) fit, and the penalty counts the usual free
+    parameters, less the K - 1 weights with ``equal_weights`` (mclust's ``bic`` and
+    ``nMclustParams(equalPro=)``).
 
     Where any of them scores compiled, all run in one batched pass over the rows
     (:func:`criteria_terms` over the stacked parameters, padded to one size): the
@@ -685,7 +764,8 @@ def criteria(params_list, X, *, engine: str = "auto", fitted_padded=None) -> lis
             ll, ent = (np.asarray(a) for a in _compiled().criteria_terms(
                 stacked, *to_device(X.astype(dtype, copy=False))))
     return [{k: float(v) for k, v in criteria_from_terms(
-        ll[i], ent[i], p.n_parameters, X.shape[0]).items()}
+        ll[i], ent[i], p.n_parameters - (p.n_components - 1) * bool(equal_weights),
+        X.shape[0]).items()}
         for i, p in enumerate(params_list)]
 
 

@@ -20,7 +20,8 @@ defaults (the compiled engine's ``chunk_size``, ``kernel``, ``cache_features``,
 ``shared``).
 
 ``fit(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
-hard_start=False, initial_lower_bound=-inf, report=None) -> (GMMParams, FitInfo)``
+hard_start=False, initial_lower_bound=-inf, report=None, prior=None,
+equal_weights=False) -> (GMMParams, FitInfo)``
     EM from ``params`` (batch shape ``()``) until the lower bound changes by less than
     ``tol`` or ``max_iter`` iterations; scikit-learn's iterations. ``X (N, D)``;
     ``sample_weight (N,)``; ``hard_start``: a first pass gives each row wholly to its
@@ -29,10 +30,14 @@ hard_start=False, initial_lower_bound=-inf, report=None) -> (GMMParams, FitInfo)
     start's previous lower bound, as scikit-learn's ``warm_start``); ``report``: a
     :class:`bayesgmm.progress.EMReport` told of every iteration as it ends
     (``verbose``; on the compiled engine through a host callback in the loop, present
-    only when a report is given).
+    only when a report is given); ``prior``: a :class:`bayesgmm.covariance.Prior`,
+    MAP-EM (every M-step is :func:`mixture_m_step`'s with it; the lower bound, the
+    stopping rule and the choice between restarts stay on the mean log-likelihood, as
+    mclust's ``me`` reports and stops on the log-likelihood); ``equal_weights``: the
+    weights stay 1/K (mclust's ``equalPro``).
 ``fit_restarts(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
-screen_iter=0, hard_start=False, initial_lower_bound=-inf, report=None) -> (GMMParams,
-FitInfo, FitInfo)``
+screen_iter=0, hard_start=False, initial_lower_bound=-inf, report=None, prior=None,
+equal_weights=False) -> (GMMParams, FitInfo, FitInfo)``
     ``fit`` from each of R starts (batch shape ``(R,)``): the best by lower bound (the
     first maximum; non-finite fits lose), its info, and every restart's info (leading
     axis R). ``screen_iter > 0``: small-EM (every start runs that many iterations, the
@@ -63,7 +68,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bayesgmm._xp import get_namespace
-from bayesgmm.covariance import ops
+from bayesgmm.covariance import Prior, ops, prior_moments
 from bayesgmm.params import GMMParams, select_components
 
 __all__ = ["FitInfo", "INTERFACE", "mixture_m_step", "step_health"]
@@ -75,9 +80,10 @@ Array = Any  # a NumPy or JAX array
 #: random source, whatever its name.
 INTERFACE: dict[str, tuple[str, ...]] = {
     "fit": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter", "hard_start",
-            "initial_lower_bound", "report"),
+            "initial_lower_bound", "report", "prior", "equal_weights"),
     "fit_restarts": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter",
-                     "screen_iter", "hard_start", "initial_lower_bound", "report"),
+                     "screen_iter", "hard_start", "initial_lower_bound", "report", "prior",
+                     "equal_weights"),
     "log_resp": ("params", "X"),
     "score_draws": ("params", "X"),
     "sample": ("rng", "params", "n_samples"),
@@ -101,9 +107,10 @@ class FitInfo(NamedTuple):
 
 
 def mixture_m_step(nk: Array, sx: Array, sxx: Array, shift: Array, *, covariance_type: str,
-                   reg_covar, previous: GMMParams | None = None, xp=None) -> GMMParams:
-    """Maximum-likelihood parameters from statistics centred on ``shift``: the M-step of
-    both engines.
+                   reg_covar, previous: GMMParams | None = None, xp=None,
+                   prior: Prior | None = None, equal_weights: bool = False) -> GMMParams:
+    """Maximum-likelihood (or, with ``prior``, maximum a posteriori) parameters from
+    statistics centred on ``shift``: the M-step of both engines.
 
     Parameters
     ----------
@@ -123,6 +130,17 @@ def mixture_m_step(nk: Array, sx: Array, sxx: Array, shift: Array, *, covariance
         mean and factor, and take no part in the normalisation.
     xp : namespace, optional
         Default: that of the statistics.
+    prior : bayesgmm.covariance.Prior, optional
+        A conjugate prior on each component's mean and covariance (Fraley & Raftery
+        2007, mclust's ``priorControl``): the means and factors are then the MAP
+        M-step's, the likelihood M-step on the prior-augmented counts and scatters of
+        :func:`bayesgmm.covariance.prior_moments` (about the MAP means). ``shrinkage``
+        and ``dof`` must be Python numbers (static under ``jit``); ``mean`` and
+        ``scale`` may be traced. The weights stay n_k / n: the prior has no term for
+        them (as mclust's).
+    equal_weights : bool, default False
+        Keep every active component's weight at 1/K (mclust's ``equalPro``), K
+        counting the active components.
 
     Returns
     -------
@@ -131,15 +149,25 @@ def mixture_m_step(nk: Array, sx: Array, sxx: Array, shift: Array, *, covariance
         collapsed component's factor is NaN (:mod:`bayesgmm.covariance`).
     """
     xp = get_namespace(nk, sx, sxx, shift) if xp is None else xp
-    nk = nk + _ten_eps(sx.dtype)
+    eps = _ten_eps(sx.dtype)
     active = None if previous is None else previous.weights > 0
-    mass = nk if active is None else xp.where(active, nk, 0.0)
-    delta = sx / nk[:, None]  # (K, D) mean minus shift
-    total = mass.sum()
+    live = (lambda a: a) if active is None else (lambda a: xp.where(active, a, 0.0))
     reg = xp.asarray(reg_covar, dtype=sx.dtype)
-    factor = ops(covariance_type, xp).factor_from_moments(
-        sxx, nk, delta, total, reg, None if previous is None else previous.cov_factor)
-    new = GMMParams(mass / total, shift + delta, factor, covariance_type)
+    table = ops(covariance_type, xp)
+    previous_factor = None if previous is None else previous.cov_factor
+    if prior is None:
+        counts = nk + eps
+        delta = sx / counts[:, None]  # (K, D) mean minus shift
+        factor = table.factor_from_moments(sxx, counts, delta, live(counts).sum(), reg,
+                                           previous_factor)
+        means = shift + delta
+    else:  # counts before the 10·eps: a padded component (n_k = 0) takes no prior mass
+        nk_map, sxx_map, means = prior_moments(prior, nk, sx, sxx, shift, covariance_type,
+                                               xp)
+        factor = table.factor_from_moments(sxx_map, nk_map + eps, xp.zeros_like(sx),
+                                           live(nk_map).sum(), reg, previous_factor)
+    mass = live(xp.ones_like(nk)) if equal_weights else live(nk + eps)
+    new = GMMParams(mass / mass.sum(), means, factor, covariance_type)
     if active is None:
         return new
     return select_components(active, new, previous)

@@ -43,7 +43,7 @@ import numpy as np
 from bayesgmm import density
 from bayesgmm._typing import Array
 from bayesgmm.compilation import jit
-from bayesgmm.covariance import n_moment_features, ops
+from bayesgmm.covariance import Prior, n_moment_features, ops
 from bayesgmm.density import JAX, data_center, moments_features
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
@@ -174,10 +174,12 @@ def _zero_moment_stats(params: GMMParams, dtype, center) -> SuffStats:
 
 
 def m_step(
-    stats: SuffStats, *, covariance_type: str, reg_covar, previous: GMMParams | None = None
+    stats: SuffStats, *, covariance_type: str, reg_covar, previous: GMMParams | None = None,
+    prior: Prior | None = None, equal_weights: bool = False,
 ) -> GMMParams:
     """Maximum-likelihood parameters from (centred) sufficient statistics:
-    :func:`bayesgmm.engines.mixture_m_step` over jax.numpy.
+    :func:`bayesgmm.engines.mixture_m_step` over jax.numpy; with ``prior`` the MAP
+    M-step, with ``equal_weights`` weights 1/K (both as there).
 
     ``nk`` gets scikit-learn's ``10·eps`` so an empty component stays finite.
     With ``previous``, components whose previous weight is exactly 0 are inactive
@@ -187,14 +189,17 @@ def m_step(
     """
     return mixture_m_step(stats.nk, stats.sx, stats.sxx, stats.shift,
                           covariance_type=covariance_type, reg_covar=reg_covar,
-                          previous=previous, xp=JAX)
+                          previous=previous, xp=JAX, prior=prior,
+                          equal_weights=equal_weights)
 
 
 def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
          chunk_size: int, axis_name: str | None = None, kernel: str = "auto",
          center: Array | None = None, bound_shift: bool = False,
-         features: Array | None = None) -> EMState:
-    """One E-step + M-step; a non-finite result is flagged, not applied.
+         features: Array | None = None, prior: Prior | None = None,
+         equal_weights: bool = False) -> EMState:
+    """One E-step + M-step; a non-finite result is flagged, not applied. ``prior``
+    (MAP-EM) and ``equal_weights`` go to the M-step (:func:`m_step`).
 
     With ``state.hard`` the E-step assigns each row wholly (a hard start): its M-step
     gives the initial parameters, and it counts as no iteration (no lower bound, no
@@ -205,7 +210,7 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
                    row_max_shift=state.row_max_shift, hard=hard)
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
-                 previous=params)
+                 previous=params, prior=prior, equal_weights=equal_weights)
     ok, bad = _health(new, lower_bound)
     change = lower_bound - state.lower_bound
     counted = ~hard
@@ -235,8 +240,9 @@ def _health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
 def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None,
          kernel="auto", center=None, vmapped=False, features=None, cache_features=None,
          hard_start=False, initial_lower_bound=-jnp.inf, report=False, restart=0,
-         iter_offset=0):
+         iter_offset=0, prior_arrays=None, prior_hyper=None, equal_weights=False):
     TRACE_COUNT["fit"] += 1
+    prior = _join_prior(prior_hyper, prior_arrays)
     dtype = X.dtype
     params = params.astype(dtype)
     if sample_weight is None:
@@ -256,7 +262,7 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     fast = not vmapped  # see e_step
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
-                          features=features)
+                          features=features, prior=prior, equal_weights=equal_weights)
     if report:  # static: the default program has no callback (bayesgmm.progress)
         body = _reporting_body(body, cond, restart, iter_offset)
     state = jax.lax.while_loop(cond, body,
@@ -284,7 +290,24 @@ def _reporting_body(body, cond, restart, iter_offset):
 
 
 _fit_jit = jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache_features",
-                                      "report"))
+                                      "report", "prior_hyper", "equal_weights"))
+
+
+def _split_prior(prior: Prior | None, dtype) -> tuple[Array | None, tuple | None]:
+    """``prior`` as its arrays ``(mean, scale)`` in ``dtype`` (traced: a sweep's
+    priors, one per K, share one program) and its numbers ``(shrinkage, dof)``
+    (static: :func:`bayesgmm.covariance.prior_moments` branches on them)."""
+    if prior is None:
+        return None, None
+    arrays = (np.asarray(prior.mean, dtype), np.asarray(prior.scale, dtype))
+    return arrays, (float(prior.shrinkage), float(prior.dof))
+
+
+def _join_prior(hyper: tuple | None, arrays) -> Prior | None:
+    """The inverse of :func:`_split_prior`, inside the compiled function."""
+    if hyper is None:
+        return None
+    return Prior(hyper[0], arrays[0], hyper[1], arrays[1])
 
 
 def fit(
@@ -301,6 +324,8 @@ def fit(
     hard_start: bool = False,
     initial_lower_bound: float = -float("inf"),
     report: EMReport | None = None,
+    prior: Prior | None = None,
+    equal_weights: bool = False,
 ) -> tuple[GMMParams, FitInfo]:
     """Run EM from ``params`` until ``|Δ lower bound| < tol`` or ``max_iter`` iterations.
 
@@ -341,6 +366,12 @@ def fit(
         Report each iteration live (``verbose``): the loop body then ends in a
         ``jax.debug.callback`` to the host (:mod:`bayesgmm.progress`; a second program,
         compiled once). ``None`` (default): the program has no callback.
+    prior : bayesgmm.covariance.Prior, optional
+        MAP-EM: every M-step is the MAP one (:func:`bayesgmm.engines.mixture_m_step`).
+        ``mean`` and ``scale`` are traced, ``shrinkage`` and ``dof`` static. The lower
+        bound stays the mean log-likelihood (what the stopping rule uses, as mclust's).
+    equal_weights : bool
+        Static. The weights stay 1/K (mclust's ``equalPro``).
 
     In float64 each E-step first tries a cheaper softmax shift and redoes the pass if a
     row underflows (a ``lax.cond``; see :func:`e_step`). Under your own ``jax.vmap`` of
@@ -353,11 +384,13 @@ def fit(
         After the last M-step (the last finite one if a step went non-finite).
     info : FitInfo
     """
+    arrays, hyper = _split_prior(prior, X.dtype)
     run = lambda: _fit_jit(X, params, sample_weight, tol, reg_covar,  # noqa: E731
                            max_iter=max_iter, chunk_size=chunk_size, kernel=kernel,
                            cache_features=cache_features, hard_start=hard_start,
                            initial_lower_bound=initial_lower_bound,
-                           report=report is not None)
+                           report=report is not None, prior_arrays=arrays,
+                           prior_hyper=hyper, equal_weights=bool(equal_weights))
     return _reported(run, report, 1)
 
 
@@ -374,7 +407,8 @@ def _reported(run, report: EMReport | None, n_restarts: int):
 
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
                   screen_iter=0, kernel="auto", cache_features=None, shared=None,
-                  hard_start=False, initial_lower_bound=-jnp.inf, report=False):
+                  hard_start=False, initial_lower_bound=-jnp.inf, report=False,
+                  prior_arrays=None, prior_hyper=None, equal_weights=False):
     kernel = resolve_kernel(kernel, X.dtype)
     if shared is not None:  # data_features: a table made once for many fits
         center, features = shared
@@ -391,7 +425,8 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
                     center=center, vmapped=vmapped, features=features,
                     cache_features=cache_features, hard_start=hard,
                     initial_lower_bound=lower_bound, report=report, restart=restart,
-                    iter_offset=iter_offset)
+                    iter_offset=iter_offset, prior_arrays=prior_arrays,
+                    prior_hyper=prior_hyper, equal_weights=equal_weights)
 
     R = params.weights.shape[0]
     restarts = jnp.arange(R, dtype=jnp.int32)  # each restart's index, for its report
@@ -430,7 +465,8 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
 
 _fit_restarts_jit = jit(_fit_restarts,
                         static_argnames=("max_iter", "chunk_size", "screen_iter", "kernel",
-                                         "cache_features", "report"))
+                                         "cache_features", "report", "prior_hyper",
+                                         "equal_weights"))
 
 
 def fit_restarts(
@@ -449,6 +485,8 @@ def fit_restarts(
     hard_start: bool = False,
     initial_lower_bound: float = -float("inf"),
     report: EMReport | None = None,
+    prior: Prior | None = None,
+    equal_weights: bool = False,
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -476,6 +514,8 @@ def fit_restarts(
         As in :func:`fit`: every restart is reported live, each line naming its
         initialisation when R > 1 (they run together); small-EM reports the screening
         of every restart, then the winner's continuation.
+    prior, equal_weights
+        As in :func:`fit`, for every restart.
 
     Returns
     -------
@@ -486,11 +526,13 @@ def fit_restarts(
     all_info : FitInfo
         Every restart's, with leading axis R.
     """
+    arrays, hyper = _split_prior(prior, X.dtype)
     run = lambda: _fit_restarts_jit(  # noqa: E731
         X, params, sample_weight, tol, reg_covar, max_iter=max_iter, chunk_size=chunk_size,
         screen_iter=screen_iter, kernel=kernel, cache_features=cache_features, shared=shared,
         hard_start=hard_start, initial_lower_bound=initial_lower_bound,
-        report=report is not None)
+        report=report is not None, prior_arrays=arrays, prior_hyper=hyper,
+        equal_weights=bool(equal_weights))
     return _reported(run, report, params.weights.shape[0])
 
 
@@ -682,22 +724,28 @@ def fit_stream(
 
 
 def online_update(stats: SuffStats | None, params: GMMParams, X, sample_weight, *,
-                  step_size, reg_covar) -> tuple[SuffStats, GMMParams]:
+                  step_size, reg_covar, equal_weights: bool = False
+                  ) -> tuple[SuffStats, GMMParams]:
     """Stepwise (online) EM (Cappé & Moulines 2009): blend this batch's normalised
-    statistics into the running ones with weight ``step_size``, then one M-step.
+    statistics into the running ones with weight ``step_size``, then one M-step
+    (weights 1/K with ``equal_weights``, static).
 
     ``stats`` is None on the first batch. Returns the new running statistics and params.
+    No prior here: the running statistics are per unit weight, so a prior's counts
+    would have no sample size to be weighed against.
     """
-    return _online_jit(stats, params, X, sample_weight, step_size, reg_covar)
+    return _online_jit(stats, params, X, sample_weight, step_size, reg_covar,
+                       equal_weights=bool(equal_weights))
 
 
-def _online(stats, params, X, w, rho, reg):
+def _online(stats, params, X, w, rho, reg, equal_weights=False):
     batch = e_step_stats(params, X, w)
     batch = scale(batch, 1.0 / batch.sum_w)
     if stats is not None:
         old = recenter(stats, batch.shift, params.covariance_type)
         batch = add(scale(old, 1.0 - rho), scale(batch, rho))
-    new = m_step(batch, covariance_type=params.covariance_type, reg_covar=reg, previous=params)
+    new = m_step(batch, covariance_type=params.covariance_type, reg_covar=reg, previous=params,
+                 equal_weights=equal_weights)
     return batch, new
 
 
@@ -738,7 +786,7 @@ def _m_step_stream(stats, previous, reg):
 _e_step_stats_jit = jit(e_step_stats)
 _add_jit = jit(add)
 _m_step_stream_jit = jit(_m_step_stream)
-_online_jit = jit(_online)
+_online_jit = jit(_online, static_argnames=("equal_weights",))
 
 
 # ---- scoring and sampling: the engines' shared interface (bayesgmm.engines) ----------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesgmm._xp import NUMPY
-from bayesgmm.covariance import moment_features, moment_sums, moment_theta, ops
+from bayesgmm.covariance import Prior, moment_features, moment_sums, moment_theta, ops
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
 from bayesgmm.progress import EMReport
@@ -126,11 +126,12 @@ def _e_step_batch(ps: list[GMMParams], T: np.ndarray, TT: np.ndarray, w: np.ndar
 
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
          initial_lower_bound=-np.inf, report: EMReport | None = None, restart: int = 0,
-         iter_offset: int = 0):
+         iter_offset: int = 0, prior: Prior | None = None, equal_weights: bool = False):
     """EM from ``params`` (float64, batch shape ``()``) on features ``T``; the first
     iteration's change is measured from ``initial_lower_bound``. ``report`` hears of
     each iteration (numbered from ``iter_offset + 1``) and of the end, as initialisation
-    ``restart``."""
+    ``restart``. ``prior`` and ``equal_weights`` go to every M-step
+    (:func:`bayesgmm.engines.mixture_m_step`)."""
     K, kind = params.n_components, params.covariance_type
     total_w, TT = w.sum(), np.ascontiguousarray(T.T)
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
@@ -143,7 +144,8 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
             nk_new, sx, sxx, wll = _e_step(params, T, TT, w, center, hard)
             lb = wll / total_w
             new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
-                                 reg_covar=reg_covar, previous=params, xp=NUMPY)
+                                 reg_covar=reg_covar, previous=params, xp=NUMPY,
+                                 prior=prior, equal_weights=equal_weights)
             ok, component_ok = step_health(new, lb, NUMPY)
             ok = bool(ok)
             bad = -1 if ok or component_ok.all() else int(component_ok.argmin())
@@ -175,6 +177,15 @@ def _prepare(X, sample_weight, covariance_type):
     return w, center, moment_features(X, center, covariance_type, NUMPY)
 
 
+def _as_float64(prior: Prior | None) -> Prior | None:
+    """``prior`` with float64 NumPy arrays and float hyperparameters (EM here runs in
+    float64, whatever X's dtype)."""
+    if prior is None:
+        return None
+    return Prior(float(prior.shrinkage), np.asarray(prior.mean, np.float64),
+                 float(prior.dof), np.asarray(prior.scale, np.float64))
+
+
 def _out_dtype(X) -> np.dtype:
     """The dtype results are returned in: X's float dtype (float32 stays float32)."""
     return np.result_type(np.asarray(X).dtype, np.float32)
@@ -193,23 +204,27 @@ def _cast(params: GMMParams, info: FitInfo, dtype) -> tuple[GMMParams, FitInfo]:
 def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         reg_covar: float = 1e-6, max_iter: int = 100, hard_start: bool = False,
         initial_lower_bound: float = -np.inf, report: EMReport | None = None,
+        prior: Prior | None = None, equal_weights: bool = False,
         ) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
     :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype.
     ``report`` (:class:`bayesgmm.progress.EMReport`, ``verbose``): each iteration is
-    reported as it ends."""
+    reported as it ends. ``prior`` (MAP-EM) and ``equal_weights``:
+    :func:`bayesgmm.engines.mixture_m_step`."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     if report is not None:
         report.start(0)
     p, info = _fit(T, w, center, params.to_numpy(np.float64), tol, reg_covar, max_iter,
-                   hard_start, initial_lower_bound, report)
+                   hard_start, initial_lower_bound, report, prior=_as_float64(prior),
+                   equal_weights=equal_weights)
     return _cast(p, info, _out_dtype(X))
 
 
 def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, screen_iter: int = 0,
                  hard_start: bool = False, initial_lower_bound: float = -np.inf,
-                 report: EMReport | None = None,
+                 report: EMReport | None = None, prior: Prior | None = None,
+                 equal_weights: bool = False,
                  ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit_restarts` on the host: each of the R starts (batch shape
     ``(R,)``) in turn, sharing one feature table; the best by lower bound (the first
@@ -220,10 +235,13 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     batch = params.to_numpy(np.float64)
     starts = [batch[r] for r in range(batch.batch_shape[0])]
+    prior = _as_float64(prior)
+
     def run(r, p, t, n, hard, lb=initial_lower_bound, offset=0, start=True):
         if report is not None and start:
             report.start(r)
-        return _fit(T, w, center, p, t, reg_covar, n, hard, lb, report, r, offset)
+        return _fit(T, w, center, p, t, reg_covar, n, hard, lb, report, r, offset,
+                    prior=prior, equal_weights=equal_weights)
 
     def best_index(results):
         scores = [-np.inf if i.nonfinite else float(i.lower_bound) for _, i in results]
