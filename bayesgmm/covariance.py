@@ -892,8 +892,8 @@ class Prior(NamedTuple):
     (VII: (scale + tr W_k + ...) / (dof + n_k D + 2 + D)); their MAP covariances differed
     from mclust's by 5-21% on iris, K = 3 (the means agree).
 
-    Not wired into EM yet: ``engines.mixture_m_step`` would call :func:`prior_moments`
-    and then ``factor_from_moments(sxx_map, nk_map, 0, Σ_active nk_map, reg)``.
+    EM uses it through ``GaussianMixture(prior=...)`` (:func:`bayesgmm.engines.mixture_m_step`
+    calls :func:`prior_moments`, then the model's ``factor_from_moments``).
     """
 
     shrinkage: float  # κ ≥ 0; 0: no prior on the means

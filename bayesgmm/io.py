@@ -337,6 +337,11 @@ def _encode_value(value):
         return value
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
         return value.item()
+    if type(value).__name__ == "Prior" and hasattr(value, "_fields"):  # covariance.Prior
+        fields = {name: _encode_value(getattr(value, name)) for name in value._fields}
+        if any(v is _DROP for v in fields.values()):
+            return _DROP
+        return {"__type__": "Prior", **fields}
     if isinstance(value, np.ndarray | list | tuple) and np.asarray(value).dtype.kind in "biuf":
         a = np.asarray(value)
         return {"__type__": "ndarray", "dtype": str(a.dtype), "data": a.tolist()}
@@ -484,6 +489,15 @@ def _decode_value(value, where: str, path: Path):
             return np.asarray(value["data"], dtype=np.dtype(value["dtype"]))
         except (KeyError, TypeError, ValueError) as err:
             raise _fail(path, f"meta.json's {where} is not a valid array ({err})") from None
+    if kind == "Prior":
+        from bayesgmm.covariance import Prior
+
+        fields = {k: _decode_value(v, f"{where}[{k!r}]", path)
+                  for k, v in value.items() if k != "__type__"}
+        try:
+            return Prior(**fields)
+        except TypeError as err:
+            raise _fail(path, f"meta.json's {where} is not a valid Prior ({err})") from None
     if kind == "Priors":
         from bayesgmm.bayes import Priors
 

@@ -260,6 +260,10 @@ def fit(X, options: fitting.FitOptions, *, sample_weight=None, start: GMMParams 
         ``lower_bound``: the mean observed-data log-likelihood.
     """
     options = options.check()
+    if options.prior is not None or options.equal_weights:
+        raise ValueError("missing='marginalize' does not combine with prior= or "
+                         "equal_weights=True yet; fit without them, or drop or impute the "
+                         "rows with NaN first")
     X = check_array_2d(X, min_samples=2, missing="marginalize")
     check_missing(X, fitting_data=True)
     K = int(options.n_components)

@@ -292,7 +292,8 @@ def sweep(
         fitted = _fit_each(X, options, ks, centers_cache, shown)
         need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
-                          fitted_padded=[n for _, _, n in fitted])
+                          fitted_padded=[n for _, _, n in fitted],
+                          equal_weights=options.equal_weights)
         for k, (params, info, n_padded), crit in zip(ks, fitted, scores):
             gm = GaussianMixture.from_params(params, info=info, n_padded=n_padded,
                                              **{**settings, "n_components": k,
