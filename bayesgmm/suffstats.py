@@ -3,17 +3,17 @@ streamed EM.
 
 Glossary: N samples, D features, K components, C rows per chunk.
 
-Two kernels compute the same statistics:
+Three kernels compute the same statistics:
 
-* ``"centred"``: per-component centred data ``X - μ_k`` (K, C, D),
-  projected by each precision Cholesky factor (batched matmuls).
+* ``"centred"``: per-component centred data ``X - μ_k`` (K, C, D), projected by each
+  precision Cholesky factor (batched matmuls); exact for any offset.
 * ``"moments"`` (float64 default): the exponential-family form. With one shared shift
   ``c`` (:func:`mixture_center`) and features ``T(x) = [1, x - c, (x - c)^{⊗2}]``
   (1 + D + D(D+1)/2 columns for full/tied, 1 + 2D for diag/spherical), the E-step's
   joint log-probabilities are one ``(C, F) @ (F, K)`` matmul and all statistics are one
-  ``(K, C) @ (C, F)`` matmul: no (K, C, D) intermediate, and half the flops. It is
-  float64-only by default because it subtracts ``(|μ_k - c| / σ_k)²``-sized terms; in
-  float32 a compact cluster far from ``c`` would lose every digit. Since ``c`` is fixed
+  ``(K, C) @ (C, F)`` matmul: no (K, C, D) intermediate, and half the flops. It
+  subtracts ``(|μ_k - c| / σ_k)²``-sized terms, so in float32 a compact cluster far
+  from ``c`` would lose every digit: float32 takes it only through ``"guarded"``. Since ``c`` is fixed
   for a whole fit, so are the features: EM computes them once when they fit in
   :data:`FEATURE_CACHE_BYTES` (:func:`feature_cache`), and every iteration only reads
   them.
@@ -56,9 +56,16 @@ import jax.numpy as jnp
 
 from bayesgmm._typing import Array
 from bayesgmm.covariance import HIGHEST, moment_sums, n_moment_features, ops
+from bayesgmm.density import (
+    JAX,
+    centred_log_prob,
+    data_center,
+    log_prob_bound,
+    mixture_center,
+    moments_features,
+    moments_theta,
+)
 from bayesgmm.density import KERNELS as _DENSITY_KERNELS
-from bayesgmm.density import (JAX, centred_log_prob, data_center, log_prob_bound,
-                              mixture_center, moments_features, moments_theta)
 from bayesgmm.params import GMMParams
 
 __all__ = [

@@ -195,8 +195,8 @@ def test_float32_sharded_matches_float64(tmp_path):
         paths.append(str(path))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDED, *paths], capture_output=True,
-                         text=True, env=env, timeout=600)
+    out = subprocess.run([sys.executable, "-c", SHARDED, *paths], check=False,
+                         capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split() for line in out.stdout.strip().splitlines()]
     assert [r[0] for r in rows] == list(COVARIANCE_TYPES) * 2
