@@ -5,6 +5,7 @@ Truth: NumPy's weighted means and covariances computed directly from the same
 responsibilities and weights. (Whole fits through these statistics are held to
 scikit-learn in tests/test_engines_jax.py.)"""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,3 +41,35 @@ def test_statistics_of_given_responsibilities_match_numpy(kernel, chunk_size):
     np.testing.assert_allclose(p.weights, nk / nk.sum(), rtol=1e-12)
     np.testing.assert_allclose(p.means, means, rtol=1e-12)
     np.testing.assert_allclose(p.covariances, covs, rtol=1e-8)
+
+
+@pytest.mark.parametrize("ct", ["spherical", "diag", "full"])
+def test_moments_error_in_closed_form(ct):
+    """ρ_k for components with covariance σ_k² I, whatever the layout: Σ_ab |P_ab| =
+    D / σ² and the mean square of x - c over the component is |μ_k - c|² + D σ²; an
+    inactive component (weight 0) counts 0. The guard is eps · max ρ <= GUARD."""
+    from bayesgmm.covariance import ops
+    from bayesgmm.suffstats import GUARD, moments_error, moments_exact
+    D, sig = 3, np.array([1.0, 0.5, 0.01, 2.0])
+    means = np.array([[0.0, 0, 0], [1, 2, 3], [30, 30, 30], [5, 5, 5]])
+    weights = np.array([0.3, 0.3, 0.4, 0.0])
+    c = np.array([0.5, 0.5, 0.5])
+    with in_scope(np.float64):
+        cov = sig[:, None, None] ** 2 * np.eye(D)
+        factor = ops(ct).from_covariance(
+            cov if ct == "full" else sig[:, None] ** 2 * np.ones(D) if ct == "diag" else sig ** 2)
+        p = GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(factor), ct)
+        rho = np.asarray(moments_error(p, jnp.asarray(c)))
+        expect = D / sig**2 * (((means - c) ** 2).sum(1) + D * sig**2) * (weights > 0)
+        np.testing.assert_allclose(rho, expect, rtol=1e-12)
+        assert bool(moments_exact(p, jnp.asarray(c)))  # float64: eps · 8e7 is tiny
+        p32 = jax.tree_util.tree_map(np.asarray, p.astype(jnp.float32))
+    with in_scope(np.float32):
+        c32 = jnp.asarray(c, jnp.float32)
+        far = jax.tree_util.tree_map(jnp.asarray, p32)
+        near = GMMParams(jnp.asarray([0.5, 0.5, 0.0, 0.0], jnp.float32), far.means,
+                         far.cov_factor, ct)
+        verdict = bool(moments_exact(far, c32)), bool(moments_exact(near, c32))
+    # float32: the compact far component (ρ = 8.1e7) is over the guard; without it
+    # (ρ <= 114) the moments form is exact
+    assert np.finfo(np.float32).eps * expect.max() > GUARD and verdict == (False, True)

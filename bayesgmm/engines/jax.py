@@ -249,7 +249,10 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
         sample_weight = jnp.ones(X.shape[0], dtype)
     sample_weight = sample_weight.astype(dtype)
     kernel = resolve_kernel(kernel, dtype)
-    if kernel == "moments" and center is None:
+    if vmapped and kernel == "guarded":
+        # its choice is a cond, which runs both branches under vmap: take the exact one
+        kernel, features = "centred", None
+    if kernel in ("moments", "guarded") and center is None:
         center = mixture_center(params)  # fixed for the whole fit
     cs = chunk_size or auto_chunk_size(X.shape[0], params.n_components, X.shape[1],
                                        dtype.itemsize, kernel)
@@ -342,9 +345,10 @@ def fit(
     max_iter, chunk_size : int
         Static. ``chunk_size=None`` picks one from the shapes (see
         :func:`bayesgmm.suffstats.auto_chunk_size`).
-    kernel : {"auto", "centred", "moments"}
-        Static. ``"auto"``: moments in float64, centred in float32
-        (:mod:`bayesgmm.suffstats` explains both).
+    kernel : {"auto", "centred", "moments", "guarded"}
+        Static. ``"auto"``: moments in float64, guarded in float32 (the moments form
+        where its round-off is within :data:`bayesgmm.suffstats.GUARD`, else the
+        centred form; :mod:`bayesgmm.suffstats` explains them).
     cache_features : bool, optional
         Static; moments kernel. Keep the features of all rows for the whole fit
         (N x (1 + D + D(D+1)/2) values) instead of recomputing them every iteration.
@@ -416,7 +420,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         # One shift for every restart, so the moments kernel's features T(x) are computed
         # once (per fit, or per chunk without the cache) and shared by the restarts.
         center = (jnp.mean(jax.vmap(mixture_center)(params.astype(X.dtype)), axis=0)
-                  if kernel == "moments" else None)
+                  if kernel in ("moments", "guarded") else None)
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
 
     def fit(q, tol, n, vmapped=True, hard=hard_start, lower_bound=initial_lower_bound,

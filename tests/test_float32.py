@@ -1,0 +1,205 @@
+"""float32 EM at the moments form's speed where it is exact (bayesgmm.suffstats'
+"guarded" kernel, the float32 default): held to a float64 fit of the same
+(float32-valued) data from the same start, in every covariance type, for in-memory,
+chunked, vmapped, streamed and sharded EM.
+
+Truth: the float64 fit (the moments form in float64 is exact to ~1e-12 on these data,
+tests/test_engines_jax.py holds it to scikit-learn). Bounds (issue 17): covariances
+within 2e-3 relative (each component against its own scale) on data offset by 1e4 and
+on data with one compact component far from the others; the log-likelihood within
+1e-5 relative on well-conditioned data. The far component is chosen so that the plain
+moments form in float32 fails there (tested), so the tests can fail."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, in_scope
+
+from bayesgmm.density import mixture_center
+from bayesgmm.engines import jax as em
+from bayesgmm.initialize import init_params
+from bayesgmm.suffstats import GUARD, moments_error, moments_exact, resolve_kernel
+
+
+def _data(name):
+    """float32-valued data (as float64): offset by 1e4, one compact component far from
+    two unit ones, or well-conditioned blobs."""
+    rng = np.random.RandomState(0)
+    if name == "offset":
+        X = np.concatenate([rng.normal(0, 1, (200, 3)), rng.normal(4, 0.5, (200, 3))]) + 1e4
+    elif name == "far":
+        X = np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(4, 1, (300, 3)),
+                            rng.normal(30, 0.01, (300, 3))])
+    else:
+        X = np.concatenate([rng.normal(m, 1, (300, 3)) for m in (0, 4, -4)])
+    return X.astype(np.float32).astype(np.float64)
+
+
+K_OF = {"offset": 2, "far": 3, "blobs": 3}
+
+
+def _start(X, K, ct):
+    with in_scope(np.float64):
+        p = init_params(jax.random.PRNGKey(0), jnp.asarray(X), K, ct)
+        return jax.tree_util.tree_map(np.asarray, p)
+
+
+def _fit64(X, p0, **kw):
+    with in_scope(np.float64):
+        p, info = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=15, **kw)
+        return np.asarray(p.covariances), float(info.lower_bound)
+
+
+def _cov_error(cov, ref, ct):
+    """Largest error of any component's covariance relative to that component's scale
+    (a compact component's 1e-4 variances are held to their own size)."""
+    cov, ref = np.asarray(cov, np.float64), np.asarray(ref, np.float64)
+    if ct == "tied":  # one matrix
+        ref, cov = ref[None], cov[None]
+    scale = np.max(np.abs(ref).reshape(len(ref), -1), axis=1)
+    return float(np.max(np.abs(cov - ref).reshape(len(ref), -1) / scale[:, None]))
+
+
+def _rel_ll(a, b):
+    return abs(a - b) / abs(b)
+
+
+def test_auto_is_guarded_in_float32_and_named_kernels_stay():
+    assert resolve_kernel("auto", jnp.float32) == "guarded"
+    assert resolve_kernel("auto", jnp.float64) == "moments"
+    for k in ("centred", "moments", "guarded"):
+        assert resolve_kernel(k, jnp.float32) == k
+    with pytest.raises(ValueError, match="'kernel' should be in .*'guarded'"):
+        resolve_kernel("fast", jnp.float32)
+
+
+def test_guard_separates_the_cases():
+    """The moments form is judged exact on well-conditioned and offset data (where it is
+    the fast path) and not with a compact component far from the shift."""
+    verdict = {}
+    for name in ("offset", "far", "blobs"):
+        X = _data(name)
+        p64 = _start(X, K_OF[name], "full")
+        with in_scope(np.float32):
+            p = jax.tree_util.tree_map(jnp.asarray, p64.astype(np.float32))
+            rho = moments_error(p, mixture_center(p))
+            verdict[name] = bool(moments_exact(p, mixture_center(p)))
+            assert np.all(np.asarray(rho) > 0)
+    assert verdict == {"offset": True, "far": False, "blobs": True}
+    assert GUARD < 1e-2
+
+
+def test_plain_moments_fails_on_the_far_component():
+    """The test data are hard: float32 with kernel="moments" misses the float64 fit's
+    lower bound there by far more than the bounds below."""
+    X = _data("far")
+    p0 = _start(X, 3, "full")
+    _, ll64 = _fit64(X, p0)
+    with in_scope(np.float32):
+        _, info = em.fit(jnp.asarray(X, jnp.float32), p0.astype(np.float32), tol=0.0,
+                         max_iter=15, kernel="moments")
+    ll32 = float(info.lower_bound)
+    assert not np.isfinite(ll32) or _rel_ll(ll32, ll64) > 1e-3
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64])
+@pytest.mark.parametrize("name", ["offset", "far", "blobs"])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_float32_default_matches_float64(ct, name, chunk_size):
+    X = _data(name)
+    p0 = _start(X, K_OF[name], ct)
+    cov64, ll64 = _fit64(X, p0)
+    with in_scope(np.float32):
+        p, info = em.fit(jnp.asarray(X, jnp.float32), p0.astype(np.float32), tol=0.0,
+                         max_iter=15, chunk_size=chunk_size)
+        cov32 = np.asarray(p.covariances)
+    assert not bool(info.nonfinite)
+    assert _cov_error(cov32, cov64, ct) < 2e-3
+    assert _rel_ll(float(info.lower_bound), ll64) < (1e-5 if name == "blobs" else 1e-4)
+
+
+@pytest.mark.parametrize("name", ["far", "blobs"])
+def test_guarded_takes_the_branch_the_guard_names(name):
+    """The guarded kernel is the moments fit where the guard allows it, the centred fit
+    where not: the same numbers, bit for bit in float32."""
+    X = _data(name)
+    p0 = _start(X, 3, "full").astype(np.float32)
+    with in_scope(np.float32):
+        Xj = jnp.asarray(X, jnp.float32)
+        fits = {k: em.fit(Xj, p0, tol=0.0, max_iter=5, chunk_size=128, kernel=k)
+                for k in ("guarded", "moments", "centred")}
+    same = "centred" if name == "far" else "moments"
+    np.testing.assert_array_equal(np.asarray(fits["guarded"][1].history),
+                                  np.asarray(fits[same][1].history))
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_float32_restarts_and_stream_match_float64(ct, tmp_path):
+    """Vmapped restarts (the centred form) and streamed EM from a memmap (one choice per
+    pass for every block) on the far-component data."""
+    X = _data("far")
+    p0 = _start(X, 3, ct)
+    cov64, ll64 = _fit64(X, p0)
+    P = jax.tree_util.tree_map(lambda a: np.stack([a, a]), p0.astype(np.float32))
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    with in_scope(np.float32):
+        pr, ir, _ = em.fit_restarts(jnp.asarray(X, jnp.float32), P, tol=0.0, max_iter=15)
+        ps, is_ = em.fit_stream(disk, p0.astype(np.float32), tol=0.0, max_iter=15,
+                                chunk_size=256, dtype=np.float32)
+        covs = {"restarts": np.asarray(pr.covariances), "stream": np.asarray(ps.covariances)}
+    for how, (cov, ll) in {"restarts": (covs["restarts"], float(ir.lower_bound)),
+                           "stream": (covs["stream"], float(is_.lower_bound))}.items():
+        assert _cov_error(cov, cov64, ct) < 2e-3, how
+        assert _rel_ll(ll, ll64) < 1e-4, how
+
+
+SHARDED = r"""
+import sys
+import jax, jax.numpy as jnp, numpy as np
+assert len(jax.devices()) == 4
+from bayesgmm.engines import jax as em
+from bayesgmm.initialize import init_params
+for path in sys.argv[1:]:
+    X = np.load(path)
+    K = int(path.split("_K")[1].split(".")[0])
+    for ct in ["full", "tied", "diag", "spherical"]:
+        with jax.enable_x64(True):
+            p0 = jax.tree_util.tree_map(np.asarray, init_params(
+                jax.random.PRNGKey(0), jnp.asarray(X), K, ct))
+            p64, i64 = em.fit(jnp.asarray(X), p0, tol=0.0, max_iter=15)
+            cov64, ll64 = np.asarray(p64.covariances), float(i64.lower_bound)
+        p32, i32 = em.fit_sharded(jnp.asarray(X, jnp.float32), p0.astype(np.float32),
+                                  tol=0.0, max_iter=15, chunk_size=64)
+        cov32 = np.asarray(p32.covariances, np.float64)
+        if ct == "tied":
+            cov32, cov64 = cov32[None], cov64[None]
+        scale = np.max(np.abs(cov64).reshape(len(cov64), -1), axis=1)
+        err = np.max(np.abs(cov32 - cov64).reshape(len(cov64), -1) / scale[:, None])
+        print(ct, int(i32.n_iter), err, abs(float(i32.lower_bound) - ll64) / abs(ll64))
+"""
+
+
+def test_float32_sharded_matches_float64(tmp_path):
+    """shard_map over 4 simulated devices (a fresh process: the device count is fixed
+    at start-up), offset and far-component data."""
+    paths = []
+    for name in ("offset", "far"):
+        path = tmp_path / f"{name}_K{K_OF[name]}.npy"
+        np.save(path, _data(name))
+        paths.append(str(path))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SHARDED, *paths], check=False,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split() for line in out.stdout.strip().splitlines()]
+    assert [r[0] for r in rows] == list(COVARIANCE_TYPES) * 2
+    for ct, n_iter, cov_err, ll_err in rows:
+        assert int(n_iter) == 15
+        assert float(cov_err) < 2e-3 and float(ll_err) < 1e-4, (ct, cov_err, ll_err)
