@@ -87,7 +87,7 @@ __all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", 
            "criteria", "criteria_terms", "criteria_from_terms", "log_likelihood", "sample",
            "to_device"]
 
-_KERNELS = ("auto", "centred", "moments")  # bayesgmm.suffstats.resolve_kernel's names
+_KERNELS = ("auto", "centred", "moments", "guarded")  # bayesgmm.suffstats.KERNELS (not imported: JAX)
 
 
 @dataclasses.dataclass(frozen=True)
