@@ -756,9 +756,11 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     width = upper[rows, label] - lower[rows, label]
     text = [f"\nBayesian fit ({what}) in {seconds:.1f} s; BIC at the MAP "
             f"{model.bic(data.X):.2f}",
-            f"membership: the {b.interval:.0%} credible interval of each point's label "
-            f"probability has median width {np.median(width):.3f}; "
-            f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1",
+            (f"membership: the {b.interval:.0%} credible interval of each point's label "
+             f"probability has median width {np.median(width):.3f}; "
+             f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1")
+            if b.method != "map" else
+            "membership: MAP is one parameter set, so no credible interval (use nuts or svi)",
             f"membership: {int(np.sum(mean.max(1) < UNCERTAIN))} of {len(mean)} points have "
             f"a posterior mean max p(z|x) < {UNCERTAIN}",
             "posterior summary (relabeled draws):", table.to_string()]
@@ -834,7 +836,7 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
     _figure(files["clusters"], _plot("plot_ellipses"), params, X, labels, names=names,
             title=f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})")
     _figure(files["membership"], _plot("plot_membership"), X, proba, names=names)
-    if interval is not None:
+    if interval is not None and cfg.bayes.method != "map":  # MAP: one draw, no interval
         rows = np.arange(len(X))
         label = interval[0].argmax(1)
         uncertainty = interval[2][rows, label] - interval[1][rows, label]
