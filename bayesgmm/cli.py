@@ -428,6 +428,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         np.savetxt(files["proba"], proba, delimiter=",", fmt="%.6g",
                    header=",".join(f"p{k}" for k in range(K)), comments="")
         files["sweep"] = _write_sweep(stage, cfg, table)
+        files["selection"] = stage / "selection.png"
         files.update(_figures(stage, cfg, data, plot_params, labels, proba, interval,
                               model if cfg.bayes is not None else None))
     out = Path(out_dir)
@@ -508,10 +509,13 @@ def _cmd_demo(args, log) -> int:
 def _cmd_show(args, log) -> int:
     folder = Path(args.model_dir)
     text = folder / "summary.txt"
+    if text.is_file() and not (folder / "meta.json").exists():  # a sweep's folder
+        print(text.read_text(), end="")
+        return 0
+    model = _load_model(folder)  # validates every file: a damaged model is an error
     if text.is_file():
         print(text.read_text(), end="")
         return 0
-    model = _load_model(folder)
     print(f"{type(model).__name__} in {folder}\n"
           + _component_table(model.weights_, model.means_, None,
                              getattr(model, "feature_names_in_", None)))

@@ -136,6 +136,18 @@ def test_show_and_predict_round_trip(csv_run, capsys):
     fitted = capsys.readouterr().out
     assert main(["show", str(out)]) == 0
     assert capsys.readouterr().out == fitted
+    # show validates the model before printing its summary: a damaged params.npz is a
+    # one-line error naming the file, not the old summary of a model that cannot load
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for f in out.iterdir():
+        (damaged / f.name).write_bytes(f.read_bytes())
+    data = (damaged / "params.npz").read_bytes()
+    (damaged / "params.npz").write_bytes(data[:len(data) // 2])
+    assert main(["show", str(damaged)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "params.npz" in captured.err
     # predict on the same CSV: the columns are found by name, ids by the id column
     target = tmp_path / "pred.csv"
     assert main(["predict", str(out), str(tmp_path / "data" / "d.csv"), "--out",
@@ -288,6 +300,9 @@ def test_sweep_command(tmp_path, capsys):
     rows = (tmp_path / "s" / "sweep.csv").read_text().splitlines()
     assert len(rows) == 1 + 8 and (tmp_path / "s" / "selection.png").stat().st_size > 0
     assert not (tmp_path / "s" / "params.npz").exists()
+    # show prints a sweep folder's summary (it has no model to load)
+    assert main(["show", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out == (tmp_path / "s" / "summary.txt").read_text()
 
 
 @pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
