@@ -695,8 +695,15 @@ def _load_model(folder: Path):
     if not folder.is_dir():
         raise CLIError(f"no model folder at {folder}",
                        "pass a folder written by 'bayesgmm fit' or 'bayesgmm demo'")
+    from bayesgmm.io import ModelFormatError
+
     try:
         return load_model(folder)
+    except ModelFormatError as err:  # its message names the file, the problem and the fix
+        what, _, fix = str(err).rpartition("; ")
+        raise CLIError(f"cannot load the model in {folder}: {what or err}",
+                       f"{fix}, or fit it again with 'bayesgmm fit'" if what
+                       else "fit it again with 'bayesgmm fit'") from err
     except Exception as err:  # the loader's own message names the file
         raise CLIError(f"cannot load the model in {folder}: {type(err).__name__}: {err}",
                        "pass a folder written by 'bayesgmm fit', or fit it again") from err
