@@ -413,3 +413,38 @@ def test_figures_pass_feature_names_where_a_plot_takes_them(tmp_path):
     for name in ("a.png", "g.png"):
         image = imread(tmp_path / name)
         assert image.shape[0] > 300 and image.std() > 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("quiet", [False, True])
+def test_sweep_bar_on_a_terminal_unless_quiet(csv_run, quiet):
+    """stderr a terminal: the sweep's tqdm bar is drawn there; --quiet silences it (and
+    stderr not a terminal, as in every other test, shows no bar)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    tmp_path, cfg, X, y = csv_run
+    primary, secondary = pty.openpty()
+    # 24 rows x 80 columns: a new pseudo-terminal is 0 wide, where tqdm draws nothing
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    argv = [sys.executable, "-m", "bayesgmm", "fit", str(cfg), "--out", str(tmp_path / "o"),
+            NO_CACHE] + (["--quiet"] if quiet else [])
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=secondary, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal is closed once drained
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert r.returncode == 0
+    text = seen.decode(errors="replace")
+    assert ("sweep:" in text and "fit/s" in text) is not quiet, text
+    assert ("wrote:" in text) is not quiet
