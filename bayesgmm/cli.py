@@ -28,7 +28,6 @@ import contextlib
 import csv
 import dataclasses
 import inspect
-import io
 import os
 import shutil
 import sys
@@ -44,7 +43,7 @@ import numpy as np
 from bayesgmm.config import ConfigError, DataConfig, RunConfig, load_config, to_toml
 
 __all__ = ["main", "run_workflow", "run_sweep", "load_data", "Dataset", "CLIError",
-           "FitFailed", "membership_rows"]
+           "FitFailed"]
 
 # Files that mark a folder as this program's output (one may be replaced by a new run)
 OUTPUT_MARKERS = ("config.toml", "summary.txt", "meta.json", "params.npz")
@@ -319,10 +318,12 @@ def staged_folder(out: Path):
 
 
 def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
-              log: Callable[[str], None] = print, data: Dataset | None = None) -> dict:
+              log: Callable[[str], None] = print, data: Dataset | None = None,
+              progress: bool = False) -> dict:
     """The ``[sweep]`` of ``cfg``: the criteria table, and with ``out_dir`` its figure,
     ``sweep.csv``, ``summary.txt`` and ``config.toml``. Returns a summary dict with
-    ``table`` (the :class:`bayesgmm.selection.SweepResult`) and ``text``."""
+    ``table`` (the :class:`bayesgmm.selection.SweepResult`) and ``text``. ``progress``:
+    a tqdm bar on stderr, one tick per fitted (covariance type, K)."""
     from bayesgmm.selection import sweep
 
     data = data or _load(cfg, log)
@@ -331,7 +332,7 @@ def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
     t0 = time.perf_counter()
     with _fit_errors():
         table = sweep(data.X, range(lo, hi + 1), cfg.sweep.covariance_types,
-                      criterion=cfg.sweep.criterion, **_em_settings(cfg))
+                      criterion=cfg.sweep.criterion, progress=progress, **_em_settings(cfg))
     best = table.best
     choice = (f"best {cfg.sweep.criterion.upper()}: K={best['n_components']} "
               f"({best['covariance_type']})")
@@ -350,18 +351,19 @@ def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
 
 
 def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print, progress: bool = False) -> dict:
     """Sweep, fit the chosen model (then the ``[bayes]`` fit when configured), and write
     the model folder ``out_dir``: the saved model, ``summary.txt``, ``config.toml``,
     ``membership.csv``, ``proba.csv``, ``sweep.csv`` and PNG figures. Returns the
     summary as a dict (``text`` is ``summary.txt``; ``files`` the written paths;
     ``model`` the fitted estimator, with ``feature_names_in_`` when the data has a
-    header)."""
+    header). ``progress``: the sweep's tqdm bar on stderr."""
+    from bayesgmm import io as model_io
     from bayesgmm.estimators import GaussianMixture
     from bayesgmm.metrics import adjusted_rand_score
 
     data = _load(cfg, log)
-    swept = run_sweep(cfg, log=log, data=data)
+    swept = run_sweep(cfg, log=log, data=data, progress=progress)
     table, best = swept["table"], swept["table"].best
     K = best["n_components"] if cfg.fit.n_components == "best" else cfg.fit.n_components
     ct = best["covariance_type"] if cfg.fit.covariance_type == "best" else cfg.fit.covariance_type
@@ -393,8 +395,9 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     names = data.feature_names
     if names is not None:
         gmm.feature_names_in_ = np.asarray(names, dtype=object)
-    model, interval, plot_params = gmm, None, gmm.params_
+    model, interval, plot_params, prob = gmm, None, gmm.params_, 0.9
     if cfg.bayes is not None:
+        prob = cfg.bayes.interval
         model, interval, bayes_text = _fit_bayes(cfg, data, K, ct, log, em=gmm)
         proba, labels = interval[0], interval[0].argmax(1)
         plot_params = _posterior_mean(model)
@@ -411,21 +414,21 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
 
     files = {}
     with staged_folder(Path(out_dir)) as stage:
-        saved = _save(model, gmm, stage, log)
-        if not saved:
-            summary["text"] += ("note: this bayesgmm.io cannot save a Bayesian fit yet, so the "
-                                "folder's model is the EM fit at the same K\n")
+        model_io.save(model, stage)
         files["model"] = stage
         files["summary"] = stage / "summary.txt"
         files["summary"].write_text(summary["text"])
         files["config"] = stage / "config.toml"
         files["config"].write_text(to_toml(cfg))
         files["membership_table"] = stage / "membership.csv"
-        files["membership_table"].write_text(_membership_csv(data, proba, interval))
+        with _fit_errors("the membership table"):
+            table_columns = model.membership_table(X, prob=prob)
+        model_io.write_table(files["membership_table"], table_columns, row_ids=data.ids)
         files["proba"] = stage / "proba.csv"
         np.savetxt(files["proba"], proba, delimiter=",", fmt="%.6g",
                    header=",".join(f"p{k}" for k in range(K)), comments="")
         files["sweep"] = _write_sweep(stage, cfg, table)
+        files["selection"] = stage / "selection.png"
         files.update(_figures(stage, cfg, data, plot_params, labels, proba, interval,
                               model if cfg.bayes is not None else None))
     out = Path(out_dir)
@@ -435,21 +438,6 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     for name, path in summary["files"].items():
         log(f"  {name:<16} {path}")
     return summary
-
-
-def membership_rows(ids, proba, interval=None) -> list[list]:
-    """Rows of the membership table: id, label, its probability (and, with ``interval``
-    = (mean, lower, upper) of shape (N, K) each, the credible bounds of that probability).
-    """
-    proba = np.asarray(proba)
-    label = proba.argmax(1)
-    rows = np.arange(len(proba))
-    out = [[ids[i], int(label[i]), f"{proba[i, label[i]]:.6g}"] for i in rows]
-    if interval is not None:
-        lower, upper = np.asarray(interval[1]), np.asarray(interval[2])
-        for i in rows:
-            out[i] += [f"{lower[i, label[i]]:.6g}", f"{upper[i, label[i]]:.6g}"]
-    return out
 
 
 # ---- the command line --------------------------------------------------------------------
@@ -495,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_fit(args, log) -> int:
     cfg = load_config(args.config)
     _compilation_cache(args)
-    summary = run_workflow(cfg, args.out or Path("models") / cfg.name, log=log)
+    summary = run_workflow(cfg, args.out or Path("models") / cfg.name, log=log,
+                           progress=_progress(args))
     print(summary["text"], end="")
     return 0
 
@@ -503,14 +492,16 @@ def _cmd_fit(args, log) -> int:
 def _cmd_sweep(args, log) -> int:
     cfg = load_config(args.config)
     _compilation_cache(args)
-    summary = run_sweep(cfg, args.out or Path("models") / f"{cfg.name}-sweep", log=log)
+    summary = run_sweep(cfg, args.out or Path("models") / f"{cfg.name}-sweep", log=log,
+                        progress=_progress(args))
     print(summary["text"], end="")
     return 0
 
 
 def _cmd_demo(args, log) -> int:
     _compilation_cache(args)
-    summary = run_workflow(RunConfig(), args.out or Path("models") / "blobs", log=log)
+    summary = run_workflow(RunConfig(), args.out or Path("models") / "blobs", log=log,
+                           progress=_progress(args))
     print(summary["text"], end="")
     return 0
 
@@ -518,10 +509,13 @@ def _cmd_demo(args, log) -> int:
 def _cmd_show(args, log) -> int:
     folder = Path(args.model_dir)
     text = folder / "summary.txt"
+    if text.is_file() and not (folder / "meta.json").exists():  # a sweep's folder
+        print(text.read_text(), end="")
+        return 0
+    model = _load_model(folder)  # validates every file: a damaged model is an error
     if text.is_file():
         print(text.read_text(), end="")
         return 0
-    model = _load_model(folder)
     print(f"{type(model).__name__} in {folder}\n"
           + _component_table(model.weights_, model.means_, None,
                              getattr(model, "feature_names_in_", None)))
@@ -529,6 +523,8 @@ def _cmd_show(args, log) -> int:
 
 
 def _cmd_predict(args, log) -> int:
+    from bayesgmm import io as model_io
+
     folder = Path(args.model_dir)
     model = _load_model(folder)
     cfg, prob = DataConfig(), 0.94
@@ -547,21 +543,26 @@ def _cmd_predict(args, log) -> int:
         raise CLIError(f"{args.data} has {data.X.shape[1]} feature columns, the model in "
                        f"{folder} was fitted on {model.n_features_in_}",
                        "keep the same columns as the fit (see its config.toml)")
-    with _fit_errors("predicting"):
-        if hasattr(model, "membership_interval"):
-            interval = model.membership_interval(data.X, prob=prob)
-            proba = interval[0]
-        else:
-            interval, proba = None, model.predict_proba(data.X)
     if args.proba:
+        with _fit_errors("predicting"):
+            proba = model.predict_proba(data.X)
         text = "".join(",".join(f"{p:.6g}" for p in row) + "\n" for row in proba)
+        if args.out:
+            Path(args.out).write_text(text)
+        else:
+            print(text, end="")
     else:
-        text = _membership_csv(data, proba, interval)
+        with _fit_errors("predicting"):
+            table = model.membership_table(data.X, prob=prob)
+        if args.out:
+            model_io.write_table(args.out, table, row_ids=data.ids)
+        else:  # the same writer, through a temporary file
+            with tempfile.TemporaryDirectory() as tmp:
+                path = model_io.write_table(Path(tmp) / "membership.csv", table,
+                                            row_ids=data.ids)
+                print(path.read_text(), end="")
     if args.out:
-        Path(args.out).write_text(text)
         log(f"wrote {args.out}")
-    else:
-        print(text, end="")
     return 0
 
 
@@ -635,6 +636,11 @@ def _parser() -> argparse.ArgumentParser:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
+def _progress(args) -> bool:
+    """Show tqdm bars: stderr is a terminal and ``--quiet`` was not given."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _logger(quiet: bool) -> Callable[[str], None]:
     if quiet:
         return lambda message: None
@@ -689,8 +695,15 @@ def _load_model(folder: Path):
     if not folder.is_dir():
         raise CLIError(f"no model folder at {folder}",
                        "pass a folder written by 'bayesgmm fit' or 'bayesgmm demo'")
+    from bayesgmm.io import ModelFormatError
+
     try:
         return load_model(folder)
+    except ModelFormatError as err:  # its message names the file, the problem and the fix
+        what, _, fix = str(err).rpartition("; ")
+        raise CLIError(f"cannot load the model in {folder}: {what or err}",
+                       f"{fix}, or fit it again with 'bayesgmm fit'" if what
+                       else "fit it again with 'bayesgmm fit'") from err
     except Exception as err:  # the loader's own message names the file
         raise CLIError(f"cannot load the model in {folder}: {type(err).__name__}: {err}",
                        "pass a folder written by 'bayesgmm fit', or fit it again") from err
@@ -754,9 +767,11 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     width = upper[rows, label] - lower[rows, label]
     text = [f"\nBayesian fit ({what}) in {seconds:.1f} s; BIC at the MAP "
             f"{model.bic(data.X):.2f}",
-            f"membership: the {b.interval:.0%} credible interval of each point's label "
-            f"probability has median width {np.median(width):.3f}; "
-            f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1",
+            (f"membership: the {b.interval:.0%} credible interval of each point's label "
+             f"probability has median width {np.median(width):.3f}; "
+             f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1")
+            if b.method != "map" else
+            "membership: MAP is one parameter set, so no credible interval (use nuts or svi)",
             f"membership: {int(np.sum(mean.max(1) < UNCERTAIN))} of {len(mean)} points have "
             f"a posterior mean max p(z|x) < {UNCERTAIN}",
             "posterior summary (relabeled draws):", table.to_string()]
@@ -780,19 +795,6 @@ def _posterior_mean(model):
     return GMMParams.from_sklearn(model.weights_, model.means_,
                                   covariance_type=model.covariance_type,
                                   covariances=model.covariances_)
-
-
-def _save(model, em, stage: Path, log) -> bool:
-    """Save ``model`` in ``stage``; True, or False when :mod:`bayesgmm.io` cannot save a
-    Bayesian fit yet (before its ``save``/``load`` exist), having saved ``em`` instead."""
-    from bayesgmm import io as model_io
-
-    if model is not em and not hasattr(model_io, "save"):
-        log("note: this bayesgmm.io cannot save a Bayesian fit; saving the EM fit")
-        model_io.save_model(em, stage)
-        return False
-    model_io.save_model(model, stage)
-    return True
 
 
 def _header(cfg: RunConfig, data: Dataset) -> str:
@@ -827,17 +829,6 @@ def _write_sweep(stage: Path, cfg: RunConfig, table) -> Path:
     return path
 
 
-def _membership_csv(data: Dataset, proba, interval) -> str:
-    """The membership table as CSV text (a header row, then one row per sample)."""
-    header = [data.id_name, "label", "probability"] + (["lower", "upper"]
-                                                       if interval is not None else [])
-    text = io.StringIO()
-    w = csv.writer(text, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(membership_rows(data.ids, proba, interval))
-    return text.getvalue()
-
-
 def _plot(name: str):
     """A :mod:`bayesgmm.plotting` function, or None where this version has none."""
     from bayesgmm import plotting
@@ -856,7 +847,7 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
     _figure(files["clusters"], _plot("plot_ellipses"), params, X, labels, names=names,
             title=f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})")
     _figure(files["membership"], _plot("plot_membership"), X, proba, names=names)
-    if interval is not None:
+    if interval is not None and cfg.bayes.method != "map":  # MAP: one draw, no interval
         rows = np.arange(len(X))
         label = interval[0].argmax(1)
         uncertainty = interval[2][rows, label] - interval[1][rows, label]

@@ -126,6 +126,13 @@ class PriorsConfig:
     scale_log_sd: float = _key(1.0, "std of log(scales)", gt=0)
     lkj_concentration: float = _key(2.0, "LKJ concentration of each correlation matrix",
                                     gt=0)
+    marginalize_missing: bool = _key(False, "treat NaN in the data as missing at random "
+                                            "(set by the fit itself when the data has NaN)")
+    scale_prior: str = _key("lognormal", "the family of the components' std devs' prior "
+                            "(inverse_gamma keeps mass away from 0)",
+                            choices=("lognormal", "inverse_gamma"))
+    scale_shape: float = _key(2.0, 'InverseGamma shape of scale_prior = "inverse_gamma"',
+                              gt=0)
 
 
 @dataclasses.dataclass(frozen=True)

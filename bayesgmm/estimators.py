@@ -397,6 +397,14 @@ default="auto"
         dict of str to ndarray
             ``label`` (n_samples,) int64, :meth:`predict`; ``probability`` (n_samples,)
             p(z = label | x), the largest entry of the row of :meth:`predict_proba`.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``prob`` outside (0, 1), or ``X`` with another number of features than the
+            fit's, or NaN in ``X`` unless ``missing="marginalize"``.
         """
         _check_prob(prob)
         return membership_columns(self.predict_proba(X))
@@ -421,6 +429,14 @@ default="auto"
         -------
         ndarray of shape (n_samples, n_features), or (n_imputations, n_samples, n_features)
             Observed values unchanged.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            A row with no observed value, another number of features than the fit's,
+            or ``n_imputations`` not a positive integer.
         """
         X = self._check_X(X, missing="marginalize")
         if n_imputations is not None:

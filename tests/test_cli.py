@@ -119,7 +119,7 @@ def test_csv_with_header_columns_by_name_and_relative_path(csv_run, capsys, monk
     assert stdout == (out / "summary.txt").read_text()
     with (out / "membership.csv").open() as fh:
         table = list(csv.reader(fh))
-    assert table[0] == ["sample", "label", "probability"]
+    assert table[0] == ["id", "label", "probability"]  # bayesgmm.io.write_table's header
     assert [r[0] for r in table[1:]] == [f"s{i}" for i in range(120)]
     # the saved model, reloaded, gives the table's labels and probabilities
     model = load_model(out)
@@ -136,6 +136,18 @@ def test_show_and_predict_round_trip(csv_run, capsys):
     fitted = capsys.readouterr().out
     assert main(["show", str(out)]) == 0
     assert capsys.readouterr().out == fitted
+    # show validates the model before printing its summary: a damaged params.npz is a
+    # one-line error naming the file, not the old summary of a model that cannot load
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for f in out.iterdir():
+        (damaged / f.name).write_bytes(f.read_bytes())
+    data = (damaged / "params.npz").read_bytes()
+    (damaged / "params.npz").write_bytes(data[:len(data) // 2])
+    assert main(["show", str(damaged)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "params.npz" in captured.err
     # predict on the same CSV: the columns are found by name, ids by the id column
     target = tmp_path / "pred.csv"
     assert main(["predict", str(out), str(tmp_path / "data" / "d.csv"), "--out",
@@ -145,7 +157,7 @@ def test_show_and_predict_round_trip(csv_run, capsys):
     np.savetxt(tmp_path / "new.csv", X[:5], delimiter=",")
     assert main(["predict", str(out), str(tmp_path / "new.csv"), NO_CACHE]) == 0
     rows = [r.split(",") for r in capsys.readouterr().out.splitlines()]
-    assert rows[0] == ["row", "label", "probability"] and [r[0] for r in rows[1:]] == list(
+    assert rows[0] == ["id", "label", "probability"] and [r[0] for r in rows[1:]] == list(
         "01234")
     proba = load_model(out).predict_proba(X[:5])
     np.testing.assert_allclose([float(r[2]) for r in rows[1:]], proba.max(1), rtol=1e-5)
@@ -288,6 +300,9 @@ def test_sweep_command(tmp_path, capsys):
     rows = (tmp_path / "s" / "sweep.csv").read_text().splitlines()
     assert len(rows) == 1 + 8 and (tmp_path / "s" / "selection.png").stat().st_size > 0
     assert not (tmp_path / "s" / "params.npz").exists()
+    # show prints a sweep folder's summary (it has no model to load)
+    assert main(["show", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out == (tmp_path / "s" / "summary.txt").read_text()
 
 
 @pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
@@ -299,12 +314,14 @@ def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
     out = tmp_path / "out"
     rc, stdout, err = _fit(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE], capsys)
     assert rc == 0, err
-    assert "Bayesian fit (MAP)" in stdout and "90% credible interval" in stdout
+    assert "Bayesian fit (MAP)" in stdout and "no credible interval" in stdout
     with (out / "membership.csv").open() as fh:
         table = list(csv.reader(fh))
-    assert table[0] == ["sample", "label", "probability", "lower", "upper"]
-    p, lo, hi = (np.array([float(r[j]) for r in table[1:]]) for j in (2, 3, 4))
-    assert np.all(lo <= p + 1e-6) and np.all(p <= hi + 1e-6)
+    # MAP is one parameter set: membership_table has no credible interval to write
+    assert table[0] == ["id", "label", "probability"]
+    assert [r[0] for r in table[1:]] == [f"s{i}" for i in range(120)]
+    p = np.array([float(r[2]) for r in table[1:]])
+    assert np.all((p >= 1 / 3 - 1e-6) & (p <= 1 + 1e-6))
     labels = np.array([int(r[1]) for r in table[1:]])
     from bayesgmm.metrics import adjusted_rand_score
 
@@ -313,6 +330,13 @@ def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
         assert (out / name).stat().st_size > 0
     saved = load_config(out / "config.toml").bayes
     assert saved.method == "map" and saved.priors.lkj_concentration == 3.0
+    # the folder holds the Bayesian fit itself (not an EM stand-in): reloaded, its MAP
+    # memberships are the table's
+    model = load_model(out)
+    assert type(model).__name__ == "BayesianGaussianMixture"
+    proba = model.predict_proba(X)
+    np.testing.assert_array_equal(labels, proba.argmax(1))
+    np.testing.assert_allclose(p, proba.max(1), rtol=1e-5)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["run", "--help"],
@@ -336,11 +360,14 @@ def test_errors_as_a_subprocess(tmp_path):
 
 
 def test_run_command_from_file(tmp_path):
-    """A run on 60,000 rows compiles (K=3: N·K·F over the host threshold), and the command
-    line keeps its compiled programs on disk for the next process."""
+    """A run on 60,000 rows in three clusters: the sweep runs on the host (N·K·F = 1.1e6
+    at K=3, under engines.choose.HOST_SWEEP_WORK) and the final fit at K=3 compiles
+    (over HOST_WORK = 2^20); the command line keeps its compiled programs on disk for
+    the next process."""
     cfg = tmp_path / "c.toml"
-    np.savetxt(tmp_path / "d.csv", np.random.RandomState(0).normal(size=(60_000, 2)),
-               delimiter=",", fmt="%.6f")
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60_000, 2)) + 20.0 * np.repeat(np.eye(3, 2), 20_000, axis=0)
+    np.savetxt(tmp_path / "d.csv", X, delimiter=",", fmt="%.6f")
     cfg.write_text(f'name = "x"\n[data]\npath = "{tmp_path / "d.csv"}"\n'
                    '[sweep]\nn_components = [1, 3]\n')
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
@@ -348,7 +375,7 @@ def test_run_command_from_file(tmp_path):
                         str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
                        env=env)
     assert r.returncode == 0, r.stderr
-    assert "best BIC: K=1" in r.stdout
+    assert "best BIC: K=3" in r.stdout
     assert (tmp_path / "out" / "clusters.png").exists()
     # the command line keeps compiled programs for the next process
     cached = list((tmp_path / "cache" / "bayesgmm" / "jax").iterdir())
@@ -386,3 +413,38 @@ def test_figures_pass_feature_names_where_a_plot_takes_them(tmp_path):
     for name in ("a.png", "g.png"):
         image = imread(tmp_path / name)
         assert image.shape[0] > 300 and image.std() > 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("quiet", [False, True])
+def test_sweep_bar_on_a_terminal_unless_quiet(csv_run, quiet):
+    """stderr a terminal: the sweep's tqdm bar is drawn there; --quiet silences it (and
+    stderr not a terminal, as in every other test, shows no bar)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    tmp_path, cfg, X, y = csv_run
+    primary, secondary = pty.openpty()
+    # 24 rows x 80 columns: a new pseudo-terminal is 0 wide, where tqdm draws nothing
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    argv = [sys.executable, "-m", "bayesgmm", "fit", str(cfg), "--out", str(tmp_path / "o"),
+            NO_CACHE] + (["--quiet"] if quiet else [])
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=secondary, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal is closed once drained
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert r.returncode == 0
+    text = seen.decode(errors="replace")
+    assert ("sweep:" in text and "fit/s" in text) is not quiet, text
+    assert ("wrote:" in text) is not quiet

@@ -75,6 +75,18 @@ def test_priors_table_mirrors_bayesgmm_priors():
     assert ours == theirs
 
 
+def test_priors_table_reaches_bayesgmm_priors():
+    """Every [bayes.priors] key, set away from its default, is the Priors the CLI builds."""
+    from bayesgmm import Priors
+
+    raw = {"scale_prior": "inverse_gamma", "scale_shape": 3.5, "marginalize_missing": True,
+           "lkj_concentration": 4.0}
+    cfg = from_dict({"bayes": {"priors": raw}}).bayes.priors
+    priors = Priors(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    assert {k: getattr(priors, k) for k in raw} == raw
+    priors.validate(2)  # a prior the model accepts
+
+
 def test_bayes_and_fit_defaults_are_the_estimators():
     from bayesgmm import BayesianGaussianMixture, GaussianMixture
 
@@ -110,6 +122,11 @@ def test_one_integer_is_one_k_and_a_list_is_a_range():
      "[bayes] method must be one of \"nuts\", \"map\", \"svi\", got the string 'mcmc'"),
     ({"bayes": {"priors": {"mean_loc": "zero"}}},
      "[bayes.priors] mean_loc must be a number or a list of numbers, got the string 'zero'"),
+    ({"bayes": {"priors": {"scale_prior": "gamma"}}},
+     "[bayes.priors] scale_prior must be one of \"lognormal\", \"inverse_gamma\", got the "
+     "string 'gamma'"),
+    ({"bayes": {"priors": {"marginalize_missing": 1}}},
+     "[bayes.priors] marginalize_missing must be true or false, got the integer 1"),
 ])
 def test_wrong_types_are_named(raw, message):
     with pytest.raises(ConfigError) as err:

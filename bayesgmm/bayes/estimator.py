@@ -54,6 +54,9 @@ class SamplingWarning(UserWarning):
 class BayesianGaussianMixture(BaseEstimator):
     """Gaussian mixture with a posterior over its parameters (NumPyro) and ArviZ output.
 
+    Shapes below: C chains (``n_chains``; 1 for MAP and SVI), S draws per chain
+    (``n_draws``; 1 for MAP), K components, D features, N training samples.
+
     Parameters
     ----------
     n_components : int, default=1
@@ -91,28 +94,58 @@ class BayesianGaussianMixture(BaseEstimator):
     Attributes
     ----------
     params_ : GMMParams
-        Relabeled draws, batch shape (chain, draw); MAP: (1, 1).
+        Relabeled draws, batch shape (C, S); MAP: (1, 1). ``params_.weights`` (C, S, K),
+        ``params_.means`` (C, S, K, D), ``params_.cov_factor`` (C, S, K, D, D) lower
+        Cholesky factors (full) or (C, S, K, D) standard deviations (diag).
     map_params_ : GMMParams
-        The MAP estimate (batch shape ()).
+        The MAP estimate, batch shape (): weights (K,), means (K, D), cov_factor as above
+        without (C, S). ``bic``/``aic`` use it; the draws are relabeled to its labeling.
     em_ : GaussianMixture
-        The EM fit inference started from.
+        The EM fit inference started from (not kept by :func:`bayesgmm.load`).
     idata_ : arviz.InferenceData (ArviZ 0.23) or xarray.DataTree (ArviZ 1.x)
-        Relabeled posterior, sample_stats, log_likelihood, observed_data.
+        The relabeled draws; read both the same way, ``idata_.posterior["means"]``.
+        Groups, variables and dims (:mod:`bayesgmm.bayes.arviz`):
+
+        - ``posterior``: ``weights (chain, draw, component)``, ``means (chain, draw,
+          component, feature)``, ``covariances (chain, draw, component, feature,
+          feature_bis)``, ``scales (chain, draw, component, feature)`` (per-feature
+          standard deviations) and, for ``covariance_type="full"``, ``corr_chol (chain,
+          draw, component, feature, feature_bis)`` (the Cholesky factor of each
+          component's correlation matrix: Σ_k = diag(scales) · corr_chol · corr_cholᵀ ·
+          diag(scales)); with ``priors.weight_prior="stick_breaking"`` also ``stick_fractions (chain,
+          draw, stick)``.
+        - ``sample_stats``: NUTS ``diverging, tree_depth, n_steps, step_size, energy, lp,
+          acceptance_rate (chain, draw)``; MAP ``lp``; SVI none.
+        - ``log_likelihood``: ``obs (chain, draw, obs_id)``, log p(x_n | θ) of each
+          training sample under each draw (:meth:`loo`, :meth:`waic`).
+        - ``observed_data``: ``obs (obs_id, feature)``, the N training samples.
     idata_raw_ : arviz.InferenceData or xarray.DataTree
-        The same before relabeling (to see label switching).
-    relabeling_ : bayesgmm.bayes.posterior.Relabeling
+        The same before relabeling, without ``log_likelihood`` (to see label switching).
+    relabeling_ : bayesgmm.bayes.relabel.Relabeling
+        ``permutations`` (C, S, K) int64 (relabeled component k was component
+        ``permutations[c, s, k]`` as sampled), ``n_switched`` (draws whose labeling
+        changed), ``n_iter`` (rounds of matching), ``params`` (= ``params_``).
     diagnostics_ : bayesgmm.bayes.posterior.Diagnostics
-        The run's health: divergences, tree depth, step sizes, log-density R-hat.
+        The sampler's health: ``n_divergent`` (C,) int64, ``at_max_depth`` (C,) fraction
+        of draws at the tree-depth cap, ``step_size`` (C,) (NaN: not NUTS), ``lp_rhat``
+        float (split R-hat of the log density; NaN: one chain, or not NUTS), ``finite``
+        bool, ``warnings`` tuple of str.
     health_ : bayesgmm.bayes.posterior.Health
-        Whether the posterior is one sensible mode, per chain: collapsed or empty
-        components, chains in other modes (log-density R-hat, co-clustering
-        disagreement), Pareto k > 0.7, a ``healthy`` flag and the ``problems`` found
+        Whether the posterior is one sensible mode, per chain: ``collapsed`` and
+        ``empty`` (C, K) bool, ``stray`` and ``chain_ok`` (C,) bool, ``chain_lp`` (C,),
+        ``lp_rhat`` float, ``coclustering_disagreement`` (C,), ``n_high_pareto_k`` int
+        (PSIS-LOO Pareto k > 0.7; -1 when not computed), ``n_nonempty`` (C, S) int64
+        components with weight >= 1/N, ``healthy`` bool and ``problems`` tuple of str
         (the sampler's ``diagnostics_.warnings`` included).
     warnings_ : list of str
         ``health_.problems``, each prefixed with ``K=n_components:``, as emitted as
         ``SamplingWarning``.
-    weights_, means_, covariances_ : ndarray
-        Posterior means (relabeled).
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+    covariances_ : ndarray of shape (K, D, D) (full) or (K, D) (diag)
+        Posterior means over the relabeled draws.
+    n_features_in_ : int
+        D.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", method="nuts", priors=None,
@@ -227,13 +260,69 @@ class BayesianGaussianMixture(BaseEstimator):
         return posterior.information_criteria(self.map_params_, self._check_X(X))["aic"]
 
     def loo(self, **kwargs):
-        """PSIS-LOO of the fit (``arviz.loo``) as a :class:`bayesgmm.bayes.arviz.ELPD`."""
+        """PSIS-LOO of the fit: Pareto-smoothed importance-sampling leave-one-out
+        cross-validation (``arviz.loo``, :func:`bayesgmm.bayes.arviz.loo`) from
+        ``idata_``'s ``log_likelihood`` group.
+
+        Parameters
+        ----------
+        **kwargs
+            ``var_name`` and ``reff``, passed to ArviZ; nothing else.
+
+        Returns
+        -------
+        bayesgmm.bayes.arviz.ELPD
+            ``kind="loo"``; ``elpd`` (float, Σ_n elpd_i: higher is better), ``se``,
+            ``p`` (effective number of parameters), ``elpd_i`` (N,), ``pareto_k`` (N,)
+            and ``good_k`` (k above it: that sample's estimate is unreliable),
+            ``warning`` (some ``pareto_k > good_k``), ``n_samples`` (C·S),
+            ``n_data_points`` (N). On a MAP fit (one draw) it is not meaningful.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        TypeError
+            A keyword other than ``var_name`` or ``reff``.
+        ValueError
+            ``idata_`` has no ``log_likelihood`` group.
+        """
         self._check_is_fitted()
         return arviz.loo(self.idata_, **kwargs)
 
     def waic(self, **kwargs):
-        """WAIC of the fit as a :class:`bayesgmm.bayes.arviz.ELPD` (see
-        :func:`bayesgmm.bayes.arviz.waic`)."""
+        """WAIC (widely applicable information criterion) of the fit, on the elpd scale,
+        from ``idata_``'s ``log_likelihood`` group (:func:`bayesgmm.bayes.arviz.waic`:
+        ``elpd_i = lppd_i - var_s log p(x_i | θ_s)``).
+
+        Parameters
+        ----------
+        **kwargs
+            ``var_name`` only (the log-likelihood variable; default its only one).
+
+        Returns
+        -------
+        bayesgmm.bayes.arviz.ELPD
+            ``kind="waic"``; ``elpd`` (float, higher is better; -2·elpd is WAIC on the
+            deviance scale), ``se``, ``p`` (effective number of parameters), ``elpd_i``
+            (N,), ``pareto_k`` and ``good_k`` None, ``warning`` (some posterior variance
+            of log p(x_n | θ) above 0.4: prefer :meth:`loo`), ``n_samples`` (C·S),
+            ``n_data_points`` (N).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        TypeError
+            A keyword other than ``var_name``.
+        ValueError
+            ``idata_`` has no ``log_likelihood`` group.
+
+        Warns
+        -----
+        UserWarning
+            When ``warning`` is True.
+        """
         self._check_is_fitted()
         return arviz.waic(self.idata_, **kwargs)
 
