@@ -576,7 +576,7 @@ def _rotate(xp, V: Array, d: Array) -> Array:
     return xp.matmul(V * d[..., None, :], _t(xp, V))
 
 
-def _common_shape(xp, v: Array, nk: Array) -> tuple[Array, Array]:
+def _common_shape(xp, v: Array, nk: Array, start: Array | None = None) -> tuple[Array, Array]:
     """Volumes λ (K,) and one shape a (D,), Π a = 1, maximising
     -½ Σ_k n_k [D log λ_k + Σ_d v_kd / (λ_k a_d)] for positive v (K, D): the VEI M-step of
     Celeux & Govaert (1995) on diagonals (VEV's on sorted eigenvalues). Alternates the
@@ -591,7 +591,11 @@ def _common_shape(xp, v: Array, nk: Array) -> tuple[Array, Array]:
         s = _pool(xp, v / volumes(a)[:, None], nk, 1.0)
         return s / _geomean(xp, s)
 
-    a = _iterate(xp, shape, xp.ones(v.shape[-1:], dtype=v.dtype))
+    if start is None:
+        a = _iterate(xp, shape, xp.ones(v.shape[-1:], dtype=v.dtype))
+    else:
+        a = _iterate(xp, shape, start / _geomean(xp, start),
+                     tol=float(np.sqrt(np.finfo(v.dtype).eps)))
     return volumes(a), a
 
 
@@ -601,7 +605,7 @@ def _det_root(xp, S: Array) -> Array:
     return xp.exp(2.0 * xp.log(L.diagonal(axis1=-2, axis2=-1)).mean(axis=-1))
 
 
-def _common_correlation(xp, S: Array, nk: Array) -> tuple[Array, Array]:
+def _common_correlation(xp, S: Array, nk: Array, start: Array | None = None) -> tuple[Array, Array]:
     """VEE: volumes λ (K,) and one C (D, D), |C| = 1, maximising
     -½ Σ_k n_k [D log λ_k + tr(S_k C⁻¹) / λ_k]. Alternates λ_k = tr(S_k C⁻¹)/D and
     C ∝ Σ_k n_k S_k / λ_k (Celeux & Govaert 1995), from C = I."""
@@ -617,7 +621,11 @@ def _common_correlation(xp, S: Array, nk: Array) -> tuple[Array, Array]:
         T = 0.5 * (T + T.T)
         return T / _det_root(xp, T)
 
-    C = _iterate(xp, shape, xp.eye(D, dtype=S.dtype))
+    if start is None:
+        C = _iterate(xp, shape, xp.eye(D, dtype=S.dtype))
+    else:
+        C0 = 0.5 * (start + start.T)
+        C = _iterate(xp, shape, C0 / _det_root(xp, C0), tol=float(np.sqrt(np.finfo(S.dtype).eps)))
     return volumes(C), C
 
 
@@ -666,7 +674,11 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     if previous is None:
         starts = xp.concatenate([xp.eigh(W.sum(axis=0))[1][None], xp.eigh(S)[1]], axis=0)
     else:  # the loop runs until every start has converged: the warm one alone is cheap
-        starts = xp.eigh(xp.matmul(previous, _t(xp, previous)).sum(axis=0))[1][None]
+        # the previous covariances share their eigenvectors; summed weighted by the
+        # counts, so that padding (n_k = 0 up to 10·eps, identity factors) adds nothing
+        # and a padded fit runs the iterations of the unpadded one
+        prev = xp.matmul(previous, _t(xp, previous))
+        starts = xp.eigh((nk[:, None, None] * prev).sum(axis=0))[1][None]
     # warm: each step raises Q from EM's parameters whatever the count, and the next
     # M-step goes on from here, so sqrt(eps) suffices (and runs ~3x fewer iterations)
     tol = None if previous is None else float(np.sqrt(np.finfo(S.dtype).eps))
@@ -696,7 +708,7 @@ def _eei_factor(xp, sxx, nk, delta, total, reg, previous=None):
 
 def _vei_factor(xp, sxx, nk, delta, total, reg, previous=None):
     v, m2 = _variances(xp, sxx, nk, delta, reg)
-    lam, a = _common_shape(xp, v, nk)
+    lam, a = _common_shape(xp, v, nk, None if previous is None else previous[0] ** 2)
     return _root_variance(xp, lam[:, None] * a, m2)
 
 
@@ -709,7 +721,8 @@ def _evi_factor(xp, sxx, nk, delta, total, reg, previous=None):
 
 def _vee_factor(xp, sxx, nk, delta, total, reg, previous=None):
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
-    lam, C = _common_correlation(xp, S, nk)
+    lam, C = _common_correlation(xp, S, nk, None if previous is None
+                                 else xp.matmul(previous[0], previous[0].T))
     return _full_from(xp, lam[:, None, None] * C, m2)
 
 
@@ -738,7 +751,9 @@ def _vev_factor(xp, sxx, nk, delta, total, reg, previous=None):
     # D_k: W_k's eigenvectors, then VEI's alternation on the sorted eigenvalues
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
     w, V = _eig(xp, S)
-    lam, a = _common_shape(xp, xp.maximum(w, _tiny(w.dtype)), nk)
+    start = None if previous is None else xp.maximum(
+        xp.eigvalsh(xp.matmul(previous[0], previous[0].T)), _tiny(w.dtype))
+    lam, a = _common_shape(xp, xp.maximum(w, _tiny(w.dtype)), nk, start)
     return _full_from(xp, _rotate(xp, V, lam[:, None] * a), m2)
 
 
