@@ -82,7 +82,7 @@ from bayesgmm._xp import Namespace, get_namespace, namespace
 # that this module does not import JAX; it is left out of __all__ for the same reason.
 __all__ = ["CovarianceOps", "TABLE", "RAW_TABLE", "ARRAY_FUNCTIONS", "ops", "ROUNDOFF",
            "MCLUST_MODELS", "SKLEARN_NAMES", "UNIVARIATE_NAMES", "CANONICAL",
-           "INNER_MAX_ITER", "Prior", "default_prior", "prior_moments",
+           "INNER_MAX_ITER", "WARM_MAX_ITER", "Prior", "default_prior", "prior_moments",
            "n_moment_features", "moment_features", "moment_theta", "moment_sums"]
 
 Array = Any  # a NumPy or JAX array (typing only; importing jax here is what we avoid)
@@ -520,6 +520,13 @@ def _inner_tol(dtype) -> float:
 #: the orientation's MM iterations, two majorisations each). They stop earlier when the
 #: parameters change by less than ``eps**(2/3)`` relative (3.7e-11 in float64).
 INNER_MAX_ITER = 500
+#: Most iterations of EVE's and VVE's warm-started orientation (the previous
+#: orientation as the start): each step raises Q from EM's parameters whatever the
+#: count, and the next M-step goes on from here. Without the cap a member that
+#: converges slowly ran to INNER_MAX_ITER in many M-steps (iris: 29,000 inner steps
+#: for EVE's 215 EM iterations); with it iris's 14-model search ran in 1.07 s instead
+#: of 3.24 s, every fit's log-likelihood against mclust unchanged
+WARM_MAX_ITER = 20
 
 
 def _iterate(xp, step: Callable, x: Array, max_iter: int = INNER_MAX_ITER,
@@ -731,7 +738,8 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     # warm: each step raises Q from EM's parameters whatever the count, and the next
     # M-step goes on from here, so sqrt(eps) suffices (and runs ~3x fewer iterations)
     tol = None if previous is None else float(np.sqrt(np.finfo(S.dtype).eps))
-    O = _iterate(xp, step, starts, tol=tol, batch_ndim=batch)
+    O = _iterate(xp, step, starts, INNER_MAX_ITER if previous is None else WARM_MAX_ITER,
+                 tol=tol, batch_ndim=batch)
     b, d = diagonals(O)
     # f per start (..., C), up to constants: Σ_k n_k Σ_d [log Δ + b / Δ]
     best = xp.argmin((nk[..., None, :, None] * (xp.log(d) + b / d)).sum(axis=(-2, -1)),
