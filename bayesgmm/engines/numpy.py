@@ -29,16 +29,27 @@ Nothing here imports JAX.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import Prior, moment_features, moment_sums, moment_theta, ops
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
 
 __all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "lloyd", "lloyd_batch", "log_resp",
            "score_draws", "criteria_terms", "sample", "sklearn_covariances"]
+
+#: fit_many pads its members to one K when the feature table has at most this many
+#: entries (N·F): on small data Python's overhead per batch call dominates, on large
+#: data the E-step's padded columns would
+PAD_FEATURES = 2**16
+
+#: scikit-learn's 10·eps on the counts (engines.mixture_m_step's), in float64: the host
+#: engine computes in float64
+_TEN_EPS = float(10 * np.finfo(np.float64).eps)
 
 
 # ---- the moments form ----------------------------------------------------------------
@@ -95,12 +106,13 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
     return (*moment_sums(S, center, p.covariance_type, NUMPY), wll)
 
 
-def _e_step_batch(ps: list[GMMParams], T: np.ndarray, TT: np.ndarray, w: np.ndarray,
-                  center: np.ndarray, hard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_e_step` for L parameter sets of one K at once: the feature sums
-    ``S = Σ w r T(x)`` (L, K, F) and Σ w log p(x) (L,), with the same operations
-    (log-probabilities (L, K, N) from one batched product); ``hard (L,)`` per set."""
-    theta = np.stack([_theta(p, center) for p in ps])  # (L, F, K)
+def _e_step_batch(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
+                  hard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_e_step` for L parameter sets of one K at once, from their natural
+    parameters ``theta (L, F, K)`` (one :func:`~bayesgmm.covariance.moment_theta` call
+    over the batch): the feature sums ``S = Σ w r T(x)`` (L, K, F) and Σ w log p(x)
+    (L,), with the same operations (log-probabilities (L, K, N) from one batched
+    product); ``hard (L,)`` per set."""
     lp = np.matmul(theta.transpose(0, 2, 1), TT)  # (L, K, N)
     top = lp.max(axis=1)
     top = np.where(np.isfinite(top), top, 0.0)
@@ -122,6 +134,66 @@ def _e_step_batch(ps: list[GMMParams], T: np.ndarray, TT: np.ndarray, w: np.ndar
         wll[broken] = np.where(live, w * log_norm[broken], 0.0).sum(axis=1)
     e *= share[:, None, :]
     return np.matmul(e, T), wll  # (L, K, F), (L,)
+
+
+class _Batch(NamedTuple):
+    """L parameter sets of one K and covariance type, stacked (float64)."""
+
+    weights: np.ndarray  # (L, K)
+    means: np.ndarray  # (L, K, D)
+    cov_factor: np.ndarray  # (L, *factor shape)
+
+
+def _m_step_batch(S: np.ndarray, center: np.ndarray, kind: str, reg_covar,
+                  previous: _Batch, wll: np.ndarray, total_w: float):
+    """:func:`bayesgmm.engines.mixture_m_step` and :func:`~bayesgmm.engines.step_health`
+    for L members of one K at once: one ``factor_from_moments`` call over the batch (its
+    pooled quantities pooled per member; the iterative ones iterate each member as far
+    as it would go alone).
+
+    Parameters
+    ----------
+    S : array of shape (L, K, F)
+        Each member's feature sums.
+    center : array of shape (D,)
+    kind : str
+    reg_covar : float
+    previous : _Batch
+        The parameters EM holds; zero-weight components are inactive (kept as they are).
+    wll : array of shape (L,)
+        Σ w log p(x) of each member.
+    total_w : float
+
+    Returns
+    -------
+    new : _Batch
+    nk : array of shape (L, K)
+        The counts (before scikit-learn's 10·eps).
+    ok : array of shape (L,), bool
+    component_ok : array of shape (L, K), bool
+    """
+    table = ops(kind, NUMPY)
+    nk_raw, sx, sxx = moment_sums(S, center, kind, NUMPY)
+    nk = nk_raw + _TEN_EPS
+    active = previous.weights > 0
+    mass = np.where(active, nk, 0.0)
+    delta = sx / nk[..., None]
+    total = mass.sum(axis=-1)
+    factor = table.factor_from_moments(sxx, nk, delta, total, np.asarray(reg_covar, sx.dtype),
+                                       previous.cov_factor)
+    weights, means = mass / total[:, None], center + delta
+    if not active.all():  # padding keeps its previous values, as select_components
+        weights = np.where(active, weights, previous.weights)
+        means = np.where(active[..., None], means, previous.means)
+        axis = table.component_axis
+        if axis is not None:
+            factor = np.where(active.reshape(active.shape + (1,) * (-axis - 1)), factor,
+                              previous.cov_factor)
+    K = nk.shape[-1]
+    component_ok = table.factor_ok(factor, K)
+    ok = (np.isfinite(wll / total_w) & component_ok.all(axis=-1)
+          & np.isfinite(means).all(axis=(-2, -1)))
+    return _Batch(weights, means, factor), nk_raw, ok, component_ok
 
 
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
@@ -263,19 +335,21 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
 
 
 def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-3,
-             reg_covar: float = 1e-6, max_iter: int = 100, hard_start=False
-             ) -> list[tuple[GMMParams, FitInfo]]:
-    """:func:`fit` from each of B starts in lockstep: one E-step for all of them.
+             reg_covar: float = 1e-6, max_iter: int = 100, hard_start=False,
+             pad: bool | None = None) -> list[tuple[GMMParams, FitInfo]]:
+    """:func:`fit` from each of B starts in lockstep: one E-step and one M-step for
+    all the members of one K.
 
     A sweep's fits (every K, every start of one covariance type) are many small EMs on
     the same rows, each paying Python's overhead per iteration. Here the members of
-    one K (a sweep's starts of that K) share each E-step: their log-probabilities are
-    one batched product (L, K, F) @ (F, N) and their statistics one (L, K, N) @ (N, F);
-    the M-step runs per member (the table's M-steps take one parameter set). Members
-    are not padded to a common K: EVE's and VVE's warm-started M-steps read every
-    component of the previous parameters, padding included. A member stops as :func:`fit` would (converged, ``max_iter`` or a
-    non-finite step) and drops out of the batch; each result equals :func:`fit` from the
-    same start (to round-off; tested).
+    one K (a sweep's starts of that K) share each iteration's calls: their natural
+    parameters are one :func:`~bayesgmm.covariance.moment_theta` call, their
+    log-probabilities one batched product (L, K, F) @ (F, N), their statistics one
+    (L, K, N) @ (N, F), and their M-step one ``factor_from_moments`` call over the
+    batch (:func:`_m_step_batch`: pooled quantities pooled per member, the iterative
+    M-steps iterated per member). A member stops as :func:`fit` would (converged,
+    ``max_iter`` or a non-finite step) and drops out of the batch; each result equals
+    :func:`fit` from the same start (to round-off; tested).
 
     Parameters
     ----------
@@ -287,6 +361,11 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
         As :func:`fit`.
     hard_start : bool or sequence of bool
         Per member (or for all): a first hard pass, as :func:`fit`'s.
+    pad : bool, optional
+        Pad every member to the largest K (inactive components), so that all of them
+        form one batch: Python's overhead is paid once an iteration instead of once per
+        K, while the E-step computes padded columns. Default: when the feature table
+        (N·F entries) has at most :data:`PAD_FEATURES`.
 
     Returns
     -------
@@ -299,8 +378,14 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
     TT = np.ascontiguousarray(T.T)
     total_w = w.sum()
     B = len(starts)
-    ks = [p.n_components for p in starts]
+    sizes = [p.n_components for p in starts]
     params = [p.to_numpy(np.float64) for p in starts]
+    if pad is None:
+        pad = T.size <= PAD_FEATURES
+    if pad:  # every member padded to the largest K: one batch (inactive components
+        # take no part in any M-step, tested equal to the unpadded fit)
+        params = [pad_components(p, max(sizes)) for p in params]
+    ks = [p.n_components for p in params]
     hard = (np.broadcast_to(np.asarray(hard_start, bool), (B,)).copy())
     lower = np.full(B, -np.inf)
     n_iter = np.zeros(B, np.int32)
@@ -310,39 +395,56 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
     history = np.full((B, max_iter), np.nan)
     nk = [np.zeros(k) for k in ks]
     live = [b for b in range(B) if max_iter > 0]
+    groups = {k: _Batch(*(np.stack(a) for a in zip(
+        *((p.weights, p.means, p.cov_factor) for p, kb in zip(params, ks) if kb == k))))
+        for k in sorted(set(ks))}  # the members of each K, stacked
+    slot = {}  # member -> (its K, its row in that K's stack)
+    for k in groups:
+        slot.update((b, (k, i)) for i, b in enumerate(b for b in range(B) if ks[b] == k))
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while live:
-            stats = {}
-            for k in sorted({ks[b] for b in live}):  # one batched E-step per K
-                group = [b for b in live if ks[b] == k]
-                stats.update(zip(group, zip(*_e_step_batch(
-                    [params[b] for b in group], T, TT, w, center, hard[group]))))
             still = []
-            for b in live:
-                S, wll = stats[b]
-                nk_new, sx, sxx = moment_sums(S, center, kind, NUMPY)
-                lb = wll / total_w
-                new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
-                                     reg_covar=reg_covar, previous=params[b], xp=NUMPY)
-                ok, component_ok = step_health(new, lb, NUMPY)
-                ok = bool(ok)
-                bad[b] = -1 if ok or component_ok.all() else int(component_ok.argmin())
-                if ok:
-                    params[b], nk[b] = new, nk_new
-                if not hard[b]:
-                    history[b, n_iter[b]] = lb
-                    converged[b] = ok and abs(lb - lower[b]) < tol
-                    if ok:
-                        lower[b] = lb
-                    n_iter[b] += 1
-                nonfinite[b], hard[b] = not ok, False
-                if n_iter[b] < max_iter and not converged[b] and not nonfinite[b]:
-                    still.append(b)
-            live = still
+            for k, stack in groups.items():  # one batched E-step and M-step per K
+                group = [b for b in live if ks[b] == k]
+                if not group:
+                    continue
+                rows = np.array([slot[b][1] for b in group])
+                prev = stack if len(rows) == len(stack.weights) else _Batch(
+                    *(a[rows] for a in stack))
+                theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center, kind,
+                                     NUMPY)  # (L, F, K)
+                S, wll = _e_step_batch(theta, T, TT, w, hard[group])
+                new, nk_new, ok, component_ok = _m_step_batch(S, center, kind, reg_covar,
+                                                              prev, wll, total_w)
+                keep = np.where(ok)[0]
+                if len(keep):  # applied where the step is sound
+                    for a, b_new in zip(stack, new):
+                        a[rows[keep]] = b_new[keep]
+                for j, b in enumerate(group):
+                    okb = bool(ok[j])
+                    bad[b] = -1 if okb or component_ok[j].all() else int(component_ok[j].argmin())
+                    if okb:
+                        nk[b] = nk_new[j]
+                    if not hard[b]:
+                        lb = wll[j] / total_w
+                        history[b, n_iter[b]] = lb
+                        converged[b] = okb and abs(lb - lower[b]) < tol
+                        if okb:
+                            lower[b] = lb
+                        n_iter[b] += 1
+                    nonfinite[b], hard[b] = not okb, False
+                    if n_iter[b] < max_iter and not converged[b] and not nonfinite[b]:
+                        still.append(b)
+            live = sorted(still)
+    for b in range(B):
+        k, i = slot[b]
+        stack = groups[k]
+        params[b] = take_components(GMMParams(stack.weights[i], stack.means[i],
+                                              stack.cov_factor[i], kind), sizes[b])
     out = []
-    for b, k in enumerate(ks):
+    for b, k in enumerate(sizes):
         info = FitInfo(np.float64(lower[b]), np.int32(n_iter[b]), np.bool_(converged[b]),
-                       np.bool_(nonfinite[b]), np.int32(bad[b]), history[b], nk[b])
+                       np.bool_(nonfinite[b]), np.int32(bad[b]), history[b], nk[b][:k])
         out.append(_cast(params[b], info, dtype))
     return out
 
