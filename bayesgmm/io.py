@@ -305,6 +305,7 @@ def _write_bayes(model, folder: Path) -> dict:
                             "step_size": np.asarray(d.step_size, float).tolist(),
                             "lp_rhat": float(d.lp_rhat), "finite": bool(d.finite),
                             "warnings": list(d.warnings)},
+            "fit_warnings": [str(w) for w in model.warnings_],  # the health problems
             "has_idata_raw": has_raw}
 
 
@@ -661,7 +662,11 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     model.idata_, model.idata_raw_ = idata, raw
     model.diagnostics_ = _diagnostics(Diagnostics, meta["diagnostics"], C,
                                       directory / "meta.json")
-    model.warnings_ = list(model.diagnostics_.warnings)
+    saved = meta.get("fit_warnings", list(model.diagnostics_.warnings))  # older folders
+    if not (isinstance(saved, list) and all(isinstance(w, str) for w in saved)):
+        raise _fail(directory / "meta.json", "meta.json's fit_warnings must be a list of "
+                                             "strings; re-save the model")
+    model.warnings_ = saved
     mean = posterior_mean(draws)
     model.weights_, model.means_ = np.asarray(mean.weights), np.asarray(mean.means)
     model.covariances_ = np.asarray(mean.covariances)

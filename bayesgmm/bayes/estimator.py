@@ -335,7 +335,9 @@ class BayesianGaussianMixture(BaseEstimator):
         self._check_is_fitted()
         table = arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
         # the fit's health beside the per-scalar rows (plain values: pandas compares attrs)
-        table.attrs.update(healthy=bool(self.health_.healthy), problems=list(self.warnings_))
+        # healthy: no problem found (health_.healthy; warnings_ lists the problems, also
+        # on a fit loaded from disk, which keeps them but not health_'s arrays)
+        table.attrs.update(healthy=not self.warnings_, problems=list(self.warnings_))
         return table
 
     def sample(self, n_samples=1):
