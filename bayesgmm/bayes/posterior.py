@@ -296,7 +296,10 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     if idata is not None and C * S > 1:
         with warnings.catch_warnings():  # ArviZ's own Pareto-k warning: counted here
             warnings.simplefilter("ignore")
-            n_high = int(np.sum(loo(idata).pareto_k > PARETO_K_MAX))
+            try:
+                n_high = int(np.sum(loo(idata).pareto_k > PARETO_K_MAX))
+            except ValueError:  # ArviZ 1.x: no Pareto tail to fit when the draws do not
+                n_high = -1     # move (e.g. an unadapted sampler); the sampler checks say so
     problems = list(diagnostics.warnings if diagnostics is not None else ())
     problems += _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement,
                                  n_high, sparse, N)
