@@ -490,25 +490,26 @@ def _decode_value(value, where: str, path: Path):
             return np.asarray(value["data"], dtype=np.dtype(value["dtype"]))
         except (KeyError, TypeError, ValueError) as err:
             raise _fail(path, f"meta.json's {where} is not a valid array ({err})") from None
+    if kind in ("Prior", "Priors"):  # covariance.Prior (EM's) or bayes.Priors
+        cls = _prior_class(kind)
+        fields = {k: _decode_value(v, f"{where}[{k!r}]", path)
+                  for k, v in value.items() if k != "__type__"}
+        try:
+            return cls(**fields)
+        except TypeError as err:
+            raise _fail(path, f"meta.json's {where} is not a valid {kind} ({err})") from None
+    raise _fail(path, f"meta.json's {where} is an object of unknown type {kind!r}")
+
+
+def _prior_class(kind: str):
+    """The class a saved prior decodes to (imported on demand: bayes loads NumPyro)."""
     if kind == "Prior":
         from bayesgmm.covariance import Prior
 
-        fields = {k: _decode_value(v, f"{where}[{k!r}]", path)
-                  for k, v in value.items() if k != "__type__"}
-        try:
-            return Prior(**fields)
-        except TypeError as err:
-            raise _fail(path, f"meta.json's {where} is not a valid Prior ({err})") from None
-    if kind == "Priors":
-        from bayesgmm.bayes import Priors
+        return Prior
+    from bayesgmm.bayes import Priors
 
-        fields = {k: _decode_value(v, f"{where}[{k!r}]", path)
-                  for k, v in value.items() if k != "__type__"}
-        try:
-            return Priors(**fields)
-        except TypeError as err:
-            raise _fail(path, f"meta.json's {where} is not a valid Priors ({err})") from None
-    raise _fail(path, f"meta.json's {where} is an object of unknown type {kind!r}")
+    return Priors
 
 
 def _read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
