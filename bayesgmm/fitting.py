@@ -73,6 +73,7 @@ from bayesgmm.validation import (
     check_covariance_type,
     check_means_init,
     check_n_features,
+    check_n_samples,
     check_nonneg_float,
     check_positive_int,
     check_precisions_init,
@@ -277,9 +278,7 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
     options = options.check()
     X = check_array_2d(X, min_samples=2)
     K = int(options.n_components)
-    if X.shape[0] < K:
-        raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, "
-                         f"n_samples = {X.shape[0]}")
+    check_n_samples(X.shape[0], K)
     if start is not None:
         _check_start(start, X, options)
     w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
@@ -320,9 +319,7 @@ def fit_host_sweep(X, options: FitOptions, ks, centers_cache: dict | None = None
     w = check_sample_weight(None, N, X.dtype)
     members, hard, groups = [], [], []  # groups: per K, per start group, member indices
     for k in ks:
-        if N < k:
-            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
-                             f"{k}, n_samples = {N}")
+        check_n_samples(N, k)
         opts = options.replace(n_components=k)
         key = check_random_state_key(options.random_state)
         per_k = []

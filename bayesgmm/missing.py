@@ -68,6 +68,7 @@ from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
     DegenerateComponentWarning,
     check_array_2d,
+    check_n_samples,
     check_sample_weight,
 )
 
@@ -267,9 +268,7 @@ def fit(X, options: fitting.FitOptions, *, sample_weight=None, start: GMMParams 
     X = check_array_2d(X, min_samples=2, missing="marginalize")
     check_missing(X, fitting_data=True)
     K = int(options.n_components)
-    if X.shape[0] < K:
-        raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, "
-                         f"n_samples = {X.shape[0]}")
+    check_n_samples(X.shape[0], K)
     w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
     init = _initial(X, w, options) if start is None else start
     if options.max_iter == 0:

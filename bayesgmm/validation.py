@@ -207,6 +207,13 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
     return w
 
 
+def check_n_samples(n_samples: int, n_components: int) -> None:
+    """scikit-learn's ``ValueError`` when there are fewer samples than components."""
+    if n_samples < n_components:
+        raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                         f"{n_components}, n_samples = {n_samples}")
+
+
 def check_n_features(X: np.ndarray, n_features_in: int, estimator_name: str) -> None:
     if X.shape[1] != n_features_in:
         raise ValueError(

@@ -29,6 +29,7 @@ from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_colum
 from bayesgmm.validation import (
     check_array_2d,
     check_n_features,
+    check_n_samples,
     check_positive_int,
     check_random_state_key,
     compute_scope,
@@ -370,9 +371,7 @@ class BayesianGaussianMixture(BaseEstimator):
         if not isinstance(self.sparse, (bool, np.bool_)):
             raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
         X = check_array_2d(X, min_samples=2)
-        if X.shape[0] < int(self.n_components):
-            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
-                             f"{int(self.n_components)}, n_samples = {X.shape[0]}")
+        check_n_samples(X.shape[0], int(self.n_components))
         return X
 
     def _em_start(self, key) -> GaussianMixture:
