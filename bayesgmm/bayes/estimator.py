@@ -8,6 +8,12 @@ labeling, build the ArviZ objects and check the run's health
 (:func:`bayesgmm.bayes.posterior.from_inference`). The class only validates, calls those
 and stores ``*_`` attributes.
 
+Messy data (issue 19): ``missing="marginalize"`` (NaN marks a value missing at random),
+``noise=True`` (a uniform noise component) and ``component="t"`` (Student-t components)
+change the model's likelihood (:func:`bayesgmm.bayes.model.robust_log_joint`); the EM
+start, the inference path and the posterior read-outs of those models are in
+:mod:`bayesgmm.bayes.robust`.
+
 Counts follow scikit-learn's ``n_*`` names, not NumPyro's ``num_*``: ``n_chains``,
 ``n_warmup``, ``n_draws`` (posterior draws per chain; ``n_samples`` stays the data's rows,
 as in scikit-learn) and ``n_svi_steps``. The old names (``num_chains``, ``num_warmup``,
@@ -23,10 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.bayes import arviz, inference, posterior
-from bayesgmm.bayes.model import Priors, check_model_type
+from bayesgmm.bayes import arviz, inference, posterior, robust
+from bayesgmm.bayes.model import COMPONENTS, Priors, check_model_type
 from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
+from bayesgmm.missing import check_missing, has_missing
+from bayesgmm.robust import NOISE_VOLUMES
 from bayesgmm.validation import (
+    MISSING_OPTIONS,
     check_array_2d,
     check_n_features,
     check_n_samples,
@@ -91,6 +100,34 @@ class BayesianGaussianMixture(BaseEstimator):
         data do not need empty (weight → 0) instead of splitting clusters or collapsing
         onto a few points. Choose K generously and count the non-empty components
         (``health_.n_nonempty``). Empty components are then not reported as a problem.
+    missing : {"error", "marginalize"}, default="error"
+        What NaN in X means. ``"error"``: refused (scikit-learn's behaviour), with an
+        error naming this option. ``"marginalize"``: a value missing at random; the
+        likelihood of a row is its observed coordinates' marginal (the EM start runs
+        :class:`bayesgmm.GaussianMixture`'s missing-data EM), so MAP, NUTS and SVI fit
+        data with holes and the membership intervals reflect them. Every row needs an
+        observed value and every feature must be observed somewhere.
+    noise : bool, default=False
+        Add a uniform noise component over the data's region (Banfield & Raftery 1993;
+        mclust's ``noise``), with weight ``noise_weight ~ Beta(α, K·α)`` (a Dirichlet
+        over K + 1). ``predict_proba`` then has K + 1 columns, the noise last, and
+        ``predict`` labels noise -1, as :class:`bayesgmm.RobustMixture`.
+    noise_volume : {"box", "hypvol", "hull"} or float, default="box"
+        The noise region's volume V (:class:`bayesgmm.RobustMixture`'s option): the
+        bounding box, or a cube of the given (or computed) volume.
+    component : {"gaussian", "t"}, default="gaussian"
+        The components' family; ``"t"``: multivariate Student-t components (closed-form
+        likelihood) with degrees of freedom ``df``.
+    df : float, optional
+        ``component="t"``: fixed degrees of freedom of every component; ``None``: each
+        component's is sampled, prior Gamma(2, 0.1) (Juárez & Steel 2010; set
+        ``Priors.df_shape`` / ``df_rate`` to change it).
+
+    Which path runs: missing values alone, the common one (hand-written potential);
+    a noise component or t components, NumPyro's potential and NumPyro's NUTS
+    (:mod:`bayesgmm.bayes.robust`). ``score_samples``, ``score``, ``bic``, ``aic``,
+    ``coclustering`` and ``sample`` use the Gaussian, complete-data density: with
+    ``noise`` or ``component="t"``, or on data with NaN, they raise.
 
     Attributes
     ----------
@@ -147,13 +184,25 @@ class BayesianGaussianMixture(BaseEstimator):
         Posterior means over the relabeled draws.
     n_features_in_ : int
         D.
+    priors_ : Priors
+        The resolved priors the model ran with (data-scaled defaults filled in; the
+        messy-data fields set from the options).
+    noise_weight_ : float
+        Posterior mean of π_0 (0 without a noise component); with ``noise``,
+        ``weights_`` are the components' weights in the whole mixture, summing to
+        ``1 - noise_weight_`` (as :class:`bayesgmm.RobustMixture`'s).
+    noise_volume_ : float
+        V (``inf`` without a noise component).
+    df_ : ndarray of shape (K,)
+        Posterior mean degrees of freedom (``inf`` for Gaussian components).
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", method="nuts", priors=None,
                  n_chains=4, n_warmup=500, n_draws=500, target_accept_prob=0.8,
                  jitter=0.05, n_svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
                  tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False,
-                 sparse=False, **renamed):
+                 sparse=False, missing="error", noise=False, noise_volume="box",
+                 component="gaussian", df=None, **renamed):
         _refuse_renamed(renamed)
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -173,6 +222,11 @@ class BayesianGaussianMixture(BaseEstimator):
         self.random_state = random_state
         self.progress_bar = progress_bar
         self.sparse = sparse
+        self.missing = missing
+        self.noise = noise
+        self.noise_volume = noise_volume
+        self.component = component
+        self.df = df
 
     def fit(self, X, y=None):
         """Fit EM, then MAP, then ``method``; relabel; build ``idata_``. Returns self.
@@ -183,16 +237,20 @@ class BayesianGaussianMixture(BaseEstimator):
         y : ignored
         """
         X = self._check_fit_X(X)
-        priors = self._priors().resolve(X)
+        priors = self._priors(X).resolve(X)
         k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
-        self.em_ = self._em_start(k_em).fit(X)
+        self.em_, start = robust.em_start(self._em_start(k_em), X, component=self.component,
+                                          df=self.df, noise=bool(self.noise),
+                                          noise_volume=self.noise_volume)
+        run = robust.run if priors.robust else inference.run
         with compute_scope(X.dtype):
-            result, map_params = inference.run(
-                k_run, jnp.asarray(X), self.em_.params_.astype(X.dtype),
-                n_components=int(self.n_components), covariance_type=self.covariance_type,
-                priors=priors, **self._settings())
-        self._set_fitted(posterior.from_inference(result, map_params, X,
-                                                  sparse=bool(self.sparse)), X.shape[1])
+            init = start if priors.robust else start.params.astype(X.dtype)
+            result, map_params = run(
+                k_run, jnp.asarray(X), init, n_components=int(self.n_components),
+                covariance_type=self.covariance_type, priors=priors, **self._settings())
+        post = robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
+        self._set_fitted(post, X.shape[1])
+        self._set_messy(priors)
         return self
 
     def set_params(self, **params):
@@ -203,12 +261,15 @@ class BayesianGaussianMixture(BaseEstimator):
     # ---- prediction ---------------------------------------------------------------
 
     def predict_proba(self, X):
-        """Posterior-mean membership E_θ[p(z = k | x, θ)], shape (n_samples, n_components)."""
+        """Posterior-mean membership E_θ[p(z = k | x, θ)], shape (n_samples, n_components),
+        or (n_samples, n_components + 1) with a noise component (its column last)."""
         return self.membership_interval(X)[0]
 
     def predict(self, X):
-        """Component with the highest posterior-mean membership, shape (n_samples,)."""
-        return np.argmax(self.predict_proba(X), axis=1).astype(np.int64)
+        """Component with the highest posterior-mean membership, shape (n_samples,);
+        -1 where the noise component's is the highest."""
+        labels = np.argmax(self.predict_proba(X), axis=1).astype(np.int64)
+        return np.where(labels == int(self.n_components), -1, labels)
 
     def membership_interval(self, X, prob=0.94):
         """Posterior mean and equal-tailed ``prob`` credible interval of p(z = k | x, θ).
@@ -216,9 +277,15 @@ class BayesianGaussianMixture(BaseEstimator):
         Returns
         -------
         mean, lower, upper : ndarrays of shape (n_samples, n_components)
+            (n_samples, n_components + 1) with a noise component, its column last.
         """
-        X = self._check_X(X)
+        X = self._check_X(X, messy=True)
         with compute_scope(X.dtype):
+            if self._messy(X):
+                extra = robust.draw_sites(arviz_posterior(self.idata_), self.priors_,
+                                          self.params_.batch_shape)
+                return robust.membership(self.params_.astype(X.dtype), extra, X,
+                                         self.priors_, prob=prob)
             return posterior.membership(self.params_.astype(X.dtype), X, prob=prob)
 
     def membership_table(self, X, prob=0.9):
@@ -229,14 +296,17 @@ class BayesianGaussianMixture(BaseEstimator):
         Returns
         -------
         dict of str to ndarray
-            ``label`` (n_samples,) int64, :meth:`predict`; ``probability`` (n_samples,);
-            and, unless the fit is a single draw (MAP), ``lower`` and ``upper``
-            (n_samples,).
+            ``label`` (n_samples,) int64, :meth:`predict` (-1: noise); ``probability``
+            (n_samples,); and, unless the fit is a single draw (MAP), ``lower`` and
+            ``upper`` (n_samples,).
         """
         mean, lower, upper = self.membership_interval(X, prob=prob)
         if int(np.prod(self.params_.batch_shape)) == 1:  # MAP: one draw, no interval
-            return membership_columns(mean)
-        return membership_columns(mean, lower, upper)
+            table = membership_columns(mean)
+        else:
+            table = membership_columns(mean, lower, upper)
+        table["label"] = np.where(table["label"] == int(self.n_components), -1, table["label"])
+        return table
 
     def coclustering(self, X, max_draws=500):
         """Posterior probability that samples i and j share a component, (n, n)."""
@@ -353,14 +423,21 @@ class BayesianGaussianMixture(BaseEstimator):
         """This estimator's inference settings, by :data:`inference.SETTINGS` name."""
         return {name: getattr(self, name) for name in inference.SETTINGS}
 
-    def _priors(self) -> Priors:
+    def _priors(self, X=None) -> Priors:
         """The priors before :meth:`Priors.resolve`: ``sparse`` sets the default
-        weight concentration to ``SPARSE_CONCENTRATION / n_components``."""
+        weight concentration to ``SPARSE_CONCENTRATION / n_components``; with X, the
+        messy-data fields are set from ``missing``, ``noise`` (the noise region of X)
+        and ``component``/``df``."""
         priors = self.priors or Priors()
         if self.sparse and priors.weight_concentration == Priors.weight_concentration:
             priors = dataclasses.replace(
                 priors, weight_concentration=SPARSE_CONCENTRATION / int(self.n_components))
-        return priors
+        if X is None:
+            return priors
+        extent = robust.noise_log_extent(X, self.noise_volume) if self.noise else None
+        return dataclasses.replace(
+            priors, noise_log_extent=extent, component=self.component, df=self.df,
+            marginalize_missing=priors.marginalize_missing or has_missing(X))
 
     def _check_fit_X(self, X):
         check_positive_int(self.n_components, "n_components")
@@ -370,9 +447,36 @@ class BayesianGaussianMixture(BaseEstimator):
             raise ValueError(f"priors must be a bayesgmm.Priors, got {type(self.priors)}")
         if not isinstance(self.sparse, (bool, np.bool_)):
             raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
-        X = check_array_2d(X, min_samples=2)
+        self._check_messy_options()
+        X = check_array_2d(X, min_samples=2, missing=self.missing)
+        if has_missing(X):
+            check_missing(X, fitting_data=True)
         check_n_samples(X.shape[0], int(self.n_components))
         return X
+
+    def _check_messy_options(self) -> None:
+        """A ``ValueError`` naming the option for an invalid ``missing``, ``noise``,
+        ``noise_volume``, ``component`` or ``df``."""
+        if self.missing not in MISSING_OPTIONS:
+            raise ValueError(f"Invalid value for 'missing': {self.missing!r}; 'missing' "
+                             f"should be in {MISSING_OPTIONS}")
+        if not isinstance(self.noise, (bool, np.bool_)):
+            raise ValueError(f"noise must be True or False, got {self.noise!r}")
+        v = self.noise_volume
+        if not ((isinstance(v, str) and v in NOISE_VOLUMES) or (
+                isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                and np.isfinite(v) and v > 0)):
+            raise ValueError(f"Invalid value for 'noise_volume': {v!r}; expected one of "
+                             f"{NOISE_VOLUMES} or a finite volume > 0")
+        if self.component not in COMPONENTS:
+            raise ValueError(f"Invalid value for 'component': {self.component!r}; "
+                             f"'component' should be in {COMPONENTS}")
+        if self.df is not None:
+            ok = isinstance(self.df, (int, float, np.number)) and not isinstance(self.df, bool)
+            if self.component != "t" or not ok or not (np.isfinite(self.df) and self.df > 0):
+                raise ValueError(f"Invalid value for 'df': {self.df!r}; df fixes the degrees "
+                                 "of freedom of component='t' (a finite number > 0), or "
+                                 "None to sample them")
 
     def _em_start(self, key) -> GaussianMixture:
         """The unfitted EM model inference starts from, seeded from ``key``."""
@@ -380,7 +484,8 @@ class BayesianGaussianMixture(BaseEstimator):
         return GaussianMixture(int(self.n_components), covariance_type=self.covariance_type,
                                n_init=self.n_init, reg_covar=self.reg_covar,
                                max_iter=self.max_iter, tol=self.tol,
-                               init_params=self.init_params, random_state=seed)
+                               init_params=self.init_params, random_state=seed,
+                               missing=self.missing)
 
     def _set_fitted(self, post: posterior.Posterior, n_features: int) -> None:
         self.map_params_, self.relabeling_ = post.reference, post.relabeling
@@ -395,11 +500,47 @@ class BayesianGaussianMixture(BaseEstimator):
         self.covariances_ = np.asarray(post.mean.covariances)
         self.n_features_in_ = n_features
 
-    def _check_X(self, X):
+    def _set_messy(self, priors: Priors) -> None:
+        """The messy-data attributes: ``priors_``, ``noise_weight_``, ``noise_volume_``,
+        ``df_``; with noise, ``weights_`` in the whole mixture (Σ = 1 - noise_weight_)."""
+        self.priors_ = priors
+        K = int(self.n_components)
+        extra = robust.draw_sites(arviz_posterior(self.idata_), priors, self.params_.batch_shape)
+        self.df_ = (np.full(K, np.inf) if extra["df"] is None
+                    else extra["df"].reshape(-1, K).mean(axis=0))
+        self.noise_weight_, self.noise_volume_ = 0.0, float("inf")
+        if extra["noise_weight"] is not None:
+            nw = extra["noise_weight"].reshape(-1, 1)
+            w = np.asarray(self.params_.weights).reshape(-1, K)
+            self.weights_ = ((1 - nw) * w).mean(axis=0).astype(self.weights_.dtype)
+            self.noise_weight_ = float(nw.mean())
+            self.noise_volume_ = float(np.exp(np.sum(priors.noise_log_extent)))
+
+    def _messy(self, X) -> bool:
+        """Whether X's read-outs need the messy-data likelihood (noise, t or NaN)."""
+        priors = getattr(self, "priors_", None)
+        return bool(priors is not None and priors.robust) or has_missing(X)
+
+    def _check_X(self, X, messy: bool = False):
+        """X to read out (n_features_in_ columns); NaN only with ``missing="marginalize"``
+        and, unless ``messy`` (the membership methods), a ``ValueError`` for NaN or a
+        noise / t model, whose densities the other read-outs do not compute."""
         self._check_is_fitted()
-        X = check_array_2d(X)
+        X = check_array_2d(X, missing=self.missing)
         check_n_features(X, self.n_features_in_, type(self).__name__)
+        if has_missing(X):
+            check_missing(X)
+        if not messy and self._messy(X):
+            raise ValueError("This read-out uses the Gaussian, complete-data density; with "
+                             "noise=True, component='t' or NaN in X use predict, "
+                             "predict_proba and membership_interval (or pass complete rows "
+                             "to a Gaussian model)")
         return X
+
+
+def arviz_posterior(idata):
+    """The ``posterior`` group of ``idata`` (ArviZ 0.23 and 1.x alike)."""
+    return idata["posterior"]
 
 
 def _refuse_renamed(kwargs: dict) -> None:

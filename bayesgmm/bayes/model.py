@@ -26,6 +26,26 @@ The likelihood is :class:`MixtureLikelihood`, whose ``log_prob`` is the same
 precision-Cholesky kernel EM uses (:func:`bayesgmm.density.log_resp`), so NUTS sees no
 discrete site and no per-component ``MultivariateNormal`` objects.
 
+Messy data (issue 19), all optional and off by default (fields at the end of
+:class:`Priors`, which :class:`bayesgmm.BayesianGaussianMixture` sets from its
+``missing``, ``noise`` and ``component`` options)::
+
+    noise_weight         ~ Beta(α, K·α)                 the uniform noise component's π_0
+    df[k]                ~ Gamma(2, 0.1)                (or fixed) Student-t degrees of freedom
+    obs[n]               ~ (1 - π_0) Σ_k w_k f_k(x_no) + π_0 / V_o
+
+With the Dirichlet(α·1_K) on the components' relative weights w, Beta(α, K·α) on π_0 is
+exactly a Dirichlet(α·1_{K+1}) on (π_0, (1 - π_0)·w) (the Dirichlet's aggregation
+property), while ``weights`` stays a K-simplex, so relabeling and ``GMMParams`` are
+unchanged. f_k is Gaussian or a multivariate t (closed form, Peel & McLachlan 2000), x_no
+a row's observed coordinates (NaN marks a missing value; the marginal of a t or of a
+Gaussian on them is of the same family), and V_o the noise region's volume projected on
+them (the box's extents of the observed features). :func:`robust_log_joint` is that
+likelihood, written out in JAX; :class:`RobustMixtureLikelihood` wraps it for the model.
+The hand-written potential (:mod:`bayesgmm.bayes.potential`) does not cover a noise
+component or t components: those models run on NumPyro's own potential
+(:mod:`bayesgmm.bayes.robust`).
+
 Design notes: LogNormal rather than HalfNormal scales, because a HalfNormal prior let MAP
 keep a component collapsed on one point (scale ≈ 1e-3) where LogNormal recovered (issue 3
 measurements). A LogNormal still lets a component collapse onto m tied or nearly
@@ -49,10 +69,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.scipy.special import gammaln
 from numpyro.distributions import constraints
 
 from bayesgmm.covariance import TABLE, ops
@@ -60,12 +82,15 @@ from bayesgmm.bayes.missing import marginal_log_prob
 from bayesgmm.density import log_resp, sample as mixture_sample
 from bayesgmm.params import GMMParams
 
-__all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood", "gmm_model",
-           "from_sites", "to_sites", "check_model_type", "MODEL_COVARIANCE_TYPES",
-           "SCALE_PRIORS"]
+__all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood",
+           "RobustMixtureLikelihood", "robust_log_joint", "gmm_model", "from_sites",
+           "to_sites", "check_model_type", "MODEL_COVARIANCE_TYPES", "SCALE_PRIORS",
+           "COMPONENTS"]
 
 # The types the model samples as they are: each its own per-component relaxation.
 SCALE_PRIORS = ("lognormal", "inverse_gamma")
+COMPONENTS = ("gaussian", "t")  # the components' family (as bayesgmm.RobustMixture's)
+_LOG_2PI = math.log(2 * math.pi)
 MODEL_COVARIANCE_TYPES = tuple(ct for ct, table in TABLE.items() if table.bayes_type == ct)
 
 
@@ -107,6 +132,19 @@ class Priors:
     scale_shape : float, default 2.0
         The InverseGamma shape a of ``scale_prior="inverse_gamma"`` (larger: the scales
         concentrate around ``scale_loc``).
+    noise_log_extent : array (D,) or None, default None
+        A uniform noise component over a box with these log side lengths (log V is their
+        sum), weight ``noise_weight ~ Beta(α, K·α)``; ``None``: no noise component.
+        :class:`bayesgmm.BayesianGaussianMixture` (``noise=True``) sets it from the data's
+        bounding box or a volume (``noise_volume``).
+    component : {"gaussian", "t"}, default "gaussian"
+        The components' family; ``"t"``: multivariate Student-t with ``df``.
+    df : float or None, default None
+        ``component="t"``: fixed degrees of freedom of every component; ``None``: each
+        component's ``df`` is sampled, prior Gamma(``df_shape``, ``df_rate``).
+    df_shape, df_rate : float, default 2.0 and 0.1
+        The Gamma prior of estimated degrees of freedom (Juárez & Steel 2010: mean 20,
+        mode 10, with mass on heavy tails ν < 5 and on nearly Gaussian ν > 50).
     """
 
     weight_concentration: float = 1.0
@@ -119,6 +157,11 @@ class Priors:
     marginalize_missing: bool = False
     scale_prior: str = "lognormal"
     scale_shape: float = 2.0
+    noise_log_extent: object = None
+    component: str = "gaussian"
+    df: object = None
+    df_shape: float = 2.0
+    df_rate: float = 0.1
 
     def resolve(self, X) -> "Priors":
         """Validate against X's D features (:meth:`validate`), then fill ``None`` fields
@@ -146,6 +189,12 @@ class Priors:
             marginalize_missing=bool(self.marginalize_missing) or holes,
             scale_prior=self.scale_prior,
             scale_shape=float(self.scale_shape),
+            noise_log_extent=(None if self.noise_log_extent is None
+                              else vec(self.noise_log_extent, 0.0)),
+            component=self.component,
+            df=None if self.df is None else float(self.df),
+            df_shape=float(self.df_shape),
+            df_rate=float(self.df_rate),
         )
 
     def validate(self, n_features: int) -> None:
@@ -154,7 +203,7 @@ class Priors:
         non-positive concentration or scale, a per-feature field of the wrong length,
         an unknown ``weight_prior``."""
         for name in ("weight_concentration", "scale_log_sd", "lkj_concentration",
-                     "scale_shape"):
+                     "scale_shape", "df_shape", "df_rate"):
             value = _numbers(name, getattr(self, name), n_features, scalar=True)
             if not value > 0:
                 raise ValueError(f"Priors.{name} must be > 0, got {value!r}; pass a "
@@ -174,6 +223,26 @@ class Priors:
         if self.scale_prior not in SCALE_PRIORS:
             raise ValueError(f"Priors.scale_prior must be one of {SCALE_PRIORS}, got "
                              f"{self.scale_prior!r}")
+        if self.noise_log_extent is not None:
+            _numbers("noise_log_extent", self.noise_log_extent, n_features)
+        if self.component not in COMPONENTS:
+            raise ValueError(f"Priors.component must be one of {COMPONENTS}, got "
+                             f"{self.component!r}")
+        if self.df is not None:
+            if self.component != "t":
+                raise ValueError(f"Priors.df={self.df!r} applies to component='t' only; "
+                                 "set component='t' or leave df=None")
+            value = _numbers("df", self.df, n_features, scalar=True)
+            if not value > 0:
+                raise ValueError(f"Priors.df must be > 0, got {self.df!r}; pass a positive "
+                                 "number, or None to sample the degrees of freedom")
+
+    @property
+    def robust(self) -> bool:
+        """Whether the model has a noise component or t components (the likelihood of
+        :class:`RobustMixtureLikelihood`, which the hand-written potential does not
+        cover)."""
+        return self.noise_log_extent is not None or self.component != "gaussian"
 
     def scale_distribution(self, dtype, validate_args=False):
         """The prior of one component's (D,) std devs (resolved priors): LogNormal, or
@@ -222,6 +291,95 @@ class MarginalMixtureLikelihood(MixtureLikelihood):
     def log_prob(self, value):
         flat = value.reshape(-1, value.shape[-1])
         return marginal_log_prob(self.params, flat).reshape(value.shape[:-1])
+
+
+class RobustMixtureLikelihood(MixtureLikelihood):
+    """(1 - π_0) Σ_k w_k f_k(x_o) + π_0 / V_o for one parameter set: Gaussian or t
+    components, an optional uniform noise component, NaN marking missing coordinates
+    (:func:`robust_log_joint`); event shape (D,)."""
+
+    pytree_data_fields = ("params", "df", "noise_weight", "noise_log_extent")
+    pytree_aux_fields = ("marginalize",)
+
+    def __init__(self, params: GMMParams, *, df=None, noise_weight=None,
+                 noise_log_extent=None, marginalize: bool = False, validate_args=None):
+        self.df, self.noise_weight = df, noise_weight
+        self.noise_log_extent, self.marginalize = noise_log_extent, marginalize
+        super().__init__(params, validate_args=validate_args)
+
+    def log_prob(self, value):
+        flat = value.reshape(-1, value.shape[-1])
+        joint = robust_log_joint(self.params, flat, df=self.df, noise_weight=self.noise_weight,
+                                 noise_log_extent=self.noise_log_extent,
+                                 marginalize=self.marginalize)
+        return jax.scipy.special.logsumexp(joint, axis=-1).reshape(value.shape[:-1])
+
+    def sample(self, key, sample_shape=()):
+        raise NotImplementedError("RobustMixtureLikelihood has no sampler (the model's prior "
+                                  "predictive draws the Gaussian mixture only)")
+
+
+def robust_log_joint(params: GMMParams, X, *, df=None, noise_weight=None,
+                     noise_log_extent=None, marginalize: bool = False) -> jax.Array:
+    """log π_k f_k(x_n) of each row and component, and the noise column's log π_0 / V.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Batch shape ``()``, any covariance type; ``weights`` (K,) on the simplex are the
+        components' weights relative to each other.
+    X : array of shape (N, D)
+        NaN marks a missing value when ``marginalize`` (each row's density is then its
+        observed coordinates' marginal); a row with none observed gets 0 everywhere.
+    df : array of shape (K,), optional
+        Student-t degrees of freedom of each component; ``None``: Gaussian components.
+    noise_weight : scalar, optional
+        π_0, with ``noise_log_extent`` (D,) the log side lengths of the noise box; the
+        components' weights are then (1 - π_0) w_k. ``None``: no noise column.
+    marginalize : bool
+        Static: mask NaN (N·K Cholesky factors of D x D matrices) or not (K factors).
+
+    Returns
+    -------
+    array of shape (N, K), or (N, K + 1) with the noise column last
+        log-sum-exp over the last axis is log p(x_n); softmax gives the responsibilities.
+    """
+    X = jnp.asarray(X)
+    K, D = params.n_components, params.n_features
+    dtype = X.dtype
+    S = ops(params.covariance_type).to_full_covariance(params.cov_factor, K, D)  # (K, D, D)
+    if marginalize:
+        obs = ~jnp.isnan(X)  # (N, D)
+        oo = (obs[:, :, None] & obs[:, None, :])[:, None]  # (N, 1, D, D)
+        L = jnp.linalg.cholesky(jnp.where(oo, S[None], jnp.eye(D, dtype=dtype)))  # (N, K, D, D)
+        x0 = jnp.where(obs, X, jnp.zeros((), dtype))
+        diff = jnp.where(obs[:, None, :], x0[:, None, :] - params.means[None], 0.0)
+        y = jax.scipy.linalg.solve_triangular(L, diff[..., None], lower=True)[..., 0]
+        n_obs = jnp.sum(obs, axis=-1).astype(dtype)[:, None]  # (N, 1)
+    else:
+        obs = None
+        L = jnp.broadcast_to(jnp.linalg.cholesky(S), (X.shape[0], K, D, D))
+        diff = X[:, None, :] - params.means[None]  # (N, K, D)
+        y = jax.scipy.linalg.solve_triangular(L, diff[..., None], lower=True)[..., 0]
+        n_obs = jnp.asarray(D, dtype)
+    maha = jnp.sum(y * y, axis=-1)  # (N, K): the observed coordinates' squared distance
+    half_log_det = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)  # (N, K)
+    if df is None:
+        comp = -0.5 * (n_obs * _LOG_2PI + maha) - half_log_det
+    else:
+        nu = jnp.asarray(df, dtype)[None, :]  # (1, K)
+        comp = (gammaln(0.5 * (nu + n_obs)) - gammaln(0.5 * nu)
+                - 0.5 * n_obs * jnp.log(nu * math.pi) - half_log_det
+                - 0.5 * (nu + n_obs) * jnp.log1p(maha / nu))
+    joint = comp + jnp.log(params.weights)[None]
+    if noise_weight is None:
+        return joint
+    pi0 = jnp.asarray(noise_weight, dtype)
+    extent = jnp.asarray(noise_log_extent, dtype)  # (D,)
+    log_v = (jnp.sum(jnp.where(obs, extent, 0.0), axis=-1) if obs is not None
+             else jnp.sum(extent) * jnp.ones(X.shape[:1], dtype))  # (N,) log V_o
+    noise = jnp.log(pi0) - log_v
+    return jnp.concatenate([joint + jnp.log1p(-pi0), noise[:, None]], axis=-1)
 
 
 def from_sites(sites: dict, covariance_type: str = "full") -> GMMParams:
@@ -301,11 +459,27 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
         if correlated:
             sites["corr_chol"] = numpyro.sample(
                 "corr_chol", dist.LKJCholesky(D, as_(priors.lkj_concentration), **nocheck))
+        df = None
+        if priors.component == "t":
+            df = (jnp.full((K,), as_(priors.df)) if priors.df is not None else numpyro.sample(
+                "df", dist.Gamma(as_(priors.df_shape), as_(priors.df_rate), **nocheck)))
     params = from_sites(sites, covariance_type)
+    if priors.robust:
+        noise_weight = None
+        if priors.noise_log_extent is not None:
+            noise_weight = numpyro.sample("noise_weight",
+                                          dist.Beta(alpha, K * alpha, **nocheck))
+        likelihood = RobustMixtureLikelihood(
+            params, df=df, noise_weight=noise_weight,
+            noise_log_extent=(None if noise_weight is None
+                              else as_(priors.noise_log_extent)),
+            marginalize=priors.marginalize_missing, **nocheck)
+    elif priors.marginalize_missing:
+        likelihood = MarginalMixtureLikelihood(params, **nocheck)
+    else:
+        likelihood = MixtureLikelihood(params, **nocheck)
     with numpyro.plate("obs_id", N):
-        likelihood = (MarginalMixtureLikelihood if priors.marginalize_missing
-                      else MixtureLikelihood)
-        numpyro.sample("obs", likelihood(params, **nocheck), obs=X)
+        numpyro.sample("obs", likelihood, obs=X)
 
 
 def check_model_type(covariance_type: str):

@@ -1,0 +1,353 @@
+"""Messy data in the Bayesian mixture: the EM start, the inference run and the posterior
+read-outs of the models with missing values, a uniform noise component or Student-t
+components (:func:`bayesgmm.bayes.model.robust_log_joint`; issue 19).
+
+Glossary: N samples, D features, K components, C chains, S draws per chain, M = C·S
+draws; the noise component, when there is one, is column K (the last) of the
+memberships, as in :class:`bayesgmm.RobustMixture`.
+
+Which path runs
+---------------
+* Missing values only (``Priors.marginalize_missing``): the common path,
+  :func:`bayesgmm.bayes.inference.run`, on the hand-written potential (which
+  marginalises NaN through :func:`bayesgmm.bayes.missing.marginal_log_prob`).
+* A noise component or t components (``Priors.robust``): :func:`run` here, on NumPyro's
+  own potential of :func:`bayesgmm.bayes.model.gmm_model` (``potential_energy``), with
+  NUTS by NumPyro's ``MCMC``. Two things keep these models off the common path, both in
+  modules this one does not own: :func:`bayesgmm.bayes.potential.supports` does not know
+  ``Priors.robust`` (it would hand them the Gaussian potential), and
+  :func:`bayesgmm.bayes.inference.target.init_sites` builds the start from a
+  ``GMMParams`` alone (no ``noise_weight`` or ``df``). With those two changes,
+  :func:`run` reduces to ``inference.run`` (see the branch's report).
+
+The same MAP (Adam from the EM start, :func:`bayesgmm.bayes.inference.map.adam_decaying`),
+NUTS (per-chain jitter around the MAP) and SVI (a multivariate-normal guide started at
+the MAP) as the common path, on NumPyro's potential: slower to compile, same answers.
+
+After the run, :func:`finish` corrects what :func:`bayesgmm.bayes.posterior.from_inference`
+computes with the Gaussian, complete-data density: the ``log_likelihood`` group (LOO,
+WAIC), ``observed_data`` (NaN kept) and the health checks that read them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from jax.scipy.special import logsumexp
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
+from numpyro.infer.autoguide import AutoMultivariateNormal
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+from numpyro.optim import Adam
+
+from bayesgmm.bayes import posterior
+from bayesgmm.bayes.inference import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
+from bayesgmm.bayes.inference.map import adam_decaying
+from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
+from bayesgmm.bayes.inference.target import bound_model, priors_key
+from bayesgmm.bayes.model import Priors, from_sites, robust_log_joint, to_sites
+from bayesgmm.compilation import jit
+from bayesgmm.params import GMMParams
+
+__all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "noise_log_extent", "em_start",
+           "start_sites", "run", "draw_sites", "log_joint", "membership", "pointwise_log_likelihood",
+           "finish"]
+
+#: The noise weight a start gets when no robust EM fit gives one (data with holes).
+NOISE_START = 0.05
+#: An EM estimate of ν starts the sampler within these bounds (the Gamma(2, 0.1) prior
+#: has 99% of its mass below 66; EM's ν can sit at its bound of 1000).
+DF_START_BOUNDS = (1.0, 100.0)
+
+# Compiled MAP programs by configuration (X is an argument).
+_MAP_RUNNERS: dict = {}
+
+
+class Start(NamedTuple):
+    """Where inference starts: an EM fit, with the robust sites' values."""
+
+    params: GMMParams  # batch shape (); weights (K,) relative (sum to 1)
+    noise_weight: float | None  # π_0 (None: no noise component)
+    df: np.ndarray | None  # (K,) degrees of freedom (None: Gaussian, or ν fixed)
+
+
+def noise_log_extent(X, volume="box") -> np.ndarray:
+    """Log side lengths (D,) of the noise region: the observed bounding box's
+    (``"box"``), or a cube of the volume ``volume`` (a number, or ``"hypvol"``/``"hull"``
+    of :func:`bayesgmm.robust.noise_log_volume` on the complete rows). Their sum is log V;
+    a row with holes sees the box of its observed features."""
+    from bayesgmm.robust import noise_log_volume
+
+    X = np.asarray(X, np.float64)
+    D = X.shape[1]
+    if isinstance(volume, str) and volume == "box":
+        span = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+        if not (span > 0).all():
+            d = int(np.argmin(span))
+            raise ValueError(f"Feature {d} of X is constant, so the noise region has volume "
+                             "0; drop that feature or give noise_volume= a positive volume")
+        return np.log(span)
+    complete = X[~np.isnan(X).any(axis=1)]
+    if isinstance(volume, str) and complete.shape[0] <= D:
+        raise ValueError(f"noise_volume={volume!r} needs more than {D} complete rows, got "
+                         f"{complete.shape[0]}; use noise_volume='box' or a number")
+    log_v = noise_log_volume(complete, volume)
+    return np.full(D, log_v / D)
+
+
+def em_start(gaussian, X, *, component: str = "gaussian", df=None, noise: bool = False,
+             noise_volume="box"):
+    """Fit the EM model inference starts from: ``gaussian`` (an unfitted
+    :class:`bayesgmm.GaussianMixture`, ``missing="marginalize"`` where X has NaN) for
+    data with holes or a Gaussian model without noise; else a
+    :class:`bayesgmm.RobustMixture` with ``gaussian``'s settings and the robust options
+    (its noise weight and ν start the sampler). Returns (the fitted estimator,
+    :class:`Start`)."""
+    from bayesgmm.estimators import RobustMixture
+
+    robust = noise or component == "t"
+    estimate_df = component == "t" and df is None
+    if not robust or np.isnan(X).any():  # RobustMixture has no missing-data EM
+        fitted = gaussian.fit(X)
+        return fitted, Start(fitted.params_, NOISE_START if noise else None,
+                             np.full(fitted.n_components, 20.0) if estimate_df else None)
+    kw = {k: v for k, v in gaussian.get_params().items()
+          if k in ("n_components", "covariance_type", "tol", "reg_covar", "max_iter",
+                   "n_init", "init_params", "random_state")}
+    fitted = RobustMixture(**kw, component=component, df=df, noise=noise,
+                           noise_volume=noise_volume).fit(X)
+    p = fitted.params_.mixture
+    params = GMMParams(p.weights / np.sum(p.weights), p.means, p.cov_factor,
+                       p.covariance_type)
+    return fitted, Start(params, float(fitted.noise_weight_) if noise else None,
+                         np.asarray(fitted.df_) if estimate_df else None)
+
+
+def start_sites(start: Start, priors: Priors, covariance_type: str, dtype) -> dict:
+    """The model's sample sites at ``start`` (a resolved ``priors``' model), in ``dtype``."""
+    sites = to_sites(start.params, covariance_type, weight_prior=priors.weight_prior)
+    if priors.noise_log_extent is not None:
+        sites["noise_weight"] = np.clip(start.noise_weight, 1e-3, 0.5)
+    if priors.component == "t" and priors.df is None:
+        sites["df"] = np.clip(start.df, *DF_START_BOUNDS)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), sites)
+
+
+def run(key, X, start: Start, method: str, *, n_components: int, covariance_type: str,
+        priors: Priors, n_chains: int = 4, n_warmup: int = 500, n_draws: int = 500,
+        jitter: float = 0.05, target_accept_prob: float = 0.8, n_svi_steps: int = 3000,
+        progress_bar: bool = False) -> tuple[InferenceResult, GMMParams]:
+    """MAP from ``start``, then ``method`` from the MAP, on NumPyro's potential: as
+    :func:`bayesgmm.bayes.inference.run` (same arguments and returns) for the models it
+    does not cover (``priors.robust``)."""
+    model = bound_model(n_components, covariance_type, priors)
+    sites = start_sites(start, priors, covariance_type, X.dtype)
+    map_result = _fit_map(model, X, sites)
+    map_params = jax.tree_util.tree_map(lambda a: a[0, 0], map_result.params)
+    if method == "map":
+        return map_result, map_params
+    map_sites = {k: jnp.asarray(map_result.sites[k][0, 0]) for k in sites}  # sample sites
+    if method == "nuts":
+        result = _sample_nuts(model, key, X, map_sites, n_chains=n_chains, n_warmup=n_warmup,
+                              n_draws=n_draws, jitter=jitter,
+                              target_accept_prob=target_accept_prob, progress_bar=progress_bar)
+    else:
+        result = _fit_svi(model, key, X, map_sites, n_steps=n_svi_steps, n_draws=n_draws,
+                          progress_bar=progress_bar)
+    return result, map_params
+
+
+def draw_sites(sites: dict, priors: Priors, batch_shape: tuple) -> dict:
+    """The robust sites of each draw, with leading ``batch_shape``: ``noise_weight``
+    ``(*B,)`` or None, ``df`` ``(*B, K)`` (a fixed ν broadcast) or None."""
+    K = None
+    out = {"noise_weight": None, "df": None}
+    if priors.noise_log_extent is not None:
+        out["noise_weight"] = np.asarray(sites["noise_weight"]).reshape(batch_shape)
+    if priors.component == "t":
+        if priors.df is None:
+            out["df"] = np.asarray(sites["df"])
+            K = out["df"].shape[-1]
+            out["df"] = out["df"].reshape(batch_shape + (K,))
+        else:
+            K = np.asarray(sites["means"]).shape[-2]
+            out["df"] = np.full(batch_shape + (K,), float(priors.df))
+    return out
+
+
+def log_joint(draws: GMMParams, extra: dict, X, priors: Priors,
+              chunk_size: int = 256) -> np.ndarray:
+    """log π_k f_k(x_n) (and the noise column) under every draw: (M, N, K[+1]), in X's
+    dtype; ``draws`` of batch shape (C, S) or (M,), ``extra`` from :func:`draw_sites`."""
+    X = np.asarray(X)
+    flat = draws.flatten_batch()
+    M = flat.weights.shape[0]
+    nw = None if extra["noise_weight"] is None else np.reshape(extra["noise_weight"], (M,))
+    df = None if extra["df"] is None else np.reshape(extra["df"], (M, -1))
+    extent = (None if priors.noise_log_extent is None
+              else np.asarray(priors.noise_log_extent, X.dtype))
+    marginalize = bool(np.isnan(X).any())
+    fn = _joint_fn(marginalize, nw is not None, df is not None, flat.covariance_type)
+    out = []
+    for start in range(0, M, chunk_size):
+        part = jax.tree_util.tree_map(lambda a: np.asarray(a[start:start + chunk_size],
+                                                            X.dtype), flat)
+        sl = slice(start, start + chunk_size)
+        out.append(np.asarray(fn(part, X, None if df is None else df[sl].astype(X.dtype),
+                                 None if nw is None else nw[sl].astype(X.dtype), extent)))
+    return np.concatenate(out)
+
+
+def membership(draws: GMMParams, extra: dict, X, priors: Priors, prob: float = 0.94):
+    """Posterior mean and equal-tailed ``prob`` interval of p(z_n = k | x_n, θ) over the
+    draws, noise column last: three arrays (N, K[+1])."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    lj = log_joint(draws, extra, X, priors).astype(np.float64)
+    resp = np.exp(lj - logsumexp(lj, axis=-1, keepdims=True))  # (M, N, K[+1])
+    lower, upper = np.quantile(resp, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    dtype = np.asarray(X).dtype
+    return resp.mean(axis=0).astype(dtype), lower.astype(dtype), upper.astype(dtype)
+
+
+def pointwise_log_likelihood(draws: GMMParams, extra: dict, X, priors: Priors) -> np.ndarray:
+    """log p(x_n | θ_cs), shape (C, S, N): ``idata_``'s ``log_likelihood`` group."""
+    C, S = draws.batch_shape
+    lj = log_joint(draws, extra, X, priors)
+    return np.asarray(logsumexp(lj, axis=-1)).reshape(C, S, -1).astype(np.asarray(X).dtype)
+
+
+def finish(result: InferenceResult, map_params: GMMParams, X, priors: Priors, *,
+           sparse: bool = False) -> posterior.Posterior:
+    """:func:`bayesgmm.bayes.posterior.from_inference` for messy data: relabeling and the
+    Gaussian read-outs run on X with its holes filled by the MAP's conditional means
+    (:func:`bayesgmm.missing.impute`); then the ``log_likelihood`` group is replaced by
+    the model's own (:func:`pointwise_log_likelihood`), ``observed_data`` keeps the NaN,
+    and the health checks rerun on them."""
+    from bayesgmm.missing import impute
+
+    X = np.asarray(X)
+    holes = bool(np.isnan(X).any())
+    filled = impute(map_params.to_numpy(), X).astype(X.dtype) if holes else X
+    post = posterior.from_inference(result, map_params, filled, sparse=sparse)
+    if not (holes or priors.robust):
+        return post
+    sites = posterior.permute_sites(result.sites, post.relabeling.permutations)
+    extra = draw_sites(sites, priors, post.params.batch_shape)
+    ll = pointwise_log_likelihood(post.params, extra, X, priors)
+    post.idata["log_likelihood"]["obs"].values[...] = ll
+    post.idata["observed_data"]["obs"].values[...] = X
+    lp = result.sample_stats.get("lp") if result.method == "nuts" else None
+    health = posterior.health(post.params, filled, lp=lp, idata=post.idata,
+                              diagnostics=post.diagnostics, sparse=sparse)
+    return post._replace(health=health)
+
+
+# ---- private ---------------------------------------------------------------------------
+
+
+def _joint_fn(marginalize: bool, noise: bool, t: bool, covariance_type: str):
+    """A jitted (draws (m,), X, df (m, K), noise_weight (m,), extent) -> (m, N, K[+1])."""
+    key = ("joint", marginalize, noise, t, covariance_type)
+    if key not in _MAP_RUNNERS:
+        def one(p, X, df, nw, extent):
+            return robust_log_joint(p, X, df=df if t else None, noise_weight=nw if noise else None,
+                                    noise_log_extent=extent if noise else None,
+                                    marginalize=marginalize)
+
+        axes = (0, None, 0 if t else None, 0 if noise else None, None)
+        _MAP_RUNNERS[key] = jit(jax.vmap(one, in_axes=axes))
+    return _MAP_RUNNERS[key]
+
+
+def _fit_map(model, X, sites: dict, n_steps: int = 800, learning_rate: float = 0.05,
+             final_learning_rate: float = 1e-3, rtol: float = 1e-6) -> InferenceResult:
+    """:func:`bayesgmm.bayes.inference.fit_map` on NumPyro's potential."""
+    kw = model.keywords
+    cache_key = ("map", kw["n_components"], kw["covariance_type"], priors_key(kw["priors"]),
+                 n_steps)
+    if cache_key not in _MAP_RUNNERS:
+        _MAP_RUNNERS[cache_key] = jit(_map_program(model, n_steps))
+    out, trace = jax.device_get(_MAP_RUNNERS[cache_key](
+        X, sites, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype)))
+    batched = {k: np.asarray(v)[None, None] for k, v in out.items() if k != "obs"}
+    lp = -trace
+    tail = lp[-max(n_steps // 10, 2):]
+    change = float(np.abs(tail[-1] - tail[0]) / (np.abs(tail[-1]) + 1e-12))
+    info = MAPInfo(log_density=lp, n_steps=n_steps,
+                   converged=bool(np.isfinite(lp[-1])) and change < rtol * 100,
+                   relative_change=change)
+    return InferenceResult("map", from_sites(batched, kw["covariance_type"]), batched, info)
+
+
+def _map_program(model, n_steps: int):
+    def program(X, sites, lr0, lr1):
+        z0 = unconstrain_fn(model, (X,), {}, sites)
+        flat0, unravel = ravel_pytree(z0)
+        loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
+        value_and_grad = jax.value_and_grad(loss)
+        optimizer = adam_decaying(lr0, lr1, n_steps)
+
+        def step(carry, _):
+            f, state = carry
+            value, g = value_and_grad(f)
+            g = jnp.where(jnp.isfinite(g), g, 0.0)  # a non-finite gradient: no move
+            updates, state = optimizer.update(g, state, f)
+            return (optax.apply_updates(f, updates), state), value
+
+        (f, _), trace = jax.lax.scan(step, (flat0, optimizer.init(flat0)), None,
+                                     length=n_steps)
+        out = constrain_fn(model, (X,), {}, unravel(f), return_deterministic=True)
+        return out, jnp.concatenate([trace, loss(f)[None]])
+
+    return program
+
+
+def _sample_nuts(model, key, X, sites: dict, *, n_chains, n_warmup, n_draws, jitter,
+                 target_accept_prob, progress_bar, max_tree_depth: int = 10) -> InferenceResult:
+    """NumPyro's NUTS on the model, each chain from its own jittered copy of ``sites``."""
+    k_init, k_run = jax.random.split(key)
+    z = unconstrain_fn(model, (X,), {}, sites)
+    flat, unravel = ravel_pytree(z)
+    noise = jax.random.normal(k_init, (n_chains, flat.size), flat.dtype)
+    starts = jax.vmap(unravel)(flat + jnp.asarray(jitter, flat.dtype) * noise)
+    chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    mcmc = MCMC(NUTS(model, target_accept_prob=float(target_accept_prob),
+                     max_tree_depth=max_tree_depth),
+                num_warmup=int(n_warmup), num_samples=int(n_draws), num_chains=int(n_chains),
+                chain_method=chain_method, progress_bar=bool(progress_bar))
+    mcmc.run(k_run, X, init_params=starts, extra_fields=EXTRA_FIELDS)
+    samples, extra = jax.device_get((mcmc.get_samples(group_by_chain=True),
+                                     mcmc.get_extra_fields(group_by_chain=True)))
+    samples = {k: np.asarray(v) for k, v in samples.items() if k != "obs"}
+    n_steps = np.asarray(extra["num_steps"])
+    info = NUTSInfo(
+        diverging=np.asarray(extra["diverging"]), n_steps=n_steps,
+        tree_depth=np.floor(np.log2(n_steps.astype(np.float32) + 1)).astype(np.int32),
+        step_size=np.asarray(extra["adapt_state.step_size"]),
+        energy=np.asarray(extra["energy"]), lp=-np.asarray(extra["potential_energy"]),
+        acceptance_rate=np.asarray(extra["accept_prob"]), chain_method=chain_method,
+        max_tree_depth=max_tree_depth)
+    ct = model.keywords["covariance_type"]
+    return InferenceResult("nuts", from_sites(samples, ct), samples, info)
+
+
+def _fit_svi(model, key, X, sites: dict, *, n_steps, n_draws, progress_bar,
+             learning_rate: float = 0.01) -> InferenceResult:
+    """:func:`bayesgmm.bayes.inference.fit_svi`'s guide, started at ``sites``."""
+    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values=sites),
+                                   init_scale=0.01)
+    svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
+    k_fit, k_draw = jax.random.split(key)
+    result = svi.run(k_fit, int(n_steps), X, progress_bar=bool(progress_bar))
+    draws = guide.sample_posterior(k_draw, result.params, sample_shape=(int(n_draws),))
+    draws = {k: np.asarray(v)[None] for k, v in draws.items() if k != "obs"}
+    elbo = -np.asarray(result.losses)
+    info = SVIInfo(elbo=elbo, n_steps=int(n_steps),
+                   final_elbo=float(elbo[-max(10, int(n_steps) // 10):].mean()))
+    ct = model.keywords["covariance_type"]
+    return InferenceResult("svi", from_sites(draws, ct), draws, info)
