@@ -306,7 +306,9 @@ def _write_bayes(model, folder: Path) -> dict:
                             "lp_rhat": float(d.lp_rhat), "finite": bool(d.finite),
                             "warnings": list(d.warnings)},
             "fit_warnings": [str(w) for w in model.warnings_],  # the health problems
-            "has_idata_raw": has_raw}
+            "has_idata_raw": has_raw,
+            # the resolved priors: the messy-data model (noise region, t, missing) with them
+            "priors": _encode_value(model.priors_) if hasattr(model, "priors_") else None}
 
 
 def _library_version() -> str:
@@ -672,6 +674,8 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     model.weights_, model.means_ = np.asarray(mean.weights), np.asarray(mean.means)
     model.covariances_ = np.asarray(mean.covariances)
     model.n_features_in_ = params.n_features
+    if meta.get("priors") is not None:  # older folders: no priors_, a Gaussian model
+        model._set_messy(_decode_value(meta["priors"], "priors", directory / "meta.json"))
     return model
 
 

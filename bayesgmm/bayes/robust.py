@@ -315,6 +315,8 @@ def _sample_nuts(model, key, X, sites: dict, *, n_chains, n_warmup, n_draws, jit
     flat, unravel = ravel_pytree(z)
     noise = jax.random.normal(k_init, (n_chains, flat.size), flat.dtype)
     starts = jax.vmap(unravel)(flat + jnp.asarray(jitter, flat.dtype) * noise)
+    if n_chains == 1:  # NumPyro reads a leading chain axis only with several chains
+        starts = jax.tree_util.tree_map(lambda a: a[0], starts)
     chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
     mcmc = MCMC(NUTS(model, target_accept_prob=float(target_accept_prob),
                      max_tree_depth=max_tree_depth),

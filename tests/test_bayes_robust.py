@@ -1,0 +1,226 @@
+"""Messy data in the Bayesian model (bayesgmm/bayes/robust.py, the likelihood in
+bayesgmm/bayes/model.py, the options of BayesianGaussianMixture): missing values,
+a uniform noise component, Student-t components, and saving them.
+
+Oracles: NumPyro's MultivariateStudentT and MultivariateNormal for the log density,
+scipy's marginal normal for a row with holes, the closed-form noise density, EM with
+missing values (GaussianMixture(missing="marginalize")) for the MAP under a weak prior,
+known generating parameters and outlier labels for noise and t."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+import bayesgmm
+from bayesgmm import BayesianGaussianMixture, GaussianMixture, Priors
+from bayesgmm.metrics import adjusted_rand_score
+from bayesgmm.params import GMMParams
+
+pytestmark = pytest.mark.usefixtures("standard_promotion")
+
+CENTERS = np.array([[-3.0, 0.0], [3.0, 1.0]])
+COV = np.array([[[0.5, 0.2], [0.2, 0.4]], [[0.3, -0.1], [-0.1, 0.6]]])
+FAST = dict(n_chains=1, n_warmup=60, n_draws=40, random_state=0)
+
+
+def _blobs(rng, n=100):
+    X = np.concatenate([rng.multivariate_normal(m, c, n) for m, c in zip(CENTERS, COV)])
+    return X, np.repeat([0, 1], n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Two blobs (200 x 2), 15% of the values deleted at random, 12 uniform outliers."""
+    rng = np.random.default_rng(0)
+    X, y = _blobs(rng)
+    holes = X.copy()
+    holes[rng.random(X.shape) < 0.15] = np.nan
+    holes[np.isnan(holes).all(axis=1), 0] = X[np.isnan(holes).all(axis=1), 0]
+    outliers = rng.uniform([-9, -7], [9, 8], size=(12, 2))
+    return {"X": X, "y": y, "holes": holes, "outliers": outliers}
+
+
+# ---- the likelihood -------------------------------------------------------------------
+
+
+def _params(dtype=np.float64):
+    return GMMParams.from_sklearn(np.array([0.4, 0.6]), CENTERS, covariance_type="full",
+                                  covariances=COV).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_t_log_density_matches_numpyro(dtype):
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+
+    from bayesgmm.bayes.model import robust_log_joint
+    from bayesgmm.validation import compute_scope
+
+    X = np.random.default_rng(1).normal(size=(7, 2)).astype(dtype) * 3
+    df = np.array([1.5, 25.0], dtype)
+    with compute_scope(dtype):
+        p = _params(dtype)
+        joint = np.asarray(robust_log_joint(p, jnp.asarray(X), df=jnp.asarray(df)))
+        gauss = np.asarray(robust_log_joint(p, jnp.asarray(X)))
+        L = np.linalg.cholesky(COV).astype(dtype)
+        loc = CENTERS.astype(dtype)
+        t = dist.MultivariateStudentT(df, loc, L).log_prob(X[:, None])  # (N, K)
+        n = dist.MultivariateNormal(loc, scale_tril=L).log_prob(X[:, None])
+        w = np.log(np.asarray(p.weights))
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(joint, np.asarray(t) + w, rtol=tol, atol=tol)
+        np.testing.assert_allclose(gauss, np.asarray(n) + w, rtol=tol, atol=tol)
+    assert joint.dtype == dtype
+
+
+def test_missing_coordinates_and_noise_column_closed_form():
+    """A row with a hole gets its observed coordinate's marginal (scipy); the noise
+    column is log π_0 - log V over the observed features' box sides; t with huge ν is
+    the Gaussian."""
+    from bayesgmm.bayes.model import robust_log_joint
+    from bayesgmm.validation import compute_scope
+
+    X = np.array([[0.5, np.nan], [np.nan, 2.0], [1.0, -1.0]])
+    extent = np.log([4.0, 5.0])
+    with compute_scope(np.float64):
+        p = _params()
+        joint = np.asarray(robust_log_joint(p, X, noise_weight=0.1, noise_log_extent=extent,
+                                            marginalize=True))
+        t = np.asarray(robust_log_joint(p, X, df=np.array([1e8, 1e8]), marginalize=True))
+    assert joint.shape == (3, 3)
+    for k in range(2):
+        w = np.log(0.9 * p.weights[k])
+        expect0 = multivariate_normal(CENTERS[k, :1], COV[k, :1, :1]).logpdf([0.5]) + w
+        expect1 = multivariate_normal(CENTERS[k, 1:], COV[k, 1:, 1:]).logpdf([2.0]) + w
+        expect2 = multivariate_normal(CENTERS[k], COV[k]).logpdf(X[2]) + w
+        np.testing.assert_allclose(joint[:, k], [expect0, expect1, expect2], rtol=1e-6)
+    np.testing.assert_allclose(joint[:, 2], np.log(0.1) - np.array(
+        [np.log(4.0), np.log(5.0), np.log(20.0)]), rtol=1e-12)
+    np.testing.assert_allclose(t, joint[:, :2] - np.log(0.9), rtol=1e-6)
+
+
+# ---- missing values -------------------------------------------------------------------
+
+
+def test_missing_option_without_nan_equals_the_plain_fit(data):
+    plain = BayesianGaussianMixture(2, method="map", random_state=0).fit(data["X"])
+    opt = BayesianGaussianMixture(2, method="map", missing="marginalize",
+                                  random_state=0).fit(data["X"])
+    np.testing.assert_allclose(opt.map_params_.means, plain.map_params_.means, rtol=1e-6)
+    np.testing.assert_allclose(opt.covariances_, plain.covariances_, rtol=1e-6)
+    np.testing.assert_allclose(opt.predict_proba(data["X"]), plain.predict_proba(data["X"]),
+                               atol=1e-6)
+
+
+def test_map_with_holes_is_em_with_missing_under_a_weak_prior(data):
+    """With flat-ish priors on the means and the log scales (the MAP is taken in the
+    unconstrained space, so a flat prior on log s is the likelihood's maximiser), the MAP
+    of data with holes sits at missing-data EM's optimum."""
+    weak = Priors(mean_scale=1e3, scale_log_sd=1e3, lkj_concentration=1.0)
+    fit = BayesianGaussianMixture(2, method="map", missing="marginalize", priors=weak,
+                                  random_state=0).fit(data["holes"])
+    em = GaussianMixture(2, missing="marginalize", tol=1e-10, max_iter=2000,
+                         random_state=0).fit(data["holes"])
+    order = np.argsort(fit.means_[:, 0]), np.argsort(em.means_[:, 0])
+    np.testing.assert_allclose(fit.means_[order[0]], em.means_[order[1]], atol=0.03)
+    np.testing.assert_allclose(fit.weights_[order[0]], em.weights_[order[1]], atol=0.02)
+    np.testing.assert_allclose(fit.covariances_[order[0]], em.covariances_[order[1]],
+                               atol=0.04)
+    # rows missing the first coordinate (the one separating the blobs) are ambiguous
+    assert adjusted_rand_score(data["y"], fit.predict(data["holes"])) > 0.85
+    ll = fit.idata_.log_likelihood["obs"].values
+    assert np.isfinite(ll).all()
+    # the log_likelihood group is the marginal of each row's observed coordinates
+    np.testing.assert_allclose(ll[0, 0], em.score_samples(data["holes"]), atol=0.05)
+
+
+@pytest.mark.parametrize("hole,match", [
+    ("row", "no observed value"),
+    ("feature", "NaN in every row"),
+    ("refused", "missing='marginalize'"),
+])
+def test_bad_missing_data_is_refused(data, hole, match):
+    X = data["holes"].copy()
+    if hole == "row":
+        X[5] = np.nan
+    elif hole == "feature":
+        X = np.c_[data["X"], np.full(len(X), np.nan)]
+    kw = {} if hole == "refused" else {"missing": "marginalize"}
+    with pytest.raises(ValueError, match=match):
+        BayesianGaussianMixture(2, method="map", **kw).fit(X)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"missing": "drop"}, "missing"),
+    ({"noise": "yes"}, "noise"),
+    ({"noise_volume": -1.0}, "noise_volume"),
+    ({"component": "cauchy"}, "component"),
+    ({"df": 3.0}, "df"),
+    ({"component": "t", "df": 0.0}, "df"),
+])
+def test_bad_messy_options_are_refused(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BayesianGaussianMixture(2, method="map", **kwargs).fit(data["X"])
+
+
+# ---- noise and t ----------------------------------------------------------------------
+
+
+def test_noise_component_finds_the_outliers(data):
+    X = np.concatenate([data["X"], data["outliers"]])
+    truth = np.r_[np.zeros(len(data["X"]), bool), np.ones(len(data["outliers"]), bool)]
+    fit = BayesianGaussianMixture(2, method="map", noise=True, random_state=0).fit(X)
+    labels = fit.predict(X)
+    found = labels == -1
+    precision = (found & truth).sum() / max(found.sum(), 1)
+    recall = (found & truth).sum() / truth.sum()
+    assert precision >= 0.9 and recall >= 0.75, (precision, recall)
+    proba = fit.predict_proba(X)
+    assert proba.shape == (len(X), 3)  # the noise column last, as RobustMixture's
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(labels[~found], np.argmax(proba[~found, :2], axis=1))
+    assert fit.weights_.sum() + fit.noise_weight_ == pytest.approx(1.0, abs=1e-6)
+    assert fit.noise_volume_ == pytest.approx(np.prod(np.ptp(X, axis=0)), rel=1e-6)
+    order = np.argsort(fit.means_[:, 0])
+    np.testing.assert_allclose(fit.means_[order], CENTERS, atol=0.2)
+    with pytest.raises(ValueError, match="predict_proba and membership_interval"):
+        fit.score_samples(X)
+
+
+def test_t_components_on_heavy_tails_beat_the_gaussian():
+    """Data with t(ν = 2) tails: the t model's ν is small and its scale matrices are
+    nearer the truth than the Gaussian model's covariances (MAP of each)."""
+    rng = np.random.default_rng(3)
+    n = 150
+    X = np.concatenate([m + rng.multivariate_normal(np.zeros(2), c, n)
+                        / np.sqrt(rng.chisquare(2, (n, 1)) / 2)
+                        for m, c in zip(CENTERS * 2, COV)])
+    t = BayesianGaussianMixture(2, method="map", component="t", random_state=0).fit(X)
+    g = BayesianGaussianMixture(2, method="map", random_state=0).fit(X)
+    assert np.all(t.df_ < 6), t.df_
+    err = lambda fit: np.abs(fit.covariances_[np.argsort(fit.means_[:, 0])] - COV).max()
+    assert err(t) < 0.5 * err(g), (err(t), err(g))
+    assert err(t) < 0.25
+
+
+def test_nuts_with_noise_and_holes_gives_membership_intervals(data, tmp_path):
+    """NUTS (NumPyro's, on the model) with a noise component on data with holes and
+    outliers: intervals around the mean with a noise column, a finite log_likelihood;
+    saving and loading keeps the model (same memberships)."""
+    X = np.concatenate([data["holes"], data["outliers"]])
+    fit = BayesianGaussianMixture(2, method="nuts", missing="marginalize", noise=True,
+                                  jitter=0.01, **FAST).fit(X)
+    mean, lower, upper = fit.membership_interval(X, prob=0.9)
+    assert mean.shape == (len(X), 3)
+    assert np.all((lower <= mean + 1e-6) & (mean <= upper + 1e-6))
+    assert (upper - lower).max() > 0.05  # draws differ: a real interval somewhere
+    assert (fit.predict(X)[-12:] == -1).mean() >= 0.75
+    assert np.isfinite(fit.idata_.log_likelihood["obs"].values).all()
+    assert fit.idata_.posterior["noise_weight"].shape == (1, 40)
+    table = fit.membership_table(X)
+    np.testing.assert_array_equal(table["label"], fit.predict(X))
+    bayesgmm.save(fit, tmp_path / "messy")
+    back = bayesgmm.load(tmp_path / "messy")
+    assert (back.noise, back.missing) == (True, "marginalize")
+    assert back.noise_weight_ == pytest.approx(fit.noise_weight_)
+    np.testing.assert_allclose(back.predict_proba(X), mean, rtol=1e-6, atol=1e-7)
