@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("standard_promotion")
 
 CENTERS = np.array([[-3.0, 0.0], [3.0, 1.0]])
 COV = np.array([[[0.5, 0.2], [0.2, 0.4]], [[0.3, -0.1], [-0.1, 0.6]]])
-FAST = dict(n_chains=1, n_warmup=60, n_draws=40, random_state=0)
+FAST = dict(n_chains=1, n_warmup=50, n_draws=30, random_state=0)
 
 
 def _blobs(rng, n=100):
@@ -207,7 +207,8 @@ def test_nuts_with_noise_and_holes_gives_membership_intervals(data, tmp_path):
     """NUTS (NumPyro's, on the model) with a noise component on data with holes and
     outliers: intervals around the mean with a noise column, a finite log_likelihood;
     saving and loading keeps the model (same memberships)."""
-    X = np.concatenate([data["holes"], data["outliers"]])
+    half = np.r_[0:40, 100:140]  # 40 points per blob: NumPyro's NUTS compiles per shape
+    X = np.concatenate([data["holes"][half], data["outliers"]])
     fit = BayesianGaussianMixture(2, method="nuts", missing="marginalize", noise=True,
                                   jitter=0.01, **FAST).fit(X)
     mean, lower, upper = fit.membership_interval(X, prob=0.9)
@@ -216,7 +217,7 @@ def test_nuts_with_noise_and_holes_gives_membership_intervals(data, tmp_path):
     assert (upper - lower).max() > 0.05  # draws differ: a real interval somewhere
     assert (fit.predict(X)[-12:] == -1).mean() >= 0.75
     assert np.isfinite(fit.idata_.log_likelihood["obs"].values).all()
-    assert fit.idata_.posterior["noise_weight"].shape == (1, 40)
+    assert fit.idata_.posterior["noise_weight"].shape == (1, 30)
     table = fit.membership_table(X)
     np.testing.assert_array_equal(table["label"], fit.predict(X))
     bayesgmm.save(fit, tmp_path / "messy")
