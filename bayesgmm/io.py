@@ -675,7 +675,12 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     model.covariances_ = np.asarray(mean.covariances)
     model.n_features_in_ = params.n_features
     if meta.get("priors") is not None:  # older folders: no priors_, a Gaussian model
-        model._set_messy(_decode_value(meta["priors"], "priors", directory / "meta.json"))
+        from bayesgmm.bayes.robust import fitted_attributes
+
+        priors = _decode_value(meta["priors"], "priors", directory / "meta.json")
+        for name, value in fitted_attributes(draws, idata["posterior"], priors,
+                                             model.weights_).items():
+            setattr(model, name, value)
     return model
 
 

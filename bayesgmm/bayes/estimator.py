@@ -242,14 +242,7 @@ class BayesianGaussianMixture(BaseEstimator):
         self.em_, start = robust.em_start(self._em_start(k_em), X, component=self.component,
                                           df=self.df, noise=bool(self.noise),
                                           noise_volume=self.noise_volume)
-        run = robust.run if priors.robust else inference.run
-        with compute_scope(X.dtype):
-            init = start if priors.robust else start.params.astype(X.dtype)
-            result, map_params = run(
-                k_run, jnp.asarray(X), init, n_components=int(self.n_components),
-                covariance_type=self.covariance_type, priors=priors, **self._settings())
-        post = robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
-        self._set_fitted(post, X.shape[1])
+        self._set_fitted(self._infer(k_run, X, start, priors), X.shape[1])
         self._set_messy(priors)
         return self
 
@@ -500,21 +493,25 @@ class BayesianGaussianMixture(BaseEstimator):
         self.covariances_ = np.asarray(post.mean.covariances)
         self.n_features_in_ = n_features
 
+    def _infer(self, key, X, start: robust.Start, priors: Priors) -> posterior.Posterior:
+        """MAP, then ``method``, from the EM ``start``: the common path
+        (:func:`bayesgmm.bayes.inference.run`), or :func:`bayesgmm.bayes.robust.run` for a
+        noise or t model; then the posterior (:func:`bayesgmm.bayes.robust.finish`)."""
+        run = robust.run if priors.robust else inference.run
+        with compute_scope(X.dtype):
+            init = start if priors.robust else start.params.astype(X.dtype)
+            result, map_params = run(
+                key, jnp.asarray(X), init, n_components=int(self.n_components),
+                covariance_type=self.covariance_type, priors=priors, **self._settings())
+        return robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
+
     def _set_messy(self, priors: Priors) -> None:
-        """The messy-data attributes: ``priors_``, ``noise_weight_``, ``noise_volume_``,
-        ``df_``; with noise, ``weights_`` in the whole mixture (Σ = 1 - noise_weight_)."""
-        self.priors_ = priors
-        K = int(self.n_components)
-        extra = robust.draw_sites(arviz_posterior(self.idata_), priors, self.params_.batch_shape)
-        self.df_ = (np.full(K, np.inf) if extra["df"] is None
-                    else extra["df"].reshape(-1, K).mean(axis=0))
-        self.noise_weight_, self.noise_volume_ = 0.0, float("inf")
-        if extra["noise_weight"] is not None:
-            nw = extra["noise_weight"].reshape(-1, 1)
-            w = np.asarray(self.params_.weights).reshape(-1, K)
-            self.weights_ = ((1 - nw) * w).mean(axis=0).astype(self.weights_.dtype)
-            self.noise_weight_ = float(nw.mean())
-            self.noise_volume_ = float(np.exp(np.sum(priors.noise_log_extent)))
+        """The messy-data attributes (:func:`bayesgmm.bayes.robust.fitted_attributes`):
+        ``priors_``, ``noise_weight_``, ``noise_volume_``, ``df_`` and, with noise,
+        ``weights_`` in the whole mixture (Σ = 1 - noise_weight_)."""
+        for name, value in robust.fitted_attributes(
+                self.params_, arviz_posterior(self.idata_), priors, self.weights_).items():
+            setattr(self, name, value)
 
     def _messy(self, X) -> bool:
         """Whether X's read-outs need the messy-data likelihood (noise, t or NaN)."""

@@ -54,8 +54,8 @@ from bayesgmm.compilation import jit
 from bayesgmm.params import GMMParams
 
 __all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "noise_log_extent", "em_start",
-           "start_sites", "run", "draw_sites", "log_joint", "membership", "pointwise_log_likelihood",
-           "finish"]
+           "start_sites", "run", "draw_sites", "fitted_attributes", "log_joint", "membership",
+           "pointwise_log_likelihood", "finish"]
 
 #: The noise weight a start gets when no robust EM fit gives one (data with holes).
 NOISE_START = 0.05
@@ -176,6 +176,29 @@ def draw_sites(sites: dict, priors: Priors, batch_shape: tuple) -> dict:
         else:
             K = np.asarray(sites["means"]).shape[-2]
             out["df"] = np.full(batch_shape + (K,), float(priors.df))
+    return out
+
+
+def fitted_attributes(draws: GMMParams, sites, priors: Priors, weights) -> dict:
+    """A fitted :class:`bayesgmm.BayesianGaussianMixture`'s messy-data attributes from its
+    relabeled ``draws`` (C, S), their model ``sites`` (``idata_.posterior``) and resolved
+    ``priors``: ``priors_``, ``df_`` (K,) (posterior mean; inf: Gaussian),
+    ``noise_weight_`` (posterior mean π_0; 0 without noise), ``noise_volume_`` (V; inf
+    without noise) and ``weights_`` (K,): ``weights`` (the posterior mean relative
+    weights), or with noise the posterior mean of (1 - π_0) w_k, which sums to
+    1 - ``noise_weight_`` (as :class:`bayesgmm.RobustMixture`'s)."""
+    K = draws.n_components
+    extra = draw_sites(sites, priors, draws.batch_shape)
+    out = {"priors_": priors, "weights_": np.asarray(weights),
+           "df_": (np.full(K, np.inf) if extra["df"] is None
+                   else extra["df"].reshape(-1, K).mean(axis=0)),
+           "noise_weight_": 0.0, "noise_volume_": float("inf")}
+    if extra["noise_weight"] is not None:
+        nw = extra["noise_weight"].reshape(-1, 1)
+        w = np.asarray(draws.weights).reshape(-1, K)
+        out["weights_"] = ((1 - nw) * w).mean(axis=0).astype(out["weights_"].dtype)
+        out["noise_weight_"] = float(nw.mean())
+        out["noise_volume_"] = float(np.exp(np.sum(priors.noise_log_extent)))
     return out
 
 
