@@ -30,12 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior, robust
-from bayesgmm.bayes.model import COMPONENTS, Priors, check_model_type
+from bayesgmm.bayes.model import Priors, check_model_type
 from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
 from bayesgmm.missing import check_missing, has_missing
-from bayesgmm.robust import NOISE_VOLUMES
 from bayesgmm.validation import (
-    MISSING_OPTIONS,
     check_array_2d,
     check_n_features,
     check_n_samples,
@@ -125,9 +123,11 @@ class BayesianGaussianMixture(BaseEstimator):
 
     Which path runs: missing values alone, the common one (hand-written potential);
     a noise component or t components, NumPyro's potential and NumPyro's NUTS
-    (:mod:`bayesgmm.bayes.robust`). ``score_samples``, ``score``, ``bic``, ``aic``,
-    ``coclustering`` and ``sample`` use the Gaussian, complete-data density: with
-    ``noise`` or ``component="t"``, or on data with NaN, they raise.
+    (:mod:`bayesgmm.bayes.robust`). ``score_samples``, ``score``, ``bic``, ``aic`` and
+    ``coclustering`` use the Gaussian, complete-data density: with ``noise`` or
+    ``component="t"``, or on data with NaN, they raise (the ``log_likelihood`` group,
+    hence :meth:`loo` and :meth:`waic`, is the model's own). ``sample`` draws from the
+    Gaussian components only.
 
     Attributes
     ----------
@@ -440,36 +440,14 @@ class BayesianGaussianMixture(BaseEstimator):
             raise ValueError(f"priors must be a bayesgmm.Priors, got {type(self.priors)}")
         if not isinstance(self.sparse, (bool, np.bool_)):
             raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
-        self._check_messy_options()
+        robust.check_options(missing=self.missing, noise=self.noise,
+                             noise_volume=self.noise_volume, component=self.component,
+                             df=self.df)
         X = check_array_2d(X, min_samples=2, missing=self.missing)
         if has_missing(X):
             check_missing(X, fitting_data=True)
         check_n_samples(X.shape[0], int(self.n_components))
         return X
-
-    def _check_messy_options(self) -> None:
-        """A ``ValueError`` naming the option for an invalid ``missing``, ``noise``,
-        ``noise_volume``, ``component`` or ``df``."""
-        if self.missing not in MISSING_OPTIONS:
-            raise ValueError(f"Invalid value for 'missing': {self.missing!r}; 'missing' "
-                             f"should be in {MISSING_OPTIONS}")
-        if not isinstance(self.noise, (bool, np.bool_)):
-            raise ValueError(f"noise must be True or False, got {self.noise!r}")
-        v = self.noise_volume
-        if not ((isinstance(v, str) and v in NOISE_VOLUMES) or (
-                isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-                and np.isfinite(v) and v > 0)):
-            raise ValueError(f"Invalid value for 'noise_volume': {v!r}; expected one of "
-                             f"{NOISE_VOLUMES} or a finite volume > 0")
-        if self.component not in COMPONENTS:
-            raise ValueError(f"Invalid value for 'component': {self.component!r}; "
-                             f"'component' should be in {COMPONENTS}")
-        if self.df is not None:
-            ok = isinstance(self.df, (int, float, np.number)) and not isinstance(self.df, bool)
-            if self.component != "t" or not ok or not (np.isfinite(self.df) and self.df > 0):
-                raise ValueError(f"Invalid value for 'df': {self.df!r}; df fixes the degrees "
-                                 "of freedom of component='t' (a finite number > 0), or "
-                                 "None to sample them")
 
     def _em_start(self, key) -> GaussianMixture:
         """The unfitted EM model inference starts from, seeded from ``key``."""

@@ -49,12 +49,12 @@ from bayesgmm.bayes.inference import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.map import adam_decaying
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
 from bayesgmm.bayes.inference.target import bound_model, priors_key
-from bayesgmm.bayes.model import Priors, from_sites, robust_log_joint, to_sites
+from bayesgmm.bayes.model import COMPONENTS, Priors, from_sites, robust_log_joint, to_sites
 from bayesgmm.compilation import jit
 from bayesgmm.params import GMMParams
 
-__all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "noise_log_extent", "em_start",
-           "start_sites", "run", "draw_sites", "fitted_attributes", "log_joint", "membership",
+__all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "check_options", "noise_log_extent",
+           "em_start", "start_sites", "run", "draw_sites", "fitted_attributes", "log_joint", "membership",
            "pointwise_log_likelihood", "finish"]
 
 #: The noise weight a start gets when no robust EM fit gives one (data with holes).
@@ -73,6 +73,34 @@ class Start(NamedTuple):
     params: GMMParams  # batch shape (); weights (K,) relative (sum to 1)
     noise_weight: float | None  # π_0 (None: no noise component)
     df: np.ndarray | None  # (K,) degrees of freedom (None: Gaussian, or ν fixed)
+
+
+def check_options(*, missing="error", noise=False, noise_volume="box", component="gaussian",
+                  df=None) -> None:
+    """A ``ValueError`` naming the option for an invalid ``missing``, ``noise``,
+    ``noise_volume``, ``component`` or ``df`` of :class:`bayesgmm.BayesianGaussianMixture`
+    (the values :class:`bayesgmm.RobustMixture` and ``GaussianMixture`` take, except an
+    infinite ``df``: use ``component="gaussian"``)."""
+    from bayesgmm.robust import NOISE_VOLUMES
+    from bayesgmm.validation import MISSING_OPTIONS
+
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"Invalid value for 'missing': {missing!r}; 'missing' should be in "
+                         f"{MISSING_OPTIONS}")
+    if not isinstance(noise, (bool, np.bool_)):
+        raise ValueError(f"noise must be True or False, got {noise!r}")
+    number = lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    if not ((isinstance(noise_volume, str) and noise_volume in NOISE_VOLUMES) or (
+            number(noise_volume) and np.isfinite(noise_volume) and noise_volume > 0)):
+        raise ValueError(f"Invalid value for 'noise_volume': {noise_volume!r}; expected one "
+                         f"of {NOISE_VOLUMES} or a finite volume > 0")
+    if component not in COMPONENTS:
+        raise ValueError(f"Invalid value for 'component': {component!r}; 'component' should "
+                         f"be in {COMPONENTS}")
+    if df is not None and (component != "t" or not number(df)
+                           or not (np.isfinite(df) and df > 0)):
+        raise ValueError(f"Invalid value for 'df': {df!r}; df fixes the degrees of freedom "
+                         "of component='t' (a finite number > 0), or None to sample them")
 
 
 def noise_log_extent(X, volume="box") -> np.ndarray:
