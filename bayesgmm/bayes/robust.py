@@ -192,18 +192,13 @@ def run(key, X, start: Start, method: str, *, n_components: int, covariance_type
 def draw_sites(sites: dict, priors: Priors, batch_shape: tuple) -> dict:
     """The robust sites of each draw, with leading ``batch_shape``: ``noise_weight``
     ``(*B,)`` or None, ``df`` ``(*B, K)`` (a fixed ν broadcast) or None."""
-    K = None
     out = {"noise_weight": None, "df": None}
     if priors.noise_log_extent is not None:
         out["noise_weight"] = np.asarray(sites["noise_weight"]).reshape(batch_shape)
     if priors.component == "t":
-        if priors.df is None:
-            out["df"] = np.asarray(sites["df"])
-            K = out["df"].shape[-1]
-            out["df"] = out["df"].reshape(batch_shape + (K,))
-        else:
-            K = np.asarray(sites["means"]).shape[-2]
-            out["df"] = np.full(batch_shape + (K,), float(priors.df))
+        K = np.asarray(sites["means"]).shape[-2]
+        out["df"] = (np.asarray(sites["df"]).reshape(batch_shape + (K,)) if priors.df is None
+                     else np.full(batch_shape + (K,), float(priors.df)))
     return out
 
 
