@@ -226,17 +226,3 @@ def test_nuts_with_noise_and_holes_gives_membership_intervals(data, tmp_path):
     assert back.noise_weight_ == pytest.approx(fit.noise_weight_)
     np.testing.assert_allclose(back.predict_proba(X), mean, rtol=1e-6, atol=1e-7)
 
-
-def test_svi_with_t_components_and_holes(data):
-    """SVI (the guide on NumPyro's potential) with t components on data with holes:
-    draws of ν, finite model log-likelihood, clusters recovered."""
-    half = np.r_[0:40, 100:140]
-    X = data["holes"][half]
-    fit = BayesianGaussianMixture(2, method="svi", missing="marginalize", component="t",
-                                  n_svi_steps=150, n_draws=20, random_state=0).fit(X)
-    assert fit.idata_.posterior["df"].shape == (1, 20, 2)
-    assert np.all(np.isfinite(fit.df_)) and np.all(fit.df_ > 0)
-    assert np.isfinite(fit.idata_.log_likelihood["obs"].values).all()
-    order = np.argsort(fit.means_[:, 0])
-    np.testing.assert_allclose(fit.means_[order], CENTERS, atol=0.4)
-    assert fit.predict_proba(X).shape == (len(X), 2)
