@@ -132,6 +132,7 @@ def test_map_with_holes_is_em_with_missing_under_a_weak_prior(data):
     assert np.isfinite(ll).all()
     # the log_likelihood group is the marginal of each row's observed coordinates
     np.testing.assert_allclose(ll[0, 0], em.score_samples(data["holes"]), atol=0.05)
+    np.testing.assert_array_equal(fit.idata_.observed_data["obs"].values, data["holes"])
 
 
 @pytest.mark.parametrize("hole,match", [

@@ -285,8 +285,9 @@ def finish(result: InferenceResult, map_params: GMMParams, X, priors: Priors, *,
     sites = posterior.permute_sites(result.sites, post.relabeling.permutations)
     extra = draw_sites(sites, priors, post.params.batch_shape)
     ll = pointwise_log_likelihood(post.params, extra, X, priors)
-    post.idata["log_likelihood"]["obs"].values[...] = ll
-    post.idata["observed_data"]["obs"].values[...] = X
+    for group, values in (("log_likelihood", ll), ("observed_data", X)):
+        node = post.idata[group]  # a Dataset (ArviZ 0.23) or a DataTree node (1.x), in place
+        node["obs"] = node["obs"].copy(data=values)
     lp = result.sample_stats.get("lp") if result.method == "nuts" else None
     health = posterior.health(post.params, filled, lp=lp, idata=post.idata,
                               diagnostics=post.diagnostics, sparse=sparse)
