@@ -184,8 +184,14 @@ def test_noise_component_finds_the_outliers(data):
     assert fit.noise_volume_ == pytest.approx(np.prod(np.ptp(X, axis=0)), rel=1e-6)
     order = np.argsort(fit.means_[:, 0])
     np.testing.assert_allclose(fit.means_[order], CENTERS, atol=0.2)
-    with pytest.raises(ValueError, match="predict_proba and membership_interval"):
-        fit.score_samples(X)
+    # MAP is one draw: the density is Σ_k (1 - π_0) w_k N(x | μ_k, Σ_k) + π_0 / V
+    density = sum(w * multivariate_normal(m, c).pdf(X)
+                  for w, m, c in zip(fit.weights_, fit.means_, fit.covariances_))
+    density = density + fit.noise_weight_ / fit.noise_volume_
+    np.testing.assert_allclose(fit.score_samples(X), np.log(density), rtol=1e-6)
+    assert fit.score(X) == pytest.approx(np.log(density).mean(), rel=1e-6)
+    with pytest.raises(ValueError, match="membership_interval and score_samples"):
+        fit.bic(X)
 
 
 def test_t_components_on_heavy_tails_beat_the_gaussian():

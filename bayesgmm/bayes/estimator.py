@@ -308,8 +308,16 @@ class BayesianGaussianMixture(BaseEstimator):
             return posterior.coclustering(self.params_.astype(X.dtype), X, max_draws=max_draws)
 
     def score_samples(self, X):
-        """Log posterior predictive density log E_θ[p(x | θ)] per sample, shape (n,)."""
-        return posterior.log_predictive_density(self.params_, self._check_X(X))
+        """Log posterior predictive density log E_θ[p(x | θ)] per sample, shape (n,); with
+        noise, t components or NaN (marginalised), the model's own density."""
+        X = self._check_X(X, messy=True)
+        if self._messy(X):
+            with compute_scope(X.dtype):
+                extra = robust.draw_sites(arviz_posterior(self.idata_), self.priors_,
+                                          self.params_.batch_shape)
+                return robust.log_predictive_density(self.params_.astype(X.dtype), extra,
+                                                     X, self.priors_)
+        return posterior.log_predictive_density(self.params_, X)
 
     def score(self, X, y=None):
         """Mean log posterior predictive density per sample."""
@@ -508,8 +516,8 @@ class BayesianGaussianMixture(BaseEstimator):
         if not messy and self._messy(X):
             raise ValueError("This read-out uses the Gaussian, complete-data density; with "
                              "noise=True, component='t' or NaN in X use predict, "
-                             "predict_proba and membership_interval (or pass complete rows "
-                             "to a Gaussian model)")
+                             "predict_proba, membership_interval and score_samples (or "
+                             "pass complete rows to a Gaussian model)")
         return X
 
 

@@ -54,8 +54,8 @@ from bayesgmm.compilation import jit
 from bayesgmm.params import GMMParams
 
 __all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "check_options", "noise_log_extent",
-           "em_start", "start_sites", "run", "draw_sites", "fitted_attributes", "log_joint", "membership",
-           "pointwise_log_likelihood", "finish"]
+           "em_start", "start_sites", "run", "draw_sites", "fitted_attributes", "log_joint",
+           "membership", "pointwise_log_likelihood", "log_predictive_density", "finish"]
 
 #: The noise weight a start gets when no robust EM fit gives one (data with holes).
 NOISE_START = 0.05
@@ -265,6 +265,15 @@ def pointwise_log_likelihood(draws: GMMParams, extra: dict, X, priors: Priors) -
     C, S = draws.batch_shape
     lj = log_joint(draws, extra, X, priors)
     return np.asarray(logsumexp(lj, axis=-1)).reshape(C, S, -1).astype(np.asarray(X).dtype)
+
+
+def log_predictive_density(draws: GMMParams, extra: dict, X, priors: Priors) -> np.ndarray:
+    """log E_θ[p(x_n | θ)] over the draws (batch shape (C, S)), shape (N,), in X's dtype:
+    :func:`bayesgmm.bayes.posterior.log_predictive_density` for the messy-data model."""
+    ll = pointwise_log_likelihood(draws, extra, X, priors).astype(np.float64)
+    flat = ll.reshape(-1, ll.shape[-1])
+    out = np.asarray(logsumexp(flat, axis=0)) - np.log(flat.shape[0])
+    return out.astype(np.asarray(X).dtype)
 
 
 def finish(result: InferenceResult, map_params: GMMParams, X, priors: Priors, *,
