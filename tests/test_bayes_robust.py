@@ -192,6 +192,8 @@ def test_noise_component_finds_the_outliers(data):
     assert fit.score(X) == pytest.approx(np.log(density).mean(), rel=1e-6)
     with pytest.raises(ValueError, match="membership_interval and score_samples"):
         fit.bic(X)
+    with pytest.raises(ValueError, match="Gaussian components only"):
+        fit.sample(5)
 
 
 def test_t_components_on_heavy_tails_beat_the_gaussian():

@@ -413,8 +413,12 @@ class BayesianGaussianMixture(BaseEstimator):
         return table
 
     def sample(self, n_samples=1):
-        """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw."""
+        """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw
+        (Gaussian components; a noise or t model raises a ``ValueError``)."""
         self._check_is_fitted()
+        if getattr(self, "priors_", None) is not None and self.priors_.robust:
+            raise ValueError("sample draws from Gaussian components only; this model has "
+                             "noise=True or component='t' — refit without them to sample")
         key = check_random_state_key(self.random_state)
         return posterior.sample_predictive(key, self.params_, n_samples)
 
