@@ -327,18 +327,42 @@ class BayesianGaussianMixture(BaseEstimator):
         self._check_is_fitted()
         return arviz.waic(self.idata_, **kwargs)
 
-    def summary(self, relabeled=True, **kwargs):
+    def summary(self, relabeled=True, label_invariant=False, **kwargs):
         """``arviz.summary`` of weights, means and scales, with a 94% equal-tailed interval
         (``ci_prob``, ``ci_kind``, ``kind``, ``var_names``: see
         :func:`bayesgmm.bayes.arviz.summary`); ``relabeled=False`` for the raw draws (where
-        label switching shows as R-hat >> 1). ``table.attrs`` holds ``healthy`` and
-        ``problems`` (``health_.healthy`` and ``warnings_``)."""
+        label switching shows as R-hat >> 1).
+
+        ``label_invariant=True`` appends rows for quantities that do not depend on the
+        components' labels (:class:`bayesgmm.bayes.posterior.LabelInvariant`): ``lp``
+        (the log density, NUTS), ``weights_sorted[j]`` (the j-th smallest weight) and
+        ``max_membership_mean`` (the mean over samples of max_k p(z_n = k | x_n, θ), at
+        most 300 evenly spaced samples). Their rows are the same with ``relabeled``
+        True or False: a large R-hat there means chains in different modes, which no
+        relabeling fixes.
+
+        ``table.attrs`` holds ``healthy`` and ``problems`` (``health_.healthy`` and
+        ``warnings_``) and, with posterior draws, ``label_invariant``: those
+        quantities' ``{"r_hat", "ess_bulk", "ess_tail"}`` by row name, plus
+        ``max_membership_worst`` (the sample whose max membership has the largest
+        R-hat), and ``label_invariant_rhat_max``, the largest of their R-hats."""
         self._check_is_fitted()
         table = arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
         # the fit's health beside the per-scalar rows (plain values: pandas compares attrs)
         # healthy: no problem found (health_.healthy; warnings_ lists the problems, also
         # on a fit loaded from disk, which keeps them but not health_'s arrays)
-        table.attrs.update(healthy=not self.warnings_, problems=list(self.warnings_))
+        attrs = dict(healthy=not self.warnings_, problems=list(self.warnings_))
+        if int(np.prod(self.params_.batch_shape)) > 1:  # posterior draws, not one MAP point
+            inv, rows = _label_invariant(self, kwargs)
+            if label_invariant:
+                import pandas as pd
+
+                table = pd.concat([table, rows])
+            attrs["label_invariant"] = {
+                name: {"r_hat": float(r), "ess_bulk": float(b), "ess_tail": float(t)}
+                for name, r, b, t in zip(inv.names, inv.r_hat, inv.ess_bulk, inv.ess_tail)}
+            attrs["label_invariant_rhat_max"] = inv.r_hat_max
+        table.attrs.update(attrs)
         return table
 
     def sample(self, n_samples=1):
@@ -498,3 +522,18 @@ def _health_table(fits: dict, ranked: list):
             "healthy": bool(fit.health_.healthy),
             "ranked": name in ranked}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _label_invariant(fit: BayesianGaussianMixture, kwargs: dict):
+    """:func:`posterior.label_invariant` of a fit's draws, from ``idata_`` (so a loaded
+    fit gives the same), and their :meth:`~BayesianGaussianMixture.summary` rows
+    (``kwargs``: its keywords; ``var_names`` does not apply)."""
+    X = np.asarray(fit.idata_.observed_data["obs"].values)
+    stats = fit.idata_.sample_stats if "sample_stats" in fit.idata_ else None
+    lp = (np.asarray(stats["lp"].values) if stats is not None and "lp" in stats.data_vars
+          else None)
+    values = posterior.label_invariant_draws(fit.params_, X, lp)
+    rows = arviz.summary_of_draws(
+        {k: values[k] for k in ("lp", "weights_sorted", "max_membership_mean") if k in values},
+        **{k: v for k, v in kwargs.items() if k != "var_names"})
+    return posterior.label_invariant(values), rows
