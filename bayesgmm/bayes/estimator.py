@@ -16,7 +16,9 @@ as in scikit-learn) and ``n_svi_steps``. The old names (``num_chains``, ``num_wa
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
 import warnings
 
 import jax
@@ -40,6 +42,16 @@ __all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
 # Parameters renamed to scikit-learn's n_* counts (they were NumPyro's num_*).
 RENAMED = {"num_chains": "n_chains", "num_warmup": "n_warmup", "num_samples": "n_draws",
            "svi_steps": "n_svi_steps"}
+
+
+# compare_n_components caps NUTS's trees at this depth (127 leapfrog steps; the default
+# 10 allows 1,023): a chain stuck on a collapsed component runs every iteration to the
+# cap, and on standardised iris, K = 1..6, such chains took most of the time. Healthy
+# iris fits use depth 3-5; a chain at the cap in > 5% of its draws is still flagged.
+COMPARE_MAX_TREE_DEPTH = 7
+# compare_n_components' NUTS draws unless given: 4 chains x (300 + 300) (the estimator's
+# 500 + 500): 1,200 draws per K for PSIS-LOO and the health checks.
+COMPARE_DRAWS = {"n_warmup": 300, "n_draws": 300}
 
 
 # sparse=True: Dirichlet concentration SPARSE_CONCENTRATION / K on the weights (an
@@ -453,6 +465,12 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     are healthy, the healthy one is the answer; if none is, all are ranked, and a
     warning says that the ranking cannot be trusted.
 
+    ``**kwargs`` go to each :class:`BayesianGaussianMixture`; ``n_warmup`` and
+    ``n_draws`` default to 300 here (:data:`COMPARE_DRAWS`), and NUTS's trees are capped
+    at depth :data:`COMPARE_MAX_TREE_DEPTH` (a chain stuck at the cap is still flagged).
+    The K's are fitted on host threads, two at a time on two cores (benchmarks/README.md,
+    K-comparison section, for the time on standardised iris).
+
     Returns
     -------
     dict with
@@ -468,10 +486,18 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     from bayesgmm.selection import sweep
 
     ks = [int(k) for k in n_components]
-    with warnings.catch_warnings():  # each fit's warnings are re-raised below, once
-        warnings.simplefilter("ignore", SamplingWarning)
-        fits = {f"K={k}": _fit_k(X, k, method, covariance_type, random_state,
-                                 refit_unhealthy, kwargs) for k in ks}
+    kwargs = {**COMPARE_DRAWS, **kwargs}
+    # The K's fit on host threads, largest K first: each fit's tracing and compilation
+    # runs on one core, so two fits side by side keep both cores busy (each fit's seed
+    # is its own: the results do not depend on the threads).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    with (warnings.catch_warnings(), inference.nuts.tree_depth_cap(COMPARE_MAX_TREE_DEPTH),
+          concurrent.futures.ThreadPoolExecutor(max(1, min(cores, len(ks)))) as pool):
+        warnings.simplefilter("ignore", SamplingWarning)  # each fit's are re-raised below
+        futures = {k: pool.submit(_fit_k, X, k, method, covariance_type, random_state,
+                                  refit_unhealthy, kwargs) for k in sorted(ks, reverse=True)}
+        fits = {f"K={k}": futures[k].result() for k in ks}
     healthy = [name for name, fit in fits.items() if fit.health_.healthy]
     ranked = healthy if healthy else list(fits)
     for name, fit in fits.items():
