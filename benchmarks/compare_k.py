@@ -54,8 +54,11 @@ def main():
         if "--cold" not in sys.argv:
             runs += [("fills the disk cache", cache), ("disk cache warm", cache)]
         for label, where in runs:
-            out = subprocess.run([sys.executable, __file__, "--child", where],
-                                 capture_output=True, text=True, check=True).stdout
+            run = subprocess.run([sys.executable, __file__, "--child", where],
+                                 capture_output=True, text=True)
+            if run.returncode:
+                sys.exit(run.stderr)
+            out = run.stdout
             body, result = out.rsplit("RESULT", 1)
             wall, cpu = map(float, result.split())
             print(f"== {label}: {wall:.1f} s wall, {cpu:.1f} s CPU\n{body}", flush=True)

@@ -16,9 +16,7 @@ as in scikit-learn) and ``n_svi_steps``. The old names (``num_chains``, ``num_wa
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import os
 import warnings
 
 import jax
@@ -468,8 +466,7 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     ``**kwargs`` go to each :class:`BayesianGaussianMixture`; ``n_warmup`` and
     ``n_draws`` default to 300 here (:data:`COMPARE_DRAWS`), and NUTS's trees are capped
     at depth :data:`COMPARE_MAX_TREE_DEPTH` (a chain stuck at the cap is still flagged).
-    The K's are fitted on host threads, two at a time on two cores (benchmarks/README.md,
-    K-comparison section, for the time on standardised iris).
+    (``benchmarks/compare_k.py`` times K = 1..6 on standardised iris.)
 
     Returns
     -------
@@ -487,17 +484,12 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
 
     ks = [int(k) for k in n_components]
     kwargs = {**COMPARE_DRAWS, **kwargs}
-    # The K's fit on host threads, largest K first: each fit's tracing and compilation
-    # runs on one core, so two fits side by side keep both cores busy (each fit's seed
-    # is its own: the results do not depend on the threads).
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-    with (warnings.catch_warnings(), inference.nuts.tree_depth_cap(COMPARE_MAX_TREE_DEPTH),
-          concurrent.futures.ThreadPoolExecutor(max(1, min(cores, len(ks)))) as pool):
+    # One K after another: fitting K's on host threads side by side fails, because
+    # NumPyro's effect-handler stack (the model traces of MAP and NUTS) is one global.
+    with warnings.catch_warnings(), inference.nuts.tree_depth_cap(COMPARE_MAX_TREE_DEPTH):
         warnings.simplefilter("ignore", SamplingWarning)  # each fit's are re-raised below
-        futures = {k: pool.submit(_fit_k, X, k, method, covariance_type, random_state,
-                                  refit_unhealthy, kwargs) for k in sorted(ks, reverse=True)}
-        fits = {f"K={k}": futures[k].result() for k in ks}
+        fits = {f"K={k}": _fit_k(X, k, method, covariance_type, random_state,
+                                 refit_unhealthy, kwargs) for k in ks}
     healthy = [name for name, fit in fits.items() if fit.health_.healthy]
     ranked = healthy if healthy else list(fits)
     for name, fit in fits.items():
