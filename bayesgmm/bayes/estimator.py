@@ -147,7 +147,9 @@ class BayesianGaussianMixture(BaseEstimator):
         ``lp_rhat`` float, ``coclustering_disagreement`` (C,), ``n_high_pareto_k`` int
         (PSIS-LOO Pareto k > 0.7; -1 when not computed), ``n_nonempty`` (C, S) int64
         components with weight >= 1/N, ``healthy`` bool and ``problems`` tuple of str
-        (the sampler's ``diagnostics_.warnings`` included).
+        (the sampler's ``diagnostics_.warnings`` included), ``label_invariant``
+        (:class:`~bayesgmm.bayes.posterior.LabelInvariant`: R-hat and ESS of the log
+        density, sorted weights and max membership, which label switching cannot move).
     warnings_ : list of str
         ``health_.problems``, each prefixed with ``K=n_components:``, as emitted as
         ``SamplingWarning``.

@@ -96,7 +96,7 @@ class Health(NamedTuple):
     n_nonempty: np.ndarray  # shape=(C, S), int64: components with weight >= 1/N in each draw
     healthy: bool  # no problem below, and no sampler warning (Diagnostics.warnings)
     problems: tuple[str, ...]  # what is wrong and what to try; empty when healthy
-    label_invariant: "LabelInvariant | None" = None  # R-hat/ESS that label switching cannot move (None: one draw)
+    label_invariant: "LabelInvariant | None" = None  # label switching cannot move these (None: one draw)
 
 
 class LabelInvariant(NamedTuple):
@@ -355,7 +355,9 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
         Empty components are the point (a sparse Dirichlet prior): not a problem.
     max_points, max_draws
         Co-clustering per chain uses at most ``max_points`` samples and ``max_draws``
-        draws of each chain (fixed subsets).
+        draws of each chain (fixed subsets); the label-invariant diagnostics
+        (:func:`label_invariant`, ``Health.label_invariant``) use the same samples and
+        every draw.
 
     Returns
     -------
