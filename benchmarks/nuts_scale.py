@@ -22,16 +22,16 @@ import subprocess
 import sys
 import time
 
-import _common  # noqa: F401
+import _common
 import arviz  # noqa: F401  imported up front: library imports are outside both timers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from nuts import min_ess, run_textbook
 
 from bayesgmm import GaussianMixture
 from bayesgmm.bayes.inference import nuts as our_nuts
 from bayesgmm.bayes.model import Priors, to_sites
-from nuts import min_ess, run_textbook
 
 D, K = 5, 4
 
@@ -52,7 +52,7 @@ def child(which: str, n: int, warmup: int, draws: int, seed: int) -> None:
     X = elongated(n)
     gm = GaussianMixture(K, random_state=0).fit(X)
     priors = Priors().resolve(X)
-    settings = dict(n_warmup=warmup, n_draws=draws, n_chains=2)
+    settings = {"n_warmup": warmup, "n_draws": draws, "n_chains": 2}
     c0, t0 = time.process_time(), time.perf_counter()
     if which == "textbook":
         sites = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32),

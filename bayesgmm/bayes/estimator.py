@@ -363,7 +363,7 @@ class BayesianGaussianMixture(BaseEstimator):
         # the fit's health beside the per-scalar rows (plain values: pandas compares attrs)
         # healthy: no problem found (health_.healthy; warnings_ lists the problems, also
         # on a fit loaded from disk, which keeps them but not health_'s arrays)
-        attrs = dict(healthy=not self.warnings_, problems=list(self.warnings_))
+        attrs = {"healthy": not self.warnings_, "problems": list(self.warnings_)}
         if int(np.prod(self.params_.batch_shape)) > 1:  # posterior draws, not one MAP point
             inv, rows = _label_invariant(self, kwargs)
             if label_invariant:

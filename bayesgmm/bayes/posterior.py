@@ -96,7 +96,7 @@ class Health(NamedTuple):
     n_nonempty: np.ndarray  # shape=(C, S), int64: components with weight >= 1/N in each draw
     healthy: bool  # no problem below, and no sampler warning (Diagnostics.warnings)
     problems: tuple[str, ...]  # what is wrong and what to try; empty when healthy
-    label_invariant: "LabelInvariant | None" = None  # label switching cannot move these (None: one draw)
+    label_invariant: LabelInvariant | None = None  # label switching cannot move these (None: one draw)
 
 
 class LabelInvariant(NamedTuple):
@@ -246,9 +246,11 @@ def label_invariant_draws(draws: GMMParams, X, lp=None, *, max_points: int = 300
     flat = p.flatten_batch()
     M, (K, D) = C * S, p.means.shape[-2:]
     step = max(1, int(2e7 // (K * len(rows) * D)))
-    top = np.concatenate([
-        np.exp(log_responsibilities(jax.tree_util.tree_map(lambda a: a[i:i + step], flat),
-                                    X[rows]).max(axis=-1)) for i in range(0, M, step)])
+    chunks = [GMMParams(flat.weights[i:i + step], flat.means[i:i + step],
+                        flat.cov_factor[i:i + step], flat.covariance_type)
+              for i in range(0, M, step)]
+    top = np.concatenate([np.exp(log_responsibilities(c, X[rows]).max(axis=-1))
+                          for c in chunks])
     top = top.reshape(C, S, len(rows))
     out["max_membership_mean"] = top.mean(axis=-1)
     out["max_membership"] = top
