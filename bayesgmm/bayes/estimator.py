@@ -44,8 +44,9 @@ RENAMED = {"num_chains": "n_chains", "num_warmup": "n_warmup", "num_samples": "n
 
 # compare_n_components caps NUTS's trees at this depth (127 leapfrog steps; the default
 # 10 allows 1,023): a chain stuck on a collapsed component runs every iteration to the
-# cap, and on standardised iris, K = 1..6, such chains took most of the time. Healthy
-# iris fits use depth 3-5; a chain at the cap in > 5% of its draws is still flagged.
+# cap, and on standardised iris, K = 1..6, such chains took most of the time. The
+# healthy iris fits (K = 1..3) are not flagged at this cap; a chain at the cap in > 5%
+# of its draws is (benchmarks/README.md, K comparison).
 COMPARE_MAX_TREE_DEPTH = 7
 # compare_n_components' NUTS draws unless given: 4 chains x (300 + 300) (the estimator's
 # 500 + 500): 1,200 draws per K for PSIS-LOO and the health checks.
