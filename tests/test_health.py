@@ -211,3 +211,35 @@ def test_sparse_prior_empties_the_extra_components():
     assert np.sort(fit.em_.weights_)[0] > 0.05  # the start split the clusters
     assert np.mean(fit.health_.n_nonempty == 3) > 0.8, np.bincount(fit.health_.n_nonempty.ravel())
     assert not fit.health_.empty.any() or not any("empty" in p for p in fit.health_.problems)
+
+
+# ---- label-invariant diagnostics in summary() and health_ -------------------------------
+
+def test_summary_reports_label_invariant_diagnostics():
+    """summary(label_invariant=True) appends the log density, the sorted weights and the
+    mean max membership; their rows are the same on raw and relabeled draws, match the
+    draws they summarise, and equal table.attrs and health_.label_invariant."""
+    from bayesgmm.bayes.posterior import rhat
+
+    X, _ = make_blobs(n_samples=120, centers=[[-3, 0], [3, 0]], random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit = BayesianGaussianMixture(2, n_chains=2, n_warmup=80, n_draws=80,
+                                      random_state=0).fit(X)
+    names = ["lp", "weights_sorted[0]", "weights_sorted[1]", "max_membership_mean"]
+    table = fit.summary(label_invariant=True)
+    assert list(table.index[-4:]) == names and len(fit.summary()) == len(table) - 4
+    raw = fit.summary(relabeled=False, label_invariant=True)
+    np.testing.assert_allclose(raw.loc[names].values, table.loc[names].values)
+    lp = fit.idata_.sample_stats["lp"].values
+    np.testing.assert_allclose(table.loc["lp", ["mean", "r_hat"]], [lp.mean(), rhat(lp)])
+    w = np.asarray(fit.params_.weights)
+    np.testing.assert_allclose(table.loc["weights_sorted[1]", "mean"], w.max(-1).mean())
+    attrs = table.attrs["label_invariant"]
+    inv = fit.health_.label_invariant
+    assert set(attrs) == set(names) | {"max_membership_worst"} == set(inv.names)
+    for name, r, e in zip(inv.names, inv.r_hat, inv.ess_bulk):
+        np.testing.assert_allclose([attrs[name]["r_hat"], attrs[name]["ess_bulk"]], [r, e])
+        if name in names:
+            np.testing.assert_allclose(table.loc[name, ["r_hat", "ess_bulk"]], [r, e])
+    assert table.attrs["label_invariant_rhat_max"] == inv.r_hat_max

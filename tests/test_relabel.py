@@ -123,3 +123,83 @@ def test_invariant_diagnostics_see_no_switching(switched_chains):
     assert d.lp_rhat < 1.05 and d.lp_ess > 100
     assert np.all(d.weights_rhat < 1.05) and np.all(d.weights_ess > 100)
     assert d.max_membership_rhat < 1.05 and d.max_membership_ess > 100
+
+
+# ---- label-invariant diagnostics of the posterior (posterior.label_invariant) ---------
+
+def _posterior(runs, reference, X):
+    """Two sample_nuts runs (2 chains each) as one 4-chain posterior.from_inference."""
+    from bayesgmm.bayes.inference import InferenceResult
+    from bayesgmm.bayes.posterior import from_inference
+
+    cat = lambda *parts: np.concatenate(parts)
+    info = runs[0].info._replace(**{f: cat(getattr(runs[0].info, f), getattr(runs[1].info, f))
+                                    for f in runs[0].info._fields[:7]})
+    result = InferenceResult("nuts", jax.tree_util.tree_map(cat, runs[0].params, runs[1].params),
+                             jax.tree_util.tree_map(cat, runs[0].sites, runs[1].sites), info)
+    with jax.numpy_dtype_promotion("standard"):
+        return from_inference(result, reference, X)
+
+
+def test_label_invariant_rhat_near_one_where_chains_only_switch(switched_chains):
+    """Chains in swapped labelings: the raw R-hat of the means (ArviZ, on the raw draws)
+    is large, while every label-invariant R-hat (log density, sorted weights, mean and
+    worst-sample max membership) is < 1.05, on the raw draws as on the relabeled ones."""
+    from bayesgmm.bayes import arviz as bz
+    from bayesgmm.bayes.posterior import label_invariant, label_invariant_draws
+
+    draws, truth, X, lp = switched_chains
+    raw = label_invariant(label_invariant_draws(draws, X, lp))
+    assert raw.names == ("lp", "weights_sorted[0]", "weights_sorted[1]", "max_membership_mean",
+                         "max_membership_worst")
+    assert raw.r_hat_max < 1.05, raw
+    assert np.all(raw.ess_bulk > 100) and np.all(raw.ess_tail > 100), raw
+    np.testing.assert_allclose(raw.r_hat[0], rhat(lp))
+    table = bz.summary(bz.to_inference_data(draws, X, log_likelihood=False), ["means"],
+                       kind="diagnostics")
+    # the labels disagree across chains on the first feature (the clusters' axis)
+    assert table.loc[["means[0, 0]", "means[1, 0]"], "r_hat"].min() > 1.5, table
+    rel = relabel(draws, truth).params
+    np.testing.assert_allclose(label_invariant(label_invariant_draws(rel, X, lp)).r_hat,
+                               raw.r_hat, rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def two_modes():
+    """Three clusters (weights 0.5, 0.3, 0.2, 8 sd apart) fitted with K = 2: two chains
+    started where the 0.3 and 0.2 clusters share a component, two where the 0.5 and 0.3
+    do. Both are posterior modes that NUTS does not leave in 150 iterations."""
+    centres = np.array([[-8.0, 0.0], [0.0, 0.0], [8.0, 0.0]])
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 1.0, (n, 2)) for c, n in zip(centres, (75, 45, 30))])
+    X = X.astype(np.float32)
+
+    def start(groups):
+        parts = [X[np.isin(np.argmin(((X[:, None] - centres) ** 2).sum(-1), axis=1), g)]
+                 for g in groups]
+        return GMMParams(np.array([len(p) / len(X) for p in parts]),
+                         np.stack([p.mean(0) for p in parts]),
+                         np.stack([np.linalg.cholesky(np.cov(p.T)) for p in parts]),
+                         "full").astype(np.float32)
+
+    a, b = start([[0], [1, 2]]), start([[0, 1], [2]])
+    priors = Priors(mean_loc=np.zeros(2), mean_scale=8.0, scale_loc=1.0).resolve(X)
+    with jax.numpy_dtype_promotion("standard"):
+        runs = [sample_nuts(jax.random.PRNGKey(seed), X, s, n_components=2, priors=priors,
+                            n_warmup=100, n_draws=100, n_chains=2)
+                for seed, s in [(0, a), (1, b)]]
+    return runs, a, X
+
+
+def test_label_invariant_rhat_large_where_chains_sit_in_different_modes(two_modes):
+    """The label-invariant R-hats (which relabeling cannot move) see chains in different
+    modes, and health_.label_invariant carries them."""
+    runs, reference, X = two_modes
+    post = _posterior(runs, reference, X)
+    inv = post.health.label_invariant
+    by_name = dict(zip(inv.names, inv.r_hat))
+    assert by_name["lp"] > 1.5 and by_name["weights_sorted[1]"] > 1.5, inv
+    weights = np.sort(np.asarray(post.params.weights), axis=-1).mean(axis=1)  # (C, K)
+    np.testing.assert_allclose(weights[:2, 1], 0.5, atol=0.1)  # 0.5 | 0.3 + 0.2
+    np.testing.assert_allclose(weights[2:, 1], 0.8, atol=0.1)  # 0.5 + 0.3 | 0.2
+    assert not post.health.healthy

@@ -63,7 +63,7 @@ from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
 __all__ = ["ELPD", "to_inference_data", "from_params", "pointwise_log_likelihood", "loo",
-           "waic", "summary", "compare", "ess", "plot_trace", "plot_rank", "arviz_version",
+           "waic", "summary", "summary_of_draws", "compare", "ess", "plot_trace", "plot_rank", "arviz_version",
            "to_netcdf", "from_netcdf", "group_sizes"]
 
 _score_samples_jit = jit(score_samples)
@@ -399,6 +399,30 @@ def compare(models: dict, **kwargs):
         "dse": [0.0 if n == order[0] else _se(best.elpd_i - elpds[n].elpd_i) for n in order],
         "warning": [elpds[n].warning for n in order]}, index=pd.Index(order))
     return table[COMPARE_COLUMNS]
+
+
+def summary_of_draws(values: dict, **kwargs):
+    """:func:`summary` of arrays that are not model parameters (e.g. the label-invariant
+    quantities of :func:`bayesgmm.bayes.posterior.label_invariant_draws`).
+
+    Parameters
+    ----------
+    values : dict of str to array of shape (C, S, ...)
+        One posterior variable each; a trailing axis becomes rows ``name[j]``.
+    **kwargs
+        ``ci_prob``, ``ci_kind`` and ``kind``, as :func:`summary`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`summary`'s layout, one row per scalar, in the order of ``values``.
+    """
+    posterior = {name: np.asarray(v, np.float64) for name, v in values.items()}
+    dims = {name: [f"{name}_dim"] for name, v in posterior.items() if v.ndim == 3}
+    az = _az()
+    data = (az.from_dict({"posterior": posterior}, dims=dims) if _v1()
+            else az.from_dict(posterior=posterior, dims=dims))
+    return summary(data, tuple(posterior), **kwargs)
 
 
 def ess(x, method: str = "bulk") -> float:

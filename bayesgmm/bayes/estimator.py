@@ -49,6 +49,17 @@ RENAMED = {"num_chains": "n_chains", "num_warmup": "n_warmup", "num_samples": "n
            "svi_steps": "n_svi_steps"}
 
 
+# compare_n_components caps NUTS's trees at this depth (127 leapfrog steps; the default
+# 10 allows 1,023): a chain stuck on a collapsed component runs every iteration to the
+# cap, and on standardised iris, K = 1..6, such chains took most of the time. The
+# healthy iris fits (K = 1..3) are not flagged at this cap; a chain at the cap in > 5%
+# of its draws is (benchmarks/README.md, K comparison).
+COMPARE_MAX_TREE_DEPTH = 7
+# compare_n_components' NUTS draws unless given: 4 chains x (300 + 300) (the estimator's
+# 500 + 500): 1,200 draws per K for PSIS-LOO and the health checks.
+COMPARE_DRAWS = {"n_warmup": 300, "n_draws": 300}
+
+
 # sparse=True: Dirichlet concentration SPARSE_CONCENTRATION / K on the weights (an
 # over-fitted mixture, Rousseau & Mengersen 2011; Malsiner-Walli et al. 2016).
 SPARSE_CONCENTRATION = 0.5
@@ -174,7 +185,9 @@ class BayesianGaussianMixture(BaseEstimator):
         ``lp_rhat`` float, ``coclustering_disagreement`` (C,), ``n_high_pareto_k`` int
         (PSIS-LOO Pareto k > 0.7; -1 when not computed), ``n_nonempty`` (C, S) int64
         components with weight >= 1/N, ``healthy`` bool and ``problems`` tuple of str
-        (the sampler's ``diagnostics_.warnings`` included).
+        (the sampler's ``diagnostics_.warnings`` included), ``label_invariant``
+        (:class:`~bayesgmm.bayes.posterior.LabelInvariant`: R-hat and ESS of the log
+        density, sorted weights and max membership, which label switching cannot move).
     warnings_ : list of str
         ``health_.problems``, each prefixed with ``K=n_components:``, as emitted as
         ``SamplingWarning``.
@@ -398,18 +411,42 @@ class BayesianGaussianMixture(BaseEstimator):
         self._check_is_fitted()
         return arviz.waic(self.idata_, **kwargs)
 
-    def summary(self, relabeled=True, **kwargs):
+    def summary(self, relabeled=True, label_invariant=False, **kwargs):
         """``arviz.summary`` of weights, means and scales, with a 94% equal-tailed interval
         (``ci_prob``, ``ci_kind``, ``kind``, ``var_names``: see
         :func:`bayesgmm.bayes.arviz.summary`); ``relabeled=False`` for the raw draws (where
-        label switching shows as R-hat >> 1). ``table.attrs`` holds ``healthy`` and
-        ``problems`` (``health_.healthy`` and ``warnings_``)."""
+        label switching shows as R-hat >> 1).
+
+        ``label_invariant=True`` appends rows for quantities that do not depend on the
+        components' labels (:class:`bayesgmm.bayes.posterior.LabelInvariant`): ``lp``
+        (the log density, NUTS), ``weights_sorted[j]`` (the j-th smallest weight) and
+        ``max_membership_mean`` (the mean over samples of max_k p(z_n = k | x_n, θ), at
+        most 300 evenly spaced samples). Their rows are the same with ``relabeled``
+        True or False: a large R-hat there means chains in different modes, which no
+        relabeling fixes.
+
+        ``table.attrs`` holds ``healthy`` and ``problems`` (``health_.healthy`` and
+        ``warnings_``) and, with posterior draws, ``label_invariant``: those
+        quantities' ``{"r_hat", "ess_bulk", "ess_tail"}`` by row name, plus
+        ``max_membership_worst`` (the sample whose max membership has the largest
+        R-hat), and ``label_invariant_rhat_max``, the largest of their R-hats."""
         self._check_is_fitted()
         table = arviz.summary(self.idata_ if relabeled else self.idata_raw_, **kwargs)
         # the fit's health beside the per-scalar rows (plain values: pandas compares attrs)
         # healthy: no problem found (health_.healthy; warnings_ lists the problems, also
         # on a fit loaded from disk, which keeps them but not health_'s arrays)
-        table.attrs.update(healthy=not self.warnings_, problems=list(self.warnings_))
+        attrs = {"healthy": not self.warnings_, "problems": list(self.warnings_)}
+        if int(np.prod(self.params_.batch_shape)) > 1:  # posterior draws, not one MAP point
+            inv, rows = _label_invariant(self, kwargs)
+            if label_invariant:
+                import pandas as pd
+
+                table = pd.concat([table, rows])
+            attrs["label_invariant"] = {
+                name: {"r_hat": float(r), "ess_bulk": float(b), "ess_tail": float(t)}
+                for name, r, b, t in zip(inv.names, inv.r_hat, inv.ess_bulk, inv.ess_tail)}
+            attrs["label_invariant_rhat_max"] = inv.r_hat_max
+        table.attrs.update(attrs)
         return table
 
     def sample(self, n_samples=1):
@@ -557,6 +594,11 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     are healthy, the healthy one is the answer; if none is, all are ranked, and a
     warning says that the ranking cannot be trusted.
 
+    ``**kwargs`` go to each :class:`BayesianGaussianMixture`; ``n_warmup`` and
+    ``n_draws`` default to 300 here (:data:`COMPARE_DRAWS`), and NUTS's trees are capped
+    at depth :data:`COMPARE_MAX_TREE_DEPTH` (a chain stuck at the cap is still flagged).
+    (``benchmarks/compare_k.py`` times K = 1..6 on standardised iris.)
+
     Returns
     -------
     dict with
@@ -572,8 +614,11 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     from bayesgmm.selection import sweep
 
     ks = [int(k) for k in n_components]
-    with warnings.catch_warnings():  # each fit's warnings are re-raised below, once
-        warnings.simplefilter("ignore", SamplingWarning)
+    kwargs = {**COMPARE_DRAWS, **kwargs}
+    # One K after another: fitting K's on host threads side by side fails, because
+    # NumPyro's effect-handler stack (the model traces of MAP and NUTS) is one global.
+    with warnings.catch_warnings(), inference.nuts.tree_depth_cap(COMPARE_MAX_TREE_DEPTH):
+        warnings.simplefilter("ignore", SamplingWarning)  # each fit's are re-raised below
         fits = {f"K={k}": _fit_k(X, k, method, covariance_type, random_state,
                                  refit_unhealthy, kwargs) for k in ks}
     healthy = [name for name, fit in fits.items() if fit.health_.healthy]
@@ -626,3 +671,18 @@ def _health_table(fits: dict, ranked: list):
             "healthy": bool(fit.health_.healthy),
             "ranked": name in ranked}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _label_invariant(fit: BayesianGaussianMixture, kwargs: dict):
+    """:func:`posterior.label_invariant` of a fit's draws, from ``idata_`` (so a loaded
+    fit gives the same), and their :meth:`~BayesianGaussianMixture.summary` rows
+    (``kwargs``: its keywords; ``var_names`` does not apply)."""
+    X = np.asarray(fit.idata_.observed_data["obs"].values)
+    stats = fit.idata_.sample_stats if "sample_stats" in fit.idata_ else None
+    lp = (np.asarray(stats["lp"].values) if stats is not None and "lp" in stats.data_vars
+          else None)
+    values = posterior.label_invariant_draws(fit.params_, X, lp)
+    rows = arviz.summary_of_draws(
+        {k: values[k] for k in ("lp", "weights_sorted", "max_membership_mean") if k in values},
+        **{k: v for k, v in kwargs.items() if k != "var_names"})
+    return posterior.label_invariant(values), rows

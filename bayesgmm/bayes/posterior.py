@@ -32,16 +32,18 @@ import numpy as np
 from scipy.special import logsumexp, ndtri
 from scipy.stats import rankdata
 
-from bayesgmm.bayes.arviz import loo, pointwise_log_likelihood, to_inference_data
+from bayesgmm.bayes.arviz import ess, loo, pointwise_log_likelihood, to_inference_data
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo
-from bayesgmm.bayes.relabel import Relabeling, posterior_mean, relabel  # moved there
+from bayesgmm.bayes.relabel import (Relabeling, log_responsibilities, posterior_mean,  # moved there
+                                    relabel)
 from bayesgmm.compilation import jit
 from bayesgmm.density import log_resp, sample
 from bayesgmm.params import GMMParams
 from bayesgmm.fitting import criteria
 from bayesgmm.validation import compute_scope
 
-__all__ = ["Posterior", "Relabeling", "Diagnostics", "Health", "from_inference", "relabel",
+__all__ = ["Posterior", "Relabeling", "Diagnostics", "Health", "LabelInvariant",
+           "from_inference", "relabel", "label_invariant_draws", "label_invariant",
            "permute_sites", "posterior_mean", "membership", "coclustering",
            "log_predictive_density", "sample_predictive", "information_criteria", "rhat",
            "diagnose", "health", "COLLAPSED_SCALE", "LP_RHAT_MAX", "COCLUSTERING_MAX",
@@ -94,6 +96,32 @@ class Health(NamedTuple):
     n_nonempty: np.ndarray  # shape=(C, S), int64: components with weight >= 1/N in each draw
     healthy: bool  # no problem below, and no sampler warning (Diagnostics.warnings)
     problems: tuple[str, ...]  # what is wrong and what to try; empty when healthy
+    label_invariant: LabelInvariant | None = None  # label switching cannot move these (None: one draw)
+
+
+class LabelInvariant(NamedTuple):
+    """Convergence of quantities that do not change when components are renamed
+    (:func:`label_invariant`): label switching cannot move their R-hat, so R-hat > 1.05
+    here means chains in different modes, which relabeling cannot fix; R-hat ≈ 1 here
+    with a large raw R-hat of the means means chains that only switched labels.
+
+    Quantities (``names``, P of them): ``lp`` (the log density; NUTS only),
+    ``weights_sorted[j]`` (the j-th smallest weight, j < K), ``max_membership_mean``
+    (the mean over samples of max_k p(z_n = k | x_n, θ)) and ``max_membership_worst``
+    (max_k p(z_n = k | x_n, θ) of the sample ``worst_point`` whose R-hat is the
+    largest)."""
+
+    names: tuple[str, ...]  # (P,)
+    r_hat: np.ndarray  # shape=(P,), float64: rank-normalised split R-hat (:func:`rhat`)
+    ess_bulk: np.ndarray  # shape=(P,), float64
+    ess_tail: np.ndarray  # shape=(P,), float64
+    worst_point: int  # the sample (row of X) of ``max_membership_worst``
+
+    @property
+    def r_hat_max(self) -> float:
+        """The largest R-hat over the quantities (NaN only if all are NaN)."""
+        r = self.r_hat[np.isfinite(self.r_hat)]
+        return float(r.max()) if r.size else float("nan")
 
 
 class Posterior(NamedTuple):
@@ -188,6 +216,68 @@ def rhat(x) -> float:
     return float(max(_split_rhat(_z_scale(split)), _split_rhat(_z_scale(folded))))
 
 
+def label_invariant_draws(draws: GMMParams, X, lp=None, *, max_points: int = 300) -> dict:
+    """Per-draw values of the label-invariant quantities of :class:`LabelInvariant`.
+
+    Parameters
+    ----------
+    draws : GMMParams
+        Batch shape (C, S), raw or relabeled (the values are the same).
+    X : array of shape (N, D)
+        The data; memberships use at most ``max_points`` evenly spaced rows of it.
+    lp : array of shape (C, S), optional
+        Each draw's log density (NUTS).
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``lp`` (C, S) when given, ``weights_sorted`` (C, S, K) in increasing order,
+        ``max_membership_mean`` (C, S) and ``max_membership`` (C, S, n) for the n rows
+        ``max_membership_rows`` (n,) int64 of X used.
+    """
+    p = draws.to_numpy(np.float64)
+    C, S = p.batch_shape
+    X = np.asarray(X, dtype=np.float64)
+    rows = np.unique(np.linspace(0, X.shape[0] - 1, min(max_points, X.shape[0])).astype(int))
+    out = {} if lp is None else {"lp": np.asarray(lp, np.float64).reshape(C, S)}
+    out["weights_sorted"] = np.sort(p.weights, axis=-1)  # sorting forgets the labels
+    # max over K of p(z_n = k | x_n, θ): (C·S, n), in chunks of draws (the solve holds
+    # (draws, K, n, D) arrays); K is the last axis of the memberships
+    flat = p.flatten_batch()
+    M, (K, D) = C * S, p.means.shape[-2:]
+    step = max(1, int(2e7 // (K * len(rows) * D)))
+    chunks = [GMMParams(flat.weights[i:i + step], flat.means[i:i + step],
+                        flat.cov_factor[i:i + step], flat.covariance_type)
+              for i in range(0, M, step)]
+    top = np.concatenate([np.exp(log_responsibilities(c, X[rows]).max(axis=-1))
+                          for c in chunks])
+    top = top.reshape(C, S, len(rows))
+    out["max_membership_mean"] = top.mean(axis=-1)
+    out["max_membership"] = top
+    out["max_membership_rows"] = rows.astype(np.int64)
+    return out
+
+
+def label_invariant(values: dict) -> LabelInvariant:
+    """R-hat, bulk and tail ESS of the label-invariant quantities
+    (:class:`LabelInvariant`) from their per-draw values (:func:`label_invariant_draws`)."""
+    values = dict(values)
+    top, rows = values.pop("max_membership"), values.pop("max_membership_rows")
+    point_rhat = np.array([rhat(top[..., i]) for i in range(top.shape[-1])])
+    worst = int(np.nanargmax(point_rhat)) if np.isfinite(point_rhat).any() else 0
+    series = {}
+    for name, v in values.items():
+        if v.ndim == 3:  # (C, S, K): one quantity per position j
+            series.update({f"{name}[{j}]": v[..., j] for j in range(v.shape[-1])})
+        else:
+            series[name] = v
+    series["max_membership_worst"] = top[..., worst]
+    enough = top.shape[1] >= 4  # R-hat and ESS need a few draws per chain
+    stat = lambda f: np.array([f(v) if enough else np.nan for v in series.values()])
+    return LabelInvariant(tuple(series), stat(rhat), stat(lambda v: _ess(v, "bulk")),
+                          stat(lambda v: _ess(v, "tail")), int(rows[worst]))
+
+
 def from_inference(result: InferenceResult, reference: GMMParams, X, *,
                    sparse: bool = False) -> Posterior:
     """Relabel ``result``'s draws to ``reference`` (batch shape ()), average them, build
@@ -267,7 +357,9 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
         Empty components are the point (a sparse Dirichlet prior): not a problem.
     max_points, max_draws
         Co-clustering per chain uses at most ``max_points`` samples and ``max_draws``
-        draws of each chain (fixed subsets).
+        draws of each chain (fixed subsets); the label-invariant diagnostics
+        (:func:`label_invariant`, ``Health.label_invariant``) use the same samples and
+        every draw.
 
     Returns
     -------
@@ -304,8 +396,10 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     problems += _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement,
                                  n_high, sparse, N)
     chain_ok = ~(collapsed.any(axis=1) | stray | (empty.any(axis=1) & (not sparse)))
+    invariant = (label_invariant(label_invariant_draws(p, X, lp, max_points=max_points))
+                 if C * S > 1 else None)
     return Health(collapsed, empty, stray, chain_ok, chain_lp, lp_rhat, disagreement, n_high,
-                  n_nonempty, not problems, tuple(problems))
+                  n_nonempty, not problems, tuple(problems), invariant)
 
 
 def information_criteria(params: GMMParams, X) -> dict[str, float]:
@@ -319,6 +413,18 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     """Ranks over all draws (ties averaged) -> normal scores, Blom's offset c = 3/8."""
     rank = rankdata(x, method="average").reshape(x.shape)
     return ndtri((rank - 0.375) / (x.size + 0.25))
+
+
+def _ess(x: np.ndarray, method: str) -> float:
+    """ArviZ's ESS of a (chain, draw) array; the array's size where it is constant (ArviZ
+    gives NaN), NaN where a value is."""
+    if np.isnan(x).any():
+        return float("nan")
+    if np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+        return float(x.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ess(x, method)
 
 
 def _split_rhat(x: np.ndarray) -> float:

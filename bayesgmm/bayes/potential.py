@@ -218,21 +218,40 @@ def _log_likelihood(covariance_type, weights, means, factor, X):
 
 
 def _log_likelihood_fwd(covariance_type, weights, means, factor, X):
-    # density.centred_log_prob's steps, keeping the projected data V for the gradient
+    # density.centred_log_prob's steps, keeping the projected data V for the gradient.
+    # Layout (K, D, N), N last: every elementwise pass and reduction runs along the
+    # contiguous, vectorisable N axis. (K, N, D) with a batched (N, D) x (D, D) product
+    # made XLA's CPU dot call tiny D x D kernels N times; at N = 100,000, D = 5, K = 4
+    # this value and gradient took 15.0 ms of CPU, in this layout 9.0 ms (2,000: 0.30 ->
+    # 0.17 ms).
     table = ops(covariance_type)
     K, D = means.shape
     U = table.to_precision_cholesky(factor)  # full: L⁻ᵀ (K, D, D); diag: 1/σ (K, D)
-    Xc = X[None, :, :] - means[:, None, :]  # (K, N, D)
+    Xc = X.T[None, :, :] - means[:, :, None]  # (K, D, N)
     if table.correlated:
-        V = _bmm(Xc, U)  # rows L⁻¹(x - μ)
+        V = _project(U, Xc)  # V[k, :, n] = U_kᵀ (x_n - μ_k) = L_k⁻¹ (x_n - μ_k)
     else:
-        V = Xc * U[:, None, :]
+        V = Xc * U[:, :, None]
     log_det = table.log_det_precision_cholesky(U, K, D)
-    joint = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(V * V, axis=-1))
-             + (log_det + jnp.log(weights))[:, None])  # (K, N)
-    log_norm = logsumexp(joint, axis=0)
+    joint = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(V * V, axis=1))
+             + (log_det + jnp.log(weights))[:, None])  # (K, N): D is reduced
+    log_norm = logsumexp(joint, axis=0)  # (N,): K is reduced
     resp = jnp.exp(joint - log_norm)  # (K, N)
     return jnp.sum(log_norm), (weights, U, V, resp)
+
+
+# Up to this many features the projection U_kᵀ (x - μ_k) is written as D
+# multiply-adds over (K, D, N) arrays (one fused loop along N); above it, a matmul.
+_UNROLL_MAX_D = 8
+
+
+def _project(U, Xc):
+    """(K, D, D) upper U and (K, D, N) centred data -> (K, D, N), V[k, e, n] = Σ_d
+    U[k, d, e] Xc[k, d, n]."""
+    D = U.shape[-1]
+    if D <= _UNROLL_MAX_D:
+        return sum(U[:, d, :, None] * Xc[:, d:d + 1, :] for d in range(D))
+    return _bmm(jnp.swapaxes(U, -1, -2), Xc)
 
 
 def _log_likelihood_bwd(covariance_type, residuals, g):
@@ -240,12 +259,12 @@ def _log_likelihood_bwd(covariance_type, residuals, g):
     statistics. With r_nk the responsibilities, N_k = Σ_n r_nk and v_nk = L_k⁻¹(x_n - μ_k):
     ∂/∂w_k = N_k / w_k; ∂/∂μ_k = L_k⁻ᵀ Σ_n r_nk v_nk; ∂/∂L_k = tril(L_k⁻ᵀ Σ_n r_nk v_nk
     v_nkᵀ - N_k diag(L_k)⁻¹) (diag: ∂/∂σ_kd = (Σ_n r_nk v_nkd² - N_k) / σ_kd)."""
-    weights, U, V, resp = residuals
+    weights, U, V, resp = residuals  # V (K, D, N), resp (K, N)
     nk = jnp.sum(resp, axis=1)
-    rV = V * resp[:, :, None]
-    s1 = jnp.sum(rV, axis=1)  # (K, D)
+    rV = V * resp[:, None, :]
+    s1 = jnp.sum(rV, axis=-1)  # (K, D): N is reduced
     if ops(covariance_type).correlated:
-        s2 = _bmm(jnp.swapaxes(rV, -1, -2), V)  # (K, D, D)
+        s2 = _bmm(rV, jnp.swapaxes(V, -1, -2))  # (K, D, D): Σ_n r_nk v_nk v_nkᵀ
         d_means = _bmm(U, s1[:, :, None])[:, :, 0]
         diag_U = jnp.diagonal(U, axis1=-2, axis2=-1)
         D = U.shape[-1]
@@ -253,7 +272,7 @@ def _log_likelihood_bwd(covariance_type, residuals, g):
                             - (nk[:, None] * diag_U)[:, :, None] * np.eye(D, dtype=U.dtype))
     else:
         d_means = s1 * U
-        d_factor = (jnp.sum(rV * V, axis=1) - nk[:, None]) * U
+        d_factor = (jnp.sum(rV * V, axis=-1) - nk[:, None]) * U
     return g * nk / weights, g * d_means, g * d_factor, None
 
 

@@ -31,9 +31,11 @@ All three are exact on draws that are permutations of well-separated configurati
 components they agree with each other to a few draws.
 
 Label-invariant quantities need no relabeling and say whether chains agree in a way
-relabeling cannot fake: :func:`bayesgmm.bayes.calibration.invariant_diagnostics` gives
-the R-hat and bulk ESS of the log density, the sorted weights and each sample's maximum
-membership probability.
+relabeling cannot fake: :func:`bayesgmm.bayes.posterior.label_invariant` (every fit's
+``health_.label_invariant`` and ``summary(label_invariant=True)``) gives the R-hat, bulk
+and tail ESS of the log density, the sorted weights and the samples' maximum membership
+probabilities; :func:`bayesgmm.bayes.calibration.invariant_diagnostics` the same R-hat
+and bulk ESS for the calibration studies.
 """
 
 from __future__ import annotations

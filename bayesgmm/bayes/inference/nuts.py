@@ -37,6 +37,10 @@ PROGRESS_STEPS = 50
 # The bar the running sampler's callbacks move (None: no bar shown).
 _BAR: dict = {"bar": None}
 
+# The cap on a trajectory's tree depth when sample_nuts is not given one; set for a block
+# of code by :func:`tree_depth_cap` (bayesgmm.bayes.compare_n_components lowers it).
+_DEFAULTS: dict = {"max_tree_depth": 10}
+
 # Compiled samplers are reused across calls with the same configuration and shapes
 # (a fresh MCMC object recompiles: 4-10 s a call in the issue-3 measurements).
 _MCMC_CACHE: dict = {}
@@ -45,7 +49,7 @@ _MCMC_CACHE: dict = {}
 def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: str = "full",
                 priors: Priors, n_warmup: int = 500, n_draws: int = 500,
                 n_chains: int = 4, jitter: float = 0.05, target_accept_prob: float = 0.8,
-                max_tree_depth: int = 10, chain_method: str | None = None,
+                max_tree_depth: int | None = None, chain_method: str | None = None,
                 progress_bar: bool = False) -> InferenceResult:
     """Draw from the posterior with NUTS; ``params`` has batch shape (n_chains, n_draws).
 
@@ -58,7 +62,12 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         Default: "parallel" when there are at least ``n_chains`` devices, else
         "vectorized": all chains in one compiled program on one device, ``vmap``ped on
         an accelerator and one after another on a CPU (see ``_vectorized_program``).
+    max_tree_depth : int, optional
+        At most 2**max_tree_depth - 1 leapfrog steps per iteration; default 10, or the
+        cap of an enclosing :func:`tree_depth_cap`.
     """
+    if max_tree_depth is None:
+        max_tree_depth = _DEFAULTS["max_tree_depth"]
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= n_chains else "vectorized"
     model = bound_model(n_components, covariance_type, priors)
@@ -94,6 +103,22 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         chain_method=chain_method, max_tree_depth=max_tree_depth)
     sites_out = {k: v for k, v in samples.items() if k != "obs"}
     return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, info)
+
+
+@contextlib.contextmanager
+def tree_depth_cap(depth: int):
+    """Within the block, :func:`sample_nuts` calls that give no ``max_tree_depth`` use
+    ``depth``. Why: a chain stuck on a collapsed component adapts a tiny step size and
+    then runs every iteration to the cap (2**depth - 1 leapfrog steps); when many fits
+    are screened (:func:`bayesgmm.bayes.compare_n_components`) a lower cap bounds that
+    cost, and the chain is still reported (``Diagnostics``: trees at the cap).
+    Not thread-local: it applies to every thread until the block ends."""
+    before = _DEFAULTS["max_tree_depth"]
+    _DEFAULTS["max_tree_depth"] = int(depth)
+    try:
+        yield
+    finally:
+        _DEFAULTS["max_tree_depth"] = before
 
 
 def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
