@@ -113,7 +113,10 @@ def _e_step_batch(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarra
     over the batch): the feature sums ``S = Σ w r T(x)`` (L, K, F) and Σ w log p(x)
     (L,), with the same operations (log-probabilities (L, K, N) from one batched
     product); ``hard (L,)`` per set."""
-    lp = np.matmul(theta.transpose(0, 2, 1), TT)  # (L, K, N)
+    L, F, K = theta.shape
+    # one (L·K, F) @ (F, N) product: NumPy's batched matmul loops over L with tiny
+    # inner products (measured, L=17, K=9, N=272, F=6: 31 -> 9 µs)
+    lp = (theta.transpose(0, 2, 1).reshape(L * K, F) @ TT).reshape(L, K, -1)  # (L, K, N)
     top = lp.max(axis=1)
     top = np.where(np.isfinite(top), top, 0.0)
     onehot = (lp[hard] >= top[hard][:, None, :]).astype(lp.dtype) if hard.any() else None
@@ -133,7 +136,7 @@ def _e_step_batch(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarra
         share[broken] = np.where(live & (t > 0), w / np.where(t > 0, t, 1.0), 0.0)
         wll[broken] = np.where(live, w * log_norm[broken], 0.0).sum(axis=1)
     e *= share[:, None, :]
-    return np.matmul(e, T), wll  # (L, K, F), (L,)
+    return (e.reshape(L * K, -1) @ T).reshape(L, K, F), wll  # (L, K, F), (L,)
 
 
 class _Batch(NamedTuple):
@@ -386,61 +389,62 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
         # take no part in any M-step, tested equal to the unpadded fit)
         params = [pad_components(p, max(sizes)) for p in params]
     ks = [p.n_components for p in params]
-    hard = (np.broadcast_to(np.asarray(hard_start, bool), (B,)).copy())
+    hard = np.broadcast_to(np.asarray(hard_start, bool), (B,)).copy()
     lower = np.full(B, -np.inf)
     n_iter = np.zeros(B, np.int32)
     converged = np.zeros(B, bool)
     nonfinite = np.zeros(B, bool)
     bad = np.full(B, -1, np.int32)
     history = np.full((B, max_iter), np.nan)
-    nk = [np.zeros(k) for k in ks]
-    live = [b for b in range(B) if max_iter > 0]
+    live = np.full(B, max_iter > 0)
+    # the members of each K, stacked: their parameters, counts and member indices (the
+    # bookkeeping of a batch is array operations, not a loop over its members)
+    members = {k: np.array([b for b in range(B) if ks[b] == k]) for k in sorted(set(ks))}
     groups = {k: _Batch(*(np.stack(a) for a in zip(
-        *((p.weights, p.means, p.cov_factor) for p, kb in zip(params, ks) if kb == k))))
-        for k in sorted(set(ks))}  # the members of each K, stacked
-    slot = {}  # member -> (its K, its row in that K's stack)
-    for k in groups:
-        slot.update((b, (k, i)) for i, b in enumerate(b for b in range(B) if ks[b] == k))
+        *((params[b].weights, params[b].means, params[b].cov_factor) for b in idx))))
+        for k, idx in members.items()}
+    nk = {k: np.zeros((len(idx), k)) for k, idx in members.items()}
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
-        while live:
-            still = []
+        while live.any():
             for k, stack in groups.items():  # one batched E-step and M-step per K
-                group = [b for b in live if ks[b] == k]
-                if not group:
+                idx = members[k]
+                rows = np.flatnonzero(live[idx])  # rows of this K's stack still running
+                if not len(rows):
                     continue
-                rows = np.array([slot[b][1] for b in group])
-                prev = stack if len(rows) == len(stack.weights) else _Batch(
-                    *(a[rows] for a in stack))
+                group = idx[rows]
+                prev = stack if len(rows) == len(idx) else _Batch(*(a[rows] for a in stack))
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center, kind,
                                      NUMPY)  # (L, F, K)
                 S, wll = _e_step_batch(theta, T, TT, w, hard[group])
                 new, nk_new, ok, component_ok = _m_step_batch(S, center, kind, reg_covar,
                                                               prev, wll, total_w)
-                keep = np.where(ok)[0]
-                if len(keep):  # applied where the step is sound
+                if ok.all():  # applied where the step is sound
                     for a, b_new in zip(stack, new):
-                        a[rows[keep]] = b_new[keep]
-                for j, b in enumerate(group):
-                    okb = bool(ok[j])
-                    bad[b] = -1 if okb or component_ok[j].all() else int(component_ok[j].argmin())
-                    if okb:
-                        nk[b] = nk_new[j]
-                    if not hard[b]:
-                        lb = wll[j] / total_w
-                        history[b, n_iter[b]] = lb
-                        converged[b] = okb and abs(lb - lower[b]) < tol
-                        if okb:
-                            lower[b] = lb
-                        n_iter[b] += 1
-                    nonfinite[b], hard[b] = not okb, False
-                    if n_iter[b] < max_iter and not converged[b] and not nonfinite[b]:
-                        still.append(b)
-            live = sorted(still)
-    for b in range(B):
-        k, i = slot[b]
+                        a[rows] = b_new
+                    nk[k][rows] = nk_new
+                    bad[group] = -1
+                else:
+                    keep = rows[ok]
+                    for a, b_new in zip(stack, new):
+                        a[keep] = b_new[ok]
+                    nk[k][keep] = nk_new[ok]
+                    bad[group] = np.where(ok | component_ok.all(axis=-1), -1,
+                                          component_ok.argmin(axis=-1))
+                soft = ~hard[group]
+                if soft.any():
+                    g, lb, okg = group[soft], wll[soft] / total_w, ok[soft]
+                    history[g, n_iter[g]] = lb
+                    converged[g] = okg & (np.abs(lb - lower[g]) < tol)
+                    lower[g] = np.where(okg, lb, lower[g])
+                    n_iter[g] += 1
+                nonfinite[group], hard[group] = ~ok, False
+                live[group] = (n_iter[group] < max_iter) & ~converged[group] & ok
+    for k, idx in members.items():
         stack = groups[k]
-        params[b] = take_components(GMMParams(stack.weights[i], stack.means[i],
-                                              stack.cov_factor[i], kind), sizes[b])
+        for i, b in enumerate(idx):
+            params[b] = take_components(GMMParams(stack.weights[i], stack.means[i],
+                                                  stack.cov_factor[i], kind), sizes[b])
+    nk = {b: nk[k][i] for k, idx in members.items() for i, b in enumerate(idx)}
     out = []
     for b, k in enumerate(sizes):
         info = FitInfo(np.float64(lower[b]), np.int32(n_iter[b]), np.bool_(converged[b]),
