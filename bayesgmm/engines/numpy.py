@@ -40,7 +40,7 @@ from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
 
 __all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "lloyd", "lloyd_batch", "log_resp",
-           "score_draws", "criteria_terms", "sample", "sklearn_covariances"]
+           "score_draws", "criteria_terms", "criteria_terms_many", "sample", "sklearn_covariances"]
 
 #: fit_many pads its members to one K when the feature table has at most this many
 #: entries (N·F): on small data Python's overhead per batch call dominates, on large
@@ -523,14 +523,29 @@ def score_draws(params: GMMParams, X) -> np.ndarray:
 def criteria_terms(params: GMMParams, X, sample_weight=None) -> tuple[float, float]:
     """:func:`bayesgmm.selection.criteria_terms` on the host for one parameter set:
     (Σ w log p(x), Σ w H(r))."""
-    lr, ln = log_resp(params, X)
-    w = np.ones(len(ln)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    return criteria_terms_many([params], X, sample_weight)[0]
+
+
+def criteria_terms_many(params_list, X, sample_weight=None) -> list[tuple[float, float]]:
+    """:func:`criteria_terms` of several parameter sets (batch shape ``()``, one
+    covariance type) on the same rows: the features of X are made once for all (a
+    sweep scores every K of a model)."""
+    X = np.asarray(X, np.float64)
+    center = np.mean(X, axis=0)
+    T = moment_features(X, center, params_list[0].covariance_type, NUMPY)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     live = w > 0
-    with np.errstate(invalid="ignore"):
-        r = np.exp(lr)
-        h = -np.sum(np.where(r > 0, r * lr, 0.0), axis=1)
-    return (float(np.sum(np.where(live, w * ln, 0.0))),
-            float(np.sum(np.where(live, w * h, 0.0))))
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for params in params_list:  # log_resp's operations, on the shared features
+            lp = T @ _theta(params.to_numpy(np.float64), center)
+            ln = _log_norm(lp)
+            lr = lp - ln[:, None]
+            r = np.exp(lr)
+            h = -np.sum(np.where(r > 0, r * lr, 0.0), axis=1)
+            out.append((float(np.sum(np.where(live, w * ln, 0.0))),
+                        float(np.sum(np.where(live, w * h, 0.0)))))
+    return out
 
 
 def sklearn_covariances(params: GMMParams) -> dict[str, np.ndarray]:
