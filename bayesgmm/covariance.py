@@ -752,14 +752,17 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         # counts, so that padding (n_k = 0 up to 10·eps, identity factors) adds nothing
         # and a padded fit runs the iterations of the unpadded one
         prev = xp.matmul(previous, _t(xp, previous))
-        warm = xp.eigh((nk[..., None, None] * prev).sum(axis=-3))[1][..., None, :, :]
-        starts = xp.concatenate([xp.eigh(W.sum(axis=-3))[1][..., None, :, :], warm],
-                                axis=-3)
+        # both starts' eigenvectors from one call: EEE's, then the previous orientation
+        starts = xp.eigh(xp.stack([W.sum(axis=-3), (nk[..., None, None] * prev).sum(axis=-3)],
+                                  axis=-3))[1]
     # warm: each step raises Q from EM's parameters whatever the count, and the next
-    # M-step goes on from here (WARM_MAX_ITER)
-    tol = None if previous is None else float(np.sqrt(np.finfo(S.dtype).eps))
-    O = _iterate(xp, step, starts, COLD_MAX_ITER if previous is None else WARM_MAX_ITER,
-                 tol=tol, batch_ndim=batch)
+    # M-step goes on from here (WARM_MAX_ITER; one step needs no loop)
+    if previous is not None and WARM_MAX_ITER == 1:
+        O = step(starts)
+    else:
+        tol = None if previous is None else float(np.sqrt(np.finfo(S.dtype).eps))
+        O = _iterate(xp, step, starts, COLD_MAX_ITER if previous is None else WARM_MAX_ITER,
+                     tol=tol, batch_ndim=batch)
     b, d = diagonals(O)
     # f per start (..., C), up to constants: Σ_k n_k Σ_d [log Δ + b / Δ]
     best = xp.argmin((nk[..., None, :, None] * (xp.log(d) + b / d)).sum(axis=(-2, -1)),
