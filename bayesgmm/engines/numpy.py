@@ -404,6 +404,8 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
         *((params[b].weights, params[b].means, params[b].cov_factor) for b in idx))))
         for k, idx in members.items()}
     nk = {k: np.zeros((len(idx), k)) for k, idx in members.items()}
+    own = np.asarray(sizes)  # each member's own K (padding beyond it is inactive)
+    per_component = ops(kind, NUMPY).component_axis is not None  # factor (L, K, ...)
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while live.any():
             for k, stack in groups.items():  # one batched E-step and M-step per K
@@ -412,22 +414,32 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
                 if not len(rows):
                     continue
                 group = idx[rows]
-                prev = stack if len(rows) == len(idx) else _Batch(*(a[rows] for a in stack))
+                # components past the largest K still running are padding for every
+                # member left: they are cut (the large K often converge first), which
+                # changes no sum (their terms are exp(-700) beside at least 1)
+                c = min(k, int(own[group].max()))
+                cut = slice(None) if c == k else slice(None, c)
+                prev = _Batch(stack.weights[rows, cut], stack.means[rows, cut],
+                              stack.cov_factor[rows, cut] if per_component
+                              else stack.cov_factor[rows])
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center, kind,
-                                     NUMPY)  # (L, F, K)
+                                     NUMPY)  # (L, F, c)
                 S, wll = _e_step_batch(theta, T, TT, w, hard[group])
                 new, nk_new, ok, component_ok = _m_step_batch(S, center, kind, reg_covar,
                                                               prev, wll, total_w)
-                if ok.all():  # applied where the step is sound
-                    for a, b_new in zip(stack, new):
-                        a[rows] = b_new
-                    nk[k][rows] = nk_new
+                keep = rows if ok.all() else rows[ok]  # applied where the step is sound
+                if len(keep):
+                    sound = slice(None) if ok.all() else ok
+                    stack.weights[keep, cut] = new.weights[sound]
+                    stack.means[keep, cut] = new.means[sound]
+                    if per_component:
+                        stack.cov_factor[keep, cut] = new.cov_factor[sound]
+                    else:
+                        stack.cov_factor[keep] = new.cov_factor[sound]
+                    nk[k][keep, cut] = nk_new[sound]
+                if ok.all():
                     bad[group] = -1
                 else:
-                    keep = rows[ok]
-                    for a, b_new in zip(stack, new):
-                        a[keep] = b_new[ok]
-                    nk[k][keep] = nk_new[ok]
                     bad[group] = np.where(ok | component_ok.all(axis=-1), -1,
                                           component_ok.argmin(axis=-1))
                 soft = ~hard[group]
