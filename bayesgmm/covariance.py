@@ -716,7 +716,8 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     the full-storage factor (K, D, D) of the parameters EM holds: its covariances share
     their eigenvectors), so that each M-step raises Q from the previous parameters and
     EM's log-likelihood never falls (with reg_covar = 0; reg_covar makes it the
-    penalised one's). A warm M-step takes :data:`WARM_MAX_ITER` steps from it and from
+    penalised one's). A warm M-step takes :data:`WARM_MAX_ITER` steps (on more than
+    :data:`WARM_LARGE_ROWS` rows up to :data:`WARM_LARGE_MAX_ITER`) from it and from
     EEE's orientation (the eigenvectors of Σ_k W_k; for one component the optimum,
     where the majorisers are singular and one step from elsewhere is ill-posed) and
     keeps the better. A cold M-step
