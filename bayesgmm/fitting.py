@@ -750,7 +750,7 @@ def criteria(params_list, X, *, engine: str = "auto", fitted_padded=None,
     fitted_padded = fitted_padded or [None] * len(params_list)
     choices = [score_plan(p, X.shape[0], engine, f) for p, f in zip(params_list, fitted_padded)]
     if all(c.engine == "numpy" for c in choices):
-        ll, ent = zip(*(host.criteria_terms(p, X) for p in params_list))
+        ll, ent = zip(*host.criteria_terms_many(params_list, X))
     else:
         dtype = np.result_type(X.dtype, params_list[0].dtype)
         size = max(c.n_padded for c in choices)  # one size to stack

@@ -314,10 +314,19 @@ def hc_partition(tree: HCTree, n_clusters: int) -> np.ndarray:
     With fewer starting groups than ``n_clusters`` (many duplicate rows), every group
     is its own cluster and the labels stop short of ``n_clusters``."""
     G = len(tree.merges) + 1
-    label = np.arange(G)
-    for a, b in tree.merges[:max(G - int(n_clusters), 0)]:
-        label[label == b] = a  # b's members (b and whatever it absorbed) join a
-    return np.unique(label, return_inverse=True)[1].reshape(-1)[tree.groups]
+    merges = tree.merges[:max(G - int(n_clusters), 0)]
+    # each group is absorbed at most once, into a lower number: the merges are a forest
+    # whose roots (each cluster's lowest group) label the cut; pointer jumping finds
+    # them in O(G log G) array operations (the loop over merges cost O(G²): 4 ms a cut
+    # on Old Faithful, 8 cuts per model of a search)
+    root = np.arange(G)
+    root[merges[:, 1]] = merges[:, 0]
+    while True:
+        up = root[root]
+        if np.array_equal(up, root):
+            break
+        root = up
+    return np.unique(root, return_inverse=True)[1].reshape(-1)[tree.groups]
 
 
 def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type: str,
