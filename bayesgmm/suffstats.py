@@ -333,7 +333,7 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
                          chunk_size: int, *, kernel: str = "auto",
                          center: Array | None = None, bound_shift: bool | Array = False,
                          features: Array | None = None,
-                         hard: bool | Array = False) -> SuffStats:
+                         hard: bool | Array = False, guard_axis: str | None = None) -> SuffStats:
     """E-step statistics summed over row chunks (:func:`sum_over_chunks`): scratch
     memory is O(chunk_size · (K · D + D²)) whatever N, and X is never copied.
 
@@ -345,6 +345,10 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
         Static; ``>= N`` means a single pass.
     kernel, center, bound_shift, hard
         As in :func:`e_step_stats`.
+    guard_axis : str, optional
+        Guarded kernel under ``vmap``: the vmapped axis's name. The guard is then one
+        for every member (the moments form only if it is exact for all of them), so
+        the ``cond`` keeps one branch per pass instead of running both.
     features : array of shape (N, F), optional
         Moments kernel: :func:`moments_features` of all of ``X`` for this ``center``,
         computed once (:func:`feature_cache`); chunks then read them instead of ``X``.
@@ -358,8 +362,11 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
         N, D = X.shape
         exact_chunk = min(chunk_size, auto_chunk_size(N, params.n_components, D,
                                                       X.dtype.itemsize, "centred"))
+        exact = moments_exact(params, center)
+        if guard_axis is not None:  # all members of the vmapped batch agree
+            exact = jax.lax.pmin(exact.astype(jnp.int32), guard_axis) > 0
         return jax.lax.cond(
-            moments_exact(params, center),
+            exact,
             lambda: e_step_stats_chunked(params, X, sample_weight, chunk_size,
                                          kernel="moments", center=center,
                                          bound_shift=bound_shift, features=features,
@@ -375,7 +382,9 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
     if chunk_size >= X.shape[0]:
         return block(X, sample_weight)
     shape = jax.eval_shape(block, X[:chunk_size], sample_weight[:chunk_size])
-    shift = params.means if center is None else jnp.broadcast_to(center, params.means.shape)
+    # the centred kernel's statistics are about each component's mean, whatever center
+    shift = (params.means if kernel == "centred"
+             else jnp.broadcast_to(center, params.means.shape))
     zero = jax.tree_util.tree_map(jnp.zeros_like, shape)._replace(shift=shift)
     return sum_over_chunks(block, (X,), sample_weight, chunk_size, add=add, zero=zero)
 

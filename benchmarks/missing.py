@@ -15,11 +15,13 @@ label: ``em`` and ``drop`` predict from the observed coordinates (``drop``'s
 parameters in a ``missing="marginalize"`` estimator), ``impute`` on its filled data.
 
 Speed: N rows (default 10^6), D = 8, K = 16, full covariance, 20% MCAR. Per-iteration
-time = (t(10 iterations) - t(2)) / 8 from the same start, each the best of 3, of
-``bayesgmm.missing.em`` on the data with holes against a complete-data iteration on the
-same rows before deletion, by the host engine (``engines.numpy.fit``, the same NumPy
-float64 moments kernel) and by the compiled engine (``engines.jax.fit``, float64, after
-compilation), interleaved in one process.
+time = (t(10 iterations) - t(2)) / 8 from the same start, each the best of ``--repeat``
+(wall), of ``bayesgmm.missing.em`` on the data with holes, with its E-step compiled
+(``compiled=True``, the default at this size) and on the host (``compiled=False``),
+against a complete-data iteration on the same rows before deletion by the compiled
+engine (``engines.jax.fit``, float64, after compilation; timed before and after the
+others, since the load moves) and by the host engine (``engines.numpy.fit``), in one
+process.
 
 Results (the project's 2-core x86_64 CPU, JAX 0.10.2, OPENBLAS_NUM_THREADS=1,
 2026-12-01, while other work ran on the machine: load average 9-14).
@@ -38,24 +40,27 @@ covariances and pulls the means to the centre). The ARI of rows with holes is lo
 every method (they carry less information); EM's is the best, by a little over ``drop``
 (the same marginal predictor with worse parameters), by far over ``impute``.
 
-Speed, N = 10^6, D = 8, K = 16, full, 20% MCAR (255 patterns), ms per iteration::
+Speed, N = 10^6, D = 8, K = 16, full, 20% MCAR (255 patterns), ms per iteration
+(2026-12-01 21:00 UTC, load average 12-14 on the 2 cores)::
 
-    missing.em, data with holes          558
-    missing.em, the same rows complete   368
-    host engine, complete data           515   ratio 1.08x
-    compiled engine, complete data       175   ratio 3.20x
-    once per fit: grouping and features  1256 ms (the host engine's features: ~1.5-6 s)
+    compiled engine, complete data        443 (329 when timed again at the end)
+    host engine, complete data            310
+    missing.em compiled, with holes       376   1.14x the compiled complete iteration
+    missing.em on the host, with holes    587   1.78x; 1.89x the host's complete one
+    once per fit: grouping, padded blocks 1216 ms (the host layout with features: 2997)
 
-Against the host engine's complete-data iteration (the same NumPy float64 moments
-kernel) an iteration with holes costs 1.1x; against the compiled engine 3.2x, just over
-the issue's 3x target: the rows' work (two matmuls and an exp per block) is NumPy's,
-single-threaded. A compiled E-step over padded blocks of one pattern each (a batched
-(B, K, F) @ (B, F, C) einsum, then a segment sum of the blocks' statistics per
-pattern) was tried and measured slower on this CPU: 712 against 272 ms an E-step at
-N = 4·10^5 (XLA's CPU batched dot at these small dims); a thread per core over the
-blocks gained nothing on the loaded machine (154 vs 159 ms at N = 2·10^5). Timings here
-vary by ~2x from run to run (the host engine's complete iteration read 373, 515 and
-2632 ms in three runs), so rerun before quoting.
+The compiled E-step (:func:`bayesgmm.missing.padded_layout`: blocks of one pattern,
+8192 rows then 256, one ``lax.scan`` per block size, θ_p by a dynamic index, the
+(P, K, F) sums updated in place) costs about what the compiled complete-data E-step
+costs: the padding is at most 255 rows a pattern, and the pattern tables and the
+completion stay on the host (P·K D×D matrices). Before it, an iteration with holes cost
+3.2x the compiled complete one (558 vs 175 ms on a quieter day), the rows' work being
+NumPy's, single-threaded. An earlier compiled attempt batched all blocks in one
+(B, K, F) @ (B, F, C) einsum and was slower (712 vs 272 ms an E-step at N = 4·10^5);
+within the scan, ``sums.at[p].add`` (a scatter) took 90-240 ms an E-step at N = 2·10^5
+where a dynamic update of row p takes 77. On this loaded machine the compiled engine's
+two threads buy little, so the host engine's complete iteration read faster than the
+compiled one in this run; timings vary by ~2x from run to run, so rerun before quoting.
 """
 
 from __future__ import annotations
