@@ -72,7 +72,6 @@ from typing import NamedTuple
 import numpy as np
 
 from bayesgmm import fitting, validation
-from bayesgmm._typing import Array
 from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import moment_features, moment_sums, ops
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health

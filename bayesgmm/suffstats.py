@@ -25,8 +25,12 @@ Three kernels compute the same statistics:
   form's speed in float32; a compact component far from ``c`` sends the pass to the
   centred form, exact for any offset. All chunks, devices and stream blocks of a pass
   see the same parameters, so they take the same branch and their sums share a shift.
-  Under ``vmap`` (restarts) a ``cond`` would run both branches, so vmapped EM takes
-  the centred form (:mod:`bayesgmm.engines.jax`).
+  Under ``vmap`` a ``cond`` with a batched predicate runs both branches, so vmapped
+  restarts take one guard for all of them (``guard_axis``: a ``pmin`` over the vmap
+  axis; the moments form only where it is exact for every restart), and other vmapped
+  EM (bootstrap refits) the centred form (:mod:`bayesgmm.engines.jax`). Measured
+  (N=2e5, D=8, K=16, 4 restarts, 10 iterations, float32, CPU time): full 3.70 -> 0.60
+  s, diag 2.50 -> 0.51 s against the centred form.
 
 Candidates measured for float32 (N=2e5, D=8, K=32, full, E-step CPU time on a loaded
 2-core machine, same run): centred (2048-row chunks) 85 ms, centred (8192) 107 ms,

@@ -246,8 +246,8 @@ def test_float32_restarts_share_one_guard_and_match_float64(name):
     P = jax.tree_util.tree_map(lambda *a: np.stack(a).astype(np.float32), *starts)
     with in_scope(np.float32):
         center = mixture_center(jax.tree_util.tree_map(lambda a: a[0], P))
-        exact = [bool(moments_exact(jax.tree_util.tree_map(lambda a: a[i], P), center))
-                 for i in (0, 1)]
+        members = [jax.tree_util.tree_map(lambda a, i=i: a[i], P) for i in (0, 1)]
+        exact = [bool(moments_exact(q, center)) for q in members]
         assert exact == [name == "blobs"] * 2
         params, _, infos = em.fit_restarts(jnp.asarray(X, jnp.float32), P, tol=0.0,
                                            max_iter=15, chunk_size=128)
