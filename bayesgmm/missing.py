@@ -35,8 +35,19 @@ Design notes
   covariance. The rows then cost what a complete-data iteration costs: per block one
   (K, F) @ (F, C) matmul for the E-step and one (K, C) @ (C, F) for the sums of T,
   which the completion maps to the statistics afterwards, once per pattern. Everything
-  runs in float64 NumPy; results come back in X's dtype. Nothing here imports JAX (the
-  initialisation may run compiled through :func:`bayesgmm.fitting.fit` on large data).
+  runs in float64; results come back in X's dtype.
+* Compiled rows. On large data (E-step work N·K·F over :data:`COMPILED_WORK`) the
+  rows' part of the E-step (the two matmuls and the softmax per block, the (P, K, F)
+  sums of T) runs compiled, in float64: :func:`padded_layout` sorts the rows by
+  pattern into blocks of one pattern each (8192 rows, then 256-row blocks for the
+  rest, padded with zero-weight rows), and one ``lax.scan`` per block size takes each
+  block's θ_p by a dynamic index. The pattern tables, the completion and the M-step
+  stay on the host (small: P·K D×D matrices). Measured (N=10⁶, D=8, K=16, 20% MCAR,
+  255 patterns, float64, wall on the loaded 2-core machine): 376 ms an iteration
+  against the compiled complete-data engine's 329-443 ms (1.1x), where the host
+  E-step took 587 ms (``benchmarks/missing.py``). Rows padded: at most 255 a pattern;
+  the grouping costs about 1.2 s once per fit. JAX is imported only when that path
+  runs (the initialisation may run compiled through :func:`bayesgmm.fitting.fit` too).
 * Masked marginals. The marginal on the observed features o is computed without
   gathering O x O blocks: Σ̃ = Σ on o x o, the identity elsewhere, so Σ̃⁻¹ holds
   Σ_oo⁻¹ on o x o and log|Σ̃| = log|Σ_oo| (the trick a JAX version would use per row;
@@ -72,12 +83,23 @@ from bayesgmm.validation import (
     check_sample_weight,
 )
 
-__all__ = ["CHUNK_ROWS", "Patterns", "PatternTables", "Block", "Layout", "has_missing",
-           "check_missing", "patterns", "layout", "pattern_tables", "fit", "em", "log_resp",
-           "criteria", "impute"]
+__all__ = ["CHUNK_ROWS", "BLOCK_ROWS", "COMPILED_WORK", "Patterns", "PatternTables", "Block",
+           "Layout", "Padded", "has_missing", "check_missing", "patterns", "layout",
+           "padded_layout", "pattern_tables", "fit", "em", "log_resp", "criteria", "impute"]
 
 #: Rows per block of one pattern: bounds the (C, K) scratch of the E-step.
 CHUNK_ROWS = 2**16
+
+#: Rows per block of the compiled E-step (:func:`padded_layout`), large then small:
+#: each pattern's rows fill whole large blocks, and the rest is padded to whole small
+#: blocks, so the many small patterns waste few rows (at most a small block each) and
+#: the large ones pay the loop's per-block overhead rarely.
+BLOCK_ROWS = (8192, 256)
+
+#: E-step work (N·K·F multiply-adds, F = 1 + D + D(D+1)/2) above which :func:`em` runs
+#: its E-step compiled (``compiled=None``); below it, on the host, where nothing
+#: compiles (compiling the E-step costs about a second).
+COMPILED_WORK = 2**24
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -116,6 +138,17 @@ class Layout(NamedTuple):
     observed: np.ndarray  # (P, D) bool
     center: np.ndarray  # (D,) float64 c, the weighted mean of each feature's observed values
     blocks: list  # of Block
+
+
+class Padded(NamedTuple):
+    """X's rows sorted by pattern in blocks of one pattern each, padded with zero-weight
+    rows (:func:`padded_layout`), for the compiled E-step."""
+
+    observed: np.ndarray  # (P, D) bool
+    center: np.ndarray  # (D,) float64, as Layout's
+    # one (u, w, block_pattern) per block size R: u (B·R, D) float64 x - c, 0 on missing
+    # features and padding; w (B·R,) row weights, 0 on padding; block_pattern (B,) int32
+    levels: tuple
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -185,6 +218,44 @@ def layout(X: np.ndarray, w: np.ndarray | None = None,
                                 NUMPY)
             out.append(Block(i, idx, np.ascontiguousarray(T.T)))
     return Layout(pats.observed, center, out)
+
+
+def padded_layout(X: np.ndarray, w: np.ndarray | None = None,
+                  block_rows: tuple[int, ...] = BLOCK_ROWS) -> Padded:
+    """The rows of ``X (N, D)`` grouped by pattern (:func:`patterns`) into blocks of one
+    pattern each, as float64 JAX arrays for the compiled E-step: each pattern fills
+    whole blocks of ``block_rows[0]`` rows, its remaining rows whole blocks of the next
+    size, and so on; the last size's last block is padded with zero-weight rows.
+    u = x - c about the observed means, 0 where missing."""
+    import jax
+
+    from bayesgmm.validation import compute_scope
+
+    X = np.asarray(X, np.float64)
+    w = np.ones(X.shape[0]) if w is None else np.asarray(w, np.float64)
+    center = _observed_mean(X, w)
+    pats = patterns(X)
+    left = list(pats.rows)
+    levels = []
+    for i, size in enumerate(block_rows):
+        last = i == len(block_rows) - 1
+        index, block_pattern = [], []
+        for p, rows in enumerate(left):
+            n = -(-len(rows) // size) if last else len(rows) // size
+            take = rows[:n * size]
+            index.append(np.concatenate([take, np.full(n * size - len(take), -1, np.int64)]))
+            block_pattern.append(np.full(n, p, np.int32))
+            left[p] = rows[n * size:]
+        index, block_pattern = np.concatenate(index), np.concatenate(block_pattern)
+        if not block_pattern.size:
+            continue
+        real = index >= 0
+        u = np.where(real[:, None], X[index] - center, 0.0)
+        with compute_scope(np.float64):
+            levels.append((jax.device_put(np.where(np.isnan(u), 0.0, u)),
+                           jax.device_put(np.where(real, w[index], 0.0)),
+                           jax.device_put(block_pattern)))
+    return Padded(pats.observed, center, tuple(levels))
 
 
 def pattern_tables(params: GMMParams, observed: np.ndarray,
@@ -282,7 +353,8 @@ def fit(X, options: fitting.FitOptions, *, sample_weight=None, start: GMMParams 
 
 def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
        reg_covar: float = 1e-6, max_iter: int = 100, initial_lower_bound: float = -np.inf,
-       chunk_rows: int = CHUNK_ROWS) -> tuple[GMMParams, FitInfo]:
+       chunk_rows: int = CHUNK_ROWS, compiled: bool | None = None
+       ) -> tuple[GMMParams, FitInfo]:
     """EM from ``params`` on ``X`` with NaN as missing: the iterations, stopping rule and
     :class:`~bayesgmm.engines.FitInfo` of :func:`bayesgmm.engines.numpy.fit` (which it
     equals on complete data), with the marginal E-step and completed M-step.
@@ -297,7 +369,11 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     tol, reg_covar, max_iter, initial_lower_bound
         As :func:`bayesgmm.engines.numpy.fit`.
     chunk_rows : int
-        Rows per chunk of a pattern.
+        Rows per chunk of a pattern (host E-step).
+    compiled : bool, optional
+        Run the E-step's rows compiled (JAX, float64; :func:`padded_layout`), or on the
+        host (NumPy). ``None``: compiled when N·K·F exceeds :data:`COMPILED_WORK`. The
+        pattern tables, the completion and the M-step run on the host either way.
 
     Returns
     -------
@@ -310,7 +386,11 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     w = (np.ones(X.shape[0]) if sample_weight is None
          else np.asarray(sample_weight, np.float64))
     total_w = w.sum()
-    parts = layout(X, w, chunk_rows)
+    if compiled is None:
+        D = X.shape[1]
+        work = X.shape[0] * params.n_components * (1 + D + D * (D + 1) // 2)
+        compiled = work > COMPILED_WORK
+    parts = padded_layout(X, w) if compiled else layout(X, w, chunk_rows)
     params = params.to_numpy(np.float64)
     kind = params.covariance_type
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
@@ -457,22 +537,13 @@ def _e_step(p: GMMParams, parts: Layout, w):
     pattern its sums are nk a + A s1 and nk a aᵀ + a (A s1)ᵀ + (A s1) aᵀ + A s2 Aᵀ, plus
     nk times the conditional covariance."""
     K, D = p.n_components, p.n_features
-    P, F = parts.observed.shape[0], parts.blocks[0].features.shape[0]
+    P = parts.observed.shape[0]
     tab = pattern_tables(p, parts.observed, parts.center)
-    sums = np.zeros((P, K, F))
-    wll = 0.0
-    for b in parts.blocks:
-        e = tab.theta[b.pattern].T @ b.features  # (K, C) log w_k N(x_o | k)
-        top = e.max(axis=0)
-        top = np.where(np.isfinite(top), top, 0.0)
-        e -= top
-        np.exp(np.maximum(e, -700.0, out=e), out=e)  # clipped: no denormals (host engine)
-        total = e.sum(axis=0)
-        wb = w[b.rows]
-        live = wb > 0
-        wll += np.sum(np.where(live, wb * (top + np.log(total)), 0.0))
-        e *= np.where(live & (total > 0), wb / np.where(total > 0, total, 1.0), 0.0)
-        sums[b.pattern] += e @ b.features.T  # (K, F)
+    if isinstance(parts, Padded):
+        sums, wll = _compiled_sums(tab.theta, parts)
+    else:
+        sums, wll = _host_sums(tab.theta, parts, w)
+    F = sums.shape[-1]
     n, s1, s2 = moment_sums(sums.reshape(P * K, F), parts.center, "full", NUMPY)
     n, s1, s2 = n.reshape(P, K), s1.reshape(P, K, D), s2.reshape(P, K, D, D)
     As1 = (tab.A @ s1[..., None])[..., 0]  # (P, K, D)
@@ -484,6 +555,91 @@ def _e_step(p: GMMParams, parts: Layout, w):
     if not ops(p.covariance_type, NUMPY).full_moments:
         sxx = np.diagonal(sxx, axis1=-2, axis2=-1).copy()
     return n.sum(axis=0), sx, sxx, wll
+
+
+def _host_sums(theta: np.ndarray, parts: Layout, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """(P, K, F) sums of T(u) weighted by w r per pattern and Σ w log p(x_o), block by
+    block in NumPy."""
+    P, K = theta.shape[0], theta.shape[-1]
+    F = parts.blocks[0].features.shape[0]
+    sums = np.zeros((P, K, F))
+    wll = 0.0
+    for b in parts.blocks:
+        e = theta[b.pattern].T @ b.features  # (K, C) log w_k N(x_o | k)
+        top = e.max(axis=0)
+        top = np.where(np.isfinite(top), top, 0.0)
+        e -= top
+        np.exp(np.maximum(e, -700.0, out=e), out=e)  # clipped: no denormals (host engine)
+        total = e.sum(axis=0)
+        wb = w[b.rows]
+        live = wb > 0
+        wll += np.sum(np.where(live, wb * (top + np.log(total)), 0.0))
+        e *= np.where(live & (total > 0), wb / np.where(total > 0, total, 1.0), 0.0)
+        sums[b.pattern] += e @ b.features.T  # (K, F)
+    return sums, wll
+
+
+def _compiled_sums(theta: np.ndarray, parts: Padded) -> tuple[np.ndarray, float]:
+    """:func:`_host_sums` compiled, over the padded blocks of :func:`padded_layout`
+    (float64)."""
+    from bayesgmm.validation import compute_scope
+
+    with compute_scope(np.float64):
+        sums, wll = _compiled_sums_program()(np.asarray(theta, np.float64), parts.levels)
+    return np.asarray(sums), float(wll)
+
+
+_PROGRAM: list = []
+
+
+def _compiled_sums_program():
+    """The jitted block loop (built on first use: this module imports JAX only here).
+
+    One ``lax.scan`` per block size, one step per block of one pattern: its θ_p (F, K)
+    by a dynamic index, the features T(u) (C, F), one (C, F) @ (F, K) matmul, the
+    softmax over K with row maxima, one (K, C) @ (C, F) matmul for the sums, added to
+    that pattern's row of the (P, K, F) total by a dynamic update (measured, N=2e5,
+    D=8, K=16, 1024-row blocks: 77 ms an E-step, where ``.at[p].add``, a scatter,
+    took 90-240 ms). Padding rows have weight 0 and u = 0 (finite features)."""
+    if _PROGRAM:
+        return _PROGRAM[0]
+    import jax
+    import jax.numpy as jnp
+
+    from bayesgmm.compilation import jit
+    from bayesgmm.covariance import HIGHEST
+    from bayesgmm.density import moments_features
+
+    def run(theta, levels):
+        P, F, K = theta.shape
+        D = levels[0][0].shape[1]
+        zero_center = jnp.zeros((D,), theta.dtype)
+
+        def body(carry, block):
+            sums, wll = carry
+            ub, wb, p = block
+            T = moments_features(ub, zero_center, "full")  # (C, F)
+            lp = jnp.matmul(T, theta[p], precision=HIGHEST)  # (C, K)
+            top = jnp.max(lp, axis=1)  # K is axis 1; reduce it
+            top = jnp.where(jnp.isfinite(top), top, 0.0)
+            e = jnp.exp(lp - top[:, None])
+            total = jnp.sum(e, axis=1)
+            live = wb > 0
+            wll = wll + jnp.sum(jnp.where(live, wb * (top + jnp.log(total)), 0.0))
+            s = jnp.where(live & (total > 0), wb / jnp.where(total > 0, total, 1.0), 0.0)
+            S = jnp.matmul(e.T, T * s[:, None], precision=HIGHEST)  # (K, F)
+            row = jax.lax.dynamic_index_in_dim(sums, p, keepdims=False)
+            return (jax.lax.dynamic_update_index_in_dim(sums, row + S, p, 0), wll), None
+
+        carry = (jnp.zeros((P, K, F), theta.dtype), jnp.zeros((), theta.dtype))
+        for u, w, block_pattern in levels:
+            n_blocks = block_pattern.shape[0]
+            blocks = (u.reshape(n_blocks, -1, D), w.reshape(n_blocks, -1), block_pattern)
+            carry, _ = jax.lax.scan(body, carry, blocks)  # B is axis 0: a step per block
+        return carry
+
+    _PROGRAM.append(jit(run))
+    return _PROGRAM[0]
 
 
 def _draw(rng, resp, fill, covariance, n: int) -> np.ndarray:

@@ -15,11 +15,13 @@ label: ``em`` and ``drop`` predict from the observed coordinates (``drop``'s
 parameters in a ``missing="marginalize"`` estimator), ``impute`` on its filled data.
 
 Speed: N rows (default 10^6), D = 8, K = 16, full covariance, 20% MCAR. Per-iteration
-time = (t(10 iterations) - t(2)) / 8 from the same start, each the best of 3, of
-``bayesgmm.missing.em`` on the data with holes against a complete-data iteration on the
-same rows before deletion, by the host engine (``engines.numpy.fit``, the same NumPy
-float64 moments kernel) and by the compiled engine (``engines.jax.fit``, float64, after
-compilation), interleaved in one process.
+time = (t(10 iterations) - t(2)) / 8 from the same start, each the best of ``--repeat``
+(wall), of ``bayesgmm.missing.em`` on the data with holes, with its E-step compiled
+(``compiled=True``, the default at this size) and on the host (``compiled=False``),
+against a complete-data iteration on the same rows before deletion by the compiled
+engine (``engines.jax.fit``, float64, after compilation; timed before and after the
+others, since the load moves) and by the host engine (``engines.numpy.fit``), in one
+process.
 
 Results (the project's 2-core x86_64 CPU, JAX 0.10.2, OPENBLAS_NUM_THREADS=1,
 2026-12-01, while other work ran on the machine: load average 9-14).
@@ -38,24 +40,27 @@ covariances and pulls the means to the centre). The ARI of rows with holes is lo
 every method (they carry less information); EM's is the best, by a little over ``drop``
 (the same marginal predictor with worse parameters), by far over ``impute``.
 
-Speed, N = 10^6, D = 8, K = 16, full, 20% MCAR (255 patterns), ms per iteration::
+Speed, N = 10^6, D = 8, K = 16, full, 20% MCAR (255 patterns), ms per iteration
+(2026-12-01 21:00 UTC, load average 12-14 on the 2 cores)::
 
-    missing.em, data with holes          558
-    missing.em, the same rows complete   368
-    host engine, complete data           515   ratio 1.08x
-    compiled engine, complete data       175   ratio 3.20x
-    once per fit: grouping and features  1256 ms (the host engine's features: ~1.5-6 s)
+    compiled engine, complete data        443 (329 when timed again at the end)
+    host engine, complete data            310
+    missing.em compiled, with holes       376   1.14x the compiled complete iteration
+    missing.em on the host, with holes    587   1.78x; 1.89x the host's complete one
+    once per fit: grouping, padded blocks 1216 ms (the host layout with features: 2997)
 
-Against the host engine's complete-data iteration (the same NumPy float64 moments
-kernel) an iteration with holes costs 1.1x; against the compiled engine 3.2x, just over
-the issue's 3x target: the rows' work (two matmuls and an exp per block) is NumPy's,
-single-threaded. A compiled E-step over padded blocks of one pattern each (a batched
-(B, K, F) @ (B, F, C) einsum, then a segment sum of the blocks' statistics per
-pattern) was tried and measured slower on this CPU: 712 against 272 ms an E-step at
-N = 4·10^5 (XLA's CPU batched dot at these small dims); a thread per core over the
-blocks gained nothing on the loaded machine (154 vs 159 ms at N = 2·10^5). Timings here
-vary by ~2x from run to run (the host engine's complete iteration read 373, 515 and
-2632 ms in three runs), so rerun before quoting.
+The compiled E-step (:func:`bayesgmm.missing.padded_layout`: blocks of one pattern,
+8192 rows then 256, one ``lax.scan`` per block size, θ_p by a dynamic index, the
+(P, K, F) sums updated in place) costs about what the compiled complete-data E-step
+costs: the padding is at most 255 rows a pattern, and the pattern tables and the
+completion stay on the host (P·K D×D matrices). Before it, an iteration with holes cost
+3.2x the compiled complete one (558 vs 175 ms on a quieter day), the rows' work being
+NumPy's, single-threaded. An earlier compiled attempt batched all blocks in one
+(B, K, F) @ (B, F, C) einsum and was slower (712 vs 272 ms an E-step at N = 4·10^5);
+within the scan, ``sums.at[p].add`` (a scatter) took 90-240 ms an E-step at N = 2·10^5
+where a dynamic update of row p takes 77. On this loaded machine the compiled engine's
+two threads buy little, so the host engine's complete iteration read faster than the
+compiled one in this run; timings vary by ~2x from run to run, so rerun before quoting.
 """
 
 from __future__ import annotations
@@ -142,30 +147,43 @@ def per_iteration(fn, X, start, repeat=3, lo=2, hi=10):
     return (times[hi] - times[lo]) / (hi - lo)
 
 
-def speed(N, D=8, K=16, fraction=0.2):
+def speed(N, D=8, K=16, fraction=0.2, repeat=3):
     rng = np.random.default_rng(0)
     X = rng.normal(0, 3, (K, D))[rng.integers(0, K, N)] + rng.normal(size=(N, D))
     start = params_from_centers(X[:K], K, "full")
     start, _ = host.fit(X, start, tol=-1.0, max_iter=1, hard_start=True)
     Xm = holes(X, fraction, 1)
     n_patterns = len(missing.patterns(Xm).rows)
+    compiled = lambda X, start, **kw: missing.em(X, start, compiled=True, **kw)  # noqa: E731
+    on_host = lambda X, start, **kw: missing.em(X, start, compiled=False, **kw)  # noqa: E731
     with compute_scope(np.float64):
         Xj = jax.device_put(X)
         jax.block_until_ready(em_jax.fit(Xj, start, tol=-1.0, max_iter=2))  # compile
-        t_jax = per_iteration(em_jax.fit, Xj, start)
-    t_host = per_iteration(host.fit, X, start)
-    t_miss = per_iteration(missing.em, Xm, start)
-    t_miss_complete = per_iteration(missing.em, X, start)
+        compiled(Xm, start, tol=-1.0, max_iter=1)  # compile
+        t_jax = per_iteration(em_jax.fit, Xj, start, repeat)
+    t_host = per_iteration(host.fit, X, start, repeat)
+    t_miss = per_iteration(compiled, Xm, start, repeat)
+    t_miss_host = per_iteration(on_host, Xm, start, repeat)
+    with compute_scope(np.float64):  # the complete-data engine again: the load moves
+        t_jax_2 = per_iteration(em_jax.fit, Xj, start, repeat)
+    t0 = time.perf_counter()
+    missing.padded_layout(Xm)
+    t_setup = time.perf_counter() - t0
     t0 = time.perf_counter()
     missing.layout(Xm)
-    t_setup = time.perf_counter() - t0
+    t_setup_host = time.perf_counter() - t0
+    t_ref = min(t_jax, t_jax_2)
     print(f"\nspeed: N={N}, D={D}, K={K}, full, {fraction:.0%} MCAR ({n_patterns} patterns), "
-          "float64, ms per EM iteration")
-    print(f"  missing.em, data with holes      {t_miss * 1e3:9.1f}")
-    print(f"  missing.em, the complete data    {t_miss_complete * 1e3:9.1f}")
-    print(f"  host engine, complete data       {t_host * 1e3:9.1f}   ratio {t_miss / t_host:.2f}x")
-    print(f"  compiled engine, complete data   {t_jax * 1e3:9.1f}   ratio {t_miss / t_jax:.2f}x")
-    print(f"  once per fit: grouping and features {t_setup * 1e3:.0f} ms")
+          f"float64, ms per EM iteration (wall, best of {repeat})")
+    print(f"  compiled engine, complete data     {t_jax * 1e3:9.1f}  (again at the end: "
+          f"{t_jax_2 * 1e3:.1f})")
+    print(f"  host engine, complete data         {t_host * 1e3:9.1f}")
+    print(f"  missing.em compiled, with holes    {t_miss * 1e3:9.1f}   ratio {t_miss / t_ref:.2f}x "
+          "the compiled complete iteration")
+    print(f"  missing.em on the host, with holes {t_miss_host * 1e3:9.1f}   ratio "
+          f"{t_miss_host / t_ref:.2f}x; {t_miss_host / t_host:.2f}x the host's complete one")
+    print(f"  once per fit: grouping (compiled layout) {t_setup * 1e3:.0f} ms, "
+          f"(host layout with features) {t_setup_host * 1e3:.0f} ms")
 
 
 def main():
@@ -173,16 +191,18 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n-speed", type=int, default=10**6)
     parser.add_argument("--part", choices=("all", "recovery", "speed"), default="all")
+    parser.add_argument("--repeat", type=int, default=3, help="speed: best of this many")
     args = parser.parse_args()
     print(f"machine: {_common.machine()}\n")
     if args.part != "all":
-        recovery([0.1, 0.3, 0.5], [0, 1, 2]) if args.part == "recovery" else speed(args.n_speed)
+        recovery([0.1, 0.3, 0.5], [0, 1, 2]) if args.part == "recovery" else speed(
+            args.n_speed, repeat=args.repeat)
     elif args.quick:
         recovery([0.3], [0])
         speed(20000)
     else:
         recovery([0.1, 0.3, 0.5], [0, 1, 2])
-        speed(args.n_speed)
+        speed(args.n_speed, repeat=args.repeat)
 
 
 if __name__ == "__main__":

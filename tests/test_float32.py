@@ -140,8 +140,9 @@ def test_guarded_takes_the_branch_the_guard_names(name):
 
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_float32_restarts_and_stream_match_float64(ct, tmp_path):
-    """Vmapped restarts (the centred form) and streamed EM from a memmap (one choice per
-    pass for every block) on the far-component data."""
+    """Vmapped restarts (the guard taken over all restarts: here the centred form) and
+    streamed EM from a memmap (one choice per pass for every block) on the
+    far-component data."""
     X = _data("far")
     p0 = _start(X, 3, ct)
     cov64, ll64 = _fit64(X, p0)
@@ -203,3 +204,54 @@ def test_float32_sharded_matches_float64(tmp_path):
     for ct, n_iter, cov_err, ll_err in rows:
         assert int(n_iter) == 15
         assert float(cov_err) < 2e-3 and float(ll_err) < 1e-4, (ct, cov_err, ll_err)
+
+
+def test_bound_shift_falls_back_in_float32():
+    """float32 EM shifts each exp by a bound on all log-densities (as float64 does) but
+    has ~43 nats of headroom: a point 100 standard deviations from every component
+    underflows there. The E-step counts it and redoes the pass with row maxima, and the
+    fit matches the float64 fit from the same start: finite lower bound, the outlier's
+    mass kept."""
+    rng = np.random.RandomState(3)
+    X = np.concatenate([rng.normal(0, 1, (200, 3)), rng.normal(5, 1, (199, 3)),
+                        [[100.0, 100.0, 100.0]]]).astype(np.float32)  # 400 rows: the
+    # shapes of the other tests' 'offset' fits (K=2), so their programs serve here too
+    p0 = _start(X[:-1], 2, "diag")
+    p32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), p0)
+    with in_scope(np.float32):
+        Xj, w = jnp.asarray(X), jnp.ones(len(X), jnp.float32)
+        stats = em.e_step(p32, Xj, w, 128, kernel="guarded", bound_shift=True)
+        assert int(stats.n_underflow) == 1  # the outlier; reported, later passes skip it
+        assert np.isfinite(float(stats.sum_wll))
+        p, info = em.fit(Xj, p32, tol=0.0, max_iter=15)
+    cov64, ll64 = _fit64(X.astype(np.float64), p0)
+    assert np.all(np.isfinite(np.asarray(info.history)))
+    assert abs(float(info.lower_bound) - ll64) <= 1e-5 * abs(ll64)
+    assert _cov_error(np.asarray(p.covariances), cov64, "diag") <= 2e-3
+    np.testing.assert_allclose(np.asarray(info.nk).sum(), len(X), rtol=1e-6)
+
+
+def test_float32_restarts_share_one_guard_and_match_float64():
+    """Vmapped restarts run the guarded kernel with one choice per pass for all of them
+    (here the moments form: the centred one is the far-component test's above, with the
+    same shapes, so one program serves both): each restart's lower bound equals its own
+    float64 fit's, the best one's covariances too."""
+    X = _data("blobs")
+    starts = []
+    for seed in (0, 1):
+        with in_scope(np.float64):
+            starts.append(jax.tree_util.tree_map(np.asarray, init_params(
+                jax.random.PRNGKey(seed), jnp.asarray(X), 3, "full")))
+    P = jax.tree_util.tree_map(lambda *a: np.stack(a).astype(np.float32), *starts)
+    with in_scope(np.float32):
+        members = [jax.tree_util.tree_map(lambda a, i=i: a[i], P) for i in (0, 1)]
+        center = mixture_center(members[0])
+        assert all(bool(moments_exact(q, center)) for q in members)
+        params, _, infos = em.fit_restarts(jnp.asarray(X, jnp.float32), P, tol=0.0,
+                                           max_iter=15)
+    best = int(np.argmax(np.asarray(infos.lower_bound)))
+    for i, p0 in enumerate(starts):
+        cov64, ll64 = _fit64(X, p0)
+        assert _rel_ll(float(infos.lower_bound[i]), ll64) < 1e-5
+        if i == best:
+            assert _cov_error(np.asarray(params.covariances), cov64, "full") < 2e-3

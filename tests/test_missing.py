@@ -282,6 +282,45 @@ def test_errors_name_the_problem_and_the_fix(data):
         gm.predict(bad)
 
 
+@pytest.mark.parametrize("ct", SKLEARN_TYPES)
+def test_compiled_e_step_equals_the_host_one_and_scipy(data, ct):
+    """The compiled E-step (padded blocks of one pattern) gives the host's iterates; its
+    first lower bound is the weighted mean of scipy's marginal log-densities."""
+    Xm = data[3]
+    w = np.random.default_rng(5).uniform(0.0, 2.0, len(Xm))
+    start = _start(Xm, ct).to_numpy(np.float64)
+    a, ia = missing.em(Xm, start, sample_weight=w, tol=0.0, max_iter=6, compiled=False)
+    b, ib = missing.em(Xm, start, sample_weight=w, tol=0.0, max_iter=6, compiled=True)
+    np.testing.assert_allclose(ib.history, ia.history, rtol=1e-12)
+    np.testing.assert_allclose(b.means, a.means, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.covariances, a.covariances, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ib.nk, ia.nk, rtol=1e-10)
+    scores = np.array([_marginal_resp(start, x)[1] for x in Xm])
+    assert ib.history[0] == pytest.approx(np.sum(w * scores) / w.sum(), rel=1e-12)
+
+
+def test_padded_layout_holds_every_row_once_in_blocks_of_one_pattern(data):
+    Xm = data[3]
+    w = np.arange(1.0, len(Xm) + 1)  # row i has weight i + 1: identifies it
+    lay = missing.padded_layout(Xm, w, block_rows=(64, 16))
+    assert [np.asarray(bp).size > 0 for _, _, bp in lay.levels] == [True, True]
+    seen = []
+    for u, ws, bp in lay.levels:
+        u, ws, bp = np.asarray(u), np.asarray(ws), np.asarray(bp)
+        size = len(ws) // len(bp)
+        assert size in (64, 16) and len(ws) == size * len(bp)
+        for j, p in enumerate(bp):
+            block = slice(j * size, (j + 1) * size)
+            rows = ws[block][ws[block] > 0].astype(int) - 1
+            assert (~np.isnan(Xm[rows]) == lay.observed[p]).all()  # one pattern per block
+            x = np.where(lay.observed[p], Xm[rows], 0.0)
+            np.testing.assert_allclose(u[block][ws[block] > 0],
+                                       np.where(lay.observed[p], x - lay.center, 0.0))
+            assert (u[block][ws[block] == 0] == 0).all()
+            seen.extend(rows.tolist())
+    assert sorted(seen) == list(range(len(Xm)))
+
+
 def test_patterns_group_rows():
     X = np.array([[1, np.nan], [2, 3], [np.nan, 4], [5, np.nan], [6, 7.0]])
     pats = missing.patterns(X)

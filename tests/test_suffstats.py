@@ -73,3 +73,31 @@ def test_moments_error_in_closed_form(ct):
     # float32: the compact far component (ρ = 8.1e7) is over the guard; without it
     # (ρ <= 114) the moments form is exact
     assert np.finfo(np.float32).eps * expect.max() > GUARD and verdict == (False, True)
+
+
+def test_chunked_centred_statistics_are_about_the_means_whatever_center():
+    """The centred kernel's statistics are about each component's mean: summed over
+    37-row chunks with a moments centre passed along (as a caller that switched kernels
+    may), they still give the unchunked M-step, and the weighted means and covariances
+    NumPy computes from the same responsibilities."""
+    from bayesgmm.density import log_resp
+    from bayesgmm.engines.jax import m_step
+    from bayesgmm.suffstats import e_step_stats_chunked
+    rng = np.random.RandomState(12)
+    X = rng.normal(0, 1, (250, 3)) * [1, 2, 0.5] + 1e3
+    w = rng.uniform(0, 2, len(X))
+    with in_scope(np.float64):
+        p = GMMParams(jnp.full(3, 1 / 3), jnp.asarray(X[:3]), jnp.stack([jnp.eye(3)] * 3),
+                      "full")
+        Xj, wj = jnp.asarray(X), jnp.asarray(w)
+        stats = e_step_stats_chunked(p, Xj, wj, 37, kernel="centred",
+                                     center=jnp.asarray(X.mean(0)))
+        new = m_step(stats, covariance_type="full", reg_covar=0.0, previous=p)
+        r = np.exp(np.asarray(log_resp(p, Xj)[0]))
+    rw = r * w[:, None]
+    nk = rw.sum(0)
+    means = rw.T @ X / nk[:, None]
+    covs = np.stack([(rw[:, k, None] * (X - means[k])).T @ (X - means[k]) / nk[k]
+                     for k in range(3)])
+    np.testing.assert_allclose(new.means, means, rtol=1e-12)
+    np.testing.assert_allclose(new.covariances, covs, rtol=1e-8)

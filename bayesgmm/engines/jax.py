@@ -112,30 +112,33 @@ def e_step(params: GMMParams, X: Array, sample_weight: Array, chunk_size: int,
            axis_name: str | None = None, *, kernel: str = "auto",
            center: Array | None = None, bound_shift: bool = False,
            features: Array | None = None, row_max_shift: Array | bool = False,
-           hard: Array | bool = False) -> SuffStats:
+           hard: Array | bool = False, guard_axis: str | None = None) -> SuffStats:
     """Sufficient statistics of the E-step, over row chunks of ``X (N, D)``; summed
     across devices when ``axis_name`` names a mapped axis (inside ``shard_map``).
     ``kernel``, ``center`` and ``features``: see :mod:`bayesgmm.suffstats`.
 
-    ``bound_shift`` (static; float64 moments kernel): the fast pass that shifts each
-    ``exp`` by a bound on all log-densities instead of each row's maximum (one pass over
-    the (C, K) block fewer: measured 243 -> 208 ms per iteration at N=1e6, D=8, K=32).
-    If any row underflowed (a point ~350 nats below the bound), the pass is redone with
-    row maxima (``lax.cond``) and ``n_underflow`` reports it; ``row_max_shift`` (traced
-    bool, set by :func:`step` from then on) skips the fast try. float32 has only ~40
-    nats of headroom, so it always takes row maxima. Under ``vmap`` a ``cond`` runs
-    both branches, so vmapped callers leave ``bound_shift`` off.
+    ``bound_shift`` (static; moments and guarded kernels): the fast pass that shifts
+    each ``exp`` by a bound on all log-densities instead of each row's maximum (one pass
+    over the (C, K) block fewer: measured 243 -> 208 ms per iteration at N=1e6, D=8,
+    K=32, float64). If any row underflowed (a point ~350 nats below the bound in
+    float64, ~43 in float32), the pass is redone with row maxima (``lax.cond``) and
+    ``n_underflow`` reports it; ``row_max_shift`` (traced bool, set by :func:`step` from
+    then on) skips the fast try, so a fit whose data sit far below the bound (in
+    float32: a compact component, whose peak sets the bound high) pays one pass more,
+    once. float32 takes it too since the guarded kernel (measured, same sizes, CPU time
+    side by side: diag 68-75 -> 62 ms, spherical 72-76 -> 56-61, full 113-119 -> 89-106
+    an iteration); the guard's centred branch ignores the bound. Under ``vmap`` a
+    ``cond`` runs both branches, so vmapped callers leave ``bound_shift`` off.
 
     ``hard`` (traced bool): each row goes wholly to its most probable component
     (:func:`bayesgmm.suffstats.e_step_stats`); that pass takes row maxima."""
     def stats_of(fast) -> SuffStats:
         stats = e_step_stats_chunked(params, X, sample_weight, chunk_size, kernel=kernel,
                                      center=center, bound_shift=fast, features=features,
-                                     hard=hard)
+                                     hard=hard, guard_axis=guard_axis)
         return stats if axis_name is None else psum_stats(stats, axis_name)
 
-    if (not bound_shift or resolve_kernel(kernel, X.dtype) != "moments"
-            or X.dtype != jnp.float64):
+    if not bound_shift or resolve_kernel(kernel, X.dtype) == "centred":
         return stats_of(False)
     if center is None:
         center = mixture_center(params)  # the shift every attempt shares
@@ -197,9 +200,10 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
          chunk_size: int, axis_name: str | None = None, kernel: str = "auto",
          center: Array | None = None, bound_shift: bool = False,
          features: Array | None = None, prior: Prior | None = None,
-         equal_weights: bool = False) -> EMState:
+         equal_weights: bool = False, guard_axis: str | None = None) -> EMState:
     """One E-step + M-step; a non-finite result is flagged, not applied. ``prior``
-    (MAP-EM) and ``equal_weights`` go to the M-step (:func:`m_step`).
+    (MAP-EM) and ``equal_weights`` go to the M-step (:func:`m_step`); ``guard_axis``
+    to the E-step (:func:`bayesgmm.suffstats.e_step_stats_chunked`).
 
     With ``state.hard`` the E-step assigns each row wholly (a hard start): its M-step
     gives the initial parameters, and it counts as no iteration (no lower bound, no
@@ -207,7 +211,7 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
     params, hard = state.params, state.hard
     stats = e_step(params, X, sample_weight, chunk_size, axis_name, kernel=kernel,
                    center=center, bound_shift=bound_shift, features=features,
-                   row_max_shift=state.row_max_shift, hard=hard)
+                   row_max_shift=state.row_max_shift, hard=hard, guard_axis=guard_axis)
     lower_bound = stats.sum_wll / stats.sum_w
     new = m_step(stats, covariance_type=params.covariance_type, reg_covar=reg_covar,
                  previous=params, prior=prior, equal_weights=equal_weights)
@@ -249,8 +253,12 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
         sample_weight = jnp.ones(X.shape[0], dtype)
     sample_weight = sample_weight.astype(dtype)
     kernel = resolve_kernel(kernel, dtype)
-    if vmapped and kernel == "guarded":
-        # its choice is a cond, which runs both branches under vmap: take the exact one
+    # Under vmap the guarded kernel's cond would run both branches, unless its predicate
+    # is one for the whole batch: with the vmap's axis name (``vmapped`` a str) the guard
+    # is taken over every member (the moments form only when it is exact for all of
+    # them); without one, take the exact form.
+    guard_axis = vmapped if isinstance(vmapped, str) else None
+    if vmapped and kernel == "guarded" and guard_axis is None:
         kernel, features = "centred", None
     if kernel in ("moments", "guarded") and center is None:
         center = mixture_center(params)  # fixed for the whole fit
@@ -265,7 +273,8 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     fast = not vmapped  # see e_step
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
-                          features=features, prior=prior, equal_weights=equal_weights)
+                          features=features, prior=prior, equal_weights=equal_weights,
+                          guard_axis=guard_axis)
     if report:  # static: the default program has no callback (bayesgmm.progress)
         body = _reporting_body(body, cond, restart, iter_offset)
     state = jax.lax.while_loop(cond, body,
@@ -409,6 +418,11 @@ def _reported(run, report: EMReport | None, n_restarts: int):
         return jax.block_until_ready(run())
 
 
+#: The vmap axis of restarts: the guarded kernel's guard is taken over all of them
+#: (``_fit``), so its cond stays one branch per pass under vmap.
+_RESTARTS = "restarts"
+
+
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
                   screen_iter=0, kernel="auto", cache_features=None, shared=None,
                   hard_start=False, initial_lower_bound=-jnp.inf, report=False,
@@ -423,7 +437,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
                   if kernel in ("moments", "guarded") else None)
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
 
-    def fit(q, tol, n, vmapped=True, hard=hard_start, lower_bound=initial_lower_bound,
+    def fit(q, tol, n, vmapped=_RESTARTS, hard=hard_start, lower_bound=initial_lower_bound,
             restart=0, iter_offset=0):
         return _fit(X, q, sample_weight, tol, reg_covar, n, chunk_size, kernel=kernel,
                     center=center, vmapped=vmapped, features=features,
@@ -436,7 +450,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
     restarts = jnp.arange(R, dtype=jnp.int32)  # each restart's index, for its report
 
     def run_all(p, n):
-        return jax.vmap(lambda q, r: fit(q, tol, n, restart=r))(p, restarts)
+        return jax.vmap(lambda q, r: fit(q, tol, n, restart=r), axis_name=_RESTARTS)(p, restarts)
 
     def best_index(infos):
         score = jnp.where(infos.nonfinite, -jnp.inf, infos.lower_bound)
@@ -456,8 +470,8 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
         return best_params, best_info, infos
     # Small-EM (Biernacki, Celeux & Govaert 2003): every restart runs `screen_iter`
     # iterations (tol=-1: none stops early), then only the best continues.
-    short_params, short_infos = jax.vmap(lambda q, r: fit(q, -1.0, screen_iter, restart=r))(
-        params, restarts)
+    short_params, short_infos = jax.vmap(lambda q, r: fit(q, -1.0, screen_iter, restart=r),
+                                         axis_name=_RESTARTS)(params, restarts)
     start, start_info = best_of(short_params, short_infos)
     p, info = fit(start, tol, max_iter - screen_iter, vmapped=False, hard=False,
                   lower_bound=-jnp.inf, restart=best_index(short_infos),
