@@ -207,6 +207,7 @@ def test_t_components_on_heavy_tails_beat_the_gaussian():
     t = BayesianGaussianMixture(2, method="map", component="t", random_state=0).fit(X)
     g = BayesianGaussianMixture(2, method="map", random_state=0).fit(X)
     assert np.all(t.df_ < 6), t.df_
+    assert t.idata_.posterior["df"].dims == ("chain", "draw", "component")
     err = lambda fit: np.abs(fit.covariances_[np.argsort(fit.means_[:, 0])] - COV).max()
     assert err(t) < 0.5 * err(g), (err(t), err(g))
     assert err(t) < 0.25

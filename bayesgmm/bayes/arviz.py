@@ -75,6 +75,7 @@ DIMS = {
     "corr_chol": ["component", "feature", "feature_bis"],
     "covariances": ["component", "feature", "feature_bis"],
     "stick_fractions": ["stick"],
+    "df": ["component"],  # Student-t components' degrees of freedom (component="t")
     # observed_data keeps both; ArviZ drops the trailing "feature" from the pointwise
     # log-likelihood (C, S, N) of the same name, as it does for every log_likelihood group.
     "obs": ["obs_id", "feature"],
