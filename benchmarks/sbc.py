@@ -13,7 +13,9 @@ docs/calibration/results.json; the README is written from that file, so a sectio
 alone replaces its own numbers and keeps the others with their own dates and commands.
 Sections: ``--sbc N`` (NUTS, SVI, mutant), ``--sbc-family N`` (NUTS under a fixed prior
 of the default scale family), ``--sbc-sparse N`` (the sparse over-fitted mixture),
-``--coverage N``, ``--errors N``; with none given, all run at their defaults.
+``--coverage N`` (default priors against the previous default), ``--screen N`` (the
+candidate scale priors), ``--errors N``, ``--explain``; with none given, all run at their
+defaults. ``--render`` only rewrites the README from results.json.
 
 SBC: fixed priors (``SBC_PRIORS``), K=2, D=2, N=50, ranks of 11 scalars of the
 components sorted by their first mean coordinate among 19 thinned draws
@@ -81,6 +83,13 @@ def describe(priors: Priors) -> str:
     return f"LogNormal(log(0.5 · data std), {priors.scale_log_sd:g})"
 
 
+def _family(priors: Priors) -> str:
+    """The scale prior of fixed ``priors`` (scale_loc 1) in words."""
+    if priors.scale_prior == "inverse_gamma":
+        return f"InverseGamma({priors.scale_shape:g}, {priors.scale_shape + 1:g}), mode 1"
+    return f"LogNormal(0, {priors.scale_log_sd:g})"
+
+
 # ---- the sections -------------------------------------------------------------------
 
 
@@ -104,8 +113,7 @@ def section_sbc_family(n: int) -> dict:
     fname = "sbc_nuts_family.png"
     plot_sbc(res, f"SBC NUTS, {FAMILY_PRIORS.scale_prior} scales: {n} replications",
              OUT / fname)
-    row = _sbc_row(f"NUTS, {describe(FAMILY_PRIORS).split(' (')[0]} scales "
-                   "(median 1 instead)", n, res, fname)
+    row = _sbc_row(f"NUTS, default scale family: {_family(FAMILY_PRIORS)}", n, res, fname)
     print(row, flush=True)
     return {"rows": [row], "scale_prior": FAMILY_PRIORS.scale_prior,
             "scale_shape": FAMILY_PRIORS.scale_shape}
@@ -164,6 +172,32 @@ def _coverage_entry(index: int, n: int) -> dict:
         "seconds": cov.seconds}
 
 
+# Candidate scale priors screened for the default (the coverage study on fewer data sets)
+SCREEN = (("LogNormal, log-sd 0.5", Priors(scale_prior="lognormal", scale_log_sd=0.5)),
+          ("LogNormal, log-sd 0.4", Priors(scale_prior="lognormal", scale_log_sd=0.4)),
+          ("LogNormal, log-sd 0.3", Priors(scale_prior="lognormal", scale_log_sd=0.3)),
+          ("InverseGamma, a=2", Priors(scale_prior="inverse_gamma", scale_shape=2.0)),
+          ("InverseGamma, a=3", Priors(scale_prior="inverse_gamma", scale_shape=3.0)),
+          ("InverseGamma, a=5", Priors(scale_prior="inverse_gamma", scale_shape=5.0)),
+          ("InverseGamma, a=8", Priors(scale_prior="inverse_gamma", scale_shape=8.0)))
+
+
+def section_screen(n: int) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        rows = list(pool.map(_screen_row, range(len(SCREEN)), [n] * len(SCREEN)))
+    return {"n": n, "rows": rows}
+
+
+def _screen_row(index: int, n: int) -> dict:
+    label, priors = SCREEN[index]
+    with jax.numpy_dtype_promotion("standard"):
+        cov = cal.run_coverage(0, TRUTH, n_replications=n, priors=priors)
+    return {"label": label, "coverage": float(cov.covered.mean()),
+            "ece_posterior": cov.ece_posterior.tolist(), "ece_em": cov.ece_em.tolist(),
+            "lp_rhat": cov.lp_rhat.tolist()}
+
+
 def section_errors(n: int) -> dict:
     ns = np.array([250, 500, 1000, 2000, 4000])
     em_err, map_err = cal.parameter_errors(0, TRUTH, ns, n_replications=n)
@@ -173,11 +207,51 @@ def section_errors(n: int) -> dict:
 
 
 def section_explain() -> dict:
-    return {"table": explain()}
+    return {"table": explain() + "\n\n" + agreement()}
+
+
+def agreement(seed: int = 0, separation: float = 3.0) -> str:
+    """EM, MAP and NUTS under the default priors on well-separated data (``TRUTH`` with
+    its means spread ``separation`` times, N=400): the 17 scalars of each estimate
+    (NUTS: the posterior mean of the relabeled draws) against the truth and each other,
+    and the smallest component std dev of any draw. Returns a markdown table."""
+    from bayesgmm.bayes.inference import sample_nuts
+    from bayesgmm.bayes.relabel import relabel
+
+    truth = GMMParams(TRUTH.weights, TRUTH.means * separation, TRUTH.cov_factor, "full")
+    truth32 = truth.astype(np.float32)
+    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed + 1))
+    one = lambda p: jax.tree_util.tree_map(lambda a: np.asarray(a)[None], p)
+    X, _ = cal.simulate(k_data, one(truth32), 400)
+    X = X[0]
+    pri = Priors().resolve(X)
+    em, start = cal.em_and_map(X, pri, 3, seed)
+    with jax.numpy_dtype_promotion("standard"):
+        res = sample_nuts(k_fit, X, start, n_components=3, priors=pri, n_warmup=300,
+                          n_draws=300, n_chains=2)
+    t, _ = cal.sbc_scalars(truth)
+    values = {}
+    for name, p in (("EM", em), ("MAP", start)):
+        v, _ = cal.sbc_scalars(relabel(jax.tree_util.tree_map(
+            lambda a: np.asarray(a)[None, None], p), truth32).params)
+        values[name] = v[0, 0]
+    draws, _ = cal.sbc_scalars(relabel(res.params, truth32).params)
+    values["NUTS, posterior mean"] = draws.reshape(-1, draws.shape[-1]).mean(axis=0)
+    sd = np.sqrt(np.diagonal(np.asarray(res.params.full_covariances), axis1=-2, axis2=-1))
+    lines = [f"Well-separated data (the truth's means spread {separation:g} times, N=400), "
+             f"default priors; smallest component std dev in any NUTS draw {sd.min():.2f} "
+             f"(the truth's {np.sqrt(np.diagonal(np.asarray(TRUTH.full_covariances), axis1=-2, axis2=-1)).min():.2f}).", "",
+             "| estimate | RMS error of the 17 scalars vs truth | largest difference from EM |",
+             "|---|---|---|"]
+    for name, v in values.items():
+        lines.append(f"| {name} | {np.sqrt(np.mean((v - t) ** 2)):.4f} | "
+                     f"{np.max(np.abs(v - values['EM'])):.4f} |")
+    return "\n".join(lines)
 
 
 SECTIONS = {"sbc": (section_sbc, 300), "sbc_family": (section_sbc_family, 300),
-            "sbc_sparse": (section_sbc_sparse, 200), "coverage": (section_coverage, 30),
+            "sbc_sparse": (section_sbc_sparse, 200), "screen": (section_screen, 10),
+            "coverage": (section_coverage, 30),
             "errors": (section_errors, 4)}
 
 
@@ -315,6 +389,8 @@ def render(results: dict) -> str:
                   _provenance(r), ""]
     if "coverage" in results:
         lines += _coverage_lines(results["coverage"])
+    if "screen" in results:
+        lines += _screen_lines(results["screen"])
     if "errors" in results:
         e = results["errors"]
         lines += ["## Convergence of EM and MAP", "",
@@ -413,8 +489,43 @@ def _coverage_lines(c: dict) -> list[str]:
         lambda e: (lambda i: f"{i}: {e['ece_posterior'][i]:.3f} vs {e['ece_em'][i]:.3f}, "
                              f"{e['lp_rhat'][i]:.3f}")(
             int(np.argmax(np.asarray(e["ece_posterior"]) - np.asarray(e["ece_em"])))))
-    out += ["", "![reliability](reliability.png)", "", _provenance(c), ""]
+    new, old = entries[0], entries[-1]
+    mean = lambda e, k: float(np.mean(e[k]))
+    out += ["", f"Reading: the default scale prior lowers the posterior-mean memberships' mean "
+            f"ECE from {mean(old, 'ece_posterior'):.4f} to {mean(new, 'ece_posterior'):.4f} "
+            f"and the data sets worse than EM from {old['worse']} to {new['worse']} of "
+            f"{c['n']}, but EM's plug-in ({mean(new, 'ece_em'):.4f}) stays better on average, "
+            "also on the data sets whose chains agree: the issue's target (never worse than "
+            "EM) is not met. The excess comes from a few data sets where both chains leave "
+            "the MAP configuration (close to the truth's) for one in which a wide component "
+            "covers two true clusters and two components share the third; the chains "
+            "agree there, so R-hat does not flag it, and every draw's memberships are then "
+            "miscalibrated against the true components. Both chains move there from the "
+            "MAP and stay, so that region holds more of the posterior's mass; it is not a "
+            "collapse (its smallest scales stay near the truth's), and "
+            "no scale prior screened below removes it; the narrower priors only make it "
+            "rarer. Interval coverage stays within 85-95% under both priors.",
+            "", "![reliability](reliability.png)", "", _provenance(c), ""]
     return out
+
+
+def _screen_lines(c: dict) -> list[str]:
+    out = ["### How the default scale prior was chosen", "",
+           f"The coverage study on its first {c['n']} data sets under candidate scale priors "
+           "(everything else as above). The mean ECE of a few data sets is noisy (one data "
+           "set whose chains wander moves it by 0.005), so the choice also weighed the "
+           "prior's shape: only the InverseGamma has a floor (its density falls like "
+           "exp(-b/s) towards 0), where a LogNormal only shifts a spike's mode by m·τ².", "",
+           "| scale prior | coverage | ECE NUTS (mean) | ECE EM (mean) | sets worse than EM "
+           f"| flagged (R-hat > {LP_RHAT_MAX}) | ECE NUTS / EM, unflagged sets |",
+           "|---|---|---|---|---|---|---|"]
+    for r in c["rows"]:
+        p, m, rh = (np.asarray(r[k]) for k in ("ece_posterior", "ece_em", "lp_rhat"))
+        keep = ~(rh > LP_RHAT_MAX)
+        out.append(f"| {r['label']} | {r['coverage']:.3f} | {p.mean():.4f} | {m.mean():.4f} | "
+                   f"{int((p > m).sum())} of {len(p)} | {int((~keep).sum())} | "
+                   f"{p[keep].mean():.4f} / {m[keep].mean():.4f} |")
+    return out + ["", _provenance(c), ""]
 
 
 def _mean_unflagged(e: dict) -> str:
@@ -452,12 +563,14 @@ def main() -> None:
                                  f"{SECTIONS[name][1]} when no section is named")
     parser.add_argument("--explain", action="store_true",
                         help="run the data-set-3 explanation (printed, and stored)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite the README from results.json")
     parser.add_argument("--no-store", action="store_true",
                         help="print the results, keep results.json and the README as they are")
     args = parser.parse_args()
     chosen = {name: getattr(args, name) for name in SECTIONS
               if getattr(args, name) is not None}
-    if not chosen and not args.explain:
+    if not chosen and not args.explain and not args.render:
         chosen = {name: default for name, (_, default) in SECTIONS.items()}
         args.explain = True
     OUT.mkdir(parents=True, exist_ok=True)

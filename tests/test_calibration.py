@@ -13,6 +13,10 @@ rate over seeds is at most 2 · ALPHA = 2% (one chance for each of the two tests
 seeds are fixed, so a given code base passes or fails deterministically. The mutant fits
 with the scale prior's median doubled (scale_loc 1 -> 2): measured p-values ~1e-17
 (chi-square) and at the ECDF floor 1/2001 on the four log standard deviations.
+
+The sparse over-fitted mixture (sparse=True: K=4, Dirichlet(0.5 / K)) has its own
+reduced SBC on label-invariant scalars (sorted weights, occupied components, the
+heaviest component, the log-likelihood; calibration.sparse_scalars), same thresholds.
 """
 
 import dataclasses

@@ -69,9 +69,8 @@ from bayesgmm.params import GMMParams, take_components
 __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_errors",
            "InvariantDiagnostics", "ECDFBand", "check_fixed_priors", "sample_prior",
            "simulate", "em_and_map", "svi_draws", "order_components", "sbc_scalars",
-           "sparse_scalars", "QUANTITIES",
-           "thin", "thin_params", "sbc_ranks", "chi2_uniformity", "ecdf_band", "ecdf_uniformity",
-           "interval_coverage", "expected_calibration_error", "reliability_curve",
+           "sparse_scalars", "QUANTITIES", "thin", "thin_params", "sbc_ranks",
+           "chi2_uniformity", "ecdf_band", "ecdf_uniformity", "interval_coverage", "expected_calibration_error", "reliability_curve",
            "invariant_diagnostics", "ess_bulk", "log_log_slope"]
 
 
