@@ -122,17 +122,23 @@ class PriorsConfig:
     mean_scale: float | tuple[float, ...] | None = _key(
         None, "prior std of the means; not set: 2 x the data std per feature")
     scale_loc: float | tuple[float, ...] | None = _key(
-        None, "median of the components' std devs; not set: 0.5 x the data std")
-    scale_log_sd: float = _key(1.0, "std of log(scales)", gt=0)
+        None, "centre of the components' std devs' prior (its mode; the "
+              "median for lognormal); not set: 0.5 x the data std")
+    scale_log_sd: float = _key(1.0, 'std of log(scales) (scale_prior = "lognormal" only)',
+                               gt=0)
     lkj_concentration: float = _key(2.0, "LKJ concentration of each correlation matrix",
                                     gt=0)
     marginalize_missing: bool = _key(False, "treat NaN in the data as missing at random "
                                             "(set by the fit itself when the data has NaN)")
-    scale_prior: str = _key("lognormal", "the family of the components' std devs' prior "
-                            "(inverse_gamma keeps mass away from 0)",
-                            choices=("lognormal", "inverse_gamma"))
-    scale_shape: float = _key(2.0, 'InverseGamma shape of scale_prior = "inverse_gamma"',
+    scale_prior: str = _key("inverse_gamma", "the family of the components' std devs' "
+                            "prior (inverse_gamma, mode scale_loc, keeps mass away from 0)",
+                            choices=("inverse_gamma", "lognormal"))
+    scale_shape: float = _key(5.0, 'InverseGamma shape of scale_prior = "inverse_gamma"',
                               gt=0)
+    df_shape: float = _key(2.0, 'Gamma shape of the Student-t degrees of freedom\'s prior '
+                           '(component = "t")', gt=0)
+    df_rate: float = _key(0.1, 'Gamma rate of the Student-t degrees of freedom\'s prior',
+                          gt=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,23 +1,41 @@
 """The calibration study (issue 21): simulation-based calibration of NUTS and SVI with a
-mutant, interval coverage and membership calibration from known parameters, and the
-1/sqrt(N) convergence of EM and MAP. Writes PNGs and docs/calibration/README.md and
-prints the table.
+mutant, of NUTS under the default scale prior's family, and of the sparse over-fitted
+mixture; interval coverage and membership calibration from known parameters under the
+default priors and the previous default; the 1/sqrt(N) convergence of EM and MAP.
+Writes PNGs and docs/calibration/README.md and prints the table.
 
-    python benchmarks/sbc.py                    # the full study (hundreds of replications)
-    python benchmarks/sbc.py --sbc 100 --coverage 12   # reduced counts
+    python benchmarks/sbc.py                    # every section (hundreds of replications)
+    python benchmarks/sbc.py --coverage 12      # one section, reduced; the others kept
+    python benchmarks/sbc.py --explain          # print the data-set-3 table only
+
+Each section stores its numbers, its command, the date and the machine in
+docs/calibration/results.json; the README is written from that file, so a section run
+alone replaces its own numbers and keeps the others with their own dates and commands.
+Sections: ``--sbc N`` (NUTS, SVI, mutant), ``--sbc-family N`` (NUTS under a fixed prior
+of the default scale family), ``--sbc-sparse N`` (the sparse over-fitted mixture),
+``--coverage N`` (default priors against the previous default), ``--screen N`` (the
+candidate scale priors), ``--errors N``, ``--explain``; with none given, all run at their
+defaults. ``--render`` only rewrites the README from results.json.
 
 SBC: fixed priors (``SBC_PRIORS``), K=2, D=2, N=50, ranks of 11 scalars of the
 components sorted by their first mean coordinate among 19 thinned draws
-(:func:`bayesgmm.bayes.calibration.run_sbc`). Coverage and calibration: K=3 overlapping
-components in 2-D (``TRUTH``), N=400, the estimator's default priors, draws relabeled to
-the truth (:func:`bayesgmm.bayes.calibration.run_coverage`).
+(:func:`bayesgmm.bayes.calibration.run_sbc`). Sparse SBC: ``SPARSE_PRIORS`` (K=4,
+Dirichlet(0.5/K), the estimator's ``sparse=True``), ranks of the label-invariant
+scalars of :func:`bayesgmm.bayes.calibration.sparse_scalars`. Coverage and calibration:
+K=3 overlapping components in 2-D (``TRUTH``), N=400, data-scaled priors, draws
+relabeled to the truth (:func:`bayesgmm.bayes.calibration.run_coverage`).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import datetime
+import json
+import multiprocessing
 import pathlib
+import sys
 import time
 
 import _common
@@ -27,41 +45,263 @@ import numpy as np
 from scipy import stats
 
 from bayesgmm.bayes import calibration as cal
+from bayesgmm.bayes.estimator import SPARSE_CONCENTRATION
 from bayesgmm.bayes.model import Priors
+from bayesgmm.bayes.posterior import LP_RHAT_MAX
 from bayesgmm.params import GMMParams
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "calibration"
+RESULTS = OUT / "results.json"
 SBC_PRIORS = Priors(weight_concentration=5.0, mean_loc=np.zeros(2), mean_scale=3.0,
-                    scale_loc=1.0, scale_log_sd=0.3, lkj_concentration=2.0)
-MUTANT_PRIORS = Priors(weight_concentration=5.0, mean_loc=np.zeros(2), mean_scale=3.0,
-                       scale_loc=2.0, scale_log_sd=0.3, lkj_concentration=2.0)
+                    scale_loc=1.0, scale_log_sd=0.3, lkj_concentration=2.0,
+                    scale_prior="lognormal")
+MUTANT_PRIORS = dataclasses.replace(SBC_PRIORS, scale_loc=2.0)
+# A fixed prior of the default scale family (its shape, median 1 instead of data-scaled)
+FAMILY_PRIORS = dataclasses.replace(SBC_PRIORS, scale_prior=Priors().scale_prior,
+                                    scale_shape=Priors().scale_shape,
+                                    scale_log_sd=Priors().scale_log_sd)
+SPARSE_K = 4
+SPARSE_PRIORS = dataclasses.replace(SBC_PRIORS, weight_concentration=SPARSE_CONCENTRATION
+                                    / SPARSE_K)
 TRUTH = GMMParams.from_sklearn(
     np.array([0.4, 0.35, 0.25]), np.array([[0.0, 0.0], [2.5, 0.5], [1.0, 2.5]]),
     covariance_type="full",
     covariances=np.array([[[1.0, 0.3], [0.3, 1.0]], [[0.6, -0.2], [-0.2, 0.8]],
                           [[1.2, 0.0], [0.0, 0.5]]]))
 ALPHA = 0.01
-TIGHT_SCALE_LOG_SD = 0.4
+# The scale prior that was the default before issue 21's prevention of collapse.
+OLD_DEFAULT = Priors(scale_prior="lognormal", scale_log_sd=1.0)
+PRIOR_SETS = (("default", Priors()),
+              ("previous default", OLD_DEFAULT))
 
 
-EXPLANATION_HEAD = """## Why posterior-mean memberships were less calibrated than EM's
+def describe(priors: Priors) -> str:
+    """The scale prior of (unresolved, data-scaled) ``priors`` in words."""
+    if priors.scale_prior == "inverse_gamma":
+        a = priors.scale_shape
+        return (f"InverseGamma({a:g}, {a + 1:g} · 0.5 · data std) (mode 0.5 · data std)")
+    return f"LogNormal(log(0.5 · data std), {priors.scale_log_sd:g})"
 
-Issue 21 measured an ECE of 0.047 for NUTS against 0.023 for EM. On data set 3 (the
-largest gap of a 4-set pilot), the relabeling method is not the cause (the three methods
-differ by 0.02), and neither is chain disagreement (log-density R-hat 1.01-1.05). Collapse is:
-under the default scale prior, LogNormal(log(0.5 · data std), 1.0), some draws shrink a
-component to a standard deviation near 0.1 (the truth's smallest is 0.71), a spike on a
-few points, and those draws' memberships, averaged in, are over-confident near the spike
-and flatten the rest. A narrower scale prior (`scale_log_sd=0.4`) keeps the draws away
-from such spikes and brings the posterior's ECE to the MAP's. Over the 30 data sets
-above it lowers the mean ECE and the number of data sets worse than EM, but not the
-worst case: that data set's chains sit in different modes (log-density R-hat near 1.1),
-a degenerate fit that the run's health checks must flag rather than a calibration error. The remaining gap to EM is
-already in the MAP point, before any sampling (`python benchmarks/sbc.py --explain`):"""
 
-EXPLANATION_TAIL = """The fix belongs in the default priors (a scale prior that keeps components
-from collapsing onto a few points, issue 21 item 3): the table above is the check to rerun
-when they change."""
+def _family(priors: Priors) -> str:
+    """The scale prior of fixed ``priors`` (scale_loc 1) in words."""
+    if priors.scale_prior == "inverse_gamma":
+        return f"InverseGamma({priors.scale_shape:g}, {priors.scale_shape + 1:g}), mode 1"
+    return f"LogNormal(0, {priors.scale_log_sd:g})"
+
+
+# ---- the sections -------------------------------------------------------------------
+
+
+def section_sbc(n: int) -> dict:
+    rows = []
+    for name, method, fit_priors, fname in (
+            ("NUTS", "nuts", None, "sbc_nuts.png"), ("SVI", "svi", None, "sbc_svi.png"),
+            ("NUTS, mutant (scale prior median x2)", "nuts", MUTANT_PRIORS,
+             "sbc_nuts_mutant.png")):
+        res = cal.run_sbc(0, SBC_PRIORS, method=method, fit_priors=fit_priors,
+                          n_replications=n, n_samples=50, n_draws=19)
+        plot_sbc(res, f"SBC {name}: {n} replications", OUT / fname)
+        rows.append(_sbc_row(name, n, res, fname))
+        print(rows[-1], flush=True)
+    return {"rows": rows}
+
+
+def section_sbc_family(n: int) -> dict:
+    res = cal.run_sbc(0, FAMILY_PRIORS, method="nuts", n_replications=n, n_samples=50,
+                      n_draws=19)
+    fname = "sbc_nuts_family.png"
+    plot_sbc(res, f"SBC NUTS, {FAMILY_PRIORS.scale_prior} scales: {n} replications",
+             OUT / fname)
+    row = _sbc_row(f"NUTS, default scale family: {_family(FAMILY_PRIORS)}", n, res, fname)
+    print(row, flush=True)
+    return {"rows": [row], "scale_prior": FAMILY_PRIORS.scale_prior,
+            "scale_shape": FAMILY_PRIORS.scale_shape}
+
+
+def section_sbc_sparse(n: int) -> dict:
+    res = cal.run_sbc(0, SPARSE_PRIORS, method="nuts", n_replications=n, n_samples=50,
+                      n_components=SPARSE_K, n_draws=19, quantities="sparse")
+    fname = "sbc_nuts_sparse.png"
+    plot_sbc(res, f"SBC NUTS, sparse over-fitted K={SPARSE_K}: {n} replications",
+             OUT / fname)
+    row = _sbc_row(f"NUTS, sparse K={SPARSE_K}", n, res, fname)
+    occupied = res.ranks[:, res.names.index("n_occupied")]
+    print(row, flush=True)
+    return {"rows": [row], "names": res.names, "chi2_p": res.chi2_p.tolist(),
+            "ecdf_p": res.ecdf_p.tolist(), "occupied_rank_mean": float(occupied.mean())}
+
+
+def section_coverage(n: int) -> dict:
+    # One process per prior (spawned: JAX does not survive a fork), the same data sets
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(len(PRIOR_SETS), mp_context=ctx) as pool:
+        entries = list(pool.map(_coverage_entry, range(len(PRIOR_SETS)),
+                                [n] * len(PRIOR_SETS)))
+    for e in entries:
+        print(e["label"], e["coverage"], np.mean(e["ece_posterior"]), np.mean(e["ece_em"]),
+              e["worse"], flush=True)
+    out = {"n": n, "priors": entries}
+    plot_reliability(out, OUT / "reliability.png")
+    return out
+
+
+def _coverage_entry(index: int, n: int) -> dict:
+    """The coverage study under ``PRIOR_SETS[index]``, as stored in results.json."""
+    label, priors = PRIOR_SETS[index]
+    with jax.numpy_dtype_promotion("standard"):
+        cov = cal.run_coverage(0, TRUTH, n_replications=n, priors=priors)
+    per_param = cov.covered.mean(0)
+    flagged = cov.lp_rhat > LP_RHAT_MAX
+    curves = {}
+    for name, proba in (("posterior", cov.proba), ("em", cov.proba_em)):
+        conf, freq, count = cal.reliability_curve(proba.reshape(-1, proba.shape[-1]),
+                                                  cov.labels.ravel())
+        curves[name] = [np.nan_to_num(conf).tolist(), np.nan_to_num(freq).tolist(),
+                        count.tolist()]
+    return {
+        "label": label, "scale_prior": describe(priors),
+        "coverage": float(cov.covered.mean()),
+        "coverage_min": [float(per_param.min()), cov.names[int(per_param.argmin())]],
+        "coverage_max": float(per_param.max()),
+        "ece_posterior": cov.ece_posterior.tolist(), "ece_em": cov.ece_em.tolist(),
+        "ece_truth": cov.ece_truth.tolist(), "lp_rhat": cov.lp_rhat.tolist(),
+        "worse": int((cov.ece_posterior > cov.ece_em).sum()),
+        "worse_unflagged": int(((cov.ece_posterior > cov.ece_em) & ~flagged).sum()),
+        "flagged": np.flatnonzero(flagged).tolist(), "curves": curves,
+        "seconds": cov.seconds}
+
+
+# Candidate scale priors screened for the default (the coverage study on fewer data sets)
+SCREEN = (("LogNormal, log-sd 0.5", Priors(scale_prior="lognormal", scale_log_sd=0.5)),
+          ("LogNormal, log-sd 0.4", Priors(scale_prior="lognormal", scale_log_sd=0.4)),
+          ("LogNormal, log-sd 0.3", Priors(scale_prior="lognormal", scale_log_sd=0.3)),
+          ("InverseGamma, a=2", Priors(scale_prior="inverse_gamma", scale_shape=2.0)),
+          ("InverseGamma, a=3", Priors(scale_prior="inverse_gamma", scale_shape=3.0)),
+          ("InverseGamma, a=5", Priors(scale_prior="inverse_gamma", scale_shape=5.0)),
+          ("InverseGamma, a=8", Priors(scale_prior="inverse_gamma", scale_shape=8.0)))
+
+
+def section_screen(n: int) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        rows = list(pool.map(_screen_row, range(len(SCREEN)), [n] * len(SCREEN)))
+    return {"n": n, "rows": rows}
+
+
+def _screen_row(index: int, n: int) -> dict:
+    label, priors = SCREEN[index]
+    with jax.numpy_dtype_promotion("standard"):
+        cov = cal.run_coverage(0, TRUTH, n_replications=n, priors=priors)
+    return {"label": label, "coverage": float(cov.covered.mean()),
+            "ece_posterior": cov.ece_posterior.tolist(), "ece_em": cov.ece_em.tolist(),
+            "lp_rhat": cov.lp_rhat.tolist()}
+
+
+def section_errors(n: int) -> dict:
+    ns = np.array([250, 500, 1000, 2000, 4000])
+    em_err, map_err = cal.parameter_errors(0, TRUTH, ns, n_replications=n)
+    return {"n": n, "ns": ns.tolist(), "em": em_err.tolist(), "map": map_err.tolist(),
+            "em_slope": cal.log_log_slope(ns, em_err),
+            "map_slope": cal.log_log_slope(ns, map_err)}
+
+
+def section_explain() -> dict:
+    return {"table": explain() + "\n\n" + agreement()}
+
+
+def agreement(seed: int = 0, separation: float = 3.0) -> str:
+    """EM, MAP and NUTS under the default priors on well-separated data (``TRUTH`` with
+    its means spread ``separation`` times, N=400): the 17 scalars of each estimate
+    (NUTS: the posterior mean of the relabeled draws) against the truth and each other,
+    and the smallest component std dev of any draw. Returns a markdown table."""
+    from bayesgmm.bayes.inference import sample_nuts
+    from bayesgmm.bayes.relabel import relabel
+
+    truth = GMMParams(TRUTH.weights, TRUTH.means * separation, TRUTH.cov_factor, "full")
+    truth32 = truth.astype(np.float32)
+    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed + 1))
+    one = lambda p: jax.tree_util.tree_map(lambda a: np.asarray(a)[None], p)
+    X, _ = cal.simulate(k_data, one(truth32), 400)
+    X = X[0]
+    pri = Priors().resolve(X)
+    em, start = cal.em_and_map(X, pri, 3, seed)
+    with jax.numpy_dtype_promotion("standard"):
+        res = sample_nuts(k_fit, X, start, n_components=3, priors=pri, n_warmup=300,
+                          n_draws=300, n_chains=2)
+    t, _ = cal.sbc_scalars(truth)
+    values = {}
+    for name, p in (("EM", em), ("MAP", start)):
+        v, _ = cal.sbc_scalars(relabel(jax.tree_util.tree_map(
+            lambda a: np.asarray(a)[None, None], p), truth32).params)
+        values[name] = v[0, 0]
+    draws, _ = cal.sbc_scalars(relabel(res.params, truth32).params)
+    values["NUTS, posterior mean"] = draws.reshape(-1, draws.shape[-1]).mean(axis=0)
+    sd = np.sqrt(np.diagonal(np.asarray(res.params.full_covariances), axis1=-2, axis2=-1))
+    lines = [f"Well-separated data (the truth's means spread {separation:g} times, N=400), "
+             f"default priors; smallest component std dev in any NUTS draw {sd.min():.2f} "
+             f"(the truth's {np.sqrt(np.diagonal(np.asarray(TRUTH.full_covariances), axis1=-2, axis2=-1)).min():.2f}).", "",
+             "| estimate | RMS error of the 17 scalars vs truth | largest difference from EM |",
+             "|---|---|---|"]
+    for name, v in values.items():
+        lines.append(f"| {name} | {np.sqrt(np.mean((v - t) ** 2)):.4f} | "
+                     f"{np.max(np.abs(v - values['EM'])):.4f} |")
+    return "\n".join(lines)
+
+
+SECTIONS = {"sbc": (section_sbc, 300), "sbc_family": (section_sbc_family, 300),
+            "sbc_sparse": (section_sbc_sparse, 200), "screen": (section_screen, 10),
+            "coverage": (section_coverage, 30),
+            "errors": (section_errors, 4)}
+
+
+def explain(data_set: int = 3, seed: int = 0) -> str:
+    """Why the posterior's memberships were less calibrated than EM's: on one data set
+    of the coverage study (same seeds as :func:`bayesgmm.bayes.calibration.run_coverage`),
+    the ECE of EM, of the MAP, and of the posterior mean under each relabeling method,
+    and the smallest component standard deviation the draws reach, under each prior of
+    ``PRIOR_SETS`` and the narrow LogNormal. Returns a markdown table."""
+    from bayesgmm.bayes.inference import sample_nuts
+    from bayesgmm.bayes.posterior import membership
+    from bayesgmm.bayes.relabel import log_responsibilities, relabel
+
+    R = data_set + 1
+    truth = TRUTH.astype(np.float32)
+    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed))
+    batch = GMMParams(*(np.broadcast_to(a, (R, *a.shape)) for a in
+                        (truth.weights, truth.means, truth.cov_factor)), "full")
+    Xs, zs = cal.simulate(k_data, batch, 400)
+    X, z = Xs[data_set], zs[data_set]
+    key = jax.random.split(k_fit, R)[data_set]
+    one = lambda p: jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], p)
+    true_sd = np.sqrt(np.diagonal(np.asarray(TRUTH.full_covariances), axis1=-2, axis2=-1))
+    lines = [f"Data set {data_set} of the coverage study (N=400); the truth's smallest "
+             f"component standard deviation is {true_sd.min():.2f}.", "",
+             "| scale prior | EM | MAP | posterior, Hungarian | ECR | Stephens | smallest sd "
+             "in any draw |", "|---|---|---|---|---|---|---|"]
+    for label, priors in PRIOR_SETS + (("LogNormal, log-sd 0.4",
+                                        Priors(scale_prior="lognormal", scale_log_sd=0.4)),):
+        pri = priors.resolve(X)
+        em, start = cal.em_and_map(X, pri, 3, seed + data_set)
+        ece = []
+        for p in (em, start):
+            aligned = relabel(one(p), truth).params
+            ece.append(cal.expected_calibration_error(
+                np.exp(log_responsibilities(aligned, X))[0, 0], z))
+        with jax.numpy_dtype_promotion("standard"):
+            res = sample_nuts(key, X, start, n_components=3, priors=pri, n_warmup=300,
+                              n_draws=300, n_chains=2)
+        for method in ("hungarian", "ecr", "stephens"):
+            draws = relabel(res.params, truth, method=method, X=X).params
+            with jax.numpy_dtype_promotion("standard"):
+                ece.append(cal.expected_calibration_error(membership(draws, X)[0], z))
+        sd = np.sqrt(np.diagonal(np.asarray(res.params.full_covariances), axis1=-2, axis2=-1))
+        lines.append(f"| {describe(priors)} | " + " | ".join(f"{e:.3f}" for e in ece)
+                     + f" | {sd.min():.2f} |")
+    return "\n".join(lines)
+
+
+# ---- figures ------------------------------------------------------------------------
 
 
 def plot_sbc(result: cal.SBCResult, title: str, path: pathlib.Path) -> None:
@@ -91,190 +331,271 @@ def plot_sbc(result: cal.SBCResult, title: str, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def plot_reliability(cov: cal.CoverageResult, path: pathlib.Path,
-                     tight: cal.CoverageResult) -> None:
+def plot_reliability(coverage: dict, path: pathlib.Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for proba, label in ((cov.proba, "NUTS posterior mean, default priors"),
-                         (tight.proba, f"NUTS, scale_log_sd={TIGHT_SCALE_LOG_SD}"),
-                         (cov.proba_em, "EM plug-in")):
-        conf, freq, count = cal.reliability_curve(proba.reshape(-1, proba.shape[-1]),
-                                                  cov.labels.ravel())
-        keep = count > 0
-        ax.plot(conf[keep], freq[keep], "o-", label=label)
+    entries = coverage["priors"]
+    series = [(e["curves"]["posterior"], f"NUTS posterior mean, {e['label']}")
+              for e in entries] + [(entries[0]["curves"]["em"], "EM plug-in")]
+    for (conf, freq, count), label in series:
+        keep = np.asarray(count) > 0
+        ax.plot(np.asarray(conf)[keep], np.asarray(freq)[keep], "o-", label=label)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("forecast p(z = k)")
     ax.set_ylabel("observed frequency")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def explain(data_set: int = 3, seed: int = 0) -> str:
-    """Why the posterior's memberships can be less calibrated than EM's: on one data set
-    of the coverage study (same seeds as :func:`bayesgmm.bayes.calibration.run_coverage`),
-    the ECE of EM, of the MAP, and of the posterior mean under each relabeling method, and
-    the smallest component standard deviation the draws reach, under the default scale
-    prior and the narrow one. Returns a markdown section."""
-    from bayesgmm.bayes.inference import sample_nuts
-    from bayesgmm.bayes.posterior import membership
-    from bayesgmm.bayes.relabel import log_responsibilities, relabel
+# ---- the README ---------------------------------------------------------------------
 
-    R = data_set + 1
-    truth = TRUTH.astype(np.float32)
-    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed))
-    batch = GMMParams(*(np.broadcast_to(a, (R, *a.shape)) for a in
-                        (truth.weights, truth.means, truth.cov_factor)), "full")
-    Xs, zs = cal.simulate(k_data, batch, 400)
-    X, z = Xs[data_set], zs[data_set]
-    key = jax.random.split(k_fit, R)[data_set]
-    one = lambda p: jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], p)
-    true_sd = np.sqrt(np.diagonal(np.asarray(TRUTH.full_covariances), axis1=-2, axis2=-1))
-    lines = [f"Data set {data_set} of the coverage study (N=400); the truth's smallest "
-             f"component standard deviation is {true_sd.min():.2f}.", "",
-             "| priors | EM | MAP | posterior, Hungarian | ECR | Stephens | smallest sd "
-             "in any draw |", "|---|---|---|---|---|---|---|"]
-    for label, priors in (("default", Priors()),
-                          (f"scale_log_sd={TIGHT_SCALE_LOG_SD}",
-                           Priors(scale_log_sd=TIGHT_SCALE_LOG_SD))):
-        pri = priors.resolve(X)
-        em, start = cal.em_and_map(X, pri, 3, seed + data_set)
-        ece = []
-        for p in (em, start):
-            aligned = relabel(one(p), truth).params
-            ece.append(cal.expected_calibration_error(
-                np.exp(log_responsibilities(aligned, X))[0, 0], z))
-        res = sample_nuts(key, X, start, n_components=3, priors=pri, n_warmup=300,
-                          n_draws=300, n_chains=2)
-        for method in ("hungarian", "ecr", "stephens"):
-            draws = relabel(res.params, truth, method=method, X=X).params
-            ece.append(cal.expected_calibration_error(membership(draws, X)[0], z))
-        sd = np.sqrt(np.diagonal(np.asarray(res.params.full_covariances), axis1=-2, axis2=-1))
-        lines.append(f"| {label} | " + " | ".join(f"{e:.3f}" for e in ece)
-                     + f" | {sd.min():.2f} |")
+
+def render(results: dict) -> str:
+    """docs/calibration/README.md from the stored sections."""
+    lines = ["# Calibration of the Bayesian mixture", "",
+             "Produced by `benchmarks/sbc.py`; each section names the command, date and "
+             "machine of its numbers (stored in `results.json`). The code is "
+             "`bayesgmm/bayes/calibration.py`; a reduced copy of each check runs in "
+             "`tests/test_calibration.py`.", ""]
+    lines += ["## Simulation-based calibration (Talts et al. 2018)", "",
+              "Fixed priors: weights Dirichlet(5, 5); means Normal(0, 3); component standard "
+              "deviations LogNormal(0, 0.3); LKJ(2). K=2, D=2, N=50 points per data set. Each "
+              "fit starts as the estimator does (EM, then MAP); NUTS runs 2 chains x (200 + "
+              "200), SVI 2000 Adam steps of a full-rank normal guide. Ranks of 11 scalars (a "
+              "weight, 4 mean coordinates, 4 log standard deviations, 2 correlations) of the "
+              "components sorted by their first mean coordinate, among 19 thinned draws. A "
+              f"method passes when every scalar's chi-square (5 bins) and simultaneous-ECDF "
+              f"p-value exceeds {ALPHA}/P (P scalars; Bonferroni, false-alarm rate at most "
+              "2%). The mutant fits with the scale prior's median doubled. SBC uses fixed "
+              "priors, so the data-scaled default does not enter it; the row with the "
+              "default's family checks that family's density and gradient (the hand-written "
+              "potential) under the same design.", "",
+              "| fit | replications | min χ² p (scalar) | min ECDF p | verdict | fit time (s) "
+              "| figure |", "|---|---|---|---|---|---|---|"]
+    for key in ("sbc", "sbc_family"):
+        for row in results.get(key, {}).get("rows", []):
+            lines.append(_sbc_line(row))
+    lines += [""] + [_provenance(results[k]) for k in ("sbc", "sbc_family") if k in results]
+    lines += ["", SBC_READING, ""]
+    if "sbc_sparse" in results:
+        r = results["sbc_sparse"]
+        lines += ["## SBC of the sparse over-fitted mixture", "", SPARSE_TEXT, "",
+                  "| fit | replications | min χ² p (scalar) | min ECDF p | verdict | fit "
+                  "time (s) | figure |", "|---|---|---|---|---|---|---|", _sbc_line(r["rows"][0]),
+                  "", "Per scalar (χ² p / ECDF p): " + "; ".join(
+                      f"{n} {c:.2g} / {e:.2g}" for n, c, e in
+                      zip(r["names"], r["chi2_p"], r["ecdf_p"])) + ".", "",
+                  _provenance(r), ""]
+    if "coverage" in results:
+        lines += _coverage_lines(results["coverage"])
+    if "screen" in results:
+        lines += _screen_lines(results["screen"])
+    if "errors" in results:
+        e = results["errors"]
+        lines += ["## Convergence of EM and MAP", "",
+                  f"RMS error of the 17 scalars against the truth, {e['n']} data sets per size "
+                  "(estimates relabeled to the truth; MAP under the default priors); slope of "
+                  "log error on log N (1/sqrt(N): -0.5).", "",
+                  "| N | " + " | ".join(str(n) for n in e["ns"]) + " | slope ± s.e. |",
+                  "|---|" + "---|" * (len(e["ns"]) + 1),
+                  "| EM | " + " | ".join(f"{v:.4f}" for v in e["em"])
+                  + f" | {e['em_slope'][0]:.2f} ± {e['em_slope'][1]:.2f} |",
+                  "| MAP | " + " | ".join(f"{v:.4f}" for v in e["map"])
+                  + f" | {e['map_slope'][0]:.2f} ± {e['map_slope'][1]:.2f} |", "",
+                  _provenance(e), ""]
+    if "explain" in results:
+        lines += [EXPLANATION_HEAD, "", results["explain"]["table"], "",
+                  _provenance(results["explain"]), "", EXPLANATION_TAIL, ""]
     return "\n".join(lines)
+
+
+SBC_READING = """Reading the figures: NUTS's rank histograms stay within each bin's 99% binomial range on
+10 of 11 scalars; corr[1] has one low bin (χ² p 0.004, above the Bonferroni threshold
+0.0009, with no shape that points at a bias). SVI passes the test, but 6 of its 11 ECDF
+p-values are below 0.1 (NUTS: 1), a hint of the under-dispersion a Gaussian guide is
+known for that a larger study would likely confirm; NUTS is the method to trust for
+intervals. The mutant fails on all four log standard deviations, the parameters its
+prior moves."""
+
+SPARSE_TEXT = f"""`sparse=True` fits an over-fitted mixture: K larger than needed and a sparse
+Dirichlet(e0) prior on the weights, e0 = {SPARSE_CONCENTRATION}/K (Rousseau & Mengersen
+2011; Malsiner-Walli et al. 2016), so the posterior empties the extra components. Fixed
+priors as above but K={SPARSE_K} and e0 = {SPARSE_CONCENTRATION / SPARSE_K:g}; N=50; NUTS
+2 x (200 + 200) from the EM-then-MAP start. Most components are empty, so their means and
+scales are prior draws the data never see, and sorting by a mean coordinate would
+interleave empty and occupied components. The ranked scalars are label-invariant
+functions of (θ, z) that an over-fitted mixture is about: the weights sorted in
+decreasing order (w(1) ≥ w(2) ≥ w(3); the fourth is 1 minus their sum), the number of
+occupied components K+ (the truth's from its simulated allocations, each draw's from one
+draw of z ~ p(z | x, θ), so (θ, z) is a joint posterior draw; a discrete scalar, ties
+broken at random as SBC requires), the mean and log standard deviations of the heaviest
+component (the one the data identify best), and the log-likelihood log p(X | θ), a
+data-dependent quantity that is sensitive to errors the parameters alone can hide
+(Modrák et al. 2023)."""
+
+EXPLANATION_HEAD = """## Why posterior-mean memberships were less calibrated than EM's
+
+Issue 21 measured an ECE of 0.047 for NUTS against 0.023 for EM. On data set 3 (the
+largest gap of a 4-set pilot), the relabeling method is not the cause (the three methods
+differ by 0.02), and neither is chain disagreement (log-density R-hat 1.01-1.05). Under
+the previous default scale prior, LogNormal(log(0.5 · data std), 1.0), some draws shrink a
+component to a standard deviation near 0.1 (the truth's smallest is 0.71), a spike on a
+few points, and those draws' memberships, averaged in, are over-confident near the spike
+and flatten the rest; its heavy right tail also lets a chain spread one component over
+two clusters while another keeps a small weight, a configuration whose memberships do not
+match the true components. The table compares the scale priors on that data set
+(`python benchmarks/sbc.py --explain`):"""
+
+EXPLANATION_TAIL = """The coverage section above is the check to rerun when the default priors
+change."""
+
+
+def _coverage_lines(c: dict) -> list[str]:
+    entries = c["priors"]
+    heads = " | ".join(f"{e['label']}: {e['scale_prior']}" for e in entries)
+    out = ["## Coverage and membership calibration (known parameters)", "",
+           f"K=3 overlapping components in 2-D (`TRUTH` in the script), N=400, {c['n']} data "
+           "sets, data-scaled priors (the estimator's, but for the scale prior in each "
+           "column), NUTS 2 chains x (300 + 300), draws relabeled to the truth (Hungarian). "
+           "Class-wise expected calibration error (10 bins) of the posterior-mean "
+           "memberships, EM's plug-in memberships and the true parameters' memberships, on "
+           "the same data sets (the columns differ only in the scale prior). Data sets whose "
+           f"log-density R-hat exceeds {LP_RHAT_MAX} (chains in different modes, which the "
+           "fit's health checks flag) are counted, not left out.", "",
+           f"| quantity | {heads} |", "|---|" + "---|" * len(entries)]
+
+    def row(name, fn):
+        out.append(f"| {name} | " + " | ".join(fn(e) for e in entries) + " |")
+
+    row("90% interval coverage, all 17 scalars", lambda e: f"{e['coverage']:.3f}")
+    row("coverage, lowest scalar", lambda e: f"{e['coverage_min'][0]:.3f} "
+                                             f"({e['coverage_min'][1]})")
+    row("coverage, highest scalar", lambda e: f"{e['coverage_max']:.3f}")
+    row("ECE, NUTS posterior mean (mean over data sets; worst)",
+        lambda e: f"{np.mean(e['ece_posterior']):.4f}; {np.max(e['ece_posterior']):.4f}")
+    row("ECE, EM plug-in (mean; worst)",
+        lambda e: f"{np.mean(e['ece_em']):.4f}; {np.max(e['ece_em']):.4f}")
+    row("ECE, true parameters (mean; worst)",
+        lambda e: f"{np.mean(e['ece_truth']):.4f}; {np.max(e['ece_truth']):.4f}")
+    row("data sets where NUTS's ECE exceeds EM's",
+        lambda e: f"{e['worse']} of {c['n']}")
+    row(f"data sets flagged (log-density R-hat > {LP_RHAT_MAX})",
+        lambda e: f"{len(e['flagged'])}: {e['flagged']}" if e["flagged"] else "0")
+    row("ECE, NUTS posterior mean, unflagged data sets only",
+        lambda e: _mean_unflagged(e))
+    row("log-density R-hat, max over data sets", lambda e: f"{np.nanmax(e['lp_rhat']):.3f}")
+    row("largest excess over EM (data set: NUTS vs EM, R-hat)",
+        lambda e: (lambda i: f"{i}: {e['ece_posterior'][i]:.3f} vs {e['ece_em'][i]:.3f}, "
+                             f"{e['lp_rhat'][i]:.3f}")(
+            int(np.argmax(np.asarray(e["ece_posterior"]) - np.asarray(e["ece_em"])))))
+    new, old = entries[0], entries[-1]
+    mean = lambda e, k: float(np.mean(e[k]))
+    out += ["", f"Reading: the default scale prior lowers the posterior-mean memberships' mean "
+            f"ECE from {mean(old, 'ece_posterior'):.4f} to {mean(new, 'ece_posterior'):.4f} "
+            f"and the data sets worse than EM from {old['worse']} to {new['worse']} of "
+            f"{c['n']}, but EM's plug-in ({mean(new, 'ece_em'):.4f}) stays better on average, "
+            "also on the data sets whose chains agree: the issue's target (never worse than "
+            "EM) is not met. The excess comes from a few data sets where both chains leave "
+            "the MAP configuration (close to the truth's) for one in which a wide component "
+            "covers two true clusters and two components share the third; the chains "
+            "agree there, so R-hat does not flag it, and most draws' memberships are then "
+            "miscalibrated against the true components. Both chains move there from the "
+            "MAP and stay, so that region holds more of the posterior's mass; it is not a "
+            "collapse (its smallest scales stay near the truth's), and "
+            "no scale prior screened below removes it: the narrower priors change how often "
+            "and on which data sets it happens, not whether. Interval coverage stays within "
+            "85-95% under both priors.",
+            "", "![reliability](reliability.png)", "", _provenance(c), ""]
+    return out
+
+
+def _screen_lines(c: dict) -> list[str]:
+    out = ["### How the default scale prior was chosen", "",
+           f"The coverage study on its first {c['n']} data sets under candidate scale priors "
+           "(everything else as above). The mean ECE of a few data sets is noisy (one data "
+           "set whose chains wander moves it by 0.005), so the choice also weighed the "
+           "prior's shape: only the InverseGamma has a floor (its density falls like "
+           "exp(-b/s) towards 0), where a LogNormal only shifts a spike's mode by m·τ². On "
+           "all 30 data sets the InverseGamma with a=8 did as a=5 did (mean ECE 0.0365 "
+           "against EM's 0.0310, 13 of 30 data sets worse; `calibration.run_coverage(0, "
+           "TRUTH, n_replications=30, priors=Priors(scale_shape=8.0))`), so the default "
+           "keeps the weaker a=5.", "",
+           "| scale prior | coverage | ECE NUTS (mean) | ECE EM (mean) | sets worse than EM "
+           f"| flagged (R-hat > {LP_RHAT_MAX}) | ECE NUTS / EM, unflagged sets |",
+           "|---|---|---|---|---|---|---|"]
+    for r in c["rows"]:
+        p, m, rh = (np.asarray(r[k]) for k in ("ece_posterior", "ece_em", "lp_rhat"))
+        keep = ~(rh > LP_RHAT_MAX)
+        out.append(f"| {r['label']} | {r['coverage']:.3f} | {p.mean():.4f} | {m.mean():.4f} | "
+                   f"{int((p > m).sum())} of {len(p)} | {int((~keep).sum())} | "
+                   f"{p[keep].mean():.4f} / {m[keep].mean():.4f} |")
+    return out + ["", _provenance(c), ""]
+
+
+def _mean_unflagged(e: dict) -> str:
+    keep = np.ones(len(e["ece_posterior"]), bool)
+    keep[e["flagged"]] = False
+    p, m = np.asarray(e["ece_posterior"])[keep], np.asarray(e["ece_em"])[keep]
+    return f"{p.mean():.4f} (EM {m.mean():.4f}, {keep.sum()} sets)"
+
+
+def _sbc_row(name: str, n: int, res: cal.SBCResult, fname: str) -> list:
+    P = len(res.names)
+    passed = res.chi2_p.min() > ALPHA / P and res.ecdf_p.min() > ALPHA / P
+    return [name, n, float(res.chi2_p.min()), res.names[int(res.chi2_p.argmin())],
+            float(res.ecdf_p.min()), "pass" if passed else "FAIL", res.seconds, fname, P]
+
+
+def _sbc_line(row: list) -> str:
+    name, R, p, worst, pe, verdict, secs, fname = row[:8]
+    return (f"| {name} | {R} | {p:.3g} ({worst}) | {pe:.3g} | {verdict} | {secs:.0f} | "
+            f"[{fname}]({fname}) |")
+
+
+def _provenance(entry: dict) -> str:
+    secs = entry.get("seconds")
+    took = f"; {secs:.0f} s" if secs is not None else ""
+    return f"_Measured by `{entry['command']}` on {entry['date']}, {entry['machine']}{took}._"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sbc", type=int, default=300, help="SBC replications")
-    parser.add_argument("--coverage", type=int, default=40, help="coverage replications")
-    parser.add_argument("--errors", type=int, default=4, help="data sets per size")
+    for name in SECTIONS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"run the {name} section with this many replications "
+                                 f"(data sets per size for errors); default "
+                                 f"{SECTIONS[name][1]} when no section is named")
     parser.add_argument("--explain", action="store_true",
-                        help="only print the membership-calibration explanation table")
+                        help="run the data-set-3 explanation (printed, and stored)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite the README from results.json")
+    parser.add_argument("--no-store", action="store_true",
+                        help="print the results, keep results.json and the README as they are")
     args = parser.parse_args()
-    if args.explain:
-        print(explain())
-        return
+    chosen = {name: getattr(args, name) for name in SECTIONS
+              if getattr(args, name) is not None}
+    if not chosen and not args.explain and not args.render:
+        chosen = {name: default for name, (_, default) in SECTIONS.items()}
+        args.explain = True
     OUT.mkdir(parents=True, exist_ok=True)
-    rows, t_start = [], time.perf_counter()
-    sbc = {}
-    for name, method, fit_priors in (("NUTS", "nuts", None), ("SVI", "svi", None),
-                                     ("NUTS, mutant (scale prior median x2)", "nuts",
-                                      MUTANT_PRIORS)):
-        res = cal.run_sbc(0, SBC_PRIORS, method=method, fit_priors=fit_priors,
-                          n_replications=args.sbc, n_samples=50, n_draws=19)
-        sbc[name] = res
-        P = len(res.names)
-        passed = res.chi2_p.min() > ALPHA / P and res.ecdf_p.min() > ALPHA / P
-        fname = f"sbc_{method}{'_mutant' if fit_priors is not None else ''}.png"
-        plot_sbc(res, f"SBC {name}: {args.sbc} replications", OUT / fname)
-        rows.append((name, args.sbc, res.chi2_p.min(), res.names[int(res.chi2_p.argmin())],
-                     res.ecdf_p.min(), "pass" if passed else "FAIL", res.seconds, fname))
-        print(rows[-1], flush=True)
-    cov = cal.run_coverage(0, TRUTH, n_replications=args.coverage)
-    print("coverage (default priors)", cov.covered.mean(), cov.ece_posterior.mean(),
-          cov.ece_em.mean(), flush=True)
-    # The same data sets under a narrower scale prior (log-sd 0.4 instead of 1): the
-    # default lets draws put a component on a few points (see the README's explanation)
-    tight = cal.run_coverage(0, TRUTH, n_replications=args.coverage,
-                             priors=Priors(scale_log_sd=TIGHT_SCALE_LOG_SD))
-    print("coverage (narrow scale prior)", tight.covered.mean(), tight.ece_posterior.mean(),
-          flush=True)
-    plot_reliability(cov, OUT / "reliability.png", tight)
-    ns = np.array([250, 500, 1000, 2000, 4000])
-    em_err, map_err = cal.parameter_errors(0, TRUTH, ns, n_replications=args.errors)
-    em_slope, map_slope = cal.log_log_slope(ns, em_err), cal.log_log_slope(ns, map_err)
-    per_param = cov.covered.mean(0)
-    tight_param = tight.covered.mean(0)
-    lines = [
-        "# Calibration of the Bayesian mixture",
-        "",
-        f"Produced by `python benchmarks/sbc.py --sbc {args.sbc} --coverage {args.coverage} "
-        f"--errors {args.errors}` on {datetime.date.today()}, {_common.machine()}; "
-        f"{time.perf_counter() - t_start:.0f} s in all. The code is "
-        "`bayesgmm/bayes/calibration.py`; a reduced copy of each check runs in "
-        "`tests/test_calibration.py`.",
-        "",
-        "## Simulation-based calibration (Talts et al. 2018)",
-        "",
-        "Fixed priors: weights Dirichlet(5, 5); means Normal(0, 3); component standard "
-        "deviations LogNormal(0, 0.3); LKJ(2). K=2, D=2, N=50 points per data set. Each fit "
-        "starts as the estimator does (EM, then MAP); NUTS runs 2 chains x (200 + 200), SVI "
-        "2000 Adam steps of a full-rank normal guide. Ranks of 11 scalars (a weight, 4 mean "
-        "coordinates, 4 log standard deviations, 2 correlations) of the components sorted "
-        "by their first mean coordinate, among 19 thinned draws. A method passes when every "
-        f"scalar's chi-square (5 bins) and simultaneous-ECDF p-value exceeds {ALPHA}/11 "
-        "(Bonferroni; false-alarm rate at most 2%). The mutant fits with the scale prior's "
-        "median doubled.",
-        "",
-        "| fit | replications | min χ² p (scalar) | min ECDF p | verdict | fit time (s) | figure |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, R, p, worst, pe, verdict, secs, fname in rows:
-        lines.append(f"| {name} | {R} | {p:.3g} ({worst}) | {pe:.3g} | {verdict} | "
-                     f"{secs:.0f} | [{fname}]({fname}) |")
-    lines += [
-        "",
-        "## Coverage and membership calibration (known parameters)",
-        "",
-        f"K=3 overlapping components in 2-D (`TRUTH` in the script), N=400, {args.coverage} "
-        "data sets, the estimator's default priors, NUTS 2 chains x (300 + 300), draws "
-        "relabeled to the truth (Hungarian). Class-wise expected calibration error (10 "
-        "bins) of the posterior-mean memberships, EM's plug-in memberships and the true "
-        "parameters' memberships, on the same data.",
-        "",
-        f"The second column refits the same data sets with `Priors(scale_log_sd="
-        f"{TIGHT_SCALE_LOG_SD})` (the default is 1.0).",
-        "",
-        f"| quantity | default priors | scale_log_sd={TIGHT_SCALE_LOG_SD} |",
-        "|---|---|---|",
-        f"| 90% interval coverage, all 17 scalars | {cov.covered.mean():.3f} | "
-        f"{tight.covered.mean():.3f} |",
-        f"| coverage, lowest scalar | {per_param.min():.3f} "
-        f"({cov.names[int(per_param.argmin())]}) | {tight_param.min():.3f} "
-        f"({tight.names[int(tight_param.argmin())]}) |",
-        f"| coverage, highest scalar | {per_param.max():.3f} | {tight_param.max():.3f} |",
-        f"| ECE, NUTS posterior mean (mean over data sets; worst) | "
-        f"{cov.ece_posterior.mean():.4f}; {cov.ece_posterior.max():.4f} | "
-        f"{tight.ece_posterior.mean():.4f}; {tight.ece_posterior.max():.4f} |",
-        f"| ECE, EM plug-in | {cov.ece_em.mean():.4f}; {cov.ece_em.max():.4f} | same |",
-        f"| ECE, true parameters | {cov.ece_truth.mean():.4f}; {cov.ece_truth.max():.4f} "
-        "| same |",
-        f"| data sets where NUTS's ECE exceeds EM's | "
-        f"{int((cov.ece_posterior > cov.ece_em).sum())} of {args.coverage} | "
-        f"{int((tight.ece_posterior > tight.ece_em).sum())} of {args.coverage} |",
-        f"| log-density R-hat, max over data sets | {np.nanmax(cov.lp_rhat):.3f} | "
-        f"{np.nanmax(tight.lp_rhat):.3f} |",
-        "",
-        "![reliability](reliability.png)",
-        "",
-        "## Convergence of EM and MAP",
-        "",
-        f"RMS error of the 17 scalars against the truth, {args.errors} data sets per size "
-        "(estimates relabeled to the truth); slope of log error on log N (1/sqrt(N): -0.5).",
-        "",
-        "| N | " + " | ".join(str(n) for n in ns) + " | slope ± s.e. |",
-        "|---|" + "---|" * (len(ns) + 1),
-        "| EM | " + " | ".join(f"{e:.4f}" for e in em_err)
-        + f" | {em_slope[0]:.2f} ± {em_slope[1]:.2f} |",
-        "| MAP | " + " | ".join(f"{e:.4f}" for e in map_err)
-        + f" | {map_slope[0]:.2f} ± {map_slope[1]:.2f} |",
-        "",
-    ]
-    lines += [EXPLANATION_HEAD, "", explain(), "", EXPLANATION_TAIL, ""]
-    text = "\n".join(lines)
-    (OUT / "README.md").write_text(text)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    command = "python benchmarks/sbc.py " + " ".join(sys.argv[1:])
+    stamp = {"command": command.strip(), "date": str(datetime.date.today()),
+             "machine": _common.machine()}
+    for name, n in chosen.items():
+        t = time.perf_counter()
+        results[name] = {**SECTIONS[name][0](n), **stamp,
+                         "seconds": time.perf_counter() - t}
+    if args.explain:
+        t = time.perf_counter()
+        results["explain"] = {**section_explain(), **stamp,
+                              "seconds": time.perf_counter() - t}
+        print(results["explain"]["table"])
+    text = render(results)
+    if not args.no_store:
+        RESULTS.write_text(json.dumps(results, indent=1, default=float))
+        (OUT / "README.md").write_text(text)
     print(text)
 
 

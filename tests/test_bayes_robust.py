@@ -116,7 +116,8 @@ def test_map_with_holes_is_em_with_missing_under_a_weak_prior(data):
     """With flat-ish priors on the means and the log scales (the MAP is taken in the
     unconstrained space, so a flat prior on log s is the likelihood's maximiser), the MAP
     of data with holes sits at missing-data EM's optimum."""
-    weak = Priors(mean_scale=1e3, scale_log_sd=1e3, lkj_concentration=1.0)
+    weak = Priors(mean_scale=1e3, scale_prior="lognormal", scale_log_sd=1e3,
+                  lkj_concentration=1.0)
     fit = BayesianGaussianMixture(2, method="map", missing="marginalize", priors=weak,
                                   random_state=0).fit(data["holes"])
     em = GaussianMixture(2, missing="marginalize", tol=1e-10, max_iter=2000,

@@ -13,14 +13,22 @@ rate over seeds is at most 2 · ALPHA = 2% (one chance for each of the two tests
 seeds are fixed, so a given code base passes or fails deterministically. The mutant fits
 with the scale prior's median doubled (scale_loc 1 -> 2): measured p-values ~1e-17
 (chi-square) and at the ECDF floor 1/2001 on the four log standard deviations.
+
+The sparse over-fitted mixture (sparse=True: K=4, Dirichlet(0.5 / K)) has its own
+reduced SBC on label-invariant scalars (sorted weights, occupied components, the
+heaviest component, the log-likelihood; calibration.sparse_scalars), same thresholds.
 """
+
+import dataclasses
 
 import jax
 import numpy as np
 import pytest
+from conftest import in_scope
 from scipy import stats
 
 from bayesgmm.bayes import calibration as cal
+from bayesgmm.bayes.estimator import SPARSE_CONCENTRATION
 from bayesgmm.bayes.model import Priors
 from bayesgmm.params import GMMParams
 
@@ -28,10 +36,14 @@ pytestmark = pytest.mark.usefixtures("standard_promotion")
 
 ALPHA = 0.01
 SBC_PRIORS = Priors(weight_concentration=5.0, mean_loc=np.zeros(2), mean_scale=3.0,
-                    scale_loc=1.0, scale_log_sd=0.3, lkj_concentration=2.0)
-MUTANT_PRIORS = Priors(weight_concentration=5.0, mean_loc=np.zeros(2), mean_scale=3.0,
-                       scale_loc=2.0, scale_log_sd=0.3, lkj_concentration=2.0)
+                    scale_loc=1.0, scale_log_sd=0.3, lkj_concentration=2.0,
+                    scale_prior="lognormal")
+MUTANT_PRIORS = dataclasses.replace(SBC_PRIORS, scale_loc=2.0)
 SBC = dict(n_replications=40, n_samples=50, n_draws=19)
+# The sparse over-fitted mixture (the estimator's sparse=True): K=4, Dirichlet(0.5 / K)
+SPARSE_K = 4
+SPARSE_PRIORS = dataclasses.replace(SBC_PRIORS, weight_concentration=SPARSE_CONCENTRATION
+                                    / SPARSE_K)
 
 
 # ---- the statistics, against their null distributions ---------------------------------
@@ -134,6 +146,57 @@ def test_sbc_nuts_passes_and_the_mutant_fails():
     assert not _passes(mutant)
     log_sd = [i for i, n in enumerate(mutant.names) if n.startswith("log_sd")]
     assert np.all(mutant.chi2_p[log_sd] < ALPHA / 11)
+
+
+def test_sparse_scalars_are_label_invariant_and_count_occupied_components():
+    """sparse_scalars: the same values under any permutation of the components; K+
+    counts the components z uses; the log-likelihood is scipy's."""
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(7)
+    L = np.tril(rng.normal(size=(5, 4, 2, 2)) * 0.3)
+    L[..., [0, 1], [0, 1]] = np.exp(L[..., [0, 1], [0, 1]])
+    p = GMMParams(rng.dirichlet(np.full(4, 0.3), 5), rng.normal(size=(5, 4, 2)) * 3, L, "full")
+    X = rng.normal(size=(5, 30, 2))
+    z = rng.integers(0, 2, size=(5, 30)) * 3  # components 0 and 3 only: K+ = 2 (or 1)
+    perm = np.array([3, 1, 0, 2])
+    q = GMMParams(p.weights[:, perm], p.means[:, perm], p.cov_factor[:, perm], "full")
+    inv = np.argsort(perm)
+    with in_scope(np.float64):
+        a, names = cal.sparse_scalars(p, X, z)
+        b, _ = cal.sparse_scalars(q, X, inv[z])
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert names[:4] == ["w(1)", "w(2)", "w(3)", "n_occupied"] and names[-1] == "log_lik"
+    np.testing.assert_array_equal(a[:, 3], [len(np.unique(zz)) for zz in z])
+    assert np.all(np.diff(a[:, :3], axis=1) <= 0)  # weights in decreasing order
+    cov = np.asarray(p.full_covariances)
+    ll = [np.log(sum(p.weights[m, k] * multivariate_normal(p.means[m, k], cov[m, k]).pdf(X[m])
+                     for k in range(4))).sum() for m in range(5)]
+    np.testing.assert_allclose(a[:, -1], ll, rtol=1e-10)
+    # drawn allocations follow the responsibilities: a component with weight ~1 centred
+    # on the data takes every sample from far, light ones
+    w = np.full((5, 4), 1e-12)
+    w[:, 2] = 1.0
+    means = np.full((5, 4, 2), 50.0)
+    means[:, 2] = 0.0
+    heavy = GMMParams(w / w.sum(1, keepdims=True), means, np.broadcast_to(np.eye(2), L.shape),
+                      "full")
+    c, _ = cal.sparse_scalars(heavy, X, seed=3)
+    np.testing.assert_array_equal(c[:, 3], 1)
+    np.testing.assert_array_equal(c[:, 4:6], 0.0)  # the heaviest component's mean
+    with pytest.raises(ValueError, match="quantities"):
+        cal.run_sbc(0, SBC_PRIORS, quantities="unsorted")
+
+
+def test_sbc_sparse_overfitted_mixture_passes():
+    """The over-fitted mixture (K=4, Dirichlet(0.125)) on 30 data sets of N=40, NUTS 2 x
+    (100 + 100): sorted weights, occupied components, the heaviest component and the
+    log-likelihood rank uniformly (benchmarks/sbc.py --sbc-sparse: the full study)."""
+    res = cal.run_sbc(1, SPARSE_PRIORS, method="nuts", n_replications=30, n_samples=40,
+                      n_components=SPARSE_K, n_draws=19, quantities="sparse", n_warmup=100,
+                      n_draws_per_chain=100)
+    assert res.ranks.shape == (30, 9) and res.ranks.max() <= 19
+    assert _passes(res), (res.chi2_p.round(4), res.ecdf_p.round(4))
 
 
 def test_sbc_svi_passes():

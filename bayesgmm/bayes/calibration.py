@@ -18,6 +18,18 @@ overlap in that coordinate, the sorted posterior may be multimodal; a sampler th
 misses a mode then fails SBC, which is what SBC is for. The priors must be fixed (not
 scaled to the data: a data-scaled prior is not the distribution θ is drawn from).
 
+The over-fitted (sparse) mixture (Rousseau & Mengersen 2011; Malsiner-Walli et al.
+2016) has its own scalars (:func:`sparse_scalars`, ``run_sbc(quantities="sparse")``):
+with a sparse Dirichlet prior most components are empty, their means and scales are
+draws from the prior that the data never see, and sorting components by a mean
+coordinate would interleave empty and occupied ones. So the scalars are the weights
+sorted in decreasing order, the number of occupied components K+ (the quantity an
+over-fitted mixture estimates; from the allocations z, the simulated ones for the truth
+and one draw of z ~ p(z | x, θ) per posterior draw, which makes (θ, z) a joint posterior
+draw), the mean and log standard deviations of the heaviest component, and the data's
+log-likelihood log p(X | θ) (a data-dependent test quantity, sensitive to errors the
+parameters alone hide: Modrák et al. 2023). All are label-invariant, so SBC stays exact.
+
 Uniformity is judged twice: a chi-square test on binned ranks (:func:`chi2_uniformity`)
 and the simultaneous ECDF band of Säilynoja, Bürkner & Vehtari (2022), computed by
 simulation (:func:`ecdf_band`, :func:`ecdf_uniformity`).
@@ -51,14 +63,14 @@ from bayesgmm.bayes.inference.target import bound_model, init_sites, priors_key
 from bayesgmm.bayes.model import Priors, from_sites, gmm_model
 from bayesgmm.bayes.posterior import membership, rhat
 from bayesgmm.bayes.relabel import apply_permutations, log_responsibilities, relabel
-from bayesgmm.density import sample
+from bayesgmm.density import log_resp, sample
 from bayesgmm.params import GMMParams, take_components
 
 __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_errors",
            "InvariantDiagnostics", "ECDFBand", "check_fixed_priors", "sample_prior",
            "simulate", "em_and_map", "svi_draws", "order_components", "sbc_scalars",
-           "thin", "sbc_ranks", "chi2_uniformity", "ecdf_band", "ecdf_uniformity",
-           "interval_coverage", "expected_calibration_error", "reliability_curve",
+           "sparse_scalars", "QUANTITIES", "thin", "thin_params", "sbc_ranks",
+           "chi2_uniformity", "ecdf_band", "ecdf_uniformity", "interval_coverage", "expected_calibration_error", "reliability_curve",
            "invariant_diagnostics", "ess_bulk", "log_log_slope"]
 
 
@@ -66,6 +78,9 @@ __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_
 _SVI_PROGRAMS: dict = {}
 # Compiled prior and data simulators by configuration.
 _PROGRAMS: dict = {}
+# The scalar sets :func:`run_sbc` ranks ("sorted": :func:`sbc_scalars` of the components
+# sorted by their first mean coordinate; "sparse": :func:`sparse_scalars`).
+QUANTITIES = ("sorted", "sparse")
 
 
 class InvariantDiagnostics(NamedTuple):
@@ -120,13 +135,20 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
             n_samples: int = 50, n_components: int = 2, n_features: int = 2,
             n_draws: int = 19, fit_priors: Priors | None = None, n_chains: int = 2,
             n_warmup: int = 200, n_draws_per_chain: int = 200, n_svi_steps: int = 2000,
-            n_bins: int = 5, dtype=np.float32) -> SBCResult:
+            n_bins: int = 5, dtype=np.float32, quantities: str = "sorted") -> SBCResult:
     """Simulation-based calibration of ``method`` ("nuts" or "svi"): ``n_replications``
     times draw θ from ``priors`` (fixed), simulate ``n_samples`` points, fit from the
     EM-then-MAP start under ``fit_priors`` (default ``priors``; a different value is a
-    mutant), and rank the sorted truth's scalars among ``n_draws`` thinned draws.
+    mutant), and rank the truth's scalars among ``n_draws`` thinned draws:
+    ``quantities="sorted"`` those of :func:`sbc_scalars` of the components sorted by
+    their first mean coordinate, ``"sparse"`` those of :func:`sparse_scalars` (an
+    over-fitted mixture: sorted weights, occupied components, the heaviest component,
+    the log-likelihood).
 
     Everything follows from ``seed``; the programs compile once per configuration."""
+    if quantities not in QUANTITIES:
+        raise ValueError(f"run_sbc: quantities must be one of {QUANTITIES}, got "
+                         f"{quantities!r}")
     priors = check_fixed_priors(priors)
     fit_priors = priors if fit_priors is None else check_fixed_priors(fit_priors)
     if np.size(priors.mean_loc) != n_features:
@@ -135,8 +157,11 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
     key = jax.random.PRNGKey(seed)
     k_prior, k_data, k_fit = jax.random.split(key, 3)
     truths = sample_prior(k_prior, priors, n_components, n_replications).astype(dtype)
-    Xs, _ = simulate(k_data, truths, n_samples)
-    truth_scalars, names = sbc_scalars(order_components(truths))
+    Xs, zs = simulate(k_data, truths, n_samples)
+    if quantities == "sorted":
+        truth_scalars, names = sbc_scalars(order_components(truths))
+    else:
+        truth_scalars, names = sparse_scalars(truths, Xs, zs)
     fit_keys = jax.random.split(k_fit, n_replications)
     draws = []
     t0 = time.perf_counter()
@@ -153,8 +178,14 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
                                n_draws=n_draws)
         else:
             raise ValueError(f"run_sbc: method must be 'nuts' or 'svi', got {method!r}")
-        values, _ = sbc_scalars(order_components(params))
-        draws.append(thin(values, n_draws))
+        if quantities == "sorted":
+            values, _ = sbc_scalars(order_components(params))
+            draws.append(thin(values, n_draws))
+        else:  # thin first: the scalars need the data and a draw of z per parameter set
+            kept = thin_params(params, n_draws)
+            values, _ = sparse_scalars(kept, np.broadcast_to(Xs[r], (n_draws, *Xs[r].shape)),
+                                       seed=seed + r)
+            draws.append(values)
     seconds = time.perf_counter() - t0
     ranks = sbc_ranks(truth_scalars, np.stack(draws), seed=seed)
     return SBCResult(ranks, names, n_draws, chi2_uniformity(ranks, n_draws, n_bins),
@@ -361,6 +392,67 @@ def sbc_scalars(params: GMMParams) -> tuple[np.ndarray, list[str]]:
     return np.concatenate(cols, axis=-1), names
 
 
+def sparse_scalars(params: GMMParams, X: np.ndarray, z: np.ndarray | None = None,
+                   seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Label-invariant scalars of an over-fitted mixture, one set per data set.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Batch shape (M,): M parameter sets (the truths of M data sets, or M thinned
+        draws given one data set).
+    X : array of shape (M, N, D)
+        The data each parameter set is scored on.
+    z : int array of shape (M, N), optional
+        The allocations (the truth's simulated components); when not given, one draw of
+        z_n ~ p(z_n | x_n, θ) per parameter set (numpy, from ``seed``).
+
+    Returns
+    -------
+    values : array of shape (M, P)
+        ``w(1) ≥ ... ≥ w(K-1)`` (the weights sorted in decreasing order; the last one is
+        1 minus the others), ``n_occupied`` (components that hold at least one sample in
+        z), the heaviest component's D mean coordinates and D log standard deviations,
+        and ``log_lik`` = Σ_n log p(x_n | θ).
+    names : list of P str
+    """
+    p = params.to_numpy()
+    M, K, D = p.batch_shape[0], p.n_components, p.n_features
+    X = np.asarray(X)
+    config = ("loglik", X.dtype.str)
+    if config not in _PROGRAMS:  # (M, N, K) responsibilities and (M,) log-likelihoods
+        _PROGRAMS[config] = jax.jit(jax.vmap(lambda q, x: _resp_and_loglik(q, x)))
+    resp, loglik = jax.device_get(_PROGRAMS[config](
+        jax.tree_util.tree_map(lambda a: np.asarray(a, X.dtype), p), X))
+    if z is None:
+        rng = np.random.default_rng(seed)
+        cum = np.cumsum(np.asarray(resp, np.float64), axis=-1)  # (M, N, K): K is the last axis
+        u = rng.random(cum.shape[:-1])[..., None] * cum[..., -1:]
+        z = np.minimum((u > cum).sum(axis=-1), K - 1)  # inverse-CDF draw of z_n
+    z = np.asarray(z)
+    n_occupied = np.stack([(z == k).any(axis=-1) for k in range(K)], axis=-1).sum(axis=-1)
+    order = np.argsort(-p.weights, axis=-1, kind="stable")  # (M, K): heaviest first
+    w = np.take_along_axis(p.weights, order, axis=-1)
+    top = order[:, 0]
+    sd = np.sqrt(np.diagonal(np.asarray(p.full_covariances), axis1=-2, axis2=-1))  # (M, K, D)
+    rows = np.arange(M)
+    values = np.concatenate([w[:, :K - 1], n_occupied[:, None], p.means[rows, top],
+                             np.log(sd[rows, top]), np.asarray(loglik)[:, None]], axis=-1)
+    names = ([f"w({k + 1})" for k in range(K - 1)] + ["n_occupied"]
+             + [f"top_mean[{d}]" for d in range(D)] + [f"top_log_sd[{d}]" for d in range(D)]
+             + ["log_lik"])
+    return values.astype(np.float64), names
+
+
+def thin_params(params: GMMParams, n_keep: int) -> GMMParams:
+    """``n_keep`` evenly spaced parameter sets of draws of batch shape (C, S), chains
+    concatenated (as :func:`thin`): batch shape (n_keep,), NumPy."""
+    flat = params.flatten_batch()
+    idx = np.linspace(0, flat.weights.shape[0] - 1, n_keep).round().astype(int)
+    return GMMParams(flat.weights[idx], flat.means[idx], flat.cov_factor[idx],
+                     flat.covariance_type)
+
+
 def thin(values: np.ndarray, n_keep: int) -> np.ndarray:
     """``n_keep`` evenly spaced draws of (C, S, ...) values, chains concatenated:
     shape (n_keep, ...)."""
@@ -556,6 +648,13 @@ def _ess(z: np.ndarray) -> float:
     tau = -rho[0] + 2.0 * np.sum(rho[:max_t + 1]) + np.sum(rho[max_t + 1:max_t + 2])
     tau = max(tau, 1 / np.log10(C * S))
     return float(C * S / tau)
+
+
+def _resp_and_loglik(params: GMMParams, X):
+    """Responsibilities (N, K) and the log-likelihood Σ_n log p(x_n | θ) of one parameter
+    set (batch shape ()), by the library's density (:func:`bayesgmm.density.log_resp`)."""
+    lr, log_norm = log_resp(params, X)
+    return jax.numpy.exp(lr), jax.numpy.sum(log_norm)
 
 
 def _svi_program(config: tuple, priors: Priors):

@@ -7,8 +7,8 @@ Model (``covariance_type="full"``)::
     weights              ~ Dirichlet(α·1_K)            (or truncated stick-breaking)
     for k in component:
         means[k]         ~ Normal(m0, s0)               (D,)
-        scales[k]        ~ LogNormal(log σ0, τ)         (D,)  per-feature std devs
-                           (or InverseGamma(a, σ0·(a+1)): mode σ0, see below)
+        scales[k]        ~ InverseGamma(a, σ0·(a+1))    (D,)  per-feature std devs, mode σ0
+                           (or LogNormal(log σ0, τ), see below)
         corr_chol[k]     ~ LKJCholesky(D, η)            (D, D)
         L_k = diag(scales[k]) · corr_chol[k]            lower Cholesky of Σ_k
     for n in obs_id:
@@ -46,16 +46,23 @@ The hand-written potential (:mod:`bayesgmm.bayes.potential`) does not cover a no
 component or t components: those models run on NumPyro's own potential
 (:mod:`bayesgmm.bayes.robust`).
 
-Design notes: LogNormal rather than HalfNormal scales, because a HalfNormal prior let MAP
-keep a component collapsed on one point (scale ≈ 1e-3) where LogNormal recovered (issue 3
-measurements). A LogNormal still lets a component collapse onto m tied or nearly
-collapsed points: its log density falls like -(log s)²/2τ², the likelihood gains
--m log s, and the posterior mode of log s sits m·τ² below log σ0 (on standardised iris
-with K = 4 a chain found a spike with a 230-nat higher log density, issue 21).
-``scale_prior="inverse_gamma"`` puts InverseGamma(a, σ0·(a+1)) on each scale (mode σ0),
-whose density falls like exp(-b/s) towards 0: the mode with m points tied sits at
-b/(a+1+m), a floor relative to the data scale that shrinks only like 1/m. Default priors are weakly informative and scaled to the data (see
-:class:`Priors`); a user can set any field.
+Design notes: the scale prior must keep a component from collapsing onto a few points.
+A HalfNormal prior let MAP keep a component collapsed on one point (scale ≈ 1e-3; issue
+3 measurements). A LogNormal (the default until issue 21) still lets a component
+collapse onto m tied or nearly collapsed points: its log density falls like
+-(log s)²/2τ², the likelihood gains -m log s, and the posterior mode of log s sits m·τ²
+below log σ0 (on standardised iris with K = 4 a chain found a spike with a 230-nat
+higher log density; in the coverage study, draws at s ≈ 0.1 with the truth's smallest
+0.71 made posterior memberships less calibrated than EM's, issue 21). The default,
+InverseGamma(a, b = σ0·(a+1)) on each scale (mode σ0 = 0.5 · data std, a = 5), has a
+density falling like exp(-b/s) towards 0: with m points tied the mode of log s sits at
+log(b/(a+m)), a floor relative to the data scale that shrinks only like 1/m. In the
+coverage study (docs/calibration/README.md) it brought the posterior-mean memberships'
+calibration error closer to EM's plug-in one than the LogNormal did, without reaching
+it: where components overlap, chains can settle in a configuration that merges two
+clusters and splits a third, which no scale prior tried removes. Default priors are
+weakly informative and scaled to the data (see :class:`Priors`); a user can set any
+field.
 
 The distributions are built with ``validate_args=False``. NumPyro checks arguments and
 sample supports by default. Here the priors are checked once on the host
@@ -115,23 +122,35 @@ class Priors:
         Prior std of every mean coordinate; default 2 × the data std per feature (so
         clusters anywhere in the data's range are plausible).
     scale_loc : array (D,) or float or None
-        Median of the LogNormal prior on component std devs; default 0.5 × data std.
+        Where the component std devs' prior sits: the mode of the InverseGamma (the
+        default family), the median of the LogNormal; default 0.5 × data std.
     scale_log_sd : float, default 1.0
-        Std of log(scales): 1.0 spans a factor ~7 either way at ±2 sd.
+        Std of log(scales) of ``scale_prior="lognormal"`` (unused by the default
+        family): 1.0 spans a factor ~7 either way at ±2 sd.
     lkj_concentration : float, default 2.0
         LKJ η on each correlation matrix; η > 1 shrinks mildly towards independence.
     marginalize_missing : bool, default False
         The likelihood treats NaN in X as missing at random and marginalises it
         (:class:`MarginalMixtureLikelihood`). :meth:`resolve` sets it when X has NaN
         (and fills the other defaults from each feature's observed values).
-    scale_prior : {"lognormal", "inverse_gamma"}, default "lognormal"
+    scale_prior : {"inverse_gamma", "lognormal"}, default "inverse_gamma"
         The family of the component std devs' prior. ``"inverse_gamma"``:
         InverseGamma(``scale_shape``, ``scale_loc · (scale_shape + 1)``), mode
-        ``scale_loc``, which keeps mass away from 0 (see the module's design notes);
-        ``scale_log_sd`` is then unused.
-    scale_shape : float, default 2.0
+        ``scale_loc``; its density falls like exp(-b/s) towards 0, a floor relative to
+        the data's scale that keeps a component from collapsing onto a few tied or
+        duplicated rows (see the module's design notes); ``scale_log_sd`` is then
+        unused. ``"lognormal"``: LogNormal(log ``scale_loc``, ``scale_log_sd``), the
+        default before issue 21 (``Priors(scale_prior="lognormal")`` restores it), which
+        lets m tied rows pull log s down by m·``scale_log_sd``².
+    scale_shape : float, default 5.0
         The InverseGamma shape a of ``scale_prior="inverse_gamma"`` (larger: the scales
-        concentrate around ``scale_loc``).
+        concentrate around ``scale_loc``). With a = 5 the prior's central 90% of a
+        component std dev is 0.66-3.0 × ``scale_loc`` (0.33-1.5 × the data std by
+        default); a cluster narrower than that needs data to say so: 30 points of a
+        cluster 0.1 × the data std wide put the posterior mode ~45% above its width,
+        300 points ~4%. Chosen by the coverage study (docs/calibration/README.md): the
+        shapes 2 and 3 left posterior memberships markedly less calibrated; 5 and 8
+        did alike, and 5 is the weaker prior.
     noise_log_extent : array (D,) or None, default None
         A uniform noise component over a box with these log side lengths (log V is their
         sum), weight ``noise_weight ~ Beta(α, K·α)``; ``None``: no noise component.
@@ -155,8 +174,8 @@ class Priors:
     scale_log_sd: float = 1.0
     lkj_concentration: float = 2.0
     marginalize_missing: bool = False
-    scale_prior: str = "lognormal"
-    scale_shape: float = 2.0
+    scale_prior: str = "inverse_gamma"
+    scale_shape: float = 5.0
     noise_log_extent: object = None
     component: str = "gaussian"
     df: object = None

@@ -442,7 +442,7 @@ def _diagnose_nuts(info: NUTSInfo) -> Diagnostics:
     if div.sum():
         out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
                    "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
-                   "use stronger priors (weight_concentration, scale_log_sd).")
+                   "use stronger priors (weight_concentration, a larger scale_shape).")
     at_max = (np.asarray(info.tree_depth) >= info.max_tree_depth).mean(axis=1)
     if np.any(at_max > 0.05):
         out.append(f"chains {np.flatnonzero(at_max > 0.05).tolist()} hit max_tree_depth="
@@ -494,7 +494,7 @@ def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n
         out.append(f"component {k} collapsed in chains {chains} (its smallest scale < "
                    f"{COLLAPSED_SCALE:g} of the data's sd: a spike on a few points, not a "
                    "cluster); use fewer components, sparse=True, or a larger "
-                   "Priors(scale_loc=...) with a smaller scale_log_sd.")
+                   "Priors(scale_loc=...) or scale_shape.")
     if not sparse:
         for k in np.flatnonzero(empty.any(axis=0)):
             chains = np.flatnonzero(empty[:, k]).tolist()

@@ -48,7 +48,8 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def supports(covariance_type: str, priors: Priors) -> bool:
     """Whether this module covers the configuration (else use NumPyro's potential)."""
-    return covariance_type in MODEL_COVARIANCE_TYPES and priors.weight_prior == "dirichlet"
+    return (covariance_type in MODEL_COVARIANCE_TYPES and priors.weight_prior == "dirichlet"
+            and not priors.robust)  # noise or t components: NumPyro's (bayes.robust)
 
 
 def unconstrained_shapes(n_components: int, n_features: int, covariance_type: str) -> dict:
