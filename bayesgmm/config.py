@@ -132,7 +132,7 @@ class PriorsConfig:
                                             "(set by the fit itself when the data has NaN)")
     scale_prior: str = _key("inverse_gamma", "the family of the components' std devs' "
                             "prior (inverse_gamma, mode scale_loc, keeps mass away from 0)",
-                            choices=("inverse_gamma", "lognormal"))
+                            choices=("lognormal", "inverse_gamma"))
     scale_shape: float = _key(5.0, 'InverseGamma shape of scale_prior = "inverse_gamma"',
                               gt=0)
     df_shape: float = _key(2.0, 'Gamma shape of the Student-t degrees of freedom\'s prior '
