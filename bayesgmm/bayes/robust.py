@@ -20,7 +20,7 @@ Which path runs
   ``GMMParams`` alone (no ``noise_weight`` or ``df``). With those two changes,
   :func:`run` reduces to ``inference.run`` (see the branch's report).
 
-The same MAP (Adam from the EM start, :func:`bayesgmm.bayes.inference.map.adam_decaying`),
+The same MAP (Adam from the EM start, :func:`bayesgmm.bayes.inference.map.minimise`),
 NUTS (per-chain jitter around the MAP) and SVI (a multivariate-normal guide started at
 the MAP) as the common path, on NumPyro's potential: slower to compile, same answers.
 
@@ -36,7 +36,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 from numpyro.infer import NUTS, SVI, Trace_ELBO, init_to_value
@@ -46,7 +45,7 @@ from numpyro.optim import Adam
 
 from bayesgmm.bayes import posterior
 from bayesgmm.bayes.inference import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
-from bayesgmm.bayes.inference.map import adam_decaying
+from bayesgmm.bayes.inference.map import minimise
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
 from bayesgmm.bayes.inference.target import bound_model, priors_key
 from bayesgmm.bayes.model import COMPONENTS, Priors, from_sites, robust_log_joint, to_sites
@@ -345,20 +344,8 @@ def _map_program(model, n_steps: int):
         z0 = unconstrain_fn(model, (X,), {}, sites)
         flat0, unravel = ravel_pytree(z0)
         loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
-        value_and_grad = jax.value_and_grad(loss)
-        optimizer = adam_decaying(lr0, lr1, n_steps)
-
-        def step(carry, _):
-            f, state = carry
-            value, g = value_and_grad(f)
-            g = jnp.where(jnp.isfinite(g), g, 0.0)  # a non-finite gradient: no move
-            updates, state = optimizer.update(g, state, f)
-            return (optax.apply_updates(f, updates), state), value
-
-        (f, _), trace = jax.lax.scan(step, (flat0, optimizer.init(flat0)), None,
-                                     length=n_steps)
-        out = constrain_fn(model, (X,), {}, unravel(f), return_deterministic=True)
-        return out, jnp.concatenate([trace, loss(f)[None]])
+        f, trace = minimise(loss, flat0, lr0, lr1, n_steps)
+        return constrain_fn(model, (X,), {}, unravel(f), return_deterministic=True), trace
 
     return program
 

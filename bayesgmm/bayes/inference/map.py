@@ -32,7 +32,7 @@ from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_pote
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
-__all__ = ["fit_map", "adam_decaying"]
+__all__ = ["fit_map", "adam_decaying", "minimise"]
 
 # Compiled MAP programs by configuration (X is an argument: new data of the same shape
 # and dtype reuses the program).
@@ -75,6 +75,24 @@ def adam_decaying(learning_rate, final_learning_rate, n_steps: int) -> optax.Gra
     return optax.adam(lambda count: learning_rate * decay ** (count + 1).astype(dtype))
 
 
+def minimise(loss, flat0, lr0, lr1, n_steps: int):
+    """``n_steps`` of Adam (:func:`adam_decaying`) on a flat ``loss``, traced (a
+    ``lax.scan``); a non-finite gradient moves nothing. Returns the final point and the
+    loss before each step and at the end, shape (n_steps + 1,)."""
+    value_and_grad = jax.value_and_grad(loss)
+    optimizer = adam_decaying(lr0, lr1, n_steps)
+
+    def step(carry, _):
+        f, state = carry
+        value, g = value_and_grad(f)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)  # a non-finite gradient: no move
+        updates, state = optimizer.update(g, state, f)
+        return (optax.apply_updates(f, updates), state), value
+
+    (f, _), trace = jax.lax.scan(step, (flat0, optimizer.init(flat0)), None, length=n_steps)
+    return f, jnp.concatenate([trace, loss(f)[None]])
+
+
 def _make_runner(model, n_steps: int):
     """A jitted (X, init, lr0, lr1) -> (MAP sites, minus-log-density trace (n_steps + 1,)),
     on the same potential as NUTS (:func:`bayesgmm.bayes.inference.target.flat_potential`)."""
@@ -83,18 +101,7 @@ def _make_runner(model, n_steps: int):
         z0 = unconstrained(model, X, init_sites(init, model, X.dtype))
         flat0, unravel = ravel_pytree(z0)
         loss = flat_potential(model, X, unravel)
-        value_and_grad = jax.value_and_grad(loss)
-        optimizer = adam_decaying(lr0, lr1, n_steps)
-
-        def step(carry, _):
-            f, state = carry
-            value, g = value_and_grad(f)
-            g = jnp.where(jnp.isfinite(g), g, 0.0)  # a non-finite gradient: no move
-            updates, state = optimizer.update(g, state, f)
-            return (optax.apply_updates(f, updates), state), value
-
-        (f, _), trace = jax.lax.scan(step, (flat0, optimizer.init(flat0)), None,
-                                     length=n_steps)
-        return constrained(model, X, unravel(f)), jnp.concatenate([trace, loss(f)[None]])
+        f, trace = minimise(loss, flat0, lr0, lr1, n_steps)
+        return constrained(model, X, unravel(f)), trace
 
     return jit(run)
