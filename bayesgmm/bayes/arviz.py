@@ -429,6 +429,8 @@ def summary_of_draws(values: dict, **kwargs):
 def ess(x, method: str = "bulk") -> float:
     """Effective sample size (ArviZ; ``method`` "bulk", "tail", "mean"...) of one
     quantity's (chain, draw) array. (R-hat is :func:`bayesgmm.bayes.posterior.rhat`.)"""
+    if method == "tail" and _v1():  # arviz-stats asks for the quantile (0.23: 5% / 95%)
+        return float(_az().ess(_chain_draw(x, "ess"), method=method, prob=TAIL_ESS_PROB))
     return float(_az().ess(_chain_draw(x, "ess"), method=method))
 
 
