@@ -44,8 +44,8 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from numpyro.optim import Adam
 
 from bayesgmm.bayes import posterior
-from bayesgmm.bayes.inference import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
-from bayesgmm.bayes.inference.map import minimise
+from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
+from bayesgmm.bayes.inference.map import map_info, minimise
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
 from bayesgmm.bayes.inference.target import bound_model, priors_key
 from bayesgmm.bayes.model import COMPONENTS, Priors, from_sites, robust_log_joint, to_sites
@@ -330,12 +330,7 @@ def _fit_map(model, X, sites: dict, n_steps: int = 800, learning_rate: float = 0
     out, trace = jax.device_get(_MAP_RUNNERS[cache_key](
         X, sites, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype)))
     batched = {k: np.asarray(v)[None, None] for k, v in out.items() if k != "obs"}
-    lp = -trace
-    tail = lp[-max(n_steps // 10, 2):]
-    change = float(np.abs(tail[-1] - tail[0]) / (np.abs(tail[-1]) + 1e-12))
-    info = MAPInfo(log_density=lp, n_steps=n_steps,
-                   converged=bool(np.isfinite(lp[-1])) and change < rtol * 100,
-                   relative_change=change)
+    info = map_info(trace, n_steps, rtol)
     return InferenceResult("map", from_sites(batched, kw["covariance_type"]), batched, info)
 
 

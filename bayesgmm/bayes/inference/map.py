@@ -32,7 +32,7 @@ from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_pote
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
-__all__ = ["fit_map", "adam_decaying", "minimise"]
+__all__ = ["fit_map", "adam_decaying", "minimise", "map_info"]
 
 # Compiled MAP programs by configuration (X is an argument: new data of the same shape
 # and dtype reuses the program).
@@ -56,12 +56,7 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
     constrained, trace = jax.device_get(_RUNNERS[cache_key](
         X, init, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype)))
     batched = {k: v[None, None] for k, v in constrained.items()}
-    lp = -trace
-    tail = lp[-max(n_steps // 10, 2):]
-    change = float(np.abs(tail[-1] - tail[0]) / (np.abs(tail[-1]) + 1e-12))
-    info = MAPInfo(log_density=lp, n_steps=n_steps,
-                   converged=bool(np.isfinite(lp[-1])) and change < rtol * 100,
-                   relative_change=change)
+    info = map_info(trace, n_steps, rtol)
     return InferenceResult("map", from_sites(batched, covariance_type), batched, info)
 
 
@@ -73,6 +68,18 @@ def adam_decaying(learning_rate, final_learning_rate, n_steps: int) -> optax.Gra
     decay = (final_learning_rate / learning_rate) ** (1.0 / n_steps)
     dtype = jnp.result_type(learning_rate)
     return optax.adam(lambda count: learning_rate * decay ** (count + 1).astype(dtype))
+
+
+def map_info(trace, n_steps: int, rtol: float) -> MAPInfo:
+    """The MAP run's report from its loss trace (n_steps + 1,): the log density, and
+    converged when it is finite and moved less than ``100 · rtol`` (relative) over the
+    last tenth of the steps."""
+    lp = -np.asarray(trace)
+    tail = lp[-max(n_steps // 10, 2):]
+    change = float(np.abs(tail[-1] - tail[0]) / (np.abs(tail[-1]) + 1e-12))
+    return MAPInfo(log_density=lp, n_steps=n_steps,
+                   converged=bool(np.isfinite(lp[-1])) and change < rtol * 100,
+                   relative_change=change)
 
 
 def minimise(loss, flat0, lr0, lr1, n_steps: int):
