@@ -84,7 +84,7 @@ __all__ = ["CovarianceOps", "TABLE", "RAW_TABLE", "ARRAY_FUNCTIONS", "ops", "ROU
            "MCLUST_MODELS", "SKLEARN_NAMES", "UNIVARIATE_NAMES", "CANONICAL",
            "INNER_MAX_ITER", "WARM_ALTERNATIONS", "WARM_MAX_ITER", "WARM_LARGE_ROWS",
            "WARM_LARGE_MAX_ITER", "COLD_MAX_ITER", "Prior",
-           "default_prior", "prior_moments", "n_moment_features", "moment_features",
+           "MCLUST_PRIOR", "PRIOR_FORMS", "prior_rule", "default_prior", "prior_moments", "n_moment_features", "moment_features",
            "moment_theta", "moment_sums"]
 
 Array = Any  # a NumPy or JAX array (typing only; importing jax here is what we avoid)
@@ -989,21 +989,27 @@ def _alias_text() -> str:
 
 
 class Prior(NamedTuple):
-    """A normal–inverse-Wishart prior on each component's mean and covariance, for a
+    """A normal–inverse-Wishart-type prior on each component's mean and covariance, for a
     MAP M-step (Fraley & Raftery 2007; mclust's ``priorControl``):
     Σ_k ~ IW(dof, scale), μ_k | Σ_k ~ N(mean, Σ_k / shrinkage).
 
-    With it, every model's M-step maximises its expected complete-data log-likelihood
-    plus the log prior, which is the likelihood M-step of :data:`TABLE` on prior-augmented
-    statistics (:func:`prior_moments`): counts ñ_k = n_k + dof + D + 1 (+ 1 when
-    shrinkage > 0), scatters W̃_k = scale + W_k + κ n_k/(n_k + κ) (x̄_k - mean)(...)ᵀ,
-    means (n_k x̄_k + κ mean)/(n_k + κ). For VVV that is mclust's ``mstepVVV`` with a
-    prior exactly (checked against mclust 6.0.0 on iris: 2e-15 relative). The other
-    models keep this one prior on each Σ_k, restricted to the family, where mclust has a
-    prior per model: one on a shared parameter (EEE: one scale, dof + n + K + D + 1 in
-    the count), an inverse-gamma on the variances of the diagonal and spherical models
-    (VII: (scale + tr W_k + ...) / (dof + n_k D + 2 + D)); their MAP covariances differed
-    from mclust's by 5-21% on iris, K = 3 (the means agree).
+    With it, every model's M-step is the likelihood M-step of :data:`TABLE` on
+    prior-augmented statistics (:func:`prior_moments`): counts ñ_k, scatters
+    W̃_k = w·scale + W_k + c_k (x̄_k - mean)(...)ᵀ with c_k = κ n_k/(n_k + κ), and
+    means (n_k x̄_k + κ mean)/(n_k + κ). ``form`` says how ñ_k and the scale's weight w
+    are chosen for each model:
+
+    * ``"conjugate"`` (the default for a prior you build): the one conjugate prior on each
+      Σ_k, restricted to the model's family: ñ_k = n_k + dof + D + 1 (+ 1 when
+      shrinkage > 0), w = 1, for every model (its MAP M-step maximises the expected
+      complete-data log-likelihood plus Σ_k the log prior);
+    * ``"mclust"`` (:func:`default_prior`'s, so ``prior="default"``): mclust's own M-step
+      with a prior for each model (:data:`MCLUST_PRIOR`, read from mclust 6.1's Fortran
+      ``me*p`` routines), which puts the prior on the model's own parameters: one
+      shared scale for EII, EEI and EEE, inverse-gamma variances for the diagonal and
+      spherical models, and for EEI unshrunk means. VVV is the same in both forms
+      (checked against mclust 6.0.0 on iris: 2e-15 relative). mclust has no prior for
+      VEE, EVE, VVE and EVV; they keep the conjugate form.
 
     EM uses it through ``GaussianMixture(prior=...)`` (:func:`bayesgmm.engines.mixture_m_step`
     calls :func:`prior_moments`, then the model's ``factor_from_moments``).
@@ -1013,13 +1019,89 @@ class Prior(NamedTuple):
     mean: Array  # (D,) prior mean of the component means
     dof: float  # > D - 1
     scale: Array  # (D, D) positive definite (its diagonal for diagonal models)
+    form: str = "conjugate"  # "conjugate" or "mclust" (see above); static under jit
+
+
+class _PriorRule(NamedTuple):
+    """How one model's MAP M-step augments the statistics (see :class:`Prior`), as
+    functions of D, the active component count Ka, dof and kp = 1 if shrinkage > 0
+    else 0."""
+
+    scale_weight: Callable  # (D, Ka) -> w: the scale added to each active W̃_k, times w
+    count: Callable  # (D, Ka, dof, kp) -> ñ_k - n_k for each active component
+    shrink_means: bool  # the means are the posterior's (else the weighted averages x̄_k)
+
+
+_CONJUGATE = _PriorRule(lambda D, Ka: 1.0, lambda D, Ka, dof, kp: dof + D + 1 + kp, True)
+
+#: mclust's M-step with a prior, model by model (mclust 6.1, ``src/mclust.f``: meeiip,
+#: meviip, meeeip, meveip, meevip, mevvip, meeeep, meeevp, mevevp, mevvvp), as the
+#: likelihood M-step of :data:`TABLE` on ñ_k and W̃_k (:class:`Prior`); s is the scale
+#: (for the diagonal models its diagonal, a multiple of I by default):
+#:
+#: ===== ======================================================= ==========================
+#: model the MAP covariance mclust computes                      as ñ_k - n_k, weight of s
+#: ===== ======================================================= ==========================
+#: EII   λ = Σ_k tr(W_k + c_k d_k d_kᵀ) / (dof + (n + K) D + 2)  1 + (dof + 2)/(D K), 0
+#: VII   λ_k = (tr s + tr W̃'_k) / (dof + n_k D + 2 + D kp)       (dof + 2)/D + kp, 1/D
+#: EEI   B = s + Σ_k diag W̃'_k, Σ = B / (n + dof + 1 + kp)       (dof + 1 + kp)/K, 1/K
+#: VEI   λ_k = Σ_j w̃_kj / a_j / (n_k D + dof + 2 + kp),          (dof + 2 + kp)/D, 1
+#:       a ∝ Σ_k w̃_k / λ_k, w̃_k = s + diag W̃'_k
+#: EVI   λ = Σ_k |w̃_k|^{1/D} / (n + dof + 1 + kp)                (dof + 1 + kp)/K, 1
+#: VVI   Σ_k = w̃_k / (n_k + dof + 2 + kp)                        dof + 2 + kp, 1
+#: EEE   Σ = (s + Σ_k W̃'_k) / (n + dof + D + 1 + K kp)           (dof + D + 1)/K + kp, 1/K
+#: EEV   λA = Σ_k eig(s + W̃'_k) / (n + dof + D + 1 + kp)         (dof + D + 1 + kp)/K, 1
+#: VEV   λ_k = Σ_j eig_kj / a_j / (n_k D) (no count from dof)     0, 1
+#: VVV   Σ_k = (s + W̃'_k) / (n_k + dof + D + 1 + kp)             dof + D + 1 + kp, 1
+#: ===== ======================================================= ==========================
+#:
+#: with W̃'_k = W_k + c_k d_k d_kᵀ (d_k = x̄_k - mean) and K the active components. EEI
+#: keeps the means x̄_k (mclust does not shrink them there); EII adds no scale (mclust's
+#: meeiip leaves it out). Models not listed (VEE, EVE, VVE, EVV: mclust has no prior
+#: for them) take the conjugate form. With one component mclust fits its XII, XXI or
+#: XXX model (mnxiip, mnxxip, mnxxxp) whatever the name: the rule of VII, VVI or VVV
+#: by the model's layout (:func:`prior_rule`).
+MCLUST_PRIOR: dict[str, _PriorRule] = {
+    "EII": _PriorRule(lambda D, Ka: 0.0, lambda D, Ka, dof, kp: 1 + (dof + 2) / (D * Ka),
+                      True),
+    "VII": _PriorRule(lambda D, Ka: 1.0 / D, lambda D, Ka, dof, kp: (dof + 2) / D + kp, True),
+    "EEI": _PriorRule(lambda D, Ka: 1.0 / Ka, lambda D, Ka, dof, kp: (dof + 1 + kp) / Ka,
+                      False),
+    "VEI": _PriorRule(lambda D, Ka: 1.0, lambda D, Ka, dof, kp: (dof + 2 + kp) / D, True),
+    "EVI": _PriorRule(lambda D, Ka: 1.0, lambda D, Ka, dof, kp: (dof + 1 + kp) / Ka, True),
+    "VVI": _PriorRule(lambda D, Ka: 1.0, lambda D, Ka, dof, kp: dof + 2 + kp, True),
+    "EEE": _PriorRule(lambda D, Ka: 1.0 / Ka, lambda D, Ka, dof, kp: (dof + D + 1) / Ka + kp,
+                      True),
+    "EEV": _PriorRule(lambda D, Ka: 1.0, lambda D, Ka, dof, kp: (dof + D + 1 + kp) / Ka,
+                      True),
+    "VEV": _PriorRule(lambda D, Ka: 1.0, lambda D, Ka, dof, kp: 0.0, True),
+    "VVV": _CONJUGATE,
+}
+
+PRIOR_FORMS = ("conjugate", "mclust")
+
+
+def prior_rule(prior: Prior, covariance_type: str, one: bool = False) -> _PriorRule:
+    """The rule of :data:`MCLUST_PRIOR` (form ``"mclust"``) or the conjugate one;
+    ``one``: mclust's rule for a single component (VII's, VVI's or VVV's by the
+    model's layout)."""
+    if prior.form == "conjugate":
+        return _CONJUGATE
+    if prior.form == "mclust":
+        if one:
+            axis = TABLE[covariance_type].component_axis
+            return MCLUST_PRIOR[{-1: "VII", -2: "VVI"}.get(axis, "VVV")]
+        return MCLUST_PRIOR.get(CANONICAL[covariance_type], _CONJUGATE)
+    raise ValueError(f"Invalid value for the prior's 'form': {prior.form!r}; it should be "
+                     f"in {PRIOR_FORMS}")
 
 
 def default_prior(X: Array, n_components: int, covariance_type: str) -> Prior:
-    """mclust's ``defaultPrior``: shrinkage 0.01, the data mean, dof D + 2, and scale
-    var(X) / K^{2/D} (the covariance matrix for models with free or shared orientation
-    when N > D, else its diagonal; for diagonal and spherical models the mean variance
-    times I).
+    """mclust's ``priorControl()``: its ``defaultPrior`` (shrinkage 0.01, the data mean,
+    dof D + 2, and scale var(X) / K^{2/D}: the covariance matrix for models with free
+    or shared orientation when N > D, else its diagonal; for diagonal and spherical
+    models the mean variance times I) with mclust's M-step for each model
+    (``form="mclust"``, :data:`MCLUST_PRIOR`).
 
     Parameters
     ----------
@@ -1035,19 +1117,21 @@ def default_prior(X: Array, n_components: int, covariance_type: str) -> Prior:
         scale = fac * np.trace(cov) / D * np.eye(D)
     else:
         scale = fac * (cov if N > D else np.diag(np.diag(cov)))
-    return Prior(0.01, X.mean(axis=0), float(D + 2), scale)
+    return Prior(0.01, X.mean(axis=0), float(D + 2), scale, "mclust")
 
 
 def prior_moments(prior: Prior, nk: Array, sx: Array, sxx: Array, shift: Array,
-                  covariance_type: str, xp=None) -> tuple[Array, Array, Array]:
+                  covariance_type: str, xp=None, active: Array | None = None,
+                  ) -> tuple[Array, Array, Array]:
     """The MAP M-step's statistics: ``factor_from_moments(sxx_map, nk_map, 0,
     Σ nk_map, reg)`` is the MAP covariance factor and ``means`` the MAP means.
 
     Parameters
     ----------
     prior : Prior
+        Its ``form`` picks the model's rule (:func:`prior_rule`).
     nk : array of shape (K,)
-        Σ w r (an inactive, padded component: 0, and it stays out: ñ_k = n_k there).
+        Σ w r.
     sx : array of shape (K, D)
         Σ w r (x - shift_k).
     sxx : array of shape (K, D, D) or (K, D)
@@ -1055,21 +1139,35 @@ def prior_moments(prior: Prior, nk: Array, sx: Array, sxx: Array, shift: Array,
     shift : array of shape (K, D) or (D,)
     covariance_type : str
     xp : namespace, optional
+    active : bool array of shape (K,), optional
+        The components that take part (default: n_k > 0); the others (padding) take no
+        prior mass: ñ_k = n_k and W̃_k = W_k there, and they are not counted in K.
 
     Returns
     -------
     nk_map : array of shape (K,)
-        ñ_k; n_k where n_k is 0.
+        ñ_k; n_k where the component is inactive.
     sxx_map : array, shaped as ``sxx``
-        W̃_k, about the MAP mean (so the M-step's mean offset is 0).
+        W̃_k, about x̄_k (so the M-step's mean offset is 0).
     means : array of shape (K, D)
     """
     xp = get_namespace(nk, sx, sxx, shift) if xp is None else namespace(xp)
+    rule = prior_rule(prior, covariance_type)
     D = sx.shape[-1]
     dtype = sx.dtype
     kappa = float(prior.shrinkage)
+    kp = 1.0 if kappa > 0 else 0.0
     mu0 = xp.asarray(prior.mean, dtype=dtype)
     scale = xp.asarray(prior.scale, dtype=dtype)
+    active = nk > 0 if active is None else active
+    n_active = xp.maximum(xp.sum(xp.where(active, 1.0, 0.0)), 1.0)  # K of the rule
+    weight = rule.scale_weight(D, n_active)
+    count = rule.count(D, n_active, float(prior.dof), kp)
+    single = prior_rule(prior, covariance_type, one=True)
+    if single is not rule:  # one active component (possibly traced): mclust's XII/XXI/XXX
+        one = n_active == 1
+        weight = xp.where(one, single.scale_weight(D, 1.0), weight)
+        count = xp.where(one, single.count(D, 1.0, float(prior.dof), kp), count)
     safe = xp.where(nk > 0, nk, 1.0)
     delta = sx / safe[:, None]  # x̄_k - shift
     d = mu0 - shift - delta  # (K, D): mean - x̄_k
@@ -1077,16 +1175,16 @@ def prior_moments(prior: Prior, nk: Array, sx: Array, sxx: Array, shift: Array,
     full = sxx.ndim == 3
     if full:
         W = sxx - nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        W_map = W + scale + shrink[:, :, None] * d[:, :, None] * d[:, None, :]
+        W_map = W + weight * scale + shrink[:, :, None] * d[:, :, None] * d[:, None, :]
     else:
         W = sxx - nk[:, None] * delta * delta
-        W_map = W + xp.diagonal(scale) + shrink * d * d
-    active = nk > 0
-    count = nk + (float(prior.dof) + D + 1 + (1 if kappa > 0 else 0))
-    nk_map = xp.where(active, count, nk)
+        W_map = W + weight * xp.diagonal(scale) + shrink * d * d
+    nk_map = xp.where(active, nk + count, nk)
     W_map = xp.where(active.reshape((-1,) + (1,) * (W.ndim - 1)), W_map, W)
-    means = (nk[:, None] * (shift + delta) + kappa * mu0) / (safe + kappa)[:, None]
-    return nk_map, W_map, xp.where(active[:, None], means, shift + delta)
+    xbar = shift + delta
+    shrunk = active if rule.shrink_means else active & (n_active == 1)
+    means = (nk[:, None] * xbar + kappa * mu0) / (safe + kappa)[:, None]
+    return nk_map, W_map, xp.where(shrunk[:, None], means, xbar)
 
 
 # ---- the moments form ---------------------------------------------------------------------

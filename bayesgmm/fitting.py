@@ -45,7 +45,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from bayesgmm.covariance import Prior, default_prior
+from bayesgmm.covariance import PRIOR_FORMS, Prior, default_prior
 from bayesgmm.engines import numpy as host
 from bayesgmm.engines.choose import Choice, check_engine, choose
 from bayesgmm.engines import FitInfo
@@ -178,7 +178,8 @@ def resolve_prior(options: FitOptions, X) -> Prior | None:
     """The :class:`bayesgmm.covariance.Prior` a fit of ``options`` on ``X (N, D)`` uses:
     ``None``; for ``"default"`` mclust's ``defaultPrior`` of X, K and the covariance
     type (:func:`bayesgmm.covariance.default_prior`: it depends on K, so each K of a
-    sweep gets its own); a given ``Prior`` checked against X's D. Its arrays are
+    sweep gets its own, with mclust's M-step for each model: ``form="mclust"``); a
+    given ``Prior`` checked against X's D. Its arrays are
     float64 NumPy, its numbers Python floats.
 
     Raises
@@ -209,11 +210,14 @@ def resolve_prior(options: FitOptions, X) -> Prior | None:
         problems.append(f"its dof is {dof:g}, expected more than D - 1 = {D - 1}")
     if not shrinkage >= 0:
         problems.append(f"its shrinkage is {shrinkage:g}, expected >= 0")
+    form = getattr(prior, "form", "conjugate")
+    if form not in PRIOR_FORMS:
+        problems.append(f"its form is {form!r}, expected one of {PRIOR_FORMS}")
     if problems:
         raise ValueError(f"The prior does not fit data with {D} features: "
                          f"{'; '.join(problems)}. Build it for this data, or use "
                          "prior='default' (mclust's defaultPrior).")
-    return Prior(shrinkage, mean, dof, scale)
+    return Prior(shrinkage, mean, dof, scale, form)
 
 
 def _check_prior_option(prior) -> None:

@@ -27,6 +27,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from bayesgmm.covariance import CANONICAL
 from bayesgmm.engines.choose import sweep_engine
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.fitting import (
@@ -102,7 +103,8 @@ class RankedModel(NamedTuple):
 class SweepResult(dict):
     """A small table (dict of equal-length NumPy arrays) from :func:`sweep`.
 
-    Keys: ``n_components, covariance_type, bic, aic, icl, log_likelihood,
+    Keys: ``n_components, covariance_type`` (mclust's model name, :data:`bayesgmm.covariance.CANONICAL`:
+    a sweep over ``"tied"`` lists ``EEE``), ``bic, aic, icl, log_likelihood,
     n_parameters, lower_bound, n_iter, converged, collapsed, best``; ``best`` marks the
     row minimising ``criterion`` among the fits that did not collapse (``collapsed``: a
     component holds fewer rows than its covariance needs,
@@ -193,16 +195,14 @@ class SweepResult(dict):
 
 
 def all_covariance_types() -> tuple[str, ...]:
-    """Every covariance model of :data:`bayesgmm.covariance.TABLE`, once each (a name
-    that is another's alias, the same table entry, is left out)."""
-    from bayesgmm.covariance import TABLE
+    """Every covariance model of :data:`bayesgmm.covariance.TABLE`, once each, by
+    mclust's name and in mclust's order (:data:`bayesgmm.covariance.MCLUST_MODELS`:
+    EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV).
+    scikit-learn's names (full = VVV, tied = EEE, diag = VVI, spherical = VII) are
+    aliases of four of them: accepted as input everywhere, not listed here."""
+    from bayesgmm.covariance import MCLUST_MODELS
 
-    seen, names = set(), []
-    for name, entry in TABLE.items():
-        if id(entry) not in seen:
-            seen.add(id(entry))
-            names.append(name)
-    return tuple(names)
+    return MCLUST_MODELS
 
 
 def _ranges(ks: list[int]) -> str:
@@ -302,7 +302,7 @@ def sweep(
             n_par = params.n_parameters
             log_lik = (n_par * np.log(X.shape[0]) - crit["bic"]) / 2
             collapsed = k > 1 and float(np.min(info.nk[:k])) < need - 0.5
-            rows.append((k, ct, crit["bic"], crit["aic"], crit["icl"], log_lik, n_par,
+            rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"], log_lik, n_par,
                          gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed))
             models.append(gm)
     shown.close()

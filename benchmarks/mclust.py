@@ -15,9 +15,8 @@ per data set:
   excluded; bayesgmm's compilation included, its first sweep in this process) and
   mclust's time over bayesgmm's.
 
-Model names are mclust's; bayesgmm's aliases are used for the four scikit-learn
-models (VII = spherical, VVI = diag, EEE = tied, VVV = full), other names are passed
-as they are (once ``covariance_type`` accepts mclust's 14).
+Model names are mclust's on both sides (``covariance_type`` takes mclust's 14, and the
+sweep's table lists them by those names).
 
     python benchmarks/mclust.py [--models all | EII,VII,...] [--data faithful,...] [--init auto]
 
@@ -50,12 +49,10 @@ import numpy as np
 from bayesgmm.datasets import load_diabetes, load_faithful, make_mixture
 from bayesgmm.initialize import _HC_CACHE
 from bayesgmm.params import GMMParams
-from bayesgmm.selection import sweep
+from bayesgmm.selection import all_covariance_types, sweep
 
-ALIASES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
 #: mclust's 14 models in its own order (``--models all``).
-MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE",
-                 "EEV", "VEV", "EVV", "VVV")
+MCLUST_MODELS = all_covariance_types()
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -100,21 +97,20 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 def run_ours(X: np.ndarray, models, g_max: int, clock: str = "wall",
              **kw) -> tuple[dict, tuple, float]:
     """``{(model, K): loglik}``, the best (model, K) by BIC, and the seconds."""
-    types = [ALIASES.get(m, m) for m in models]
+    types = list(models)
     now = CLOCKS[clock]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = now()
         table = sweep(X, range(1, g_max + 1), types, random_state=0, **kw)
         seconds = now() - t
-    name = dict(zip(types, models))
     cells = {}
     for i, gm in enumerate(table.models):
         # log L from the BIC (the fitted parameters' own log-likelihood)
         loglik = (gm.params_.n_parameters * np.log(len(X)) - table["bic"][i]) / 2
-        cells[name[str(table["covariance_type"][i])], int(table["n_components"][i])] = loglik
+        cells[str(table["covariance_type"][i]), int(table["n_components"][i])] = loglik
     best = table.best
-    return cells, (name[best["covariance_type"]], best["n_components"]), seconds
+    return cells, (best["covariance_type"], best["n_components"]), seconds
 
 
 def compare(name, X, models, g_max, workdir, repeat=1, clock="wall", **kw):

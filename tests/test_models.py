@@ -646,7 +646,7 @@ def test_map_m_step_maximises_the_penalised_q(model):
     from bayesgmm.covariance import default_prior, prior_moments
 
     X, resp = _data(21)
-    prior = default_prior(X, K, model)
+    prior = default_prior(X, K, model)._replace(form="conjugate")
     _, covs = _map_m_step(model, X, resp, prior)
     _in_family(model, covs)
     nk, xbar, W = _scatter(X, resp, 0.0)
@@ -666,6 +666,131 @@ def test_map_m_step_maximises_the_penalised_q(model):
     nk_map, sxx_map, _ = prior_moments(prior, np.zeros(1), np.zeros((1, D)), zero,
                                        X.mean(0), model)
     assert nk_map[0] == 0 and np.all(sxx_map == 0)
+
+
+def _mclust_map(model, X, resp, prior):
+    """mclust 6's MAP M-step with a prior, written out from its Fortran EM routines
+    (``src/mclust.f``: meeiip, meviip, meeeip, meveip, meevip, mevvip, meeeep, meeevp,
+    mevevp, mevvvp), independently of the library's statistics: the means and the
+    covariances (K, D, D). VEI and VEV alternate their two conditional maximisers
+    until they stop moving, as mclust's inner loop does."""
+    kappa, m0, nu, S = prior.shrinkage, prior.mean, prior.dof, prior.scale
+    kp = 1.0 if kappa > 0 else 0.0
+    nk, xbar, W = _scatter(X, resp, 0.0)
+    n, Dd, G = nk.sum(), X.shape[1], len(nk)
+    c = kappa * nk / (nk + kappa)
+    dev = xbar - m0
+    Wc = W + c[:, None, None] * dev[:, :, None] * dev[:, None, :]  # W + c d dᵀ
+    s = np.trace(S) / Dd  # the diagonal models' scalar scale
+    shrunk = (nk[:, None] * xbar + kappa * m0) / (nk + kappa)[:, None]
+    diag = np.stack([np.diag(w) for w in Wc])  # (K, D)
+    I = np.eye(Dd)
+    if model == "EII":  # no scale term (meeiip)
+        lam = np.trace(Wc, axis1=1, axis2=2).sum() / (nu + (n + G) * Dd + 2)
+        return shrunk, np.stack([lam * I] * G)
+    if model == "VII":
+        lam = (s + np.trace(Wc, axis1=1, axis2=2)) / (nu + nk * Dd + 2 + Dd * kp)
+        return shrunk, lam[:, None, None] * I
+    if model == "EEI":  # the means stay x̄_k (meeeip)
+        B = s + diag.sum(0)
+        return xbar, np.stack([np.diag(B / (n + nu + 1 + kp))] * G)
+    if model == "EVI":
+        B = s + diag
+        g = np.exp(np.log(B).mean(1))
+        lam = g.sum() / (n + nu + 1 + kp)
+        return shrunk, np.stack([np.diag(lam * b / gk) for b, gk in zip(B, g)])
+    if model == "VVI":
+        B = s + diag
+        return shrunk, np.stack([np.diag(b / (nk_ + nu + 2 + kp)) for b, nk_ in zip(B, nk)])
+    if model == "EEE":
+        return shrunk, np.stack([(S + Wc.sum(0)) / (n + nu + Dd + 1 + G * kp)] * G)
+    if model == "VVV":
+        return shrunk, (S + Wc) / (nk + nu + Dd + 1 + kp)[:, None, None]
+    if model in ("EEV", "VEV"):
+        w, V = np.linalg.eigh(S + Wc)  # ascending eigenvalues, paired in order
+    else:  # VEI
+        w, V = s + diag, np.broadcast_to(I, (G, Dd, Dd))
+    if model == "EEV":
+        pooled = w.sum(0) / (n + nu + Dd + 1 + kp)
+        return shrunk, np.stack([v * pooled @ v.T for v in V])
+    count = nk * Dd + (nu + 2 + kp if model == "VEI" else 0.0)
+    a = np.ones(Dd)
+    for _ in range(5000):  # mclust's inner alternation, to convergence
+        lam = (w / a).sum(1) / count
+        new = (w / lam[:, None]).sum(0)
+        new /= np.exp(np.log(new).mean())
+        if np.max(np.abs(new - a)) < 1e-14:
+            break
+        a = new
+    lam = (w / a).sum(1) / count
+    return shrunk, np.stack([v * (l * a) @ v.T for v, l in zip(V, lam)])
+
+
+@pytest.mark.parametrize("model", ["EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "EEV",
+                                   "VEV", "VVV"])
+def test_mclust_prior_m_step_is_mclusts(model):
+    """prior="default" (form "mclust"): every model's MAP M-step is mclust's, each
+    written out from mclust's Fortran in the test (the shared scale once for EII, EEI and
+    EEE, inverse-gamma variances for the diagonal models, EEI's unshrunk means, VEV's
+    counts without the dof), on soft responsibilities of three oriented clusters; one
+    active component of a padded set takes mclust's single-component rule (VII, VVI or
+    VVV by layout)."""
+    from bayesgmm.covariance import default_prior
+
+    X, resp = _data(23)
+    prior = default_prior(X, K, model)
+    assert prior.form == "mclust"
+    means, covs = _map_m_step(model, X, resp, prior)
+    want_means, want_covs = _mclust_map(model, X, resp, prior)
+    np.testing.assert_allclose(means, want_means, rtol=1e-10)
+    np.testing.assert_allclose(covs, want_covs, rtol=1e-9, atol=1e-12)
+    # one component active (two padded, inactive): mclust's XII / XXI / XXX
+    single = {-1: "VII", -2: "VVI"}.get(ops(model).component_axis, "VVV")
+    one = np.zeros((len(X), K))
+    one[:, 0] = 1.0
+    t = ops(model, np)
+    shift = X.mean(0) - 0.3
+    sxx = t.unpack_second(one.T @ t.second_features(X - shift))
+    Dd = X.shape[1]
+    previous = GMMParams(np.array([1.0, 0.0, 0.0]), np.zeros((K, Dd)),
+                         t.identity(K, Dd, np.float64), model)  # two padded components
+    with np.errstate(all="ignore"):  # the padded components' 0/0 (kept as they were)
+        new = mixture_m_step(one.sum(0), one.T @ (X - shift), sxx, shift,
+                             covariance_type=model, reg_covar=0.0, previous=previous, xp=np,
+                             prior=default_prior(X, 1, model))
+    want_m1, want_c1 = _mclust_map(single, X, one[:, :1], default_prior(X, 1, single))
+    np.testing.assert_allclose(new.means[:1], want_m1, rtol=1e-10)
+    np.testing.assert_allclose(t.to_full_covariance(new.cov_factor, K, Dd)[:1], want_c1,
+                               rtol=1e-9)
+
+
+# mclust 6.0.0 (R 4.2.2): mclustBIC(iris[, 1:4], G = g, modelNames = m,
+#   prior = priorControl(), control = emControl(tol = c(1e-14, 1e-14))), printed with
+#   sprintf("%.9f"); mclust's sign (2 log L - p log n)
+MCLUST_IRIS_PRIOR_BIC = {
+    ("EII", 3): -879.065900003, ("VII", 3): -854.138152432, ("EEI", 3): -814.493393961,
+    ("VEI", 3): -791.069886952, ("EVI", 3): -804.763087189, ("VVI", 3): -756.047794688,
+    ("EEE", 3): -635.734000276, ("EEV", 3): -624.061459004, ("VEV", 3): -587.377104057,
+    ("VVV", 3): -605.858520670, ("EII", 1): -1804.184603677, ("EEI", 1): -1522.709022482,
+    ("VEV", 1): -831.494922571}
+
+
+@pytest.mark.parametrize("cell", list(MCLUST_IRIS_PRIOR_BIC), ids=lambda c: f"{c[0]}{c[1]}")
+def test_default_prior_fit_on_iris_is_mclusts(cell):
+    """prior="default" fits mclust's MAP model: on iris every model mclust fits with
+    priorControl() reaches its BIC (external values above) to 1e-7 relative, K = 3 and
+    K = 1 (where mclust fits its single-component model whatever the name)."""
+    model, k = cell
+    gm = bayesgmm.GaussianMixture(k, covariance_type=model, prior="default", tol=1e-12,
+                                  max_iter=5000, reg_covar=0.0, random_state=0,
+                                  engine="numpy").fit(_iris())
+    assert -gm.bic(_iris()) == pytest.approx(MCLUST_IRIS_PRIOR_BIC[cell], rel=1e-7)
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris().data
 
 
 def test_default_prior_is_mclusts():

@@ -91,7 +91,7 @@ def test_sweep_over_covariance_types_and_icl(datasets):
     table = sweep(X, range(2, 5), ("full", "spherical"), criterion="icl", random_state=0,
                   n_init=4)
     assert len(table["bic"]) == 6 and table["best"].sum() == 1
-    assert table.best["covariance_type"] == "full"  # elongated clusters
+    assert table.best["covariance_type"] == "VVV"  # elongated clusters (full)
     assert table.best["n_components"] == 3
     assert np.all(table["icl"] >= table["bic"] - 1e-9)
 
@@ -161,14 +161,15 @@ def test_old_faithful_search_picks_mclusts_model():
                   random_state=0)
     top = table.top(3)
     assert [(m.covariance_type, m.n_components) for m in top] == [
-        ("tied", 3), ("full", 2), ("tied", 2)]
+        ("EEE", 3), ("VVV", 2), ("EEE", 2)]
     assert top[0].value == pytest.approx(2314.32, abs=0.05)
     assert top[0].delta == 0.0
     assert [m.delta for m in top[1:]] == pytest.approx([7.88, 10.90], abs=0.05)
     assert table.bic_choice == top[0]
-    assert (table.best["covariance_type"], table.best["n_components"]) == ("tied", 3)
+    assert (table.best["covariance_type"], table.best["n_components"]) == ("EEE", 3)
+    assert table.best["model"].covariance_type == "tied"  # the estimator keeps the input
     text = repr(table)
-    assert "tied, K=3  <- best" in text and "ICL choice" in text and "Δ 7.88" in text
+    assert "EEE, K=3  <- best" in text and "ICL choice" in text and "Δ 7.88" in text
 
 
 def test_top_and_choices_follow_the_table(datasets):
@@ -194,14 +195,25 @@ def test_top_and_choices_follow_the_table(datasets):
 
 
 def test_all_covariance_types_is_the_table():
-    from bayesgmm.covariance import TABLE
+    """mclust's 14 names, in mclust's order (``mclust.emControl``'s ``modelNames``,
+    external), one per table entry: no scikit-learn alias among them."""
+    from bayesgmm.covariance import SKLEARN_NAMES, TABLE
     from bayesgmm.selection import all_covariance_types
 
     names = all_covariance_types()
+    assert names == ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE",
+                     "EEV", "VEV", "EVV", "VVV")
     assert set(names) <= set(TABLE) and len(names) == len({id(TABLE[n]) for n in TABLE})
+    assert not set(names) & set(SKLEARN_NAMES)
     X = np.random.default_rng(0).normal(size=(60, 2))
     table = sweep(X, [1, 2], "all", random_state=0)
     assert list(dict.fromkeys(table["covariance_type"])) == list(names)
+    # scikit-learn's names stay accepted: the same fits, listed under mclust's names
+    aliases = sweep(X, [2], ("full", "tied", "diag", "spherical"), random_state=0)
+    assert list(aliases["covariance_type"]) == ["VVV", "EEE", "VVI", "VII"]
+    for i, name in enumerate(("VVV", "EEE", "VVI", "VII")):
+        j = names.index(name) * 2 + 1  # K=2 of that model in the "all" table
+        assert aliases["bic"][i] == pytest.approx(table["bic"][j], rel=1e-12)
 
 
 def test_collapsed_fits_are_never_best():

@@ -163,7 +163,7 @@ def mixture_m_step(nk: Array, sx: Array, sxx: Array, shift: Array, *, covariance
         means = shift + delta
     else:  # counts before the 10·eps: a padded component (n_k = 0) takes no prior mass
         nk_map, sxx_map, means = prior_moments(prior, nk, sx, sxx, shift, covariance_type,
-                                               xp)
+                                               xp, active)
         factor = table.factor_from_moments(sxx_map, nk_map + eps, xp.zeros_like(sx),
                                            live(nk_map).sum(), reg, previous_factor)
     mass = live(xp.ones_like(nk)) if equal_weights else live(nk + eps)

@@ -307,19 +307,19 @@ _fit_jit = jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache
 
 def _split_prior(prior: Prior | None, dtype) -> tuple[Array | None, tuple | None]:
     """``prior`` as its arrays ``(mean, scale)`` in ``dtype`` (traced: a sweep's
-    priors, one per K, share one program) and its numbers ``(shrinkage, dof)``
-    (static: :func:`bayesgmm.covariance.prior_moments` branches on them)."""
+    priors, one per K, share one program) and its numbers and form ``(shrinkage, dof,
+    form)`` (static: :func:`bayesgmm.covariance.prior_moments` branches on them)."""
     if prior is None:
         return None, None
     arrays = (np.asarray(prior.mean, dtype), np.asarray(prior.scale, dtype))
-    return arrays, (float(prior.shrinkage), float(prior.dof))
+    return arrays, (float(prior.shrinkage), float(prior.dof), str(prior.form))
 
 
 def _join_prior(hyper: tuple | None, arrays) -> Prior | None:
     """The inverse of :func:`_split_prior`, inside the compiled function."""
     if hyper is None:
         return None
-    return Prior(hyper[0], arrays[0], hyper[1], arrays[1])
+    return Prior(hyper[0], arrays[0], hyper[1], arrays[1], hyper[2])
 
 
 def fit(

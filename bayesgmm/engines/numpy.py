@@ -258,7 +258,7 @@ def _as_float64(prior: Prior | None) -> Prior | None:
     if prior is None:
         return None
     return Prior(float(prior.shrinkage), np.asarray(prior.mean, np.float64),
-                 float(prior.dof), np.asarray(prior.scale, np.float64))
+                 float(prior.dof), np.asarray(prior.scale, np.float64), prior.form)
 
 
 def _out_dtype(X) -> np.dtype:
