@@ -404,3 +404,44 @@ def test_numpy_decompositions_give_nan_per_failing_matrix_as_jax():
                                      (0, 1.0))
     assert count(_xp.NUMPY) == (5, 32.0)
     assert [float(v) for v in count(_xp.namespace("jax"))] == [5.0, 32.0]
+
+
+def test_host_2x2_closed_forms_equal_lapack():
+    """The host namespace's 2 x 2 closed forms (covariance._eigh, _eigvalsh, _polar,
+    _gram_of_inverse; the search's M-steps call them thousands of times) equal
+    numpy.linalg's: the same eigenvalues and reconstruction, orthonormal eigenvectors,
+    the SVD's U Vᵀ for rotations and reflections alike, the inverse; NaN stays NaN per
+    matrix, dtype kept; larger D and JAX keep LAPACK's."""
+    from bayesgmm import covariance as cv
+
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(40, 2, 2))
+    S = A @ np.swapaxes(A, -1, -2)
+    S[0] = np.diag([3.0, 1.0])  # already diagonal, either order
+    S[1] = np.diag([1.0, 3.0])
+    S[2] = 2.0 * np.eye(2)  # isotropic: any orthonormal basis
+    S[3] = [[1.0, 1e-9], [1e-9, 1.0 + 1e-12]]
+    w, V = cv._eigh(_xp.NUMPY, S)
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(S), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(cv._eigvalsh(_xp.NUMPY, S), w, rtol=0, atol=0)
+    np.testing.assert_allclose(V @ (w[..., None] * np.swapaxes(V, -1, -2)), S, atol=1e-13)
+    np.testing.assert_allclose(np.swapaxes(V, -1, -2) @ V, np.broadcast_to(np.eye(2), S.shape),
+                               atol=1e-14)
+    F = rng.normal(size=(40, 2, 2))
+    F[0] = np.diag([1.0, -2.0])  # a reflection
+    U, _, Vt = np.linalg.svd(F)
+    np.testing.assert_allclose(cv._polar(_xp.NUMPY, F), U @ Vt, atol=1e-13)
+    L = np.linalg.cholesky(S[4:])
+    np.testing.assert_allclose(cv._gram_of_inverse(_xp.NUMPY, L), np.linalg.inv(S[4:]),
+                               rtol=1e-11)
+    bad = S[:3].copy()
+    bad[1] = np.nan
+    assert np.isnan(cv._eigh(_xp.NUMPY, bad)[0][1]).all()
+    assert np.isfinite(cv._eigh(_xp.NUMPY, bad)[1][[0, 2]]).all()
+    assert cv._eigh(_xp.NUMPY, S.astype(np.float32))[1].dtype == np.float32
+    assert cv._polar(_xp.NUMPY, F.astype(np.float32)).dtype == np.float32
+    S3 = S[4:7, :, :].repeat(2, 1).repeat(2, 2)[:, :3, :3] + np.eye(3)  # D = 3: LAPACK's
+    np.testing.assert_allclose(cv._eigh(_xp.NUMPY, S3)[0], np.linalg.eigvalsh(S3))
+    with in_scope(np.float64):
+        np.testing.assert_allclose(np.asarray(cv._eigh(_xp.namespace("jax"), jnp.asarray(S))[0]),
+                                   w, rtol=1e-12, atol=1e-13)
