@@ -1,6 +1,6 @@
 # mclust's side of benchmarks/mclust.py: one BIC table, its log-likelihoods and its time.
 #
-#   Rscript benchmarks/mclust.R data.csv out.csv G_max MODELS [wall|cpu]
+#   Rscript benchmarks/mclust.R data.csv out.csv G_max MODELS [wall|cpu] [prior]
 #
 # data.csv: the rows, a header line and no row names. MODELS: comma-separated mclust
 # names (EII,VII,...,VVV). Writes out.csv with one row per (model, G): the log-likelihood
@@ -14,6 +14,8 @@ X <- as.matrix(read.csv(args[1]))
 G <- seq_len(as.integer(args[3]))
 models <- strsplit(args[4], ",")[[1]]
 clock <- if (length(args) >= 5) args[5] else "wall"
+# "prior": every fit with mclust's default conjugate prior (priorControl())
+prior <- if (length(args) >= 6 && args[6] == "prior") priorControl() else NULL
 # wall: elapsed seconds; cpu: this process's user + system seconds (steadier on a shared
 # machine: another process's work does not count)
 now <- function() {
@@ -23,11 +25,12 @@ now <- function() {
 n <- nrow(X)
 d <- ncol(X)
 t0 <- now()
-b <- mclustBIC(X, G = G, modelNames = models, verbose = FALSE)
+b <- mclustBIC(X, G = G, modelNames = models, prior = prior, verbose = FALSE)
 seconds <- now() - t0
 rows <- list()
 for (m in models) for (g in G) {
-  bic <- b[as.character(g), m]
+  # with a prior mclust leaves out the models it has none for (VEE, EVE, VVE, EVV)
+  bic <- if (m %in% colnames(b)) b[as.character(g), m] else NA
   npar <- nMclustParams(m, d, g)
   rows[[length(rows) + 1]] <- data.frame(model = m, G = g, bic = bic,
                                          loglik = (bic + npar * log(n)) / 2,

@@ -75,13 +75,14 @@ def data_sets(names):
 
 
 def run_mclust(X: np.ndarray, models, g_max: int, workdir: str,
-               clock: str = "wall") -> tuple[dict, float]:
+               clock: str = "wall", prior: bool = False) -> tuple[dict, float]:
     """``{(model, K): (loglik, bic)}`` from mclust, and the seconds of its fits."""
     src, out = os.path.join(workdir, "x.csv"), os.path.join(workdir, "out.csv")
     np.savetxt(src, X, delimiter=",", header=",".join(f"x{i}" for i in range(X.shape[1])),
                comments="", fmt="%.17g")
     subprocess.run(["Rscript", os.path.join(HERE, "mclust.R"), src, out, str(g_max),
-                    ",".join(models), clock], check=True, capture_output=True, text=True)
+                    ",".join(models), clock, "prior" if prior else "none"], check=True,
+                   capture_output=True, text=True)
     cells, seconds = {}, 0.0
     with open(out) as f:
         for row in csv.DictReader(f):
@@ -115,10 +116,11 @@ def run_ours(X: np.ndarray, models, g_max: int, clock: str = "wall",
 
 def compare(name, X, models, g_max, workdir, repeat=1, clock="wall", **kw):
     load = os.getloadavg()[0]
-    theirs, t_mclust = run_mclust(X, models, g_max, workdir, clock)
+    prior = kw.get("prior") is not None
+    theirs, t_mclust = run_mclust(X, models, g_max, workdir, clock, prior)
     ours, our_best, t_ours = run_ours(X, models, g_max, clock, **kw)
     for _ in range(repeat - 1):  # alternate the two sides; keep each one's fastest
-        t_mclust = min(t_mclust, run_mclust(X, models, g_max, workdir, clock)[1])
+        t_mclust = min(t_mclust, run_mclust(X, models, g_max, workdir, clock, prior)[1])
         _HC_CACHE.clear()  # grow the tree again, as a fresh process would
         t_ours = min(t_ours, run_ours(X, models, g_max, clock, **kw)[2])
     rel = {c: (ours[c] - ll) / abs(ll) for c, (ll, _) in theirs.items()}
@@ -154,6 +156,10 @@ def main():
     parser.add_argument("--n-init", type=int, default=None)
     parser.add_argument("--tol", type=float, default=None, help="default: the sweep's")
     parser.add_argument("--max-iter", type=int, default=None, help="default: the sweep's")
+    parser.add_argument("--prior", action="store_true",
+                        help="both sides with mclust's default prior: priorControl() and "
+                        "prior='default' (mclust has none for VEE, EVE, VVE, EVV: its "
+                        "cells are empty there and not counted)")
     args = parser.parse_args()
     models = list(MCLUST_MODELS) if args.models == "all" else args.models.split(",")
     kw = {}
@@ -165,6 +171,8 @@ def main():
         kw["tol"] = args.tol
     if args.max_iter:
         kw["max_iter"] = args.max_iter
+    if args.prior:
+        kw["prior"] = "default"
     version = 'cat(as.character(packageVersion("mclust")), R.version$version.string)'
     r = subprocess.run(["Rscript", "-e", version], capture_output=True, text=True,
                        check=True)

@@ -129,7 +129,9 @@ def _e_step_batch(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarra
     log_norm = top + np.log(total)
     share = w / total
     wll = log_norm @ w
-    broken = ~(np.isfinite(wll) & np.isfinite(share).all(axis=1))
+    # a row of 0 mass or a non-finite one makes wll non-finite (0·inf and 0·NaN are NaN),
+    # so wll alone flags the members to redo (no pass over share)
+    broken = ~np.isfinite(wll)
     if broken.any():  # rows of weight 0 or 0 mass, as _e_step
         live = w > 0
         t = total[broken]
