@@ -20,8 +20,10 @@ sweep's table lists them by those names).
 
     python benchmarks/mclust.py [--models all | EII,VII,...] [--data faithful,...] [--init auto]
 
-``--models all``: mclust's 14. ``--clock cpu``: each side's own CPU seconds (user +
-system) instead of the wall clock, for a shared machine whose load would otherwise
+``--models all``: mclust's 14. ``--prior``: both sides with mclust's default prior
+(``priorControl()``; bayesgmm's ``prior="default"``, mclust's M-step for each model);
+mclust has no prior for VEE, EVE, VVE and EVV, whose cells it leaves empty.
+``--clock cpu``: each side's own CPU seconds (user + system) instead of the wall clock, for a shared machine whose load would otherwise
 time the other processes' work. ``--repeat n``: each side runs n times, alternating,
 and the fastest time of each is kept (the fits and the agreement are the first
 run's; bayesgmm's later runs grow the hc tree again, and on the host nothing is
