@@ -193,7 +193,10 @@ default="auto"
         that would collapse onto a few points is held by the prior, not only by
         ``reg_covar``. ``"default"``: mclust's ``defaultPrior`` of the data, K and
         covariance type (:func:`bayesgmm.covariance.default_prior`: shrinkage 0.01
-        towards the data mean, dof D + 2, scale var(X) / K^(2/D)). The weights have no
+        towards the data mean, dof D + 2, scale var(X) / K^(2/D)), with mclust's own MAP
+        M-step for each model (:data:`bayesgmm.covariance.MCLUST_PRIOR`); a ``Prior`` you
+        build is the conjugate prior restricted to the model's family unless its
+        ``form`` is ``"mclust"``. The weights have no
         prior. ``lower_bound_`` and the stopping rule stay on the log-likelihood, and
         ``bic`` is the log-likelihood at the MAP estimate with the usual parameter
         count, as mclust reports them. ``None``: maximum likelihood, scikit-learn's.

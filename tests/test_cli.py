@@ -98,7 +98,7 @@ def test_feature_names_reach_the_model(csv_run):
 def test_demo_recovers_the_blobs(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "blobs"), "--quiet", NO_CACHE]) == 0
     out = capsys.readouterr().out
-    assert "best BIC: K=4 (full)" in out
+    assert "best BIC: K=4 (VVV)" in out
     assert "adjusted Rand index against the known labels: 1.0000" in out
     assert (tmp_path / "blobs" / "clusters.png").stat().st_size > 0
 

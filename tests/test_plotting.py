@@ -203,10 +203,10 @@ def test_plot_selection_marks_the_best_model_and_k(tmp_path, blobs):
     assert star.get_xdata()[0] == table["n_components"][i] == 4
     assert star.get_ydata()[0] == table["bic"][i] == np.min(table["bic"])
     texts = _legend_texts(ax)
-    assert texts[:2] == ["full", "spherical"]
+    assert texts[:2] == ["VVV", "VII"]
     assert texts[2] == f"best BIC: {table['covariance_type'][i]}, K=4"
     assert "lower is better" in ax.get_ylabel() and ax.get_title() == ""
-    for line, ct in zip(ax.lines[:2], ("full", "spherical")):
+    for line, ct in zip(ax.lines[:2], ("VVV", "VII")):
         rows = table["covariance_type"] == ct
         np.testing.assert_array_equal(line.get_xdata(), table["n_components"][rows])
         np.testing.assert_array_equal(line.get_ydata(), table["bic"][rows])
@@ -218,7 +218,7 @@ def test_plot_selection_icl_curves_and_another_criterion(blobs):
     table = sweep(X, range(1, 6), ("full", "diag"), random_state=0)
     ax = plot_selection(table, criteria=("bic", "icl"), title="my sweep")
     assert len(ax.lines) == 2 * 2 + 1
-    assert _legend_texts(ax)[:4] == ["full BIC", "full ICL", "diag BIC", "diag ICL"]
+    assert _legend_texts(ax)[:4] == ["VVV BIC", "VVV ICL", "VVI BIC", "VVI ICL"]
     assert ax.get_title() == "my sweep"
     ax = plot_selection(table, criterion="aic")
     i = int(np.nanargmin(table["aic"]))
