@@ -209,9 +209,9 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
             values, _ = sparse_scalars(kept, np.broadcast_to(Xs[r], (n_draws, *Xs[r].shape)),
                                        seed=seeds[r])
             draws.append(values)
-        kept = thin_params(params, 4 * (n_draws + 1)).to_numpy(np.float64)
+        some = thin_params(params, 4 * (n_draws + 1)).to_numpy(np.float64)  # (L,)
         X64 = np.asarray(Xs[r], np.float64)
-        pairs_post.append(pair_forecasts(np.exp(log_responsibilities(kept, X64)), zs[r]))
+        pairs_post.append(pair_forecasts(np.exp(log_responsibilities(some, X64)), zs[r]))
         pairs_em.append(pair_forecasts(
             np.exp(log_responsibilities(em.to_numpy(np.float64), X64))[None], zs[r]))
     seconds = time.perf_counter() - t0
