@@ -727,7 +727,13 @@ def _larger_n_lines(c: dict, coverage: dict | None) -> list[str]:
             f"(`python benchmarks/sbc.py --larger-n {c['n']}`): mean ECE of the posterior-"
             f"mean memberships {post.mean():.4f} against EM's {em.mean():.4f}, worse on "
             f"{c['worse']} of {c['n']}{at_400}; the true parameters' {truth.mean():.4f}; "
-            f"90% interval coverage {c['coverage']:.3f}.", "", _provenance(c), ""]
+            f"90% interval coverage {c['coverage']:.3f}." + (
+                " With four times the data the posterior's memberships are on average "
+                "better calibrated than EM's, and worse by at most "
+                f"{np.max(post - em):.4f} on any data set: the "
+                "gap at N=400 is the posterior's width and multimodality at that size, "
+                "which shrink as the data grow, not a bias that stays."
+                if post.mean() < em.mean() else ""), "", _provenance(c), ""]
 
 
 def _screen_lines(c: dict) -> list[str]:
