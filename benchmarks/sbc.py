@@ -655,6 +655,15 @@ def _coverage_lines(c: dict) -> list[str]:
             "data Qn is 1-5% above the std (the prior's mode moves as much) and the "
             "numbers move by chain-path noise.",
             "", "![reliability](reliability.png)", "", _provenance(c)]
+    out += ["", "Per data set (ECE; * where the default's posterior is worse than EM):", "",
+            "| data set | EM | " + " | ".join(e["label"] for e in entries)
+            + " | true parameters |", "|---|" + "---|" * (len(entries) + 2)]
+    for i in range(c["n"]):
+        star = " *" if new["ece_posterior"][i] > new["ece_em"][i] else ""
+        out.append(f"| {i}{star} | {new['ece_em'][i]:.3f} | "
+                   + " | ".join(f"{e['ece_posterior'][i]:.3f}" for e in entries)
+                   + f" | {new['ece_truth'][i]:.3f} |")
+    out += [""]
     out += [f"_{e['label']}: measured by `{e['measured']['command']}` on "
             f"{e['measured']['date']}, {e['measured']['machine']}, the same data sets and "
             "keys._" for e in entries if e.get("measured")]
