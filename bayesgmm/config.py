@@ -123,7 +123,7 @@ class PriorsConfig:
         None, "prior std of the means; not set: 2 x the data std per feature")
     scale_loc: float | tuple[float, ...] | None = _key(
         None, "centre of the components' std devs' prior (its mode; the "
-              "median for lognormal); not set: 0.5 x the data std")
+              "median for lognormal); not set: 0.5 x the data's spread (scale_spread)")
     scale_log_sd: float = _key(1.0, 'std of log(scales) (scale_prior = "lognormal" only)',
                                gt=0)
     lkj_concentration: float = _key(2.0, "LKJ concentration of each correlation matrix",
@@ -139,6 +139,9 @@ class PriorsConfig:
                            '(component = "t")', gt=0)
     df_rate: float = _key(0.1, 'Gamma rate of the Student-t degrees of freedom\'s prior',
                           gt=0)
+    scale_spread: str = _key("qn", "the data's per-feature spread the default scale_loc is "
+                             "half of: qn (robust to heavy tails and separated clusters) "
+                             "or std (the default before issue 21)", choices=("qn", "std"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -211,9 +211,11 @@ def test_t_components_on_heavy_tails_beat_the_gaussian():
     assert t.idata_.posterior["df"].dims == ("chain", "draw", "component")
     err = lambda fit: np.abs(fit.covariances_[np.argsort(fit.means_[:, 0])] - COV).max()
     assert err(t) < 0.5 * err(g), (err(t), err(g))
-    # 0.09 under Priors(scale_prior="lognormal"); the default InverseGamma's mode is
-    # 0.5 x the data std, which t(2) tails inflate, so its floor widens the scales
-    assert err(t) < 0.35
+    # The default scale prior's mode is 0.5 x Qn, which t(2) tails and the clusters'
+    # separation leave near the clusters' spread (model.robust_spread): measured 0.10
+    # (0.09 under the LogNormal, 0.28 with the mode at 0.5 x the data std, which the
+    # tails inflate: Priors(scale_spread="std") fails this bound)
+    assert err(t) < 0.15
 
 
 def test_nuts_with_noise_and_holes_gives_membership_intervals(data, tmp_path):

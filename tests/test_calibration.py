@@ -12,7 +12,8 @@ p-value is below ALPHA / 11 (Bonferroni), so under a correct sampler the false-a
 rate over seeds is at most 2 · ALPHA = 2% (one chance for each of the two tests); the
 seeds are fixed, so a given code base passes or fails deterministically. The mutant fits
 with the scale prior's median doubled (scale_loc 1 -> 2): measured p-values ~1e-17
-(chi-square) and at the ECDF floor 1/2001 on the four log standard deviations.
+(chi-square) and at the ECDF floor 1/2001 on the four log standard deviations; on
+20 replications (what the test runs) <= 1e-5 and the floor.
 
 The sparse over-fitted mixture (sparse=True: K=4, Dirichlet(0.5 / K)) has its own
 reduced SBC on label-invariant scalars (sorted weights, occupied components, the
@@ -99,6 +100,35 @@ def test_coverage_and_ece_closed_forms():
     np.testing.assert_allclose(freq[keep], conf[keep], atol=0.03)
 
 
+def test_pair_forecasts_closed_forms():
+    """Co-clustering forecasts: Σ_k r_ik r_jk averaged over draws, by brute force; labels
+    drawn from each draw's responsibilities (a draw picked at random per data set, as a
+    posterior would) give calibrated pair forecasts, and the plug-in of one draw does
+    not; binary ECE is 0 for forecasts equal to frequencies and |f - y| for one bin."""
+    rng = np.random.default_rng(4)
+    resp = rng.dirichlet(np.ones(3), size=(5, 7))  # (L=5, N=7, K=3)
+    z = rng.integers(0, 3, 7)
+    f, y = cal.pair_forecasts(resp, z)
+    i, j = np.triu_indices(7, 1)
+    want = [np.mean([resp[m, a] @ resp[m, b] for m in range(5)]) for a, b in zip(i, j)]
+    np.testing.assert_allclose(f, want, rtol=1e-12)
+    np.testing.assert_array_equal(y, z[i] == z[j])
+    assert cal.binary_calibration_error(np.full(4, 0.25), [1, 0, 0, 0]) == 0.0
+    assert cal.binary_calibration_error(np.full(3, 0.95), [1, 1, 1]) == pytest.approx(0.05)
+    fs, ys, plug = [], [], []
+    for _ in range(400):  # data sets: 2 draws of responsibilities, z from one of them
+        r = rng.dirichlet(np.full(2, 0.7), size=(2, 12))  # (L=2, N=12, K=2)
+        u = rng.random(12)
+        zz = (u > r[rng.integers(2)][:, 0]).astype(int)
+        a, b = cal.pair_forecasts(r, zz)
+        fs.append(a)
+        ys.append(b)
+        plug.append(cal.pair_forecasts(r[:1], zz)[0])
+    fs, ys, plug = np.concatenate(fs), np.concatenate(ys), np.concatenate(plug)
+    assert cal.binary_calibration_error(fs, ys) < 0.02
+    assert cal.binary_calibration_error(plug, ys) > 2 * cal.binary_calibration_error(fs, ys)
+
+
 def test_prior_draws_follow_the_priors():
     """The simulator's draws have the priors' closed-form moments."""
     pri = SBC_PRIORS
@@ -139,10 +169,18 @@ def _passes(result: cal.SBCResult) -> bool:
 
 
 def test_sbc_nuts_passes_and_the_mutant_fails():
+    """Also: where θ is drawn from the prior the fit assumes, the posterior's
+    co-clustering forecasts P(z_i = z_j | X) are calibrated by construction, EM's
+    plug-in ones are not (measured pooled ECE 0.015 against EM's 0.067; the mutant's
+    0.041 on its 20 data sets). The mutant fails on half the replications (measured
+    log-sd chi-square p-values <= 1e-5 on 20, 1e-17 on 40)."""
     good = cal.run_sbc(0, SBC_PRIORS, method="nuts", **SBC)
     assert good.ranks.shape == (40, 11) and good.ranks.max() <= 19
     assert _passes(good), (good.chi2_p.round(4), good.ecdf_p.round(4))
-    mutant = cal.run_sbc(0, SBC_PRIORS, method="nuts", fit_priors=MUTANT_PRIORS, **SBC)
+    assert good.pair_ece_posterior < min(0.03, 0.5 * good.pair_ece_em), (
+        good.pair_ece_posterior, good.pair_ece_em)
+    mutant = cal.run_sbc(0, SBC_PRIORS, method="nuts", fit_priors=MUTANT_PRIORS,
+                         replications=range(20), **SBC)  # the first 20 of the 40
     assert not _passes(mutant)
     log_sd = [i for i, n in enumerate(mutant.names) if n.startswith("log_sd")]
     assert np.all(mutant.chi2_p[log_sd] < ALPHA / 11)
@@ -226,9 +264,12 @@ def test_coverage_and_membership_calibration_reduced():
     """3 data sets of N=400 from TRUTH (K=3 overlapping), default priors, NUTS 2 x
     (200 + 200): 90% intervals of 17 relabeled scalars cover 75-100% of 51 (the full
     study, benchmarks/sbc.py, has the precise number), the true parameters' memberships
-    are calibrated, the posterior's within 0.12. The posterior-mean memberships are not
-    yet as well calibrated as EM's plug-in ones with the default scale prior (measured
-    and explained in docs/calibration/README.md), so that is not asserted here."""
+    are calibrated, the posterior's within 0.12. Per data set the posterior-mean
+    memberships are not always as well calibrated as EM's plug-in ones: on some data
+    sets the likelihood and the posterior are higher at a configuration unlike the
+    truth, which the posterior follows (docs/calibration/README.md, --modes); where θ
+    is drawn from the prior they are calibrated and EM's are not, which
+    test_sbc_nuts_passes_and_the_mutant_fails asserts."""
     res = cal.run_coverage(0, TRUTH, n_replications=3, n_warmup=200, n_draws_per_chain=200)
     assert res.covered.shape == (3, 17)
     assert 0.75 <= res.covered.mean() <= 1.0

@@ -36,7 +36,14 @@ simulation (:func:`ecdf_band`, :func:`ecdf_uniformity`).
 
 Coverage and membership calibration work on repeated simulations from fixed known
 parameters, with draws relabeled to the truth: :func:`interval_coverage`,
-:func:`expected_calibration_error` and :func:`reliability_curve`.
+:func:`expected_calibration_error` and :func:`reliability_curve`. Fixing θ asks more
+of the posterior than its construction promises: its membership probabilities are
+calibrated on average over θ drawn from the prior, not for each θ, and on a data set
+whose likelihood favours a configuration unlike the truth the posterior follows the
+data. So :func:`run_sbc` also scores, on its prior draws, the co-clustering forecasts
+P(z_i = z_j | X) of the posterior against EM's plug-in ones (:func:`pair_forecasts`,
+label-invariant, so no relabeling step uses the truth): there the posterior's must be
+calibrated, up to noise, and a plug-in's need not be.
 
 Label-invariant convergence (:func:`invariant_diagnostics`): R-hat and bulk ESS of the
 log density, the sorted weights and each sample's maximum membership probability, which
@@ -70,7 +77,9 @@ __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_
            "InvariantDiagnostics", "ECDFBand", "check_fixed_priors", "sample_prior",
            "simulate", "em_and_map", "svi_draws", "order_components", "sbc_scalars",
            "sparse_scalars", "QUANTITIES", "thin", "thin_params", "sbc_ranks",
-           "chi2_uniformity", "ecdf_band", "ecdf_uniformity", "interval_coverage", "expected_calibration_error", "reliability_curve",
+           "chi2_uniformity", "ecdf_band", "ecdf_uniformity", "interval_coverage",
+           "expected_calibration_error", "reliability_curve", "pair_forecasts",
+           "binary_calibration_error",
            "invariant_diagnostics", "ess_bulk", "log_log_slope"]
 
 
@@ -104,6 +113,8 @@ class SBCResult(NamedTuple):
     chi2_p: np.ndarray  # shape=(P,): chi-square p-value of each scalar's ranks
     ecdf_p: np.ndarray  # shape=(P,): simultaneous-ECDF p-value of each scalar's ranks
     seconds: float  # wall time of the fits
+    pair_ece_posterior: float  # co-clustering ECE of the posterior, pooled over data sets
+    pair_ece_em: float  # the same of EM's plug-in memberships (:func:`pair_forecasts`)
 
 
 class CoverageResult(NamedTuple):
@@ -135,7 +146,8 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
             n_samples: int = 50, n_components: int = 2, n_features: int = 2,
             n_draws: int = 19, fit_priors: Priors | None = None, n_chains: int = 2,
             n_warmup: int = 200, n_draws_per_chain: int = 200, n_svi_steps: int = 2000,
-            n_bins: int = 5, dtype=np.float32, quantities: str = "sorted") -> SBCResult:
+            n_bins: int = 5, dtype=np.float32, quantities: str = "sorted",
+            replications=None) -> SBCResult:
     """Simulation-based calibration of ``method`` ("nuts" or "svi"): ``n_replications``
     times draw θ from ``priors`` (fixed), simulate ``n_samples`` points, fit from the
     EM-then-MAP start under ``fit_priors`` (default ``priors``; a different value is a
@@ -144,6 +156,10 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
     their first mean coordinate, ``"sparse"`` those of :func:`sparse_scalars` (an
     over-fitted mixture: sorted weights, occupied components, the heaviest component,
     the log-likelihood).
+
+    ``replications`` (indices into the ``n_replications`` draws, default all) fits a
+    subset: replication r is the same truth, data and key in any subset, and the
+    compiled prior and data programs are those of the whole study.
 
     Everything follows from ``seed``; the programs compile once per configuration."""
     if quantities not in QUANTITIES:
@@ -158,15 +174,22 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
     k_prior, k_data, k_fit = jax.random.split(key, 3)
     truths = sample_prior(k_prior, priors, n_components, n_replications).astype(dtype)
     Xs, zs = simulate(k_data, truths, n_samples)
+    fit_keys = jax.random.split(k_fit, n_replications)
+    if replications is not None:
+        chosen = np.asarray(replications, int)
+        truths = jax.tree_util.tree_map(lambda a: np.asarray(a)[chosen], truths)
+        Xs, zs, fit_keys = Xs[chosen], zs[chosen], fit_keys[chosen]
+        seeds = [seed + int(r) for r in chosen]
+    else:
+        seeds = [seed + r for r in range(n_replications)]
     if quantities == "sorted":
         truth_scalars, names = sbc_scalars(order_components(truths))
     else:
         truth_scalars, names = sparse_scalars(truths, Xs, zs)
-    fit_keys = jax.random.split(k_fit, n_replications)
-    draws = []
+    draws, pairs_post, pairs_em = [], [], []
     t0 = time.perf_counter()
-    for r in range(n_replications):
-        _, start = em_and_map(Xs[r], fit_priors, n_components, seed=seed + r)
+    for r in range(len(seeds)):
+        em, start = em_and_map(Xs[r], fit_priors, n_components, seed=seeds[r])
         if method == "nuts":
             with jax.numpy_dtype_promotion("standard"):
                 params = sample_nuts(fit_keys[r], Xs[r], start, n_components=n_components,
@@ -184,24 +207,36 @@ def run_sbc(seed: int, priors: Priors, *, method: str = "nuts", n_replications: 
         else:  # thin first: the scalars need the data and a draw of z per parameter set
             kept = thin_params(params, n_draws)
             values, _ = sparse_scalars(kept, np.broadcast_to(Xs[r], (n_draws, *Xs[r].shape)),
-                                       seed=seed + r)
+                                       seed=seeds[r])
             draws.append(values)
+        some = thin_params(params, 4 * (n_draws + 1)).to_numpy(np.float64)  # (L,)
+        X64 = np.asarray(Xs[r], np.float64)
+        pairs_post.append(pair_forecasts(np.exp(log_responsibilities(some, X64)), zs[r]))
+        pairs_em.append(pair_forecasts(
+            np.exp(log_responsibilities(em.to_numpy(np.float64), X64))[None], zs[r]))
     seconds = time.perf_counter() - t0
     ranks = sbc_ranks(truth_scalars, np.stack(draws), seed=seed)
+    pooled = [binary_calibration_error(*(np.concatenate(c) for c in zip(*pairs)))
+              for pairs in (pairs_post, pairs_em)]
     return SBCResult(ranks, names, n_draws, chi2_uniformity(ranks, n_draws, n_bins),
-                     ecdf_uniformity(ranks, n_draws), seconds)
+                     ecdf_uniformity(ranks, n_draws), seconds, *pooled)
 
 
 def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
                  method: str = "nuts", n_replications: int = 12, n_samples: int = 400,
                  prob: float = 0.9, n_chains: int = 2, n_warmup: int = 300,
                  n_draws_per_chain: int = 300, n_keep: int = 200,
-                 dtype=np.float32) -> CoverageResult:
+                 dtype=np.float32, replications=None) -> CoverageResult:
     """Fit data simulated from one known ``truth`` (batch shape ()) ``n_replications``
     times through the estimator's path (EM, MAP, then ``method``; ``priors`` default the
     estimator's, :class:`Priors` resolved on each data set), relabel the draws to the
     truth (Hungarian) and record interval coverage and membership calibration beside
-    EM's plug-in memberships and the truth's own."""
+    EM's plug-in memberships and the truth's own.
+
+    ``replications`` (indices into the ``n_replications`` data sets, default all) fits
+    a subset: data set r is the same data and key whichever subset it is fitted in, so a
+    study split over processes, or rerun on its worst data sets, agrees with the whole.
+    The result's rows follow ``replications``."""
     K = truth.n_components
     truth = truth.to_numpy().astype(dtype)
     key = jax.random.PRNGKey(seed)
@@ -212,8 +247,9 @@ def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
     truth_scalars, names = sbc_scalars(truth)
     fit_keys = jax.random.split(k_fit, n_replications)
     covered, ece_p, ece_em, ece_t, probas, probas_em, lp_r = [], [], [], [], [], [], []
+    chosen = range(n_replications) if replications is None else [int(r) for r in replications]
     t0 = time.perf_counter()
-    for r in range(n_replications):
+    for r in chosen:
         X, z = Xs[r], zs[r]
         pri = (priors or Priors()).resolve(X)
         em, start = em_and_map(X, pri, K, seed + r)
@@ -243,8 +279,8 @@ def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
         ece_em.append(expected_calibration_error(proba_em, z))
         ece_t.append(expected_calibration_error(proba_t, z))
     return CoverageResult(np.stack(covered), names, np.array(ece_p), np.array(ece_em),
-                          np.array(ece_t), np.stack(probas), np.stack(probas_em), zs,
-                          np.array(lp_r), time.perf_counter() - t0)
+                          np.array(ece_t), np.stack(probas), np.stack(probas_em),
+                          zs[list(chosen)], np.array(lp_r), time.perf_counter() - t0)
 
 
 def parameter_errors(seed: int, truth: GMMParams, n_samples_list, *, n_replications: int = 4,
@@ -529,6 +565,49 @@ def expected_calibration_error(proba: np.ndarray, labels: np.ndarray,
     conf, freq, count = reliability_curve(proba, labels, n_bins)
     keep = count > 0
     return float(np.sum(count[keep] * np.abs(conf[keep] - freq[keep])) / count.sum())
+
+
+def pair_forecasts(resp: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Co-clustering forecasts P(z_i = z_j | X) of every pair i < j and their outcomes.
+
+    A label-invariant membership forecast: no relabeling (which would use the truth) is
+    needed. Given θ the allocations are independent, so P(z_i = z_j | X, θ) =
+    Σ_k r_ik r_jk; the posterior's is its mean over draws. Where θ and z are drawn from
+    the prior the fitted model assumes (SBC), the posterior's forecasts are calibrated
+    by construction, whatever the sampler is asked: a correct sampler's ECE is then
+    sampling noise, and a plug-in estimate's (EM's) is what ignoring the parameters'
+    uncertainty costs.
+
+    Parameters
+    ----------
+    resp : array of shape (L, N, K)
+        Responsibilities p(z_n = k | x_n, θ) of L parameter sets (draws; L = 1: a
+        plug-in estimate).
+    labels : int array of shape (N,)
+        The true allocations.
+
+    Returns
+    -------
+    forecast, outcome : arrays of shape (N(N-1)/2,)
+        float64 forecasts in [0, 1] and 0/1 outcomes [z_i = z_j].
+    """
+    resp = np.asarray(resp, np.float64)
+    co = np.einsum("lik,ljk->ij", resp, resp) / resp.shape[0]  # (N, N): mean over draws
+    i, j = np.triu_indices(resp.shape[1], 1)
+    labels = np.asarray(labels)
+    return co[i, j], (labels[i] == labels[j]).astype(np.float64)
+
+
+def binary_calibration_error(forecast: np.ndarray, outcome: np.ndarray,
+                             n_bins: int = 10) -> float:
+    """Expected calibration error of binary forecasts (P,) against 0/1 outcomes (P,):
+    Σ_b (n_b / P) |mean forecast_b - frequency_b| over ``n_bins`` equal-width bins."""
+    f = np.asarray(forecast, np.float64)
+    b = np.minimum((f * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(b, minlength=n_bins).astype(float)
+    gap = np.abs(np.bincount(b, f, minlength=n_bins)
+                 - np.bincount(b, np.asarray(outcome, np.float64), minlength=n_bins))
+    return float(gap.sum() / count.sum())
 
 
 def reliability_curve(proba: np.ndarray, labels: np.ndarray, n_bins: int = 10):
