@@ -4,7 +4,9 @@
 # constraints file $(CONSTRAINTS) when one is named). Another interpreter, in its own
 # environment:
 #     make test PYTHON="env PYENV_VERSION=3.13.0 python3" VENV=.venv313
-# The lowest versions pyproject.toml allows (constraints/lowest.txt), on Python 3.11:
+# The lowest versions pyproject.toml allows (constraints/lowest.txt), on Python 3.11,
+# without the tests marked slow (tests/conftest.py's SLOW: exhaustive parametrisations
+# and statistical studies, run by every `make test`):
 #     make test-lowest
 # .ci/run runs the suite on Python 3.11 and on Python 3.13.
 PYTHON        ?= python3
@@ -34,7 +36,8 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-lowest:
-	$(MAKE) test PYTHON="$(PYTHON_LOWEST)" VENV=.venv-lowest CONSTRAINTS=constraints/lowest.txt
+	$(MAKE) test PYTHON="$(PYTHON_LOWEST)" VENV=.venv-lowest CONSTRAINTS=constraints/lowest.txt \
+		PYTEST_ARGS='-m "not slow"'
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) em.py && ../$(PY) restarts.py && ../$(PY) sweep.py && ../$(PY) host.py && ../$(PY) nuts.py

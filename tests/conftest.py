@@ -21,6 +21,69 @@ from bayesgmm.datasets import make_blobs  # noqa: E402
 from bayesgmm.validation import compute_scope  # noqa: E402
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+# The tests `make test-lowest` (CI's run at the dependency floors) leaves out: the
+# exhaustive parametrisations of engine numerics (every type x data set x kernel x
+# chunking), the statistical studies (SBC, coverage) and the EM-only notebooks. Each
+# costs 10-60 s of the floors run's ~15 minutes; they run in every `make test` and in
+# CI's run at the newest versions. What they exercise of our dependencies (JAX's
+# compiled loops, NumPyro's NUTS/SVI, ArviZ's tables and plots, saving) is covered at
+# the floors by the faster tests beside them (one type, one data set, fewer draws).
+# Measured with per-test durations of the whole suite, 2026-12-02.
+SLOW = {
+    "test_engines_jax.py": ("test_parity_with_sklearn_float64", "test_padding_is_exact",
+                            "test_feature_cache_changes_nothing",
+                            "test_float32_offset_data_matches_float64",
+                            "test_bound_shift_falls_back_when_a_row_underflows",
+                            "test_hard_start_ignores_padding_and_vmaps_over_restarts",
+                            "test_moments_kernel_equals_centred_kernel",
+                            "test_collapsed_component_is_reported",
+                            "test_integer_sample_weight_equals_repetition",
+                            "test_chunked_equals_unchunked",
+                            "test_a_shared_feature_table_gives_the_same_fit",
+                            "test_hard_start_is_the_m_step_of_nearest_centre_labels",
+                            "test_permutation_invariance",
+                            "test_lower_bound_never_decreases_and_weights_on_simplex"),
+    "test_float32.py": ("test_float32_default_matches_float64",
+                        "test_guard_separates_the_cases",
+                        "test_float32_restarts_and_stream_match_float64"),
+    "test_prior.py": ("test_host_and_compiled_engines_agree",),
+    "test_initialize.py": ("test_every_method_gives_valid_params",
+                           "test_kmeans_on_offset_float32_data_matches_float64",
+                           "test_seeding_on_a_subsample_then_every_row_to_its_nearest_centre"),
+    "test_selection.py": ("test_sweep_equals_unpadded_fits",
+                          "test_membership_entropy_of_overlapping_clusters"),
+    "test_engines_numpy.py": ("test_estimator_engines_agree",),
+    "test_models.py": ("test_numpy_and_jax_agree_in_float64_and_float32",
+                       "test_both_engines_fit_the_models"),
+    "test_estimator_bayes.py": ("test_svi_draws",),
+    "test_health.py": ("test_compare_n_components_never_ranks_the_collapsed_iris_k4",
+                       "test_sparse_prior_empties_the_extra_components",
+                       "test_nuts_progress_bar_stays_on_the_fast_sampler"),
+    "test_model.py": ("test_stick_breaking_prior_fits_with_every_method",
+                      "test_default_scale_prior_keeps_a_component_off_duplicated_rows"),
+    "test_inference.py": ("test_chain_groups_on_threads_give_the_same_draws",
+                          "test_map_is_a_maximum_of_numpyros_log_density"),
+    "test_bayes_robust.py": ("test_nuts_with_noise_and_holes_gives_membership_intervals",),
+    "test_scale.py": ("test_streamed_equals_in_memory",),
+    "test_cli.py": ("test_run_command_from_file",),
+    "test_estimators.py": ("test_max_iter_zero_returns_where_em_starts",),
+    "test_calibration.py": ("test_sbc_nuts_passes_and_the_mutant_fails",
+                            "test_sbc_sparse_overfitted_mixture_passes",
+                            "test_sbc_svi_passes",
+                            "test_coverage_and_membership_calibration_reduced"),
+    "test_notebooks.py": ("test_notebook_runs[01_seed_workflow.ipynb]",
+                          "test_notebook_runs[03_choosing_k.ipynb]",
+                          "test_notebook_runs[04_scaling.ipynb]"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of ``SLOW`` (by function, or by function[parameters]) ``slow``."""
+    for item in items:
+        names = SLOW.get(item.path.name, ())
+        if item.originalname in names or item.name in names:
+            item.add_marker(pytest.mark.slow)
 DTYPES = (np.float32, np.float64)
 
 
