@@ -16,7 +16,9 @@ Three kernels compute the same statistics:
   from ``c`` would lose every digit: float32 takes it only through ``"guarded"``. Since ``c`` is fixed
   for a whole fit, so are the features: EM computes them once when they fit in
   :data:`FEATURE_CACHE_BYTES` (:func:`feature_cache`), and every iteration only reads
-  them.
+  them. diag/spherical keep them in both layouts (:class:`FeatureTable`), so that the
+  statistics' dot is ``(F, C) @ (C, K)``: XLA's CPU backend runs it in YNNPACK, where
+  ``(C, K)ᵀ @ (C, F)`` went to Eigen with a transposed operand (its slowest part).
 * ``"guarded"`` (float32 default): the moments form where it is exact, the centred
   form elsewhere, chosen before each pass from the parameters alone
   (:func:`moments_exact`, a ``lax.cond``): the moments form's round-off is about
