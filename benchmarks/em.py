@@ -195,7 +195,7 @@ def floor(N: int, D: int, K: int, dtype, chunk: int = 18_944, repeat: int = 5) -
         for name, fn in pieces.items():
             f = jax.jit(fn)
             jax.block_until_ready(f(*args))
-            out[name] = 1e3 * _median_time(lambda: jax.block_until_ready(f(*args)), repeat)
+            out[name] = 1e3 * _median_time(lambda f=f: jax.block_until_ready(f(*args)), repeat)
     return out
 
 
