@@ -16,7 +16,9 @@ Three kernels compute the same statistics:
   from ``c`` would lose every digit: float32 takes it only through ``"guarded"``. Since ``c`` is fixed
   for a whole fit, so are the features: EM computes them once when they fit in
   :data:`FEATURE_CACHE_BYTES` (:func:`feature_cache`), and every iteration only reads
-  them.
+  them. diag/spherical keep them in both layouts (:class:`FeatureTable`), so that the
+  statistics' dot is ``(F, C) @ (C, K)``: XLA's CPU backend runs it in YNNPACK, where
+  ``(C, K)ᵀ @ (C, F)`` went to Eigen with a transposed operand (its slowest part).
 * ``"guarded"`` (float32 default): the moments form where it is exact, the centred
   form elsewhere, chosen before each pass from the parameters alone
   (:func:`moments_exact`, a ``lax.cond``): the moments form's round-off is about
@@ -79,6 +81,8 @@ __all__ = [
     "moments_error",
     "moments_exact",
     "FEATURE_CACHE_BYTES",
+    "FeatureTable",
+    "feature_table",
     "feature_cache",
     "SuffStats",
     "accumulate",
@@ -105,6 +109,21 @@ class SuffStats(NamedTuple):
     sum_wll: Array  # ()  Σ_n w_n log p(x_n); the E-step's log-likelihood
     # rows (w > 0) whose exp underflowed under ``bound_shift`` (then recompute without)
     n_underflow: Array | int = 0
+
+
+class FeatureTable(NamedTuple):
+    """The moments features of all rows in both layouts (diag/spherical; see
+    :func:`feature_table`).
+
+    With the rows' layout alone the statistics' dot contracts the first axis of both
+    operands, (K, C) @ (C, F) from ``(C, K)ᵀ`` and ``(C, F)``, which XLA's CPU backend
+    hands to Eigen; with ``cols`` it is ``(F, C) @ (C, K)``, which it fuses with the
+    E-step's dot, ``exp`` and row sums into one YNNPACK call. Measured (N=10⁶, D=8,
+    K=32, one E-step's core on one pinned core, CPU time): see ``benchmarks/README.md``.
+    """
+
+    rows: Array  # (N, F)  T(x_n) per row
+    cols: Array  # (F, N)  the same, transposed (contiguous along N)
 
 
 #: EM's E-step kernels (see the module note); ``"auto"`` resolves by dtype.
@@ -200,7 +219,14 @@ def _normalise(log_prob: Array, sample_weight: Array, bound: Array | None = None
     e = jnp.exp(log_prob - top[:, None])
     if hard is not False:  # a select in the exp's fusion: no extra pass over the block
         e = jnp.where(hard, (log_prob >= top[:, None]).astype(e.dtype), e)
-    total = jnp.sum(e, axis=1)
+    return _row_sums(e, top, sample_weight, use_bound)
+
+
+def _row_sums(e: Array, top: Array, sample_weight: Array,
+              use_bound: Array | bool) -> tuple[Array, Array, Array, Array]:
+    """(log p(x_n), e, s, n_underflow) from e = exp(log p(x_n, k) - top_n) (C, K): the
+    second half of :func:`_normalise`."""
+    total = jnp.sum(e, axis=1)  # K is axis 1; reduce it
     log_norm = top + jnp.log(total)
     live = sample_weight > 0
     s = jnp.where(live & (total > 0), sample_weight / total, 0.0)
@@ -245,15 +271,31 @@ def _moment_stats(S: Array, center: Array, covariance_type: str):
 
 def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
                    center: Array, bound_shift: bool | Array = False,
-                   hard: Array | bool = False) -> SuffStats:
+                   hard: Array | bool = False, Tt: Array | None = None) -> SuffStats:
     """The exponential-family form: log p(x, k) = T(x) θ_k with
     T(x) = [1, x - c, (x - c)^{⊗2}] (``T``: :func:`moments_features` of the rows), so
     the E-step is one (C, F) @ (F, K) matmul and the statistics are one (K, C) @ (C, F)
-    matmul; no (K, C, D) intermediate."""
-    log_prob = jnp.matmul(T, moments_theta(params, center), precision=HIGHEST)
+    matmul; no (K, C, D) intermediate.
+
+    ``Tt`` (F, C): the same features transposed (a :class:`FeatureTable`'s ``cols``);
+    the statistics are then ``Tt @ (e · s)``, (F, C) @ (C, K), a plain matmul that
+    XLA's CPU backend fuses with the E-step's dot, ``exp`` and row sums into one
+    library call (see :class:`FeatureTable`)."""
+    theta = moments_theta(params, center)
     bound = None if bound_shift is False else log_prob_bound(params)
-    log_norm, e, s, n_under = _normalise(log_prob, sample_weight, bound, bound_shift, hard)
-    nk, sx, sxx, shift = _moment_stats(_feature_sums(e, s, T), center, params.covariance_type)
+    if bound_shift is True and hard is False:  # the bound in θ's constant row (T_n0 = 1)
+        e = jnp.exp(jnp.matmul(T, theta.at[0].add(-bound), precision=HIGHEST))
+        top = jnp.broadcast_to(bound, T.shape[:1])
+        log_norm, e, s, n_under = _row_sums(e, top, sample_weight, True)
+    else:
+        log_prob = jnp.matmul(T, theta, precision=HIGHEST)
+        log_norm, e, s, n_under = _normalise(log_prob, sample_weight, bound, bound_shift,
+                                             hard)
+    if Tt is None:
+        S = _feature_sums(e, s, T)
+    else:  # (F, C) @ (C, K); the barrier keeps XLA from folding the transpose back in
+        S = jax.lax.optimization_barrier(jnp.matmul(Tt, e * s[:, None], precision=HIGHEST)).T
+    nk, sx, sxx, shift = _moment_stats(S, center, params.covariance_type)
     return SuffStats(nk, sx, sxx, shift, jnp.sum(sample_weight), _wll(sample_weight, log_norm),
                      n_under)
 
@@ -301,13 +343,14 @@ def e_step_stats(params: GMMParams, X: Array, sample_weight: Array, *,
 
 
 def sum_over_chunks(block, rows: tuple, sample_weight: Array, chunk_size: int, *,
-                    add=None, zero=None):
+                    add=None, zero=None, axes: tuple[int, ...] | None = None):
     """``block(*row_chunks, weight_chunk)`` summed over chunks of rows with ``lax.scan``:
     scratch memory is O(chunk_size) whatever N, and the arrays are never copied.
 
-    Each step reads rows ``[i·C, (i+1)·C)`` of every array in ``rows`` (each (N, ...))
-    and of ``sample_weight (N,)`` with ``dynamic_slice``; the last chunk's start is
-    clamped to ``N - C``, and the rows it re-reads get weight 0, so ``block`` must give
+    Each step reads rows ``[i·C, (i+1)·C)`` of every array in ``rows`` (each (N, ...),
+    or with N on the axis ``axes`` names for it: (F, N) for a transposed table) and of
+    ``sample_weight (N,)`` with ``dynamic_slice``; the last chunk's start is clamped to
+    ``N - C``, and the rows it re-reads get weight 0, so ``block`` must give
     zero-weight rows no weight. ``chunk_size`` is static; ``>= N`` is a single call.
     ``add`` (default: leafwise ``+``) and ``zero`` (default: zeros shaped like the
     block's result) define the sum.
@@ -317,16 +360,19 @@ def sum_over_chunks(block, rows: tuple, sample_weight: Array, chunk_size: int, *
         return block(*rows, sample_weight)
     add = add or (lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
     n_chunks = -(-N // chunk_size)
+    axes = axes or (0,) * len(rows)
 
     def body(acc, i):
         start = jnp.minimum(i * chunk_size, N - chunk_size)
-        part = [jax.lax.dynamic_slice_in_dim(a, start, chunk_size) for a in rows]
+        part = [jax.lax.dynamic_slice_in_dim(a, start, chunk_size, axis=ax)
+                for a, ax in zip(rows, axes)]
         ws = jax.lax.dynamic_slice_in_dim(sample_weight, start, chunk_size)
         fresh = (start + jnp.arange(chunk_size, dtype=jnp.int32)) >= i * chunk_size
         return add(acc, block(*part, jnp.where(fresh, ws, 0.0))), None
 
     if zero is None:
-        shape = jax.eval_shape(block, *[a[:chunk_size] for a in rows],
+        shape = jax.eval_shape(block, *[jax.lax.slice_in_dim(a, 0, chunk_size, axis=ax)
+                                        for a, ax in zip(rows, axes)],
                                sample_weight[:chunk_size])
         zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
     total, _ = jax.lax.scan(body, zero, jnp.arange(n_chunks, dtype=jnp.int32))
@@ -353,9 +399,10 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
         Guarded kernel under ``vmap``: the vmapped axis's name. The guard is then one
         for every member (the moments form only if it is exact for all of them), so
         the ``cond`` keeps one branch per pass instead of running both.
-    features : array of shape (N, F), optional
+    features : array of shape (N, F) or FeatureTable, optional
         Moments kernel: :func:`moments_features` of all of ``X`` for this ``center``,
-        computed once (:func:`feature_cache`); chunks then read them instead of ``X``.
+        computed once (:func:`feature_cache`; for diag/spherical in both layouts,
+        :class:`FeatureTable`); chunks then read them instead of ``X``.
     """
     kernel = resolve_kernel(kernel, X.dtype)
     if kernel in ("moments", "guarded") and center is None:
@@ -377,20 +424,41 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
                                          hard=hard),
             lambda: e_step_stats_chunked(params, X, sample_weight, exact_chunk,
                                          kernel="centred", hard=hard))
-    if features is not None:  # rows of T instead of rows of X
-        X = features
+    if isinstance(features, FeatureTable) and not isinstance(bound_shift, bool):
+        # The traced choice of the shift made once for the pass, not in every chunk: a
+        # cond inside the chunk splits its fused kernel. The bound's pass is not hard
+        # (``hard`` needs row maxima; callers pass a traced bound_shift that is False
+        # whenever hard is True, as :func:`bayesgmm.engines.jax.e_step` does).
+        def pass_with(use_bound, hard):
+            return e_step_stats_chunked(params, X, sample_weight, chunk_size, kernel=kernel,
+                                        center=center, bound_shift=use_bound,
+                                        features=features, hard=hard)
+
+        return jax.lax.cond(bound_shift, lambda: pass_with(True, False),
+                            lambda: pass_with(False, hard))
+    axes = None
+    if isinstance(features, FeatureTable):  # both layouts of T, chunked alike
+        rows, axes = (features.rows, features.cols), (0, 1)
+        block = lambda ts, tts, ws: _moments_stats(params, ts, ws, center, bound_shift,
+                                                   hard, tts)
+    elif features is not None:  # rows of T instead of rows of X
+        rows = (features,)
         block = lambda ts, ws: _moments_stats(params, ts, ws, center, bound_shift, hard)
     else:
+        rows = (X,)
         block = lambda xs, ws: e_step_stats(params, xs, ws, kernel=kernel, center=center,
                                             bound_shift=bound_shift, hard=hard)
     if chunk_size >= X.shape[0]:
-        return block(X, sample_weight)
-    shape = jax.eval_shape(block, X[:chunk_size], sample_weight[:chunk_size])
+        return block(*rows, sample_weight)
+    shape = jax.eval_shape(block, *[jax.lax.slice_in_dim(a, 0, chunk_size, axis=ax)
+                                    for a, ax in zip(rows, axes or (0,) * len(rows))],
+                           sample_weight[:chunk_size])
     # the centred kernel's statistics are about each component's mean, whatever center
     shift = (params.means if kernel == "centred"
              else jnp.broadcast_to(center, params.means.shape))
     zero = jax.tree_util.tree_map(jnp.zeros_like, shape)._replace(shift=shift)
-    return sum_over_chunks(block, (X,), sample_weight, chunk_size, add=add, zero=zero)
+    return sum_over_chunks(block, rows, sample_weight, chunk_size, add=add, zero=zero,
+                           axes=axes)
 
 
 def recenter(stats: SuffStats, shift: Array, covariance_type: str) -> SuffStats:
@@ -465,20 +533,33 @@ def keeps_feature_table(X: Array, covariance_type: str, kernel: str,
                         cache: bool | None = None) -> bool:
     """Whether EM keeps the moments features of all rows for a fit: not for the centred
     kernel or ``cache=False``, and (``cache=None``) not for a table over
-    :data:`FEATURE_CACHE_BYTES`."""
+    :data:`FEATURE_CACHE_BYTES` (both layouts counted where :func:`feature_table`
+    keeps two)."""
     if kernel not in ("moments", "guarded") or cache is False:
         return False
-    F = n_moment_features(X.shape[1], ops(covariance_type).full_moments)
+    full = ops(covariance_type).full_moments
+    F = n_moment_features(X.shape[1], full) * (1 if full else 2)
     return cache is True or X.shape[0] * F * X.dtype.itemsize <= FEATURE_CACHE_BYTES
 
 
+def feature_table(X: Array, center: Array, covariance_type: str) -> Array | FeatureTable:
+    """The moments features of all rows (:func:`moments_features`) as EM keeps them for
+    a fit: one (N, F) array for full/tied, a :class:`FeatureTable` (both layouts) for
+    diag/spherical."""
+    T = moments_features(X, center, covariance_type)
+    if ops(covariance_type).full_moments:
+        return T
+    # the barrier keeps Tᵀ a table of its own (XLA would fold the transpose into the dot)
+    return FeatureTable(T, jax.lax.optimization_barrier(T.T))
+
+
 def feature_cache(X: Array, center: Array | None, covariance_type: str, kernel: str,
-                  cache: bool | None = None) -> Array | None:
-    """The moments features of all rows for a fit with fixed ``center``, or None where
-    :func:`keeps_feature_table` says no."""
+                  cache: bool | None = None) -> Array | FeatureTable | None:
+    """The moments features of all rows for a fit with fixed ``center``
+    (:func:`feature_table`), or None where :func:`keeps_feature_table` says no."""
     if not keeps_feature_table(X, covariance_type, kernel, cache):
         return None
-    return moments_features(X, center, covariance_type)
+    return feature_table(X, center, covariance_type)
 
 
 def auto_chunk_size(n_samples: int, n_components: int, n_features: int, itemsize: int,

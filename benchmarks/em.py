@@ -6,6 +6,7 @@ parameters, every covariance type in float64 and float32; then float32's exactne
     python benchmarks/em.py --f32 --no-sklearn --repeat 5   # issue 17's table: N=10^6,
                                             # D=8, K=32, every type, both dtypes, kernels
     python benchmarks/em.py --f32 --types diag,spherical --clock cpu   # some types only
+    python benchmarks/em.py --floor --clock cpu   # the bare pieces of a diag iteration
 
 Per-iteration time is (t(n2) - t(n1)) / (n2 - n1) for both libraries, which cancels
 set-up and initialisation; bayesgmm is timed after compilation (compile time is
@@ -141,6 +142,63 @@ def matmul_peak(dtype, n: int = 2048, repeat: int = 5) -> float:
     return 2 * n**3 / t / 1e9
 
 
+def floor(N: int, D: int, K: int, dtype, chunk: int = 18_944, repeat: int = 5) -> dict:
+    """The bare pieces of a diag/spherical EM iteration, each alone (ms), in row chunks of
+    ``chunk`` as EM reads them (a ``lax.scan`` that keeps only a (K, F) sum): the E-step's
+    ``(C, F) @ (F, K)`` dot (F = 2D + 1 features ``[1, x, x²]``); ``exp`` and row sums
+    of the (C, K) block; the statistics' dot in the rows' layout, ``(C, K)ᵀ @ (C, F)``
+    (the contracted axis outermost in both operands), and in the transposed layout,
+    ``(F, C) @ (C, K)``; and the whole chunk (dot, exp, row sums, scaling, dot). Their
+    sum against an iteration shows how far the kernel is from its pieces."""
+    F = 2 * D + 1
+    P = jax.lax.Precision.HIGHEST
+    n_chunks = -(-N // chunk)
+
+    def scan(body, init):
+        step = lambda acc, i: (body(acc, jnp.minimum(i * chunk, N - chunk)), None)
+        return jax.lax.scan(step, init, jnp.arange(n_chunks))[0]
+
+    def rows(a, s):
+        return jax.lax.dynamic_slice_in_dim(a, s, chunk)
+
+    def cols(a, s):
+        return jax.lax.dynamic_slice_in_dim(a, s, chunk, axis=1)
+
+    pieces = {
+        "E-step dot (C, F) @ (F, K)": lambda T, Tt, th, L: scan(
+            lambda a, s: a + jnp.sum(jnp.matmul(rows(T, s), th, precision=P)), jnp.zeros((), T.dtype)),
+        "exp, row sums (and their log), (C, K)": lambda T, Tt, th, L: scan(
+            lambda a, s: a + jnp.sum(jnp.log(jnp.sum(jnp.exp(rows(L, s)), axis=1))), jnp.zeros((), T.dtype)),
+        "statistics dot (C, K)ᵀ @ (C, F)": lambda T, Tt, th, L: scan(
+            lambda a, s: a + jnp.matmul(rows(L, s).T, rows(T, s), precision=P),
+            jnp.zeros((K, F), T.dtype)),
+        "statistics dot (F, C) @ (C, K)": lambda T, Tt, th, L: scan(
+            lambda a, s: a + jnp.matmul(cols(Tt, s), rows(L, s), precision=P),
+            jnp.zeros((F, K), T.dtype)),
+    }
+
+    def whole(T, Tt, th, L):
+        def body(a, s):
+            e = jnp.exp(jnp.matmul(rows(T, s), th, precision=P))
+            r = e / jnp.sum(e, axis=1, keepdims=True)
+            return a + jnp.matmul(cols(Tt, s), r, precision=P)
+        return scan(body, jnp.zeros((F, K), T.dtype))
+
+    pieces["all of it, one chunk at a time"] = whole
+    with jax.enable_x64(dtype == np.float64):
+        rng = np.random.default_rng(0)
+        T = rng.normal(size=(N, F))
+        args = (jnp.asarray(T, dtype), jnp.asarray(np.ascontiguousarray(T.T), dtype),
+                jnp.asarray(rng.normal(size=(F, K)) * 0.1, dtype),
+                jnp.asarray(rng.normal(size=(N, K)), dtype))
+        out = {}
+        for name, fn in pieces.items():
+            f = jax.jit(fn)
+            jax.block_until_ready(f(*args))
+            out[name] = 1e3 * _median_time(lambda f=f: jax.block_until_ready(f(*args)), repeat)
+    return out
+
+
 GRID = [
     (100_000, 8, 32, "full", np.float64),
     *[(1_000_000, 8, 32, ct, dt) for ct in TYPES for dt in (np.float64, np.float32)],
@@ -162,6 +220,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=2, help="median of this many")
     parser.add_argument("--no-exactness", dest="exact", action="store_false")
     parser.add_argument("--clock", choices=tuple(CLOCK), default="wall")
+    parser.add_argument("--floor", action="store_true",
+                        help="time the bare pieces of a diag iteration (N=10^6, D=8, K=32)")
     parser.add_argument("--types", default=",".join(TYPES),
                         help="comma-separated covariance types to keep from the grid")
     args = parser.parse_args()
@@ -170,6 +230,13 @@ def main():
     print(f"machine: {_common.machine()}")
     print(f"backend: {jax.default_backend()}, device: {dev.device_kind} ({dev}), "
           f"clock: {args.clock}")
+    if args.floor:
+        for dt in (np.float64, np.float32):
+            print(f"\nfloor, {np.dtype(dt).name}, N=10^6, D=8, K=32, 18,944-row chunks "
+                  f"(median of {args.repeat}, ms)")
+            for name, ms in floor(1_000_000, 8, 32, dt, repeat=args.repeat).items():
+                print(f"  {name:<36} {ms:8.1f}", flush=True)
+        return
     peak = {dt: matmul_peak(dt) for dt in (np.float64, np.float32)}
     print(f"measured matmul peak (HIGHEST): float64 {peak[np.float64]:.1f} GFLOP/s, "
           f"float32 {peak[np.float32]:.1f} GFLOP/s")

@@ -44,7 +44,7 @@ from bayesgmm import density
 from bayesgmm._typing import Array
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import Prior, n_moment_features, ops
-from bayesgmm.density import JAX, data_center, moments_features
+from bayesgmm.density import JAX, data_center
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams
 from bayesgmm.progress import EMReport, bar, on_iteration, reporting
@@ -55,6 +55,7 @@ from bayesgmm.suffstats import (
     e_step_stats,
     e_step_stats_chunked,
     feature_cache,
+    feature_table,
     keeps_feature_table,
     mixture_center,
     recenter,
@@ -588,7 +589,7 @@ def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: fl
 
 def _data_features_impl(X, sample_weight, covariance_type):
     center = data_center(X, sample_weight)
-    return center, moments_features(X, center, covariance_type)
+    return center, feature_table(X, center, covariance_type)
 
 
 _data_features = jit(_data_features_impl, static_argnames=("covariance_type",))
