@@ -86,7 +86,7 @@ def _sampler_args(blobs, n_chains, dtype):
     gm = GaussianMixture(2, random_state=0).fit(X)
     priors = P().resolve(X)
     model = bound_model(2, "full", priors)
-    config = (2, "full", nuts.priors_key(priors), 30, 20, n_chains, 0.8, 10)
+    config = (2, "full", nuts.priors_key(priors), 30, 20, n_chains, 0.8, 10, False)
     init = jax.tree_util.tree_map(np.asarray, gm.params_.astype(dtype))
     return model, config, (jax.random.PRNGKey(1), X, init, np.asarray(0.05, dtype))
 
