@@ -481,6 +481,16 @@ class BayesianGaussianMixture(BaseEstimator):
         """This estimator's inference settings, by :data:`inference.SETTINGS` name."""
         return {name: getattr(self, name) for name in inference.SETTINGS}
 
+    def _run_settings(self, priors: Priors) -> dict:
+        """:meth:`_settings` for the run ``priors`` take: NumPyro's path
+        (:func:`bayesgmm.bayes.robust.run`, noise or t components) has its own tree-depth
+        cap (10) and no padding."""
+        settings = self._settings()
+        if priors.robust:
+            settings.pop("max_tree_depth")
+            settings.pop("n_padded")
+        return settings
+
     def _priors(self, X=None) -> Priors:
         """The priors before :meth:`Priors.resolve`: ``sparse`` sets the default
         weight concentration to ``SPARSE_CONCENTRATION / n_components``; with X, the
@@ -503,8 +513,6 @@ class BayesianGaussianMixture(BaseEstimator):
         inference.check_settings(**self._settings())
         if self.priors is not None and not isinstance(self.priors, Priors):
             raise ValueError(f"priors must be a bayesgmm.Priors, got {type(self.priors)}")
-        if self.n_padded is not None:
-            check_positive_int(self.n_padded, "n_padded", minimum=int(self.n_components))
         if not isinstance(self.sparse, (bool, np.bool_)):
             raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
         robust.check_options(missing=self.missing, noise=self.noise,
@@ -543,11 +551,7 @@ class BayesianGaussianMixture(BaseEstimator):
         (:func:`bayesgmm.bayes.inference.run`), or :func:`bayesgmm.bayes.robust.run` for a
         noise or t model; then the posterior (:func:`bayesgmm.bayes.robust.finish`)."""
         run = robust.run if priors.robust else inference.run
-        settings = self._settings()
-        if priors.robust:  # NumPyro's path: its own tree-depth cap (10), no padding
-            settings.pop("max_tree_depth")
-        else:
-            settings["n_padded"] = self.n_padded
+        settings = self._run_settings(priors)
         with compute_scope(X.dtype):
             init = start if priors.robust else start.params.astype(X.dtype)
             result, map_params = run(

@@ -21,13 +21,13 @@ __all__ = ["METHODS", "SETTINGS", "check_settings", "run"]
 METHODS = ("nuts", "map", "svi")
 # run's settings beside the model: BayesianGaussianMixture's parameters of these names
 SETTINGS = ("method", "n_chains", "n_warmup", "n_draws", "jitter", "target_accept_prob",
-            "n_svi_steps", "progress_bar", "max_tree_depth")
+            "n_svi_steps", "progress_bar", "max_tree_depth", "n_padded")
 
 
 def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 500,
                    n_draws: int = 500, jitter: float = 0.05, target_accept_prob: float = 0.8,
                    n_svi_steps: int = 3000, progress_bar: bool = False,
-                   max_tree_depth: int = 10) -> None:
+                   max_tree_depth: int = 10, n_padded: int | None = None) -> None:
     """Refuse settings :func:`run` cannot use, with a ``ValueError`` naming the argument
     and the valid range."""
     if method not in METHODS:
@@ -38,6 +38,8 @@ def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 5
     check_positive_int(n_draws, "n_draws")
     check_positive_int(n_svi_steps, "n_svi_steps")
     check_positive_int(max_tree_depth, "max_tree_depth")
+    if n_padded is not None:  # >= n_components: checked by run
+        check_positive_int(n_padded, "n_padded")
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     if not isinstance(progress_bar, (bool, np.bool_)):
@@ -86,7 +88,7 @@ def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_t
     check_settings(method, n_chains=n_chains, n_warmup=n_warmup, n_draws=n_draws,
                    jitter=jitter, target_accept_prob=target_accept_prob,
                    n_svi_steps=n_svi_steps, progress_bar=progress_bar,
-                   max_tree_depth=max_tree_depth)
+                   max_tree_depth=max_tree_depth, n_padded=n_padded)
     if n_padded is not None and int(n_padded) < n_components:
         raise ValueError(f"n_padded={n_padded} is below n_components={n_components}; pad "
                          f"to at least the number of components")
