@@ -6,6 +6,13 @@ from checking each other, and random initialisation cost 664 s on a harder data 
 a chain stuck in a wrong mode; EM + small jitter took 92.5 s with every chain healthy.
 Each chain's health (divergences, step size, tree depth, log-density R-hat) is checked a
 layer up, by :func:`bayesgmm.bayes.posterior.chain_health`.
+
+Padded (``n_padded``): the sampler of the model with K_max components, the fit's K a
+traced argument (:mod:`bayesgmm.bayes.potential`), so every K of a comparison runs one
+compiled program. The price: each leapfrog step evaluates K_max components, and the
+masked coordinates (standard normal) join the step-size and mass-matrix adaptation.
+
+Glossary: N samples, D features, K components, C chains, S draws per chain.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_pote
                                         unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
+
+__all__ = ["sample_nuts", "EXTRA_FIELDS", "PROGRESS_STEPS"]
 
 EXTRA_FIELDS = ("diverging", "num_steps", "adapt_state.step_size", "energy",
                 "potential_energy", "accept_prob")
