@@ -171,6 +171,8 @@ def test_svi_draws(blobs):
     ({"priors": {"weight_concentration": 1}}, "Priors"),
     ({"priors": Priors(weight_concentration=-1.0)}, "weight_concentration"),
     ({"priors": Priors(mean_loc=[0.0, 0.0, 0.0])}, "shape"),
+    ({"max_tree_depth": 0}, "max_tree_depth"),
+    ({"n_padded": 1}, "n_padded=1 is below n_components=2"),
 ])
 def test_bad_parameters_are_refused(blobs, kwargs, match):
     with pytest.raises(ValueError, match=match):

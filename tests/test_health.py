@@ -194,6 +194,11 @@ def test_compare_n_components_never_ranks_the_collapsed_iris_k4():
     # the healthy fits are ranked, and their table rows carry LOO's numbers
     assert table.loc[table["healthy"], "ranked"].all() and table["healthy"].any()
     np.testing.assert_allclose(table.loc["K=2", "elpd_loo"], out["fits"]["K=2"].loo().elpd)
+    # every K ran on the one program padded to K = 4, trees capped at depth 7
+    for fit in out["fits"].values():
+        assert fit.n_padded == 4 and fit.max_tree_depth == 7
+        assert fit.diagnostics_ is not None and fit.params_.weights.shape[-1] == fit.n_components
+        assert int(fit.idata_.sample_stats["tree_depth"].max()) <= 7
 
 
 def test_sparse_prior_empties_the_extra_components():

@@ -86,7 +86,7 @@ def _sampler_args(blobs, n_chains, dtype):
     gm = GaussianMixture(2, random_state=0).fit(X)
     priors = P().resolve(X)
     model = bound_model(2, "full", priors)
-    config = (2, "full", nuts.priors_key(priors), 30, 20, n_chains, 0.8, 10)
+    config = (2, "full", nuts.priors_key(priors), 30, 20, n_chains, 0.8, 10, False)
     init = jax.tree_util.tree_map(np.asarray, gm.params_.astype(dtype))
     return model, config, (jax.random.PRNGKey(1), X, init, np.asarray(0.05, dtype))
 
@@ -290,6 +290,8 @@ def test_run_map_gives_the_map_point_on_the_host(blobs):
     ({"n_svi_steps": 0}, "n_svi_steps"),
     ({"target_accept_prob": 1.0}, "target_accept_prob"),
     ({"jitter": float("nan")}, "jitter"),
+    ({"max_tree_depth": 0}, "max_tree_depth"),
+    ({"n_padded": 2.5}, "n_padded"),
 ])
 def test_check_settings_names_the_bad_one(kwargs, match):
     from bayesgmm.bayes.inference import check_settings
@@ -297,3 +299,80 @@ def test_check_settings_names_the_bad_one(kwargs, match):
     check_settings()  # the defaults pass
     with pytest.raises(ValueError, match=match):
         check_settings(**kwargs)
+
+
+# ---- padding: one program for every K (compare_n_components) ---------------------------
+
+def _count_compiles(fn):
+    """fn() and the number of XLA programs it compiled (JAX's backend-compile events)."""
+    compiles = []
+    listener = lambda event, *a, **k: compiles.append(event) if "backend_compile" in event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        out = fn()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return out, len(compiles)
+
+
+def test_padded_map_is_the_unpadded_map(blobs):
+    """MAP of K = 3 on the program padded to K_max = 4 reaches the K = 3 program's point
+    and log density (float64; the active gradient is the same, the masked coordinates
+    never move); K = 2 then reuses the padded program and compiles nothing."""
+    from bayesgmm.bayes.inference import fit_map
+
+    with jax.enable_x64(True):
+        X, init, priors = _map_problem(blobs, np.float64, K=3)
+        key = jax.random.PRNGKey(0)
+        plain = fit_map(key, X, init, n_components=3, priors=priors, n_steps=300)
+        padded = fit_map(key, X, init, n_components=3, priors=priors, n_steps=300, n_padded=4)
+        for name in plain.sites:
+            np.testing.assert_allclose(padded.sites[name], plain.sites[name], rtol=1e-7,
+                                       atol=1e-9)
+        np.testing.assert_allclose(padded.info.log_density, plain.info.log_density, rtol=1e-9)
+        assert padded.info.converged == plain.info.converged
+        init2 = GaussianMixture(2, random_state=0).fit(X).params_
+        two, n_compiled = _count_compiles(lambda: fit_map(
+            key, X, init2, n_components=2, priors=priors, n_steps=300, n_padded=4))
+    assert n_compiled == 0
+    assert two.params.means.shape == (1, 1, 2, 2) and np.isclose(two.sites["weights"].sum(), 1)
+
+
+def test_padded_nuts_samples_the_same_posterior(blobs):
+    """K = 2 (two of the seed blobs' clusters) sampled on the program padded to K_max = 3
+    against the K = 2 program: the posterior means of weights, means and scales agree
+    within 4 Monte Carlo standard errors (bulk ESS of each run, combined); each draw's lp
+    is NumPyro's log density of the K = 2 model (the masked density removed), and K = 3
+    reuses the padded program (nothing compiled)."""
+    from numpyro.infer.util import potential_energy, unconstrain_fn
+
+    from bayesgmm.bayes.inference import sample_nuts
+    from bayesgmm.bayes.inference.target import bound_model
+    from bayesgmm.bayes.posterior import _ess
+
+    X, y = blobs[0].astype(np.float32), blobs[1]
+    X2 = jnp.asarray(X[y < 2])
+    priors = Priors().resolve(np.asarray(X2))
+    start = GaussianMixture(2, random_state=0).fit(np.asarray(X2)).params_
+    kw = dict(priors=priors, n_warmup=150, n_draws=300, n_chains=2)
+    key = jax.random.PRNGKey(4)
+    plain = sample_nuts(key, X2, start, n_components=2, **kw)
+    padded = sample_nuts(key, X2, start, n_components=2, n_padded=3, **kw)
+    assert padded.params.means.shape == plain.params.means.shape == (2, 300, 2, 2)
+    for name in ("weights", "means", "scales"):
+        a, b = (np.asarray(r.sites[name], np.float64) for r in (plain, padded))
+        a, b = a.reshape(2, 300, -1), b.reshape(2, 300, -1)
+        for j in range(a.shape[-1]):
+            se = np.hypot(a[..., j].std() / np.sqrt(_ess(a[..., j], "bulk")),
+                          b[..., j].std() / np.sqrt(_ess(b[..., j], "bulk")))
+            assert abs(a[..., j].mean() - b[..., j].mean()) < 4 * se, (name, j)
+    model = bound_model(2, "full", priors)
+    lp = jax.jit(lambda z: -potential_energy(model, (X2,), {}, z))
+    for c, s in ((0, 0), (1, 150), (1, 299)):
+        sites = {k: jnp.asarray(v[c, s]) for k, v in padded.sites.items()}
+        z = unconstrain_fn(model, (X2,), {}, sites)
+        np.testing.assert_allclose(float(lp(z)), padded.info.lp[c, s], rtol=2e-5)
+    start3 = GaussianMixture(3, random_state=0).fit(np.asarray(X2)).params_
+    three, n_compiled = _count_compiles(
+        lambda: sample_nuts(key, X2, start3, n_components=3, n_padded=3, **kw))
+    assert n_compiled == 0 and three.params.means.shape == (2, 300, 3, 2)

@@ -94,6 +94,24 @@ for ct, D, scale_prior in CASES:
     for k in z:
         scale = 1 + np.max(np.abs(np.asarray(gb[k], np.float64)))
         worst = max(worst, float(np.max(np.abs(np.asarray(ga[k], np.float64) - gb[k]))) / scale)
+# padded to K_max = 4, K = 1..3 active (one compiled function): the unpadded model's
+# value (less the masked density) and gradient, in float32
+for ct, D, scale_prior in CASES[1:2]:
+    rng, X, priors, model = _problem(ct, D, np.float32, scale_prior=scale_prior)
+    zmax = _point(rng, 4, D, ct, np.float32)
+    padded = jax.jit(jax.value_and_grad(lambda z, n: P.potential(z, X, ct, priors, n_active=n)))
+    unpadded = jax.value_and_grad(lambda z: P.potential(z, X, ct, priors))
+    for K in (1, 3):
+        z = P.active_sites(zmax, K)
+        a, ga = jax.jit(unpadded)(z)
+        c, gc = padded(zmax, K)
+        assert c.dtype == jnp.float32 and all(g.dtype == jnp.float32 for g in gc.values())
+        c = float(c) + P.masked_log_density({k: np.asarray(v, np.float64) for k, v in zmax.items()}, K)
+        worst = max(worst, abs(c - float(a)) / abs(float(a)))
+        gc = P.active_sites(gc, K)
+        for k in z:
+            scale = 1 + np.max(np.abs(np.asarray(ga[k], np.float64)), initial=0)
+            worst = max(worst, float(np.max(np.abs(np.asarray(gc[k], np.float64) - ga[k]), initial=0)) / scale)
 print(worst)
 """
 
@@ -142,3 +160,73 @@ def test_potential_is_finite_where_numpyro_clips():
 def test_only_the_dirichlet_model_is_handwritten():
     assert P.supports("full", Priors()) and P.supports("diag", Priors())
     assert not P.supports("full", Priors(weight_prior="stick_breaking"))
+
+
+# ---- padding: one program for every K --------------------------------------------------
+
+# (covariance type, D, scale prior, the active K checked): K = 1 (no stick), a middle
+# K and K_max = 4 (nothing masked)
+PADDED_CASES = [("full", 3, "lognormal", (1, 2, 4)), ("diag", 2, "inverse_gamma", (1, 3))]
+
+
+@pytest.mark.parametrize("ct,D,scale_prior,ks", PADDED_CASES)
+def test_padded_potential_equals_the_unpadded_and_numpyros_at_every_k(ct, D, scale_prior, ks):
+    """At K_max = 4 components of which the first K are active (a traced argument of
+    one compiled function): the value is the K-component model's (ours and NumPyro's,
+    the oracle) minus the masked coordinates' standard normal log density, the gradient
+    at the active coordinates is the K model's, and at the masked ones the standard
+    normal's (z). Compiled once for all K (counted at trace time)."""
+    traces = []
+
+    def padded(z, n):
+        traces.append(1)
+        return P.potential(z, X, ct, priors, n_active=n)
+
+    with jax.enable_x64(True):
+        rng, X, priors, _ = _problem(ct, D, np.float64, scale_prior=scale_prior)
+        zmax = _point(rng, 4, D, ct, np.float64)
+        padded_vg = jax.jit(jax.value_and_grad(padded))
+        host = {k: np.asarray(v) for k, v in zmax.items()}
+        for K in ks:
+            z = P.active_sites(zmax, K)
+            model = bound_model(K, ct, priors)
+            # ours unpadded (value, gradient) and NumPyro's value, in one compiled call
+            (a, ga), b = _standard(jax.jit(lambda z: (
+                jax.value_and_grad(lambda z: P.potential(z, X, ct, priors))(z),
+                potential_energy(model, (X,), {}, z))))(z)
+            c, gc = padded_vg(zmax, jnp.asarray(K))
+            masked = P.masked_log_density(host, K)
+            np.testing.assert_allclose(float(c) + masked, float(b), rtol=1e-10)
+            np.testing.assert_allclose(float(c) + masked, float(a), rtol=1e-12)
+            active = P.active_sites(gc, K)
+            for name in z:
+                np.testing.assert_allclose(active[name], ga[name], rtol=1e-9, atol=1e-9)
+            # masked: d/dz of 0.5 z² is z; the breaks j >= K - 1, the components k >= K
+            np.testing.assert_allclose(gc["weights"][K - 1:], zmax["weights"][K - 1:],
+                                       rtol=1e-12)
+            for name in ("means", "scales", "corr_chol"):
+                if name in zmax:
+                    np.testing.assert_allclose(gc[name][K:], zmax[name][K:], rtol=1e-12)
+    assert len(traces) == 1
+
+
+def test_unconstrain_inverts_constrain_and_pads_with_zeros():
+    """NumPy unconstrain (the padded start) against NumPyro's unconstrain_fn of the
+    model (the oracle), padded to K_max = 5 with zeros; constrain undoes it."""
+    from numpyro.infer.util import unconstrain_fn
+
+    rng = np.random.default_rng(5)
+    with jax.enable_x64(True):
+        for ct, D in (("full", 3), ("diag", 2)):
+            _, X, priors, model = _problem(ct, D, np.float64)
+            z = _point(rng, 3, D, ct, np.float64)
+            sites = {k: np.asarray(v) for k, v in P.constrain(z, ct).items()}
+            expect = _standard(unconstrain_fn)(model, (X,), {}, sites)
+            got = P.unconstrain(sites, ct, n_padded=5)
+            for name in z:
+                np.testing.assert_allclose(got[name][:z[name].shape[0]], expect[name],
+                                           rtol=1e-7, atol=1e-9)
+                np.testing.assert_array_equal(got[name][z[name].shape[0]:], 0.0)
+            back = P.constrain(P.active_sites(got, 3), ct, xp=np)
+            for name in sites:
+                np.testing.assert_allclose(back[name], sites[name], rtol=1e-9, atol=1e-12)

@@ -96,6 +96,19 @@ class BayesianGaussianMixture(BaseEstimator):
         Per-chain perturbation of the EM/MAP start, in the unconstrained space.
     n_svi_steps : int, default=3000
         Optimiser steps of SVI's ELBO.
+    max_tree_depth : int, default=10
+        NUTS's cap on a trajectory's tree depth: at most 2**max_tree_depth - 1 leapfrog
+        steps per iteration. A chain stuck on a collapsed component runs every iteration
+        to the cap; a lower cap bounds that cost and the chain is still flagged
+        (``diagnostics_.at_max_depth``). :func:`compare_n_components` passes 7.
+    n_padded : int, optional
+        Run MAP and NUTS on the model padded to ``n_padded`` >= ``n_components``
+        components, the extra ones masked (weight exactly 0, a standard normal on their
+        unconstrained coordinates, their draws dropped): fits with different
+        ``n_components`` then share one compiled program (:func:`compare_n_components`
+        sets it to the largest K). The posterior is the same; the draws are not the
+        same numbers, and each leapfrog step costs as much as a K = ``n_padded`` fit's.
+        Ignored for SVI's sampling, noise or t components and data with missing values.
     n_init, reg_covar, max_iter, tol, init_params
         For the EM fit that initialises inference.
     random_state : int, RandomState or None
@@ -215,7 +228,8 @@ class BayesianGaussianMixture(BaseEstimator):
                  jitter=0.05, n_svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
                  tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False,
                  sparse=False, missing="error", noise=False, noise_volume="box",
-                 component="gaussian", df=None, **renamed):
+                 component="gaussian", df=None, max_tree_depth=10, n_padded=None,
+                 **renamed):
         _refuse_renamed(renamed)
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -240,6 +254,8 @@ class BayesianGaussianMixture(BaseEstimator):
         self.noise_volume = noise_volume
         self.component = component
         self.df = df
+        self.max_tree_depth = max_tree_depth
+        self.n_padded = n_padded
 
     def fit(self, X, y=None):
         """Fit EM, then MAP, then ``method``; relabel; build ``idata_``. Returns self.
@@ -465,6 +481,16 @@ class BayesianGaussianMixture(BaseEstimator):
         """This estimator's inference settings, by :data:`inference.SETTINGS` name."""
         return {name: getattr(self, name) for name in inference.SETTINGS}
 
+    def _run_settings(self, priors: Priors) -> dict:
+        """:meth:`_settings` for the run ``priors`` take: NumPyro's path
+        (:func:`bayesgmm.bayes.robust.run`, noise or t components) has its own tree-depth
+        cap (10) and no padding."""
+        settings = self._settings()
+        if priors.robust:
+            settings.pop("max_tree_depth")
+            settings.pop("n_padded")
+        return settings
+
     def _priors(self, X=None) -> Priors:
         """The priors before :meth:`Priors.resolve`: ``sparse`` sets the default
         weight concentration to ``SPARSE_CONCENTRATION / n_components``; with X, the
@@ -525,11 +551,12 @@ class BayesianGaussianMixture(BaseEstimator):
         (:func:`bayesgmm.bayes.inference.run`), or :func:`bayesgmm.bayes.robust.run` for a
         noise or t model; then the posterior (:func:`bayesgmm.bayes.robust.finish`)."""
         run = robust.run if priors.robust else inference.run
+        settings = self._run_settings(priors)
         with compute_scope(X.dtype):
             init = start if priors.robust else start.params.astype(X.dtype)
             result, map_params = run(
                 key, jnp.asarray(X), init, n_components=int(self.n_components),
-                covariance_type=self.covariance_type, priors=priors, **self._settings())
+                covariance_type=self.covariance_type, priors=priors, **settings)
         return robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
 
     def _set_messy(self, priors: Priors) -> None:
@@ -595,8 +622,11 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     warning says that the ranking cannot be trusted.
 
     ``**kwargs`` go to each :class:`BayesianGaussianMixture`; ``n_warmup`` and
-    ``n_draws`` default to 300 here (:data:`COMPARE_DRAWS`), and NUTS's trees are capped
-    at depth :data:`COMPARE_MAX_TREE_DEPTH` (a chain stuck at the cap is still flagged).
+    ``n_draws`` default to 300 here (:data:`COMPARE_DRAWS`), NUTS's trees are capped
+    at depth :data:`COMPARE_MAX_TREE_DEPTH` (``max_tree_depth``; a chain stuck at the
+    cap is still flagged), and every K runs on the model padded to the largest K
+    (``n_padded``), so MAP and NUTS compile once for all K (each K's posterior is
+    unchanged; ``n_padded=None`` compiles per K).
     (``benchmarks/compare_k.py`` times K = 1..6 on standardised iris.)
 
     Returns
@@ -614,10 +644,11 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     from bayesgmm.selection import sweep
 
     ks = [int(k) for k in n_components]
-    kwargs = {**COMPARE_DRAWS, **kwargs}
+    kwargs = {**COMPARE_DRAWS, "max_tree_depth": COMPARE_MAX_TREE_DEPTH,
+              "n_padded": max(ks), **kwargs}
     # One K after another: fitting K's on host threads side by side fails, because
     # NumPyro's effect-handler stack (the model traces of MAP and NUTS) is one global.
-    with warnings.catch_warnings(), inference.nuts.tree_depth_cap(COMPARE_MAX_TREE_DEPTH):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # each fit's are re-raised below
         fits = {f"K={k}": _fit_k(X, k, method, covariance_type, random_state,
                                  refit_unhealthy, kwargs) for k in ks}

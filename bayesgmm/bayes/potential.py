@@ -22,9 +22,21 @@ state and the leapfrog step) and run ~28,000 times. On the 300-point seed blobs
 NumPyro's version is 726 operations with its gradient; this one took the cold NUTS
 call from 3.0 to 2.3 s, sampling included (``benchmarks/README.md``).
 
+Padding (one compiled program for every K of a comparison): :func:`potential` with
+``n_active`` takes a point of K_max components of which the first ``n_active`` (a
+traced integer, not a static one) are the model's; the other components have weight
+exactly 0 (the stick is broken over the active components only) and their
+unconstrained coordinates a fixed standard normal density, so NUTS's mass-matrix
+adaptation stays proper and their draws are simply dropped. At the active components
+the value is the K = ``n_active`` model's plus that standard normal term, and the
+gradient the same; so MAP, NUTS and the pointwise log-likelihood compile once for K_max
+(``bayesgmm.bayes.compare_n_components``). :func:`unconstrain` (NumPy) puts a K-component
+start into the padded space, :func:`active_sites` takes the active components back out.
+
 The test suite checks :func:`potential` against NumPyro's ``potential_energy`` and
 :func:`constrain` against ``constrain_fn`` at random points, for every model
-configuration handled here (:func:`supports`); the others go through NumPyro.
+configuration handled here (:func:`supports`); the others go through NumPyro. The padded
+potential is checked against the unpadded one and NumPyro's at every active K.
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ from bayesgmm.covariance import HIGHEST, ops
 from bayesgmm.bayes.missing import marginal_log_prob, marginalizes
 from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors, from_sites
 
-__all__ = ["supports", "potential", "constrain", "unconstrained_shapes", "unflatten"]
+__all__ = ["supports", "supports_padding", "potential", "constrain", "unconstrain",
+           "unconstrained_shapes", "unflatten", "active_sites", "masked_log_density"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -50,6 +63,13 @@ def supports(covariance_type: str, priors: Priors) -> bool:
     """Whether this module covers the configuration (else use NumPyro's potential)."""
     return (covariance_type in MODEL_COVARIANCE_TYPES and priors.weight_prior == "dirichlet"
             and not priors.robust)  # noise or t components: NumPyro's (bayes.robust)
+
+
+def supports_padding(covariance_type: str, priors: Priors, X) -> bool:
+    """Whether :func:`potential` can run padded (``n_active``): the hand-written
+    configurations on complete data (the missing-data likelihood is not padded)."""
+    return (supports(covariance_type, priors)
+            and not marginalizes(X, priors.marginalize_missing))
 
 
 def unconstrained_shapes(n_components: int, n_features: int, covariance_type: str) -> dict:
@@ -70,10 +90,6 @@ def unflatten(flat, shapes: dict) -> dict:
         out[name] = flat[..., start:start + size].reshape(flat.shape[:-1] + shapes[name])
         start += size
     return out
-
-
-def _normal_lp(x, loc, scale):
-    return jnp.sum(-0.5 * jnp.square((x - loc) / scale) - jnp.log(scale) - _HALF_LOG_2PI)
 
 
 def _softplus(x, xp=jnp):
@@ -98,11 +114,27 @@ def _log_weights(x, xp=jnp):
     remaining stick. (NumPyro clips σ(x) to [tiny, 1 - eps] and multiplies; the two agree
     to rounding wherever the clip is inactive, and cumprod's gradient traces to ~3x the
     operations of cumsum's.)"""
-    x = _shifted(x)
-    log_rest = xp.cumsum(_log_sigmoid(-x, xp), axis=-1)  # the stick left after each break
+    return _stick(x, None, xp)[0]
+
+
+def _stick(x, n_active, xp=jnp):
+    """:func:`_log_weights` (K,) and the shifted stick coordinates (K-1,), over the first
+    ``n_active`` components only when it is given (traced): then the breaks j >=
+    n_active - 1 are masked (log σ terms 0), the shift is K = n_active's, and the log
+    weights of the masked components are finite placeholders (the caller masks them)."""
+    if n_active is None:
+        x = _shifted(x)
+        log_s, log_rest = _log_sigmoid(x, xp), _log_sigmoid(-x, xp)
+    else:
+        j = xp.arange(x.shape[-1])
+        stick = j < n_active - 1  # (K-1,): the breaks of the active stick
+        x = x - xp.log(xp.where(stick, n_active - 1 - j, 1).astype(x.dtype))
+        log_s = xp.where(stick, _log_sigmoid(x, xp), 0)
+        log_rest = xp.where(stick, _log_sigmoid(-x, xp), 0)
+    log_rest = xp.cumsum(log_rest, axis=-1)  # the stick left after each break
     zero = xp.zeros(x.shape[:-1] + (1,), x.dtype)
-    return (xp.concatenate([_log_sigmoid(x, xp), zero], axis=-1)
-            + xp.concatenate([zero, log_rest], axis=-1))
+    return (xp.concatenate([log_s, zero], axis=-1)
+            + xp.concatenate([zero, log_rest], axis=-1)), x
 
 
 def _placement(D: int, dtype) -> np.ndarray:
@@ -138,21 +170,21 @@ def _multigammaln(a: float, d: int) -> float:
 
 
 def _lkj_lp(log_diag, eta: float):
-    """LKJCholesky(D, η) log density of factors with log diagonals (K, D), summed over K."""
+    """LKJCholesky(D, η) log density of factors with log diagonals (K, D): (K,)."""
     K, D = log_diag.shape
     i = np.arange(1, D)
     order = (2 * eta - (3 - D + i)).astype(log_diag.dtype)
-    unnormalized = jnp.sum(order * log_diag[:, 1:])
     alpha = eta + 0.5 * (D - 1)
     normalizer = (0.5 * (D - 1) * math.log(math.pi)
                   + _multigammaln(alpha - 0.5, D - 1) - math.lgamma(alpha) * (D - 1))
-    return unnormalized - K * normalizer
+    return jnp.sum(order * log_diag[:, 1:], axis=-1) - np.asarray(normalizer, log_diag.dtype)
 
 
-def _constrained(z: dict, covariance_type: str, xp):
-    """The model's sites, with the log weights and the correlation factors' s and c
-    (:func:`_corr_factor`; None for diag) that the log |J| terms use."""
-    log_w = _log_weights(z["weights"], xp)
+def _constrained(z: dict, covariance_type: str, xp, log_w=None):
+    """The model's sites, with the log weights (given, or computed) and the correlation
+    factors' s and c (:func:`_corr_factor`; None for diag) that the log |J| terms use."""
+    if log_w is None:
+        log_w = _log_weights(z["weights"], xp)
     sites = {"weights": xp.exp(log_w), "means": z["means"], "scales": xp.exp(z["scales"])}
     s = c = None
     if ops(covariance_type).correlated:
@@ -166,44 +198,135 @@ def constrain(z: dict, covariance_type: str, xp=jnp) -> dict:
     return _constrained(z, covariance_type, xp)[0]
 
 
-def potential(z: dict, X, covariance_type: str, priors: Priors):
+def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None):
     """Minus the log joint density (prior, transforms' log |J| and likelihood) at the
     unconstrained point ``z`` (no batch dims), as NumPyro's ``potential_energy`` of the
-    model."""
+    model.
+
+    ``n_active`` (an integer, may be traced; :func:`supports_padding` configurations):
+    ``z`` holds K_max components of which the first ``n_active`` are the model's (a
+    K = n_active mixture); the others have weight 0 and contribute only a standard
+    normal density on their unconstrained coordinates (:func:`masked_log_density`).
+    The value is then the K = n_active potential minus that density, and the gradient
+    at the active coordinates the K = n_active gradient."""
     as_ = lambda v: np.asarray(v, X.dtype)
     K, D = z["means"].shape
     alpha = priors.weight_concentration
-    sites, log_w, s, c = _constrained(z, covariance_type, jnp)
-    x = _shifted(z["weights"])
+    masked = 0.0
+    if n_active is not None:
+        n_active = jnp.asarray(n_active).astype(jnp.arange(1).dtype)  # the index dtype
+        masked = masked_log_density(z, n_active, jnp)
+        z = _zero_masked(z, n_active)  # masked components: benign values, no gradient
+    log_w, x = _stick(z["weights"], n_active)
+    sites, _, s, c = _constrained(z, covariance_type, jnp, log_w)
     # Dirichlet(α) and the stick-breaking log |J| = Σ_j log w_j + log σ(x_j) - x_j
-    lp = (alpha - 1) * jnp.sum(log_w) - (K * math.lgamma(alpha) - math.lgamma(K * alpha))
-    lp = lp + jnp.sum(log_w[:-1] + _log_sigmoid(x) - x)
-    lp = lp + _normal_lp(z["means"], as_(priors.mean_loc), as_(priors.mean_scale))
-    lp = lp + _log_scale_lp(z["scales"], priors, X.dtype)
+    # (x_j = 0, log w_j = 0 at masked breaks: the where drops them)
+    dirichlet = np.array([0.0] + [k * math.lgamma(alpha) - math.lgamma(k * alpha)
+                                  for k in range(1, K + 1)], X.dtype)  # by active K
+    jacobian = log_w[:-1] + _log_sigmoid(x) - x
+    if n_active is None:
+        lp = (alpha - 1) * jnp.sum(log_w) - dirichlet[K] + jnp.sum(jacobian)
+    else:
+        active = jnp.arange(K) < n_active
+        lp = ((alpha - 1) * jnp.sum(jnp.where(active, log_w, 0)) - jnp.asarray(dirichlet)[n_active]
+              + jnp.sum(jnp.where(jnp.arange(K - 1) < n_active - 1, jacobian, 0)))
+    # each component's prior and log |J| terms, (K,): D is reduced
+    comp = jnp.sum(_normal_elem(z["means"], as_(priors.mean_loc), as_(priors.mean_scale))
+                   + _log_scale_elem(z["scales"], priors, X.dtype), axis=-1)
     if ops(covariance_type).correlated:
         # log |J|: tanh's Σ s, and stick-breaking's ½ Σ_{j ≤ i-2} c_ij
-        lp = lp + jnp.sum(s) + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2))
-        lp = lp + _lkj_lp(0.5 * jnp.sum(s, axis=-1), priors.lkj_concentration)
+        comp = (comp + jnp.sum(s, axis=(-2, -1))
+                + 0.5 * jnp.sum(c * np.tril(np.ones((D, D), X.dtype), -2), axis=(-2, -1)))
+        comp = comp + _lkj_lp(0.5 * jnp.sum(s, axis=-1), priors.lkj_concentration)
     params = from_sites(sites, covariance_type)
+    if n_active is None:
+        lp = lp + jnp.sum(comp)
+    else:
+        lp = lp + jnp.sum(jnp.where(active, comp, 0)) + masked
+        log_w = jnp.where(active, log_w, -jnp.inf)  # weight exactly 0
     if marginalizes(X, priors.marginalize_missing):  # NaN: missing (bayesgmm.bayes.missing)
         return -(lp + jnp.sum(marginal_log_prob(params, X)))
-    return -(lp + _log_likelihood(covariance_type, params.weights, params.means,
-                                  params.cov_factor, X))
+    return -(lp + _log_likelihood(covariance_type, log_w, params.means, params.cov_factor, X))
 
 
-def _log_scale_lp(u, priors: Priors, dtype):
-    """The scale prior's log density on u = log(scales) (K, D), the exp transform's
+def masked_log_density(z: dict, n_active, xp=np):
+    """The standard normal log density of the masked (padded) components' unconstrained
+    coordinates: components k >= ``n_active`` (means, scales, correlations) and stick
+    breaks j >= ``n_active`` - 1. ``z``: unconstrained sites of K_max components with
+    any leading batch dims B -> shape B. NumPy (``xp=numpy``) or JAX."""
+    K = z["means"].shape[-2]
+    std = lambda v: -0.5 * v * v - _HALF_LOG_2PI
+    rows = sum(xp.sum(std(z[name]), axis=-1) for name in ("means", "scales", "corr_chol")
+               if name in z)  # (*B, K): the per-component coordinates are reduced
+    breaks = xp.where(xp.arange(K - 1) < n_active - 1, 0, std(z["weights"]))
+    return (xp.sum(xp.where(xp.arange(K) < n_active, 0, rows), axis=-1)
+            + xp.sum(breaks, axis=-1))
+
+
+def active_sites(z: dict, n_active: int) -> dict:
+    """Padded unconstrained sites (any leading batch dims) -> the first ``n_active``
+    components' (a Python int): the K = n_active model's unconstrained sites."""
+    K = int(n_active)
+    return {name: v[..., :K - 1] if name == "weights" else v[..., :K, :]
+            for name, v in z.items()}
+
+
+def unconstrain(sites: dict, covariance_type: str, n_padded: int | None = None) -> dict:
+    """The model's sites of K components (no batch dims) -> unconstrained sites, in
+    NumPy (NumPyro's ``biject_to`` inverses), padded with zeros to ``n_padded``
+    components (the masked ones' standard normal mode). Inverse of :func:`constrain`."""
+    w = np.asarray(sites["weights"])
+    dtype = w.dtype
+    K = w.shape[-1]
+    # stick-breaking: x_j = logit(w_j / (1 - Σ_{i<j} w_i)) + log(K - 1 - j)
+    rest = np.maximum(1 - np.cumsum(w[:-1]), np.finfo(dtype).tiny)
+    x = np.log(w[:-1] / rest) + np.log(K - 1 - np.arange(K - 1))
+    z = {"weights": x, "means": np.asarray(sites["means"]),
+         "scales": np.log(np.asarray(sites["scales"]))}
+    if ops(covariance_type).correlated:
+        L = np.asarray(sites["corr_chol"])
+        D = L.shape[-1]
+        left = 1 - np.cumsum(L * L, axis=-1)  # 1 - Σ_{k<=j} L_ik²
+        left = np.concatenate([np.ones_like(left[..., :1]), left[..., :-1]], axis=-1)
+        rows, cols = np.tril_indices(D, -1)
+        t = L[..., rows, cols] / np.sqrt(left[..., rows, cols])
+        z["corr_chol"] = np.arctanh(np.clip(t, -1 + np.finfo(dtype).eps,
+                                            1 - np.finfo(dtype).eps))
+    if n_padded is not None:
+        pad = int(n_padded) - K
+        z = {name: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+             for name, v in z.items()}
+    return {name: v.astype(dtype) for name, v in z.items()}
+
+
+def _zero_masked(z: dict, n_active) -> dict:
+    """Masked components' (and breaks') coordinates set to 0 (a plain, finite mixture
+    component that the likelihood then gives weight 0); active ones as they are."""
+    K = z["means"].shape[0]
+    out = {"weights": jnp.where(jnp.arange(K - 1) < n_active - 1, z["weights"], 0)}
+    active = jnp.arange(K) < n_active
+    for name in ("means", "scales", "corr_chol"):
+        if name in z:
+            out[name] = jnp.where(active[:, None], z[name], 0)
+    return out
+
+
+def _normal_elem(x, loc, scale):
+    """Normal(loc, scale) log density of each element."""
+    return -0.5 * jnp.square((x - loc) / scale) - jnp.log(scale) - _HALF_LOG_2PI
+
+
+def _log_scale_elem(u, priors: Priors, dtype):
+    """The scale prior's log density on each u = log(scale) (K, D), the exp transform's
     Jacobian e^u included. LogNormal(log σ0, τ): Normal(log σ0, τ) on u. InverseGamma(a,
     b): a log b - lgamma(a) - a u - b e^{-u}."""
     as_ = lambda v: np.asarray(v, dtype)
     if priors.scale_prior == "inverse_gamma":
         a = float(priors.scale_shape)
-        b = as_(np.asarray(priors.scale_loc) * (a + 1))
-        K = u.shape[0]
-        const = K * float(np.sum(a * np.log(np.asarray(priors.scale_loc) * (a + 1))
-                                 - math.lgamma(a) * np.ones(u.shape[-1])))
-        return const - jnp.sum(a * u + b * jnp.exp(-u))
-    return _normal_lp(u, np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
+        b = np.asarray(priors.scale_loc) * (a + 1)
+        const = as_(a * np.log(b) - math.lgamma(a))  # (D,)
+        return const - (a * u + as_(b) * jnp.exp(-u))
+    return _normal_elem(u, np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
 
 
 def _bmm(a, b):
@@ -212,13 +335,14 @@ def _bmm(a, b):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _log_likelihood(covariance_type, weights, means, factor, X):
+def _log_likelihood(covariance_type, log_weights, means, factor, X):
     """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k), by EM's centred kernel, with its gradient in
-    closed form (below) rather than traced through the kernel."""
-    return _log_likelihood_fwd(covariance_type, weights, means, factor, X)[0]
+    closed form (below) rather than traced through the kernel. ``log_weights`` (K,)
+    may hold -inf (a padded component of weight 0), where the gradient is 0."""
+    return _log_likelihood_fwd(covariance_type, log_weights, means, factor, X)[0]
 
 
-def _log_likelihood_fwd(covariance_type, weights, means, factor, X):
+def _log_likelihood_fwd(covariance_type, log_weights, means, factor, X):
     # density.centred_log_prob's steps, keeping the projected data V for the gradient.
     # Layout (K, D, N), N last: every elementwise pass and reduction runs along the
     # contiguous, vectorisable N axis. (K, N, D) with a batched (N, D) x (D, D) product
@@ -235,10 +359,10 @@ def _log_likelihood_fwd(covariance_type, weights, means, factor, X):
         V = Xc * U[:, :, None]
     log_det = table.log_det_precision_cholesky(U, K, D)
     joint = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(V * V, axis=1))
-             + (log_det + jnp.log(weights))[:, None])  # (K, N): D is reduced
+             + (log_det + log_weights)[:, None])  # (K, N): D is reduced
     log_norm = logsumexp(joint, axis=0)  # (N,): K is reduced
     resp = jnp.exp(joint - log_norm)  # (K, N)
-    return jnp.sum(log_norm), (weights, U, V, resp)
+    return jnp.sum(log_norm), (U, V, resp)
 
 
 # Up to this many features the projection U_kᵀ (x - μ_k) is written as D
@@ -258,9 +382,9 @@ def _project(U, Xc):
 def _log_likelihood_bwd(covariance_type, residuals, g):
     """Fisher's identity: the gradient is the E-step's responsibility-weighted
     statistics. With r_nk the responsibilities, N_k = Σ_n r_nk and v_nk = L_k⁻¹(x_n - μ_k):
-    ∂/∂w_k = N_k / w_k; ∂/∂μ_k = L_k⁻ᵀ Σ_n r_nk v_nk; ∂/∂L_k = tril(L_k⁻ᵀ Σ_n r_nk v_nk
+    ∂/∂log w_k = N_k; ∂/∂μ_k = L_k⁻ᵀ Σ_n r_nk v_nk; ∂/∂L_k = tril(L_k⁻ᵀ Σ_n r_nk v_nk
     v_nkᵀ - N_k diag(L_k)⁻¹) (diag: ∂/∂σ_kd = (Σ_n r_nk v_nkd² - N_k) / σ_kd)."""
-    weights, U, V, resp = residuals  # V (K, D, N), resp (K, N)
+    U, V, resp = residuals  # V (K, D, N), resp (K, N)
     nk = jnp.sum(resp, axis=1)
     rV = V * resp[:, None, :]
     s1 = jnp.sum(rV, axis=-1)  # (K, D): N is reduced
@@ -274,7 +398,7 @@ def _log_likelihood_bwd(covariance_type, residuals, g):
     else:
         d_means = s1 * U
         d_factor = (jnp.sum(rV * V, axis=-1) - nk[:, None]) * U
-    return g * nk / weights, g * d_means, g * d_factor, None
+    return g * nk, g * d_means, g * d_factor, None
 
 
 _log_likelihood.defvjp(_log_likelihood_fwd, _log_likelihood_bwd)

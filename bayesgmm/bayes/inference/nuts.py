@@ -6,6 +6,13 @@ from checking each other, and random initialisation cost 664 s on a harder data 
 a chain stuck in a wrong mode; EM + small jitter took 92.5 s with every chain healthy.
 Each chain's health (divergences, step size, tree depth, log-density R-hat) is checked a
 layer up, by :func:`bayesgmm.bayes.posterior.chain_health`.
+
+Padded (``n_padded``): the sampler of the model with K_max components, the fit's K a
+traced argument (:mod:`bayesgmm.bayes.potential`), so every K of a comparison runs one
+compiled program. The price: each leapfrog step evaluates K_max components, and the
+masked coordinates (standard normal) join the step-size and mass-matrix adaptation.
+
+Glossary: N samples, D features, K components, C chains, S draws per chain.
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
 from bayesgmm.bayes.inference.result import InferenceResult, NUTSInfo
 from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, handwritten,
-                                        init_sites, priors_key, unconstrained)
+                                        init_sites, padded_draws, padded_start, priors_key,
+                                        unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
+
+__all__ = ["sample_nuts", "EXTRA_FIELDS", "PROGRESS_STEPS"]
 
 EXTRA_FIELDS = ("diverging", "num_steps", "adapt_state.step_size", "energy",
                 "potential_energy", "accept_prob")
@@ -37,10 +47,6 @@ PROGRESS_STEPS = 50
 # The bar the running sampler's callbacks move (None: no bar shown).
 _BAR: dict = {"bar": None}
 
-# The cap on a trajectory's tree depth when sample_nuts is not given one; set for a block
-# of code by :func:`tree_depth_cap` (bayesgmm.bayes.compare_n_components lowers it).
-_DEFAULTS: dict = {"max_tree_depth": 10}
-
 # Compiled samplers are reused across calls with the same configuration and shapes
 # (a fresh MCMC object recompiles: 4-10 s a call in the issue-3 measurements).
 _MCMC_CACHE: dict = {}
@@ -49,8 +55,8 @@ _MCMC_CACHE: dict = {}
 def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: str = "full",
                 priors: Priors, n_warmup: int = 500, n_draws: int = 500,
                 n_chains: int = 4, jitter: float = 0.05, target_accept_prob: float = 0.8,
-                max_tree_depth: int | None = None, chain_method: str | None = None,
-                progress_bar: bool = False) -> InferenceResult:
+                max_tree_depth: int = 10, chain_method: str | None = None,
+                progress_bar: bool = False, n_padded: int | None = None) -> InferenceResult:
     """Draw from the posterior with NUTS; ``params`` has batch shape (n_chains, n_draws).
 
     Parameters
@@ -62,17 +68,27 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         Default: "parallel" when there are at least ``n_chains`` devices, else
         "vectorized": all chains in one compiled program on one device, ``vmap``ped on
         an accelerator and one after another on a CPU (see ``_vectorized_program``).
-    max_tree_depth : int, optional
-        At most 2**max_tree_depth - 1 leapfrog steps per iteration; default 10, or the
-        cap of an enclosing :func:`tree_depth_cap`.
+    max_tree_depth : int, default=10
+        At most 2**max_tree_depth - 1 leapfrog steps per iteration
+        (:func:`bayesgmm.bayes.compare_n_components` passes 7).
+    n_padded : int, optional
+        (>= n_components) Sample the model padded to this many components, whose
+        program every n_components shares (:mod:`bayesgmm.bayes.potential`; where
+        :func:`~bayesgmm.bayes.potential.supports_padding`, on the "vectorized" path;
+        else ignored). The masked components' draws are dropped; ``lp`` and ``energy``
+        leave out their standard normal potential (``energy`` keeps their momenta's
+        kinetic energy), and their coordinates change the step size and trees a little,
+        not the distribution of the active components' draws.
     """
-    if max_tree_depth is None:
-        max_tree_depth = _DEFAULTS["max_tree_depth"]
+    max_tree_depth = int(max_tree_depth)
     if chain_method is None:
         chain_method = "parallel" if jax.local_device_count() >= n_chains else "vectorized"
-    model = bound_model(n_components, covariance_type, priors)
-    config = (n_components, covariance_type, priors_key(priors), n_warmup, n_draws,
-              n_chains, float(target_accept_prob), max_tree_depth)
+    padded = (n_padded is not None and chain_method == "vectorized"
+              and potential.supports_padding(covariance_type, priors, X))
+    n_model = int(n_padded) if padded else n_components  # the program's K
+    model = bound_model(n_model, covariance_type, priors)
+    config = (n_model, covariance_type, priors_key(priors), n_warmup, n_draws,
+              n_chains, float(target_accept_prob), max_tree_depth, padded)
     # Host arrays in, host arrays out: every operation outside the compiled sampler runs
     # in NumPy, because each jax.numpy call on its own compiles a small program (0.5 s
     # of a cold run on the seed blobs).
@@ -80,7 +96,7 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     jitter = np.asarray(jitter, X.dtype)
     if chain_method == "vectorized":
         samples, extra = _run_vectorized(model, config, key, X, init, jitter,
-                                         progress_bar=progress_bar)
+                                         progress_bar=progress_bar, n_active=n_components)
     else:
         k_init, k_run = jax.random.split(key)
         start_key = ("start", config, X.shape, str(X.dtype))
@@ -105,32 +121,22 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     return InferenceResult("nuts", from_sites(sites_out, covariance_type), sites_out, info)
 
 
-@contextlib.contextmanager
-def tree_depth_cap(depth: int):
-    """Within the block, :func:`sample_nuts` calls that give no ``max_tree_depth`` use
-    ``depth``. Why: a chain stuck on a collapsed component adapts a tiny step size and
-    then runs every iteration to the cap (2**depth - 1 leapfrog steps); when many fits
-    are screened (:func:`bayesgmm.bayes.compare_n_components`) a lower cap bounds that
-    cost, and the chain is still reported (``Diagnostics``: trees at the cap).
-    Not thread-local: it applies to every thread until the block ends."""
-    before = _DEFAULTS["max_tree_depth"]
-    _DEFAULTS["max_tree_depth"] = int(depth)
-    try:
-        yield
-    finally:
-        _DEFAULTS["max_tree_depth"] = before
-
-
 def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
     """Each chain's start, flat (C, S): ``init`` in the unconstrained space plus
-    ``jitter`` times standard normal noise from ``fold_in(key, chain)``, drawn by one
-    vmapped call (each ``jax.random.normal`` call site compiles its own copy of the
-    generator: 0.1 s apiece on a CPU); and the function unflattening one point."""
+    ``jitter`` times standard normal noise (:func:`_jittered`); and the function
+    unflattening one point."""
     z = unconstrained(model, X, init_sites(init, model, X.dtype))
     flat, unravel = ravel_pytree(z)
+    return _jittered(key, flat, jitter, chain_ids), unravel
+
+
+def _jittered(key, flat, jitter, chain_ids):
+    """(S,) -> (C, S): ``flat`` plus ``jitter`` times standard normal noise from
+    ``fold_in(key, chain)``, drawn by one vmapped call (each ``jax.random.normal`` call
+    site compiles its own copy of the generator: 0.1 s apiece on a CPU)."""
     noise = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), flat.shape,
                                                  flat.dtype))(chain_ids)
-    return flat + jitter * noise, unravel
+    return flat + jitter * noise
 
 
 def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
@@ -141,7 +147,7 @@ def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, ch
 
 
 def _mcmc(model, config, chain_method, progress_bar):
-    K, ct, pk, n_warmup, n_draws, n_chains, target, depth = config
+    K, ct, pk, n_warmup, n_draws, n_chains, target, depth, _ = config
     key = (config, chain_method, progress_bar)
     if key not in _MCMC_CACHE:
         kernel = NUTS(model, target_accept_prob=target, max_tree_depth=depth)
@@ -160,7 +166,7 @@ def _chain_groups(n_chains: int) -> int:
 
 
 def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=None,
-                    progress_bar: bool = False):
+                    progress_bar: bool = False, n_active: int | None = None):
     """All chains in one compiled program (``vmap``ped, or in sequence on a CPU:
     ``batched``), each one ``lax.scan`` over warm-up and draws, with its start point and
     NumPyro's chain initialisation; compiled once per configuration and shapes and kept
@@ -186,17 +192,24 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
     returns nothing to the sampler). NumPyro's own progress bar would need its
     ``MCMC.run``, the slow path above (79.5 s against 17.2 s, issue 21).
 
+    Padded (``config``'s last field): the program is the model's of K_max components
+    and takes the start as a flat padded point (built on the host) and ``n_active``
+    (the fit's K) as a traced argument, so every K reuses it.
+
     Returns (samples, extra) as NumPy arrays grouped by chain, like
     ``MCMC.get_samples`` and ``MCMC.get_extra_fields``.
     """
+    n_model, ct, padded = config[0], config[1], config[-1]
+    n_active = n_model if n_active is None else int(n_active)
+    start = padded_start(init, ct, n_model, X.dtype) if padded else init
     if batched is None:
         batched = jax.default_backend() != "cpu"
     n_chains = config[5]
     if groups is None:
         groups = 1 if batched else _chain_groups(n_chains)
     per = n_chains // groups
-    calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, init, jitter)
-             for g in range(groups)]
+    calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, start, jitter,
+              np.asarray(n_active, np.int32)) for g in range(groups)]
     # A compiled program takes arguments of these shapes and dtypes only, in the x64 mode
     # it was compiled in (estimators switch it on for float64 data).
     leaves, tree = jax.tree_util.tree_flatten(calls[0])
@@ -222,11 +235,15 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
                 outs = list(pool.map(run_group, calls))
             samples, extra = jax.tree_util.tree_map(lambda *parts: np.concatenate(parts),
                                                     *outs)
-    if handwritten(model):
+    D = init.means.shape[-1]
+    if padded:  # the model's sites and potential at its K (NumPy, (chain, draw, ...))
+        samples, masked = padded_draws(samples, n_active, n_model, D, ct)
+        for name in ("potential_energy", "energy"):
+            extra[name] = (extra[name] + masked).astype(extra[name].dtype)
+    elif handwritten(model):
         # NumPy on (chain, draw, ...) arrays: in the program this compiled for 0.15 s
-        K, D = init.means.shape
-        sites = potential.unflatten(samples, potential.unconstrained_shapes(K, D, config[1]))
-        samples = potential.constrain(sites, config[1], xp=np)
+        sites = potential.unflatten(samples, potential.unconstrained_shapes(n_model, D, ct))
+        samples = potential.constrain(sites, ct, xp=np)
     return samples, extra
 
 
@@ -249,12 +266,12 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
 
     ``progress_bar``: every ``every``-th iteration of each chain (and its last) calls
     :func:`_report` on the host with the iterations done since the last call."""
-    K, ct, pk, n_warmup, n_draws, n_chains, target, depth = config
+    K, ct, pk, n_warmup, n_draws, n_chains, target, depth, padded = config
     total = n_warmup + n_draws
     every = max(1, total // PROGRESS_STEPS)
     on_host = handwritten(model)  # draws are constrained on the host, by _run_vectorized
 
-    def run_chains(keys, z, X, unravel):
+    def run_chains(keys, z, X, unravel, n_active):
         """Draws and ``EXTRA_FIELDS`` with leading axes (draw, chain) for keys (C, 2)
         and flat start points (C, S) when ``batched``, else (draw,) for one key (2,)
         and one start point (S,) (NumPyro vmaps by the key's rank).
@@ -266,8 +283,8 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
         The kernel gets the model's potential, not the model: given a model, NumPyro's
         ``init`` also traces a search for valid initial values (the model, its gradient
         and a ``while_loop``) whose result it drops when ``init_params`` is given."""
-        kernel = NUTS(potential_fn=flat_potential(model, X, unravel), target_accept_prob=target,
-                      max_tree_depth=depth)
+        kernel = NUTS(potential_fn=flat_potential(model, X, unravel, n_active),
+                      target_accept_prob=target, max_tree_depth=depth)
         state = kernel.init(keys, n_warmup, init_params=z)
         sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
 
@@ -293,15 +310,22 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
             postprocess = jax.vmap(postprocess)
         return postprocess(z), dict(zip(EXTRA_FIELDS, fields))  # constrained
 
-    def program(key, chain_ids, X, init, jitter):
+    def program(key, chain_ids, X, start, jitter, n_active):
         k_init, k_run = jax.random.split(key)
-        z, unravel = _start_flat(model, k_init, X, init, jitter, covariance_type=ct,
-                                 chain_ids=chain_ids)
+        if padded:  # start: the flat padded point; n_active: the fit's K, traced
+            shapes = potential.unconstrained_shapes(K, X.shape[1], ct)
+            z = _jittered(k_init, start, jitter, chain_ids)
+            unravel, n_active = (lambda f: potential.unflatten(f, shapes)), n_active
+        else:  # start: the GMMParams; n_active unused
+            z, unravel = _start_flat(model, k_init, X, start, jitter, covariance_type=ct,
+                                     chain_ids=chain_ids)
+            n_active = None
         keys = jax.vmap(lambda c: jax.random.fold_in(k_run, c))(chain_ids)
         if batched:  # (draw, chain) -> (chain, draw)
             return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1),
-                                          run_chains(keys, z, X, unravel))
-        return jax.lax.map(lambda kz: run_chains(*kz, X, unravel), (keys, z))  # (chain, draw)
+                                          run_chains(keys, z, X, unravel, n_active))
+        return jax.lax.map(lambda kz: run_chains(*kz, X, unravel, n_active),
+                           (keys, z))  # (chain, draw)
 
     return program
 

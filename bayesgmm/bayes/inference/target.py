@@ -4,6 +4,11 @@ model, else NumPyro's), and the moves between the model's sites and the unconstr
 space that optimisers and samplers work in.
 
 Glossary: N samples, D features, K components; S the size of a flat unconstrained point.
+
+Padded (one program for every K of a comparison): a model bound with K_max components
+(``bound_model(K_max, ...)``), its potential given ``n_active`` (the K of the fit, a
+traced integer; :func:`bayesgmm.bayes.potential.potential`), and start points put into
+the padded space on the host (:func:`padded_start`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import numpy as np
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from bayesgmm.bayes import potential
-from bayesgmm.bayes.model import Priors, gmm_model, to_sites
+from bayesgmm.bayes.model import Priors, check_model_type, gmm_model, to_sites
 from bayesgmm.params import GMMParams
 
 __all__ = ["bound_model", "init_sites", "handwritten", "flat_potential", "constrained",
-           "unconstrained", "priors_key"]
+           "unconstrained", "priors_key", "padded_start", "padded_draws"]
 
 
 def bound_model(n_components: int, covariance_type: str, priors: Priors):
@@ -42,12 +47,14 @@ def handwritten(model) -> bool:
     return potential.supports(model.keywords["covariance_type"], model.keywords["priors"])
 
 
-def flat_potential(model, X, unravel):
+def flat_potential(model, X, unravel, n_active=None):
     """The potential of a flat unconstrained point (``unravel`` gives the sites): the
-    hand-written one where :func:`handwritten`, else NumPyro's ``potential_energy``."""
+    hand-written one where :func:`handwritten`, else NumPyro's ``potential_energy``.
+    ``n_active``: the padded potential (hand-written only), K = n_active of the bound
+    model's K_max components active."""
     if handwritten(model):
         ct, priors = model.keywords["covariance_type"], model.keywords["priors"]
-        return lambda f: potential.potential(unravel(f), X, ct, priors)
+        return lambda f: potential.potential(unravel(f), X, ct, priors, n_active)
     return lambda f: potential_energy(model, (X,), {}, unravel(f))
 
 
@@ -63,6 +70,36 @@ def constrained(model, X, z: dict) -> dict:
 def unconstrained(model, X, sites: dict) -> dict:
     """The model's sites -> unconstrained sites (NumPyro's ``unconstrain_fn``)."""
     return unconstrain_fn(model, (X,), {}, sites)
+
+
+def padded_start(init: GMMParams, covariance_type: str, n_padded: int, dtype) -> np.ndarray:
+    """``init`` (batch shape (), any covariance type, K components) as a flat point (S,)
+    of the padded unconstrained space of ``n_padded`` components (masked ones at 0), in
+    NumPy: nothing here is compiled, so no K gets a program of its own."""
+    p = init.to_numpy(np.float64)
+    full = np.asarray(p.full_covariances)  # (K, D, D); tied / spherical expanded
+    sites = {"weights": p.weights / p.weights.sum(), "means": p.means}
+    if check_model_type(covariance_type).correlated:
+        L = np.linalg.cholesky(full)
+        sites["scales"] = np.sqrt(np.sum(L * L, axis=-1))  # row norms of L = sqrt(diag Σ)
+        sites["corr_chol"] = L / sites["scales"][:, :, None]
+    else:
+        sites["scales"] = np.sqrt(np.diagonal(full, axis1=-2, axis2=-1))
+    z = potential.unconstrain(sites, covariance_type, n_padded)
+    return np.concatenate([z[name].ravel() for name in sorted(z)]).astype(dtype)
+
+
+def padded_draws(flat: np.ndarray, n_components: int, n_padded: int, n_features: int,
+                 covariance_type: str) -> tuple[dict, np.ndarray]:
+    """Flat padded unconstrained draws (*B, S) -> the K = ``n_components`` model's sites
+    (*B, ...), constrained in NumPy, and the masked coordinates' standard normal log
+    density (*B,) (:func:`bayesgmm.bayes.potential.masked_log_density`), which the
+    padded potential adds to the model's."""
+    z = potential.unflatten(flat, potential.unconstrained_shapes(n_padded, n_features,
+                                                                 covariance_type))
+    masked = potential.masked_log_density(z, n_components)
+    active = potential.active_sites(z, n_components)
+    return potential.constrain(active, covariance_type, xp=np), masked
 
 
 def priors_key(priors: Priors) -> tuple:

@@ -21,12 +21,13 @@ __all__ = ["METHODS", "SETTINGS", "check_settings", "run"]
 METHODS = ("nuts", "map", "svi")
 # run's settings beside the model: BayesianGaussianMixture's parameters of these names
 SETTINGS = ("method", "n_chains", "n_warmup", "n_draws", "jitter", "target_accept_prob",
-            "n_svi_steps", "progress_bar")
+            "n_svi_steps", "progress_bar", "max_tree_depth", "n_padded")
 
 
 def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 500,
                    n_draws: int = 500, jitter: float = 0.05, target_accept_prob: float = 0.8,
-                   n_svi_steps: int = 3000, progress_bar: bool = False) -> None:
+                   n_svi_steps: int = 3000, progress_bar: bool = False,
+                   max_tree_depth: int = 10, n_padded: int | None = None) -> None:
     """Refuse settings :func:`run` cannot use, with a ``ValueError`` naming the argument
     and the valid range."""
     if method not in METHODS:
@@ -36,6 +37,9 @@ def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 5
     check_positive_int(n_warmup, "n_warmup", minimum=0)
     check_positive_int(n_draws, "n_draws")
     check_positive_int(n_svi_steps, "n_svi_steps")
+    check_positive_int(max_tree_depth, "max_tree_depth")
+    if n_padded is not None:  # >= n_components: checked by run
+        check_positive_int(n_padded, "n_padded")
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     if not isinstance(progress_bar, (bool, np.bool_)):
@@ -48,7 +52,8 @@ def check_settings(method: str = "nuts", *, n_chains: int = 4, n_warmup: int = 5
 def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_type: str,
         priors, n_chains: int = 4, n_warmup: int = 500, n_draws: int = 500,
         jitter: float = 0.05, target_accept_prob: float = 0.8, n_svi_steps: int = 3000,
-        progress_bar: bool = False) -> tuple[InferenceResult, GMMParams]:
+        progress_bar: bool = False, max_tree_depth: int = 10,
+        n_padded: int | None = None) -> tuple[InferenceResult, GMMParams]:
     """MAP from ``init`` (an EM fit), then ``method`` from the MAP, drawing with ``key``
     (MAP itself is deterministic).
 
@@ -63,9 +68,14 @@ def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_t
     method : {"nuts", "map", "svi"}
     n_components, covariance_type, priors
         The model (:func:`bayesgmm.bayes.model.gmm_model`); ``priors`` resolved.
-    n_chains, n_warmup, n_draws, jitter, target_accept_prob, n_svi_steps, progress_bar
+    n_chains, n_warmup, n_draws, jitter, target_accept_prob, n_svi_steps, progress_bar,
+    max_tree_depth
         As :class:`bayesgmm.BayesianGaussianMixture`'s parameters of these names;
         checked by :func:`check_settings`.
+    n_padded : int, optional
+        (>= n_components) MAP and NUTS run the programs of the model padded to this
+        many components, which every n_components up to it shares
+        (:mod:`bayesgmm.bayes.potential`; :func:`bayesgmm.bayes.compare_n_components`).
 
     Returns
     -------
@@ -77,9 +87,13 @@ def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_t
     """
     check_settings(method, n_chains=n_chains, n_warmup=n_warmup, n_draws=n_draws,
                    jitter=jitter, target_accept_prob=target_accept_prob,
-                   n_svi_steps=n_svi_steps, progress_bar=progress_bar)
+                   n_svi_steps=n_svi_steps, progress_bar=progress_bar,
+                   max_tree_depth=max_tree_depth, n_padded=n_padded)
+    if n_padded is not None and int(n_padded) < n_components:
+        raise ValueError(f"n_padded={n_padded} is below n_components={n_components}; pad "
+                         f"to at least the number of components")
     kw = dict(n_components=n_components, covariance_type=covariance_type, priors=priors)
-    map_result = fit_map(key, X, init, **kw)
+    map_result = fit_map(key, X, init, n_padded=n_padded, **kw)
     map_params = jax.tree_util.tree_map(lambda a: a[0, 0], map_result.params)
     if method == "map":
         return map_result, map_params
@@ -87,7 +101,7 @@ def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_t
         result = sample_nuts(key, X, map_params, n_warmup=n_warmup, n_draws=n_draws,
                              n_chains=n_chains, jitter=jitter,
                              target_accept_prob=target_accept_prob, progress_bar=progress_bar,
-                             **kw)
+                             max_tree_depth=max_tree_depth, n_padded=n_padded, **kw)
     else:
         result = fit_svi(key, X, map_params, n_steps=n_svi_steps, n_draws=n_draws,
                          progress_bar=progress_bar, **kw)
