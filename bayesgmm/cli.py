@@ -747,6 +747,13 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
                        dataclasses.fields(b.priors)})
     what = {"nuts": f"NUTS, {b.n_chains} chains x ({b.n_warmup} warm-up + {b.n_draws} draws)",
             "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
+    from bayesgmm.covariance import ops
+
+    relaxed = ops(ct).bayes_type  # the sweep names mclust's models (VVV is "full")
+    if ops(relaxed) is not ops(ct):
+        log(f"bayes: {ct} has no per-component Bayesian model; sampling {relaxed}, "
+            f"its per-component relaxation")
+    ct = relaxed
     log(f"bayes: {what} at K={K} ({ct}) ...")
     t0 = time.perf_counter()
     with _fit_errors("the Bayesian fit"):

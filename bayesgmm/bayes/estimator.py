@@ -483,11 +483,9 @@ class BayesianGaussianMixture(BaseEstimator):
 
     def _run_settings(self, priors: Priors) -> dict:
         """:meth:`_settings` for the run ``priors`` take: NumPyro's path
-        (:func:`bayesgmm.bayes.robust.run`, noise or t components) has its own tree-depth
-        cap (10) and no padding."""
+        (:func:`bayesgmm.bayes.robust.run`, noise or t components) has no padding."""
         settings = self._settings()
         if priors.robust:
-            settings.pop("max_tree_depth")
             settings.pop("n_padded")
         return settings
 

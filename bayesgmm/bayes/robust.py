@@ -167,10 +167,11 @@ def start_sites(start: Start, priors: Priors, covariance_type: str, dtype) -> di
 def run(key, X, start: Start, method: str, *, n_components: int, covariance_type: str,
         priors: Priors, n_chains: int = 4, n_warmup: int = 500, n_draws: int = 500,
         jitter: float = 0.05, target_accept_prob: float = 0.8, n_svi_steps: int = 3000,
-        progress_bar: bool = False) -> tuple[InferenceResult, GMMParams]:
+        progress_bar: bool = False, max_tree_depth: int = 10
+        ) -> tuple[InferenceResult, GMMParams]:
     """MAP from ``start``, then ``method`` from the MAP, on NumPyro's potential: as
     :func:`bayesgmm.bayes.inference.run` (same arguments and returns) for the models it
-    does not cover (``priors.robust``)."""
+    does not cover (``priors.robust``); unpadded (no ``n_padded``)."""
     model = bound_model(n_components, covariance_type, priors)
     sites = start_sites(start, priors, covariance_type, X.dtype)
     map_result = _fit_map(model, X, sites)
@@ -181,7 +182,8 @@ def run(key, X, start: Start, method: str, *, n_components: int, covariance_type
     if method == "nuts":
         result = _sample_nuts(model, key, X, map_sites, n_chains=n_chains, n_warmup=n_warmup,
                               n_draws=n_draws, jitter=jitter,
-                              target_accept_prob=target_accept_prob, progress_bar=progress_bar)
+                              target_accept_prob=target_accept_prob, progress_bar=progress_bar,
+                              max_tree_depth=max_tree_depth)
     else:
         result = _fit_svi(model, key, X, map_sites, n_steps=n_svi_steps, n_draws=n_draws,
                           progress_bar=progress_bar)
