@@ -302,13 +302,26 @@ def section_modes(n: int) -> dict:
     excess = np.asarray(entry["ece_posterior"]) - np.asarray(entry["ece_em"])
     chosen = [int(r) for r in np.argsort(-excess)[:n]]
     with jax.numpy_dtype_promotion("standard"):
-        rows = [_modes_row(r, STORED["coverage"]["n"]) for r in chosen]
+        rows = [_modes_row(r) for r in chosen]
     for row in rows:
         print(row, flush=True)
     return {"rows": rows}
 
 
-def _modes_row(r: int, n_sets: int, seed: int = 0) -> dict:
+def _coverage_data(r: int, seed: int = 0):
+    """Data set ``r`` of the coverage study and its inference key, as
+    :func:`bayesgmm.bayes.calibration.run_coverage` makes them (JAX's partitionable
+    threefry: the r-th split key does not depend on how many are split). Returns
+    (truth as float32, X (400, D), z (400,), key)."""
+    truth = TRUTH.astype(np.float32)
+    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed))
+    batch = GMMParams(*(np.broadcast_to(a, (r + 1, *a.shape)) for a in
+                        (truth.weights, truth.means, truth.cov_factor)), "full")
+    Xs, zs = cal.simulate(k_data, batch, 400)
+    return truth, Xs[r], zs[r], jax.random.split(k_fit, r + 1)[r]
+
+
+def _modes_row(r: int, seed: int = 0) -> dict:
     """The mode analysis of coverage data set ``r`` (same data and key as
     :func:`bayesgmm.bayes.calibration.run_coverage`) under the default priors."""
     from bayesgmm import fitting
@@ -317,13 +330,7 @@ def _modes_row(r: int, n_sets: int, seed: int = 0) -> dict:
     from bayesgmm.density import log_resp
     from bayesgmm.params import take_components
 
-    truth = TRUTH.astype(np.float32)
-    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed))
-    batch = GMMParams(*(np.broadcast_to(a, (n_sets, *a.shape)) for a in
-                        (truth.weights, truth.means, truth.cov_factor)), "full")
-    Xs, zs = cal.simulate(k_data, batch, 400)
-    X, z = Xs[r], zs[r]
-    key = jax.random.split(k_fit, n_sets)[r]
+    truth, X, z, key = _coverage_data(r, seed)
     one = lambda p: jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], p)
     ece = lambda p: cal.expected_calibration_error(
         np.exp(log_responsibilities(relabel(one(p), truth).params, X))[0, 0], z)
@@ -404,14 +411,7 @@ def explain(data_set: int = 3, seed: int = 0) -> str:
     from bayesgmm.bayes.posterior import membership
     from bayesgmm.bayes.relabel import log_responsibilities, relabel
 
-    R = data_set + 1
-    truth = TRUTH.astype(np.float32)
-    k_data, k_fit = jax.random.split(jax.random.PRNGKey(seed))
-    batch = GMMParams(*(np.broadcast_to(a, (R, *a.shape)) for a in
-                        (truth.weights, truth.means, truth.cov_factor)), "full")
-    Xs, zs = cal.simulate(k_data, batch, 400)
-    X, z = Xs[data_set], zs[data_set]
-    key = jax.random.split(k_fit, R)[data_set]
+    truth, X, z, key = _coverage_data(data_set, seed)
     one = lambda p: jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], p)
     true_sd = np.sqrt(np.diagonal(np.asarray(TRUTH.full_covariances), axis1=-2, axis2=-1))
     lines = [f"Data set {data_set} of the coverage study (N=400); the truth's smallest "
