@@ -741,14 +741,13 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     ``em`` is the command's EM fit at K, to compare with the one inference started from.
     """
     from bayesgmm.bayes import BayesianGaussianMixture, Priors
+    from bayesgmm.covariance import ops
 
     b = cfg.bayes
     priors = Priors(**{f.name: getattr(b.priors, f.name) for f in
                        dataclasses.fields(b.priors)})
     what = {"nuts": f"NUTS, {b.n_chains} chains x ({b.n_warmup} warm-up + {b.n_draws} draws)",
             "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
-    from bayesgmm.covariance import ops
-
     relaxed = ops(ct).bayes_type  # the sweep names mclust's models (VVV is "full")
     if ops(relaxed) is not ops(ct):
         log(f"bayes: {ct} has no per-component Bayesian model; sampling {relaxed}, "
