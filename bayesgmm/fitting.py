@@ -52,13 +52,13 @@ from bayesgmm.engines import FitInfo
 from bayesgmm.initialize import (
     INIT_METHODS,
     cached_hc_tree,
+    collapsed as collapsed_fit,
     hc_params,
     host_rng,
     host_seeding_uniforms,
     init_params_batch,
     kmeans_plusplus_host,
     lloyd_batch,
-    min_component_rows,
     params_from_centers,
     params_from_inits,
     seed_sample_size,
@@ -542,15 +542,17 @@ def _hc_start(key, X, w, options: FitOptions, choice: Choice) -> GMMParams:
 def _best_run(runs: list[tuple], options: FitOptions, n_features: int) -> tuple:
     """The best of several ``fit_restarts`` results ``(best, info, all_info)`` by lower
     bound, with every restart's report concatenated in order. Non-finite fits lose,
-    and so do collapsed ones (a component with fewer rows than
-    :func:`bayesgmm.initialize.min_component_rows`, whose likelihood only
-    ``reg_covar`` bounds: the hierarchical start's singleton groups at large K) while
-    another candidate did not collapse; the first of equals wins."""
+    and so do collapsed ones (:func:`bayesgmm.initialize.collapsed`: a component with
+    fewer rows than :func:`bayesgmm.initialize.min_component_rows` whose covariance
+    is ``reg_covar``'s, so only ``reg_covar`` bounds its likelihood: the hierarchical
+    start's singleton groups at large K) while another candidate did not collapse;
+    the first of equals wins."""
     if len(runs) == 1:
         return runs[0]
     K = int(options.n_components)
-    need = min_component_rows(options.covariance_type, n_features) - 0.5
-    collapsed = [K > 1 and float(np.min(np.asarray(i.nk)[:K])) < need for _, i, _ in runs]
+    collapsed = [not bool(i.nonfinite) and collapsed_fit(b, np.asarray(i.nk)[:K],
+                                                          options.reg_covar)
+                 for b, i, _ in runs]
     scores = [-math.inf if bool(i.nonfinite) else float(i.lower_bound) for _, i, _ in runs]
     if not all(collapsed):
         scores = [-math.inf if c else v for c, v in zip(collapsed, scores)]
