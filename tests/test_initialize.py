@@ -14,10 +14,16 @@ def _match(found, truth):
     return d.min(axis=0)  # distance from each true centre to the nearest found one
 
 
+# Compiled as one program: called eagerly, every operation compiles on its own, and
+# each call compiles its loops again.
+_kmeans_plusplus = jax.jit(kmeans_plusplus, static_argnums=3)
+_kmeans = jax.jit(kmeans, static_argnums=3)
+
+
 def test_kmeans_recovers_blob_centres(blobs):
     X, y, centers = blobs
-    found, labels = kmeans(jax.random.PRNGKey(0), jnp.asarray(X, jnp.float32),
-                           jnp.ones(len(X), jnp.float32), 4)
+    found, labels = _kmeans(jax.random.PRNGKey(0), jnp.asarray(X, jnp.float32),
+                            jnp.ones(len(X), jnp.float32), 4)
     assert np.all(_match(np.asarray(found), centers) < 0.2)
     assert labels.shape == (300,)
 
@@ -26,8 +32,8 @@ def test_kmeans_plusplus_spreads_seeds(blobs):
     X, _, centers = blobs
     hits = []
     for s in range(10):
-        seeds = kmeans_plusplus(jax.random.PRNGKey(s), jnp.asarray(X, jnp.float32),
-                                jnp.ones(len(X), jnp.float32), 4)
+        seeds = _kmeans_plusplus(jax.random.PRNGKey(s), jnp.asarray(X, jnp.float32),
+                                 jnp.ones(len(X), jnp.float32), 4)
         hits.append(np.all(_match(np.asarray(seeds), centers) < 2.0))
     assert np.mean(hits) >= 0.8  # one seed per blob in most draws
 
@@ -36,8 +42,8 @@ def test_zero_weight_rows_are_never_seeds(blobs):
     X, y, _ = blobs
     w = (y != 0).astype(np.float32)
     for s in range(5):
-        seeds = np.asarray(kmeans_plusplus(jax.random.PRNGKey(s), jnp.asarray(X, jnp.float32),
-                                           jnp.asarray(w), 3))
+        seeds = np.asarray(_kmeans_plusplus(jax.random.PRNGKey(s),
+                                            jnp.asarray(X, jnp.float32), jnp.asarray(w), 3))
         in_blob0 = (np.linalg.norm(X[y == 0][:, None] - seeds[None], axis=-1) < 1e-6).any()
         assert not in_blob0
 
@@ -79,10 +85,10 @@ def test_kmeans_on_offset_float32_data_matches_float64():
     X = np.concatenate([rng.normal(0, 1, (150, 2)), rng.normal(10, 1, (150, 2)),
                         rng.normal([0, 12], 1, (150, 2))]) + 1e4
     w = np.ones(len(X))
-    _, l32 = kmeans(jax.random.PRNGKey(1), jnp.asarray(X, jnp.float32),
-                    jnp.asarray(w, jnp.float32), 3)
+    _, l32 = _kmeans(jax.random.PRNGKey(1), jnp.asarray(X, jnp.float32),
+                     jnp.asarray(w, jnp.float32), 3)
     with jax.enable_x64(True):
-        _, l64 = kmeans(jax.random.PRNGKey(1), jnp.asarray(X), jnp.asarray(w), 3)
+        _, l64 = _kmeans(jax.random.PRNGKey(1), jnp.asarray(X), jnp.asarray(w), 3)
     truth = np.repeat(np.arange(3), 150)
     for labels in (np.asarray(l32), np.asarray(l64)):
         # each true cluster is exactly one k-means cluster (the same partition)
@@ -106,9 +112,10 @@ def test_seeding_on_a_subsample_then_every_row_to_its_nearest_centre(method):
     with jax.enable_x64(True):
         seed_rows = (jnp.asarray(X[sub]), jnp.asarray(w[sub]))
         if method == "kmeans":
-            centers = np.asarray(kmeans(key, *seed_rows, 3)[0])
+            centers = np.asarray(_kmeans(key, *seed_rows, 3)[0])
         else:
-            centers = np.asarray(kmeans_plusplus(key, *seed_rows, 3))
+            centers = np.asarray(_kmeans_plusplus(key, *seed_rows, 3))
+        init_resp = jax.jit(init_resp, static_argnums=(3, 4))
         resp = np.asarray(init_resp(key, jnp.asarray(X), jnp.asarray(w), 3, method,
                                     seed_rows=seed_rows))
         X_moved = X.copy()
