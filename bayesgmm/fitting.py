@@ -532,10 +532,13 @@ def _hc_start(key, X, w, options: FitOptions, choice: Choice) -> GMMParams:
     """The hierarchical start, batch shape ``(1,)`` with ``choice.n_padded`` components:
     :func:`bayesgmm.initialize.hc_params` of the tree of X (grown once per data set,
     on at most :data:`~bayesgmm.initialize.HC_MAX_ROWS` rows drawn by ``key``'s stream
-    5), as NumPy in X's dtype."""
+    5), as NumPy in X's dtype; with a ``prior`` (or ``equal_weights``) the partition's
+    M-step is EM's, MAP, as mclust's ``me`` starts (diabetes, VVI, K = 5 with
+    mclust's default prior: -2377.93 from the likelihood M-step, -2364.25 as mclust)."""
     tree = cached_hc_tree(X, w, rng=host_rng(key, 5))
     p = hc_params(X, w, tree, int(options.n_components), options.covariance_type,
-                  options.reg_covar)
+                  options.reg_covar, prior=resolve_prior(options, X),
+                  equal_weights=options.equal_weights)
     return _batch_of_one(pad_components(p, choice.n_padded).to_numpy(X.dtype))
 
 

@@ -382,12 +382,14 @@ def hc_partition(tree: HCTree, n_clusters: int) -> np.ndarray:
 
 
 def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type: str,
-              reg_covar: float) -> GMMParams:
+              reg_covar: float, *, prior=None, equal_weights: bool = False) -> GMMParams:
     """Starting parameters from the tree cut at ``n_components`` groups: the M-step of
     that partition of ``tree.rows`` (the same weighted M-step as EM's,
-    :func:`bayesgmm.engines.mixture_m_step`), in X's dtype, batch shape ``()``. EM's
-    first E-step then gives every row of X its responsibilities (mclust's ``me`` from
-    ``unmap(hclass(...))``, and its ``mstep`` on a subset then ``estep`` on all rows)."""
+    :func:`bayesgmm.engines.mixture_m_step`, with its ``prior`` and ``equal_weights``
+    where the fit has them), in X's dtype, batch shape ``()``. EM's first E-step then
+    gives every row of X its responsibilities (mclust's ``me`` from
+    ``unmap(hclass(...))``, whose first M-step is the MAP one with a prior, and its
+    ``mstep`` on a subset then ``estep`` on all rows)."""
     from bayesgmm._xp import NUMPY
     from bayesgmm.covariance import moment_features, moment_sums
     from bayesgmm.engines import mixture_m_step
@@ -402,7 +404,8 @@ def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type
     np.add.at(S, labels, ws[:, None] * T)  # (K, F): Σ over each group's rows
     nk, sx, sxx = moment_sums(S, center, covariance_type, NUMPY)
     p = mixture_m_step(nk, sx, sxx, center, covariance_type=covariance_type,
-                       reg_covar=reg_covar, xp=NUMPY)
+                       reg_covar=reg_covar, xp=NUMPY, prior=prior,
+                       equal_weights=bool(equal_weights))
     return p.to_numpy(np.result_type(np.asarray(X).dtype, np.float32))
 
 

@@ -249,6 +249,28 @@ def test_hc_params_are_the_m_step_of_the_cut(ct):
         np.testing.assert_allclose(p.full_covariances, cov, rtol=1e-9)
 
 
+def test_with_a_prior_the_start_is_the_map_m_step_of_the_cut():
+    """With a prior EM starts, as mclust's ``me(z = unmap(hclass(...)))`` does, from
+    the MAP M-step of the tree's partition: group fractions, and the conjugate
+    posterior means (n_k x̄_k + κ μ₀) / (n_k + κ), not the group means (max_iter=0
+    returns the start)."""
+    from bayesgmm.covariance import default_prior
+
+    X, _ = _separated(n_per=3, d=2)
+    X = X[:10]  # small groups, where the prior moves the means visibly
+    labels = hc_partition(hc_tree(X), 3)
+    prior = default_prior(X, 3, "full")
+    gm = GaussianMixture(3, init_params="hc", prior="default", max_iter=0,
+                         random_state=0).fit(X)
+    n = np.bincount(labels)
+    xbar = np.stack([X[labels == k].mean(0) for k in range(3)])
+    kappa, mu0 = prior.shrinkage, np.asarray(prior.mean)
+    np.testing.assert_allclose(gm.weights_, n / len(X), rtol=1e-12)
+    np.testing.assert_allclose(gm.means_, (n[:, None] * xbar + kappa * mu0) /
+                               (n[:, None] + kappa), rtol=1e-10)
+    assert np.max(np.abs(gm.means_ - xbar)) > 1e-6  # the prior moved them
+
+
 def test_float32_data_gives_the_float64_partition():
     X, _ = _separated(n_per=50, d=2, seed=5)
     a = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
