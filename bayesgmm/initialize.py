@@ -537,13 +537,11 @@ def _last_least_pair(C: np.ndarray, best_cost: np.ndarray, slot: np.ndarray):
     G)``; among exact ties the pair mclust's ``hc`` takes: the highest higher slot,
     then the highest lower slot (``slot (G,)``: each group's). ``best_cost (G,)``: each
     row's least cost."""
-    least = np.min(best_cost)
+    least = best_cost[np.argmin(best_cost)]
     rows = np.flatnonzero(best_cost == least)
     if rows.size == 2 and C[rows[0], rows[1]] == least:  # the usual case: one pair
-        pairs = rows[None, :]
-    else:
-        pairs = np.array([(r, c) for r in rows for c in np.flatnonzero(C[r] == least)
-                          if r < c])
+        return int(rows[0]), int(rows[1])
+    pairs = np.array([(r, c) for r in rows for c in np.flatnonzero(C[r] == least) if r < c])
     hi = np.maximum(slot[pairs[:, 0]], slot[pairs[:, 1]])
     lo = np.minimum(slot[pairs[:, 0]], slot[pairs[:, 1]])
     a, b = pairs[np.lexsort((lo, hi))[-1]]
