@@ -88,6 +88,8 @@ __all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", 
            "criteria", "criteria_terms", "criteria_from_terms", "log_likelihood", "sample",
            "to_device"]
 
+# Candidate fits whose lower bounds are this close (relative) are equal (_best_run).
+_TIE_RTOL = 1e-10
 _KERNELS = ("auto", "centred", "moments", "guarded")  # bayesgmm.suffstats.KERNELS (not imported: JAX)
 
 
@@ -549,7 +551,7 @@ def _best_run(runs: list[tuple], options: FitOptions, n_features: int) -> tuple:
     fewer rows than :func:`bayesgmm.initialize.min_component_rows` whose covariance
     is ``reg_covar``'s, so only ``reg_covar`` bounds its likelihood: the hierarchical
     start's singleton groups at large K) while another candidate did not collapse;
-    the first of equals wins."""
+    the first of equals (within :data:`_TIE_RTOL`, relative) wins."""
     if len(runs) == 1:
         return runs[0]
     K = int(options.n_components)
@@ -559,7 +561,13 @@ def _best_run(runs: list[tuple], options: FitOptions, n_features: int) -> tuple:
     scores = [-math.inf if bool(i.nonfinite) else float(i.lower_bound) for _, i, _ in runs]
     if not all(collapsed):
         scores = [-math.inf if c else v for c, v in zip(collapsed, scores)]
-    best, info, _ = runs[int(np.argmax(scores))]
+    top = max(scores)
+    # the first of equals wins: within round-off (1e-10 relative) of the best, as two
+    # starts that reach one optimum with their components in another order differ in
+    # the last bits, and differently on the two engines
+    tied = [v >= top - _TIE_RTOL * abs(top) for v in scores] if math.isfinite(top) else [
+        v == top for v in scores]
+    best, info, _ = runs[tied.index(True)]
     all_info = type(info)(*(_stack_reports(parts) for parts in zip(*(r[2] for r in runs))))
     return best, info, all_info
 
