@@ -239,9 +239,10 @@ def min_component_rows(covariance_type: str, n_features: int) -> int:
     ``reg_covar``: 1 when it has no covariance parameters of its own (tied), 2 when it
     has at most D (spherical, diagonal: one variance needs two points), D + 1 when it
     has more (full: a D x D scatter of rank D). A fit with a component holding fewer
-    (by effective count, within half a row) has collapsed onto too few points: its
-    likelihood grows without bound as ``reg_covar`` shrinks, where mclust reports the
-    fit as singular. Read from the table's parameter count, so it holds for any model."""
+    (by effective count, within half a row) may have collapsed onto too few points,
+    its likelihood then growing without bound as ``reg_covar`` shrinks, where mclust
+    reports the fit as singular; :func:`collapsed` tells (its covariance is then
+    ``reg_covar``'s). Read from the table's parameter count, so it holds for any model."""
     D = int(n_features)
     table = ops(covariance_type)
     own = table.n_parameters(2, D) - table.n_parameters(1, D)  # per-component parameters
