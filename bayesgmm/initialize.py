@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INIT_METHODS", "COMPILED_INIT_METHODS", "HC_MAX_ROWS", "HCTree", "hc_tree",
            "hc_partition", "hc_params", "cached_hc_tree", "min_component_rows",
+           "collapsed", "COLLAPSE_FLOOR",
            "seed_sample_size", "n_seed_trials", "host_rng", "subsample_rows",
            "host_seeding_uniforms", "kmeans_plusplus_host", "params_from_centers",
            "params_from_inits", "kmeans_plusplus", "kmeans", "lloyd", "init_resp",
@@ -77,6 +78,9 @@ SEED_ROWS_PER_COMPONENT = 256
 # 2000, ``mclust.options("subset")``): the tree costs O(M^2) memory and about M^2 D^3
 # work; 1000 rows in 3-D take ~0.7 s on one core. See hc_tree.
 HC_MAX_ROWS = 1000
+# A component with fewer rows than min_component_rows has collapsed when its smallest
+# covariance eigenvalue is at most this many times reg_covar (see collapsed).
+COLLAPSE_FLOOR = 10.0
 
 
 # ---- the host half: NumPy only --------------------------------------------------------
@@ -220,8 +224,9 @@ def params_from_inits(n_restarts: int, covariance_type: str, *, weights=None, me
 class HCTree(NamedTuple):
     """One merge tree for every K (:func:`hc_tree`); :func:`hc_partition` cuts it.
 
-    G groups start the tree (the distinct rows hc ran on); merge s joins two of them,
-    numbered 0..G-1, into the lower number."""
+    G groups start the tree, one per row hc ran on (duplicates too, as in mclust's
+    ``mclustBIC``); merge s joins two of them, numbered 0..G-1, into the lower
+    number."""
 
     rows: np.ndarray  # (M,) int64: the rows of X the tree was grown on (all, or a subsample)
     groups: np.ndarray  # (M,) int64: each of those rows' starting group, 0..G-1
@@ -234,13 +239,49 @@ def min_component_rows(covariance_type: str, n_features: int) -> int:
     ``reg_covar``: 1 when it has no covariance parameters of its own (tied), 2 when it
     has at most D (spherical, diagonal: one variance needs two points), D + 1 when it
     has more (full: a D x D scatter of rank D). A fit with a component holding fewer
-    (by effective count, within half a row) has collapsed onto too few points: its
-    likelihood grows without bound as ``reg_covar`` shrinks, where mclust reports the
-    fit as singular. Read from the table's parameter count, so it holds for any model."""
+    (by effective count, within half a row) may have collapsed onto too few points,
+    its likelihood then growing without bound as ``reg_covar`` shrinks, where mclust
+    reports the fit as singular; :func:`collapsed` tells (its covariance is then
+    ``reg_covar``'s). Read from the table's parameter count, so it holds for any model."""
     D = int(n_features)
     table = ops(covariance_type)
     own = table.n_parameters(2, D) - table.n_parameters(1, D)  # per-component parameters
     return 1 if own <= 0 else (2 if own <= D else D + 1)
+
+
+def collapsed(params: GMMParams, nk, reg_covar: float) -> bool:
+    """Whether a fit has collapsed: one of its components holds fewer rows than
+    :func:`min_component_rows` (by effective count ``nk (K,)``, within half a row)
+    *and* its covariance is ``reg_covar``'s: its smallest eigenvalue is at most
+    :data:`COLLAPSE_FLOOR` times ``reg_covar`` (EM took the component onto a few
+    points, and only ``reg_covar`` keeps its likelihood finite).
+
+    The count alone is not enough: where the volume is shared (mclust's E·· models)
+    a component's determinant cannot shrink on its own, its likelihood stays
+    bounded, and a component of one or two rows is a genuine optimum (``diabetes``,
+    EVE with K = 8: a component of 1.37 rows whose smallest variance is 14, at
+    log-likelihood -2273.48, above both mclust's -2277.65, which stops earlier, and
+    the k-means start's -2285.56). Components that did collapse sit at ``reg_covar``
+    (1e-6 on 300 blobs at K = 18, against 4e-3 and more for the others).
+
+    Parameters
+    ----------
+    params : GMMParams
+        Batch shape ``()``, K components or more (padding beyond ``len(nk)``).
+    nk : array of shape (K,)
+    reg_covar : float
+    """
+    nk = np.asarray(nk, np.float64)
+    K = nk.shape[0]
+    need = min_component_rows(params.covariance_type, params.n_features) - 0.5
+    few = nk < need
+    if K < 2 or not few.any():
+        return False
+    from bayesgmm.params import take_components
+
+    cov = np.asarray(take_components(params.to_numpy(), K).full_covariances, np.float64)
+    smallest = np.linalg.eigvalsh(cov[few])[:, 0]
+    return bool(np.min(smallest) <= COLLAPSE_FLOOR * float(reg_covar))
 
 
 def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,
@@ -249,8 +290,8 @@ def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,
     """Model-based hierarchical agglomeration (Fraley 1998; mclust's ``hc``, model VVV
     for D > 1 and V for D = 1, ``use = "SVD"``).
 
-    Starting from one group per distinct row (exact duplicates start together), each
-    step merges the two groups whose union least increases the criterion
+    Starting from one group per row, each step merges the two groups whose union
+    least increases the criterion
 
         Σ_k n_k log( |W_k / n_k| + β (tr W_k + α) / n_k )        (D > 1, VVV)
         Σ_k n_k log( (W_k + α) / n_k )                           (D = 1, V)
@@ -262,6 +303,20 @@ def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,
     ``alpha`` times the mean per-feature variance of the (transformed) rows for VVV, and
     ``eps`` times it for V (mclust's). One tree serves every K, so the partitions of a
     sweep are nested, and the tree is deterministic: the same rows give the same tree.
+
+    Ties are broken as mclust breaks them, so that the tree is mclust's merge for merge
+    (checked against ``hc(X, "VVV", use = "SVD")``: all 271 merges on Old Faithful, all
+    144 on ``diabetes``): the groups sit in slots, first the rows in their order; of
+    the pairs of least cost the one whose higher slot is highest wins, then the one
+    whose lower slot is highest (mclust scans its packed triangle of costs and keeps
+    the last minimum); the union takes the lower slot, and the group in the last slot
+    moves into the freed one. Exact ties are common where data are rounded (Old
+    Faithful's waiting times are whole minutes: its duplicate rows, and pairs the same
+    distance apart), and each choice leads to another tree: the first of the tied
+    pairs, and duplicates merged before the agglomeration (mclust's ``dupPartition``,
+    which ``mclustBIC`` does not pass on), cut Old Faithful at K = 4..9 into partitions
+    of adjusted Rand index 0.48-0.65 to mclust's, from which EM stopped short of
+    mclust's optimum in five (model, K) of 126.
 
     Cost: O(M²) memory and about M² D³ work for M rows. Above ``max_rows`` rows (with
     positive weight) it grows on ``max_rows`` of them drawn by ``rng`` (mclust draws
@@ -300,19 +355,17 @@ def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,
         Z = _svd_transform(Z, wz)
     elif transform is not None:
         raise ValueError(f"transform should be 'svd' or None, got {transform!r}")
-    # exact duplicates start as one group (mclust's dupPartition)
-    uniq, groups = np.unique(Z, axis=0, return_inverse=True)
-    groups = groups.reshape(-1)
-    n = np.bincount(groups, weights=wz, minlength=len(uniq))
-    merges, costs = _agglomerate(uniq, n, alpha, beta, _hc_scale(Z, wz))
-    return HCTree(rows.astype(np.int64), groups.astype(np.int64), merges, costs)
+    # every row starts its own group, duplicates too (mclustBIC's tree: see above)
+    merges, costs = _agglomerate(Z, wz, alpha, beta, _hc_scale(Z, wz))
+    return HCTree(rows.astype(np.int64), np.arange(len(rows), dtype=np.int64), merges,
+                  costs)
 
 
 def hc_partition(tree: HCTree, n_clusters: int) -> np.ndarray:
     """The tree cut at ``n_clusters`` groups: each of ``tree.rows``' label in
     0..n_clusters-1 (numbered in order of their lowest starting group), shape (M,).
-    With fewer starting groups than ``n_clusters`` (many duplicate rows), every group
-    is its own cluster and the labels stop short of ``n_clusters``."""
+    With fewer starting groups than ``n_clusters`` (fewer rows), every group is its
+    own cluster and the labels stop short of ``n_clusters``."""
     G = len(tree.merges) + 1
     merges = tree.merges[:max(G - int(n_clusters), 0)]
     # each group is absorbed at most once, into a lower number: the merges are a forest
@@ -330,12 +383,14 @@ def hc_partition(tree: HCTree, n_clusters: int) -> np.ndarray:
 
 
 def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type: str,
-              reg_covar: float) -> GMMParams:
+              reg_covar: float, *, prior=None, equal_weights: bool = False) -> GMMParams:
     """Starting parameters from the tree cut at ``n_components`` groups: the M-step of
     that partition of ``tree.rows`` (the same weighted M-step as EM's,
-    :func:`bayesgmm.engines.mixture_m_step`), in X's dtype, batch shape ``()``. EM's
-    first E-step then gives every row of X its responsibilities (mclust's ``me`` from
-    ``unmap(hclass(...))``, and its ``mstep`` on a subset then ``estep`` on all rows)."""
+    :func:`bayesgmm.engines.mixture_m_step`, with its ``prior`` and ``equal_weights``
+    where the fit has them), in X's dtype, batch shape ``()``. EM's first E-step then
+    gives every row of X its responsibilities (mclust's ``me`` from
+    ``unmap(hclass(...))``, whose first M-step is the MAP one with a prior, and its
+    ``mstep`` on a subset then ``estep`` on all rows)."""
     from bayesgmm._xp import NUMPY
     from bayesgmm.covariance import moment_features, moment_sums
     from bayesgmm.engines import mixture_m_step
@@ -350,7 +405,8 @@ def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type
     np.add.at(S, labels, ws[:, None] * T)  # (K, F): Σ over each group's rows
     nk, sx, sxx = moment_sums(S, center, covariance_type, NUMPY)
     p = mixture_m_step(nk, sx, sxx, center, covariance_type=covariance_type,
-                       reg_covar=reg_covar, xp=NUMPY)
+                       reg_covar=reg_covar, xp=NUMPY, prior=prior,
+                       equal_weights=bool(equal_weights))
     return p.to_numpy(np.result_type(np.asarray(X).dtype, np.float32))
 
 
@@ -410,20 +466,25 @@ def _hc_scale(Z: np.ndarray, w: np.ndarray) -> float:
 
 def _agglomerate(U: np.ndarray, n: np.ndarray, alpha: float, beta: float, scale: float):
     """The greedy merges of the G groups with means ``U (G, D)``, sizes ``n (G,)`` and
-    zero scatter (distinct points): ``(merges (G-1, 2), costs (G-1,))``.
+    zero scatter (single rows): ``(merges (G-1, 2), costs (G-1,))``, ties broken as
+    mclust breaks them (:func:`hc_tree`).
 
-    Keeps the (G, G) matrix of merge costs and, per group, its cheapest partner; a
-    merge recomputes one row of costs (the new group's) and the partners of the rows
-    that pointed at the two merged groups, so each step is O(G D³) rather than O(G²)."""
+    Keeps the (G, G) matrix of merge costs and, per group, its least cost and a partner
+    at that cost; a merge recomputes one row of costs (the union's) and the partners
+    of the rows that pointed at the two merged groups, so each step is O(G D³) rather
+    than O(G²). Each group's slot (mclust's position of it) decides among exact ties;
+    the union keeps the lower group number (its lowest row) and the lower slot."""
     G, D = U.shape
     univariate = D == 1
     a_reg = (np.finfo(np.float64).eps if univariate else alpha) * scale
-    mean = U.copy()
+    mean = U.astype(np.float64, copy=True)
     W = np.zeros((G, D, D))
     size = n.astype(np.float64)
     trace = np.zeros(G)
     term = _hc_term(size, trace, np.zeros(0, np.int64), None, a_reg, beta, univariate)
     alive = np.ones(G, bool)
+    slot = np.arange(G)  # group -> slot
+    owner = np.arange(G)  # slot -> group
     C = np.full((G, G), np.inf)
     for g in range(G - 1):  # row by row, O(G) memory for the temporaries
         C[g, g + 1:] = _merge_cost(g, np.arange(g + 1, G), size, mean, W, trace, term,
@@ -434,11 +495,15 @@ def _agglomerate(U: np.ndarray, n: np.ndarray, alpha: float, beta: float, scale:
     merges = np.zeros((max(G - 1, 0), 2), np.int64)
     costs = np.zeros(max(G - 1, 0))
     for s in range(G - 1):
-        i = int(np.argmin(best_cost))
-        j = int(best[i])
-        a, b = min(i, j), max(i, j)
+        a, b = _last_least_pair(C, best_cost, slot)
         merges[s], costs[s] = (a, b), C[a, b]
-        # group a becomes the union
+        # group a (the lower number) becomes the union, in the lower of the two slots;
+        # the group in the last slot moves into the higher one
+        low, high, last = min(slot[a], slot[b]), max(slot[a], slot[b]), G - 1 - s
+        slot[a], owner[low] = low, a
+        if high != last:
+            moved = owner[last]
+            slot[moved], owner[high] = high, moved
         _, n_ab, m_ab, tr_ab, t_ab, W_ab = _merge_cost(
             a, np.array([b]), size, mean, W, trace, term, a_reg, beta, univariate,
             with_scatter=True)
@@ -466,6 +531,22 @@ def _agglomerate(U: np.ndarray, n: np.ndarray, alpha: float, beta: float, scale:
         best[r[cheaper]] = a
         best_cost[r[cheaper]] = new[~stale][cheaper]
     return merges, costs
+
+
+def _last_least_pair(C: np.ndarray, best_cost: np.ndarray, slot: np.ndarray):
+    """The pair ``(a, b)``, ``a < b`` group numbers, of least merge cost in ``C (G,
+    G)``; among exact ties the pair mclust's ``hc`` takes: the highest higher slot,
+    then the highest lower slot (``slot (G,)``: each group's). ``best_cost (G,)``: each
+    row's least cost."""
+    least = best_cost[np.argmin(best_cost)]
+    rows = np.flatnonzero(best_cost == least)
+    if rows.size == 2 and C[rows[0], rows[1]] == least:  # the usual case: one pair
+        return int(rows[0]), int(rows[1])
+    pairs = np.array([(r, c) for r in rows for c in np.flatnonzero(C[r] == least) if r < c])
+    hi = np.maximum(slot[pairs[:, 0]], slot[pairs[:, 1]])
+    lo = np.minimum(slot[pairs[:, 0]], slot[pairs[:, 1]])
+    a, b = pairs[np.lexsort((lo, hi))[-1]]
+    return int(a), int(b)
 
 
 def _merge_cost(a: int, others: np.ndarray, size, mean, W, trace, term, a_reg, beta,

@@ -213,3 +213,28 @@ def test_nonfinite_fit_names_the_component_in_sklearns_words():
     with pytest.raises(ValueError, match=r"ill-defined empirical covariance.*component \d got "
                                          r"a singular covariance.*Increase reg_covar \(now 0;"):
         fitting.fit(X, FitOptions(n_components=3, reg_covar=0.0, random_state=0))
+
+
+def test_best_start_is_the_first_of_equals_within_round_off(blobs):
+    """Two starts that reach one optimum with their components in another order end
+    with lower bounds equal up to round-off, which differs between the engines; the
+    first start then wins on both. A difference above round-off decides."""
+    from bayesgmm.engines import numpy as host
+    from bayesgmm.initialize import hc_params, hc_tree
+
+    X = blobs[0]
+    p = hc_params(X, None, hc_tree(X), 3, "full", 1e-6)
+    order = [2, 0, 1]
+    q = GMMParams(p.weights[order], p.means[order], p.cov_factor[order], "full")
+    one = lambda s: GMMParams(*(np.asarray(a)[None] for a in (s.weights, s.means,  # noqa: E731
+                                                              s.cov_factor)), "full")
+    a = host.fit_restarts(X, one(p), tol=1e-8, reg_covar=1e-6, max_iter=500)
+    b = host.fit_restarts(X, one(q), tol=1e-8, reg_covar=1e-6, max_iter=500)
+    lb = float(a[1].lower_bound)
+    assert float(b[1].lower_bound) == pytest.approx(lb, rel=1e-12)  # one optimum
+    np.testing.assert_allclose(np.asarray(b[0].means)[[1, 2, 0]], a[0].means, rtol=1e-8)
+    options = FitOptions(n_components=3)
+    for nudge, winner in ((1e-13, 0), (-1e-13, 0), (1e-8, 1)):
+        later = (b[0], b[1]._replace(lower_bound=np.asarray(lb + nudge * abs(lb))), b[2])
+        best, _, _ = fitting._best_run([a, later], options, 2)
+        np.testing.assert_array_equal(best.means, [a, later][winner][0].means)

@@ -1,6 +1,7 @@
 """Model-based hierarchical agglomeration (bayesgmm.initialize.hc_tree): the merge
-criterion against a brute-force evaluation of the classification likelihood, recovery
-of well-separated clusters, nesting, determinism, the subsample path, duplicates."""
+criterion and mclust's tie-breaking against a brute-force agglomeration of the
+classification likelihood, recovery of well-separated clusters, nesting, determinism,
+the subsample path, duplicates and weights."""
 
 import itertools
 
@@ -27,6 +28,57 @@ def _criterion(X, labels, alpha, univariate=False):
             det = np.linalg.det(W / n) if n > X.shape[1] else 0.0
             total += n * np.log(det + (np.trace(W) + alpha) / n)
     return total
+
+
+def _weighted_criterion(X, w, groups, alpha, univariate=False):
+    """:func:`_criterion` with weights as multiplicities: a group of rows ``groups``
+    has size Σ w and scatter Σ w (x - x̄)(x - x̄)ᵀ, computed from scratch."""
+    total = 0.0
+    for rows in groups:
+        Y, v = X[rows], w[rows]
+        n = v.sum()
+        Yc = Y - v @ Y / n
+        W = (v[:, None] * Yc).T @ Yc
+        if univariate:
+            total += n * np.log((W[0, 0] + alpha) / n)
+        else:
+            det = np.linalg.det(W / n) if n > X.shape[1] else 0.0
+            total += n * np.log(det + (np.trace(W) + alpha) / n)
+    return total
+
+
+def _brute_force_tree(X, w, alpha, univariate=False):
+    """mclust's agglomeration (Fraley 1998) spelled out: groups sit in slots, first
+    the rows in their order; every pair's merge cost is evaluated from scratch; of
+    the pairs of least cost (equal within 1e-12, round-off of the from-scratch sums)
+    mclust's Fortran keeps the last in its scan of the packed triangle (higher slot
+    outer, lower slot inner): the highest higher slot, then the highest lower slot.
+    The union takes the lower slot and the group in the last slot moves into the
+    higher one. Returns the merges as (lowest row, lowest row) pairs and the costs."""
+    slots = [[r] for r in range(len(X))]
+    crit = lambda groups: _weighted_criterion(X, w, groups, alpha, univariate)  # noqa: E731
+    merges, costs = [], []
+    while len(slots) > 1:
+        base = crit(slots)
+        delta = {(i, j): crit([g for s, g in enumerate(slots) if s not in (i, j)]
+                              + [slots[i] + slots[j]]) - base
+                 for j in range(1, len(slots)) for i in range(j)}
+        least = min(delta.values())
+        tied = [p for p, v in delta.items() if v <= least + 1e-12 * max(1.0, abs(least))]
+        i, j = max(tied, key=lambda p: (p[1], p[0]))
+        merges.append((min(slots[i]), min(slots[j])))
+        costs.append(delta[i, j])
+        slots[i] = slots[i] + slots[j]
+        last = slots.pop()
+        if j < len(slots):
+            slots[j] = last
+    return merges, np.array(costs)
+
+
+def _tree_pairs(tree):
+    """A tree's merges as (lowest row, lowest row) of the two groups (its row numbers
+    in the data: what mclust's ``hc`` reports, 0-based)."""
+    return [tuple(sorted(tree.rows[[a, b]])) for a, b in tree.merges]
 
 
 def _separated(n_per=60, d=3, seed=0):
@@ -65,6 +117,36 @@ def test_every_merge_is_the_cheapest_by_brute_force(d):
         assert deltas[a, b] == pytest.approx(cost, rel=1e-9, abs=1e-9)
         label = np.where(label == b, a, label)
     assert len(np.unique(label)) == 1
+    merges, costs = _brute_force_tree(X, np.ones(11), alpha, univariate=d == 1)
+    assert _tree_pairs(tree) == [tuple(sorted(m)) for m in merges]
+    np.testing.assert_allclose(tree.costs, costs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_ties_are_broken_as_mclust_breaks_them(d):
+    """Rows on an integer lattice, with duplicates, tie exactly (equal differences
+    give equal costs, duplicates the least cost of all): the tree is the brute-force
+    agglomeration with mclust's slots, merge for merge, not the first of the tied
+    pairs. (With its own rule for ties, and duplicates merged beforehand, the tree cut
+    Old Faithful, whose waiting times are whole minutes, at K = 4..9 into partitions
+    of adjusted Rand index 0.48-0.65 to mclust's; with mclust's rule it is mclust's
+    tree, all 271 merges, and EM from it reaches mclust's optimum in every model and
+    K, benchmarks/mclust.py.)"""
+    rng = np.random.default_rng(7 + d)
+    X = rng.integers(0, 4, (14, d)).astype(float)
+    X[[3, 9]] = X[0]  # a triplicate
+    X[12] = X[5]
+    tree = hc_tree(X, transform=None)
+    assert sorted(tree.groups) == list(range(14))  # duplicates start apart, as in mclust
+    alpha = (np.finfo(float).eps * np.mean((X - X.mean()) ** 2) if d == 1
+             else np.sum((X - X.mean(0)) ** 2) / X.size)
+    merges, costs = _brute_force_tree(X, np.ones(14), alpha, univariate=d == 1)
+    costs_tied = np.sum(np.isclose(costs[:, None], costs[None, :], rtol=1e-12, atol=0)) - 13
+    assert costs_tied > 0  # the data have ties to break
+    assert _tree_pairs(tree) == [tuple(sorted(m)) for m in merges]
+    np.testing.assert_allclose(tree.costs, costs, rtol=1e-9, atol=1e-9)
+    # the first of the tied pairs would have merged the first duplicates first
+    assert _tree_pairs(tree)[0] != (0, 3)
 
 
 @pytest.mark.parametrize("d", [2, 3])
@@ -100,14 +182,20 @@ def test_tree_is_deterministic_and_units_free():
         np.testing.assert_array_equal(hc_partition(a, k), hc_partition(c, k))
 
 
-def test_duplicate_rows_start_in_one_group():
-    """Exact duplicates start as one group (mclust's dupPartition), so they share a
-    label at every K, and the tree has one merge fewer per duplicate."""
+def test_duplicate_rows_start_apart_and_merge_first():
+    """Exact duplicates start as groups of their own (mclust's ``mclustBIC`` grows its
+    tree from single rows: ``hc`` does not pass its ``dupPartition`` on). Two single
+    rows cost 2 log((tr W + α) / 2α) >= -2 log 2 to merge, with equality only for
+    copies: the first merge joins two copies (the last such pair in mclust's order),
+    and the copies share their original's label at the coarser cuts."""
     X, _ = _separated(n_per=20)
-    X = np.concatenate([X, X[:5], X[:3]])
+    X = np.concatenate([X, X[:5], X[:3]])  # rows 80-84 copy 0-4, rows 85-87 copy 0-2
     tree = hc_tree(X)
-    assert len(tree.merges) == 80 - 1
-    for k in (2, 5, 40, 80):
+    assert len(tree.merges) == 88 - 1
+    assert _tree_pairs(tree)[0] == (82, 87)  # copies of row 2: of the tied pairs of copies
+    # the one with the highest higher slot (87), then the highest lower slot (82)
+    assert tree.costs[0] == pytest.approx(-2 * np.log(2), rel=1e-12)
+    for k in (2, 5, 40):
         labels = hc_partition(tree, k)
         np.testing.assert_array_equal(labels[80:85], labels[:5])
         np.testing.assert_array_equal(labels[85:], labels[:3])
@@ -161,6 +249,28 @@ def test_hc_params_are_the_m_step_of_the_cut(ct):
         np.testing.assert_allclose(p.full_covariances, cov, rtol=1e-9)
 
 
+def test_with_a_prior_the_start_is_the_map_m_step_of_the_cut():
+    """With a prior EM starts, as mclust's ``me(z = unmap(hclass(...)))`` does, from
+    the MAP M-step of the tree's partition: group fractions, and the conjugate
+    posterior means (n_k x̄_k + κ μ₀) / (n_k + κ), not the group means (max_iter=0
+    returns the start)."""
+    from bayesgmm.covariance import default_prior
+
+    X, _ = _separated(n_per=3, d=2)
+    X = X[:10]  # small groups, where the prior moves the means visibly
+    labels = hc_partition(hc_tree(X), 3)
+    prior = default_prior(X, 3, "full")
+    gm = GaussianMixture(3, init_params="hc", prior="default", max_iter=0,
+                         random_state=0).fit(X)
+    n = np.bincount(labels)
+    xbar = np.stack([X[labels == k].mean(0) for k in range(3)])
+    kappa, mu0 = prior.shrinkage, np.asarray(prior.mean)
+    np.testing.assert_allclose(gm.weights_, n / len(X), rtol=1e-12)
+    np.testing.assert_allclose(gm.means_, (n[:, None] * xbar + kappa * mu0) /
+                               (n[:, None] + kappa), rtol=1e-10)
+    assert np.max(np.abs(gm.means_ - xbar)) > 1e-6  # the prior moved them
+
+
 def test_float32_data_gives_the_float64_partition():
     X, _ = _separated(n_per=50, d=2, seed=5)
     a = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
@@ -177,16 +287,21 @@ def test_min_component_rows_follows_the_parameter_count():
     assert min_component_rows("full", 3) == 4
 
 
-def test_integer_weights_equal_repeated_rows():
-    """Weights count as multiplicities: a row of weight m is m duplicate rows, which
-    start as one group, so the tree is the same; rows of weight 0 take no part."""
-    X, _ = _separated(n_per=15, d=2, seed=2)
-    w = np.random.default_rng(0).integers(0, 4, len(X))
-    weighted = hc_tree(X, w)
-    repeated = hc_tree(np.repeat(X, w, axis=0))
-    np.testing.assert_array_equal(weighted.merges, repeated.merges)
-    np.testing.assert_allclose(weighted.costs, repeated.costs, rtol=1e-9, atol=1e-9)
-    assert set(weighted.rows) == set(np.flatnonzero(w > 0))
+def test_weights_are_group_sizes_and_zero_weights_take_no_part():
+    """A row of weight m starts as a group of size m (m coincident rows, already
+    merged): every merge is the brute-force agglomeration's with weighted sizes and
+    scatters, and rows of weight 0 take no part."""
+    X, _ = _separated(n_per=4, d=2, seed=2)
+    w = np.random.default_rng(0).integers(0, 4, len(X)).astype(float)
+    tree = hc_tree(X, w, transform=None)
+    live = np.flatnonzero(w > 0)
+    np.testing.assert_array_equal(tree.rows, live)
+    Xl, wl = X[live], w[live]
+    alpha = float(wl @ np.sum((Xl - wl @ Xl / wl.sum()) ** 2, axis=1)) / (wl.sum() * 2)
+    merges, costs = _brute_force_tree(Xl, wl, alpha)
+    assert [tuple(sorted(np.searchsorted(live, p))) for p in _tree_pairs(tree)] == [
+        tuple(sorted(m)) for m in merges]
+    np.testing.assert_allclose(tree.costs, costs, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("method", ["hc", "auto"])
