@@ -699,9 +699,10 @@ def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> 
     if empty.size and options.n_components > 1:
         warnings.warn(
             f"Component(s) {empty.tolist()} hold about one sample or fewer (effective "
-            f"counts nk={np.round(info.nk[empty], 3).tolist()}): a covariance cannot be "
-            f"estimated there and is dominated by reg_covar={options.reg_covar:g}. "
-            f"Consider fewer components (now {options.n_components}).",
+            f"counts nk={np.round(info.nk[empty], 3).tolist()}): their covariance is not "
+            f"estimated from their own rows (it is reg_covar={options.reg_covar:g}'s, or "
+            f"the part the model shares across components). Consider fewer components "
+            f"(now {options.n_components}).",
             DegenerateComponentWarning, stacklevel=4)
 
 
