@@ -231,7 +231,8 @@ def test_float32_sharded_matches_float64(tmp_path):
     for ct, path, (cov64, ll64) in cases:
         got = np.load(path)
         assert int(got["n_iter"]) == 15
-        cov_err, ll_err = _cov_error(got["cov"], cov64, ct), _rel_ll(float(got["lower_bound"]), ll64)
+        cov_err = _cov_error(got["cov"], cov64, ct)
+        ll_err = _rel_ll(float(got["lower_bound"]), ll64)
         assert cov_err < 2e-3 and ll_err < 1e-4, (ct, cov_err, ll_err)
 
 
