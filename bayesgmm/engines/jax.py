@@ -399,6 +399,8 @@ def fit(
     info : FitInfo
     """
     arrays, hyper = _split_prior(prior, X.dtype)
+    sample_weight, kernel, cache_features = _program_options(
+        X, params, sample_weight, kernel, cache_features)
     run = lambda: _fit_jit(X, params, sample_weight, tol, reg_covar,  # noqa: E731
                            max_iter=max_iter, chunk_size=chunk_size, kernel=kernel,
                            cache_features=cache_features, hard_start=hard_start,
@@ -406,6 +408,33 @@ def fit(
                            report=report is not None, prior_arrays=arrays,
                            prior_hyper=hyper, equal_weights=bool(equal_weights))
     return _reported(run, report, 1)
+
+
+def _program_options(X, params: GMMParams, sample_weight, kernel: str,
+                     cache_features: bool | None) -> tuple[Array, str, bool]:
+    """The arguments of the EM program in the one form each takes, so that calls which
+    build the same program share one compiled program (JAX keys its cache on static
+    arguments by value and on the pytree structure of the traced ones): the weights
+    always an array (ones for ``None``: the program for unweighted data is the weighted
+    one), the kernel resolved (``"auto"`` is ``"moments"`` or ``"guarded"`` by dtype)
+    and ``cache_features`` the bool it resolves to (``None`` keeps the table when it fits
+    the budget; the centred kernel keeps none). Raises ``ValueError`` for an unknown
+    kernel, as :func:`bayesgmm.suffstats.resolve_kernel` does.
+
+    Returns
+    -------
+    sample_weight : array of shape (N,)
+    kernel : str
+    cache_features : bool
+    """
+    # the dtype the program computes in (float64 input is float32 without x64)
+    dtype = jax.dtypes.canonicalize_dtype(X.dtype)
+    kernel = resolve_kernel(kernel, dtype)
+    cache = keeps_feature_table(jax.ShapeDtypeStruct(X.shape, dtype), params.covariance_type,
+                                kernel, cache_features)
+    if sample_weight is None:
+        sample_weight = jnp.ones(X.shape[0], dtype)
+    return sample_weight, kernel, cache
 
 
 def _reported(run, report: EMReport | None, n_restarts: int):
@@ -546,6 +575,8 @@ def fit_restarts(
         Every restart's, with leading axis R.
     """
     arrays, hyper = _split_prior(prior, X.dtype)
+    sample_weight, kernel, cache_features = _program_options(
+        X, params, sample_weight, kernel, cache_features)
     run = lambda: _fit_restarts_jit(  # noqa: E731
         X, params, sample_weight, tol, reg_covar, max_iter=max_iter, chunk_size=chunk_size,
         screen_iter=screen_iter, kernel=kernel, cache_features=cache_features, shared=shared,
