@@ -183,6 +183,29 @@ def test_bad_parameters_are_refused(blobs, kwargs, match):
         BayesianGaussianMixture(2, **kwargs).fit(blobs[0])
 
 
+def test_mclust_names_of_the_bayesian_models(blobs):
+    """VVI is diag's covariance-table entry: its MAP fit is diag's, under the name given;
+    mclust models without a Bayesian model are refused in one line that names the
+    supported names and the relaxation to use."""
+    X = blobs[0][:120]
+    fits = {ct: BayesianGaussianMixture(2, covariance_type=ct, method="map",
+                                        random_state=0).fit(X) for ct in ("diag", "VVI")}
+    assert fits["VVI"].params_.covariance_type == fits["VVI"].map_params_.covariance_type == "VVI"
+    for field in ("weights", "means", "cov_factor"):
+        np.testing.assert_array_equal(getattr(fits["VVI"].params_, field),
+                                      getattr(fits["diag"].params_, field))
+    np.testing.assert_array_equal(fits["VVI"].covariances_, fits["diag"].covariances_)
+    supported = "must be 'full' (mclust's 'VVV') or 'diag' (mclust's 'VVI')"
+    for ct, fix in (("EEV", "VVV"), ("EEE", "VVV"), ("VII", "VVI"), ("tied", "full"),
+                    ("spherical", "diag")):
+        with pytest.raises(ValueError) as err:
+            BayesianGaussianMixture(2, covariance_type=ct).fit(X)
+        message = str(err.value)
+        assert "\n" not in message and supported in message, message
+        assert message.endswith(f"got {ct!r}; use covariance_type={fix!r}, its per-component "
+                                "relaxation"), message
+
+
 @pytest.mark.parametrize("old,new", [("num_chains", "n_chains"), ("num_warmup", "n_warmup"),
                                      ("num_samples", "n_draws"), ("svi_steps", "n_svi_steps")])
 def test_old_num_names_are_refused_naming_the_new_one(old, new):

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior, robust
-from bayesgmm.bayes.model import Priors, check_model_type
+from bayesgmm.bayes.model import Priors, check_model_type, model_type
 from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
 from bayesgmm.missing import check_missing, has_missing
 from bayesgmm.validation import (
@@ -79,8 +79,14 @@ class BayesianGaussianMixture(BaseEstimator):
     Parameters
     ----------
     n_components : int, default=1
-    covariance_type : {"full", "diag"}, default="full"
-        full: LKJ-correlation × LogNormal scales per component; diag: scales only.
+    covariance_type : {"full", "diag", "VVV", "VVI"}, default="full"
+        full: LKJ-correlation × InverseGamma scales per component; diag: scales only.
+        mclust's names of the same models are accepted (``"VVV"`` = full, ``"VVI"`` =
+        diag) and kept, as :class:`bayesgmm.GaussianMixture` keeps them:
+        ``get_params``, the repr, ``params_`` and ``map_params_`` carry the name given;
+        the sampler runs on the canonical one, so the draws are the same numbers.
+        Other mclust models (tied ``EEE``, spherical ``VII``, ``EEV``...) have no
+        Bayesian model: the error names their per-component relaxation.
     method : {"nuts", "map", "svi"}, default="nuts"
     priors : bayesgmm.bayes.model.Priors, optional
         Weakly informative, data-scaled defaults (see ``Priors``).
@@ -532,6 +538,7 @@ class BayesianGaussianMixture(BaseEstimator):
                                missing=self.missing)
 
     def _set_fitted(self, post: posterior.Posterior, n_features: int) -> None:
+        post = _named(post, self.covariance_type)
         self.map_params_, self.relabeling_ = post.reference, post.relabeling
         self.params_ = post.params
         self.idata_, self.idata_raw_ = post.idata, post.idata_raw
@@ -554,7 +561,7 @@ class BayesianGaussianMixture(BaseEstimator):
             init = start if priors.robust else start.params.astype(X.dtype)
             result, map_params = run(
                 key, jnp.asarray(X), init, n_components=int(self.n_components),
-                covariance_type=self.covariance_type, priors=priors, **settings)
+                covariance_type=model_type(self.covariance_type), priors=priors, **settings)
         return robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
 
     def _set_messy(self, priors: Priors) -> None:
@@ -590,6 +597,16 @@ class BayesianGaussianMixture(BaseEstimator):
 def arviz_posterior(idata):
     """The ``posterior`` group of ``idata`` (ArviZ 0.23 and 1.x alike)."""
     return idata["posterior"]
+
+
+def _named(post: posterior.Posterior, covariance_type: str) -> posterior.Posterior:
+    """``post`` with its parameters (draws, MAP reference, relabeled draws) under the
+    user's name of the type (``"VVV"`` for the ``"full"`` the sampler ran): the same
+    table entry, so only the name changes."""
+    name = lambda p: dataclasses.replace(p, covariance_type=covariance_type)
+    return post._replace(params=name(post.params), reference=name(post.reference),
+                         relabeling=post.relabeling._replace(
+                             params=name(post.relabeling.params)))
 
 
 def _refuse_renamed(kwargs: dict) -> None:
