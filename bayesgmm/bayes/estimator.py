@@ -676,11 +676,11 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     if not healthy:
         warnings.warn(f"no K in {ks} gave a healthy fit: all are ranked, but LOO cannot be "
                       "trusted here; see the 'health' table", SamplingWarning, stacklevel=2)
-    table = (arviz.compare({name: fits[name].idata_ for name in ranked})
-             if len(ranked) > 1 else None)
+    table, loos = (arviz.compare_with_loo({name: fits[name].idata_ for name in ranked})
+                   if len(ranked) > 1 else (None, {}))
     best = table.index[0] if table is not None else ranked[0]
     em = sweep(X, ks, (covariance_type,), random_state=random_state)
-    return {"compare": table, "health": _health_table(fits, ranked), "em": em, "fits": fits,
+    return {"compare": table, "health": _health_table(fits, ranked, loos), "em": em, "fits": fits,
             "best_loo": int(best.split("=")[1]), "best_em": int(em.best["n_components"])}
 
 
@@ -696,16 +696,21 @@ def _fit_k(X, k, method, covariance_type, random_state, refit_unhealthy, kwargs)
     return fit
 
 
-def _health_table(fits: dict, ranked: list):
-    """compare_n_components' ``health`` table: LOO beside each fit's health."""
+def _health_table(fits: dict, ranked: list, loos: dict):
+    """compare_n_components' ``health`` table: LOO beside each fit's health. ``loos``:
+    the LOO :func:`arviz.compare_with_loo` computed for the ranked fits (the others'
+    is computed here); R-hat and ESS are ``arviz.summary``'s rows of the parameters
+    (:meth:`BayesianGaussianMixture.summary` without its label-invariant attributes)."""
     import pandas as pd
 
     rows = {}
     for name, fit in fits.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            elpd = fit.loo() if fit.params_.batch_shape != (1, 1) else None
-            diag = (fit.summary(kind="diagnostics") if fit.method != "map" else None)
+            draws = fit.params_.batch_shape != (1, 1)  # not one MAP point
+            elpd = (loos[name] if name in loos else fit.loo()) if draws else None
+            diag = (arviz.summary(fit.idata_, kind="diagnostics") if fit.method != "map"
+                    else None)
         rows[name] = {
             "K": int(fit.n_components),
             "elpd_loo": np.nan if elpd is None else elpd.elpd,
