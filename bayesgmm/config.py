@@ -171,8 +171,8 @@ class BayesConfig:
                                   "freedom; not set: sampled (prior Gamma(df_shape, "
                                   "df_rate), [bayes.priors])", gt=0)
     sparse: bool = _key(False, "an over-fitted mixture: a sparse Dirichlet prior on the "
-                               "weights (0.5 / K unless [bayes.priors] weight_concentration "
-                               "is set), so components the data do not need empty")
+                               "weights (0.5 / K while [bayes.priors] weight_concentration "
+                               "is left at 1), so components the data do not need empty")
     priors: PriorsConfig = _key(PriorsConfig(), "see [bayes.priors]")
 
 

@@ -344,7 +344,7 @@ def test_bayes_noise_t_and_sparse_options_reach_the_fit_and_its_outputs(csv_run)
     """[bayes] noise, component, df and sparse reach BayesianGaussianMixture; the noise
     column is named in proba.csv and its points are labelled -1 in membership.csv. The
     sweep's choice, mclust's VVV, is the Bayesian model's name as given."""
-    tmp_path, path, X, y = csv_run
+    tmp_path, _, X, y = csv_run
     far = np.array([[-9.0, 14.0], [15.0, -8.0], [16.0, 15.0], [-10.0, -9.0]])  # planted noise
     with (tmp_path / "data" / "d.csv").open("a") as fh:
         fh.writelines(f"n{i},{a},0,{b},noise\n" for i, (a, b) in enumerate(far))

@@ -158,15 +158,15 @@ def test_wrong_types_are_named(raw, message):
     ({"sweep": {"covariance_types": ["ful"]}}, "unknown covariance type 'ful'"),
     ({"bayes": {}, "fit": {"covariance_type": "tied"}}, r"\[bayes\] samples full or diag"),
     ({"bayes": {"interval": 1.5}}, r"\[bayes\] interval must be in \(0, 1\)"),
-    ({"bayes": {"df": 4.0}}, r"\[bayes\] df = 4.0 fixes the degrees of freedom of t "
-                             r"components, but component = \"gaussian\" — set component"),
+    ({"bayes": {"df": 4.0}}, (r"\[bayes\] df = 4.0 fixes the degrees of freedom of t "
+                              r"components, but component = \"gaussian\" — set component")),
     ({"bayes": {"component": "t", "df": 0.0}}, r"\[bayes\] df must be > 0, got 0.0"),
     ({"bayes": {"noise_volume": "cube"}},
      r"\[bayes\] noise_volume must be one of \"box\", \"hypvol\", \"hull\" or a number"),
     ({"bayes": {"noise_volume": -2.0}}, r"\[bayes\] noise_volume must be a volume > 0"),
     ({"bayes": {}, "fit": {"covariance_type": "EEE"}},
-     r"\[bayes\] samples full or diag covariances \(mclust's VVI, VVV\), but the fit may "
-     r"choose 'EEE'"),
+     (r"\[bayes\] samples full or diag covariances \(mclust's VVI, VVV\), but the fit may "
+      r"choose 'EEE'")),
     ({"name": "a/b"}, "plain folder name"),
 ])
 def test_config_errors(raw, match):
@@ -186,7 +186,8 @@ def test_bayes_takes_mclust_names_and_the_messy_data_options():
     assert (b.noise, b.noise_volume, b.component, b.df, b.sparse) == (True, 2.5, "t", 4.0,
                                                                         True)
     assert isinstance(b.df, float) and from_dict(tomllib.loads(to_toml(cfg))) == cfg
-    assert from_dict({"bayes": {"noise": True, "noise_volume": "hull"}}).bayes.noise_volume == "hull"
+    hull = from_dict({"bayes": {"noise": True, "noise_volume": "hull"}})
+    assert hull.bayes.noise_volume == "hull"
     d = from_dict({"bayes": {}}).bayes
     assert (d.noise, d.noise_volume, d.component, d.df, d.sparse) == (False, "box", "gaussian",
                                                                         None, False)

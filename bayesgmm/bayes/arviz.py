@@ -63,8 +63,9 @@ from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
 __all__ = ["ELPD", "to_inference_data", "from_params", "pointwise_log_likelihood", "loo",
-           "waic", "summary", "summary_of_draws", "compare", "compare_with_loo", "ess", "plot_trace", "plot_rank", "arviz_version",
-           "to_netcdf", "from_netcdf", "group_sizes"]
+           "waic", "summary", "summary_of_draws", "compare", "compare_with_loo", "ess",
+           "plot_trace", "plot_rank", "arviz_version", "to_netcdf", "from_netcdf",
+           "group_sizes"]
 
 _score_samples_jit = jit(score_samples)
 
