@@ -340,6 +340,8 @@ def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
 
 
 @pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # MAP: one draw, sd NaN
 def test_bayes_noise_t_and_sparse_options_reach_the_fit_and_its_outputs(csv_run):
     """[bayes] noise, component, df and sparse reach BayesianGaussianMixture; the noise
     column is named in proba.csv and its points are labelled -1 in membership.csv. The
