@@ -357,7 +357,9 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     ``membership.csv``, ``proba.csv``, ``sweep.csv`` and PNG figures. Returns the
     summary as a dict (``text`` is ``summary.txt``; ``files`` the written paths;
     ``model`` the fitted estimator, with ``feature_names_in_`` when the data has a
-    header). ``progress``: the sweep's tqdm bar on stderr."""
+    header). ``progress``: the sweep's tqdm bar on stderr. With ``[bayes] noise``,
+    ``proba.csv`` has a last column ``noise`` and ``membership.csv`` labels the points
+    the noise component claims ``-1``."""
     from bayesgmm import io as model_io
     from bayesgmm.estimators import GaussianMixture
     from bayesgmm.metrics import adjusted_rand_score
@@ -400,6 +402,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         prob = cfg.bayes.interval
         model, interval, bayes_text = _fit_bayes(cfg, data, K, ct, log, em=gmm)
         proba, labels = interval[0], interval[0].argmax(1)
+        labels = np.where(labels == K, -1, labels)  # a noise component's column is last
         plot_params = _posterior_mean(model)
         text.append(bayes_text)
         if data.labels is not None:
@@ -426,7 +429,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
         model_io.write_table(files["membership_table"], table_columns, row_ids=data.ids)
         files["proba"] = stage / "proba.csv"
         np.savetxt(files["proba"], proba, delimiter=",", fmt="%.6g",
-                   header=",".join(f"p{k}" for k in range(K)), comments="")
+                   header=",".join(_proba_columns(K, proba.shape[1])), comments="")
         files["sweep"] = _write_sweep(stage, cfg, table)
         files["selection"] = stage / "selection.png"
         files.update(_figures(stage, cfg, data, plot_params, labels, proba, interval,
@@ -741,6 +744,7 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     ``em`` is the command's EM fit at K, to compare with the one inference started from.
     """
     from bayesgmm.bayes import BayesianGaussianMixture, Priors
+    from bayesgmm.bayes.model import MODEL_NAMES
     from bayesgmm.covariance import ops
 
     b = cfg.bayes
@@ -748,18 +752,22 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
                        dataclasses.fields(b.priors)})
     what = {"nuts": f"NUTS, {b.n_chains} chains x ({b.n_warmup} warm-up + {b.n_draws} draws)",
             "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
-    relaxed = ops(ct).bayes_type  # the sweep names mclust's models (VVV is "full")
-    if ops(relaxed) is not ops(ct):
+    what += "".join(note for on, note in (
+        (b.noise, ", noise component"), (b.component == "t", ", Student-t components"),
+        (b.sparse, ", sparse weights")) if on)
+    if ct not in MODEL_NAMES:  # a constrained model (EEE): its per-component relaxation
+        relaxed = ops(ct).bayes_type
         log(f"bayes: {ct} has no per-component Bayesian model; sampling {relaxed}, "
             f"its per-component relaxation")
-    ct = relaxed
+        ct = relaxed
     log(f"bayes: {what} at K={K} ({ct}) ...")
     t0 = time.perf_counter()
     with _fit_errors("the Bayesian fit"):
         model = BayesianGaussianMixture(
             K, covariance_type=ct, method=b.method, priors=priors, n_chains=b.n_chains,
             n_warmup=b.n_warmup, n_draws=b.n_draws, n_svi_steps=b.n_svi_steps,
-            target_accept_prob=b.target_accept_prob, random_state=b.seed,
+            target_accept_prob=b.target_accept_prob, random_state=b.seed, noise=b.noise,
+            noise_volume=b.noise_volume, component=b.component, df=b.df, sparse=b.sparse,
             **{k: v for k, v in _em_settings(cfg).items() if k != "random_state"}).fit(data.X)
         interval = model.membership_interval(data.X, prob=b.interval)
         table = model.summary()
@@ -771,8 +779,10 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     label = mean.argmax(1)
     rows = np.arange(len(mean))
     width = upper[rows, label] - lower[rows, label]
-    text = [f"\nBayesian fit ({what}) in {seconds:.1f} s; BIC at the MAP "
-            f"{model.bic(data.X):.2f}",
+    gaussian = not (b.noise or b.component == "t")  # bic is the Gaussian density's
+    text = [f"\nBayesian fit ({what}) in {seconds:.1f} s; " + (
+                f"BIC at the MAP {model.bic(data.X):.2f}" if gaussian else
+                "no BIC (the noise or t model's density is not the Gaussian mixture's)"),
             (f"membership: the {b.interval:.0%} credible interval of each point's label "
              f"probability has median width {np.median(width):.3f}; "
              f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1")
@@ -791,7 +801,20 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     text += [f"warning: {w}" for w in model.warnings_]
     text += ["components (posterior means; the labels of membership.csv):",
              _component_table(model.weights_, model.means_, data)]
+    if b.noise:
+        noise = int(np.sum(mean.argmax(1) == K))
+        text.append(f"noise: weight {model.noise_weight_:.4f} (the components' weights sum "
+                    f"to the rest); {noise} of {len(mean)} points labelled -1 (noise) in "
+                    "membership.csv; proba.csv's last column is the noise")
+    if b.component == "t":
+        text.append("degrees of freedom (posterior means): "
+                    + ", ".join(f"{v:.3g}" for v in np.asarray(model.df_)))
     return model, interval, "\n".join(text)
+
+
+def _proba_columns(K: int, n_columns: int) -> list[str]:
+    """proba.csv's header: ``p0``..``p{K-1}`` and, with a noise component, ``noise``."""
+    return [f"p{k}" for k in range(K)] + ["noise"] * (n_columns - K)
 
 
 def _posterior_mean(model):
@@ -850,9 +873,15 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
     kind = "EM" if cfg.bayes is None else ("MAP" if cfg.bayes.method == "map"
                                            else "posterior mean")
     files = {"clusters": stage / "clusters.png", "membership": stage / "membership.png"}
-    _figure(files["clusters"], _plot("plot_ellipses"), params, X, labels, names=names,
-            title=f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})")
-    _figure(files["membership"], _plot("plot_membership"), X, proba, names=names)
+    title = f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})"
+    kept = labels >= 0  # noise points (label -1) are left out of the ellipses' scatter
+    if not kept.all():
+        title += f"; {int(np.sum(~kept))} noise points not drawn"
+    _figure(files["clusters"], _plot("plot_ellipses"), params, X[kept], labels[kept],
+            names=names, title=title)
+    _figure(files["membership"], _plot("plot_membership"), X, proba, names=names,
+            title=("the last colour is the noise component"
+                   if proba.shape[1] > params.n_components else None))
     if interval is not None and cfg.bayes.method != "map":  # MAP: one draw, no interval
         rows = np.arange(len(X))
         label = interval[0].argmax(1)

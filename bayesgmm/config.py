@@ -157,6 +157,22 @@ class BayesConfig:
     target_accept_prob: float = _key(0.8, "NUTS target acceptance probability", gt=0)
     interval: float = _key(0.94, "probability of the membership credible intervals", gt=0)
     seed: int = _key(0, "seed of the inference", min=0)
+    noise: bool = _key(False, "add a uniform noise component over the data's region "
+                              "(mclust's noise): membership.csv labels a point -1 when the "
+                              "noise is its most probable component, and proba.csv gains a "
+                              "last column, noise")
+    noise_volume: str | float = _key(
+        "box", 'the noise region\'s volume: "box" (the bounding box), "hypvol", "hull", or '
+               "a volume > 0 (noise = true only)")
+    component: str = _key("gaussian", 'the components\' family: "t" for multivariate '
+                                      "Student-t components (heavy tails)",
+                          choices=("gaussian", "t"))
+    df: float | None = _key(None, 'component = "t": every component\'s fixed degrees of '
+                                  "freedom; not set: sampled (prior Gamma(df_shape, "
+                                  "df_rate), [bayes.priors])", gt=0)
+    sparse: bool = _key(False, "an over-fitted mixture: a sparse Dirichlet prior on the "
+                               "weights (0.5 / K while [bayes.priors] weight_concentration "
+                               "is left at 1), so components the data do not need empty")
     priors: PriorsConfig = _key(PriorsConfig(), "see [bayes.priors]")
 
 
@@ -441,7 +457,25 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.bayes is not None and not 0 < cfg.bayes.target_accept_prob < 1:
         raise ConfigError(f"[bayes] target_accept_prob must be in (0, 1), got "
                           f"{cfg.bayes.target_accept_prob}", "write target_accept_prob = 0.8")
+    if cfg.bayes is not None:
+        _check_bayes_options(cfg.bayes)
     _check_fit_options(cfg)
+
+
+def _check_bayes_options(b: BayesConfig) -> None:
+    """The messy-data options across keys: noise_volume's names, df only with t."""
+    volumes = ("box", "hypvol", "hull")  # bayesgmm.robust.NOISE_VOLUMES
+    if isinstance(b.noise_volume, str) and b.noise_volume not in volumes:
+        raise ConfigError(f"[bayes] noise_volume must be one of "
+                          f"{', '.join(map(toml_value, volumes))} or a number > 0, got "
+                          f"{_got(b.noise_volume)}", 'write noise_volume = "box", say')
+    if not isinstance(b.noise_volume, str) and not b.noise_volume > 0:
+        raise ConfigError(f"[bayes] noise_volume must be a volume > 0, got {b.noise_volume}",
+                          'write noise_volume = "box" (the bounding box), say')
+    if b.df is not None and b.component != "t":
+        raise ConfigError(f"[bayes] df = {b.df} fixes the degrees of freedom of t "
+                          f"components, but component = {toml_value(b.component)}",
+                          'set component = "t", or remove df')
 
 
 def _check_rules(value, meta, name: str) -> None:
@@ -486,12 +520,15 @@ def _check_fit_options(cfg: RunConfig) -> None:
     if cfg.bayes is not None:
         from bayesgmm.covariance import TABLE
 
-        # the types the Bayesian model samples as they are (bayesgmm.bayes.model's rule)
-        sampled = [ct for ct, ops in TABLE.items() if ops.bayes_type == ct]
+        # the types the Bayesian model samples (bayesgmm.bayes.model's MODEL_NAMES):
+        # each its own per-component relaxation, by scikit-learn's or mclust's name
+        canonical = [ct for ct, ops in TABLE.items() if ops.bayes_type == ct]
+        sampled = [ct for ct, ops in TABLE.items() if TABLE[ops.bayes_type] is ops]
+        aliases = [ct for ct in sampled if ct not in canonical]
         wrong = [ct for ct in types_ if ct not in sampled]
         if wrong:
             raise ConfigError(
-                f"[bayes] samples {' or '.join(sampled)} covariances, but the fit may "
-                f"choose {', '.join(map(repr, wrong))}",
-                f'set [fit] covariance_type = "{sampled[0]}", or keep only '
+                f"[bayes] samples {' or '.join(canonical)} covariances (mclust's "
+                f"{', '.join(aliases)}), but the fit may choose {', '.join(map(repr, wrong))}",
+                f'set [fit] covariance_type = "{canonical[0]}", or keep only '
                 f"{', '.join(sampled)} in [sweep] covariance_types")

@@ -339,6 +339,54 @@ def test_bayes_map_run_writes_its_outputs(csv_run, capsys):
     np.testing.assert_allclose(p, proba.max(1), rtol=1e-5)
 
 
+@pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # MAP: one draw, sd NaN
+def test_bayes_noise_t_and_sparse_options_reach_the_fit_and_its_outputs(csv_run):
+    """[bayes] noise, component, df and sparse reach BayesianGaussianMixture; the noise
+    column is named in proba.csv and its points are labelled -1 in membership.csv. The
+    sweep's choice, mclust's VVV, is the Bayesian model's name as given."""
+    tmp_path, _, X, y = csv_run
+    far = np.array([[-9.0, 14.0], [15.0, -8.0], [16.0, 15.0], [-10.0, -9.0]])  # planted noise
+    with (tmp_path / "data" / "d.csv").open("a") as fh:
+        fh.writelines(f"n{i},{a},0,{b},noise\n" for i, (a, b) in enumerate(far))
+    cfg = from_dict({"name": "noisy", "data": {"path": str(tmp_path / "data" / "d.csv"),
+                                               "columns": ["width", "height"],
+                                               "id_column": "sample"},
+                     "sweep": {"n_components": 3},
+                     "bayes": {"method": "map", "noise": True, "component": "t", "df": 4.0,
+                               "sparse": True}})
+    lines = []
+    summary = run_workflow(cfg, tmp_path / "out", log=lines.append)
+    out = tmp_path / "out"
+    assert not any("relaxation" in line for line in lines)
+    model = load_model(out)
+    params = model.get_params()
+    assert (params["noise"], params["component"], params["df"], params["sparse"],
+            params["covariance_type"]) == (True, "t", 4.0, True, "VVV")
+    assert model.priors_.weight_concentration == pytest.approx(0.5 / 3)
+    np.testing.assert_array_equal(model.df_, [4.0, 4.0, 4.0])
+    with (out / "proba.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["p0", "p1", "p2", "noise"]
+    proba = np.array(rows[1:], dtype=float)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-4)
+    with (out / "membership.csv").open() as fh:
+        table = list(csv.reader(fh))
+    labels = np.array([int(r[1]) for r in table[1:]])
+    np.testing.assert_array_equal(labels, model.predict(np.vstack([X, far])))
+    np.testing.assert_array_equal(labels[120:], -1)  # the planted points are the noise
+    assert np.all(labels[:120] >= 0)
+    from bayesgmm.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(y, labels[:120]) == 1.0
+    text = summary["text"]
+    assert "noise component, Student-t components, sparse weights" in text
+    assert "no BIC" in text and "4 of 124 points labelled -1 (noise)" in text
+    saved = load_config(out / "config.toml").bayes
+    assert (saved.noise, saved.component, saved.df, saved.sparse) == (True, "t", 4.0, True)
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["run", "--help"],
                                   ["sweep", "--help"], ["show", "--help"],
                                   ["predict", "--help"], ["demo", "--help"]])

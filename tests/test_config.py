@@ -6,6 +6,7 @@ for the documentation, and the messages issue 18 asked for."""
 
 import dataclasses
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,14 @@ def test_one_integer_is_one_k_and_a_list_is_a_range():
      "string 'gamma'"),
     ({"bayes": {"priors": {"marginalize_missing": 1}}},
      "[bayes.priors] marginalize_missing must be true or false, got the integer 1"),
+    ({"bayes": {"noise": "yes"}}, "[bayes] noise must be true or false, got the string 'yes'"),
+    ({"bayes": {"sparse": 1}}, "[bayes] sparse must be true or false, got the integer 1"),
+    ({"bayes": {"component": "cauchy"}},
+     "[bayes] component must be one of \"gaussian\", \"t\", got the string 'cauchy'"),
+    ({"bayes": {"component": "t", "df": "4"}},
+     "[bayes] df must be a number, got the string '4' — write df = 4 without quotes"),
+    ({"bayes": {"noise_volume": [1.0]}},
+     "[bayes] noise_volume must be a string or a number, got the list [1.0]"),
 ])
 def test_wrong_types_are_named(raw, message):
     with pytest.raises(ConfigError) as err:
@@ -149,11 +158,39 @@ def test_wrong_types_are_named(raw, message):
     ({"sweep": {"covariance_types": ["ful"]}}, "unknown covariance type 'ful'"),
     ({"bayes": {}, "fit": {"covariance_type": "tied"}}, r"\[bayes\] samples full or diag"),
     ({"bayes": {"interval": 1.5}}, r"\[bayes\] interval must be in \(0, 1\)"),
+    ({"bayes": {"df": 4.0}}, (r"\[bayes\] df = 4.0 fixes the degrees of freedom of t "
+                              r"components, but component = \"gaussian\" — set component")),
+    ({"bayes": {"component": "t", "df": 0.0}}, r"\[bayes\] df must be > 0, got 0.0"),
+    ({"bayes": {"noise_volume": "cube"}},
+     r"\[bayes\] noise_volume must be one of \"box\", \"hypvol\", \"hull\" or a number"),
+    ({"bayes": {"noise_volume": -2.0}}, r"\[bayes\] noise_volume must be a volume > 0"),
+    ({"bayes": {}, "fit": {"covariance_type": "EEE"}},
+     (r"\[bayes\] samples full or diag covariances \(mclust's VVI, VVV\), but the fit may "
+      r"choose 'EEE'")),
     ({"name": "a/b"}, "plain folder name"),
 ])
 def test_config_errors(raw, match):
     with pytest.raises(ValueError, match=re.compile(match, re.IGNORECASE)):
         from_dict(raw)
+
+
+def test_bayes_takes_mclust_names_and_the_messy_data_options():
+    """The sweep names mclust's models: VVV and VVI are the Bayesian model's full and
+    diag, so [bayes] accepts them; noise, component, df and sparse are read as given
+    and written back by to_toml."""
+    raw = {"sweep": {"covariance_types": ["VVV", "VVI"]}, "fit": {"covariance_type": "VVI"},
+           "bayes": {"noise": True, "noise_volume": 2.5, "component": "t", "df": 4,
+                     "sparse": True}}
+    cfg = from_dict(raw)
+    b = cfg.bayes
+    assert (b.noise, b.noise_volume, b.component, b.df, b.sparse) == (True, 2.5, "t", 4.0,
+                                                                        True)
+    assert isinstance(b.df, float) and from_dict(tomllib.loads(to_toml(cfg))) == cfg
+    hull = from_dict({"bayes": {"noise": True, "noise_volume": "hull"}})
+    assert hull.bayes.noise_volume == "hull"
+    d = from_dict({"bayes": {}}).bayes
+    assert (d.noise, d.noise_volume, d.component, d.df, d.sparse) == (False, "box", "gaussian",
+                                                                        None, False)
 
 
 def test_unknown_keys_list_the_valid_ones():

@@ -128,10 +128,20 @@ def simulated():
     return make_mixture(truth, 450, random_state=3)
 
 
-def test_credible_intervals_cover_the_truth(simulated):
+@pytest.fixture(scope="module")
+def simulated_k3(simulated):
+    """NUTS at the true K = 3 (2 chains x (300 + 400)): the coverage test's fit, and the
+    K = 3 side of the LOO comparison."""
+    import jax
+
+    with jax.numpy_dtype_promotion("standard"):  # set up before the test's own fixture
+        return BayesianGaussianMixture(3, n_chains=2, n_warmup=300, n_draws=400,
+                                       random_state=1).fit(simulated.X.astype(np.float32))
+
+
+def test_credible_intervals_cover_the_truth(simulated, simulated_k3):
     data = simulated
-    fit = BayesianGaussianMixture(3, n_chains=2, n_warmup=300, n_draws=400,
-                                  random_state=1).fit(data.X.astype(np.float32))
+    fit = simulated_k3
     assert fit.warnings_ == []
     post = fit.idata_.posterior
     truth = data.params
@@ -148,10 +158,10 @@ def test_credible_intervals_cover_the_truth(simulated):
     assert coverage >= 0.7, coverage  # nominal 90%; loose so the test is not flaky
 
 
-def test_loo_prefers_true_k_over_k_minus_one(simulated):
+def test_loo_prefers_true_k_over_k_minus_one(simulated, simulated_k3):
     X = simulated.X.astype(np.float32)
     kw = dict(n_chains=2, n_warmup=300, n_draws=300, random_state=2)
-    fits = {f"K={k}": BayesianGaussianMixture(k, **kw).fit(X) for k in (2, 3)}
+    fits = {"K=2": BayesianGaussianMixture(2, **kw).fit(X), "K=3": simulated_k3}
     table = compare({name: f.idata_ for name, f in fits.items()})
     assert table.index[0] == "K=3", table
 
@@ -183,6 +193,39 @@ def test_bad_parameters_are_refused(blobs, kwargs, match):
         BayesianGaussianMixture(2, **kwargs).fit(blobs[0])
 
 
+@pytest.fixture(scope="module")
+def map_fits(blobs):
+    """MAP fits at K = 2 of the first 120 blobs, covariance_type "diag" and "VVI"."""
+    import jax
+
+    with jax.numpy_dtype_promotion("standard"):  # set up before the test's own fixture
+        return {ct: BayesianGaussianMixture(2, covariance_type=ct, method="map",
+                                           random_state=0).fit(blobs[0][:120])
+                for ct in ("diag", "VVI")}
+
+
+def test_mclust_names_of_the_bayesian_models(blobs, map_fits):
+    """VVI is diag's covariance-table entry: its MAP fit is diag's, under the name given;
+    mclust models without a Bayesian model are refused in one line that names the
+    supported names and the relaxation to use."""
+    X = blobs[0][:120]
+    fits = map_fits
+    assert fits["VVI"].params_.covariance_type == fits["VVI"].map_params_.covariance_type == "VVI"
+    for field in ("weights", "means", "cov_factor"):
+        np.testing.assert_array_equal(getattr(fits["VVI"].params_, field),
+                                      getattr(fits["diag"].params_, field))
+    np.testing.assert_array_equal(fits["VVI"].covariances_, fits["diag"].covariances_)
+    supported = "must be 'full' (mclust's 'VVV') or 'diag' (mclust's 'VVI')"
+    for ct, fix in (("EEV", "VVV"), ("EEE", "VVV"), ("VII", "VVI"), ("tied", "full"),
+                    ("spherical", "diag")):
+        with pytest.raises(ValueError) as err:
+            BayesianGaussianMixture(2, covariance_type=ct).fit(X)
+        message = str(err.value)
+        assert "\n" not in message and supported in message, message
+        assert message.endswith(f"got {ct!r}; use covariance_type={fix!r}, its per-component "
+                                "relaxation"), message
+
+
 @pytest.mark.parametrize("old,new", [("num_chains", "n_chains"), ("num_warmup", "n_warmup"),
                                      ("num_samples", "n_draws"), ("svi_steps", "n_svi_steps")])
 def test_old_num_names_are_refused_naming_the_new_one(old, new):
@@ -206,12 +249,12 @@ def test_nan_data_refused():
         BayesianGaussianMixture(2).fit(X)
 
 
-def test_unfitted_and_feature_mismatch(blobs):
+def test_unfitted_and_feature_mismatch(blobs, map_fits):
     from bayesgmm import NotFittedError
 
     with pytest.raises(NotFittedError):
         BayesianGaussianMixture(2).predict_proba(blobs[0])
-    fit = BayesianGaussianMixture(2, method="map", random_state=0).fit(blobs[0])
+    fit = map_fits["VVI"]  # a MAP fit of 2 features
     with pytest.raises(ValueError, match="expecting 2 features"):
         fit.predict(np.zeros((3, 5)))
 

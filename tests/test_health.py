@@ -105,16 +105,28 @@ def test_map_fit_reports_its_health(map_fit, blobs):
     np.testing.assert_array_equal(np.diag(map_fit.coclustering(blobs[0])), 1.0)
 
 
-def test_nuts_progress_bar_stays_on_the_fast_sampler(blobs, capsys):
+QUIET_NUTS = dict(n_chains=2, n_warmup=30, n_draws=30, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def quiet_nuts(blobs):
+    """NUTS at K = 2 on the first 120 seed blobs (float32), 2 chains x (30 + 30), no
+    progress bar: the progress-bar test's reference and the label-invariant test's fit."""
+    with jax.numpy_dtype_promotion("standard"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        return BayesianGaussianMixture(2, **QUIET_NUTS).fit(blobs[0][:120].astype(np.float32))
+
+
+def test_nuts_progress_bar_stays_on_the_fast_sampler(blobs, capsys, quiet_nuts):
     """progress_bar=True runs the compiled vectorized sampler with a host callback (no
     NumPyro MCMC object is made), shows a bar, and gives the same draws."""
     from bayesgmm.bayes.inference import nuts
 
     X = blobs[0][:120].astype(np.float32)
-    kw = dict(n_chains=2, n_warmup=30, n_draws=30, random_state=0)
+    kw = QUIET_NUTS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
-        quiet = BayesianGaussianMixture(2, **kw).fit(X)
+        quiet = quiet_nuts
         capsys.readouterr()
         shown = BayesianGaussianMixture(2, progress_bar=True, **kw).fit(X)
     err = capsys.readouterr().err
@@ -220,17 +232,13 @@ def test_sparse_prior_empties_the_extra_components():
 
 # ---- label-invariant diagnostics in summary() and health_ -------------------------------
 
-def test_summary_reports_label_invariant_diagnostics():
+def test_summary_reports_label_invariant_diagnostics(quiet_nuts):
     """summary(label_invariant=True) appends the log density, the sorted weights and the
     mean max membership; their rows are the same on raw and relabeled draws, match the
     draws they summarise, and equal table.attrs and health_.label_invariant."""
     from bayesgmm.bayes.posterior import rhat
 
-    X, _ = make_blobs(n_samples=120, centers=[[-3, 0], [3, 0]], random_state=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SamplingWarning)
-        fit = BayesianGaussianMixture(2, n_chains=2, n_warmup=80, n_draws=80,
-                                      random_state=0).fit(X)
+    fit = quiet_nuts  # NUTS, 2 chains x 30 draws
     names = ["lp", "weights_sorted[0]", "weights_sorted[1]", "max_membership_mean"]
     table = fit.summary(label_invariant=True)
     assert list(table.index[-4:]) == names and len(fit.summary()) == len(table) - 4

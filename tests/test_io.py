@@ -360,6 +360,32 @@ def test_nuts_roundtrip_answers_as_the_original(nuts_saved, small_data):
 
 
 @pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")
+def test_mclust_name_samples_its_model_and_is_saved(tmp_path, nuts_saved, small_data):
+    """covariance_type="VVV" (mclust's name of "full", the same covariance-table entry)
+    samples the very draws of the "full" fit with the same seed, keeps the name given
+    (get_params, repr, params_, map_params_, relabeling_) as GaussianMixture does, and
+    a save and load keep it."""
+    fit, _ = nuts_saved
+    vvv = _fit_bayes(small_data, n_chains=2, n_warmup=50, n_draws=50, covariance_type="VVV")
+    assert vvv.get_params()["covariance_type"] == "VVV" and "'VVV'" in repr(vvv)
+    for params in (vvv.params_, vvv.map_params_, vvv.relabeling_.params):
+        assert params.covariance_type == "VVV"
+    for field in ("weights", "means", "cov_factor"):
+        np.testing.assert_array_equal(getattr(vvv.params_, field), getattr(fit.params_, field))
+    np.testing.assert_array_equal(vvv.relabeling_.permutations, fit.relabeling_.permutations)
+    np.testing.assert_array_equal(vvv.predict_proba(small_data), fit.predict_proba(small_data))
+    bayesgmm.save(vvv, tmp_path / "vvv")
+    with np.load(tmp_path / "vvv" / "draws.npz") as z:
+        assert str(z["covariance_type"]) == "VVV"
+    back = bayesgmm.load(tmp_path / "vvv")
+    assert back.covariance_type == "VVV" and back.get_params() == vvv.get_params()
+    assert back.params_.covariance_type == back.map_params_.covariance_type == "VVV"
+    np.testing.assert_array_equal(back.params_.cov_factor, fit.params_.cov_factor)
+    np.testing.assert_array_equal(back.predict_proba(small_data), vvv.predict_proba(small_data))
+
+
+@pytest.mark.usefixtures("standard_promotion")
 def test_saved_draws_and_summary_csv(nuts_saved):
     """draws.npz holds the relabeled draws with (chain, draw) first; summary.csv's means
     of the weights are the draws' own means (computed here with NumPy)."""

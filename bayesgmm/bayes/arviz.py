@@ -63,8 +63,9 @@ from bayesgmm.params import GMMParams
 from bayesgmm.validation import compute_scope
 
 __all__ = ["ELPD", "to_inference_data", "from_params", "pointwise_log_likelihood", "loo",
-           "waic", "summary", "summary_of_draws", "compare", "ess", "plot_trace", "plot_rank", "arviz_version",
-           "to_netcdf", "from_netcdf", "group_sizes"]
+           "waic", "summary", "summary_of_draws", "compare", "compare_with_loo", "ess",
+           "plot_trace", "plot_rank", "arviz_version", "to_netcdf", "from_netcdf",
+           "group_sizes"]
 
 _score_samples_jit = jit(score_samples)
 
@@ -370,6 +371,21 @@ def compare(models: dict, **kwargs):
         to 1), ``se``, ``dse = sqrt(N · var(elpd_i_best - elpd_i, ddof=1))`` and
         ``warning`` (some Pareto k above ``good_k``).
     """
+    return compare_with_loo(models, **kwargs)[0]
+
+
+def compare_with_loo(models: dict, **kwargs):
+    """:func:`compare`'s table and the :func:`loo` of each model it computed on the way
+    (the same numbers ``loo(idata)`` gives, for a caller that needs both: each model's
+    PSIS-LOO then runs once).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        :func:`compare`'s.
+    loos : dict of {str: ELPD}
+        By model name, ``kind="loo"``.
+    """
     import pandas as pd
 
     _check_kwargs("compare", kwargs, ("method", "var_name"))
@@ -399,7 +415,7 @@ def compare(models: dict, **kwargs):
         "se": [elpds[n].se for n in order],
         "dse": [0.0 if n == order[0] else _se(best.elpd_i - elpds[n].elpd_i) for n in order],
         "warning": [elpds[n].warning for n in order]}, index=pd.Index(order))
-    return table[COMPARE_COLUMNS]
+    return table[COMPARE_COLUMNS], elpds
 
 
 def summary_of_draws(values: dict, **kwargs):

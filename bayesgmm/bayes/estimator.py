@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior, robust
-from bayesgmm.bayes.model import Priors, check_model_type
+from bayesgmm.bayes.model import Priors, check_model_type, model_type
 from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
 from bayesgmm.missing import check_missing, has_missing
 from bayesgmm.validation import (
@@ -79,8 +79,14 @@ class BayesianGaussianMixture(BaseEstimator):
     Parameters
     ----------
     n_components : int, default=1
-    covariance_type : {"full", "diag"}, default="full"
-        full: LKJ-correlation × LogNormal scales per component; diag: scales only.
+    covariance_type : {"full", "diag", "VVV", "VVI"}, default="full"
+        full: LKJ-correlation × InverseGamma scales per component; diag: scales only.
+        mclust's names of the same models are accepted (``"VVV"`` = full, ``"VVI"`` =
+        diag) and kept, as :class:`bayesgmm.GaussianMixture` keeps them:
+        ``get_params``, the repr, ``params_`` and ``map_params_`` carry the name given;
+        the sampler runs on the canonical one, so the draws are the same numbers.
+        Other mclust models (tied ``EEE``, spherical ``VII``, ``EEV``...) have no
+        Bayesian model: the error names their per-component relaxation.
     method : {"nuts", "map", "svi"}, default="nuts"
     priors : bayesgmm.bayes.model.Priors, optional
         Weakly informative, data-scaled defaults (see ``Priors``).
@@ -532,6 +538,7 @@ class BayesianGaussianMixture(BaseEstimator):
                                missing=self.missing)
 
     def _set_fitted(self, post: posterior.Posterior, n_features: int) -> None:
+        post = _named(post, self.covariance_type)
         self.map_params_, self.relabeling_ = post.reference, post.relabeling
         self.params_ = post.params
         self.idata_, self.idata_raw_ = post.idata, post.idata_raw
@@ -554,7 +561,7 @@ class BayesianGaussianMixture(BaseEstimator):
             init = start if priors.robust else start.params.astype(X.dtype)
             result, map_params = run(
                 key, jnp.asarray(X), init, n_components=int(self.n_components),
-                covariance_type=self.covariance_type, priors=priors, **settings)
+                covariance_type=model_type(self.covariance_type), priors=priors, **settings)
         return robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
 
     def _set_messy(self, priors: Priors) -> None:
@@ -590,6 +597,16 @@ class BayesianGaussianMixture(BaseEstimator):
 def arviz_posterior(idata):
     """The ``posterior`` group of ``idata`` (ArviZ 0.23 and 1.x alike)."""
     return idata["posterior"]
+
+
+def _named(post: posterior.Posterior, covariance_type: str) -> posterior.Posterior:
+    """``post`` with its parameters (draws, MAP reference, relabeled draws) under the
+    user's name of the type (``"VVV"`` for the ``"full"`` the sampler ran): the same
+    table entry, so only the name changes."""
+    name = lambda p: dataclasses.replace(p, covariance_type=covariance_type)
+    return post._replace(params=name(post.params), reference=name(post.reference),
+                         relabeling=post.relabeling._replace(
+                             params=name(post.relabeling.params)))
 
 
 def _refuse_renamed(kwargs: dict) -> None:
@@ -659,11 +676,11 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     if not healthy:
         warnings.warn(f"no K in {ks} gave a healthy fit: all are ranked, but LOO cannot be "
                       "trusted here; see the 'health' table", SamplingWarning, stacklevel=2)
-    table = (arviz.compare({name: fits[name].idata_ for name in ranked})
-             if len(ranked) > 1 else None)
+    table, loos = (arviz.compare_with_loo({name: fits[name].idata_ for name in ranked})
+                   if len(ranked) > 1 else (None, {}))
     best = table.index[0] if table is not None else ranked[0]
     em = sweep(X, ks, (covariance_type,), random_state=random_state)
-    return {"compare": table, "health": _health_table(fits, ranked), "em": em, "fits": fits,
+    return {"compare": table, "health": _health_table(fits, ranked, loos), "em": em, "fits": fits,
             "best_loo": int(best.split("=")[1]), "best_em": int(em.best["n_components"])}
 
 
@@ -679,16 +696,21 @@ def _fit_k(X, k, method, covariance_type, random_state, refit_unhealthy, kwargs)
     return fit
 
 
-def _health_table(fits: dict, ranked: list):
-    """compare_n_components' ``health`` table: LOO beside each fit's health."""
+def _health_table(fits: dict, ranked: list, loos: dict):
+    """compare_n_components' ``health`` table: LOO beside each fit's health. ``loos``:
+    the LOO :func:`arviz.compare_with_loo` computed for the ranked fits (the others'
+    is computed here); R-hat and ESS are ``arviz.summary``'s rows of the parameters
+    (:meth:`BayesianGaussianMixture.summary` without its label-invariant attributes)."""
     import pandas as pd
 
     rows = {}
     for name, fit in fits.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            elpd = fit.loo() if fit.params_.batch_shape != (1, 1) else None
-            diag = (fit.summary(kind="diagnostics") if fit.method != "map" else None)
+            draws = fit.params_.batch_shape != (1, 1)  # not one MAP point
+            elpd = (loos[name] if name in loos else fit.loo()) if draws else None
+            diag = (arviz.summary(fit.idata_, kind="diagnostics") if fit.method != "map"
+                    else None)
         rows[name] = {
             "K": int(fit.n_components),
             "elpd_loo": np.nan if elpd is None else elpd.elpd,

@@ -16,9 +16,12 @@ Model (``covariance_type="full"``)::
 
 ``covariance_type="diag"`` drops ``corr_chol`` (Σ_k = diag(scales[k]²)). The model takes
 the types whose per-component relaxation (``ops(type).bayes_type`` in
-:mod:`bayesgmm.covariance`) is themselves; ``ops(type).correlated`` says whether it
-samples ``corr_chol``. A tied or spherical EM fit starts it through its relaxation
-(:func:`to_sites`). No code here names a covariance type.
+:mod:`bayesgmm.covariance`) is their own table entry: ``full`` and ``diag``
+(:data:`MODEL_COVARIANCE_TYPES`, the names the compiled code is keyed on) and their
+mclust names ``VVV`` and ``VVI`` (:data:`MODEL_NAMES`; :func:`model_type` maps each to
+its canonical name). ``ops(type).correlated`` says whether it samples ``corr_chol``. A
+tied or spherical EM fit starts it through its relaxation (:func:`to_sites`). No code
+here names a covariance type.
 
 Site names equal ``GMMParams`` field names where they coincide (``weights``, ``means``)
 plus ``scales`` and ``corr_chol``; plates are ``component`` and ``obs_id`` (ArviZ dims).
@@ -93,14 +96,15 @@ import numpyro.distributions as dist
 from jax.scipy.special import gammaln
 from numpyro.distributions import constraints
 
-from bayesgmm.covariance import TABLE, ops
+from bayesgmm.covariance import CANONICAL, MCLUST_MODELS, TABLE, ops
 from bayesgmm.bayes.missing import marginal_log_prob
 from bayesgmm.density import log_resp, sample as mixture_sample
 from bayesgmm.params import GMMParams
 
 __all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood",
            "RobustMixtureLikelihood", "robust_log_joint", "gmm_model", "from_sites",
-           "to_sites", "check_model_type", "MODEL_COVARIANCE_TYPES", "SCALE_PRIORS",
+           "to_sites", "check_model_type", "model_type", "MODEL_COVARIANCE_TYPES",
+           "MODEL_NAMES", "SCALE_PRIORS",
            "COMPONENTS", "robust_spread", "QN_MAX_ROWS", "SCALE_SPREADS"]
 
 # The types the model samples as they are: each its own per-component relaxation.
@@ -110,6 +114,8 @@ SCALE_SPREADS = ("qn", "std")
 COMPONENTS = ("gaussian", "t")  # the components' family (as bayesgmm.RobustMixture's)
 _LOG_2PI = math.log(2 * math.pi)
 MODEL_COVARIANCE_TYPES = tuple(ct for ct, table in TABLE.items() if table.bayes_type == ct)
+# Every name of those types' table entries (scikit-learn's and mclust's: "VVV" is "full")
+MODEL_NAMES = tuple(ct for ct, table in TABLE.items() if TABLE[table.bayes_type] is table)
 # Rows per feature :func:`robust_spread` looks at (a quantile sketch; ~3 ms a feature)
 QN_MAX_ROWS = 2000
 
@@ -538,15 +544,34 @@ def gmm_model(X=None, *, n_components: int, covariance_type: str = "full",
 
 def check_model_type(covariance_type: str):
     """The covariance table's entry (:func:`bayesgmm.covariance.ops`) of a type the
-    model samples; a ``ValueError`` naming the fix for the others."""
-    if covariance_type not in MODEL_COVARIANCE_TYPES:
-        known = isinstance(covariance_type, str) and covariance_type in TABLE
-        fix = (f"; use covariance_type={TABLE[covariance_type].bayes_type!r}, its "
-               f"per-component relaxation" if known else "")
-        raise ValueError(f"The Bayesian model samples per-component covariances, so "
-                         f"covariance_type must be one of {MODEL_COVARIANCE_TYPES}, got "
-                         f"{covariance_type!r}{fix}")
+    model samples (any of :data:`MODEL_NAMES`); a one-line ``ValueError`` naming the
+    supported names and the fix for the others."""
+    if not isinstance(covariance_type, str) or covariance_type not in MODEL_NAMES:
+        raise ValueError(_refusal(covariance_type))
     return ops(covariance_type)
+
+
+def model_type(covariance_type: str) -> str:
+    """The canonical name (one of :data:`MODEL_COVARIANCE_TYPES`) of a type the model
+    samples: ``"VVV"`` -> ``"full"``, ``"VVI"`` -> ``"diag"``; the compiled programs, the
+    potential and the caches are keyed on it. A ``ValueError`` as
+    :func:`check_model_type` for the others."""
+    return check_model_type(covariance_type).bayes_type
+
+
+def _refusal(covariance_type) -> str:
+    """The one-line message for a type the model does not sample: the supported names
+    and, for a table type, its relaxation (by mclust's name for an mclust model)."""
+    names = " or ".join(f"{ct!r} (mclust's {CANONICAL[ct]!r})"
+                        for ct in MODEL_COVARIANCE_TYPES)
+    fix = ""
+    if isinstance(covariance_type, str) and covariance_type in TABLE:
+        relaxed = TABLE[covariance_type].bayes_type
+        if covariance_type in MCLUST_MODELS:
+            relaxed = CANONICAL[relaxed]
+        fix = f"; use covariance_type={relaxed!r}, its per-component relaxation"
+    return (f"The Bayesian model samples per-component covariances, so covariance_type "
+            f"must be {names}, got {covariance_type!r}{fix}")
 
 
 def robust_spread(X, max_rows: int = QN_MAX_ROWS) -> np.ndarray:
