@@ -644,8 +644,41 @@ def _polar(xp, F: Array) -> Array:
     """The orthogonal matrix nearest to F (D, D): U Vᵀ from F = U s Vᵀ."""
     if _closed_2x2(xp, F):
         return _polar_2x2(F)
-    U, _, Vt = xp.svd(F)
+    U, _, Vt = _host_lapack("svd", F) if _host64(xp, F) else xp.svd(F)
     return xp.matmul(U, Vt)
+
+
+# ---- NumPy's LAPACK gufuncs on the host, float64 ----------------------------------------
+#
+# numpy.linalg.eigh, eigvalsh and svd check their input, wrap the gufunc in an errstate
+# that raises for the whole batch, and wrap the results; the host namespace then catches
+# the error and redoes the batch matrix by matrix (NaN for a failed one, as JAX gives).
+# The iterative M-steps at D >= 3 call them thousands of times a search on small stacks
+# (EVE's and VVE's polar factors: 20 inner steps an M-step on large data), where that
+# is a good part of each call. Called directly with floating-point errors ignored, the
+# gufuncs give the very same numbers, and NaN for a matrix LAPACK cannot decompose.
+
+try:
+    from numpy.linalg import _umath_linalg as _UMATH_LINALG
+
+    _GUFUNCS64 = {"eigh": (_UMATH_LINALG.eigh_lo, "d->dd"),
+                  "eigvalsh": (_UMATH_LINALG.eigvalsh_lo, "d->d"),
+                  "svd": (_UMATH_LINALG.svd_f, "d->ddd")}
+except (ImportError, AttributeError):  # pragma: no cover - another NumPy layout
+    _GUFUNCS64 = {}
+
+
+def _host64(xp, a: Array) -> bool:
+    """Whether ``a`` takes :func:`_host_lapack`: the host namespace, float64."""
+    return xp is _NUMPY_NS and a.dtype == np.float64 and bool(_GUFUNCS64)
+
+
+def _host_lapack(name: str, a: np.ndarray):
+    """``numpy.linalg.<name>(a)`` (eigh and eigvalsh of the lower triangle, svd with full
+    matrices) by its gufunc, for float64 ``a`` (..., D, D)."""
+    gufunc, signature = _GUFUNCS64[name]
+    with np.errstate(all="ignore"):
+        return gufunc(a, signature=signature)
 
 
 # ---- 2 x 2 closed forms on the host ---------------------------------------------------
@@ -664,7 +697,7 @@ def _closed_2x2(xp, a: Array) -> bool:
 def _eigh(xp, S: Array) -> tuple[Array, Array]:
     """Eigenvalues (..., D), ascending, and eigenvectors (..., D, D) of symmetric S."""
     if not _closed_2x2(xp, S):
-        return xp.eigh(S)
+        return _host_lapack("eigh", S) if _host64(xp, S) else xp.eigh(S)
     a, c = S[..., 0, 0], S[..., 1, 1]
     b = 0.5 * (S[..., 0, 1] + S[..., 1, 0])
     half, r = 0.5 * (a + c), np.hypot(0.5 * (a - c), b)
@@ -681,7 +714,7 @@ def _eigh(xp, S: Array) -> tuple[Array, Array]:
 def _eigvalsh(xp, S: Array) -> Array:
     """Eigenvalues (..., D), ascending, of symmetric S."""
     if not _closed_2x2(xp, S):
-        return xp.eigvalsh(S)
+        return _host_lapack("eigvalsh", S) if _host64(xp, S) else xp.eigvalsh(S)
     a, c = S[..., 0, 0], S[..., 1, 1]
     half = 0.5 * (a + c)
     r = np.hypot(0.5 * (a - c), 0.5 * (S[..., 0, 1] + S[..., 1, 0]))
@@ -938,7 +971,10 @@ def _vev_factor(xp, sxx, nk, delta, total, reg, previous=None):
 def _evv_factor(xp, sxx, nk, delta, total, reg, previous=None):
     # C_k = W_k / |W_k|^{1/D}, λ = Σ_k |W_k|^{1/D} / n
     S, m2 = _covariances(xp, sxx, nk, delta, reg)
-    g = _geomean(xp, _eig(xp, S)[0])  # (K,); 0 for a singular S_k (no NaN to pool)
+    # (K,) |S_k|^{1/D} from the Cholesky factor (an eigen-decomposition per matrix cost
+    # 8x as much on the host at D = 4); 0 for a singular S_k (no NaN to pool)
+    g = _det_root(xp, S)
+    g = xp.where(g > 0, g, 0.0)  # NaN (not positive definite) -> 0
     lam = _pool(xp, g, nk, total)
     return _full_from(xp, (lam[..., None] / g)[..., None, None] * S, m2)
 

@@ -443,3 +443,13 @@ def test_host_2x2_closed_forms_equal_lapack():
     assert cv._polar(_xp.NUMPY, F.astype(np.float32)).dtype == np.float32
     S3 = S[4:7, :, :].repeat(2, 1).repeat(2, 2)[:, :3, :3] + np.eye(3)  # D = 3: LAPACK's
     np.testing.assert_allclose(cv._eigh(_xp.NUMPY, S3)[0], np.linalg.eigvalsh(S3))
+    # ... by its gufuncs in float64: numpy.linalg's numbers exactly, NaN per failed matrix
+    S3[1, 0, 0] = np.nan
+    good = [0, 2]
+    w3, V3 = cv._eigh(_xp.NUMPY, S3)
+    np.testing.assert_array_equal(w3[good], np.linalg.eigh(S3[good])[0])
+    np.testing.assert_array_equal(V3[good], np.linalg.eigh(S3[good])[1])
+    np.testing.assert_array_equal(cv._eigvalsh(_xp.NUMPY, S3)[good], np.linalg.eigvalsh(S3[good]))
+    U3, _, Vt3 = np.linalg.svd(S3[good] - 2.0 * np.eye(3))
+    np.testing.assert_array_equal(cv._polar(_xp.NUMPY, S3 - 2.0 * np.eye(3))[good], U3 @ Vt3)
+    assert np.isnan(w3[1]).all() and np.isnan(cv._polar(_xp.NUMPY, S3)[1]).all()
