@@ -41,7 +41,7 @@ from bayesgmm.fitting import (
     plan,
     shared_features,
 )
-from bayesgmm.initialize import min_component_rows
+from bayesgmm.initialize import collapsed as collapsed_fit
 from bayesgmm.params import take_components
 from bayesgmm.progress import bar
 from bayesgmm.validation import (
@@ -108,8 +108,9 @@ class SweepResult(dict):
     n_parameters, lower_bound, n_iter, converged, collapsed, best``; ``best`` marks the
     row minimising ``criterion`` among the fits that did not collapse (``collapsed``: a
     component holds fewer rows than its covariance needs,
-    :func:`bayesgmm.initialize.min_component_rows`, so only ``reg_covar`` bounds its
-    likelihood; mclust reports such fits as singular and leaves them out). ``models``
+    :func:`bayesgmm.initialize.min_component_rows`, and its covariance is ``reg_covar``'s,
+    so only ``reg_covar`` bounds its likelihood (:func:`bayesgmm.initialize.collapsed`);
+    mclust reports such fits as singular and leaves them out). ``models``
     (attribute) holds the fitted estimators, row by row. All criteria are scikit-learn's, lower is better (mclust's BIC is minus
     this one).
 
@@ -290,7 +291,6 @@ def sweep(
         options = options.replace(engine=sweep_engine(options.engine, X.shape[0], max(ks),
                                                       X.shape[1], ct))
         fitted = _fit_each(X, options, ks, centers_cache, shown)
-        need = min_component_rows(ct, X.shape[1])
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted],
                           equal_weights=options.equal_weights)
@@ -301,7 +301,7 @@ def sweep(
             gm.engine_ = plan(options.replace(n_components=k), *X.shape).engine
             n_par = params.n_parameters
             log_lik = (n_par * np.log(X.shape[0]) - crit["bic"]) / 2
-            collapsed = k > 1 and float(np.min(info.nk[:k])) < need - 0.5
+            collapsed = collapsed_fit(params, info.nk[:k], options.reg_covar)
             rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"], log_lik, n_par,
                          gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed))
             models.append(gm)

@@ -230,6 +230,23 @@ def test_collapsed_fits_are_never_best():
     assert table.top(1)[0].n_components == 1
 
 
+def test_a_small_component_of_its_own_covariance_is_not_collapsed():
+    """diabetes, EVE, K = 8 (shared volume): the fit keeps a component of ~1.4 rows whose
+    covariance is far above reg_covar, a bounded likelihood and a genuine optimum
+    (mclust 6.0.0 reaches log-likelihood -2273.48 there at a tight tolerance); the
+    table must not flag it ``collapsed`` (the row count alone did) nor drop it from the
+    ranking, while the one-row component of ``test_collapsed_fits_are_never_best``
+    (its covariance is reg_covar's) stays flagged."""
+    from bayesgmm.datasets import load_diabetes
+
+    table = sweep(load_diabetes().X, [8], ("EVE",), random_state=0)
+    model = table.models[0]
+    assert float(np.min(model.weights_)) * 145 < 1.5  # fewer rows than EVE needs
+    assert table["log_likelihood"][0] == pytest.approx(-2273.48, abs=0.01)
+    assert not bool(table["collapsed"][0])
+    assert table.best["n_components"] == 8
+
+
 def test_classic_data_sets_are_rs():
     """The included Old Faithful and diabetes data against R's own summaries of its
     copies (R 4.2.2, mclust 6.0.0: colMeans(faithful); table(diabetes$class),
