@@ -9,6 +9,7 @@ relabeled weights and means, and ESS per second.
     python benchmarks/nuts_scale.py --n 2000         # the issue-21 size
     python benchmarks/nuts_scale.py --textbook-iters 100   # textbook with 100 + 100
     python benchmarks/nuts_scale.py --per-eval       # one value-and-gradient, by kernel
+    python benchmarks/nuts_scale.py --x64 --only ours  # float64: the moment kernel
 
 ``--per-eval`` times one jitted evaluation of the potential's value and gradient (CPU
 ms, the variants alternating in one process, best of 3 rounds) at N = 2,000, 20,000
@@ -59,14 +60,16 @@ def elongated(n_samples: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def child(which: str, n: int, warmup: int, draws: int, seed: int) -> None:
-    X = elongated(n)
+def child(which: str, n: int, warmup: int, draws: int, seed: int, dtype: str) -> None:
+    if dtype == "float64":  # x64 on: bayesgmm's potential runs the moment kernel
+        jax.config.update("jax_enable_x64", True)
+    X = elongated(n).astype(dtype)
     gm = GaussianMixture(K, random_state=0).fit(X)
     priors = Priors().resolve(X)
     settings = {"n_warmup": warmup, "n_draws": draws, "n_chains": 2}
     c0, t0 = time.process_time(), time.perf_counter()
     if which == "textbook":
-        sites = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32),
+        sites = jax.tree_util.tree_map(lambda a: jnp.asarray(a, X.dtype),
                                        to_sites(gm.params_))
         samples, _, mcmc = run_textbook(X, K, priors, sites, settings, seed)
         steps = float(np.mean(mcmc.get_extra_fields()["num_steps"]))
@@ -195,15 +198,18 @@ def main():
     ap.add_argument("--only", choices=("ours", "textbook"), default=None)
     ap.add_argument("--per-eval", action="store_true",
                     help="time one value-and-gradient by kernel, and its error")
-    ap.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--x64", action="store_true",
+                    help="float64 data, x64 on (bayesgmm then runs the moment kernel)")
+    ap.add_argument("--child", nargs=6, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.per_eval:
         return per_eval()
     if a.child:
-        which, n, w, d, s = a.child
-        return child(which, int(n), int(w), int(d), int(s))
+        which, n, w, d, s, dtype = a.child
+        return child(which, int(n), int(w), int(d), int(s), dtype)
     t_iters = a.textbook_iters or a.iters
-    print(f"machine: {_common.machine()}; N={a.n}, D={D}, K={K}, float32, 2 chains\n")
+    dtype = "float64" if a.x64 else "float32"
+    print(f"machine: {_common.machine()}; N={a.n}, D={D}, K={K}, {dtype}, 2 chains\n")
     print(f"{'':28} {'warm+draws':>10} {'wall s':>8} {'cpu s':>8} {'leapfrog/it':>11} "
           f"{'min ESS':>8} {'ESS/wall s':>10} {'ESS/cpu s':>10}", flush=True)
     rows = {}
@@ -211,7 +217,7 @@ def main():
         if a.only and which != a.only:
             continue
         out = subprocess.run([sys.executable, __file__, "--child", which, str(a.n),
-                              str(iters), str(iters), str(a.seed)],
+                              str(iters), str(iters), str(a.seed), dtype],
                              capture_output=True, text=True, check=True).stdout.split()
         wall, cpu, steps, ess = map(float, out[-4:])
         rows[which] = (ess / wall, ess / cpu)

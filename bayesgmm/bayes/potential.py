@@ -41,9 +41,10 @@ products y_i y_j] of y = x - c (c the data mean; made once per data set,
 :func:`moments`): the value is one (N, F) @ (F, K) matmul and a log-sum-exp over K,
 the gradient (autodiff) one (K, N) @ (N, F) matmul of responsibilities and a chain
 rule on K x F numbers. Its rounding error per sample is about eps · F · (|y| + |μ_k -
-c|)² · ‖Σ_k⁻¹‖ (the terms cancel down to the quadratic form): in float32 that is
-10⁻³ on the 5-D benchmark data (the centred kernel's: 10⁻⁶), so float32 always runs
-the centred kernel; in float64 a parameter-and-radius guard (:func:`_moment_exact`)
+c|)² · ‖Σ_k⁻¹‖ (the terms cancel down to the quadratic form): in float32 it moved
+the potential of the N = 100,000, D = 5 benchmark data by 2.05 against a float64
+reference (the centred kernel: 0.016; 9e5 near a compact component far from the data
+mean; ``benchmarks/README.md``), so float32 always runs the centred kernel; in float64 a parameter-and-radius guard (:func:`_moment_exact`)
 picks the moment kernel where that bound is below :data:`_MOMENT_MAX_ERR` and the
 centred one elsewhere (``lax.cond``: only one runs).
 
