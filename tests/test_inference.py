@@ -94,7 +94,10 @@ def _sampler_args(blobs, n_chains, dtype):
 def test_chains_in_sequence_equal_vmapped_chains(blobs):
     """On a CPU the chains of one program run in sequence (lax.map); on an accelerator
     they are vmapped. Same keys and starts give the same draws. In float64: in float32
-    the two programs' round-off differs, and NUTS's trajectories amplify it."""
+    the two programs' round-off differs, and NUTS's trajectories amplify it. In float64
+    the potential runs the moment kernel (one matmul), whose vmapped form (a wider
+    matmul) rounds differently in the last bits: 50 iterations of NUTS amplify that to
+    ~1e-8, so 1e-7 here (a wrong draw differs at O(1))."""
     import jax
 
     from bayesgmm.bayes.inference import nuts
@@ -105,7 +108,7 @@ def test_chains_in_sequence_equal_vmapped_chains(blobs):
                               for b in (True, False))
     assert sa["means"].shape == sb["means"].shape == (3, 20, 2, 2)
     for name in ("weights", "means", "scales", "corr_chol"):
-        np.testing.assert_allclose(sa[name], sb[name], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(sa[name], sb[name], rtol=1e-7, atol=1e-7)
     np.testing.assert_array_equal(ea["num_steps"], eb["num_steps"])
     assert not np.allclose(sa["means"][0], sa["means"][1])  # chains differ from each other
 

@@ -21,6 +21,7 @@ import numpy as np
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from bayesgmm.bayes import potential
+from bayesgmm.bayes.missing import marginalizes
 from bayesgmm.bayes.model import Priors, check_model_type, gmm_model, to_sites
 from bayesgmm.params import GMMParams
 
@@ -54,7 +55,12 @@ def flat_potential(model, X, unravel, n_active=None):
     model's K_max components active."""
     if handwritten(model):
         ct, priors = model.keywords["covariance_type"], model.keywords["priors"]
-        return lambda f: potential.potential(unravel(f), X, ct, priors, n_active)
+        # the moment kernel's features: one pass over X here, outside the sampler's
+        # and optimiser's loops (None for float32 data, or where NaN marks missing)
+        moments = (None if marginalizes(X, priors.marginalize_missing)
+                   else potential.moments(X, ct))
+        return lambda f: potential.potential(unravel(f), X, ct, priors, n_active,
+                                             moments=moments)
     return lambda f: potential_energy(model, (X,), {}, unravel(f))
 
 
