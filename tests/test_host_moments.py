@@ -19,7 +19,7 @@ from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import moment_features, moment_theta
 from bayesgmm.engines import numpy as host
 from bayesgmm.initialize import params_from_centers
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, pad_components
 from bayesgmm.selection import all_covariance_types
 
 
@@ -140,3 +140,21 @@ def test_far_row_takes_the_row_maximum_path():
     # the row-maximum path's own accuracy here (a 1e-6 variance, a row 5,000 nats out)
     np.testing.assert_allclose(wll[0], truth, rtol=1e-10)
     np.testing.assert_allclose(S[0], r @ T, rtol=1e-9, atol=1e-9 * np.abs(r @ T).max())
+
+
+def test_criteria_terms_equal_scikit_learn_with_an_inactive_component(offset_rows):
+    """Σ w log p(x) and Σ w H(r) from one exp pass (r = e / Σ e) against scikit-learn's
+    score_samples and predict_proba; a padded zero-weight component adds nothing."""
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    X, w, _ = offset_rows
+    sk = SkGM(3, covariance_type="full", random_state=0, tol=1e-6).fit(X)
+    p = GMMParams.from_estimator(sk)
+    r = sk.predict_proba(X)
+    entropy = -(w * np.sum(np.where(r > 0, r * np.log(np.where(r > 0, r, 1.0)), 0.0),
+                           axis=1)).sum()
+    truth = (w @ sk.score_samples(X), entropy)
+    assert entropy > 1.0  # overlapping enough for the entropy to be checked
+    for q in (p, pad_components(p.to_numpy(np.float64), 5)):
+        ll, h = host.criteria_terms(q, X, w)
+        np.testing.assert_allclose([ll, h], truth, rtol=1e-9)

@@ -691,17 +691,28 @@ def criteria_terms_many(params_list, X, sample_weight=None) -> list[tuple[float,
     sweep scores every K of a model)."""
     X = np.asarray(X, np.float64)
     center = np.mean(X, axis=0)
-    T = moment_features(X, center, params_list[0].covariance_type, NUMPY)
+    # (K, N) layout, as _e_step: the reductions over K run along contiguous rows
+    TT = np.ascontiguousarray(moment_features(X, center, params_list[0].covariance_type,
+                                              NUMPY).T)  # (F, N)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     live = w > 0
     out = []
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for params in params_list:  # log_resp's operations, on the shared features
-            lp = T @ _theta(params.to_numpy(np.float64), center)
-            ln = _log_norm(lp)
-            lr = lp - ln[:, None]
-            r = np.exp(lr)
-            h = -np.sum(np.where(r > 0, r * lr, 0.0), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore", under="ignore"):
+        for params in params_list:  # log_resp's quantities, on the shared features
+            lp = _theta(params.to_numpy(np.float64), center).T @ TT  # (K, N)
+            top = lp.max(axis=0)
+            if not np.isfinite(top).all():
+                top = np.where(np.isfinite(top), top, 0.0)
+            lr = lp - top  # log r + log Σ_k exp(lp - top): K is axis 0
+            e = np.exp(lr)
+            total = e.sum(axis=0)
+            ln = top + np.log(total)
+            lr -= np.log(total)  # log r
+            e /= total  # r, without a second exp (measured, 9 K at 20,000 x 5: 33 -> 21 ms)
+            e *= lr
+            if not np.isfinite(lp).all():  # an inactive component (-inf): r log r is 0
+                e = np.where(np.isfinite(lp), e, 0.0)
+            h = -e.sum(axis=0)
             out.append((float(np.sum(np.where(live, w * ln, 0.0))),
                         float(np.sum(np.where(live, w * h, 0.0)))))
     return out
