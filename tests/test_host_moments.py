@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
+from sklearn.mixture import GaussianMixture as SkGM
 
 from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import moment_features, moment_theta
@@ -145,11 +146,9 @@ def test_far_row_takes_the_row_maximum_path():
 def test_criteria_terms_equal_scikit_learn_with_an_inactive_component(offset_rows):
     """Σ w log p(x) and Σ w H(r) from one exp pass (r = e / Σ e) against scikit-learn's
     score_samples and predict_proba; a padded zero-weight component adds nothing."""
-    from sklearn.mixture import GaussianMixture as SkGM
-
     X, w, _ = offset_rows
     sk = SkGM(3, covariance_type="full", random_state=0, max_iter=5).fit(X)  # any θ
-    p = GMMParams.from_estimator(sk)
+    p = GMMParams(sk.weights_, sk.means_, np.linalg.cholesky(sk.covariances_), "full")
     r = sk.predict_proba(X)
     entropy = -(w * np.sum(np.where(r > 0, r * np.log(np.where(r > 0, r, 1.0)), 0.0),
                            axis=1)).sum()
