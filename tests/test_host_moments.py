@@ -17,7 +17,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGM
 
 from bayesgmm._xp import NUMPY
-from bayesgmm.covariance import moment_features, moment_theta
+from bayesgmm.covariance import moment_theta
 from bayesgmm.engines import numpy as host
 from bayesgmm.initialize import params_from_centers
 from bayesgmm.params import GMMParams, pad_components
