@@ -1,0 +1,159 @@
+"""The host engine's shifted E-step (:func:`bayesgmm.engines.numpy._e_step_batch` with
+``peak``): the log-probabilities shifted by each parameter set's peak instead of each
+row's maximum.
+
+Truth: scipy's Gaussian densities (log p(x) and the responsibilities' feature sums,
+computed here without the moments form), the closed form of a component's peak
+(log w_k - ½ log|2π Σ_k|), and the row-maximum path for every covariance type. The guard
+is checked on a row far from every component, where the clip before exp would cost
+digits: the shifted pass refuses it, and the E-step still equals scipy.
+
+Glossary: N samples, D features, K components, L parameter sets, F moment features."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn.mixture import GaussianMixture as SkGM
+
+from bayesgmm._xp import NUMPY
+from bayesgmm.covariance import moment_theta
+from bayesgmm.engines import numpy as host
+from bayesgmm.initialize import params_from_centers
+from bayesgmm.params import GMMParams, pad_components
+from bayesgmm.selection import all_covariance_types
+
+
+@pytest.fixture(scope="module")
+def offset_rows():
+    """Three 3-D clusters far from the origin (offset 1e3), uneven sample weights."""
+    rng = np.random.default_rng(3)
+    centers = np.array([[0.0, 0, 0], [4, 0, 1], [0, 5, -2]]) + 1e3
+    X = np.concatenate([c + rng.normal(0, s, (n, 3)) @ np.diag([1.0, 0.5, 2.0])
+                        for c, s, n in zip(centers, (0.5, 1.0, 0.8), (120, 90, 110))])
+    return X, rng.uniform(0.2, 2.0, len(X)), centers
+
+
+def _fitted(X, w, centers, kind, n_iter=4):
+    """Realistic parameters of ``kind``: a few host EM iterations from the centres."""
+    start = params_from_centers(centers, len(centers), kind)
+    p, _ = host.fit(X, start, sample_weight=w, max_iter=n_iter, hard_start=True)
+    return p.to_numpy(np.float64)
+
+
+def _covariances(p):
+    """(K, D, D) covariance matrices of ``p`` from scikit-learn's layout."""
+    cov = host.sklearn_covariances(p)["covariances_"]
+    K, D = p.means.shape
+    if cov.ndim == 1:  # spherical: (K,)
+        return cov[:, None, None] * np.eye(D)
+    if cov.ndim == 2 and cov.shape == (K, D) and p.covariance_type != "tied":
+        return np.stack([np.diag(c) for c in cov])  # diag: (K, D)
+    return np.broadcast_to(cov, (K, D, D))  # full (K, D, D) or tied (D, D)
+
+
+def _scipy_e_step(X, w, p):
+    """Σ w r T(x) (K, F) and Σ w log p(x) from scipy's densities (no moments form)."""
+    cov = _covariances(p)
+    lp = np.stack([np.log(p.weights[k]) + multivariate_normal(p.means[k], cov[k]).logpdf(X)
+                   for k in range(len(p.weights))], axis=1)  # (N, K)
+    ln = logsumexp(lp, axis=1)
+    r = np.exp(lp - ln[:, None]) * w[:, None]
+    return r.T, w @ ln
+
+
+def _batch(ps, center):
+    """theta (L, F, K) and means (L, K, D) of parameter sets of one K."""
+    kind = ps[0].covariance_type
+    stack = [np.stack([getattr(p, f) for p in ps]) for f in ("weights", "means", "cov_factor")]
+    return moment_theta(*stack, center, kind, NUMPY), stack[1]
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+def test_shifted_e_step_equals_scipy_on_offset_data(offset_rows, kind):
+    X, w, centers = offset_rows
+    ps = [_fitted(X, w, centers + s, kind) for s in (0.0, 0.7)]
+    w_, center, T = host._prepare(X, w, kind)
+    theta, means = _batch(ps, center)
+    peak = host._peak(theta, means, center, kind)
+    with np.errstate(all="ignore"):
+        shifted = host._e_step_peak(theta, T, np.ascontiguousarray(T.T), w_, peak)
+    assert shifted is not None  # every row near a component: the shifted pass holds
+    S, wll = shifted
+    for i, p in enumerate(ps):
+        r, truth = _scipy_e_step(X, w, p)
+        np.testing.assert_allclose(wll[i], truth, rtol=1e-12)
+        # the sums of weighted responsibilities times T(x) (the statistics' matmul)
+        np.testing.assert_allclose(S[i], r @ T, rtol=1e-9, atol=1e-9 * np.abs(r @ T).max())
+
+
+@pytest.mark.parametrize("kind", all_covariance_types())
+def test_shifted_e_step_equals_the_row_maximum_path(offset_rows, kind):
+    X, w, centers = offset_rows
+    ps = [_fitted(X, w, centers + s, kind) for s in (0.0, -0.4, 0.9)]
+    w_, center, T = host._prepare(X, w, kind)
+    TT = np.ascontiguousarray(T.T)
+    theta, means = _batch(ps, center)
+    peak = host._peak(theta, means, center, kind)
+    with np.errstate(all="ignore"):
+        S0, wll0 = host._e_step_batch(theta, T, TT, w_, None)
+        S1, wll1 = host._e_step_peak(theta, T, TT, w_, peak)
+    np.testing.assert_allclose(wll1, wll0, rtol=1e-13)
+    np.testing.assert_allclose(S1, S0, rtol=1e-12, atol=1e-12 * np.abs(S0).max())
+
+
+def test_peak_is_the_closed_form_maximum(offset_rows):
+    """max_k log w_k - ½ log|2π Σ_k|, and no row's log p(x, z = k) exceeds it."""
+    X, w, centers = offset_rows
+    p = _fitted(X, w, centers, "full")
+    _, center, T = host._prepare(X, w, "full")
+    theta, means = _batch([p], center)
+    cov = _covariances(p)
+    closed = max(np.log(p.weights[k]) - 0.5 * np.linalg.slogdet(2 * np.pi * cov[k])[1]
+                 for k in range(len(p.weights)))
+    peak = host._peak(theta, means, center, "full")
+    np.testing.assert_allclose(peak, [closed], rtol=1e-12)
+    assert (T @ theta[0]).max() <= peak[0] + 1e-9
+
+
+def test_far_row_takes_the_row_maximum_path():
+    """A compact component sets the peak high; a row far from every component has all
+    its shifted log-probabilities below the guard's limit: the shifted pass refuses the
+    call, and the E-step equals scipy."""
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(0, 1e-3, (50, 2)), rng.normal(0, 1.0, (200, 2)) + 3,
+                        [[80.0, -60.0]]])
+    w = np.ones(len(X))
+    p = params_from_centers(np.array([[0.0, 0.0], [3.0, 3.0]]), 2, "full").to_numpy(np.float64)
+    p = GMMParams(p.weights, p.means, p.cov_factor * np.array([1e-3, 1.0])[:, None, None],
+                  "full")
+    np.testing.assert_allclose(_covariances(p)[0], 1e-6 * np.eye(2))  # the compact one
+    w_, center, T = host._prepare(X, w, "full")
+    TT = np.ascontiguousarray(T.T)
+    theta, means = _batch([p], center)
+    peak = host._peak(theta, means, center, "full")
+    lp = T @ theta[0]
+    assert (lp[-1] - peak[0]).max() < np.log(host._PEAK_FLOOR)  # the far row, shifted
+    with np.errstate(all="ignore"):
+        assert host._e_step_peak(theta, T, TT, w_, peak) is None  # guard: exact path
+        S, wll = host._e_step_batch(theta, T, TT, w_, None, peak)
+    r, truth = _scipy_e_step(X, w, p)
+    # the row-maximum path's own accuracy here (a 1e-6 variance, a row 5,000 nats out)
+    np.testing.assert_allclose(wll[0], truth, rtol=1e-10)
+    np.testing.assert_allclose(S[0], r @ T, rtol=1e-9, atol=1e-9 * np.abs(r @ T).max())
+
+
+def test_criteria_terms_equal_scikit_learn_with_an_inactive_component(offset_rows):
+    """Σ w log p(x) and Σ w H(r) from one exp pass (r = e / Σ e) against scikit-learn's
+    score_samples and predict_proba; a padded zero-weight component adds nothing."""
+    X, w, _ = offset_rows
+    sk = SkGM(3, covariance_type="full", random_state=0, max_iter=5).fit(X)  # any θ
+    p = GMMParams(sk.weights_, sk.means_, np.linalg.cholesky(sk.covariances_), "full")
+    r = sk.predict_proba(X)
+    entropy = -(w * np.sum(np.where(r > 0, r * np.log(np.where(r > 0, r, 1.0)), 0.0),
+                           axis=1)).sum()
+    truth = (w @ sk.score_samples(X), entropy)
+    assert entropy > 1.0  # overlapping enough for the entropy to be checked
+    for q in (p, pad_components(p.to_numpy(np.float64), 5)):
+        ll, h = host.criteria_terms(q, X, w)
+        np.testing.assert_allclose([ll, h], truth, rtol=1e-9)
