@@ -19,6 +19,9 @@ Three kernels compute the same statistics:
   them. diag/spherical keep them in both layouts (:class:`FeatureTable`), so that the
   statistics' dot is ``(F, C) @ (C, K)``: XLA's CPU backend runs it in YNNPACK, where
   ``(C, K)ᵀ @ (C, F)`` went to Eigen with a transposed operand (its slowest part).
+  In float32, diag/spherical keep only ``x - c`` in both layouts (:class:`DataTable`)
+  and square it per chunk in cache: the same sums from less than half the memory, and
+  faster there (slower in float64, which keeps the features).
 * ``"guarded"`` (float32 default): the moments form where it is exact, the centred
   form elsewhere, chosen before each pass from the parameters alone
   (:func:`moments_exact`, a ``lax.cond``): the moments form's round-off is about
@@ -137,8 +140,9 @@ class DataTable(NamedTuple):
     ``(D, C)² @ (C, K)``: the same sums as the feature table's (the same rounded
     ``x - c``, squared alike), from 2D numbers a row instead of 2(2D + 1). Measured
     (N=10⁶, D=8, K=32, one pinned core, CPU time, the chunk's core alone): float32
-    35-41 ms against the table's 43-50; float64 74-89 against 56-62, so float64 keeps
-    the table (``benchmarks/README.md``, candidates).
+    35-41 ms against the table's 43-50 (one E-step, both alternating in one process:
+    1.06-1.19x); float64 74-89 against 56-62, so float64 keeps the table
+    (``benchmarks/README.md``, float32's "diag and spherical" and the candidates).
     """
 
     rows: Array  # (N, D)  x_n - c per row

@@ -120,7 +120,12 @@ def test_two_layout_feature_table_gives_scipy_statistics(ct):
 
     from bayesgmm.covariance import ops
     from bayesgmm.engines.jax import e_step
-    from bayesgmm.suffstats import DataTable, FeatureTable, e_step_stats_chunked, feature_table
+    from bayesgmm.suffstats import (
+        DataTable,
+        FeatureTable,
+        e_step_stats_chunked,
+        feature_table,
+    )
     rng = np.random.RandomState(13)
     X = rng.normal(0, 1, (250, 3)) * [1, 2, 0.5] + 1e3
     w = rng.uniform(0, 2, len(X)) * (rng.uniform(size=len(X)) > 0.1)
