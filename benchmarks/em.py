@@ -148,7 +148,9 @@ def floor(N: int, D: int, K: int, dtype, chunk: int = 18_944, repeat: int = 5) -
     ``(C, F) @ (F, K)`` dot (F = 2D + 1 features ``[1, x, x²]``); ``exp`` and row sums
     of the (C, K) block; the statistics' dot in the rows' layout, ``(C, K)ᵀ @ (C, F)``
     (the contracted axis outermost in both operands), and in the transposed layout,
-    ``(F, C) @ (C, K)``; and the whole chunk (dot, exp, row sums, scaling, dot). Their
+    ``(F, C) @ (C, K)``; the whole chunk (dot, exp, row sums, scaling, dot); and the whole
+    chunk from the centred data in both layouts (``suffstats.DataTable``, float32's
+    table: ``U = x - c`` (C, D) and ``Uᵀ``, squared in cache, two dots each way). Their
     sum against an iteration shows how far the kernel is from its pieces."""
     F = 2 * D + 1
     P = jax.lax.Precision.HIGHEST
@@ -165,32 +167,47 @@ def floor(N: int, D: int, K: int, dtype, chunk: int = 18_944, repeat: int = 5) -
         return jax.lax.dynamic_slice_in_dim(a, s, chunk, axis=1)
 
     pieces = {
-        "E-step dot (C, F) @ (F, K)": lambda T, Tt, th, L: scan(
+        "E-step dot (C, F) @ (F, K)": lambda T, Tt, th, L, U, Ut: scan(
             lambda a, s: a + jnp.sum(jnp.matmul(rows(T, s), th, precision=P)), jnp.zeros((), T.dtype)),
-        "exp, row sums (and their log), (C, K)": lambda T, Tt, th, L: scan(
+        "exp, row sums (and their log), (C, K)": lambda T, Tt, th, L, U, Ut: scan(
             lambda a, s: a + jnp.sum(jnp.log(jnp.sum(jnp.exp(rows(L, s)), axis=1))), jnp.zeros((), T.dtype)),
-        "statistics dot (C, K)ᵀ @ (C, F)": lambda T, Tt, th, L: scan(
+        "statistics dot (C, K)ᵀ @ (C, F)": lambda T, Tt, th, L, U, Ut: scan(
             lambda a, s: a + jnp.matmul(rows(L, s).T, rows(T, s), precision=P),
             jnp.zeros((K, F), T.dtype)),
-        "statistics dot (F, C) @ (C, K)": lambda T, Tt, th, L: scan(
+        "statistics dot (F, C) @ (C, K)": lambda T, Tt, th, L, U, Ut: scan(
             lambda a, s: a + jnp.matmul(cols(Tt, s), rows(L, s), precision=P),
             jnp.zeros((F, K), T.dtype)),
     }
 
-    def whole(T, Tt, th, L):
+    def whole(T, Tt, th, L, U, Ut):
         def body(a, s):
             e = jnp.exp(jnp.matmul(rows(T, s), th, precision=P))
             r = e / jnp.sum(e, axis=1, keepdims=True)
             return a + jnp.matmul(cols(Tt, s), r, precision=P)
         return scan(body, jnp.zeros((F, K), T.dtype))
 
+    def from_data(T, Tt, th, L, U, Ut):  # U: x - c (N, D), Ut: its transpose (D, N)
+        def body(a, s):
+            u, ut = rows(U, s), cols(Ut, s)
+            e = jnp.exp(jnp.matmul(u * u, th[1 + D:], precision=P)
+                        + jnp.matmul(u, th[1:1 + D], precision=P) + th[0])
+            r = e / jnp.sum(e, axis=1, keepdims=True)
+            lin = jax.lax.optimization_barrier(jnp.matmul(ut, r, precision=P))
+            sq = jax.lax.optimization_barrier(jnp.matmul(ut * ut, r, precision=P))
+            return a + jnp.concatenate([jnp.sum(r, axis=0)[None], lin, sq], axis=0)
+        return scan(body, jnp.zeros((F, K), T.dtype))
+
     pieces["all of it, one chunk at a time"] = whole
+    pieces["all of it from x - c (D, both layouts)"] = from_data
     with jax.enable_x64(dtype == np.float64):
         rng = np.random.default_rng(0)
         T = rng.normal(size=(N, F))
+        T[:, 1 + D:] = T[:, 1:1 + D] ** 2
         args = (jnp.asarray(T, dtype), jnp.asarray(np.ascontiguousarray(T.T), dtype),
                 jnp.asarray(rng.normal(size=(F, K)) * 0.1, dtype),
-                jnp.asarray(rng.normal(size=(N, K)), dtype))
+                jnp.asarray(rng.normal(size=(N, K)), dtype),
+                jnp.asarray(T[:, 1:1 + D], dtype),
+                jnp.asarray(np.ascontiguousarray(T[:, 1:1 + D].T), dtype))
         out = {}
         for name, fn in pieces.items():
             f = jax.jit(fn)
@@ -235,7 +252,7 @@ def main():
             print(f"\nfloor, {np.dtype(dt).name}, N=10^6, D=8, K=32, 18,944-row chunks "
                   f"(median of {args.repeat}, ms)")
             for name, ms in floor(1_000_000, 8, 32, dt, repeat=args.repeat).items():
-                print(f"  {name:<36} {ms:8.1f}", flush=True)
+                print(f"  {name:<40} {ms:8.1f}", flush=True)
         return
     peak = {dt: matmul_peak(dt) for dt in (np.float64, np.float32)}
     print(f"measured matmul peak (HIGHEST): float64 {peak[np.float64]:.1f} GFLOP/s, "

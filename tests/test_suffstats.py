@@ -105,20 +105,27 @@ def test_chunked_centred_statistics_are_about_the_means_whatever_center():
 
 @pytest.mark.parametrize("ct", ["diag"])
 def test_two_layout_feature_table_gives_scipy_statistics(ct):
-    """diag/spherical EM keeps its features in both layouts (FeatureTable) and runs the
-    statistics as (F, C) @ (C, K) (spherical takes the same code with its own θ; its
-    fits are held to scikit-learn in tests/test_engines_jax.py). In 37-row chunks (the last clamped), with the exp
-    shifted by the bound (static, or chosen by a traced flag once per pass) or by row
-    maxima, the statistics about the centre equal those of responsibilities from
-    scipy's normal densities, on data offset by 1e3 with uneven weights; a point 1e4
-    standard deviations out underflows the bound's pass, is counted, and the E-step
-    redone with row maxima keeps it (and equals scipy again)."""
+    """diag/spherical EM keeps its features in both layouts (FeatureTable: [1, x - c,
+    (x - c)²], float64) or the centred data in both layouts (DataTable: x - c, squared
+    per chunk; float32) and runs the statistics as (F, C) @ (C, K) or (D, C) @ (C, K)
+    (spherical takes the same code with its own θ; its fits are held to scikit-learn
+    in tests/test_engines_jax.py). With either table, in 37-row chunks (the last
+    clamped), with the exp shifted by the bound (static, or chosen by a traced flag
+    once per pass) or by row maxima, the statistics about the centre equal those of
+    responsibilities from scipy's normal densities, on data offset by 1e3 with uneven
+    weights; a point 1e4 standard deviations out underflows the bound's pass, is
+    counted, and the E-step redone with row maxima keeps it (and equals scipy again)."""
     from scipy.special import logsumexp
     from scipy.stats import norm
 
     from bayesgmm.covariance import ops
     from bayesgmm.engines.jax import e_step
-    from bayesgmm.suffstats import FeatureTable, e_step_stats_chunked, feature_table
+    from bayesgmm.suffstats import (
+        DataTable,
+        FeatureTable,
+        e_step_stats_chunked,
+        feature_table,
+    )
     rng = np.random.RandomState(13)
     X = rng.normal(0, 1, (250, 3)) * [1, 2, 0.5] + 1e3
     w = rng.uniform(0, 2, len(X)) * (rng.uniform(size=len(X)) > 0.1)
@@ -126,6 +133,9 @@ def test_two_layout_feature_table_gives_scipy_statistics(ct):
     sd = np.array([[1.0, 2, 0.5], [1.5, 1, 1], [0.7, 0.7, 0.7]])
     sd = sd if ct == "diag" else sd[:, 0]
     weights = np.array([0.5, 0.3, 0.2])
+    # the outlier replaces the last row (same shapes: the jitted pass is not recompiled)
+    Xo, wo = X.copy(), w.copy()
+    Xo[-1], wo[-1] = [1e4, 1e4, 1e4], 1.0
 
     def truth(X, w):
         scale = sd[:, None, :] if ct == "diag" else sd[:, None, None]
@@ -138,23 +148,32 @@ def test_two_layout_feature_table_gives_scipy_statistics(ct):
         for got, want in zip((stats.nk, stats.sx, stats.sxx, stats.sum_wll), truth(X, w)):
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-9)
 
+    def data_table(X):  # what float32 keeps, built here in float64 for scipy's 1e-10
+        return DataTable(X - cj, (X - cj).T)
+
+    with in_scope(np.float32):  # float32 keeps the centred data, not the features
+        U = feature_table(jnp.asarray(X, jnp.float32), jnp.asarray(c, jnp.float32), ct)
+        assert isinstance(U, DataTable) and U.cols.shape == (3, 250)
     with in_scope(np.float64):
         p = GMMParams(jnp.asarray(weights), jnp.asarray(means),
                       ops(ct).from_covariance(jnp.asarray(sd**2)), ct)
         Xj, wj, cj = jnp.asarray(X), jnp.asarray(w), jnp.asarray(c)
-        table = feature_table(Xj, cj, ct)
-        assert isinstance(table, FeatureTable) and table.cols.shape == (7, 250)
+        Xoj, woj = jnp.asarray(Xo), jnp.asarray(wo)
         run = lambda flag, X, w, T: e_step_stats_chunked(
             p, X, w, 37, kernel="moments", center=cj, bound_shift=flag, features=T)
         run = jax.jit(run)  # a traced flag: one program, the choice made per pass
-        for flag in (False, True):
-            check(run(jnp.asarray(flag), Xj, wj, table), X, w)
-        # the outlier: counted by the bound's pass, kept by the E-step's redo
-        Xo, wo = np.concatenate([X, [[1e4, 1e4, 1e4]]]), np.append(w, 1.0)
-        Xoj, woj = jnp.asarray(Xo), jnp.asarray(wo)
-        table = feature_table(Xoj, cj, ct)
-        assert int(run(jnp.asarray(True), Xoj, woj, table).n_underflow) == 1
-        redone = e_step(p, Xoj, woj, 37, kernel="moments", center=cj, bound_shift=True,
-                        features=table)
-    assert int(redone.n_underflow) == 1
-    check(redone, Xo, wo)
+        redone = []
+        for make in (lambda X: feature_table(X, cj, ct), data_table):
+            table = make(Xj)
+            if make is not data_table:
+                assert isinstance(table, FeatureTable) and table.cols.shape == (7, 250)
+            for flag in (False, True):
+                check(run(jnp.asarray(flag), Xj, wj, table), X, w)
+            # the outlier: counted by the bound's pass, kept by the E-step's redo
+            table = make(Xoj)
+            assert int(run(jnp.asarray(True), Xoj, woj, table).n_underflow) == 1
+            redone.append(e_step(p, Xoj, woj, 37, kernel="moments", center=cj,
+                                 bound_shift=True, features=table))
+    for stats in redone:
+        assert int(stats.n_underflow) == 1
+        check(stats, Xo, wo)
