@@ -16,18 +16,10 @@ from bayesgmm.initialize import (cached_hc_tree, hc_params, hc_partition, hc_tre
 
 def _criterion(X, labels, alpha, univariate=False):
     """Σ_k n_k log(|W_k / n_k| + (tr W_k + α) / n_k) (VVV; V in one dimension),
-    each group's scatter computed directly from its rows."""
-    total = 0.0
-    for k in np.unique(labels):
-        Y = X[labels == k]
-        n = len(Y)
-        W = (Y - Y.mean(0)).T @ (Y - Y.mean(0))
-        if univariate:
-            total += n * np.log((W[0, 0] + alpha) / n)
-        else:
-            det = np.linalg.det(W / n) if n > X.shape[1] else 0.0
-            total += n * np.log(det + (np.trace(W) + alpha) / n)
-    return total
+    each group's scatter computed directly from its rows (:func:`_weighted_criterion`
+    with unit weights)."""
+    groups = [np.flatnonzero(labels == k) for k in np.unique(labels)]
+    return _weighted_criterion(X, np.ones(len(X)), groups, alpha, univariate)
 
 
 def _weighted_criterion(X, w, groups, alpha, univariate=False):
