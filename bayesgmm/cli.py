@@ -802,7 +802,7 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     text += ["components (posterior means; the labels of membership.csv):",
              _component_table(model.weights_, model.means_, data)]
     if b.noise:
-        noise = int(np.sum(mean.argmax(1) == K))
+        noise = int(np.sum(label == K))
         text.append(f"noise: weight {model.noise_weight_:.4f} (the components' weights sum "
                     f"to the rest); {noise} of {len(mean)} points labelled -1 (noise) in "
                     "membership.csv; proba.csv's last column is the noise")

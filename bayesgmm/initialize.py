@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from bayesgmm.covariance import ops
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, take_components
 
 if TYPE_CHECKING:
     from bayesgmm._typing import Array, PRNGKey
@@ -277,8 +277,6 @@ def collapsed(params: GMMParams, nk, reg_covar: float) -> bool:
     few = nk < need
     if K < 2 or not few.any():
         return False
-    from bayesgmm.params import take_components
-
     cov = np.asarray(take_components(params.to_numpy(), K).full_covariances, np.float64)
     smallest = np.linalg.eigvalsh(cov[few])[:, 0]
     return bool(np.min(smallest) <= COLLAPSE_FLOOR * float(reg_covar))

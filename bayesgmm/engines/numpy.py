@@ -227,7 +227,7 @@ class _Batch(NamedTuple):
 
 def _m_step_batch(S: np.ndarray, center: np.ndarray, kind: str, reg_covar,
                   previous: _Batch, wll: np.ndarray, total_w: float,
-                  active: np.ndarray | None | bool = True):
+                  active: np.ndarray | None):
     """:func:`bayesgmm.engines.mixture_m_step` and :func:`~bayesgmm.engines.step_health`
     for L members of one K at once: one ``factor_from_moments`` call over the batch (its
     pooled quantities pooled per member; the iterative ones iterate each member as far
@@ -246,8 +246,8 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind: str, reg_covar,
         Σ w log p(x) of each member.
     total_w : float
     active : array of shape (L, K), bool, or None
-        ``previous.weights > 0`` where the caller keeps it (it changes only when
-        members leave); None when every component is active. Default: computed here.
+        ``previous.weights > 0``, kept by the caller (it changes only when members
+        leave); None when every component is active.
 
     Returns
     -------
@@ -260,10 +260,6 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind: str, reg_covar,
     table = ops(kind, NUMPY)
     nk_raw, sx, sxx = moment_sums(S, center, kind, NUMPY)
     nk = nk_raw + _TEN_EPS
-    if active is True:
-        active = previous.weights > 0
-        if active.all():
-            active = None
     mass = nk if active is None else np.where(active, nk, 0.0)
     delta = sx / nk[..., None]
     total = mass.sum(axis=-1)
@@ -706,8 +702,9 @@ def criteria_terms_many(params_list, X, sample_weight=None) -> list[tuple[float,
             lr = lp - top  # log r + log Σ_k exp(lp - top): K is axis 0
             e = np.exp(lr)
             total = e.sum(axis=0)
-            ln = top + np.log(total)
-            lr -= np.log(total)  # log r
+            log_total = np.log(total)
+            ln = top + log_total
+            lr -= log_total  # log r
             e /= total  # r, without a second exp (measured, 9 K at 20,000 x 5: 33 -> 21 ms)
             e *= lr
             if not np.isfinite(lp).all():  # an inactive component (-inf): r log r is 0
