@@ -157,3 +157,29 @@ def test_criteria_terms_equal_scikit_learn_with_an_inactive_component(offset_row
     for q in (p, pad_components(p.to_numpy(np.float64), 5)):
         ll, h = host.criteria_terms(q, X, w)
         np.testing.assert_allclose([ll, h], truth, rtol=1e-9)
+
+
+def test_fit_with_a_far_row_equals_scikit_learn_from_the_same_start():
+    """A row ~85 standard deviations from both starting components: the batch's first
+    shifted E-step refuses it (checked), the K keeps the row maxima from then on, and
+    the fit equals scikit-learn's EM from the same start."""
+    from bayesgmm import GaussianMixture
+
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(0.0, 1.0, (40, 2)), rng.normal(4.0, 1.0, (40, 2)),
+                        [[60.0, 60.0]]])
+    start = dict(weights_init=np.array([0.5, 0.5]),
+                 means_init=np.array([[0.0, 0.0], [4.0, 4.0]]),
+                 precisions_init=np.stack([np.eye(2)] * 2))
+    kw = dict(covariance_type="full", tol=1e-10, max_iter=500, reg_covar=1e-6)
+    w, center, T = host._prepare(X, None, "full")
+    theta = moment_theta(start["weights_init"][None], start["means_init"][None],
+                         np.stack([np.eye(2)] * 2)[None], center, "full", NUMPY)
+    peak = host._peak(theta, start["means_init"][None], center, "full")
+    with np.errstate(all="ignore"):
+        assert host._e_step_peak(theta, T, np.ascontiguousarray(T.T), w, peak) is None
+    ours = GaussianMixture(2, engine="numpy", **start, **kw).fit(X)
+    ref = SkGM(2, **start, **kw).fit(X)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-10)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-8, atol=1e-8)

@@ -493,6 +493,7 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
     running = {k: _running(np.arange(len(idx)), groups[k], nk[k], own[idx], hard[idx],
                            per_component)
                for k, idx in members.items()} if max_iter > 0 else {}
+    row_maxima = set()  # the K's whose peak-shifted E-step met a far row
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while running:
             for k in list(running):  # one batched E-step and M-step per K
@@ -502,9 +503,14 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
                 prev = run.params
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center, kind,
                                      NUMPY)  # (L, F, c)
-                peak = None if run.hard is not None else _peak(theta, prev.means, center,
-                                                                kind)
-                S, wll = _e_step_batch(theta, T, TT, w, run.hard, peak)
+                peak = (None if run.hard is not None or k in row_maxima
+                        else _peak(theta, prev.means, center, kind))
+                out = None if peak is None else _e_step_peak(theta, T, TT, w, peak)
+                if out is None:  # a row far from every component: this K keeps the
+                    if peak is not None:  # row maxima from now on (not both passes
+                        row_maxima.add(k)  # every iteration)
+                    out = _e_step_batch(theta, T, TT, w, run.hard)
+                S, wll = out
                 new, nk_new, ok, component_ok = _m_step_batch(
                     S, center, kind, reg_covar, prev, wll, total_w, run.active)
                 lb = wll / total_w
