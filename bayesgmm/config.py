@@ -464,10 +464,11 @@ def _check_values(cfg: RunConfig) -> None:
 
 def _check_bayes_options(b: BayesConfig) -> None:
     """The messy-data options across keys: noise_volume's names, df only with t."""
-    volumes = ("box", "hypvol", "hull")  # bayesgmm.robust.NOISE_VOLUMES
-    if isinstance(b.noise_volume, str) and b.noise_volume not in volumes:
+    from bayesgmm.robust import NOISE_VOLUMES  # here: the config module stays light
+
+    if isinstance(b.noise_volume, str) and b.noise_volume not in NOISE_VOLUMES:
         raise ConfigError(f"[bayes] noise_volume must be one of "
-                          f"{', '.join(map(toml_value, volumes))} or a number > 0, got "
+                          f"{', '.join(map(toml_value, NOISE_VOLUMES))} or a number > 0, got "
                           f"{_got(b.noise_volume)}", 'write noise_volume = "box", say')
     if not isinstance(b.noise_volume, str) and not b.noise_volume > 0:
         raise ConfigError(f"[bayes] noise_volume must be a volume > 0, got {b.noise_volume}",
