@@ -306,3 +306,35 @@ def test_moment_kernel_equals_numpyros_and_the_centred_kernel_float64(ct, D):
                 for name in ge:
                     np.testing.assert_allclose(gc[name], ge[name], rtol=tol, atol=tol,
                                                err_msg=f"{kind} K={K} {name}")
+
+
+@pytest.mark.parametrize("ct,D", [("full", 3), ("diag", 2)])
+def test_guard_fallback_in_blocks_equals_the_centred_kernel(ct, D, monkeypatch):
+    """Where the guard refuses the moment kernel (the far compact component), the
+    fallback runs the centred kernel in blocks of rows (``_CENTRED_BLOCK``, here 16: 60
+    rows = 3 blocks + 12); its value and gradient, and the value alone (the custom
+    VJP's primal), equal the centred kernel over all rows at once, unpadded and padded.
+    On the standard data the guarded potential equals the moment kernel's."""
+    monkeypatch.setattr(P, "_CENTRED_BLOCK", 16)
+    with jax.enable_x64(True):
+        priors = Priors().resolve(_moment_data("standard", ct, D)[0])
+        vg = jax.value_and_grad
+
+        @functools.partial(jax.jit, static_argnums=2)
+        def both(X, z, K):  # X an argument: one program per K serves both data
+            mo = P.moments(X, ct)
+            guarded = lambda z: P.potential(z, X, ct, priors, n_active=K, moments=mo)
+            return (vg(guarded)(z), vg(lambda z: P.potential(z, X, ct, priors, n_active=K))(z),
+                    guarded(z))
+
+        for kind in ("far_compact", "standard"):
+            X, z = _moment_data(kind, ct, D)
+            z = {k: jnp.asarray(v) for k, v in z.items()}
+            for K in (None, 2):
+                (a, ga), (b, gb), value = both(jnp.asarray(X), z, K)
+                tol = 1e-9 if kind == "far_compact" else 1e-7
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+                np.testing.assert_allclose(value, b, rtol=1e-12)
+                for name in gb:
+                    np.testing.assert_allclose(ga[name], gb[name], rtol=tol, atol=tol,
+                                               err_msg=f"{kind} K={K} {name}")
