@@ -1339,8 +1339,8 @@ def moment_features(X: Array, center: Array, covariance_type: str, xp=None) -> A
     return xp.concatenate([ones, xc, ops(covariance_type, xp).second_features(xc)], axis=1)
 
 
-def moment_theta(weights: Array, means: Array, factor: Array, center: Array,
-                 covariance_type: str, xp=None) -> Array:
+def moment_theta(weights: Array | None, means: Array, factor: Array, center: Array,
+                 covariance_type: str, xp=None, log_weights: Array | None = None) -> Array:
     """Natural parameters θ with ``log p(x, z = k) = T(x) θ_k`` for the features of
     :func:`moment_features`.
 
@@ -1355,6 +1355,9 @@ def moment_theta(weights: Array, means: Array, factor: Array, center: Array,
     covariance_type : str
     xp : namespace, optional
         Default: that of the arrays.
+    log_weights : array of shape (K,), optional
+        In place of ``weights`` (None then): their logs, ``-inf`` for an inactive
+        component, whose gradient stays 0 under autodiff (the Bayesian potential's).
 
     Returns
     -------
@@ -1362,14 +1365,15 @@ def moment_theta(weights: Array, means: Array, factor: Array, center: Array,
         Row 0: each component's constant term; rows 1..D: P_k (μ_k - c); then the
         second-order rows.
     """
-    xp = get_namespace(weights, means, factor, center) if xp is None else namespace(xp)
+    xp = get_namespace(means, factor, center) if xp is None else namespace(xp)
     table = ops(covariance_type, xp)
     K, D = means.shape[-2:]
     m = means - center  # (..., K, D)
     P = table.moment_precision(factor, K, D)
     Pm = table.precision_times(P, m)
     const = (-0.5 * (D * math.log(2 * math.pi) + (m * Pm).sum(axis=-1))
-             + table.log_det_precision(factor, K, D) + xp.log(weights))
+             + table.log_det_precision(factor, K, D)
+             + (xp.log(weights) if log_weights is None else log_weights))
     return xp.concatenate([xp.asarray(const[..., None, :], dtype=Pm.dtype), _t(xp, Pm),
                            table.quadratic_theta(P)], axis=-2)
 

@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from bayesgmm.covariance import HIGHEST, ops
+from bayesgmm.covariance import HIGHEST, moment_features, moment_theta, ops
 from bayesgmm.bayes.missing import marginal_log_prob, marginalizes
 from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors, from_sites
 
@@ -240,9 +240,8 @@ def moments(X, covariance_type: str):
         return None
     centre = jnp.mean(X, axis=0)
     Y = X - centre
-    i, j = _quad_index(X.shape[1], ops(covariance_type).correlated)
-    phi = jnp.concatenate([jnp.ones_like(Y[:, :1]), Y, Y[:, i] * Y[:, j]], axis=1)
-    return Moments(phi, centre, jnp.sqrt(jnp.max(jnp.sum(Y * Y, axis=1))))
+    return Moments(moment_features(X, centre, covariance_type, jnp), centre,
+                   jnp.sqrt(jnp.max(jnp.sum(Y * Y, axis=1))))
 
 
 def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None,
@@ -458,24 +457,12 @@ def _log_likelihood_bwd(covariance_type, residuals, g):
 _log_likelihood.defvjp(_log_likelihood_fwd, _log_likelihood_bwd)
 
 
-def _quad_index(D: int, correlated: bool):
-    """The quadratic features' index pairs (i, j): i <= j (correlated), i = j (diag)."""
-    if correlated:
-        return np.triu_indices(D)
-    return np.arange(D), np.arange(D)
-
-
-def _precision(U, correlated: bool):
-    """Precision matrices U Uᵀ (K, D, D) from their Cholesky factors; diag: U² (K, D)."""
-    return _bmm(U, jnp.swapaxes(U, -1, -2)) if correlated else U * U
-
-
 def _moment_exact(moments: Moments, log_weights, means, factor, covariance_type):
     """Whether the moment kernel's rounding error bound, eps · F · max_k (R + |μ_k -
     c|)² ‖Σ_k⁻¹‖_F (R the data's radius about c), is below :data:`_MOMENT_MAX_ERR`:
     a bound on |Σ_f φ_f θ_kf| over the data, from the parameters and R only."""
-    table = ops(covariance_type)
-    prec = _precision(table.to_precision_cholesky(factor), table.correlated)
+    K, D = means.shape
+    prec = ops(covariance_type, jnp).moment_precision(factor, K, D)  # (K, D, D) or (K, D)
     norm = jnp.sqrt(jnp.sum(prec * prec, axis=tuple(range(1, prec.ndim))))  # (K,)
     dist = jnp.sqrt(jnp.sum(jnp.square(means - moments.centre), axis=-1))  # (K,)
     F = moments.phi.shape[1]
@@ -563,19 +550,10 @@ def _moment_log_likelihood(covariance_type, moments: Moments, log_weights, means
     - c and P_k = Σ_k⁻¹, log N(x | μ_k, Σ_k) + log w_k = θ_k0 + yᵀ P_k m_k - ½ yᵀ P_k y,
     θ_k0 = log w_k + log |U_k| - ½ D log 2π - ½ m_kᵀ P_k m_k. Gradient by autodiff: one
     (K, N) @ (N, F) matmul of responsibilities, then θ's chain rule (K x F numbers).
-    ``log_weights`` may hold -inf (a padded component), where the gradient is 0."""
-    table = ops(covariance_type)
-    K, D = means.shape
-    U = table.to_precision_cholesky(factor)
-    prec = _precision(U, table.correlated)  # (K, D, D) or (K, D)
-    m = means - moments.centre
-    Pm = _bmm(prec, m[:, :, None])[:, :, 0] if table.correlated else prec * m  # (K, D)
-    const = (log_weights + table.log_det_precision_cholesky(U, K, D)
-             - D * _HALF_LOG_2PI - 0.5 * jnp.sum(m * Pm, axis=-1))
-    i, j = _quad_index(D, table.correlated)
-    # y_i y_j and y_j y_i (i < j) are one feature: the coefficient is -P_ij, -½ P_ii
-    half = np.where(i == j, -0.5, -1.0).astype(means.dtype)
-    quad = half * (prec[:, i, j] if table.correlated else prec)
-    theta = jnp.concatenate([const[:, None], Pm, quad], axis=1)  # (K, F)
-    joint = jnp.matmul(moments.phi, theta.T, precision=HIGHEST)  # (N, K)
+    ``log_weights`` may hold -inf (a padded component), where the gradient is 0. φ and
+    θ are EM's encoding (:func:`bayesgmm.covariance.moment_features`,
+    :func:`~bayesgmm.covariance.moment_theta`)."""
+    theta = moment_theta(None, means, factor, moments.centre, covariance_type, jnp,
+                         log_weights=log_weights)  # (F, K)
+    joint = jnp.matmul(moments.phi, theta, precision=HIGHEST)  # (N, K)
     return jnp.sum(logsumexp(joint, axis=1))  # K is reduced, then N
