@@ -29,7 +29,7 @@ Nothing here imports JAX.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -39,8 +39,8 @@ from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
 
-__all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "lloyd", "lloyd_batch", "log_resp",
-           "score_draws", "criteria_terms", "criteria_terms_many", "sample", "sklearn_covariances"]
+__all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "fit_many_models", "lloyd",
+           "lloyd_batch", "log_resp", "score_draws", "criteria_terms", "criteria_terms_many", "sample", "sklearn_covariances"]
 
 #: fit_many pads its members to one K when the feature table has at most this many
 #: entries (N·F): on small data Python's overhead per batch call dominates, on large
@@ -433,7 +433,8 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
     batch (:func:`_m_step_batch`: pooled quantities pooled per member, the iterative
     M-steps iterated per member). A member stops as :func:`fit` would (converged,
     ``max_iter`` or a non-finite step) and drops out of the batch; each result equals
-    :func:`fit` from the same start (to round-off; tested).
+    :func:`fit` from the same start (to round-off; tested). :func:`fit_many_models`
+    runs the starts of several covariance types in one such loop.
 
     The batch iterates on the running members alone, stacked (:class:`_Running`): an
     iteration indexes nothing while every member runs on; when members stop they are
@@ -461,112 +462,230 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
         One per start, each with its own K, in X's dtype.
     """
     kind = starts[0].covariance_type
+    return fit_many_models(X, {kind: starts}, sample_weight=sample_weight, tol=tol,
+                           reg_covar=reg_covar, max_iter=max_iter,
+                           hard_start={kind: hard_start}, pad=pad)[kind]
+
+
+def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weight=None,
+                    tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
+                    hard_start=False, pad: bool | None = None
+                    ) -> dict[str, list[tuple[GMMParams, FitInfo]]]:
+    """:func:`fit_many` for the starts of several covariance types in one lockstep loop:
+    a model search's EMs (every model, K and start) iterate together.
+
+    Each model's members form its batches as in :func:`fit_many` (one per K, or one
+    padded to its largest K); each iteration then computes every batch's natural
+    parameters and M-step (per covariance type: the table's), while the batches that
+    share a feature table (``[1, x, x⊗x]`` for the full-moment models, the squares for
+    the others: :func:`bayesgmm.covariance.moment_features`) and a number of
+    components share one E-step, one peak and one product each way
+    (:func:`_e_step_batch`): two E-steps an iteration for a 14-model search on small
+    data instead of fourteen. Each result equals :func:`fit_many`'s for its model
+    alone, and so :func:`fit`'s from its start (to round-off; tested).
+
+    Parameters
+    ----------
+    X : array of shape (N, D)
+    starts : mapping of str to list of GMMParams
+        Per covariance type, its starts (batch shape ``()``, of that type; K may
+        differ).
+    sample_weight : array of shape (N,), optional
+    tol, reg_covar, max_iter
+        As :func:`fit`.
+    hard_start : bool, or mapping of str to (bool or sequence of bool)
+        Per covariance type (and per member, or for all of its members): a first hard
+        pass, as :func:`fit`'s; a bool applies to every member of every type.
+    pad : bool, optional
+        As :func:`fit_many`, for every type (default: decided per type by the size of
+        its own feature table).
+
+    Returns
+    -------
+    dict of str to list of (GMMParams, FitInfo)
+        Per covariance type (the keys of ``starts``), one per start, each with its own
+        K, in X's dtype.
+    """
     dtype = _out_dtype(X)
-    w, center, T = _prepare(X, sample_weight, kind)
-    TT = np.ascontiguousarray(T.T)
+    X = np.asarray(X, np.float64)
+    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    center = w @ X / np.sum(w)
     total_w = w.sum()
-    B = len(starts)
-    sizes = [p.n_components for p in starts]
-    params = [p.to_numpy(np.float64) for p in starts]
-    if pad is None:
-        pad = T.size <= PAD_FEATURES
-    if pad:  # every member padded to the largest K: one batch (inactive components
-        # take no part in any M-step, tested equal to the unpadded fit)
-        params = [pad_components(p, max(sizes)) for p in params]
-    ks = [p.n_components for p in params]
-    hard = np.broadcast_to(np.asarray(hard_start, bool), (B,)).copy()
+    tables: dict[bool, tuple[np.ndarray, np.ndarray]] = {}  # full_moments -> (T, TT)
+    kinds = [kind for kind in starts if len(starts[kind])]
+    offsets, B = {}, 0  # each type's members are rows B0 .. B0 + len of the arrays below
+    for kind in kinds:
+        full = ops(kind, NUMPY).full_moments
+        if full not in tables:
+            T = moment_features(X, center, kind, NUMPY)
+            tables[full] = (T, np.ascontiguousarray(T.T))
+        offsets[kind], B = B, B + len(starts[kind])
+    sizes = [p.n_components for kind in kinds for p in starts[kind]]
+    params = [p.to_numpy(np.float64) for kind in kinds for p in starts[kind]]
+    hard = np.zeros(B, bool)
+    for kind in kinds:
+        h = hard_start.get(kind, False) if isinstance(hard_start, Mapping) else hard_start
+        hard[offsets[kind]:offsets[kind] + len(starts[kind])] = np.broadcast_to(
+            np.asarray(h, bool), (len(starts[kind]),))
     lower = np.full(B, -np.inf)
     n_iter = np.zeros(B, np.int32)
     converged = np.zeros(B, bool)
     nonfinite = np.zeros(B, bool)
     bad = np.full(B, -1, np.int32)
     history = np.full((B, max_iter), np.nan)
-    # the members of each K, stacked: their parameters, counts and member indices (the
-    # bookkeeping of a batch is array operations, not a loop over its members)
-    members = {k: np.array([b for b in range(B) if ks[b] == k]) for k in sorted(set(ks))}
-    groups = {k: _Batch(*(np.stack(a) for a in zip(
-        *((params[b].weights, params[b].means, params[b].cov_factor) for b in idx))))
-        for k, idx in members.items()}
-    nk = {k: np.zeros((len(idx), k)) for k, idx in members.items()}
     own = np.asarray(sizes)  # each member's own K (padding beyond it is inactive)
-    per_component = ops(kind, NUMPY).component_axis is not None  # factor (L, K, ...)
-    running = {k: _running(np.arange(len(idx)), groups[k], nk[k], own[idx], hard[idx],
-                           per_component)
-               for k, idx in members.items()} if max_iter > 0 else {}
-    row_maxima = set()  # the K's whose peak-shifted E-step met a far row
+    # the batches: per type, its members of each K (or all of them, padded to the
+    # largest K), stacked; their bookkeeping is array operations, not a loop over members
+    groups: list[_Group] = []
+    for kind in kinds:
+        b0, b1 = offsets[kind], offsets[kind] + len(starts[kind])
+        full = ops(kind, NUMPY).full_moments
+        pad_kind = tables[full][0].size <= PAD_FEATURES if pad is None else pad
+        if pad_kind:  # every member padded to the largest K: one batch (inactive
+            # components take no part in any M-step, tested equal to the unpadded fit)
+            top = max(sizes[b0:b1])
+            params[b0:b1] = [pad_components(p, top) for p in params[b0:b1]]
+        ks = [params[b].n_components for b in range(b0, b1)]
+        for k in sorted(set(ks)):
+            idx = np.array([b for b in range(b0, b1) if ks[b - b0] == k])
+            stack = _Batch(*(np.stack(a) for a in zip(
+                *((params[b].weights, params[b].means, params[b].cov_factor) for b in idx))))
+            groups.append(_Group(kind, full, idx, stack, np.zeros((len(idx), k)),
+                                 ops(kind, NUMPY).component_axis is not None))
+    running = {g: _running(np.arange(len(grp.members)), grp.stack, grp.nk,
+                           own[grp.members], hard[grp.members], grp.per_component)
+               for g, grp in enumerate(groups)} if max_iter > 0 else {}
+    row_maxima = set()  # the E-step buckets whose peak-shifted pass met a far row
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while running:
-            for k in list(running):  # one batched E-step and M-step per K
-                run, idx = running[k], members[k]
-                rows = run.rows  # positions in this K's stack of the running members
-                group = idx[rows]
-                prev = run.params
-                theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center, kind,
-                                     NUMPY)  # (L, F, c)
-                peak = (None if run.hard is not None or k in row_maxima
-                        else _peak(theta, prev.means, center, kind))
-                out = None if peak is None else _e_step_peak(theta, T, TT, w, peak)
-                if out is None:  # a row far from every component: this K keeps the
-                    if peak is not None:  # row maxima from now on (not both passes
-                        row_maxima.add(k)  # every iteration)
-                    out = _e_step_batch(theta, T, TT, w, run.hard)
-                S, wll = out
-                new, nk_new, ok, component_ok = _m_step_batch(
-                    S, center, kind, reg_covar, prev, wll, total_w, run.active)
-                lb = wll / total_w
-                all_ok = ok.all()
-                if all_ok:  # the step is sound for every member: applied
-                    run = run._replace(params=new, nk=nk_new)
-                else:  # applied where sound
-                    run = run._replace(params=_Batch(*(
-                        np.where(ok.reshape(ok.shape + (1,) * (a.ndim - 1)), a, b)
-                        for a, b in zip(new, prev))),
-                        nk=np.where(ok[:, None], nk_new, run.nk))
-                    bad[group] = np.where(ok | component_ok.all(axis=-1), -1,
-                                          component_ok.argmin(axis=-1))
-                if run.hard is None:  # every member soft (after the first pass)
-                    history[group, run.n_iter] = lb
-                    stop = np.abs(lb - run.lower) < tol
-                    if not all_ok:
-                        stop &= ok
-                    run = run._replace(lower=lb if all_ok else np.where(ok, lb, run.lower),
-                                       n_iter=run.n_iter + 1)
-                else:
-                    soft = ~run.hard
-                    g = group[soft]
-                    history[g, run.n_iter[soft]] = lb[soft]
-                    stop = soft & ok & (np.abs(lb - run.lower) < tol)
-                    run = run._replace(lower=np.where(soft & ok, lb, run.lower),
-                                       n_iter=run.n_iter + soft, hard=None)
-                done = stop | (run.n_iter >= max_iter) | ~ok
-                if not done.any():
-                    running[k] = run
-                    continue
-                # members that stopped: their results out, the rest compacted
-                out = rows[done]
-                gdone = idx[out]
-                converged[gdone], nonfinite[gdone] = stop[done], ~ok[done]
-                lower[gdone], n_iter[gdone] = run.lower[done], run.n_iter[done]
-                _write_rows(groups[k], nk[k], out, run, done, per_component)
-                if done.all():
-                    del running[k]
-                    continue
-                keep = ~done
-                running[k] = _running(rows[keep], run.params, run.nk, own[group[keep]], None,
-                                      per_component, keep, run.lower[keep],
-                                      run.n_iter[keep])
-    for k, idx in members.items():
-        stack = groups[k]
-        for i, b in enumerate(idx):
+            # the running batches that share a feature table and a number of
+            # components share one E-step
+            buckets: dict[tuple[bool, int], list[tuple[int, np.ndarray]]] = {}
+            for g, run in running.items():
+                grp, prev = groups[g], run.params
+                theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center,
+                                     grp.kind, NUMPY)  # (L, F, c)
+                buckets.setdefault((grp.full, theta.shape[-1]), []).append((g, theta))
+            for key, items in buckets.items():
+                for g, (S, wll) in zip((g for g, _ in items),
+                                       _e_step_bucket(key, items, running, groups, tables,
+                                                      center, w, row_maxima)):
+                    run = _advance(groups[g], running[g], S, wll, center, reg_covar,
+                                   total_w, tol, max_iter, history, bad, converged,
+                                   nonfinite, lower, n_iter, own)
+                    if run is None:
+                        del running[g]
+                    else:
+                        running[g] = run
+    for grp in groups:
+        stack = grp.stack
+        for i, b in enumerate(grp.members):
             params[b] = take_components(GMMParams(stack.weights[i], stack.means[i],
-                                                  stack.cov_factor[i], kind), sizes[b])
-    nk = {b: nk[k][i] for k, idx in members.items() for i, b in enumerate(idx)}
-    out = []
-    for b, k in enumerate(sizes):
-        info = FitInfo(np.float64(lower[b]), np.int32(n_iter[b]), np.bool_(converged[b]),
-                       np.bool_(nonfinite[b]), np.int32(bad[b]), history[b], nk[b][:k])
-        out.append(_cast(params[b], info, dtype))
-    return out
+                                                  stack.cov_factor[i], grp.kind), sizes[b])
+    nk = {b: grp.nk[i] for grp in groups for i, b in enumerate(grp.members)}
+    out = {}
+    for kind in kinds:
+        out[kind] = []
+        for b in range(offsets[kind], offsets[kind] + len(starts[kind])):
+            k = sizes[b]
+            info = FitInfo(np.float64(lower[b]), np.int32(n_iter[b]), np.bool_(converged[b]),
+                           np.bool_(nonfinite[b]), np.int32(bad[b]), history[b], nk[b][:k])
+            out[kind].append(_cast(params[b], info, dtype))
+    return {kind: out.get(kind, []) for kind in starts}
+
+
+class _Group(NamedTuple):
+    """One batch of :func:`fit_many_models`: members of one covariance type and K."""
+
+    kind: str
+    full: bool  # its feature table: ops(kind).full_moments
+    members: np.ndarray  # (L,) int: their indices among all members
+    stack: _Batch  # float64, K components: the results, written as members stop
+    nk: np.ndarray  # (L, K): their counts, written as members stop
+    per_component: bool  # the factor is (L, K, ...)
+
+
+def _e_step_bucket(key, items, running, groups, tables, center, w, row_maxima):
+    """One E-step for the running batches ``items`` (``(g, theta (L_g, F, c))``) that
+    share a feature table and c: their natural parameters stacked, the peak-shifted
+    pass (:func:`_e_step_peak`) where it holds, else the row maxima
+    (:func:`_e_step_batch`, with the members' hard first passes). Returns each batch's
+    ``(S (L_g, c, F), wll (L_g,))``, in the order of ``items``."""
+    T, TT = tables[key[0]]
+    runs = [running[g] for g, _ in items]
+    if len(items) == 1:
+        theta, means, hard = items[0][1], runs[0].params.means, runs[0].hard
+    else:
+        theta = np.concatenate([th for _, th in items])
+        means = np.concatenate([r.params.means for r in runs])
+        hard = (None if all(r.hard is None for r in runs) else np.concatenate(
+            [np.zeros(len(r.rows), bool) if r.hard is None else r.hard for r in runs]))
+    kind = groups[items[0][0]].kind  # any type of this feature table: the same features
+    peak = (None if hard is not None or key in row_maxima
+            else _peak(theta, means, center, kind))
+    out = None if peak is None else _e_step_peak(theta, T, TT, w, peak)
+    if out is None:  # a row far from every component: this bucket keeps the row
+        if peak is not None:  # maxima from now on (not both passes every iteration)
+            row_maxima.add(key)
+        out = _e_step_batch(theta, T, TT, w, hard)
+    S, wll = out
+    if len(items) == 1:
+        return [out]
+    ends = np.cumsum([len(r.rows) for r in runs])
+    return [(S[e - len(r.rows):e], wll[e - len(r.rows):e]) for r, e in zip(runs, ends)]
+
+
+def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter, history,
+             bad, converged, nonfinite, lower, n_iter, own):
+    """One batch's M-step and bookkeeping after its E-step (``S``, ``wll``): the step
+    applied where sound, each member's lower bound, history and stopping rule as
+    :func:`fit`'s; the members that stopped written out (into ``grp`` and the
+    per-member arrays). Returns the batch's running members, or None when none is
+    left."""
+    rows = run.rows  # positions in this batch's stack of the running members
+    group = grp.members[rows]
+    prev = run.params
+    new, nk_new, ok, component_ok = _m_step_batch(
+        S, center, grp.kind, reg_covar, prev, wll, total_w, run.active)
+    lb = wll / total_w
+    all_ok = ok.all()
+    if all_ok:  # the step is sound for every member: applied
+        run = run._replace(params=new, nk=nk_new)
+    else:  # applied where sound
+        run = run._replace(params=_Batch(*(
+            np.where(ok.reshape(ok.shape + (1,) * (a.ndim - 1)), a, b)
+            for a, b in zip(new, prev))),
+            nk=np.where(ok[:, None], nk_new, run.nk))
+        bad[group] = np.where(ok | component_ok.all(axis=-1), -1,
+                              component_ok.argmin(axis=-1))
+    if run.hard is None:  # every member soft (after the first pass)
+        history[group, run.n_iter] = lb
+        stop = np.abs(lb - run.lower) < tol
+        if not all_ok:
+            stop &= ok
+        run = run._replace(lower=lb if all_ok else np.where(ok, lb, run.lower),
+                           n_iter=run.n_iter + 1)
+    else:
+        soft = ~run.hard
+        g = group[soft]
+        history[g, run.n_iter[soft]] = lb[soft]
+        stop = soft & ok & (np.abs(lb - run.lower) < tol)
+        run = run._replace(lower=np.where(soft & ok, lb, run.lower),
+                           n_iter=run.n_iter + soft, hard=None)
+    done = stop | (run.n_iter >= max_iter) | ~ok
+    if not done.any():
+        return run
+    # members that stopped: their results out, the rest compacted
+    out = rows[done]
+    gdone = grp.members[out]
+    converged[gdone], nonfinite[gdone] = stop[done], ~ok[done]
+    lower[gdone], n_iter[gdone] = run.lower[done], run.n_iter[done]
+    _write_rows(grp.stack, grp.nk, out, run, done, grp.per_component)
+    if done.all():
+        return None
+    keep = ~done
+    return _running(rows[keep], run.params, run.nk, own[group[keep]], None,
+                    grp.per_component, keep, run.lower[keep], run.n_iter[keep])
 
 
 class _Running(NamedTuple):
