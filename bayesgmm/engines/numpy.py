@@ -34,7 +34,14 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from bayesgmm._xp import NUMPY
-from bayesgmm.covariance import Prior, moment_features, moment_sums, moment_theta, ops
+from bayesgmm.covariance import (
+    RAW_TABLE,
+    Prior,
+    moment_features,
+    moment_sums,
+    moment_theta,
+    ops,
+)
 from bayesgmm.engines import FitInfo, mixture_m_step, step_health
 from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
@@ -61,12 +68,20 @@ def _theta(p: GMMParams, center: np.ndarray) -> np.ndarray:
     return moment_theta(p.weights, p.means, p.cov_factor, center, p.covariance_type, NUMPY)
 
 
+def _finite_max(lp: np.ndarray, axis: int) -> np.ndarray:
+    """The maximum of log-probabilities ``lp`` over ``axis`` (K's), 0 where it is not
+    finite (a row with no finite component: rare, so the check comes before the
+    ``where``, which costs more): the shift that keeps ``exp`` finite."""
+    top = lp.max(axis=axis)
+    if not np.isfinite(top).all():
+        top = np.where(np.isfinite(top), top, 0.0)
+    return top
+
+
 def _log_norm(lp: np.ndarray) -> np.ndarray:
     """log Σ_k exp(lp) of joint log-probabilities (..., N, K) over the last axis, shifted
     by finite row maxima."""
-    top = lp.max(axis=-1)
-    if not np.isfinite(top).all():  # a row with no finite component (rare: a check
-        top = np.where(np.isfinite(top), top, 0.0)  # is cheaper than the where)
+    top = _finite_max(lp, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return top + np.log(np.exp(lp - top[..., None]).sum(axis=-1))
 
@@ -102,9 +117,7 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
     The log-probabilities are laid out (K, N): reductions over K then run along
     contiguous rows (measured, N=300, K=20: 47 -> 27 µs a pass)."""
     lp = _theta(p, center).T @ TT  # (K, N)
-    top = lp.max(axis=0)
-    if not np.isfinite(top).all():  # a row with no finite component (rare: a check
-        top = np.where(np.isfinite(top), top, 0.0)  # is cheaper than the where)
+    top = _finite_max(lp, axis=0)
     if hard:
         e = (lp >= top).astype(lp.dtype)
     else:  # clipped: below -708 exp makes denormals (or 0) on NumPy's slow path (24 ->
@@ -151,9 +164,7 @@ def _e_step_batch(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarra
     # one (L·K, F) @ (F, N) product: NumPy's batched matmul loops over L with tiny
     # inner products (measured, L=17, K=9, N=272, F=6: 31 -> 9 µs)
     lp = (theta.transpose(0, 2, 1).reshape(L * K, F) @ TT).reshape(L, K, -1)  # (L, K, N)
-    top = lp.max(axis=1)
-    if not np.isfinite(top).all():  # a row with no finite component (rare: a check
-        top = np.where(np.isfinite(top), top, 0.0)  # is cheaper than the where)
+    top = _finite_max(lp, axis=1)
     onehot = (None if hard is None or not hard.any()
               else (lp[hard] >= top[hard][:, None, :]).astype(lp.dtype))
     e = lp  # in place, as _e_step
@@ -225,20 +236,23 @@ class _Batch(NamedTuple):
     cov_factor: np.ndarray  # (L, *factor shape)
 
 
-def _m_step_batch(S: np.ndarray, center: np.ndarray, kind: str, reg_covar,
+def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
                   previous: _Batch, wll: np.ndarray, total_w: float,
                   active: np.ndarray | None):
     """:func:`bayesgmm.engines.mixture_m_step` and :func:`~bayesgmm.engines.step_health`
     for L members of one K at once: one ``factor_from_moments`` call over the batch (its
     pooled quantities pooled per member; the iterative ones iterate each member as far
-    as it would go alone).
+    as it would go alone), or one per covariance type where the members are of several
+    types of one layout (:func:`_layout`): the rest of the step is the layout's.
 
     Parameters
     ----------
     S : array of shape (L, K, F)
         Each member's feature sums.
     center : array of shape (D,)
-    kind : str
+    kind : str, or sequence of (str, int, int)
+        The members' covariance type, or ``(type, start, stop)`` for consecutive runs
+        of members (rows ``start:stop``) of several types of one layout.
     reg_covar : float
     previous : _Batch
         The parameters EM holds; zero-weight components are inactive (kept as they are).
@@ -257,14 +271,21 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind: str, reg_covar,
     ok : array of shape (L,), bool
     component_ok : array of shape (L, K), bool
     """
+    segments = ((kind, 0, len(S)),) if isinstance(kind, str) else tuple(kind)
+    kind = segments[0][0]
     table = ops(kind, NUMPY)
     nk_raw, sx, sxx = moment_sums(S, center, kind, NUMPY)
     nk = nk_raw + _TEN_EPS
     mass = nk if active is None else np.where(active, nk, 0.0)
     delta = sx / nk[..., None]
     total = mass.sum(axis=-1)
-    factor = table.factor_from_moments(sxx, nk, delta, total, np.asarray(reg_covar, sx.dtype),
-                                       previous.cov_factor)
+    reg = np.asarray(reg_covar, sx.dtype)
+    if len(segments) == 1:
+        factor = table.factor_from_moments(sxx, nk, delta, total, reg, previous.cov_factor)
+    else:  # each type's own M-step on its rows
+        factor = np.concatenate([ops(k, NUMPY).factor_from_moments(
+            sxx[a:b], nk[a:b], delta[a:b], total[a:b], reg, previous.cov_factor[a:b])
+            for k, a, b in segments])
     weights, means = mass / total[:, None], center + delta
     if active is not None:  # padding keeps its previous values, as select_components
         weights = np.where(active, weights, previous.weights)
@@ -537,6 +558,7 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
     # the batches: per type, its members of each K (or all of them, padded to the
     # largest K), stacked; their bookkeeping is array operations, not a loop over members
     groups: list[_Group] = []
+    batches: dict[tuple, list[int]] = {}  # (layout, K) -> members, by type
     for kind in kinds:
         b0, b1 = offsets[kind], offsets[kind] + len(starts[kind])
         full = ops(kind, NUMPY).full_moments
@@ -545,15 +567,21 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
             # components take no part in any M-step, tested equal to the unpadded fit)
             top = max(sizes[b0:b1])
             params[b0:b1] = [pad_components(p, top) for p in params[b0:b1]]
-        ks = [params[b].n_components for b in range(b0, b1)]
-        for k in sorted(set(ks)):
-            idx = np.array([b for b in range(b0, b1) if ks[b - b0] == k])
-            stack = _Batch(*(np.stack(a) for a in zip(
-                *((params[b].weights, params[b].means, params[b].cov_factor) for b in idx))))
-            groups.append(_Group(kind, full, idx, stack, np.zeros((len(idx), k)),
-                                 ops(kind, NUMPY).component_axis is not None))
+        for b in range(b0, b1):
+            batches.setdefault((_layout(kind), params[b].n_components), []).append(b)
+    for idx in batches.values():  # members of the types of one layout, of one K
+        idx = np.array(idx)
+        stack = _Batch(*(np.stack(a) for a in zip(
+            *((params[b].weights, params[b].means, params[b].cov_factor) for b in idx))))
+        member_kinds = [params[b].covariance_type for b in idx]
+        group_kinds = tuple(dict.fromkeys(member_kinds))
+        kind = group_kinds[0]
+        groups.append(_Group(group_kinds, ops(kind, NUMPY).full_moments, idx,
+                             np.array([group_kinds.index(k) for k in member_kinds]), stack,
+                             np.zeros((len(idx), stack.weights.shape[-1])),
+                             ops(kind, NUMPY).component_axis is not None))
     running = {g: _running(np.arange(len(grp.members)), grp.stack, grp.nk,
-                           own[grp.members], hard[grp.members], grp.per_component)
+                           own[grp.members], hard[grp.members], grp)
                for g, grp in enumerate(groups)} if max_iter > 0 else {}
     row_maxima = set()  # the E-step buckets whose peak-shifted pass met a far row
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
@@ -564,7 +592,7 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
             for g, run in running.items():
                 grp, prev = groups[g], run.params
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center,
-                                     grp.kind, NUMPY)  # (L, F, c)
+                                     grp.kinds[0], NUMPY)  # (L, F, c): the layout's
                 buckets.setdefault((grp.full, theta.shape[-1]), []).append((g, theta))
             for key, items in buckets.items():
                 for g, (S, wll) in zip((g for g, _ in items),
@@ -581,7 +609,8 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
         stack = grp.stack
         for i, b in enumerate(grp.members):
             params[b] = take_components(GMMParams(stack.weights[i], stack.means[i],
-                                                  stack.cov_factor[i], grp.kind), sizes[b])
+                                                  stack.cov_factor[i],
+                                                  grp.kinds[grp.model[i]]), sizes[b])
     nk = {b: grp.nk[i] for grp in groups for i, b in enumerate(grp.members)}
     out = {}
     for kind in kinds:
@@ -595,11 +624,13 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
 
 
 class _Group(NamedTuple):
-    """One batch of :func:`fit_many_models`: members of one covariance type and K."""
+    """One batch of :func:`fit_many_models`: members of one K and of covariance types
+    of one layout (:func:`_layout`), the members of each type consecutive."""
 
-    kind: str
+    kinds: tuple  # the covariance types, in the members' order
     full: bool  # its feature table: ops(kind).full_moments
     members: np.ndarray  # (L,) int: their indices among all members
+    model: np.ndarray  # (L,) int: each member's type, an index into kinds
     stack: _Batch  # float64, K components: the results, written as members stop
     nk: np.ndarray  # (L, K): their counts, written as members stop
     per_component: bool  # the factor is (L, K, ...)
@@ -620,7 +651,7 @@ def _e_step_bucket(key, items, running, groups, tables, center, w, row_maxima):
         means = np.concatenate([r.params.means for r in runs])
         hard = (None if all(r.hard is None for r in runs) else np.concatenate(
             [np.zeros(len(r.rows), bool) if r.hard is None else r.hard for r in runs]))
-    kind = groups[items[0][0]].kind  # any type of this feature table: the same features
+    kind = groups[items[0][0]].kinds[0]  # any type of this feature table: the same features
     peak = (None if hard is not None or key in row_maxima
             else _peak(theta, means, center, kind))
     out = None if peak is None else _e_step_peak(theta, T, TT, w, peak)
@@ -646,7 +677,7 @@ def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter
     group = grp.members[rows]
     prev = run.params
     new, nk_new, ok, component_ok = _m_step_batch(
-        S, center, grp.kind, reg_covar, prev, wll, total_w, run.active)
+        S, center, run.segments, reg_covar, prev, wll, total_w, run.active)
     lb = wll / total_w
     all_ok = ok.all()
     if all_ok:  # the step is sound for every member: applied
@@ -684,8 +715,8 @@ def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter
     if done.all():
         return None
     keep = ~done
-    return _running(rows[keep], run.params, run.nk, own[group[keep]], None,
-                    grp.per_component, keep, run.lower[keep], run.n_iter[keep])
+    return _running(rows[keep], run.params, run.nk, own[group[keep]], None, grp, keep,
+                    run.lower[keep], run.n_iter[keep])
 
 
 class _Running(NamedTuple):
@@ -693,6 +724,7 @@ class _Running(NamedTuple):
     components past the largest K among them cut off (padding for all of them)."""
 
     rows: np.ndarray  # (L,) int: their positions in the K's stack
+    segments: tuple  # ((type, start, stop), ...): the rows of each covariance type
     params: _Batch  # float64, c <= K components
     nk: np.ndarray  # (L, c): the counts of the last applied step
     active: np.ndarray | None  # (L, c) bool: weight > 0; None when all are
@@ -701,10 +733,12 @@ class _Running(NamedTuple):
     n_iter: np.ndarray  # (L,) int32
 
 
-def _running(rows, params: _Batch, nk, own, hard, per_component: bool, keep=None,
+def _running(rows, params: _Batch, nk, own, hard, grp: _Group, keep=None,
              lower=None, n_iter=None) -> _Running:
     """A :class:`_Running` of the members ``keep`` (a mask over ``params``' rows; all
-    when None), cut to the largest of their own K ``own``."""
+    when None), cut to the largest of their own K ``own``; ``rows``: their positions
+    in the stack of the batch ``grp``."""
+    per_component = grp.per_component
     c = int(own.max())
     cut = slice(None) if c == params.weights.shape[-1] else slice(None, c)
     if keep is None:
@@ -713,10 +747,34 @@ def _running(rows, params: _Batch, nk, own, hard, per_component: bool, keep=None
                     params.cov_factor[keep, cut] if per_component else params.cov_factor[keep])
     active = params.weights > 0
     L = params.weights.shape[0]
-    return _Running(rows, params, nk[keep, cut], None if active.all() else active,
+    return _Running(rows, _segments(grp.kinds, grp.model[rows]), params, nk[keep, cut],
+                    None if active.all() else active,
                     hard if hard is not None and hard.any() else None,
                     np.full(L, -np.inf) if lower is None else lower,
                     np.zeros(L, np.int32) if n_iter is None else n_iter)
+
+
+def _segments(kinds: tuple, model: np.ndarray) -> tuple:
+    """``((type, start, stop), ...)``: the runs of equal ``model`` (indices into
+    ``kinds``, non-decreasing) as row ranges, one per covariance type."""
+    if len(kinds) == 1:
+        return ((kinds[0], 0, len(model)),)
+    cuts = (np.flatnonzero(np.diff(model)) + 1).tolist()
+    return tuple((kinds[int(model[a])], a, b) for a, b in zip([0, *cuts], [*cuts, len(model)]))
+
+
+def _layout(kind: str) -> tuple:
+    """What a batch of members of several covariance types must share (everything
+    :func:`fit_many_models` computes per batch but each type's ``factor_from_moments``):
+    the factor's layout and the moments form. mclust's 14 models have four: VII's (EII,
+    VII), VVI's (EEI, VEI, EVI, VVI), EEE's and VVV's (VEE, EVE, VVE, EEV, VEV, EVV,
+    VVV)."""
+    raw = RAW_TABLE[kind]
+    return tuple(getattr(raw, f) for f in _LAYOUT_FIELDS)
+
+
+_LAYOUT_FIELDS = ("component_axis", "full_moments", "moment_precision", "precision_times",
+                  "log_det_precision", "quadratic_theta", "unpack_second", "factor_ok")
 
 
 def _write_rows(stack: _Batch, nk: np.ndarray, out: np.ndarray, run: _Running,
@@ -821,9 +879,7 @@ def criteria_terms_many(params_list, X, sample_weight=None) -> list[tuple[float,
     with np.errstate(invalid="ignore", divide="ignore", under="ignore"):
         for params in params_list:  # log_resp's quantities, on the shared features
             lp = _theta(params.to_numpy(np.float64), center).T @ TT  # (K, N)
-            top = lp.max(axis=0)
-            if not np.isfinite(top).all():
-                top = np.where(np.isfinite(top), top, 0.0)
+            top = _finite_max(lp, axis=0)
             lr = lp - top  # log r + log Σ_k exp(lp - top): K is axis 0
             e = np.exp(lr)
             total = e.sum(axis=0)
