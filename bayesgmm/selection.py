@@ -238,7 +238,8 @@ def sweep(
     :data:`~bayesgmm.engines.choose.HOST_SWEEP_WORK`, K the largest) and
     ``engine="auto"``, every fit of a covariance type, every K and start, runs in one
     host EM batch, and every covariance type's batches in one lockstep loop
-    (:func:`bayesgmm.fitting.fit_host_sweeps`, equal to one fit at a time). Otherwise every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
+    (:func:`bayesgmm.fitting.fit_host_sweeps`, equal to one fit at a time). Otherwise
+    every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
     the largest (zero-weight components are exactly inactive, so results equal
     unpadded fits), so one program serves every K of a covariance type, and the
     moments kernel's feature table of X is made once for all of them. The criteria of
