@@ -24,6 +24,12 @@ mean, made once per fit; then each E-step is one (N, F) @ (F, K) matmul and the
 statistics one (K, N) @ (N, F) matmul. Everything is computed in float64, whatever the
 input's dtype (results are cast back), so float32 input needs no centred kernel here.
 
+Many fits on the same rows (a model search: every covariance type, K and start) run
+in lockstep (:func:`fit_many_models`): the members of one K and factor layout form one
+batch with one natural-parameter call, one M-step call (each type's own
+``factor_from_moments`` on its rows) and one bookkeeping pass an iteration, and the
+batches that share a feature table one E-step.
+
 Nothing here imports JAX.
 """
 
