@@ -41,7 +41,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -83,10 +83,10 @@ from bayesgmm.validation import (
     compute_scope,
 )
 
-__all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "partial_fit", "plan",
-           "resolve_prior", "unfitted_info", "shared_features", "score_plan", "log_resp",
-           "criteria", "criteria_terms", "criteria_from_terms", "log_likelihood", "sample",
-           "to_device"]
+__all__ = ["FitOptions", "OnlineState", "fit", "fit_host_sweep", "fit_host_sweeps",
+           "partial_fit", "plan", "resolve_prior", "unfitted_info", "shared_features",
+           "score_plan", "log_resp", "criteria", "criteria_terms", "criteria_from_terms",
+           "log_likelihood", "sample", "to_device"]
 
 # Candidate fits whose lower bounds are this close (relative) are equal (_best_run).
 _TIE_RTOL = 1e-10
@@ -311,35 +311,74 @@ def fit_host_sweep(X, options: FitOptions, ks, centers_cache: dict | None = None
     components, NumPy) and its info, equal to :func:`fit`'s (tested).
     ``centers_cache``: a dict the caller keeps across the covariance types of one X,
     so that each K's k-means centres are computed once (:func:`_starts`).
+    :func:`fit_host_sweeps` runs several covariance types' searches in one loop.
     """
-    options = options.check()
+    return fit_host_sweeps(X, [options], ks, centers_cache)[0]
+
+
+def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
+                    centers_cache: dict | None = None
+                    ) -> list[list[tuple[GMMParams, FitInfo]] | None]:
+    """:func:`fit_host_sweep` for several options at once (a model search: the same
+    settings, one covariance type each), in one lockstep EM loop
+    (:func:`bayesgmm.engines.numpy.fit_many_models`: the types' batches share each
+    iteration's E-steps). Returns, per options, what :func:`fit_host_sweep` returns for
+    it alone (``None`` where the host batch does not apply; tested equal). Two options
+    of one covariance type are run apart."""
     X = check_array_2d(X, min_samples=2)
     N, D = X.shape
     ks = [int(k) for k in ks]
-    big = options.replace(n_components=max(ks))
-    if (plan(big, N, D).engine != "numpy" or options.restart_screen_iter
-            or options.prior is not None or options.equal_weights  # fit's own M-steps
-            or int(options.max_iter) == 0
-            or (options.init_subsample is not None and N > options.init_subsample)):
-        return None
     w = check_sample_weight(None, N, X.dtype)
-    members, hard, groups = [], [], []  # groups: per K, per start group, member indices
-    for k in ks:
-        check_n_samples(N, k)
-        opts = options.replace(n_components=k)
-        key = check_random_state_key(options.random_state)
-        per_k = []
-        for init, is_hard in _starts(key, X, w, opts, plan(opts, N, D),
-                                     seed_subsample=True, host_rows=(X, w),
-                                     centers_cache=centers_cache):
-            init = init.to_numpy()
-            R = init.batch_shape[0]
-            per_k.append(list(range(len(members), len(members) + R)))
-            members += [init[r] for r in range(R)]
-            hard += [bool(is_hard)] * R
-        groups.append(per_k)
-    results = host.fit_many(X, members, tol=options.tol, reg_covar=options.reg_covar,
-                            max_iter=int(options.max_iter), hard_start=hard)
+    out: list = [None] * len(options_list)
+    todo: list[tuple[int, FitOptions, list]] = []  # (position, options, groups per K)
+    starts: dict[str, list] = {}
+    hard: dict[str, list] = {}
+    settings = None  # tol, reg_covar, max_iter: one loop runs one of each
+    for pos, options in enumerate(options_list):
+        options = options.check()
+        kind = options.covariance_type
+        big = options.replace(n_components=max(ks))
+        if (plan(big, N, D).engine != "numpy" or options.restart_screen_iter
+                or options.prior is not None or options.equal_weights  # fit's own M-steps
+                or int(options.max_iter) == 0
+                or (options.init_subsample is not None and N > options.init_subsample)):
+            continue
+        own = (float(options.tol), float(options.reg_covar), int(options.max_iter))
+        if kind in starts or (settings is not None and own != settings):
+            out[pos] = fit_host_sweeps(X, [options], ks, centers_cache)[0]
+            continue
+        settings = own
+        members, is_hard, groups = [], [], []  # groups: per K, per start group, members
+        for k in ks:
+            check_n_samples(N, k)
+            opts = options.replace(n_components=k)
+            key = check_random_state_key(options.random_state)
+            per_k = []
+            for init, h in _starts(key, X, w, opts, plan(opts, N, D), seed_subsample=True,
+                                   host_rows=(X, w), centers_cache=centers_cache):
+                init = init.to_numpy()
+                R = init.batch_shape[0]
+                per_k.append(list(range(len(members), len(members) + R)))
+                members += [init[r] for r in range(R)]
+                is_hard += [bool(h)] * R
+            groups.append(per_k)
+        starts[kind], hard[kind] = members, is_hard
+        todo.append((pos, options, groups))
+    if not todo:
+        return out
+    tol, reg_covar, max_iter = settings
+    fitted = host.fit_many_models(X, starts, tol=tol, reg_covar=reg_covar,
+                                  max_iter=max_iter, hard_start=hard)
+    for pos, options, groups in todo:
+        out[pos] = _sweep_results(fitted[options.covariance_type], options, ks, groups, X)
+    return out
+
+
+def _sweep_results(results: list, options: FitOptions, ks: list[int], groups: list, X
+                   ) -> list[tuple[GMMParams, FitInfo]]:
+    """Each K's best fit among its starts' results (``groups``: per K, per start group,
+    the indices into ``results``), picked and reported as :func:`fit` does."""
+    D = X.shape[1]
     out = []
     for k, per_k in zip(ks, groups):
         opts = options.replace(n_components=k)

@@ -36,7 +36,7 @@ from bayesgmm.fitting import (
     criteria_from_terms,
     criteria_terms,
     fit,
-    fit_host_sweep,
+    fit_host_sweeps,
     log_likelihood,
     plan,
     shared_features,
@@ -237,8 +237,9 @@ def sweep(
     (:func:`bayesgmm.engines.choose.sweep_engine`: N·K·F up to
     :data:`~bayesgmm.engines.choose.HOST_SWEEP_WORK`, K the largest) and
     ``engine="auto"``, every fit of a covariance type, every K and start, runs in one
-    host EM batch (:func:`bayesgmm.fitting.fit_host_sweep`, equal to one fit at a
-    time). Otherwise every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
+    host EM batch, and every covariance type's batches in one lockstep loop
+    (:func:`bayesgmm.fitting.fit_host_sweeps`, equal to one fit at a time). Otherwise
+    every fit is :func:`bayesgmm.fitting.fit`; on the compiled path each K is padded to
     the largest (zero-weight components are exactly inactive, so results equal
     unpadded fits), so one program serves every K of a covariance type, and the
     moments kernel's feature table of X is made once for all of them. The criteria of
@@ -284,13 +285,21 @@ def sweep(
     shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
                 unit="fit")
     centers_cache = {}  # k-means centres per K, shared by every covariance type
+    all_options = []
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
             covariance_type=check_covariance_type(ct))
         # a search is many fits: its own host threshold (engines.choose.sweep_engine)
-        options = options.replace(engine=sweep_engine(options.engine, X.shape[0], max(ks),
-                                                      X.shape[1], ct))
-        fitted = _fit_each(X, options, ks, centers_cache, shown)
+        all_options.append(options.replace(engine=sweep_engine(
+            options.engine, X.shape[0], max(ks), X.shape[1], ct)))
+    # small data: every model, K and start in one host EM loop (the same fits)
+    batched = _fit_host(X, all_options, ks, centers_cache)
+    for ct, options, done in zip(covariance_types, all_options, batched):
+        if done is not None:
+            fitted = [(params, info, k) for k, (params, info) in zip(ks, done)]
+            shown.update(len(ks))
+        else:
+            fitted = _fit_each(X, options, ks, centers_cache, shown)
         scores = criteria([p for p, _, _ in fitted], X, engine=options.engine,
                           fitted_padded=[n for _, _, n in fitted],
                           equal_weights=options.equal_weights)
@@ -314,23 +323,30 @@ def _bar_on(progress: bool | None, settings: dict) -> bool:
     return bool(progress) if progress is not None else (settings.get("verbose") or 0) > 0
 
 
+def _silence() -> None:
+    """The warnings a search silences in its fits (inside ``warnings.catch_warnings``)."""
+    # Large K routinely leaves components nearly empty; the table reports it.
+    warnings.simplefilter("ignore", DegenerateComponentWarning)
+    # (by its message: naming the class would import scikit-learn for it)
+    warnings.filterwarnings("ignore", "Best performing initialization did not")
+
+
+def _fit_host(X, options_list: list[FitOptions], ks: list[int], centers_cache: dict
+              ) -> list:
+    """Per options, every K's fit in one host EM loop over all of them
+    (:func:`bayesgmm.fitting.fit_host_sweeps`), or None where that does not apply."""
+    with warnings.catch_warnings():
+        _silence()
+        return fit_host_sweeps(X, options_list, ks, centers_cache)
+
+
 def _fit_each(X, options: FitOptions, ks: list[int], centers_cache: dict,
               shown=None) -> list[tuple]:
-    """``(params (K components), info, K_pad)`` of one fit per K: on the host all of
-    them in one batch (:func:`bayesgmm.fitting.fit_host_sweep`); compiled, each padded
-    to the largest K and sharing one feature table of X. ``shown`` (a
+    """``(params (K components), info, K_pad)`` of one fit per K, each padded to the
+    largest K and sharing one feature table of X. ``shown`` (a
     :func:`bayesgmm.progress.bar`) ticks once per fit."""
     with warnings.catch_warnings():
-        # Large K routinely leaves components nearly empty; the table reports it.
-        warnings.simplefilter("ignore", DegenerateComponentWarning)
-        # (by its message: naming the class would import scikit-learn for it)
-        warnings.filterwarnings("ignore", "Best performing initialization did not")
-        # small data: every K and start in one host EM batch (the same fits)
-        batched = fit_host_sweep(X, options, ks, centers_cache)
-        if batched is not None:
-            if shown is not None:
-                shown.update(len(ks))
-            return [(params, info, k) for k, (params, info) in zip(ks, batched)]
+        _silence()
         n_padded = max(ks)
         shared = shared_features(X, options.replace(n_components=n_padded))
         out = []

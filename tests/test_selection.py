@@ -318,6 +318,71 @@ def test_fit_many_equals_fit_per_start(datasets):
         assert any(not bool(i.converged) for _, i in batch) == (max_iter == 3)
 
 
+def test_fit_many_models_equals_fit_per_start_of_each_type(datasets):
+    """engines.numpy.fit_many_models runs several covariance types' starts in one
+    lockstep loop (the types of one layout share a batch, VEI with VVI and EVE with
+    VVV; batches of one feature table and K share an E-step): each member's result
+    equals engines.numpy.fit from its start, alone. Members of K = 1..4, hard and soft
+    first passes, padded and grouped by K, all stopped by max_iter, then stopping at
+    different iterations by tol."""
+    from bayesgmm.covariance import ops
+    from bayesgmm.engines import numpy as host
+
+    X = datasets["aniso"]
+    rng = np.random.default_rng(5)
+    kinds = ["VII", "VEI", "VVI", "EEE", "EVE", "VVV"]
+    starts, hard = {}, {}
+    for kind in kinds:
+        starts[kind] = [GMMParams(np.full(k, 1 / k), X[rng.choice(len(X), k, replace=False)],
+                                  ops(kind).identity(k, 2, np.float64), kind)
+                        for k in (1, 2, 3, 4)]
+        hard[kind] = [False, True, False, True]
+    for max_iter, pad in ((4, True), (300, True), (300, False)):
+        many = host.fit_many_models(X, starts, tol=1e-6, max_iter=max_iter,
+                                    hard_start=hard, pad=pad)
+        assert list(many) == kinds
+        iterations, stopped = set(), 0
+        for kind in kinds:
+            for p0, h, (p, info) in zip(starts[kind], hard[kind], many[kind]):
+                q, ref = host.fit(X, p0, tol=1e-6, max_iter=max_iter, hard_start=h)
+                assert p.covariance_type == kind and p.n_components == p0.n_components
+                assert int(info.n_iter) == int(ref.n_iter)
+                assert bool(info.converged) == bool(ref.converged)
+                np.testing.assert_allclose(info.lower_bound, ref.lower_bound, rtol=1e-10)
+                np.testing.assert_allclose(info.nk, ref.nk, rtol=1e-8, atol=1e-10)
+                np.testing.assert_allclose(p.weights, q.weights, rtol=1e-8, atol=1e-12)
+                np.testing.assert_allclose(p.means, q.means, rtol=1e-8, atol=1e-8)
+                np.testing.assert_allclose(p.cov_factor, q.cov_factor, rtol=1e-8, atol=1e-8)
+                iterations.add(int(info.n_iter))
+                stopped += int(info.n_iter) == max_iter and not bool(info.converged)
+        if max_iter == 4:  # most stopped by max_iter
+            assert stopped > 12
+        else:  # members leave the loop at many different iterations
+            assert len(iterations) > 5
+
+
+def test_host_sweeps_of_several_types_equal_each_type_alone(datasets):
+    """fitting.fit_host_sweeps (every type's search in one lockstep loop) returns for
+    each options what fit_host_sweep returns for it alone, and None where the host
+    batch does not apply (a prior: fit's own MAP M-steps)."""
+    from bayesgmm.fitting import FitOptions, fit_host_sweep, fit_host_sweeps
+
+    X = datasets["iris"]
+    ks = [1, 2, 4]
+    base = FitOptions.from_mapping(GaussianMixture(random_state=0, **SWEEP_DEFAULTS)
+                                   .get_params())
+    options = [base.replace(covariance_type=ct) for ct in ("VEV", "EII", "VVV")]
+    options.append(base.replace(covariance_type="VVI", prior="default"))
+    together = fit_host_sweeps(X, options, ks)
+    assert together[-1] is None and fit_host_sweep(X, options[-1], ks) is None
+    for opts, got in zip(options[:-1], together):
+        for (p, info), (q, ref) in zip(got, fit_host_sweep(X, opts, ks)):
+            assert p.covariance_type == opts.covariance_type
+            assert int(info.n_iter) == int(ref.n_iter)
+            np.testing.assert_allclose(info.lower_bound, ref.lower_bound, rtol=1e-10)
+            np.testing.assert_allclose(p.means, q.means, rtol=1e-8, atol=1e-8)
+
+
 def test_fit_many_members_that_fail_leave_the_batch_as_fit_reports_them():
     """engines.numpy.fit_many with members whose component collapses on three identical
     rows (reg_covar=0) at different iterations, beside members that converge: each
