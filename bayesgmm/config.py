@@ -15,7 +15,13 @@ tutorial's workflow (a BIC sweep of K = 1..20 on the built-in blobs)::
 ``configs/README.md`` lists every key with its type and default; it is
 :func:`reference` (a test holds them equal). Each field's ``metadata`` holds its
 description (``doc``) and its allowed values (``choices``, ``min``, ``gt``), which
-:func:`from_dict` enforces.
+:func:`from_dict` enforces. A ``choices`` tuple the library also defines (the criteria,
+the Bayesian methods, component families, scale priors and spreads) stays a literal
+here, where :func:`reference` documents it without the library, and since the
+Bayesian owners (:mod:`bayesgmm.bayes`) import JAX and NumPyro (1.5 s of CPU), which
+reading a file does not; ``tests/test_config.py`` holds each literal equal to its
+owner's tuple. What the host library checks (covariance types, EM's settings, the
+noise volumes) is read from its owner where it is checked, by a function-level import.
 
 Errors are :class:`ConfigError` (a ``ValueError``) with two halves, what is wrong
 (naming the table, the key and the value) and the fix: unknown keys list the valid ones,
@@ -521,8 +527,10 @@ def _check_fit_options(cfg: RunConfig) -> None:
     if cfg.bayes is not None:
         from bayesgmm.covariance import TABLE
 
-        # the types the Bayesian model samples (bayesgmm.bayes.model's MODEL_NAMES):
-        # each its own per-component relaxation, by scikit-learn's or mclust's name
+        # the types the Bayesian model samples: bayesgmm.bayes.model's MODEL_NAMES
+        # (and MODEL_COVARIANCE_TYPES), by their rule on the table, since that module
+        # imports JAX; each its own per-component relaxation, by scikit-learn's or
+        # mclust's name (tests/test_config.py holds them equal)
         canonical = [ct for ct, ops in TABLE.items() if ops.bayes_type == ct]
         sampled = [ct for ct, ops in TABLE.items() if TABLE[ops.bayes_type] is ops]
         aliases = [ct for ct in sampled if ct not in canonical]

@@ -103,6 +103,44 @@ def test_bayes_and_fit_defaults_are_the_estimators():
         assert em[name] == getattr(FitConfig(), name), name
 
 
+def test_choices_are_their_owners_tuples():
+    """The literal choices (kept so that reading a file imports no JAX) equal the
+    tuples the library checks against, so a value added there fails here."""
+    import bayesgmm.robust
+    from bayesgmm.bayes import robust as bayes_robust
+    from bayesgmm.bayes.inference import METHODS
+    from bayesgmm.bayes.model import COMPONENTS, SCALE_PRIORS, SCALE_SPREADS
+    from bayesgmm.selection import CRITERIA
+
+    def choices(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
+
+    assert choices(BayesConfig, "method") == METHODS
+    assert choices(BayesConfig, "component") == COMPONENTS == bayes_robust.COMPONENTS
+    assert choices(BayesConfig, "component") == bayesgmm.robust.COMPONENTS
+    assert choices(PriorsConfig, "scale_prior") == SCALE_PRIORS
+    assert choices(PriorsConfig, "scale_spread") == SCALE_SPREADS
+    assert choices(SweepConfig, "criterion") == CRITERIA
+
+
+def test_bayes_accepts_exactly_the_bayesian_model_names():
+    """[bayes] takes the covariance types bayesgmm.bayes.model samples (MODEL_NAMES) and
+    names its canonical ones (MODEL_COVARIANCE_TYPES), from every name in the table."""
+    from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, MODEL_NAMES
+    from bayesgmm.covariance import TABLE
+
+    accepted = []
+    for ct in TABLE:
+        try:
+            from_dict({"bayes": {}, "sweep": {"covariance_types": [ct]}})
+        except ConfigError as err:
+            assert err.what.startswith(f"[bayes] samples {' or '.join(MODEL_COVARIANCE_TYPES)}"
+                                       " covariances"), err.what
+        else:
+            accepted.append(ct)
+    assert tuple(accepted) == MODEL_NAMES
+
+
 def test_one_integer_is_one_k_and_a_list_is_a_range():
     assert from_dict({"sweep": {"n_components": 5}}).sweep.n_components == (5, 5)
     assert from_dict({"sweep": {"n_components": [2, 7]}}).sweep.n_components == (2, 7)
