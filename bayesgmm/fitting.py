@@ -350,7 +350,7 @@ def fit_host_sweep(X, options: FitOptions, ks, centers_cache: dict | None = None
             p, info = results[idx[int(np.argmax(scores))]]
             all_info = FitInfo(*(np.stack(v) for v in zip(*(results[i][1] for i in idx))))
             runs.append((p, info, all_info))
-        best, info, all_info = _best_run(runs, opts, D)
+        best, info, all_info = _best_run(runs, opts)
         info = _info_as_numpy(info)._replace(nk=np.asarray(info.nk)[:k])
         _report(info, _info_as_numpy(all_info), X, opts)
         out.append((best.to_numpy(), info))
@@ -485,7 +485,7 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     runs = [engine.fit_restarts(Xr, init, sample_weight=wr,
                                 screen_iter=int(options.restart_screen_iter or 0),
                                 hard_start=hard, **kw, **extra) for init, hard in starts]
-    best, info, all_info = _best_run(runs, options, X.shape[1])
+    best, info, all_info = _best_run(runs, options)
     if subsample:  # refine the best restart on all rows
         best, info = engine.fit(Xj, best, sample_weight=wj, **kw)
     return best.to_numpy(), _info_as_numpy(info), _info_as_numpy(all_info)
@@ -554,7 +554,7 @@ def _hc_start(key, X, w, options: FitOptions, choice: Choice, *,
     return _batch_of_one(pad_components(p, choice.n_padded).to_numpy(X.dtype))
 
 
-def _best_run(runs: list[tuple], options: FitOptions, n_features: int) -> tuple:
+def _best_run(runs: list[tuple], options: FitOptions) -> tuple:
     """The best of several ``fit_restarts`` results ``(best, info, all_info)`` by lower
     bound, with every restart's report concatenated in order. Non-finite fits lose,
     and so do collapsed ones (:func:`bayesgmm.initialize.collapsed`: a component with
