@@ -113,6 +113,10 @@ class FitConfig:
                                     'the n_init k-means starts, best kept), "hc", "kmeans", '
                                     '"k-means++", "random" or "random_from_data"')
     random_state: int = _key(0, "seed of the initialisation", min=0)
+    missing: str = _key("error", 'what an empty or NaN data cell means: "error" (refused, '
+                                 'naming the cell) or "marginalize" (a value missing at '
+                                 "random: the sweep's, the EM and the [bayes] fits use "
+                                 "each row's observed features)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,10 +509,15 @@ def _check_rules(value, meta, name: str) -> None:
 
 def _check_fit_options(cfg: RunConfig) -> None:
     """EM's own validation (:meth:`bayesgmm.fitting.FitOptions.check`) on every model the
-    run will fit, and the Bayesian model's covariance types."""
+    run will fit, ``missing``'s values, and the Bayesian model's covariance types."""
     from bayesgmm.fitting import FitOptions
+    from bayesgmm.validation import MISSING_OPTIONS
 
     f = cfg.fit
+    if f.missing not in MISSING_OPTIONS:
+        raise ConfigError(f"[fit] missing must be one of "
+                          f"{', '.join(map(toml_value, MISSING_OPTIONS))}, got {_got(f.missing)}",
+                          'write missing = "marginalize" to fit data with empty cells')
     types_ = cfg.sweep.covariance_types if f.covariance_type == "best" else (f.covariance_type,)
     for ct in dict.fromkeys((*cfg.sweep.covariance_types, *types_)):
         where = ("[fit] covariance_type" if ct == f.covariance_type

@@ -99,7 +99,7 @@ def test_bayes_and_fit_defaults_are_the_estimators():
         if f.name not in ("interval", "seed", "priors"):
             assert bayes[f.name] == f.default, f.name
     em = GaussianMixture().get_params()
-    for name in ("n_init", "tol", "reg_covar", "max_iter", "init_params"):
+    for name in ("n_init", "tol", "reg_covar", "max_iter", "init_params", "missing"):
         assert em[name] == getattr(FitConfig(), name), name
 
 
@@ -206,6 +206,8 @@ def test_wrong_types_are_named(raw, message):
      (r"\[bayes\] samples full or diag covariances \(mclust's VVI, VVV\), but the fit may "
       r"choose 'EEE'")),
     ({"name": "a/b"}, "plain folder name"),
+    ({"fit": {"missing": "drop"}},
+     r"\[fit\] missing must be one of \"error\", \"marginalize\", got the string 'drop'"),
 ])
 def test_config_errors(raw, match):
     with pytest.raises(ValueError, match=re.compile(match, re.IGNORECASE)):
