@@ -199,7 +199,8 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, int]:
     """(the header's names, or None where the first row is data; the number of columns).
-    ``header="auto"``: a header when any field of the first row is not a number."""
+    ``header="auto"``: a header when any field of the first row is neither a number nor
+    empty (an empty cell is a missing value)."""
     try:
         with path.open(newline="") as fh:
             first = next((r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)),
@@ -211,7 +212,7 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
         raise CLIError(f"{path} is empty", "check [data] path")
     first = [c.strip() for c in first]
     if header == "auto":
-        header = not all(_is_number(c) for c in first)
+        header = not all(c == "" or _is_number(c) for c in first)
     return (first if header else None), len(first)
 
 

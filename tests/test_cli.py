@@ -214,6 +214,8 @@ DATA = '[data]\npath = "d.csv"\n'
      ["d.csv line 3, column 'b': '' is a missing value", 'set [fit] missing = "marginalize"']),
     ("a NaN cell", "a,b\n1,2\n3,4\nnan,5\n", DATA,
      ["d.csv line 4, column 'a': 'nan' is a missing value", '[fit] missing = "marginalize"']),
+    ("a hole in a headerless first row", "1,\n3,4\n5,6\n", DATA,
+     ["d.csv line 1, column 'column 1': '' is a missing value"]),
     ("a row of holes", "id,a,b\nr1,1,2\nr2,,\nr3,4,5\n",
      DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
      ["d.csv line 3 has no value in any feature column", "drop those rows"]),
