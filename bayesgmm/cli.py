@@ -729,10 +729,7 @@ def _compilation_cache(args) -> None:
 
 def _load(cfg: RunConfig, log) -> Dataset:
     data = load_data(cfg.data, missing=cfg.fit.missing)
-    names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
-    holes = int(np.isnan(data.X).sum())
-    log(f"data: {data.X.shape[0]} samples x {data.X.shape[1]} features{names} from "
-        f"{data.source}" + (f"; {holes} missing values" if holes else ""))
+    log(_describe_data(data))
     return data
 
 
@@ -920,9 +917,15 @@ def _posterior_mean(model):
 
 
 def _header(cfg: RunConfig, data: Dataset) -> str:
+    return f"bayesgmm: {cfg.name}\n{_describe_data(data)}\n"
+
+
+def _describe_data(data: Dataset) -> str:
+    """``data: N samples x D features (names) from SOURCE[; M missing values]``."""
     names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
-    return (f"bayesgmm: {cfg.name}\ndata: {data.X.shape[0]} samples x {data.X.shape[1]} "
-            f"features{names} from {data.source}\n")
+    holes = int(np.isnan(data.X).sum())
+    return (f"data: {data.X.shape[0]} samples x {data.X.shape[1]} features{names} from "
+            f"{data.source}" + (f"; {holes} missing values" if holes else ""))
 
 
 def _component_table(weights, means, data: Dataset | None, names=None) -> str:
@@ -990,7 +993,7 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
         files["uncertainty"] = stage / "uncertainty.png"
         _figure(files["uncertainty"], _plot("plot_uncertainty"), X[complete],
                 uncertainty[complete], names=names, title=f"membership uncertainty: {what}")
-    if X.shape[1] > 2 and _plot("plot_pairs") is not None:
+    if X.shape[1] > 2 and complete.any() and _plot("plot_pairs") is not None:
         files["pairs"] = stage / "pairs.png"
         _figure(files["pairs"], _plot("plot_pairs"), X[complete], params, names=names,
                 axes=False)

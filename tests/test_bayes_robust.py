@@ -129,7 +129,11 @@ def test_vvv_draws_share_the_full_read_out_program():
     extra = {"noise_weight": rng.uniform(0.02, 0.1, M), "df": rng.uniform(3, 30, (M, 2))}
     priors = Priors(noise_log_extent=np.log([16.0, 16.0]))
     compiles = []
-    listener = lambda event, *a, **k: compiles.append(event) if "backend_compile" in event else None  # noqa: E731
+
+    def listener(event, *args, **kwargs):
+        if "backend_compile" in event:
+            compiles.append(event)
+
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         with compute_scope(X.dtype):

@@ -335,6 +335,7 @@ def test_missing_values_fit_with_the_key(csv_run, capsys):
     assert rc == 0, err
     assert any(f"{int(holes.sum())} missing values" in line for line in err), err
     assert "best BIC: K=3" in stdout and "EM fit: K=3," in stdout
+    assert f"from {tmp_path / 'data' / 'd.csv'}; {int(holes.sum())} missing values" in stdout
     written = [[float(f"{v:.6f}") for v in row] for row in X]  # the file's values
     Xh = np.where(holes, np.nan, written)
     model = load_model(out)
