@@ -104,23 +104,36 @@ def test_bayes_and_fit_defaults_are_the_estimators():
 
 
 def test_choices_are_their_owners_tuples():
-    """The literal choices (kept so that reading a file imports no JAX) equal the
-    tuples the library checks against, so a value added there fails here."""
+    """[bayes] method, scale_prior and scale_spread keep literal choices (their owners
+    import JAX, which reading a file does not): they equal the owners' tuples, so a value
+    added there fails here. component, criterion and missing read their host owners'
+    tuples: every value there is accepted and documented."""
     import bayesgmm.robust
     from bayesgmm.bayes import robust as bayes_robust
     from bayesgmm.bayes.inference import METHODS
     from bayesgmm.bayes.model import COMPONENTS, SCALE_PRIORS, SCALE_SPREADS
     from bayesgmm.selection import CRITERIA
+    from bayesgmm.validation import MISSING_OPTIONS
 
-    def choices(cls, name):
-        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
+    def meta(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata
 
-    assert choices(BayesConfig, "method") == METHODS
-    assert choices(BayesConfig, "component") == COMPONENTS == bayes_robust.COMPONENTS
-    assert choices(BayesConfig, "component") == bayesgmm.robust.COMPONENTS
-    assert choices(PriorsConfig, "scale_prior") == SCALE_PRIORS
-    assert choices(PriorsConfig, "scale_spread") == SCALE_SPREADS
-    assert choices(SweepConfig, "criterion") == CRITERIA
+    assert meta(BayesConfig, "method")["choices"] == METHODS
+    assert meta(PriorsConfig, "scale_prior")["choices"] == SCALE_PRIORS
+    assert meta(PriorsConfig, "scale_spread")["choices"] == SCALE_SPREADS
+    # the Bayesian model's component families are the host RobustMixture's, read here
+    assert COMPONENTS == bayes_robust.COMPONENTS == bayesgmm.robust.COMPONENTS
+    read = {("bayes", "component"): COMPONENTS, ("sweep", "criterion"): CRITERIA,
+            ("fit", "missing"): MISSING_OPTIONS}
+    text = reference()
+    for (table, key), owners in read.items():
+        for value in owners:
+            cfg = from_dict({table: {key: value}})
+            assert getattr(getattr(cfg, table), key) == value
+        kind = "one of " + ", ".join(toml_value(v) for v in owners)
+        assert f"| `{key}` | {kind} |" in text
+        with pytest.raises(ConfigError, match=f"{key} must be {kind}, got the string 'x'"):
+            from_dict({table: {key: "x"}})
 
 
 def test_bayes_accepts_exactly_the_bayesian_model_names():
