@@ -67,7 +67,7 @@ class FitFailed(CLIError):
 
 
 class Dataset(NamedTuple):
-    X: np.ndarray  # (N, D) float64, finite
+    X: np.ndarray  # (N, D) float64, finite; NaN marks a missing value (missing="marginalize")
     ids: np.ndarray  # (N,) row ids: the id column's values or the row numbers
     id_name: str  # the id column's name, "row" for row numbers
     labels: np.ndarray | None  # (N,) known classes (label_column), or None
@@ -78,7 +78,8 @@ class Dataset(NamedTuple):
 # ---- data ------------------------------------------------------------------------------
 
 
-def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
+def load_data(cfg: DataConfig, *, n_features: int | None = None,
+              missing: str = "error") -> Dataset:
     """The samples a :class:`bayesgmm.config.DataConfig` names.
 
     Parameters
@@ -90,6 +91,11 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
         For new data (``predict``): when the named ``columns`` are absent because the
         file has no header, a file with exactly this many feature columns is taken as
         they are.
+    missing : {"error", "marginalize"}
+        ``[fit] missing``: with ``"marginalize"`` an empty or NaN feature cell is read as
+        NaN (a missing value; every row still needs an observed feature and, for data
+        to fit, every feature an observed row); with ``"error"`` it is refused, naming
+        that key.
 
     Returns
     -------
@@ -97,6 +103,7 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
         ``X`` of shape (N, D); every error is a :class:`CLIError` naming the file, the
         column, the row and the value.
     """
+    holes = missing == "marginalize"
     if not cfg.path:
         from bayesgmm.datasets import make_blobs
 
@@ -135,16 +142,19 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None) -> Dataset:
         raise CLIError(f"{path} has no feature columns left",
                        "name them in [data] columns")
     if cells is None:  # NumPy's reader first; Python's csv where it fails, to name the cell
-        read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col)
-        if read is not None:
-            X, ids, labels = read
-            return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
-                           tuple(names[j] for j in cols) if names is not None else None,
-                           str(path))
-        cells = _read_text(path, cfg.delimiter, names is not None)
-    X = _numeric(path, cells[:, cols], [pick.name(j) for j in cols], header=names is not None)
-    ids = (cells[:, id_col] if id_col is not None else np.arange(len(X)))
-    labels = cells[:, label_col] if label_col is not None else None
+        read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col,
+                          holes)
+        cells = None if read is not None else _read_text(path, cfg.delimiter,
+                                                          names is not None)
+    if cells is not None:
+        read = (_numeric(path, cells[:, cols], [pick.name(j) for j in cols],
+                         header=names is not None, holes=holes),
+                cells[:, id_col] if id_col is not None else np.arange(len(cells)),
+                cells[:, label_col] if label_col is not None else None)
+    X, ids, labels = read
+    if holes:
+        _check_holes(path, X, [pick.name(j) for j in cols], header=names is not None,
+                     fitting=n_features is None)
     return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
                    tuple(names[j] for j in cols) if names is not None else None, str(path))
 
@@ -189,7 +199,8 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, int]:
     """(the header's names, or None where the first row is data; the number of columns).
-    ``header="auto"``: a header when any field of the first row is not a number."""
+    ``header="auto"``: a header when any field of the first row is neither a number nor
+    empty (an empty cell is a missing value)."""
     try:
         with path.open(newline="") as fh:
             first = next((r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)),
@@ -201,13 +212,15 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
         raise CLIError(f"{path} is empty", "check [data] path")
     first = [c.strip() for c in first]
     if header == "auto":
-        header = not all(_is_number(c) for c in first)
+        header = not all(c == "" or _is_number(c) for c in first)
     return (first if header else None), len(first)
 
 
-def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col):
+def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col,
+               holes: bool = False):
     """(X, ids, labels) by NumPy's reader, or None where it cannot read the file (a bad
-    cell, a ragged row, quoting): then :func:`_read_text` finds and names the problem."""
+    cell, a ragged row, quoting, an empty cell; a NaN unless ``holes``): then
+    :func:`_read_text` reads it, and finds and names the problem."""
     def column(j):
         return np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=[j],
                           dtype=str, ndmin=1, comments=None, encoding="utf-8")
@@ -219,7 +232,7 @@ def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col
         labels = column(label_col) if label_col is not None else None
     except (ValueError, IndexError, UnicodeDecodeError):
         return None
-    if len(X) == 0 or not np.all(np.isfinite(X)):
+    if len(X) == 0 or not np.all(np.isfinite(X) | (holes & np.isnan(X))):
         return None
     return X, np.char.strip(ids) if ids.dtype.kind == "U" else ids, (
         None if labels is None else np.char.strip(labels))
@@ -246,26 +259,53 @@ def _read_text(path: Path, delimiter: str, header: bool) -> np.ndarray:
     return np.array([[c.strip() for c in r] for r in body], dtype=object)
 
 
-def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool) -> np.ndarray:
-    """The feature cells as float64; an error names the first bad cell."""
+def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
+             holes: bool = False) -> np.ndarray:
+    """The feature cells as float64, an empty cell as NaN where ``holes`` (``[fit]
+    missing = "marginalize"``); an error names the first bad cell, and for an empty or
+    NaN cell the key that accepts it."""
+    if holes and cells.dtype == object:
+        cells = np.where(cells == "", "nan", cells)
     try:
         X = cells.astype(np.float64)
     except (ValueError, TypeError):
         X = None
-    if X is None or not np.all(np.isfinite(X)):
+    if X is None or not np.all(np.isfinite(X) | (holes & np.isnan(X))):
         for i, row in enumerate(cells):
             for j, value in enumerate(row):
                 try:
-                    ok = np.isfinite(float(value))
+                    number = float(value)
                 except (ValueError, TypeError):
-                    ok = False
-                if not ok:
-                    line = i + 1 + int(header)
-                    raise CLIError(
-                        f"{path} line {line}, column {names[j]!r}: {str(value)!r} is not a "
-                        "finite number",
-                        "fix or drop that row, or leave the column out of [data] columns")
+                    number = None
+                if number is not None and (np.isfinite(number) or holes and np.isnan(number)):
+                    continue
+                where = f"{path} line {i + 1 + int(header)}, column {names[j]!r}"
+                if str(value) == "" or number is not None and np.isnan(number):
+                    raise CLIError(f"{where}: {str(value)!r} is a missing value",
+                                   'set [fit] missing = "marginalize" to fit data with '
+                                   "missing values, or fill or drop that row")
+                raise CLIError(f"{where}: {str(value)!r} is not a finite number",
+                               "fix or drop that row, or leave the column out of [data] "
+                               "columns")
     return X
+
+
+def _check_holes(path: Path, X: np.ndarray, names: list[str], *, header: bool,
+                 fitting: bool) -> None:
+    """What missing-data EM cannot use (:func:`bayesgmm.missing.check_missing`), named
+    by the file's line and column: a row with no observed feature, and for data to fit
+    a feature column with no observed row."""
+    observed = ~np.isnan(X)
+    empty = np.flatnonzero(~observed.any(axis=1))
+    if empty.size:
+        raise CLIError(f"{path} line {empty[0] + 1 + int(header)} has no value in any "
+                       f"feature column ({empty.size} such rows)",
+                       "drop those rows: a row with missing values needs one observed "
+                       "feature")
+    never = np.flatnonzero(~observed.any(axis=0)) if fitting else []
+    if len(never):
+        raise CLIError(f"{path} column {names[never[0]]!r} has no value in any row",
+                       "leave it out of [data] columns")
 
 
 def _is_number(text: str) -> bool:
@@ -323,16 +363,18 @@ def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
     """The ``[sweep]`` of ``cfg``: the criteria table, and with ``out_dir`` its figure,
     ``sweep.csv``, ``summary.txt`` and ``config.toml``. Returns a summary dict with
     ``table`` (the :class:`bayesgmm.selection.SweepResult`) and ``text``. ``progress``:
-    a tqdm bar on stderr, one tick per fitted (covariance type, K)."""
+    a tqdm bar on stderr, one tick per fitted (covariance type, K). Data with missing
+    values (``[fit] missing = "marginalize"``) is swept by :func:`_sweep_with_holes`."""
     from bayesgmm.selection import sweep
 
     data = data or _load(cfg, log)
     lo, hi = cfg.sweep.n_components
     _check_enough_rows(data, hi, "[sweep] n_components")
     t0 = time.perf_counter()
+    search = _sweep_with_holes if np.isnan(data.X).any() else sweep
     with _fit_errors():
-        table = sweep(data.X, range(lo, hi + 1), cfg.sweep.covariance_types,
-                      criterion=cfg.sweep.criterion, progress=progress, **_em_settings(cfg))
+        table = search(data.X, range(lo, hi + 1), cfg.sweep.covariance_types,
+                       criterion=cfg.sweep.criterion, progress=progress, **_em_settings(cfg))
     best = table.best
     choice = (f"best {cfg.sweep.criterion.upper()}: K={best['n_components']} "
               f"({best['covariance_type']})")
@@ -541,7 +583,8 @@ def _cmd_predict(args, log) -> int:
     if cfg.id_column is not None:
         cfg = _keep_id_if_present(cfg)
     _compilation_cache(args)
-    data = load_data(cfg, n_features=int(model.n_features_in_))
+    data = load_data(cfg, n_features=int(model.n_features_in_),
+                     missing=getattr(model, "missing", "error"))
     if data.X.shape[1] != model.n_features_in_:
         raise CLIError(f"{args.data} has {data.X.shape[1]} feature columns, the model in "
                        f"{folder} was fitted on {model.n_features_in_}",
@@ -685,10 +728,8 @@ def _compilation_cache(args) -> None:
 
 
 def _load(cfg: RunConfig, log) -> Dataset:
-    data = load_data(cfg.data)
-    names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
-    log(f"data: {data.X.shape[0]} samples x {data.X.shape[1]} features{names} from "
-        f"{data.source}")
+    data = load_data(cfg.data, missing=cfg.fit.missing)
+    log(_describe_data(data))
     return data
 
 
@@ -729,10 +770,56 @@ def _check_enough_rows(data: Dataset, k: int, key: str) -> None:
 
 
 def _em_settings(cfg: RunConfig) -> dict:
-    """One set of EM settings for the sweep's fits and the final one."""
+    """One set of EM settings for the sweep's fits, the final one and (but the seed)
+    the Bayesian fit's start."""
     f = cfg.fit
     return dict(random_state=f.random_state, n_init=f.n_init, tol=f.tol,
-                reg_covar=f.reg_covar, max_iter=f.max_iter, init_params=f.init_params)
+                reg_covar=f.reg_covar, max_iter=f.max_iter, init_params=f.init_params,
+                missing=f.missing)
+
+
+def _sweep_with_holes(X, n_components, covariance_types, *, criterion: str,
+                      progress: bool = False, **settings):
+    """:func:`bayesgmm.selection.sweep`'s table for data with missing values, which that
+    sweep does not take: each (covariance type, K) is one
+    ``GaussianMixture(missing="marginalize")`` fit (missing-data EM,
+    :mod:`bayesgmm.missing`), scored by its criteria on the observed coordinates; the
+    best row is the lowest ``criterion`` among the fits that did not collapse, as there."""
+    from bayesgmm.covariance import CANONICAL
+    from bayesgmm.estimators import GaussianMixture
+    from bayesgmm.initialize import collapsed
+    from bayesgmm.progress import bar
+    from bayesgmm.selection import SweepResult
+    from bayesgmm.validation import DegenerateComponentWarning
+
+    N = X.shape[0]
+    ks = [int(k) for k in n_components]
+    rows, models = [], []
+    with bar(len(ks) * len(covariance_types), "sweep", progress, unit="fit") as shown, \
+            warnings.catch_warnings():
+        # as the sweep: large K leaves components nearly empty; the table reports it
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        warnings.filterwarnings("ignore", "Best performing initialization did not")
+        for ct in covariance_types:
+            for k in ks:
+                gm = GaussianMixture(k, covariance_type=ct, **settings).fit(X)
+                crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
+                n_par = gm.params_.n_parameters
+                rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"],
+                             (n_par * np.log(N) - crit["bic"]) / 2, n_par, gm.lower_bound_,
+                             gm.n_iter_, gm.converged_,
+                             collapsed(gm.params_, gm.weights_ * N, gm.reg_covar)))
+                models.append(gm)
+                shown.update()
+    names = ["n_components", "covariance_type", "bic", "aic", "icl", "log_likelihood",
+             "n_parameters", "lower_bound", "n_iter", "converged", "collapsed"]
+    table = SweepResult({n: np.array([r[i] for r in rows]) for i, n in enumerate(names)})
+    values = np.where(table["collapsed"], np.nan, table[criterion])
+    if np.all(np.isnan(values)):  # every fit collapsed: rank them anyway
+        values = table[criterion]
+    table["best"] = np.arange(len(rows)) == int(np.nanargmin(values))
+    table.criterion, table.models = criterion, models
+    return table
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:
@@ -754,7 +841,8 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
             "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
     what += "".join(note for on, note in (
         (b.noise, ", noise component"), (b.component == "t", ", Student-t components"),
-        (b.sparse, ", sparse weights")) if on)
+        (b.sparse, ", sparse weights"),
+        (np.isnan(data.X).any(), ", missing values marginalised")) if on)
     if ct not in MODEL_NAMES:  # a constrained model (EEE): its per-component relaxation
         relaxed = ops(ct).bayes_type
         log(f"bayes: {ct} has no per-component Bayesian model; sampling {relaxed}, "
@@ -779,10 +867,12 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     label = mean.argmax(1)
     rows = np.arange(len(mean))
     width = upper[rows, label] - lower[rows, label]
-    gaussian = not (b.noise or b.component == "t")  # bic is the Gaussian density's
+    holes = bool(np.isnan(data.X).any())  # bic is the Gaussian, complete-data density's
     text = [f"\nBayesian fit ({what}) in {seconds:.1f} s; " + (
-                f"BIC at the MAP {model.bic(data.X):.2f}" if gaussian else
-                "no BIC (the noise or t model's density is not the Gaussian mixture's)"),
+                "no BIC (the noise or t model's density is not the Gaussian mixture's)"
+                if b.noise or b.component == "t" else
+                "no BIC (the data has missing values)" if holes else
+                f"BIC at the MAP {model.bic(data.X):.2f}"),
             (f"membership: the {b.interval:.0%} credible interval of each point's label "
              f"probability has median width {np.median(width):.3f}; "
              f"{int(np.sum(width > 0.1))} of {len(width)} points wider than 0.1")
@@ -827,9 +917,15 @@ def _posterior_mean(model):
 
 
 def _header(cfg: RunConfig, data: Dataset) -> str:
+    return f"bayesgmm: {cfg.name}\n{_describe_data(data)}\n"
+
+
+def _describe_data(data: Dataset) -> str:
+    """``data: N samples x D features (names) from SOURCE[; M missing values]``."""
     names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
-    return (f"bayesgmm: {cfg.name}\ndata: {data.X.shape[0]} samples x {data.X.shape[1]} "
-            f"features{names} from {data.source}\n")
+    holes = int(np.isnan(data.X).sum())
+    return (f"data: {data.X.shape[0]} samples x {data.X.shape[1]} features{names} from "
+            f"{data.source}" + (f"; {holes} missing values" if holes else ""))
 
 
 def _component_table(weights, means, data: Dataset | None, names=None) -> str:
@@ -868,20 +964,24 @@ def _plot(name: str):
 def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
              interval, model=None) -> dict:
     """The PNG figures of a fit (with ``model``, a Bayesian fit: trace and rank plots
-    of its relabeled draws); returns {name: path}."""
+    of its relabeled draws); returns {name: path}. Points are drawn where every feature
+    is observed (a row with a missing value has no place on the axes)."""
     X, names = data.X, data.feature_names
+    complete = ~np.isnan(X).any(axis=1)  # (N,)
     kind = "EM" if cfg.bayes is None else ("MAP" if cfg.bayes.method == "map"
                                            else "posterior mean")
     files = {"clusters": stage / "clusters.png", "membership": stage / "membership.png"}
     title = f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})"
-    kept = labels >= 0  # noise points (label -1) are left out of the ellipses' scatter
-    if not kept.all():
-        title += f"; {int(np.sum(~kept))} noise points not drawn"
+    kept = (labels >= 0) & complete  # noise points (label -1) are left out of the ellipses
+    if not (labels >= 0).all():
+        title += f"; {int(np.sum(labels < 0))} noise points not drawn"
+    if not complete.all():
+        title += f"; {int(np.sum(~complete))} rows with missing values not drawn"
     _figure(files["clusters"], _plot("plot_ellipses"), params, X[kept], labels[kept],
             names=names, title=title)
-    _figure(files["membership"], _plot("plot_membership"), X, proba, names=names,
-            title=("the last colour is the noise component"
-                   if proba.shape[1] > params.n_components else None))
+    _figure(files["membership"], _plot("plot_membership"), X[complete], proba[complete],
+            names=names, title=("the last colour is the noise component"
+                                if proba.shape[1] > params.n_components else None))
     if interval is not None and cfg.bayes.method != "map":  # MAP: one draw, no interval
         rows = np.arange(len(X))
         label = interval[0].argmax(1)
@@ -891,11 +991,12 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
         uncertainty, what = 1.0 - proba.max(1), "1 - max p(z|x)"
     if _plot("plot_uncertainty") is not None:
         files["uncertainty"] = stage / "uncertainty.png"
-        _figure(files["uncertainty"], _plot("plot_uncertainty"), X, uncertainty, names=names,
-                title=f"membership uncertainty: {what}")
-    if X.shape[1] > 2 and _plot("plot_pairs") is not None:
+        _figure(files["uncertainty"], _plot("plot_uncertainty"), X[complete],
+                uncertainty[complete], names=names, title=f"membership uncertainty: {what}")
+    if X.shape[1] > 2 and complete.any() and _plot("plot_pairs") is not None:
         files["pairs"] = stage / "pairs.png"
-        _figure(files["pairs"], _plot("plot_pairs"), X, params, names=names, axes=False)
+        _figure(files["pairs"], _plot("plot_pairs"), X[complete], params, names=names,
+                axes=False)
     if model is not None and cfg.bayes.method != "map":  # draws to look at
         from bayesgmm.bayes import arviz as bayes_arviz
 

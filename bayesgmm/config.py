@@ -15,7 +15,15 @@ tutorial's workflow (a BIC sweep of K = 1..20 on the built-in blobs)::
 ``configs/README.md`` lists every key with its type and default; it is
 :func:`reference` (a test holds them equal). Each field's ``metadata`` holds its
 description (``doc``) and its allowed values (``choices``, ``min``, ``gt``), which
-:func:`from_dict` enforces.
+:func:`from_dict` enforces. Allowed values the host library defines are read from
+their owner where they are checked, by a function-level import, so that this module
+imports nothing of the library: ``choices_from`` names the tuple (the criteria, the
+component families, ``missing``), and the covariance types, EM's settings and the
+noise volumes are checked by their owners' code. The Bayesian owners
+(:mod:`bayesgmm.bayes`) import JAX and NumPyro (1.5 s of CPU), which reading a file
+does not: their tuples (the methods, the scale priors and spreads, the model's
+covariance names) stay literals here, and ``tests/test_config.py`` holds each equal to
+its owner's.
 
 Errors are :class:`ConfigError` (a ``ValueError``) with two halves, what is wrong
 (naming the table, the key and the value) and the fix: unknown keys list the valid ones,
@@ -26,6 +34,7 @@ Relative data paths resolve against the configuration file's folder.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import tomllib
 import types
@@ -53,8 +62,19 @@ class ConfigError(ValueError):
 
 
 def _key(default, doc: str, **rules):
-    """A dataclass field with its README description and validation rules."""
+    """A dataclass field with its README description and validation rules: ``choices``
+    (a tuple), or ``choices_from`` (``"module.NAME"``, the owner's tuple), ``min``,
+    ``gt``."""
     return dataclasses.field(default=default, metadata={"doc": doc, **rules})
+
+
+def _choices(meta) -> tuple | None:
+    """A field's allowed values: its ``choices``, or the tuple ``choices_from`` names
+    (imported here, when a value is checked or documented)."""
+    if "choices_from" in meta:
+        module, name = meta["choices_from"].rsplit(".", 1)
+        return tuple(getattr(importlib.import_module(module), name))
+    return meta.get("choices")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +92,8 @@ class DataConfig:
     label_column: str | int | None = _key(
         None, "known classes, by name or index, only to report the adjusted Rand index")
     header: bool | str = _key("auto", 'whether the first CSV row holds column names; '
-                                      '"auto": yes when any of its fields is not a number',
+                                      '"auto": yes when any of its fields is neither a '
+                                      "number nor empty",
                               choices=("auto", True, False))
     delimiter: str = _key(",", "the CSV field separator")
     n_samples: int = _key(300, "blobs: number of samples", min=1)
@@ -90,7 +111,7 @@ class SweepConfig:
     covariance_types: tuple[str, ...] = _key(
         ("full",), 'any of "full", "tied", "diag", "spherical"')
     criterion: str = _key("bic", "the criterion that picks the best model (lower is "
-                                 "better)", choices=("bic", "aic", "icl"))
+                                 "better)", choices_from="bayesgmm.selection.CRITERIA")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +128,11 @@ class FitConfig:
                                     'the n_init k-means starts, best kept), "hc", "kmeans", '
                                     '"k-means++", "random" or "random_from_data"')
     random_state: int = _key(0, "seed of the initialisation", min=0)
+    missing: str = _key("error", 'what an empty or NaN data cell means: "error" (refused, '
+                                 'naming the cell) or "marginalize" (a value missing at '
+                                 "random: the sweep's, the EM and the [bayes] fits use "
+                                 "each row's observed features)",
+                          choices_from="bayesgmm.validation.MISSING_OPTIONS")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +192,7 @@ class BayesConfig:
                "a volume > 0 (noise = true only)")
     component: str = _key("gaussian", 'the components\' family: "t" for multivariate '
                                       "Student-t components (heavy tails)",
-                          choices=("gaussian", "t"))
+                          choices_from="bayesgmm.robust.COMPONENTS")
     df: float | None = _key(None, 'component = "t": every component\'s fixed degrees of '
                                   "freedom; not set: sampled (prior Gamma(df_shape, "
                                   "df_rate), [bayes.priors])", gt=0)
@@ -381,8 +407,8 @@ def _as(value, hint):
 def _describe(hint, meta=None) -> str:
     """The type in words: "a number", "a list of strings", ..."""
     meta = meta or {}
-    if "choices" in meta:
-        return "one of " + ", ".join(toml_value(c) for c in meta["choices"])
+    if _choices(meta) is not None:
+        return "one of " + ", ".join(toml_value(c) for c in _choices(meta))
     if hint == tuple[int, int]:
         return "an integer K or a list [low, high] of integers"
     origin = typing.get_origin(hint)
@@ -480,9 +506,10 @@ def _check_bayes_options(b: BayesConfig) -> None:
 
 
 def _check_rules(value, meta, name: str) -> None:
-    if "choices" in meta and value not in meta["choices"]:
+    choices = _choices(meta)
+    if choices is not None and value not in choices:
         raise ConfigError(f"{name} must be {_describe(None, meta)}, got {_got(value)}",
-                          f"write {name.split()[-1]} = {toml_value(meta['choices'][0])}, say")
+                          f"write {name.split()[-1]} = {toml_value(choices[0])}, say")
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
         if not isinstance(v, int | float) or isinstance(v, bool):
@@ -521,8 +548,10 @@ def _check_fit_options(cfg: RunConfig) -> None:
     if cfg.bayes is not None:
         from bayesgmm.covariance import TABLE
 
-        # the types the Bayesian model samples (bayesgmm.bayes.model's MODEL_NAMES):
-        # each its own per-component relaxation, by scikit-learn's or mclust's name
+        # the types the Bayesian model samples: bayesgmm.bayes.model's MODEL_NAMES
+        # (and MODEL_COVARIANCE_TYPES), by their rule on the table, since that module
+        # imports JAX; each its own per-component relaxation, by scikit-learn's or
+        # mclust's name (tests/test_config.py holds them equal)
         canonical = [ct for ct, ops in TABLE.items() if ops.bayes_type == ct]
         sampled = [ct for ct, ops in TABLE.items() if TABLE[ops.bayes_type] is ops]
         aliases = [ct for ct in sampled if ct not in canonical]

@@ -389,7 +389,7 @@ def _sweep_results(results: list, options: FitOptions, ks: list[int], groups: li
             p, info = results[idx[int(np.argmax(scores))]]
             all_info = FitInfo(*(np.stack(v) for v in zip(*(results[i][1] for i in idx))))
             runs.append((p, info, all_info))
-        best, info, all_info = _best_run(runs, opts, D)
+        best, info, all_info = _best_run(runs, opts)
         info = _info_as_numpy(info)._replace(nk=np.asarray(info.nk)[:k])
         _report(info, _info_as_numpy(all_info), X, opts)
         out.append((best.to_numpy(), info))
@@ -509,8 +509,11 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     Xr, wr = subsample_rows(host_rng(key, 1), Xj, wj, m) if subsample else (Xj, wj)
     # init_subsample, when it applies, is the initialisation's whole sample
     host_rows = (Xr, wr) if subsample else (X, w)  # NumPy: the tree never reads a device
+    # the prior the starts' M-steps take: the fit's, resolved above, or with a
+    # subsample that initialisation's whole sample's (as its tree's)
+    prior = resolve_prior(options, host_rows[0]) if subsample else kw.get("prior")
     starts = _starts(key, Xr, wr, options, choice, seed_subsample=not subsample,
-                     host_rows=host_rows)
+                     host_rows=host_rows, prior=prior)
     if options.max_iter == 0:  # scikit-learn keeps the last initialisation
         return starts[0][0].to_numpy()[-1], unfitted_info(options.n_components,
                                                           X.dtype), None
@@ -521,7 +524,7 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
     runs = [engine.fit_restarts(Xr, init, sample_weight=wr,
                                 screen_iter=int(options.restart_screen_iter or 0),
                                 hard_start=hard, **kw, **extra) for init, hard in starts]
-    best, info, all_info = _best_run(runs, options, X.shape[1])
+    best, info, all_info = _best_run(runs, options)
     if subsample:  # refine the best restart on all rows
         best, info = engine.fit(Xj, best, sample_weight=wj, **kw)
     return best.to_numpy(), _info_as_numpy(info), _info_as_numpy(all_info)
@@ -540,7 +543,8 @@ def _warm(engine, X, w, start: GMMParams, start_lower_bound, n_padded, kw, extra
 
 
 def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool,
-            host_rows=None, centers_cache: dict | None = None) -> list[tuple[GMMParams, bool]]:
+            host_rows=None, centers_cache: dict | None = None, prior: Prior | None = None
+            ) -> list[tuple[GMMParams, bool]]:
     """The groups of starts EM runs from, each ``(params (R,)-batched, hard_start)``
     (see :func:`_start`); the best fit of all of them wins (:func:`_best_run`).
 
@@ -552,38 +556,44 @@ def _starts(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool
     ``host_rows``: ``(X, w)`` as NumPy arrays, for the tree (default: ``X``, ``w``).
     ``centers_cache``: a dict a caller keeps across covariance types of one X (a
     sweep's): the k-means centres depend on X, K and the key alone, so they are made
-    once (see :func:`_kmeans_start`)."""
+    once (see :func:`_kmeans_start`). ``prior``: the fit's prior as
+    :func:`resolve_prior` gave it (``None``: none), for the hierarchical start's
+    M-step."""
     method = options.init_params
     given = (options.weights_init, options.means_init, options.precisions_init)
     if method == "auto" and int(options.n_components) == 1:  # every start is the same
         method = "kmeans"
     if method in ("hc", "auto") and all(g is None for g in given):
         Xh, wh = (X, w) if host_rows is None else host_rows  # the same rows, on the host
-        hc = (_hc_start(key, np.asarray(Xh), np.asarray(wh), options, choice), False)
+        hc = (_hc_start(key, np.asarray(Xh), np.asarray(wh), options, choice, prior=prior),
+              False)
         if method == "hc" or options.max_iter == 0:
             return [hc]
         return [hc, _start(key, X, w, options.replace(init_params="kmeans"), choice,
-                           seed_subsample, centers_cache)]
+                           seed_subsample, centers_cache, prior)]
     if method != options.init_params or method == "auto":
         options = options.replace(init_params="kmeans")
-    return [_start(key, X, w, options, choice, seed_subsample, centers_cache)]
+    return [_start(key, X, w, options, choice, seed_subsample, centers_cache, prior)]
 
 
-def _hc_start(key, X, w, options: FitOptions, choice: Choice) -> GMMParams:
+def _hc_start(key, X, w, options: FitOptions, choice: Choice, *,
+              prior: Prior | None) -> GMMParams:
     """The hierarchical start, batch shape ``(1,)`` with ``choice.n_padded`` components:
     :func:`bayesgmm.initialize.hc_params` of the tree of X (grown once per data set,
     on at most :data:`~bayesgmm.initialize.HC_MAX_ROWS` rows drawn by ``key``'s stream
     5), as NumPy in X's dtype; with a ``prior`` (or ``equal_weights``) the partition's
     M-step is EM's, MAP, as mclust's ``me`` starts (diabetes, VVI, K = 5 with
-    mclust's default prior: -2377.93 from the likelihood M-step, -2364.25 as mclust)."""
+    mclust's default prior: -2377.93 from the likelihood M-step, -2364.25 as mclust).
+    ``prior``: ``options.prior`` as :func:`resolve_prior` gave it for these rows, which
+    the caller has (``None``: the likelihood M-step)."""
     tree = cached_hc_tree(X, w, rng=host_rng(key, 5))
     p = hc_params(X, w, tree, int(options.n_components), options.covariance_type,
-                  options.reg_covar, prior=resolve_prior(options, X),
+                  options.reg_covar, prior=prior,
                   equal_weights=options.equal_weights)
     return _batch_of_one(pad_components(p, choice.n_padded).to_numpy(X.dtype))
 
 
-def _best_run(runs: list[tuple], options: FitOptions, n_features: int) -> tuple:
+def _best_run(runs: list[tuple], options: FitOptions) -> tuple:
     """The best of several ``fit_restarts`` results ``(best, info, all_info)`` by lower
     bound, with every restart's report concatenated in order. Non-finite fits lose,
     and so do collapsed ones (:func:`bayesgmm.initialize.collapsed`: a component with
@@ -623,7 +633,8 @@ def _stack_reports(parts) -> np.ndarray:
 
 
 def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool,
-           centers_cache: dict | None = None) -> tuple[GMMParams, bool]:
+           centers_cache: dict | None = None, prior: Prior | None = None
+           ) -> tuple[GMMParams, bool]:
     """``(R,)``-batched parameters to start EM from (``choice.n_padded`` components),
     and whether EM's first pass is a hard assignment (``fit_restarts(hard_start=...)``).
 
@@ -638,7 +649,7 @@ def _start(key, X, w, options: FitOptions, choice: Choice, seed_subsample: bool,
     if (method not in ("kmeans", "k-means++") or any(g is not None for g in given)
             or options.max_iter == 0
             or choose("seed", "auto", m or N, K, D, options.covariance_type).engine != "numpy"):
-        p = _method_start(key, X, w, options, choice.n_padded, seed_subsample)
+        p = _method_start(key, X, w, options, choice.n_padded, seed_subsample, prior=prior)
         return (p.to_numpy() if choice.engine == "numpy" else p), False
     return _kmeans_start(key, X, w, options, choice, m, centers_cache), True
 
@@ -676,12 +687,14 @@ def _kmeans_start(key, X, w, options: FitOptions, choice: Choice, m: int | None,
 
 
 def _method_start(key, X, w, options: FitOptions, n_padded: int,
-                  seed_subsample: bool = True) -> GMMParams:
+                  seed_subsample: bool = True, *, prior: Prior | None = None) -> GMMParams:
     """``(R,)``-batched initial parameters with ``n_padded`` components: the
     ``*_init`` values where given (all three: nothing is estimated, as in
     scikit-learn), the rest from ``init_params``' compiled initialisation
     (:func:`bayesgmm.initialize.init_params_batch`). ``seed_subsample``: k-means seeds
-    on a subsample of large data (:func:`bayesgmm.initialize.seed_sample_size`)."""
+    on a subsample of large data (:func:`bayesgmm.initialize.seed_sample_size`).
+    ``prior``: the fit's resolved prior, for the hierarchical start (:func:`_hc_start`;
+    ``None``: none, as for :func:`partial_fit`, which refuses one)."""
     K, D, ct, dtype = int(options.n_components), X.shape[1], options.covariance_type, X.dtype
     R = int(options.n_init)
     if options.init_params == "auto":  # as in _starts: hc, or kmeans beside *_init
@@ -698,7 +711,8 @@ def _method_start(key, X, w, options: FitOptions, n_padded: int,
     if all(v is not None for v in given.values()):
         return pad_components(params_from_inits(R, ct, **given), n_padded)
     if options.init_params == "hc":  # the same start for every restart
-        hc = _hc_start(key, np.asarray(X), np.asarray(w), options, Choice("numpy", K))
+        hc = _hc_start(key, np.asarray(X), np.asarray(w), options, Choice("numpy", K),
+                       prior=prior)
         base = GMMParams(*(np.repeat(a, R, axis=0) for a in (
             hc.weights, hc.means, hc.cov_factor)), ct)
         return pad_components(params_from_inits(R, ct, base=base, **given), n_padded)

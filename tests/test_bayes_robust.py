@@ -50,6 +50,7 @@ def _params(dtype=np.float64):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_t_log_density_matches_numpyro(dtype):
+    import jax
     import jax.numpy as jnp
     import numpyro.distributions as dist
 
@@ -60,12 +61,16 @@ def test_t_log_density_matches_numpyro(dtype):
     df = np.array([1.5, 25.0], dtype)
     with compute_scope(dtype):
         p = _params(dtype)
-        joint = np.asarray(robust_log_joint(p, jnp.asarray(X), df=jnp.asarray(df)))
-        gauss = np.asarray(robust_log_joint(p, jnp.asarray(X)))
         L = np.linalg.cholesky(COV).astype(dtype)
         loc = CENTERS.astype(dtype)
-        t = dist.MultivariateStudentT(df, loc, L).log_prob(X[:, None])  # (N, K)
-        n = dist.MultivariateNormal(loc, scale_tril=L).log_prob(X[:, None])
+
+        @jax.jit  # one program each side (eager, every operation compiles on its own)
+        def both(p, X, df):
+            return (robust_log_joint(p, X, df=df), robust_log_joint(p, X),
+                    dist.MultivariateStudentT(df, loc, L).log_prob(X[:, None]),  # (N, K)
+                    dist.MultivariateNormal(loc, scale_tril=L).log_prob(X[:, None]))
+
+        joint, gauss, t, n = map(np.asarray, both(p, jnp.asarray(X), jnp.asarray(df)))
         w = np.log(np.asarray(p.weights))
         tol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(joint, np.asarray(t) + w, rtol=tol, atol=tol)
@@ -100,6 +105,47 @@ def test_missing_coordinates_and_noise_column_closed_form():
 
 
 # ---- missing values -------------------------------------------------------------------
+
+
+def test_vvv_draws_share_the_full_read_out_program():
+    """Draws named by mclust ("VVV") are the model's "full" ones: the noise and t model's
+    memberships (with holes) compile nothing once "full"'s ran, and are equal to them."""
+    import jax
+
+    from bayesgmm.bayes.robust import membership
+    from bayesgmm.validation import compute_scope
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([_blobs(rng, 20)[0][:37], rng.uniform(-8, 8, (4, 2))])  # a new shape
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.5
+    with compute_scope(np.float64):
+        p = _params().to_numpy()
+    M = 6
+    jitter = 1 + 0.05 * rng.standard_normal((M, 1, 1))
+    factor = np.asarray(p.cov_factor)[None] * jitter[..., None]
+    draws = {ct: GMMParams(np.tile(p.weights, (M, 1)), p.means[None] * jitter, factor, ct)
+             for ct in ("full", "VVV")}
+    extra = {"noise_weight": rng.uniform(0.02, 0.1, M), "df": rng.uniform(3, 30, (M, 2))}
+    priors = Priors(noise_log_extent=np.log([16.0, 16.0]))
+    compiles = []
+
+    def listener(event, *args, **kwargs):
+        if "backend_compile" in event:
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        with compute_scope(X.dtype):
+            full = membership(draws["full"], extra, X, priors)
+            n_full = len(compiles)
+            vvv = membership(draws["VVV"], extra, X, priors)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert n_full > 0 and len(compiles) == n_full  # full's compiled, VVV's reused it
+    for a, b in zip(full, vvv):
+        np.testing.assert_array_equal(a, b)
+    assert full[0].shape == (41, 3) and np.isfinite(full[0]).all()
 
 
 def test_missing_option_without_nan_equals_the_plain_fit(data):

@@ -210,7 +210,15 @@ DATA = '[data]\npath = "d.csv"\n'
      ["nope.csv does not exist", "relative paths"]),
     ("a bad cell", "a,b\n1,2\n3,x\n4,5\n", DATA,
      ["d.csv line 3, column 'b': 'x' is not a finite number"]),
-    ("an empty cell", "a,b\n1,2\n3,\n4,5\n", DATA, ["d.csv line 3, column 'b'"]),
+    ("an empty cell", "a,b\n1,2\n3,\n4,5\n", DATA,
+     ["d.csv line 3, column 'b': '' is a missing value", 'set [fit] missing = "marginalize"']),
+    ("a NaN cell", "a,b\n1,2\n3,4\nnan,5\n", DATA,
+     ["d.csv line 4, column 'a': 'nan' is a missing value", '[fit] missing = "marginalize"']),
+    ("a hole in a headerless first row", "1,\n3,4\n5,6\n", DATA,
+     ["d.csv line 1, column 'column 1': '' is a missing value"]),
+    ("a row of holes", "id,a,b\nr1,1,2\nr2,,\nr3,4,5\n",
+     DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
+     ["d.csv line 3 has no value in any feature column", "drop those rows"]),
     ("a ragged row", "a,b\n1,2\n3\n", DATA, ["d.csv line 3 has 1 fields"]),
     ("column by a wrong name", "a,b\n1,2\n3,4\n", DATA + 'columns = ["a", "c"]\n',
      ["[data] columns: ", "has no column 'c'", "its columns are a, b"]),
@@ -303,6 +311,51 @@ def test_sweep_command(tmp_path, capsys):
     # show prints a sweep folder's summary (it has no model to load)
     assert main(["show", str(tmp_path / "s")]) == 0
     assert capsys.readouterr().out == (tmp_path / "s" / "summary.txt").read_text()
+
+
+def test_missing_values_fit_with_the_key(csv_run, capsys):
+    """Empty cells in the CSV: with [fit] missing = "marginalize" the sweep, the fit and
+    predict take them; the fit is GaussianMixture(missing="marginalize")'s, and the
+    complete rows get the generating labels."""
+    tmp_path, cfg, X, y = csv_run
+    rng = np.random.RandomState(1)
+    holes = rng.random_sample(X.shape) < 0.1
+    holes[holes.all(axis=1), 1] = False  # every row keeps one value
+    lines = (tmp_path / "data" / "d.csv").read_text().splitlines()
+    with (tmp_path / "data" / "d.csv").open("w") as fh:
+        fh.write(lines[0] + "\n")
+        for line, (no_width, no_height) in zip(lines[1:], holes):
+            cells = line.split(",")  # sample,width,unused,height,kind
+            cells[1], cells[3] = ("" if no_width else cells[1]), ("" if no_height else cells[3])
+            fh.write(",".join(cells) + "\n")
+    cfg.write_text(cfg.read_text().replace("[1, 4]", "[2, 4]")
+                   + '[fit]\nmissing = "marginalize"\n')
+    out = tmp_path / "out"
+    rc, stdout, err = _fit(["fit", str(cfg), "--out", str(out), NO_CACHE], capsys)
+    assert rc == 0, err
+    assert any(f"{int(holes.sum())} missing values" in line for line in err), err
+    assert "best BIC: K=3" in stdout and "EM fit: K=3," in stdout
+    assert f"from {tmp_path / 'data' / 'd.csv'}; {int(holes.sum())} missing values" in stdout
+    written = [[float(f"{v:.6f}") for v in row] for row in X]  # the file's values
+    Xh = np.where(holes, np.nan, written)
+    model = load_model(out)
+    alone = GaussianMixture(3, missing="marginalize", random_state=0).fit(Xh)
+    assert model.missing == "marginalize"
+    np.testing.assert_allclose(model.means_, alone.means_, rtol=1e-6)
+    sweep = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [int(r["n_components"]) for r in sweep] == [2, 3, 4]
+    assert float(sweep[1]["bic"]) == pytest.approx(alone.bic(Xh), rel=1e-9)
+    with (out / "membership.csv").open() as fh:
+        labels = np.array([int(r["label"]) for r in csv.DictReader(fh)])
+    assert len(labels) == 120
+    from bayesgmm.metrics import adjusted_rand_score
+
+    complete = ~holes.any(axis=1)
+    assert adjusted_rand_score(y[complete], labels[complete]) == 1.0
+    target = tmp_path / "pred.csv"
+    assert main(["predict", str(out), str(tmp_path / "data" / "d.csv"), "--out",
+                 str(target), NO_CACHE]) == 0
+    assert target.read_text() == (out / "membership.csv").read_text()
 
 
 @pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean

@@ -99,8 +99,59 @@ def test_bayes_and_fit_defaults_are_the_estimators():
         if f.name not in ("interval", "seed", "priors"):
             assert bayes[f.name] == f.default, f.name
     em = GaussianMixture().get_params()
-    for name in ("n_init", "tol", "reg_covar", "max_iter", "init_params"):
+    for name in ("n_init", "tol", "reg_covar", "max_iter", "init_params", "missing"):
         assert em[name] == getattr(FitConfig(), name), name
+
+
+def test_choices_are_their_owners_tuples():
+    """[bayes] method, scale_prior and scale_spread keep literal choices (their owners
+    import JAX, which reading a file does not): they equal the owners' tuples, so a value
+    added there fails here. component, criterion and missing read their host owners'
+    tuples: every value there is accepted and documented."""
+    import bayesgmm.robust
+    from bayesgmm.bayes import robust as bayes_robust
+    from bayesgmm.bayes.inference import METHODS
+    from bayesgmm.bayes.model import COMPONENTS, SCALE_PRIORS, SCALE_SPREADS
+    from bayesgmm.selection import CRITERIA
+    from bayesgmm.validation import MISSING_OPTIONS
+
+    def meta(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata
+
+    assert meta(BayesConfig, "method")["choices"] == METHODS
+    assert meta(PriorsConfig, "scale_prior")["choices"] == SCALE_PRIORS
+    assert meta(PriorsConfig, "scale_spread")["choices"] == SCALE_SPREADS
+    # the Bayesian model's component families are the host RobustMixture's, read here
+    assert COMPONENTS == bayes_robust.COMPONENTS == bayesgmm.robust.COMPONENTS
+    read = {("bayes", "component"): COMPONENTS, ("sweep", "criterion"): CRITERIA,
+            ("fit", "missing"): MISSING_OPTIONS}
+    text = reference()
+    for (table, key), owners in read.items():
+        for value in owners:
+            cfg = from_dict({table: {key: value}})
+            assert getattr(getattr(cfg, table), key) == value
+        kind = "one of " + ", ".join(toml_value(v) for v in owners)
+        assert f"| `{key}` | {kind} |" in text
+        with pytest.raises(ConfigError, match=f"{key} must be {kind}, got the string 'x'"):
+            from_dict({table: {key: "x"}})
+
+
+def test_bayes_accepts_exactly_the_bayesian_model_names():
+    """[bayes] takes the covariance types bayesgmm.bayes.model samples (MODEL_NAMES) and
+    names its canonical ones (MODEL_COVARIANCE_TYPES), from every name in the table."""
+    from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, MODEL_NAMES
+    from bayesgmm.covariance import TABLE
+
+    accepted = []
+    for ct in TABLE:
+        try:
+            from_dict({"bayes": {}, "sweep": {"covariance_types": [ct]}})
+        except ConfigError as err:
+            assert err.what.startswith(f"[bayes] samples {' or '.join(MODEL_COVARIANCE_TYPES)}"
+                                       " covariances"), err.what
+        else:
+            accepted.append(ct)
+    assert tuple(accepted) == MODEL_NAMES
 
 
 def test_one_integer_is_one_k_and_a_list_is_a_range():
@@ -168,6 +219,8 @@ def test_wrong_types_are_named(raw, message):
      (r"\[bayes\] samples full or diag covariances \(mclust's VVI, VVV\), but the fit may "
       r"choose 'EEE'")),
     ({"name": "a/b"}, "plain folder name"),
+    ({"fit": {"missing": "drop"}},
+     r"\[fit\] missing must be one of \"error\", \"marginalize\", got the string 'drop'"),
 ])
 def test_config_errors(raw, match):
     with pytest.raises(ValueError, match=re.compile(match, re.IGNORECASE)):

@@ -48,7 +48,8 @@ from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.map import map_info, minimise
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
 from bayesgmm.bayes.inference.target import bound_model, priors_key
-from bayesgmm.bayes.model import COMPONENTS, Priors, from_sites, robust_log_joint, to_sites
+from bayesgmm.bayes.model import (COMPONENTS, Priors, from_sites, model_type, robust_log_joint,
+                                  to_sites)
 from bayesgmm.compilation import jit
 from bayesgmm.params import GMMParams
 
@@ -229,9 +230,14 @@ def fitted_attributes(draws: GMMParams, sites, priors: Priors, weights) -> dict:
 def log_joint(draws: GMMParams, extra: dict, X, priors: Priors,
               chunk_size: int = 256) -> np.ndarray:
     """log π_k f_k(x_n) (and the noise column) under every draw: (M, N, K[+1]), in X's
-    dtype; ``draws`` of batch shape (C, S) or (M,), ``extra`` from :func:`draw_sites`."""
+    dtype; ``draws`` of batch shape (C, S) or (M,), ``extra`` from :func:`draw_sites`.
+    Draws named by mclust (``"VVV"``) run as their canonical type (``"full"``,
+    :func:`bayesgmm.bayes.model.model_type`: the same table entry), so both names
+    share one compiled program."""
     X = np.asarray(X)
     flat = draws.flatten_batch()
+    flat = GMMParams(flat.weights, flat.means, flat.cov_factor,
+                     model_type(flat.covariance_type))
     M = flat.weights.shape[0]
     nw = None if extra["noise_weight"] is None else np.reshape(extra["noise_weight"], (M,))
     df = None if extra["df"] is None else np.reshape(extra["df"], (M, -1))
@@ -308,7 +314,9 @@ def finish(result: InferenceResult, map_params: GMMParams, X, priors: Priors, *,
 
 
 def _joint_fn(marginalize: bool, noise: bool, t: bool, covariance_type: str):
-    """A jitted (draws (m,), X, df (m, K), noise_weight (m,), extent) -> (m, N, K[+1])."""
+    """A jitted (draws (m,), X, df (m, K), noise_weight (m,), extent) -> (m, N, K[+1]),
+    cached by configuration; ``covariance_type``: the draws' canonical type
+    (:func:`bayesgmm.bayes.model.model_type`), as the draws it is called with."""
     key = ("joint", marginalize, noise, t, covariance_type)
     if key not in _MAP_RUNNERS:
         def one(p, X, df, nw, extent):
