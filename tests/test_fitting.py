@@ -236,5 +236,5 @@ def test_best_start_is_the_first_of_equals_within_round_off(blobs):
     options = FitOptions(n_components=3)
     for nudge, winner in ((1e-13, 0), (-1e-13, 0), (1e-8, 1)):
         later = (b[0], b[1]._replace(lower_bound=np.asarray(lb + nudge * abs(lb))), b[2])
-        best, _, _ = fitting._best_run([a, later], options, 2)
+        best, _, _ = fitting._best_run([a, later], options)
         np.testing.assert_array_equal(best.means, [a, later][winner][0].means)
