@@ -75,6 +75,25 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     assert set(r2.sample_stats) >= {"diverging", "n_steps", "step_size", "lp"}
 
 
+def test_one_chain_runs_and_keeps_the_chain_axis(blobs):
+    """n_chains=1 (one device) ran NumPyro's MCMC.run, whose draws came back (1, S, 1)
+    and which BayesianGaussianMixture refused; one chain now runs the compiled
+    program, draws grouped (chain, draw), and the estimator reads them."""
+    import warnings
+
+    from bayesgmm import BayesianGaussianMixture
+
+    X = np.asarray(blobs[0][:120], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 20-draw chain may be flagged; not the point
+        fit = BayesianGaussianMixture(2, method="nuts", n_warmup=30, n_draws=20,
+                                      n_chains=1, random_state=0).fit(X)
+    assert fit.params_.batch_shape == (1, 20)
+    assert fit.idata_.posterior.sizes["chain"] == 1
+    proba = fit.predict_proba(X)
+    assert proba.shape == (120, 2) and np.allclose(proba.sum(axis=1), 1.0)
+
+
 def _sampler_args(blobs, n_chains, dtype):
     import jax
 

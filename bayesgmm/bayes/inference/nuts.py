@@ -65,9 +65,11 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         Batch shape (); every chain starts at its own copy, perturbed by ``jitter``
         (standard normal noise times ``jitter``, in the unconstrained space).
     chain_method : {"vectorized", "parallel", "sequential"}, optional
-        Default: "parallel" when there are at least ``n_chains`` devices, else
+        Default: "parallel" when there are at least ``n_chains`` (> 1) devices, else
         "vectorized": all chains in one compiled program on one device, ``vmap``ped on
         an accelerator and one after another on a CPU (see ``_vectorized_program``).
+        One chain always runs "vectorized" (there is nothing to spread; NumPyro's
+        ``MCMC.run`` of one chain drops the chain axis the draws are grouped by).
     max_tree_depth : int, default=10
         At most 2**max_tree_depth - 1 leapfrog steps per iteration
         (:func:`bayesgmm.bayes.compare_n_components` passes 7).
@@ -81,8 +83,9 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
         not the distribution of the active components' draws.
     """
     max_tree_depth = int(max_tree_depth)
-    if chain_method is None:
-        chain_method = "parallel" if jax.local_device_count() >= n_chains else "vectorized"
+    if chain_method is None or n_chains == 1:
+        chain_method = ("parallel" if 1 < n_chains <= jax.local_device_count()
+                        else "vectorized")
     padded = (n_padded is not None and chain_method == "vectorized"
               and potential.supports_padding(covariance_type, priors, X))
     n_model = int(n_padded) if padded else n_components  # the program's K
