@@ -129,7 +129,7 @@ def main():
     trees = {"base": os.path.abspath(args.base), "new": os.path.abspath(args.new)}
     for name, tree in trees.items():
         head = subprocess.run(["git", "-C", tree, "log", "-1", "--format=%h %cs"],
-                              capture_output=True, text=True).stdout.strip()
+                              capture_output=True, text=True, check=False).stdout.strip()
         print(f"{name}: {tree} ({head})")
     print(f"N={args.N}, D={args.D}, K={args.K}; one core (taskset -c {args.core}), "
           f"CPU clock, (t(6) - t(2)) / 4, each t the min of {args.repeat}; "
