@@ -112,6 +112,7 @@ class SuffStats(NamedTuple):
     nk: Array  # (K,)  Σ_n w_n r_nk
     sx: Array  # (K, D)  Σ_n w_n r_nk (x_n - shift_k)
     sxx: Array  # full/tied (K, D, D); diag/spherical (K, D): Σ w r (x - shift_k)^{⊗2}
+    # (from an IsotropicTable: Σ w r |x - shift_k|² / D in each of the D entries)
     shift: Array  # (K, D)  the centre; not summed (identical across chunks)
     sum_w: Array  # ()  Σ_n w_n
     sum_wll: Array  # ()  Σ_n w_n log p(x_n); the E-step's log-likelihood
