@@ -19,9 +19,12 @@ Three kernels compute the same statistics:
   them. diag/spherical keep them in both layouts (:class:`FeatureTable`), so that the
   statistics' dot is ``(F, C) @ (C, K)``: XLA's CPU backend runs it in YNNPACK, where
   ``(C, K)ᵀ @ (C, F)`` went to Eigen with a transposed operand (its slowest part).
-  In float32, diag/spherical keep only ``x - c`` in both layouts (:class:`DataTable`)
-  and square it per chunk in cache: the same sums from less than half the memory, and
-  faster there (slower in float64, which keeps the features).
+  In float32, diag keeps only ``x - c`` in both layouts (:class:`DataTable`)
+  and squares it per chunk in cache: the same sums from less than half the memory, and
+  faster there (slower in float64, which keeps the features). Isotropic types
+  (spherical = VII, EII) keep ``[1, x - c, |x - c|²]`` (:class:`IsotropicTable`, D + 2
+  columns) in both dtypes: their log-densities need only ``|x - c|²`` and their
+  M-steps only the sum over D of the squares' statistics.
 * ``"guarded"`` (float32 default): the moments form where it is exact, the centred
   form elsewhere, chosen before each pass from the parameters alone
   (:func:`moments_exact`, a ``lax.cond``): the moments form's round-off is about
@@ -86,6 +89,7 @@ __all__ = [
     "FEATURE_CACHE_BYTES",
     "FeatureTable",
     "DataTable",
+    "IsotropicTable",
     "feature_table",
     "feature_cache",
     "SuffStats",
@@ -108,6 +112,7 @@ class SuffStats(NamedTuple):
     nk: Array  # (K,)  Σ_n w_n r_nk
     sx: Array  # (K, D)  Σ_n w_n r_nk (x_n - shift_k)
     sxx: Array  # full/tied (K, D, D); diag/spherical (K, D): Σ w r (x - shift_k)^{⊗2}
+    # (from an IsotropicTable: Σ w r |x - shift_k|² / D in each of the D entries)
     shift: Array  # (K, D)  the centre; not summed (identical across chunks)
     sum_w: Array  # ()  Σ_n w_n
     sum_wll: Array  # ()  Σ_n w_n log p(x_n); the E-step's log-likelihood
@@ -147,6 +152,26 @@ class DataTable(NamedTuple):
 
     rows: Array  # (N, D)  x_n - c per row
     cols: Array  # (D, N)  the same, transposed (contiguous along N)
+
+
+class IsotropicTable(NamedTuple):
+    """The features ``[1, x - c, |x - c|²]`` of all rows in both layouts: what EM keeps
+    for a fit of an isotropic type (one standard deviation per component: spherical =
+    VII, and EII) instead of a :class:`FeatureTable` (float64; F = D + 2 columns instead
+    of 2D + 1) or a :class:`DataTable` (float32; one dot each way instead of two).
+
+    An isotropic component's quadratic natural parameters are one number, -½ σ_k⁻²,
+    in each of the D squares' rows of θ, so its log-density needs only ``|x - c|²``,
+    and its M-step only the sum over D of ``Σ w r (x - c)²``: the chunk's dots are
+    ``(C, D + 2) @ (D + 2, K)`` and ``(D + 2, C) @ (C, K)``, and the statistics carry
+    ``Σ w r |x - c|² / D`` in each of the D entries of ``sxx`` (the same sum over D, which
+    is all that VII's and EII's M-steps, their MAP M-steps and :func:`recenter` read).
+    Measured (N=10⁶, D=8, K=32, float64, one pinned core, CPU time): see
+    ``benchmarks/README.md``, "diag and spherical".
+    """
+
+    rows: Array  # (N, D + 2)  [1, x_n - c, |x_n - c|²] per row
+    cols: Array  # (D + 2, N)  the same, transposed (contiguous along N)
 
 
 #: EM's E-step kernels (see the module note); ``"auto"`` resolves by dtype.
@@ -311,6 +336,25 @@ def _moments_stats(params: GMMParams, T: Array, sample_weight: Array,
         sums = lambda e, s: jax.lax.optimization_barrier(
             jnp.matmul(Tt, e * s[:, None], precision=HIGHEST)).T
     return _natural_stats(params, log_prob, sums, sample_weight, center, bound_shift, hard)
+
+
+def _isotropic_stats(params: GMMParams, T: Array, Tt: Array, sample_weight: Array,
+                     center: Array, bound_shift: bool | Array = False,
+                     hard: Array | bool = False) -> SuffStats:
+    """:func:`_moments_stats` of an isotropic type from an :class:`IsotropicTable`'s
+    chunk, ``T = [1, x - c, |x - c|²]`` (C, D + 2) and its transpose ``Tt``: θ's first
+    D + 2 rows (the constant, the D linear rows and the first squares' row, equal to
+    every other squares' row) give the log-densities; the sums come back in T's
+    ``[1, x - c, (x - c)²]`` columns with ``Σ r |x - c|² / D`` in each square's."""
+    D = T.shape[1] - 2
+
+    def sums(e, s):  # (D + 2, C) @ (C, K); the barrier keeps this layout (YNNPACK)
+        S = jax.lax.optimization_barrier(jnp.matmul(Tt, e * s[:, None], precision=HIGHEST)).T
+        return jnp.concatenate([S[:, :1 + D], jnp.broadcast_to(S[:, 1 + D:] / D,
+                                                              (S.shape[0], D))], axis=1)
+
+    return _natural_stats(params, lambda theta: jnp.matmul(T, theta[:D + 2], precision=HIGHEST),
+                          sums, sample_weight, center, bound_shift, hard)
 
 
 def _data_stats(params: GMMParams, U: Array, Ut: Array, sample_weight: Array,
@@ -480,7 +524,8 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
                                          hard=hard),
             lambda: e_step_stats_chunked(params, X, sample_weight, exact_chunk,
                                          kernel="centred", hard=hard))
-    if isinstance(features, (FeatureTable, DataTable)) and not isinstance(bound_shift, bool):
+    if (isinstance(features, (FeatureTable, DataTable, IsotropicTable))
+            and not isinstance(bound_shift, bool)):
         # The traced choice of the shift made once for the pass, not in every chunk: a
         # cond inside the chunk splits its fused kernel. The bound's pass is not hard
         # (``hard`` needs row maxima; callers pass a traced bound_shift that is False
@@ -497,6 +542,10 @@ def e_step_stats_chunked(params: GMMParams, X: Array, sample_weight: Array,
         rows, axes = (features.rows, features.cols), (0, 1)
         block = lambda ts, tts, ws: _moments_stats(params, ts, ws, center, bound_shift,
                                                    hard, tts)
+    elif isinstance(features, IsotropicTable):  # both layouts of [1, x - c, |x - c|²]
+        rows, axes = (features.rows, features.cols), (0, 1)
+        block = lambda ts, tts, ws: _isotropic_stats(params, ts, tts, ws, center, bound_shift,
+                                                     hard)
     elif isinstance(features, DataTable):  # both layouts of x - c; squares per chunk
         rows, axes = (features.rows, features.cols), (0, 1)
         block = lambda us, uts, ws: _data_stats(params, us, uts, ws, center, bound_shift,
@@ -600,28 +649,47 @@ def keeps_feature_table(X: Array, covariance_type: str, kernel: str,
     full = ops(covariance_type).full_moments
     D = X.shape[1]
     F = (2 * D if _keeps_data(X.dtype, covariance_type)
+         else 2 * (D + 2) if _isotropic(covariance_type)
          else n_moment_features(D, full) * (1 if full else 2))
     return cache is True or X.shape[0] * F * X.dtype.itemsize <= FEATURE_CACHE_BYTES
 
 
 def _keeps_data(dtype, covariance_type: str) -> bool:
     """Whether EM keeps a :class:`DataTable` (the centred data, squared per chunk) rather
-    than the features: diag/spherical below float64, where it is the faster of the two
-    (measured; see :class:`DataTable`)."""
-    return (not ops(covariance_type).full_moments
+    than the features: diag below float64, where it is the faster of the two (measured;
+    see :class:`DataTable`). Isotropic types keep their D + 2 features in either dtype
+    (:class:`IsotropicTable`: faster than the DataTable in float32 too)."""
+    return (not ops(covariance_type).full_moments and not _isotropic(covariance_type)
             and jnp.dtype(dtype).itemsize < jnp.dtype(jnp.float64).itemsize)
 
 
-def feature_table(X: Array, center: Array,
-                  covariance_type: str) -> Array | FeatureTable | DataTable:
+def _isotropic(covariance_type: str) -> bool:
+    """Whether a type's factor is one number per component (its component axis is the
+    factor's last: spherical = VII, and EII), so that its E-step needs only
+    ``|x - c|²`` and its M-step only the sum over D of the squares' statistics
+    (:class:`IsotropicTable`)."""
+    table = ops(covariance_type)
+    return not table.full_moments and table.component_axis == -1
+
+
+def feature_table(X: Array, center: Array, covariance_type: str
+                  ) -> Array | FeatureTable | DataTable | IsotropicTable:
     """The moments features of all rows (:func:`moments_features`) as EM keeps them for
     a fit: one (N, F) array for full/tied, a :class:`FeatureTable` (both layouts) for
-    diag/spherical in float64, and a :class:`DataTable` (``x - c`` in both layouts,
-    squared per chunk) for diag/spherical in float32."""
+    diag in float64, a :class:`DataTable` (``x - c`` in both layouts, squared per
+    chunk) for diag in float32, and an :class:`IsotropicTable` (``[1, x - c,
+    |x - c|²]``, both layouts) for spherical (and EII) in either dtype."""
     if _keeps_data(X.dtype, covariance_type):
         U = X - center
         # the barrier keeps Uᵀ a table of its own, as for FeatureTable below
         return DataTable(U, jax.lax.optimization_barrier(U.T))
+    if _isotropic(covariance_type):
+        U = X - center
+        ones = jnp.ones((U.shape[0], 1), U.dtype)
+        # one (N, D + 2) array (as moments_features), and its transpose a table of its own
+        T = jax.lax.optimization_barrier(
+            jnp.concatenate([ones, U, jnp.sum(U * U, axis=1, keepdims=True)], axis=1))
+        return IsotropicTable(T, jax.lax.optimization_barrier(T.T))
     T = moments_features(X, center, covariance_type)
     if ops(covariance_type).full_moments:
         return T
@@ -630,7 +698,8 @@ def feature_table(X: Array, center: Array,
 
 
 def feature_cache(X: Array, center: Array | None, covariance_type: str, kernel: str,
-                  cache: bool | None = None) -> Array | FeatureTable | DataTable | None:
+                  cache: bool | None = None
+                  ) -> Array | FeatureTable | DataTable | IsotropicTable | None:
     """The moments features of all rows for a fit with fixed ``center``
     (:func:`feature_table`), or None where :func:`keeps_feature_table` says no."""
     if not keeps_feature_table(X, covariance_type, kernel, cache):

@@ -86,14 +86,16 @@ def test_chunked_centred_statistics_are_about_the_means_whatever_center():
     rng = np.random.RandomState(12)
     X = rng.normal(0, 1, (250, 3)) * [1, 2, 0.5] + 1e3
     w = rng.uniform(0, 2, len(X))
+    def run(p, X, w, c):  # one program (op-by-op dispatch took most of the test's time)
+        stats = e_step_stats_chunked(p, X, w, 37, kernel="centred", center=c)
+        return (m_step(stats, covariance_type="full", reg_covar=0.0, previous=p),
+                jnp.exp(log_resp(p, X)[0]))
+
     with in_scope(np.float64):
         p = GMMParams(jnp.full(3, 1 / 3), jnp.asarray(X[:3]), jnp.stack([jnp.eye(3)] * 3),
                       "full")
-        Xj, wj = jnp.asarray(X), jnp.asarray(w)
-        stats = e_step_stats_chunked(p, Xj, wj, 37, kernel="centred",
-                                     center=jnp.asarray(X.mean(0)))
-        new = m_step(stats, covariance_type="full", reg_covar=0.0, previous=p)
-        r = np.exp(np.asarray(log_resp(p, Xj)[0]))
+        new, r = jax.jit(run)(p, jnp.asarray(X), jnp.asarray(w), jnp.asarray(X.mean(0)))
+        r = np.asarray(r)
     rw = r * w[:, None]
     nk = rw.sum(0)
     means = rw.T @ X / nk[:, None]
@@ -177,3 +179,52 @@ def test_two_layout_feature_table_gives_scipy_statistics(ct):
     for stats in redone:
         assert int(stats.n_underflow) == 1
         check(stats, Xo, wo)
+
+
+def test_isotropic_table_gives_scipy_statistics_and_the_same_m_step():
+    """Float64 EM of an isotropic type (spherical = VII, and EII) keeps the features
+    [1, x - c, |x - c|²] (IsotropicTable, D + 2 columns instead of 2D + 1): from it, in
+    37-row chunks (the last clamped) with the exp shifted by the bound or by row maxima,
+    the counts, Σ w r (x - c), the sum over D of Σ w r (x - c)² and the log-likelihood
+    equal those of responsibilities from scipy's normal densities (data offset by 1e3,
+    uneven weights), and the M-steps of VII and EII (which pools the scale) from them
+    equal those from the per-feature statistics of the plain moments pass (no table)."""
+    from scipy.special import logsumexp
+    from scipy.stats import norm
+
+    from bayesgmm.engines.jax import m_step
+    from bayesgmm.suffstats import IsotropicTable, e_step_stats_chunked, feature_table
+    rng = np.random.RandomState(5)
+    X = rng.normal(0, 1, (250, 3)) * [1, 2, 0.5] + 1e3
+    w = rng.uniform(0, 2, len(X)) * (rng.uniform(size=len(X)) > 0.1)
+    means, c, sd = X[:3] + 0.1, X.mean(0), np.array([1.0, 1.5, 0.7])
+    weights = np.array([0.5, 0.3, 0.2])
+    u = X - c
+    lp = norm.logpdf(X[None], means[:, None], sd[:, None, None]).sum(-1).T + np.log(weights)
+    rw = np.exp(lp - logsumexp(lp, axis=1, keepdims=True)) * w[:, None]
+    truth = (rw.sum(0), rw.T @ u, rw.T @ (u * u).sum(1), w @ logsumexp(lp, axis=1))
+
+    def run(p, X, w, c, T, flag):
+        stats = e_step_stats_chunked(p, X, w, 37, kernel="moments", center=c,
+                                     bound_shift=flag, features=T)
+        plain = e_step_stats_chunked(p, X, w, 37, kernel="moments", center=c)
+        steps = [[m_step(s, covariance_type=ct, reg_covar=1e-6,
+                         previous=GMMParams(p.weights, p.means, p.cov_factor, ct))
+                  for s in (stats, plain)] for ct in ("spherical", "EII")]
+        return stats, steps
+
+    with in_scope(np.float64):
+        p = GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(sd), "spherical")
+        Xj, wj, cj = jnp.asarray(X), jnp.asarray(w), jnp.asarray(c)
+        table = feature_table(Xj, cj, "spherical")
+        assert isinstance(table, IsotropicTable) and table.cols.shape == (5, 250)
+        assert isinstance(feature_table(Xj, cj, "EII"), IsotropicTable)
+        run = jax.jit(run)  # one program; the flag traced
+        for flag in (False, True):
+            stats, steps = run(p, Xj, wj, cj, table, jnp.asarray(flag))
+            got = (stats.nk, stats.sx, stats.sxx.sum(-1), stats.sum_wll)
+            for g, want in zip(got, truth):
+                np.testing.assert_allclose(np.asarray(g), want, rtol=1e-10, atol=1e-9)
+            for new, ref in steps:
+                for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(ref)):
+                    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
