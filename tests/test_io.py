@@ -310,7 +310,6 @@ def _fit_bayes(X, **kwargs):
 
 @pytest.fixture(scope="module")
 def nuts_saved(tmp_path_factory, small_data):
-    # 2 chains: with n_chains=1 sample_nuts returns (1, S, 1)-shaped draws (reported)
     fit = _fit_bayes(small_data, n_chains=2, n_warmup=50, n_draws=50)
     path = tmp_path_factory.mktemp("bayes") / "nuts"
     bayesgmm.save(fit, path)
