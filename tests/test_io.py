@@ -305,6 +305,8 @@ def _fit_bayes(X, **kwargs):
 
     with jax.numpy_dtype_promotion("standard"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a 50-draw run may be flagged; not the point here
+        # but float64 data are read out in float64: JAX's truncation warning is an error
+        warnings.filterwarnings("error", "Explicitly requested dtype float64")
         return BayesianGaussianMixture(2, random_state=0, **kwargs).fit(X)
 
 

@@ -562,7 +562,9 @@ class BayesianGaussianMixture(BaseEstimator):
             result, map_params = run(
                 key, jnp.asarray(X), init, n_components=int(self.n_components),
                 covariance_type=model_type(self.covariance_type), priors=priors, **settings)
-        return robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
+            # in X's precision too: outside it, float64 draws met JAX's float32 default
+            # (a "truncated to float32" warning per read-out on every float64 fit)
+            return robust.finish(result, map_params, X, priors, sparse=bool(self.sparse))
 
     def _set_messy(self, priors: Priors) -> None:
         """The messy-data attributes (:func:`bayesgmm.bayes.robust.fitted_attributes`):
