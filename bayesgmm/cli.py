@@ -148,7 +148,8 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
                                                           names is not None)
     if cells is not None:
         read = (_numeric(path, cells[:, cols], [pick.name(j) for j in cols],
-                         header=names is not None, holes=holes),
+                         header=names is not None, holes=holes,
+                         new_data=n_features is not None),
                 cells[:, id_col] if id_col is not None else np.arange(len(cells)),
                 cells[:, label_col] if label_col is not None else None)
     X, ids, labels = read
@@ -199,8 +200,9 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, int]:
     """(the header's names, or None where the first row is data; the number of columns).
-    ``header="auto"``: a header when any field of the first row is neither a number nor
-    empty (an empty cell is a missing value)."""
+    ``header="auto"``: a header when any field of the first row is not a number, data
+    when every field is one; a row of numbers and empty cells is refused as ambiguous
+    (a pandas header, ``,0,1``, and a data row with a missing value look alike)."""
     try:
         with path.open(newline="") as fh:
             first = next((r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)),
@@ -212,7 +214,12 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
         raise CLIError(f"{path} is empty", "check [data] path")
     first = [c.strip() for c in first]
     if header == "auto":
-        header = not all(c == "" or _is_number(c) for c in first)
+        if all(c == "" or _is_number(c) for c in first) and "" in first:
+            raise CLIError(f"{path}: its first row ({delimiter.join(first)}) may be a header "
+                           "(a pandas index leaves the first name empty) or data with a "
+                           "missing value",
+                           "set [data] header = true (column names) or header = false (data)")
+        header = not all(_is_number(c) for c in first)
     return (first if header else None), len(first)
 
 
@@ -260,10 +267,10 @@ def _read_text(path: Path, delimiter: str, header: bool) -> np.ndarray:
 
 
 def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
-             holes: bool = False) -> np.ndarray:
+             holes: bool = False, new_data: bool = False) -> np.ndarray:
     """The feature cells as float64, an empty cell as NaN where ``holes`` (``[fit]
     missing = "marginalize"``); an error names the first bad cell, and for an empty or
-    NaN cell the key that accepts it."""
+    NaN cell the key that accepts it (``new_data``: the fitted model's, for predict)."""
     if holes and cells.dtype == object:
         cells = np.where(cells == "", "nan", cells)
     try:
@@ -282,6 +289,9 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
                 where = f"{path} line {i + 1 + int(header)}, column {names[j]!r}"
                 if str(value) == "" or number is not None and np.isnan(number):
                     raise CLIError(f"{where}: {str(value)!r} is a missing value",
+                                   'the model was fitted with [fit] missing = "error": '
+                                   'refit it with missing = "marginalize", or fill or drop '
+                                   "that row" if new_data else
                                    'set [fit] missing = "marginalize" to fit data with '
                                    "missing values, or fill or drop that row")
                 raise CLIError(f"{where}: {str(value)!r} is not a finite number",

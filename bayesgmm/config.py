@@ -92,8 +92,8 @@ class DataConfig:
     label_column: str | int | None = _key(
         None, "known classes, by name or index, only to report the adjusted Rand index")
     header: bool | str = _key("auto", 'whether the first CSV row holds column names; '
-                                      '"auto": yes when any of its fields is neither a '
-                                      "number nor empty",
+                                      '"auto": yes when any of its fields is not a number, '
+                                      "no when all are (numbers and empty fields: set it)",
                               choices=("auto", True, False))
     delimiter: str = _key(",", "the CSV field separator")
     n_samples: int = _key(300, "blobs: number of samples", min=1)

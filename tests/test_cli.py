@@ -215,6 +215,11 @@ DATA = '[data]\npath = "d.csv"\n'
     ("a NaN cell", "a,b\n1,2\n3,4\nnan,5\n", DATA,
      ["d.csv line 4, column 'a': 'nan' is a missing value", '[fit] missing = "marginalize"']),
     ("a hole in a headerless first row", "1,\n3,4\n5,6\n", DATA,
+     ["d.csv: its first row (1,) may be a header", "[data] header = true",
+      "header = false"]),
+    ("a pandas header", ",0,1\n0,1.5,2\n1,3,4\n2,5,6\n", DATA,
+     ["d.csv: its first row (,0,1) may be a header", "header = false (data)"]),
+    ("a hole in a first row read as data", "1,\n3,4\n5,6\n", DATA + "header = false\n",
      ["d.csv line 1, column 'column 1': '' is a missing value"]),
     ("a row of holes", "id,a,b\nr1,1,2\nr2,,\nr3,4,5\n",
      DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
@@ -266,6 +271,12 @@ def test_predict_names_a_damaged_folder_and_wrong_columns(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "m3"), str(tmp_path / "x.npy"), NO_CACHE]) == 2
     _assert_one_line_error(capsys.readouterr().err.splitlines(),
                            "has 2 feature columns", "fitted on 3")
+    # an empty cell for a model fitted without missing values: the fix is a refit
+    (tmp_path / "holes.csv").write_text("a,b,c\n1,2,3\n4,,6\n")
+    assert main(["predict", str(tmp_path / "m3"), str(tmp_path / "holes.csv"), NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(),
+                           "holes.csv line 3, column 'b': '' is a missing value",
+                           'fitted with [fit] missing = "error"', "refit it")
 
 
 def test_failed_fit_exits_1_and_keeps_the_old_folder(tmp_path, capsys):
