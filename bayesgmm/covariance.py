@@ -833,7 +833,6 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     (no ``previous``) runs from K + 1 starts at once and keeps the best: the
     eigenvectors of Σ_k W_k (EEE's orientation) and of each W_k (EEV's).
     """
-    tiny = _tiny(S.dtype)
     batch = nk.ndim - 1  # S (..., K, D, D), nk (..., K): one problem per member
     W = nk[..., None, None] * S  # (..., K, D, D)
     omega = _eigvalsh(xp, W)[..., -1]  # (..., K) the largest eigenvalue of each W_k
@@ -845,7 +844,7 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         step_of = functools.partial(_orientation_step, xp, bool(equal_volume))
     else:  # (...) bool per member: EVE's and VVE's rows of one batch together
         operands += (xp.asarray(equal_volume),)
-        step_of = lambda *a: _orientation_step(xp, a[-1], *a[:-1])  # noqa: E731
+        step_of = lambda *a: _orientation_step(xp, a[-1], *a[:-1])
     if previous is None:
         eee = _eigh(xp, W.sum(axis=-3))[1][..., None, :, :]  # (..., 1, D, D)
         # an empty component (a count of at most 20·eps: the missing components of a
@@ -1097,12 +1096,12 @@ def layout_factor_from_moments(segments, sxx: np.ndarray, nk: np.ndarray,
     xp = _NUMPY_NS
     names = [CANONICAL.get(k, k) for k, _, _ in segments]
     shared = [i for i, n in enumerate(names) if n in _SIGMA]
-    prev = (lambda r: None) if previous is None else (lambda r: previous[r])  # noqa: E731
+    prev = (lambda r: None) if previous is None else (lambda r: previous[r])
     if len(shared) < 2:
         return np.concatenate([ops(k, xp).factor_from_moments(
             sxx[a:b], nk[a:b], delta[a:b], total[a:b], reg, prev(slice(a, b)))
             for k, a, b in segments])
-    rows_of = lambda idx: np.concatenate(  # noqa: E731
+    rows_of = lambda idx: np.concatenate(
         [np.arange(segments[i][1], segments[i][2]) for i in idx])
     rows = rows_of(shared)
     S, m2 = _covariances(xp, sxx[rows], nk[rows], delta[rows], reg)
