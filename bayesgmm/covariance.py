@@ -84,7 +84,7 @@ from bayesgmm._xp import Namespace, get_namespace, namespace
 __all__ = ["CovarianceOps", "TABLE", "RAW_TABLE", "ARRAY_FUNCTIONS", "ops", "ROUNDOFF",
            "MCLUST_MODELS", "SKLEARN_NAMES", "UNIVARIATE_NAMES", "CANONICAL",
            "INNER_MAX_ITER", "WARM_ALTERNATIONS", "WARM_MAX_ITER", "WARM_LARGE_ROWS",
-           "WARM_LARGE_MAX_ITER", "COLD_MAX_ITER", "Prior",
+           "WARM_LARGE_MAX_ITER", "COLD_MAX_ITER", "layout_factor_from_moments", "Prior",
            "MCLUST_PRIOR", "PRIOR_FORMS", "prior_rule", "default_prior", "prior_moments", "n_moment_features", "moment_features",
            "moment_theta", "moment_sums"]
 
@@ -592,7 +592,12 @@ def _iterate(xp, step: Callable, x: Array, max_iter: int = INNER_MAX_ITER,
 
 
 def _tiny(dtype) -> float:
-    return float(np.finfo(dtype).tiny)
+    return _TINY[dtype] if dtype in _TINY else float(np.finfo(dtype).tiny)
+
+
+#: The smallest normal number of the host's float dtypes (np.finfo costs a few µs a call,
+#: and the iterative M-steps ask for it several times a call)
+_TINY = {np.dtype(t): float(np.finfo(t).tiny) for t in (np.float32, np.float64)}
 
 
 def _covariances(xp, sxx: Array, nk: Array, delta: Array, reg: Array) -> tuple[Array, Array]:
@@ -828,43 +833,25 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     (no ``previous``) runs from K + 1 starts at once and keeps the best: the
     eigenvectors of Σ_k W_k (EEE's orientation) and of each W_k (EEV's).
     """
-    tiny = _tiny(S.dtype)
     batch = nk.ndim - 1  # S (..., K, D, D), nk (..., K): one problem per member
     W = nk[..., None, None] * S  # (..., K, D, D)
     omega = _eigvalsh(xp, W)[..., -1]  # (..., K) the largest eigenvalue of each W_k
     eye = xp.eye(S.shape[-1], dtype=S.dtype)
     upper = omega[..., None, None] * eye - W  # ω_k I - W_k
-    tot = _lift(xp, total, 1)
-    K, D = S.shape[-3], S.shape[-1]
-
-    def times(A, O):
-        # A_k O_c for A (..., K, D, D) and O (..., C, D, D) -> (..., C, K, D, D): the K
-        # matrices stacked as one (K·D, D) block, one product per start (a broadcast
-        # (..., C, K) stack of D x D products: 2x slower on the host at D <= 4)
-        AO = xp.matmul(A.reshape(A.shape[:-3] + (1, K * D, D)), O)
-        return AO.reshape(AO.shape[:-2] + (K, D, D))
-
-    def diagonals(O):
-        # O (..., C, D, D), one per start -> b (..., C, K, D) = diag(Oᵀ S_k O), Δ alike
-        Oc = O[..., :, None, :, :]
-        b = (times(S, O) * Oc).sum(axis=-2)
-        if not equal_volume:
-            return b, xp.maximum(b, tiny)
-        g = xp.maximum(_geomean(xp, b), tiny)  # (..., C, K) |diag|^{1/D}
-        lam = (nk[..., None, :] * g).sum(axis=-1) / tot  # (..., C)
-        return b, xp.maximum(lam[..., None, None] * b / g[..., None], tiny)
-
-    def step(O):
-        # K is axis -3 of each product; reduce it
-        M = 1.0 / diagonals(O)[1]  # (..., C, K, D)
-        O = _polar(xp, (times(upper, O) * M[..., None, :]).sum(axis=-3))
-        M = 1.0 / diagonals(O)[1]
-        gap = (M.max(axis=-1, keepdims=True) - M)[..., None, :]  # m_k I - M_k
-        return _polar(xp, (times(W, O) * gap).sum(axis=-3))
-
+    tot = xp.broadcast_to(xp.asarray(total, dtype=S.dtype), nk.shape[:-1])  # (...)
+    operands = (S, W, upper, nk, tot)
+    if isinstance(equal_volume, (bool, np.bool_)):  # one model: its own diagonals alone
+        step_of = functools.partial(_orientation_step, xp, bool(equal_volume))
+    else:  # (...) bool per member: EVE's and VVE's rows of one batch together
+        operands += (xp.asarray(equal_volume),)
+        step_of = lambda *a: _orientation_step(xp, a[-1], *a[:-1])
     if previous is None:
-        starts = xp.concatenate([_eigh(xp, W.sum(axis=-3))[1][..., None, :, :],
-                                 _eigh(xp, S)[1]],
+        eee = _eigh(xp, W.sum(axis=-3))[1][..., None, :, :]  # (..., 1, D, D)
+        # an empty component (a count of at most 20·eps: the missing components of a
+        # batch of several K, hc_params_many's) starts from EEE's orientation again,
+        # so a member runs the starts it would run alone (a repeat of the first)
+        empty = nk <= 20 * float(np.finfo(S.dtype).eps)
+        starts = xp.concatenate([eee, xp.where(empty[..., None, None], eee, _eigh(xp, S)[1])],
                                 axis=-3)
     else:  # the loop runs until every start has converged: the warm one alone is cheap
         # the previous covariances share their eigenvectors; summed weighted by the
@@ -878,23 +865,97 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     # M-step goes on from here (WARM_MAX_ITER; on more than WARM_LARGE_ROWS rows
     # WARM_LARGE_MAX_ITER: chosen from the total count, so both engines agree)
     if previous is None:
-        O = _iterate(xp, step, starts, COLD_MAX_ITER, batch_ndim=batch)
+        O = _iterate_members(xp, step_of, operands, starts, COLD_MAX_ITER, batch_ndim=batch)
     else:
         steps = xp.where(xp.asarray(total).max() > WARM_LARGE_ROWS, WARM_LARGE_MAX_ITER,
                          WARM_MAX_ITER)
         if xp is _NUMPY_NS and int(steps) == 1:  # _iterate's one step, without its tests
-            O = step(starts)
+            O = step_of(*operands)(starts)
         else:
-            O = _iterate(xp, step, starts, steps, tol=float(np.sqrt(np.finfo(S.dtype).eps)),
-                         batch_ndim=batch)
-    b, d = diagonals(O)
+            O = _iterate_members(xp, step_of, operands, starts, steps,
+                                 tol=float(np.sqrt(np.finfo(S.dtype).eps)), batch_ndim=batch)
+    b, d = _orientation_diagonals(xp, equal_volume, S, nk, tot, O)
     # f per start (..., C), up to constants: Σ_k n_k Σ_d [log Δ + b / Δ]
     best = xp.argmin((nk[..., None, :, None] * (xp.log(d) + b / d)).sum(axis=(-2, -1)),
                      axis=-1)
     if not batch:
         return O[best], d[best]
+    if xp is _NUMPY_NS and batch == 1:  # one gather (take_along_axis: ~35 µs a call)
+        rows = np.arange(len(best))
+        return O[rows, best], d[rows, best]
     pick = lambda a: xp.take_along_axis(a, best[..., None, None, None], axis=-3)[..., 0, :, :]  # noqa: E731
     return pick(O), pick(d)
+
+
+def _orientation_times(xp, A: Array, O: Array) -> Array:
+    """A_k O_c for A (..., K, D, D) and O (..., C, D, D) -> (..., C, K, D, D): the K
+    matrices stacked as one (K·D, D) block, one product per start (a broadcast
+    (..., C, K) stack of D x D products: 2x slower on the host at D <= 4)."""
+    K, D = A.shape[-3], A.shape[-1]
+    AO = xp.matmul(A.reshape(A.shape[:-3] + (1, K * D, D)), O)
+    return AO.reshape(AO.shape[:-2] + (K, D, D))
+
+
+def _orientation_diagonals(xp, equal_volume, S: Array, nk: Array, tot: Array,
+                           O: Array) -> tuple[Array, Array]:
+    """O (..., C, D, D), one per start -> b (..., C, K, D) = diag(Oᵀ S_k O), and the
+    model's diagonals Δ (..., C, K, D) given O (EVE: λ A_k; VVE: b). ``equal_volume``:
+    a bool, or one per member (...) (both computed, each member's taken)."""
+    tiny = _tiny(S.dtype)
+    b = (_orientation_times(xp, S, O) * O[..., :, None, :, :]).sum(axis=-2)
+    if equal_volume is False:
+        return b, xp.maximum(b, tiny)
+    g = xp.maximum(_geomean(xp, b), tiny)  # (..., C, K) |diag|^{1/D}
+    lam = (nk[..., None, :] * g).sum(axis=-1) / tot[..., None]  # (..., C)
+    d = xp.maximum(lam[..., None, None] * b / g[..., None], tiny)
+    if equal_volume is True:
+        return b, d
+    return b, xp.where(equal_volume[..., None, None, None], d, xp.maximum(b, tiny))
+
+
+def _orientation_step(xp, equal_volume: bool, S, W, upper, nk, tot) -> Callable:
+    """The two majorise-minimise steps of :func:`_common_orientation` on the orientations
+    (..., C, D, D) of the members whose statistics these are."""
+
+    def step(O):
+        # K is axis -3 of each product; reduce it
+        M = 1.0 / _orientation_diagonals(xp, equal_volume, S, nk, tot, O)[1]  # (..., C, K, D)
+        O = _polar(xp, (_orientation_times(xp, upper, O) * M[..., None, :]).sum(axis=-3))
+        M = 1.0 / _orientation_diagonals(xp, equal_volume, S, nk, tot, O)[1]
+        gap = (M.max(axis=-1, keepdims=True) - M)[..., None, :]  # m_k I - M_k
+        return _polar(xp, (_orientation_times(xp, W, O) * gap).sum(axis=-3))
+
+    return step
+
+
+def _iterate_members(xp, step_of: Callable, operands: tuple, x: Array, max_iter: int,
+                     tol: float | None = None, batch_ndim: int = 0) -> Array:
+    """:func:`_iterate` of ``step_of(*operands)``, whose operands are arrays of the
+    batch shape of ``x``'s first ``batch_ndim`` axes. On the host with one batch axis
+    each iteration steps only the members still running (the operands taken at their
+    rows, again whenever a member stops): a member stopped is held where it stopped
+    in both, so the result is :func:`_iterate`'s, bitwise, without the work on the
+    members that wait (the hierarchical starts of a batch of K: iris EVE, K = 2..9,
+    50 steps each; diabetes VVE, 48 at K = 2 and 14-27 at the others)."""
+    if xp is not _NUMPY_NS or batch_ndim != 1:
+        return _iterate(xp, step_of(*operands), x, max_iter, tol, batch_ndim)
+    tol = _inner_tol(x.dtype) if tol is None else tol
+    axes = tuple(range(1, x.ndim))
+    x = np.array(x)
+    change = np.full(x.shape[:1], np.inf, dtype=x.dtype)
+    rows, step = None, None
+    for _ in range(int(max_iter)):
+        live = np.flatnonzero(change > tol)  # NaN stops, as in _iterate
+        if not len(live):
+            break
+        if rows is None or len(live) != len(rows):
+            rows = live
+            step = step_of(*(a[rows] for a in operands))
+        old = x[rows]
+        new = step(old)
+        change[rows] = np.abs(new - old).max(axis=axes) / np.abs(old).max(axis=axes)
+        x[rows] = new
+    return x
 
 
 def _full_from(xp, Sigma: Array, m2_diag: Array) -> Array:
@@ -928,55 +989,149 @@ def _evi_factor(xp, sxx, nk, delta, total, reg, previous=None):
     return _root_variance(xp, lam[..., None, None] * v / g[..., None], m2)
 
 
-def _vee_factor(xp, sxx, nk, delta, total, reg, previous=None):
-    S, m2 = _covariances(xp, sxx, nk, delta, reg)
+# The full-storage models below are each a covariance model Σ (..., K, D, D) of the
+# components' S_k (``_*_sigma(xp, S, nk, total, previous)``), whose factor is then
+# _full_from's: written so, the host's model search computes S_k and the factors once
+# for all the models of a batch (layout_factor_from_moments).
+
+
+def _vee_sigma(xp, S, nk, total, previous=None):
     first = None if previous is None else previous[..., 0, :, :]
     lam, C = _common_correlation(xp, S, nk, None if first is None
                                  else xp.matmul(first, _t(xp, first)))
-    return _full_from(xp, lam[..., None, None] * C[..., None, :, :], m2)
+    return lam[..., None, None] * C[..., None, :, :]
 
 
-def _eve_factor(xp, sxx, nk, delta, total, reg, previous=None):
-    S, m2 = _covariances(xp, sxx, nk, delta, reg)
-    O, d = _common_orientation(xp, S, nk, total, True, previous)
-    return _full_from(xp, _rotate(xp, O[..., None, :, :], d), m2)
+def _orientation_sigma(xp, S, nk, total, previous=None, *, equal_volume=True):
+    O, d = _common_orientation(xp, S, nk, total, equal_volume, previous)
+    return _rotate(xp, O[..., None, :, :], d)
 
 
-def _vve_factor(xp, sxx, nk, delta, total, reg, previous=None):
-    S, m2 = _covariances(xp, sxx, nk, delta, reg)
-    O, d = _common_orientation(xp, S, nk, total, False, previous)
-    return _full_from(xp, _rotate(xp, O[..., None, :, :], d), m2)
-
-
-def _eev_factor(xp, sxx, nk, delta, total, reg, previous=None):
+def _eev_sigma(xp, S, nk, total, previous=None):
     # D_k: W_k's eigenvectors; λ A = Σ_k Ω_k / n, the eigenvalues paired in sorted order
     # (the rearrangement inequality makes that pairing optimal)
-    S, m2 = _covariances(xp, sxx, nk, delta, reg)
     w, V = _eig(xp, S)
-    return _full_from(xp, _rotate(xp, V, xp.broadcast_to(_pool(xp, w, nk, total)[..., None, :],
-                                                         w.shape)), m2)
+    return _rotate(xp, V, xp.broadcast_to(_pool(xp, w, nk, total)[..., None, :], w.shape))
 
 
-def _vev_factor(xp, sxx, nk, delta, total, reg, previous=None):
+def _vev_sigma(xp, S, nk, total, previous=None):
     # D_k: W_k's eigenvectors, then VEI's alternation on the sorted eigenvalues
-    S, m2 = _covariances(xp, sxx, nk, delta, reg)
     w, V = _eig(xp, S)
     first = None if previous is None else previous[..., 0, :, :]
     start = None if first is None else xp.maximum(
         _eigvalsh(xp, xp.matmul(first, _t(xp, first))), _tiny(w.dtype))
     lam, a = _common_shape(xp, xp.maximum(w, _tiny(w.dtype)), nk, start)
-    return _full_from(xp, _rotate(xp, V, lam[..., None] * a[..., None, :]), m2)
+    return _rotate(xp, V, lam[..., None] * a[..., None, :])
 
 
-def _evv_factor(xp, sxx, nk, delta, total, reg, previous=None):
+def _evv_sigma(xp, S, nk, total, previous=None):
     # C_k = W_k / |W_k|^{1/D}, λ = Σ_k |W_k|^{1/D} / n
-    S, m2 = _covariances(xp, sxx, nk, delta, reg)
     # (K,) |S_k|^{1/D} from the Cholesky factor (an eigen-decomposition per matrix cost
     # 8x as much on the host at D = 4); 0 for a singular S_k (no NaN to pool)
     g = _det_root(xp, S)
     g = xp.where(g > 0, g, 0.0)  # NaN (not positive definite) -> 0
     lam = _pool(xp, g, nk, total)
-    return _full_from(xp, (lam[..., None] / g)[..., None, None] * S, m2)
+    return (lam[..., None] / g)[..., None, None] * S
+
+
+#: The covariance model of each full-storage model that has one (VVV's is S itself).
+_SIGMA: dict[str, Callable] = {
+    "VEE": _vee_sigma,
+    "EVE": functools.partial(_orientation_sigma, equal_volume=True),
+    "VVE": functools.partial(_orientation_sigma, equal_volume=False),
+    "EEV": _eev_sigma,
+    "VEV": _vev_sigma,
+    "EVV": _evv_sigma,
+}
+#: The models of one orientation M-step (_common_orientation), and whether their volume
+#: is equal: a batch runs their rows in one call.
+_ORIENTATION_VOLUME: dict[str, bool] = {"EVE": True, "VVE": False}
+
+
+def _sigma_factor(sigma: Callable) -> Callable:
+    """``factor_from_moments`` of a full-storage model from its covariance model."""
+
+    def factor(xp, sxx, nk, delta, total, reg, previous=None):
+        S, m2 = _covariances(xp, sxx, nk, delta, reg)
+        return _full_from(xp, sigma(xp, S, nk, total, previous), m2)
+
+    return factor
+
+
+_vee_factor = _sigma_factor(_SIGMA["VEE"])
+_eve_factor = _sigma_factor(_SIGMA["EVE"])
+_vve_factor = _sigma_factor(_SIGMA["VVE"])
+_eev_factor = _sigma_factor(_SIGMA["EEV"])
+_vev_factor = _sigma_factor(_SIGMA["VEV"])
+_evv_factor = _sigma_factor(_SIGMA["EVV"])
+
+
+def layout_factor_from_moments(segments, sxx: np.ndarray, nk: np.ndarray,
+                               delta: np.ndarray, total: np.ndarray, reg,
+                               previous: np.ndarray | None = None) -> np.ndarray:
+    """On the host (NumPy): ``factor_from_moments`` of several covariance types of one
+    factor layout, each on its own members' rows, as one stack: the host model
+    search's M-step of a batch (:func:`bayesgmm.engines.numpy.fit_many_models`).
+
+    Equal, bitwise, to each type's ``factor_from_moments`` on its rows concatenated
+    (tested): the full-storage models with a covariance model (VEE, EVE, VVE, EEV, VEV,
+    EVV) share the S_k and the Cholesky factors (one call each over all their rows
+    instead of one per type), and EVE's and VVE's rows run one orientation M-step
+    (:func:`_common_orientation`, each member with its own volume rule); every
+    computation is per member, so a member's numbers do not depend on its neighbours.
+
+    Parameters
+    ----------
+    segments : sequence of (str, int, int)
+        ``(covariance type, start, stop)``: the rows of each type, in order, covering
+        the batch.
+    sxx, nk, delta, total, reg, previous
+        As ``factor_from_moments``'s, with a leading axis of L members: nk (L, K),
+        delta (L, K, D), total (L,), previous the factors EM holds (or None).
+
+    Returns
+    -------
+    factor : array of shape (L, *factor shape)
+    """
+    xp = _NUMPY_NS
+    names = [CANONICAL.get(k, k) for k, _, _ in segments]
+    shared = [i for i, n in enumerate(names) if n in _SIGMA]
+    prev = (lambda r: None) if previous is None else (lambda r: previous[r])
+    if len(shared) < 2:
+        return np.concatenate([ops(k, xp).factor_from_moments(
+            sxx[a:b], nk[a:b], delta[a:b], total[a:b], reg, prev(slice(a, b)))
+            for k, a, b in segments])
+    rows_of = lambda idx: np.concatenate(
+        [np.arange(segments[i][1], segments[i][2]) for i in idx])
+    rows = rows_of(shared)
+    S, m2 = _covariances(xp, sxx[rows], nk[rows], delta[rows], reg)
+    at = np.empty(len(nk), np.int64)
+    at[rows] = np.arange(len(rows))  # each shared member's row in S
+    Sigma = np.empty_like(S)
+    turn = [i for i in shared if names[i] in _ORIENTATION_VOLUME]
+    if turn:
+        r = rows_of(turn)
+        equal = np.concatenate([np.full(segments[i][2] - segments[i][1],
+                                        _ORIENTATION_VOLUME[names[i]]) for i in turn])
+        if len(turn) == 1:
+            equal = bool(equal[0])
+        Sigma[at[r]] = _orientation_sigma(xp, S[at[r]], nk[r], total[r], prev(r),
+                                          equal_volume=equal)
+    for i in shared:
+        if names[i] not in _ORIENTATION_VOLUME:
+            r = rows_of([i])
+            Sigma[at[r]] = _SIGMA[names[i]](xp, S[at[r]], nk[r], total[r], prev(r))
+    factor = None
+    out = _full_from(xp, Sigma, m2)
+    for i, (k, a, b) in enumerate(segments):
+        if factor is None:
+            factor = np.empty((len(nk),) + out.shape[1:], out.dtype)
+        if i in shared:
+            factor[a:b] = out[at[a:b]]
+        else:
+            factor[a:b] = ops(k, xp).factor_from_moments(
+                sxx[a:b], nk[a:b], delta[a:b], total[a:b], reg, prev(slice(a, b)))
+    return factor
 
 
 def _models() -> dict[str, CovarianceOps]:

@@ -349,19 +349,21 @@ def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
             continue
         settings = own
         members, is_hard, groups = [], [], []  # groups: per K, per start group, members
-        for k in ks:
-            check_n_samples(N, k)
-            opts = options.replace(n_components=k)
-            key = check_random_state_key(options.random_state)
-            per_k = []
-            for init, h in _starts(key, X, w, opts, plan(opts, N, D), seed_subsample=True,
-                                   host_rows=(X, w), centers_cache=centers_cache):
-                init = init.to_numpy()
-                R = init.batch_shape[0]
-                per_k.append(list(range(len(members), len(members) + R)))
-                members += [init[r] for r in range(R)]
-                is_hard += [bool(h)] * R
-            groups.append(per_k)
+        key = check_random_state_key(options.random_state)
+        with _hc_starts_of(key, X, w, options, ks):
+            for k in ks:
+                check_n_samples(N, k)
+                opts = options.replace(n_components=k)
+                per_k = []
+                for init, h in _starts(key, X, w, opts, plan(opts, N, D),
+                                       seed_subsample=True, host_rows=(X, w),
+                                       centers_cache=centers_cache):
+                    init = init.to_numpy()
+                    R = init.batch_shape[0]
+                    per_k.append(list(range(len(members), len(members) + R)))
+                    members += [init[r] for r in range(R)]
+                    is_hard += [bool(h)] * R
+                groups.append(per_k)
         starts[kind], hard[kind] = members, is_hard
         todo.append((pos, options, groups))
     if not todo:
@@ -372,6 +374,23 @@ def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
     for pos, options, groups in todo:
         out[pos] = _sweep_results(fitted[options.covariance_type], options, ks, groups, X)
     return out
+
+
+def _hc_starts_of(key, X, w, options: FitOptions, ks: list[int]):
+    """A block within which the hierarchical starts that :func:`_starts` makes for
+    ``options`` at each K of ``ks`` (:func:`_hc_start`: the tree's cut, no prior) come
+    from one batched M-step over the K (:func:`bayesgmm.initialize.hc_starts_batched`;
+    equal to the per-K ones to round-off) instead of one M-step per K; a block that
+    does nothing where the starts take no tree."""
+    from bayesgmm.initialize import hc_starts_batched
+
+    method = options.init_params
+    given = (options.weights_init, options.means_init, options.precisions_init)
+    hc_ks = [k for k in ks if method == "hc" or k > 1]  # auto at K = 1: k-means alone
+    if method not in ("hc", "auto") or any(g is not None for g in given) or len(hc_ks) < 2:
+        return contextlib.nullcontext()
+    tree = cached_hc_tree(X, w, rng=host_rng(key, 5))  # _hc_start's tree
+    return hc_starts_batched(X, w, tree, hc_ks, options.covariance_type, options.reg_covar)
 
 
 def _sweep_results(results: list, options: FitOptions, ks: list[int], groups: list, X

@@ -45,6 +45,7 @@ M-step as EM (weighted, centred statistics).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from bayesgmm._typing import Array, PRNGKey
 
 __all__ = ["INIT_METHODS", "COMPILED_INIT_METHODS", "HC_MAX_ROWS", "HCTree", "hc_tree",
-           "hc_partition", "hc_params", "cached_hc_tree", "min_component_rows",
+           "hc_partition", "hc_params", "hc_params_many", "hc_starts_batched", "cached_hc_tree", "min_component_rows",
            "collapsed", "COLLAPSE_FLOOR",
            "seed_sample_size", "n_seed_trials", "host_rng", "subsample_rows",
            "host_seeding_uniforms", "kmeans_plusplus_host", "params_from_centers",
@@ -393,6 +394,11 @@ def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type
     from bayesgmm.covariance import moment_features, moment_sums
     from bayesgmm.engines import mixture_m_step
 
+    if prior is None and not equal_weights:  # computed with the other K (hc_starts_batched)
+        for (X0, w0, tree0, kind, reg), table in _HC_STARTS:
+            if (X0 is X and w0 is sample_weight and tree0 is tree and kind == covariance_type
+                    and reg == float(reg_covar) and int(n_components) in table):
+                return table[int(n_components)]
     Xs = np.asarray(X, np.float64)[tree.rows]
     ws = (np.ones(len(Xs)) if sample_weight is None
           else np.asarray(sample_weight, np.float64)[tree.rows])
@@ -406,6 +412,74 @@ def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type
                        reg_covar=reg_covar, xp=NUMPY, prior=prior,
                        equal_weights=bool(equal_weights))
     return p.to_numpy(np.result_type(np.asarray(X).dtype, np.float32))
+
+
+def hc_params_many(X, sample_weight, tree: HCTree, ks, covariance_type: str,
+                   reg_covar: float) -> list[GMMParams]:
+    """:func:`hc_params` (no prior, free weights) for every K of ``ks`` from one
+    batched M-step: the cuts' statistics stacked as members of shape (len(ks), max K,
+    F), the missing components of each member empty (count ``10·eps``, no rows), and
+    one ``factor_from_moments`` call over the batch (each member's pooled quantities
+    pooled over its own components; the iterative M-steps of VEI, VEE, EVE, VVE and VEV
+    iterate each member as far as it would go alone, and EVE's and VVE's cold starts of
+    an empty component are EEE's, which it repeats). Equal to :func:`hc_params` per K
+    to round-off (tested): an empty component adds ``10·eps`` times ``reg_covar`` to
+    the pooled sums. Returns the parameters per K, in X's dtype, batch shape ``()``.
+    Falls back to one :func:`hc_params` per K where a cut has fewer groups than its K
+    (a tree of fewer rows)."""
+    from bayesgmm._xp import NUMPY
+    from bayesgmm.covariance import moment_features, moment_sums
+
+    ks = [int(k) for k in ks]
+    Xs = np.asarray(X, np.float64)[tree.rows]
+    ws = (np.ones(len(Xs)) if sample_weight is None
+          else np.asarray(sample_weight, np.float64)[tree.rows])
+    labels = [hc_partition(tree, k) for k in ks]
+    if not ks or any(len(np.unique(lab)) < k for lab, k in zip(labels, ks)):
+        return [hc_params(X, sample_weight, tree, k, covariance_type, reg_covar)
+                for k in ks]
+    L, K = len(ks), max(ks)
+    center = ws @ Xs / ws.sum()
+    T = moment_features(Xs, center, covariance_type, NUMPY)  # (M, F)
+    S = np.zeros((L, K, T.shape[1]))
+    for i, lab in enumerate(labels):
+        np.add.at(S[i], lab, ws[:, None] * T)  # (K, F): Σ over each group's rows
+    nk, sx, sxx = moment_sums(S, center, covariance_type, NUMPY)
+    active = np.arange(K) < np.asarray(ks)[:, None]  # (L, K) each member's own K
+    eps = float(10 * np.finfo(np.float64).eps)  # mixture_m_step's
+    counts = nk + eps
+    mass = np.where(active, counts, 0.0)
+    total = mass.sum(axis=-1)  # (L,) over each member's own components
+    delta = sx / counts[..., None]  # (L, K, D) mean minus centre
+    factor = ops(covariance_type, NUMPY).factor_from_moments(
+        sxx, counts, delta, total, np.asarray(reg_covar, np.float64), None)
+    batch = GMMParams(mass / total[:, None], center + delta, factor, covariance_type)
+    dtype = np.result_type(np.asarray(X).dtype, np.float32)
+    return [take_components(GMMParams(batch.weights[i], batch.means[i],
+                                      batch.cov_factor[i], covariance_type), k).to_numpy(dtype)
+            for i, k in enumerate(ks)]
+
+
+@contextlib.contextmanager
+def hc_starts_batched(X, sample_weight, tree: HCTree, ks, covariance_type: str,
+                      reg_covar: float):
+    """Within the block, :func:`hc_params` of these very ``X``, ``sample_weight`` and
+    ``tree`` objects, ``covariance_type`` and ``reg_covar`` (no prior, free weights) at
+    a K of ``ks`` returns :func:`hc_params_many`'s result, computed on entry: a model
+    search's hierarchical starts of one model as one batched M-step instead of one per
+    K (:func:`bayesgmm.fitting.fit_host_sweeps`)."""
+    table = dict(zip((int(k) for k in ks),
+                     hc_params_many(X, sample_weight, tree, ks, covariance_type, reg_covar)))
+    _HC_STARTS.append(((X, sample_weight, tree, covariance_type, float(reg_covar)), table))
+    try:
+        yield
+    finally:
+        _HC_STARTS.pop()
+
+
+#: (X, sample_weight, tree, covariance_type, reg_covar) -> {K: params} while a
+#: :func:`hc_starts_batched` block runs.
+_HC_STARTS: list = []
 
 
 def cached_hc_tree(X, sample_weight=None, *, max_rows: int | None = None,

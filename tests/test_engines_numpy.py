@@ -271,3 +271,37 @@ def test_sample_layout_dtype_padding_and_reproducibility():
     sk.weights_, sk.means_, sk.covariances_ = p.weights, p.means, p.covariances
     _, sk_labels = sk.sample(1000)
     assert np.all(np.diff(sk_labels) >= 0) and sk_labels.dtype.kind == labels.dtype.kind
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_layout_m_step_is_each_types_m_step_on_its_rows(warm):
+    """covariance.layout_factor_from_moments (the host search's M-step of a batch of
+    the full-storage models: one S_k and Cholesky pass, EVE's and VVE's rows in one
+    orientation M-step) equals each type's own factor_from_moments on its rows,
+    bitwise, cold and warm (previous factors), with members of fewer components
+    (padding: count 10·eps)."""
+    from bayesgmm._xp import NUMPY
+    from bayesgmm.covariance import layout_factor_from_moments
+
+    rng = np.random.default_rng(3)
+    kinds = ["VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"]
+    L, K, D = 2 * len(kinds), 4, 3
+    A = rng.normal(size=(L, K, D, D))
+    S = A @ np.swapaxes(A, -1, -2) + 0.2 * np.eye(D)
+    nk = rng.uniform(3.0, 40.0, (L, K))
+    nk[1::2, -1] = 0.0  # every second member has K - 1 components
+    counts = nk + 10 * np.finfo(np.float64).eps
+    sxx = S * counts[..., None, None]
+    delta = rng.normal(size=(L, K, D))
+    sxx = sxx + counts[..., None, None] * delta[..., :, None] * delta[..., None, :]
+    total = np.where(nk > 0, counts, 0.0).sum(-1)
+    previous = np.linalg.cholesky(S[::-1]) if warm else None
+    segments = tuple((k, 2 * i, 2 * i + 2) for i, k in enumerate(kinds))
+    got = layout_factor_from_moments(segments, sxx, counts, delta, total,
+                                     np.asarray(1e-6), previous)
+    for k, a, b in segments:
+        want = ops(k, NUMPY).factor_from_moments(
+            sxx[a:b], counts[a:b], delta[a:b], total[a:b], np.asarray(1e-6),
+            None if previous is None else previous[a:b])
+        np.testing.assert_array_equal(got[a:b], want, err_msg=k)
+        assert np.isfinite(want).all()

@@ -323,3 +323,42 @@ def test_given_means_replace_the_trees():
     tree = hc_tree(X)
     ref = hc_params(X, None, tree, 4, "full", 1e-6)
     np.testing.assert_allclose(gm.weights_, ref.weights, rtol=1e-12)
+
+
+def test_hc_params_many_is_hc_params_per_k():
+    """A model's hierarchical starts for every K from one batched M-step
+    (hc_params_many; the missing components of the smaller K empty) are hc_params's
+    for each K alone, for all 14 models (3-D: LAPACK's eigen-decompositions; EVE's and
+    VVE's cold orientation starts at the components' own eigenvectors, so a padded
+    component's start would be a different one), and fit_host_sweeps' block hands
+    them to hc_params unchanged; outside it hc_params computes its own."""
+    from bayesgmm.covariance import MCLUST_MODELS
+    from bayesgmm.initialize import hc_params_many, hc_starts_batched
+
+    X, _ = _separated(n_per=15, d=3, seed=1)
+    tree = hc_tree(X)
+    ks = [2, 4, 5, 7]
+    for ct in MCLUST_MODELS:
+        many = hc_params_many(X, None, tree, ks, ct, 1e-6)
+        for k, p in zip(ks, many):
+            one = hc_params(X, None, tree, k, ct, 1e-6)
+            for a, b in zip((p.weights, p.means, p.cov_factor),
+                            (one.weights, one.means, one.cov_factor)):
+                assert a.shape == b.shape, ct
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"{ct}, K={k}")
+    # iris, VVE: its cold orientation runs its 50 steps, and at K = 8 an empty
+    # component's own start (the identity) would win
+    from sklearn.datasets import load_iris
+
+    iris = load_iris().data
+    iris_tree = hc_tree(iris)
+    many = hc_params_many(iris, None, iris_tree, [8, 9], "VVE", 1e-6)
+    for k, p in zip([8, 9], many):
+        one = hc_params(iris, None, iris_tree, k, "VVE", 1e-6)
+        np.testing.assert_allclose(p.full_covariances, one.full_covariances, rtol=1e-6,
+                                   atol=1e-9, err_msg=f"iris VVE, K={k}")
+    with hc_starts_batched(X, None, tree, ks, "VVE", 1e-6):
+        inside = hc_params(X, None, tree, 4, "VVE", 1e-6)
+        assert hc_params(X, None, tree, 4, "VVE", 1e-6) is inside  # the batch's
+        assert hc_params(X, None, tree, 4, "EVE", 1e-6) is not inside
+    assert hc_params(X, None, tree, 4, "VVE", 1e-6) is not inside

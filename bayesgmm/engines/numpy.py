@@ -43,6 +43,7 @@ from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import (
     RAW_TABLE,
     Prior,
+    layout_factor_from_moments,
     moment_features,
     moment_sums,
     moment_theta,
@@ -321,10 +322,9 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
     reg = np.asarray(reg_covar, sx.dtype)
     if len(segments) == 1:
         factor = table.factor_from_moments(sxx, nk, delta, total, reg, previous.cov_factor)
-    else:  # each type's own M-step on its rows
-        factor = np.concatenate([ops(k, NUMPY).factor_from_moments(
-            sxx[a:b], nk[a:b], delta[a:b], total[a:b], reg, previous.cov_factor[a:b])
-            for k, a, b in segments])
+    else:  # each type's own M-step on its rows, their shared parts in one call
+        factor = layout_factor_from_moments(segments, sxx, nk, delta, total, reg,
+                                            previous.cov_factor)
     weights, means = mass / total[:, None], center + delta
     if active is not None:  # padding keeps its previous values, as select_components
         weights = np.where(active, weights, previous.weights)
