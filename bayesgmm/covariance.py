@@ -680,10 +680,20 @@ def _host64(xp, a: Array) -> bool:
 
 def _host_lapack(name: str, a: np.ndarray):
     """``numpy.linalg.<name>(a)`` (eigh and eigvalsh of the lower triangle, svd with full
-    matrices) by its gufunc, for float64 ``a`` (..., D, D)."""
+    matrices) by its gufunc, for float64 ``a`` (..., D, D). A matrix with a non-finite
+    entry gives NaN without reaching LAPACK, whose SVD never returns on an infinity (a
+    VVE search with ``reg_covar=0`` on duplicated rows hung there)."""
     gufunc, signature = _GUFUNCS64[name]
+    finite = np.isfinite(a).all(axis=(-2, -1))
+    if not finite.all():
+        a = np.where(finite[..., None, None], a, 0.0)
     with np.errstate(all="ignore"):
-        return gufunc(a, signature=signature)
+        out = gufunc(a, signature=signature)
+    if finite.all():
+        return out
+    nan = lambda o: np.where(finite.reshape(finite.shape + (1,) * (o.ndim - finite.ndim)),
+                             o, np.nan)
+    return tuple(map(nan, out)) if isinstance(out, tuple) else nan(out)
 
 
 # ---- 2 x 2 closed forms on the host ---------------------------------------------------

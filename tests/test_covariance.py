@@ -453,3 +453,38 @@ def test_host_2x2_closed_forms_equal_lapack():
     U3, _, Vt3 = np.linalg.svd(S3[good] - 2.0 * np.eye(3))
     np.testing.assert_array_equal(cv._polar(_xp.NUMPY, S3 - 2.0 * np.eye(3))[good], U3 @ Vt3)
     assert np.isnan(w3[1]).all() and np.isnan(cv._polar(_xp.NUMPY, S3)[1]).all()
+
+
+_INF_SCRIPT = r"""
+import numpy as np
+from bayesgmm import covariance as C
+from bayesgmm.engines import numpy as host
+from bayesgmm.params import GMMParams
+a = np.stack([np.array([[np.inf, 1, 0], [1, 2, 0], [0, 0, 1.0]]), 2 * np.eye(3)])
+for name in ("svd", "eigh", "eigvalsh"):
+    out = C._host_lapack(name, a)
+    out = out if isinstance(out, tuple) else (out,)
+    assert all(np.isnan(o[0]).all() and np.isfinite(o[1]).all() for o in out), name
+assert np.allclose(C._host_lapack("eigvalsh", a)[1], 2.0)
+# three equal rows and reg_covar=0: a VVE component collapses onto them (inf precision)
+rng = np.random.default_rng(3)
+X = np.concatenate([np.repeat([[10.0, 10.0, 10.0]], 3, 0), rng.normal(0, 1, (60, 3))])
+starts = [GMMParams(np.full(k, 1 / k), X[np.random.default_rng(1).choice(63, k, replace=False)],
+                    C.ops("VVE").identity(k, 3, np.float64), "VVE") for k in (2, 3, 4)]
+out = host.fit_many_models(X, {"VVE": starts}, tol=1e-6, max_iter=30, reg_covar=0.0)
+print("done", [bool(info.nonfinite) for _, info in out["VVE"]])
+"""
+
+
+def test_host_lapack_answers_nan_for_a_non_finite_matrix():
+    """LAPACK's SVD never returns on a matrix with an infinity (a VVE search with
+    reg_covar=0 on duplicated rows hung in the polar factor): the host wrapper answers
+    NaN for that matrix and decomposes the others; the fit stops, flagged non-finite.
+    In a subprocess with a timeout, so that the old hang fails instead of hanging."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _INF_SCRIPT], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "done" in out.stdout and "True" in out.stdout
