@@ -397,7 +397,6 @@ def _sweep_results(results: list, options: FitOptions, ks: list[int], groups: li
                    ) -> list[tuple[GMMParams, FitInfo]]:
     """Each K's best fit among its starts' results (``groups``: per K, per start group,
     the indices into ``results``), picked and reported as :func:`fit` does."""
-    D = X.shape[1]
     out = []
     for k, per_k in zip(ks, groups):
         opts = options.replace(n_components=k)

@@ -16,7 +16,7 @@ Three kernels compute the same statistics:
   from ``c`` would lose every digit: float32 takes it only through ``"guarded"``. Since ``c`` is fixed
   for a whole fit, so are the features: EM computes them once when they fit in
   :data:`FEATURE_CACHE_BYTES` (:func:`feature_cache`), and every iteration only reads
-  them. diag/spherical keep them in both layouts (:class:`FeatureTable`), so that the
+  them. diag keeps them in both layouts (:class:`FeatureTable`), so that the
   statistics' dot is ``(F, C) @ (C, K)``: XLA's CPU backend runs it in YNNPACK, where
   ``(C, K)ᵀ @ (C, F)`` went to Eigen with a transposed operand (its slowest part).
   In float32, diag keeps only ``x - c`` in both layouts (:class:`DataTable`)
@@ -121,7 +121,7 @@ class SuffStats(NamedTuple):
 
 
 class FeatureTable(NamedTuple):
-    """The moments features of all rows in both layouts (diag/spherical; see
+    """The moments features of all rows in both layouts (diag; see
     :func:`feature_table`).
 
     With the rows' layout alone the statistics' dot contracts the first axis of both
@@ -137,7 +137,7 @@ class FeatureTable(NamedTuple):
 
 class DataTable(NamedTuple):
     """The centred data ``x_n - c`` of all rows in both layouts: what float32
-    diag/spherical EM keeps for a fit instead of a :class:`FeatureTable` (see
+    diag EM keeps for a fit instead of a :class:`FeatureTable` (see
     :func:`feature_table`).
 
     Each chunk squares its rows in cache and runs the E-step as ``(x - c)² @ θ_quad +
@@ -360,7 +360,7 @@ def _isotropic_stats(params: GMMParams, T: Array, Tt: Array, sample_weight: Arra
 def _data_stats(params: GMMParams, U: Array, Ut: Array, sample_weight: Array,
                 center: Array, bound_shift: bool | Array = False,
                 hard: Array | bool = False) -> SuffStats:
-    """:func:`_moments_stats` of diag/spherical from a :class:`DataTable`'s chunk,
+    """:func:`_moments_stats` of diag from a :class:`DataTable`'s chunk,
     ``U = x - c`` (C, D) and its transpose ``Ut`` (D, C): the squares are made in cache,
     the E-step is ``U² @ θ_quad + U @ θ_lin`` (+ θ_0) and the statistics ``Σ_n r``,
     ``Ut @ r`` and ``Ut² @ r`` (r = e · s, (C, K)), stacked as T's columns

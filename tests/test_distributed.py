@@ -76,7 +76,6 @@ def _reference(X, params, max_iter=40):
     import jax
 
     from bayesgmm.engines import jax as em
-    from bayesgmm.params import GMMParams
 
     with jax.enable_x64(True):
         p, info = em.fit(jax.numpy.asarray(X), params, tol=1e-10, max_iter=max_iter)

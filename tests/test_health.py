@@ -11,7 +11,7 @@ import pytest
 
 from bayesgmm import BayesianGaussianMixture, Priors
 from bayesgmm.bayes import SamplingWarning
-from bayesgmm.bayes.posterior import COLLAPSED_SCALE, health
+from bayesgmm.bayes.posterior import health
 from bayesgmm.datasets import make_blobs
 from bayesgmm.params import GMMParams
 

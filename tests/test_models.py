@@ -427,7 +427,6 @@ def test_batched_m_step_equals_member_by_member(model, warm):
 
 @pytest.mark.parametrize("model", MCLUST_MODELS)
 def test_batched_moment_theta_equals_member_by_member(model):
-    t = ops(model, np)
     rng = np.random.default_rng(5)
     L, center = 3, rng.normal(size=D)
     members = [_member_stats(model, seed) for seed in (30, 31, 32)]

@@ -371,7 +371,7 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     p = draws.to_numpy()
     C, S = p.batch_shape
     X = np.asarray(X, dtype=np.float64)
-    N, K = X.shape[0], p.n_components
+    N = X.shape[0]
     sd = X.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     cov = np.asarray(p.full_covariances, dtype=np.float64) / np.outer(sd, sd)  # standardised
