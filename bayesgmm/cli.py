@@ -374,16 +374,16 @@ def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
     ``sweep.csv``, ``summary.txt`` and ``config.toml``. Returns a summary dict with
     ``table`` (the :class:`bayesgmm.selection.SweepResult`) and ``text``. ``progress``:
     a tqdm bar on stderr, one tick per fitted (covariance type, K). Data with missing
-    values (``[fit] missing = "marginalize"``) is swept by :func:`_sweep_with_holes`."""
+    values (``[fit] missing = "marginalize"``) is swept by missing-data fits (the
+    sweep's ``missing``)."""
     from bayesgmm.selection import sweep
 
     data = data or _load(cfg, log)
     lo, hi = cfg.sweep.n_components
     _check_enough_rows(data, hi, "[sweep] n_components")
     t0 = time.perf_counter()
-    search = _sweep_with_holes if np.isnan(data.X).any() else sweep
     with _fit_errors():
-        table = search(data.X, range(lo, hi + 1), cfg.sweep.covariance_types,
+        table = sweep(data.X, range(lo, hi + 1), cfg.sweep.covariance_types,
                        criterion=cfg.sweep.criterion, progress=progress, **_em_settings(cfg))
     best = table.best
     choice = (f"best {cfg.sweep.criterion.upper()}: K={best['n_components']} "
@@ -786,50 +786,6 @@ def _em_settings(cfg: RunConfig) -> dict:
     return dict(random_state=f.random_state, n_init=f.n_init, tol=f.tol,
                 reg_covar=f.reg_covar, max_iter=f.max_iter, init_params=f.init_params,
                 missing=f.missing)
-
-
-def _sweep_with_holes(X, n_components, covariance_types, *, criterion: str,
-                      progress: bool = False, **settings):
-    """:func:`bayesgmm.selection.sweep`'s table for data with missing values, which that
-    sweep does not take: each (covariance type, K) is one
-    ``GaussianMixture(missing="marginalize")`` fit (missing-data EM,
-    :mod:`bayesgmm.missing`), scored by its criteria on the observed coordinates; the
-    best row is the lowest ``criterion`` among the fits that did not collapse, as there."""
-    from bayesgmm.covariance import CANONICAL
-    from bayesgmm.estimators import GaussianMixture
-    from bayesgmm.initialize import collapsed
-    from bayesgmm.progress import bar
-    from bayesgmm.selection import SweepResult
-    from bayesgmm.validation import DegenerateComponentWarning
-
-    N = X.shape[0]
-    ks = [int(k) for k in n_components]
-    rows, models = [], []
-    with bar(len(ks) * len(covariance_types), "sweep", progress, unit="fit") as shown, \
-            warnings.catch_warnings():
-        # as the sweep: large K leaves components nearly empty; the table reports it
-        warnings.simplefilter("ignore", DegenerateComponentWarning)
-        warnings.filterwarnings("ignore", "Best performing initialization did not")
-        for ct in covariance_types:
-            for k in ks:
-                gm = GaussianMixture(k, covariance_type=ct, **settings).fit(X)
-                crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
-                n_par = gm.params_.n_parameters
-                rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"],
-                             (n_par * np.log(N) - crit["bic"]) / 2, n_par, gm.lower_bound_,
-                             gm.n_iter_, gm.converged_,
-                             collapsed(gm.params_, gm.weights_ * N, gm.reg_covar)))
-                models.append(gm)
-                shown.update()
-    names = ["n_components", "covariance_type", "bic", "aic", "icl", "log_likelihood",
-             "n_parameters", "lower_bound", "n_iter", "converged", "collapsed"]
-    table = SweepResult({n: np.array([r[i] for r in rows]) for i, n in enumerate(names)})
-    values = np.where(table["collapsed"], np.nan, table[criterion])
-    if np.all(np.isnan(values)):  # every fit collapsed: rank them anyway
-        values = table[criterion]
-    table["best"] = np.arange(len(rows)) == int(np.nanargmin(values))
-    table.criterion, table.models = criterion, models
-    return table
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:

@@ -266,7 +266,9 @@ def sweep(
         :class:`bayesgmm.GaussianMixture`'s arguments for every fit (``random_state``,
         ``n_init``, ``init_params`` ...); the models in the result carry them. Where not
         given, ``tol=1e-5`` and ``max_iter=1000`` (:data:`SWEEP_DEFAULTS`): criteria
-        compare log-likelihoods, so EM runs near convergence.
+        compare log-likelihoods, so EM runs near convergence. With
+        ``missing="marginalize"`` and NaN in X, each (covariance type, K) is one
+        missing-data fit (:mod:`bayesgmm.missing`), scored on the observed coordinates.
 
     Returns
     -------
@@ -280,6 +282,9 @@ def sweep(
     if isinstance(covariance_types, str):
         covariance_types = (all_covariance_types() if covariance_types == "all"
                             else (covariance_types,))
+    if settings.get("missing") == "marginalize" and np.isnan(np.asarray(X, float)).any():
+        return _sweep_missing(X, ks, covariance_types, criterion, settings,
+                              _bar_on(progress, settings))
     X = check_array_2d(X, min_samples=2)
     rows, models = [], []
     shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
@@ -315,6 +320,31 @@ def sweep(
                          gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed))
             models.append(gm)
     shown.close()
+    return _table(rows, models, criterion)
+
+
+def _sweep_missing(X, ks: list[int], covariance_types, criterion: str, settings: dict,
+                   progress: bool) -> SweepResult:
+    """:func:`sweep` of data with missing values: each (covariance type, K) one
+    ``GaussianMixture(missing="marginalize")`` fit, its criteria on the observed
+    coordinates."""
+    N = np.shape(X)[0]
+    rows, models = [], []
+    with bar(len(ks) * len(covariance_types), "sweep", progress, unit="fit") as shown, \
+            warnings.catch_warnings():
+        _silence()
+        for ct in covariance_types:
+            for k in ks:
+                gm = GaussianMixture(**{**settings, "n_components": k,
+                                        "covariance_type": ct}).fit(X)
+                crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
+                n_par = gm.params_.n_parameters
+                rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"],
+                             (n_par * np.log(N) - crit["bic"]) / 2, n_par, gm.lower_bound_,
+                             gm.n_iter_, gm.converged_,
+                             collapsed_fit(gm.params_, gm.weights_ * N, gm.reg_covar)))
+                models.append(gm)
+                shown.update()
     return _table(rows, models, criterion)
 
 

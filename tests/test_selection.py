@@ -446,3 +446,25 @@ def test_sweep_runs_on_the_host_up_to_its_threshold():
     assert sweep_engine("numpy", 10**7, 9, 3, "full") == "numpy"
     with pytest.raises(ValueError, match="engine"):
         sweep_engine("gpu", 10, 2, 3, "full")
+
+
+def test_sweep_of_data_with_missing_values_is_missing_data_em():
+    """With missing="marginalize" and NaN in X, each row of the table is that
+    (covariance type, K)'s missing-data fit (GaussianMixture(missing=...), an
+    independent call), its BIC on the observed coordinates; the best is the lowest BIC
+    (three generated clusters, 10% of the cells missing: K = 3)."""
+    from bayesgmm.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=150, centers=3, cluster_std=0.6, random_state=2)
+    X = X.copy()
+    X[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0  # every row keeps an observed value
+    table = sweep(X, range(1, 5), ("full", "EII"), missing="marginalize", random_state=0)
+    assert table.best["n_components"] == 3
+    for row in (0, 5):
+        k, ct = int(table["n_components"][row]), table["covariance_type"][row]
+        gm = GaussianMixture(k, covariance_type=ct, missing="marginalize", random_state=0,
+                             tol=1e-5, max_iter=1000).fit(X)
+        np.testing.assert_allclose(table["bic"][row], gm.bic(X), rtol=1e-10)
+    with pytest.raises(ValueError, match="NaN"):
+        sweep(X, range(1, 3))
