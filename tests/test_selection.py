@@ -324,7 +324,8 @@ def test_fit_many_models_equals_fit_per_start_of_each_type(datasets):
     VVV; batches of one feature table and K share an E-step): each member's result
     equals engines.numpy.fit from its start, alone. Members of K = 1..4, hard and soft
     first passes, padded and grouped by K, all stopped by max_iter, then stopping at
-    different iterations by tol."""
+    different iterations by tol; then sample weights with float32 input, and
+    univariate data (E, V)."""
     from bayesgmm.covariance import ops
     from bayesgmm.engines import numpy as host
 
@@ -359,6 +360,23 @@ def test_fit_many_models_equals_fit_per_start_of_each_type(datasets):
             assert stopped > 12
         else:  # members leave the loop at many different iterations
             assert len(iterations) > 5
+    # sample weights with float32 input; and univariate data (mclust's E and V)
+    w = rng.integers(1, 4, len(X)).astype(np.float64)
+    X1 = X[:, :1].copy()
+    uni = {kind: [GMMParams(np.full(k, 1 / k), X1[rng.choice(len(X), k, replace=False)],
+                            ops(kind).identity(k, 1, np.float64), kind) for k in (1, 2, 3)]
+           for kind in ("E", "V")}
+    for data, group, weight in ((X.astype(np.float32), starts, w), (X1, uni, None)):
+        many = host.fit_many_models(data, group, sample_weight=weight, tol=1e-6,
+                                    max_iter=300)
+        for kind, members in group.items():
+            for p0, (p, info) in zip(members, many[kind]):
+                q, ref = host.fit(data, p0, sample_weight=weight, tol=1e-6, max_iter=300)
+                assert p.means.dtype == data.dtype
+                assert int(info.n_iter) == int(ref.n_iter), kind
+                np.testing.assert_allclose(info.lower_bound, ref.lower_bound, rtol=1e-10)
+                np.testing.assert_allclose(p.means, q.means, rtol=1e-6, atol=1e-6)
+                np.testing.assert_allclose(p.cov_factor, q.cov_factor, rtol=1e-6, atol=1e-6)
 
 
 def test_host_sweeps_of_several_types_equal_each_type_alone(datasets):
