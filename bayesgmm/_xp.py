@@ -148,6 +148,20 @@ def _np_nan_where(mask: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.where(mask, np.nan, a) if mask.any() else a
 
 
+def finite_or_nan(decompose, a: np.ndarray):
+    """``decompose(a)`` (a NumPy/LAPACK decomposition over the last two axes) with NaN
+    outputs for each matrix holding a non-finite entry, which never reaches LAPACK:
+    its SVD does not return on an infinity (a VVE search with ``reg_covar=0`` on
+    duplicated rows hung in a polar factor)."""
+    finite = np.isfinite(a).all(axis=(-2, -1))
+    if finite.all():
+        return decompose(a)
+    out = decompose(np.where(finite[..., None, None], a, 0.0))
+    nan = lambda o: np.where(  # noqa: E731
+        finite.reshape(finite.shape + (1,) * (o.ndim - finite.ndim)), o, np.nan)
+    return tuple(map(nan, out)) if isinstance(out, tuple) else nan(out)
+
+
 def _nan_per_matrix(public):
     """NumPy's ``linalg`` decomposition ``public`` over the last two axes, with NaN
     outputs for a matrix it cannot decompose (NaN or infinite entries), as JAX gives,
@@ -156,7 +170,7 @@ def _nan_per_matrix(public):
     def fn(a):
         a = np.asarray(a)
         try:
-            return public(a)
+            return finite_or_nan(public, a)
         except np.linalg.LinAlgError:
             pass
         eye = np.eye(a.shape[-1], dtype=a.dtype)

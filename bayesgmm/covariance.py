@@ -77,7 +77,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from bayesgmm._xp import NUMPY as _NUMPY_NS
-from bayesgmm._xp import Namespace, get_namespace, namespace
+from bayesgmm._xp import Namespace, finite_or_nan, get_namespace, namespace
 
 # HIGHEST (JAX's matmul precision) is importable from here too, resolved on first use so
 # that this module does not import JAX; it is left out of __all__ for the same reason.
@@ -680,20 +680,11 @@ def _host64(xp, a: Array) -> bool:
 
 def _host_lapack(name: str, a: np.ndarray):
     """``numpy.linalg.<name>(a)`` (eigh and eigvalsh of the lower triangle, svd with full
-    matrices) by its gufunc, for float64 ``a`` (..., D, D). A matrix with a non-finite
-    entry gives NaN without reaching LAPACK, whose SVD never returns on an infinity (a
-    VVE search with ``reg_covar=0`` on duplicated rows hung there)."""
+    matrices) by its gufunc, for float64 ``a`` (..., D, D); NaN for a matrix with a
+    non-finite entry (:func:`bayesgmm._xp.finite_or_nan`)."""
     gufunc, signature = _GUFUNCS64[name]
-    finite = np.isfinite(a).all(axis=(-2, -1))
-    if not finite.all():
-        a = np.where(finite[..., None, None], a, 0.0)
     with np.errstate(all="ignore"):
-        out = gufunc(a, signature=signature)
-    if finite.all():
-        return out
-    nan = lambda o: np.where(finite.reshape(finite.shape + (1,) * (o.ndim - finite.ndim)),
-                             o, np.nan)
-    return tuple(map(nan, out)) if isinstance(out, tuple) else nan(out)
+        return finite_or_nan(lambda m: gufunc(m, signature=signature), a)
 
 
 # ---- 2 x 2 closed forms on the host ---------------------------------------------------

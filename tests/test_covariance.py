@@ -460,12 +460,15 @@ import numpy as np
 from bayesgmm import covariance as C
 from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams
+from bayesgmm._xp import NUMPY
 a = np.stack([np.array([[np.inf, 1, 0], [1, 2, 0], [0, 0, 1.0]]), 2 * np.eye(3)])
-for name in ("svd", "eigh", "eigvalsh"):
-    out = C._host_lapack(name, a)
+calls = [getattr(NUMPY, name) for name in ("svd", "eigh", "eigvalsh")]  # NumPy's linalg
+calls += [lambda m, n=name: C._host_lapack(n, m) for name in C._GUFUNCS64]  # the gufuncs
+for call in calls:
+    out = call(a)
     out = out if isinstance(out, tuple) else (out,)
-    assert all(np.isnan(o[0]).all() and np.isfinite(o[1]).all() for o in out), name
-assert np.allclose(C._host_lapack("eigvalsh", a)[1], 2.0)
+    assert all(np.isnan(o[0]).all() and np.isfinite(o[1]).all() for o in out), call
+assert np.allclose(NUMPY.eigvalsh(a)[1], 2.0)
 # three equal rows and reg_covar=0: a VVE component collapses onto them (inf precision)
 rng = np.random.default_rng(3)
 X = np.concatenate([np.repeat([[10.0, 10.0, 10.0]], 3, 0), rng.normal(0, 1, (60, 3))])
@@ -478,8 +481,9 @@ print("done", [bool(info.nonfinite) for _, info in out["VVE"]])
 
 def test_host_lapack_answers_nan_for_a_non_finite_matrix():
     """LAPACK's SVD never returns on a matrix with an infinity (a VVE search with
-    reg_covar=0 on duplicated rows hung in the polar factor): the host wrapper answers
-    NaN for that matrix and decomposes the others; the fit stops, flagged non-finite.
+    reg_covar=0 on duplicated rows hung in the polar factor): the host namespace's
+    decompositions and the direct gufunc calls answer NaN for that matrix and
+    decompose the others; the fit stops, flagged non-finite.
     In a subprocess with a timeout, so that the old hang fails instead of hanging."""
     import subprocess
     import sys
