@@ -196,7 +196,11 @@ def test_compare_n_components_never_ranks_the_collapsed_iris_k4():
     assert list(table["K"]) == [2, 3, 4]
     k4 = out["fits"]["K=4"].health_
     assert not table.loc["K=4", "healthy"] and not table.loc["K=4", "ranked"]
-    assert not k4.healthy and (k4.collapsed.any() or k4.empty.any() or k4.stray.any())
+    # a degeneracy issue 21 names: a collapsed or empty component, a stray chain, or
+    # chains in different modes (the log density's R-hat); which one depends on the
+    # draws (JAX 0.10 on Python 3.11 collapses, JAX 0.12 on 3.13 splits the modes)
+    assert not k4.healthy and (k4.collapsed.any() or k4.empty.any() or k4.stray.any()
+                               or k4.lp_rhat > 1.05)
     summary = out["fits"]["K=4"].summary(kind="diagnostics")
     assert summary.attrs["healthy"] is False and summary.attrs["problems"][0].startswith("K=4: ")
     assert out["best_loo"] != 4
