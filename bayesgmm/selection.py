@@ -313,11 +313,8 @@ def sweep(
                                              **{**settings, "n_components": k,
                                                 "covariance_type": ct})
             gm.engine_ = plan(options.replace(n_components=k), *X.shape).engine
-            n_par = params.n_parameters
-            log_lik = (n_par * np.log(X.shape[0]) - crit["bic"]) / 2
-            collapsed = collapsed_fit(params, info.nk[:k], options.reg_covar)
-            rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"], log_lik, n_par,
-                         gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed))
+            rows.append(_row(gm, crit, X.shape[0],
+                             collapsed_fit(params, info.nk[:k], options.reg_covar)))
             models.append(gm)
     shown.close()
     return _table(rows, models, criterion)
@@ -338,14 +335,20 @@ def _sweep_missing(X, ks: list[int], covariance_types, criterion: str, settings:
                 gm = GaussianMixture(**{**settings, "n_components": k,
                                         "covariance_type": ct}).fit(X)
                 crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
-                n_par = gm.params_.n_parameters
-                rows.append((k, CANONICAL[ct], crit["bic"], crit["aic"], crit["icl"],
-                             (n_par * np.log(N) - crit["bic"]) / 2, n_par, gm.lower_bound_,
-                             gm.n_iter_, gm.converged_,
-                             collapsed_fit(gm.params_, gm.weights_ * N, gm.reg_covar)))
+                rows.append(_row(gm, crit, N,
+                                 collapsed_fit(gm.params_, gm.weights_ * N, gm.reg_covar)))
                 models.append(gm)
                 shown.update()
     return _table(rows, models, criterion)
+
+
+def _row(gm: GaussianMixture, crit: dict, n_samples: int, collapsed: bool) -> tuple:
+    """One fit's row of the table (:func:`_table`'s columns); the log-likelihood from
+    the BIC."""
+    n_par = gm.params_.n_parameters
+    return (gm.n_components, CANONICAL[gm.covariance_type], crit["bic"], crit["aic"],
+            crit["icl"], (n_par * np.log(n_samples) - crit["bic"]) / 2, n_par,
+            gm.lower_bound_, gm.n_iter_, gm.converged_, collapsed)
 
 
 def _bar_on(progress: bool | None, settings: dict) -> bool:

@@ -239,9 +239,9 @@ def moments(X, covariance_type: str):
     if X.dtype != jnp.float64:
         return None
     centre = jnp.mean(X, axis=0)
-    Y = X - centre
-    return Moments(moment_features(X, centre, covariance_type, jnp), centre,
-                   jnp.sqrt(jnp.max(jnp.sum(Y * Y, axis=1))))
+    phi = moment_features(X, centre, covariance_type, jnp)
+    Y = phi[:, 1:1 + X.shape[1]]  # x - c, the features' linear columns
+    return Moments(phi, centre, jnp.sqrt(jnp.max(jnp.sum(Y * Y, axis=1))))
 
 
 def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None,
@@ -525,17 +525,18 @@ def _guarded_log_likelihood(covariance_type, log_weights, means, factor,
     VJP, 6 ms with the centred branch also in blocks (the moment kernel alone: 5.9;
     see :func:`_guard_branches`). Inside NUTS's compiled loop neither mattered
     measurably (``benchmarks/README.md``)."""
-    args = (log_weights, means, factor)
-    moment, centred = _guard_branches(covariance_type, moments, X, with_grad=False)
+    return _guarded(covariance_type, (log_weights, means, factor), moments, X, False)
+
+
+def _guarded(covariance_type, args, moments: Moments, X, with_grad: bool):
+    """The guard's ``lax.cond`` over :func:`_guard_branches`: the value, and with
+    ``with_grad`` (value, gradient)."""
+    moment, centred = _guard_branches(covariance_type, moments, X, with_grad)
     return jax.lax.cond(_moment_exact(moments, *args, covariance_type), moment, centred, args)
 
 
 def _guarded_fwd(covariance_type, log_weights, means, factor, moments, X):
-    args = (log_weights, means, factor)
-    moment, centred = _guard_branches(covariance_type, moments, X, with_grad=True)
-    value, grads = jax.lax.cond(_moment_exact(moments, *args, covariance_type),
-                                moment, centred, args)
-    return value, grads
+    return _guarded(covariance_type, (log_weights, means, factor), moments, X, True)
 
 
 def _guarded_bwd(covariance_type, grads, g):
