@@ -845,7 +845,8 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         step_of = functools.partial(_orientation_step, xp, bool(equal_volume))
     else:  # (...) bool per member: EVE's and VVE's rows of one batch together
         operands += (xp.asarray(equal_volume),)
-        step_of = lambda *a: _orientation_step(xp, a[-1], *a[:-1])
+        step_of = lambda S, W, upper, nk, tot, equal, source=None: _orientation_step(  # noqa: E731
+            xp, equal, S, W, upper, nk, tot, source)
     if previous is None:
         eee = _eigh(xp, W.sum(axis=-3))[1][..., None, :, :]  # (..., 1, D, D)
         # an empty component (a count of at most 20·eps: the missing components of a
@@ -854,6 +855,12 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         empty = nk <= 20 * float(np.finfo(S.dtype).eps)
         starts = xp.concatenate([eee, xp.where(empty[..., None, None], eee, _eigh(xp, S)[1])],
                                 axis=-3)
+        if xp is _NUMPY_NS and batch == 1 and empty.any():
+            # such a start repeats the first, and so does each of its iterations,
+            # bitwise: its polar factors are the first's, not computed again (iris's
+            # hierarchical starts, K = 2..9 padded to 9: 28 of 80 starts an M-step)
+            operands += (np.where(np.concatenate([np.zeros_like(empty[:, :1]), empty], axis=1),
+                                  0, np.arange(empty.shape[1] + 1)),)
     else:  # the loop runs until every start has converged: the warm one alone is cheap
         # the previous covariances share their eigenvectors; summed weighted by the
         # counts, so that padding (n_k = 0 up to 10·eps, identity factors) adds nothing
@@ -914,19 +921,38 @@ def _orientation_diagonals(xp, equal_volume, S: Array, nk: Array, tot: Array,
     return b, xp.where(equal_volume[..., None, None, None], d, xp.maximum(b, tiny))
 
 
-def _orientation_step(xp, equal_volume: bool, S, W, upper, nk, tot) -> Callable:
+def _orientation_step(xp, equal_volume: bool, S, W, upper, nk, tot,
+                      source: np.ndarray | None = None) -> Callable:
     """The two majorise-minimise steps of :func:`_common_orientation` on the orientations
-    (..., C, D, D) of the members whose statistics these are."""
+    (..., C, D, D) of the members whose statistics these are. ``source`` (host, (L, C)
+    int): each start's first copy among its member's starts (itself, or 0 where it
+    repeats the first): the polar factors of the copies alone are computed
+    (:func:`_polar_of_sources`)."""
+    polar = ((lambda F: _polar(xp, F)) if source is None  # noqa: E731
+             else (lambda F: _polar_of_sources(xp, F, source)))
 
     def step(O):
         # K is axis -3 of each product; reduce it
         M = 1.0 / _orientation_diagonals(xp, equal_volume, S, nk, tot, O)[1]  # (..., C, K, D)
-        O = _polar(xp, (_orientation_times(xp, upper, O) * M[..., None, :]).sum(axis=-3))
+        O = polar((_orientation_times(xp, upper, O) * M[..., None, :]).sum(axis=-3))
         M = 1.0 / _orientation_diagonals(xp, equal_volume, S, nk, tot, O)[1]
         gap = (M.max(axis=-1, keepdims=True) - M)[..., None, :]  # m_k I - M_k
-        return _polar(xp, (_orientation_times(xp, W, O) * gap).sum(axis=-3))
+        return polar((_orientation_times(xp, W, O) * gap).sum(axis=-3))
 
     return step
+
+
+def _polar_of_sources(xp, F: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """:func:`_polar` of F (L, C, D, D) on the host where starts repeat others: the
+    starts ``c`` with ``source[l, c] == c`` are computed, each other one is given its
+    source's result (the same matrix, so the same factor, bitwise)."""
+    L, C = source.shape
+    flat = (np.arange(L)[:, None] * C + source).ravel()  # each start's source, flattened
+    own = flat == np.arange(L * C)
+    F = F.reshape((L * C,) + F.shape[-2:])
+    Q = np.empty_like(F)
+    Q[own] = _polar(xp, F[own])
+    return Q[flat].reshape((L, C) + F.shape[-2:])
 
 
 def _iterate_members(xp, step_of: Callable, operands: tuple, x: Array, max_iter: int,
