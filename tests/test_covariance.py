@@ -506,6 +506,31 @@ def test_cold_orientation_shares_the_polar_factors_of_repeated_starts():
             np.testing.assert_array_equal(got_O, O[rows, best])
             np.testing.assert_array_equal(got_d, d[rows, best])
 
+
+def test_padding_eigen_decompositions_are_lapacks_without_the_call():
+    """The host M-steps of EEV, VEV (eigenvectors of S_k) and EVE, VVE (largest
+    eigenvalue of W_k) take the answer for an empty component whose matrix is c·I
+    (padding: reg_covar·I) without calling LAPACK: it equals numpy.linalg.eigh's and
+    eigvalsh's, bitwise, for D = 1 and 3..6; an empty component whose matrix is not a
+    multiple of I, and every other one, goes to LAPACK."""
+    from bayesgmm import covariance as cv
+
+    rng = np.random.default_rng(2)
+    for D in (1, 3, 4, 5, 6):
+        A = rng.normal(size=(3, 4, D, D))
+        S = A @ np.swapaxes(A, -1, -2)
+        nk = rng.uniform(1, 9, (3, 4))
+        nk[0, 2:] = nk[2, 3] = 10 * np.finfo(np.float64).eps  # padding
+        S[0, 2], S[0, 3] = 1e-6 * np.eye(D), 2.5 * np.eye(D)
+        S[2, 3] = 1e-6 * np.eye(D) + (1e-9 * A[2, 3] if D > 1 else 1e-9)  # empty, not c·I
+        assert cv._empty_scalars(_xp.NUMPY, S, nk).sum() == (3 if D == 1 else 2)  # 1 x 1: c·I
+        w, V = cv._scalar_or_eigh(_xp.NUMPY, S, nk)
+        np.testing.assert_array_equal(w, np.linalg.eigh(S)[0])
+        np.testing.assert_array_equal(V, np.linalg.eigh(S)[1])
+        np.testing.assert_array_equal(cv._scalar_or_eigvalsh(_xp.NUMPY, S, nk),
+                                      np.linalg.eigvalsh(S))
+        np.testing.assert_array_equal(cv._eig(_xp.NUMPY, S, nk)[1], V)
+
 _INF_SCRIPT = r"""
 import numpy as np
 from bayesgmm import covariance as C
