@@ -190,7 +190,8 @@ def test_padding_components_get_exact_zeros_and_cost_no_exp(offset_rows):
     in the shifted E-step: the padding's feature sums are exactly 0 (its exp is not
     computed), and the active components' sums and Σ w log p(x) equal scipy's, as the
     unpadded batch's do (full and diag features; sets of 3 components padded to 5
-    beside an unpadded set of 5)."""
+    beside an unpadded set of 5). A NaN constant term is not taken for padding: the
+    shifted pass refuses the batch (the row-maximum path then reports it)."""
     X, w, centers = offset_rows
     for kind in ("full", "diag"):
         p3 = _fitted(X, w, centers, kind)
@@ -207,3 +208,7 @@ def test_padding_components_get_exact_zeros_and_cost_no_exp(offset_rows):
             np.testing.assert_allclose(wll[i], truth, rtol=1e-12)
             np.testing.assert_allclose(S[i, :k], r @ T, rtol=1e-9,
                                        atol=1e-9 * np.abs(r @ T).max())
+        broken = theta.copy()
+        broken[1, 0, 2] = np.nan  # a NaN constant term is not padding: the guard refuses it
+        with np.errstate(all="ignore"):
+            assert host._e_step_peak(broken, T, np.ascontiguousarray(T.T), w_, peak) is None

@@ -255,7 +255,9 @@ def _e_step_peak(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarray
     shifted[:, 0, :] -= peak[:, None]  # the constant feature's row: log p - peak
     e = _one_thread_matmul(shifted.transpose(0, 2, 1).reshape(L * K, F), TT).reshape(
         L, K, -1)  # (L, K, N)
-    live = np.isfinite(shifted[:, 0, :])  # (L, K): inactive components (padding) are -inf
+    # (L, K): inactive components (padding) have a constant term of -inf; NaN stays
+    # live, so that a broken set still meets the guard below, as before
+    live = ~np.isneginf(shifted[:, 0, :])
     if live.all():
         np.exp(np.maximum(e, _exp_floor(e.shape[-1]), out=e), out=e)
     else:  # exp (~8 ns a value on the host) on the active rows alone: padding gets 0,
