@@ -639,10 +639,60 @@ def _geomean(xp, v: Array) -> Array:
     return xp.exp(xp.log(v).sum(axis=-1) / v.shape[-1])
 
 
-def _eig(xp, S: Array) -> tuple[Array, Array]:
-    """Eigenvalues (K, D), ascending and clipped at 0, and eigenvectors (K, D, D)."""
-    w, V = _eigh(xp, S)
+def _eig(xp, S: Array, nk: Array | None = None) -> tuple[Array, Array]:
+    """Eigenvalues (K, D), ascending and clipped at 0, and eigenvectors (K, D, D);
+    ``nk`` (counts of S's components): see :func:`_scalar_or_eigh`."""
+    w, V = _scalar_or_eigh(xp, S, nk)
     return xp.maximum(w, 0.0), V
+
+
+def _empty_scalars(xp, S: Array, nk: Array | None):
+    """On the host, the components (a boolean mask over S's batch, or None for none)
+    that are empty (count at most 20·eps: padding) and whose matrix is exactly a
+    multiple of the identity (reg_covar·I: padding has no rows)."""
+    if nk is None or not _host64(xp, S) or _closed_2x2(xp, S):  # LAPACK's answers
+        return None
+    empty = nk <= 20 * _EPS64
+    if not empty.any():
+        return None
+    D = S.shape[-1]
+    cand = S[empty]
+    scalar = (cand == cand[:, :1, :1] * _NUMPY_NS.eye(D)).all(axis=(-2, -1))
+    if not scalar.any():
+        return None
+    empty[empty] = scalar
+    return empty
+
+
+def _scalar_or_eigh(xp, S: Array, nk: Array | None = None) -> tuple[Array, Array]:
+    """:func:`_eigh` of S (..., K, D, D), whose components have counts ``nk (..., K)``;
+    on the host the empty components whose matrix is c·I (padding) take LAPACK's own
+    answer for it, (c, ..., c) and I, without the call (a third to a half of a padded
+    model search's matrices; tested equal to LAPACK's)."""
+    skip = _empty_scalars(xp, S, nk)
+    if skip is None:
+        return _eigh(xp, S)
+    keep = ~skip
+    w = np.empty(S.shape[:-1], S.dtype)
+    V = np.empty(S.shape, S.dtype)
+    w[keep], V[keep] = _eigh(xp, S[keep])
+    w[skip] = S[skip].diagonal(axis1=-2, axis2=-1)
+    V[skip] = np.eye(S.shape[-1])
+    return w, V
+
+
+def _scalar_or_eigvalsh(xp, S: Array, nk: Array | None = None) -> Array:
+    """:func:`_eigvalsh` as :func:`_scalar_or_eigh` does :func:`_eigh`."""
+    skip = _empty_scalars(xp, S, nk)
+    if skip is None:
+        return _eigvalsh(xp, S)
+    w = np.empty(S.shape[:-1], S.dtype)
+    w[~skip] = _eigvalsh(xp, S[~skip])
+    w[skip] = S[skip].diagonal(axis1=-2, axis2=-1)
+    return w
+
+
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 def _polar(xp, F: Array) -> Array:
@@ -836,7 +886,7 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
     """
     batch = nk.ndim - 1  # S (..., K, D, D), nk (..., K): one problem per member
     W = nk[..., None, None] * S  # (..., K, D, D)
-    omega = _eigvalsh(xp, W)[..., -1]  # (..., K) the largest eigenvalue of each W_k
+    omega = _scalar_or_eigvalsh(xp, W, nk)[..., -1]  # (..., K) the largest eigenvalue of each W_k
     eye = xp.eye(S.shape[-1], dtype=S.dtype)
     upper = omega[..., None, None] * eye - W  # ω_k I - W_k
     tot = xp.broadcast_to(xp.asarray(total, dtype=S.dtype), nk.shape[:-1])  # (...)
@@ -845,7 +895,8 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         step_of = functools.partial(_orientation_step, xp, bool(equal_volume))
     else:  # (...) bool per member: EVE's and VVE's rows of one batch together
         operands += (xp.asarray(equal_volume),)
-        step_of = lambda *a: _orientation_step(xp, a[-1], *a[:-1])
+        step_of = lambda S, W, upper, nk, tot, equal, source=None: _orientation_step(  # noqa: E731
+            xp, equal, S, W, upper, nk, tot, source)
     if previous is None:
         eee = _eigh(xp, W.sum(axis=-3))[1][..., None, :, :]  # (..., 1, D, D)
         # an empty component (a count of at most 20·eps: the missing components of a
@@ -854,6 +905,12 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
         empty = nk <= 20 * float(np.finfo(S.dtype).eps)
         starts = xp.concatenate([eee, xp.where(empty[..., None, None], eee, _eigh(xp, S)[1])],
                                 axis=-3)
+        if xp is _NUMPY_NS and batch == 1 and empty.any():
+            # such a start repeats the first, and so does each of its iterations,
+            # bitwise: its polar factors are the first's, not computed again (iris's
+            # hierarchical starts, K = 2..9 padded to 9: 28 of 80 starts an M-step)
+            operands += (np.where(np.concatenate([np.zeros_like(empty[:, :1]), empty], axis=1),
+                                  0, np.arange(empty.shape[1] + 1)),)
     else:  # the loop runs until every start has converged: the warm one alone is cheap
         # the previous covariances share their eigenvectors; summed weighted by the
         # counts, so that padding (n_k = 0 up to 10·eps, identity factors) adds nothing
@@ -914,19 +971,38 @@ def _orientation_diagonals(xp, equal_volume, S: Array, nk: Array, tot: Array,
     return b, xp.where(equal_volume[..., None, None, None], d, xp.maximum(b, tiny))
 
 
-def _orientation_step(xp, equal_volume: bool, S, W, upper, nk, tot) -> Callable:
+def _orientation_step(xp, equal_volume: bool, S, W, upper, nk, tot,
+                      source: np.ndarray | None = None) -> Callable:
     """The two majorise-minimise steps of :func:`_common_orientation` on the orientations
-    (..., C, D, D) of the members whose statistics these are."""
+    (..., C, D, D) of the members whose statistics these are. ``source`` (host, (L, C)
+    int): each start's first copy among its member's starts (itself, or 0 where it
+    repeats the first): the polar factors of the copies alone are computed
+    (:func:`_polar_of_sources`)."""
+    polar = ((lambda F: _polar(xp, F)) if source is None  # noqa: E731
+             else (lambda F: _polar_of_sources(xp, F, source)))
 
     def step(O):
         # K is axis -3 of each product; reduce it
         M = 1.0 / _orientation_diagonals(xp, equal_volume, S, nk, tot, O)[1]  # (..., C, K, D)
-        O = _polar(xp, (_orientation_times(xp, upper, O) * M[..., None, :]).sum(axis=-3))
+        O = polar((_orientation_times(xp, upper, O) * M[..., None, :]).sum(axis=-3))
         M = 1.0 / _orientation_diagonals(xp, equal_volume, S, nk, tot, O)[1]
         gap = (M.max(axis=-1, keepdims=True) - M)[..., None, :]  # m_k I - M_k
-        return _polar(xp, (_orientation_times(xp, W, O) * gap).sum(axis=-3))
+        return polar((_orientation_times(xp, W, O) * gap).sum(axis=-3))
 
     return step
+
+
+def _polar_of_sources(xp, F: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """:func:`_polar` of F (L, C, D, D) on the host where starts repeat others: the
+    starts ``c`` with ``source[l, c] == c`` are computed, each other one is given its
+    source's result (the same matrix, so the same factor, bitwise)."""
+    L, C = source.shape
+    flat = (np.arange(L)[:, None] * C + source).ravel()  # each start's source, flattened
+    own = flat == np.arange(L * C)
+    F = F.reshape((L * C,) + F.shape[-2:])
+    Q = np.empty_like(F)
+    Q[own] = _polar(xp, F[own])
+    return Q[flat].reshape((L, C) + F.shape[-2:])
 
 
 def _iterate_members(xp, step_of: Callable, operands: tuple, x: Array, max_iter: int,
@@ -1011,13 +1087,13 @@ def _orientation_sigma(xp, S, nk, total, previous=None, *, equal_volume=True):
 def _eev_sigma(xp, S, nk, total, previous=None):
     # D_k: W_k's eigenvectors; λ A = Σ_k Ω_k / n, the eigenvalues paired in sorted order
     # (the rearrangement inequality makes that pairing optimal)
-    w, V = _eig(xp, S)
+    w, V = _eig(xp, S, nk)
     return _rotate(xp, V, xp.broadcast_to(_pool(xp, w, nk, total)[..., None, :], w.shape))
 
 
 def _vev_sigma(xp, S, nk, total, previous=None):
     # D_k: W_k's eigenvectors, then VEI's alternation on the sorted eigenvalues
-    w, V = _eig(xp, S)
+    w, V = _eig(xp, S, nk)
     first = None if previous is None else previous[..., 0, :, :]
     start = None if first is None else xp.maximum(
         _eigvalsh(xp, xp.matmul(first, _t(xp, first))), _tiny(w.dtype))

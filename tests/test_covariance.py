@@ -455,6 +455,82 @@ def test_host_2x2_closed_forms_equal_lapack():
     assert np.isnan(w3[1]).all() and np.isnan(cv._polar(_xp.NUMPY, S3)[1]).all()
 
 
+
+def test_cold_orientation_shares_the_polar_factors_of_repeated_starts():
+    """EVE's and VVE's cold orientation (the hierarchical starts of K = 2..9 as one
+    batch) starts an empty component from EEE's orientation, the first start: such a
+    start repeats the first, bitwise, so its polar factors are taken from the first
+    instead of computed again (_polar_of_sources). The 50 steps with the shared factors
+    equal, bitwise, the steps that compute every start (and _polar_of_sources equals
+    U Vᵀ of numpy.linalg.svd), in 3-D and 4-D, for EVE, VVE and a batch of both."""
+    from bayesgmm import covariance as cv
+
+    rng = np.random.default_rng(11)
+    F = rng.normal(size=(3, 4, 3, 3))
+    F[:, 2] = F[:, 0]  # start 2 repeats start 0 in every member
+    source = np.broadcast_to(np.array([0, 1, 0, 3]), (3, 4))
+    U, _, Vt = np.linalg.svd(F)
+    np.testing.assert_allclose(cv._polar_of_sources(_xp.NUMPY, F, source), U @ Vt,
+                               rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(cv._polar_of_sources(_xp.NUMPY, F, source),
+                                  cv._polar(_xp.NUMPY, F))
+    for D in (3, 4):
+        L, K = 4, 5
+        A = rng.normal(size=(L, K, D, D))
+        S = A @ np.swapaxes(A, -1, -2) + 0.1 * np.eye(D)
+        nk = rng.uniform(5, 30, (L, K))
+        own = np.array([2, 5, 3, 4])  # each member's K: the rest empty, as hc_params_many's
+        empty = np.arange(K) >= own[:, None]
+        nk[empty] = 10 * np.finfo(np.float64).eps
+        S[empty] = 1e-6 * np.eye(D)
+        for equal in (True, False, np.array([True, False, True, False])):
+            got_O, got_d = cv._common_orientation(_xp.NUMPY, S, nk, nk.sum(-1), equal)
+            # the same iterations with every start's polar factor computed
+            W = nk[..., None, None] * S
+            upper = np.linalg.eigvalsh(W)[..., -1][..., None, None] * np.eye(D) - W
+            eee = np.linalg.eigh(W.sum(axis=-3))[1][:, None]
+            starts = np.concatenate(
+                [eee, np.where(empty[..., None, None], eee, np.linalg.eigh(S)[1])], axis=1)
+            ops = (S, W, upper, nk, nk.sum(-1))
+            if isinstance(equal, bool):
+                step_of = lambda *a, e=equal: cv._orientation_step(_xp.NUMPY, e, *a)  # noqa: E731
+            else:
+                ops += (equal,)
+                step_of = lambda *a: cv._orientation_step(_xp.NUMPY, a[-1], *a[:-1])  # noqa: E731
+            O = cv._iterate_members(_xp.NUMPY, step_of, ops, starts, cv.COLD_MAX_ITER,
+                                    batch_ndim=1)
+            b, d = cv._orientation_diagonals(_xp.NUMPY, equal, S, nk, nk.sum(-1), O)
+            best = np.argmin((nk[:, None, :, None] * (np.log(d) + b / d)).sum(axis=(-2, -1)),
+                             axis=-1)
+            rows = np.arange(L)
+            np.testing.assert_array_equal(got_O, O[rows, best])
+            np.testing.assert_array_equal(got_d, d[rows, best])
+
+
+def test_padding_eigen_decompositions_are_lapacks_without_the_call():
+    """The host M-steps of EEV, VEV (eigenvectors of S_k) and EVE, VVE (largest
+    eigenvalue of W_k) take the answer for an empty component whose matrix is c·I
+    (padding: reg_covar·I) without calling LAPACK: it equals numpy.linalg.eigh's and
+    eigvalsh's, bitwise, for D = 1 and 3..6; an empty component whose matrix is not a
+    multiple of I, and every other one, goes to LAPACK."""
+    from bayesgmm import covariance as cv
+
+    rng = np.random.default_rng(2)
+    for D in (1, 3, 4, 5, 6):
+        A = rng.normal(size=(3, 4, D, D))
+        S = A @ np.swapaxes(A, -1, -2)
+        nk = rng.uniform(1, 9, (3, 4))
+        nk[0, 2:] = nk[2, 3] = 10 * np.finfo(np.float64).eps  # padding
+        S[0, 2], S[0, 3] = 1e-6 * np.eye(D), 2.5 * np.eye(D)
+        S[2, 3] = 1e-6 * np.eye(D) + (1e-9 * A[2, 3] if D > 1 else 1e-9)  # empty, not c·I
+        assert cv._empty_scalars(_xp.NUMPY, S, nk).sum() == (3 if D == 1 else 2)  # 1 x 1: c·I
+        w, V = cv._scalar_or_eigh(_xp.NUMPY, S, nk)
+        np.testing.assert_array_equal(w, np.linalg.eigh(S)[0])
+        np.testing.assert_array_equal(V, np.linalg.eigh(S)[1])
+        np.testing.assert_array_equal(cv._scalar_or_eigvalsh(_xp.NUMPY, S, nk),
+                                      np.linalg.eigvalsh(S))
+        np.testing.assert_array_equal(cv._eig(_xp.NUMPY, S, nk)[1], V)
+
 _INF_SCRIPT = r"""
 import numpy as np
 from bayesgmm import covariance as C

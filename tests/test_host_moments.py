@@ -183,3 +183,32 @@ def test_fit_with_a_far_row_equals_scikit_learn_from_the_same_start():
     assert ours.n_iter_ == ref.n_iter_
     assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-10)
     np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-8, atol=1e-8)
+
+
+def test_padding_components_get_exact_zeros_and_cost_no_exp(offset_rows):
+    """A batch padded to a larger K (inactive components: weight 0, constant term -inf)
+    in the shifted E-step: the padding's feature sums are exactly 0 (its exp is not
+    computed), and the active components' sums and Σ w log p(x) equal scipy's, as the
+    unpadded batch's do (full and diag features; sets of 3 components padded to 5
+    beside an unpadded set of 5). A NaN constant term is not taken for padding: the
+    shifted pass refuses the batch (the row-maximum path then reports it)."""
+    X, w, centers = offset_rows
+    for kind in ("full", "diag"):
+        p3 = _fitted(X, w, centers, kind)
+        p5 = _fitted(X, w, np.concatenate([centers, centers[:2] + 1.5]), kind)
+        ps = [pad_components(p3, 5).to_numpy(np.float64), p5]
+        w_, center, T = host._prepare(X, w, kind)
+        with np.errstate(all="ignore"):  # log(0) of the padding's weights: -inf
+            theta, means = _batch(ps, center)
+            peak = host._peak(theta, means, center, kind)
+            S, wll = host._e_step_peak(theta, T, np.ascontiguousarray(T.T), w_, peak)
+        assert (S[0, 3:] == 0.0).all()
+        for i, (p, k) in enumerate(((p3, 3), (p5, 5))):
+            r, truth = _scipy_e_step(X, w, p)
+            np.testing.assert_allclose(wll[i], truth, rtol=1e-12)
+            np.testing.assert_allclose(S[i, :k], r @ T, rtol=1e-9,
+                                       atol=1e-9 * np.abs(r @ T).max())
+        broken = theta.copy()
+        broken[1, 0, 2] = np.nan  # a NaN constant term is not padding: the guard refuses it
+        with np.errstate(all="ignore"):
+            assert host._e_step_peak(broken, T, np.ascontiguousarray(T.T), w_, peak) is None

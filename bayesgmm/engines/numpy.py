@@ -255,7 +255,17 @@ def _e_step_peak(theta: np.ndarray, T: np.ndarray, TT: np.ndarray, w: np.ndarray
     shifted[:, 0, :] -= peak[:, None]  # the constant feature's row: log p - peak
     e = _one_thread_matmul(shifted.transpose(0, 2, 1).reshape(L * K, F), TT).reshape(
         L, K, -1)  # (L, K, N)
-    np.exp(np.maximum(e, _exp_floor(e.shape[-1]), out=e), out=e)
+    # (L, K): inactive components (padding) have a constant term of -inf; NaN stays
+    # live, so that a broken set still meets the guard below, as before
+    live = ~np.isneginf(shifted[:, 0, :])
+    if live.all():
+        np.exp(np.maximum(e, _exp_floor(e.shape[-1]), out=e), out=e)
+    else:  # exp (~8 ns a value on the host) on the active rows alone: padding gets 0,
+        # not exp(-700) (measured, Old Faithful's search: 30% of the rows are padding)
+        rows = live[..., None]
+        np.maximum(e, _exp_floor(e.shape[-1]), out=e, where=rows)
+        np.exp(e, out=e, where=rows)
+        e[~live] = 0.0
     total = e.sum(axis=1)  # (L, N)
     if not (total >= _PEAK_FLOOR).all():  # a row far from every component (or NaN)
         return None
@@ -625,14 +635,13 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
     row_maxima = set()  # the E-step buckets whose peak-shifted pass met a far row
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while running:
-            # the running batches that share a feature table and a number of
-            # components share one E-step
-            buckets: dict[tuple[bool, int], list[tuple[int, np.ndarray]]] = {}
+            # the running batches that share a feature table share one E-step
+            buckets: dict[bool, list[tuple[int, np.ndarray]]] = {}
             for g, run in running.items():
                 grp, prev = groups[g], run.params
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center,
                                      grp.kinds[0], NUMPY)  # (L, F, c): the layout's
-                buckets.setdefault((grp.full, theta.shape[-1]), []).append((g, theta))
+                buckets.setdefault(grp.full, []).append((g, theta))
             for key, items in buckets.items():
                 for g, (S, wll) in zip((g for g, _ in items),
                                        _e_step_bucket(key, items, running, groups, tables,
@@ -676,18 +685,21 @@ class _Group(NamedTuple):
 
 
 def _e_step_bucket(key, items, running, groups, tables, center, w, row_maxima):
-    """One E-step for the running batches ``items`` (``(g, theta (L_g, F, c))``) that
-    share a feature table and c: their natural parameters stacked, the peak-shifted
-    pass (:func:`_e_step_peak`) where it holds, else the row maxima
-    (:func:`_e_step_batch`, with the members' hard first passes). Returns each batch's
-    ``(S (L_g, c, F), wll (L_g,))``, in the order of ``items``."""
-    T, TT = tables[key[0]]
+    """One E-step for the running batches ``items`` (``(g, theta (L_g, F, c_g))``) that
+    share a feature table (``key``): their natural parameters stacked, each padded to
+    the largest c with inactive components (``-inf``: they add exactly 0, so a batch's
+    numbers are those of its own E-step), the peak-shifted pass
+    (:func:`_e_step_peak`) where it holds, else the row maxima (:func:`_e_step_batch`,
+    with the members' hard first passes). Returns each batch's ``(S (L_g, c_g, F),
+    wll (L_g,))``, in the order of ``items``."""
+    T, TT = tables[key]
     runs = [running[g] for g, _ in items]
     if len(items) == 1:
         theta, means, hard = items[0][1], runs[0].params.means, runs[0].hard
     else:
-        theta = np.concatenate([th for _, th in items])
-        means = np.concatenate([r.params.means for r in runs])
+        c = max(th.shape[-1] for _, th in items)
+        theta = np.concatenate([_pad_theta(th, c) for _, th in items])
+        means = np.concatenate([_pad_means(r.params.means, c) for r in runs])
         hard = (None if all(r.hard is None for r in runs) else np.concatenate(
             [np.zeros(len(r.rows), bool) if r.hard is None else r.hard for r in runs]))
     kind = groups[items[0][0]].kinds[0]  # any type of this feature table: the same features
@@ -702,7 +714,31 @@ def _e_step_bucket(key, items, running, groups, tables, center, w, row_maxima):
     if len(items) == 1:
         return [out]
     ends = np.cumsum([len(r.rows) for r in runs])
-    return [(S[e - len(r.rows):e], wll[e - len(r.rows):e]) for r, e in zip(runs, ends)]
+    return [(S[e - len(r.rows):e, :th.shape[-1]], wll[e - len(r.rows):e])
+            for r, e, (_, th) in zip(runs, ends, items)]
+
+
+def _pad_theta(theta: np.ndarray, c: int) -> np.ndarray:
+    """Natural parameters (L, F, K) with c - K inactive components appended: a constant
+    term of ``-inf`` (weight 0), the other rows 0."""
+    L, F, K = theta.shape
+    if K == c:
+        return theta
+    out = np.zeros((L, F, c))
+    out[:, :, :K] = theta
+    out[:, 0, K:] = -np.inf
+    return out
+
+
+def _pad_means(means: np.ndarray, c: int) -> np.ndarray:
+    """Means (L, K, D) with c - K components at 0 appended (padding: their peak is the
+    ``-inf`` of their constant term)."""
+    L, K, D = means.shape
+    if K == c:
+        return means
+    out = np.zeros((L, c, D))
+    out[:, :K] = means
+    return out
 
 
 def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter, history,
