@@ -101,9 +101,10 @@ def _evaluations(X: np.ndarray, z: dict, dtype) -> dict:
     zj = {k: jnp.asarray(v, dtype) for k, v in z.items()}
     pr = Priors().resolve(np.asarray(X, dtype))
     feats = jax.jit(lambda X: P.Moments(*_features(X)))(Xj)
+    blocks = jax.jit(P.row_blocks)(Xj)  # made once, as the sampler does
     vg = lambda f: jax.jit(jax.value_and_grad(f))
     fns = {"textbook": vg(lambda z: potential_energy(textbook, (Xj, K, pr), {}, z)),
-           "centred": vg(lambda z: P.potential(z, Xj, "full", pr)),
+           "centred": vg(lambda z: P.potential(z, Xj, "full", pr, blocks=blocks)),
            "moment": vg(lambda z: _forced_moment(z, Xj, pr, feats))}
     return fns, zj
 

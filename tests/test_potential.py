@@ -268,10 +268,10 @@ def test_moment_kernel_equals_numpyros_and_the_centred_kernel_float64(ct, D):
 
         @jax.jit
         def kernels(X, z):  # the guard, and each kernel's value and gradient
-            mo, p = P.moments(X, ct), params_of(z)
+            mo, blocks, p = P.moments(X, ct), P.row_blocks(X), params_of(z)
             return (P._moment_exact(mo, *p, ct),
                     jax.value_and_grad(lambda p: P._moment_log_likelihood(ct, mo, *p))(p),
-                    jax.value_and_grad(lambda p: P._log_likelihood(ct, *p, X))(p))
+                    jax.value_and_grad(lambda p: P._log_likelihood(ct, *p, blocks))(p))
 
         @_standard
         @functools.partial(jax.jit, static_argnums=2)
@@ -309,22 +309,24 @@ def test_moment_kernel_equals_numpyros_and_the_centred_kernel_float64(ct, D):
 
 
 @pytest.mark.parametrize("ct,D", [("full", 3), ("diag", 2)])
-def test_guard_fallback_in_blocks_equals_the_centred_kernel(ct, D, monkeypatch):
+def test_guard_fallback_in_blocks_equals_the_centred_kernel(ct, D):
     """Where the guard refuses the moment kernel (the far compact component), the
-    fallback runs the centred kernel in blocks of rows (``_CENTRED_BLOCK``, here 16: 60
-    rows = 3 blocks + 12); its value and gradient, and the value alone (the custom
-    VJP's primal), equal the centred kernel over all rows at once, unpadded and padded.
-    On the standard data the guarded potential equals the moment kernel's."""
-    monkeypatch.setattr(P, "_CENTRED_BLOCK", 16)
+    fallback runs the centred kernel in blocks of rows (here 16: 60 rows = 3 blocks +
+    12); its value and gradient, and the value alone (the custom VJP's primal), equal
+    the centred kernel over all rows at once, unpadded and padded. On the standard data
+    the guarded potential equals the moment kernel's."""
     with jax.enable_x64(True):
         priors = Priors().resolve(_moment_data("standard", ct, D)[0])
         vg = jax.value_and_grad
 
         @functools.partial(jax.jit, static_argnums=2)
         def both(X, z, K):  # X an argument: one program per K serves both data
-            mo = P.moments(X, ct)
-            guarded = lambda z: P.potential(z, X, ct, priors, n_active=K, moments=mo)
-            return (vg(guarded)(z), vg(lambda z: P.potential(z, X, ct, priors, n_active=K))(z),
+            mo, blocks = P.moments(X, ct), P.row_blocks(X, 16)
+            guarded = lambda z: P.potential(z, X, ct, priors, n_active=K, moments=mo,
+                                            blocks=blocks)
+            whole = P.row_blocks(X, X.shape[0])
+            return (vg(guarded)(z),
+                    vg(lambda z: P.potential(z, X, ct, priors, n_active=K, blocks=whole))(z),
                     guarded(z))
 
         for kind in ("far_compact", "standard"):
@@ -338,3 +340,76 @@ def test_guard_fallback_in_blocks_equals_the_centred_kernel(ct, D, monkeypatch):
                 for name in gb:
                     np.testing.assert_allclose(ga[name], gb[name], rtol=tol, atol=tol,
                                                err_msg=f"{kind} K={K} {name}")
+
+
+# ---- the centred kernel: one pass over the data in blocks of rows ----------------------
+
+def _plain_log_likelihood(ct, log_weights, means, factor, X):
+    """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k) from jax.scipy's multivariate normal density,
+    Σ_k = L_k L_kᵀ with L_k the lower triangle of the factor (diag: σ_k²): the textbook
+    formula, no blocks; its gradient is autodiff's."""
+    from jax.scipy.special import logsumexp
+    from jax.scipy.stats import multivariate_normal
+    if ct == "full":
+        L = jnp.tril(factor)
+        cov = L @ jnp.swapaxes(L, -1, -2)
+    else:
+        cov = jax.vmap(jnp.diag)(factor * factor)
+    lp = jax.vmap(lambda m, c: multivariate_normal.logpdf(X, m, c))(means, cov)  # (K, N)
+    return jnp.sum(logsumexp(lp + log_weights[:, None], axis=0))
+
+
+def _params(z, ct):
+    sites = P.constrain(z, ct)
+    return (jnp.log(sites["weights"]), sites["means"], from_sites(sites, ct).cov_factor)
+
+
+@pytest.mark.parametrize("ct,D", [("full", 3), ("diag", 2)])
+def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D):
+    """The centred kernel's value and closed-form gradient (``_centred_value_and_grad``,
+    one pass in blocks of rows) equal the textbook mixture density's and autodiff's
+    gradient of it, in float64 and (against the float64 truth) float32, whatever the
+    blocking: 60 rows as 3 blocks of 16 + 12 left over, 8 of 7 + 4, one block of 60,
+    or no full block (64); on the standard offset data, the same moved by 1,000, and
+    with a compact component (scale 0.01) 100 from the rest. A padded component (log
+    weight -inf) adds nothing and gets a zero gradient. The kernel with the remainder,
+    the first block or one row dropped fails here (checked)."""
+    vg = jax.value_and_grad
+
+    def kernel(rows):
+        return jax.jit(lambda p, X: P._centred_value_and_grad(ct, *p, P.row_blocks(X, rows)))
+
+    def truth(p, X):  # float64, at the inputs as given (rounded to float32 or not)
+        with jax.enable_x64(True):
+            p, X = tuple(jnp.asarray(a, np.float64) for a in p), jnp.asarray(X, np.float64)
+            value, grads = jax.device_get(jax.jit(
+                vg(lambda p, X: _plain_log_likelihood(ct, *p, X)))(p, X))
+            # the same without component 1: log weight -inf in the kernel's input
+            drop = lambda p: tuple(a[np.arange(4) != 1] for a in p)
+            without = jax.jit(lambda p, X: _plain_log_likelihood(ct, *drop(p), X))(p, X)
+            return float(value), grads, float(without)
+
+    for kind in ("standard", "offset", "far_compact"):
+        with jax.enable_x64(True):
+            X, z = _moment_data(kind, ct, D)
+            p64 = jax.device_get(_params({k: jnp.asarray(v) for k, v in z.items()}, ct))
+        for dtype, rtol in ((np.float64, 1e-11), (np.float32, 2e-5)):
+            p, Xd = tuple(np.asarray(a, dtype) for a in p64), np.asarray(X, dtype)
+            value, grads, without = truth(p, Xd)
+            with jax.enable_x64(dtype == np.float64):
+                p, Xd = tuple(jnp.asarray(a) for a in p), jnp.asarray(Xd)
+                for rows in (16, 7, 60, 64):
+                    a, ga = kernel(rows)(p, Xd)
+                    assert a.dtype == dtype and all(g.dtype == dtype for g in ga)
+                    msg = f"{kind} {np.dtype(dtype).name} rows={rows}"
+                    np.testing.assert_allclose(float(a), value, rtol=rtol, err_msg=msg)
+                    for g, e in zip(ga, grads):
+                        np.testing.assert_allclose(np.asarray(g, np.float64), e, rtol=0,
+                                                   atol=rtol * (1 + np.max(np.abs(e))),
+                                                   err_msg=msg)
+                log_w = p[0].at[1].set(-jnp.inf)
+                c, gc = kernel(16)((log_w,) + p[1:], Xd)
+                np.testing.assert_allclose(float(c), without, rtol=rtol, err_msg=kind)
+                for g in gc:
+                    assert np.all(np.isfinite(np.asarray(g))), kind
+                    np.testing.assert_array_equal(np.asarray(g)[1], 0.0)

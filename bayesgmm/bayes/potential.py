@@ -34,7 +34,9 @@ gradient the same; so MAP, NUTS and the pointwise log-likelihood compile once fo
 start into the padded space, :func:`active_sites` takes the active components back out.
 
 Two likelihood kernels. The centred one (:func:`_log_likelihood`) projects x_n - μ_k
-for every component, (K, D, N) arrays, several passes over the data. The moment one
+for every component and computes the value and its gradient's statistics in one pass
+over the data, block by block of rows (:func:`row_blocks`, made once per data set,
+like the moment kernel's features). The moment one
 (:func:`_moment_log_likelihood`, float64 only) writes each component's log density
 plus log weight as a linear function of the features φ(y) = [1, y, the D(D+1)/2
 products y_i y_j] of y = x - c (c the data mean; made once per data set,
@@ -71,7 +73,7 @@ from bayesgmm.bayes.model import MODEL_COVARIANCE_TYPES, Priors, from_sites
 
 __all__ = ["supports", "supports_padding", "potential", "constrain", "unconstrain",
            "unconstrained_shapes", "unflatten", "active_sites", "masked_log_density",
-           "Moments", "moments"]
+           "Moments", "moments", "RowBlocks", "row_blocks"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -80,9 +82,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 # (|y| + |μ - c|)² ‖Σ⁻¹‖ up to ~10⁶, float32's never (it always runs the centred kernel).
 _MOMENT_MAX_ERR = 1e-8
 
-# Rows per block of the centred kernel when it is the moment kernel's fallback
-# (:func:`_guarded_log_likelihood`)
-_CENTRED_BLOCK = 8192
+# Rows per block of the centred kernel (:func:`row_blocks`): 1,024 to 16,384 ran at
+# the same speed, whole arrays (100,000 rows) at half of it
+_BLOCK_ROWS = 4096
 
 
 class Moments(NamedTuple):
@@ -90,6 +92,13 @@ class Moments(NamedTuple):
     phi: jax.Array  # shape=(N, F), F = 1 + D + D(D+1)/2 (correlated) or 1 + 2D (diag)
     centre: jax.Array  # shape=(D,), c: the data mean
     radius: jax.Array  # shape=(), max_n |x_n - c|
+
+
+class RowBlocks(NamedTuple):
+    """A data set laid out for the centred kernel (:func:`row_blocks`), made once: the
+    rows transposed (features first, rows along the contiguous axis), in blocks."""
+    full: jax.Array  # shape=(q, D, B): q blocks of B rows
+    rest: jax.Array  # shape=(D, r): the last N - q·B rows (r < B, may be 0)
 
 
 def supports(covariance_type: str, priors: Priors) -> bool:
@@ -245,7 +254,7 @@ def moments(X, covariance_type: str):
 
 
 def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None,
-              moments: Moments | None = None):
+              moments: Moments | None = None, blocks: RowBlocks | None = None):
     """Minus the log joint density (prior, transforms' log |J| and likelihood) at the
     unconstrained point ``z`` (no batch dims), as NumPyro's ``potential_energy`` of the
     model.
@@ -258,7 +267,9 @@ def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None,
     at the active coordinates the K = n_active gradient.
 
     ``moments``: :func:`moments` of ``X`` (None: the centred kernel only); where given,
-    the likelihood runs on the moment kernel wherever :func:`_moment_exact` holds."""
+    the likelihood runs on the moment kernel wherever :func:`_moment_exact` holds.
+    ``blocks``: :func:`row_blocks` of ``X``, the centred kernel's layout of the data
+    (None: made here, a pass over the data at every evaluation)."""
     as_ = lambda v: np.asarray(v, X.dtype)
     K, D = z["means"].shape
     alpha = priors.weight_concentration
@@ -297,9 +308,10 @@ def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None,
     if marginalizes(X, priors.marginalize_missing):  # NaN: missing (bayesgmm.bayes.missing)
         return -(lp + jnp.sum(marginal_log_prob(params, X)))
     args = (log_w, params.means, params.cov_factor)
+    blocks = row_blocks(X) if blocks is None else blocks
     if moments is None:
-        return -(lp + _log_likelihood(covariance_type, *args, X))
-    return -(lp + _guarded_log_likelihood(covariance_type, *args, moments, X))
+        return -(lp + _log_likelihood(covariance_type, *args, blocks))
+    return -(lp + _guarded_log_likelihood(covariance_type, *args, moments, blocks))
 
 
 def masked_log_density(z: dict, n_active, xp=np):
@@ -387,71 +399,108 @@ def _bmm(a, b):
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _log_likelihood(covariance_type, log_weights, means, factor, X):
-    """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k), by EM's centred kernel, with its gradient in
-    closed form (below) rather than traced through the kernel. ``log_weights`` (K,)
-    may hold -inf (a padded component of weight 0), where the gradient is 0."""
-    return _log_likelihood_fwd(covariance_type, log_weights, means, factor, X)[0]
+def row_blocks(X, rows: int | None = None) -> RowBlocks:
+    """``X`` (N, D) laid out for the centred kernel (:class:`RowBlocks`), in blocks of
+    ``rows`` rows (default :data:`_BLOCK_ROWS`). Pass the result to :func:`potential`
+    (``blocks=``) outside any loop over evaluations: it is a pass over the data."""
+    rows = _BLOCK_ROWS if rows is None else int(rows)
+    N, D = X.shape
+    q = N // rows
+    return RowBlocks(jnp.swapaxes(X[:q * rows].reshape(q, rows, D), 1, 2), X[q * rows:].T)
 
 
-def _log_likelihood_fwd(covariance_type, log_weights, means, factor, X):
-    # density.centred_log_prob's steps, keeping the projected data V for the gradient.
-    # Layout (K, D, N), N last: every elementwise pass and reduction runs along the
-    # contiguous, vectorisable N axis. (K, N, D) with a batched (N, D) x (D, D) product
-    # made XLA's CPU dot call tiny D x D kernels N times; at N = 100,000, D = 5, K = 4
-    # this value and gradient took 15.0 ms of CPU, in this layout 9.0 ms (2,000: 0.30 ->
-    # 0.17 ms).
+def _sum(terms):
+    return functools.reduce(jnp.add, terms)
+
+
+def _block_statistics(covariance_type, log_weights, means, U, log_det, Xt):
+    """One block of rows Xt (D, B): Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k), and the
+    responsibility-weighted statistics of v_nk = U_kᵀ(x_n - μ_k): N_k = Σ_n r_nk (K,),
+    Σ_n r_nk v_nk (K, D) and Σ_n r_nk v_nk v_nkᵀ (K, D, D; diag: its diagonal (K, D)).
+
+    Every reduction over D or K is written out as a sum of (B,) slices: XLA's CPU
+    reductions along a non-minor axis ran 5x slower than the same sums unrolled (the
+    log-sum-exp over K of a (4, 100,000) array: 2.9 against 0.5 ms)."""
+    K, D = means.shape
+    Xc = Xt[None, :, :] - means[:, :, None]  # (K, D, B)
+    if ops(covariance_type).correlated:
+        V = _bmm(jnp.swapaxes(U, -1, -2), Xc)  # V[k, :, n] = U_kᵀ (x_n - μ_k)
+    else:
+        V = Xc * U[:, :, None]
+    const = log_det + log_weights - 0.5 * D * math.log(2 * math.pi)  # (K,)
+    joint = [const[k] - 0.5 * _sum([V[k, d] * V[k, d] for d in range(D)]) for k in range(K)]
+    top = functools.reduce(jnp.maximum, joint)  # (B,)
+    e = [jnp.exp(j - top) for j in joint]  # a component of weight 0 (-inf): 0
+    total = _sum(e)
+    value = jnp.sum(top + jnp.log(total))
+    resp = jnp.stack(e) * (1 / total)  # (K, B)
+    rV = V * resp[:, None, :]
+    if ops(covariance_type).correlated:
+        s2 = _bmm(rV, jnp.swapaxes(V, -1, -2))
+    else:
+        s2 = jnp.sum(rV * V, axis=-1)
+    return value, jnp.sum(resp, axis=-1), jnp.sum(rV, axis=-1), s2
+
+
+def _centred_value_and_grad(covariance_type, log_weights, means, factor, blocks: RowBlocks):
+    """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k) by EM's centred kernel, and its gradient in
+    (log_weights, means, factor) in closed form: one pass over the data, block by block
+    (``lax.scan`` over :func:`row_blocks`' blocks, then the remainder), each block's
+    statistics (:func:`_block_statistics`) added up.
+
+    Fisher's identity: the gradient is the E-step's responsibility-weighted statistics.
+    With r_nk the responsibilities, N_k = Σ_n r_nk and v_nk = L_k⁻¹(x_n - μ_k):
+    ∂/∂log w_k = N_k; ∂/∂μ_k = L_k⁻ᵀ Σ_n r_nk v_nk; ∂/∂L_k = tril(L_k⁻ᵀ Σ_n r_nk v_nk
+    v_nkᵀ - N_k diag(L_k)⁻¹) (diag: ∂/∂σ_kd = (Σ_n r_nk v_nkd² - N_k) / σ_kd).
+
+    Why blocks: over all N rows at once, each step of the kernel is a pass over (K, D,
+    N) arrays in memory; a block's stay in cache. One value and gradient at N =
+    100,000, D = 5, K = 4, float32, one core: 5.8-6.5 ms; the kernel before (whole
+    arrays, the gradient from saved (K, D, N) residuals) 16.1-16.2 ms, alternating
+    (``benchmarks/README.md``, "NUTS at scale"). x - μ_k is formed before the
+    projection: U_kᵀx - U_kᵀμ_k was 8% faster and cancels digits on offset data."""
     table = ops(covariance_type)
     K, D = means.shape
     U = table.to_precision_cholesky(factor)  # full: L⁻ᵀ (K, D, D); diag: 1/σ (K, D)
-    Xc = X.T[None, :, :] - means[:, :, None]  # (K, D, N)
-    if table.correlated:
-        V = _project(U, Xc)  # V[k, :, n] = U_kᵀ (x_n - μ_k) = L_k⁻¹ (x_n - μ_k)
-    else:
-        V = Xc * U[:, :, None]
     log_det = table.log_det_precision_cholesky(U, K, D)
-    joint = (-0.5 * (D * math.log(2 * math.pi) + jnp.sum(V * V, axis=1))
-             + (log_det + log_weights)[:, None])  # (K, N): D is reduced
-    log_norm = logsumexp(joint, axis=0)  # (N,): K is reduced
-    resp = jnp.exp(joint - log_norm)  # (K, N)
-    return jnp.sum(log_norm), (U, V, resp)
-
-
-# Up to this many features the projection U_kᵀ (x - μ_k) is written as D
-# multiply-adds over (K, D, N) arrays (one fused loop along N); above it, a matmul.
-_UNROLL_MAX_D = 8
-
-
-def _project(U, Xc):
-    """(K, D, D) upper U and (K, D, N) centred data -> (K, D, N), V[k, e, n] = Σ_d
-    U[k, d, e] Xc[k, d, n]."""
-    D = U.shape[-1]
-    if D <= _UNROLL_MAX_D:
-        return sum(U[:, d, :, None] * Xc[:, d:d + 1, :] for d in range(D))
-    return _bmm(jnp.swapaxes(U, -1, -2), Xc)
-
-
-def _log_likelihood_bwd(covariance_type, residuals, g):
-    """Fisher's identity: the gradient is the E-step's responsibility-weighted
-    statistics. With r_nk the responsibilities, N_k = Σ_n r_nk and v_nk = L_k⁻¹(x_n - μ_k):
-    ∂/∂log w_k = N_k; ∂/∂μ_k = L_k⁻ᵀ Σ_n r_nk v_nk; ∂/∂L_k = tril(L_k⁻ᵀ Σ_n r_nk v_nk
-    v_nkᵀ - N_k diag(L_k)⁻¹) (diag: ∂/∂σ_kd = (Σ_n r_nk v_nkd² - N_k) / σ_kd)."""
-    U, V, resp = residuals  # V (K, D, N), resp (K, N)
-    nk = jnp.sum(resp, axis=1)
-    rV = V * resp[:, None, :]
-    s1 = jnp.sum(rV, axis=-1)  # (K, D): N is reduced
-    if ops(covariance_type).correlated:
-        s2 = _bmm(rV, jnp.swapaxes(V, -1, -2))  # (K, D, D): Σ_n r_nk v_nk v_nkᵀ
+    stats = functools.partial(_block_statistics, covariance_type, log_weights, means, U,
+                              log_det)
+    dtype = blocks.rest.dtype
+    total = (jnp.zeros((), dtype), jnp.zeros((K,), dtype), jnp.zeros((K, D), dtype),
+             jnp.zeros(U.shape, dtype))
+    add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+    if blocks.full.shape[0]:
+        total, _ = jax.lax.scan(lambda acc, Xt: (add(acc, stats(Xt)), None), total,
+                                blocks.full)
+    if blocks.rest.shape[1]:
+        total = add(total, stats(blocks.rest))
+    value, nk, s1, s2 = total
+    if table.correlated:
         d_means = _bmm(U, s1[:, :, None])[:, :, 0]
         diag_U = jnp.diagonal(U, axis1=-2, axis2=-1)
-        D = U.shape[-1]
         d_factor = jnp.tril(_bmm(U, s2)
                             - (nk[:, None] * diag_U)[:, :, None] * np.eye(D, dtype=U.dtype))
     else:
         d_means = s1 * U
-        d_factor = (jnp.sum(rV * V, axis=-1) - nk[:, None]) * U
-    return g * nk, g * d_means, g * d_factor, None
+        d_factor = (s2 - nk[:, None]) * U
+    return value, (nk, d_means, d_factor)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _log_likelihood(covariance_type, log_weights, means, factor, blocks: RowBlocks):
+    """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k) by :func:`_centred_value_and_grad`: the forward
+    pass computes the gradient and keeps it (K + K·D + K·D·D numbers), the backward pass
+    scales it. ``log_weights`` (K,) may hold -inf (a padded component of weight 0),
+    where the gradient is 0."""
+    return _centred_value_and_grad(covariance_type, log_weights, means, factor, blocks)[0]
+
+
+def _log_likelihood_fwd(covariance_type, log_weights, means, factor, blocks):
+    return _centred_value_and_grad(covariance_type, log_weights, means, factor, blocks)
+
+
+def _log_likelihood_bwd(covariance_type, grads, g):
+    return tuple(g * d for d in grads) + (None,)
 
 
 _log_likelihood.defvjp(_log_likelihood_fwd, _log_likelihood_bwd)
@@ -471,7 +520,7 @@ def _moment_exact(moments: Moments, log_weights, means, factor, covariance_type)
     return bound <= _MOMENT_MAX_ERR
 
 
-def _guard_branches(covariance_type, moments: Moments, X, with_grad: bool):
+def _guard_branches(covariance_type, moments: Moments, blocks: RowBlocks, with_grad: bool):
     """The two branches of :func:`_guarded_log_likelihood`'s ``lax.cond``: the moment
     and the centred kernel, each returning the value and (``with_grad``) its gradient
     in (log_weights, means, factor)."""
@@ -482,36 +531,16 @@ def _guard_branches(covariance_type, moments: Moments, X, with_grad: bool):
             lambda *a: _moment_log_likelihood(covariance_type, moments, *a), *args)
         return value, vjp(jnp.ones_like(value))
 
-    def block(args, rows):
-        value, residuals = _log_likelihood_fwd(covariance_type, *args, rows)
-        if not with_grad:
-            return value
-        return value, _log_likelihood_bwd(covariance_type, residuals, 1.0)[:3]
-
     def centred(args):
-        # in blocks of rows: the whole (K, D, N) kernel's temporaries (~50 MB at N =
-        # 100,000, D = 5; 0.5 GB at 10⁶) would set the size of the program's scratch
-        # buffer even while the moment branch runs, and a buffer above glibc's mmap
-        # threshold (32 MB at most) is mapped afresh, page by page, at every call of
-        # the program: 10.0 against 6.0 ms CPU per value and gradient at that size
-        # (5.9 unblocked with MALLOC_MMAP_THRESHOLD_ raised, which confirms the cause)
-        N = X.shape[0]
-        q, r = divmod(N, _CENTRED_BLOCK)
-        parts = []
-        if q:
-            blocks = X[:q * _CENTRED_BLOCK].reshape(q, _CENTRED_BLOCK, X.shape[1])
-            parts.append(jax.tree_util.tree_map(
-                lambda a: jnp.sum(a, axis=0), jax.lax.map(lambda b: block(args, b), blocks)))
-        if r:
-            parts.append(block(args, X[q * _CENTRED_BLOCK:]))
-        return jax.tree_util.tree_map(lambda *a: functools.reduce(jnp.add, a), *parts)
+        value, grads = _centred_value_and_grad(covariance_type, *args, blocks)
+        return (value, grads) if with_grad else value
 
     return moment, centred
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _guarded_log_likelihood(covariance_type, log_weights, means, factor,
-                            moments: Moments, X):
+                            moments: Moments, blocks: RowBlocks):
     """Σ_n log Σ_k w_k N(x_n | μ_k, Σ_k) by the moment kernel where
     :func:`_moment_exact` holds, by the centred kernel (in blocks of rows) elsewhere.
 
@@ -522,21 +551,25 @@ def _guarded_log_likelihood(covariance_type, log_weights, means, factor,
     zeros when the moment kernel ran. NUTS always takes both, so the forward pass loses
     nothing. Measured on one jitted value-and-gradient at N = 100,000, D = 5, K = 4,
     float64, CPU: 28 ms as a plain ``cond`` (the centred kernel's 30), 10 ms with this
-    VJP, 6 ms with the centred branch also in blocks (the moment kernel alone: 5.9;
-    see :func:`_guard_branches`). Inside NUTS's compiled loop neither mattered
-    measurably (``benchmarks/README.md``)."""
-    return _guarded(covariance_type, (log_weights, means, factor), moments, X, False)
+    VJP, 6 ms with the centred branch also in blocks (the moment kernel alone: 5.9):
+    the whole-array centred kernel's temporaries (~50 MB at that size) set the size of
+    the program's scratch buffer even while the moment branch ran, and a buffer above
+    glibc's mmap threshold (32 MB at most) is mapped afresh, page by page, at every
+    call (5.9 ms unblocked with ``MALLOC_MMAP_THRESHOLD_`` raised). The centred kernel
+    now always runs in blocks (:func:`_centred_value_and_grad`). Inside NUTS's compiled
+    loop neither mattered measurably (``benchmarks/README.md``)."""
+    return _guarded(covariance_type, (log_weights, means, factor), moments, blocks, False)
 
 
-def _guarded(covariance_type, args, moments: Moments, X, with_grad: bool):
+def _guarded(covariance_type, args, moments: Moments, blocks: RowBlocks, with_grad: bool):
     """The guard's ``lax.cond`` over :func:`_guard_branches`: the value, and with
     ``with_grad`` (value, gradient)."""
-    moment, centred = _guard_branches(covariance_type, moments, X, with_grad)
+    moment, centred = _guard_branches(covariance_type, moments, blocks, with_grad)
     return jax.lax.cond(_moment_exact(moments, *args, covariance_type), moment, centred, args)
 
 
-def _guarded_fwd(covariance_type, log_weights, means, factor, moments, X):
-    return _guarded(covariance_type, (log_weights, means, factor), moments, X, True)
+def _guarded_fwd(covariance_type, log_weights, means, factor, moments, blocks):
+    return _guarded(covariance_type, (log_weights, means, factor), moments, blocks, True)
 
 
 def _guarded_bwd(covariance_type, grads, g):

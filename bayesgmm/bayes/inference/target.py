@@ -55,12 +55,14 @@ def flat_potential(model, X, unravel, n_active=None):
     model's K_max components active."""
     if handwritten(model):
         ct, priors = model.keywords["covariance_type"], model.keywords["priors"]
-        # the moment kernel's features: one pass over X here, outside the sampler's
-        # and optimiser's loops (None for float32 data, or where NaN marks missing)
-        moments = (None if marginalizes(X, priors.marginalize_missing)
-                   else potential.moments(X, ct))
+        # the moment kernel's features and the centred kernel's layout of X (transposed,
+        # in blocks of rows): passes over X here, outside the sampler's and optimiser's
+        # loops (None where NaN marks missing; features None for float32 data)
+        complete = not marginalizes(X, priors.marginalize_missing)
+        moments = potential.moments(X, ct) if complete else None
+        blocks = potential.row_blocks(X) if complete else None
         return lambda f: potential.potential(unravel(f), X, ct, priors, n_active,
-                                             moments=moments)
+                                             moments=moments, blocks=blocks)
     return lambda f: potential_energy(model, (X,), {}, unravel(f))
 
 
