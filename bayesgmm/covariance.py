@@ -649,7 +649,7 @@ def _eig(xp, S: Array, nk: Array | None = None) -> tuple[Array, Array]:
 def _empty_scalars(xp, S: Array, nk: Array | None):
     """On the host, the components (a boolean mask over S's batch, or None for none)
     that are empty (count at most 20·eps: padding) and whose matrix is exactly a
-    multiple of the identity (reg_covar·I: padding has no rows)."""
+    finite multiple of the identity (reg_covar·I: padding has no rows)."""
     if nk is None or not _host64(xp, S) or _closed_2x2(xp, S):  # LAPACK's answers
         return None
     empty = nk <= 20 * _EPS64
@@ -657,7 +657,8 @@ def _empty_scalars(xp, S: Array, nk: Array | None):
         return None
     D = S.shape[-1]
     cand = S[empty]
-    scalar = (cand == cand[:, :1, :1] * _NUMPY_NS.eye(D)).all(axis=(-2, -1))
+    scalar = ((cand == cand[:, :1, :1] * _NUMPY_NS.eye(D)).all(axis=(-2, -1))
+              & _NUMPY_NS.isfinite(cand[:, 0, 0]))  # LAPACK's answer for inf is NaN
     if not scalar.any():
         return None
     empty[empty] = scalar
@@ -666,9 +667,11 @@ def _empty_scalars(xp, S: Array, nk: Array | None):
 
 def _scalar_or_eigh(xp, S: Array, nk: Array | None = None) -> tuple[Array, Array]:
     """:func:`_eigh` of S (..., K, D, D), whose components have counts ``nk (..., K)``;
-    on the host the empty components whose matrix is c·I (padding) take LAPACK's own
-    answer for it, (c, ..., c) and I, without the call (a third to a half of a padded
-    model search's matrices; tested equal to LAPACK's)."""
+    on the host the empty components whose matrix is c·I, c finite (padding), take
+    (c, ..., c) and I without the call (a third to a half of a padded model search's
+    matrices); LAPACK's answer for reg_covar-sized c (tested equal; LAPACK rescales
+    matrices of norm below ~1e-146 or above ~1e153, which can move its eigenvalues of
+    c·I by an ulp)."""
     skip = _empty_scalars(xp, S, nk)
     if skip is None:
         return _eigh(xp, S)

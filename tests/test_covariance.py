@@ -530,6 +530,13 @@ def test_padding_eigen_decompositions_are_lapacks_without_the_call():
         np.testing.assert_array_equal(cv._scalar_or_eigvalsh(_xp.NUMPY, S, nk),
                                       np.linalg.eigvalsh(S))
         np.testing.assert_array_equal(cv._eig(_xp.NUMPY, S, nk)[1], V)
+        # an empty component at inf·I (an overflowed scatter) is LAPACK's NaN, not inf
+        S[0, 3] = np.inf * np.eye(D)
+        with np.errstate(invalid="ignore"):
+            w, V = cv._scalar_or_eigh(_xp.NUMPY, S, nk)
+            assert np.isnan(w[0, 3]).all()
+            assert np.isnan(cv._scalar_or_eigvalsh(_xp.NUMPY, S, nk)[0, 3]).all()
+
 
 _INF_SCRIPT = r"""
 import numpy as np

@@ -321,7 +321,7 @@ def test_fit_many_equals_fit_per_start(datasets):
 def test_fit_many_models_equals_fit_per_start_of_each_type(datasets):
     """engines.numpy.fit_many_models runs several covariance types' starts in one
     lockstep loop (the types of one layout share a batch, VEI with VVI and EVE with
-    VVV; batches of one feature table and K share an E-step): each member's result
+    VVV; batches of one feature table share an E-step, on small data whatever their K): each member's result
     equals engines.numpy.fit from its start, alone. Members of K = 1..4, hard and soft
     first passes, padded and grouped by K, all stopped by max_iter, then stopping at
     different iterations by tol; then sample weights with float32 input, and

@@ -57,9 +57,10 @@ __all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "fit_many_models", "llo
            "lloyd_batch", "log_resp", "score_draws", "criteria_terms", "criteria_terms_many",
            "sample", "sklearn_covariances"]
 
-#: fit_many pads its members to one K when the feature table has at most this many
-#: entries (N·F): on small data Python's overhead per batch call dominates, on large
-#: data the E-step's padded columns would
+#: fit_many pads its members to one K, and fit_many_models's batches of different K
+#: share an E-step, when the feature table has at most this many entries (N·F): on
+#: small data Python's overhead per batch call dominates, on large data the E-step's
+#: padded columns would cost more than the calls they save
 PAD_FEATURES = 2**16
 
 #: scikit-learn's 10·eps on the counts (engines.mixture_m_step's), in float64: the host
@@ -548,10 +549,10 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
     padded to its largest K); each iteration then computes every batch's natural
     parameters and M-step (per covariance type: the table's), while the batches that
     share a feature table (``[1, x, x⊗x]`` for the full-moment models, the squares for
-    the others: :func:`bayesgmm.covariance.moment_features`) and a number of
-    components share one E-step, one peak and one product each way
-    (:func:`_e_step_batch`): two E-steps an iteration for a 14-model search on small
-    data instead of fourteen. Each result equals :func:`fit_many`'s for its model
+    the others: :func:`bayesgmm.covariance.moment_features`) share one E-step, one
+    peak and one product each way (:func:`_e_step_bucket`; on a table larger than
+    :data:`PAD_FEATURES` only the batches of one K): two E-steps an iteration for a
+    14-model search on small data instead of fourteen. Each result equals :func:`fit_many`'s for its model
     alone, and so :func:`fit`'s from its start (to round-off; tested).
 
     Parameters
@@ -636,12 +637,15 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while running:
             # the running batches that share a feature table share one E-step
-            buckets: dict[bool, list[tuple[int, np.ndarray]]] = {}
+            # (on a small table whatever their K: padding a batch's columns costs less
+            # than a call there; on a large one only batches of one K, as fit_many pads)
+            buckets: dict[tuple[bool, int], list[tuple[int, np.ndarray]]] = {}
             for g, run in running.items():
                 grp, prev = groups[g], run.params
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center,
                                      grp.kinds[0], NUMPY)  # (L, F, c): the layout's
-                buckets.setdefault(grp.full, []).append((g, theta))
+                c = 0 if tables[grp.full][0].size <= PAD_FEATURES else theta.shape[-1]
+                buckets.setdefault((grp.full, c), []).append((g, theta))
             for key, items in buckets.items():
                 for g, (S, wll) in zip((g for g, _ in items),
                                        _e_step_bucket(key, items, running, groups, tables,
@@ -686,13 +690,14 @@ class _Group(NamedTuple):
 
 def _e_step_bucket(key, items, running, groups, tables, center, w, row_maxima):
     """One E-step for the running batches ``items`` (``(g, theta (L_g, F, c_g))``) that
-    share a feature table (``key``): their natural parameters stacked, each padded to
-    the largest c with inactive components (``-inf``: they add exactly 0, so a batch's
-    numbers are those of its own E-step), the peak-shifted pass
+    share a feature table (``key``: the table and, on large data, one K): their
+    natural parameters stacked, each padded to the largest c with inactive components
+    (``-inf``: they add exactly 0 to the statistics; the log-likelihood's sum over rows
+    may round differently), the peak-shifted pass
     (:func:`_e_step_peak`) where it holds, else the row maxima (:func:`_e_step_batch`,
     with the members' hard first passes). Returns each batch's ``(S (L_g, c_g, F),
     wll (L_g,))``, in the order of ``items``."""
-    T, TT = tables[key]
+    T, TT = tables[key[0]]
     runs = [running[g] for g, _ in items]
     if len(items) == 1:
         theta, means, hard = items[0][1], runs[0].params.means, runs[0].hard
