@@ -364,8 +364,9 @@ def _params(z, ct):
     return (jnp.log(sites["weights"]), sites["means"], from_sites(sites, ct).cov_factor)
 
 
-@pytest.mark.parametrize("ct,D", [("full", 3), ("diag", 2)])
-def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D):
+@pytest.mark.parametrize("ct,D,unrolled", [("full", 3, True), ("diag", 2, True),
+                                            ("full", 3, False)])
+def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monkeypatch):
     """The centred kernel's value and closed-form gradient (``_centred_value_and_grad``,
     one pass in blocks of rows) equal the textbook mixture density's and autodiff's
     gradient of it, in float64 and (against the float64 truth) float32, whatever the
@@ -373,7 +374,11 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D):
     or no full block (64); on the standard offset data, the same moved by 1,000, and
     with a compact component (scale 0.01) 100 from the rest. A padded component (log
     weight -inf) adds nothing and gets a zero gradient. The kernel with the remainder,
-    the first block or one row dropped fails here (checked)."""
+    the first block or one row dropped fails here (checked). Both forms of a block's
+    reductions: written out as sums of slices (K·D up to ``_UNROLL_MAX``) and as axis
+    reductions (above it; here forced, blocks of 16 + 12)."""
+    if not unrolled:
+        monkeypatch.setattr(P, "_UNROLL_MAX", 0)
     vg = jax.value_and_grad
 
     def kernel(rows):
@@ -398,7 +403,7 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D):
             value, grads, without = truth(p, Xd)
             with jax.enable_x64(dtype == np.float64):
                 p, Xd = tuple(jnp.asarray(a) for a in p), jnp.asarray(Xd)
-                for rows in (16, 7, 60, 64):
+                for rows in ((16, 7, 60, 64) if unrolled else (16,)):
                     a, ga = kernel(rows)(p, Xd)
                     assert a.dtype == dtype and all(g.dtype == dtype for g in ga)
                     msg = f"{kind} {np.dtype(dtype).name} rows={rows}"
