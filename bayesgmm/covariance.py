@@ -650,7 +650,7 @@ def _empty_scalars(xp, S: Array, nk: Array | None):
     """On the host, the components (a boolean mask over S's batch, or None for none)
     that are empty (count at most 20·eps: padding) and whose matrix is exactly a
     finite multiple of the identity (reg_covar·I: padding has no rows)."""
-    if nk is None or not _host64(xp, S) or _closed_2x2(xp, S):  # LAPACK's answers
+    if nk is None or xp is not _NUMPY_NS or S.dtype != np.float64 or _closed_2x2(xp, S):
         return None
     empty = nk <= 20 * _EPS64
     if not empty.any():
