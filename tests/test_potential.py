@@ -312,8 +312,8 @@ def test_moment_kernel_equals_numpyros_and_the_centred_kernel_float64(ct, D):
 @pytest.mark.parametrize("ct,D", [("full", 3), ("diag", 2)])
 def test_guard_fallback_in_blocks_equals_the_centred_kernel(ct, D):
     """Where the guard refuses the moment kernel (the far compact component), the
-    fallback runs the centred kernel in blocks of rows (here 16: 60 rows = 3 blocks +
-    12); its value and gradient, and the value alone (the custom VJP's primal), equal
+    fallback runs the centred kernel in blocks of rows (here at most 16: 60 rows = 4
+    blocks of 15); its value and gradient, and the value alone (the custom VJP's primal), equal
     the centred kernel over all rows at once, unpadded and padded. On the standard data
     the guarded potential equals the moment kernel's."""
     with jax.enable_x64(True):
@@ -371,20 +371,24 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monk
     """The centred kernel's value and closed-form gradient (``_centred_value_and_grad``,
     one pass in blocks of rows) equal the textbook mixture density's and autodiff's
     gradient of it, in float64 and (against the float64 truth) float32, whatever the
-    blocking (float64): 60 rows as 3 blocks of 16 + 12 left over, 8 of 7 + 4, one block
-    of 60, or no full block (64); on the standard offset data, the same moved by 1,000, and
-    with a compact component (scale 0.01) 100 from the rest. A padded component (log
-    weight -inf) adds nothing and gets a zero gradient. The kernel with the remainder,
-    the first block or one row dropped fails here (checked). Both forms of a block's
+    blocking (float64): 60 rows in blocks of at most 8 (8 blocks of 8, the last ending
+    in 4 padding rows that the mask weighs 0), of at most 16 (4 of 15, no padding), one
+    block of 60 (rows = 60 or 64); on the standard offset data, the same moved by 1,000,
+    and with a compact component (scale 0.01) 100 from the rest. A padded component (log
+    weight -inf) adds nothing and gets a zero gradient. The kernel with the mask
+    ignored, the first block or one row dropped fails here. Both forms of a block's
     reductions: written out as sums of slices (K·D up to ``_UNROLL_MAX``) and as axis
-    reductions (above it; here forced, blocks of 16 + 12)."""
+    reductions (above it; here forced, blocks of 8 with padding)."""
+    rb = P.row_blocks(np.zeros((60, D)), 8)
+    assert rb.blocks.shape == (8, D, 8) and float(np.sum(rb.mask)) == 60
+    assert P.row_blocks(np.zeros((60, D)), 16).mask is None
     if not unrolled:
         monkeypatch.setattr(P, "_UNROLL_MAX", 0)
     vg = jax.value_and_grad
 
     # one jitted function per blocking, made once: a fresh lambda per call recompiled
     kernels = {rows: jax.jit(lambda p, X, rows=rows: P._centred_value_and_grad(
-        ct, *p, P.row_blocks(X, rows))) for rows in (16, 7, 60, 64)}
+        ct, *p, P.row_blocks(X, rows))) for rows in (8, 16, 60, 64)}
     kernel = kernels.__getitem__
     plain = jax.jit(vg(lambda p, X: _plain_log_likelihood(ct, *p, X)))
     # the same without component 1: log weight -inf in the kernel's input
@@ -406,9 +410,9 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monk
             value, grads, without = truth(p, Xd)
             with jax.enable_x64(dtype == np.float64):
                 p, Xd = tuple(jnp.asarray(a) for a in p), jnp.asarray(Xd)
-                # every blocking in float64; float32 and the axis form in blocks of 16 + 12
+                # every blocking in float64; float32 and the axis form in blocks of 8
                 full = unrolled and dtype == np.float64
-                for rows in ((16, 7, 60, 64) if full else (16,)):
+                for rows in ((8, 16, 60, 64) if full else (8,)):
                     a, ga = kernel(rows)(p, Xd)
                     assert a.dtype == dtype and all(g.dtype == dtype for g in ga)
                     msg = f"{kind} {np.dtype(dtype).name} rows={rows}"
@@ -418,7 +422,7 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monk
                                                    atol=rtol * (1 + np.max(np.abs(e))),
                                                    err_msg=msg)
                 log_w = p[0].at[1].set(-jnp.inf)
-                c, gc = kernel(16)((log_w,) + p[1:], Xd)
+                c, gc = kernel(8)((log_w,) + p[1:], Xd)
                 np.testing.assert_allclose(float(c), without, rtol=rtol, err_msg=kind)
                 for g in gc:
                     assert np.all(np.isfinite(np.asarray(g))), kind
