@@ -6,6 +6,7 @@ OpenBLAS's threading slows JAX's CPU triangular solves ~100x (measured in issue 
 
 import os
 import sys
+from importlib import metadata
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -20,9 +21,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # A cached program is XLA's serialised executable of the same program; every assertion
 # still compares against its independent reference. A run adds ~60 MB; the session's
 # first process (pytest itself, before its workers start) empties a cache over 1 GB
-# (JAX's own bound, jax_compilation_cache_max_size, needs the filelock package).
+# (JAX's own bound, jax_compilation_cache_max_size, needs the filelock package). Not
+# below jaxlib 0.10: jaxlib 0.9 writes a warning to stderr ("Assume version
+# compatibility. PjRt-IFRT does not track XLA executable versions.") at every cached
+# program it loads, and test_progress holds the compiled programs to silence.
 _CACHE = os.path.join(sys.prefix, "jax-cache")
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ and os.access(sys.prefix, os.W_OK):
+_JAXLIB = tuple(int(part) for part in metadata.version("jaxlib").split(".")[:2])
+if ("JAX_COMPILATION_CACHE_DIR" not in os.environ and os.access(sys.prefix, os.W_OK)
+        and _JAXLIB >= (0, 10)):
     if "PYTEST_XDIST_WORKER" not in os.environ and os.path.isdir(_CACHE):
         _entries = [e for e in os.scandir(_CACHE) if e.is_file()]
         if sum(e.stat().st_size for e in _entries) > 2**30:
