@@ -12,14 +12,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # JAX's persistent compilation cache, in the test environment's own prefix (the virtual
-# environment `make test` made; one per JAX version): compiling is ~70% of the suite's
-# time, and tests (and the notebooks, README blocks and scripts they run in fresh
-# processes, which inherit these variables) compile the same programs again after
-# jax.clear_caches() or through a fresh jitted function. Measured on the whole suite
-# (2 cores, 2026-12-02): 1,678 -> 1,520 s from an empty cache; test_model.py again with
-# the cache filled 84 -> 37 s.
-# A cached program is XLA's serialised executable of the same program; every assertion
-# still compares against its independent reference. A run adds ~60 MB; the session's
+# environment `make test` made; one per JAX version; none outside a virtual
+# environment): compiling is ~70% of the suite's time, and tests (and the notebooks,
+# README blocks and scripts they run in fresh processes, which inherit these variables)
+# compile the same programs again after jax.clear_caches() or through a fresh jitted
+# function. Measured on the whole suite (2 cores, 2026-12-02): 1,678 -> 1,520 s from an
+# empty cache; test_model.py again with the cache filled 84 -> 37 s. A cached program
+# is XLA's serialised executable of the same program; every assertion still compares
+# against its independent reference. A run adds ~60 MB; the session's
 # first process (pytest itself, before its workers start) empties a cache over 1 GB
 # (JAX's own bound, jax_compilation_cache_max_size, needs the filelock package). Not
 # below jaxlib 0.10: jaxlib 0.9 writes a warning to stderr ("Assume version
@@ -27,8 +27,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # program it loads, and test_progress holds the compiled programs to silence.
 _CACHE = os.path.join(sys.prefix, "jax-cache")
 _JAXLIB = tuple(int(part) for part in metadata.version("jaxlib").split(".")[:2])
-if ("JAX_COMPILATION_CACHE_DIR" not in os.environ and os.access(sys.prefix, os.W_OK)
-        and _JAXLIB >= (0, 10)):
+if ("JAX_COMPILATION_CACHE_DIR" not in os.environ and sys.prefix != sys.base_prefix
+        and os.access(sys.prefix, os.W_OK) and _JAXLIB >= (0, 10)):
     if "PYTEST_XDIST_WORKER" not in os.environ and os.path.isdir(_CACHE):
         _entries = [e for e in os.scandir(_CACHE) if e.is_file()]
         if sum(e.stat().st_size for e in _entries) > 2**30:
