@@ -313,8 +313,8 @@ def test_moment_kernel_equals_numpyros_and_the_centred_kernel_float64(ct, D):
 def test_guard_fallback_in_blocks_equals_the_centred_kernel(ct, D):
     """Where the guard refuses the moment kernel (the far compact component), the
     fallback runs the centred kernel in blocks of rows (here at most 16: 60 rows = 4
-    blocks of 15); its value and gradient, and the value alone (the custom VJP's primal), equal
-    the centred kernel over all rows at once, unpadded and padded. On the standard data
+    blocks of 15); its value and gradient, and the value alone (the custom VJP's
+    primal), equal the centred kernel over all rows at once, unpadded and padded. On the standard data
     the guarded potential equals the moment kernel's."""
     with jax.enable_x64(True):
         priors = Priors().resolve(_moment_data("standard", ct, D)[0])
@@ -389,7 +389,6 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monk
     # one jitted function per blocking, made once: a fresh lambda per call recompiled
     kernels = {rows: jax.jit(lambda p, X, rows=rows: P._centred_value_and_grad(
         ct, *p, P.row_blocks(X, rows))) for rows in (8, 16, 60, 64)}
-    kernel = kernels.__getitem__
     plain = jax.jit(vg(lambda p, X: _plain_log_likelihood(ct, *p, X)))
     # the same without component 1: log weight -inf in the kernel's input
     drop = lambda p: tuple(a[np.arange(4) != 1] for a in p)
@@ -413,7 +412,7 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monk
                 # every blocking in float64; float32 and the axis form in blocks of 8
                 full = unrolled and dtype == np.float64
                 for rows in ((8, 16, 60, 64) if full else (8,)):
-                    a, ga = kernel(rows)(p, Xd)
+                    a, ga = kernels[rows](p, Xd)
                     assert a.dtype == dtype and all(g.dtype == dtype for g in ga)
                     msg = f"{kind} {np.dtype(dtype).name} rows={rows}"
                     np.testing.assert_allclose(float(a), value, rtol=rtol, err_msg=msg)
@@ -422,7 +421,7 @@ def test_centred_kernel_in_blocks_equals_the_plain_formula(ct, D, unrolled, monk
                                                    atol=rtol * (1 + np.max(np.abs(e))),
                                                    err_msg=msg)
                 log_w = p[0].at[1].set(-jnp.inf)
-                c, gc = kernel(8)((log_w,) + p[1:], Xd)
+                c, gc = kernels[8]((log_w,) + p[1:], Xd)
                 np.testing.assert_allclose(float(c), without, rtol=rtol, err_msg=kind)
                 for g in gc:
                     assert np.all(np.isfinite(np.asarray(g))), kind
