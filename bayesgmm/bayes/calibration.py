@@ -78,7 +78,8 @@ __all__ = ["SBCResult", "CoverageResult", "run_sbc", "run_coverage", "parameter_
            "simulate", "em_and_map", "svi_draws", "order_components", "sbc_scalars",
            "sparse_scalars", "QUANTITIES", "thin", "thin_params", "sbc_ranks",
            "chi2_uniformity", "ecdf_band", "ecdf_uniformity", "interval_coverage",
-           "expected_calibration_error", "reliability_curve", "pair_forecasts",
+           "expected_calibration_error", "brier_score", "confidence_gap",
+           "reliability_curve", "pair_forecasts",
            "binary_calibration_error",
            "invariant_diagnostics", "ess_bulk", "log_log_slope"]
 
@@ -125,6 +126,9 @@ class CoverageResult(NamedTuple):
     ece_posterior: np.ndarray  # shape=(R,): ECE of posterior-mean memberships
     ece_em: np.ndarray  # shape=(R,): ECE of EM's plug-in memberships
     ece_truth: np.ndarray  # shape=(R,): ECE of the true parameters' memberships
+    brier_posterior: np.ndarray  # shape=(R,): Brier score of posterior-mean memberships
+    brier_em: np.ndarray  # shape=(R,): Brier score of EM's plug-in memberships
+    brier_truth: np.ndarray  # shape=(R,): Brier score of the true parameters' memberships
     proba: np.ndarray  # shape=(R, N, K): posterior-mean memberships, truth's labels
     proba_em: np.ndarray  # shape=(R, N, K)
     labels: np.ndarray  # shape=(R, N): the true components
@@ -247,6 +251,7 @@ def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
     truth_scalars, names = sbc_scalars(truth)
     fit_keys = jax.random.split(k_fit, n_replications)
     covered, ece_p, ece_em, ece_t, probas, probas_em, lp_r = [], [], [], [], [], [], []
+    brier_p, brier_em, brier_t = [], [], []
     chosen = range(n_replications) if replications is None else [int(r) for r in replications]
     t0 = time.perf_counter()
     for r in chosen:
@@ -278,8 +283,12 @@ def run_coverage(seed: int, truth: GMMParams, *, priors: Priors | None = None,
         ece_p.append(expected_calibration_error(proba, z))
         ece_em.append(expected_calibration_error(proba_em, z))
         ece_t.append(expected_calibration_error(proba_t, z))
+        brier_p.append(brier_score(proba, z))
+        brier_em.append(brier_score(proba_em, z))
+        brier_t.append(brier_score(proba_t, z))
     return CoverageResult(np.stack(covered), names, np.array(ece_p), np.array(ece_em),
-                          np.array(ece_t), np.stack(probas), np.stack(probas_em),
+                          np.array(ece_t), np.array(brier_p), np.array(brier_em),
+                          np.array(brier_t), np.stack(probas), np.stack(probas_em),
                           zs[list(chosen)], np.array(lp_r), time.perf_counter() - t0)
 
 
@@ -565,6 +574,26 @@ def expected_calibration_error(proba: np.ndarray, labels: np.ndarray,
     conf, freq, count = reliability_curve(proba, labels, n_bins)
     keep = count > 0
     return float(np.sum(count[keep] * np.abs(conf[keep] - freq[keep])) / count.sum())
+
+
+def brier_score(proba: np.ndarray, labels: np.ndarray) -> float:
+    """Brier score of membership probabilities proba (N, K) against true components
+    labels (N,): the mean over points of Σ_k (p_k - [z = k])². A proper scoring rule
+    (Brier 1950): unlike the binned ECE it is lowest in expectation for the true
+    probabilities, so it also rewards sharpness, and it is not fooled by forecasts that
+    are calibrated only on average. Murphy's decomposition: reliability (the
+    miscalibration ECE measures) - resolution + uncertainty."""
+    proba = np.asarray(proba, dtype=np.float64)
+    outcome = np.asarray(labels)[:, None] == np.arange(proba.shape[1])
+    return float(np.mean(np.sum((proba - outcome) ** 2, axis=1)))
+
+
+def confidence_gap(proba: np.ndarray, labels: np.ndarray) -> float:
+    """Mean confidence minus accuracy of membership probabilities proba (N, K): the
+    mean of max_k p_k less the fraction of points whose most probable component is
+    their true one. Positive: over-confident; negative: under-confident."""
+    proba = np.asarray(proba, dtype=np.float64)
+    return float(np.mean(proba.max(1)) - np.mean(proba.argmax(1) == np.asarray(labels)))
 
 
 def pair_forecasts(resp: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
