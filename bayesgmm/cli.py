@@ -731,9 +731,11 @@ def _one_line(text: str) -> str:
 
 
 def _compilation_cache(args) -> None:
-    if not args.no_compilation_cache:
-        from bayesgmm.compilation import enable_compilation_cache
+    from bayesgmm.compilation import cache_supported, enable_compilation_cache
 
+    # Under jaxlib 0.9 the cache would print an error line per cached program: off,
+    # quietly (the command line turns it on by itself; the library's function warns).
+    if not args.no_compilation_cache and cache_supported():
         enable_compilation_cache()
 
 

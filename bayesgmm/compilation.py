@@ -12,7 +12,10 @@ loads the programs instead (the same sweep: 0.8 s; ``benchmarks/sweep.py``).
 The cache is a JAX-wide setting, so the library never turns it on by itself: call
 :func:`enable_compilation_cache` once, before the first fit. The ``bayesgmm`` command
 line turns it on (``--no-compilation-cache`` turns it off). Only point it at a directory
-that you alone can write to: JAX treats cached programs as trusted code.
+that you alone can write to: JAX treats cached programs as trusted code. It needs jaxlib
+0.10 or newer: jaxlib 0.9 writes an error line to stderr for every program it loads from
+the cache (a machine-feature check that misreads its own tuning flags), so there the
+cache stays off (:func:`cache_supported`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,35 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
+from importlib import metadata
 from pathlib import Path
 
-__all__ = ["enable_compilation_cache", "default_cache_dir", "jit", "jit_compile_bound",
-           "CPU_COMPILE", "CPU_FAST_COMPILE"]
+__all__ = ["enable_compilation_cache", "cache_supported", "default_cache_dir", "jit",
+           "jit_compile_bound", "CPU_COMPILE", "CPU_FAST_COMPILE"]
+
+#: The oldest jaxlib whose cache loads programs without writing to stderr.
+CACHE_MIN_JAXLIB = (0, 10)
+
+
+def cache_supported(jaxlib_version: str | None = None) -> bool:
+    """Whether the installed jaxlib (or ``jaxlib_version``) reuses cached programs
+    quietly: 0.10 and newer. jaxlib 0.9 loads them but writes an error line per program
+    to stderr ("Loading XLA:CPU AOT result. Target machine feature +prefer-no-gather is
+    not supported on the host machine ... could lead to execution errors such as
+    SIGILL", on the machine that compiled them; another day's jaxlib 0.9 run printed
+    "Assume version compatibility. PjRt-IFRT does not track XLA executable versions."
+    instead). An unparsable version counts as new."""
+    if jaxlib_version is None:
+        try:
+            jaxlib_version = metadata.version("jaxlib")
+        except metadata.PackageNotFoundError:
+            return True
+    try:
+        release = tuple(int(part) for part in jaxlib_version.split(".")[:2])
+    except ValueError:
+        return True
+    return release >= CACHE_MIN_JAXLIB
 
 
 def default_cache_dir() -> Path:
@@ -32,11 +60,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "bayesgmm" / "jax"
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     """Store every compiled program under ``path`` and reuse it in later processes.
 
     Unlike setting ``JAX_COMPILATION_CACHE_DIR`` alone, this also caches programs that
-    compile in under a second (JAX's default threshold), which is most of ours.
+    compile in under a second (JAX's default threshold), which is most of ours. Under
+    jaxlib older than 0.10 (see :func:`cache_supported`) it warns and leaves the cache
+    off.
 
     Parameters
     ----------
@@ -45,9 +75,17 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
 
     Returns
     -------
-    Path
-        The directory in use.
+    Path or None
+        The directory in use; None where the cache stays off (jaxlib older than 0.10).
     """
+    if not cache_supported():
+        warnings.warn(
+            f"bayesgmm's compilation cache needs jaxlib >= 0.10 (installed: "
+            f"{metadata.version('jaxlib')}, which writes an error line to stderr for every "
+            "cached program it loads); the cache stays off. Upgrade jax and jaxlib "
+            "(pip install -U jax jaxlib) to reuse compiled programs across processes.",
+            UserWarning, stacklevel=2)
+        return None
     path = Path(path) if path is not None else default_cache_dir()
     path.mkdir(parents=True, exist_ok=True)
     settings = {"jax_compilation_cache_dir": str(path),

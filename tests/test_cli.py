@@ -489,8 +489,15 @@ def test_run_command_from_file(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "best BIC: K=3" in r.stdout
     assert (tmp_path / "out" / "clusters.png").exists()
-    # the command line keeps compiled programs for the next process
-    cached = list((tmp_path / "cache" / "bayesgmm" / "jax").iterdir())
+    # the command line keeps compiled programs for the next process (from jaxlib 0.10;
+    # under 0.9 it leaves the cache off, quietly: test_compilation has why)
+    from bayesgmm.compilation import cache_supported
+
+    cache = tmp_path / "cache" / "bayesgmm" / "jax"
+    if not cache_supported():
+        assert not cache.exists() and "jaxlib" not in r.stderr, r.stderr
+        return
+    cached = list(cache.iterdir())
     assert len(cached) >= 2  # the fit's programs; JAX >= 0.10.1 adds a jnp.asarray one
 
 

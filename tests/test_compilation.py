@@ -32,6 +32,58 @@ def test_jit_compile_bound_falls_back_when_xla_lacks_the_options(monkeypatch):
     assert float(h(x)) == pytest.approx(expected, rel=1e-6)
 
 
+def test_cache_supported_reads_the_jaxlib_release():
+    """jaxlib 0.9 writes an error line to stderr per cached program it loads: the cache
+    needs 0.10 on. Development and unparsable versions count as new."""
+    from bayesgmm.compilation import cache_supported
+
+    assert not cache_supported("0.9.2") and not cache_supported("0.4.30")
+    assert cache_supported("0.10.0") and cache_supported("0.12.1")
+    assert cache_supported("1.0") and cache_supported("0.11.0.dev20261101")
+    assert cache_supported("nightly")
+
+
+_CACHED_PROGRAM = textwrap.dedent("""
+    import sys, warnings
+    from bayesgmm import compilation
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = compilation.enable_compilation_cache(sys.argv[1])
+    print(path, "|", " ".join(str(w.message) for w in caught))
+    import jax.numpy as jnp
+    print(float(compilation.jit(lambda x: jnp.sum(jnp.exp(x) * 3.0))(jnp.arange(5.0))))
+""")
+
+
+def test_a_second_process_reuses_the_cache_quietly(tmp_path):
+    """Two fresh processes run the same jitted program with the cache on: the first
+    fills it, the second loads from it, adds nothing, and writes nothing to stderr (the
+    cache is off, with a warning that says why, under jaxlib 0.9, whose loads print an
+    error line per program). Truth: the same value both times; the cache's files."""
+    from bayesgmm.compilation import cache_supported
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT")
+           and k != "JAX_COMPILATION_CACHE_DIR"}
+    cache = tmp_path / "jax"
+    run = lambda: subprocess.run([sys.executable, "-c", _CACHED_PROGRAM, str(cache)],
+                                 capture_output=True, text=True, env=env)
+    first = run()
+    assert first.returncode == 0, first.stderr[-2000:]
+    if not cache_supported():
+        assert first.stdout.startswith("None |") and "jaxlib >= 0.10" in first.stdout
+        assert not cache.exists()
+        return
+    filled = sorted(p.name for p in cache.iterdir())
+    assert filled and first.stdout.startswith(f"{cache} | \n")
+    second = run()
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout == first.stdout
+    assert sorted(p.name for p in cache.iterdir()) == filled  # loaded, not compiled again
+    assert second.stderr == "", second.stderr[-2000:]
+
+
+@pytest.mark.skipif(not __import__("bayesgmm.compilation").compilation.cache_supported(),
+                    reason="jaxlib < 0.10: the cache stays off")
 def test_cache_settings_reach_jax_whether_or_not_it_is_loaded(tmp_path):
     """enable_compilation_cache before JAX is imported (the command line's order: a
     host-sized run never loads JAX) sets the same JAX options as after it."""
