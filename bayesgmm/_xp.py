@@ -128,6 +128,25 @@ _np_cholesky = _lapack("cholesky", np.linalg.cholesky)
 _np_inv = _lapack("inv", np.linalg.inv)
 
 
+_TRIL_MASKS: dict = {}
+
+
+def _np_tril_inv(L: np.ndarray) -> np.ndarray:
+    """The inverse of lower-triangular ``L`` (..., D, D), exactly lower-triangular.
+    LAPACK's general inverse (LU with pivoting, ~1 µs a small matrix; a triangular solve
+    per matrix costs more on stacks) leaves round-off above the diagonal on some BLAS
+    (-1.2e-16 on an AVX-512 machine's OpenBLAS): it is zeroed by a cached 0/1 mask, which
+    keeps a failing matrix's NaN."""
+    inv = _np_inv(L)
+    key = (inv.shape[-1], inv.dtype)
+    mask = _TRIL_MASKS.get(key)
+    if mask is None:
+        mask = np.tril(np.ones(inv.shape[-2:], inv.dtype))
+        mask.setflags(write=False)
+        mask = _TRIL_MASKS.setdefault(key, mask)
+    return inv * mask
+
+
 _EYES: dict = {}
 
 
@@ -201,7 +220,7 @@ def _np_while_loop(cond, body, init):
 
 
 NUMPY = Namespace("numpy", np, matmul=np.matmul, einsum=np.einsum, cholesky=_np_cholesky,
-                  tril_inv=_np_inv, inv=_np_inv, eye=_np_eye, nan_where=_np_nan_where,
+                  tril_inv=_np_tril_inv, inv=_np_inv, eye=_np_eye, nan_where=_np_nan_where,
                   eigh=_nan_per_matrix(np.linalg.eigh),
                   eigvalsh=_nan_per_matrix(np.linalg.eigvalsh),
                   svd=_nan_per_matrix(np.linalg.svd),

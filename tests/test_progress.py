@@ -148,7 +148,11 @@ def test_every_restart_reported_as_its_history(blobs, capsys, engine, dtype):
 def test_small_em_reports_the_screening_then_the_winner(blobs, capsys):
     """restart_screen_iter: every restart's screening iterations, then the winner's,
     headed and numbered on; the compiled and host engines report the same
-    iterations."""
+    iterations. On these data the three k-means starts reach one optimum, so their
+    screened lower bounds tie to round-off and which restart wins depends on the last
+    bits of the BLAS in use (on an AVX-512 machine the two engines picked different
+    ones): each engine's winner must be among the best screened, and the engines must
+    agree on every restart's screening and on the winner's continuation."""
     X = blobs[0]
     out = {}
     for engine in ("numpy", "jax"):
@@ -162,7 +166,11 @@ def test_small_em_reports_the_screening_then_the_winner(blobs, capsys):
         assert [i for q, i, _ in out[engine] if q == winner] == list(range(1, gm.n_iter_ + 1))
         for r in set(range(3)) - {winner}:
             assert [i for q, i, _ in out[engine] if q == r] == [1, 2]
-    np.testing.assert_allclose(sorted(out["numpy"]), sorted(out["jax"]), rtol=0, atol=1e-5)
+        screened = {r: lb for r, converged, lb in _ends(text)[:3]}
+        assert screened[winner] == max(screened.values()), screened
+    # the continuation's lines under one label, whichever restart won
+    same = lambda rows: sorted((q if i <= 2 else -1, i, c) for q, i, c in rows)  # noqa: E731
+    np.testing.assert_allclose(same(out["numpy"]), same(out["jax"]), rtol=0, atol=1e-5)
 
 
 def test_init_subsample_refinement_is_headed(capsys):
