@@ -176,6 +176,7 @@ class GMMParams:
             name, value = "from_precision", precisions
         else:
             name, value = "from_precision_cholesky", precisions_cholesky
+            _check_upper_triangular(covariance_type, value)
         # the factor's own ("event") dims are those of one parameter set; the rest batch
         n_batch = np.ndim(value) - len(ops(covariance_type).factor_shape(1, 1))
         factor = _convert(covariance_type, name, value, n_batch)
@@ -194,6 +195,22 @@ class GMMParams:
     def _factor_map(self, name: str, *args) -> Array:
         return _convert(self.covariance_type, name, self.cov_factor, len(self.batch_shape),
                         *args)
+
+
+def _check_upper_triangular(covariance_type: str, value) -> None:
+    """scikit-learn's ``precisions_cholesky_`` of a matrix-storing type is upper-triangular
+    (U with U Uᵀ = Σ⁻¹); a lower factor passed by mistake would lose its correlations to
+    the triangular inverse, so it is refused. Traced JAX values are not checked."""
+    shape = ops(covariance_type).factor_shape(1, 3)
+    if shape[-2:] != (3, 3) or is_jax_array(value):
+        return
+    U = np.asarray(value)
+    if U.ndim >= 2 and U.shape[-1] == U.shape[-2] and np.any(np.tril(U, -1) != 0):
+        raise ValueError(
+            "precisions_cholesky must be upper-triangular (scikit-learn's "
+            "precisions_cholesky_: U with U @ U.T = inverse covariance), but has nonzero "
+            "entries below the diagonal; pass the transpose of a lower factor, or pass "
+            "precisions= or covariances= instead")
 
 
 def _dtype_of(value) -> np.dtype:

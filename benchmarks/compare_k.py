@@ -53,7 +53,9 @@ def main():
     print(f"machine: {_common.machine()}\n")
     runs = [("cold, no disk cache", "-")]
     with tempfile.TemporaryDirectory() as cache:
-        if "--cold" not in sys.argv:
+        from bayesgmm.compilation import cache_supported
+
+        if "--cold" not in sys.argv and cache_supported():  # jaxlib < 0.10: no cache
             runs += [("fills the disk cache", cache), ("disk cache warm", cache)]
         for label, where in runs:
             extra = ["--per-k"] if "--per-k" in sys.argv else []

@@ -62,8 +62,9 @@ def test_a_second_process_reuses_the_cache_quietly(tmp_path):
     error line per program). Truth: the same value both times; the cache's files."""
     from bayesgmm.compilation import cache_supported
 
+    # JAX_PLATFORMS=cpu: a CPU-only jaxlib on a host with a GPU would note it on stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT")
-           and k != "JAX_COMPILATION_CACHE_DIR"}
+           and k != "JAX_COMPILATION_CACHE_DIR"} | {"JAX_PLATFORMS": "cpu"}
     cache = tmp_path / "jax"
     run = lambda: subprocess.run([sys.executable, "-c", _CACHED_PROGRAM, str(cache)],
                                  capture_output=True, text=True, env=env)

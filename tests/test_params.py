@@ -29,6 +29,49 @@ def test_roundtrip_through_every_sklearn_form(fitted_sk):
                                        rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("ct", ["full", "tied", "VEV"])
+def test_a_lower_precision_factor_is_refused(ct):
+    """scikit-learn's precisions_cholesky_ is upper-triangular; its transpose (a lower
+    factor, the mistake a user makes) would lose its correlations to the triangular
+    inverse, so from_sklearn refuses it and names the fix. The upper factor of the same
+    precision gives the covariance back (numpy.linalg.inv as the truth)."""
+    cov = np.array([[1.0, 0.6, 0.2], [0.6, 2.0, -0.3], [0.2, -0.3, 0.5]])
+    U = np.linalg.cholesky(np.linalg.inv(cov)[::-1, ::-1])[::-1, ::-1]  # U Uᵀ = Σ⁻¹, upper
+    assert np.allclose(np.tril(U, -1), 0.0) and np.allclose(U @ U.T, np.linalg.inv(cov))
+    batch = (lambda a: a) if ct == "tied" else (lambda a: np.stack([a, a]))
+    with in_scope(np.float64):
+        p = GMMParams.from_sklearn(np.full(2, 0.5), np.zeros((2, 3)), covariance_type=ct,
+                                   precisions_cholesky=batch(U))
+        np.testing.assert_allclose(p.covariances, batch(cov), rtol=1e-10, atol=1e-12)
+        with pytest.raises(ValueError, match="upper-triangular.*transpose"):
+            GMMParams.from_sklearn(np.full(2, 0.5), np.zeros((2, 3)), covariance_type=ct,
+                                   precisions_cholesky=batch(U.T))
+
+
+def test_host_triangular_inverse_is_exactly_triangular(monkeypatch):
+    """LAPACK's general inverse may leave round-off above the diagonal of a triangular
+    factor's inverse (-1.2e-16 on an AVX-512 machine's OpenBLAS): the host namespace's
+    tril_inv zeroes it and keeps a singular matrix's NaN. The round-off is put there by
+    hand, so the test does not depend on this machine's BLAS."""
+    from bayesgmm import _xp
+
+    L = np.linalg.cholesky(np.array([[[2.0, 0.5, 0.1], [0.5, 1.0, 0.2], [0.1, 0.2, 3.0]],
+                                     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]))
+    real = _xp._np_inv
+    noisy = lambda a: real(a) + np.triu(np.full(a.shape[-2:], 1e-16, a.dtype), 1)  # noqa: E731
+    monkeypatch.setattr(_xp, "_np_inv", noisy)
+    for dtype in (np.float64, np.float32):
+        Li = _xp.NUMPY.tril_inv(L.astype(dtype))
+        assert Li.dtype == dtype
+        np.testing.assert_array_equal(np.triu(Li, 1), 0.0)
+        np.testing.assert_allclose(Li @ L.astype(dtype), np.broadcast_to(np.eye(3), L.shape),
+                                   atol=1e-6 if dtype == np.float32 else 1e-14)
+    bad = L.copy()
+    bad[1, 1, 1] = 0.0  # singular: LAPACK's inverse fails, NaN for that matrix alone
+    assert np.isnan(_xp.NUMPY.tril_inv(bad)[1]).all() and np.isfinite(
+        _xp.NUMPY.tril_inv(bad)[0]).all()
+
+
 def test_n_parameters_matches_sklearn(fitted_sk):
     sk, _ = fitted_sk
     p = GMMParams.from_estimator(sk)
