@@ -216,6 +216,9 @@ def _coverage_entry(index: int, parts: list) -> dict:
         "brier_truth": cov.brier_truth.tolist(),
         "gap_posterior": [cal.confidence_gap(p, z) for p, z in zip(cov.proba, cov.labels)],
         "gap_em": [cal.confidence_gap(p, z) for p, z in zip(cov.proba_em, cov.labels)],
+        "ece_pooled": {k: cal.pooled_calibration_error(p, cov.labels) for k, p in
+                       (("posterior", cov.proba), ("em", cov.proba_em),
+                        ("truth", cov.proba_truth))},
         "worse": int((cov.ece_posterior > cov.ece_em).sum()),
         "worse_unflagged": int(((cov.ece_posterior > cov.ece_em) & ~flagged).sum()),
         "flagged": np.flatnonzero(flagged).tolist(), "curves": curves,
@@ -459,7 +462,10 @@ def section_larger_n(n: int) -> dict:
            "ece_em": em.tolist(), "ece_truth": truth.tolist(),
            "brier_posterior": cat("brier_posterior").tolist(),
            "brier_em": cat("brier_em").tolist(), "brier_truth": cat("brier_truth").tolist(),
-           "worse": int((post > em).sum()), "coverage": float(cat("covered").mean())}
+           "worse": int((post > em).sum()), "coverage": float(cat("covered").mean()),
+           "ece_pooled": {k: cal.pooled_calibration_error(cat(f), cat("labels")) for k, f in
+                          (("posterior", "proba"), ("em", "proba_em"),
+                           ("truth", "proba_truth"))}}
     print(out, flush=True)
     return out
 
@@ -697,9 +703,11 @@ def _coverage_lines(c: dict) -> list[str]:
         lambda e: f"{np.mean(e['ece_posterior']):.4f}; {np.max(e['ece_posterior']):.4f}")
     row("ECE, EM plug-in (mean; worst)",
         lambda e: f"{np.mean(e['ece_em']):.4f}; {np.max(e['ece_em']):.4f}")
-    row("ECE pooled over the data sets: NUTS / EM (the reliability diagram's)",
-        lambda e: "{:.4f} / {:.4f}".format(*(_pooled_ece(e["curves"][k])
-                                             for k in ("posterior", "em"))))
+    row("ECE pooled over the data sets: NUTS / EM / true parameters (the reliability "
+        "diagram's; issue 21's measure)",
+        lambda e: "{:.4f} / {:.4f} / ".format(*(_pooled_ece(e["curves"][k])
+                                                for k in ("posterior", "em")))
+        + (f"{e['ece_pooled']['truth']:.4f}" if e.get("ece_pooled") else "-"))
     row("ECE, true parameters (mean; worst)",
         lambda e: f"{np.mean(e['ece_truth']):.4f}; {np.max(e['ece_truth']):.4f}")
     row("data sets where NUTS's ECE exceeds EM's",
@@ -737,8 +745,8 @@ def _coverage_lines(c: dict) -> list[str]:
             f"under the default ({mean(std, 'ece_posterior'):.4f} centred on the std, "
             f"{mean(old, 'ece_posterior'):.4f} under the LogNormal), EM's plug-in "
             f"{mean(new, 'ece_em'):.4f}; the posterior is worse than EM on {new['worse']} "
-            f"of {c['n']} data sets, so the issue's target (never worse than EM) is not "
-            "met per data set. Pooled over the data sets the order turns: the posterior's "
+            f"of {c['n']} data sets. Pooled over the data sets (the measure of issue "
+            "21's figures, below) the order turns: the posterior's "
             f"forecasts have ECE {pooled(new, 'posterior'):.4f} "
             f"({pooled(std, 'posterior'):.4f} centred on the std) against EM's "
             f"{pooled(new, 'em'):.4f}, whose forecasts are over-confident (the reliability "
@@ -747,7 +755,8 @@ def _coverage_lines(c: dict) -> list[str]:
             "posterior's, not the sampler's or a default's. The robust data scale (Qn) "
             "is for heavy tails and separated clusters; on these overlapping Gaussian "
             "data Qn is 1-5% above the std (the prior's mode moves as much) and the "
-            "numbers move by chain-path noise." + _brier_reading(new, c["n"])
+            "numbers move by chain-path noise." + _pooled_reading(new, entries)
+            + _brier_reading(new, c["n"])
             + _dirichlet_reading(dir4, new, c["n"]),
             "", "![reliability](reliability.png)", "", _provenance(c)]
     scored = new.get("brier_posterior") is not None
@@ -846,6 +855,9 @@ def _larger_n_lines(c: dict, coverage: dict | None) -> list[str]:
                 "gap at N=400 is the posterior's width and multimodality at that size, "
                 "which shrink as the data grow, not a bias that stays."
                 if post.mean() < em.mean() else "") + (
+                " Pooled ECE: the posterior {:.4f}, EM {:.4f}, the true parameters "
+                "{:.4f}.".format(*(c["ece_pooled"][k] for k in ("posterior", "em", "truth")))
+                if c.get("ece_pooled") else "") + (
                 " Brier score: the posterior {:.4f} against EM's {:.4f} (the true "
                 "parameters' {:.4f}), worse than EM on {} of {}.".format(
                     np.mean(c["brier_posterior"]), np.mean(c["brier_em"]),
@@ -904,6 +916,28 @@ def _brier_reading(e: dict, n: int) -> str:
     word = lambda g: "over-confident" if g > 0 else "under-confident"  # noqa: E731
     return text + (f" The mean confidence less accuracy is {gp:+.3f} for the posterior "
                    f"({word(gp)}) and {ge:+.3f} for EM ({word(ge)}).")
+
+
+def _pooled_reading(e: dict, entries: list) -> str:
+    """Which ECE issue 21 measured, and how the posterior fares on it."""
+    if not e.get("ece_pooled"):
+        return ""
+    p = e["ece_pooled"]
+    per_set_truth = float(np.mean(e["ece_truth"]))
+    others = [x for x in entries if x is not e and x.get("ece_pooled")]
+    both = "; ".join(f"{x['label']} {x['ece_pooled']['posterior']:.4f}" for x in others)
+    order = "better" if p["posterior"] <= p["em"] else "worse"
+    return (f" Issue 21's figures (posterior 0.047, EM 0.023, true parameters 0.003 over "
+            "a dozen data sets) are pooled ECEs: the true parameters' memberships reach "
+            f"{p['truth']:.4f} only pooled ({per_set_truth:.4f} per data set, the bins' "
+            "sampling noise at 400 points). On that measure the default's posterior-mean "
+            f"memberships ({p['posterior']:.4f}) are {order} calibrated than EM's plug-in "
+            f"ones ({p['em']:.4f})" + (f", and so they are under every prior of the table "
+                                       f"({both})" if both and all(
+                                           x["ece_pooled"]["posterior"] <= x["ece_pooled"]["em"]
+                                           for x in others) else
+                                       (f" (other priors: {both})" if both else ""))
+            + "; per data set they are not, as the rows above and the sections below show.")
 
 
 def _dirichlet_reading(d: dict | None, default: dict, n: int) -> str:

@@ -108,6 +108,16 @@ def test_coverage_and_ece_closed_forms():
     assert abs(cal.confidence_gap(p, z)) < 0.01
     assert cal.confidence_gap(sharp, z) > 0.05 and cal.confidence_gap(flat, z) < -0.05
     assert cal.brier_score(np.eye(3)[z], z) == 0.0
+    # Pooled over 30 data sets of 400 points the true forecasts' ECE is the bias alone
+    # (near 0); per data set the bins' sampling noise dominates (issue 21's 0.003 for
+    # the true parameters is a pooled figure).
+    P, Z = p[:12000].reshape(30, 400, 3), z[:12000].reshape(30, 400)
+    per_set = np.mean([cal.expected_calibration_error(a, b) for a, b in zip(P, Z)])
+    assert cal.pooled_calibration_error(P, Z) < 0.01 < per_set
+    assert cal.pooled_calibration_error(P, Z) == cal.expected_calibration_error(
+        P.reshape(-1, 3), Z.ravel())
+    sharpP = sharp[:12000].reshape(30, 400, 3)
+    assert cal.pooled_calibration_error(sharpP, Z) > 0.05
     keep = count > 500
     np.testing.assert_allclose(freq[keep], conf[keep], atol=0.03)
 
