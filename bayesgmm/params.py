@@ -200,7 +200,7 @@ class GMMParams:
 def _check_upper_triangular(covariance_type: str, value) -> None:
     """scikit-learn's ``precisions_cholesky_`` of a matrix-storing type is upper-triangular
     (U with U Uᵀ = Σ⁻¹); a lower factor passed by mistake would lose its correlations to
-    the triangular inverse, so it is refused. Traced JAX values are not checked."""
+    the triangular inverse, so it is refused. JAX arrays (perhaps traced) are not checked."""
     shape = ops(covariance_type).factor_shape(1, 3)
     if shape[-2:] != (3, 3) or is_jax_array(value):
         return

@@ -6,7 +6,6 @@ OpenBLAS's threading slows JAX's CPU triangular solves ~100x (measured in issue 
 
 import os
 import sys
-from importlib import metadata
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -25,10 +24,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # below jaxlib 0.10: jaxlib 0.9 writes a warning to stderr ("Assume version
 # compatibility. PjRt-IFRT does not track XLA executable versions.") at every cached
 # program it loads, and test_progress holds the compiled programs to silence.
+from bayesgmm.compilation import cache_supported  # noqa: E402 (no JAX import; BLAS env set above)
+
 _CACHE = os.path.join(sys.prefix, "jax-cache")
-_JAXLIB = tuple(int(part) for part in metadata.version("jaxlib").split(".")[:2])
 if ("JAX_COMPILATION_CACHE_DIR" not in os.environ and sys.prefix != sys.base_prefix
-        and os.access(sys.prefix, os.W_OK) and _JAXLIB >= (0, 10)):
+        and os.access(sys.prefix, os.W_OK) and cache_supported()):
     if "PYTEST_XDIST_WORKER" not in os.environ and os.path.isdir(_CACHE):
         _entries = [e for e in os.scandir(_CACHE) if e.is_file()]
         if sum(e.stat().st_size for e in _entries) > 2**30:
