@@ -3,6 +3,7 @@
 the compiled sampler's reuse, chain grouping and devices."""
 
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +74,49 @@ def test_compiled_sampler_is_reused_across_calls(blobs):
     assert r2.params.means.shape == (2, 20, 2, 2)
     assert not np.allclose(np.asarray(r1.params.means), np.asarray(r2.params.means))
     assert set(r2.sample_stats) >= {"diverging", "n_steps", "step_size", "lp"}
+
+
+@pytest.mark.parametrize("method, robust", [("map", {}), ("nuts", {}), ("svi", {}),
+                                            ("map", {"component": "t"}),
+                                            ("nuts", {"noise": True})])
+def test_new_data_reuses_the_program_with_its_own_priors(blobs, method, robust):
+    """The default priors are resolved from each data set (mean_loc, mean_scale,
+    scale_loc): a new data set of the same shape reuses the compiled MAP, NUTS and SVI
+    programs (they compiled again for every data set: MAP 1.9 s, NUTS 3.8 s on 510 x 2),
+    and its fit is the one a program compiled for it alone gives. Data set A is B
+    moved and scaled ten times, so a program that kept A's priors would give B
+    another fit. The robust models' programs (t components, a noise component, whose
+    box is the data's) too."""
+    from bayesgmm import BayesianGaussianMixture
+    from bayesgmm.bayes import robust as robust_
+    from bayesgmm.bayes.inference import map as map_, nuts, svi
+
+    XB = np.asarray(blobs[0][:150], np.float64)
+    XA = 10.0 * XB + 5.0
+    kw = dict(method=method, n_chains=2, n_warmup=40, n_draws=30, n_svi_steps=200,
+              random_state=0, **robust)
+
+    def fit(X):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # short chains may be flagged; not the point
+            return BayesianGaussianMixture(2, **kw).fit(X)
+
+    def forget():
+        for cache in (map_._RUNNERS, nuts._MCMC_CACHE, svi._RUNNERS, robust_._MAP_RUNNERS):
+            cache.clear()
+
+    forget()
+    alone = fit(XB)
+    forget()
+    fit(XA)
+    again, n_compiled = _count_compiles(lambda: fit(XB))
+    assert n_compiled == 0
+    assert again.params_.means.shape == alone.params_.means.shape
+    for name in ("weights", "means", "cov_factor"):
+        np.testing.assert_allclose(getattr(again.params_, name), getattr(alone.params_, name),
+                                   rtol=1e-12, atol=1e-12)
+    # and B's priors are not A's: the fits are B's clusters, not A's scale
+    assert np.abs(again.params_.means).max() < np.abs(XA).max() / 2
 
 
 def test_one_chain_runs_and_keeps_the_chain_axis(blobs):

@@ -272,7 +272,7 @@ def potential(z: dict, X, covariance_type: str, priors: Priors, n_active=None,
     the likelihood runs on the moment kernel wherever :func:`_moment_exact` holds.
     ``blocks``: :func:`row_blocks` of ``X``, the centred kernel's layout of the data
     (None: made here, a pass over the data at every evaluation)."""
-    as_ = lambda v: np.asarray(v, X.dtype)
+    as_ = lambda v: _as(v, X.dtype)
     K, D = z["means"].shape
     alpha = priors.weight_concentration
     masked = 0.0
@@ -387,13 +387,23 @@ def _log_scale_elem(u, priors: Priors, dtype):
     """The scale prior's log density on each u = log(scale) (K, D), the exp transform's
     Jacobian e^u included. LogNormal(log σ0, τ): Normal(log σ0, τ) on u. InverseGamma(a,
     b): a log b - lgamma(a) - a u - b e^{-u}."""
-    as_ = lambda v: np.asarray(v, dtype)
+    as_ = lambda v: _as(v, dtype)
+    xp = jnp if isinstance(priors.scale_loc, jax.Array) else np  # traced: a program's argument
     if priors.scale_prior == "inverse_gamma":
         a = float(priors.scale_shape)
-        b = np.asarray(priors.scale_loc) * (a + 1)
-        const = as_(a * np.log(b) - math.lgamma(a))  # (D,)
+        b = xp.asarray(priors.scale_loc) * (a + 1)  # in its own dtype (float64 where x64)
+        const = as_(a * xp.log(b) - math.lgamma(a))  # (D,)
         return const - (a * u + as_(b) * jnp.exp(-u))
-    return _normal_elem(u, np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
+    return _normal_elem(u, xp.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
+
+
+def _as(value, dtype):
+    """A prior's value in ``dtype``: a NumPy constant, or, where the program takes it as
+    an argument (a traced array: :func:`bayesgmm.bayes.inference.target.prior_arrays`),
+    the traced value cast."""
+    if isinstance(value, jax.Array):
+        return value.astype(dtype)
+    return np.asarray(value, dtype)
 
 
 def _bmm(a, b):

@@ -47,7 +47,7 @@ from bayesgmm.bayes import posterior
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.map import map_info, minimise
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
-from bayesgmm.bayes.inference.target import bound_model, priors_key
+from bayesgmm.bayes.inference.target import bound_model, prior_arrays, program_key, rebound
 from bayesgmm.bayes.model import (COMPONENTS, Priors, from_sites, model_type, robust_log_joint,
                                   to_sites)
 from bayesgmm.compilation import jit
@@ -333,19 +333,25 @@ def _fit_map(model, X, sites: dict, n_steps: int = 800, learning_rate: float = 0
              final_learning_rate: float = 1e-3, rtol: float = 1e-6) -> InferenceResult:
     """:func:`bayesgmm.bayes.inference.fit_map` on NumPyro's potential."""
     kw = model.keywords
-    cache_key = ("map", kw["n_components"], kw["covariance_type"], priors_key(kw["priors"]),
+    cache_key = ("map", kw["n_components"], kw["covariance_type"], program_key(kw["priors"]),
                  n_steps)
     if cache_key not in _MAP_RUNNERS:
         _MAP_RUNNERS[cache_key] = jit(_map_program(model, n_steps))
     out, trace = jax.device_get(_MAP_RUNNERS[cache_key](
-        X, sites, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype)))
+        X, sites, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype),
+        prior_arrays(kw["priors"])))
     batched = {k: np.asarray(v)[None, None] for k, v in out.items() if k != "obs"}
     info = map_info(trace, n_steps, rtol)
     return InferenceResult("map", from_sites(batched, kw["covariance_type"]), batched, info)
 
 
 def _map_program(model, n_steps: int):
-    def program(X, sites, lr0, lr1):
+    """(X, sites, lr0, lr1, prior arrays) -> (MAP sites, trace); the model's data-scaled
+    priors are the argument's (:func:`bayesgmm.bayes.inference.target.prior_arrays`)."""
+    bound = model
+
+    def program(X, sites, lr0, lr1, arrays):
+        model = rebound(bound, arrays)
         z0 = unconstrain_fn(model, (X,), {}, sites)
         flat0, unravel = ravel_pytree(z0)
         loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
@@ -363,7 +369,7 @@ def _sample_nuts(model, key, X, sites: dict, *, n_chains, n_warmup, n_draws, jit
     hand-written potential (NumPyro's ``MCMC.run`` initialises op by op: 3x the CPU
     time of a small fit). ``progress_bar`` is not shown on this path."""
     kw = model.keywords
-    config = ("nuts", kw["n_components"], kw["covariance_type"], priors_key(kw["priors"]),
+    config = ("nuts", kw["n_components"], kw["covariance_type"], program_key(kw["priors"]),
               int(n_warmup), int(n_draws), float(target_accept_prob), max_tree_depth,
               X.shape, str(X.dtype), bool(jax.config.jax_enable_x64))
     if config not in _MAP_RUNNERS:
@@ -371,7 +377,7 @@ def _sample_nuts(model, key, X, sites: dict, *, n_chains, n_warmup, n_draws, jit
                                                  float(target_accept_prob), max_tree_depth))
     keys = jax.random.split(key, int(n_chains))
     samples, fields = jax.device_get(_MAP_RUNNERS[config](
-        keys, X, sites, np.asarray(jitter, X.dtype)))
+        keys, X, sites, np.asarray(jitter, X.dtype), prior_arrays(kw["priors"])))
     samples = {k: np.asarray(v) for k, v in samples.items() if k != "obs"}
     extra = dict(zip(EXTRA_FIELDS, fields))
     n_steps = np.asarray(extra["num_steps"])
@@ -386,10 +392,12 @@ def _sample_nuts(model, key, X, sites: dict, *, n_chains, n_warmup, n_draws, jit
 
 
 def _nuts_program(model, n_warmup: int, n_draws: int, target: float, depth: int):
-    """(keys (C, 2), X, MAP sites, jitter) -> (constrained draws (C, S, ...), the
-    ``EXTRA_FIELDS`` (C, S))."""
+    """(keys (C, 2), X, MAP sites, jitter, prior arrays) -> (constrained draws (C, S, ...),
+    the ``EXTRA_FIELDS`` (C, S)); the model's data-scaled priors are the argument's."""
+    bound = model
 
-    def program(keys, X, sites, jitter):
+    def program(keys, X, sites, jitter, arrays):
+        model = rebound(bound, arrays)
         flat, unravel = ravel_pytree(unconstrain_fn(model, (X,), {}, sites))
         potential = lambda f: potential_energy(model, (X,), {}, unravel(f))
         constrain = lambda f: constrain_fn(model, (X,), {}, unravel(f),

@@ -36,14 +36,15 @@ from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo
 from bayesgmm.bayes import potential
 from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential,
                                              init_sites, padded_draws, padded_start,
-                                             priors_key, unconstrained)
+                                             prior_arrays, program_key, rebound,
+                                             unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
 __all__ = ["fit_map", "adam_decaying", "minimise", "map_info"]
 
-# Compiled MAP programs by configuration (X is an argument: new data of the same shape
-# and dtype reuses the program).
+# Compiled MAP programs by configuration (X and the data-scaled priors are arguments:
+# new data of the same shape and dtype reuses the program).
 _RUNNERS: dict = {}
 
 
@@ -62,14 +63,15 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
         return _fit_map_padded(X, init, n_components, covariance_type, priors, n_steps,
                                learning_rate, final_learning_rate, rtol, int(n_padded))
     model = bound_model(n_components, covariance_type, priors)
-    cache_key = (n_components, covariance_type, priors_key(priors), n_steps)
+    cache_key = (n_components, covariance_type, program_key(priors), n_steps)
     if cache_key not in _RUNNERS:
         _RUNNERS[cache_key] = _make_runner(model, n_steps)
     # Host arrays in and out, the start's transform and the draws' constraints inside the
     # program: run op by op outside it, they compiled ~100 small programs (1.9 s cold).
     init = jax.tree_util.tree_map(np.asarray, init)
     constrained, trace = jax.device_get(_RUNNERS[cache_key](
-        X, init, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype)))
+        X, init, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype),
+        prior_arrays(priors)))
     batched = {k: v[None, None] for k, v in constrained.items()}
     info = map_info(trace, n_steps, rtol)
     return InferenceResult("map", from_sites(batched, covariance_type), batched, info)
@@ -118,14 +120,14 @@ def minimise(loss, flat0, lr0, lr1, n_steps: int):
 def _fit_map_padded(X, init, n_components, covariance_type, priors, n_steps, lr0, lr1, rtol,
                     n_padded) -> InferenceResult:
     """:func:`fit_map` on the padded program (compiled once per K_max = ``n_padded``)."""
-    cache_key = ("padded", n_padded, covariance_type, priors_key(priors), n_steps)
+    cache_key = ("padded", n_padded, covariance_type, program_key(priors), n_steps)
     if cache_key not in _RUNNERS:
         _RUNNERS[cache_key] = _make_padded_runner(
             bound_model(n_padded, covariance_type, priors), n_steps, X.shape[1])
     flat0 = padded_start(init, covariance_type, n_padded, X.dtype)
     flat, trace = jax.device_get(_RUNNERS[cache_key](
         X, flat0, np.asarray(n_components, np.int32), np.asarray(lr0, X.dtype),
-        np.asarray(lr1, X.dtype)))
+        np.asarray(lr1, X.dtype), prior_arrays(priors)))
     sites, masked = padded_draws(flat, n_components, n_padded, X.shape[1], covariance_type)
     # padded potential = the model's minus the masked coordinates' density, constant
     # along the run (they stay at 0)
@@ -135,27 +137,33 @@ def _fit_map_padded(X, init, n_components, covariance_type, priors, n_steps, lr0
 
 
 def _make_padded_runner(model, n_steps: int, n_features: int):
-    """A jitted (X, flat start (S,), n_active, lr0, lr1) -> (flat MAP point (S,), the
-    padded potential's trace (n_steps + 1,)) for a model bound with K_max components."""
+    """A jitted (X, flat start (S,), n_active, lr0, lr1, prior arrays) -> (flat MAP point
+    (S,), the padded potential's trace (n_steps + 1,)) for a model bound with K_max
+    components (its data-scaled priors replaced by the argument's:
+    :func:`bayesgmm.bayes.inference.target.prior_arrays`)."""
     ct = model.keywords["covariance_type"]
     shapes = potential.unconstrained_shapes(model.keywords["n_components"], n_features, ct)
 
-    def run(X, flat0, n_active, lr0, lr1):
-        loss = flat_potential(model, X, lambda f: potential.unflatten(f, shapes), n_active)
+    def run(X, flat0, n_active, lr0, lr1, arrays):
+        loss = flat_potential(rebound(model, arrays), X,
+                              lambda f: potential.unflatten(f, shapes), n_active)
         return minimise(loss, flat0, lr0, lr1, n_steps)
 
     return jit(run)
 
 
 def _make_runner(model, n_steps: int):
-    """A jitted (X, init, lr0, lr1) -> (MAP sites, minus-log-density trace (n_steps + 1,)),
-    on the same potential as NUTS (:func:`bayesgmm.bayes.inference.target.flat_potential`)."""
+    """A jitted (X, init, lr0, lr1, prior arrays) -> (MAP sites, minus-log-density trace
+    (n_steps + 1,)), on the same potential as NUTS
+    (:func:`bayesgmm.bayes.inference.target.flat_potential`), the model's data-scaled
+    priors replaced by the argument's."""
 
-    def run(X, init, lr0, lr1):
-        z0 = unconstrained(model, X, init_sites(init, model, X.dtype))
+    def run(X, init, lr0, lr1, arrays):
+        model_ = rebound(model, arrays)
+        z0 = unconstrained(model_, X, init_sites(init, model_, X.dtype))
         flat0, unravel = ravel_pytree(z0)
-        loss = flat_potential(model, X, unravel)
+        loss = flat_potential(model_, X, unravel)
         f, trace = minimise(loss, flat0, lr0, lr1, n_steps)
-        return constrained(model, X, unravel(f)), trace
+        return constrained(model_, X, unravel(f)), trace
 
     return jit(run)

@@ -32,7 +32,8 @@ from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
 from bayesgmm.bayes.inference.result import InferenceResult, NUTSInfo
 from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, handwritten,
-                                        init_sites, padded_draws, padded_start, priors_key,
+                                        init_sites, padded_draws, padded_start, prior_arrays,
+                                        priors_key, program_key, rebound,
                                         unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
@@ -90,8 +91,12 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
               and potential.supports_padding(covariance_type, priors, X))
     n_model = int(n_padded) if padded else n_components  # the program's K
     model = bound_model(n_model, covariance_type, priors)
-    config = (n_model, covariance_type, priors_key(priors), n_warmup, n_draws,
-              n_chains, float(target_accept_prob), max_tree_depth, padded)
+    # the vectorized program takes the data-scaled priors as an argument (prior_arrays):
+    # one program for every data set of a shape; NumPyro's MCMC (parallel, sequential)
+    # binds them as constants, so its cache keys on their values
+    config = (n_model, covariance_type,
+              program_key(priors) if chain_method == "vectorized" else priors_key(priors),
+              n_warmup, n_draws, n_chains, float(target_accept_prob), max_tree_depth, padded)
     # Host arrays in, host arrays out: every operation outside the compiled sampler runs
     # in NumPy, because each jax.numpy call on its own compiles a small program (0.5 s
     # of a cold run on the seed blobs).
@@ -99,7 +104,8 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     jitter = np.asarray(jitter, X.dtype)
     if chain_method == "vectorized":
         samples, extra = _run_vectorized(model, config, key, X, init, jitter,
-                                         progress_bar=progress_bar, n_active=n_components)
+                                         progress_bar=progress_bar, n_active=n_components,
+                                         arrays=prior_arrays(priors))
     else:
         k_init, k_run = jax.random.split(key)
         start_key = ("start", config, X.shape, str(X.dtype))
@@ -169,7 +175,8 @@ def _chain_groups(n_chains: int) -> int:
 
 
 def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=None,
-                    progress_bar: bool = False, n_active: int | None = None):
+                    progress_bar: bool = False, n_active: int | None = None,
+                    arrays: dict | None = None):
     """All chains in one compiled program (``vmap``ped, or in sequence on a CPU:
     ``batched``), each one ``lax.scan`` over warm-up and draws, with its start point and
     NumPyro's chain initialisation; compiled once per configuration and shapes and kept
@@ -199,6 +206,10 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
     and takes the start as a flat padded point (built on the host) and ``n_active``
     (the fit's K) as a traced argument, so every K reuses it.
 
+    ``arrays``: the data-scaled priors
+    (:func:`bayesgmm.bayes.inference.target.prior_arrays`, default ``model``'s own), an
+    argument of the program, so every data set of a shape reuses it.
+
     Returns (samples, extra) as NumPy arrays grouped by chain, like
     ``MCMC.get_samples`` and ``MCMC.get_extra_fields``.
     """
@@ -211,8 +222,10 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
     if groups is None:
         groups = 1 if batched else _chain_groups(n_chains)
     per = n_chains // groups
+    if arrays is None:
+        arrays = prior_arrays(model.keywords["priors"])
     calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, start, jitter,
-              np.asarray(n_active, np.int32)) for g in range(groups)]
+              np.asarray(n_active, np.int32), arrays) for g in range(groups)]
     # A compiled program takes arguments of these shapes and dtypes only, in the x64 mode
     # it was compiled in (estimators switch it on for float64 data).
     leaves, tree = jax.tree_util.tree_flatten(calls[0])
@@ -251,8 +264,9 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
 
 
 def _vectorized_program(model, config, batched: bool, progress_bar: bool = False):
-    """(key, chain_ids (C,), X, init, jitter) -> (samples, extra) for chains
-    ``chain_ids``, leading axes (chain, draw).
+    """(key, chain_ids (C,), X, init, jitter, n_active, prior arrays) -> (samples, extra)
+    for chains ``chain_ids``, leading axes (chain, draw); the model's data-scaled priors
+    are the argument's (:func:`bayesgmm.bayes.inference.target.rebound`).
 
     ``batched``: the chains are ``vmap``ped (the default on an accelerator), else they
     run one after another (``lax.map``) inside the program (the default on a CPU).
@@ -274,7 +288,7 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
     every = max(1, total // PROGRESS_STEPS)
     on_host = handwritten(model)  # draws are constrained on the host, by _run_vectorized
 
-    def run_chains(keys, z, X, unravel, n_active):
+    def run_chains(model, keys, z, X, unravel, n_active):
         """Draws and ``EXTRA_FIELDS`` with leading axes (draw, chain) for keys (C, 2)
         and flat start points (C, S) when ``batched``, else (draw,) for one key (2,)
         and one start point (S,) (NumPyro vmaps by the key's rank).
@@ -313,21 +327,22 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
             postprocess = jax.vmap(postprocess)
         return postprocess(z), dict(zip(EXTRA_FIELDS, fields))  # constrained
 
-    def program(key, chain_ids, X, start, jitter, n_active):
+    def program(key, chain_ids, X, start, jitter, n_active, arrays):
+        model_ = rebound(model, arrays)
         k_init, k_run = jax.random.split(key)
         if padded:  # start: the flat padded point; n_active: the fit's K, traced
             shapes = potential.unconstrained_shapes(K, X.shape[1], ct)
             z = _jittered(k_init, start, jitter, chain_ids)
             unravel, n_active = (lambda f: potential.unflatten(f, shapes)), n_active
         else:  # start: the GMMParams; n_active unused
-            z, unravel = _start_flat(model, k_init, X, start, jitter, covariance_type=ct,
+            z, unravel = _start_flat(model_, k_init, X, start, jitter, covariance_type=ct,
                                      chain_ids=chain_ids)
             n_active = None
         keys = jax.vmap(lambda c: jax.random.fold_in(k_run, c))(chain_ids)
         if batched:  # (draw, chain) -> (chain, draw)
             return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1),
-                                          run_chains(keys, z, X, unravel, n_active))
-        return jax.lax.map(lambda kz: run_chains(*kz, X, unravel, n_active),
+                                          run_chains(model_, keys, z, X, unravel, n_active))
+        return jax.lax.map(lambda kz: run_chains(model_, *kz, X, unravel, n_active),
                            (keys, z))  # (chain, draw)
 
     return program

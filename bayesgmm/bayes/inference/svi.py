@@ -21,7 +21,8 @@ from numpyro.optim import Adam
 
 from bayesgmm.compilation import jit
 from bayesgmm.bayes.inference.result import InferenceResult, SVIInfo
-from bayesgmm.bayes.inference.target import bound_model, init_sites, priors_key
+from bayesgmm.bayes.inference.target import (bound_model, init_sites, prior_arrays,
+                                             program_key, rebound)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
@@ -50,11 +51,11 @@ def fit_svi(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
         draws = guide.sample_posterior(k_draw, result.params, sample_shape=(n_draws,))
         losses = result.losses
     else:
-        config = (n_components, covariance_type, priors_key(priors), n_steps, n_draws,
+        config = (n_components, covariance_type, program_key(priors), n_steps, n_draws,
                   float(learning_rate), low_rank)
         if config not in _RUNNERS:
             _RUNNERS[config] = jit(_program(model, n_steps, n_draws, learning_rate, low_rank))
-        draws, losses = _RUNNERS[config](k_fit, k_draw, X, sites)
+        draws, losses = _RUNNERS[config](k_fit, k_draw, X, sites, prior_arrays(priors))
     draws = {k: np.asarray(v)[None] for k, v in draws.items() if k != "obs"}
     elbo = -np.asarray(losses)
     info = SVIInfo(elbo=elbo, n_steps=n_steps,
@@ -73,12 +74,13 @@ def _svi(model, sites: dict, learning_rate, low_rank):
 
 
 def _program(model, n_steps: int, n_draws: int, learning_rate, low_rank):
-    """(k_fit, k_draw, X, start sites) -> (draws (n_draws, ...) by site, losses
-    (n_steps,)): ``SVI.run``'s initialisation and ``lax.scan`` of ``SVI.update``, then
-    ``sample_posterior``, traced into one program."""
+    """(k_fit, k_draw, X, start sites, prior arrays) -> (draws (n_draws, ...) by site,
+    losses (n_steps,)): ``SVI.run``'s initialisation and ``lax.scan`` of ``SVI.update``,
+    then ``sample_posterior``, traced into one program; the model's data-scaled priors
+    are the argument's (:func:`bayesgmm.bayes.inference.target.prior_arrays`)."""
 
-    def run(k_fit, k_draw, X, sites):
-        svi, guide = _svi(model, sites, learning_rate, low_rank)
+    def run(k_fit, k_draw, X, sites, arrays):
+        svi, guide = _svi(rebound(model, arrays), sites, learning_rate, low_rank)
         state = svi.init(k_fit, X)
         state, losses = jax.lax.scan(lambda s, _: svi.update(s, X), state, None,
                                      length=n_steps)
