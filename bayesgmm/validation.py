@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
+import sys
 
 import numpy as np
 
@@ -89,14 +91,30 @@ def __getattr__(name: str):
 
 
 def compute_scope(dtype) -> contextlib.AbstractContextManager:
-    """Context in which JAX computes in ``dtype``: float64 input runs under x64 mode,
-    scoped to the call, without touching the user's global JAX setting. JAX is imported
-    here, when a float64 computation is about to run compiled."""
+    """Context in which JAX computes in ``dtype``, scoped to the call, without touching
+    the user's global JAX setting: float64 input runs under x64 mode, and float32 input
+    without it where the user has switched x64 on (``jax_enable_x64``, or
+    ``JAX_ENABLE_X64`` in the environment), so that a float32 fit runs the programs it
+    runs by default (under x64, NumPyro's transforms made float64 sites beside the
+    float32 data, and the Bayesian fits failed with a dtype error). JAX is imported
+    here when a float64 computation is about to run compiled, or when x64 may be on."""
     if np.dtype(dtype) == np.float64:
         import jax
 
         return jax.enable_x64(True)
-    return contextlib.nullcontext()
+    return default_x64_scope()
+
+
+def default_x64_scope() -> contextlib.AbstractContextManager:
+    """Context in which JAX's x64 mode is off, its default, scoped to the call: a
+    no-op unless the user switched it on (``jax_enable_x64``, or ``JAX_ENABLE_X64`` in
+    the environment). Work whose numbers should not depend on that setting runs in it
+    (the Bayesian estimator's EM start: its seeding draws differ under x64)."""
+    if "jax" not in sys.modules and not os.environ.get("JAX_ENABLE_X64"):
+        return contextlib.nullcontext()  # not loaded, and x64 is off by default
+    import jax
+
+    return jax.enable_x64(False) if jax.config.jax_enable_x64 else contextlib.nullcontext()
 
 
 def check_is_fitted(estimator) -> None:

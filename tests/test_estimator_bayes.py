@@ -3,6 +3,7 @@
 SVI, LOO, errors; and the package's layering rules."""
 
 import ast
+import warnings
 import re
 from pathlib import Path
 
@@ -379,3 +380,29 @@ def test_estimator_methods_are_at_most_15_lines():
         if len(code) > 15:
             long[fn.name] = len(code)
     assert long == {}, long
+
+
+@pytest.mark.parametrize("method, dtype", [("map", np.float32), ("nuts", np.float32),
+                                           ("svi", np.float32), ("map", np.float64)])
+def test_a_fit_under_the_users_x64_is_the_default_fit(blobs, method, dtype):
+    """A notebook that switched JAX's x64 mode on (common in scientific work) and fits
+    float32 data: the fit ran its programs with float64 sites beside the float32 data
+    and failed ("lax.mul requires arguments to have the same dtypes"). It now runs the
+    float32 programs of the default mode: float32 parameters, equal to the fit without
+    x64 (the same programs, so the same numbers). The EM start too, whose seeding draws
+    differed under x64 (another start, other weights), in float64 as well."""
+    import jax
+
+    X = np.asarray(blobs[0][:200], dtype)
+    kw = dict(method=method, n_chains=2, n_warmup=30, n_draws=20, n_svi_steps=100,
+              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short chains may be flagged; not the point
+        plain = BayesianGaussianMixture(3, **kw).fit(X)
+        with jax.enable_x64(True):
+            under = BayesianGaussianMixture(3, **kw).fit(X)
+            proba = under.predict_proba(X)
+    assert under.params_.dtype == dtype and proba.dtype == dtype
+    for name in ("weights", "means", "cov_factor"):
+        np.testing.assert_array_equal(getattr(under.params_, name), getattr(plain.params_, name))
+    np.testing.assert_array_equal(proba, plain.predict_proba(X))

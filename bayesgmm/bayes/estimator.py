@@ -40,6 +40,7 @@ from bayesgmm.validation import (
     check_positive_int,
     check_random_state_key,
     compute_scope,
+    default_x64_scope,
 )
 
 __all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
@@ -273,10 +274,12 @@ class BayesianGaussianMixture(BaseEstimator):
         """
         X = self._check_fit_X(X)
         priors = self._priors(X).resolve(X)
-        k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
-        self.em_, start = robust.em_start(self._em_start(k_em), X, component=self.component,
-                                          df=self.df, noise=bool(self.noise),
-                                          noise_volume=self.noise_volume)
+        with default_x64_scope():  # the same keys and EM start whatever the user's x64 mode
+            k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
+            self.em_, start = robust.em_start(self._em_start(k_em), X,
+                                              component=self.component, df=self.df,
+                                              noise=bool(self.noise),
+                                              noise_volume=self.noise_volume)
         self._set_fitted(self._infer(k_run, X, start, priors), X.shape[1])
         self._set_messy(priors)
         return self
