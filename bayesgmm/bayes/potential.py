@@ -9,8 +9,9 @@ rounding, from the same unconstrained sites, with the same transforms (NumPyro's
 
 - ``weights`` and ``corr_chol``: NumPyro's stick-breaking transforms, in log space
   (sums of log-sigmoids and log-sech², no ``cumprod``);
-- ``scales``: the LogNormal density and the exp transform's Jacobian cancel to a Normal
-  density on log(scales);
+- ``scales``: on u = log(scales), the InverseGamma density with the exp transform's
+  Jacobian is a log b - lgamma(a) - a u - b e^{-u}, and the LogNormal's (with
+  ``scale_prior="lognormal"``) cancels to a Normal density on u;
 - ``corr_chol``: NumPyro builds the (D, D) factor with a scatter; here the vector is
   placed by a constant 0/1 matrix product;
 - the likelihood's gradient in closed form (Fisher's identity: the E-step's
