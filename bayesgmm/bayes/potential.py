@@ -388,14 +388,25 @@ def _log_scale_elem(u, priors: Priors, dtype):
     """The scale prior's log density on each u = log(scale) (K, D), the exp transform's
     Jacobian e^u included. LogNormal(log σ0, τ): Normal(log σ0, τ) on u. InverseGamma(a,
     b): a log b - lgamma(a) - a u - b e^{-u}."""
-    as_ = lambda v: _as(v, dtype)
-    xp = jnp if isinstance(priors.scale_loc, jax.Array) else np  # traced: a program's argument
+    # a program that takes the priors as an argument takes these terms with them
+    # (target.prior_arrays), computed on the host as here
+    terms = getattr(priors, "_scale_terms", None)
+    first, second = scale_terms(priors, dtype) if terms is None else terms
+    if priors.scale_prior == "inverse_gamma":
+        return second - (float(priors.scale_shape) * u + first * jnp.exp(-u))
+    return _normal_elem(u, first, second)
+
+
+def scale_terms(priors: Priors, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The scale prior's per-feature constants (D,) in ``dtype``, computed on the host
+    from the resolved priors: InverseGamma(a, b): (b, a log b - lgamma(a)), b in float64
+    before the cast; LogNormal(log σ0, τ): (log σ0, τ)."""
+    as_ = lambda v: np.asarray(v, dtype)
     if priors.scale_prior == "inverse_gamma":
         a = float(priors.scale_shape)
-        b = xp.asarray(priors.scale_loc) * (a + 1)  # in its own dtype (float64 where x64)
-        const = as_(a * xp.log(b) - math.lgamma(a))  # (D,)
-        return const - (a * u + as_(b) * jnp.exp(-u))
-    return _normal_elem(u, xp.log(as_(priors.scale_loc)), as_(priors.scale_log_sd))
+        b = np.asarray(priors.scale_loc) * (a + 1)
+        return as_(b), as_(a * np.log(b) - math.lgamma(a))
+    return np.log(as_(priors.scale_loc)), as_(priors.scale_log_sd)
 
 
 def _as(value, dtype):

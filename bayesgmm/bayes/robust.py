@@ -339,7 +339,7 @@ def _fit_map(model, X, sites: dict, n_steps: int = 800, learning_rate: float = 0
         _MAP_RUNNERS[cache_key] = jit(_map_program(model, n_steps))
     out, trace = jax.device_get(_MAP_RUNNERS[cache_key](
         X, sites, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype),
-        prior_arrays(kw["priors"])))
+        prior_arrays(kw["priors"], X.dtype)))
     batched = {k: np.asarray(v)[None, None] for k, v in out.items() if k != "obs"}
     info = map_info(trace, n_steps, rtol)
     return InferenceResult("map", from_sites(batched, kw["covariance_type"]), batched, info)
@@ -377,7 +377,7 @@ def _sample_nuts(model, key, X, sites: dict, *, n_chains, n_warmup, n_draws, jit
                                                  float(target_accept_prob), max_tree_depth))
     keys = jax.random.split(key, int(n_chains))
     samples, fields = jax.device_get(_MAP_RUNNERS[config](
-        keys, X, sites, np.asarray(jitter, X.dtype), prior_arrays(kw["priors"])))
+        keys, X, sites, np.asarray(jitter, X.dtype), prior_arrays(kw["priors"], X.dtype)))
     samples = {k: np.asarray(v) for k, v in samples.items() if k != "obs"}
     extra = dict(zip(EXTRA_FIELDS, fields))
     n_steps = np.asarray(extra["num_steps"])

@@ -71,7 +71,7 @@ def fit_map(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
     init = jax.tree_util.tree_map(np.asarray, init)
     constrained, trace = jax.device_get(_RUNNERS[cache_key](
         X, init, np.asarray(learning_rate, X.dtype), np.asarray(final_learning_rate, X.dtype),
-        prior_arrays(priors)))
+        prior_arrays(priors, X.dtype)))
     batched = {k: v[None, None] for k, v in constrained.items()}
     info = map_info(trace, n_steps, rtol)
     return InferenceResult("map", from_sites(batched, covariance_type), batched, info)
@@ -127,7 +127,7 @@ def _fit_map_padded(X, init, n_components, covariance_type, priors, n_steps, lr0
     flat0 = padded_start(init, covariance_type, n_padded, X.dtype)
     flat, trace = jax.device_get(_RUNNERS[cache_key](
         X, flat0, np.asarray(n_components, np.int32), np.asarray(lr0, X.dtype),
-        np.asarray(lr1, X.dtype), prior_arrays(priors)))
+        np.asarray(lr1, X.dtype), prior_arrays(priors, X.dtype)))
     sites, masked = padded_draws(flat, n_components, n_padded, X.shape[1], covariance_type)
     # padded potential = the model's minus the masked coordinates' density, constant
     # along the run (they stay at 0)

@@ -105,7 +105,7 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     if chain_method == "vectorized":
         samples, extra = _run_vectorized(model, config, key, X, init, jitter,
                                          progress_bar=progress_bar, n_active=n_components,
-                                         arrays=prior_arrays(priors))
+                                         arrays=prior_arrays(priors, X.dtype))
     else:
         k_init, k_run = jax.random.split(key)
         start_key = ("start", config, X.shape, str(X.dtype))
@@ -223,7 +223,7 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
         groups = 1 if batched else _chain_groups(n_chains)
     per = n_chains // groups
     if arrays is None:
-        arrays = prior_arrays(model.keywords["priors"])
+        arrays = prior_arrays(model.keywords["priors"], X.dtype)
     calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, start, jitter,
               np.asarray(n_active, np.int32), arrays) for g in range(groups)]
     # A compiled program takes arguments of these shapes and dtypes only, in the x64 mode

@@ -55,7 +55,7 @@ def fit_svi(key, X, init: GMMParams, *, n_components: int, covariance_type: str 
                   float(learning_rate), low_rank)
         if config not in _RUNNERS:
             _RUNNERS[config] = jit(_program(model, n_steps, n_draws, learning_rate, low_rank))
-        draws, losses = _RUNNERS[config](k_fit, k_draw, X, sites, prior_arrays(priors))
+        draws, losses = _RUNNERS[config](k_fit, k_draw, X, sites, prior_arrays(priors, X.dtype))
     draws = {k: np.asarray(v)[None] for k, v in draws.items() if k != "obs"}
     elbo = -np.asarray(losses)
     info = SVIInfo(elbo=elbo, n_steps=n_steps,

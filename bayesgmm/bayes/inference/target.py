@@ -138,18 +138,27 @@ def program_key(priors: Priors) -> tuple:
                  for name, v in vars(priors).items())
 
 
-def prior_arrays(priors: Priors) -> dict:
-    """The :data:`DATA_FIELDS` of ``priors`` that are set, as NumPy arrays in JAX's
-    float dtype (float64 where x64 is on, as the constants they replace were): a
-    program's argument, which :func:`rebound` puts back into the model."""
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
-    return {name: np.asarray(getattr(priors, name), dtype) for name in DATA_FIELDS
-            if getattr(priors, name) is not None}
+def prior_arrays(priors: Priors, dtype) -> dict:
+    """The :data:`DATA_FIELDS` of ``priors`` that are set, as NumPy arrays in the data's
+    ``dtype`` (the model and the hand-written potential cast them so), and the scale
+    prior's constants as the hand-written potential computes them on the host in float64
+    (:func:`bayesgmm.bayes.potential.scale_terms`), so that the program computes what it
+    computed with the priors as constants, bitwise: a program's argument, which
+    :func:`rebound` puts back into the model."""
+    arrays = {name: np.asarray(getattr(priors, name), dtype) for name in DATA_FIELDS
+              if getattr(priors, name) is not None}
+    if priors.scale_loc is not None:
+        arrays["_scale_terms"] = potential.scale_terms(priors, dtype)
+    return arrays
 
 
 def rebound(model, arrays: dict):
     """A ``bound_model`` with its priors' :data:`DATA_FIELDS` replaced by ``arrays``
-    (inside a program: traced, from :func:`prior_arrays`)."""
+    (inside a program: traced, from :func:`prior_arrays`), the scale prior's constants
+    attached for the hand-written potential."""
     kw = model.keywords
-    return bound_model(kw["n_components"], kw["covariance_type"],
-                       dataclasses.replace(kw["priors"], **arrays))
+    fields = {k: v for k, v in arrays.items() if k in DATA_FIELDS}
+    priors = dataclasses.replace(kw["priors"], **fields)
+    if "_scale_terms" in arrays:  # read by potential._log_scale_elem; not a field
+        object.__setattr__(priors, "_scale_terms", arrays["_scale_terms"])
+    return bound_model(kw["n_components"], kw["covariance_type"], priors)
