@@ -3,8 +3,8 @@
 SVI, LOO, errors; and the package's layering rules."""
 
 import ast
-import warnings
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib

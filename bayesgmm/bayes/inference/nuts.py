@@ -104,8 +104,7 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
     jitter = np.asarray(jitter, X.dtype)
     if chain_method == "vectorized":
         samples, extra = _run_vectorized(model, config, key, X, init, jitter,
-                                         progress_bar=progress_bar, n_active=n_components,
-                                         arrays=prior_arrays(priors, X.dtype))
+                                         progress_bar=progress_bar, n_active=n_components)
     else:
         k_init, k_run = jax.random.split(key)
         start_key = ("start", config, X.shape, str(X.dtype))
@@ -175,8 +174,7 @@ def _chain_groups(n_chains: int) -> int:
 
 
 def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=None,
-                    progress_bar: bool = False, n_active: int | None = None,
-                    arrays: dict | None = None):
+                    progress_bar: bool = False, n_active: int | None = None):
     """All chains in one compiled program (``vmap``ped, or in sequence on a CPU:
     ``batched``), each one ``lax.scan`` over warm-up and draws, with its start point and
     NumPyro's chain initialisation; compiled once per configuration and shapes and kept
@@ -206,9 +204,9 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
     and takes the start as a flat padded point (built on the host) and ``n_active``
     (the fit's K) as a traced argument, so every K reuses it.
 
-    ``arrays``: the data-scaled priors
-    (:func:`bayesgmm.bayes.inference.target.prior_arrays`, default ``model``'s own), an
-    argument of the program, so every data set of a shape reuses it.
+    The model's data-scaled priors
+    (:func:`bayesgmm.bayes.inference.target.prior_arrays`) are an argument of the
+    program, so every data set of a shape reuses it.
 
     Returns (samples, extra) as NumPy arrays grouped by chain, like
     ``MCMC.get_samples`` and ``MCMC.get_extra_fields``.
@@ -222,8 +220,7 @@ def _run_vectorized(model, config, key, X, init, jitter, batched=None, groups=No
     if groups is None:
         groups = 1 if batched else _chain_groups(n_chains)
     per = n_chains // groups
-    if arrays is None:
-        arrays = prior_arrays(model.keywords["priors"], X.dtype)
+    arrays = prior_arrays(model.keywords["priors"], X.dtype)
     calls = [(key, np.arange(g * per, (g + 1) * per, dtype=np.int32), X, start, jitter,
               np.asarray(n_active, np.int32), arrays) for g in range(groups)]
     # A compiled program takes arguments of these shapes and dtypes only, in the x64 mode

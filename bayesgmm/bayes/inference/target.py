@@ -124,18 +124,21 @@ def padded_draws(flat: np.ndarray, n_components: int, n_padded: int, n_features:
 
 def priors_key(priors: Priors) -> tuple:
     """A hashable key of resolved priors, for the caches of compiled samplers/optimisers."""
-    return tuple(np.asarray(v).tobytes() if v is not None and not isinstance(v, str) else v
-                 for v in vars(priors).values())
+    return tuple(_value_key(v) for v in vars(priors).values())
 
 
 def program_key(priors: Priors) -> tuple:
     """:func:`priors_key` with the values of :data:`DATA_FIELDS` left out (their shapes
     kept): the key of a program that takes them as an argument (:func:`prior_arrays`),
     so that every data set of one shape and the same other settings shares it."""
-    return tuple((name, np.shape(v)) if name in DATA_FIELDS and v is not None
-                 else (name, np.asarray(v).tobytes() if v is not None and not isinstance(v, str)
-                       else v)
-                 for name, v in vars(priors).items())
+    return tuple(("shape", np.shape(v)) if name in DATA_FIELDS and v is not None
+                 else _value_key(v) for name, v in vars(priors).items())
+
+
+def _value_key(v):
+    """A prior field's value as a hashable key: strings and None as they are, numbers
+    and arrays by their bytes."""
+    return np.asarray(v).tobytes() if v is not None and not isinstance(v, str) else v
 
 
 def prior_arrays(priors: Priors, dtype) -> dict:
