@@ -48,6 +48,7 @@ from bayesgmm.validation import (
     DegenerateComponentWarning,
     check_array_2d,
     check_covariance_type,
+    check_random_state_key,
 )
 
 __all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
@@ -282,6 +283,12 @@ def sweep(
     if isinstance(covariance_types, str):
         covariance_types = (all_covariance_types() if covariance_types == "all"
                             else (covariance_types,))
+    covariance_types = tuple(covariance_types)
+    if not ks or not covariance_types:
+        raise ValueError(
+            f"sweep needs at least one number of components and one covariance type; "
+            f"got n_components={ks} and covariance_types={list(covariance_types)} "
+            f"(e.g. n_components=range(1, 10), covariance_types='all')")
     if settings.get("missing") == "marginalize" and np.isnan(np.asarray(X, float)).any():
         return _sweep_missing(X, ks, covariance_types, criterion, settings,
                               _bar_on(progress, settings))
@@ -290,10 +297,14 @@ def sweep(
     shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
                 unit="fit")
     centers_cache = {}  # k-means centres per K, shared by every covariance type
+    # one draw of the random state for the whole search (None, a RandomState or a
+    # Generator would give each covariance type other k-means starts, and the cache
+    # above would never hit); the models keep the random_state they were given
+    seed = int(check_random_state_key(settings["random_state"])[1])
     all_options = []
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
-            covariance_type=check_covariance_type(ct))
+            covariance_type=check_covariance_type(ct), random_state=seed)
         # a search is many fits: its own host threshold (engines.choose.sweep_engine)
         all_options.append(options.replace(engine=sweep_engine(
             options.engine, X.shape[0], max(ks), X.shape[1], ct)))

@@ -486,3 +486,38 @@ def test_sweep_of_data_with_missing_values_is_missing_data_em():
         np.testing.assert_allclose(table["bic"][row], gm.bic(X), rtol=1e-10)
     with pytest.raises(ValueError, match="NaN"):
         sweep(X, range(1, 3))
+
+
+@pytest.mark.parametrize("state", ["global", "RandomState"])
+def test_a_sweep_draws_its_random_state_once(datasets, monkeypatch, state):
+    """With ``random_state`` None (NumPy's global state) or a RandomState, a search
+    draws once: every covariance type starts from the same k-means centres (one
+    k-means++ seeding per K, as with an int; before, one per type and K), and its fits
+    equal each type's own sweep at that draw. The models keep the random_state given."""
+    import bayesgmm.fitting as fitting
+
+    X = datasets["aniso"]
+    seedings = []
+    real = fitting.kmeans_plusplus_host
+    monkeypatch.setattr(fitting, "kmeans_plusplus_host",
+                        lambda *a: seedings.append(a[2]) or real(*a))
+    np.random.seed(5)
+    given = None if state == "global" else np.random.RandomState(5)
+    types = ("VVV", "EEI", "VII")
+    both = sweep(X, [2, 4], types, random_state=given)
+    assert sorted(seedings) == [2, 4]
+    np.random.seed(5)
+    seed = (np.random.randint(np.iinfo(np.int32).max) if state == "global"
+            else np.random.RandomState(5).randint(np.iinfo(np.int32).max))
+    alone = [gm for ct in types for gm in sweep(X, [2, 4], ct, random_state=seed).models]
+    for gm, ref in zip(both.models, alone, strict=True):
+        assert gm.random_state is given
+        assert gm.n_iter_ == ref.n_iter_
+        # (lockstep batches of several types round differently: 1e-15)
+        np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks, types", [([], "full"), ([1, 2], [])])
+def test_sweep_of_nothing_says_what_it_needs(blobs, ks, types):
+    with pytest.raises(ValueError, match="at least one number of components and one"):
+        sweep(blobs[0], ks, types)
