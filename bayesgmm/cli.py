@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import functools
 import inspect
 import os
 import shutil
@@ -40,13 +41,21 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from bayesgmm.config import ConfigError, DataConfig, RunConfig, load_config, to_toml
+from bayesgmm.config import (ConfigError, DataConfig, RunConfig, load_config, to_toml,
+                             toml_value)
 
 __all__ = ["main", "run_workflow", "run_sweep", "load_data", "Dataset", "CLIError",
            "FitFailed"]
 
 # Files that mark a folder as this program's output (one may be replaced by a new run)
 OUTPUT_MARKERS = ("config.toml", "summary.txt", "meta.json", "params.npz")
+#: The file in each folder a command writes that lists what it wrote: a later command
+#: replaces that folder only while it holds nothing else (a user's files are never
+#: deleted with it)
+OUTPUT_MANIFEST = ".bayesgmm-output"
+#: What the commands of earlier versions (without the manifest) wrote, besides figures
+_LEGACY_OUTPUTS = frozenset(OUTPUT_MARKERS) | {
+    "membership.csv", "proba.csv", "sweep.csv", "draws.npz", "idata.nc", "idata_raw.nc"}
 UNCERTAIN = 0.9  # a point is "uncertain" when its largest membership probability is below
 
 
@@ -204,7 +213,7 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
     when every field is one; a row of numbers and empty cells is refused as ambiguous
     (a pandas header, ``,0,1``, and a data row with a missing value look alike)."""
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             first = next((r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)),
                          None)
     except (UnicodeDecodeError, csv.Error, OSError) as err:
@@ -213,6 +222,11 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
     if first is None:
         raise CLIError(f"{path} is empty", "check [data] path")
     first = [c.strip() for c in first]
+    others = [sep for sep in (";", "\t", "|", ",") if sep != delimiter and sep in first[0]]
+    if len(first) == 1 and others:
+        raise CLIError(f"{path} reads as one column with the delimiter {delimiter!r}, but its "
+                       f"first row holds {others[0]!r}",
+                       f"set [data] delimiter = {toml_value(others[0])} in the config")
     if header == "auto":
         if all(c == "" or _is_number(c) for c in first) and "" in first:
             raise CLIError(f"{path}: its first row ({delimiter.join(first)}) may be a header "
@@ -230,11 +244,13 @@ def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col
     :func:`_read_text` reads it, and finds and names the problem."""
     def column(j):
         return np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=[j],
-                          dtype=str, ndmin=1, comments=None, encoding="utf-8")
+                          dtype=str, ndmin=1, comments=None, encoding="utf-8-sig",
+                          quotechar='"')
 
     try:
         X = np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=cols,
-                       dtype=np.float64, ndmin=2, comments=None, encoding="utf-8")
+                       dtype=np.float64, ndmin=2, comments=None, encoding="utf-8-sig",
+                       quotechar='"')
         ids = column(id_col) if id_col is not None else np.arange(len(X))
         labels = column(label_col) if label_col is not None else None
     except (ValueError, IndexError, UnicodeDecodeError):
@@ -249,7 +265,7 @@ def _read_text(path: Path, delimiter: str, header: bool) -> np.ndarray:
     """The data rows' cells as an (N, C) array of strings, by Python's csv reader; a
     ragged row or a file without data rows is a :class:`CLIError`."""
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)]
     except (UnicodeDecodeError, csv.Error, OSError) as err:
         raise CLIError(f"cannot read {path} as delimited text: {err}",
@@ -295,8 +311,11 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
                                    'set [fit] missing = "marginalize" to fit data with '
                                    "missing values, or fill or drop that row")
                 raise CLIError(f"{where}: {str(value)!r} is not a finite number",
-                               "fix or drop that row, or leave the column out of [data] "
-                               "columns")
+                               "fix or drop that row; if the column holds ids or classes, "
+                               f"set [data] id_column = {toml_value(names[j])} or "
+                               "label_column, or list the feature columns in [data] columns"
+                               if header else "fix or drop that row, or leave the column "
+                               "out of [data] columns")
     return X
 
 
@@ -329,17 +348,49 @@ def _is_number(text: str) -> bool:
 # ---- output folders ---------------------------------------------------------------------
 
 
+def check_output_folder(out: Path) -> Path:
+    """``out`` (absolute) if a command may write it: a folder that does not exist, an
+    empty one, or one a command wrote that holds only what it wrote
+    (:data:`OUTPUT_MANIFEST`); else a :class:`CLIError` naming what is in the way.
+    Checked before any fitting, and again when the folder is replaced."""
+    out = Path(out).absolute()
+    if not out.exists():
+        for parent in out.parents:
+            if parent.exists() and not parent.is_dir():
+                raise CLIError(f"cannot write {out}: {parent} is a file",
+                               "choose another --out")
+        return out
+    if not out.is_dir():
+        raise CLIError(f"the output {out} is a file", "choose another --out")
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return out
+    manifest = out / OUTPUT_MANIFEST
+    if manifest.is_file():
+        try:
+            written = set(manifest.read_text().split()) | {OUTPUT_MANIFEST}
+        except (OSError, UnicodeDecodeError):
+            written = set()
+    elif names & set(OUTPUT_MARKERS):  # an earlier version's folder
+        written = {n for n in names if n in _LEGACY_OUTPUTS or n.endswith(".png")}
+    else:
+        raise CLIError(f"the output folder {out} exists and was not written by bayesgmm",
+                       "choose another --out, or empty that folder")
+    foreign = sorted(names - written)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise CLIError(f"the output folder {out} holds files bayesgmm did not write "
+                       f"({shown}); writing it would replace the whole folder",
+                       "move them out, or choose another --out")
+    return out
+
+
 @contextlib.contextmanager
 def staged_folder(out: Path):
     """Yield a temporary sibling of ``out`` (not yet created) to write into; on success
     it replaces ``out``; on any error it is removed and ``out`` is left as it was."""
-    out = Path(out).absolute()
-    if out.exists():
-        if not out.is_dir():
-            raise CLIError(f"the output {out} is a file", "choose another --out")
-        if any(out.iterdir()) and not any((out / m).exists() for m in OUTPUT_MARKERS):
-            raise CLIError(f"the output folder {out} exists and was not written by bayesgmm",
-                           "choose another --out, or empty that folder")
+    out = check_output_folder(out)
     created = [p for p in out.parents if not p.exists()]  # made here, removed on failure
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -353,6 +404,8 @@ def staged_folder(out: Path):
         stage = root / out.name
         yield stage
         stage.mkdir(exist_ok=True)
+        (stage / OUTPUT_MANIFEST).write_text(
+            "".join(f"{p.name}\n" for p in sorted(stage.iterdir())))
         if out.exists():
             out.rename(root / f"{out.name}.old")
         stage.rename(out)
@@ -378,6 +431,8 @@ def run_sweep(cfg: RunConfig, out_dir: str | Path | None = None, *,
     sweep's ``missing``)."""
     from bayesgmm.selection import sweep
 
+    if out_dir is not None:
+        check_output_folder(Path(out_dir))  # before the fits, not after them
     data = data or _load(cfg, log)
     lo, hi = cfg.sweep.n_components
     _check_enough_rows(data, hi, "[sweep] n_components")
@@ -416,6 +471,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     from bayesgmm.estimators import GaussianMixture
     from bayesgmm.metrics import adjusted_rand_score
 
+    check_output_folder(Path(out_dir))  # before the fits, not after them
     data = _load(cfg, log)
     swept = run_sweep(cfg, log=log, data=data, progress=progress)
     table, best = swept["table"], swept["table"].best
@@ -592,6 +648,9 @@ def _cmd_predict(args, log) -> int:
     cfg = dataclasses.replace(cfg, path=str(Path(args.data).absolute()), label_column=None)
     if cfg.id_column is not None:
         cfg = _keep_id_if_present(cfg)
+    cfg = _model_columns(cfg, model)
+    if args.out:
+        _check_out_file(Path(args.out))
     _compilation_cache(args)
     data = load_data(cfg, n_features=int(model.n_features_in_),
                      missing=getattr(model, "missing", "error"))
@@ -628,6 +687,10 @@ _COMMANDS = {"fit": _cmd_fit, "run": _cmd_fit, "sweep": _cmd_sweep, "show": _cmd
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (raised, not printed with the usage)."""
+
+    def __init__(self, *args, **kwargs):
+        # no abbreviations: "--deb" is not --debug (main looks for the whole word)
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
         raise CLIError(message, f"run '{self.prog} --help' for usage")
@@ -751,6 +814,9 @@ def _load_model(folder: Path):
     if not folder.is_dir():
         raise CLIError(f"no model folder at {folder}",
                        "pass a folder written by 'bayesgmm fit' or 'bayesgmm demo'")
+    if (folder / "summary.txt").is_file() and not (folder / "meta.json").exists():
+        raise CLIError(f"{folder} holds a model search ('bayesgmm sweep'), not a model",
+                       "fit and save one with 'bayesgmm fit' on the same config")
     from bayesgmm.io import ModelFormatError
 
     try:
@@ -772,6 +838,35 @@ def _keep_id_if_present(cfg: DataConfig) -> DataConfig:
         if names is None or cfg.id_column not in names:
             return dataclasses.replace(cfg, id_column=None)
     return cfg
+
+
+def _model_columns(cfg: DataConfig, model) -> DataConfig:
+    """New data with a header row: its feature columns taken by the names the model was
+    fitted on (whatever their order there, and whichever columns the fit's config chose
+    by index or left to the default), so that columns in another order, or a label
+    column, are not fed to the model in their place."""
+    names = getattr(model, "feature_names_in_", None)
+    path = Path(cfg.path)
+    if names is None or path.suffix == ".npy" or not path.is_file():
+        return cfg
+    header, _ = _read_header(path, cfg.delimiter, cfg.header)
+    if header is None:
+        return cfg
+    missing = [str(n) for n in names if str(n) not in header]
+    if missing:
+        raise CLIError(f"{path} has no column {missing[0]!r}; the model was fitted on the "
+                       f"columns {', '.join(map(str, names))} (its columns are "
+                       f"{', '.join(header)})", "give the new data the fit's column names")
+    return dataclasses.replace(cfg, columns=tuple(str(n) for n in names))
+
+
+def _check_out_file(out: Path) -> None:
+    """``predict --out``: a file that can be written (checked before predicting)."""
+    if out.is_dir():
+        raise CLIError(f"--out {out} is a folder", "give a file name, e.g. labels.csv")
+    if not out.absolute().parent.is_dir():
+        raise CLIError(f"cannot write {out}: the folder {out.absolute().parent} does not "
+                       "exist", "create it first, or choose another --out")
 
 
 def _check_enough_rows(data: Dataset, k: int, key: str) -> None:
@@ -945,6 +1040,11 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
         title += f"; {int(np.sum(labels < 0))} noise points not drawn"
     if not complete.all():
         title += f"; {int(np.sum(~complete))} rows with missing values not drawn"
+    if X.shape[1] == 1:  # one feature: the mixture's density over the data's histogram
+        _figure(files["clusters"], functools.partial(_plot("plot_pairs"),
+                                                     labels=labels[kept]),
+                X[kept], params, names=names, axes=False)
+        return {"clusters": files["clusters"], **_draws_figures(stage, cfg, model)}
     _figure(files["clusters"], _plot("plot_ellipses"), params, X[kept], labels[kept],
             names=names, title=title)
     _figure(files["membership"], _plot("plot_membership"), X[complete], proba[complete],
@@ -965,6 +1065,12 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
         files["pairs"] = stage / "pairs.png"
         _figure(files["pairs"], _plot("plot_pairs"), X[complete], params, names=names,
                 axes=False)
+    return files | _draws_figures(stage, cfg, model)
+
+
+def _draws_figures(stage: Path, cfg: RunConfig, model) -> dict:
+    """A Bayesian fit's trace (and, of several NUTS chains, rank) plots; {name: path}."""
+    files = {}
     if model is not None and cfg.bayes.method != "map":  # draws to look at
         from bayesgmm.bayes import arviz as bayes_arviz
 

@@ -123,7 +123,7 @@ class FitConfig:
     n_init: int = _key(1, "EM restarts; the best lower bound wins", min=1)
     tol: float = _key(1e-3, "convergence threshold on the mean log-likelihood gain", min=0)
     reg_covar: float = _key(1e-6, "added to every covariance's diagonal", min=0)
-    max_iter: int = _key(100, "EM iterations at most", min=0)
+    max_iter: int = _key(100, "EM iterations at most", min=1)
     init_params: str = _key("auto", 'initialisation: "auto" (the hierarchical start and '
                                     'the n_init k-means starts, best kept), "hc", "kmeans", '
                                     '"k-means++", "random" or "random_from_data"')
@@ -256,8 +256,8 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"no configuration file at {path}",
                           "check the path (the shipped ones are in configs/)")
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        # (utf-8-sig: Windows editors start a UTF-8 file with a byte-order mark)
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}",
                           "fix the syntax at that line") from None
@@ -470,10 +470,22 @@ def _check_values(cfg: RunConfig) -> None:
     if not cfg.sweep.covariance_types:
         raise ConfigError("[sweep] covariance_types is empty",
                           'name at least one, e.g. covariance_types = ["full"]')
-    if not (_is_int(cfg.fit.n_components) or cfg.fit.n_components == "best"):
-        raise ConfigError(f'[fit] n_components must be an integer or "best", got '
+    if not (_is_int(cfg.fit.n_components) and cfg.fit.n_components >= 1
+            or cfg.fit.n_components == "best"):
+        raise ConfigError(f'[fit] n_components must be an integer K >= 1 or "best", got '
                           f"{_got(cfg.fit.n_components)}",
                           'write n_components = 3 (say) or "best" for the sweep\'s choice')
+    _check_data(cfg.data)
+    from bayesgmm.covariance import CANONICAL  # (a table of names: no JAX import)
+
+    seen: dict[str, str] = {}
+    for ct in cfg.sweep.covariance_types:
+        model = CANONICAL.get(ct, ct)
+        if model in seen:
+            same = "" if seen[model] == ct else f" ({seen[model]!r} is the same model)"
+            raise ConfigError(f"[sweep] covariance_types names {ct!r} twice{same}",
+                              "list each model once")
+        seen[model] = ct
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name must be a plain folder name, got {cfg.name!r}",
                           'write name = "my-run"; use --out for another folder')
@@ -486,6 +498,24 @@ def _check_values(cfg: RunConfig) -> None:
     if cfg.bayes is not None:
         _check_bayes_options(cfg.bayes)
     _check_fit_options(cfg)
+
+
+def _check_data(d: DataConfig) -> None:
+    """``[data]``: a one-character delimiter; each column once, none of them the id or
+    label column."""
+    if len(d.delimiter) != 1:
+        raise ConfigError(f"[data] delimiter must be one character, got {d.delimiter!r}",
+                          'write delimiter = ";" (say), or "\\t" for tabs')
+    columns = list(d.columns or ())
+    twice = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ConfigError(f"[data] columns names {', '.join(map(repr, twice))} more than "
+                          "once", "list each feature column once")
+    for key in ("id_column", "label_column"):
+        if getattr(d, key) is not None and getattr(d, key) in columns:
+            raise ConfigError(f"[data] {key} {getattr(d, key)!r} is also in [data] columns",
+                              f"leave it out of columns (the {key.split('_')[0]} is not a "
+                              "feature)")
 
 
 def _check_bayes_options(b: BayesConfig) -> None:

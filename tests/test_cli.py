@@ -229,6 +229,22 @@ DATA = '[data]\npath = "d.csv"\n'
      ["[data] columns: ", "has no column 'c'", "its columns are a, b"]),
     ("K over N", "a,b\n1,2\n3,4\n5,6\n", DATA + "[sweep]\nn_components = [1, 5]\n",
      ["[sweep] n_components asks for K=5", "has only 3 samples"]),
+    ("a semicolon file", "a;b\n1;2\n3;4\n", DATA,
+     ["reads as one column with the delimiter ','", "set [data] delimiter = \";\""]),
+    ("a delimiter of two characters", None, '[data]\ndelimiter = ", "\n',
+     ["[data] delimiter must be one character, got ', '"]),
+    ("an id column not declared", "id,a,b\nr1,1,2\nr2,3,4\n", DATA,
+     ["column 'id': 'r1' is not a finite number", 'set [data] id_column = "id"']),
+    ("a column twice", "a,b\n1,2\n3,4\n", DATA + 'columns = ["a", "a"]\n',
+     ["[data] columns names 'a' more than once"]),
+    ("the id column as a feature", "a,b\n1,2\n3,4\n",
+     DATA + 'columns = ["a", "b"]\nid_column = "a"\n',
+     ["[data] id_column 'a' is also in [data] columns"]),
+    ("a model twice", None, '[sweep]\ncovariance_types = ["full", "VVV"]\n',
+     ["[sweep] covariance_types names 'VVV' twice ('full' is the same model)"]),
+    ("[fit] K of 0", None, "[fit]\nn_components = 0\n",
+     ["[fit] n_components must be an integer K >= 1", "got the integer 0"]),
+    ("no EM iteration", None, "[fit]\nmax_iter = 0\n", ["[fit] max_iter must be >= 1"]),
 ])
 def test_bad_input_is_one_line_exit_2_no_folder(tmp_path, capsys, case, csv_text, config,
                                                 fragments):
@@ -567,3 +583,100 @@ def test_sweep_bar_on_a_terminal_unless_quiet(csv_run, quiet):
     text = seen.decode(errors="replace")
     assert ("sweep:" in text and "fit/s" in text) is not quiet, text
     assert ("wrote:" in text) is not quiet
+
+
+def test_a_folder_with_files_of_its_own_is_never_replaced(tmp_path, capsys):
+    """A project folder holding the config (a name bayesgmm writes) and the user's data
+    and notes: --out there is refused before anything is fitted, and nothing is deleted;
+    a folder a command wrote is replaced while it holds only what it wrote (its
+    manifest), and refused once a file of the user's is added."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "data.csv").write_text("x1,x2\n" + "".join(
+        f"{a:.3f},{b:.3f}\n" for a, b in np.random.default_rng(0).normal(size=(40, 2))))
+    (proj / "notes.txt").write_text("precious")
+    (proj / "config.toml").write_text('[data]\npath = "data.csv"\n[sweep]\nn_components = 2\n')
+    before = {p.name: p.read_bytes() for p in proj.iterdir()}
+    assert main(["fit", str(proj / "config.toml"), "--out", str(proj), NO_CACHE]) == 2
+    err = capsys.readouterr().err.splitlines()
+    _assert_one_line_error(err, "holds files bayesgmm did not write (data.csv, notes.txt)",
+                           "move them out")
+    assert not any(line.startswith("sweep") for line in err)  # refused before fitting
+    assert {p.name: p.read_bytes() for p in proj.iterdir()} == before
+    out = tmp_path / "out"
+    assert main(["fit", str(proj / "config.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    written = set((out / ".bayesgmm-output").read_text().split())
+    assert written == {p.name for p in out.iterdir()} - {".bayesgmm-output"}
+    assert {"meta.json", "params.npz", "membership.csv"} <= written
+    assert main(["fit", str(proj / "config.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    (out / "my-plot.png").write_bytes(b"mine")
+    capsys.readouterr()
+    assert main(["fit", str(proj / "config.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(), "(my-plot.png)")
+    assert (out / "my-plot.png").read_bytes() == b"mine"
+
+
+def test_predict_takes_the_fitted_columns_by_name(tmp_path, capsys):
+    """New data whose columns are in another order, or that keeps the label column the
+    fit left out, is read by the model's feature names: the labels equal the model's own
+    predict on the columns in the fit's order (before: silently other labels, or an
+    error about 3 columns)."""
+    rng = np.random.default_rng(1)
+    X = np.r_[rng.normal(0, 1, (30, 2)), rng.normal([6, 2], [1, 3], (30, 2))]
+    rows = [f"p{i},{a:.4f},{b:.4f},{int(i >= 30)}\n" for i, (a, b) in enumerate(X)]
+    (tmp_path / "d.csv").write_text("id,x1,x2,component\n" + "".join(rows))
+    (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\nid_column = "id"\n'
+                                     'label_column = "component"\n[sweep]\n'
+                                     'n_components = 2\n[fit]\ncovariance_type = "full"\n')
+    out = tmp_path / "m"
+    assert main(["fit", str(tmp_path / "c.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    model = load_model(out)
+    truth = model.predict(X)
+    swapped = "component,x2,id,x1\n" + "".join(
+        f"{int(i >= 30)},{b:.4f},p{i},{a:.4f}\n" for i, (a, b) in enumerate(X))
+    for name, text in (("same.csv", (tmp_path / "d.csv").read_text()),
+                       ("swapped.csv", swapped)):
+        (tmp_path / name).write_text(text)
+        capsys.readouterr()
+        assert main(["predict", str(out), str(tmp_path / name), "--quiet", NO_CACHE]) == 0
+        table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+        assert [r["id"] for r in table] == [f"p{i}" for i in range(60)]
+        np.testing.assert_array_equal([int(r["label"]) for r in table], truth)
+    (tmp_path / "renamed.csv").write_text(swapped.replace("x1", "y1"))
+    assert main(["predict", str(out), str(tmp_path / "renamed.csv"), NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(), "has no column 'x1'",
+                           "fitted on the columns x1, x2")
+    for bad, fragment in ((tmp_path / "nodir" / "x.csv", "does not exist"),
+                          (tmp_path, "is a folder")):
+        assert main(["predict", str(out), str(tmp_path / "d.csv"), "--out", str(bad),
+                     NO_CACHE]) == 2
+        _assert_one_line_error(capsys.readouterr().err.splitlines(), fragment)
+
+
+def test_r_and_excel_csv_files_and_one_feature(tmp_path, capsys):
+    """R's write.csv quotes the ids, Excel's "CSV UTF-8" starts with a byte-order mark
+    (in the config too): the ids are read without their quotes and the first column's
+    name without the mark. One feature column fits and draws its figure."""
+    x = np.r_[np.linspace(-3, -1, 20), np.linspace(4, 6, 20)]
+    (tmp_path / "r.csv").write_text('"id","x1"\n' + "".join(
+        f'"r{i}",{v:.4f}\n' for i, v in enumerate(x)), encoding="utf-8-sig")
+    (tmp_path / "c.toml").write_text('[data]\npath = "r.csv"\nid_column = "id"\n'
+                                     '[sweep]\nn_components = [1, 2]\n',
+                                     encoding="utf-8-sig")
+    out = tmp_path / "m"
+    assert main(["fit", str(tmp_path / "c.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    table = list(csv.DictReader((out / "membership.csv").read_text().splitlines()))
+    assert [r["id"] for r in table] == [f"r{i}" for i in range(40)]
+    assert load_model(out).n_components == 2
+    assert (out / "clusters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_debug_is_never_abbreviated(capsys):
+    assert main(["--deb", "fit", "x.toml"]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(),
+                           "unrecognized arguments: --deb")
