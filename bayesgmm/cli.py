@@ -921,7 +921,7 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
             noise_volume=b.noise_volume, component=b.component, df=b.df, sparse=b.sparse,
             **{k: v for k, v in _em_settings(cfg).items() if k != "random_state"}).fit(data.X)
         interval = model.membership_interval(data.X, prob=b.interval)
-        table = model.summary()
+        table = _summary_table(model, b.method)
     if data.feature_names is not None:
         model.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
     seconds = time.perf_counter() - t0
@@ -943,7 +943,9 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
             "membership: MAP is one parameter set, so no credible interval (use nuts or svi)",
             f"membership: {int(np.sum(mean.max(1) < UNCERTAIN))} of {len(mean)} points have "
             f"a posterior mean max p(z|x) < {UNCERTAIN}",
-            "posterior summary (relabeled draws):", table.to_string()]
+            "posterior summary (relabeled draws):" if b.method != "map" else
+            "MAP estimates (one parameter set: no spread, no sampler diagnostics):",
+            table.to_string()]
     start = model.em_.lower_bound_
     if start < em.lower_bound_ - 1e-3 * abs(em.lower_bound_):
         note = (f"the Bayesian fit started from its own EM fit, a poorer optimum (mean "
@@ -963,6 +965,32 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
         text.append("degrees of freedom (posterior means): "
                     + ", ".join(f"{v:.3g}" for v in np.asarray(model.df_)))
     return model, interval, "\n".join(text)
+
+
+def _summary_table(model, method: str):
+    """The fit's summary table; of a MAP fit (one draw) only its values, without the
+    spread and sampler columns ArviZ would fill with NaN (and its warnings about them)."""
+    if method != "map":
+        return model.summary()
+    import logging
+
+    import arviz
+
+    # ArviZ 0.x logs "Shape validation failed" for one draw, by design here, through its
+    # own logger instance (not logging.getLogger's)
+    logs = {id(x): x for x in (logging.getLogger("arviz"), getattr(arviz, "_log", None))
+            if isinstance(x, logging.Logger)}.values()
+    levels = [(x, x.level) for x in logs]
+    try:
+        for x, _ in levels:
+            x.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the sd of one draw
+            table = model.summary()
+    finally:
+        for x, level in levels:
+            x.setLevel(level)
+    return table[["mean"]].rename(columns={"mean": "MAP"})
 
 
 def _proba_columns(K: int, n_columns: int) -> list[str]:

@@ -206,7 +206,8 @@ class BayesConfig:
 class RunConfig:
     """A whole configuration file."""
 
-    name: str = _key("blobs", "the output folder is models/<name>/")
+    name: str = _key("blobs", "the output folder is models/<name>/ (not set: the config "
+                                "file's name when [data] path is set)")
     data: DataConfig = _key(DataConfig(), "see [data]")
     sweep: SweepConfig = _key(SweepConfig(), "see [sweep]")
     fit: FitConfig = _key(FitConfig(), "see [fit]")
@@ -263,7 +264,12 @@ def load_config(path: str | Path) -> RunConfig:
                           "fix the syntax at that line") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}", "check the file") from None
-    return from_dict(raw, base=path.parent)
+    cfg = from_dict(raw, base=path.parent)
+    if "name" not in raw and cfg.data.path:  # your data: not the demo's folder name
+        stem = path.stem.strip()
+        if stem and stem not in (".", ".."):
+            cfg = dataclasses.replace(cfg, name=stem)
+    return cfg
 
 
 def toml_value(value) -> str:

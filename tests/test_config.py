@@ -290,3 +290,15 @@ def test_file_errors_name_the_file(tmp_path):
     bad.write_text("[fit]\ntol = \n")
     with pytest.raises(ConfigError, match=r"bad\.toml is not valid TOML: .*line 2"):
         load_config(bad)
+
+
+def test_a_config_of_your_data_without_a_name_is_named_by_its_file(tmp_path):
+    """Without ``name``, a config of the user's data writes models/<its file's name>/,
+    not the demo's models/blobs/ (which it replaced before); the demo keeps blobs."""
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
+    (tmp_path / "penguins.toml").write_text('[data]\npath = "d.csv"\n')
+    assert load_config(tmp_path / "penguins.toml").name == "penguins"
+    (tmp_path / "named.toml").write_text('name = "mine"\n[data]\npath = "d.csv"\n')
+    assert load_config(tmp_path / "named.toml").name == "mine"
+    (tmp_path / "demo.toml").write_text("[sweep]\nn_components = [1, 3]\n")
+    assert load_config(tmp_path / "demo.toml").name == "blobs"
