@@ -153,12 +153,14 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     if cells is None:  # NumPy's reader first; Python's csv where it fails, to name the cell
         read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col,
                           holes)
-        cells = None if read is not None else _read_text(path, cfg.delimiter,
-                                                          names is not None)
+        cells, lines = (None, None) if read is not None else _read_text(
+            path, cfg.delimiter, names is not None)
+    else:
+        lines = None
     if cells is not None:
         read = (_numeric(path, cells[:, cols], [pick.name(j) for j in cols],
                          header=names is not None, holes=holes,
-                         new_data=n_features is not None),
+                         new_data=n_features is not None, lines=lines),
                 cells[:, id_col] if id_col is not None else np.arange(len(cells)),
                 cells[:, label_col] if label_col is not None else None)
     X, ids, labels = read
@@ -261,29 +263,32 @@ def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col
         None if labels is None else np.char.strip(labels))
 
 
-def _read_text(path: Path, delimiter: str, header: bool) -> np.ndarray:
-    """The data rows' cells as an (N, C) array of strings, by Python's csv reader; a
-    ragged row or a file without data rows is a :class:`CLIError`."""
+def _read_text(path: Path, delimiter: str, header: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The data rows' cells as an (N, C) array of strings, by Python's csv reader, and
+    each row's line in the file (blank lines are skipped); a ragged row or a file
+    without data rows is a :class:`CLIError`."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(r)]
+            reader = csv.reader(fh, delimiter=delimiter)
+            numbered = [(reader.line_num, r) for r in reader if r and any(r)]
     except (UnicodeDecodeError, csv.Error, OSError) as err:
         raise CLIError(f"cannot read {path} as delimited text: {err}",
                        "save it as a CSV file (UTF-8)") from None
-    body = rows[1:] if header else rows
+    body = numbered[1:] if header else numbered
     if not body:
         raise CLIError(f"{path} has a header row and no data rows", "add the data rows")
-    width = len(rows[0])
-    for i, r in enumerate(body):
+    width = len(numbered[0][1])
+    for line, r in body:
         if len(r) != width:
-            line = i + 1 + int(header)
             raise CLIError(f"{path} line {line} has {len(r)} fields, the first row has {width}",
                            f"fix that line (delimiter is {delimiter!r})")
-    return np.array([[c.strip() for c in r] for r in body], dtype=object)
+    return (np.array([[c.strip() for c in r] for _, r in body], dtype=object),
+            np.array([line for line, _ in body]))
 
 
 def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
-             holes: bool = False, new_data: bool = False) -> np.ndarray:
+             holes: bool = False, new_data: bool = False,
+             lines: np.ndarray | None = None) -> np.ndarray:
     """The feature cells as float64, an empty cell as NaN where ``holes`` (``[fit]
     missing = "marginalize"``); an error names the first bad cell, and for an empty or
     NaN cell the key that accepts it (``new_data``: the fitted model's, for predict)."""
@@ -302,7 +307,8 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
                     number = None
                 if number is not None and (np.isfinite(number) or holes and np.isnan(number)):
                     continue
-                where = f"{path} line {i + 1 + int(header)}, column {names[j]!r}"
+                line = lines[i] if lines is not None else i + 1 + int(header)
+                where = f"{path} line {line}, column {names[j]!r}"
                 if str(value) == "" or number is not None and np.isnan(number):
                     raise CLIError(f"{where}: {str(value)!r} is a missing value",
                                    'the model was fitted with [fit] missing = "error": '

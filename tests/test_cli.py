@@ -229,6 +229,8 @@ DATA = '[data]\npath = "d.csv"\n'
      ["[data] columns: ", "has no column 'c'", "its columns are a, b"]),
     ("K over N", "a,b\n1,2\n3,4\n5,6\n", DATA + "[sweep]\nn_components = [1, 5]\n",
      ["[sweep] n_components asks for K=5", "has only 3 samples"]),
+    ("a bad cell after blank lines", "a,b\n1,2\n\n\n3,4\n\n5,x\n", DATA,
+     ["d.csv line 7, column 'b': 'x' is not a finite number"]),
     ("a semicolon file", "a;b\n1;2\n3;4\n", DATA,
      ["reads as one column with the delimiter ','", "set [data] delimiter = \";\""]),
     ("a delimiter of two characters", None, '[data]\ndelimiter = ", "\n',
