@@ -16,7 +16,10 @@ al. 2019) offers them:
 
 Every replicate refits EM *starting from the fitted parameters* (as mclust does), so the
 components keep their labels and no relabeling is needed; all B refits are one
-``jax.vmap`` of the compiled EM, run in batches of ``batch_size`` replicates.
+``jax.vmap`` of the compiled EM, run in batches of ``batch_size`` replicates. A refit
+runs the model's own EM (:func:`_em_settings`): its ``tol``, ``reg_covar``,
+``max_iter``, ``kernel``, ``chunk_size``, ``equal_weights`` and ``prior`` (MAP-EM; a
+``"default"`` prior is the one the fit used, mclust's ``defaultPrior`` of X).
 
 :func:`bootstrap_lrt` is mclust's ``mclustBootstrapLRT`` (McLachlan 1987): for K = 1, 2,
 ... it compares the fits with K and K + 1 components by the likelihood-ratio statistic
@@ -26,13 +29,20 @@ rejected.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from bayesgmm.params import GMMParams
 from bayesgmm.progress import bar
-from bayesgmm.validation import check_array_2d, check_is_fitted, check_positive_int, compute_scope
+from bayesgmm.validation import (
+    check_array_2d,
+    check_feature_names,
+    check_is_fitted,
+    check_positive_int,
+    compute_scope,
+)
 
 __all__ = ["KINDS", "BootstrapResult", "LRTResult", "bootstrap", "bootstrap_lrt"]
 
@@ -89,9 +99,12 @@ def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
     Parameters
     ----------
     model : GaussianMixture
-        Fitted on ``X``; its ``tol``, ``reg_covar`` and ``max_iter`` are used.
+        Fitted on ``X``; every replicate is refitted with its settings (module
+        docstring). A :class:`bayesgmm.BayesianGaussianMixture` or
+        :class:`bayesgmm.RobustMixture` is refused (``TypeError``).
     X : array-like of shape (N, D)
-        The data the model was fitted on.
+        The data the model was fitted on, without NaN: the refits are complete-data
+        EM, also for a model fitted with ``missing="marginalize"``.
     n_boot : int
         Replicates B.
     kind : {"nonparametric", "weighted", "parametric"}
@@ -106,22 +119,24 @@ def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
     -------
     BootstrapResult
     """
+    _check_model(model)
     check_is_fitted(model)
     kind = _check_kind(kind)
     check_positive_int(n_boot, "n_boot")
     check_positive_int(batch_size, "batch_size")
-    X = check_array_2d(X, min_samples=2)
+    check_feature_names(X, getattr(model, "feature_names_in_", None), "the model")
+    X = _check_complete(check_array_2d(X, min_samples=2, missing="marginalize"))
     if X.shape[1] != model.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on "
                          f"{model.n_features_in_}; pass the data it was fitted on.")
     rng = np.random.default_rng(random_state)
     start = model.params_.to_numpy(X.dtype)
+    settings = _em_settings(model, X)
     fits = []
     with bar(n_boot, f"bootstrap ({kind})", progress, unit="refit") as shown:
         for b in range(0, n_boot, batch_size):
             size = min(batch_size, n_boot - b)
-            fits.append(_refit(start, *_resample(kind, rng, X, start, size), model.tol,
-                               model.reg_covar, model.max_iter))
+            fits.append(_refit(start, *_resample(kind, rng, X, start, size), settings))
             shown.update(size)
     params = GMMParams(*(np.concatenate([f[0][i] for f in fits]) for i in range(3)),
                        covariance_type=start.covariance_type)
@@ -142,7 +157,9 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
     K + 1 fit and from the K fit with its largest component split in two along its
     major axis, keeping the better) and take the p-value of LRTS among the replicates.
     Stops at the first K whose p-value exceeds ``level``. ``progress``: a tqdm bar on
-    stderr, one tick per K tested.
+    stderr, one tick per K tested. The smallest p-value B replicates give is
+    1 / (B + 1), so ``n_boot`` below ``1 / level - 1`` (19 at ``level=0.05``) could
+    never reject and is refused; mclust's default is 999.
 
     ``gaussian_mixture_kwargs`` go to every :class:`bayesgmm.GaussianMixture` fit of the
     data (``n_init``, ``random_state`` ...).
@@ -156,6 +173,7 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
                          f"{max_components}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    _check_reachable(check_positive_int(n_boot, "n_boot", minimum=0), level)
     rng = np.random.default_rng(random_state)
     N = X.shape[0]
     fit = lambda k: GaussianMixture(k, covariance_type=covariance_type,
@@ -165,7 +183,7 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
         for k in range(1, max_components):
             big = fit(k + 1)
             stat = 2 * N * (big.lower_bound_ - small.lower_bound_)
-            boot = _lrt_null(small, big, N, n_boot, rng, X.dtype)
+            boot = _lrt_null(small, big, X, n_boot, rng)
             rows.append((k, stat, (1 + np.sum(boot >= stat)) / (1 + n_boot), boot))
             shown.update()
             if rows[-1][2] > level:
@@ -178,6 +196,61 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
 
 
 # ---- helpers ----------------------------------------------------------------------------
+
+
+def _check_model(model) -> None:
+    """A ``TypeError`` unless ``model`` is a :class:`bayesgmm.GaussianMixture`, naming
+    what to use for the other estimators."""
+    from bayesgmm.estimators import GaussianMixture
+
+    if isinstance(model, GaussianMixture):
+        return
+    name = type(model).__name__
+    instead = {
+        "BayesianGaussianMixture": "its posterior draws already give the parameters' "
+        "uncertainty: use fit.summary() or fit.idata_.posterior",
+        "RobustMixture": "the bootstrap refits Gaussian EM, which has no noise or t "
+        "components: bootstrap a GaussianMixture of the same data",
+    }.get(name, "fit one first: GaussianMixture(n_components).fit(X)")
+    raise TypeError(f"bootstrap takes a fitted GaussianMixture, got a {name}; {instead}")
+
+
+def _check_complete(X: np.ndarray) -> np.ndarray:
+    """``X`` if it has no NaN, else a ``ValueError``: the refits are complete-data EM."""
+    bad = np.argwhere(np.isnan(X))
+    if bad.size:
+        raise ValueError(
+            f"X contains NaN (first at row {bad[0][0]}, column {bad[0][1]}), and the "
+            "bootstrap's refits do not marginalise missing values (whatever the model's "
+            "missing); bootstrap the complete rows, X[~np.isnan(X).any(axis=1)], or "
+            "model.impute(X)")
+    return X
+
+
+def _check_reachable(n_boot: int, level: float) -> None:
+    """A ``ValueError`` when ``n_boot`` replicates cannot give a p-value <= ``level``:
+    the smallest is 1 / (n_boot + 1). The message names the smallest n_boot that can."""
+    if 1 / (n_boot + 1) <= level:
+        return
+    least = max(math.ceil(1 / level) - 1, 0)
+    while 1 / (least + 1) > level:  # round-off of 1 / level
+        least += 1
+    raise ValueError(
+        f"n_boot={n_boot} cannot reach level={level}: the smallest p-value of n_boot "
+        f"replicates is 1 / (n_boot + 1) = {1 / (n_boot + 1):.3g}, so no K would be "
+        f"rejected; pass n_boot >= {least} (99 or more for a stable p-value)")
+
+
+def _em_settings(model, X: np.ndarray) -> dict:
+    """The EM settings of ``model``'s fit that every refit keeps (for
+    :func:`bayesgmm.engines.jax.fit_resamples`): ``prior="default"`` resolved on ``X``,
+    as the fit resolved it."""
+    from bayesgmm.fitting import FitOptions, resolve_prior
+
+    options = FitOptions.from_mapping(model.get_params())
+    return dict(tol=options.tol, reg_covar=options.reg_covar, max_iter=int(options.max_iter),
+                chunk_size=options.chunk_size, kernel=options.kernel,
+                prior=resolve_prior(options, X), equal_weights=bool(options.equal_weights))
 
 
 def _check_kind(kind) -> str:
@@ -205,28 +278,29 @@ def _simulate(rng: np.random.Generator, params: GMMParams, N: int, B: int, dtype
     return (p.means[z] + noise).astype(dtype)
 
 
-def _refit(start: GMMParams, X, W, tol, reg_covar, max_iter):
-    """EM from ``start`` on every replicate: ((weights, means, factor), lower bound,
-    converged) as NumPy, leading dim B."""
+def _refit(start: GMMParams, X, W, settings: dict):
+    """EM from ``start`` on every replicate, with a fit's ``settings``
+    (:func:`_em_settings`): ((weights, means, factor), lower bound, converged) as
+    NumPy, leading dim B."""
     from bayesgmm.engines import jax as em
 
     with compute_scope(X.dtype):
-        params, info = em.fit_resamples(X, start, W, tol=tol, reg_covar=reg_covar,
-                                        max_iter=int(max_iter))
+        params, info = em.fit_resamples(X, start, W, **settings)
         return ((np.asarray(params.weights), np.asarray(params.means),
                  np.asarray(params.cov_factor)),
                 np.asarray(info.lower_bound), np.asarray(info.converged))
 
 
-def _lrt_null(small, big, N: int, n_boot: int, rng, dtype) -> np.ndarray:
-    """(B,) LRTS on data simulated from ``small`` (K components)."""
+def _lrt_null(small, big, X: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """(B,) LRTS on data simulated from ``small`` (K components), each model refitted
+    with its own settings (:func:`_em_settings` of X)."""
+    (N, _), dtype = X.shape, X.dtype
     p0 = small.params_.to_numpy(dtype)
     Xb = _simulate(rng, p0, N, n_boot, dtype)
     W = np.ones((n_boot, N), dtype)
-    lb_small = _refit(p0, Xb, W, small.tol, small.reg_covar, small.max_iter)[1]
+    lb_small = _refit(p0, Xb, W, _em_settings(small, X))[1]
     starts = (big.params_.to_numpy(dtype), _split_largest(p0))
-    lb_big = np.max([_refit(s, Xb, W, big.tol, big.reg_covar, big.max_iter)[1]
-                     for s in starts], axis=0)
+    lb_big = np.max([_refit(s, Xb, W, _em_settings(big, X))[1] for s in starts], axis=0)
     return 2 * N * (lb_big - lb_small)
 
 

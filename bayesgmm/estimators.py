@@ -28,10 +28,13 @@ from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
     check_array_2d,
+    check_feature_names,
     check_is_fitted,
     check_n_features,
+    check_n_samples_drawn,
     check_positive_int,
     check_random_state_key,
+    feature_names,
 )
 
 __all__ = ["GaussianMixture", "RobustMixture", "BaseEstimator", "membership_columns"]
@@ -84,6 +87,18 @@ class BaseEstimator:
     def _check_is_fitted(self) -> None:
         check_is_fitted(self)
 
+    def _feature_names(self, X, reset: bool) -> None:
+        """scikit-learn's ``_check_feature_names``. ``reset`` (a fit): set
+        ``feature_names_in_`` from X's column names (a DataFrame's), or remove it when
+        X has none. Else refuse X whose column names differ from it (names or order);
+        an array passes."""
+        if not reset:
+            check_feature_names(X, getattr(self, "feature_names_in_", None),
+                                type(self).__name__)
+        elif (names := feature_names(X)) is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            self.feature_names_in_ = names
 
 
 
@@ -217,6 +232,10 @@ default="auto"
     lower_bounds_ : list of float
         The lower bound at every iteration of the best initialisation.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,), dtype object
+        X's column names, set only when ``fit`` got a table with str column names (a
+        pandas DataFrame), as in scikit-learn. A table passed later must have these
+        columns in this order (else a ``ValueError``); arrays are taken as they are.
     params_ : GMMParams
         The same parameters as one pytree (NumPy leaves), for the functional core.
     n_padded_ : int
@@ -328,7 +347,8 @@ default="auto"
         -------
         self
         """
-        X = check_array_2d(X, min_samples=2, missing=self.missing)  # the fits' check is cheap
+        data, X = X, check_array_2d(X, min_samples=2, missing=self.missing,  # cheap
+                                    marginalize_in="GaussianMixture")
         options, holes = self._options(), missing_data.has_missing(X)
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
@@ -336,6 +356,7 @@ default="auto"
             X, options, sample_weight=sample_weight, start=start, start_lower_bound=bound)
         self.engine_ = "numpy" if holes else fitting.plan(options, *X.shape).engine
         self._store(take_components(params, int(self.n_components)), info, params.n_components)
+        self._feature_names(data, reset=True)
         self.__dict__.pop("_online_state", None)  # a full fit restarts online learning
         return self
 
@@ -350,11 +371,13 @@ default="auto"
         :func:`bayesgmm.engines.jax.fit_stream`.
         """
         state = self.__dict__.get("_online_state")
-        if missing_data.has_missing(check_array_2d(X, missing=self.missing)):
+        data, X = X, check_array_2d(X, missing=self.missing, marginalize_in="GaussianMixture")
+        if missing_data.has_missing(X):
             raise ValueError("partial_fit does not marginalise missing values (NaN in X); "
                              "fit does (missing='marginalize'), or drop those rows")
         warm = self.warm_start and self.__sklearn_is_fitted__()
         start = self.params_ if state is not None or warm else None
+        self._feature_names(data, reset=start is None)  # later batches: the first's columns
         params, info, state = fitting.partial_fit(X, self._options(), state,
                                                   sample_weight=sample_weight, start=start)
         self._store(params, info, params.n_components)
@@ -451,12 +474,8 @@ default="auto"
         """Draw samples; returns ``(X, y)`` with y the component of each, sorted by y
         as scikit-learn does."""
         self._check_is_fitted()
-        if not isinstance(n_samples, int | np.integer) or n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
-                "least one sample.")
         return fitting.sample(check_random_state_key(self.random_state), self.params_,
-                              int(n_samples))
+                              check_n_samples_drawn(n_samples))
 
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
@@ -511,7 +530,8 @@ default="auto"
 
     def _check_X(self, X, missing=None) -> np.ndarray:
         self._check_is_fitted()
-        X = check_array_2d(X, missing=missing or self.missing)
+        self._feature_names(X, reset=False)
+        X = check_array_2d(X, missing=missing or self.missing, marginalize_in="GaussianMixture")
         check_n_features(X, self.n_features_in_, type(self).__name__)
         if missing_data.has_missing(X):
             missing_data.check_missing(X)
@@ -614,7 +634,7 @@ class RobustMixture(BaseEstimator):
         π_0; 0 without a noise component.
     noise_volume_ : float
         V; ``inf`` without a noise component.
-    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         As in :class:`GaussianMixture` (``lower_bound_`` is the mean log-likelihood).
     params_ : bayesgmm.robust.RobustParams
     """
@@ -650,10 +670,11 @@ class RobustMixture(BaseEstimator):
         -------
         self
         """
-        X = check_array_2d(X, min_samples=2)
+        data, X = X, check_array_2d(X, min_samples=2)  # NaN: no missing-value model here
         options = robust.RobustOptions.from_mapping(self.get_params())
         params, info = robust.fit_options(X, options, sample_weight)
         self._store(params, info, X.dtype)
+        self._feature_names(data, reset=True)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -715,6 +736,7 @@ class RobustMixture(BaseEstimator):
 
     def _check_X(self, X) -> np.ndarray:
         self._check_is_fitted()
+        self._feature_names(X, reset=False)
         X = check_array_2d(X)
         check_n_features(X, self.n_features_in_, type(self).__name__)
         return X

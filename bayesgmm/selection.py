@@ -48,7 +48,11 @@ from bayesgmm.validation import (
     DegenerateComponentWarning,
     check_array_2d,
     check_covariance_type,
+    check_covariance_types,
+    check_n_components_list,
+    check_positive_int,
     check_random_state_key,
+    feature_names,
 )
 
 __all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
@@ -142,7 +146,9 @@ class SweepResult(dict):
     def top(self, n: int = 3, criterion: str | None = None) -> list[RankedModel]:
         """The ``n`` best (covariance type, K) by ``criterion`` (default: the sweep's),
         best first, each with its difference from the best. Rows whose criterion is
-        NaN are left out, and so are collapsed fits unless every fit collapsed."""
+        NaN are left out, and so are collapsed fits unless every fit collapsed. ``n``:
+        an int >= 1."""
+        n = check_positive_int(n, "n")
         criterion = _check_criterion(criterion or self.criterion)
         values = np.asarray(self[criterion], np.float64)
         collapsed = np.asarray(self.get("collapsed", np.zeros(len(values), bool)), bool)
@@ -253,9 +259,11 @@ def sweep(
     ----------
     X : array-like of shape (n_samples, n_features)
     n_components : sequence of int
-        Default 1..20, as in the scikit-learn tutorial this library reproduces.
+        Default 1..20, as in the scikit-learn tutorial this library reproduces. Each
+        K >= 1, once (one K is ``[3]``).
     covariance_types : sequence of str, or "all"
-        Any names :class:`bayesgmm.GaussianMixture` accepts; ``"all"``: every model in
+        Any names :class:`bayesgmm.GaussianMixture` accepts, each model once (``"full"``
+        and ``"VVV"`` are one model); ``"all"``: every model in
         :data:`bayesgmm.covariance.TABLE` (:func:`all_covariance_types`).
     criterion : {"bic", "aic", "icl"}
         The column whose minimum is marked ``best``.
@@ -270,6 +278,7 @@ def sweep(
         compare log-likelihoods, so EM runs near convergence. With
         ``missing="marginalize"`` and NaN in X, each (covariance type, K) is one
         missing-data fit (:mod:`bayesgmm.missing`), scored on the observed coordinates.
+        ``covariance_type`` is refused: the search's types are ``covariance_types``.
 
     Returns
     -------
@@ -278,21 +287,27 @@ def sweep(
         :meth:`SweepResult.top` ranks the models.
     """
     _check_criterion(criterion)
+    if "covariance_type" in gaussian_mixture_kwargs:  # else silently the default, full
+        raise TypeError(f"sweep takes covariance_types (a sequence of names, or 'all'), not "
+                        f"covariance_type: pass covariance_types="
+                        f"[{gaussian_mixture_kwargs['covariance_type']!r}]")
     settings = GaussianMixture(**{**SWEEP_DEFAULTS, **gaussian_mixture_kwargs}).get_params()
-    ks = [int(k) for k in n_components]
     if isinstance(covariance_types, str):
         covariance_types = (all_covariance_types() if covariance_types == "all"
                             else (covariance_types,))
     covariance_types = tuple(covariance_types)
-    if not ks or not covariance_types:
+    if not covariance_types or (hasattr(n_components, "__len__") and not len(n_components)):
         raise ValueError(
             f"sweep needs at least one number of components and one covariance type; "
-            f"got n_components={ks} and covariance_types={list(covariance_types)} "
-            f"(e.g. n_components=range(1, 10), covariance_types='all')")
-    if settings.get("missing") == "marginalize" and np.isnan(np.asarray(X, float)).any():
+            f"got n_components={n_components!r} and covariance_types="
+            f"{list(covariance_types)} (e.g. n_components=range(1, 10), covariance_types='all')")
+    ks = check_n_components_list(n_components, "sweep")
+    covariance_types = check_covariance_types(covariance_types, "sweep")
+    names = feature_names(X)
+    X = check_array_2d(X, min_samples=2, missing=settings["missing"], marginalize_in="sweep")
+    if np.isnan(X).any():  # missing="marginalize" (else refused above)
         return _sweep_missing(X, ks, covariance_types, criterion, settings,
-                              _bar_on(progress, settings))
-    X = check_array_2d(X, min_samples=2)
+                              _bar_on(progress, settings), names)
     rows, models = [], []
     shown = bar(len(ks) * len(covariance_types), "sweep", _bar_on(progress, settings),
                 unit="fit")
@@ -324,6 +339,8 @@ def sweep(
                                              **{**settings, "n_components": k,
                                                 "covariance_type": ct})
             gm.engine_ = plan(options.replace(n_components=k), *X.shape).engine
+            if names is not None:  # as a fit of the table would set it
+                gm.feature_names_in_ = names
             rows.append(_row(gm, crit, X.shape[0],
                              collapsed_fit(params, info.nk[:k], options.reg_covar)))
             models.append(gm)
@@ -332,10 +349,10 @@ def sweep(
 
 
 def _sweep_missing(X, ks: list[int], covariance_types, criterion: str, settings: dict,
-                   progress: bool) -> SweepResult:
+                   progress: bool, names=None) -> SweepResult:
     """:func:`sweep` of data with missing values: each (covariance type, K) one
     ``GaussianMixture(missing="marginalize")`` fit, its criteria on the observed
-    coordinates."""
+    coordinates; ``names``: the models' ``feature_names_in_`` (X's columns)."""
     N = np.shape(X)[0]
     rows, models = [], []
     with bar(len(ks) * len(covariance_types), "sweep", progress, unit="fit") as shown, \
@@ -346,6 +363,8 @@ def _sweep_missing(X, ks: list[int], covariance_types, criterion: str, settings:
                 gm = GaussianMixture(**{**settings, "n_components": k,
                                         "covariance_type": ct}).fit(X)
                 crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
+                if names is not None:
+                    gm.feature_names_in_ = names
                 rows.append(_row(gm, crit, N,
                                  collapsed_fit(gm.params_, gm.weights_ * N, gm.reg_covar)))
                 models.append(gm)

@@ -25,12 +25,18 @@ __all__ = [
     "NotFittedError",  # noqa: F822
     "check_is_fitted",
     "check_array_2d",
+    "max_magnitude",
+    "feature_names",
+    "check_feature_names",
     "MISSING_OPTIONS",
     "check_sample_weight",
     "check_n_features",
     "check_positive_int",
     "check_nonneg_float",
+    "check_n_samples_drawn",
+    "check_n_components_list",
     "check_covariance_type",
+    "check_covariance_types",
     "check_weights_init",
     "check_means_init",
     "check_precisions_init",
@@ -131,12 +137,17 @@ MISSING_OPTIONS = ("error", "marginalize")
 
 
 def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "",
-                   missing: str = "error") -> np.ndarray:
+                   missing: str = "error", marginalize_in: str | None = None) -> np.ndarray:
     """Return ``X`` as a 2-D float32/float64 NumPy array, or raise a clear ``ValueError``.
 
-    float32 and float64 are kept; other numeric types become float64. NaN (unless
-    ``missing="marginalize"``: NaN marks a missing value), inf, complex values, 1-D/3-D
-    input and too few samples are refused.
+    float32 and float64 are kept; other numeric types become float64. A table whose
+    values NumPy reads as objects (pandas' nullable ``Float64``, ``Int64``...) is read
+    as float with NaN for NA, through its ``to_numpy`` (pandas is not imported). NaN
+    (unless ``missing="marginalize"``: NaN marks a missing value), inf, values whose
+    squares overflow (:func:`max_magnitude`), complex values, 1-D/3-D input and too few
+    samples are refused. ``marginalize_in``: the estimator or function that takes
+    ``missing="marginalize"``, which the NaN message then names; ``None``: the message
+    says to drop or impute the rows (the caller has no missing-value model).
     """
     if missing not in MISSING_OPTIONS:
         raise ValueError(f"Invalid value for 'missing': {missing!r}; 'missing' should be "
@@ -149,6 +160,8 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
             f"pass {name}.toarray() if it fits in memory"
         )
     arr = np.asarray(X)  # a JAX array too: read on the host
+    if arr.dtype.kind == "O" and hasattr(X, "to_numpy"):
+        arr = _table_values(X, arr)
     if np.iscomplexobj(arr):
         raise ValueError(f"Complex data not supported in {name}; pass the real part or split it")
     if arr.dtype.kind == "O" or arr.dtype.kind in "USV":
@@ -188,14 +201,97 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
         if bad.size:
             bad = bad[0]
             kind = "infinity" if nan_ok or not np.isnan(arr).any() else "NaN"
-            fix = ("drop or impute those rows: a Gaussian mixture has no likelihood for them"
-                   if kind == "infinity" else
-                   "to treat NaN as missing at random, create the estimator with "
-                   "missing='marginalize' (GaussianMixture); else drop or impute those "
-                   "rows: a Gaussian mixture has no likelihood for them")
+            fix = "drop or impute those rows: a Gaussian mixture has no likelihood for them"
+            if kind == "NaN" and marginalize_in is not None:
+                fix = (f"to treat NaN as missing at random, pass missing='marginalize' to "
+                       f"{marginalize_in}; else {fix}")
             raise ValueError(f"Input {name} contains {kind} (first at row {bad[0]}, column "
                              f"{bad[1]}); {fix}")
+    _check_magnitude(arr, name)
     return np.ascontiguousarray(arr)
+
+
+def max_magnitude(dtype) -> float:
+    """The largest ``|x|`` :func:`check_array_2d` accepts in ``dtype``: sqrt of the
+    dtype's largest number over 2^16 (2.0e149 in float64, 2.8e14 in float32), so that
+    the squares EM and k-means sum (N·x², with N up to 2^32 rows) stay finite. Above
+    it, fits failed deep inside (an IndexError after ~100 overflow warnings; float32
+    on the compiled engine from 1e18) and predictions were NaN."""
+    return float(np.sqrt(np.finfo(dtype).max)) / 2**16
+
+
+def feature_names(X) -> np.ndarray | None:
+    """``X``'s column names as a (D,) object array when it has a ``columns`` of str (a
+    pandas DataFrame's): what ``fit`` stores as ``feature_names_in_``, as scikit-learn
+    does; ``None`` for an array, or columns that are not all str."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    if names.ndim != 1 or not names.size or not all(isinstance(n, str) for n in names):
+        return None
+    return names
+
+
+def check_feature_names(X, fitted: np.ndarray | None, estimator_name: str) -> None:
+    """Refuse a table whose column names are not the ``fitted`` ones in their order
+    (scikit-learn's check); an array, or a fit without names, passes. Without it a
+    DataFrame with its columns swapped was silently scored as the fit's features."""
+    names = feature_names(X)
+    if fitted is None or names is None or list(names) == list(fitted):
+        return
+    fitted = [str(n) for n in fitted]
+    unseen = sorted(set(names) - set(fitted))
+    absent = sorted(set(fitted) - set(names))
+    if unseen or absent:
+        diff = "; ".join(part for part in (
+            f"unseen at fit: {_few(unseen)}" if unseen else "",
+            f"seen at fit, yet now missing: {_few(absent)}" if absent else "") if part)
+        fix = "rename or select X's columns to match: X[model.feature_names_in_]"
+    else:
+        diff, fix = "the same names in another order", "pass X[model.feature_names_in_]"
+    raise ValueError(
+        f"The feature names should match those that were passed during fit: X's columns "
+        f"{_few(list(names))} against {estimator_name}'s feature_names_in_ "
+        f"{_few(fitted)} ({diff}); {fix}")
+
+
+def _table_values(X, arr: np.ndarray) -> np.ndarray:
+    """A table's values as float, NA as NaN (``X.to_numpy(dtype, na_value=nan)``):
+    float32 where every column is float32 (pandas' ``Float32``), else float64. ``arr``
+    (NumPy's object array of X) where X is not numeric: the caller's error names it."""
+    try:
+        kinds = [np.dtype(getattr(t, "numpy_dtype", t)) for t in X.dtypes]
+    except (AttributeError, TypeError):  # no per-column dtypes (a Series: not 2-D)
+        kinds = []
+    dtype = np.float32 if kinds and all(k == np.float32 for k in kinds) else np.float64
+    try:
+        return np.asarray(X.to_numpy(dtype=dtype, na_value=np.nan))
+    except (TypeError, ValueError):
+        return arr
+
+
+def _check_magnitude(arr: np.ndarray, name: str) -> None:
+    """A ``ValueError`` naming the largest ``|x|`` of ``arr`` (finite values; NaN
+    skipped) when it is above :func:`max_magnitude`."""
+    bound = max_magnitude(arr.dtype)
+    peak = max(np.fmax.reduce(arr, axis=None), -np.fmin.reduce(arr, axis=None))
+    if not peak > bound:  # NaN (every value missing) passes: check_missing refuses it
+        return
+    row, col = np.argwhere(np.abs(arr) == peak)[0]
+    other = (f", or pass {name}.astype(np.float64) (its limit is "
+             f"{max_magnitude(np.float64):.3g})" if arr.dtype == np.float32 else "")
+    raise ValueError(
+        f"{name} holds a value of magnitude {peak:.3g} (row {row}, column {col}), above "
+        f"{bound:.3g}, where the squares a Gaussian mixture sums overflow {arr.dtype}; "
+        f"rescale {name}, e.g. standardise each column: ({name} - {name}.mean(axis=0)) / "
+        f"{name}.std(axis=0){other}")
+
+
+def _few(names: list, limit: int = 5) -> str:
+    """``names`` as a list, the first ``limit`` and a count of the rest."""
+    shown = repr(list(names[:limit]))
+    return shown if len(names) <= limit else f"{shown[:-1]}, ... {len(names) - limit} more]"
 
 
 def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
@@ -248,6 +344,45 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_n_samples_drawn(n_samples) -> int:
+    """``n_samples`` of an estimator's ``sample``: an int >= 1, else scikit-learn's
+    ``ValueError`` ("The sampling requires at least one sample")."""
+    if (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral)
+            or n_samples < 1):
+        raise ValueError(
+            f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
+            "least one sample.")
+    return int(n_samples)
+
+
+def check_n_components_list(values, owner: str, name: str = "n_components") -> list[int]:
+    """A model search's numbers of components as a list of distinct ints >= 1; else a
+    ``TypeError`` (one int, not a sequence) or ``ValueError`` (empty, a non-integer
+    such as 1.5, K <= 0, a K twice) naming the fix. Without it 1.5 was truncated to 1,
+    0 failed deep inside, and a K twice was fitted twice."""
+    if isinstance(values, numbers.Number) or isinstance(values, str):
+        hint = f"[{values!r}]" if isinstance(values, numbers.Integral) else "[1, 2, 3]"
+        raise TypeError(f"{owner}'s {name} must be a sequence of ints, e.g. {hint} or "
+                        f"range(1, 10); got {values!r}")
+    ks = list(values)
+    if not ks:
+        raise ValueError(f"{owner} needs at least one number of components; got "
+                         f"{name}={ks} (e.g. {name}=range(1, 10))")
+    wrong = [k for k in ks if isinstance(k, bool) or not isinstance(k, numbers.Integral)]
+    if wrong:
+        raise ValueError(f"{owner}'s {name} must hold whole numbers of components; got "
+                         f"{wrong[0]!r} in {ks} (pass ints, e.g. range(1, 10))")
+    small = [int(k) for k in ks if k < 1]
+    if small:
+        raise ValueError(f"{owner}'s {name} must be >= 1; got {small[0]} in "
+                         f"{[int(k) for k in ks]} (a mixture has at least one component)")
+    twice = sorted({int(k) for k in ks if ks.count(k) > 1})
+    if twice:
+        raise ValueError(f"{owner}'s {name} lists K = {twice} more than once; list each K "
+                         f"once, e.g. {sorted(set(int(k) for k in ks))}")
+    return [int(k) for k in ks]
+
+
 def check_nonneg_float(value, name: str, strict: bool = False) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
     if not ok or value < 0 or (strict and value == 0):
@@ -266,6 +401,25 @@ def check_covariance_type(value) -> str:
 
     ops(value)  # raises the error that lists the valid names
     return value
+
+
+def check_covariance_types(values, owner: str) -> tuple:
+    """A model search's covariance types, each a valid name (:func:`check_covariance_type`)
+    of a distinct model, as given; a ``ValueError`` names two names of one model
+    (``"full"`` and ``"VVV"``: :data:`bayesgmm.covariance.CANONICAL`), which would be
+    fitted twice."""
+    from bayesgmm.covariance import CANONICAL
+
+    types = tuple(check_covariance_type(ct) for ct in values)
+    seen: dict[str, list] = {}
+    for ct in types:
+        seen.setdefault(CANONICAL[ct], []).append(ct)
+    twice = {model: names for model, names in seen.items() if len(names) > 1}
+    if twice:
+        model, names = next(iter(twice.items()))
+        raise ValueError(f"{owner}'s covariance_types name the model {model} more than once "
+                         f"({', '.join(map(repr, names))}); list each model once")
+    return types
 
 
 def check_weights_init(weights, n_components: int, dtype) -> np.ndarray:

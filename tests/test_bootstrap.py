@@ -90,3 +90,75 @@ def test_progress_bar_counts_refits(gaussian, capsys):
     shown = bootstrap(model, X, 30, random_state=0, batch_size=8, progress=True)
     assert "30/30" in capsys.readouterr().err
     np.testing.assert_array_equal(quiet.means, shown.means)
+
+
+# ---- the model's own settings, and what bootstrap refuses ---------------------------------
+
+
+def test_equal_weights_model_is_refit_with_equal_weights():
+    """Refits ignored equal_weights (weights SE 0.07 here); now every replicate keeps 1/K."""
+    X, _ = make_blobs(n_samples=100, centers=2, random_state=0)
+    model = GaussianMixture(2, equal_weights=True, random_state=0).fit(X)
+    result = bootstrap(model, X, 20, random_state=0)
+    np.testing.assert_array_equal(result.weights, 0.5)
+    np.testing.assert_array_equal(result.standard_errors()["weights"], 0.0)
+    assert result.standard_errors()["means"].min() > 0  # the means still vary
+
+
+def test_prior_model_is_refit_with_its_prior():
+    """A replicate equals the MAP-EM fit (prior="default", the fit's prior of X) of its
+    resampled rows from the fitted parameters, done by the host engine as a warm fit;
+    the maximum-likelihood refit the bootstrap ran before is far from it."""
+    from bayesgmm.bootstrap import _resample
+
+    X, _ = make_blobs(n_samples=60, centers=2, random_state=0)
+    kw = dict(tol=1e-10, max_iter=1000)
+    model = GaussianMixture(2, prior="default", random_state=0, **kw).fit(X)
+    result = bootstrap(model, X, 3, random_state=0)
+    W = _resample("nonparametric", np.random.default_rng(0), X, model.params_, 3)[1]
+    for b in range(3):
+        refit = lambda prior: GaussianMixture.from_params(  # noqa: E731
+            model.params_, prior=prior, warm_start=True, engine="numpy", **kw).fit(
+                X, sample_weight=W[b])
+        direct = refit("default")
+        np.testing.assert_allclose(result.means[b], direct.means_, rtol=1e-6)
+        np.testing.assert_allclose(result.covariances[b], direct.covariances_, rtol=1e-6)
+        assert not np.allclose(result.covariances[b], refit(None).covariances_, rtol=1e-2)
+
+
+@pytest.mark.usefixtures("standard_promotion")
+def test_other_estimators_are_refused_naming_what_to_use():
+    from bayesgmm import RobustMixture
+    from bayesgmm.bayes import BayesianGaussianMixture
+
+    X, _ = make_blobs(n_samples=60, centers=2, random_state=0)
+    with pytest.raises(TypeError, match="takes a fitted GaussianMixture, got a "
+                                        "BayesianGaussianMixture; its posterior draws"):
+        bootstrap(BayesianGaussianMixture(2), X, 10)
+    with pytest.raises(TypeError, match="got a RobustMixture; .*bootstrap a GaussianMixture"):
+        bootstrap(RobustMixture(2, random_state=0).fit(X), X, 10)
+
+
+def test_nan_in_x_says_what_is_not_supported(gaussian):
+    """A model fitted with missing="marginalize" was told to set missing="marginalize"."""
+    X = gaussian[0].copy()
+    model = GaussianMixture(1, missing="marginalize").fit(X)
+    X[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"row 5, column 1.*do not marginalise") as err:
+        bootstrap(model, X, 10)
+    assert "missing='marginalize'" not in str(err.value)
+
+
+@pytest.mark.parametrize("n_boot, level, least", [(0, 0.05, 19), (10, 0.05, 19),
+                                                  (18, 0.05, 19), (98, 0.01, 99),
+                                                  (2, 0.3, 3)])
+def test_lrt_refuses_an_n_boot_that_cannot_reach_the_level(gaussian, n_boot, level, least):
+    """The smallest p-value of B replicates is 1/(B + 1); above level nothing is rejected
+    (n_boot=0 ran and reported p = 1). The least n_boot named reaches the level."""
+    with pytest.raises(ValueError, match=rf"n_boot={n_boot} cannot reach level={level}.*"
+                                         rf"pass n_boot >= {least} "):
+        bootstrap_lrt(gaussian[0], 3, n_boot=n_boot, level=level)
+    assert 1 / (least + 1) <= level < 1 / least
+    from bayesgmm.bootstrap import _check_reachable
+
+    _check_reachable(least, level)  # no error

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bayesgmm import BayesianGaussianMixture, Priors  # noqa: E402
+from bayesgmm.bayes import compare_n_components  # noqa: E402
 from bayesgmm.bayes.arviz import compare, plot_trace  # noqa: E402
 from bayesgmm.bayes.posterior import rhat  # noqa: E402
 from bayesgmm.datasets import make_mixture  # noqa: E402
@@ -244,10 +245,80 @@ def test_old_num_names_are_refused_naming_the_new_one(old, new):
 
 
 def test_nan_data_refused():
+    """The message named GaussianMixture's option; it names this estimator's."""
     X = np.ones((10, 2))
     X[3, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN.*missing='marginalize'"):
+    with pytest.raises(ValueError, match="NaN.*pass missing='marginalize' to "
+                                         "BayesianGaussianMixture; else drop"):
         BayesianGaussianMixture(2).fit(X)
+
+
+def test_dataframe_columns_become_feature_names_and_survive_save_load(blobs, tmp_path):
+    """As GaussianMixture's: a DataFrame fit sets feature_names_in_, other or reordered
+    columns are refused at predict (they were read as the fit's features), arrays pass;
+    save/load keeps the names and the check."""
+    import bayesgmm
+
+    pd = pytest.importorskip("pandas")
+    X = blobs[0][:60]
+    df = pd.DataFrame(X, columns=["a", "b"])
+    fit = BayesianGaussianMixture(2, covariance_type="diag", method="map",
+                                  random_state=0).fit(df)
+    assert fit.feature_names_in_.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(fit.predict_proba(df), fit.predict_proba(X))
+    with pytest.raises(ValueError, match=r"another order.*X\[model.feature_names_in_\]"):
+        fit.predict(df[["b", "a"]])
+    with pytest.raises(ValueError, match=r"unseen at fit: \['c'\]"):
+        fit.score_samples(df.rename(columns={"a": "c"}))
+    bayesgmm.save(fit, tmp_path / "m")
+    back = bayesgmm.load(tmp_path / "m")
+    assert back.feature_names_in_.tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="another order"):
+        back.predict_proba(df[["b", "a"]])
+    fit.fit(X)
+    assert not hasattr(fit, "feature_names_in_")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"covariance_type": "VVV"}, {"noise": True},
+                                    {"component": "t"}])
+def test_full_covariance_at_one_feature_names_diag(blobs, kwargs):
+    """NumPyro failed deep inside (LKJCholesky: "Dimension must be greater than or equal
+    to 2"); the fit now says diag is the same model at D = 1, and diag fits."""
+    X = blobs[0][:60, :1]
+    with pytest.raises(ValueError, match=r"needs at least 2 features.*pass "
+                                         r"covariance_type='diag'") as err:
+        BayesianGaussianMixture(2, method="map", **kwargs).fit(X)
+    assert "\n" not in str(err.value)
+    kwargs["covariance_type"] = "diag"
+    fit = BayesianGaussianMixture(2, method="map", random_state=0, **kwargs).fit(X)
+    assert fit.covariances_.shape == (2, 1) and np.all(fit.covariances_ > 0)
+
+
+def test_sample_and_coclustering_counts_are_checked(blobs, map_fits):
+    """sample(-1) and sample(2.5) failed inside JAX, coclustering(max_draws=0) returned
+    NaN; sample takes n >= 1, as GaussianMixture.sample (same message)."""
+    from bayesgmm import GaussianMixture
+
+    fit = map_fits["diag"]
+    em = GaussianMixture(2, random_state=0).fit(blobs[0][:60])
+    for n in (-1, 0, 2.5, True):
+        for model in (fit, em):
+            with pytest.raises(ValueError, match=f"Invalid value for 'n_samples': {n!r}. "
+                                                 "The sampling requires at least one"):
+                model.sample(n)
+    assert fit.sample(3)[0].shape == (3, 2)
+    for m in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="'max_draws' should be an integer >= 1"):
+            fit.coclustering(blobs[0][:5], max_draws=m)
+    np.testing.assert_allclose(np.diag(fit.coclustering(blobs[0][:5], max_draws=1)), 1.0)
+
+
+def test_compare_n_components_refuses_an_empty_or_bad_k_list(blobs):
+    """Checked before any fit: [] failed in max() of an empty sequence, 1.5 became 1."""
+    for ks, match in (([], "needs at least one number of components"),
+                      ([1, 1.5], "whole numbers"), ([2, 2], r"K = \[2\] more than once")):
+        with pytest.raises(ValueError, match=match):
+            compare_n_components(blobs[0][:60], ks, method="map")
 
 
 def test_unfitted_and_feature_mismatch(blobs, map_fits):

@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesgmm import (ConvergenceWarning, DegenerateComponentWarning, GaussianMixture,
-                      NotFittedError)
+                      NotFittedError, RobustMixture)
 from bayesgmm.fitting import FitOptions, fit
 from bayesgmm.metrics import adjusted_rand_score
 from bayesgmm.params import GMMParams, take_components
@@ -248,6 +248,88 @@ def test_feature_mismatch_and_unfitted(blobs):
     gm = GaussianMixture(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2"):
         gm.predict(np.zeros((5, 3)))
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianMixture(2, random_state=0),
+                                  lambda: RobustMixture(2, random_state=0)],
+                         ids=["GaussianMixture", "RobustMixture"])
+def test_dataframe_columns_become_feature_names_and_are_checked(blobs, make):
+    """As scikit-learn: a DataFrame fit sets feature_names_in_; a table with other or
+    reordered columns is refused (it was scored as the fit's features: other labels),
+    an array is taken; a fit on an array removes the names."""
+    pd = pytest.importorskip("pandas")
+    X = blobs[0][:100]
+    df = pd.DataFrame(X, columns=["a", "b"])
+    model = make().fit(df)
+    assert model.feature_names_in_.dtype == object
+    assert model.feature_names_in_.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(model.predict(X), model.predict(df))
+    for method in ("predict", "predict_proba", "score_samples", "score", "bic"):
+        with pytest.raises(ValueError, match=r"\['b', 'a'\].*another order.*"
+                                             r"pass X\[model.feature_names_in_\]"):
+            getattr(model, method)(df[["b", "a"]])
+    with pytest.raises(ValueError, match=r"unseen at fit: \['c'\]; seen at fit, yet now "
+                                         r"missing: \['b'\]"):
+        model.predict(df.rename(columns={"b": "c"}))
+    np.testing.assert_array_equal(model.predict(df[["b", "a"]][["a", "b"]]), model.predict(X))
+    model.fit(X)
+    assert not hasattr(model, "feature_names_in_")
+    model.predict(df[["b", "a"]])  # no names to check against
+
+
+def test_partial_fit_takes_the_first_batchs_feature_names(blobs):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(blobs[0][:100], columns=["a", "b"])
+    gm = GaussianMixture(2, random_state=0).partial_fit(df)
+    assert gm.feature_names_in_.tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="another order"):
+        gm.partial_fit(df[["b", "a"]])
+
+
+@pytest.mark.parametrize("make, fix", [
+    (lambda: GaussianMixture(2), "pass missing='marginalize' to GaussianMixture; else drop"),
+    (lambda: RobustMixture(2), "; drop or impute those rows"),
+], ids=["GaussianMixture", "RobustMixture"])
+def test_nan_message_names_each_estimators_own_fix(make, fix):
+    """The message named GaussianMixture's option for every estimator; RobustMixture has
+    no missing option."""
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="contains NaN") as err:
+        make().fit(X)
+    assert fix in str(err.value)
+    if isinstance(make(), RobustMixture):
+        assert "missing=" not in str(err.value)
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianMixture(2, random_state=0),
+                                  lambda: RobustMixture(2, random_state=0)],
+                         ids=["GaussianMixture", "RobustMixture"])
+def test_data_whose_squares_overflow_is_refused_at_fit_and_predict(blobs, make):
+    """X * 1e200 gave ~100 overflow warnings and an IndexError at fit, NaN memberships at
+    predict; both now name the largest value and the fix."""
+    X = blobs[0][:100]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"magnitude [0-9.]+e\+200 .*rescale X"):
+            make().fit(X * 1e200)
+        model = make().fit(X)
+        with pytest.raises(ValueError, match=r"magnitude [0-9.]+e\+200 .*rescale X"):
+            model.predict_proba(X * 1e200)
+
+
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
+def test_float32_data_offset_by_1e5_still_fits(engine):
+    """The magnitude bound (float32: 2.8e14) leaves room for offset data: two
+    well-separated clusters at 1e5 are found, their means near the generating ones."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[1e5, 1e5], [1e5 + 20, 1e5 - 20]])
+    X = (np.repeat(centres, 100, axis=0) + rng.normal(size=(200, 2))).astype(np.float32)
+    gm = GaussianMixture(2, random_state=0, engine=engine).fit(X)
+    assert gm.means_.dtype == np.float32
+    means = gm.means_[np.argsort(gm.means_[:, 0])]
+    np.testing.assert_allclose(means, centres, atol=0.5)
+    assert np.isfinite(gm.predict_proba(X)).all()
 
 
 @pytest.mark.parametrize("engine", ["jax", "numpy"])

@@ -68,6 +68,20 @@ def test_em_roundtrip_every_covariance_type(tmp_path, datasets, ct):
     np.testing.assert_array_equal(table["label"], gm.predict(X))
 
 
+def test_a_dataframe_fit_saves_and_loads_its_feature_names(tmp_path, datasets):
+    """The names a DataFrame fit sets reach meta.json, come back as feature_names_in_,
+    and the loaded model checks a table's columns as the original does."""
+    df = pd.DataFrame(datasets["iris"], columns=["sl", "sw", "pl", "pw"])
+    gm = GaussianMixture(3, random_state=0).fit(df)
+    bayesgmm.save(gm, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "meta.json").read_text())["feature_names"] == list(df)
+    back = bayesgmm.load(tmp_path / "m")
+    assert back.feature_names_in_.tolist() == list(df) and back.feature_names_in_.dtype == object
+    np.testing.assert_array_equal(back.predict(df), gm.predict(df))
+    with pytest.raises(ValueError, match="another order"):
+        back.predict(df[["sw", "sl", "pl", "pw"]])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_loaded_model_pads_as_saved_and_predicts_bit_for_bit(tmp_path, datasets, dtype):
     """A compiled fit runs padded (K=3 on 400 rows: 32 components); the loaded model

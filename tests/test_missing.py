@@ -252,6 +252,28 @@ def test_default_refuses_nan_and_names_the_option(data):
         gm.predict(data[3])
 
 
+def test_nullable_dataframe_na_is_a_missing_value(data):
+    """A DataFrame of pandas' nullable Float64 with pd.NA was refused ("could not convert
+    ... NAType"); its NA is now NaN: the fit, predictions and sweep equal those of the
+    float array with NaN in the same cells."""
+    pd = pytest.importorskip("pandas")
+    from bayesgmm.selection import sweep
+
+    Xm = data[3][:200]
+    df = pd.DataFrame(Xm, columns=list("abcd")).astype("Float64")
+    assert df.isna().to_numpy().sum() == np.isnan(Xm).sum() > 0
+    with pytest.raises(ValueError, match="contains NaN.*missing='marginalize'"):
+        GaussianMixture(3).fit(df)
+    gm = GaussianMixture(3, missing="marginalize", random_state=0).fit(df)
+    ref = GaussianMixture(3, missing="marginalize", random_state=0).fit(Xm)
+    np.testing.assert_array_equal(gm.means_, ref.means_)
+    np.testing.assert_array_equal(gm.predict_proba(df), ref.predict_proba(Xm))
+    table = sweep(df, [1, 2], random_state=0, missing="marginalize")
+    np.testing.assert_array_equal(table["bic"], sweep(Xm, [1, 2], random_state=0,
+                                                      missing="marginalize")["bic"])
+    assert table.models[0].feature_names_in_.tolist() == list("abcd")
+
+
 def test_errors_name_the_problem_and_the_fix(data):
     X = data[3].copy()
     gm = GaussianMixture(3, random_state=0, missing="marginalize")

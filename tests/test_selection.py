@@ -521,3 +521,32 @@ def test_a_sweep_draws_its_random_state_once(datasets, monkeypatch, state):
 def test_sweep_of_nothing_says_what_it_needs(blobs, ks, types):
     with pytest.raises(ValueError, match="at least one number of components and one"):
         sweep(blobs[0], ks, types)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    # covariance_type= was silently ignored: the table was full covariance
+    (lambda X: sweep(X, [1, 2], covariance_type="diag"), TypeError,
+     r"takes covariance_types .*not covariance_type: pass covariance_types=\['diag'\]"),
+    (lambda X: sweep(X, [1.5, 2]), ValueError, r"whole numbers of components; got 1\.5"),
+    (lambda X: sweep(X, [0, 2]), ValueError, r"must be >= 1; got 0 in \[0, 2\]"),
+    (lambda X: sweep(X, 3), TypeError, r"must be a sequence of ints, e\.g\. \[3\]"),
+    (lambda X: sweep(X, [2, 3, 2]), ValueError, r"lists K = \[2\] more than once"),
+    (lambda X: sweep(X, [2], ["full", "diag", "VVV"]), ValueError,
+     r"name the model VVV more than once \('full', 'VVV'\)"),
+    (lambda X: sweep(X, [2], ["spherical", "VII"]), ValueError, "model VII more than once"),
+])
+def test_sweep_refuses_what_it_silently_changed(blobs, call, error, match):
+    """Each of these ran before: 1.5 was truncated to 1, duplicates fitted twice, the
+    covariance_type keyword ignored; K = 0 failed with a deep IndexError."""
+    with pytest.raises(error, match=match) as err:
+        call(blobs[0][:60])
+    assert "\n" not in str(err.value)
+
+
+def test_top_needs_at_least_one_row(blobs):
+    result = sweep(blobs[0][:60], [1, 2])
+    assert [m.n_components for m in result.top(1)] == [result.best["n_components"]]
+    for n in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="'n' should be an integer >= 1"):
+            result.top(n)
+

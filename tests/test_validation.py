@@ -147,3 +147,46 @@ def test_check_is_fitted_uses_the_protocol_and_sklearns_message():
                                              "yet. Call 'fit' with appropriate arguments"):
         check_is_fitted(GaussianMixture())
     check_is_fitted(GaussianMixture(1).fit(np.arange(6.0).reshape(3, 2)))
+
+
+def test_nullable_table_columns_are_read_as_float_with_nan_for_na():
+    """pandas' nullable dtypes (Float64, Int64) hold pd.NA, which NumPy reads as
+    objects: X.to_numpy(float, na_value=nan) is the truth; float32 columns stay float32."""
+    pd = pytest.importorskip("pandas")
+
+    df = pd.DataFrame({"a": [1.5, 2.0, 3.0], "b": [4, None, 6]}).astype(
+        {"a": "Float64", "b": "Int64"})
+    X = check_array_2d(df, missing="marginalize")
+    assert X.dtype == np.float64
+    np.testing.assert_array_equal(X, [[1.5, 4.0], [2.0, np.nan], [3.0, 6.0]])
+    with pytest.raises(ValueError, match=r"contains NaN \(first at row 1, column 1\)"):
+        check_array_2d(df)
+    single = check_array_2d(pd.DataFrame({"a": [1.0, 2.0]}, dtype="Float32"))
+    assert single.dtype == np.float32 and single.tolist() == [[1.0], [2.0]]
+    with pytest.raises(ValueError, match="X must be numeric"):
+        check_array_2d(pd.DataFrame({"a": ["x", None]}))
+
+
+def test_nan_message_names_the_option_only_where_there_is_one():
+    X = np.array([[0.0, np.nan], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="pass missing='marginalize' to sweep; else drop"):
+        check_array_2d(X, marginalize_in="sweep")
+    with pytest.raises(ValueError) as err:
+        check_array_2d(X)
+    assert "missing=" not in str(err.value) and "drop or impute" in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_values_whose_squares_overflow_are_refused_naming_the_largest(dtype):
+    """The bound is sqrt(finfo.max) / 2^16: a value above it is named with its place;
+    one just below passes, and so does float32 data offset by 1e5."""
+    bound = np.sqrt(np.finfo(dtype).max) / 2**16
+    X = np.ones((4, 2), dtype)
+    X[2, 1] = -np.asarray(bound * 1.01, dtype)
+    with pytest.raises(ValueError, match=r"magnitude .*\(row 2, column 1\).*standardise"):
+        check_array_2d(X)
+    X[2, 1] = -np.asarray(bound * 0.99, dtype)
+    assert check_array_2d(X).dtype == dtype
+    assert check_array_2d(np.ones((4, 2), dtype) + 1e5).dtype == dtype
+    X[0, 0] = np.nan  # NaN is not a magnitude
+    assert check_array_2d(X, missing="marginalize").shape == (4, 2)

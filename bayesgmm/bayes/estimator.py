@@ -30,13 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior, robust
-from bayesgmm.bayes.model import Priors, check_model_type, model_type
+from bayesgmm.bayes.model import Priors, check_model_features, check_model_type, model_type
 from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
 from bayesgmm.missing import check_missing, has_missing
 from bayesgmm.validation import (
     check_array_2d,
+    check_n_components_list,
     check_n_features,
     check_n_samples,
+    check_n_samples_drawn,
     check_positive_int,
     check_random_state_key,
     compute_scope,
@@ -217,6 +219,10 @@ class BayesianGaussianMixture(BaseEstimator):
         Posterior means over the relabeled draws.
     n_features_in_ : int
         D.
+    feature_names_in_ : ndarray of shape (D,), dtype object
+        X's column names when ``fit`` got a table with str column names (a pandas
+        DataFrame), as :class:`bayesgmm.GaussianMixture`'s; a table passed later must
+        have these columns in this order.
     priors_ : Priors
         The resolved priors the model ran with (data-scaled defaults filled in; the
         messy-data fields set from the options).
@@ -272,7 +278,7 @@ class BayesianGaussianMixture(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         y : ignored
         """
-        X = self._check_fit_X(X)
+        data, X = X, self._check_fit_X(X)
         priors = self._priors(X).resolve(X)
         with default_x64_scope():  # the same keys and EM start whatever the user's x64 mode
             k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
@@ -282,6 +288,7 @@ class BayesianGaussianMixture(BaseEstimator):
                                               noise_volume=self.noise_volume)
         self._set_fitted(self._infer(k_run, X, start, priors), X.shape[1])
         self._set_messy(priors)
+        self._feature_names(data, reset=True)
         return self
 
     def set_params(self, **params):
@@ -340,7 +347,9 @@ class BayesianGaussianMixture(BaseEstimator):
         return table
 
     def coclustering(self, X, max_draws=500):
-        """Posterior probability that samples i and j share a component, (n, n)."""
+        """Posterior probability that samples i and j share a component, (n, n), over
+        at most ``max_draws`` draws (an int >= 1; a random subset if there are more)."""
+        check_positive_int(max_draws, "max_draws")
         X = self._check_X(X)
         with compute_scope(X.dtype):
             return posterior.coclustering(self.params_.astype(X.dtype), X, max_draws=max_draws)
@@ -476,8 +485,10 @@ class BayesianGaussianMixture(BaseEstimator):
 
     def sample(self, n_samples=1):
         """Draws from the posterior predictive: ``(X, y)``, each from a random posterior draw
-        (Gaussian components; a noise or t model raises a ``ValueError``)."""
+        (Gaussian components; a noise or t model raises a ``ValueError``). ``n_samples``
+        an int >= 1, as :meth:`bayesgmm.GaussianMixture.sample` takes it."""
         self._check_is_fitted()
+        n_samples = check_n_samples_drawn(n_samples)
         if getattr(self, "priors_", None) is not None and self.priors_.robust:
             raise ValueError("sample draws from Gaussian components only; this model has "
                              "noise=True or component='t' — refit without them to sample")
@@ -525,11 +536,7 @@ class BayesianGaussianMixture(BaseEstimator):
         robust.check_options(missing=self.missing, noise=self.noise,
                              noise_volume=self.noise_volume, component=self.component,
                              df=self.df)
-        X = check_array_2d(X, min_samples=2, missing=self.missing)
-        if has_missing(X):
-            check_missing(X, fitting_data=True)
-        check_n_samples(X.shape[0], int(self.n_components))
-        return X
+        return _fit_data(X, int(self.n_components), self.covariance_type, self.missing)
 
     def _em_start(self, key) -> GaussianMixture:
         """The unfitted EM model inference starts from, seeded from ``key``."""
@@ -587,7 +594,8 @@ class BayesianGaussianMixture(BaseEstimator):
         and, unless ``messy`` (the membership methods), a ``ValueError`` for NaN or a
         noise / t model, whose densities the other read-outs do not compute."""
         self._check_is_fitted()
-        X = check_array_2d(X, missing=self.missing)
+        self._feature_names(X, reset=False)
+        X = check_array_2d(X, missing=self.missing, marginalize_in="BayesianGaussianMixture")
         check_n_features(X, self.n_features_in_, type(self).__name__)
         if has_missing(X):
             check_missing(X)
@@ -597,6 +605,19 @@ class BayesianGaussianMixture(BaseEstimator):
                              "predict_proba, membership_interval and score_samples (or "
                              "pass complete rows to a Gaussian model)")
         return X
+
+
+def _fit_data(X, n_components: int, covariance_type: str, missing: str) -> np.ndarray:
+    """X to fit (:func:`check_array_2d`; NaN only with ``missing="marginalize"``, then
+    observed in every row and feature), with at least ``n_components`` rows and the
+    features the model needs (:func:`bayesgmm.bayes.model.check_model_features`)."""
+    X = check_array_2d(X, min_samples=2, missing=missing,
+                       marginalize_in="BayesianGaussianMixture")
+    if has_missing(X):
+        check_missing(X, fitting_data=True)
+    check_n_samples(X.shape[0], n_components)
+    check_model_features(covariance_type, X.shape[1])
+    return X
 
 
 def arviz_posterior(idata):
@@ -663,7 +684,7 @@ def compare_n_components(X, n_components=range(1, 6), *, method: str = "nuts",
     """
     from bayesgmm.selection import sweep
 
-    ks = [int(k) for k in n_components]
+    ks = check_n_components_list(n_components, "compare_n_components")
     kwargs = {**COMPARE_DRAWS, "max_tree_depth": COMPARE_MAX_TREE_DEPTH,
               "n_padded": max(ks), **kwargs}
     # One K after another: fitting K's on host threads side by side fails, because

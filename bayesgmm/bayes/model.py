@@ -103,8 +103,8 @@ from bayesgmm.params import GMMParams
 
 __all__ = ["Priors", "MixtureLikelihood", "MarginalMixtureLikelihood",
            "RobustMixtureLikelihood", "robust_log_joint", "gmm_model", "from_sites",
-           "to_sites", "check_model_type", "model_type", "MODEL_COVARIANCE_TYPES",
-           "MODEL_NAMES", "SCALE_PRIORS",
+           "to_sites", "check_model_type", "check_model_features", "model_type",
+           "MODEL_COVARIANCE_TYPES", "MODEL_NAMES", "SCALE_PRIORS",
            "COMPONENTS", "robust_spread", "QN_MAX_ROWS", "SCALE_SPREADS"]
 
 # The types the model samples as they are: each its own per-component relaxation.
@@ -549,6 +549,18 @@ def check_model_type(covariance_type: str):
     if not isinstance(covariance_type, str) or covariance_type not in MODEL_NAMES:
         raise ValueError(_refusal(covariance_type))
     return ops(covariance_type)
+
+
+def check_model_features(covariance_type: str, n_features: int) -> None:
+    """A one-line ``ValueError`` where the model cannot take data of ``n_features``: a
+    correlated type (full, VVV) at one feature, where LKJCholesky(1, η) does not exist
+    (NumPyro failed deep inside: "Dimension must be greater than or equal to 2"); at
+    D = 1 the diag model is the same model."""
+    if n_features == 1 and check_model_type(covariance_type).correlated:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} needs at least 2 features (its LKJ prior "
+            "on the correlations has no 1 x 1 form), and X has 1; at one feature it is the "
+            "same model as 'diag': pass covariance_type='diag'")
 
 
 def model_type(covariance_type: str) -> str:

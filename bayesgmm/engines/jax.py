@@ -586,17 +586,23 @@ def fit_restarts(
     return _reported(run, report, params.weights.shape[0])
 
 
-def _fit_resamples(X, params, sample_weights, tol, reg_covar, max_iter, x_batched):
-    one = lambda x, w: _fit(x, params, w, tol, reg_covar, max_iter, None, vmapped=True)
+def _fit_resamples(X, params, sample_weights, tol, reg_covar, max_iter, x_batched,
+                   chunk_size=None, kernel="auto", prior_arrays=None, prior_hyper=None,
+                   equal_weights=False):
+    one = lambda x, w: _fit(x, params, w, tol, reg_covar, max_iter, chunk_size,
+                            kernel=kernel, vmapped=True, prior_arrays=prior_arrays,
+                            prior_hyper=prior_hyper, equal_weights=equal_weights)
     return jax.vmap(one, in_axes=(0 if x_batched else None, 0))(X, sample_weights)
 
 
-_fit_resamples_jit = jit(_fit_resamples, static_argnames=("max_iter", "x_batched"))
+_fit_resamples_jit = jit(_fit_resamples, static_argnames=(
+    "max_iter", "x_batched", "chunk_size", "kernel", "prior_hyper", "equal_weights"))
 
 
 def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: float = 1e-3,
-                  reg_covar: float = 1e-6, max_iter: int = 100
-                  ) -> tuple[GMMParams, FitInfo]:
+                  reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
+                  kernel: str = "auto", prior: Prior | None = None,
+                  equal_weights: bool = False) -> tuple[GMMParams, FitInfo]:
     """EM from one start on B resamples of the data, as one vmapped program (the
     bootstrap: :mod:`bayesgmm.bootstrap`).
 
@@ -607,6 +613,9 @@ def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: fl
         Batch shape ``()``: the start of every refit.
     sample_weights : array of shape (B, N)
         Each resample's row weights (multinomial counts for the bootstrap).
+    chunk_size, kernel, prior, equal_weights
+        As in :func:`fit`: the settings of the fit being resampled, so that every
+        refit runs its M-step (MAP with ``prior``; weights 1/K with ``equal_weights``).
 
     Returns
     -------
@@ -614,8 +623,11 @@ def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: fl
     info : FitInfo with leading dim B
     """
     X = jnp.asarray(X)
+    arrays, hyper = _split_prior(prior, X.dtype)
     return _fit_resamples_jit(X, params.astype(X.dtype), jnp.asarray(sample_weights, X.dtype),
-                              tol, reg_covar, max_iter=max_iter, x_batched=X.ndim == 3)
+                              tol, reg_covar, max_iter=max_iter, x_batched=X.ndim == 3,
+                              chunk_size=chunk_size, kernel=kernel, prior_arrays=arrays,
+                              prior_hyper=hyper, equal_weights=bool(equal_weights))
 
 
 def _data_features_impl(X, sample_weight, covariance_type):
