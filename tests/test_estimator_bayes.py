@@ -294,6 +294,23 @@ def test_full_covariance_at_one_feature_names_diag(blobs, kwargs):
     assert fit.covariances_.shape == (2, 1) and np.all(fit.covariances_ > 0)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"noise": True}])
+def test_a_constant_column_is_refused_naming_it(blobs, kwargs):
+    """Two blobs beside a constant column: MAP kept one component (weight 0.97, the
+    other a ghost at no point) and health_ called it healthy, while EM finds both; the
+    fit now names the column. A nearly constant column still fits."""
+    X = blobs[0][:80]
+    const = np.c_[X[:, 0], np.full(len(X), 3.0), X[:, 1]]
+    with pytest.raises(ValueError, match=r"X's column 1 is constant \(3 in every row\).*"
+                                         r"drop the column") as err:
+        BayesianGaussianMixture(2, method="map", **kwargs).fit(const)
+    assert "\n" not in str(err.value)
+    near = const.copy()
+    near[0, 1] += 1e-3
+    fit = BayesianGaussianMixture(2, method="map", random_state=0, **kwargs).fit(near)
+    assert np.isfinite(fit.weights_).all()
+
+
 def test_sample_and_coclustering_counts_are_checked(blobs, map_fits):
     """sample(-1) and sample(2.5) failed inside JAX, coclustering(max_draws=0) returned
     NaN; sample takes n >= 1, as GaussianMixture.sample (same message)."""

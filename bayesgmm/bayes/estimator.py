@@ -617,6 +617,17 @@ def _fit_data(X, n_components: int, covariance_type: str, missing: str) -> np.nd
         check_missing(X, fitting_data=True)
     check_n_samples(X.shape[0], n_components)
     check_model_features(covariance_type, X.shape[1])
+    with np.errstate(all="ignore"):  # (an all-NaN column: check_missing refused it)
+        constant = np.flatnonzero(np.nanmax(X, axis=0) == np.nanmin(X, axis=0))
+    if constant.size:
+        j = int(constant[0])
+        raise ValueError(
+            f"X's column {j} is constant ({X[~np.isnan(X[:, j]), j][0]:g} in every row"
+            f"{f'; {constant.size} such columns' if constant.size > 1 else ''}): the "
+            "data give that feature no scale, so the scale prior alone sets it, and the "
+            "posterior crowds every point into one ever tighter component (a MAP fit of two "
+            "blobs kept one, weight 0.97); drop the column (GaussianMixture bounds it with "
+            "reg_covar)")
     return X
 
 
