@@ -74,7 +74,7 @@ from bayesgmm.fitting import FitOptions
 from bayesgmm.fitting import fit as gaussian_fit
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm import validation
-from bayesgmm.validation import check_sample_weight
+from bayesgmm.validation import check_n_samples, check_sample_weight
 
 __all__ = ["COMPONENTS", "DF_BOUNDS", "MIN_NOISE_START", "NOISE_VOLUMES", "RobustParams",
            "RobustOptions", "EStep", "noise_log_volume", "nn_clean", "component_log_prob",
@@ -420,8 +420,9 @@ def init(X, options: RobustOptions, sample_weight=None) -> RobustParams:
     X = np.asarray(X)
     N = X.shape[0]
     w = np.asarray(check_sample_weight(sample_weight, N, np.float64))
-    noisy = _noise_start(X, options) if options.noise else np.zeros(N, bool)
     K = int(options.base.n_components)
+    check_n_samples(N, K)  # before the noise start's message, which would blame it
+    noisy = _noise_start(X, options) if options.noise else np.zeros(N, bool)
     if (~noisy).sum() < max(K, 2):
         raise ValueError(f"noise_init flags {int(noisy.sum())} of {N} rows as noise, leaving "
                          f"fewer than n_components={K} (and 2) rows for the components; "

@@ -209,6 +209,9 @@ def test_errors_name_the_problem():
         RobustMixture(3, noise="yes").fit(Xa)
     with pytest.raises(ValueError, match="leaving fewer than n_components"):
         RobustMixture(3, noise=True, noise_init=np.ones(len(Xa), bool)).fit(Xa)
+    for noise in (False, True):  # fewer rows than components: not noise_init's fault
+        with pytest.raises(ValueError, match="Expected n_samples >= n_components"):
+            RobustMixture(5, noise=noise).fit(Xa[:3])
     flat = np.c_[Xa[:, 0], np.ones(len(Xa))]
     with pytest.raises(ValueError, match="Feature 1 of X is constant"):
         RobustMixture(2, noise=True).fit(flat)
