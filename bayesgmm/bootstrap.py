@@ -91,6 +91,16 @@ class LRTResult(NamedTuple):
         return "\n".join(lines + [f"chosen: K = {self.chosen}"])
 
 
+def _rng(random_state) -> np.random.Generator:
+    """``np.random.default_rng(random_state)``, with a one-line error naming what it
+    takes (NumPy's own: a SeedSequence TypeError)."""
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError):
+        raise TypeError(f"random_state must be None, an int >= 0 or a numpy Generator; got "
+                        f"{random_state!r}") from None
+
+
 def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
               random_state=None, batch_size: int = 128, progress: bool = False
               ) -> BootstrapResult:
@@ -129,7 +139,7 @@ def bootstrap(model, X, n_boot: int = 999, *, kind: str = "nonparametric",
     if X.shape[1] != model.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on "
                          f"{model.n_features_in_}; pass the data it was fitted on.")
-    rng = np.random.default_rng(random_state)
+    rng = _rng(random_state)
     start = model.params_.to_numpy(X.dtype)
     settings = _em_settings(model, X)
     fits = []
@@ -174,7 +184,7 @@ def bootstrap_lrt(X, max_components: int = 5, *, covariance_type: str = "full",
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     _check_reachable(check_positive_int(n_boot, "n_boot", minimum=0), level)
-    rng = np.random.default_rng(random_state)
+    rng = _rng(random_state)
     N = X.shape[0]
     fit = lambda k: GaussianMixture(k, covariance_type=covariance_type,
                                     **gaussian_mixture_kwargs).fit(X)

@@ -229,6 +229,9 @@ def load(directory: str | Path):
         Naming the file and what is wrong with it (:class:`MissingModelFileError` for a
         missing file).
     """
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(f"load takes the path of a folder written by bayesgmm.save; got "
+                        f"{type(directory).__name__} {directory!r}")
     directory = Path(directory)
     if not directory.is_dir():
         what = "is a file, not a folder" if directory.exists() else "does not exist"

@@ -165,6 +165,9 @@ class RobustOptions:
             raise ValueError(f"Invalid value for 'noise_init': {self.noise_init!r}; expected "
                              "'nn' (nearest-neighbour cleaning) or a boolean array of shape "
                              "(n_samples,), True for the rows that start as noise")
+        if not self.noise and not isinstance(self.noise_init, str):  # else silently unused
+            raise ValueError("noise_init (a mask of the rows that start as noise) is used "
+                             "only with noise=True; pass noise=True, or leave noise_init out")
         return self
 
     @property

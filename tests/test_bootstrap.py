@@ -78,6 +78,10 @@ def test_bad_input_named(gaussian):
         bootstrap(model, X, 0)
     with pytest.raises(ValueError, match="max_components must be at least 2"):
         bootstrap_lrt(X, 1)
+    for call in (lambda: bootstrap(model, X, 10, random_state="x"),
+                 lambda: bootstrap_lrt(X, 2, random_state=-1)):
+        with pytest.raises(TypeError, match="random_state must be None, an int >= 0"):
+            call()
     from bayesgmm import NotFittedError
 
     with pytest.raises(NotFittedError):

@@ -144,6 +144,8 @@ def test_params_roundtrip_exactly(tmp_path, ct):
 
 
 def test_errors_name_the_problem(tmp_path, datasets):
+    with pytest.raises(TypeError, match="load takes the path of a folder .* got NoneType"):
+        load_model(None)
     with pytest.raises(NotFittedError, match="not fitted yet"):
         save_model(GaussianMixture(2), tmp_path / "unfitted")
     assert not (tmp_path / "unfitted").exists()

@@ -209,6 +209,8 @@ def test_errors_name_the_problem():
         RobustMixture(3, noise="yes").fit(Xa)
     with pytest.raises(ValueError, match="leaving fewer than n_components"):
         RobustMixture(3, noise=True, noise_init=np.ones(len(Xa), bool)).fit(Xa)
+    with pytest.raises(ValueError, match="noise_init .* is used only with noise=True"):
+        RobustMixture(3, noise_init=np.zeros(len(Xa), bool)).fit(Xa)
     for noise in (False, True):  # fewer rows than components: not noise_init's fault
         with pytest.raises(ValueError, match="Expected n_samples >= n_components"):
             RobustMixture(5, noise=noise).fit(Xa[:3])
