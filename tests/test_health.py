@@ -45,6 +45,29 @@ def test_health_of_healthy_chains():
     np.testing.assert_array_equal(h.n_nonempty, 3)
 
 
+def test_health_names_draws_too_correlated_to_summarise():
+    """One mean coordinate as a slow random walk (a sticky chain): its bulk ESS, ArviZ's
+    of those draws, falls below ESS_MIN and is named; independent draws pass, and ten
+    draws are too few whatever they are."""
+    from bayesgmm.bayes.arviz import ess
+    from bayesgmm.bayes.posterior import ESS_MIN
+
+    draws, X, lp = _chains(C=2, S=100)
+    h = health(draws, X, lp=lp)
+    assert h.ess_bulk_min > 5 * ESS_MIN and not any("ESS" in p for p in h.problems)
+    rng = np.random.RandomState(1)
+    means = np.array(draws.means)
+    means[..., 1, 0] = 5.0 + np.cumsum(rng.normal(0, 0.05, (2, 100)), axis=1)
+    h = health(GMMParams(draws.weights, means, draws.cov_factor, "full"), X, lp=lp)
+    assert h.ess_bulk_min == pytest.approx(ess(means[..., 1, 0], "bulk"), rel=1e-12)
+    assert h.ess_bulk_min < ESS_MIN and not h.healthy
+    assert any("bulk ESS" in p and "means[1, 0]" in p and "n_draws" in p
+               for p in h.problems), h.problems
+    few, X, lp = _chains(C=1, S=10)
+    h = health(few, X, lp=lp)
+    assert h.ess_bulk_min <= 10 and any("bulk ESS" in p for p in h.problems)
+
+
 def test_health_names_the_collapsed_component_and_the_stray_chain():
     """Chain 2 puts component 1 on a spike (a degenerate covariance: smallest scale ~1e-6
     of the data's sd, along a correlation) with a much higher log density, and component
