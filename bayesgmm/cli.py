@@ -55,7 +55,11 @@ OUTPUT_MARKERS = ("config.toml", "summary.txt", "meta.json", "params.npz")
 OUTPUT_MANIFEST = ".bayesgmm-output"
 #: What the commands of earlier versions (without the manifest) wrote, besides figures
 _LEGACY_OUTPUTS = frozenset(OUTPUT_MARKERS) | {
-    "membership.csv", "proba.csv", "sweep.csv", "draws.npz", "idata.nc", "idata_raw.nc"}
+    "membership.csv", "proba.csv", "sweep.csv", "draws.npz", "idata.nc", "idata_raw.nc",
+    "summary.csv"}
+#: What file browsers and notebooks leave in any folder they open: not the user's work,
+#: replaced with the folder
+_SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"})
 UNCERTAIN = 0.9  # a point is "uncertain" when its largest membership probability is below
 
 
@@ -160,13 +164,14 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     if cells is not None:
         read = (_numeric(path, cells[:, cols], [pick.name(j) for j in cols],
                          header=names is not None, holes=holes,
-                         new_data=n_features is not None, lines=lines),
+                         new_data=n_features is not None, lines=lines,
+                         delimiter=cfg.delimiter),
                 cells[:, id_col] if id_col is not None else np.arange(len(cells)),
                 cells[:, label_col] if label_col is not None else None)
     X, ids, labels = read
     if holes:
         _check_holes(path, X, [pick.name(j) for j in cols], header=names is not None,
-                     fitting=n_features is None)
+                     fitting=n_features is None, delimiter=cfg.delimiter)
     return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
                    tuple(names[j] for j in cols) if names is not None else None, str(path))
 
@@ -224,11 +229,6 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
     if first is None:
         raise CLIError(f"{path} is empty", "check [data] path")
     first = [c.strip() for c in first]
-    others = [sep for sep in (";", "\t", "|", ",") if sep != delimiter and sep in first[0]]
-    if len(first) == 1 and others:
-        raise CLIError(f"{path} reads as one column with the delimiter {delimiter!r}, but its "
-                       f"first row holds {others[0]!r}",
-                       f"set [data] delimiter = {toml_value(others[0])} in the config")
     if header == "auto":
         if all(c == "" or _is_number(c) for c in first) and "" in first:
             raise CLIError(f"{path}: its first row ({delimiter.join(first)}) may be a header "
@@ -288,7 +288,7 @@ def _read_text(path: Path, delimiter: str, header: bool) -> tuple[np.ndarray, np
 
 def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
              holes: bool = False, new_data: bool = False,
-             lines: np.ndarray | None = None) -> np.ndarray:
+             lines: np.ndarray | None = None, delimiter: str = ",") -> np.ndarray:
     """The feature cells as float64, an empty cell as NaN where ``holes`` (``[fit]
     missing = "marginalize"``); an error names the first bad cell, and for an empty or
     NaN cell the key that accepts it (``new_data``: the fitted model's, for predict)."""
@@ -316,6 +316,11 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
                                    "that row" if new_data else
                                    'set [fit] missing = "marginalize" to fit data with '
                                    "missing values, or fill or drop that row")
+                other = [sep for sep in (";", "\t", "|") if sep in str(value)]
+                if other and delimiter == ",":  # a semicolon (tab, |) file read by commas
+                    raise CLIError(f"{where}: {str(value)!r} is not a finite number; the "
+                                   f"file seems to separate its fields by {other[0]!r}",
+                                   f"set [data] delimiter = {toml_value(other[0])}")
                 raise CLIError(f"{where}: {str(value)!r} is not a finite number",
                                "fix or drop that row; if the column holds ids or classes, "
                                f"set [data] id_column = {toml_value(names[j])} or "
@@ -326,14 +331,15 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
 
 
 def _check_holes(path: Path, X: np.ndarray, names: list[str], *, header: bool,
-                 fitting: bool) -> None:
+                 fitting: bool, delimiter: str = ",") -> None:
     """What missing-data EM cannot use (:func:`bayesgmm.missing.check_missing`), named
     by the file's line and column: a row with no observed feature, and for data to fit
     a feature column with no observed row."""
     observed = ~np.isnan(X)
     empty = np.flatnonzero(~observed.any(axis=1))
     if empty.size:
-        raise CLIError(f"{path} line {empty[0] + 1 + int(header)} has no value in any "
+        line = _read_text(path, delimiter, header)[1][empty[0]]  # (counting blank lines)
+        raise CLIError(f"{path} line {line} has no value in any "
                        f"feature column ({empty.size} such rows)",
                        "drop those rows: a row with missing values needs one observed "
                        "feature")
@@ -382,7 +388,7 @@ def check_output_folder(out: Path) -> Path:
     else:
         raise CLIError(f"the output folder {out} exists and was not written by bayesgmm",
                        "choose another --out, or empty that folder")
-    foreign = sorted(names - written)
+    foreign = sorted(names - written - _SYSTEM_FILES)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
                                           else "")
@@ -856,14 +862,16 @@ def _model_columns(cfg: DataConfig, model) -> DataConfig:
     if names is None or path.suffix == ".npy" or not path.is_file():
         return cfg
     header, _ = _read_header(path, cfg.delimiter, cfg.header)
-    if header is None:
+    names = [str(n) for n in names]
+    if header is None or any(names.count(n) > 1 or header.count(n) > 1 for n in names):
+        # (a name repeated in the fit or in this file: by position, as before)
         return cfg
-    missing = [str(n) for n in names if str(n) not in header]
+    missing = [n for n in names if n not in header]
     if missing:
         raise CLIError(f"{path} has no column {missing[0]!r}; the model was fitted on the "
                        f"columns {', '.join(map(str, names))} (its columns are "
                        f"{', '.join(header)})", "give the new data the fit's column names")
-    return dataclasses.replace(cfg, columns=tuple(str(n) for n in names))
+    return dataclasses.replace(cfg, columns=tuple(names))
 
 
 def _check_out_file(out: Path) -> None:
@@ -900,7 +908,7 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     ``em`` is the command's EM fit at K, to compare with the one inference started from.
     """
     from bayesgmm.bayes import BayesianGaussianMixture, Priors
-    from bayesgmm.bayes.model import MODEL_NAMES
+    from bayesgmm.bayes.model import MODEL_NAMES, check_model_type
     from bayesgmm.covariance import ops
 
     b = cfg.bayes
@@ -917,6 +925,9 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
         log(f"bayes: {ct} has no per-component Bayesian model; sampling {relaxed}, "
             f"its per-component relaxation")
         ct = relaxed
+    if data.X.shape[1] == 1 and check_model_type(ct).correlated:
+        log(f"bayes: one feature: sampling diag, the same model as {ct} there")
+        ct = "diag"  # (its LKJ prior has no 1 x 1 form)
     log(f"bayes: {what} at K={K} ({ct}) ...")
     t0 = time.perf_counter()
     with _fit_errors("the Bayesian fit"):

@@ -368,7 +368,9 @@ def check_n_components_list(values, owner: str, name: str = "n_components") -> l
     if not ks:
         raise ValueError(f"{owner} needs at least one number of components; got "
                          f"{name}={ks} (e.g. {name}=range(1, 10))")
-    wrong = [k for k in ks if isinstance(k, bool) or not isinstance(k, numbers.Integral)]
+    # whole numbers of any type (np.linspace's 1.0, 2.0 ...) are taken as ints
+    wrong = [k for k in ks if isinstance(k, bool) or not isinstance(k, numbers.Real)
+             or not (isinstance(k, numbers.Integral) or float(k).is_integer())]
     if wrong:
         raise ValueError(f"{owner}'s {name} must hold whole numbers of components; got "
                          f"{wrong[0]!r} in {ks} (pass ints, e.g. range(1, 10))")

@@ -232,7 +232,11 @@ DATA = '[data]\npath = "d.csv"\n'
     ("a bad cell after blank lines", "a,b\n1,2\n\n\n3,4\n\n5,x\n", DATA,
      ["d.csv line 7, column 'b': 'x' is not a finite number"]),
     ("a semicolon file", "a;b\n1;2\n3;4\n", DATA,
-     ["reads as one column with the delimiter ','", "set [data] delimiter = \";\""]),
+     ["'1;2' is not a finite number; the file seems to separate its fields by ';'",
+      "set [data] delimiter = \";\""]),
+    ("a row of holes after a blank line", "id,a,b\n\nr1,1,2\nr2,,\nr3,4,5\n",
+     DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
+     ["d.csv line 4 has no value in any feature column"]),
     ("a delimiter of two characters", None, '[data]\ndelimiter = ", "\n',
      ["[data] delimiter must be one character, got ', '"]),
     ("an id column not declared", "id,a,b\nr1,1,2\nr2,3,4\n", DATA,
@@ -684,3 +688,55 @@ def test_debug_is_never_abbreviated(capsys):
     assert main(["--deb", "fit", "x.toml"]) == 2
     _assert_one_line_error(capsys.readouterr().err.splitlines(),
                            "unrecognized arguments: --deb")
+
+
+def test_earlier_and_system_files_do_not_block_a_folder(tmp_path):
+    """A folder an earlier version wrote for a Bayesian fit (its summary.csv among the
+    model files, no manifest) is replaced; so is one where a file browser left its
+    .DS_Store; a file of the user's is named."""
+    from bayesgmm.cli import CLIError, check_output_folder
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("config.toml", "summary.txt", "meta.json", "params.npz", "draws.npz",
+                 "idata.nc", "summary.csv", "membership.csv", "trace.png", ".DS_Store"):
+        (old / name).write_text("x")
+    assert check_output_folder(old) == old.absolute()
+    (old / "analysis.R").write_text("mine")
+    with pytest.raises(CLIError, match=r"did not write \(analysis.R\)"):
+        check_output_folder(old)
+
+
+def test_predict_by_position_where_names_repeat(tmp_path, capsys):
+    """A header that repeats a name (v, v, w) cannot be read by names: predict reads the
+    columns by position, as the fit did (by name it read the first v twice)."""
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(0, 1, (25, 3)), rng.normal(5, 1, (25, 3))]
+    (tmp_path / "d.csv").write_text("v,v,w\n" + "".join(f"{a:.4f},{b:.4f},{c:.4f}\n"
+                                                         for a, b, c in X))
+    (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\n[sweep]\nn_components = 2\n')
+    out = tmp_path / "m"
+    assert main(["fit", str(tmp_path / "c.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(out), str(tmp_path / "d.csv"), "--proba", "--quiet",
+                 NO_CACHE]) == 0
+    proba = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
+    np.testing.assert_allclose(proba, load_model(out).predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
+def test_one_feature_bayes_run_samples_diag(tmp_path, capsys):
+    """One feature column with [bayes]: the sweep's full covariance is sampled as diag
+    (the same model at D = 1; its LKJ prior has no 1 x 1 form) instead of failing
+    after the sweep."""
+    x = np.r_[np.linspace(-3, -1, 20), np.linspace(4, 6, 20)]
+    (tmp_path / "d.csv").write_text("x\n" + "".join(f"{v:.4f}\n" for v in x))
+    (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\n[sweep]\nn_components = 2\n'
+                                     '[bayes]\nmethod = "map"\n')
+    out = tmp_path / "m"
+    assert main(["fit", str(tmp_path / "c.toml"), "--out", str(out), NO_CACHE]) == 0
+    assert "sampling diag, the same model as" in capsys.readouterr().err
+    model = load_model(out)
+    assert type(model).__name__ == "BayesianGaussianMixture"
+    assert model.covariance_type == "diag" and model.n_components == 2

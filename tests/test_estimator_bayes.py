@@ -309,6 +309,10 @@ def test_a_constant_column_is_refused_naming_it(blobs, kwargs):
     near[0, 1] += 1e-3
     fit = BayesianGaussianMixture(2, method="map", random_state=0, **kwargs).fit(near)
     assert np.isfinite(fit.weights_).all()
+    holes = const.copy()  # missing values: constant where it is observed
+    holes[1:, 1] = np.nan
+    with pytest.raises(ValueError, match=r"\(3 in the one row where it is observed\)"):
+        BayesianGaussianMixture(2, method="map", missing="marginalize").fit(holes)
 
 
 def test_sample_and_coclustering_counts_are_checked(blobs, map_fits):

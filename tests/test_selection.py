@@ -550,3 +550,14 @@ def test_top_needs_at_least_one_row(blobs):
         with pytest.raises(ValueError, match="'n' should be an integer >= 1"):
             result.top(n)
 
+
+
+def test_whole_numbers_of_any_type_are_ks(blobs):
+    """np.linspace's 1.0, 2.0 (and NumPy integers) are K as ints were: the table is the
+    int list's."""
+    X = blobs[0]
+    ref = sweep(X, [1, 2], "diag", random_state=0)
+    for ks in (np.linspace(1, 2, 2), [np.int64(1), 2.0]):
+        got = sweep(X, ks, "diag", random_state=0)
+        assert list(got["n_components"]) == [1, 2]
+        np.testing.assert_array_equal(got["bic"], ref["bic"])

@@ -621,8 +621,12 @@ def _fit_data(X, n_components: int, covariance_type: str, missing: str) -> np.nd
         constant = np.flatnonzero(np.nanmax(X, axis=0) == np.nanmin(X, axis=0))
     if constant.size:
         j = int(constant[0])
+        seen = X[~np.isnan(X[:, j]), j]
+        where = ("in every row" if len(seen) == len(X) else
+                 "in the one row where it is observed" if len(seen) == 1 else
+                 "in every row where it is observed")
         raise ValueError(
-            f"X's column {j} is constant ({X[~np.isnan(X[:, j]), j][0]:g} in every row"
+            f"X's column {j} is constant ({seen[0]:g} {where}"
             f"{f'; {constant.size} such columns' if constant.size > 1 else ''}): the "
             "data give that feature no scale, so the scale prior alone sets it, and the "
             "posterior crowds every point into one ever tighter component (a MAP fit of two "
