@@ -154,13 +154,12 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     if not cols:
         raise CLIError(f"{path} has no feature columns left",
                        "name them in [data] columns")
+    lines = None  # each data row's line in the file, where Python's csv read it
     if cells is None:  # NumPy's reader first; Python's csv where it fails, to name the cell
         read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col,
                           holes)
-        cells, lines = (None, None) if read is not None else _read_text(
-            path, cfg.delimiter, names is not None)
-    else:
-        lines = None
+        if read is None:
+            cells, lines = _read_text(path, cfg.delimiter, names is not None)
     if cells is not None:
         read = (_numeric(path, cells[:, cols], [pick.name(j) for j in cols],
                          header=names is not None, holes=holes,
@@ -985,28 +984,14 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
 
 
 def _summary_table(model, method: str):
-    """The fit's summary table; of a MAP fit (one draw) only its values, without the
-    spread and sampler columns ArviZ would fill with NaN (and its warnings about them)."""
+    """The fit's summary table; of a MAP fit (one draw) only its values: ArviZ's
+    ``kind="stats"`` (no ESS or R-hat of one draw, nor their shape warnings), the sd of
+    one draw (NaN, with NumPy's warning) left out."""
     if method != "map":
         return model.summary()
-    import logging
-
-    import arviz
-
-    # ArviZ 0.x logs "Shape validation failed" for one draw, by design here, through its
-    # own logger instance (not logging.getLogger's)
-    logs = {id(x): x for x in (logging.getLogger("arviz"), getattr(arviz, "_log", None))
-            if isinstance(x, logging.Logger)}.values()
-    levels = [(x, x.level) for x in logs]
-    try:
-        for x, _ in levels:
-            x.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # the sd of one draw
-            table = model.summary()
-    finally:
-        for x, level in levels:
-            x.setLevel(level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the sd of one draw
+        table = model.summary(kind="stats")
     return table[["mean"]].rename(columns={"mean": "MAP"})
 
 

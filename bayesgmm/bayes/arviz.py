@@ -319,6 +319,13 @@ def summary(idata, var_names=("weights", "means", "scales"), *, ci_prob: float =
     # code rounds differently in float32, moving draws across the 5%/95% quantiles).
     draws = posterior[names].astype(np.float64)
     lb, ub = (f"{ci_kind}{100 * ci_prob:g}_{end}" for end in ("lb", "ub"))
+    diagnostics = ["mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
+    if kind != "stats" and draws.sizes["chain"] * draws.sizes["draw"] == 1:
+        # one draw (MAP): every diagnostic is NaN, as ArviZ gives it, without asking
+        # ArviZ (0.23 logs "Shape validation failed" for each call, on stderr)
+        table = summary(idata, var_names, ci_prob=ci_prob, ci_kind=ci_kind, kind="stats")
+        table = table.assign(**dict.fromkeys(diagnostics, np.nan))
+        return table[diagnostics if kind == "diagnostics" else list(table.columns)]
     az = _az()
     if _v1():
         # arviz-stats takes the tail ESS's quantiles (1 - q, q) from rcParams
@@ -342,7 +349,6 @@ def summary(idata, var_names=("weights", "means", "scales"), *, ci_prob: float =
         else:
             table = table.rename(columns=dict(zip(hdi, (lb, ub))))
     stats = ["mean", "sd", lb, ub]
-    diagnostics = ["mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
     columns = {"all": stats + diagnostics, "stats": stats, "diagnostics": diagnostics}[kind]
     return table[columns].astype(np.float64)
 
