@@ -482,16 +482,14 @@ def _check_values(cfg: RunConfig) -> None:
                           f"{_got(cfg.fit.n_components)}",
                           'write n_components = 3 (say) or "best" for the sweep\'s choice')
     _check_data(cfg.data)
-    from bayesgmm.covariance import CANONICAL  # (a table of names: no JAX import)
+    from bayesgmm.validation import repeated_models  # (no JAX import)
 
-    seen: dict[str, str] = {}
-    for ct in cfg.sweep.covariance_types:
-        model = CANONICAL.get(ct, ct)
-        if model in seen:
-            same = "" if seen[model] == ct else f" ({seen[model]!r} is the same model)"
-            raise ConfigError(f"[sweep] covariance_types names {ct!r} twice{same}",
-                              "list each model once")
-        seen[model] = ct
+    twice = repeated_models(cfg.sweep.covariance_types)
+    if twice:
+        first, ct = twice[1][:2]
+        same = "" if first == ct else f" ({first!r} is the same model)"
+        raise ConfigError(f"[sweep] covariance_types names {ct!r} twice{same}",
+                          "list each model once")
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name must be a plain folder name, got {cfg.name!r}",
                           'write name = "my-run"; use --out for another folder')

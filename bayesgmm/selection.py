@@ -47,7 +47,6 @@ from bayesgmm.progress import bar
 from bayesgmm.validation import (
     DegenerateComponentWarning,
     check_array_2d,
-    check_covariance_type,
     check_covariance_types,
     check_n_components_list,
     check_positive_int,
@@ -319,7 +318,7 @@ def sweep(
     all_options = []
     for ct in covariance_types:
         options = FitOptions.from_mapping(settings).replace(
-            covariance_type=check_covariance_type(ct), random_state=seed)
+            covariance_type=ct, random_state=seed)  # (ct checked above)
         # a search is many fits: its own host threshold (engines.choose.sweep_engine)
         all_options.append(options.replace(engine=sweep_engine(
             options.engine, X.shape[0], max(ks), X.shape[1], ct)))

@@ -37,6 +37,7 @@ __all__ = [
     "check_n_components_list",
     "check_covariance_type",
     "check_covariance_types",
+    "repeated_models",
     "check_weights_init",
     "check_means_init",
     "check_precisions_init",
@@ -410,18 +411,25 @@ def check_covariance_types(values, owner: str) -> tuple:
     of a distinct model, as given; a ``ValueError`` names two names of one model
     (``"full"`` and ``"VVV"``: :data:`bayesgmm.covariance.CANONICAL`), which would be
     fitted twice."""
-    from bayesgmm.covariance import CANONICAL
-
     types = tuple(check_covariance_type(ct) for ct in values)
-    seen: dict[str, list] = {}
-    for ct in types:
-        seen.setdefault(CANONICAL[ct], []).append(ct)
-    twice = {model: names for model, names in seen.items() if len(names) > 1}
+    twice = repeated_models(types)
     if twice:
-        model, names = next(iter(twice.items()))
+        model, names = twice
         raise ValueError(f"{owner}'s covariance_types name the model {model} more than once "
                          f"({', '.join(map(repr, names))}); list each model once")
     return types
+
+
+def repeated_models(types) -> tuple[str, list] | None:
+    """The first model (:data:`bayesgmm.covariance.CANONICAL`'s name) that ``types``
+    name more than once, and those names in order (``"full"`` and ``"VVV"`` are one
+    model); None when each is named once. Unknown names count as themselves."""
+    from bayesgmm.covariance import CANONICAL
+
+    seen: dict[str, list] = {}
+    for ct in types:
+        seen.setdefault(CANONICAL.get(ct, ct), []).append(ct)
+    return next(((m, names) for m, names in seen.items() if len(names) > 1), None)
 
 
 def check_weights_init(weights, n_components: int, dtype) -> np.ndarray:
