@@ -108,6 +108,34 @@ def test_coclustering_disagreement_sees_a_chain_in_another_labeling_of_the_data(
     assert h.stray.all() and not h.healthy
 
 
+def test_health_tells_chains_that_mix_slowly_from_chains_in_another_mode():
+    """Every chain moves between two clusterings (components 1 and 2 apart, or merged on
+    one cluster) in long runs, so that their co-clustering differs (disagreement above
+    0.02) but no more than each chain's halves differ: slow mixing, named with more
+    draws as the fix, and no chain called stray. The same chains with chain 3 merged
+    throughout while the others never merge: chain 3 is in another mode."""
+    from bayesgmm.bayes.posterior import COCLUSTERING_MAX
+
+    draws, X, lp = _chains(C=4, S=100)
+    Mu = np.array(draws.means)
+    merged = np.zeros((4, 100), bool)  # runs of 25 draws merged, a different share each
+    merged[0, :75] = True
+    merged[1, 25:75] = True
+    merged[2, 50:] = True
+    merged[3, :25] = True
+    Mu[:, :, 2][merged] = Mu[:, :, 1][merged]
+    h = health(GMMParams(draws.weights, Mu, draws.cov_factor, "full"), X, lp=lp)
+    assert np.any(h.coclustering_disagreement > COCLUSTERING_MAX), h.coclustering_disagreement
+    assert not h.stray.any() and h.slow.any() and h.chain_ok.all() and not h.healthy
+    text = " ".join(h.problems)
+    assert "mix slowly" in text and "n_draws" in text and "another mode" not in text
+    Mu = np.array(draws.means)
+    Mu[3, :, 2] = Mu[3, :, 1]
+    h = health(GMMParams(draws.weights, Mu, draws.cov_factor, "full"), X, lp=lp)
+    np.testing.assert_array_equal(h.stray, [0, 0, 0, 1])
+    assert not h.slow.any() and "chains [3] sit in another mode" in " ".join(h.problems)
+
+
 # ---- the bugs of issue 21 --------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -170,6 +170,41 @@ def test_diagnose_names_each_problem_of_unhealthy_chains():
     assert len(sick.warnings) == 4
 
 
+def _sticky(C, S, phi, seed):
+    """C chains of one stationary AR(1) process (mean -300, sd 5, lag-one correlation
+    ``phi``), each started from its stationary distribution: the same distribution in
+    every chain, sampled with strong autocorrelation."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((C, S))
+    x[:, 0] = rng.normal(size=C)
+    e = rng.normal(size=(C, S)) * np.sqrt(1 - phi ** 2)
+    for t in range(1, S):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    return x * 5.0 - 300
+
+
+def test_diagnose_tells_slow_mixing_from_another_mode():
+    """Chains of one slowly mixing process disagree (log-density R-hat > 1.05) only by
+    their Monte Carlo error: the warning says they mix slowly and names more draws, not
+    another mode. A chain shifted by 20 sd of its draws (independent ones) is in another
+    mode and named."""
+    from bayesgmm.bayes.posterior import LP_RHAT_MAX, _lp_errors, diagnose
+
+    lp = _sticky(4, 400, 0.99, seed=1)
+    slow = diagnose(_result(_nuts_info(S=400, lp=lp)))
+    assert slow.lp_rhat > LP_RHAT_MAX
+    assert np.all(_lp_errors(lp) <= 4.0), _lp_errors(lp)
+    (text,) = slow.warnings
+    assert "mix too slowly" in text and "n_draws" in text and "another mode" not in text
+    assert "ESS of the log density per chain" in text
+    lp = np.random.default_rng(2).normal(-300, 5.0, (4, 400))
+    lp[2] += 100
+    mode = diagnose(_result(_nuts_info(S=400, lp=lp)))
+    (text,) = mode.warnings
+    assert "chains [2] lie" in text and "another mode" in text and "n_draws" not in text
+    assert _lp_errors(lp)[2] > 100  # 100 / (5 / sqrt(400)) = 400 errors away
+
+
 def test_diagnose_map_and_svi_objectives():
     from bayesgmm.bayes.inference import MAPInfo, SVIInfo
     from bayesgmm.bayes.posterior import diagnose

@@ -203,7 +203,9 @@ class BayesianGaussianMixture(BaseEstimator):
         bool, ``warnings`` tuple of str.
     health_ : bayesgmm.bayes.posterior.Health
         Whether the posterior is one sensible mode, per chain: ``collapsed`` and
-        ``empty`` (C, K) bool, ``stray`` and ``chain_ok`` (C,) bool, ``chain_lp`` (C,),
+        ``empty`` (C, K) bool, ``stray`` (another mode), ``slow`` (disagrees with
+        the others by no more than the chains vary within themselves: slow mixing,
+        fixed by more draws) and ``chain_ok`` (C,) bool, ``chain_lp`` (C,),
         ``lp_rhat`` float, ``coclustering_disagreement`` (C,), ``n_high_pareto_k`` int
         (PSIS-LOO Pareto k > 0.7; -1 when not computed), ``n_nonempty`` (C, S) int64
         components with weight >= 1/N, ``healthy`` bool and ``problems`` tuple of str

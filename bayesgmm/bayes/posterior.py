@@ -47,6 +47,7 @@ __all__ = ["Posterior", "Relabeling", "Diagnostics", "Health", "LabelInvariant",
            "permute_sites", "posterior_mean", "membership", "coclustering",
            "log_predictive_density", "sample_predictive", "information_criteria", "rhat",
            "diagnose", "health", "COLLAPSED_SCALE", "LP_RHAT_MAX", "COCLUSTERING_MAX",
+           "MODE_Z", "COCLUSTERING_NOISE",
            "PARETO_K_MAX", "PARETO_K_FRACTION", "ESS_MIN"]
 
 # Health thresholds (:func:`health`). A component whose smallest standard deviation, in
@@ -56,6 +57,21 @@ __all__ = ["Posterior", "Relabeling", "Diagnostics", "Health", "LabelInvariant",
 COLLAPSED_SCALE = 1e-3
 LP_RHAT_MAX = 1.05  # split R-hat of the log density across chains (Vehtari et al. 2021)
 COCLUSTERING_MAX = 0.02  # mean |P_chain(z_i = z_j) - median over chains| over pairs i < j
+# Chains that disagree (log-density R-hat above LP_RHAT_MAX, or co-clustering
+# disagreement above COCLUSTERING_MAX) sit in another mode only when they disagree by
+# more than the chains vary within themselves; otherwise they mix slowly, and more
+# draws, not another start, is the fix. A chain's mean log density is in another mode
+# when it lies more than MODE_Z Monte Carlo standard errors (the chains' median, from
+# each chain's own ESS of the log density) from the chains' median; its co-clustering
+# when its disagreement exceeds COCLUSTERING_NOISE times the chains' median
+# disagreement between their own halves. Measured: make_blobs(300, centers=4,
+# random_state=0) at spread 1.0, K = 4, the defaults (4 x 500 draws): R-hat 1.068,
+# chain means within 0.7 of those errors, co-clustering 0.022 against halves 0.021:
+# slow mixing (2,000 warm-up steps and 2,000 draws a chain: R-hat 1.027, healthy); a
+# chain on a collapsed component (lp 200 above, draws independent) lies ~10^3 errors
+# away.
+MODE_Z = 4.0
+COCLUSTERING_NOISE = 2.0
 PARETO_K_MAX = 0.7  # PSIS-LOO's reliability bound (Vehtari et al. 2024)
 # More than this fraction of the N samples with Pareto k > PARETO_K_MAX is a problem: a
 # few are common in a healthy mixture fit (3 of 150 on standardised iris, K = 3, 4 x 200
@@ -95,7 +111,7 @@ class Health(NamedTuple):
 
     collapsed: np.ndarray  # shape=(C, K), bool: component k's median smallest scale < COLLAPSED_SCALE · data sd in chain c
     empty: np.ndarray  # shape=(C, K), bool: component k's median weight < 1/N in chain c
-    stray: np.ndarray  # shape=(C,), bool: chain c's log density or co-clustering disagrees with the other chains
+    stray: np.ndarray  # shape=(C,), bool: chain c's log density or co-clustering disagrees with the other chains beyond their own variation (another mode)
     chain_ok: np.ndarray  # shape=(C,), bool: none of the above in chain c (empty counts only when not sparse)
     chain_lp: np.ndarray  # shape=(C,), float64: mean log density per chain (NaN: not NUTS)
     lp_rhat: float  # split R-hat of the log density across chains (NaN: one chain, or not NUTS)
@@ -106,6 +122,7 @@ class Health(NamedTuple):
     problems: tuple[str, ...]  # what is wrong and what to try; empty when healthy
     label_invariant: LabelInvariant | None = None  # label switching cannot move these (None: one draw)
     ess_bulk_min: float = float("nan")  # the smallest bulk ESS of a relabeled weight, mean or scale of a non-empty component (NaN: under 4 draws a chain)
+    slow: np.ndarray | None = None  # shape=(C,), bool: chain c disagrees with the others, but no more than the chains vary within themselves (slow mixing, not another mode)
 
 
 class LabelInvariant(NamedTuple):
@@ -388,11 +405,19 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     n_nonempty = (weights >= 1.0 / N).sum(axis=-1).astype(np.int64)
     chain_lp = np.full(C, np.nan) if lp is None else np.asarray(lp, np.float64).mean(axis=1)
     lp_rhat = rhat(lp) if lp is not None and C > 1 else float("nan")
-    disagreement = _coclustering_disagreement(p, X, max_points, max_draws)
-    stray = disagreement > COCLUSTERING_MAX
+    disagreement, varies = _coclustering_disagreement(p, X, max_points, max_draws)
+    differs = disagreement > COCLUSTERING_MAX
+    # beyond the chains' own variation between halves: another mode (NaN: too few draws
+    # to tell, so another mode, as before)
+    stray = differs & ~(disagreement <= COCLUSTERING_NOISE * np.median(varies))
+    slow = differs & ~stray
     if lp_rhat > LP_RHAT_MAX:
         within = np.median(np.asarray(lp, np.float64).std(axis=1))
-        stray |= np.abs(chain_lp - np.median(chain_lp)) > 0.5 * within
+        lp_differs = np.abs(chain_lp - np.median(chain_lp)) > 0.5 * within
+        away = ~(_lp_errors(lp) <= MODE_Z)
+        stray |= lp_differs & away
+        slow |= lp_differs & ~away
+    slow &= ~stray
     n_high = -1
     if idata is not None and C * S > 1:
         with warnings.catch_warnings():  # ArviZ's own Pareto-k warning: counted here
@@ -407,7 +432,7 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
         ~empty.any(axis=0))
     problems = list(diagnostics.warnings if diagnostics is not None else ())
     problems += _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement,
-                                 n_high, sparse, N)
+                                 n_high, sparse, N, slow, varies)
     if ess_min < ESS_MIN:
         problems.append(f"the draws are too few or too correlated to summarise: bulk ESS "
                         f"{ess_min:.1f} of {C * S} draws for {where} (below {ESS_MIN}); "
@@ -416,7 +441,7 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     invariant = (label_invariant(label_invariant_draws(p, X, lp, max_points=max_points))
                  if C * S > 1 else None)
     return Health(collapsed, empty, stray, chain_ok, chain_lp, lp_rhat, disagreement, n_high,
-                  n_nonempty, not problems, tuple(problems), invariant, ess_min)
+                  n_nonempty, not problems, tuple(problems), invariant, ess_min, slow)
 
 
 def _smallest_ess(weights: np.ndarray, per_feature: dict, kept: np.ndarray
@@ -488,24 +513,61 @@ def _diagnose_nuts(info: NUTSInfo) -> Diagnostics:
                    "in a different mode.")
     lp = np.asarray(info.lp)
     r = rhat(lp) if lp.shape[0] > 1 else float("nan")
-    if r > 1.05:
+    if r > LP_RHAT_MAX:
         means = np.round(lp.mean(axis=1), 1).tolist()
-        out.append(f"log-density R-hat {r:.3f} > 1.05 (chain means {means}): chains "
-                   "disagree on a label-invariant quantity, so at least one sits in "
-                   "another mode; relabeling cannot fix this.")
+        z = _lp_errors(lp)
+        away = np.flatnonzero(~(z <= MODE_Z)).tolist()
+        if away:
+            out.append(f"log-density R-hat {r:.3f} > {LP_RHAT_MAX} (chain means {means}): "
+                       f"chains {away} lie {np.round(z[away], 1).tolist()} Monte Carlo "
+                       "errors from the others, on a label-invariant quantity: they sit "
+                       "in another mode; relabeling cannot fix this.")
+        else:
+            out.append(f"log-density R-hat {r:.3f} > {LP_RHAT_MAX} (chain means {means}, "
+                       f"each within {MODE_Z:g} Monte Carlo errors of the others'; ESS of "
+                       f"the log density per chain {np.round(_chain_ess(lp), 1).tolist()} "
+                       f"of {lp.shape[1]} draws): the chains mix too slowly to agree yet, "
+                       "rather than sitting in other modes; run more draws (n_draws).")
     return Diagnostics(div.astype(np.int64), at_max, step, r,
                        bool(np.all(np.isfinite(lp))), tuple(out))
 
 
+def _chain_ess(lp: np.ndarray) -> np.ndarray:
+    """(C,): each chain's own ESS of the mean of ``lp`` (C, S) (ArviZ's, one chain at a
+    time; NaN under 4 draws)."""
+    if lp.shape[1] < 4:
+        return np.full(lp.shape[0], np.nan)
+    return np.array([_ess(lp[c:c + 1], "mean") for c in range(lp.shape[0])])
+
+
+def _lp_errors(lp: np.ndarray) -> np.ndarray:
+    """(C,): how far each chain's mean log density lies from the chains' median, in
+    Monte Carlo standard errors of a chain's mean (the chains' median of sd / sqrt(ESS),
+    each chain's from its own ESS): about 1 for chains that sample one distribution,
+    however slowly they mix; large for a chain in another mode. inf where the errors
+    cannot be estimated (under 4 draws, constant chains) and a chain's mean differs."""
+    lp = np.asarray(lp, np.float64)
+    dev = np.abs(lp.mean(axis=1) - np.median(lp.mean(axis=1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.nanmedian(lp.std(axis=1, ddof=1) / np.sqrt(_chain_ess(lp))) \
+            if lp.shape[1] >= 4 else np.nan
+        z = dev / err
+    return np.where(np.isfinite(z), z, np.where(dev > 0, np.inf, 0.0))
+
+
 def _coclustering_disagreement(p: GMMParams, X: np.ndarray, max_points: int,
-                               max_draws: int) -> np.ndarray:
+                               max_draws: int) -> tuple[np.ndarray, np.ndarray]:
     """(C,): mean over pairs i < j of |P_c(z_i = z_j) - median_c' P_c'(z_i = z_j)|,
     chain c's co-clustering against the chains' elementwise median (with two chains,
     half their difference each); NaN with one chain. Label-invariant, so it sees chains
-    in different modes that relabeling would hide."""
+    in different modes that relabeling would hide.
+
+    And (C,): the same chain's variation within itself, half the mean |P| difference
+    between its first and second halves of draws (about the size of the first's
+    Monte Carlo error: each half has twice the variance); NaN under 4 draws."""
     C, S = p.batch_shape
     if C < 2:
-        return np.full(C, np.nan)
+        return np.full(C, np.nan), np.full(C, np.nan)
     rows = np.linspace(0, X.shape[0] - 1, min(max_points, X.shape[0])).astype(int)
     cols = np.linspace(0, S - 1, min(max_draws, S)).astype(int)
     sub = jax.tree_util.tree_map(lambda a: np.asarray(a)[:, cols], p).flatten_batch()
@@ -517,14 +579,19 @@ def _coclustering_disagreement(p: GMMParams, X: np.ndarray, max_points: int,
     with compute_scope(p.dtype):
         R = np.asarray(_resp_jit(sub, jnp.asarray(X[rows].astype(p.dtype))),
                        np.float64).reshape(C, len(cols), len(rows), -1)  # (C, M, n, K_pad)
-    P = np.einsum("cmik,cmjk->cij", R, R) / len(cols)  # per-chain co-clustering
     upper = np.triu_indices(len(rows), 1)
-    consensus = np.median(P[:, upper[0], upper[1]], axis=0)  # one stray chain cannot move it
-    return np.abs(P[:, upper[0], upper[1]] - consensus).mean(axis=1)
+    half = len(cols) // 2
+    halves = [np.einsum("cmik,cmjk->cij", r, r)[:, upper[0], upper[1]] / r.shape[1]
+              for r in (R[:, :half], R[:, half:])]  # per-chain co-clustering of each half
+    P = (half * halves[0] + (len(cols) - half) * halves[1]) / len(cols)
+    consensus = np.median(P, axis=0)  # one stray chain cannot move it
+    within = (np.abs(halves[0] - halves[1]).mean(axis=1) / 2 if half >= 2
+              else np.full(C, np.nan))
+    return np.abs(P - consensus).mean(axis=1), within
 
 
 def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n_high,
-                     sparse, N) -> list[str]:
+                     sparse, N, slow, varies) -> list[str]:
     """The sentences of :class:`Health`'s ``problems``."""
     out = []
     for k in np.flatnonzero(collapsed.any(axis=0)):
@@ -544,8 +611,17 @@ def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n
                    f"density per chain {np.round(chain_lp, 1).tolist()}, R-hat "
                    f"{lp_rhat:.3f}; co-clustering disagreement "
                    f"{np.round(disagreement, 3).tolist()} > {COCLUSTERING_MAX}): the "
-                   "chains do not agree on the clustering; use fewer components, more "
-                   "warm-up, or another random_state.")
+                   "chains do not agree on the clustering, by more than each varies "
+                   "within itself; use fewer components, more warm-up, or another "
+                   "random_state.")
+    mixing = slow & (disagreement > COCLUSTERING_MAX)
+    if np.any(mixing):  # slow on the log density alone: the sampler's R-hat line says so
+        out.append(f"chains {np.flatnonzero(mixing).tolist()} disagree with the others on "
+                   f"the clustering (co-clustering disagreement "
+                   f"{np.round(disagreement, 3).tolist()} > {COCLUSTERING_MAX}), but no "
+                   "more than the chains vary within themselves (between the halves of "
+                   f"each: {np.round(varies, 3).tolist()}): they mix slowly rather than "
+                   "sit in other modes; run more draws (n_draws).")
     if n_high > PARETO_K_FRACTION * N:
         out.append(f"{n_high} Pareto k > {PARETO_K_MAX} in PSIS-LOO (more than "
                    f"{PARETO_K_FRACTION:.0%} of the samples): LOO is unreliable for those "
