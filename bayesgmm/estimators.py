@@ -235,7 +235,9 @@ default="auto"
     feature_names_in_ : ndarray of shape (n_features_in_,), dtype object
         X's column names, set only when ``fit`` got a table with str column names (a
         pandas DataFrame), as in scikit-learn. A table passed later must have these
-        columns in this order (else a ``ValueError``); arrays are taken as they are.
+        columns in this order (else a ``ValueError``); arrays are taken as they are. A
+        table passed to a fit on an array is taken by position, with scikit-learn's
+        ``UserWarning`` ("X has feature names, but ... was fitted without").
     params_ : GMMParams
         The same parameters as one pytree (NumPy leaves), for the functional core.
     n_padded_ : int

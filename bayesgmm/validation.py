@@ -16,6 +16,7 @@ import contextlib
 import numbers
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -236,9 +237,17 @@ def feature_names(X) -> np.ndarray | None:
 
 def check_feature_names(X, fitted: np.ndarray | None, estimator_name: str) -> None:
     """Refuse a table whose column names are not the ``fitted`` ones in their order
-    (scikit-learn's check); an array, or a fit without names, passes. Without it a
-    DataFrame with its columns swapped was silently scored as the fit's features."""
+    (scikit-learn's check). Without it a DataFrame with its columns swapped was
+    silently scored as the fit's features. An array is taken by position (the names
+    are the table's; the library's own calls pass arrays). A table against a fit on an
+    array is taken by position too, with scikit-learn's ``UserWarning``: nothing can
+    check that its columns are the fit's."""
     names = feature_names(X)
+    if fitted is None and names is not None:
+        warnings.warn(f"X has feature names, but {estimator_name} was fitted without "
+                      "feature names: its columns are taken by position", UserWarning,
+                      stacklevel=_caller_level())
+        return
     if fitted is None or names is None or list(names) == list(fitted):
         return
     fitted = [str(n) for n in fitted]
@@ -255,6 +264,18 @@ def check_feature_names(X, fitted: np.ndarray | None, estimator_name: str) -> No
         f"The feature names should match those that were passed during fit: X's columns "
         f"{_few(list(names))} against {estimator_name}'s feature_names_in_ "
         f"{_few(fitted)} ({diff}); {fix}")
+
+
+def _caller_level() -> int:
+    """``warnings.warn``'s stacklevel (called from the caller of this function) that
+    names the first frame outside this package: the user's line, however deep the
+    library's own calls are."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2  # the frame that calls warnings.warn is level 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _table_values(X, arr: np.ndarray) -> np.ndarray:

@@ -277,6 +277,9 @@ def test_dataframe_columns_become_feature_names_and_survive_save_load(blobs, tmp
         back.predict_proba(df[["b", "a"]])
     fit.fit(X)
     assert not hasattr(fit, "feature_names_in_")
+    with pytest.warns(UserWarning, match="X has feature names, but BayesianGaussianMixture "
+                                         "was fitted without feature names"):
+        fit.predict_proba(df)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"covariance_type": "VVV"}, {"noise": True},

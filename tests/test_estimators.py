@@ -274,7 +274,11 @@ def test_dataframe_columns_become_feature_names_and_are_checked(blobs, make):
     np.testing.assert_array_equal(model.predict(df[["b", "a"]][["a", "b"]]), model.predict(X))
     model.fit(X)
     assert not hasattr(model, "feature_names_in_")
-    model.predict(df[["b", "a"]])  # no names to check against
+    with pytest.warns(UserWarning, match=f"X has feature names, but {type(model).__name__} "
+                                         "was fitted without feature names") as caught:
+        swapped = model.predict(df[["b", "a"]])  # no names to check against: by position
+    assert caught[0].filename == __file__  # the user's line, not the library's
+    np.testing.assert_array_equal(swapped, model.predict(X[:, ::-1]))
 
 
 def test_partial_fit_takes_the_first_batchs_feature_names(blobs):
