@@ -659,6 +659,7 @@ def _cmd_predict(args, log) -> int:
     cfg = dataclasses.replace(cfg, path=str(Path(args.data).absolute()), label_column=None)
     if cfg.id_column is not None:
         cfg = _keep_id_if_present(cfg)
+        _check_id_position(cfg, model, folder)
     cfg = _model_columns(cfg, model)
     if args.out:
         _check_out_file(Path(args.out))
@@ -849,6 +850,25 @@ def _keep_id_if_present(cfg: DataConfig) -> DataConfig:
         if names is None or cfg.id_column not in names:
             return dataclasses.replace(cfg, id_column=None)
     return cfg
+
+
+def _check_id_position(cfg: DataConfig, model, folder: Path) -> None:
+    """An id column given by index is read by position in new data (whose features are
+    read by name): refuse new data where that position holds one of the model's
+    features, i.e. its columns are in another order than the fit's."""
+    names = getattr(model, "feature_names_in_", None)
+    path = Path(cfg.path)
+    if (not isinstance(cfg.id_column, int) or names is None or path.suffix == ".npy"
+            or not path.is_file()):
+        return
+    header, _ = _read_header(path, cfg.delimiter, cfg.header)
+    if header is not None and 0 <= cfg.id_column < len(header) and \
+            header[cfg.id_column] in [str(n) for n in names]:
+        raise CLIError(f"{path}'s column {cfg.id_column} (id_column = {cfg.id_column} in "
+                       f"{folder / 'config.toml'}) is {header[cfg.id_column]!r}, one of the "
+                       "model's features: this file's columns are in another order than "
+                       "the fit's", f"set id_column to the id column's name in "
+                       f"{folder / 'config.toml'}, or keep the fit's column order")
 
 
 def _model_columns(cfg: DataConfig, model) -> DataConfig:

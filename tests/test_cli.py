@@ -665,6 +665,31 @@ def test_predict_takes_the_fitted_columns_by_name(tmp_path, capsys):
         _assert_one_line_error(capsys.readouterr().err.splitlines(), fragment)
 
 
+def test_predict_refuses_an_id_index_that_now_points_at_a_feature(tmp_path, capsys):
+    """An id column given by index is read by position: new data with the columns in
+    another order would have a feature read as the ids; refused, naming the key and the
+    fix. The fit's order still predicts."""
+    rng = np.random.default_rng(2)
+    X = np.r_[rng.normal(0, 1, (20, 2)), rng.normal(6, 1, (20, 2))]
+    (tmp_path / "d.csv").write_text("id,x1,x2\n" + "".join(
+        f"p{i},{a:.4f},{b:.4f}\n" for i, (a, b) in enumerate(X)))
+    (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\nid_column = 0\n'
+                                     '[sweep]\nn_components = 2\n')
+    out = tmp_path / "m"
+    assert main(["fit", str(tmp_path / "c.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(out), str(tmp_path / "d.csv"), "--quiet", NO_CACHE]) == 0
+    table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["id"] for r in table] == [f"p{i}" for i in range(40)]
+    (tmp_path / "moved.csv").write_text("x2,id,x1\n" + "".join(
+        f"{b:.4f},p{i},{a:.4f}\n" for i, (a, b) in enumerate(X)))
+    assert main(["predict", str(out), str(tmp_path / "moved.csv"), NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(),
+                           "column 0 (id_column = 0", "is 'x2', one of the model's features",
+                           "set id_column to the id column's name")
+
+
 def test_r_and_excel_csv_files_and_one_feature(tmp_path, capsys):
     """R's write.csv quotes the ids, Excel's "CSV UTF-8" starts with a byte-order mark
     (in the config too): the ids are read without their quotes and the first column's
