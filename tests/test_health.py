@@ -92,6 +92,15 @@ def test_health_names_the_collapsed_component_and_the_stray_chain():
     assert "component 1 collapsed in chains [2]" in text
     assert "component 2 is empty in chains [2]" in text
     assert "chains [2] sit in another mode" in text
+    # what print(fit.health_) shows: the verdict, the figures, every problem; no arrays
+    shown = str(h)
+    assert shown.startswith("Health: NOT healthy (4 chains x 60 draws, K = 3)"), shown
+    for line in ("chains in another mode: [2]", "component 1 collapsed in chains [2]",
+                 "component 2 empty in chains [2]", f"log-density R-hat {h.lp_rhat:.3f}",
+                 *(f"  - {p}" for p in h.problems)):
+        assert line in shown, (line, shown)
+    assert "array(" not in shown and str(health(*_chains()[:2], lp=_chains()[2])).startswith(
+        "Health: healthy (4 chains x 60 draws, K = 3)")
     # With a sparse prior an empty component is the point, not a problem.
     hs = health(GMMParams(W, draws.means, F, "full"), X, lp=lp, sparse=True)
     assert not any("empty" in p for p in hs.problems) and hs.empty[2, 2]
@@ -153,6 +162,7 @@ def test_loo_and_waic_after_map_say_they_need_draws(map_fit, name):
 def test_map_fit_reports_its_health(map_fit, blobs):
     h = map_fit.health_
     assert h.healthy and h.collapsed.shape == (1, 4) and h.n_high_pareto_k == -1
+    assert str(h) == "Health: healthy (1 chain x 1 draw, K = 4)"
     np.testing.assert_array_equal(np.diag(map_fit.coclustering(blobs[0])), 1.0)
 
 

@@ -124,6 +124,42 @@ class Health(NamedTuple):
     ess_bulk_min: float = float("nan")  # the smallest bulk ESS of a relabeled weight, mean or scale of a non-empty component (NaN: under 4 draws a chain)
     slow: np.ndarray | None = None  # shape=(C,), bool: chain c disagrees with the others, but no more than the chains vary within themselves (slow mixing, not another mode)
 
+    def __str__(self) -> str:
+        """What ``print(fit.health_)`` shows: the verdict, the figures behind it, one
+        line each, and the problems (the fields keep the arrays)."""
+        C, S = self.n_nonempty.shape
+        K = self.collapsed.shape[1]
+        lines = [f"Health: {'healthy' if self.healthy else 'NOT healthy'} ({C} chain"
+                 f"{'s' if C > 1 else ''} x {S} draw{'s' if S > 1 else ''}, K = {K})"]
+        if np.isfinite(self.lp_rhat):
+            lines.append(f"  log-density R-hat {self.lp_rhat:.3f} (limit {LP_RHAT_MAX}); "
+                         f"mean per chain {_numbers(self.chain_lp, 1)}")
+        if np.isfinite(self.coclustering_disagreement).all():
+            lines.append(f"  co-clustering disagreement per chain "
+                         f"{_numbers(self.coclustering_disagreement, 3)} (limit "
+                         f"{COCLUSTERING_MAX})")
+        if np.isfinite(self.ess_bulk_min):
+            lines.append(f"  smallest bulk ESS {self.ess_bulk_min:.0f} (limit {ESS_MIN})")
+        if self.n_high_pareto_k >= 0:
+            lines.append(f"  PSIS-LOO Pareto k > {PARETO_K_MAX}: {self.n_high_pareto_k} "
+                         "points")
+        slow = self.slow if self.slow is not None else np.zeros(C, bool)
+        for name, mask in (("chains in another mode", self.stray),
+                           ("chains mixing slowly", slow)):
+            if np.any(mask):
+                lines.append(f"  {name}: {np.flatnonzero(mask).tolist()}")
+        for name, mask in (("collapsed", self.collapsed), ("empty", self.empty)):
+            for k in np.flatnonzero(np.any(mask, axis=0)):
+                lines.append(f"  component {k} {name} in chains "
+                             f"{np.flatnonzero(mask[:, k]).tolist()}")
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _numbers(a, digits: int) -> str:
+    """``[1.2, 3.4]``: an array's values rounded, for :meth:`Health.__str__`."""
+    return str([round(float(x), digits) for x in np.asarray(a).ravel()])
+
 
 class LabelInvariant(NamedTuple):
     """Convergence of quantities that do not change when components are renamed
