@@ -135,6 +135,10 @@ def test_loo_is_the_exact_leave_one_out_of_a_conjugate_model():
     assert res.p == pytest.approx(lppd - res.elpd, rel=1e-6)
     assert res.p == pytest.approx(1.0, abs=0.15)  # one free parameter, mu
     assert res.se == pytest.approx(np.sqrt(40 * np.var(res.elpd_i, ddof=1)), rel=1e-12)
+    # print(fit.loo()): the figures, not the (N,) arrays
+    assert str(res) == (f"PSIS-LOO of 40 points, 4000 draws\n  elpd_loo {res.elpd:.2f} "
+                        f"(se {res.se:.2f}), p_loo {res.p:.2f}\n  Pareto k > "
+                        f"{res.good_k:.2f}: 0 of 40 points")
 
 
 def test_waic_is_its_closed_form():
@@ -169,6 +173,8 @@ def test_waic_warns_when_the_log_likelihood_varies_a_lot():
     with pytest.warns(UserWarning, match="WAIC"):
         res = bz.waic(bz.to_inference_data(wide, y))
     assert res.warning
+    assert str(res).startswith("WAIC of 40 points, 4000 draws\n  elpd_waic ") and \
+        str(res).endswith("WAIC may fail there; prefer loo()")
 
 
 def test_loo_waic_compare_need_the_log_likelihood():
@@ -255,6 +261,31 @@ def test_summary_diagnostics_see_mixing():
     assert good["ess_tail"] == pytest.approx(tail, rel=1e-6)
     assert good["mcse_mean"] == pytest.approx(x.std(ddof=1) / np.sqrt(good["ess_bulk"]),
                                               rel=0.1)
+
+
+@pytest.mark.parametrize("C, S", [(1, 1), (1, 200)])
+def test_summary_of_one_draw_or_one_chain_is_silent(capfd, C, S):
+    """MAP (one draw) and SVI (one chain) fits: R-hat needs two chains, and ArviZ 0.23
+    logged "Shape validation failed" on stderr for every summary (printed by `bayesgmm
+    fit --quiet`, and on saving). The table is computed without that call: R-hat NaN,
+    as ArviZ gives it; the one chain's ESS and MCSE are ArviZ's own (one draw: NaN)."""
+    params, sites = _mixture_draws(C=1, S=S)
+    idata = bz.to_inference_data(params, np.zeros((3, 2)), sites=sites)
+    capfd.readouterr()
+    table = bz.summary(idata)
+    assert "Shape validation" not in capfd.readouterr().err
+    assert list(table.columns) == SUMMARY_COLUMNS and table["r_hat"].isna().all()
+    x = np.asarray(params.means)[..., 1, 0]  # (1, S): means[1, 0]
+    row = table.loc["means[1, 0]"]
+    assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
+    if S == 1:
+        assert table[SUMMARY_COLUMNS[4:]].isna().all().all()
+    else:
+        assert row["ess_bulk"] == pytest.approx(bz.ess(x, method="bulk"), rel=1e-12)
+        assert row["ess_tail"] == pytest.approx(bz.ess(x, method="tail"), rel=1e-12)
+        assert row["mcse_mean"] == pytest.approx(x.std(ddof=1) / np.sqrt(
+            bz.ess(x, method="mean")), rel=1e-6)
+    assert list(bz.summary(idata, kind="diagnostics").columns) == SUMMARY_COLUMNS[4:]
 
 
 def test_summary_refuses_bad_arguments():

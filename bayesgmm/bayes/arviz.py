@@ -110,6 +110,24 @@ class ELPD(NamedTuple):
     n_samples: int  # C · S draws
     n_data_points: int  # N
 
+    def __str__(self) -> str:
+        """What ``print(fit.loo())`` shows: the estimate, its standard error, the
+        effective number of parameters and the reliability check (as ArviZ prints its
+        own; the fields keep the pointwise arrays)."""
+        name = "PSIS-LOO" if self.kind == "loo" else "WAIC"
+        lines = [f"{name} of {self.n_data_points} points, {self.n_samples} draws",
+                 f"  elpd_{self.kind} {self.elpd:.2f} (se {self.se:.2f}), "
+                 f"p_{self.kind} {self.p:.2f}"]
+        if self.pareto_k is not None:
+            k = np.asarray(self.pareto_k)
+            bad = int(np.sum(k > self.good_k))
+            lines.append(f"  Pareto k > {self.good_k:.2f}: {bad} of {k.size} points"
+                         + (" (those estimates are unreliable)" if bad else ""))
+        elif self.warning:
+            lines.append("  some points' posterior variance of the log density exceeds "
+                         "0.4: WAIC may fail there; prefer loo()")
+        return "\n".join(lines)
+
 
 @functools.cache
 def arviz_version() -> tuple[int, int]:
@@ -327,6 +345,19 @@ def summary(idata, var_names=("weights", "means", "scales"), *, ci_prob: float =
         table = table.assign(**dict.fromkeys(diagnostics, np.nan))
         return table[diagnostics if kind == "diagnostics" else list(table.columns)]
     az = _az()
+    if kind != "stats" and draws.sizes["chain"] == 1 and not _v1():
+        # one chain (SVI): R-hat needs two, and ArviZ 0.23 logs "Shape validation
+        # failed" on stderr for each summary; the same table from the calls that do not
+        # need two chains (ArviZ's own ESS and MCSE, as its summary computes them), R-hat
+        # NaN as it gives it (arviz-stats 1.x: NaN, silently)
+        table = summary(idata, var_names, ci_prob=ci_prob, ci_kind=ci_kind, kind="stats")
+        columns = {"mcse_mean": az.mcse(draws, method="mean"),
+                   "mcse_sd": az.mcse(draws, method="sd"),
+                   "ess_bulk": az.ess(draws, method="bulk"),
+                   "ess_tail": az.ess(draws, method="tail")}
+        table = table.assign(**{c: _by_row(table.index, names, found)
+                                for c, found in columns.items()}, r_hat=np.nan)
+        return table[diagnostics if kind == "diagnostics" else list(table.columns)]
     if _v1():
         # arviz-stats takes the tail ESS's quantiles (1 - q, q) from rcParams
         # "stats.ci_prob" (0.89 by default); q = 0.95 gives ArviZ 0.23's (and Vehtari et al.
@@ -351,6 +382,17 @@ def summary(idata, var_names=("weights", "means", "scales"), *, ci_prob: float =
     stats = ["mean", "sd", lb, ub]
     columns = {"all": stats + diagnostics, "stats": stats, "diagnostics": diagnostics}[kind]
     return table[columns].astype(np.float64)
+
+
+def _by_row(index, names, found) -> np.ndarray:
+    """A per-scalar result (a Dataset of ``names``, e.g. ``az.ess(draws)``) as a column
+    in the order of ``index`` (ArviZ's row labels: ``"means[0, 1]"``)."""
+    values = {}
+    for name in names:
+        arr = np.asarray(found[name].values, np.float64)
+        for idx in np.ndindex(arr.shape):
+            values[name if not idx else f"{name}[{', '.join(map(str, idx))}]"] = arr[idx]
+    return np.array([values[label] for label in index])
 
 
 def compare(models: dict, **kwargs):
