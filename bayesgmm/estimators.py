@@ -409,14 +409,14 @@ default="auto"
         """Most probable component per sample, shape (n_samples,), int64."""
         return np.argmax(self._log_resp(X)[0], axis=1).astype(np.int64)
 
-    def membership_table(self, X, prob=0.9):
+    def membership_table(self, X, prob=0.94):
         """Per sample its component and that component's membership probability, as
         columns for a table (:func:`bayesgmm.io.write_table` writes it as CSV).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        prob : float in (0, 1), default=0.9
+        prob : float in (0, 1), default=0.94
             Accepted for the same call as :meth:`BayesianGaussianMixture.membership_table`;
             an EM fit is one parameter set, so it has no credible interval.
 

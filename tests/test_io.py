@@ -441,6 +441,11 @@ def test_membership_table_against_scipy(nuts_saved, small_data):
     np.testing.assert_allclose(table["lower"], lo, atol=1e-9)
     np.testing.assert_allclose(table["upper"], hi, atol=1e-9)
     assert np.all(table["lower"] <= table["upper"])
+    # the default interval is membership_interval's (and the config's) 94%
+    default = bayesgmm.load(path).membership_table(X)
+    lo, hi = np.quantile(resp[:, rows, label], [0.03, 0.97], axis=0)
+    np.testing.assert_allclose(default["lower"], lo, atol=1e-9)
+    np.testing.assert_allclose(default["upper"], hi, atol=1e-9)
 
 
 @pytest.mark.usefixtures("standard_promotion")

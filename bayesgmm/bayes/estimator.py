@@ -328,10 +328,11 @@ class BayesianGaussianMixture(BaseEstimator):
                                          self.priors_, prob=prob)
             return posterior.membership(self.params_.astype(X.dtype), X, prob=prob)
 
-    def membership_table(self, X, prob=0.9):
+    def membership_table(self, X, prob=0.94):
         """Per sample its component, that component's posterior-mean membership
         probability and, with posterior draws, its equal-tailed ``prob`` credible interval
-        (:meth:`membership_interval`), as columns for :func:`bayesgmm.io.write_table`.
+        (:meth:`membership_interval`, default 0.94 as there and as the command line's
+        ``[bayes] interval``), as columns for :func:`bayesgmm.io.write_table`.
 
         Returns
         -------
