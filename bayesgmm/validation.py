@@ -270,8 +270,11 @@ def _caller_level() -> int:
     """``warnings.warn``'s stacklevel (called from the caller of this function) that
     names the first frame outside this package: the user's line, however deep the
     library's own calls are."""
+    import inspect
+
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(2), 2  # the frame that calls warnings.warn is level 1
+    # the frame that calls warnings.warn (this function's caller) is level 1
+    frame, level = inspect.currentframe().f_back.f_back, 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
             package + os.sep):
         frame, level = frame.f_back, level + 1

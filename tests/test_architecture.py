@@ -208,6 +208,48 @@ def test_the_private_name_check_can_fail(tmp_path, monkeypatch):
     assert any("em._fit_jit" in r for r in reads) and any("mtrand._rand" in r for r in reads)
 
 
+# every name covariance_type takes: scikit-learn's four, mclust's 14 and 1-D E/V
+COVARIANCE_NAMES = {"full", "tied", "diag", "spherical", "E", "V", "EII", "VII", "EEI",
+                    "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV",
+                    "VVV"}
+
+
+def _type_branches(path: Path) -> list[str]:
+    """Comparisons with a covariance type's name (``kind == "full"``, ``ct in ("diag",
+    "spherical")``) in one file: a branch on the type, which belongs in the per-type
+    table of covariance.py."""
+    def names(node) -> set:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value} & COVARIANCE_NAMES
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return set().union(*(names(e) for e in node.elts)) if node.elts else set()
+        return set()
+
+    return [f"{path.name}:{node.lineno}: {ast.unparse(node)}"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Compare)
+            and any(names(side) for side in [node.left, *node.comparators])]
+
+
+def test_only_the_covariance_table_branches_on_the_covariance_type():
+    """No module but covariance.py compares a covariance type with a name: what differs
+    between the types is in its one table (README's Layout)."""
+    from bayesgmm.selection import all_covariance_types
+
+    assert set(all_covariance_types()) < COVARIANCE_NAMES
+    found = [b for module, path in MODULES.items() if module != "bayesgmm.covariance"
+             for b in _type_branches(path)]
+    assert found == []
+
+
+def test_the_type_branch_check_can_fail(tmp_path):
+    fake = tmp_path / "fake.py"
+    fake.write_text('def f(kind, ct):\n    if kind == "full":\n        return 1\n'
+                    '    return ct in ("VVI", "other") or kind != "best"\n')
+    found = _type_branches(fake)
+    assert len(found) == 2 and "fake.py:2" in found[0] and "VVI" in found[1], found
+
+
 def _in_bayes(cycle):
     return all(m.startswith("bayesgmm.bayes") for m in cycle)
 
