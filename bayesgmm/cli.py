@@ -649,6 +649,11 @@ def _cmd_predict(args, log) -> int:
 
     folder = Path(args.model_dir)
     model = _load_model(folder)
+    if not Path(args.data).is_file():
+        raise CLIError(f"data file {args.data} does not exist"
+                       + (" (it is a folder)" if Path(args.data).is_dir() else ""),
+                       "give the new data's file (CSV or .npy) after the model folder: "
+                       "bayesgmm predict MODEL_DIR DATA")
     cfg, prob = DataConfig(), 0.94
     if (folder / "config.toml").is_file():  # the fit's columns, id column and interval
         try:

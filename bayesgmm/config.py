@@ -109,7 +109,8 @@ class SweepConfig:
     n_components: tuple[int, int] = _key(
         (1, 20), "the K compared: [low, high] (inclusive), or one integer K", min=1)
     covariance_types: tuple[str, ...] = _key(
-        ("full",), 'any of "full", "tied", "diag", "spherical"')
+        ("full",), 'a list of any of "full", "tied", "diag", "spherical" and mclust\'s 14 '
+        'names ("EII" ... "VVV"; "full" is "VVV"), or "all" for mclust\'s 14')
     criterion: str = _key("bic", "the criterion that picks the best model (lower is "
                                  "better)", choices_from="bayesgmm.selection.CRITERIA")
 
@@ -359,6 +360,10 @@ def _build(cls, table: dict[str, Any], where: str):
             continue
         if cls is SweepConfig and key == "n_components" and _is_int(value):
             value = [value, value]  # one K
+        if cls is SweepConfig and key == "covariance_types" and value == "all":
+            from bayesgmm.selection import all_covariance_types  # (no JAX import)
+
+            value = list(all_covariance_types())  # mclust's 14, as sweep(..., "all")
         kwargs[key] = _convert(value, hints[key], name, fields[key].metadata)
     return cls(**kwargs)
 

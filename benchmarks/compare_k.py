@@ -48,6 +48,9 @@ def child(cache_dir: str, per_k: bool = False) -> None:
 
 
 def main():
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the module's docstring is its usage
+        print(__doc__)
+        return 0
     if len(sys.argv) >= 3 and sys.argv[1] == "--child":
         return child(sys.argv[2], "--per-k" in sys.argv)
     print(f"machine: {_common.machine()}\n")

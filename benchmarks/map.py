@@ -126,6 +126,9 @@ def child(name: str, dtype: str, variant: str) -> None:
 
 
 def main():
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the module's docstring is its usage
+        print(__doc__)
+        return 0
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         return child(*sys.argv[2:])
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3

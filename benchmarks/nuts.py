@@ -115,6 +115,9 @@ def run_textbook(X, K, priors, sites, settings, seed):
 
 
 def main():
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the module's docstring is its usage
+        print(__doc__)
+        return 0
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         return child(sys.argv[2])
     if len(sys.argv) == 4 and sys.argv[1] == "--cold-child":

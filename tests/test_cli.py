@@ -654,6 +654,9 @@ def test_predict_takes_the_fitted_columns_by_name(tmp_path, capsys):
         table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
         assert [r["id"] for r in table] == [f"p{i}" for i in range(60)]
         np.testing.assert_array_equal([int(r["label"]) for r in table], truth)
+    assert main(["predict", str(out), str(tmp_path / "nope.csv"), NO_CACHE]) == 2
+    _assert_one_line_error(capsys.readouterr().err.splitlines(), "nope.csv does not exist",
+                           "bayesgmm predict MODEL_DIR DATA")
     (tmp_path / "renamed.csv").write_text(swapped.replace("x1", "y1"))
     assert main(["predict", str(out), str(tmp_path / "renamed.csv"), NO_CACHE]) == 2
     _assert_one_line_error(capsys.readouterr().err.splitlines(), "has no column 'x1'",

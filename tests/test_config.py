@@ -292,6 +292,18 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(bad)
 
 
+def test_covariance_types_all_is_mclusts_14(tmp_path):
+    """As sweep(..., "all"): the string "all" is mclust's 14 models in its order."""
+    from bayesgmm.selection import all_covariance_types
+
+    (tmp_path / "c.toml").write_text('[sweep]\ncovariance_types = "all"\n')
+    types = load_config(tmp_path / "c.toml").sweep.covariance_types
+    assert types == tuple(all_covariance_types()) and len(types) == 14
+    (tmp_path / "c.toml").write_text('[sweep]\ncovariance_types = "full"\n')
+    with pytest.raises(ConfigError, match="covariance_types must be a list of strings"):
+        load_config(tmp_path / "c.toml")
+
+
 def test_a_config_of_your_data_without_a_name_is_named_by_its_file(tmp_path):
     """Without ``name``, a config of the user's data writes models/<its file's name>/,
     not the demo's models/blobs/ (which it replaced before); the demo keeps blobs."""
