@@ -168,6 +168,41 @@ def test_loo_prefers_true_k_over_k_minus_one(simulated, simulated_k3):
     assert table.index[0] == "K=3", table
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_map_is_equivariant_to_the_data_units(blobs, scale):
+    """MAP of c·X is c times MAP of X (the default priors scale with the data, and Adam
+    moves each mean in units of its feature's spread). In thousandths Adam's fixed step
+    of 0.05 used to cross the whole data set each step: every cluster merged into one
+    (ARI 0, healthy True)."""
+    X = blobs[0]
+    ref = BayesianGaussianMixture(4, method="map", random_state=0).fit(X)
+    fit = BayesianGaussianMixture(4, method="map", random_state=0).fit(X * scale)
+    np.testing.assert_allclose(fit.means_ / scale, ref.means_, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(fit.weights_, ref.weights_, atol=1e-4)
+    np.testing.assert_allclose(fit.covariances_ / scale**2, ref.covariances_, rtol=1e-3,
+                               atol=1e-4)
+    np.testing.assert_array_equal(fit.predict(X * scale), ref.predict(X))
+    assert fit.health_.healthy
+
+
+def test_a_fit_far_below_its_em_start_is_unhealthy(blobs):
+    """SVI's Adam steps are in the data's units: on data in thousandths the guide leaves
+    the mode (the posterior mean's log-likelihood hundreds of nats below EM's). That fit
+    is unhealthy, naming the gap and the fix; the same fit in the original units is
+    healthy."""
+    X = blobs[0] * 1e-3
+    fit = BayesianGaussianMixture(4, method="svi", n_svi_steps=1500, n_draws=200,
+                                  random_state=0).fit(X)
+    ll = lambda m: m.score(X) * len(X)  # noqa: E731
+    assert ll(fit.em_) - ll(fit) > fit.em_.params_.n_parameters * np.log(len(X))  # the truth
+    assert not fit.health_.healthy
+    assert any("below that of the EM fit it started from" in p and "standardise" in p
+               for p in fit.health_.problems), fit.health_.problems
+    ok = BayesianGaussianMixture(4, method="svi", n_svi_steps=1500, n_draws=200,
+                                 random_state=0).fit(X * 1e3)
+    assert not any("EM fit it started from" in p for p in ok.health_.problems)
+
+
 def test_svi_draws(blobs):
     X = blobs[0].astype(np.float32)
     fit = BayesianGaussianMixture(4, method="svi", n_svi_steps=1500, n_draws=300,

@@ -288,7 +288,10 @@ class BayesianGaussianMixture(BaseEstimator):
                                               component=self.component, df=self.df,
                                               noise=bool(self.noise),
                                               noise_volume=self.noise_volume)
-        self._set_fitted(self._infer(k_run, X, start, priors), X.shape[1])
+        post = self._infer(k_run, X, start, priors)
+        if not priors.robust:  # (a noise or t model's EM start is not this likelihood's)
+            post = posterior.below_em(post, self.em_.params_, X, self.method)
+        self._set_fitted(post, X.shape[1])
         self._set_messy(priors)
         self._feature_names(data, reset=True)
         return self
