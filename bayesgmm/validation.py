@@ -171,6 +171,10 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             msg = f"{name} must be numeric; could not convert its {arr.dtype} values to float: {exc}"
+            columns = _non_numeric_columns(X)
+            if columns:  # a table: name its columns to drop (or encode)
+                msg += (f"; its non-numeric columns are {_few(columns)}: drop them, e.g. "
+                        f"{name}.drop(columns={_few(columns)}), or encode them as numbers")
             raise type(exc)(msg) from None
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name} has dtype {arr.dtype}; expected a numeric array")
@@ -279,6 +283,20 @@ def _caller_level() -> int:
             package + os.sep):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _non_numeric_columns(X) -> list:
+    """The names of a table's columns that hold no numbers (strings, categories,
+    objects), as str; [] for an array or where it cannot tell."""
+    try:
+        kinds = [np.dtype(getattr(t, "numpy_dtype", t)).kind for t in X.dtypes]
+    except (AttributeError, TypeError):  # no per-column dtypes, or a pandas extension type
+        try:
+            return [str(c) for c, t in zip(X.columns, X.dtypes)
+                    if not getattr(t, "_is_numeric", True)]
+        except AttributeError:
+            return []
+    return [str(c) for c, k in zip(X.columns, kinds) if k not in "fiub"]
 
 
 def _table_values(X, arr: np.ndarray) -> np.ndarray:

@@ -165,6 +165,12 @@ def test_nullable_table_columns_are_read_as_float_with_nan_for_na():
     assert single.dtype == np.float32 and single.tolist() == [[1.0], [2.0]]
     with pytest.raises(ValueError, match="X must be numeric"):
         check_array_2d(pd.DataFrame({"a": ["x", None]}))
+    # a table's text or category columns are named, with the fix
+    table = pd.DataFrame({"x": [1.0, 2.0], "species": ["setosa", "virginica"],
+                          "site": pd.Categorical(["a", "b"])})
+    with pytest.raises(ValueError, match=r"non-numeric columns are \['species', 'site'\]: "
+                                         r"drop them, e.g. X.drop\(columns="):
+        check_array_2d(table)
 
 
 def test_nan_message_names_the_option_only_where_there_is_one():
