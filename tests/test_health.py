@@ -106,6 +106,31 @@ def test_health_names_the_collapsed_component_and_the_stray_chain():
     assert not any("empty" in p for p in hs.problems) and hs.empty[2, 2]
 
 
+def test_a_chain_apart_on_the_log_density_alone_is_named_by_that_test():
+    """Chain 1's log density 50 above the others' (independent draws: ~300 Monte Carlo
+    errors), its clustering the same: it is in another mode, and the sentence gives the
+    log density's numbers, not a co-clustering disagreement it did not have."""
+    draws, X, lp = _chains()
+    lp[1] += 50.0
+    h = health(draws, X, lp=lp)
+    np.testing.assert_array_equal(h.stray, [0, 1, 0, 0])
+    (text,) = [p for p in h.problems if "another mode" in p]
+    assert text.startswith("chains [1] sit in another mode (mean log density per chain")
+    assert "co-clustering" not in text and "do not agree on the log density" in text
+
+
+def test_a_component_of_one_row_in_n_is_not_empty():
+    """Weights of exactly 1/N, less round-off (1e-13), as a MAP of K = N gives: each
+    component holds one row, none is empty."""
+    draws, X, lp = _chains(C=1, S=1)
+    N = 10
+    X = X[:N]
+    W = np.full((1, 1, 3), 1.0 / N - 1e-13)
+    W[..., 0] = 1 - 2 * W[..., 1]  # the rest: weights sum to 1
+    h = health(GMMParams(W, draws.means, draws.cov_factor, "full"), X)
+    assert not h.empty.any() and h.n_nonempty.ravel().tolist() == [3], h.problems
+
+
 def test_coclustering_disagreement_sees_a_chain_in_another_labeling_of_the_data():
     """Label-invariant: chain 1 merges components 1 and 2 into one (a different
     clustering); relabeling cannot hide it, and the log density is left equal."""

@@ -438,22 +438,27 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     smallest = np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[..., 0], 0))  # (C, S, K)
     weights = np.asarray(p.weights, dtype=np.float64)
     collapsed = np.median(smallest, axis=1) < COLLAPSED_SCALE  # (C, K)
-    empty = np.median(weights, axis=1) < 1.0 / N
-    n_nonempty = (weights >= 1.0 / N).sum(axis=-1).astype(np.int64)
+    # one row's weight, 1/N, less round-off: a component holding exactly one of N rows
+    # (weight 1/N - 1e-13) is not empty
+    one_row = (1.0 - 1e-6) / N
+    empty = np.median(weights, axis=1) < one_row
+    n_nonempty = (weights >= one_row).sum(axis=-1).astype(np.int64)
     chain_lp = np.full(C, np.nan) if lp is None else np.asarray(lp, np.float64).mean(axis=1)
     lp_rhat = rhat(lp) if lp is not None and C > 1 else float("nan")
     disagreement, varies = _coclustering_disagreement(p, X, max_points, max_draws)
     differs = disagreement > COCLUSTERING_MAX
     # beyond the chains' own variation between halves: another mode (NaN: too few draws
     # to tell, so another mode, as before)
-    stray = differs & ~(disagreement <= COCLUSTERING_NOISE * np.median(varies))
-    slow = differs & ~stray
+    stray_cc = differs & ~(disagreement <= COCLUSTERING_NOISE * np.median(varies))
+    slow = differs & ~stray_cc
+    stray_lp = np.zeros(C, bool)
     if lp_rhat > LP_RHAT_MAX:
         within = np.median(np.asarray(lp, np.float64).std(axis=1))
         lp_differs = np.abs(chain_lp - np.median(chain_lp)) > 0.5 * within
         away = ~(_lp_errors(lp) <= MODE_Z)
-        stray |= lp_differs & away
+        stray_lp = lp_differs & away
         slow |= lp_differs & ~away
+    stray = stray_cc | stray_lp
     slow &= ~stray
     n_high = -1
     if idata is not None and C * S > 1:
@@ -468,8 +473,8 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
                   "scales": np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)) * sd},
         ~empty.any(axis=0))
     problems = list(diagnostics.warnings if diagnostics is not None else ())
-    problems += _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement,
-                                 n_high, sparse, N, slow, varies)
+    problems += _health_problems(collapsed, empty, (stray_cc, stray_lp), chain_lp, lp_rhat,
+                                 disagreement, n_high, sparse, N, slow, varies)
     if ess_min < ESS_MIN:
         problems.append(f"the draws are too few or too correlated to summarise: bulk ESS "
                         f"{ess_min:.1f} of {C * S} draws for {where} (below {ESS_MIN}); "
@@ -676,14 +681,19 @@ def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n
             out.append(f"component {k} is empty in chains {chains} (weight < 1/N = "
                        f"{1 / N:.2g}): K is larger than the data support; use fewer "
                        "components, or sparse=True to let extra components empty.")
-    if np.any(stray):
-        out.append(f"chains {np.flatnonzero(stray).tolist()} sit in another mode (mean log "
-                   f"density per chain {np.round(chain_lp, 1).tolist()}, R-hat "
-                   f"{lp_rhat:.3f}; co-clustering disagreement "
-                   f"{np.round(disagreement, 3).tolist()} > {COCLUSTERING_MAX}): the "
-                   "chains do not agree on the clustering, by more than each varies "
-                   "within itself; use fewer components, more warm-up, or another "
-                   "random_state.")
+    stray_cc, stray_lp = stray  # by the co-clustering, by the log density
+    fix = "use fewer components, more warm-up, or another random_state."
+    if np.any(stray_cc):
+        out.append(f"chains {np.flatnonzero(stray_cc).tolist()} sit in another mode "
+                   f"(co-clustering disagreement {np.round(disagreement, 3).tolist()} > "
+                   f"{COCLUSTERING_MAX}, beyond the chains' variation between their own "
+                   f"halves {np.round(varies, 3).tolist()}): the chains do not agree on "
+                   f"the clustering; {fix}")
+    if np.any(stray_lp & ~stray_cc):
+        out.append(f"chains {np.flatnonzero(stray_lp & ~stray_cc).tolist()} sit in another "
+                   f"mode (mean log density per chain {np.round(chain_lp, 1).tolist()}, "
+                   f"R-hat {lp_rhat:.3f}, beyond {MODE_Z:g} Monte Carlo errors): the "
+                   f"chains do not agree on the log density; {fix}")
     mixing = slow & (disagreement > COCLUSTERING_MAX)
     if np.any(mixing):  # slow on the log density alone: the sampler's R-hat line says so
         out.append(f"chains {np.flatnonzero(mixing).tolist()} disagree with the others on "
