@@ -340,8 +340,12 @@ def summary(idata, var_names=("weights", "means", "scales"), *, ci_prob: float =
     diagnostics = ["mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
     if kind != "stats" and draws.sizes["chain"] * draws.sizes["draw"] == 1:
         # one draw (MAP): every diagnostic is NaN, as ArviZ gives it, without asking
-        # ArviZ (0.23 logs "Shape validation failed" for each call, on stderr)
-        table = summary(idata, var_names, ci_prob=ci_prob, ci_kind=ci_kind, kind="stats")
+        # ArviZ (0.23 logs "Shape validation failed" for each call, on stderr); the sd
+        # of one draw is NaN too, without NumPy's "Degrees of freedom <= 0" warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = summary(idata, var_names, ci_prob=ci_prob, ci_kind=ci_kind,
+                            kind="stats")
         table = table.assign(**dict.fromkeys(diagnostics, np.nan))
         return table[diagnostics if kind == "diagnostics" else list(table.columns)]
     az = _az()
