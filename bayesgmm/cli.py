@@ -1102,9 +1102,9 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
         return {"clusters": files["clusters"], **_draws_figures(stage, cfg, model)}
     _figure(files["clusters"], _plot("plot_ellipses"), params, X[kept], labels[kept],
             names=names, title=title)
-    _figure(files["membership"], _plot("plot_membership"), X[complete], proba[complete],
-            names=names, title=("the last colour is the noise component"
-                                if proba.shape[1] > params.n_components else None))
+    _figure(files["membership"], functools.partial(
+                _plot("plot_membership"), noise=proba.shape[1] > params.n_components),
+            X[complete], proba[complete], names=names)
     if interval is not None and cfg.bayes.method != "map":  # MAP: one draw, no interval
         rows = np.arange(len(X))
         label = interval[0].argmax(1)

@@ -251,7 +251,7 @@ def plot_selection(table, *, ax=None, criterion=None, criteria=None, title=None,
 
 
 def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
-                    uncertainty=None, cmap=None, title=None, point_size=14):
+                    uncertainty=None, cmap=None, title=None, point_size=14, noise=False):
     """Points in their most probable component's colour, faded towards grey (and drawn
     larger) as their membership grows uncertain.
 
@@ -270,6 +270,9 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
     title : str, optional
     point_size : float, default=14
         Size of a certain point; a fully uncertain one is three times larger.
+    noise : bool, default=False
+        ``proba``'s last column is a noise component (``predict_proba`` of a model with
+        ``noise=True``): drawn in black and named "noise" in the legend.
 
     Returns
     -------
@@ -291,11 +294,18 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
     i, j = _check_dims(dims, X.shape[1])
     K = proba.shape[1]
     colors = _component_colors(K, cmap)
+    labels = [f"component {k}" for k in range(K)]
+    if noise:
+        if K < 2:
+            raise ValueError("noise=True needs proba with the Gaussian components' columns "
+                             f"and the noise column last; got {K} column")
+        colors[-1] = (0.0, 0.0, 0.0, 1.0)
+        labels[-1] = "noise"
     rgba = (1 - u[:, None]) * colors[proba.argmax(1)] + u[:, None] * _GREY
     order = np.argsort(-u, kind="stable")  # certain points on top of the faded ones
     ax.scatter(X[order, i], X[order, j], c=rgba[order], s=point_size * (1 + 2 * u[order]),
                edgecolors="k", linewidths=0.3 * u[order], zorder=2)
-    handles = [Line2D([], [], ls="none", marker="o", color=colors[k], label=f"component {k}")
+    handles = [Line2D([], [], ls="none", marker="o", color=colors[k], label=labels[k])
                for k in range(K)]
     handles.append(Line2D([], [], ls="none", marker="o", ms=8, color=_GREY, mec="k", mew=0.3,
                           label="faded, larger: uncertain"))

@@ -255,6 +255,13 @@ def test_plot_membership_fades_uncertain_points(blobs):
     np.testing.assert_allclose(sizes[:5], 3 * sizes[-1])
     tab10 = np.asarray(matplotlib.colormaps["tab10"](np.arange(4)))
     np.testing.assert_allclose(faces[5:], tab10[proba.argmax(1)[5:]])
+    # a noise model's last column: black, named "noise" (it was "component 4")
+    with_noise = np.c_[proba * 0.9, np.full(len(X), 0.1)]
+    with_noise[:3] = [0.05, 0.05, 0.05, 0.05, 0.8]  # three points in the noise
+    ax = plot_membership(X, with_noise, uncertainty=np.zeros(len(X)), noise=True)
+    assert _legend_texts(ax)[:5] == [f"component {k}" for k in range(4)] + ["noise"]
+    faces = ax.collections[0].get_facecolors()
+    assert sum(np.allclose(f, [0, 0, 0, 1]) for f in faces) == 3
 
 
 def test_plot_uncertainty_colourbar_and_order(tmp_path, blobs):
