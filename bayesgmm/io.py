@@ -221,6 +221,7 @@ def load(directory: str | Path):
     GaussianMixture or BayesianGaussianMixture
         Predicting as the saved model did. A Bayesian one has ``params_`` (the draws),
         ``map_params_``, ``idata_``, ``idata_raw_``, ``relabeling_``, ``diagnostics_``,
+        ``health_`` (not from a folder saved before meta.json held it),
         ``warnings_`` and the posterior means; not ``em_`` (the EM fit it started from).
 
     Raises
@@ -309,6 +310,7 @@ def _write_bayes(model, folder: Path) -> dict:
                             "lp_rhat": float(d.lp_rhat), "finite": bool(d.finite),
                             "warnings": list(d.warnings)},
             "fit_warnings": [str(w) for w in model.warnings_],  # the health problems
+            "health": _encode_health(model.health_),
             "has_idata_raw": has_raw,
             # the resolved priors: the messy-data model (noise region, t, missing) with them
             "priors": _encode_value(model.priors_) if hasattr(model, "priors_") else None}
@@ -673,6 +675,8 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
         raise _fail(directory / "meta.json", "meta.json's fit_warnings must be a list of "
                                              "strings; re-save the model")
     model.warnings_ = saved
+    if meta.get("health") is not None:  # older folders: no health_ (needs the data)
+        model.health_ = _decode_health(meta["health"], C, S, K, directory / "meta.json")
     mean = posterior_mean(draws)
     model.weights_, model.means_ = np.asarray(mean.weights), np.asarray(mean.means)
     model.covariances_ = np.asarray(mean.covariances)
@@ -685,6 +689,50 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
                                              model.weights_).items():
             setattr(model, name, value)
     return model
+
+
+def _encode_health(h) -> dict:
+    """``health_`` (:class:`~bayesgmm.bayes.posterior.Health`) as JSON values: its
+    arrays as (nested) lists, ``label_invariant`` as a dict, NaN kept (JSON's NaN)."""
+    def plain(v):
+        if isinstance(v, tuple) and hasattr(v, "_fields"):  # label_invariant
+            return {f: plain(x) for f, x in zip(v._fields, v)}
+        if isinstance(v, (tuple, list)):
+            return [str(x) for x in v]
+        if isinstance(v, np.ndarray) or isinstance(v, np.generic):
+            return v.tolist()
+        return v
+
+    return {f: plain(v) for f, v in zip(h._fields, h)}
+
+
+def _decode_health(d, C: int, S: int, K: int, path: Path):
+    """meta.json's ``health`` as a :class:`~bayesgmm.bayes.posterior.Health` of C chains
+    of S draws and K components; a damaged entry is a :class:`ModelFormatError`."""
+    from bayesgmm.bayes.posterior import Health, LabelInvariant
+
+    shapes = {"collapsed": ((C, K), bool), "empty": ((C, K), bool), "stray": ((C,), bool),
+              "chain_ok": ((C,), bool), "chain_lp": ((C,), float),
+              "coclustering_disagreement": ((C,), float), "n_nonempty": ((C, S), np.int64),
+              "slow": ((C,), bool)}
+    try:
+        out = dict(d)
+        for name, (shape, dtype) in shapes.items():
+            if name in out:
+                out[name] = np.asarray(out[name], dtype=dtype).reshape(shape)
+        out["lp_rhat"], out["ess_bulk_min"] = float(out["lp_rhat"]), float(out["ess_bulk_min"])
+        out["n_high_pareto_k"], out["healthy"] = int(out["n_high_pareto_k"]), bool(out["healthy"])
+        out["problems"] = tuple(str(p) for p in out["problems"])
+        li = out.get("label_invariant")
+        if li is not None:
+            out["label_invariant"] = LabelInvariant(
+                tuple(str(n) for n in li["names"]),
+                *(np.asarray(li[f], float) for f in ("r_hat", "ess_bulk", "ess_tail")),
+                int(li["worst_point"]))
+        return Health(**out)
+    except (TypeError, ValueError, KeyError) as err:
+        raise _fail(path, f"meta.json's health is damaged ({type(err).__name__}: {err}); "
+                          "re-save the model") from None
 
 
 def _diagnostics(cls, d: dict, C: int, path: Path):

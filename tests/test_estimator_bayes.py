@@ -378,6 +378,9 @@ def test_compare_n_components_refuses_an_empty_or_bad_k_list(blobs):
                       ([1, 1.5], "whole numbers"), ([2, 2], r"K = \[2\] more than once")):
         with pytest.raises(ValueError, match=match):
             compare_n_components(blobs[0][:60], ks, method="map")
+    # MAP has no draws for LOO: refused before the fits (it failed after fitting every K)
+    with pytest.raises(ValueError, match="method='map' gives one point: use method='nuts'"):
+        compare_n_components(blobs[0][:60], [2, 3], method="map")
 
 
 def test_unfitted_and_feature_mismatch(blobs, map_fits):

@@ -374,6 +374,16 @@ def test_nuts_roundtrip_answers_as_the_original(nuts_saved, small_data):
     np.testing.assert_array_equal(back.coclustering(X[:10]), fit.coclustering(X[:10]))
     assert back.warnings_ == fit.warnings_
     np.testing.assert_array_equal(back.diagnostics_.step_size, fit.diagnostics_.step_size)
+    # health_ comes back whole (a loaded fit had none: AttributeError)
+    assert str(back.health_) == str(fit.health_)
+    for name, a, b in zip(fit.health_._fields, back.health_, fit.health_):
+        if name == "label_invariant":
+            assert a.names == b.names and a.worst_point == b.worst_point
+            for x, y in zip(a[1:4], b[1:4]):
+                np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+            assert np.asarray(a).dtype == np.asarray(b).dtype, name
 
 
 @pytest.mark.usefixtures("standard_promotion")
@@ -482,6 +492,14 @@ def test_damaged_bayesian_files_are_named(tmp_path, nuts_saved):
     shutil.copytree(saved, folder)
     shutil.copy(folder / "idata_raw.nc", folder / "idata.nc")
     with pytest.raises(ModelFormatError, match="idata.nc has no log_likelihood group"):
+        bayesgmm.load(folder)
+    # health_ of another shape (3 components' flags against 2)
+    folder = tmp_path / "health"
+    shutil.copytree(saved, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["health"]["collapsed"] = [[False] * 3] * 2
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="meta.json's health is damaged"):
         bayesgmm.load(folder)
 
 
