@@ -288,15 +288,16 @@ def _caller_level() -> int:
 def _non_numeric_columns(X) -> list:
     """The names of a table's columns that hold no numbers (strings, categories,
     objects), as str; [] for an array or where it cannot tell."""
-    try:
-        kinds = [np.dtype(getattr(t, "numpy_dtype", t)).kind for t in X.dtypes]
-    except (AttributeError, TypeError):  # no per-column dtypes, or a pandas extension type
+    def kind(t) -> str:
         try:
-            return [str(c) for c, t in zip(X.columns, X.dtypes)
-                    if not getattr(t, "_is_numeric", True)]
-        except AttributeError:
-            return []
-    return [str(c) for c, k in zip(X.columns, kinds) if k not in "fiub"]
+            return np.dtype(getattr(t, "numpy_dtype", t)).kind
+        except TypeError:  # a pandas extension type (categories): numeric or not
+            return "f" if getattr(t, "_is_numeric", False) else "O"
+
+    try:
+        return [str(c) for c, t in zip(X.columns, X.dtypes) if kind(t) not in "fiub"]
+    except (AttributeError, TypeError):  # no per-column dtypes
+        return []
 
 
 def _table_values(X, arr: np.ndarray) -> np.ndarray:
