@@ -201,8 +201,22 @@ def test_diagnose_tells_slow_mixing_from_another_mode():
     lp[2] += 100
     mode = diagnose(_result(_nuts_info(S=400, lp=lp)))
     (text,) = mode.warnings
-    assert "chains [2] lie" in text and "another mode" in text and "n_draws" not in text
+    assert "chains [2] lie > 100 Monte Carlo errors" in text and "another mode" in text
+    assert "n_draws" not in text
     assert _lp_errors(lp)[2] > 100  # 100 / (5 / sqrt(400)) = 400 errors away
+
+
+def test_diagnose_names_warm_up_when_most_transitions_diverge():
+    """n_warmup=0 leaves NUTS's step size unadapted and nearly every transition diverges:
+    the warning names the warm-up, not target_accept_prob or the priors."""
+    from bayesgmm.bayes.posterior import diagnose
+
+    base = _nuts_info()
+    diverging = np.ones_like(base.diverging)
+    diverging[:, :10] = False
+    (text,) = diagnose(_result(base._replace(diverging=diverging))).warnings
+    assert text.startswith("760 divergent transitions of 800") and "raise n_warmup" in text
+    assert "target_accept_prob" not in text
 
 
 def test_diagnose_map_and_svi_objectives():

@@ -572,7 +572,13 @@ def _split_rhat(x: np.ndarray) -> float:
 def _diagnose_nuts(info: NUTSInfo) -> Diagnostics:
     out = []
     div = np.asarray(info.diverging).sum(axis=1)
-    if div.sum():
+    if div.sum() and div.sum() >= 0.5 * np.size(info.diverging):
+        # most transitions: not a region of the posterior, a step size never adapted
+        out.append(f"{int(div.sum())} divergent transitions of {np.size(info.diverging)} "
+                   f"(per chain {div.tolist()}): the sampler diverges almost everywhere, "
+                   "so its step size was not adapted; raise n_warmup (the warm-up adapts "
+                   "it; the default is 500).")
+    elif div.sum():
         out.append(f"{int(div.sum())} divergent transitions (per chain {div.tolist()}): the "
                    "posterior has regions NUTS cannot follow; raise target_accept_prob, or "
                    "use stronger priors (weight_concentration, a larger scale_shape).")
@@ -594,7 +600,7 @@ def _diagnose_nuts(info: NUTSInfo) -> Diagnostics:
         away = np.flatnonzero(~(z <= MODE_Z)).tolist()
         if away:
             out.append(f"log-density R-hat {r:.3f} > {LP_RHAT_MAX} (chain means {means}): "
-                       f"chains {away} lie {np.round(z[away], 1).tolist()} Monte Carlo "
+                       f"chains {away} lie {', '.join(_errors_text(v) for v in z[away])} Monte Carlo "
                        "errors from the others, on a label-invariant quantity: they sit "
                        "in another mode; relabeling cannot fix this.")
         else:
@@ -613,6 +619,12 @@ def _chain_ess(lp: np.ndarray) -> np.ndarray:
     if lp.shape[1] < 4:
         return np.full(lp.shape[0], np.nan)
     return np.array([_ess(lp[c:c + 1], "mean") for c in range(lp.shape[0])])
+
+
+def _errors_text(z: float) -> str:
+    """A distance in Monte Carlo errors as the warning shows it: one decimal, or "> 100"
+    (chains that do not move have errors near 0 and distances of 1e14)."""
+    return "> 100" if not z <= 100 else f"{z:.1f}"
 
 
 def _lp_errors(lp: np.ndarray) -> np.ndarray:
