@@ -355,7 +355,7 @@ def _map_program(model, n_steps: int):
         z0 = unconstrain_fn(model, (X,), {}, sites)
         flat0, unravel = ravel_pytree(z0)
         loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
-        f, trace = minimise(loss, flat0, lr0, lr1, n_steps, ravel_pytree(step_scale(z0, X))[0])
+        f, trace = minimise(loss, flat0, lr0, lr1, n_steps, step_scale(z0, X))
         return constrain_fn(model, (X,), {}, unravel(f), return_deterministic=True), trace
 
     return program

@@ -127,18 +127,19 @@ def minimise(loss, flat0, lr0, lr1, n_steps: int, scale=None):
                                                                          end)[None]])
 
 
-def step_scale(z: dict, X) -> dict:
-    """:func:`minimise`'s ``scale`` for unconstrained sites ``z`` (by name): the data's
-    standard deviation per feature for the means (the one site in the data's units:
-    the scales are on a log scale, the weights and correlations unit-free), 1
-    elsewhere. With it a MAP fit of ``c·X`` is ``c`` times that of ``X`` (Adam's steps
+def step_scale(z: dict, X):
+    """:func:`minimise`'s ``scale`` for unconstrained sites ``z`` (by name), flat in
+    ``ravel_pytree``'s order (as the point ``minimise`` moves): the data's standard
+    deviation per feature for the means (the one site in the data's units: the scales
+    are on a log scale, the weights and correlations unit-free), 1 elsewhere. With it a MAP fit of ``c·X`` is ``c`` times that of ``X`` (Adam's steps
     are scale-free on the log scales already); without it a MAP of data in small units
     (X / 1000) moved its means by 0.05 a step across data spread over 0.02 and ended on
     one cluster."""
     sd = jnp.nanstd(X, axis=0)
     sd = jnp.where(sd > 0, sd, 1.0)
-    return {name: (jnp.broadcast_to(sd, v.shape) if name == "means" else jnp.ones(v.shape)
-                   ).astype(v.dtype) for name, v in z.items()}
+    return ravel_pytree({name: (jnp.broadcast_to(sd, v.shape) if name == "means"
+                                else jnp.ones(v.shape)).astype(v.dtype)
+                         for name, v in z.items()})[0]
 
 
 def _fit_map_padded(X, init, n_components, covariance_type, priors, n_steps, lr0, lr1, rtol,
@@ -171,7 +172,7 @@ def _make_padded_runner(model, n_steps: int, n_features: int):
     def run(X, flat0, n_active, lr0, lr1, arrays):
         loss = flat_potential(rebound(model, arrays), X,
                               lambda f: potential.unflatten(f, shapes), n_active)
-        scale = ravel_pytree(step_scale(potential.unflatten(flat0, shapes), X))[0]
+        scale = step_scale(potential.unflatten(flat0, shapes), X)
         return minimise(loss, flat0, lr0, lr1, n_steps, scale)
 
     return jit(run)
@@ -188,7 +189,7 @@ def _make_runner(model, n_steps: int):
         z0 = unconstrained(model_, X, init_sites(init, model_, X.dtype))
         flat0, unravel = ravel_pytree(z0)
         loss = flat_potential(model_, X, unravel)
-        f, trace = minimise(loss, flat0, lr0, lr1, n_steps, ravel_pytree(step_scale(z0, X))[0])
+        f, trace = minimise(loss, flat0, lr0, lr1, n_steps, step_scale(z0, X))
         return constrained(model_, X, unravel(f)), trace
 
     return jit(run)
