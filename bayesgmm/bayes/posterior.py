@@ -432,10 +432,7 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     C, S = p.batch_shape
     X = np.asarray(X, dtype=np.float64)
     N = X.shape[0]
-    sd = X.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    cov = np.asarray(p.full_covariances, dtype=np.float64) / np.outer(sd, sd)  # standardised
-    smallest = np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[..., 0], 0))  # (C, S, K)
+    sd, cov, smallest = _standardised(p, X)  # smallest: (C, S, K)
     weights = np.asarray(p.weights, dtype=np.float64)
     collapsed = np.median(smallest, axis=1) < COLLAPSED_SCALE  # (C, K)
     # one row's weight, 1/N, less round-off: a component holding exactly one of N rows
@@ -486,6 +483,16 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
                   n_nonempty, not problems, tuple(problems), invariant, ess_min, slow)
 
 
+def _standardised(p: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """X's per-feature sd (D,) (1 for a constant feature), the covariances of ``p`` in
+    those units (*B, K, D, D), and each component's smallest standard deviation in them
+    (*B, K): below :data:`COLLAPSED_SCALE`, a component collapsed onto a few points."""
+    sd = X.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    cov = np.asarray(p.full_covariances, dtype=np.float64) / np.outer(sd, sd)
+    return sd, cov, np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[..., 0], 0))
+
+
 def _smallest_ess(weights: np.ndarray, per_feature: dict, kept: np.ndarray
                   ) -> tuple[float, str]:
     """The smallest bulk ESS over the relabeled weights (C, S, K) and the
@@ -522,17 +529,15 @@ def below_em(post: Posterior, em: GMMParams, X, method: str) -> Posterior:
     if np.isnan(X).any():
         return post
     em = em.to_numpy(np.float64)
-    sd = X.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    cov = np.asarray(em.full_covariances) / np.outer(sd, sd)
-    if np.sqrt(max(float(np.linalg.eigvalsh(cov)[..., 0].min()), 0.0)) < COLLAPSED_SCALE:
+    if _standardised(em, X)[2].min() < COLLAPSED_SCALE:
         return post
-    b_em, b_post = (c["bic"] for c in criteria([em, post.mean.to_numpy(np.float64)], X))
-    gap, penalty = (b_post - b_em) / 2, em.n_parameters * np.log(X.shape[0])
+    penalty = em.n_parameters * np.log(X.shape[0])  # BIC = -2 log L + penalty, both fits
+    ll_em, ll_post = ((penalty - c["bic"]) / 2
+                      for c in criteria([em, post.mean.to_numpy(np.float64)], X))
+    gap = ll_em - ll_post
     if not gap > penalty:  # (NaN: nothing to compare)
         return post
-    ll_em = (em.n_parameters * np.log(X.shape[0]) - b_em) / 2
-    message = (f"the posterior mean's log-likelihood {ll_em - gap:.1f} lies {gap:.0f} nats "
+    message = (f"the posterior mean's log-likelihood {ll_post:.1f} lies {gap:.0f} nats "
                f"below that of the EM fit it started from ({ll_em:.1f}), more than the BIC "
                f"penalty p·log N = {penalty:.0f}: the {method} run left the likelihood's "
                "mode; use method='nuts'"
