@@ -338,29 +338,25 @@ def summary(idata, var_names=("weights", "means", "scales"), *, ci_prob: float =
     draws = posterior[names].astype(np.float64)
     lb, ub = (f"{ci_kind}{100 * ci_prob:g}_{end}" for end in ("lb", "ub"))
     diagnostics = ["mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
-    if kind != "stats" and draws.sizes["chain"] * draws.sizes["draw"] == 1:
-        # one draw (MAP): every diagnostic is NaN, as ArviZ gives it, without asking
-        # ArviZ (0.23 logs "Shape validation failed" for each call, on stderr); the sd
-        # of one draw is NaN too, without NumPy's "Degrees of freedom <= 0" warnings
+    az = _az()
+    one_draw = draws.sizes["chain"] * draws.sizes["draw"] == 1
+    if kind != "stats" and (one_draw or draws.sizes["chain"] == 1 and not _v1()):
+        # one draw (MAP) or, on ArviZ 0.23, one chain (SVI): R-hat needs two chains, and
+        # 0.23 logs "Shape validation failed" on stderr for each summary. The stats, then
+        # the diagnostics from the calls that need no second chain (ArviZ's own ESS and
+        # MCSE, as its summary computes them; of one draw all NaN, as ArviZ gives them),
+        # R-hat NaN (arviz-stats 1.x: NaN, silently). The sd of one draw is NaN, without
+        # NumPy's "Degrees of freedom <= 0" warnings.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             table = summary(idata, var_names, ci_prob=ci_prob, ci_kind=ci_kind,
                             kind="stats")
-        table = table.assign(**dict.fromkeys(diagnostics, np.nan))
-        return table[diagnostics if kind == "diagnostics" else list(table.columns)]
-    az = _az()
-    if kind != "stats" and draws.sizes["chain"] == 1 and not _v1():
-        # one chain (SVI): R-hat needs two, and ArviZ 0.23 logs "Shape validation
-        # failed" on stderr for each summary; the same table from the calls that do not
-        # need two chains (ArviZ's own ESS and MCSE, as its summary computes them), R-hat
-        # NaN as it gives it (arviz-stats 1.x: NaN, silently)
-        table = summary(idata, var_names, ci_prob=ci_prob, ci_kind=ci_kind, kind="stats")
-        columns = {"mcse_mean": az.mcse(draws, method="mean"),
-                   "mcse_sd": az.mcse(draws, method="sd"),
-                   "ess_bulk": az.ess(draws, method="bulk"),
-                   "ess_tail": az.ess(draws, method="tail")}
-        table = table.assign(**{c: _by_row(table.index, names, found)
-                                for c, found in columns.items()}, r_hat=np.nan)
+        found = {} if one_draw else {"mcse_mean": az.mcse(draws, method="mean"),
+                                     "mcse_sd": az.mcse(draws, method="sd"),
+                                     "ess_bulk": az.ess(draws, method="bulk"),
+                                     "ess_tail": az.ess(draws, method="tail")}
+        table = table.assign(**{c: _by_row(table.index, names, found[c]) if c in found
+                                else np.nan for c in diagnostics})
         return table[diagnostics if kind == "diagnostics" else list(table.columns)]
     if _v1():
         # arviz-stats takes the tail ESS's quantiles (1 - q, q) from rcParams
