@@ -486,8 +486,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     data = _load(cfg, log)
     swept = run_sweep(cfg, log=log, data=data, progress=progress)
     table, best = swept["table"], swept["table"].best
-    K = best["n_components"] if cfg.fit.n_components == "best" else cfg.fit.n_components
-    ct = best["covariance_type"] if cfg.fit.covariance_type == "best" else cfg.fit.covariance_type
+    K, ct = cfg.fit.chosen(best)
     _check_enough_rows(data, K, "[fit] n_components")
     X = data.X
     with _fit_errors():
@@ -662,10 +661,13 @@ def _cmd_predict(args, log) -> int:
         except ConfigError as err:
             log(f"note: ignoring {folder / 'config.toml'} ({err.what})")
     cfg = dataclasses.replace(cfg, path=str(Path(args.data).absolute()), label_column=None)
+    path = Path(cfg.path)  # a file (checked above); its header read once for the checks
+    header = None if path.suffix == ".npy" else _read_header(path, cfg.delimiter,
+                                                             cfg.header)[0]
     if cfg.id_column is not None:
-        cfg = _keep_id_if_present(cfg)
-        _check_id_position(cfg, model, folder)
-    cfg = _model_columns(cfg, model)
+        cfg = _keep_id_if_present(cfg, header)
+        _check_id_position(cfg, model, folder, header)
+    cfg = _model_columns(cfg, model, header)
     if args.out:
         _check_out_file(Path(args.out))
     _compilation_cache(args)
@@ -848,27 +850,26 @@ def _load_model(folder: Path):
                        "pass a folder written by 'bayesgmm fit', or fit it again") from err
 
 
-def _keep_id_if_present(cfg: DataConfig) -> DataConfig:
-    """New data may lack the fit's id column: then rows are numbered."""
+def _keep_id_if_present(cfg: DataConfig, header: list[str] | None) -> DataConfig:
+    """New data may lack the fit's id column: then rows are numbered. ``header``: the new
+    file's column names (None: no header row, or a .npy file)."""
     if isinstance(cfg.id_column, str) and Path(cfg.path).suffix != ".npy":
-        names, _ = _read_header(Path(cfg.path), cfg.delimiter, cfg.header)
-        if names is None or cfg.id_column not in names:
+        if header is None or cfg.id_column not in header:
             return dataclasses.replace(cfg, id_column=None)
     return cfg
 
 
-def _check_id_position(cfg: DataConfig, model, folder: Path) -> None:
+def _check_id_position(cfg: DataConfig, model, folder: Path, header: list[str] | None
+                       ) -> None:
     """An id column given by index is read by position in new data (whose features are
-    read by name): refuse new data where that position holds one of the model's
-    features, i.e. its columns are in another order than the fit's."""
+    read by name): refuse new data (its column names ``header``) where that position
+    holds one of the model's features, i.e. its columns are in another order than the
+    fit's."""
     names = getattr(model, "feature_names_in_", None)
     path = Path(cfg.path)
-    if (not isinstance(cfg.id_column, int) or names is None or path.suffix == ".npy"
-            or not path.is_file()):
+    if not isinstance(cfg.id_column, int) or names is None or header is None:
         return
-    header, _ = _read_header(path, cfg.delimiter, cfg.header)
-    if header is not None and 0 <= cfg.id_column < len(header) and \
-            header[cfg.id_column] in [str(n) for n in names]:
+    if 0 <= cfg.id_column < len(header) and header[cfg.id_column] in [str(n) for n in names]:
         raise CLIError(f"{path}'s column {cfg.id_column} (id_column = {cfg.id_column} in "
                        f"{folder / 'config.toml'}) is {header[cfg.id_column]!r}, one of the "
                        "model's features: this file's columns are in another order than "
@@ -876,18 +877,17 @@ def _check_id_position(cfg: DataConfig, model, folder: Path) -> None:
                        f"{folder / 'config.toml'}, or keep the fit's column order")
 
 
-def _model_columns(cfg: DataConfig, model) -> DataConfig:
-    """New data with a header row: its feature columns taken by the names the model was
-    fitted on (whatever their order there, and whichever columns the fit's config chose
-    by index or left to the default), so that columns in another order, or a label
-    column, are not fed to the model in their place."""
+def _model_columns(cfg: DataConfig, model, header: list[str] | None) -> DataConfig:
+    """New data with a header row (its names ``header``): its feature columns taken by
+    the names the model was fitted on (whatever their order there, and whichever columns
+    the fit's config chose by index or left to the default), so that columns in another
+    order, or a label column, are not fed to the model in their place."""
     names = getattr(model, "feature_names_in_", None)
     path = Path(cfg.path)
-    if names is None or path.suffix == ".npy" or not path.is_file():
+    if names is None or header is None:
         return cfg
-    header, _ = _read_header(path, cfg.delimiter, cfg.header)
     names = [str(n) for n in names]
-    if header is None or any(names.count(n) > 1 or header.count(n) > 1 for n in names):
+    if any(names.count(n) > 1 or header.count(n) > 1 for n in names):
         # (a name repeated in the fit or in this file: by position, as before)
         return cfg
     missing = [n for n in names if n not in header]
