@@ -135,6 +135,17 @@ class FitConfig:
                                  "each row's observed features)",
                           choices_from="bayesgmm.validation.MISSING_OPTIONS")
 
+    def chosen(self, best) -> tuple:
+        """(K, covariance type) of the fit: ``n_components`` and ``covariance_type`` as
+        given, or, where "best", the sweep's ``best`` row's (a mapping with those keys)."""
+        return (_or_best(self.n_components, best["n_components"]),
+                _or_best(self.covariance_type, best["covariance_type"]))
+
+    def covariance_types(self, swept: tuple) -> tuple:
+        """The covariance types the fit may use: its own, or where "best" the sweep's
+        ``swept``."""
+        return swept if _is_best(self.covariance_type) else (self.covariance_type,)
+
 
 @dataclasses.dataclass(frozen=True)
 class PriorsConfig:
@@ -482,7 +493,7 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError("[sweep] covariance_types is empty",
                           'name at least one, e.g. covariance_types = ["full"]')
     if not (_is_int(cfg.fit.n_components) and cfg.fit.n_components >= 1
-            or cfg.fit.n_components == "best"):
+            or _is_best(cfg.fit.n_components)):
         raise ConfigError(f'[fit] n_components must be an integer K >= 1 or "best", got '
                           f"{_got(cfg.fit.n_components)}",
                           'write n_components = 3 (say) or "best" for the sweep\'s choice')
@@ -563,13 +574,23 @@ def _check_rules(value, meta, name: str) -> None:
                               f"write a value above {meta['gt']}")
 
 
+def _is_best(value) -> bool:
+    """Whether a [fit] value is "best": the sweep's choice."""
+    return isinstance(value, str) and value == "best"
+
+
+def _or_best(value, best):
+    """A [fit] value, or ``best`` (the sweep's choice) where it is "best"."""
+    return best if _is_best(value) else value
+
+
 def _check_fit_options(cfg: RunConfig) -> None:
     """EM's own validation (:meth:`bayesgmm.fitting.FitOptions.check`) on every model the
     run will fit, and the Bayesian model's covariance types."""
     from bayesgmm.fitting import FitOptions
 
     f = cfg.fit
-    types_ = cfg.sweep.covariance_types if f.covariance_type == "best" else (f.covariance_type,)
+    types_ = f.covariance_types(cfg.sweep.covariance_types)
     for ct in dict.fromkeys((*cfg.sweep.covariance_types, *types_)):
         where = ("[fit] covariance_type" if ct == f.covariance_type
                  else "[sweep] covariance_types")

@@ -699,7 +699,7 @@ def _encode_health(h) -> dict:
             return {f: plain(x) for f, x in zip(v._fields, v)}
         if isinstance(v, (tuple, list)):
             return [str(x) for x in v]
-        if isinstance(v, np.ndarray) or isinstance(v, np.generic):
+        if isinstance(v, (np.ndarray, np.generic)):
             return v.tolist()
         return v
 
