@@ -59,13 +59,12 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from numpyro.infer import SVI, Predictive, Trace_ELBO, init_to_value
-from numpyro.infer.autoguide import AutoMultivariateNormal
-from numpyro.optim import Adam
+from numpyro.infer import Predictive
 from scipy import stats
 
 from bayesgmm import fitting
 from bayesgmm.bayes.inference import fit_map, fit_svi, sample_nuts
+from bayesgmm.bayes.inference.svi import guided
 from bayesgmm.bayes.inference.target import bound_model, init_sites, priors_key
 from bayesgmm.bayes.model import Priors, from_sites, gmm_model
 from bayesgmm.bayes.posterior import membership, rhat
@@ -393,8 +392,8 @@ def em_and_map(X, priors: Priors, n_components: int, seed: int = 0,
 def svi_draws(key, X, start: GMMParams, priors: Priors, *, n_components: int,
               covariance_type: str = "full", n_steps: int = 2000, n_draws: int = 100,
               learning_rate: float = 0.01) -> GMMParams:
-    """SVI as :func:`bayesgmm.bayes.inference.fit_svi` runs it (a full-rank
-    multivariate-normal autoguide initialised at ``start``, Adam, Trace_ELBO), compiled
+    """SVI as :func:`bayesgmm.bayes.inference.fit_svi` runs it (its guide,
+    :func:`bayesgmm.bayes.inference.svi.guided`, initialised at ``start``), compiled
     once per configuration and reused for every data set of the same shape (``fit_svi``
     goes through ``SVI.run``, which compiles anew on each call); batch shape (1, n_draws)."""
     config = (n_components, covariance_type, priors_key(priors), n_steps, n_draws,
@@ -788,9 +787,7 @@ def _svi_program(config: tuple, priors: Priors):
     model = bound_model(n_components, covariance_type, priors)
 
     def run(key, X, sites):
-        guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values=sites),
-                                       init_scale=0.01)
-        svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
+        svi, draw = guided(model, X, sites, learning_rate)
         k_init, k_draw = jax.random.split(key)
         state = svi.init(k_init, X)
 
@@ -799,7 +796,6 @@ def _svi_program(config: tuple, priors: Priors):
             return s, loss
 
         state, _ = jax.lax.scan(step, state, None, length=n_steps)
-        draws = guide.sample_posterior(k_draw, svi.get_params(state), sample_shape=(n_draws,))
-        return {k: v for k, v in draws.items() if k != "obs"}
+        return draw(k_draw, svi.get_params(state), n_draws)
 
     return jax.jit(run)

@@ -519,9 +519,9 @@ def information_criteria(params: GMMParams, X) -> dict[str, float]:
 def below_em(post: Posterior, em: GMMParams, X, method: str) -> Posterior:
     """``post`` with a health problem added where its posterior mean's log-likelihood on
     X lies further below that of the EM fit it started from (``em``) than the BIC
-    penalty p·log N: the run left the likelihood's mode (SVI's Adam steps are in the
-    data's units: on make_blobs / 1000, 690 nats below with every cluster merged, and
-    ``healthy`` was True). Measured on fits that are right: 0.5-26 nats below, against
+    penalty p·log N: the run left the likelihood's mode (as SVI did when its Adam steps
+    were in the data's units: on make_blobs / 1000, 690 nats below with every cluster
+    merged, and ``healthy`` was True; its guide now steps in standard units). Measured on fits that are right: 0.5-26 nats below, against
     penalties of 97-371 (blobs and iris, K = 3-8, MAP, SVI, NUTS, sparse). Not
     compared where EM's fit has a collapsed component (its likelihood is a spike the
     priors rightly refuse) or X has missing values."""
@@ -540,9 +540,7 @@ def below_em(post: Posterior, em: GMMParams, X, method: str) -> Posterior:
     message = (f"the posterior mean's log-likelihood {ll_post:.1f} lies {gap:.0f} nats "
                f"below that of the EM fit it started from ({ll_em:.1f}), more than the BIC "
                f"penalty p·log N = {penalty:.0f}: the {method} run left the likelihood's "
-               "mode; use method='nuts'"
-               + (", or standardise the data (X / X.std(axis=0)): SVI's steps are in "
-                  "the data's units" if method == "svi" else "") + ".")
+               "mode; use method='nuts'.")
     health = post.health._replace(healthy=False, problems=(*post.health.problems, message))
     return post._replace(health=health)
 

@@ -38,15 +38,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
-from numpyro.infer import NUTS, SVI, Trace_ELBO, init_to_value
-from numpyro.infer.autoguide import AutoMultivariateNormal
+from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
-from numpyro.optim import Adam
 
 from bayesgmm.bayes import posterior
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.map import map_info, minimise, step_scale
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
+from bayesgmm.bayes.inference.svi import guided
 from bayesgmm.bayes.inference.target import bound_model, prior_arrays, program_key, rebound
 from bayesgmm.bayes.model import (COMPONENTS, Priors, from_sites, model_type, robust_log_joint,
                                   to_sites)
@@ -427,13 +426,11 @@ def _nuts_program(model, n_warmup: int, n_draws: int, target: float, depth: int)
 def _fit_svi(model, key, X, sites: dict, *, n_steps, n_draws, progress_bar,
              learning_rate: float = 0.01) -> InferenceResult:
     """:func:`bayesgmm.bayes.inference.fit_svi`'s guide, started at ``sites``."""
-    guide = AutoMultivariateNormal(model, init_loc_fn=init_to_value(values=sites),
-                                   init_scale=0.01)
-    svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
+    svi, draw = guided(model, X, sites, learning_rate)
     k_fit, k_draw = jax.random.split(key)
     result = svi.run(k_fit, int(n_steps), X, progress_bar=bool(progress_bar))
-    draws = guide.sample_posterior(k_draw, result.params, sample_shape=(int(n_draws),))
-    draws = {k: np.asarray(v)[None] for k, v in draws.items() if k != "obs"}
+    draws = {k: np.asarray(v)[None] for k, v in draw(k_draw, result.params,
+                                                      int(n_draws)).items()}
     elbo = -np.asarray(result.losses)
     info = SVIInfo(elbo=elbo, n_steps=int(n_steps),
                    final_elbo=float(elbo[-max(10, int(n_steps) // 10):].mean()))

@@ -34,8 +34,8 @@ from jax.flatten_util import ravel_pytree
 from bayesgmm.compilation import jit
 from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo
 from bayesgmm.bayes import potential
-from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential,
-                                             init_sites, padded_draws, padded_start,
+from bayesgmm.bayes.inference.target import (bound_model, constrained, feature_units,
+                                             flat_potential, init_sites, padded_draws, padded_start,
                                              prior_arrays, program_key, rebound,
                                              unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
@@ -135,8 +135,7 @@ def step_scale(z: dict, X):
     are scale-free on the log scales already); without it a MAP of data in small units
     (X / 1000) moved its means by 0.05 a step across data spread over 0.02 and ended on
     one cluster."""
-    sd = jnp.nanstd(X, axis=0)
-    sd = jnp.where(sd > 0, sd, 1.0)
+    sd = feature_units(X)[1]
     return ravel_pytree({name: (jnp.broadcast_to(sd, v.shape) if name == "means"
                                 else jnp.ones(v.shape)).astype(v.dtype)
                          for name, v in z.items()})[0]

@@ -34,11 +34,21 @@ from bayesgmm.params import GMMParams
 
 __all__ = ["bound_model", "init_sites", "handwritten", "flat_potential", "constrained",
            "unconstrained", "priors_key", "program_key", "prior_arrays", "rebound",
-           "DATA_FIELDS", "padded_start", "padded_draws"]
+           "DATA_FIELDS", "padded_start", "padded_draws", "feature_units"]
 
 #: The :class:`Priors` fields that :meth:`Priors.resolve` fills from the data, one value
 #: per feature: the arguments of the programs keyed by :func:`program_key`.
 DATA_FIELDS = ("mean_loc", "mean_scale", "scale_loc", "noise_log_extent")
+
+
+def feature_units(X):
+    """Each feature's mean and standard deviation over its observed values, shape (D,)
+    each (a spread of 0 or none: 1): the units MAP's steps (:func:`bayesgmm.bayes.inference.map.step_scale`) and
+    SVI's guide (:func:`bayesgmm.bayes.inference.svi.guided`) move the means in, so that
+    a fit of ``c·X`` is ``c`` times the fit of X."""
+    X = jnp.asarray(X)
+    sd = jnp.nanstd(X, axis=0)
+    return jnp.nanmean(X, axis=0), jnp.where(jnp.isfinite(sd) & (sd > 0), sd, 1.0).astype(X.dtype)
 
 
 def bound_model(n_components: int, covariance_type: str, priors: Priors):
