@@ -3,7 +3,7 @@ sharing one parameter representation (:class:`GMMParams`)."""
 
 from bayesgmm.estimators import GaussianMixture, RobustMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.validation import DegenerateComponentWarning
+from bayesgmm.validation import DataScaleWarning, DegenerateComponentWarning
 
 __version__ = "0.1.0"
 
@@ -37,6 +37,7 @@ __all__ = [
     "load",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "DataScaleWarning",
     "NotFittedError",
     "__version__",
 ]

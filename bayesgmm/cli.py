@@ -787,11 +787,18 @@ def _logger(quiet: bool) -> Callable[[str], None]:
 
 @contextlib.contextmanager
 def _one_line_warnings(log):
-    """Library warnings as one progress line each (no file and source line)."""
+    """Library warnings as one progress line each (no file and source line), each text
+    once (the sweep and the chosen fit warn alike about the same data)."""
+    seen = set()
+
+    def show(message, category, *rest):
+        line = f"warning: {category.__name__}: {_one_line(str(message))}"
+        if line not in seen:
+            seen.add(line)
+            log(line)
+
     with warnings.catch_warnings():
-        warnings.showwarning = (lambda message, category, *rest:
-                                log(f"warning: {category.__name__}: "
-                                    f"{_one_line(str(message))}"))
+        warnings.showwarning = show
         yield
 
 

@@ -283,6 +283,7 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
     """
     options = options.check()
     X = check_array_2d(X, min_samples=2)
+    validation.check_reg_covar_scale(X, options.reg_covar)
     K = int(options.n_components)
     check_n_samples(X.shape[0], K)
     if start is not None:
@@ -326,6 +327,8 @@ def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
     it alone (``None`` where the host batch does not apply; tested equal). Two options
     of one covariance type are run apart."""
     X = check_array_2d(X, min_samples=2)
+    for reg_covar in {o.reg_covar for o in options_list}:
+        validation.check_reg_covar_scale(X, reg_covar)
     N, D = X.shape
     ks = [int(k) for k in ks]
     w = check_sample_weight(None, N, X.dtype)
