@@ -327,8 +327,6 @@ def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
     it alone (``None`` where the host batch does not apply; tested equal). Two options
     of one covariance type are run apart."""
     X = check_array_2d(X, min_samples=2)
-    for reg_covar in {o.reg_covar for o in options_list}:
-        validation.check_reg_covar_scale(X, reg_covar)
     N, D = X.shape
     ks = [int(k) for k in ks]
     w = check_sample_weight(None, N, X.dtype)

@@ -45,12 +45,14 @@ from bayesgmm.initialize import collapsed as collapsed_fit
 from bayesgmm.params import take_components
 from bayesgmm.progress import bar
 from bayesgmm.validation import (
+    DataScaleWarning,
     DegenerateComponentWarning,
     check_array_2d,
     check_covariance_types,
     check_n_components_list,
     check_positive_int,
     check_random_state_key,
+    check_reg_covar_scale,
     feature_names,
 )
 
@@ -304,6 +306,7 @@ def sweep(
     covariance_types = check_covariance_types(covariance_types, "sweep")
     names = feature_names(X)
     X = check_array_2d(X, min_samples=2, missing=settings["missing"], marginalize_in="sweep")
+    check_reg_covar_scale(X, settings["reg_covar"])  # once here; the fits are silenced
     if np.isnan(X).any():  # missing="marginalize" (else refused above)
         return _sweep_missing(X, ks, covariance_types, criterion, settings,
                               _bar_on(progress, settings), names)
@@ -389,6 +392,7 @@ def _silence() -> None:
     """The warnings a search silences in its fits (inside ``warnings.catch_warnings``)."""
     # Large K routinely leaves components nearly empty; the table reports it.
     warnings.simplefilter("ignore", DegenerateComponentWarning)
+    warnings.simplefilter("ignore", DataScaleWarning)  # the search warned once itself
     # (by its message: naming the class would import scikit-learn for it)
     warnings.filterwarnings("ignore", "Best performing initialization did not")
 

@@ -1255,13 +1255,41 @@ def test_data_in_small_units_warns_and_the_fixes_work(dtype):
         assert adjusted_rand_score(y, labels) > ref - 0.02
 
 
-def test_a_sweep_on_small_units_warns_once():
+@pytest.mark.parametrize("kwargs", [{}, {"engine": "jax"}, {"missing": "marginalize"}])
+def test_a_sweep_on_small_units_warns_once(kwargs):
+    """Once per search, whichever path its fits take (the host batch, one compiled fit
+    per K, the missing-data fits), at the user's line."""
     from bayesgmm import DataScaleWarning
     from bayesgmm.selection import sweep
 
     X, _ = make_blobs(200, centers=3, random_state=1)
+    X = X * 1e-4
+    if kwargs.get("missing"):
+        X[0, 1] = np.nan
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        sweep(X * 1e-4, n_components=[1, 2, 3], covariance_types=["full", "diag"])
+        sweep(X, n_components=[1, 2, 3], covariance_types=["full", "diag"], **kwargs)
     scale = [w for w in rec if issubclass(w.category, DataScaleWarning)]
     assert len(scale) == 1 and scale[0].filename == __file__, [str(w.message) for w in rec]
+
+
+def test_the_units_warning_leaves_constant_features_and_bad_values_alone():
+    """No warning for a feature constant but for a few rows (its variance says nothing
+    of units, and the suggested reg_covar would leave its components singular); a
+    feature of tiny spread gets the share as a factor; a reg_covar that is not a number
+    is refused by the options' own check, not by a TypeError from the units check."""
+    from bayesgmm import DataScaleWarning
+    from bayesgmm.selection import sweep
+
+    X, y = make_blobs(300, centers=4, random_state=0)
+    spike = np.zeros((300, 1))
+    spike[0] = 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataScaleWarning)
+        GaussianMixture(4, random_state=0).fit(np.hstack([X, spike]))
+    noise = np.random.default_rng(0).normal(0, 1e-9, (300, 1))
+    with pytest.warns(DataScaleWarning, match=r"is [0-9.e+]+ times feature 2's variance"):
+        GaussianMixture(4, random_state=0).fit(np.hstack([X, noise]))
+    for bad in ("1e-6", None):
+        with pytest.raises(ValueError, match="reg_covar"):
+            sweep(X, n_components=[1, 2], reg_covar=bad)
