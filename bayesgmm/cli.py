@@ -1059,10 +1059,22 @@ def _component_table(weights, means, data: Dataset | None, names=None) -> str:
         names = data.feature_names
     names = list(names) if names is not None else [f"x{j}" for j in range(means.shape[1])]
     head = ["component", "weight"] + [f"mean {n}" for n in names]
-    rows = [[str(k), f"{weights[k]:.4f}"] + [f"{v:.4g}" for v in means[k]]
+    digits = [_digits(means[:, j]) for j in range(means.shape[1])]
+    rows = [[str(k), f"{weights[k]:.4f}"] + [f"{v:.{d}g}" for v, d in zip(means[k], digits)]
             for k in range(len(weights))]
     widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head, *rows])
+
+
+def _digits(values, shown: int = 4) -> int:
+    """Significant digits that show ``shown`` digits of the values' spread: 4 for data
+    near the origin, more where the values sit far from it (means of data offset by 1e8
+    all printed as 1e+08), at most 15."""
+    values = np.asarray(values, np.float64)
+    top, spread = np.max(np.abs(values)), np.ptp(values)
+    if not (spread > 0 and np.isfinite(top) and top > spread):
+        return shown
+    return int(min(15, shown + np.ceil(np.log10(top / spread))))
 
 
 def _write_sweep(stage: Path, cfg: RunConfig, table) -> Path:

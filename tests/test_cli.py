@@ -768,3 +768,30 @@ def test_one_feature_bayes_run_samples_diag(tmp_path, capsys):
     model = load_model(out)
     assert type(model).__name__ == "BayesianGaussianMixture"
     assert model.covariance_type == "diag" and model.n_components == 2
+
+
+def test_data_in_small_units_warns_once_and_far_means_keep_their_digits(tmp_path, capsys):
+    """On data in ten-thousandths the sweep and the chosen fit both meet reg_covar's
+    units warning: one line on stderr, naming the fix; on data offset by 1e8 the
+    summary's component means keep the digits that tell them apart."""
+    rng = np.random.RandomState(0)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    X = centres[np.repeat([0, 1, 2], 40)] + rng.normal(scale=0.7, size=(120, 2))
+    for name, data in (("small", X * 1e-4), ("far", X + 1e8)):
+        np.savetxt(tmp_path / f"{name}.csv", data, delimiter=",", header="a,b",
+                   comments="", fmt="%.17g")
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\n[data]\npath = "{name}.csv"\n[sweep]\n'
+            'n_components = [1, 4]\ncovariance_types = ["full", "diag"]\n')
+    rc, _, err = _fit(["fit", str(tmp_path / "small.toml"), "--out",
+                       str(tmp_path / "out_small"), NO_CACHE], capsys)
+    assert rc == 0
+    scale = [line for line in err if "DataScaleWarning" in line]
+    assert len(scale) == 1 and "lower reg_covar to about" in scale[0], err
+    rc, _, err = _fit(["fit", str(tmp_path / "far.toml"), "--out",
+                       str(tmp_path / "out_far"), NO_CACHE], capsys)
+    assert rc == 0 and not any("DataScaleWarning" in line for line in err)
+    summary = (tmp_path / "out_far" / "summary.txt").read_text()
+    table = summary.split("components (EM):\n")[1].splitlines()[1:4]
+    firsts = sorted(float(row.split()[2]) - 1e8 for row in table)
+    np.testing.assert_allclose(firsts, [0.0, 0.0, 6.0], atol=0.5)
