@@ -643,7 +643,7 @@ class RobustMixture(BaseEstimator):
 
     def __init__(self, n_components=1, *, covariance_type="full", component="gaussian",
                  df=None, noise=False, noise_volume="box", noise_init="nn", tol=1e-3,
-                 reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
+                 reg_covar=1e-6, max_iter=100, n_init=1, init_params="auto",
                  random_state=None):
         self.n_components = n_components
         self.covariance_type = covariance_type

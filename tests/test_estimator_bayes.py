@@ -191,10 +191,14 @@ def test_svi_is_equivariant_to_the_data_units(blobs, scale):
     feature's standard units. In the data's units, on data in thousandths, Adam's
     steps crossed the data set and the guide's spread of 0.01 covered it: every
     cluster merged (690 nats below the EM start)."""
+    from bayesgmm import DataScaleWarning
+
     X = blobs[0]
     kw = dict(method="svi", n_svi_steps=800, n_draws=100, random_state=0)
     ref = BayesianGaussianMixture(4, **kw).fit(X)
-    fit = BayesianGaussianMixture(4, **kw).fit(X * scale)
+    with warnings.catch_warnings():  # the blurred EM start is not the user's to fix
+        warnings.simplefilter("error", DataScaleWarning)
+        fit = BayesianGaussianMixture(4, **kw).fit(X * scale)
     # the EM start is not equivariant at 1e-3 (reg_covar = 1e-6 is a cluster's whole
     # variance there), so the labels may come in another order: match the means
     order = [int(np.argmin(np.linalg.norm(fit.means_ / scale - m, axis=1)))
@@ -205,6 +209,28 @@ def test_svi_is_equivariant_to_the_data_units(blobs, scale):
     sd = lambda f: f.idata_.posterior.means.std(("chain", "draw")).values  # noqa: E731
     np.testing.assert_allclose(sd(fit)[order] / scale, sd(ref), rtol=0.3)
     assert fit.health_.healthy, fit.health_.problems
+
+
+def test_nuts_is_equivariant_to_the_data_units(blobs):
+    """NUTS on the blobs in ten-thousandths samples the same posterior as in the
+    original units (means within Monte Carlo error, the same spreads), healthy, no tree
+    at the depth cap: its chains' jitter and its coordinates put the means in standard
+    units. In the data's units every tree ran to max_tree_depth (Stan's mass-matrix
+    regulariser, 1e-3 in absolute terms, swamped the means' posterior variance), the
+    chains started outside the data and the means came out wrong by 1.6 units."""
+    X = blobs[0]
+    kw = dict(n_chains=2, n_warmup=300, n_draws=300, random_state=0)
+    ref = BayesianGaussianMixture(4, **kw).fit(X)
+    fit = BayesianGaussianMixture(4, **kw).fit(X * 1e-4)
+    assert fit.health_.healthy, fit.health_.problems
+    assert np.all(fit.diagnostics_.at_max_depth == 0)
+    order = [int(np.argmin(np.linalg.norm(fit.means_ * 1e4 - m, axis=1)))
+             for m in ref.means_]
+    assert sorted(order) == [0, 1, 2, 3]
+    sd = lambda f: f.idata_.posterior.means.std(("chain", "draw")).values  # noqa: E731
+    np.testing.assert_allclose(fit.means_[order] * 1e4, ref.means_,
+                               atol=4 * sd(ref).max() / np.sqrt(100))
+    np.testing.assert_allclose(sd(fit)[order] * 1e4, sd(ref), rtol=0.3)
 
 
 def test_a_fit_far_below_its_em_start_is_unhealthy(blobs):

@@ -34,6 +34,7 @@ from bayesgmm.bayes.model import Priors, check_model_features, check_model_type,
 from bayesgmm.estimators import BaseEstimator, GaussianMixture, membership_columns
 from bayesgmm.missing import check_missing, has_missing
 from bayesgmm.validation import (
+    DataScaleWarning,
     check_array_2d,
     check_n_components_list,
     check_n_features,
@@ -102,7 +103,9 @@ class BayesianGaussianMixture(BaseEstimator):
         Posterior draws per NUTS chain, or from the SVI guide.
     target_accept_prob : float, default=0.8
     jitter : float, default=0.05
-        Per-chain perturbation of the EM/MAP start, in the unconstrained space.
+        Per-chain perturbation of the EM/MAP start, in the unconstrained space, the
+        means in units of their feature's standard deviation (NUTS also moves them in
+        those units, so a fit does not depend on the data's units).
     n_svi_steps : int, default=3000
         Optimiser steps of SVI's ELBO.
     max_tree_depth : int, default=10
@@ -245,7 +248,7 @@ class BayesianGaussianMixture(BaseEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", method="nuts", priors=None,
                  n_chains=4, n_warmup=500, n_draws=500, target_accept_prob=0.8,
                  jitter=0.05, n_svi_steps=3000, n_init=1, reg_covar=1e-6, max_iter=100,
-                 tol=1e-3, init_params="kmeans", random_state=None, progress_bar=False,
+                 tol=1e-3, init_params="auto", random_state=None, progress_bar=False,
                  sparse=False, missing="error", noise=False, noise_volume="box",
                  component="gaussian", df=None, max_tree_depth=10, n_padded=None,
                  **renamed):
@@ -286,12 +289,7 @@ class BayesianGaussianMixture(BaseEstimator):
         """
         data, X = X, self._check_fit_X(X)
         priors = self._priors(X).resolve(X)
-        with default_x64_scope():  # the same keys and EM start whatever the user's x64 mode
-            k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
-            self.em_, start = robust.em_start(self._em_start(k_em), X,
-                                              component=self.component, df=self.df,
-                                              noise=bool(self.noise),
-                                              noise_volume=self.noise_volume)
+        k_run, start = self._fit_em_start(X)
         post = self._infer(k_run, X, start, priors)
         if not priors.robust:  # (a noise or t model's EM start is not this likelihood's)
             post = posterior.below_em(post, self.em_.params_, X, self.method)
@@ -547,6 +545,21 @@ class BayesianGaussianMixture(BaseEstimator):
                              noise_volume=self.noise_volume, component=self.component,
                              df=self.df)
         return _fit_data(X, int(self.n_components), self.covariance_type, self.missing)
+
+    def _fit_em_start(self, X) -> tuple:
+        """Fit ``em_``, the start of inference; returns (the inference's key, the
+        :class:`bayesgmm.bayes.robust.Start`). The same keys and EM start whatever the
+        user's x64 mode. reg_covar's blur on data in small units is the start's alone
+        (the priors scale with the data, and MAP, SVI and NUTS climb out of it:
+        tests/test_estimator_bayes.py, at 1e-3), so its warning is not the user's."""
+        with default_x64_scope(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataScaleWarning)
+            k_em, _, k_run = jax.random.split(check_random_state_key(self.random_state), 3)
+            self.em_, start = robust.em_start(self._em_start(k_em), X,
+                                              component=self.component, df=self.df,
+                                              noise=bool(self.noise),
+                                              noise_volume=self.noise_volume)
+        return k_run, start
 
     def _em_start(self, key) -> GaussianMixture:
         """The unfitted EM model inference starts from, seeded from ``key``."""

@@ -44,7 +44,7 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from bayesgmm.bayes import posterior
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.map import map_info, minimise, step_scale
-from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
+from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS, coordinate_units
 from bayesgmm.bayes.inference.svi import guided
 from bayesgmm.bayes.inference.target import bound_model, prior_arrays, program_key, rebound
 from bayesgmm.bayes.model import (COMPONENTS, Priors, from_sites, model_type, robust_log_joint,
@@ -402,11 +402,13 @@ def _nuts_program(model, n_warmup: int, n_draws: int, target: float, depth: int)
         constrain = lambda f: constrain_fn(model, (X,), {}, unravel(f),
                                            return_deterministic=True)
 
+        units = coordinate_units(unravel, flat.shape[0], X)  # the means in sd units
+
         def chain(key):
             k_init, k_run = jax.random.split(key)
-            z = flat + jitter * jax.random.normal(k_init, flat.shape, flat.dtype)
-            kernel = NUTS(potential_fn=potential, target_accept_prob=target,
-                          max_tree_depth=depth)
+            z = flat / units + jitter * jax.random.normal(k_init, flat.shape, flat.dtype)
+            kernel = NUTS(potential_fn=lambda u: potential(u * units),
+                          target_accept_prob=target, max_tree_depth=depth)
             state = kernel.init(k_run, n_warmup, init_params=z)
 
             def step(s, _):
@@ -416,7 +418,7 @@ def _nuts_program(model, n_warmup: int, n_draws: int, target: float, depth: int)
 
             _, outs = jax.lax.scan(step, state, None, length=n_warmup + n_draws)
             z, *fields = jax.tree_util.tree_map(lambda a: a[n_warmup:], outs)
-            return jax.vmap(constrain)(z), tuple(fields)
+            return jax.vmap(constrain)(z * units), tuple(fields)
 
         return jax.lax.map(chain, keys)
 

@@ -31,14 +31,14 @@ from numpyro.infer import MCMC, NUTS
 from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
 from bayesgmm.bayes.inference.result import InferenceResult, NUTSInfo
-from bayesgmm.bayes.inference.target import (bound_model, constrained, flat_potential, handwritten,
-                                        init_sites, padded_draws, padded_start, prior_arrays,
+from bayesgmm.bayes.inference.target import (bound_model, constrained, feature_units,
+                                        flat_potential, handwritten, init_sites, padded_draws, padded_start, prior_arrays,
                                         priors_key, program_key, rebound,
                                         unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
-__all__ = ["sample_nuts", "EXTRA_FIELDS", "PROGRESS_STEPS"]
+__all__ = ["sample_nuts", "EXTRA_FIELDS", "PROGRESS_STEPS", "coordinate_units"]
 
 EXTRA_FIELDS = ("diverging", "num_steps", "adapt_state.step_size", "energy",
                 "potential_energy", "accept_prob")
@@ -131,20 +131,37 @@ def sample_nuts(key, X, init: GMMParams, *, n_components: int, covariance_type: 
 
 def _start_flat(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
     """Each chain's start, flat (C, S): ``init`` in the unconstrained space plus
-    ``jitter`` times standard normal noise (:func:`_jittered`); and the function
-    unflattening one point."""
+    ``jitter`` times standard normal noise in :func:`coordinate_units`
+    (:func:`_jittered`); and the function unflattening one point."""
     z = unconstrained(model, X, init_sites(init, model, X.dtype))
     flat, unravel = ravel_pytree(z)
-    return _jittered(key, flat, jitter, chain_ids), unravel
+    units = coordinate_units(unravel, flat.shape[0], X)
+    return _jittered(key, flat, jitter, chain_ids, units), unravel
 
 
-def _jittered(key, flat, jitter, chain_ids):
+def _jittered(key, flat, jitter, chain_ids, units=1.0):
     """(S,) -> (C, S): ``flat`` plus ``jitter`` times standard normal noise from
-    ``fold_in(key, chain)``, drawn by one vmapped call (each ``jax.random.normal`` call
-    site compiles its own copy of the generator: 0.1 s apiece on a CPU)."""
+    ``fold_in(key, chain)`` times ``units`` (each coordinate's, :func:`coordinate_units`),
+    drawn by one vmapped call (each ``jax.random.normal`` call site compiles its own copy
+    of the generator: 0.1 s apiece on a CPU)."""
     noise = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), flat.shape,
                                                  flat.dtype))(chain_ids)
-    return flat + jitter * noise
+    return flat + jitter * units * noise
+
+
+def coordinate_units(unravel, size: int, X):
+    """(S,): each flat unconstrained coordinate's unit, the feature's standard deviation
+    for the means (:func:`bayesgmm.bayes.inference.target.feature_units`; the one site
+    in the data's units) and 1 for the others (log scales, the weights' and
+    correlations' unconstrained coordinates: unit-free). The chains' jitter and NUTS's
+    coordinates are in these units, so that NUTS of c·X moves as NUTS of X: in the
+    data's units, on make_blobs in ten-thousandths the chains started far outside the
+    data and every tree ran to max_tree_depth."""
+    sd = feature_units(X)[1]
+    where = unravel(jnp.arange(size, dtype=sd.dtype))["means"]  # (..., K, D) positions
+    units = jnp.ones(size, sd.dtype).at[where.astype(jnp.int32).reshape(-1)].set(
+        jnp.broadcast_to(sd, where.shape).reshape(-1))
+    return units
 
 
 def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
@@ -297,9 +314,15 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
         The kernel gets the model's potential, not the model: given a model, NumPyro's
         ``init`` also traces a search for valid initial values (the model, its gradient
         and a ``while_loop``) whose result it drops when ``init_params`` is given."""
-        kernel = NUTS(potential_fn=flat_potential(model, X, unravel, n_active),
-                      target_accept_prob=target, max_tree_depth=depth)
-        state = kernel.init(keys, n_warmup, init_params=z)
+        # NUTS moves through the coordinates in their units (the means in standard
+        # units; :func:`coordinate_units`): its mass-matrix adaptation regularises
+        # towards 1e-3 in absolute terms (Stan's), which on data in ten-thousandths
+        # swamped the means' posterior variance (~1e-11) and ran every tree to the cap
+        units = coordinate_units(unravel, z.shape[-1], X)
+        energy = flat_potential(model, X, unravel, n_active)
+        kernel = NUTS(potential_fn=lambda u: energy(u * units), target_accept_prob=target,
+                      max_tree_depth=depth)
+        state = kernel.init(keys, n_warmup, init_params=z / units)
         sample_fn = kernel._sample_fn  # set by init (vmapped over chains when batched)
 
         def step(s, i):  # collects z, then EXTRA_FIELDS in order
@@ -317,6 +340,7 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
         # twice. Warm-up states are collected too (parameter-sized) and dropped.
         _, outs = jax.lax.scan(step, state, jnp.arange(total))
         z, *fields = jax.tree_util.tree_map(lambda a: a[n_warmup:], outs)
+        z = z * units  # back in the model's unconstrained coordinates
         if on_host:
             return z, dict(zip(EXTRA_FIELDS, fields))  # unconstrained
         postprocess = lambda f: constrained(model, X, unravel(f))
@@ -329,8 +353,9 @@ def _vectorized_program(model, config, batched: bool, progress_bar: bool = False
         k_init, k_run = jax.random.split(key)
         if padded:  # start: the flat padded point; n_active: the fit's K, traced
             shapes = potential.unconstrained_shapes(K, X.shape[1], ct)
-            z = _jittered(k_init, start, jitter, chain_ids)
             unravel, n_active = (lambda f: potential.unflatten(f, shapes)), n_active
+            z = _jittered(k_init, start, jitter, chain_ids,
+                          coordinate_units(unravel, start.shape[0], X))
         else:  # start: the GMMParams; n_active unused
             z, unravel = _start_flat(model_, k_init, X, start, jitter, covariance_type=ct,
                                      chain_ids=chain_ids)
