@@ -43,10 +43,11 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from bayesgmm.bayes import posterior
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
-from bayesgmm.bayes.inference.map import map_info, minimise, step_scale
-from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS, coordinate_units
+from bayesgmm.bayes.inference.map import map_info, minimise
+from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
 from bayesgmm.bayes.inference.svi import guided
-from bayesgmm.bayes.inference.target import bound_model, prior_arrays, program_key, rebound
+from bayesgmm.bayes.inference.target import (bound_model, coordinate_units, prior_arrays,
+                                             program_key, rebound)
 from bayesgmm.bayes.model import (COMPONENTS, Priors, from_sites, model_type, robust_log_joint,
                                   to_sites)
 from bayesgmm.compilation import jit
@@ -354,7 +355,8 @@ def _map_program(model, n_steps: int):
         z0 = unconstrain_fn(model, (X,), {}, sites)
         flat0, unravel = ravel_pytree(z0)
         loss = lambda f: potential_energy(model, (X,), {}, unravel(f))
-        f, trace = minimise(loss, flat0, lr0, lr1, n_steps, step_scale(z0, X))
+        f, trace = minimise(loss, flat0, lr0, lr1, n_steps,
+                            coordinate_units(unravel, flat0.shape[0], X))
         return constrain_fn(model, (X,), {}, unravel(f), return_deterministic=True), trace
 
     return program

@@ -34,14 +34,14 @@ from jax.flatten_util import ravel_pytree
 from bayesgmm.compilation import jit
 from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo
 from bayesgmm.bayes import potential
-from bayesgmm.bayes.inference.target import (bound_model, constrained, feature_units,
+from bayesgmm.bayes.inference.target import (bound_model, constrained, coordinate_units,
                                              flat_potential, init_sites, padded_draws, padded_start,
                                              prior_arrays, program_key, rebound,
                                              unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
-__all__ = ["fit_map", "adam_decaying", "minimise", "map_info", "step_scale"]
+__all__ = ["fit_map", "adam_decaying", "minimise", "map_info"]
 
 # Compiled MAP programs by configuration (X and the data-scaled priors are arguments:
 # new data of the same shape and dtype reuses the program).
@@ -102,9 +102,12 @@ def map_info(trace, n_steps: int, rtol: float) -> MAPInfo:
 def minimise(loss, flat0, lr0, lr1, n_steps: int, scale=None):
     """``n_steps`` of Adam (:func:`adam_decaying`) on a flat ``loss``, traced (a
     ``lax.scan``); a non-finite gradient moves nothing. ``scale`` (flat, like
-    ``flat0``): each coordinate's step in its own units (:func:`step_scale`), so that
-    Adam, whose steps are about ``lr`` whatever the gradient's size, moves a mean by a
-    fraction of the data's spread rather than by ``lr`` in the data's units. Returns the
+    ``flat0``): each coordinate's step in its own units
+    (:func:`bayesgmm.bayes.inference.target.coordinate_units`), so that Adam, whose steps
+    are about ``lr`` whatever the gradient's size, moves a mean by a fraction of the
+    data's spread rather than by ``lr`` in the data's units: a MAP fit of ``c·X`` is
+    ``c`` times that of X; without it a MAP of data in small units (X / 1000) moved its
+    means by 0.05 a step across data spread over 0.02 and ended on one cluster. Returns the
     final point (the start where the run ended with a higher loss: it never returns a
     worse point than it was given) and the loss before each step and at the end, shape
     (n_steps + 1,)."""
@@ -125,20 +128,6 @@ def minimise(loss, flat0, lr0, lr1, n_steps: int, scale=None):
     worse = ~(end <= trace[0])  # (NaN: worse)
     return jnp.where(worse, flat0, f), jnp.concatenate([trace, jnp.where(worse, trace[0],
                                                                          end)[None]])
-
-
-def step_scale(z: dict, X):
-    """:func:`minimise`'s ``scale`` for unconstrained sites ``z`` (by name), flat in
-    ``ravel_pytree``'s order (as the point ``minimise`` moves): the data's standard
-    deviation per feature for the means (the one site in the data's units: the scales
-    are on a log scale, the weights and correlations unit-free), 1 elsewhere. With it a MAP fit of ``c·X`` is ``c`` times that of ``X`` (Adam's steps
-    are scale-free on the log scales already); without it a MAP of data in small units
-    (X / 1000) moved its means by 0.05 a step across data spread over 0.02 and ended on
-    one cluster."""
-    sd = feature_units(X)[1]
-    return ravel_pytree({name: (jnp.broadcast_to(sd, v.shape) if name == "means"
-                                else jnp.ones(v.shape)).astype(v.dtype)
-                         for name, v in z.items()})[0]
 
 
 def _fit_map_padded(X, init, n_components, covariance_type, priors, n_steps, lr0, lr1, rtol,
@@ -169,9 +158,9 @@ def _make_padded_runner(model, n_steps: int, n_features: int):
     shapes = potential.unconstrained_shapes(model.keywords["n_components"], n_features, ct)
 
     def run(X, flat0, n_active, lr0, lr1, arrays):
-        loss = flat_potential(rebound(model, arrays), X,
-                              lambda f: potential.unflatten(f, shapes), n_active)
-        scale = step_scale(potential.unflatten(flat0, shapes), X)
+        unravel = lambda f: potential.unflatten(f, shapes)  # noqa: E731
+        loss = flat_potential(rebound(model, arrays), X, unravel, n_active)
+        scale = coordinate_units(unravel, flat0.shape[0], X)
         return minimise(loss, flat0, lr0, lr1, n_steps, scale)
 
     return jit(run)
@@ -188,7 +177,8 @@ def _make_runner(model, n_steps: int):
         z0 = unconstrained(model_, X, init_sites(init, model_, X.dtype))
         flat0, unravel = ravel_pytree(z0)
         loss = flat_potential(model_, X, unravel)
-        f, trace = minimise(loss, flat0, lr0, lr1, n_steps, step_scale(z0, X))
+        f, trace = minimise(loss, flat0, lr0, lr1, n_steps,
+                            coordinate_units(unravel, flat0.shape[0], X))
         return constrained(model_, X, unravel(f)), trace
 
     return jit(run)

@@ -31,14 +31,14 @@ from numpyro.infer import MCMC, NUTS
 from bayesgmm.compilation import jit, jit_compile_bound
 from bayesgmm.bayes import potential
 from bayesgmm.bayes.inference.result import InferenceResult, NUTSInfo
-from bayesgmm.bayes.inference.target import (bound_model, constrained, feature_units,
+from bayesgmm.bayes.inference.target import (bound_model, constrained, coordinate_units,
                                         flat_potential, handwritten, init_sites, padded_draws, padded_start, prior_arrays,
                                         priors_key, program_key, rebound,
                                         unconstrained)
 from bayesgmm.bayes.model import Priors, from_sites
 from bayesgmm.params import GMMParams
 
-__all__ = ["sample_nuts", "EXTRA_FIELDS", "PROGRESS_STEPS", "coordinate_units"]
+__all__ = ["sample_nuts", "EXTRA_FIELDS", "PROGRESS_STEPS"]
 
 EXTRA_FIELDS = ("diverging", "num_steps", "adapt_state.step_size", "energy",
                 "potential_energy", "accept_prob")
@@ -147,21 +147,6 @@ def _jittered(key, flat, jitter, chain_ids, units=1.0):
     noise = jax.vmap(lambda c: jax.random.normal(jax.random.fold_in(key, c), flat.shape,
                                                  flat.dtype))(chain_ids)
     return flat + jitter * units * noise
-
-
-def coordinate_units(unravel, size: int, X):
-    """(S,): each flat unconstrained coordinate's unit, the feature's standard deviation
-    for the means (:func:`bayesgmm.bayes.inference.target.feature_units`; the one site
-    in the data's units) and 1 for the others (log scales, the weights' and
-    correlations' unconstrained coordinates: unit-free). The chains' jitter and NUTS's
-    coordinates are in these units, so that NUTS of c·X moves as NUTS of X: in the
-    data's units, on make_blobs in ten-thousandths the chains started far outside the
-    data and every tree ran to max_tree_depth."""
-    sd = feature_units(X)[1]
-    where = unravel(jnp.arange(size, dtype=sd.dtype))["means"]  # (..., K, D) positions
-    units = jnp.ones(size, sd.dtype).at[where.astype(jnp.int32).reshape(-1)].set(
-        jnp.broadcast_to(sd, where.shape).reshape(-1))
-    return units
 
 
 def _start_points(model, key, X, init: GMMParams, jitter, *, covariance_type, chain_ids):
