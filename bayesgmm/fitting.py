@@ -460,6 +460,8 @@ def partial_fit(X, options: FitOptions, state: OnlineState | None = None, *,
         if X.shape[0] < K:
             raise ValueError(f"The first partial_fit batch needs n_samples >= n_components "
                              f"({K}), got {X.shape[0]}")
+        # the units on the first batch (fit's check): later batches share its units
+        validation.check_reg_covar_scale(X, options.reg_covar)
     if start is not None:
         _check_start(start, X, options)
     w = check_sample_weight(sample_weight, X.shape[0], X.dtype)

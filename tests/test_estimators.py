@@ -1255,6 +1255,23 @@ def test_data_in_small_units_warns_and_the_fixes_work(dtype):
         assert adjusted_rand_score(y, labels) > ref - 0.02
 
 
+def test_partial_fit_on_small_units_warns_on_the_first_batch():
+    """Online EM adds reg_covar to every batch's covariances as fit does: the first
+    batch's units are checked (once: later batches share them), at the user's line."""
+    from bayesgmm import DataScaleWarning
+
+    X, _ = make_blobs(600, centers=3, random_state=0)
+    for scale, expected in ((1.0, 0), (1e-4, 1)):
+        gm = GaussianMixture(3, random_state=0)
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            for batch in np.split(X * scale, 3):
+                gm.partial_fit(batch)
+        found = [w for w in rec if issubclass(w.category, DataScaleWarning)]
+        assert len(found) == expected, [str(w.message) for w in rec]
+        assert all(w.filename == __file__ for w in found)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"engine": "jax"}, {"missing": "marginalize"}])
 def test_a_sweep_on_small_units_warns_once(kwargs):
     """Once per search, whichever path its fits take (the host batch, one compiled fit
