@@ -46,6 +46,7 @@ __all__ = [
     "compute_scope",
     "DataScaleWarning",
     "check_reg_covar_scale",
+    "check_spread",
     "REG_COVAR_SHARE",
 ]
 
@@ -71,7 +72,12 @@ REG_COVAR_SHARE = 1e-3
 
 
 def check_reg_covar_scale(X, reg_covar) -> None:
-    """Warn (:class:`DataScaleWarning`, at the user's line) where ``reg_covar`` exceeds
+    """Check the data's units against what a fit adds and computes in them.
+
+    Refuse (``ValueError``) a feature whose values differ by less than
+    :func:`min_spread` (their squares underflow ``X``'s dtype: the fit would see a
+    constant column and return identical components, silently). Warn
+    (:class:`DataScaleWarning`, at the user's line) where ``reg_covar`` exceeds
     :data:`REG_COVAR_SHARE` of some feature's variance (over its observed values),
     naming the feature, the share and both fixes. ``reg_covar`` is absolute, as
     scikit-learn's: a variance of 1e-6 is a whole cluster's in data measured in
@@ -79,9 +85,36 @@ def check_reg_covar_scale(X, reg_covar) -> None:
     interquartile range of 0: a few rows off a constant, whose variance says nothing of
     units) are left out; so is a ``reg_covar`` that is not a positive number (the
     options' own check names it)."""
+    X = np.asarray(X)
+    check_spread(X)
+    blur = blurring_feature(X, reg_covar)
+    if blur is None:
+        return
+    j, var = blur
+    share = reg_covar / var
+    share = f"{share:.0%} of" if share < 10 else f"{share:.3g} times"
+    warnings.warn(
+        f"reg_covar={reg_covar:g} is {share} feature {j}'s variance ({var:.3g}): in "
+        "these units it is added to every component's covariance and can blur clusters "
+        "together (reg_covar is in the data's units, as scikit-learn's). Rescale the data "
+        f"(for example X / X.std(axis=0)) or lower reg_covar to about {unit_reg_covar(var):.2g}.",
+        DataScaleWarning, stacklevel=_caller_level())
+
+
+def unit_reg_covar(variance: float) -> float:
+    """The ``reg_covar`` that is to a feature of ``variance`` what the default 1e-6 is
+    to one of variance 1 (what :class:`DataScaleWarning` suggests)."""
+    return 1e-6 * float(variance)
+
+
+def blurring_feature(X, reg_covar) -> tuple[int, float] | None:
+    """``(j, variance)``: the feature of least variance (among those with an
+    interquartile range above 0) whose variance ``reg_covar`` exceeds
+    :data:`REG_COVAR_SHARE` of; None where there is none, or ``reg_covar`` is not a
+    positive number. NaN (missing values) is skipped."""
     if isinstance(reg_covar, bool) or not isinstance(reg_covar, numbers.Real) or not (
             reg_covar > 0):
-        return
+        return None
     X = np.asarray(X)
     var = np.var(X, axis=0, dtype=np.float64)  # float64 sums, no copy of X
     holes = np.flatnonzero(np.isnan(var))
@@ -91,21 +124,40 @@ def check_reg_covar_scale(X, reg_covar) -> None:
             var[holes] = np.nanvar(X[:, holes].astype(np.float64), axis=0)
     for j in np.argsort(np.where(var > 0, var, np.inf)):
         if not (var[j] > 0) or reg_covar <= REG_COVAR_SHARE * var[j]:
-            return
+            return None
         column = X[:, j].astype(np.float64)
         q1, q3 = np.nanpercentile(column, [25, 75])
         if q3 > q1:
-            break
-    else:
-        return
-    share = reg_covar / var[j]
-    share = f"{share:.0%} of" if share < 10 else f"{share:.3g} times"
-    warnings.warn(
-        f"reg_covar={reg_covar:g} is {share} feature {j}'s variance ({var[j]:.3g}): in "
-        "these units it is added to every component's covariance and can blur clusters "
-        "together (reg_covar is in the data's units, as scikit-learn's). Rescale the data "
-        f"(for example X / X.std(axis=0)) or lower reg_covar to about {1e-6 * var[j]:.2g}.",
-        DataScaleWarning, stacklevel=_caller_level())
+            return int(j), float(var[j])
+    return None
+
+
+def min_spread(dtype) -> float:
+    """The least difference between a feature's values a fit accepts in ``dtype``:
+    sqrt(tiny / eps) (1.0e-146 in float64, 3.2e-16 in float32), below which the
+    squares of the deviations a variance sums are no longer normal numbers with the
+    dtype's precision. Measured: at 1e-170 the float64 variance was exactly 0, and
+    EM returned identical components and uniform ``predict_proba`` without a word."""
+    info = np.finfo(dtype)
+    return float(np.sqrt(info.tiny / info.eps))
+
+
+def check_spread(X: np.ndarray, name: str = "X") -> None:
+    """A ``ValueError`` naming the first feature whose values (NaN skipped) differ, but
+    by less than :func:`min_spread`, and the fix (rescale)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+        spread = np.fmax.reduce(X, axis=0) - np.fmin.reduce(X, axis=0)
+    floor = min_spread(X.dtype)
+    small = np.flatnonzero((spread > 0) & (spread < floor))
+    if small.size:
+        j = int(small[0])
+        raise ValueError(
+            f"{name}'s feature {j} spans only {spread[j]:.3g} (its largest value minus its "
+            f"smallest), below {floor:.3g}, where the squares a Gaussian mixture sums "
+            f"underflow {X.dtype} and the feature looks constant; rescale it without "
+            f"squaring (its standard deviation underflows too), e.g. to [0, 1]: "
+            f"(c - c.min()) / (c.max() - c.min()) for c = {name}[:, {j}]")
 
 
 def _sklearn_classes() -> dict:
@@ -415,11 +467,33 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray:
         raise ValueError(
             f"Negative values in sample_weight (min {w.min():.3g}); weights must be >= 0"
         )
-    if w.sum() <= 0:
+    total = w.sum(dtype=np.float64)
+    if total <= 0:
         raise ValueError(
             "sample_weight is all zero: at least one sample needs a positive weight"
         )
+    low, high = weight_total_bounds(w.dtype)
+    if not low <= total <= high:
+        why = (f"below {low:.3g}: EM adds 10·eps to every component's weight (scikit-learn's "
+               "guard against empty components), which weights this small no longer "
+               "outweigh, and the fit collapses" if total < low else
+               f"above {high:.3g}, where the weighted sums of squares EM computes overflow "
+               f"{w.dtype}")
+        raise ValueError(
+            f"sample_weight sums to {total:.3g}, {why}. Weights count rows (a weight of 2 "
+            "is a row seen twice; the criteria's sample size is their sum): rescale them, "
+            "e.g. sample_weight / sample_weight.mean()")
     return w
+
+
+def weight_total_bounds(dtype) -> tuple[float, float]:
+    """The range :func:`check_sample_weight` accepts for the weights' sum in ``dtype``:
+    at least 1e5·eps (2.2e-11 in float64, 0.012 in float32), so that the 10·eps EM adds
+    to each component's count moves a count by at most 1e-4 of the total; at most
+    :func:`max_magnitude` (2.0e149, 2.8e14), the data's own bound. Measured (make_blobs,
+    float64): weights of 1e-20 each collapsed every mean onto the data's mean, of 1e200
+    each made the tree's merges overflow (an IndexError deep inside)."""
+    return 1e5 * float(np.finfo(dtype).eps), max_magnitude(dtype)
 
 
 def check_n_samples(n_samples: int, n_components: int) -> None:

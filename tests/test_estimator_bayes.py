@@ -168,12 +168,14 @@ def test_loo_prefers_true_k_over_k_minus_one(simulated, simulated_k3):
     assert table.index[0] == "K=3", table
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1e3])
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1e3])
 def test_map_is_equivariant_to_the_data_units(blobs, scale):
     """MAP of c·X is c times MAP of X (the default priors scale with the data, and Adam
     moves each mean in units of its feature's spread). In thousandths Adam's fixed step
     of 0.05 used to cross the whole data set each step: every cluster merged into one
-    (ARI 0, healthy True)."""
+    (ARI 0, healthy True). In millionths the EM start's reg_covar (1e-6, a whole
+    cluster's variance there) merged the clusters before MAP began, and MAP stayed
+    (equal means, healthy True): the start now lowers it as DataScaleWarning says."""
     X = blobs[0]
     ref = BayesianGaussianMixture(4, method="map", random_state=0).fit(X)
     fit = BayesianGaussianMixture(4, method="map", random_state=0).fit(X * scale)
@@ -196,11 +198,11 @@ def test_svi_is_equivariant_to_the_data_units(blobs, scale):
     X = blobs[0]
     kw = dict(method="svi", n_svi_steps=800, n_draws=100, random_state=0)
     ref = BayesianGaussianMixture(4, **kw).fit(X)
-    with warnings.catch_warnings():  # the blurred EM start is not the user's to fix
+    with warnings.catch_warnings():  # the EM start's reg_covar is lowered, not the user's
         warnings.simplefilter("error", DataScaleWarning)
         fit = BayesianGaussianMixture(4, **kw).fit(X * scale)
-    # the EM start is not equivariant at 1e-3 (reg_covar = 1e-6 is a cluster's whole
-    # variance there), so the labels may come in another order: match the means
+    # the EM start's reg_covar is its own in each unit, so the labels may come in
+    # another order: match the means
     order = [int(np.argmin(np.linalg.norm(fit.means_ / scale - m, axis=1)))
              for m in ref.means_]
     assert sorted(order) == [0, 1, 2, 3]

@@ -1255,6 +1255,44 @@ def test_data_in_small_units_warns_and_the_fixes_work(dtype):
         assert adjusted_rand_score(y, labels) > ref - 0.02
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_feature_whose_squares_underflow_is_refused(dtype):
+    """make_blobs scaled to 1e-170 (float64; 1e-17 in float32): the variance summed 0,
+    and EM returned three identical components and uniform predict_proba without a
+    word. Refused, naming the feature and the fix; the same data rescaled fits."""
+    X, y = make_blobs(150, centers=3, random_state=0)
+    scale = 1e-170 if dtype == np.float64 else 1e-17
+    tiny = (X * [1.0, scale]).astype(dtype) if dtype == np.float32 else X * [1.0, scale]
+    with pytest.raises(ValueError, match=r"X's feature 1 spans only [0-9.e-]+ .*underflow "
+                                         r"float(64|32).*\(c - c.min\(\)\) / "):
+        GaussianMixture(3, random_state=0).fit(tiny)
+    from bayesgmm.selection import sweep
+    with pytest.raises(ValueError, match="feature 1 spans only"):
+        sweep(tiny, n_components=[1, 2])
+    rescaled = tiny.copy()  # the fix the message names
+    c = rescaled[:, 1]
+    rescaled[:, 1] = (c - c.min()) / (c.max() - c.min())
+    labels = GaussianMixture(3, random_state=0).fit(rescaled).predict(rescaled)
+    assert adjusted_rand_score(y, labels) > 0.5
+    # predicting rows that close together is fine: the fit's units are not theirs
+    GaussianMixture(3, random_state=0).fit(X).predict(X[:2] * 1e-170)
+
+
+@pytest.mark.parametrize("each", [1e-20, 1e200])
+def test_sample_weights_out_of_range_are_refused(each):
+    """Weights count rows, so their scale matters: at 1e-20 each the M-step's 10·eps
+    outweighed every count and all means collapsed onto the data's mean; at 1e200 each
+    the tree's merges overflowed (an IndexError deep inside). Both refused, naming the
+    fix; a scale of 1e-10 is still fine and fits as unit weights do."""
+    X, _ = make_blobs(200, centers=3, random_state=0)
+    with pytest.raises(ValueError, match=r"sample_weight sums to [0-9.e+-]+, (below|above) "
+                                         r".*sample_weight / sample_weight.mean\(\)"):
+        GaussianMixture(3, random_state=0).fit(X, sample_weight=np.full(200, each))
+    small = GaussianMixture(3, random_state=0).fit(X, sample_weight=np.full(200, 1e-10))
+    unit = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_allclose(small.means_, unit.means_, atol=1e-5)
+
+
 def test_partial_fit_on_small_units_warns_on_the_first_batch():
     """Online EM adds reg_covar to every batch's covariances as fit does: the first
     batch's units are checked (once: later batches share them), at the user's line."""
