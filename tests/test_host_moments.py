@@ -219,3 +219,31 @@ def test_padding_components_get_exact_zeros_and_cost_no_exp(offset_rows):
         broken[1, 0, 2] = np.nan  # a NaN constant term is not padding: the guard refuses it
         with np.errstate(all="ignore"):
             assert host._e_step_peak(broken, T, np.ascontiguousarray(T.T), w_, peak) is None
+
+
+@pytest.mark.parametrize("kind", ["full", "diag", "spherical", "VEV", "EEI"])
+def test_scoring_a_compact_component_far_away_equals_scipy(kind):
+    """A cluster of sd 1e-2 at 1e5 (1e7 of its sds from the data's mean): the moments
+    form cancels terms of 1e14 there, and the host's score_samples were off by up to
+    9e-3 (score inflated above the optimum, BIC with it; EEI's shared covariance by
+    6e-7). The host scores such a fit by each component's centred rows instead (as the
+    compiled float32 kernel's guard does): score_samples, predict_proba and the
+    criteria equal scipy's densities of the same parameters."""
+    from bayesgmm import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(500, 2)), 1e5 + 1e-2 * rng.normal(size=(500, 2))])
+    gm = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+    cov = np.asarray(gm.params_.full_covariances)
+    joint = np.stack([np.log(gm.weights_[k]) + multivariate_normal(gm.means_[k], cov[k])
+                      .logpdf(X) for k in range(2)], axis=1)
+    truth = logsumexp(joint, axis=1)
+    np.testing.assert_allclose(gm.score_samples(X), truth, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(gm.predict_proba(X), np.exp(joint - truth[:, None]),
+                               atol=1e-9)
+    p = gm.params_.n_parameters
+    np.testing.assert_allclose(gm.bic(X), -2 * truth.sum() + p * np.log(len(X)), rtol=1e-12)
+    draws = GMMParams(*(np.stack([a, a]) for a in (gm.params_.weights, gm.params_.means,
+                                                   gm.params_.cov_factor)), kind)
+    np.testing.assert_allclose(host.score_draws(draws, X), np.stack([truth, truth]),
+                               atol=1e-9)

@@ -77,6 +77,55 @@ def _theta(p: GMMParams, center: np.ndarray) -> np.ndarray:
     return moment_theta(p.weights, p.means, p.cov_factor, center, p.covariance_type, NUMPY)
 
 
+#: The scores' guard on the moments form's round-off, eps · max_k ρ_k: log-densities
+#: within about 1e-9. (The compiled float32 kernel's :data:`bayesgmm.suffstats.GUARD`,
+#: 2^-10, suits float32's own precision; at 1e-9 ρ may reach 4.5e6, a compact
+#: component about 2,000 of its sds from the data's mean, and real fits rarely leave
+#: the moments form: a component 1e7 sds away had log-densities off by 1e-2, a shared
+#: covariance's component 5e4 sds away by 6e-7.)
+_SCORE_ROUNDOFF = 1e-9
+
+
+def _moments_exact(p: GMMParams, center: np.ndarray, theta: np.ndarray) -> bool:
+    """:func:`bayesgmm.suffstats.moments_exact` on the host (float64 ``p``, its natural
+    parameters ``theta`` (F, K) at ``center``), for scores: the moments form's
+    round-off is within :data:`_SCORE_ROUNDOFF` for every active component."""
+    K, D = p.n_components, p.n_features
+    quad = 2 * np.abs(theta[1 + D:]).sum(axis=0)  # Σ_ab |P_ab| per component
+    cov = ops(p.covariance_type, NUMPY).to_full_covariance(p.cov_factor, K, D)
+    reach = ((p.means - center) ** 2).sum(axis=-1) + np.trace(cov, axis1=-2, axis2=-1)
+    with np.errstate(invalid="ignore"):
+        rho = np.where(p.weights > 0, quad * reach, 0.0)
+    return bool(np.finfo(np.float64).eps * rho.max() <= _SCORE_ROUNDOFF)
+
+
+def _centred_joint(p: GMMParams, X: np.ndarray) -> np.ndarray:
+    """Joint log p(x_n, z_n = k) (N, K) from each component's own centred rows
+    (:func:`bayesgmm.density.centred_log_prob` on the host): exact for a compact
+    component far from the others, where the moments form cancels
+    ``(|μ_k - c| / σ_k)²``-sized terms (at 1e7 its log-densities were off by 1e-2)."""
+    table = ops(p.covariance_type, NUMPY)
+    K, D = p.n_components, p.n_features
+    chol = table.to_precision_cholesky(p.cov_factor)
+    maha = table.mahalanobis(X[None, :, :] - p.means[:, None, :], chol)  # (N, K)
+    log_det = table.log_det_precision_cholesky(chol, K, D)
+    with np.errstate(divide="ignore"):  # weight 0: -inf, as the moments form's
+        return -0.5 * (D * np.log(2 * np.pi) + maha) + log_det + np.log(p.weights)
+
+
+def _joint(p: GMMParams, X: np.ndarray, center: np.ndarray,
+           T: np.ndarray | None = None) -> np.ndarray:
+    """Joint log p(x_n, z_n = k) (N, K) for scoring: the moments form (``T``: X's
+    features at ``center``, made when not given) where it is exact
+    (:func:`_moments_exact`), else the centred one."""
+    theta = _theta(p, center)
+    if not _moments_exact(p, center, theta):
+        return _centred_joint(p, X)
+    if T is None:
+        T = moment_features(X, center, p.covariance_type, NUMPY)
+    return T @ theta
+
+
 def _finite_max(lp: np.ndarray, axis: int) -> np.ndarray:
     """The maximum of log-probabilities ``lp`` over ``axis`` (K's), 0 where it is not
     finite (a row with no finite component: rare, so the check comes before the
@@ -921,8 +970,7 @@ def log_resp(params: GMMParams, X) -> tuple[np.ndarray, np.ndarray]:
     log p(x) (N,), in float64."""
     p = params.to_numpy(np.float64)
     X = np.asarray(X, np.float64)
-    center = np.mean(X, axis=0)
-    lp = moment_features(X, center, p.covariance_type, NUMPY) @ _theta(p, center)
+    lp = _joint(p, X, np.mean(X, axis=0))
     ln = _log_norm(lp)
     return lp - ln[:, None], ln
 
@@ -934,8 +982,11 @@ def score_draws(params: GMMParams, X) -> np.ndarray:
     center = np.mean(X, axis=0)
     T = moment_features(X, center, params.covariance_type, NUMPY)
     p = params.to_numpy(np.float64)
-    theta = np.stack([_theta(p[m], center) for m in range(p.batch_shape[0])])
-    return _log_norm(T @ theta)  # (M, N, K) -> (M, N)
+    thetas = [_theta(p[m], center) for m in range(p.batch_shape[0])]
+    if not all(_moments_exact(p[m], center, th) for m, th in enumerate(thetas)):
+        return np.stack([_log_norm(_joint(p[m], X, center, T))  # a draw the moments
+                         for m in range(p.batch_shape[0])])  # form cannot score
+    return _log_norm(T @ np.stack(thetas))  # (M, N, K) -> (M, N)
 
 
 def criteria_terms(params: GMMParams, X, sample_weight=None) -> tuple[float, float]:
@@ -958,7 +1009,10 @@ def criteria_terms_many(params_list, X, sample_weight=None) -> list[tuple[float,
     out = []
     with np.errstate(invalid="ignore", divide="ignore", under="ignore"):
         for params in params_list:  # log_resp's quantities, on the shared features
-            lp = _theta(params.to_numpy(np.float64), center).T @ TT  # (K, N)
+            p = params.to_numpy(np.float64)
+            theta = _theta(p, center)
+            lp = (theta.T @ TT if _moments_exact(p, center, theta)
+                  else np.ascontiguousarray(_centred_joint(p, X).T))  # (K, N)
             top = _finite_max(lp, axis=0)
             lr = lp - top  # log r + log Σ_k exp(lp - top): K is axis 0
             e = np.exp(lr)
