@@ -229,8 +229,20 @@ def _roundoff_rtol(dtype) -> float:
 
 def _roundoff(xp, m2: Array) -> Array:
     """The variance below which an estimate computed from mean squares ``m2`` is
-    round-off (module note)."""
-    return _roundoff_rtol(m2.dtype) * m2
+    round-off (module note), and at least tiny / eps: no variance (the floor an
+    iterative M-step clamps to; :func:`bayesgmm.validation.min_spread` squared). Where
+    the mean square itself is 0 (a feature constant on a component's rows), VEV's
+    clamp left variances of 2e-308 that passed as positive: a fit with reg_covar = 0
+    scored +350 nats on a constant feature where every other model reports the
+    collapse."""
+    floor = _roundoff_floor(m2.dtype)
+    return xp.maximum(_roundoff_rtol(m2.dtype) * m2, floor)
+
+
+@functools.cache
+def _roundoff_floor(dtype) -> float:
+    info = np.finfo(dtype)
+    return float(info.tiny / info.eps)
 
 
 def _gram_of_inverse(xp, L: Array) -> Array:

@@ -352,7 +352,7 @@ default="auto"
         data, X = X, check_array_2d(X, min_samples=2, missing=self.missing,  # cheap
                                     marginalize_in="GaussianMixture")
         options, holes = self._options(), missing_data.has_missing(X)
-        warm = self.warm_start and self.__sklearn_is_fitted__()
+        warm = _check_warm_start(self.warm_start) and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
         params, info = (missing_data.fit if holes else fitting.fit)(
             X, options, sample_weight=sample_weight, start=start, start_lower_bound=bound)
@@ -377,7 +377,7 @@ default="auto"
         if missing_data.has_missing(X):
             raise ValueError("partial_fit does not marginalise missing values (NaN in X); "
                              "fit does (missing='marginalize'), or drop those rows")
-        warm = self.warm_start and self.__sklearn_is_fitted__()
+        warm = _check_warm_start(self.warm_start) and self.__sklearn_is_fitted__()
         start = self.params_ if state is not None or warm else None
         self._feature_names(data, reset=start is None)  # later batches: the first's columns
         params, info, state = fitting.partial_fit(X, self._options(), state,
@@ -746,3 +746,12 @@ class RobustMixture(BaseEstimator):
     def _criteria(self, X) -> dict:
         X = self._check_X(X)
         return robust.criteria(self.params_, X, self.component == "t" and self.df is None)
+
+
+def _check_warm_start(value) -> bool:
+    """``warm_start`` as a bool, else a ``ValueError``: a string such as "no" is truthy,
+    and was taken as True (the next fit continued the previous one)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"Invalid value for 'warm_start': {value!r}; it should be True "
+                         "or False")
+    return bool(value)

@@ -143,6 +143,8 @@ class FitOptions:
         check_positive_int(self.max_iter, "max_iter", minimum=0)  # 0: the initialisation
         check_positive_int(self.n_init, "n_init")
         check_positive_int(self.verbose_interval, "verbose_interval")
+        if not isinstance(self.verbose, bool | np.bool_):  # True/False: scikit-learn's too
+            check_positive_int(self.verbose, "verbose", minimum=0)
         if self.init_params not in INIT_METHODS:
             raise ValueError(
                 f"Invalid value for 'init_params': {self.init_params!r}; 'init_params' "

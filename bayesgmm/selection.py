@@ -53,6 +53,7 @@ from bayesgmm.validation import (
     check_positive_int,
     check_random_state_key,
     check_reg_covar_scale,
+    check_sample_weight,
     feature_names,
 )
 
@@ -68,16 +69,42 @@ CRITERIA = ("bic", "aic", "icl")
 SWEEP_DEFAULTS = {"tol": 1e-5, "max_iter": 1000}
 
 
+def _checked(params, X, sample_weight, owner: str):
+    """``(X, sample_weight)`` checked as a fit's are (where concrete: under ``jit`` the
+    arrays are traced and pass as they are), and ``params`` a :class:`GMMParams` of X's
+    features; a clear error otherwise (a NaN row made NaN, a wrong width a broadcasting
+    error deep inside JAX, a list an AttributeError)."""
+    from bayesgmm.params import GMMParams
+
+    if not isinstance(params, GMMParams):
+        hint = (" (a fitted estimator: pass its params_)" if hasattr(params, "params_")
+                else "")
+        raise TypeError(f"{owner} takes a GMMParams, got {type(params).__name__}{hint}")
+    import jax
+
+    if isinstance(X, jax.core.Tracer):
+        return X, sample_weight
+    X = check_array_2d(X)
+    if X.shape[1] != params.n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but the params hold "
+                         f"{params.n_features}: score the data they were fitted to")
+    if sample_weight is not None and not isinstance(sample_weight, jax.core.Tracer):
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    return X, sample_weight
+
+
 def bic(params, X, sample_weight=None):
     """Bayesian information criterion ``-2 log L + p log N``, shape (*B,). JAX."""
     import jax.numpy as jnp
 
+    X, sample_weight = _checked(params, X, sample_weight, "bic")
     n = _n_obs(X, sample_weight)
     return -2 * log_likelihood(params, X, sample_weight) + params.n_parameters * jnp.log(n)
 
 
 def aic(params, X, sample_weight=None):
     """Akaike information criterion ``-2 log L + 2 p``, shape (*B,). JAX."""
+    X, sample_weight = _checked(params, X, sample_weight, "aic")
     return -2 * log_likelihood(params, X, sample_weight) + 2 * params.n_parameters
 
 
@@ -86,6 +113,7 @@ def icl(params, X, sample_weight=None):
     (*B,). JAX."""
     import jax.numpy as jnp
 
+    X, sample_weight = _checked(params, X, sample_weight, "icl")
     log_lik, entropy = criteria_terms(params, X, sample_weight)
     n = _n_obs(X, sample_weight)
     return -2 * log_lik + params.n_parameters * jnp.log(n) + 2 * entropy
@@ -296,6 +324,8 @@ def sweep(
     if isinstance(covariance_types, str):
         covariance_types = (all_covariance_types() if covariance_types == "all"
                             else (covariance_types,))
+    if covariance_types is None:
+        check_covariance_types(None, "sweep")  # its TypeError names the fix
     covariance_types = tuple(covariance_types)
     if not covariance_types or (hasattr(n_components, "__len__") and not len(n_components)):
         raise ValueError(

@@ -270,7 +270,17 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
             f"Sparse {name} is not supported (Gaussian mixtures need dense data); "
             f"pass {name}.toarray() if it fits in memory"
         )
-    arr = np.asarray(X)  # a JAX array too: read on the host
+    times = _time_columns(X)
+    if times:  # pandas reads them as nanoseconds: numbers of another scale, not features
+        raise ValueError(
+            f"{name} has date or time columns {_few(times)}; a Gaussian mixture takes "
+            f"numeric features: drop them, e.g. {name}.drop(columns={_few(times)}), or turn "
+            "each into a number in units that suit the data (e.g. days since a start)")
+    try:
+        arr = np.asarray(X)  # a JAX array too: read on the host
+    except ValueError as exc:  # rows of different lengths (NumPy: "inhomogeneous shape")
+        raise ValueError(f"{name} must be a table of n_samples rows of n_features numbers "
+                         f"each; its rows differ in length ({exc})") from None
     if arr.dtype.kind == "O" and hasattr(X, "to_numpy"):
         arr = _table_values(X, arr)
     if np.iscomplexobj(arr):
@@ -409,6 +419,21 @@ def _non_numeric_columns(X) -> list:
         return []
 
 
+def _time_columns(X) -> list:
+    """The names of a table's date, time and duration columns (datetime64, timedelta64,
+    time-zone-aware dates), as str; [] for an array. Measured: a DataFrame with a
+    date column beside two features was fitted with it as a third feature (means of
+    1.6e15: nanoseconds since 1970)."""
+    if isinstance(X, np.ndarray) or not hasattr(X, "dtypes"):
+        return []
+    try:
+        return [str(c) for c, t in zip(X.columns, X.dtypes)
+                if str(t).startswith(("datetime64", "timedelta64"))
+                or getattr(t, "kind", "") in ("m", "M")]
+    except (AttributeError, TypeError):  # no per-column dtypes
+        return []
+
+
 def _table_values(X, arr: np.ndarray) -> np.ndarray:
     """A table's values as float, NA as NaN (``X.to_numpy(dtype, na_value=nan)``):
     float32 where every column is float32 (pandas' ``Float32``), else float64. ``arr``
@@ -535,7 +560,7 @@ def check_n_components_list(values, owner: str, name: str = "n_components") -> l
     ``TypeError`` (one int, not a sequence) or ``ValueError`` (empty, a non-integer
     such as 1.5, K <= 0, a K twice) naming the fix. Without it 1.5 was truncated to 1,
     0 failed deep inside, and a K twice was fitted twice."""
-    if isinstance(values, numbers.Number) or isinstance(values, str):
+    if values is None or isinstance(values, numbers.Number) or isinstance(values, str):
         hint = f"[{values!r}]" if isinstance(values, numbers.Integral) else "[1, 2, 3]"
         raise TypeError(f"{owner}'s {name} must be a sequence of ints, e.g. {hint} or "
                         f"range(1, 10); got {values!r}")
@@ -585,6 +610,10 @@ def check_covariance_types(values, owner: str) -> tuple:
     of a distinct model, as given; a ``ValueError`` names two names of one model
     (``"full"`` and ``"VVV"``: :data:`bayesgmm.covariance.CANONICAL`), which would be
     fitted twice."""
+    if values is None:
+        raise TypeError(f"{owner}'s covariance_types must be a model name or a sequence of "
+                        "them, e.g. ['full', 'diag'] (selection.all_covariance_types(): "
+                        "mclust's 14); got None")
     types = tuple(check_covariance_type(ct) for ct in values)
     twice = repeated_models(types)
     if twice:
@@ -606,17 +635,29 @@ def repeated_models(types) -> tuple[str, list] | None:
     return next(((m, names) for m, names in seen.items() if len(names) > 1), None)
 
 
+def _numeric_init(value, name: str, dtype) -> np.ndarray:
+    """An initial parameter as an array of ``dtype``, or a ``ValueError`` naming it (a
+    bare "could not convert string to float" named no parameter)."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Invalid {name}: it must be numeric ({exc})") from None
+
+
 def check_weights_init(weights, n_components: int, dtype) -> np.ndarray:
     """``weights_init`` as ``(K,)`` in ``dtype``: on the simplex, or a ``ValueError`` in
     scikit-learn's words ("The parameter 'weights' ...") with the fix."""
-    w = np.asarray(weights, dtype=dtype)
+    w = _numeric_init(weights, "weights_init", dtype)
     if w.shape != (n_components,):
         raise ValueError(
             f"Invalid weights_init. The parameter 'weights' should have the shape of "
             f"({n_components},), but got {w.shape}: pass one weight per component "
             f"(n_components={n_components})."
         )
-    if not np.isfinite(w).all() or w.min() < 0 or w.max() > 1:
+    if not np.isfinite(w).all():
+        raise ValueError("Invalid weights_init. The parameter 'weights' contains NaN or "
+                         "infinity; pass finite weights that sum to 1.")
+    if w.min() < 0 or w.max() > 1:
         raise ValueError(
             "Invalid weights_init. The parameter 'weights' should be in the range [0, 1], "
             f"but got max value {np.nanmax(w):.5f}, min value {np.nanmin(w):.5f}."
@@ -633,7 +674,7 @@ def check_weights_init(weights, n_components: int, dtype) -> np.ndarray:
 def check_means_init(means, n_components: int, n_features: int, dtype) -> np.ndarray:
     """``means_init`` as ``(K, D)`` in ``dtype``, or a ``ValueError`` in scikit-learn's
     words ("The parameter 'means' ...") with the fix."""
-    m = np.asarray(means, dtype=dtype)
+    m = _numeric_init(means, "means_init", dtype)
     if m.shape != (n_components, n_features):
         raise ValueError(
             f"Invalid means_init. The parameter 'means' should have the shape of "
@@ -651,7 +692,7 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
 
     table = ops(covariance_type)
     shape = table.factor_shape(n_components, n_features)
-    p = np.asarray(precisions, dtype=dtype)
+    p = _numeric_init(precisions, "precisions_init", dtype)
     if p.shape != shape:
         raise ValueError(
             f"The parameter '{covariance_type} precision' should have the shape of "

@@ -196,3 +196,93 @@ def test_values_whose_squares_overflow_are_refused_naming_the_largest(dtype):
     assert check_array_2d(np.ones((4, 2), dtype) + 1e5).dtype == dtype
     X[0, 0] = np.nan  # NaN is not a magnitude
     assert check_array_2d(X, missing="marginalize").shape == (4, 2)
+
+
+def test_date_and_time_columns_are_refused_naming_them():
+    """pandas reads dates and durations as nanoseconds: a DataFrame with a date column
+    beside two features was fitted with it as a third (means of 1.6e15). Refused,
+    naming the columns and the fix; the table without them fits."""
+    pd = pytest.importorskip("pandas")
+    from bayesgmm import GaussianMixture
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(60, 2)), columns=["a", "b"])
+    for column in (pd.date_range("2020-01-01", periods=60),
+                   pd.date_range("2020-01-01", periods=60, tz="UTC"),
+                   pd.to_timedelta(np.arange(60), "D")):
+        with pytest.raises(ValueError, match=r"date or time columns \['t'\].*"
+                                             r"X.drop\(columns=\['t'\]\)"):
+            GaussianMixture(2).fit(X.assign(t=column))
+    assert GaussianMixture(2).fit(X).n_features_in_ == 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"warm_start": "no"}, r"Invalid value for 'warm_start': 'no'; it should be True or False"),
+    ({"verbose": "x"}, r"Invalid value for 'verbose': 'x'; 'verbose' should be an integer >= 0"),
+    ({"weights_init": "a"}, r"Invalid weights_init: it must be numeric"),
+    ({"means_init": [["a", "b"], [1, 2]]}, r"Invalid means_init: it must be numeric"),
+    ({"weights_init": [np.nan, 0.5]}, r"'weights' contains NaN or infinity"),
+])
+def test_option_values_of_the_wrong_kind_name_the_option(options, message):
+    """A truthy "no" was taken as warm_start=True; int("x") failed inside the progress
+    report; a string init gave NumPy's bare "could not convert"; a NaN weight was
+    reported as a range of 0.5 to 0.5."""
+    from bayesgmm import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    with pytest.raises(ValueError, match=message):
+        GaussianMixture(2, **options).fit(X)
+    GaussianMixture(2, warm_start=np.bool_(True), verbose=False).fit(X)  # bools pass
+
+
+def test_ragged_rows_and_missing_model_lists_are_named():
+    from bayesgmm import GaussianMixture
+    from bayesgmm.selection import sweep
+
+    with pytest.raises(ValueError, match="its rows differ in length"):
+        GaussianMixture(2).fit([[1.0, 2.0], [3.0]])
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    with pytest.raises(TypeError, match="n_components must be a sequence of ints"):
+        sweep(X, None)
+    with pytest.raises(TypeError, match="covariance_types must be a model name or a "
+                                        "sequence of them"):
+        sweep(X, [1, 2], None)
+
+
+def test_criteria_functions_check_their_input():
+    """selection.bic/aic/icl (public) returned NaN for a NaN row or negative weights,
+    failed inside JAX on a wrong width, and on a list or an estimator with an
+    AttributeError. They check as a fit does, and still equal the estimator's own
+    criteria (and trace under jit)."""
+    import jax
+
+    from bayesgmm import GaussianMixture
+    from bayesgmm.selection import aic, bic, icl
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    for fn in (bic, aic, icl):
+        with pytest.raises(ValueError, match="contains NaN"):
+            fn(gm.params_, np.r_[X, [[np.nan, 0.0]]])
+        with pytest.raises(ValueError, match="Negative values in sample_weight"):
+            fn(gm.params_, X, sample_weight=-np.ones(60))
+        with pytest.raises(ValueError, match="X has 3 features, but the params hold 2"):
+            fn(gm.params_, np.ones((3, 3)))
+        with pytest.raises(TypeError, match="takes a GMMParams, got GaussianMixture .*params_"):
+            fn(gm, X)
+    np.testing.assert_allclose(float(bic(gm.params_, X.tolist())), gm.bic(X), rtol=1e-6)
+    np.testing.assert_allclose(float(aic(gm.params_, X)), gm.aic(X), rtol=1e-6)
+    np.testing.assert_allclose(float(jax.jit(lambda x: bic(gm.params_, x))(X)), gm.bic(X),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["VEV", "full", "VEI", "EVV"])
+def test_a_constant_feature_without_reg_covar_is_reported_by_every_model(kind):
+    """With reg_covar=0 a feature constant on every row leaves no variance: VEV's
+    clamp left 2e-308 and the fit scored +350 nats where the other models report the
+    collapse. Every model now says so."""
+    from bayesgmm import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    X[:, 1] = 3.0
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        GaussianMixture(2, covariance_type=kind, reg_covar=0, random_state=0).fit(X)
