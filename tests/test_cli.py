@@ -225,6 +225,8 @@ DATA = '[data]\npath = "d.csv"\n'
      DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
      ["d.csv line 3 has no value in any feature column", "drop those rows"]),
     ("a ragged row", "a,b\n1,2\n3\n", DATA, ["d.csv line 3 has 1 fields"]),
+    ("a row with a field too many", "a,b\n1,2\n3,4,5\n6,7\n", DATA,
+     ["d.csv line 3 has 3 fields, the first row has 2"]),
     ("column by a wrong name", "a,b\n1,2\n3,4\n", DATA + 'columns = ["a", "c"]\n',
      ["[data] columns: ", "has no column 'c'", "its columns are a, b"]),
     ("K over N", "a,b\n1,2\n3,4\n5,6\n", DATA + "[sweep]\nn_components = [1, 5]\n",
