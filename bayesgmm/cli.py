@@ -202,11 +202,40 @@ class _ColumnPicker:
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """The 2-D real array a ``.npy`` file holds. Never unpickled: NumPy's refusal of a
+    file that is not a ``.npy`` (it takes it for a pickle) or of an array of Python
+    objects advises loading it unsafely (``allow_pickle``), so it is replaced by a
+    message that says bayesgmm does not, as :mod:`bayesgmm.io` does for a model's
+    arrays. Complex numbers are refused, not cast (that drops the imaginary part)."""
+    save = "save a numeric array with numpy.save(path, X.astype(float)), or use a CSV file"
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(6)
+    except OSError as err:
+        raise CLIError(f"cannot read {path}: {err.strerror}", "check [data] path") from None
+    if not magic:
+        raise CLIError(f"{path} is empty", save)
+    if magic.startswith(b"PK"):  # np.savez's zip archive, which np.load also opens
+        raise CLIError(f"{path} is a .npz archive, not one array",
+                       "save the data array alone with numpy.save, or use a CSV file")
+    if magic != b"\x93NUMPY":  # (np.load would take it for a pickle and say so)
+        raise CLIError(f"{path} is not a NumPy .npy file (NumPy reads such a file as "
+                       "pickled data, which bayesgmm never loads)", save)
+    problem = None
     try:
         a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise CLIError(f"cannot read {path} as a NumPy array: {err}",
-                       "write it with numpy.save, or use a CSV file") from None
+    except ValueError as err:
+        problem = (f"{path} holds Python objects (pickled data), which bayesgmm never loads"
+                   if "allow_pickle" in str(err) else
+                   f"cannot read {path} as a NumPy array: {err}")
+    except (OSError, EOFError) as err:
+        problem = f"cannot read {path} as a NumPy array: {err or 'the file is truncated'}"
+    if problem is not None:  # (raised here: NumPy's advice is not even the context)
+        raise CLIError(problem, save)
+    if np.iscomplexobj(a):
+        raise CLIError(f"{path} holds complex numbers ({a.dtype}); a Gaussian mixture is "
+                       "fitted to real data", "save the real part (X.real), or the real "
+                       "and imaginary parts as columns (numpy.hstack([X.real, X.imag]))")
     if a.ndim != 2:
         raise CLIError(f"{path} holds an array of shape {a.shape}",
                        "save a 2-D array of shape (n_samples, n_features)")

@@ -797,3 +797,37 @@ def test_data_in_small_units_warns_once_and_far_means_keep_their_digits(tmp_path
     table = summary.split("components (EM):\n")[1].splitlines()[1:4]
     firsts = sorted(float(row.split()[2]) - 1e8 for row in table)
     np.testing.assert_allclose(firsts, [0.0, 0.0, 6.0], atol=0.5)
+
+
+@pytest.mark.parametrize("name,fragments", [
+    ("complex", ["complex.npy holds complex numbers (complex128)", "X.real"]),
+    ("objects", ["objects.npy holds Python objects (pickled data), which bayesgmm never "
+                 "loads", "numpy.save"]),
+    ("text", ["text.npy is not a NumPy .npy file", "never loads", "numpy.save"]),
+    ("archive", ["archive.npy is a .npz archive, not one array", "numpy.save"]),
+])
+def test_npy_files_that_are_not_real_arrays_are_refused(tmp_path, capsys, name, fragments):
+    """A .npy of complex numbers (its imaginary part was dropped), of Python objects or
+    not a NumPy file at all (NumPy's advice was to load it unsafely, allow_pickle), or
+    a .npz archive: one line, exit 2, from sweep as from predict, never that advice."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    save_model(GaussianMixture(2, random_state=0).fit(X), tmp_path / "m")
+    path = tmp_path / f"{name}.npy"
+    if name == "complex":
+        np.save(path, X + 1j * X)
+    elif name == "objects":
+        np.save(path, X.astype(object), allow_pickle=True)
+    elif name == "text":
+        path.write_text("1,2\n3,4\n")
+    else:
+        np.savez(tmp_path / "a.npz", X=X)
+        (tmp_path / "a.npz").rename(path)
+    (tmp_path / "c.toml").write_text(f'[data]\npath = "{path.name}"\n'
+                                     "[sweep]\nn_components = 1\n")
+    for argv in (["sweep", str(tmp_path / "c.toml"), "--out", str(tmp_path / "s")],
+                 ["predict", str(tmp_path / "m"), str(path)]):
+        assert main([*argv, "--quiet", NO_CACHE]) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == ""
+        _assert_one_line_error(err.splitlines(), *fragments)
+        assert "allow_pickle" not in err and "pickle.load" not in err
