@@ -286,7 +286,7 @@ def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col
         labels = column(label_col) if label_col is not None else None
     except (ValueError, IndexError, UnicodeDecodeError):
         return None
-    if len(X) == 0 or not np.all(np.isfinite(X) | (holes & np.isnan(X))):
+    if len(X) == 0 or not np.all(_usable(X, holes)):
         return None
     if width is not None and not _widths_agree(path, delimiter, width):
         return None
@@ -341,17 +341,23 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
         X = cells.astype(np.float64)
     except (ValueError, TypeError):
         X = None
-    if X is None or not np.all(np.isfinite(X) | (holes & np.isnan(X))):
+    if X is None or not np.all(_usable(X, holes)):
         for i, row in enumerate(cells):
             for j, value in enumerate(row):
                 try:
                     number = float(value)
                 except (ValueError, TypeError):
                     number = None
-                if number is not None and (np.isfinite(number) or holes and np.isnan(number)):
+                if number is not None and _usable(np.float64(number), holes):
                     continue
                 line = lines[i] if lines is not None else i + 1 + int(header)
                 where = f"{path} line {line}, column {names[j]!r}"
+                if number is not None and np.isfinite(number):  # above _usable's bound
+                    raise CLIError(f"{where}: {str(value)!r} is too large: the squares a "
+                                   "Gaussian mixture sums overflow above "
+                                   f"{_max_magnitude():.3g}",
+                                   "rescale that column (e.g. standardise it), or fix "
+                                   "or drop that row")
                 if str(value) == "" or number is not None and np.isnan(number):
                     raise CLIError(f"{where}: {str(value)!r} is a missing value",
                                    'the model was fitted with [fit] missing = "error": '
@@ -371,6 +377,21 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
                                if header else "fix or drop that row, or leave the column "
                                "out of [data] columns")
     return X
+
+
+def _max_magnitude() -> float:
+    from bayesgmm.validation import max_magnitude  # (no JAX import)
+
+    return max_magnitude(np.float64)
+
+
+def _usable(X: np.ndarray, holes: bool) -> np.ndarray:
+    """Where the cells are values the library fits: finite and within its magnitude
+    bound (:func:`bayesgmm.validation.max_magnitude`), or NaN where ``holes``. The
+    library refuses the rest when the fit starts, which the command line reported as a
+    failed fit (exit status 1): checked here, the cell's line and column are named as
+    for any other bad cell (exit status 2)."""
+    return (np.abs(X) <= _max_magnitude()) | (holes & np.isnan(X))
 
 
 def _check_holes(path: Path, X: np.ndarray, names: list[str], *, header: bool,
@@ -528,6 +549,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
 
     check_output_folder(Path(out_dir))  # before the fits, not after them
     data = _load(cfg, log)
+    _check_priors(cfg, data)
     swept = run_sweep(cfg, log=log, data=data, progress=progress)
     table, best = swept["table"], swept["table"].best
     K, ct = cfg.fit.chosen(best)
@@ -982,13 +1004,12 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     """The ``[bayes]`` fit at K: (model, (mean, lower, upper) memberships, summary text).
     ``em`` is the command's EM fit at K, to compare with the one inference started from.
     """
-    from bayesgmm.bayes import BayesianGaussianMixture, Priors
+    from bayesgmm.bayes import BayesianGaussianMixture
     from bayesgmm.bayes.model import MODEL_NAMES, check_model_type
     from bayesgmm.covariance import ops
 
     b = cfg.bayes
-    priors = Priors(**{f.name: getattr(b.priors, f.name) for f in
-                       dataclasses.fields(b.priors)})
+    priors = _priors(b)
     what = {"nuts": f"NUTS, {b.n_chains} chains x ({b.n_warmup} warm-up + {b.n_draws} draws)",
             "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
     what += "".join(note for on, note in (
@@ -1057,6 +1078,29 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
         text.append("degrees of freedom (posterior means): "
                     + ", ".join(f"{v:.3g}" for v in np.asarray(model.df_)))
     return model, interval, "\n".join(text)
+
+
+def _priors(b):
+    """``[bayes.priors]`` as :class:`bayesgmm.bayes.Priors`."""
+    from bayesgmm.bayes import Priors
+
+    return Priors(**{f.name: getattr(b.priors, f.name) for f in dataclasses.fields(b.priors)})
+
+
+def _check_priors(cfg: RunConfig, data: Dataset) -> None:
+    """``[bayes.priors]`` against the data's D features, before the sweep: a per-feature
+    prior of another length is a configuration error (exit status 2), which the
+    Bayesian fit's own check (:meth:`bayesgmm.bayes.Priors.validate`, the same call)
+    reported as a failed fit (exit status 1) after the sweep and the EM fit."""
+    if cfg.bayes is None:
+        return
+    try:
+        _priors(cfg.bayes).validate(data.X.shape[1])
+    except ValueError as err:
+        names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
+        raise CLIError(str(err).replace("Priors.", "[bayes.priors] "),
+                       f"fix that key in [bayes.priors]: one number, or one per feature of "
+                       f"{data.source}{names}") from None
 
 
 def _summary_table(model, method: str):

@@ -225,6 +225,13 @@ DATA = '[data]\npath = "d.csv"\n'
      DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
      ["d.csv line 3 has no value in any feature column", "drop those rows"]),
     ("a ragged row", "a,b\n1,2\n3\n", DATA, ["d.csv line 3 has 1 fields"]),
+    ("a value whose square overflows", "a,b\n1,2\n1e200,4\n5,6\n", DATA,
+     ["d.csv line 3, column 'a': '1e200' is too large", "rescale that column"]),
+    ("a prior per feature of other data", "a,b\n1,2\n3,4\n5,7\n8,1\n",
+     DATA + '[sweep]\nn_components = 1\n[bayes]\nmethod = "map"\n'
+            "[bayes.priors]\nmean_scale = [1, 2, 3]\n",
+     ["[bayes.priors] mean_scale must be a number or 2 numbers (one per feature) for "
+      "data of 2 features", "one per feature of", "(a, b)"]),
     ("a row with a field too many", "a,b\n1,2\n3,4,5\n6,7\n", DATA,
      ["d.csv line 3 has 3 fields, the first row has 2"]),
     ("column by a wrong name", "a,b\n1,2\n3,4\n", DATA + 'columns = ["a", "c"]\n',
