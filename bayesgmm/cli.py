@@ -972,12 +972,23 @@ def _model_columns(cfg: DataConfig, model, header: list[str] | None) -> DataConf
 
 
 def _check_out_file(out: Path) -> None:
-    """``predict --out``: a file that can be written (checked before predicting)."""
+    """``predict --out``: a file that can be written (checked before predicting). Its
+    folder is tried by creating (and removing) a file there, the write's own test:
+    permission bits (``os.access``) say nothing for root, nor for /proc, nor for a
+    read-only mount; else the write failed after predicting, naming the writer's
+    temporary file."""
     if out.is_dir():
         raise CLIError(f"--out {out} is a folder", "give a file name, e.g. labels.csv")
-    if not out.absolute().parent.is_dir():
-        raise CLIError(f"cannot write {out}: the folder {out.absolute().parent} does not "
+    folder = out.absolute().parent
+    if not folder.is_dir():
+        raise CLIError(f"cannot write {out}: the folder {folder} does not "
                        "exist", "create it first, or choose another --out")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".test"):
+            pass
+    except OSError as err:
+        raise CLIError(f"cannot write {out}: its folder {folder} is not writable "
+                       f"({err.strerror})", "choose another --out") from None
 
 
 def _check_enough_rows(data: Dataset, k: int, key: str) -> None:

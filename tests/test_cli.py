@@ -838,3 +838,20 @@ def test_npy_files_that_are_not_real_arrays_are_refused(tmp_path, capsys, name, 
         assert out == ""
         _assert_one_line_error(err.splitlines(), *fragments)
         assert "allow_pickle" not in err and "pickle.load" not in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("proba", [False, True])
+def test_predict_out_in_a_folder_that_cannot_be_written(tmp_path, capsys, proba):
+    """--out in a folder no one may write (/proc, even as root): exit 2 before
+    predicting, naming the user's path and its folder, not the writer's temporary file."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    save_model(GaussianMixture(2, random_state=0).fit(X), tmp_path / "m")
+    np.save(tmp_path / "x.npy", X)
+    argv = ["predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--out",
+            "/proc/p.csv", "--quiet", NO_CACHE] + ["--proba"] * proba
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    _assert_one_line_error(err.splitlines(), "cannot write /proc/p.csv: its folder /proc "
+                           "is not writable", "choose another --out")
+    assert ".writing" not in err and out == ""
