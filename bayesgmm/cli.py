@@ -127,7 +127,8 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
                        f"cluster_std={cfg.cluster_std}, random_state={cfg.random_state})")
     path = Path(cfg.path)
     if not path.is_file():
-        raise CLIError(f"data file {path} does not exist",
+        raise CLIError(f"data file {path} " + ("is a folder, not a file" if path.is_dir()
+                                               else "does not exist"),
                        "check [data] path (relative paths start at the config file's folder)")
     if path.suffix == ".npy":
         cells = _read_npy(path)
@@ -139,6 +140,10 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     id_col = None if cfg.id_column is None else pick.index(cfg.id_column, "id_column")
     label_col = None if cfg.label_column is None else pick.index(cfg.label_column,
                                                                  "label_column")
+    if id_col is not None and id_col == label_col:  # (by name or index: both resolved)
+        raise CLIError(f"[data] id_column and label_column are the same column "
+                       f"({pick.name(id_col)!r}) of {path}",
+                       "set label_column to the column of known classes, or remove it")
     if cfg.columns:
         if n_features is not None and names is None and any(isinstance(c, str)
                                                             for c in cfg.columns):
@@ -195,7 +200,15 @@ class _ColumnPicker:
         if column not in self.names:
             raise CLIError(f"[data] {key}: {self.path} has no column {column!r}",
                            f"its columns are {', '.join(self.names)}")
-        return self.names.index(column)
+        where = [j for j, n in enumerate(self.names) if n == column]
+        if len(where) > 1:  # (a header that repeats a name is read by position unless
+            # a key names it: then which column it means is not known, not the first)
+            raise CLIError(f"[data] {key} names the column {column!r}, but "
+                           f"{self.path}'s header has {len(where)} columns named "
+                           f"{column!r} ({', '.join(map(str, where))})",
+                           "rename them in the header, or name the columns by 0-based "
+                           "index")
+        return where[0]
 
     def name(self, j: int) -> str:
         return self.names[j] if self.names is not None else f"column {j}"
