@@ -272,6 +272,9 @@ DATA = '[data]\npath = "d.csv"\n'
     ("[fit] K of 0", None, "[fit]\nn_components = 0\n",
      ["[fit] n_components must be an integer K >= 1", "got the integer 0"]),
     ("no EM iteration", None, "[fit]\nmax_iter = 0\n", ["[fit] max_iter must be >= 1"]),
+    ("a noise volume without noise", None, "[bayes]\nnoise_volume = 5\n",
+     ["[bayes] noise_volume = 5.0 sets the noise component's volume, but noise = false",
+      "set noise = true, or remove noise_volume"]),
 ])
 def test_bad_input_is_one_line_exit_2_no_folder(tmp_path, capsys, case, csv_text, config,
                                                 fragments):
