@@ -997,7 +997,8 @@ def _check_out_file(out: Path) -> None:
         raise CLIError(f"cannot write {out}: the folder {folder} does not "
                        "exist", "create it first, or choose another --out")
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".test"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.",
+                                         suffix=".test"):
             pass
     except OSError as err:
         raise CLIError(f"cannot write {out}: its folder {folder} is not writable "
@@ -1108,7 +1109,8 @@ def _priors(b):
     """``[bayes.priors]`` as :class:`bayesgmm.bayes.Priors`."""
     from bayesgmm.bayes import Priors
 
-    return Priors(**{f.name: getattr(b.priors, f.name) for f in dataclasses.fields(b.priors)})
+    return Priors(**{f.name: getattr(b.priors, f.name)
+                     for f in dataclasses.fields(b.priors)})
 
 
 def _check_priors(cfg: RunConfig, data: Dataset) -> None:
