@@ -127,7 +127,8 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
                        f"cluster_std={cfg.cluster_std}, random_state={cfg.random_state})")
     path = Path(cfg.path)
     if not path.is_file():
-        raise CLIError(f"data file {path} does not exist",
+        raise CLIError(f"data file {path} " + ("is a folder, not a file" if path.is_dir()
+                                               else "does not exist"),
                        "check [data] path (relative paths start at the config file's folder)")
     if path.suffix == ".npy":
         cells = _read_npy(path)
@@ -139,6 +140,10 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     id_col = None if cfg.id_column is None else pick.index(cfg.id_column, "id_column")
     label_col = None if cfg.label_column is None else pick.index(cfg.label_column,
                                                                  "label_column")
+    if id_col is not None and id_col == label_col:  # (by name or index: both resolved)
+        raise CLIError(f"[data] id_column and label_column are the same column "
+                       f"({pick.name(id_col)!r}) of {path}",
+                       "set label_column to the column of known classes, or remove it")
     if cfg.columns:
         if n_features is not None and names is None and any(isinstance(c, str)
                                                             for c in cfg.columns):
@@ -157,7 +162,7 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     lines = None  # each data row's line in the file, where Python's csv read it
     if cells is None:  # NumPy's reader first; Python's csv where it fails, to name the cell
         read = _read_fast(path, cfg.delimiter, names is not None, cols, id_col, label_col,
-                          holes)
+                          holes, n_cols)
         if read is None:
             cells, lines = _read_text(path, cfg.delimiter, names is not None)
     if cells is not None:
@@ -195,18 +200,55 @@ class _ColumnPicker:
         if column not in self.names:
             raise CLIError(f"[data] {key}: {self.path} has no column {column!r}",
                            f"its columns are {', '.join(self.names)}")
-        return self.names.index(column)
+        where = [j for j, n in enumerate(self.names) if n == column]
+        if len(where) > 1:  # (a header that repeats a name is read by position unless
+            # a key names it: then which column it means is not known, not the first)
+            raise CLIError(f"[data] {key} names the column {column!r}, but "
+                           f"{self.path}'s header has {len(where)} columns named "
+                           f"{column!r} ({', '.join(map(str, where))})",
+                           "rename them in the header, or name the columns by 0-based "
+                           "index")
+        return where[0]
 
     def name(self, j: int) -> str:
         return self.names[j] if self.names is not None else f"column {j}"
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """The 2-D real array a ``.npy`` file holds. Never unpickled: NumPy's refusal of a
+    file that is not a ``.npy`` (it takes it for a pickle) or of an array of Python
+    objects advises loading it unsafely (``allow_pickle``), so it is replaced by a
+    message that says bayesgmm does not, as :mod:`bayesgmm.io` does for a model's
+    arrays. Complex numbers are refused, not cast (that drops the imaginary part)."""
+    save = "save a numeric array with numpy.save(path, X.astype(float)), or use a CSV file"
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(6)
+    except OSError as err:
+        raise CLIError(f"cannot read {path}: {err.strerror}", "check [data] path") from None
+    if not magic:
+        raise CLIError(f"{path} is empty", save)
+    if magic.startswith(b"PK"):  # np.savez's zip archive, which np.load also opens
+        raise CLIError(f"{path} is a .npz archive, not one array",
+                       "save the data array alone with numpy.save, or use a CSV file")
+    if magic != b"\x93NUMPY":  # (np.load would take it for a pickle and say so)
+        raise CLIError(f"{path} is not a NumPy .npy file (NumPy reads such a file as "
+                       "pickled data, which bayesgmm never loads)", save)
+    problem = None
     try:
         a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise CLIError(f"cannot read {path} as a NumPy array: {err}",
-                       "write it with numpy.save, or use a CSV file") from None
+    except ValueError as err:
+        problem = (f"{path} holds Python objects (pickled data), which bayesgmm never loads"
+                   if "allow_pickle" in str(err) else
+                   f"cannot read {path} as a NumPy array: {err}")
+    except (OSError, EOFError) as err:
+        problem = f"cannot read {path} as a NumPy array: {err or 'the file is truncated'}"
+    if problem is not None:  # (raised here: NumPy's advice is not even the context)
+        raise CLIError(problem, save)
+    if np.iscomplexobj(a):
+        raise CLIError(f"{path} holds complex numbers ({a.dtype}); a Gaussian mixture is "
+                       "fitted to real data", "save the real part (X.real), or the real "
+                       "and imaginary parts as columns (numpy.hstack([X.real, X.imag]))")
     if a.ndim != 2:
         raise CLIError(f"{path} holds an array of shape {a.shape}",
                        "save a 2-D array of shape (n_samples, n_features)")
@@ -239,10 +281,11 @@ def _read_header(path: Path, delimiter: str, header) -> tuple[list[str] | None, 
 
 
 def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col,
-               holes: bool = False):
+               holes: bool = False, width: int | None = None):
     """(X, ids, labels) by NumPy's reader, or None where it cannot read the file (a bad
-    cell, a ragged row, quoting, an empty cell; a NaN unless ``holes``): then
-    :func:`_read_text` reads it, and finds and names the problem."""
+    cell, a ragged row, quoting, an empty cell; a NaN unless ``holes``) or a row has
+    other than ``width`` fields (the first row's): then :func:`_read_text` reads it, and
+    finds and names the problem."""
     def column(j):
         return np.loadtxt(path, delimiter=delimiter, skiprows=int(header), usecols=[j],
                           dtype=str, ndmin=1, comments=None, encoding="utf-8-sig",
@@ -256,10 +299,24 @@ def _read_fast(path: Path, delimiter: str, header: bool, cols, id_col, label_col
         labels = column(label_col) if label_col is not None else None
     except (ValueError, IndexError, UnicodeDecodeError):
         return None
-    if len(X) == 0 or not np.all(np.isfinite(X) | (holes & np.isnan(X))):
+    if len(X) == 0 or not np.all(_usable(X, holes)):
+        return None
+    if width is not None and not _widths_agree(path, delimiter, width):
         return None
     return X, np.char.strip(ids) if ids.dtype.kind == "U" else ids, (
         None if labels is None else np.char.strip(labels))
+
+
+def _widths_agree(path: Path, delimiter: str, width: int) -> bool:
+    """Whether every row of the file has ``width`` fields (blank lines aside). NumPy's
+    reader takes the ``usecols`` it is given and ignores the fields after them, so a row
+    with a field too many (a stray delimiter, two rows run together) read as if it were
+    whole; one pass of Python's csv reader (about half of NumPy's read) finds it."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return set(map(len, csv.reader(fh, delimiter=delimiter))) <= {0, width}
+    except (UnicodeDecodeError, csv.Error, OSError):
+        return False  # (_read_text names the problem)
 
 
 def _read_text(path: Path, delimiter: str, header: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -297,17 +354,23 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
         X = cells.astype(np.float64)
     except (ValueError, TypeError):
         X = None
-    if X is None or not np.all(np.isfinite(X) | (holes & np.isnan(X))):
+    if X is None or not np.all(_usable(X, holes)):
         for i, row in enumerate(cells):
             for j, value in enumerate(row):
                 try:
                     number = float(value)
                 except (ValueError, TypeError):
                     number = None
-                if number is not None and (np.isfinite(number) or holes and np.isnan(number)):
+                if number is not None and _usable(np.float64(number), holes):
                     continue
                 line = lines[i] if lines is not None else i + 1 + int(header)
                 where = f"{path} line {line}, column {names[j]!r}"
+                if number is not None and np.isfinite(number):  # above _usable's bound
+                    raise CLIError(f"{where}: {str(value)!r} is too large: the squares a "
+                                   "Gaussian mixture sums overflow above "
+                                   f"{_max_magnitude():.3g}",
+                                   "rescale that column (e.g. standardise it), or fix "
+                                   "or drop that row")
                 if str(value) == "" or number is not None and np.isnan(number):
                     raise CLIError(f"{where}: {str(value)!r} is a missing value",
                                    'the model was fitted with [fit] missing = "error": '
@@ -327,6 +390,21 @@ def _numeric(path: Path, cells: np.ndarray, names: list[str], *, header: bool,
                                if header else "fix or drop that row, or leave the column "
                                "out of [data] columns")
     return X
+
+
+def _max_magnitude() -> float:
+    from bayesgmm.validation import max_magnitude  # (no JAX import)
+
+    return max_magnitude(np.float64)
+
+
+def _usable(X: np.ndarray, holes: bool) -> np.ndarray:
+    """Where the cells are values the library fits: finite and within its magnitude
+    bound (:func:`bayesgmm.validation.max_magnitude`), or NaN where ``holes``. The
+    library refuses the rest when the fit starts, which the command line reported as a
+    failed fit (exit status 1): checked here, the cell's line and column are named as
+    for any other bad cell (exit status 2)."""
+    return (np.abs(X) <= _max_magnitude()) | (holes & np.isnan(X))
 
 
 def _check_holes(path: Path, X: np.ndarray, names: list[str], *, header: bool,
@@ -484,6 +562,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
 
     check_output_folder(Path(out_dir))  # before the fits, not after them
     data = _load(cfg, log)
+    _check_priors(cfg, data)
     swept = run_sweep(cfg, log=log, data=data, progress=progress)
     table, best = swept["table"], swept["table"].best
     K, ct = cfg.fit.chosen(best)
@@ -906,12 +985,24 @@ def _model_columns(cfg: DataConfig, model, header: list[str] | None) -> DataConf
 
 
 def _check_out_file(out: Path) -> None:
-    """``predict --out``: a file that can be written (checked before predicting)."""
+    """``predict --out``: a file that can be written (checked before predicting). Its
+    folder is tried by creating (and removing) a file there, the write's own test:
+    permission bits (``os.access``) say nothing for root, nor for /proc, nor for a
+    read-only mount; else the write failed after predicting, naming the writer's
+    temporary file."""
     if out.is_dir():
         raise CLIError(f"--out {out} is a folder", "give a file name, e.g. labels.csv")
-    if not out.absolute().parent.is_dir():
-        raise CLIError(f"cannot write {out}: the folder {out.absolute().parent} does not "
+    folder = out.absolute().parent
+    if not folder.is_dir():
+        raise CLIError(f"cannot write {out}: the folder {folder} does not "
                        "exist", "create it first, or choose another --out")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.",
+                                         suffix=".test"):
+            pass
+    except OSError as err:
+        raise CLIError(f"cannot write {out}: its folder {folder} is not writable "
+                       f"({err.strerror})", "choose another --out") from None
 
 
 def _check_enough_rows(data: Dataset, k: int, key: str) -> None:
@@ -938,13 +1029,12 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
     """The ``[bayes]`` fit at K: (model, (mean, lower, upper) memberships, summary text).
     ``em`` is the command's EM fit at K, to compare with the one inference started from.
     """
-    from bayesgmm.bayes import BayesianGaussianMixture, Priors
+    from bayesgmm.bayes import BayesianGaussianMixture
     from bayesgmm.bayes.model import MODEL_NAMES, check_model_type
     from bayesgmm.covariance import ops
 
     b = cfg.bayes
-    priors = Priors(**{f.name: getattr(b.priors, f.name) for f in
-                       dataclasses.fields(b.priors)})
+    priors = _priors(b)
     what = {"nuts": f"NUTS, {b.n_chains} chains x ({b.n_warmup} warm-up + {b.n_draws} draws)",
             "map": "MAP", "svi": f"SVI, {b.n_svi_steps} steps, {b.n_draws} draws"}[b.method]
     what += "".join(note for on, note in (
@@ -1013,6 +1103,30 @@ def _fit_bayes(cfg: RunConfig, data: Dataset, K: int, ct: str, log, *, em):
         text.append("degrees of freedom (posterior means): "
                     + ", ".join(f"{v:.3g}" for v in np.asarray(model.df_)))
     return model, interval, "\n".join(text)
+
+
+def _priors(b):
+    """``[bayes.priors]`` as :class:`bayesgmm.bayes.Priors`."""
+    from bayesgmm.bayes import Priors
+
+    return Priors(**{f.name: getattr(b.priors, f.name)
+                     for f in dataclasses.fields(b.priors)})
+
+
+def _check_priors(cfg: RunConfig, data: Dataset) -> None:
+    """``[bayes.priors]`` against the data's D features, before the sweep: a per-feature
+    prior of another length is a configuration error (exit status 2), which the
+    Bayesian fit's own check (:meth:`bayesgmm.bayes.Priors.validate`, the same call)
+    reported as a failed fit (exit status 1) after the sweep and the EM fit."""
+    if cfg.bayes is None:
+        return
+    try:
+        _priors(cfg.bayes).validate(data.X.shape[1])
+    except ValueError as err:
+        names = f" ({', '.join(data.feature_names)})" if data.feature_names else ""
+        raise CLIError(str(err).replace("Priors.", "[bayes.priors] "),
+                       f"fix that key in [bayes.priors]: one number, or one per feature of "
+                       f"{data.source}{names}") from None
 
 
 def _summary_table(model, method: str):

@@ -539,7 +539,8 @@ def _check_data(d: DataConfig) -> None:
 
 
 def _check_bayes_options(b: BayesConfig) -> None:
-    """The messy-data options across keys: noise_volume's names, df only with t."""
+    """The messy-data options across keys: noise_volume's names and only with noise,
+    df only with t."""
     from bayesgmm.robust import NOISE_VOLUMES  # here: the config module stays light
 
     if isinstance(b.noise_volume, str) and b.noise_volume not in NOISE_VOLUMES:
@@ -549,6 +550,12 @@ def _check_bayes_options(b: BayesConfig) -> None:
     if not isinstance(b.noise_volume, str) and not b.noise_volume > 0:
         raise ConfigError(f"[bayes] noise_volume must be a volume > 0, got {b.noise_volume}",
                           'write noise_volume = "box" (the bounding box), say')
+    # (the default "box" cannot be told from one written: to_toml writes every key, so
+    # each fit's config.toml holds it, noise or not; any other volume is the user's)
+    if not b.noise and b.noise_volume != "box":
+        raise ConfigError(f"[bayes] noise_volume = {toml_value(b.noise_volume)} sets the "
+                          "noise component's volume, but noise = false (no noise "
+                          "component)", "set noise = true, or remove noise_volume")
     if b.df is not None and b.component != "t":
         raise ConfigError(f"[bayes] df = {b.df} fixes the degrees of freedom of t "
                           f"components, but component = {toml_value(b.component)}",

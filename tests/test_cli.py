@@ -225,6 +225,28 @@ DATA = '[data]\npath = "d.csv"\n'
      DATA + 'id_column = "id"\n[fit]\nmissing = "marginalize"\n',
      ["d.csv line 3 has no value in any feature column", "drop those rows"]),
     ("a ragged row", "a,b\n1,2\n3\n", DATA, ["d.csv line 3 has 1 fields"]),
+    ("a folder as the data file", None, '[data]\npath = "."\n',
+     ["is a folder, not a file", "check [data] path"]),
+    ("a name twice in the header", "a,a,b\n1,2,3\n4,5,6\n7,8,1\n",
+     DATA + 'columns = ["a", "b"]\n',
+     ["[data] columns names the column 'a', but ",
+      "d.csv's header has 2 columns named 'a' (0, 1)",
+      "rename them in the header, or name the columns by 0-based index"]),
+    ("the id column as the label column", "a,b,c\nr1,1,2\nr2,3,4\nr3,5,1\n",
+     DATA + 'id_column = "a"\nlabel_column = "a"\n',
+     ["[data] id_column and label_column are the same column ('a')"]),
+    ("the id column by index as the label column by name", "a,b,c\nr1,1,2\nr2,3,4\n",
+     DATA + 'id_column = 0\nlabel_column = "a"\n',
+     ["[data] id_column and label_column are the same column ('a')"]),
+    ("a value whose square overflows", "a,b\n1,2\n1e200,4\n5,6\n", DATA,
+     ["d.csv line 3, column 'a': '1e200' is too large", "rescale that column"]),
+    ("a prior per feature of other data", "a,b\n1,2\n3,4\n5,7\n8,1\n",
+     DATA + '[sweep]\nn_components = 1\n[bayes]\nmethod = "map"\n'
+            "[bayes.priors]\nmean_scale = [1, 2, 3]\n",
+     ["[bayes.priors] mean_scale must be a number or 2 numbers (one per feature) for "
+      "data of 2 features", "one per feature of", "(a, b)"]),
+    ("a row with a field too many", "a,b\n1,2\n3,4,5\n6,7\n", DATA,
+     ["d.csv line 3 has 3 fields, the first row has 2"]),
     ("column by a wrong name", "a,b\n1,2\n3,4\n", DATA + 'columns = ["a", "c"]\n',
      ["[data] columns: ", "has no column 'c'", "its columns are a, b"]),
     ("K over N", "a,b\n1,2\n3,4\n5,6\n", DATA + "[sweep]\nn_components = [1, 5]\n",
@@ -251,6 +273,9 @@ DATA = '[data]\npath = "d.csv"\n'
     ("[fit] K of 0", None, "[fit]\nn_components = 0\n",
      ["[fit] n_components must be an integer K >= 1", "got the integer 0"]),
     ("no EM iteration", None, "[fit]\nmax_iter = 0\n", ["[fit] max_iter must be >= 1"]),
+    ("a noise volume without noise", None, "[bayes]\nnoise_volume = 5\n",
+     ["[bayes] noise_volume = 5.0 sets the noise component's volume, but noise = false",
+      "set noise = true, or remove noise_volume"]),
 ])
 def test_bad_input_is_one_line_exit_2_no_folder(tmp_path, capsys, case, csv_text, config,
                                                 fragments):
@@ -795,3 +820,54 @@ def test_data_in_small_units_warns_once_and_far_means_keep_their_digits(tmp_path
     table = summary.split("components (EM):\n")[1].splitlines()[1:4]
     firsts = sorted(float(row.split()[2]) - 1e8 for row in table)
     np.testing.assert_allclose(firsts, [0.0, 0.0, 6.0], atol=0.5)
+
+
+@pytest.mark.parametrize("name,fragments", [
+    ("complex", ["complex.npy holds complex numbers (complex128)", "X.real"]),
+    ("objects", ["objects.npy holds Python objects (pickled data), which bayesgmm never "
+                 "loads", "numpy.save"]),
+    ("text", ["text.npy is not a NumPy .npy file", "never loads", "numpy.save"]),
+    ("archive", ["archive.npy is a .npz archive, not one array", "numpy.save"]),
+])
+def test_npy_files_that_are_not_real_arrays_are_refused(tmp_path, capsys, name, fragments):
+    """A .npy of complex numbers (its imaginary part was dropped), of Python objects or
+    not a NumPy file at all (NumPy's advice was to load it unsafely, allow_pickle), or
+    a .npz archive: one line, exit 2, from sweep as from predict, never that advice."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    save_model(GaussianMixture(2, random_state=0).fit(X), tmp_path / "m")
+    path = tmp_path / f"{name}.npy"
+    if name == "complex":
+        np.save(path, X + 1j * X)
+    elif name == "objects":
+        np.save(path, X.astype(object), allow_pickle=True)
+    elif name == "text":
+        path.write_text("1,2\n3,4\n")
+    else:
+        np.savez(tmp_path / "a.npz", X=X)
+        (tmp_path / "a.npz").rename(path)
+    (tmp_path / "c.toml").write_text(f'[data]\npath = "{path.name}"\n'
+                                     "[sweep]\nn_components = 1\n")
+    for argv in (["sweep", str(tmp_path / "c.toml"), "--out", str(tmp_path / "s")],
+                 ["predict", str(tmp_path / "m"), str(path)]):
+        assert main([*argv, "--quiet", NO_CACHE]) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == ""
+        _assert_one_line_error(err.splitlines(), *fragments)
+        assert "allow_pickle" not in err and "pickle.load" not in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("proba", [False, True])
+def test_predict_out_in_a_folder_that_cannot_be_written(tmp_path, capsys, proba):
+    """--out in a folder no one may write (/proc, even as root): exit 2 before
+    predicting, naming the user's path and its folder, not the writer's temporary file."""
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    save_model(GaussianMixture(2, random_state=0).fit(X), tmp_path / "m")
+    np.save(tmp_path / "x.npy", X)
+    argv = ["predict", str(tmp_path / "m"), str(tmp_path / "x.npy"), "--out",
+            "/proc/p.csv", "--quiet", NO_CACHE] + ["--proba"] * proba
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    _assert_one_line_error(err.splitlines(), "cannot write /proc/p.csv: its folder /proc "
+                           "is not writable", "choose another --out")
+    assert ".writing" not in err and out == ""
