@@ -29,6 +29,9 @@ Design notes
 * Validated: :func:`load` checks every file (shapes, finite values, weights on the
   simplex, positive-definite factors, draws that agree with the point estimate) and
   raises :class:`ModelFormatError` (a ``ValueError``) naming the file and the problem.
+  The parameters' values are checked by :func:`bayesgmm.validation.check_params`, the
+  check :meth:`GaussianMixture.from_params` makes too, so a file is refused exactly when
+  its parameters would be (a finite 1e300 mean or 1e-300 factor predicted NaN).
 * No pickle: arrays are read with ``allow_pickle=False``, settings are JSON, and
   NumPy's own error for an object array (which suggests ``allow_pickle``) is replaced by
   one that names the file and array.
@@ -58,7 +61,7 @@ from bayesgmm.covariance import ops
 from bayesgmm.engines import FitInfo
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.validation import check_is_fitted
+from bayesgmm.validation import check_is_fitted, check_params
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILES", "ModelFormatError",
            "MissingModelFileError", "save", "load", "save_model", "load_model",
@@ -566,9 +569,11 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
                           f"dtype {ct.dtype} shape {ct.shape}")
     ct = str(ct)
     try:
-        entry = ops(ct)
+        ops(ct)
     except ValueError as err:
         raise _fail(path, f"{path.name}: {err}") from None
+    # Enough of the shapes to read K and D and compare them with meta.json first (its
+    # message is the clearer one for another model's file); check_params does the rest.
     arrays = {name: z[name] for name in _PARAM_ARRAYS}
     for name, a in arrays.items():
         if a.dtype.kind != "f":
@@ -577,37 +582,17 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
     if w.ndim != batch_ndim + 1 or m.ndim != batch_ndim + 2:
         raise _fail(path, f"{path.name}'s weights {w.shape} and means {m.shape} must have "
                           f"{batch_ndim} batch dims before (K,) and (K, D)")
-    batch, K, D = w.shape[:-1], w.shape[-1], m.shape[-1]
     if meta is not None:
-        _check_against_meta(path, meta, ct, K, D)
-    expected = {"weights": (*batch, K), "means": (*batch, K, D),
-                "cov_factor": (*batch, *entry.factor_shape(K, D))}
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise _fail(path, f"{path.name}'s {name} has shape {arrays[name].shape}; with "
-                              f"K={K} components, D={D} features ({ct!r}) it must be {shape}")
-    if meta is not None:
-        dtype = np.dtype(meta["dtype"])
-        w, m, f = (np.asarray(a, dtype=dtype) for a in (w, m, f))
-    for name, a in (("weights", w), ("means", m), ("cov_factor", f)):
-        if not np.all(np.isfinite(a)):
-            bad = np.argwhere(~np.isfinite(a))[0].tolist()
-            raise _fail(path, f"{path.name}'s {name} has a non-finite value at {bad}; the "
-                              "model is damaged: re-save or re-fit it")
-    tol = np.sqrt(np.finfo(w.dtype).eps)
-    if np.any(w < 0) or np.any(np.abs(w.sum(axis=-1) - 1) > tol * max(K, 1)):
-        raise _fail(path, f"{path.name}'s weights are not on the simplex (non-negative, "
-                          f"summing to 1): min {w.min():.3g}, sums in "
-                          f"[{w.sum(axis=-1).min():.6g}, {w.sum(axis=-1).max():.6g}]")
-    flat = f.reshape(-1, *entry.factor_shape(K, D))
-    for i, factor in enumerate(flat):
-        ok = np.asarray(entry.factor_ok(factor, K))
-        if not ok.all():
-            where = f" (draw {np.unravel_index(i, batch)})" if batch else ""
-            raise _fail(path, f"{path.name}'s cov_factor of component "
-                              f"{int(np.argmin(ok))}{where} is not a positive-definite "
-                              f"{ct!r} factor (its diagonal must be positive)")
-    return GMMParams(w, m, f, ct)
+        _check_against_meta(path, meta, ct, w.shape[-1], m.shape[-1])
+        with np.errstate(over="ignore"):  # a value beyond the dtype: inf, refused below
+            w, m, f = (np.asarray(a, dtype=np.dtype(meta["dtype"])) for a in (w, m, f))
+    # The values: from_params' check too (one function, so what one accepts the other does)
+    try:
+        return check_params(GMMParams(w, m, f, ct), batch_ndim=batch_ndim,
+                            name=f"{path.name}'s ")
+    except ValueError as err:
+        problem = str(err)
+    raise _fail(path, f"{problem}; the model is damaged: re-save or re-fit it")
 
 
 def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None:
