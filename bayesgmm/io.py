@@ -597,6 +597,16 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
 
 def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None:
     settings = meta["estimator_params"]
+    # Types first: a string "2" would otherwise read "holds 2 components, ... says 2".
+    for key, kind, what in (("n_components", int, f"a whole number ({path.name} holds "
+                                                  f"{K} components)"),
+                            ("covariance_type", str, f"a string ({path.name} holds {ct!r})")):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise _fail(path.parent / "meta.json",
+                        f"meta.json's estimator_params[{key!r}] is {value!r}, a JSON "
+                        f"{_json_type(value)}, of the wrong type: it must be {what}; the "
+                        "file is damaged: re-save the model")
     if D != meta["n_features_in"]:
         raise _fail(path, f"{path.name} holds {D} features, meta.json's n_features_in says "
                           f"{meta['n_features_in']}")
@@ -606,6 +616,12 @@ def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None
     if settings.get("covariance_type", ct) != ct:
         raise _fail(path, f"{path.name} holds {ct!r} covariances, meta.json's "
                           f"covariance_type says {settings['covariance_type']!r}")
+
+
+def _json_type(value) -> str:
+    """The JSON name of a decoded value's type (for messages about meta.json)."""
+    return {str: "string", bool: "boolean", int: "number", float: "number", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):

@@ -360,6 +360,22 @@ def test_a_near_empty_component_still_loads(tmp_path, datasets):
     assert GaussianMixture.from_params(gm.params_).score(X) == back.score(X)
 
 
+def test_a_string_n_components_in_meta_is_named_as_the_wrong_type(tmp_path, em_folder):
+    """"n_components": "2" read "params.npz holds 2 components, meta.json's n_components
+    says 2"; now the message says the field has the wrong type."""
+    folder = tmp_path / "m"
+    shutil.copytree(em_folder, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["estimator_params"]["n_components"] = "2"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match=r"meta.json's estimator_params\['n_components'\] "
+                                               r"is '2', a JSON string, of the wrong type: it "
+                                               r"must be a whole number \(params.npz holds 2 "
+                                               r"components\)") as err:
+        bayesgmm.load(folder)
+    assert str(folder / "meta.json") in str(err.value)
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
