@@ -242,6 +242,11 @@ def load(directory: str | Path):
         raise MissingModelFileError(
             f"No saved model in {directory}: the folder {what} (a model folder holds "
             "meta.json and params.npz, written by bayesgmm.save)")
+    if not (directory / "meta.json").is_file():
+        raise MissingModelFileError(
+            f"{directory / 'meta.json'}: meta.json is missing: {directory} holds no model "
+            f"saved by bayesgmm.save (whose folders hold meta.json and params.npz); it holds "
+            f"{_listing(directory)}")
     meta = _read_meta(directory / "meta.json")
     settings = _decode_settings(meta, directory / "meta.json")
     params = _read_params(directory / "params.npz", meta)
@@ -261,8 +266,26 @@ def load_model(directory: str | Path):
 
 
 def load_params(path: str | Path) -> GMMParams:
-    """The :class:`GMMParams` written by :func:`save_params`, validated, NumPy leaves."""
-    return _read_params(Path(path), None)
+    """The :class:`GMMParams` written by :func:`save_params`, validated, NumPy leaves.
+
+    ``path`` is the ``.npz`` file (a saved model folder's is its ``params.npz``); a
+    folder or a missing file is a :class:`MissingModelFileError` saying which was found.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"load_params takes the path of a .npz file written by save_params; "
+                        f"got {type(path).__name__} {path!r}")
+    path = Path(path)
+    expected = ("load_params reads a .npz file written by bayesgmm.io.save_params (a saved "
+                "model folder's is its params.npz)")
+    if path.is_dir():
+        model = (path / "params.npz").is_file()
+        fix = (f"; pass {path / 'params.npz'}, or load the whole model with "
+               f"bayesgmm.load({str(path)!r})" if model else "")
+        raise MissingModelFileError(f"{path}: {expected}, but this is a folder, holding "
+                                    f"{_listing(path)}{fix}")
+    if not path.exists():
+        raise MissingModelFileError(f"{path}: {expected}, but there is no such file")
+    return _read_params(path, None)
 
 
 # ---- writing helpers -----------------------------------------------------------------------
@@ -415,6 +438,19 @@ def _replace_folder(tmp: Path, directory: Path) -> None:
 
 
 # ---- reading helpers -----------------------------------------------------------------------
+
+
+def _listing(folder: Path, limit: int = 8) -> str:
+    """What ``folder`` holds, for a message: its first ``limit`` names (folders with a
+    trailing /) and a count of the rest."""
+    try:
+        names = sorted(p.name + "/" * p.is_dir() for p in folder.iterdir())
+    except OSError as err:
+        return f"entries that cannot be listed ({err.strerror})"
+    if not names:
+        return "nothing (it is empty)"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _fail(path: Path, problem: str) -> ModelFormatError:

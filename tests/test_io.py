@@ -376,6 +376,26 @@ def test_a_string_n_components_in_meta_is_named_as_the_wrong_type(tmp_path, em_f
     assert str(folder / "meta.json") in str(err.value)
 
 
+def test_a_folder_that_is_no_saved_model_says_what_was_expected_and_found(tmp_path,
+                                                                           em_folder):
+    """load_params(folder) said "m is missing; re-save the model"."""
+    with pytest.raises(MissingModelFileError, match=r"load_params reads a \.npz file .* but "
+                                                    r"this is a folder, holding meta\.json, "
+                                                    r"params\.npz; pass .*params\.npz"):
+        load_params(em_folder)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("x")
+    with pytest.raises(MissingModelFileError, match="this is a folder, holding a.txt$"):
+        load_params(other)
+    with pytest.raises(MissingModelFileError, match="but there is no such file"):
+        load_params(tmp_path / "none.npz")
+    with pytest.raises(MissingModelFileError, match=r"meta\.json is missing: .* holds no "
+                                                    r"model saved by bayesgmm\.save .* it "
+                                                    r"holds a\.txt"):
+        bayesgmm.load(other)
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
