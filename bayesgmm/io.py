@@ -125,17 +125,23 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     clash = sorted(set(extra or {}) & set(_RESERVED))
     if clash:
         raise ValueError(f"extra may not set meta.json's own keys {clash}; rename them")
-    directory = Path(os.path.abspath(directory))
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(f"save takes the path of a folder (a str or os.PathLike, such as "
+                        f"pathlib.Path); got {type(directory).__name__} {directory!r}")
+    given, directory = directory, Path(os.path.abspath(directory))
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} is a file, not a folder; choose another path")
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; pass overwrite=True to replace the model "
                               "in it, or choose another folder")
     created = [p for p in directory.parents if not p.exists()]  # deepest first
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex[:12]}"
     try:
-        tmp.mkdir()
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as err:  # OSError's own message names the temporary folder
+            raise _unwritable(given, directory, err) from None
         meta = _write_model(model, tmp)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "bayesgmm_version": _library_version(), **meta, **(extra or {})}
@@ -152,6 +158,24 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
                 break
         raise
     return directory
+
+
+def _unwritable(given, directory: Path, err: OSError) -> OSError:
+    """``err`` (creating ``directory``'s parents or the temporary folder beside it) as
+    the same kind of error, naming the path the caller gave and why it cannot be
+    written there; OSError's own message names the internal temporary path."""
+    blocker = next((p for p in reversed(directory.parents)
+                    if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        why = f"{blocker} is a file, not a folder"
+    elif not directory.parent.exists():
+        why = f"its folder {directory.parent} does not exist and cannot be created"
+    else:
+        why = f"its folder {directory.parent} is not writable"
+    reason = f" ({err.strerror})" if err.strerror else ""
+    message = (f"Cannot save the model to {given}: {why}{reason}; choose a folder you can "
+               "write to")
+    return type(err)(message) if err.errno is None else type(err)(err.errno, message)
 
 
 def save_model(model, directory: str | Path, *, extra: dict | None = None,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -394,6 +395,27 @@ def test_a_folder_that_is_no_saved_model_says_what_was_expected_and_found(tmp_pa
                                                     r"model saved by bayesgmm\.save .* it "
                                                     r"holds a\.txt"):
         bayesgmm.load(other)
+
+
+def test_save_names_the_callers_path_when_it_cannot_write(tmp_path, em_folder):
+    """save(g, "/proc/x") named the internal '/proc/.x.saving-<hex>' folder and save(g, 5)
+    gave posixpath's "expected str, bytes or os.PathLike object, not int"."""
+    gm = bayesgmm.load(em_folder)
+    with pytest.raises(TypeError, match="save takes the path of a folder "
+                                        r"\(a str or os.PathLike.*got int 5"):
+        bayesgmm.save(gm, 5)
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "m"
+    with pytest.raises(OSError, match=f"Cannot save the model to {target}: "
+                                      f"{tmp_path / 'file'} is a file, not a folder") as err:
+        bayesgmm.save(gm, target)
+    assert ".saving-" not in str(err.value)
+    if Path("/proc/self").is_dir():  # Linux: /proc takes no new folders, even from root
+        with pytest.raises(OSError, match="Cannot save the model to /proc/x: its folder "
+                                          "/proc is not writable") as err:
+            bayesgmm.save(gm, "/proc/x")
+        assert ".saving-" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 # ---- Bayesian ------------------------------------------------------------------------------
