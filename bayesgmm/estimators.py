@@ -32,6 +32,7 @@ from bayesgmm.validation import (
     check_is_fitted,
     check_n_features,
     check_n_samples_drawn,
+    check_params,
     check_positive_int,
     check_random_state_key,
     feature_names,
@@ -321,7 +322,19 @@ default="auto"
         **estimator_params
             Constructor arguments; ``n_components`` and ``covariance_type`` default to
             ``params``' and must agree with them.
+
+        Raises
+        ------
+        TypeError
+            ``params`` is not a GMMParams.
+        ValueError
+            ``params`` is not usable (:func:`bayesgmm.validation.check_params`, the
+            check :func:`bayesgmm.load` makes of a saved model): shapes other than the
+            covariance type's layout, non-finite values, weights not a probability
+            vector, a covariance that is not positive definite or over/underflows.
+            Unchecked, these gave NaN predictions or an error from deep inside.
         """
+        params = check_params(params)
         K, ct = params.n_components, params.covariance_type
         model = cls(**{"n_components": K, "covariance_type": ct, **estimator_params})
         if (model.n_components, model.covariance_type) != (K, ct):
@@ -330,7 +343,7 @@ default="auto"
                 f"{model.n_components!r}, covariance_type={model.covariance_type!r}; "
                 "leave both out to take them from params.")
         info = fitting.unfitted_info(K, params.dtype) if info is None else info
-        model._store(params.to_numpy(), info, n_padded or K)
+        model._store(params, info, n_padded or K)
         return model
 
     # ---- fitting ------------------------------------------------------------------

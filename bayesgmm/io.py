@@ -29,6 +29,9 @@ Design notes
 * Validated: :func:`load` checks every file (shapes, finite values, weights on the
   simplex, positive-definite factors, draws that agree with the point estimate) and
   raises :class:`ModelFormatError` (a ``ValueError``) naming the file and the problem.
+  The parameters' values are checked by :func:`bayesgmm.validation.check_params`, the
+  check :meth:`GaussianMixture.from_params` makes too, so a file is refused exactly when
+  its parameters would be (a finite 1e300 mean or 1e-300 factor predicted NaN).
 * No pickle: arrays are read with ``allow_pickle=False``, settings are JSON, and
   NumPy's own error for an object array (which suggests ``allow_pickle``) is replaced by
   one that names the file and array.
@@ -58,7 +61,7 @@ from bayesgmm.covariance import ops
 from bayesgmm.engines import FitInfo
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.validation import check_is_fitted
+from bayesgmm.validation import check_is_fitted, check_params
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILES", "ModelFormatError",
            "MissingModelFileError", "save", "load", "save_model", "load_model",
@@ -122,17 +125,23 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     clash = sorted(set(extra or {}) & set(_RESERVED))
     if clash:
         raise ValueError(f"extra may not set meta.json's own keys {clash}; rename them")
-    directory = Path(os.path.abspath(directory))
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(f"save takes the path of a folder (a str or os.PathLike, such as "
+                        f"pathlib.Path); got {type(directory).__name__} {directory!r}")
+    given, directory = directory, Path(os.path.abspath(directory))
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} is a file, not a folder; choose another path")
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; pass overwrite=True to replace the model "
                               "in it, or choose another folder")
     created = [p for p in directory.parents if not p.exists()]  # deepest first
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex[:12]}"
     try:
-        tmp.mkdir()
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as err:  # OSError's own message names the temporary folder
+            raise _unwritable(given, directory, err) from None
         meta = _write_model(model, tmp)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "bayesgmm_version": _library_version(), **meta, **(extra or {})}
@@ -149,6 +158,24 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
                 break
         raise
     return directory
+
+
+def _unwritable(given, directory: Path, err: OSError) -> OSError:
+    """``err`` (creating ``directory``'s parents or the temporary folder beside it) as
+    the same kind of error, naming the path the caller gave and why it cannot be
+    written there; OSError's own message names the internal temporary path."""
+    blocker = next((p for p in reversed(directory.parents)
+                    if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        why = f"{blocker} is a file, not a folder"
+    elif not directory.parent.exists():
+        why = f"its folder {directory.parent} does not exist and cannot be created"
+    else:
+        why = f"its folder {directory.parent} is not writable"
+    reason = f" ({err.strerror})" if err.strerror else ""
+    message = (f"Cannot save the model to {given}: {why}{reason}; choose a folder you can "
+               "write to")
+    return type(err)(message) if err.errno is None else type(err)(err.errno, message)
 
 
 def save_model(model, directory: str | Path, *, extra: dict | None = None,
@@ -239,6 +266,11 @@ def load(directory: str | Path):
         raise MissingModelFileError(
             f"No saved model in {directory}: the folder {what} (a model folder holds "
             "meta.json and params.npz, written by bayesgmm.save)")
+    if not (directory / "meta.json").is_file():
+        raise MissingModelFileError(
+            f"{directory / 'meta.json'}: meta.json is missing: {directory} holds no model "
+            f"saved by bayesgmm.save (whose folders hold meta.json and params.npz); it holds "
+            f"{_listing(directory)}")
     meta = _read_meta(directory / "meta.json")
     settings = _decode_settings(meta, directory / "meta.json")
     params = _read_params(directory / "params.npz", meta)
@@ -258,8 +290,26 @@ def load_model(directory: str | Path):
 
 
 def load_params(path: str | Path) -> GMMParams:
-    """The :class:`GMMParams` written by :func:`save_params`, validated, NumPy leaves."""
-    return _read_params(Path(path), None)
+    """The :class:`GMMParams` written by :func:`save_params`, validated, NumPy leaves.
+
+    ``path`` is the ``.npz`` file (a saved model folder's is its ``params.npz``); a
+    folder or a missing file is a :class:`MissingModelFileError` saying which was found.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"load_params takes the path of a .npz file written by save_params; "
+                        f"got {type(path).__name__} {path!r}")
+    path = Path(path)
+    expected = ("load_params reads a .npz file written by bayesgmm.io.save_params (a saved "
+                "model folder's is its params.npz)")
+    if path.is_dir():
+        model = (path / "params.npz").is_file()
+        fix = (f"; pass {path / 'params.npz'}, or load the whole model with "
+               f"bayesgmm.load({str(path)!r})" if model else "")
+        raise MissingModelFileError(f"{path}: {expected}, but this is a folder, holding "
+                                    f"{_listing(path)}{fix}")
+    if not path.exists():
+        raise MissingModelFileError(f"{path}: {expected}, but there is no such file")
+    return _read_params(path, None)
 
 
 # ---- writing helpers -----------------------------------------------------------------------
@@ -414,6 +464,19 @@ def _replace_folder(tmp: Path, directory: Path) -> None:
 # ---- reading helpers -----------------------------------------------------------------------
 
 
+def _listing(folder: Path, limit: int = 8) -> str:
+    """What ``folder`` holds, for a message: its first ``limit`` names (folders with a
+    trailing /) and a count of the rest."""
+    try:
+        names = sorted(p.name + "/" * p.is_dir() for p in folder.iterdir())
+    except OSError as err:
+        return f"entries that cannot be listed ({err.strerror})"
+    if not names:
+        return "nothing (it is empty)"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def _fail(path: Path, problem: str) -> ModelFormatError:
     return ModelFormatError(f"{path}: {problem}")
 
@@ -566,9 +629,11 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
                           f"dtype {ct.dtype} shape {ct.shape}")
     ct = str(ct)
     try:
-        entry = ops(ct)
+        ops(ct)
     except ValueError as err:
         raise _fail(path, f"{path.name}: {err}") from None
+    # Enough of the shapes to read K and D and compare them with meta.json first (its
+    # message is the clearer one for another model's file); check_params does the rest.
     arrays = {name: z[name] for name in _PARAM_ARRAYS}
     for name, a in arrays.items():
         if a.dtype.kind != "f":
@@ -577,41 +642,31 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
     if w.ndim != batch_ndim + 1 or m.ndim != batch_ndim + 2:
         raise _fail(path, f"{path.name}'s weights {w.shape} and means {m.shape} must have "
                           f"{batch_ndim} batch dims before (K,) and (K, D)")
-    batch, K, D = w.shape[:-1], w.shape[-1], m.shape[-1]
     if meta is not None:
-        _check_against_meta(path, meta, ct, K, D)
-    expected = {"weights": (*batch, K), "means": (*batch, K, D),
-                "cov_factor": (*batch, *entry.factor_shape(K, D))}
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise _fail(path, f"{path.name}'s {name} has shape {arrays[name].shape}; with "
-                              f"K={K} components, D={D} features ({ct!r}) it must be {shape}")
-    if meta is not None:
-        dtype = np.dtype(meta["dtype"])
-        w, m, f = (np.asarray(a, dtype=dtype) for a in (w, m, f))
-    for name, a in (("weights", w), ("means", m), ("cov_factor", f)):
-        if not np.all(np.isfinite(a)):
-            bad = np.argwhere(~np.isfinite(a))[0].tolist()
-            raise _fail(path, f"{path.name}'s {name} has a non-finite value at {bad}; the "
-                              "model is damaged: re-save or re-fit it")
-    tol = np.sqrt(np.finfo(w.dtype).eps)
-    if np.any(w < 0) or np.any(np.abs(w.sum(axis=-1) - 1) > tol * max(K, 1)):
-        raise _fail(path, f"{path.name}'s weights are not on the simplex (non-negative, "
-                          f"summing to 1): min {w.min():.3g}, sums in "
-                          f"[{w.sum(axis=-1).min():.6g}, {w.sum(axis=-1).max():.6g}]")
-    flat = f.reshape(-1, *entry.factor_shape(K, D))
-    for i, factor in enumerate(flat):
-        ok = np.asarray(entry.factor_ok(factor, K))
-        if not ok.all():
-            where = f" (draw {np.unravel_index(i, batch)})" if batch else ""
-            raise _fail(path, f"{path.name}'s cov_factor of component "
-                              f"{int(np.argmin(ok))}{where} is not a positive-definite "
-                              f"{ct!r} factor (its diagonal must be positive)")
-    return GMMParams(w, m, f, ct)
+        _check_against_meta(path, meta, ct, w.shape[-1], m.shape[-1])
+        with np.errstate(over="ignore"):  # a value beyond the dtype: inf, refused below
+            w, m, f = (np.asarray(a, dtype=np.dtype(meta["dtype"])) for a in (w, m, f))
+    # The values: from_params' check too (one function, so what one accepts the other does)
+    try:
+        return check_params(GMMParams(w, m, f, ct), batch_ndim=batch_ndim,
+                            name=f"{path.name}'s ")
+    except ValueError as err:
+        problem = str(err)
+    raise _fail(path, f"{problem}; the model is damaged: re-save or re-fit it")
 
 
 def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None:
     settings = meta["estimator_params"]
+    # Types first: a string "2" would otherwise read "holds 2 components, ... says 2".
+    for key, kind, what in (("n_components", int, f"a whole number ({path.name} holds "
+                                                  f"{K} components)"),
+                            ("covariance_type", str, f"a string ({path.name} holds {ct!r})")):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise _fail(path.parent / "meta.json",
+                        f"meta.json's estimator_params[{key!r}] is {value!r}, a JSON "
+                        f"{_json_type(value)}, of the wrong type: it must be {what}; the "
+                        "file is damaged: re-save the model")
     if D != meta["n_features_in"]:
         raise _fail(path, f"{path.name} holds {D} features, meta.json's n_features_in says "
                           f"{meta['n_features_in']}")
@@ -621,6 +676,12 @@ def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None
     if settings.get("covariance_type", ct) != ct:
         raise _fail(path, f"{path.name} holds {ct!r} covariances, meta.json's "
                           f"covariance_type says {settings['covariance_type']!r}")
+
+
+def _json_type(value) -> str:
+    """The JSON name of a decoded value's type (for messages about meta.json)."""
+    return {str: "string", bool: "boolean", int: "number", float: "number", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):

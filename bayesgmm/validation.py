@@ -42,6 +42,7 @@ __all__ = [
     "check_weights_init",
     "check_means_init",
     "check_precisions_init",
+    "check_params",
     "check_random_state_key",
     "compute_scope",
     "DataScaleWarning",
@@ -710,6 +711,155 @@ def check_precisions_init(precisions, covariance_type: str, n_components: int,
             f"(precisions_init{which} is not)"
         )
     return p
+
+
+#: Members (posterior draws) whose covariances :func:`check_params` converts at once: a
+#: bound on its temporary arrays (members x K x D x D) for a saved model of many draws.
+_CHECK_CHUNK = 256
+
+
+def check_params(params, *, batch_ndim: int = 0, name: str = "params."):
+    """``params`` (a :class:`bayesgmm.GMMParams`) with NumPy leaves, checked usable: the
+    one check of parameters that come from outside a fit, shared by
+    :meth:`bayesgmm.GaussianMixture.from_params` and :func:`bayesgmm.load` (and
+    :func:`bayesgmm.io.load_params`), so what one accepts the other does.
+
+    Usable means: floating-point leaves of the shapes the covariance type's layout
+    gives (:mod:`bayesgmm.covariance`; ``batch_ndim`` leading batch dims); every value
+    finite; weights a probability vector (non-negative, summing to 1 within round-off);
+    means no larger than data may be (:func:`max_magnitude`); and per component a
+    positive-definite factor (finite, positive diagonal) whose diagonal (its standard
+    deviations: conditional ones for a Cholesky factor) lies within ``[1/M, M]`` for
+    ``M = max_magnitude(dtype)``, and whose covariance and precision are finite.
+    Outside that band the variance or the precision (M² = max / 2^32) leaves no room
+    for the sums a prediction forms, which came out NaN (a factor of 1e-300: a variance
+    that underflows to 0; means of 1e300: squares that overflow), not an error. A
+    fitted model, near-empty components included, is far inside it: a component's
+    variance is at least ``reg_covar``, or round-off of the data's squares (which
+    :func:`check_array_2d` bounds by the same M) that EM reports as a collapse.
+
+    Parameters
+    ----------
+    params : GMMParams
+    batch_ndim : int, default=0
+        Leading batch dims the leaves must have (0: one mixture; 2: (chain, draw)).
+    name : str, default="params."
+        Prefix of the field names in messages (``"params.npz's "`` for a file).
+
+    Raises
+    ------
+    TypeError
+        ``params`` is not a GMMParams.
+    ValueError
+        Naming the field, what it holds and what it must hold (shapes: the expected
+        ones).
+    """
+    from bayesgmm.covariance import ops
+
+    # GMMParams by its class's name: bayesgmm.params imports this module, and an import
+    # back (even a deferred one) would be the circle tests/test_architecture.py forbids.
+    if not any(c.__name__ == "GMMParams" and c.__module__ == "bayesgmm.params"
+               for c in type(params).__mro__):
+        shown = repr(params)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TypeError(
+            "params must be a bayesgmm.GMMParams (weights, means, cov_factor, "
+            f"covariance_type), got {type(params).__name__} {shown}; "
+            "build one with GMMParams(weights, means, cov_factor, covariance_type) or "
+            "GMMParams.from_sklearn(...)")
+    ct = params.covariance_type
+    entry = ops(ct, np)  # a ValueError naming the valid types
+    arrays = {}
+    for field in ("weights", "means", "cov_factor"):
+        try:
+            a = np.asarray(getattr(params, field))
+        except (TypeError, ValueError) as err:  # a ragged list
+            raise ValueError(f"{name}{field} is not an array ({err})") from None
+        if a.dtype.kind != "f":
+            raise ValueError(f"{name}{field} must be floating point, got {a.dtype}; pass "
+                             f"it as floats (e.g. {field}.astype(np.float64))")
+        arrays[field] = a
+    w, m, f = arrays["weights"], arrays["means"], arrays["cov_factor"]
+    if w.ndim != batch_ndim + 1 or m.ndim != batch_ndim + 2:
+        lead = f"{batch_ndim} batch dims before " if batch_ndim else ""
+        raise ValueError(f"{name}weights {w.shape} and {name}means {m.shape} must have "
+                         f"shapes {lead}(K,) and (K, D): K components, D features")
+    batch, K, D = w.shape[:-1], w.shape[-1], m.shape[-1]
+    if K < 1 or D < 1:
+        raise ValueError(f"{name}means has shape {m.shape}: a mixture needs at least one "
+                         "component (K) and one feature (D)")
+    expected = {"weights": (*batch, K), "means": (*batch, K, D),
+                "cov_factor": (*batch, *entry.factor_shape(K, D))}
+    for field, shape in expected.items():
+        if arrays[field].shape != shape:
+            raise ValueError(f"{name}{field} has shape {arrays[field].shape}; with K={K} "
+                             f"components, D={D} features ({ct!r}) it must be {shape}")
+    for field, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            bad = np.argwhere(~np.isfinite(a))[0].tolist()
+            raise ValueError(f"{name}{field} has a non-finite value at {bad}")
+    tol = np.sqrt(np.finfo(w.dtype).eps)
+    if np.any(w < 0) or np.any(np.abs(w.sum(axis=-1) - 1) > tol * K):
+        raise ValueError(f"{name}weights are not on the simplex (a probability vector: "
+                         f"non-negative, summing to 1): min {w.min():.3g}, sums in "
+                         f"[{w.sum(axis=-1).min():.6g}, {w.sum(axis=-1).max():.6g}]")
+    bound = max_magnitude(m.dtype)
+    if np.abs(m).max() > bound:
+        bad = np.argwhere(np.abs(m) == np.abs(m).max())[0].tolist()
+        raise ValueError(f"{name}means has a value of magnitude {np.abs(m).max():.3g} at "
+                         f"{bad}, above {bound:.3g}, where the squares a Gaussian mixture "
+                         f"sums overflow {m.dtype} (data that large is refused too)")
+    _check_factor(entry, f, batch, K, D, ct, name)
+    return type(params)(w, m, f, ct)
+
+
+def _check_factor(entry, f: np.ndarray, batch: tuple, K: int, D: int, ct: str,
+                  name: str) -> None:
+    """:func:`check_params`' per-component checks of the finite covariance factor ``f``
+    (batch dims ``batch``), a few hundred members at a time, in order: a positive
+    diagonal (else the conversions below could fail on a singular matrix), the
+    diagonal within [1/M, M], then the covariance and precision finite."""
+    bound = max_magnitude(f.dtype)
+    shape = entry.factor_shape(K, D)
+    matrix = len(shape) - (entry.component_axis is not None) == 2  # full, tied
+    flat = f.reshape(-1, *shape)
+
+    def fail(start, bad, problem):
+        i, k = np.argwhere(bad)[0]
+        where = (f" (draw {tuple(int(j) for j in np.unravel_index(start + i, batch))})"
+                 if batch else "")
+        return ValueError(f"{name}cov_factor of component {k}{where} {problem(i, k)}")
+
+    for start in range(0, len(flat), _CHECK_CHUNK):
+        chunk = flat[start:start + _CHECK_CHUNK]
+        ok = np.broadcast_to(np.asarray(entry.factor_ok(chunk, K)), (len(chunk), K))
+        if not ok.all():
+            raise fail(start, ~ok, lambda i, k: f"is not a positive-definite {ct!r} factor "
+                                                "(its diagonal must be positive)")
+        sd = chunk.diagonal(axis1=-2, axis2=-1) if matrix else chunk  # std deviations
+        if entry.component_axis is None:  # tied: one for every component
+            sd = np.broadcast_to(sd[:, None, :], (len(chunk), K, D))
+        elif sd.ndim == 2:  # spherical: one per component
+            sd = sd[:, :, None]
+        low, high = (sd < 1 / bound).any(axis=-1), (sd > bound).any(axis=-1)
+        if (low | high).any():
+            def outside(i, k):
+                value = sd[i, k].min() if low[i, k] else sd[i, k].max()
+                effect = (f"its variance underflows and its precision overflows {f.dtype}"
+                          ": the covariance is numerically singular" if low[i, k] else
+                          f"its variance overflows {f.dtype}")
+                return (f"has a standard deviation of {value:.3g} on its diagonal, "
+                        f"outside [{1 / bound:.3g}, {bound:.3g}], where {effect}")
+            raise fail(start, low | high, outside)
+        with np.errstate(all="ignore"):  # overflow is what is looked for
+            cov = entry.to_full_covariance(chunk, K, D)  # (n, K, D, D)
+            prec = entry.moment_precision(chunk, K, D)  # (n, K, D, D) or (n, K, D)
+        finite = (np.isfinite(cov).all(axis=(-2, -1))
+                  & np.isfinite(prec).reshape(len(chunk), K, -1).all(axis=-1))
+        if not finite.all():
+            raise fail(start, ~finite, lambda i, k: (
+                f"gives a covariance or precision that overflows {f.dtype}: the factor "
+                "is numerically singular"))
 
 
 def check_random_state_key(random_state) -> np.ndarray:

@@ -1225,6 +1225,47 @@ def test_from_params_without_info_reports_no_iteration(blobs):
         GaussianMixture.from_params(gm.params_, n_components=3)
 
 
+def test_from_params_refuses_unusable_params(blobs):
+    """from_params checked nothing: weights [-0.5, 1.5] or a NaN mean predicted NaN, a
+    factor of the wrong shape failed in a matrix inverse ("inv: Input operand 0 does not
+    have enough dimensions"), a str in an AttributeError. The check is load's
+    (validation.check_params)."""
+    X = blobs[0]
+    p = GaussianMixture(2, random_state=0).fit(X).params_
+    cases = {
+        "negative weights": (GMMParams(np.array([-0.5, 1.5]), p.means, p.cov_factor),
+                             r"params.weights are not on the simplex \(a probability "
+                             r"vector: non-negative, summing to 1\): min -0.5"),
+        "weights sum": (GMMParams(np.array([0.5, 0.6]), p.means, p.cov_factor),
+                        r"params.weights are not on the simplex.* sums in \[1.1, 1.1\]"),
+        "nan mean": (GMMParams(p.weights, np.where(np.eye(2, dtype=bool), np.nan, p.means),
+                               p.cov_factor), r"params.means has a non-finite value at "
+                                              r"\[0, 0\]"),
+        "factor shape": (GMMParams(p.weights, p.means, p.cov_factor[0]),
+                         r"params.cov_factor has shape \(2, 2\); with K=2 components, D=2 "
+                         r"features \('full'\) it must be \(2, 2, 2\)"),
+        "diag factor of full": (GMMParams(p.weights, p.means, np.ones((2, 2)), "diag"), None),
+        "batched": (GMMParams(p.weights[None], p.means[None], p.cov_factor[None]),
+                    r"params.weights \(1, 2\) and params.means \(1, 2, 2\) must have "
+                    r"shapes \(K,\) and \(K, D\)"),
+        "integer means": (GMMParams(p.weights, np.array([[0, 0], [5, 5]]), p.cov_factor),
+                          r"params.means must be floating point, got int64"),
+        "negative factor": (GMMParams(p.weights, p.means, -p.cov_factor),
+                            "params.cov_factor of component 0 is not a positive-definite "
+                            "'full' factor"),
+    }
+    for name, (params, message) in cases.items():
+        if message is None:  # a valid diag model: accepted
+            assert np.isfinite(GaussianMixture.from_params(params).score(X)), name
+            continue
+        with pytest.raises(ValueError, match=message):
+            GaussianMixture.from_params(params)
+    with pytest.raises(TypeError, match="params must be a bayesgmm.GMMParams .*got str 'x'"):
+        GaussianMixture.from_params("x")
+    with pytest.raises(ValueError, match="Invalid value for 'covariance_type': 'ful'"):
+        GaussianMixture.from_params(GMMParams(p.weights, p.means, p.cov_factor, "ful"))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_data_in_small_units_warns_and_the_fixes_work(dtype):
     """reg_covar is absolute (scikit-learn's): on blobs in thousandths its 1e-6 is a

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -301,6 +302,120 @@ def test_each_damaged_file_is_named_in_one_error(tmp_path, em_folder, case):
     assert not any("allow_pickle" in str(e) for e in chain if e is not None), chain
     if "missing" in case:
         assert isinstance(err.value, MissingModelFileError | FileNotFoundError)
+
+
+# Values a damaged (or hand-edited) params.npz may hold that NumPy reads as finite floats,
+# which load accepted and predicted NaN from: one shared check (validation.check_params)
+# refuses them in load and in GaussianMixture.from_params alike.
+UNUSABLE = {
+    "huge means": (lambda p: GMMParams(p.weights, np.full_like(p.means, 1e300), p.cov_factor,
+                                       p.covariance_type),
+                   r"means has a value of magnitude 1e\+300 at \[0, 0\], above 2.05e\+149"),
+    "underflowing factor": (lambda p: GMMParams(p.weights, p.means, p.cov_factor * 1e-300,
+                                                p.covariance_type),
+                            r"cov_factor of component 0 has a standard deviation of "
+                            r"[\d.]+e-30\d on its diagonal, .* its variance underflows"),
+    "overflowing factor": (lambda p: GMMParams(p.weights, p.means, p.cov_factor * 1e200,
+                                               p.covariance_type),
+                           "its variance overflows float64"),
+}
+
+
+@pytest.mark.parametrize("ct", [*COVARIANCE_TYPES, "VEV", "EEI", "EII"])
+@pytest.mark.parametrize("case", UNUSABLE)
+def test_unusable_params_are_refused_by_load_and_from_params(tmp_path, datasets, ct, case):
+    """Means of 1e300 or a factor of 1e-300 gave all-NaN predict_proba and a NaN score
+    after a load that raised nothing; now load names the file and the field, and
+    from_params refuses the same parameters with the same words."""
+    X = datasets["iris"]
+    gm = GaussianMixture(2, covariance_type=ct, random_state=0).fit(X)
+    damage, message = UNUSABLE[case]
+    bad = damage(gm.params_)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    _rewrite_npz(folder / "params.npz", means=bad.means, cov_factor=bad.cov_factor)
+    with pytest.raises(ModelFormatError, match=message) as err:
+        bayesgmm.load(folder)
+    assert str(folder / "params.npz") in str(err.value)
+    assert "re-save or re-fit" in str(err.value)
+    with pytest.raises(ValueError, match=message) as direct:
+        GaussianMixture.from_params(bad)
+    assert str(direct.value).startswith("params.")
+
+
+def test_a_near_empty_component_still_loads(tmp_path, datasets):
+    """The check refuses only what cannot be used: a legitimate fit whose third
+    component holds one far-away row (weight 1/N, covariance reg_covar's) saves, loads
+    and predicts as fitted."""
+    X = np.vstack([datasets["blobs"][:200], [[40.0, -40.0]]])
+    gm = GaussianMixture(5, covariance_type="diag", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DegenerateComponentWarning: the point of it
+        gm.fit(X)
+    tiny = gm.weights_.argmin()
+    assert gm.weights_[tiny] * len(X) < 1.5 and gm.covariances_[tiny].max() < 1e-5
+    bayesgmm.save(gm, tmp_path / "m")
+    back = bayesgmm.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    assert np.isfinite(back.score(X))
+    assert GaussianMixture.from_params(gm.params_).score(X) == back.score(X)
+
+
+def test_a_string_n_components_in_meta_is_named_as_the_wrong_type(tmp_path, em_folder):
+    """"n_components": "2" read "params.npz holds 2 components, meta.json's n_components
+    says 2"; now the message says the field has the wrong type."""
+    folder = tmp_path / "m"
+    shutil.copytree(em_folder, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["estimator_params"]["n_components"] = "2"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match=r"meta.json's estimator_params\['n_components'\] "
+                                               r"is '2', a JSON string, of the wrong type: it "
+                                               r"must be a whole number \(params.npz holds 2 "
+                                               r"components\)") as err:
+        bayesgmm.load(folder)
+    assert str(folder / "meta.json") in str(err.value)
+
+
+def test_a_folder_that_is_no_saved_model_says_what_was_expected_and_found(tmp_path,
+                                                                           em_folder):
+    """load_params(folder) said "m is missing; re-save the model"."""
+    with pytest.raises(MissingModelFileError, match=r"load_params reads a \.npz file .* but "
+                                                    r"this is a folder, holding meta\.json, "
+                                                    r"params\.npz; pass .*params\.npz"):
+        load_params(em_folder)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("x")
+    with pytest.raises(MissingModelFileError, match="this is a folder, holding a.txt$"):
+        load_params(other)
+    with pytest.raises(MissingModelFileError, match="but there is no such file"):
+        load_params(tmp_path / "none.npz")
+    with pytest.raises(MissingModelFileError, match=r"meta\.json is missing: .* holds no "
+                                                    r"model saved by bayesgmm\.save .* it "
+                                                    r"holds a\.txt"):
+        bayesgmm.load(other)
+
+
+def test_save_names_the_callers_path_when_it_cannot_write(tmp_path, em_folder):
+    """save(g, "/proc/x") named the internal '/proc/.x.saving-<hex>' folder and save(g, 5)
+    gave posixpath's "expected str, bytes or os.PathLike object, not int"."""
+    gm = bayesgmm.load(em_folder)
+    with pytest.raises(TypeError, match="save takes the path of a folder "
+                                        r"\(a str or os.PathLike.*got int 5"):
+        bayesgmm.save(gm, 5)
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "m"
+    with pytest.raises(OSError, match=f"Cannot save the model to {target}: "
+                                      f"{tmp_path / 'file'} is a file, not a folder") as err:
+        bayesgmm.save(gm, target)
+    assert ".saving-" not in str(err.value)
+    if Path("/proc/self").is_dir():  # Linux: /proc takes no new folders, even from root
+        with pytest.raises(OSError, match="Cannot save the model to /proc/x: its folder "
+                                          "/proc is not writable") as err:
+            bayesgmm.save(gm, "/proc/x")
+        assert ".saving-" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 # ---- Bayesian ------------------------------------------------------------------------------
