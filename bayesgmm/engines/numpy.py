@@ -126,6 +126,99 @@ def _joint(p: GMMParams, X: np.ndarray, center: np.ndarray,
     return T @ theta
 
 
+#: EM's guard on the moments form's round-off (the host fits', as :data:`_SCORE_ROUNDOFF`
+#: is the scores'): where eps · ρ of a member's parameters exceeds it
+#: (:func:`_fit_guard`), its E-step and statistics are computed from each component's
+#: own centred rows (:func:`_centred_e_step`). The M-step's ``sxx / n_k - δδᵀ`` in the
+#: moments form loses about eps · ρ of a covariance (relative): a compact cluster 1e5
+#: from the data's mean (ρ ~ 1e14) fitted scores 2.4e-4 below scikit-learn's optimum,
+#: and float32-rounded copies of such data stopped with a singular covariance.
+_FIT_ROUNDOFF = 1e-9
+
+
+class _Scale(NamedTuple):
+    """The data's per-feature spread, for :func:`_fit_guard`, per factor layout
+    (``full_moments``, isotropic): the weight of each quadratic natural parameter's
+    row (``2 s_a s_b``) and ``inv_var (D,)``, 1 / each feature's weighted variance s_a²
+    (1 where it is 0); isotropic layouts (P = p·I) take s = 1."""
+
+    rows: dict
+    inv_var: dict
+
+
+def _data_scale(X: np.ndarray, w: np.ndarray, center: np.ndarray) -> _Scale:
+    var = w @ (X - center) ** 2 / w.sum()
+    var = np.where(var > 0, var, 1.0)
+    s = np.sqrt(var)
+    iu, ju = np.triu_indices(len(s))
+    ones = np.ones(len(s))
+    return _Scale({(True, False): 2 * s[iu] * s[ju], (False, False): 2 * var,
+                   (False, True): 2 * ones}, {False: 1.0 / var, True: ones})
+
+
+def _fit_guard(theta: np.ndarray, means: np.ndarray, factor: np.ndarray, center: np.ndarray,
+               kind: str, scale: _Scale, active: np.ndarray | None = None) -> np.ndarray:
+    """(L,) bool: the members (natural parameters ``theta (L, F, K)``, ``means (L, K,
+    D)`` and factors (L, ...) of one factor layout; ``active (L, K)``: their components
+    of weight > 0, None when all are) whose moments form is not exact enough for EM:
+    eps · max_k ρ_k > :data:`_FIT_ROUNDOFF`. ρ_k is
+    :func:`bayesgmm.suffstats.moments_error`'s, ``Σ_ab |P_k,ab| · (|μ_k - c|² + tr
+    Σ_k)``, of the data standardised per feature (the form's round-off does not change
+    under a per-feature scaling, its bound does: features of different units would
+    otherwise look ill-conditioned); isotropic types' own (their P is p·I). Non-finite
+    parameters never count (a NaN step fails either way)."""
+    raw = RAW_TABLE[kind]
+    D = means.shape[-1]
+    iso = raw.component_axis == -1 and not raw.full_moments
+    inv_var = scale.inv_var[iso]
+    # Σ_ab |P_ab| s_a s_b (L, K): the rows hold -½ P_aa and -P_ab (a < b)
+    rho = np.matmul(scale.rows[raw.full_moments, iso], np.abs(theta[:, 1 + D:, :]))
+    y = means - center
+    y *= y
+    reach = y @ inv_var  # (L, K): Σ_a (μ_a - c_a)² / s_a²
+    f2 = factor * factor
+    if raw.full_moments:  # Cholesky factors: diag Σ = Σ_j L_aj²
+        spread = f2.sum(axis=-1) @ inv_var  # (L, K), or (L,) tied
+        reach += spread if raw.component_axis is not None else spread[:, None]
+    elif iso:  # standard deviations (L, K)
+        reach += D * f2
+    else:  # standard deviations (L, K, D)
+        reach += f2 @ inv_var
+    rho *= reach
+    if active is not None:
+        rho[~active] = 0.0
+    return np.finfo(np.float64).eps * rho.max(axis=-1) > _FIT_ROUNDOFF  # NaN: False
+
+
+def _centred_e_step(p: GMMParams, X: np.ndarray, w: np.ndarray, hard: bool):
+    """:func:`_e_step` from each component's own centred rows, for a member whose
+    moments form is not exact (:func:`_fit_guard`): ``(nk (K,), sx, sxx, Σ w log
+    p(x))`` with ``sx = Σ w r (x - μ_k)`` and ``sxx = Σ w r (x - μ_k)^{⊗2}`` (full
+    layouts (K, D, D), else (K, D)) centred on the member's own means, which the
+    M-step takes as its shift (:func:`bayesgmm.engines.mixture_m_step`): exact for any
+    offset."""
+    lp = np.ascontiguousarray(_centred_joint(p, X).T)  # (K, N)
+    top = _finite_max(lp, axis=0)
+    if hard:
+        e = (lp >= top).astype(lp.dtype)
+    else:
+        e = lp - top
+        np.exp(np.maximum(e, _exp_floor(e.shape[-1]), out=e), out=e)
+    total = e.sum(axis=0)
+    log_norm = top + np.log(total)
+    live = w > 0
+    share = np.where(live & (total > 0), w / np.where(total > 0, total, 1.0), 0.0)
+    wll = np.where(live, w * log_norm, 0.0).sum()  # a row of 0 mass: -inf, the step fails
+    e *= share
+    Xc = X[None, :, :] - p.means[:, None, :]  # (K, N, D)
+    eXc = Xc * e[:, :, None]
+    if RAW_TABLE[p.covariance_type].full_moments:
+        sxx = np.matmul(eXc.transpose(0, 2, 1), Xc)  # (K, D, D)
+    else:
+        sxx = (eXc * Xc).sum(axis=1)
+    return e.sum(axis=1), eXc.sum(axis=1), sxx, wll
+
+
 def _finite_max(lp: np.ndarray, axis: int) -> np.ndarray:
     """The maximum of log-probabilities ``lp`` over ``axis`` (K's), 0 where it is not
     finite (a row with no finite component: rare, so the check comes before the
@@ -165,7 +258,7 @@ def _exp_floor(n: int) -> np.ndarray:
 
 
 def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
-            center: np.ndarray, hard: bool):
+            center: np.ndarray, hard: bool, theta: np.ndarray | None = None):
     """(nk (K,), sx (K, D), sxx, Σ w log p(x)) as :func:`bayesgmm.suffstats.e_step_stats`
     with the moments kernel, from the features ``T (N, F)`` and their transpose ``TT``;
     ``hard`` gives each row wholly to its most probable component (split evenly between
@@ -174,7 +267,7 @@ def _e_step(p: GMMParams, T: np.ndarray, TT: np.ndarray, w: np.ndarray,
 
     The log-probabilities are laid out (K, N): reductions over K then run along
     contiguous rows (measured, N=300, K=20: 47 -> 27 µs a pass)."""
-    lp = _theta(p, center).T @ TT  # (K, N)
+    lp = (_theta(p, center) if theta is None else theta).T @ TT  # (K, N)
     top = _finite_max(lp, axis=0)
     if hard:
         e = (lp >= top).astype(lp.dtype)
@@ -338,7 +431,7 @@ class _Batch(NamedTuple):
 
 def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
                   previous: _Batch, wll: np.ndarray, total_w: float,
-                  active: np.ndarray | None):
+                  active: np.ndarray | None, stats: tuple | None = None):
     """:func:`bayesgmm.engines.mixture_m_step` and :func:`~bayesgmm.engines.step_health`
     for L members of one K at once: one ``factor_from_moments`` call over the batch (its
     pooled quantities pooled per member; the iterative ones iterate each member as far
@@ -362,6 +455,9 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
     active : array of shape (L, K), bool, or None
         ``previous.weights > 0``, kept by the caller (it changes only when members
         leave); None when every component is active.
+    stats : tuple, optional
+        ``(nk, sx, sxx, shift (L, K, D))`` in place of ``S``'s: statistics centred on
+        ``shift`` (:func:`_advance`'s, where members took centred statistics).
 
     Returns
     -------
@@ -374,7 +470,11 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
     segments = ((kind, 0, len(S)),) if isinstance(kind, str) else tuple(kind)
     kind = segments[0][0]
     table = ops(kind, NUMPY)
-    nk_raw, sx, sxx = moment_sums(S, center, kind, NUMPY)
+    if stats is None:
+        nk_raw, sx, sxx = moment_sums(S, center, kind, NUMPY)
+        shift = center
+    else:
+        nk_raw, sx, sxx, shift = stats
     nk = nk_raw + _TEN_EPS
     mass = nk if active is None else np.where(active, nk, 0.0)
     delta = sx / nk[..., None]
@@ -385,7 +485,7 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
     else:  # each type's own M-step on its rows, their shared parts in one call
         factor = layout_factor_from_moments(segments, sxx, nk, delta, total, reg,
                                             previous.cov_factor)
-    weights, means = mass / total[:, None], center + delta
+    weights, means = mass / total[:, None], shift + delta
     if active is not None:  # padding keeps its previous values, as select_components
         weights = np.where(active, weights, previous.weights)
         means = np.where(active[..., None], means, previous.means)
@@ -402,12 +502,16 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
 
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
          initial_lower_bound=-np.inf, report: EMReport | None = None, restart: int = 0,
-         iter_offset: int = 0, prior: Prior | None = None, equal_weights: bool = False):
+         iter_offset: int = 0, prior: Prior | None = None, equal_weights: bool = False,
+         X: np.ndarray | None = None, scale: _Scale | None = None):
     """EM from ``params`` (float64, batch shape ``()``) on features ``T``; the first
     iteration's change is measured from ``initial_lower_bound``. ``report`` hears of
     each iteration (numbered from ``iter_offset + 1``) and of the end, as initialisation
     ``restart``. ``prior`` and ``equal_weights`` go to every M-step
-    (:func:`bayesgmm.engines.mixture_m_step`)."""
+    (:func:`bayesgmm.engines.mixture_m_step`). Given the rows ``X`` (float64) and their
+    ``scale`` (:func:`_data_scale`), an iteration whose parameters fail
+    :func:`_fit_guard` takes its statistics from centred rows
+    (:func:`_centred_e_step`)."""
     K, kind = params.n_components, params.covariance_type
     total_w, TT = w.sum(), np.ascontiguousarray(T.T)
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
@@ -417,9 +521,17 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
     hard = bool(hard_start)
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while n_iter < max_iter and not converged and not nonfinite:
-            nk_new, sx, sxx, wll = _e_step(params, T, TT, w, center, hard)
+            theta = _theta(params, center)
+            if X is not None and _fit_guard(
+                    theta[None], params.means[None], params.cov_factor[None], center, kind,
+                    scale, (params.weights > 0)[None])[0]:
+                nk_new, sx, sxx, wll = _centred_e_step(params, X, w, hard)
+                shift = params.means
+            else:
+                nk_new, sx, sxx, wll = _e_step(params, T, TT, w, center, hard, theta)
+                shift = center
             lb = wll / total_w
-            new = mixture_m_step(nk_new, sx, sxx, center, covariance_type=kind,
+            new = mixture_m_step(nk_new, sx, sxx, shift, covariance_type=kind,
                                  reg_covar=reg_covar, previous=params, xp=NUMPY,
                                  prior=prior, equal_weights=equal_weights)
             ok, component_ok = step_health(new, lb, NUMPY)
@@ -451,6 +563,12 @@ def _prepare(X, sample_weight, covariance_type):
          else np.asarray(sample_weight, np.float64))
     center = w @ X / np.sum(w)
     return w, center, moment_features(X, center, covariance_type, NUMPY)
+
+
+def _guard_rows(X, w, center) -> dict:
+    """:func:`_fit`'s guard arguments: the rows (float64) and their spread."""
+    X = np.asarray(X, np.float64)
+    return {"X": X, "scale": _data_scale(X, w, center)}
 
 
 def _as_float64(prior: Prior | None) -> Prior | None:
@@ -488,11 +606,12 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     reported as it ends. ``prior`` (MAP-EM) and ``equal_weights``:
     :func:`bayesgmm.engines.mixture_m_step`."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
+    rows = _guard_rows(X, w, center)
     if report is not None:
         report.start(0)
     p, info = _fit(T, w, center, params.to_numpy(np.float64), tol, reg_covar, max_iter,
                    hard_start, initial_lower_bound, report, prior=_as_float64(prior),
-                   equal_weights=equal_weights)
+                   equal_weights=equal_weights, **rows)
     return _cast(p, info, _out_dtype(X))
 
 
@@ -509,6 +628,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     continuation numbers its iterations on from the screening."""
     dtype = _out_dtype(X)
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
+    rows = _guard_rows(X, w, center)
     batch = params.to_numpy(np.float64)
     starts = [batch[r] for r in range(batch.batch_shape[0])]
     prior = _as_float64(prior)
@@ -517,7 +637,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         if report is not None and start:
             report.start(r)
         return _fit(T, w, center, p, t, reg_covar, n, hard, lb, report, r, offset,
-                    prior=prior, equal_weights=equal_weights)
+                    prior=prior, equal_weights=equal_weights, **rows)
 
     def best_index(results):
         scores = [-np.inf if i.nonfinite else float(i.lower_bound) for _, i in results]
@@ -683,16 +803,22 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
                            own[grp.members], hard[grp.members], grp)
                for g, grp in enumerate(groups)} if max_iter > 0 else {}
     row_maxima = set()  # the E-step buckets whose peak-shifted pass met a far row
+    scale = _data_scale(X, w, center)
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
         while running:
             # the running batches that share a feature table share one E-step
             # (on a small table whatever their K: padding a batch's columns costs less
             # than a call there; on a large one only batches of one K, as fit_many pads)
             buckets: dict[tuple[bool, int], list[tuple[int, np.ndarray]]] = {}
+            centred = {}  # per batch: its members that fail the guard, if any
             for g, run in running.items():
                 grp, prev = groups[g], run.params
                 theta = moment_theta(prev.weights, prev.means, prev.cov_factor, center,
                                      grp.kinds[0], NUMPY)  # (L, F, c): the layout's
+                guard = _fit_guard(theta, prev.means, prev.cov_factor, center, grp.kinds[0],
+                                   scale, run.active)
+                if guard.any():
+                    centred[g] = guard
                 c = 0 if tables[grp.full][0].size <= PAD_FEATURES else theta.shape[-1]
                 buckets.setdefault((grp.full, c), []).append((g, theta))
             for key, items in buckets.items():
@@ -701,7 +827,7 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
                                                       center, w, row_maxima)):
                     run = _advance(groups[g], running[g], S, wll, center, reg_covar,
                                    total_w, tol, max_iter, history, bad, converged,
-                                   nonfinite, lower, n_iter, own)
+                                   nonfinite, lower, n_iter, own, centred.get(g), X, w)
                     if run is None:
                         del running[g]
                     else:
@@ -796,17 +922,31 @@ def _pad_means(means: np.ndarray, c: int) -> np.ndarray:
 
 
 def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter, history,
-             bad, converged, nonfinite, lower, n_iter, own):
+             bad, converged, nonfinite, lower, n_iter, own, centred=None, X=None, w=None):
     """One batch's M-step and bookkeeping after its E-step (``S``, ``wll``): the step
     applied where sound, each member's lower bound, history and stopping rule as
     :func:`fit`'s; the members that stopped written out (into ``grp`` and the
-    per-member arrays). Returns the batch's running members, or None when none is
-    left."""
+    per-member arrays). ``centred (L,)``: the members that failed
+    :func:`_fit_guard`, whose statistics are computed again from the rows ``X``
+    (weights ``w``) centred per component (:func:`_centred_e_step`); None when none
+    did. Returns the batch's running members, or None when none is left."""
     rows = run.rows  # positions in this batch's stack of the running members
     group = grp.members[rows]
     prev = run.params
+    stats = None
+    if centred is not None:
+        nk_raw, sx, sxx = (np.array(a) for a in moment_sums(S, center, grp.kinds[0], NUMPY))
+        shift = np.broadcast_to(center, sx.shape).copy()
+        wll = np.array(wll)
+        for i in np.flatnonzero(centred):
+            kind = next(k for k, a, b in run.segments if a <= i < b)
+            p = GMMParams(prev.weights[i], prev.means[i], prev.cov_factor[i], kind)
+            hard = run.hard is not None and bool(run.hard[i])
+            nk_raw[i], sx[i], sxx[i], wll[i] = _centred_e_step(p, X, w, hard)
+            shift[i] = prev.means[i]
+        stats = (nk_raw, sx, sxx, shift)
     new, nk_new, ok, component_ok = _m_step_batch(
-        S, center, run.segments, reg_covar, prev, wll, total_w, run.active)
+        S, center, run.segments, reg_covar, prev, wll, total_w, run.active, stats)
     lb = wll / total_w
     all_ok = ok.all()
     if all_ok:  # the step is sound for every member: applied
