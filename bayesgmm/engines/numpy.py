@@ -22,7 +22,12 @@ branches on the covariance type. It uses the moments kernel (:mod:`bayesgmm.suff
 features ``T(x) = [1, x - c, (x - c)^{⊗2}]`` of the rows, centred on the weighted data
 mean, made once per fit; then each E-step is one (N, F) @ (F, K) matmul and the
 statistics one (K, N) @ (N, F) matmul. Everything is computed in float64, whatever the
-input's dtype (results are cast back), so float32 input needs no centred kernel here.
+input's dtype (results are cast back). The moments form cancels terms of about
+``(|μ_k - c| / σ_k)²``: a member whose parameters put its round-off above 1e-9
+(:func:`_fit_guard`, a compact cluster far from the data's mean) takes that iteration's
+statistics from each component's own centred rows (:func:`_centred_e_step`), and
+scores guard the same way (:func:`_joint`), as the compiled float32 kernel does
+(``"guarded"``); well-conditioned fits never leave the moments form.
 
 Many fits on the same rows (a model search: every covariance type, K and start) run
 in lockstep (:func:`fit_many_models`): the members of one K and factor layout form one
