@@ -66,11 +66,12 @@ COCLUSTERING_MAX = 0.02  # mean |P_chain(z_i = z_j) - median over chains| over p
 # each chain's own ESS of the log density) from the chains' median; its co-clustering
 # when its disagreement exceeds COCLUSTERING_NOISE times the chains' median
 # disagreement between their own halves. Measured: make_blobs(300, centers=4,
-# random_state=0) at spread 1.0, K = 4, the defaults (4 x 500 draws): R-hat 1.068,
-# chain means within 0.7 of those errors, co-clustering 0.022 against halves 0.021:
-# slow mixing (2,000 warm-up steps and 2,000 draws a chain: R-hat 1.027, healthy); a
-# chain on a collapsed component (lp 200 above, draws independent) lies ~10^3 errors
-# away.
+# random_state=0) at spread 1.0, K = 4, the defaults (4 x 500 draws), when NUTS still
+# moved in the data's units: R-hat 1.068, chain means within 0.7 of those errors,
+# co-clustering 0.022 against halves 0.021: slow mixing (2,000 warm-up steps and 2,000
+# draws a chain: R-hat 1.027, healthy; in standard units the defaults give R-hat
+# 1.013-1.021 for seeds 0-2, healthy); a chain on a collapsed component (lp 200 above,
+# draws independent) lies ~10^3 errors away.
 MODE_Z = 4.0
 COCLUSTERING_NOISE = 2.0
 PARETO_K_MAX = 0.7  # PSIS-LOO's reliability bound (Vehtari et al. 2024)
