@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bayesgmm import BayesianGaussianMixture, Priors  # noqa: E402
-from bayesgmm.bayes import compare_n_components  # noqa: E402
+from bayesgmm.bayes import SamplingWarning, compare_n_components  # noqa: E402
 from bayesgmm.bayes.arviz import compare, plot_trace  # noqa: E402
 from bayesgmm.bayes.posterior import rhat  # noqa: E402
 from bayesgmm.datasets import make_blobs, make_mixture  # noqa: E402
@@ -260,6 +260,68 @@ def test_nuts_is_equivariant_to_the_data_units(blobs):
     np.testing.assert_allclose(fit.means_[order] * 1e4, ref.means_,
                                atol=4 * sd(ref).max() / np.sqrt(100))
     np.testing.assert_allclose(sd(fit)[order] * 1e4, sd(ref), rtol=0.3)
+
+
+@pytest.fixture(scope="module")
+def far_off_blobs():
+    """make_blobs(300, 3) / 8: cluster sds 0.0375-0.19, a mean's posterior sd down to
+    0.0035, three times float32's resolution at 1e4 (2^-10); on that grid, so X + 1e4 is
+    exact in float32 and a fit of it sees the same data as a fit of X, moved."""
+    X, _ = make_blobs(300, centers=3, cluster_std=[0.3, 0.8, 1.5], random_state=0)
+    X = np.round(X / 8 * 1024) / 1024
+    X0, Xb = X.astype(np.float32), (X + 1e4).astype(np.float32)
+    assert np.array_equal(Xb.astype(np.float64) - 1e4, X0)
+    return X0, Xb
+
+
+def _fit_quietly(Z, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        return BayesianGaussianMixture(3, random_state=0, **kw).fit(Z)
+
+
+def test_nuts_is_equivariant_to_the_data_location_in_float32(far_off_blobs):
+    """NUTS in float32 on data moved by 1e4 samples the offset-0 posterior, moved by 1e4
+    (the means within 4 Monte Carlo standard errors of the two runs, plus float32's
+    resolution at 1e4), healthy, no tree at the depth cap. Uncentred, the sampler's
+    means lived near 1e4, where float32's resolution (1e-3) is a third of their
+    posterior sd: every tree ran to max_tree_depth, the step size collapsed (0.56 ->
+    3.3e-4), bulk ESS ~1, and the means came out up to 0.058 off (16 posterior sds)."""
+    X0, Xb = far_off_blobs
+    kw = dict(method="nuts", n_chains=1, n_warmup=150, n_draws=150)
+    ref, fit = _fit_quietly(X0, **kw), _fit_quietly(Xb, **kw)
+    assert fit.health_.healthy, fit.health_.problems
+    assert np.all(fit.diagnostics_.at_max_depth == 0)
+    assert fit.diagnostics_.step_size[0] > 0.5 * ref.diagnostics_.step_size[0]
+    mcse = lambda f: f.summary(var_names=["means"])["mcse_mean"].to_numpy().reshape(3, 2)  # noqa: E731
+    tol = 4 * np.hypot(mcse(ref), mcse(fit)) + 2 * 2.0**-10
+    np.testing.assert_array_less(np.abs(fit.means_.astype(np.float64) - 1e4 - ref.means_), tol)
+    # (in float64: float32's mean of draws near 1e4 is 5e-3 off, which the sd then counts)
+    sd = lambda f: np.asarray(f.params_.means, np.float64).std(axis=(0, 1))  # noqa: E731
+    np.testing.assert_allclose(sd(fit), sd(ref), rtol=0.3)
+
+
+@pytest.mark.parametrize("method", ["map", "svi"])
+def test_map_and_svi_are_equivariant_to_the_data_location_in_float32(far_off_blobs, method):
+    """MAP and SVI in float32 on data moved by 1e4 equal the offset-0 fits moved by 1e4,
+    to float32's rounding there (half its resolution, 2^-11, per draw and MAP point):
+    they run on the data centred in float64 (the same numbers at both offsets) and
+    their means are shifted back. Before: MAP 4.5e-4 (its float32 rounding) but the
+    prior's centre 3.5e-3 off (the data mean in float32), SVI's posterior mean 7e-3
+    off (150 draws near 1e4 summed in float32)."""
+    X0, Xb = far_off_blobs
+    kw = dict(method=method, n_draws=150, n_svi_steps=800)
+    ref, fit = _fit_quietly(X0, **kw), _fit_quietly(Xb, **kw)
+    assert fit.health_.healthy, fit.health_.problems
+    shifted = lambda a: np.asarray(a, np.float64) - 1e4  # noqa: E731
+    half = 2.0**-11 + 1e-6  # float32's rounding at 1e4, and the offset-0 fit's own
+    np.testing.assert_array_less(np.abs(shifted(fit.params_.means) - ref.params_.means), half)
+    np.testing.assert_array_less(np.abs(shifted(fit.map_params_.means)
+                                        - ref.map_params_.means), half)
+    np.testing.assert_array_less(np.abs(shifted(fit.means_) - ref.means_), half)
+    np.testing.assert_allclose(fit.priors_.mean_loc - 1e4, ref.priors_.mean_loc, atol=1e-9)
+    np.testing.assert_allclose(fit.weights_, ref.weights_, atol=1e-5)
+    np.testing.assert_allclose(fit.covariances_, ref.covariances_, rtol=1e-3, atol=1e-6)
 
 
 def test_a_fit_far_below_its_em_start_is_unhealthy(blobs):

@@ -265,3 +265,16 @@ def test_default_scale_prior_ignores_heavy_tails_and_cluster_separation():
     assert np.all(loc < 1.5 * qn_within) and np.all(loc > 0.25 * qn_within), (loc, qn_within)
     G = rng.normal(size=(4000, 2)) * [1.0, 3.0]
     np.testing.assert_allclose(Priors().resolve(G).scale_loc, 0.5 * G.std(axis=0), rtol=0.05)
+
+
+def test_resolved_priors_move_with_the_data_s_location_in_float32():
+    """Priors.resolve takes the data's moments in float64: on float32 data moved by 1e4
+    (exactly, on float32's grid there) the prior centre of the means moves by 1e4 and
+    its spreads do not move (in float32 the centre was 2.5e-3 off)."""
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(0.0, 0.5, (300, 2)) * 1024) / 1024
+    ref = Priors().resolve(X.astype(np.float32))
+    far = Priors().resolve((X + 1e4).astype(np.float32))
+    np.testing.assert_allclose(far.mean_loc - 1e4, ref.mean_loc, atol=1e-9)
+    np.testing.assert_allclose(far.mean_scale, ref.mean_scale, rtol=1e-12)
+    np.testing.assert_allclose(far.scale_loc, ref.scale_loc, rtol=1e-12)

@@ -26,7 +26,6 @@ import dataclasses
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.bayes import arviz, inference, posterior, robust
@@ -601,9 +600,12 @@ class BayesianGaussianMixture(BaseEstimator):
         run = robust.run if priors.robust else inference.run
         settings = self._run_settings(priors)
         with compute_scope(X.dtype):
-            init = start if priors.robust else start.params.astype(X.dtype)
-            result, map_params = run(
-                key, jnp.asarray(X), init, n_components=int(self.n_components),
+            # on X - c, the draws' means shifted back (inference.run_centred): in float32
+            # the sampler's means near a far-off data centre had a resolution as coarse as
+            # their posterior spread, and NUTS's step size collapsed
+            init = start if priors.robust else start.params
+            result, map_params = inference.run_centred(
+                run, key, X, init, n_components=int(self.n_components),
                 covariance_type=model_type(self.covariance_type), priors=priors, **settings)
             # in X's precision too: outside it, float64 draws met JAX's float32 default
             # (a "truncated to float32" warning per read-out on every float64 fit)

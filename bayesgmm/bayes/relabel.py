@@ -111,13 +111,17 @@ def relabel(draws: GMMParams, reference: GMMParams, max_iter: int = 10, *,
 
 
 def posterior_mean(draws: GMMParams) -> GMMParams:
-    """Mean over all batch dims of weights, means and covariances (as a full/diag/... fit)."""
+    """Mean over all batch dims of weights, means and covariances (as a full/diag/... fit),
+    accumulated in float64 and returned in the draws' dtype: summed in float32, 150
+    draws of means near 1e4 came out 8e-4 off (1.7 times float32's rounding there)."""
     p = draws.to_numpy()
     nb = len(p.batch_shape)
     axes = tuple(range(nb))
-    cov = np.asarray(p.covariances).mean(axis=axes)
-    w = p.weights.mean(axis=axes)
-    return GMMParams.from_sklearn(w / w.sum(), p.means.mean(axis=axes),
+    mean = lambda a: np.asarray(a).mean(axis=axes, dtype=np.float64).astype(  # noqa: E731
+        np.asarray(a).dtype)
+    cov = mean(p.covariances)
+    w = mean(p.weights)
+    return GMMParams.from_sklearn(w / w.sum(), mean(p.means),
                                   covariance_type=p.covariance_type, covariances=cov)
 
 

@@ -28,7 +28,9 @@ from bayesgmm.bayes.inference.map import fit_map
 from bayesgmm.bayes.inference.nuts import sample_nuts
 from bayesgmm.bayes.inference.result import InferenceResult, MAPInfo, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.svi import fit_svi
-from bayesgmm.bayes.inference.workflow import METHODS, SETTINGS, check_settings, run
+from bayesgmm.bayes.inference.workflow import (METHODS, SETTINGS, check_settings, data_centre,
+                                               run, run_centred)
 
 __all__ = ["InferenceResult", "MAPInfo", "NUTSInfo", "SVIInfo", "fit_map", "sample_nuts",
-           "fit_svi", "run", "check_settings", "METHODS", "SETTINGS"]
+           "fit_svi", "run", "run_centred", "data_centre", "check_settings", "METHODS",
+           "SETTINGS"]

@@ -6,6 +6,8 @@ Glossary: N samples, D features, K components.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
@@ -16,7 +18,7 @@ from bayesgmm.bayes.inference.svi import fit_svi
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import check_positive_int
 
-__all__ = ["METHODS", "SETTINGS", "check_settings", "run"]
+__all__ = ["METHODS", "SETTINGS", "check_settings", "run", "run_centred", "data_centre"]
 
 METHODS = ("nuts", "map", "svi")
 # run's settings beside the model: BayesianGaussianMixture's parameters of these names
@@ -106,3 +108,45 @@ def run(key, X, init: GMMParams, method: str, *, n_components: int, covariance_t
         result = fit_svi(key, X, map_params, n_steps=n_svi_steps, n_draws=n_draws,
                          progress_bar=progress_bar, **kw)
     return result, map_params
+
+
+def data_centre(X) -> np.ndarray:
+    """Each feature's mean over its observed values, (D,) float64, computed on the host:
+    the centre :func:`run_centred` fits around."""
+    return np.nanmean(np.asarray(X, np.float64), axis=0)
+
+
+def run_centred(run_fn, key, X, init, *, priors, **kwargs):
+    """``run_fn`` (:func:`run`, or :func:`bayesgmm.bayes.robust.run` with its ``Start``)
+    on the data centred on their feature means c (:func:`data_centre`), the model
+    shifted with them; the means of the draws and of the MAP point come back shifted by
+    c. The model is translation-equivariant (the default prior centre of the means is
+    the data mean, the other priors and the noise region's extents do not move), so
+    this is the same posterior; but its coordinates no longer carry the data's
+    location. Centring happens on the host in float64 (X - c, the start's means - c,
+    ``priors.mean_loc`` - c), then X is cast back to its dtype; the draws are shifted
+    back in float64, then cast.
+
+    Why: MAP, NUTS and SVI move the means in standard units but were not centred, so in
+    float32 the means of data far from 0 lived where float32's resolution is coarse
+    next to their posterior spread. NUTS (1 chain, 150 + 150) on make_blobs(300, 3) / 8
+    + 1e4 (resolution 1e-3, a mean's posterior sd 0.0035), make_blobs(3000, 3) + 1e4
+    and make_blobs(300, 3) + 1e5 ran every tree to max_tree_depth, its step size
+    collapsed (0.56 at offset 0; 3.3e-4, 2.5e-4, 1.6e-3), bulk ESS 1.4 of 150 draws,
+    means up to 0.06, 0.07 and 0.2 off the offset-0 fit's; centred, all three are
+    healthy at the offset-0 step size (the noise model's NUTS, NumPyro's, alike)."""
+    dtype = np.asarray(X).dtype
+    c = data_centre(X)
+    Xc = (np.asarray(X, np.float64) - c).astype(dtype)
+    shift = lambda p, by: dataclasses.replace(  # noqa: E731
+        p, means=(np.asarray(p.means, np.float64) + by).astype(np.asarray(p.means).dtype))
+    # the start is shifted in float64, then cast (a float64 start keeps its precision)
+    init = (shift(init, -c).astype(dtype) if dataclasses.is_dataclass(init)
+            else init._replace(params=shift(init.params, -c)))  # robust.Start: cast there
+    centred = dataclasses.replace(priors, mean_loc=np.asarray(priors.mean_loc, np.float64) - c)
+    result, map_params = run_fn(key, Xc, init, priors=centred, **kwargs)
+    sites = dict(result.sites)
+    sites["means"] = (np.asarray(sites["means"], np.float64) + c).astype(
+        np.asarray(sites["means"]).dtype)
+    result = result._replace(params=shift(result.params, c), sites=sites)
+    return result, shift(map_params, c)
