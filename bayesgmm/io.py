@@ -782,8 +782,6 @@ def _decode_health(d, C: int, S: int, K: int, path: Path):
             if name in out:
                 out[name] = np.asarray(out[name], dtype=dtype).reshape(shape)
         out["lp_rhat"], out["ess_bulk_min"] = float(out["lp_rhat"]), float(out["ess_bulk_min"])
-        if "pareto_k_max" in out:  # absent from files saved before it was kept: 0.7
-            out["pareto_k_max"] = float(out["pareto_k_max"])
         out["n_high_pareto_k"], out["healthy"] = int(out["n_high_pareto_k"]), bool(out["healthy"])
         out["problems"] = tuple(str(p) for p in out["problems"])
         li = out.get("label_invariant")

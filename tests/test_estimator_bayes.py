@@ -111,18 +111,6 @@ def test_inference_data_groups_and_arviz_functions(nuts_fit, tmp_path):
     assert Xs.shape == (50, 2) and ys.shape == (50,)
 
 
-def test_health_counts_pareto_k_by_loos_own_bound(nuts_fit):
-    """health_ counted Pareto k above a fixed 0.7 while loo() counts above its
-    sample-size bound min(1 - 1/log10(S), 0.7) (0.64 for 600 draws): near the bound the
-    two printed different counts for one fit. Both now use loo()'s bound."""
-    fit, _ = nuts_fit
-    res = fit.loo()
-    assert fit.health_.pareto_k_max == pytest.approx(res.good_k)
-    assert fit.health_.n_high_pareto_k == int(np.sum(res.pareto_k > res.good_k))
-    assert f"Pareto k > {res.good_k:.2f}" in str(fit.health_)
-    assert f"Pareto k > {res.good_k:.2f}" in str(res)
-
-
 def test_map_is_close_to_em(blobs):
     X = blobs[0]
     fit = BayesianGaussianMixture(4, method="map", random_state=0).fit(X)

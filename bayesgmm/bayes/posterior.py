@@ -125,7 +125,6 @@ class Health(NamedTuple):
     label_invariant: LabelInvariant | None = None  # label switching cannot move these (None: one draw)
     ess_bulk_min: float = float("nan")  # the smallest bulk ESS of a relabeled weight, mean or scale of a non-empty component (NaN: under 4 draws a chain)
     slow: np.ndarray | None = None  # shape=(C,), bool: chain c disagrees with the others, but no more than the chains vary within themselves (slow mixing, not another mode)
-    pareto_k_max: float = PARETO_K_MAX  # the bound n_high_pareto_k counts above: loo()'s good_k, min(1 - 1/log10(C·S), 0.7)
 
     def __str__(self) -> str:
         """What ``print(fit.health_)`` shows: the verdict, the figures behind it, one
@@ -144,8 +143,8 @@ class Health(NamedTuple):
         if np.isfinite(self.ess_bulk_min):
             lines.append(f"  smallest bulk ESS {self.ess_bulk_min:.0f} (limit {ESS_MIN})")
         if self.n_high_pareto_k >= 0:
-            lines.append(f"  PSIS-LOO Pareto k > {self.pareto_k_max:.2f}: "
-                         f"{self.n_high_pareto_k} points")
+            lines.append(f"  PSIS-LOO Pareto k > {PARETO_K_MAX}: {self.n_high_pareto_k} "
+                         "points")
         slow = self.slow if self.slow is not None else np.zeros(C, bool)
         for name, mask in (("chains in another mode", self.stray),
                            ("chains mixing slowly", slow)):
@@ -459,14 +458,12 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
         slow |= lp_differs & ~away
     stray = stray_cc | stray_lp
     slow &= ~stray
-    n_high, k_max = -1, PARETO_K_MAX
+    n_high = -1
     if idata is not None and C * S > 1:
         with warnings.catch_warnings():  # ArviZ's own Pareto-k warning: counted here
             warnings.simplefilter("ignore")
-            try:  # loo()'s own bound, so that health_ and loo() count the same points
-                elpd = loo(idata)
-                k_max = PARETO_K_MAX if elpd.good_k is None else float(elpd.good_k)
-                n_high = int(np.sum(elpd.pareto_k > k_max))
+            try:
+                n_high = int(np.sum(loo(idata).pareto_k > PARETO_K_MAX))
             except ValueError:  # ArviZ 1.x: no Pareto tail to fit when the draws do not
                 n_high = -1     # move (e.g. an unadapted sampler); the sampler checks say so
     ess_min, where = _smallest_ess(
@@ -475,7 +472,7 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
         ~empty.any(axis=0))
     problems = list(diagnostics.warnings if diagnostics is not None else ())
     problems += _health_problems(collapsed, empty, (stray_cc, stray_lp), chain_lp, lp_rhat,
-                                 disagreement, n_high, sparse, N, slow, varies, k_max)
+                                 disagreement, n_high, sparse, N, slow, varies)
     if ess_min < ESS_MIN:
         problems.append(f"the draws are too few or too correlated to summarise: bulk ESS "
                         f"{ess_min:.1f} of {C * S} draws for {where} (below {ESS_MIN}); "
@@ -484,7 +481,7 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     invariant = (label_invariant(label_invariant_draws(p, X, lp, max_points=max_points))
                  if C * S > 1 else None)
     return Health(collapsed, empty, stray, chain_ok, chain_lp, lp_rhat, disagreement, n_high,
-                  n_nonempty, not problems, tuple(problems), invariant, ess_min, slow, k_max)
+                  n_nonempty, not problems, tuple(problems), invariant, ess_min, slow)
 
 
 def _standardised(p: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -685,7 +682,7 @@ def _coclustering_disagreement(p: GMMParams, X: np.ndarray, max_points: int,
 
 
 def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n_high,
-                     sparse, N, slow, varies, k_max=PARETO_K_MAX) -> list[str]:
+                     sparse, N, slow, varies) -> list[str]:
     """The sentences of :class:`Health`'s ``problems``."""
     out = []
     for k in np.flatnonzero(collapsed.any(axis=0)):
@@ -722,7 +719,7 @@ def _health_problems(collapsed, empty, stray, chain_lp, lp_rhat, disagreement, n
                    f"each: {np.round(varies, 3).tolist()}): they mix slowly rather than "
                    "sit in other modes; run more draws (n_draws).")
     if n_high > PARETO_K_FRACTION * N:
-        out.append(f"{n_high} Pareto k > {k_max:.2f} in PSIS-LOO (more than "
+        out.append(f"{n_high} Pareto k > {PARETO_K_MAX} in PSIS-LOO (more than "
                    f"{PARETO_K_FRACTION:.0%} of the samples): LOO is unreliable for those "
                    "points (often a component fitted to a few of them); do not rank this "
                    "fit by LOO.")
