@@ -296,7 +296,7 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
     with _scope(choice, X.dtype):
         best, info, all_info = _run(X, w, options, choice, start, start_lower_bound, shared)
         if (choice.engine != "numpy" and options.kernel == "auto" and X.dtype == np.float64
-                and inexact_moments(take_components(best, K), X, w)):
+                and host.inexact_moments(take_components(best, K), X, w)):
             # float64's compiled default, the moments form, cancels terms of about
             # (|μ_k - c| / σ_k)²: a compact cluster far from the data's mean (1e5 away at
             # sd 1e-2) lost 2e-4 of the score; the centred kernel is exact at any offset,
@@ -809,25 +809,6 @@ def _nonfinite_message(info: FitInfo, X, options: FitOptions) -> str:
 # ---- scoring ----------------------------------------------------------------------------
 
 
-def inexact_moments(params, X, w=None) -> bool:
-    """Whether any of the float64 ``params`` (a GMMParams of batch shape ``()``, or a
-    list of them) puts the moments form's round-off on ``X`` above 1e-9
-    (:func:`bayesgmm.engines.numpy._fit_guard`, the data standardised per feature):
-    where the compiled float64 default loses digits, and the host guard would leave it.
-    One pass over X (its mean and spread), then O(K·D²) per parameter set."""
-    X = np.asarray(X, np.float64)
-    w = np.ones(len(X)) if w is None else np.asarray(w, np.float64)
-    center = w @ X / w.sum()
-    scale = host._data_scale(X, w, center)
-    for p in params if isinstance(params, (list, tuple)) else [params]:
-        p = p.to_numpy(np.float64)
-        theta = host._theta(p, center)
-        if host._fit_guard(theta[None], p.means[None], p.cov_factor[None], center,
-                           p.covariance_type, scale, (p.weights > 0)[None])[0]:
-            return True
-    return False
-
-
 def score_plan(params: GMMParams, n_rows: int, engine: str = "auto",
                fitted_padded: int | None = None) -> Choice:
     """Where scoring ``n_rows`` rows with ``params`` (K components) runs, and at what
@@ -845,7 +826,7 @@ def log_resp(params: GMMParams, X, *, engine: str = "auto",
     :func:`score_plan` says."""
     dtype = np.result_type(X.dtype, params.dtype)
     choice = score_plan(params, X.shape[0], engine, fitted_padded)
-    if choice.engine == "numpy" or (dtype == np.float64 and inexact_moments(params, X)):
+    if choice.engine == "numpy" or (dtype == np.float64 and host.inexact_moments(params, X)):
         lr, ln = host.log_resp(params, X)  # the host guards the moments form
         return lr.astype(dtype), ln.astype(dtype)
     with compute_scope(dtype):
@@ -872,7 +853,7 @@ def criteria(params_list, X, *, engine: str = "auto", fitted_padded=None,
     choices = [score_plan(p, X.shape[0], engine, f) for p, f in zip(params_list, fitted_padded)]
     if all(c.engine == "numpy" for c in choices) or (
             np.result_type(X.dtype, params_list[0].dtype) == np.float64
-            and inexact_moments(list(params_list), X)):  # the host guards them
+            and host.inexact_moments(list(params_list), X)):  # the host guards them
         ll, ent = zip(*host.criteria_terms_many(params_list, X))
     else:
         dtype = np.result_type(X.dtype, params_list[0].dtype)

@@ -60,7 +60,7 @@ from bayesgmm.progress import EMReport
 
 __all__ = ["FitInfo", "fit", "fit_restarts", "fit_many", "fit_many_models", "lloyd",
            "lloyd_batch", "log_resp", "score_draws", "criteria_terms", "criteria_terms_many",
-           "sample", "sklearn_covariances"]
+           "sample", "sklearn_covariances", "inexact_moments"]
 
 #: fit_many pads its members to one K, and fit_many_models's batches of different K
 #: share an E-step, when the feature table has at most this many entries (N·F): on
@@ -222,6 +222,25 @@ def _centred_e_step(p: GMMParams, X: np.ndarray, w: np.ndarray, hard: bool):
     else:
         sxx = (eXc * Xc).sum(axis=1)
     return e.sum(axis=1), eXc.sum(axis=1), sxx, wll
+
+
+def inexact_moments(params, X, w=None) -> bool:
+    """Whether any of the float64 ``params`` (a GMMParams of batch shape ``()``, or a
+    list of them) puts the moments form's round-off on ``X`` above 1e-9
+    (:func:`bayesgmm.engines.numpy._fit_guard`, the data standardised per feature):
+    where the compiled float64 default loses digits, and the host guard would leave it.
+    One pass over X (its mean and spread), then O(K·D²) per parameter set."""
+    X = np.asarray(X, np.float64)
+    w = np.ones(len(X)) if w is None else np.asarray(w, np.float64)
+    center = w @ X / w.sum()
+    scale = _data_scale(X, w, center)
+    for p in params if isinstance(params, (list, tuple)) else [params]:
+        p = p.to_numpy(np.float64)
+        theta = _theta(p, center)
+        if _fit_guard(theta[None], p.means[None], p.cov_factor[None], center,
+                           p.covariance_type, scale, (p.weights > 0)[None])[0]:
+            return True
+    return False
 
 
 def _finite_max(lp: np.ndarray, axis: int) -> np.ndarray:
