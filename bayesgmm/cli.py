@@ -154,6 +154,16 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
             cols = list(range(n_cols))
         else:
             cols = [pick.index(c, "columns") for c in cfg.columns]
+            # by name or index, resolved: one column twice, or an id/label as a feature
+            twice = sorted({j for j in cols if cols.count(j) > 1})
+            if twice:
+                raise CLIError(f"[data] columns lists the column {pick.name(twice[0])!r} "
+                               f"of {path} twice", "list each feature column once")
+            for key, j in (("id_column", id_col), ("label_column", label_col)):
+                if j is not None and j in cols:
+                    raise CLIError(f"[data] columns includes {pick.name(j)!r}, the "
+                                   f"{key} of {path}", f"drop it from columns, or change "
+                                   f"{key}")
     else:
         cols = [j for j in range(n_cols) if j not in (id_col, label_col)]
     if not cols:
