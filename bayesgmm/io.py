@@ -782,6 +782,9 @@ def _decode_health(d, C: int, S: int, K: int, path: Path):
             if name in out:
                 out[name] = np.asarray(out[name], dtype=dtype).reshape(shape)
         out["lp_rhat"], out["ess_bulk_min"] = float(out["lp_rhat"]), float(out["ess_bulk_min"])
+        if "loo_bound" in out:  # absent from files saved before they were kept
+            out["loo_bound"] = float(out["loo_bound"])
+            out["n_above_loo_bound"] = int(out["n_above_loo_bound"])
         out["n_high_pareto_k"], out["healthy"] = int(out["n_high_pareto_k"]), bool(out["healthy"])
         out["problems"] = tuple(str(p) for p in out["problems"])
         li = out.get("label_invariant")

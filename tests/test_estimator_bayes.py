@@ -111,6 +111,22 @@ def test_inference_data_groups_and_arviz_functions(nuts_fit, tmp_path):
     assert Xs.shape == (50, 2) and ys.shape == (50,)
 
 
+def test_health_shows_loos_own_pareto_k_bound_beside_its_verdicts(nuts_fit):
+    """health_ judges Pareto k against 0.7; loo() prints its sample-size bound
+    (min(1 - 1/log10 S, 0.7)), smaller for few draws, and a reader saw two thresholds
+    and two counts for one fit. health_ keeps its verdict's bound and shows loo()'s
+    beside it, with loo()'s count."""
+    fit, _ = nuts_fit
+    res = fit.loo()
+    h = fit.health_
+    assert h.loo_bound == pytest.approx(res.good_k)
+    assert h.n_above_loo_bound == int(np.sum(res.pareto_k > res.good_k))
+    assert h.n_high_pareto_k == int(np.sum(res.pareto_k > 0.7))
+    if res.good_k < 0.7:
+        assert (f"> {res.good_k:.2f} (loo()'s bound for these draws): "
+                f"{h.n_above_loo_bound}") in str(h)
+
+
 def test_map_is_close_to_em(blobs):
     X = blobs[0]
     fit = BayesianGaussianMixture(4, method="map", random_state=0).fit(X)

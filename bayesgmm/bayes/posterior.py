@@ -125,6 +125,8 @@ class Health(NamedTuple):
     label_invariant: LabelInvariant | None = None  # label switching cannot move these (None: one draw)
     ess_bulk_min: float = float("nan")  # the smallest bulk ESS of a relabeled weight, mean or scale of a non-empty component (NaN: under 4 draws a chain)
     slow: np.ndarray | None = None  # shape=(C,), bool: chain c disagrees with the others, but no more than the chains vary within themselves (slow mixing, not another mode)
+    loo_bound: float = float("nan")  # loo()'s own reliability bound for C·S draws, min(1 - 1/log10(C·S), 0.7) (NaN: not computed)
+    n_above_loo_bound: int = -1  # PSIS-LOO Pareto k > loo_bound: what loo() counts (-1: not computed)
 
     def __str__(self) -> str:
         """What ``print(fit.health_)`` shows: the verdict, the figures behind it, one
@@ -143,8 +145,13 @@ class Health(NamedTuple):
         if np.isfinite(self.ess_bulk_min):
             lines.append(f"  smallest bulk ESS {self.ess_bulk_min:.0f} (limit {ESS_MIN})")
         if self.n_high_pareto_k >= 0:
-            lines.append(f"  PSIS-LOO Pareto k > {PARETO_K_MAX}: {self.n_high_pareto_k} "
-                         "points")
+            line = f"  PSIS-LOO Pareto k > {PARETO_K_MAX}: {self.n_high_pareto_k} points"
+            if self.n_above_loo_bound >= 0 and self.loo_bound < PARETO_K_MAX:
+                # loo() prints its own, smaller bound for few draws: both, so that
+                # the two summaries of one fit do not seem to disagree
+                line += (f"; > {self.loo_bound:.2f} (loo()'s bound for these draws): "
+                         f"{self.n_above_loo_bound}")
+            lines.append(line)
         slow = self.slow if self.slow is not None else np.zeros(C, bool)
         for name, mask in (("chains in another mode", self.stray),
                            ("chains mixing slowly", slow)):
@@ -458,12 +465,16 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
         slow |= lp_differs & ~away
     stray = stray_cc | stray_lp
     slow &= ~stray
-    n_high = -1
+    n_high, bound, n_bound = -1, float("nan"), -1
     if idata is not None and C * S > 1:
         with warnings.catch_warnings():  # ArviZ's own Pareto-k warning: counted here
             warnings.simplefilter("ignore")
             try:
-                n_high = int(np.sum(loo(idata).pareto_k > PARETO_K_MAX))
+                elpd = loo(idata)
+                n_high = int(np.sum(elpd.pareto_k > PARETO_K_MAX))
+                if elpd.good_k is not None:
+                    bound = float(elpd.good_k)
+                    n_bound = int(np.sum(elpd.pareto_k > bound))
             except ValueError:  # ArviZ 1.x: no Pareto tail to fit when the draws do not
                 n_high = -1     # move (e.g. an unadapted sampler); the sampler checks say so
     ess_min, where = _smallest_ess(
@@ -481,7 +492,8 @@ def health(draws: GMMParams, X, *, lp=None, idata=None, diagnostics: Diagnostics
     invariant = (label_invariant(label_invariant_draws(p, X, lp, max_points=max_points))
                  if C * S > 1 else None)
     return Health(collapsed, empty, stray, chain_ok, chain_lp, lp_rhat, disagreement, n_high,
-                  n_nonempty, not problems, tuple(problems), invariant, ess_min, slow)
+                  n_nonempty, not problems, tuple(problems), invariant, ess_min, slow,
+                  bound, n_bound)
 
 
 def _standardised(p: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
