@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INIT_METHODS", "COMPILED_INIT_METHODS", "HC_MAX_ROWS", "HCTree", "hc_tree",
            "hc_partition", "hc_params", "hc_params_many", "hc_starts_batched", "cached_hc_tree", "min_component_rows",
-           "collapsed", "COLLAPSE_FLOOR",
+           "collapsed", "COLLAPSE_FLOOR", "COLLAPSE_SPREAD",
            "seed_sample_size", "n_seed_trials", "host_rng", "subsample_rows",
            "host_seeding_uniforms", "kmeans_plusplus_host", "params_from_centers",
            "params_from_inits", "kmeans_plusplus", "kmeans", "lloyd", "init_resp",
@@ -82,6 +82,9 @@ HC_MAX_ROWS = 1000
 # A component with fewer rows than min_component_rows has collapsed when its smallest
 # covariance eigenvalue is at most this many times reg_covar (see collapsed).
 COLLAPSE_FLOOR = 10.0
+# ... or, whatever its rows, when the mixture spreads more than this many times that floor
+# along the component's flat direction (see collapsed).
+COLLAPSE_SPREAD = 1000.0
 
 
 # ---- the host half: NumPy only --------------------------------------------------------
@@ -251,19 +254,31 @@ def min_component_rows(covariance_type: str, n_features: int) -> int:
 
 
 def collapsed(params: GMMParams, nk, reg_covar: float) -> bool:
-    """Whether a fit has collapsed: one of its components holds fewer rows than
-    :func:`min_component_rows` (by effective count ``nk (K,)``, within half a row)
-    *and* its covariance is ``reg_covar``'s: its smallest eigenvalue is at most
-    :data:`COLLAPSE_FLOOR` times ``reg_covar`` (EM took the component onto a few
-    points, and only ``reg_covar`` keeps its likelihood finite).
+    """Whether a fit has collapsed: a component's covariance is ``reg_covar``'s in some
+    direction (its variance there is at most :data:`COLLAPSE_FLOOR` times
+    ``reg_covar``: EM took the component onto points with no spread in that direction,
+    and only ``reg_covar`` keeps its likelihood finite; mclust reports such a fit as
+    singular), where either
 
-    The count alone is not enough: where the volume is shared (mclust's E·· models)
+    * the component holds fewer rows than :func:`min_component_rows` (by effective
+      count ``nk (K,)``, within half a row), or
+    * the mixture as a whole spreads along that direction (its variance there is more
+      than :data:`COLLAPSE_SPREAD` times the floor): rows enough, but on a lower-
+      dimensional set. Two cases the count misses: identical values (``acidity``,
+      155 rows of 138 distinct values, a V component on 2-3 equal values), and a
+      shared orientation that EM turns onto a component's flat directions (VVE on
+      ``swiss``, 47 x 6, K = 4: a component of 3 rows with three variances at
+      ``reg_covar``, its log-likelihood growing as ``reg_covar`` shrinks). Collinear
+      data (the whole mixture flat in a direction) is not a collapse.
+
+    The floor alone is not enough: where the volume is shared (mclust's E·· models)
     a component's determinant cannot shrink on its own, its likelihood stays
     bounded, and a component of one or two rows is a genuine optimum (``diabetes``,
     EVE with K = 8: a component of 1.37 rows whose smallest variance is 14, at
     log-likelihood -2273.48, above both mclust's -2277.65, which stops earlier, and
-    the k-means start's -2285.56). Components that did collapse sit at ``reg_covar``
-    (1e-6 on 300 blobs at K = 18, against 4e-3 and more for the others).
+    the k-means start's -2285.56); it is above the floor, so not flagged. Components
+    that did collapse sit at ``reg_covar`` (1e-6 on 300 blobs at K = 18, against 4e-3
+    and more for the others).
 
     Parameters
     ----------
@@ -274,13 +289,28 @@ def collapsed(params: GMMParams, nk, reg_covar: float) -> bool:
     """
     nk = np.asarray(nk, np.float64)
     K = nk.shape[0]
-    need = min_component_rows(params.covariance_type, params.n_features) - 0.5
-    few = nk < need
-    if K < 2 or not few.any():
+    if K < 2:
         return False
-    cov = np.asarray(take_components(params.to_numpy(), K).full_covariances, np.float64)
-    smallest = np.linalg.eigvalsh(cov[few])[:, 0]
-    return bool(np.min(smallest) <= COLLAPSE_FLOOR * float(reg_covar))
+    p = take_components(params.to_numpy(), K)
+    cov = np.asarray(p.full_covariances, np.float64)
+    if not np.isfinite(cov).all():
+        return False  # a non-finite fit is reported as such, not as collapsed
+    floor = COLLAPSE_FLOOR * float(reg_covar)
+    values, vectors = np.linalg.eigh(cov)  # ascending
+    at_floor = values[:, 0] <= floor
+    if not at_floor.any():
+        return False
+    need = min_component_rows(params.covariance_type, params.n_features) - 0.5
+    if (at_floor & (nk < need)).any():
+        return True
+    w = np.asarray(p.weights, np.float64)
+    means = np.asarray(p.means, np.float64)
+    mean = w @ means
+    centred = means - mean
+    spread = np.einsum("k,kij->ij", w, cov) + np.einsum("k,ki,kj->ij", w, centred, centred)
+    v = vectors[at_floor, :, 0]  # each floor component's flattest direction
+    along = np.einsum("ci,ij,cj->c", v, spread, v)
+    return bool((along > COLLAPSE_SPREAD * floor).any())
 
 
 def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,

@@ -57,7 +57,7 @@ from bayesgmm.validation import (
     feature_names,
 )
 
-__all__ = ["log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
+__all__ = ["univariate_types", "log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
            "criteria", "sweep", "SweepResult", "RankedModel", "all_covariance_types"]
 
 CRITERIA = ("bic", "aic", "icl")
@@ -242,6 +242,23 @@ def all_covariance_types() -> tuple[str, ...]:
     return MCLUST_MODELS
 
 
+def univariate_types(covariance_types: Sequence[str]) -> tuple[str, ...]:
+    """The models of ``covariance_types`` on one feature, by mclust's univariate names,
+    each once, in order of first appearance: with D = 1 a model is its volume alone,
+    equal (``"E"``: the E·· models, EII, EEI, EVI, EEE, EVE, EEV, EVV, and ``tied``)
+    or variable (``"V"``: the V·· models, ``full``, ``diag`` and ``spherical``). mclust fits
+    only these two on univariate data; a search over the 14 would list each of its two
+    fits seven times under other names."""
+    from bayesgmm.covariance import CANONICAL
+
+    out = []
+    for ct in covariance_types:
+        name = "E" if CANONICAL[ct][0] == "E" else "V"
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
 def _ranges(ks: list[int]) -> str:
     """``[1, 2, 3, 5]`` -> ``"1..3, 5"``."""
     parts, start = [], ks[0]
@@ -308,6 +325,9 @@ def sweep(
         ``missing="marginalize"`` and NaN in X, each (covariance type, K) is one
         missing-data fit (:mod:`bayesgmm.missing`), scored on the observed coordinates.
         ``covariance_type`` is refused: the search's types are ``covariance_types``.
+        On one feature (D = 1) the types are mclust's two univariate models, ``"E"``
+        and ``"V"`` (:func:`univariate_types`; the table lists them as EII and VII,
+        the same models): ``"all"`` is those two.
 
     Returns
     -------
@@ -337,6 +357,8 @@ def sweep(
     names = feature_names(X)
     X = check_array_2d(X, min_samples=2, missing=settings["missing"], marginalize_in="sweep")
     check_reg_covar_scale(X, settings["reg_covar"])  # once here; the fits are silenced
+    if X.shape[1] == 1:  # one feature: the 14 models are mclust's two, E and V
+        covariance_types = univariate_types(covariance_types)
     if np.isnan(X).any():  # missing="marginalize" (else refused above)
         return _sweep_missing(X, ks, covariance_types, criterion, settings,
                               _bar_on(progress, settings), names)

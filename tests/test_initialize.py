@@ -354,8 +354,30 @@ def test_collapsed_needs_few_rows_and_a_covariance_at_reg_covar():
     assert collapsed(params([1e-6, 2.0]), [50.0, 49.0, 1.0], reg)
     assert collapsed(params([0.99 * COLLAPSE_FLOOR * reg, 2.0]), [50.0, 49.0, 2.4], reg)
     assert not collapsed(params([2 * COLLAPSE_FLOOR * reg, 2.0]), [50.0, 49.0, 1.0], reg)
-    assert not collapsed(params([1e-6, 2.0]), [50.0, 47.5, 2.5], reg)  # D + 1 - 0.5 rows
     assert not collapsed(params([1e-6, 2.0]), [100.0], reg)  # one component: the data's
+    # rows enough (2.5 >= D + 1 - 0.5, and 30), but flat where the mixture spreads
+    assert collapsed(params([1e-6, 2.0]), [50.0, 47.5, 2.5], reg)
+    assert collapsed(params([1e-6, 2.0]), [35.0, 35.0, 30.0], reg)
+    # collinear data: every component flat along x, the mixture too: not a collapse
+    flat = GMMParams(np.full(3, 1 / 3), np.zeros((3, 2)),
+                     np.sqrt(np.stack([np.diag([1e-6, 1.0 + k]) for k in range(3)])), "full")
+    assert not collapsed(flat, [40.0, 40.0, 20.0], reg)
+
+
+def test_a_component_on_identical_values_has_collapsed():
+    """One feature, mclust's V: a component of 3 rows on one repeated value (as in
+    mclust's ``acidity``, 155 rows of 138 values) has variance reg_covar: collapsed,
+    though 3 rows are more than a variance needs; where it keeps a variance of its own
+    it is not."""
+    from bayesgmm.initialize import collapsed
+    from bayesgmm.params import GMMParams
+
+    def params(var):
+        sd = np.sqrt([1.0, 0.5, var])  # V's factor: one sd a component
+        return GMMParams(np.array([0.5, 0.48, 0.02]), np.array([[0.0], [3.0], [1.0]]), sd, "V")
+
+    assert collapsed(params(1e-6), [75.0, 72.0, 3.0], 1e-6)
+    assert not collapsed(params(0.01), [75.0, 72.0, 3.0], 1e-6)
 
 
 def test_auto_keeps_a_small_component_of_its_own_covariance():

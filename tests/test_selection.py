@@ -247,6 +247,56 @@ def test_a_small_component_of_its_own_covariance_is_not_collapsed():
     assert table.best["n_components"] == 8
 
 
+def _swiss():
+    """R's ``swiss`` (datasets package: 47 Swiss provinces of 1888, 6 socio-economic
+    measures), as written by R's ``write.csv``."""
+    import pathlib
+
+    path = pathlib.Path(__file__).parent / "data" / "swiss.csv"
+    return np.loadtxt(path, delimiter=",", skiprows=1)
+
+
+def test_a_start_that_flattened_a_component_loses_to_one_that_did_not():
+    """swiss, VVE, K = 4: the k-means++ start ends with a component of 3 rows that the
+    shared orientation lies flat along (three of its variances at reg_covar); its
+    log-likelihood is reg_covar's, growing without bound as reg_covar shrinks, so it
+    is flagged collapsed though 3 rows exceed VVE's two a component needs by count.
+    The default start (hc and k-means++) then keeps the hierarchical fit, whose
+    likelihood does not move with reg_covar and which beats mclust's (6.0.0:
+    log-likelihood -908.188 at VVE, K = 4)."""
+    X = _swiss()
+    kmeans = [sweep(X, [4], ["VVE"], random_state=0, init_params="k-means++", reg_covar=r)
+              for r in (1e-6, 1e-8)]
+    assert all(bool(t["collapsed"][0]) for t in kmeans)
+    assert kmeans[1]["log_likelihood"][0] > kmeans[0]["log_likelihood"][0] + 10
+    auto = [sweep(X, [4], ["VVE"], random_state=0, reg_covar=r) for r in (1e-4, 1e-8)]
+    assert not any(bool(t["collapsed"][0]) for t in auto)
+    assert auto[0]["log_likelihood"][0] == pytest.approx(auto[1]["log_likelihood"][0],
+                                                         abs=1e-3)
+    assert auto[1]["log_likelihood"][0] >= -908.188 - 1e-3 * 908.188
+
+
+def test_univariate_search_is_mclusts_e_and_v():
+    """One feature: every model is equal (E) or variable (V) variance, as mclust fits
+    univariate data; "all" searches those two, each once, and each equals the plain
+    fit of that model."""
+    from bayesgmm.selection import univariate_types
+
+    assert univariate_types(["EII", "VVV", "EEE", "tied", "diag", "VEV", "EVV"]) == ("E", "V")
+    assert univariate_types(["spherical", "EVI"]) == ("V", "E")
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, 60), rng.normal(6, 0.5, 40)])[:, None]
+    table = sweep(X, [1, 2, 3], "all", random_state=0)
+    assert len(table["bic"]) == 6
+    assert sorted(set(table["covariance_type"])) == ["EII", "VII"]
+    for ct, k, value in zip(table["covariance_type"], table["n_components"], table["bic"]):
+        gm = GaussianMixture(int(k), covariance_type=str(ct), random_state=0, tol=1e-5,
+                             max_iter=1000).fit(X)
+        assert gm.bic(X) == pytest.approx(value, rel=1e-6)
+    ranked = table.top(3)
+    assert len({(r.covariance_type, r.n_components) for r in ranked}) == 3
+
+
 def test_classic_data_sets_are_rs():
     """The included Old Faithful and diabetes data against R's own summaries of its
     copies (R 4.2.2, mclust 6.0.0: colMeans(faithful); table(diabetes$class),
