@@ -9,10 +9,18 @@ chooses them; :func:`plot_pairs` draws every pair). Axis labels come from
 ``feature_names``, else a fitted estimator's ``feature_names_in_`` (where one stands in
 for its parameters), else a pandas DataFrame X's columns, else ``"feature i"``.
 
-Colours are chosen to survive print and colour-blindness: ``tab10`` (``tab20`` above 10
-components) for components, ``viridis_r`` for uncertainty (uncertain points dark, certain
-ones light, so the few that matter stand out on white). ArviZ is never imported here: trace
-and rank plots go through :mod:`bayesgmm.bayes.arviz`.
+A legend sits beside its axes (right of them), never over the data: inside, at K = 9 it
+covered points wherever ``loc="best"`` put it. A figure made here has a constrained layout
+that keeps it on the canvas; an ``ax`` of your own needs a layout engine or
+``savefig(..., bbox_inches="tight")`` to do the same.
+
+Colours are chosen to survive print and colour-blindness: ``tab10`` without its grey (9
+colours; ``tab20`` without its two greys, 18, above 9 components) for components, so no
+component looks like the grey of uncertain or unlabelled points; black for noise points;
+``viridis_r`` for uncertainty on the fixed scale 0 to 1 (uncertain points dark, certain
+ones light, so the few that matter stand out on white; one colour means one value in every
+figure). ArviZ is never imported here: trace and rank plots go through
+:mod:`bayesgmm.bayes.arviz`.
 """
 
 from __future__ import annotations
@@ -30,6 +38,15 @@ __all__ = ["plot_ellipses", "plot_pairs", "plot_selection", "plot_membership",
 MAX_PAIRS_FEATURES = 6
 # RGBA a fully uncertain point fades to in plot_membership (uncertainty 1 = uniform).
 _GREY = np.array([0.78, 0.78, 0.78, 1.0])
+# RGBA of noise points (a robust fit's label -1, plot_membership's noise column).
+_NOISE = np.array([0.0, 0.0, 0.0, 1.0])
+# The grey entries of the default component palettes, left out (they read as _GREY or as
+# the unlabelled points' 0.45 grey): tab10's index 7, tab20's 14 and 15.
+_PALETTE_GREYS = {"tab10": (7,), "tab20": (14, 15)}
+# Opacity floor of an ellipse's outline: its fill fades with the component's weight
+# (0.25 w / max w + 0.05), which left a w = 0.03 component beside a w = 0.5 one at alpha
+# 0.065, outline included, lost on white; the outline stays at least this opaque.
+_OUTLINE_ALPHA = 0.7
 # One marker per covariance model in plot_selection (mclust's 14 each get their own), so
 # the curves stay apart in greyscale print.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "8", "d")
@@ -42,13 +59,19 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
 
     Parameters
     ----------
-    params : GMMParams or fitted estimator
+    params : GMMParams, RobustParams or fitted estimator
         One mixture (batch shape ``()``), or a fitted ``GaussianMixture`` /
         ``BayesianGaussianMixture`` (its ``params_`` or posterior means, and its
-        ``feature_names_in_`` when present).
+        ``feature_names_in_`` when present), or a ``RobustMixture`` /
+        :class:`bayesgmm.robust.RobustParams`: its K components' ellipses (of the scale
+        matrix Σ_k for a Student-t component, not its covariance ν/(ν-2) Σ_k, which is
+        wider), with the components' weights in the whole mixture (they sum to
+        1 - noise weight). The noise component has no ellipse.
     X : array-like of shape (N, D), optional
-    labels : array-like of shape (N,) of int in [0, K), optional
-        Points take their component's colour; without labels they are grey.
+    labels : array-like of shape (N,) of int in [0, K) or -1, optional
+        Points take their component's colour; -1 marks noise (``RobustMixture.predict``),
+        drawn in black as :func:`plot_membership` draws noise. Without labels points are
+        grey.
     ax : matplotlib Axes, optional
     dims : (int, int), default=(0, 1)
         The two features drawn.
@@ -56,22 +79,26 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
         Axis labels (default: the estimator's ``feature_names_in_``, else a DataFrame X's
         columns, else "feature i").
     n_std : sequence of float, default=(1.0, 2.0)
-        Ellipse half-axes in standard deviations of the 2-D marginal covariance; K x
-        ``len(n_std)`` ellipse patches are drawn, their fill opacity scaled by weight.
+        Ellipse half-axes in standard deviations of the 2-D marginal covariance (scale
+        units for a t component); K x ``len(n_std)`` ellipse patches are drawn, their
+        fill opacity scaled by weight, their outline at least 0.7 opaque (a light
+        component stays visible).
     cmap : str, optional
-        Component colours; default ``tab10`` (``tab20`` for K > 10).
+        Component colours; default ``tab10`` without grey (``tab20`` without greys for
+        K > 9).
     alpha : float, default=0.25
         Fill opacity of the heaviest component.
     title : str, optional
     legend : bool, default=True
-        One entry per component, ``"component k (w = 0.31)"``.
+        One entry per component, ``"component k (w = 0.31)"`` (and ``"noise"`` when
+        noise points are drawn), beside the axes on the right.
     point_size : float, default=10
 
     Returns
     -------
     matplotlib Axes
     """
-    params, names = _params_and_names(params, feature_names, X=X)
+    params, names, robust = _params_and_names(params, feature_names, X=X)
     ax = _axes(ax)
     p = params.to_numpy(np.float64)
     if p.batch_shape:
@@ -79,21 +106,25 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
                          "For posterior draws use plot_posterior_ellipses")
     i, j = _check_dims(dims, p.n_features)
     colors = _component_colors(p.n_components, cmap)
+    noise = False
     if X is not None:
         X = _check_X(X, p.n_features)
         c = _label_colors(labels, X.shape[0], colors)
+        noise = labels is not None and bool(np.any(np.asarray(labels) == -1))
         ax.scatter(X[:, i], X[:, j], c=c, s=point_size, linewidths=0, zorder=2)
     cov = np.asarray(p.full_covariances)
     wmax = p.weights.max()
     for k in range(p.n_components):
+        fill = alpha * p.weights[k] / wmax + 0.05
         for s in n_std:
-            ax.add_patch(_ellipse(p.means[k], cov[k], (i, j), s, facecolor=colors[k],
-                                  edgecolor=colors[k], linewidth=1.0,
-                                  alpha=alpha * p.weights[k] / wmax + 0.05, zorder=1))
+            ax.add_patch(_ellipse(p.means[k], cov[k], (i, j), s,
+                                  facecolor=_with_alpha(colors[k], fill),
+                                  edgecolor=_with_alpha(colors[k], max(fill, _OUTLINE_ALPHA)),
+                                  linewidth=1.0, zorder=1))
         ax.plot(*p.means[k, [i, j]], marker="x", color="k", ms=6, zorder=3)
     _label_axes(ax, names, i, j)
     if legend:
-        _component_legend(ax, colors, p.weights)
+        _component_legend(ax, colors, p.weights, noise=_noise_label(robust) if noise else None)
     if title is not None:
         ax.set_title(title)
     ax.autoscale_view()
@@ -105,19 +136,26 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
     """A pairs grid: scatters with covariance ellipses below the diagonal, each feature's
     histogram with the 1-D mixture density (total and per component) on the diagonal.
 
+    Each diagonal panel has its own density scale (features in different units have
+    densities orders apart), labelled on its right (on the left in the first row).
+
     Parameters
     ----------
     X : array-like of shape (N, D)
-    params : GMMParams or fitted estimator
-        As in :func:`plot_ellipses`.
+    params : GMMParams, RobustParams or fitted estimator
+        As in :func:`plot_ellipses`. A robust fit's diagonal draws its components'
+        marginals (Student-t with the component's ν and scale √Σ_k,ii for a t component)
+        and their sum; the noise density π_0 / V has no 1-D marginal (it is uniform over
+        all of the space), so the total drawn integrates to 1 - π_0.
     labels : array-like of shape (N,), optional
+        As in :func:`plot_ellipses` (-1: noise, black).
     feature_names : sequence of D str, optional
     features : sequence of int or str, optional
         The features to show (indices, or names from ``feature_names``); default all.
         At most :data:`MAX_PAIRS_FEATURES`.
     fig : matplotlib Figure, optional
-        Drawn on (it must be empty); default a new figure of 2.2 inches per feature, with
-        constrained layout.
+        Drawn on (it must be empty); default a new figure of 2.2 inches per feature (at
+        least 4, and 2 more in width for one feature's legend), with constrained layout.
     n_std : sequence of float, default=(2.0,)
     cmap : str, optional
     bins : int, default=30
@@ -127,19 +165,21 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
     -------
     ndarray of shape (F, F) of matplotlib Axes
         F = number of features shown; the panels above the diagonal are hidden (the top
-        right one holds the legend).
+        right one holds the legend; with one feature the legend is right of the panel).
     """
     import matplotlib.pyplot as plt
 
-    params, names = _params_and_names(params, feature_names, X=X)
+    params, names, robust = _params_and_names(params, feature_names, X=X)
     p = params.to_numpy(np.float64)
     if p.batch_shape:
         raise ValueError(f"plot_pairs draws one mixture; got batch shape {p.batch_shape}")
+    df = np.full(p.n_components, np.inf) if robust is None else np.asarray(robust.df, float)
     X = _check_X(X, p.n_features)
     chosen = _select_features(features, names, p.n_features)
     F = len(chosen)
-    if fig is None:
-        fig = plt.figure(figsize=(max(2.2 * F, 4.0), max(2.2 * F, 4.0)), layout="constrained")
+    if fig is None:  # one feature: 2 inches more width for the legend beside the panel
+        side = max(2.2 * F, 4.0)
+        fig = plt.figure(figsize=(side + 2.0 * (F == 1), side), layout="constrained")
     axes = np.empty((F, F), dtype=object)
     # a column shares its feature's x range; a row's scatters share its feature's y range
     grid = fig.subplots(F, F, squeeze=False, sharex="col")
@@ -155,7 +195,7 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
             if c > r:
                 ax.set_axis_off()
             elif c == r:
-                _density_panel(ax, X[:, i], p, cov, i, colors, bins)
+                _density_panel(ax, X[:, i], p, cov, i, colors, bins, df)
             else:
                 plot_ellipses(p, X, labels, ax=ax, dims=(i, j), feature_names=names,
                               n_std=n_std, cmap=cmap, legend=False, point_size=point_size)
@@ -164,12 +204,16 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
             ax.set_ylabel(names[j] if c == 0 and r > 0 else ("density" if r == c == 0 else ""))
             if r != F - 1 and c <= r:
                 ax.tick_params(labelbottom=False)
-            if c != 0 and c <= r:  # the diagonal's density scale is shown at (0, 0) only
+            if c != 0 and c < r:  # a scatter's y range is its row's, labelled at c = 0
                 ax.tick_params(labelleft=False)
-    if F > 1:
-        _component_legend(axes[0, F - 1], colors, p.weights, loc="upper right")
+            elif c == r > 0:  # a density of its own scale, labelled where no panel is
+                ax.yaxis.tick_right()
+    noise = labels is not None and bool(np.any(np.asarray(labels) == -1))
+    noise = _noise_label(robust) if noise else None
+    if F > 1:  # the empty top right panel, from its left edge (a wide one grows right)
+        _component_legend(axes[0, F - 1], colors, p.weights, loc="upper left", noise=noise)
     else:
-        _component_legend(axes[0, 0], colors, p.weights)
+        _component_legend(axes[0, 0], colors, p.weights, noise=noise)
     fig.align_labels()
     return axes
 
@@ -216,7 +260,8 @@ def plot_selection(table, *, ax=None, criterion=None, criteria=None, title=None,
     ks = np.asarray(table["n_components"])
     types = np.asarray(table["covariance_type"]).astype(str)
     models = list(dict.fromkeys(types.tolist()))
-    colors = _component_colors(len(models), cmap)
+    colors = _component_colors(len(models), cmap or ("tab10" if len(models) <= 10
+                                                     else "tab20"))
     styles = ("-", "--", ":", "-.")
     several = len(criteria) > 1
     for m, name in enumerate(models):
@@ -253,7 +298,7 @@ def plot_selection(table, *, ax=None, criterion=None, criteria=None, title=None,
 def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
                     uncertainty=None, cmap=None, title=None, point_size=14, noise=False):
     """Points in their most probable component's colour, faded towards grey (and drawn
-    larger) as their membership grows uncertain.
+    larger) as their membership grows uncertain; the legend sits right of the axes.
 
     Parameters
     ----------
@@ -299,7 +344,7 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
         if K < 2:
             raise ValueError("noise=True needs proba with the Gaussian components' columns "
                              f"and the noise column last; got {K} column")
-        colors[-1] = (0.0, 0.0, 0.0, 1.0)
+        colors[-1] = _NOISE
         labels[-1] = "noise"
     rgba = (1 - u[:, None]) * colors[proba.argmax(1)] + u[:, None] * _GREY
     order = np.argsort(-u, kind="stable")  # certain points on top of the faded ones
@@ -309,7 +354,7 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
                for k in range(K)]
     handles.append(Line2D([], [], ls="none", marker="o", ms=8, color=_GREY, mec="k", mew=0.3,
                           label="faded, larger: uncertain"))
-    ax.legend(handles=handles, loc="best", fontsize="small")
+    _legend_beside(ax, handles)
     _label_axes(ax, names, i, j)
     if title is not None:
         ax.set_title(title)
@@ -317,7 +362,7 @@ def plot_membership(X, proba, *, ax=None, dims=(0, 1), feature_names=None,
 
 
 def plot_uncertainty(X, uncertainty, *, ax=None, dims=(0, 1), feature_names=None,
-                     cmap="viridis_r", label="membership uncertainty", vmin=0.0, vmax=None,
+                     cmap="viridis_r", label="membership uncertainty", vmin=0.0, vmax=1.0,
                      title=None, point_size=15):
     """Points coloured by their membership uncertainty, with a colourbar.
 
@@ -334,8 +379,12 @@ def plot_uncertainty(X, uncertainty, *, ax=None, dims=(0, 1), feature_names=None
         Uncertain points dark, certain ones light; the most uncertain are drawn on top.
     label : str, default="membership uncertainty"
         The colourbar's label.
-    vmin, vmax : float, optional
-        Colour range; default 0 to the largest uncertainty.
+    vmin, vmax : float, default=(0.0, 1.0)
+        Colour range. Fixed rather than the data's range, so one colour means one
+        uncertainty in every figure: scaled to the data's maximum, a fit whose largest
+        uncertainty was 0.0006 (iris) drew that point fully dark, and K = 1 (all 0) ran
+        -0.1 to 0.1. 1 is the largest value of every measure here: normalised entropy
+        (1 = uniform), ``1 - max p`` (at most 1 - 1/K) and an interval's width.
     title : str, optional
     point_size : float, default=15
 
@@ -398,7 +447,7 @@ def plot_posterior_ellipses(draws, X=None, *, ax=None, n_draws=50, dims=(0, 1),
     """
     from bayesgmm.bayes.posterior import posterior_mean
 
-    draws, names = _params_and_names(draws, feature_names, draws=True, X=X)
+    draws, names, _ = _params_and_names(draws, feature_names, draws=True, X=X)
     p = draws.to_numpy(np.float64)
     if len(p.batch_shape) != 2:
         raise ValueError(f"draws must have batch shape (chain, draw), got {p.batch_shape}; "
@@ -480,22 +529,33 @@ def plot_rank(model, var_names=("weights",), *, figsize=None):
 # ---- helpers ---------------------------------------------------------------------------
 
 def _axes(ax, figsize=(6.0, 5.0)):
+    """``ax``, else the Axes of a new figure whose constrained layout keeps a legend
+    beside the axes on the canvas."""
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=figsize)
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
 def _params_and_names(obj, feature_names, draws: bool = False, X=None):
-    """(GMMParams, D names) from params or a fitted estimator (its ``params_``, or its
-    posterior means unless ``draws``); names as :func:`_names` finds them, the
-    estimator's ``feature_names_in_`` before X's columns."""
+    """(GMMParams, D names, RobustParams or None) from params or a fitted estimator (its
+    ``params_``, or its posterior means unless ``draws``); names as :func:`_names` finds
+    them, the estimator's ``feature_names_in_`` before X's columns. A robust fit's
+    GMMParams are its components' (``mixture``: scale matrices, weights summing to
+    1 - noise weight); the RobustParams come third for its degrees of freedom and noise."""
+    from bayesgmm.robust import RobustParams
+
+    robust = None
     if isinstance(obj, GMMParams):
         params = obj
+    elif isinstance(obj, RobustParams):
+        params, robust = obj.mixture, obj
     elif hasattr(obj, "params_"):
         params = obj.params_
-        if not draws and params.batch_shape:  # a Bayesian fit: its posterior means
+        if isinstance(params, RobustParams):  # RobustMixture
+            params, robust = params.mixture, params
+        elif not draws and params.batch_shape:  # a Bayesian fit: its posterior means
             params = GMMParams.from_sklearn(obj.weights_, obj.means_,
                                             covariance_type=params.covariance_type,
                                             covariances=obj.covariances_)
@@ -504,8 +564,9 @@ def _params_and_names(obj, feature_names, draws: bool = False, X=None):
     elif hasattr(obj, "fit") and hasattr(obj, "get_params"):
         raise ValueError(f"{type(obj).__name__} is not fitted yet; call fit(X) before plotting")
     else:
-        raise TypeError(f"expected GMMParams or a fitted estimator, got {type(obj).__name__}")
-    return params, _names(feature_names, params.n_features, X)
+        raise TypeError(f"expected GMMParams, RobustParams or a fitted estimator, got "
+                        f"{type(obj).__name__}")
+    return params, _names(feature_names, params.n_features, X), robust
 
 
 def _names(feature_names, D: int, X=None) -> list[str]:
@@ -563,28 +624,48 @@ def _select_features(features, names: list[str], D: int) -> list[int]:
 
 
 def _component_colors(K: int, cmap=None) -> np.ndarray:
-    """(K, 4) RGBA: a qualitative map's own colours in order, or a continuous one spread."""
+    """(K, 4) RGBA: a qualitative map's own colours in order, or a continuous one spread.
+    The default (no ``cmap``) is tab10, tab20 above 9 colours, without their greys
+    (:data:`_PALETTE_GREYS`); a named ``cmap`` is used whole."""
     import matplotlib
 
-    name = cmap or ("tab10" if K <= 10 else "tab20")
-    cm = matplotlib.colormaps[name]
+    if cmap is None:
+        name = "tab10" if K <= 10 - len(_PALETTE_GREYS["tab10"]) else "tab20"
+        cm = matplotlib.colormaps[name]
+        keep = np.setdiff1d(np.arange(cm.N), _PALETTE_GREYS[name])
+        return np.asarray(cm(keep[np.arange(K) % len(keep)]))
+    cm = matplotlib.colormaps[cmap]
     n = getattr(cm, "N", 256)
     if n <= 20:  # qualitative (tab10, tab20, Set2...): its colours in order, cycled
         return np.asarray(cm(np.arange(K) % n))
     return np.asarray(cm(np.linspace(0, 1, max(K, 2))[:K]))
 
 
+def _with_alpha(color, alpha: float) -> np.ndarray:
+    rgba = np.array(color, dtype=np.float64)
+    rgba[3] = alpha
+    return rgba
+
+
 def _label_colors(labels, N: int, colors: np.ndarray):
+    """(N, 4) RGBA of the points: their component's colour, :data:`_NOISE` for -1."""
     if labels is None:
         return [(0.45, 0.45, 0.45, 0.6)]
     labels = np.asarray(labels)
     if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be {N} integer component indices (model.predict(X)), "
                          f"got shape {labels.shape} of {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(colors)):
-        raise ValueError(f"labels must lie in [0, {len(colors)}) (the components), got "
-                         f"[{labels.min()}, {labels.max()}]")
-    return colors[labels]
+    if labels.size and (labels.min() < -1 or labels.max() >= len(colors)):
+        raise ValueError(f"labels must lie in [0, {len(colors)}) (the components), or be -1 "
+                         f"(noise), got [{labels.min()}, {labels.max()}]")
+    return np.where((labels == -1)[:, None], _NOISE, colors[np.maximum(labels, 0)])
+
+
+def _noise_label(robust) -> str:
+    """The legend's name of the noise points, with the noise weight where it is known."""
+    if robust is not None and robust.has_noise:
+        return f"noise (w = {float(robust.noise_weight):.2f})"
+    return "noise"
 
 
 def _ellipse(mean, cov, dims, n_std: float, **kwargs):
@@ -598,16 +679,30 @@ def _ellipse(mean, cov, dims, n_std: float, **kwargs):
     return Ellipse(mean[list(dims)], width, height, angle=angle, **kwargs)
 
 
-def _component_legend(ax, colors, weights, loc="best", extra=None):
+def _component_legend(ax, colors, weights, loc=None, extra=None, noise=None):
+    """One entry per component (and ``noise``'s black points, and an ``extra`` line);
+    beside the axes on the right unless ``loc`` is given (e.g. in an empty panel)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=colors[k], edgecolor=colors[k], alpha=0.7,
                      label=f"component {k} (w = {float(weights[k]):.2f})")
                for k in range(len(weights))]
+    if noise:
+        handles.append(Line2D([], [], ls="none", marker="o", ms=4, color=_NOISE, label=noise))
     if extra:
         handles.append(Line2D([], [], color="0.3", lw=0.8, label=extra))
-    ax.legend(handles=handles, loc=loc, fontsize="small", framealpha=0.85)
+    if loc is None:
+        _legend_beside(ax, handles)
+    else:
+        ax.legend(handles=handles, loc=loc, fontsize="small", framealpha=0.85)
+
+
+def _legend_beside(ax, handles):
+    """A legend right of the axes, outside them: at K = 9 one inside covered data points
+    whatever ``loc="best"`` chose."""
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0, fontsize="small", frameon=False)
 
 
 def _label_axes(ax, names, i, j):
@@ -615,15 +710,22 @@ def _label_axes(ax, names, i, j):
     ax.set_ylabel(names[j])
 
 
-def _density_panel(ax, x, p: GMMParams, cov, i: int, colors, bins: int):
-    """Histogram of feature i and the 1-D mixture density, total and weighted components."""
+def _density_panel(ax, x, p: GMMParams, cov, i: int, colors, bins: int, df):
+    """Histogram of feature i and the 1-D mixture density, total and weighted components
+    (a component with finite ``df (K,)`` is a Student-t: its marginal is the 1-D t of the
+    same ν and scale)."""
+    from scipy.stats import t as student_t
+
     ax.hist(x, bins=bins, density=True, color="0.8", edgecolor="white", linewidth=0.4)
     lo, hi = x.min(), x.max()
     pad = 0.1 * (hi - lo if hi > lo else 1.0)
     grid = np.linspace(lo - pad, hi + pad, 200)
-    sd = np.sqrt(cov[:, i, i])  # (K,): each component's marginal sd of feature i
-    z = (grid[:, None] - p.means[None, :, i]) / sd
-    comp = p.weights * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi))  # (200, K)
+    sd = np.sqrt(cov[:, i, i])  # (K,): each component's marginal sd (t: scale) of feature i
+    z = (grid[:, None] - p.means[None, :, i]) / sd  # (200, K)
+    finite = np.isfinite(df)
+    shape = np.where(finite, student_t.pdf(z, np.where(finite, df, 1.0)),
+                     np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi))
+    comp = p.weights * shape / sd  # (200, K)
     for k in range(p.n_components):
         ax.plot(grid, comp[:, k], color=colors[k], lw=1.0)
     ax.plot(grid, comp.sum(1), color="k", lw=1.4)

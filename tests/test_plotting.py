@@ -13,8 +13,9 @@ import pytest  # noqa: E402
 from conftest import COVARIANCE_TYPES  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 from scipy.stats import norm  # noqa: E402
+from scipy.stats import t as student_t  # noqa: E402
 
-from bayesgmm import BayesianGaussianMixture, GaussianMixture  # noqa: E402
+from bayesgmm import BayesianGaussianMixture, GaussianMixture, RobustMixture  # noqa: E402
 from bayesgmm.datasets import make_mixture  # noqa: E402
 from bayesgmm.metrics import membership_uncertainty  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
@@ -176,6 +177,28 @@ def test_plot_pairs_grid(tmp_path):
     _render(axes[0, 0].figure, tmp_path / "pairs.png", figsize=(6, 6))
 
 
+def test_plot_pairs_density_panels_label_their_own_scale(tmp_path):
+    """Each diagonal panel's density has its own y range and visible tick labels (the
+    first row's on the left, the others' on the right, where no panel is)."""
+    X = _four_features()
+    X[:, 2] *= 100.0  # a feature in other units: its density is 100 times lower
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    axes = plot_pairs(X, gm)
+    fig = axes[0, 0].figure
+    _render(fig, tmp_path / "pairs.png", figsize=(6, 6))
+    tops = []
+    for r in range(4):
+        ax = axes[r, r]
+        lo, hi = ax.get_ylim()
+        shown = [tick.get_loc() for tick in ax.yaxis.get_major_ticks()
+                 if lo <= tick.get_loc() <= hi
+                 and any(t.get_visible() and t.get_text() for t in (tick.label1, tick.label2))]
+        assert len(shown) >= 2, f"diagonal panel {r} has no visible density tick labels"
+        assert max(shown) >= 0.3 * hi  # labelled over its own range
+        tops.append(hi)
+    assert tops[2] < tops[0] / 20  # not one shared scale
+
+
 def test_plot_pairs_selects_features_and_caps_them():
     X = _four_features()
     gm = GaussianMixture(3, random_state=0).fit(X)
@@ -279,6 +302,169 @@ def test_plot_uncertainty_colourbar_and_order(tmp_path, blobs):
         plot_uncertainty(X, u[:-1])
 
 
+def _nine_components():
+    """A K = 9 fit of 400 points in 2-D (more components than clusters: light ones too)."""
+    from bayesgmm.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=400, centers=6, n_features=2, random_state=1)
+    return X, GaussianMixture(9, random_state=0).fit(X)
+
+
+def _extent(artist, fig):
+    return artist.get_window_extent(fig.canvas.get_renderer())
+
+
+def _assert_legend_beside(legend, data_axes, fig):
+    """The drawn legend overlaps no Axes holding data and lies on the canvas."""
+    box = _extent(legend, fig)
+    for ax in data_axes:
+        assert not box.overlaps(_extent(ax, fig)), (box, _extent(ax, fig))
+    canvas = fig.bbox
+    assert canvas.x0 - 1 <= box.x0 and box.x1 <= canvas.x1 + 1, (box, canvas)
+    assert canvas.y0 - 1 <= box.y0 and box.y1 <= canvas.y1 + 1, (box, canvas)
+
+
+def _is_grey(rgba, tol=0.1):
+    return np.ptp(np.asarray(rgba)[:3]) < tol
+
+
+@pytest.fixture(scope="module")
+def noisy_blobs():
+    """Three blobs and 20 uniform points around them (noise)."""
+    from bayesgmm.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=300, centers=3, cluster_std=0.6, random_state=0)
+    rng = np.random.default_rng(0)
+    return np.r_[X, rng.uniform(X.min(0) - 2, X.max(0) + 2, (20, 2))]
+
+
+@pytest.mark.parametrize("component", ["gaussian", "t"])
+def test_robust_fits_plot_like_gaussian_ones(tmp_path, noisy_blobs, component):
+    """A RobustMixture (noise, Gaussian or t components) draws its components' ellipses
+    (a t's of its scale matrix), noise points (label -1) in black as plot_membership
+    draws noise, and a pairs grid whose diagonal is the components' 1-D marginals (t of
+    the component's ν for a t)."""
+    X = noisy_blobs
+    r = RobustMixture(3, component=component, noise=True, random_state=0).fit(X)
+    labels = r.predict(X)
+    n_noise = int(np.sum(labels == -1))
+    assert n_noise > 0
+    fig = plt.figure(layout="constrained")
+    ax = plot_ellipses(r, X, labels, ax=fig.subplots(), n_std=(1.0,))
+    ells = _ellipses(ax)
+    np.testing.assert_allclose([e.center for e in ells], r.means_)
+    for e, S in zip(ells, r.covariances_):  # full: 1-sd axes are 2 sqrt(eigenvalues)
+        np.testing.assert_allclose(sorted([e.width, e.height]),
+                                   2 * np.sqrt(np.linalg.eigvalsh(S)), rtol=1e-10)
+    faces = ax.collections[0].get_facecolors()
+    # plot_membership(noise=True)'s colour of a noise point (before fading): the same
+    sure = plot_membership(X, r.predict_proba(X), noise=True, uncertainty=np.zeros(len(X)))
+    black = sure.collections[0].get_facecolors()[np.flatnonzero(labels == -1)[0]]
+    np.testing.assert_array_equal(black, [0.0, 0.0, 0.0, 1.0])
+    assert sum(np.allclose(f, black) for f in faces) == n_noise
+    np.testing.assert_allclose(faces[labels == -1], np.tile(black, (n_noise, 1)))
+    texts = _legend_texts(ax)
+    assert texts[:3] == [f"component {k} (w = {w:.2f})" for k, w in enumerate(r.weights_)]
+    assert texts[3] == f"noise (w = {r.noise_weight_:.2f})"
+    _render(fig, tmp_path / "robust.png", figsize=(6, 4))
+    axes = plot_pairs(X, r, labels=labels)
+    assert len(_ellipses(axes[1, 0])) == 3
+    assert sum(np.allclose(f, black) for f in axes[1, 0].collections[0].get_facecolors()) \
+        == n_noise
+    df = r.params_.df
+    for d in range(2):
+        x, dens = axes[d, d].lines[-1].get_data()
+        scale = np.sqrt(r.covariances_[:, d, d])
+        if component == "t":
+            truth = student_t.pdf(x[:, None], df, r.means_[:, d], scale)
+        else:
+            assert np.isinf(df).all()
+            truth = norm.pdf(x[:, None], r.means_[:, d], scale)
+        np.testing.assert_allclose(dens, (r.weights_ * truth).sum(1), rtol=1e-10)
+    _render(axes[0, 0].figure, tmp_path / "robust_pairs.png", figsize=(5, 5))
+    with pytest.raises(ValueError, match=r"or be -1 \(noise\)"):
+        plot_ellipses(r, X, np.full(len(X), -2))
+
+
+def test_plot_uncertainty_colour_scale_is_fixed(tmp_path, blobs):
+    """The colourbar runs 0 to 1 whatever the data's range: K = 1 (all 0) no longer runs
+    -0.1..0.1, and a fit whose largest uncertainty is small is not drawn fully dark."""
+    X = blobs[0]
+    for K in (1, 4):
+        u = membership_uncertainty(GaussianMixture(K, random_state=0).fit(X).predict_proba(X))
+        ax = plot_uncertainty(X, u)
+        assert ax.collections[0].get_clim() == (0.0, 1.0)
+        colorbar = ax.figure.axes[-1]
+        assert colorbar.get_ylim() == (0.0, 1.0)
+        _render(ax.figure, tmp_path / f"unc{K}.png", figsize=(5, 4))
+    small = np.linspace(0, 6e-4, len(X))  # iris's range: light, not dark
+    ax = plot_uncertainty(X, small)
+    _render(ax.figure, tmp_path / "small.png", figsize=(5, 4))  # colours are set at draw
+    top = ax.collections[0].get_facecolors()[-1]  # the largest, drawn last
+    light = np.asarray(matplotlib.colormaps["viridis_r"](0.0))
+    np.testing.assert_allclose(top, light, atol=0.01)
+
+
+def test_legends_sit_beside_the_data(tmp_path):
+    """At K = 9, no legend covers a panel holding data (drawn figures, measured extents)."""
+    X, gm = _nine_components()
+    ax = plot_ellipses(gm, X, gm.predict(X))
+    ax2 = plot_membership(X, gm.predict_proba(X))
+    for a, name in ((ax, "ell"), (ax2, "mem")):
+        fig = a.figure
+        _render(fig, tmp_path / f"{name}.png", figsize=tuple(fig.get_size_inches()))
+        assert len(a.get_legend().get_texts()) >= 9
+        _assert_legend_beside(a.get_legend(), [a], fig)
+    one = GaussianMixture(9, random_state=0).fit(X[:, :1])
+    axes = plot_pairs(X[:, :1], one)  # one feature: the density panel alone
+    fig = axes[0, 0].figure
+    _render(fig, tmp_path / "pairs1.png", figsize=tuple(fig.get_size_inches()))
+    _assert_legend_beside(axes[0, 0].get_legend(), [axes[0, 0]], fig)
+    axes = plot_pairs(X, gm)  # two: the legend in the empty top right panel
+    fig = axes[0, 0].figure
+    _render(fig, tmp_path / "pairs2.png", figsize=tuple(fig.get_size_inches()))
+    _assert_legend_beside(axes[0, 1].get_legend(), [axes[0, 0], axes[1, 0], axes[1, 1]], fig)
+
+
+def test_default_component_colours_have_no_grey(blobs):
+    """Tab10's grey (index 7) read as the grey of uncertain or unlabelled points at K >= 8:
+    the default palette has none, and its K colours stay distinct up to 18."""
+    X = blobs[0]
+    params = GaussianMixture(1, random_state=0).fit(X).params_
+    for K in (8, 9, 10, 18):
+        many = GMMParams.from_sklearn(np.full(K, 1.0 / K), np.repeat(params.means, K, 0),
+                                      covariance_type="full",
+                                      covariances=np.repeat(params.to_numpy().full_covariances,
+                                                            K, 0))
+        ax = plot_ellipses(many, X, np.arange(len(X)) % K, n_std=(1.0,))
+        edges = np.array([e.get_edgecolor() for e in _ellipses(ax)])
+        assert not any(_is_grey(c) for c in edges), K
+        assert len({tuple(np.round(c[:3], 6)) for c in edges}) == K
+        faces = ax.collections[0].get_facecolors()
+        assert not any(_is_grey(c) for c in faces)
+        proba = np.eye(K)[np.arange(len(X)) % K]
+        faces = plot_membership(X, proba).collections[0].get_facecolors()
+        assert not any(_is_grey(c) for c in faces), K
+        plt.close("all")
+
+
+def test_light_component_outline_stays_visible(tmp_path):
+    """A w = 0.03 component beside a w = 0.5 one: its fill fades with the weight
+    (0.25 · 0.03/0.5 + 0.05), its outline keeps the floor of 0.7."""
+    params = GMMParams.from_sklearn(np.array([0.5, 0.47, 0.03]),
+                                    np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]]),
+                                    covariance_type="spherical",
+                                    covariances=np.array([1.0, 1.0, 0.5]))
+    fig = plt.figure(layout="constrained")
+    ax = plot_ellipses(params, ax=fig.subplots())
+    ells = _ellipses(ax)
+    assert len(ells) == 3 * 2
+    for e, w in zip(ells, np.repeat([0.5, 0.47, 0.03], 2)):
+        assert e.get_edgecolor()[3] >= 0.7
+        assert np.isclose(e.get_facecolor()[3], 0.25 * w / 0.5 + 0.05)
+    _render(fig, tmp_path / "light.png")
+
+
 @pytest.fixture(scope="module")
 def nuts_fit():
     """A small real NUTS fit: 2 chains x (30 + 30) draws on 150 points, K = 3."""
@@ -315,6 +501,7 @@ def test_plot_posterior_ellipses(tmp_path, nuts_fit):
     texts = _legend_texts(ax)
     assert texts[:3] == [f"component {k} (w = {w:.2f})" for k, w in enumerate(fit.weights_)]
     _render(fig, tmp_path / "post.png")
+    assert not _extent(ax.get_legend(), fig).overlaps(_extent(ax, fig))  # beside the data
     ax = plot_posterior_ellipses(fit.params_, n_draws=1000)  # more than there are: all 60
     assert len(_ellipses(ax)) == 60 * 3 + 3
     with pytest.raises(ValueError, match=r"batch shape \(chain, draw\)"):
