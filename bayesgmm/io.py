@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesgmm.covariance import ops
+from bayesgmm.covariance import CANONICAL, ops
 from bayesgmm.engines import FitInfo
 from bayesgmm.estimators import GaussianMixture
 from bayesgmm.params import GMMParams
@@ -122,6 +122,7 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     if name not in ESTIMATORS:
         raise TypeError(f"save writes a GaussianMixture or BayesianGaussianMixture, got {name}")
     check_is_fitted(model)
+    _check_settings_fitted(model)
     clash = sorted(set(extra or {}) & set(_RESERVED))
     if clash:
         raise ValueError(f"extra may not set meta.json's own keys {clash}; rename them")
@@ -158,6 +159,28 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
                 break
         raise
     return directory
+
+
+def _check_settings_fitted(model) -> None:
+    """Refuse to save a model whose ``n_components`` or covariance model was changed
+    (``set_params``) since its fit: meta.json would hold the new settings beside the
+    fitted arrays, a folder that :func:`load` then refuses as contradicting itself.
+    Another name of the same model (``"VVV"`` for a ``"full"`` fit) is the same fit."""
+    params = model.params_ if type(model).__name__ == "GaussianMixture" else model.map_params_
+    K, ct = params.n_components, params.covariance_type
+    fix = "refit the model with the new setting (model.fit(X)) before saving it, or set it back"
+    if not (isinstance(model.n_components, int | np.integer)
+            and not isinstance(model.n_components, bool) and model.n_components == K):
+        raise ValueError(
+            f"Cannot save this {type(model).__name__}: its n_components is "
+            f"{model.n_components!r} but it was fitted with {K} components (set_params "
+            f"after fit?); {fix} (model.set_params(n_components={K}))")
+    setting = model.covariance_type
+    if not isinstance(setting, str) or CANONICAL.get(setting) != CANONICAL[ct]:
+        raise ValueError(
+            f"Cannot save this {type(model).__name__}: its covariance_type is "
+            f"{setting!r} but it was fitted with {ct!r} covariances (set_params after "
+            f"fit?); {fix} (model.set_params(covariance_type={ct!r}))")
 
 
 def _unwritable(given, directory: Path, err: OSError) -> OSError:
@@ -644,6 +667,8 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
                           f"{batch_ndim} batch dims before (K,) and (K, D)")
     if meta is not None:
         _check_against_meta(path, meta, ct, w.shape[-1], m.shape[-1])
+        # the settings' name of the model (an alias, "VVV" for "full"): the estimator's
+        ct = meta["estimator_params"].get("covariance_type", ct)
         with np.errstate(over="ignore"):  # a value beyond the dtype: inf, refused below
             w, m, f = (np.asarray(a, dtype=np.dtype(meta["dtype"])) for a in (w, m, f))
     # The values: from_params' check too (one function, so what one accepts the other does)
@@ -673,9 +698,10 @@ def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None
     if settings.get("n_components", K) != K:
         raise _fail(path, f"{path.name} holds {K} components, meta.json's n_components says "
                           f"{settings['n_components']}")
-    if settings.get("covariance_type", ct) != ct:
+    said = settings.get("covariance_type", ct)
+    if CANONICAL.get(said) != CANONICAL[ct]:  # another name of the same model is the same
         raise _fail(path, f"{path.name} holds {ct!r} covariances, meta.json's "
-                          f"covariance_type says {settings['covariance_type']!r}")
+                          f"covariance_type says {said!r}")
 
 
 def _json_type(value) -> str:

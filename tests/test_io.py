@@ -418,6 +418,41 @@ def test_save_names_the_callers_path_when_it_cannot_write(tmp_path, em_folder):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"n_components": 4}, r"its n_components is 4 but it was fitted with 3 components.*"
+                          r"refit .*model.set_params\(n_components=3\)"),
+    ({"covariance_type": "diag"}, r"its covariance_type is 'diag' but it was fitted with "
+                                  r"'full' covariances.*set_params\(covariance_type='full'\)"),
+])
+def test_save_refuses_settings_changed_since_the_fit(tmp_path, datasets, change, message):
+    """set_params(n_components=4) on a 3-component fit saved a folder that load refused
+    ("params.npz holds 3 components, meta.json's n_components says 4"); now save refuses,
+    writing nothing."""
+    gm = GaussianMixture(3, random_state=0).fit(datasets["iris"]).set_params(**change)
+    with pytest.raises(ValueError, match=message):
+        bayesgmm.save(gm, tmp_path / "deep" / "m")
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary one, no parents
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=message):
+        bayesgmm.save(gm, tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["notes.txt"]
+
+
+def test_another_name_of_the_fitted_model_saves_and_loads(tmp_path, datasets):
+    """A 'full' fit relabeled covariance_type='VVV' (the same model) saved, and load
+    refused it ("params.npz holds 'full' covariances, meta.json's covariance_type says
+    'VVV'"); it loads under the setting's name and predicts as the original."""
+    X = datasets["iris"]
+    gm = GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
+    gm.set_params(covariance_type="VVV")
+    back = bayesgmm.load(bayesgmm.save(gm, tmp_path / "m"))
+    assert back.covariance_type == "VVV" and back.params_.covariance_type == "VVV"
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
