@@ -453,6 +453,30 @@ def test_another_name_of_the_fitted_model_saves_and_loads(tmp_path, datasets):
     np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
 
 
+@pytest.mark.parametrize("ct", ["full", "tied", "VEV", "EVE", "EEE"])
+def test_a_factor_with_entries_above_its_diagonal_is_refused(tmp_path, datasets, ct):
+    """A full/tied factor is the lower Cholesky L; an entry above the diagonal was
+    accepted and the model contradicted itself (covariances_ used it as L Lᵀ, the
+    log-density's triangular solve did not: score_samples 27 nats off SciPy's)."""
+    X = datasets["iris"]
+    gm = GaussianMixture(2, covariance_type=ct, random_state=0).fit(X)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    f = np.array(gm.params_.cov_factor)
+    f[..., 0, 2] = 0.5
+    _rewrite_npz(folder / "params.npz", cov_factor=f)
+    which = "" if f.ndim == 2 else " of component 0"
+    index = r"\[0, 2\]" if f.ndim == 2 else r"\[0, 0, 2\]"
+    message = (f"cov_factor{which} has the nonzero entry 0.5 above its diagonal "
+               f"\\(at {index}\\): a '{ct}' factor is the lower-triangular Cholesky factor")
+    with pytest.raises(ModelFormatError, match=message) as err:
+        bayesgmm.load(folder)
+    assert str(folder / "params.npz") in str(err.value)
+    bad = GMMParams(gm.params_.weights, gm.params_.means, f, ct)
+    with pytest.raises(ValueError, match="params." + message):
+        GaussianMixture.from_params(bad)
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
