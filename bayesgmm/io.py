@@ -14,6 +14,11 @@ Glossary: N samples, D features, K components, C chains, S draws per chain.
     The point estimate (EM's fit; the MAP for a Bayesian fit): ``weights (K,)``,
     ``means (K, D)``, ``cov_factor`` (by type; :mod:`bayesgmm.covariance`) and
     ``covariance_type`` (a 0-d string array).
+``online.npz``
+    A GaussianMixture trained by ``partial_fit`` only: online EM's running statistics
+    (:class:`bayesgmm.suffstats.SuffStats`' arrays) and ``n_batches``, so the loaded
+    model's next ``partial_fit`` continues as the saved one's would (without them it
+    started over, from its parameters, at step size 1).
 ``draws.npz``, ``idata.nc``, ``idata_raw.nc``, ``summary.csv``
     Bayesian fits only: the relabeled posterior draws with leading (C, S) and the
     relabeling's permutations, the ArviZ data as netCDF (relabeled, with the pointwise
@@ -73,16 +78,18 @@ FORMAT = "bayesgmm-model"
 #: before it (GaussianMixture only, the same files without ``format``/``format_version``).
 FORMAT_VERSION = 1
 #: The files a save owns; anything else in the folder is the caller's and is kept.
-MODEL_FILES = ("meta.json", "params.npz", "draws.npz", "idata.nc", "idata_raw.nc",
-               "summary.csv")
+MODEL_FILES = ("meta.json", "params.npz", "online.npz", "draws.npz", "idata.nc",
+               "idata_raw.nc", "summary.csv")
 ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 # meta.json keys a save writes itself; ``extra`` may not override them
-_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged")
+_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged", "online")
 _BAYES_KEYS = ("draws", "relabeling", "diagnostics", "has_idata_raw")
 _RESERVED = ("format", "format_version", "bayesgmm_version", "estimator", "estimator_params",
              "dropped_settings", "dtype", "n_features_in", "feature_names",
              *_GM_KEYS, *_BAYES_KEYS)
 _PARAM_ARRAYS = ("weights", "means", "cov_factor")
+# online.npz: online EM's running statistics (SuffStats' fields) and the batches seen
+_ONLINE_ARRAYS = ("nk", "sx", "sxx", "shift", "sum_w", "sum_wll", "n_underflow", "n_batches")
 
 
 class ModelFormatError(ValueError):
@@ -351,9 +358,14 @@ def _write_model(model, folder: Path) -> dict:
     if hasattr(model, "feature_names_in_"):
         meta["feature_names"] = [str(n) for n in model.feature_names_in_]
     if type(model).__name__ == "GaussianMixture":
+        online = model.__dict__.get("_online_state")  # set by partial_fit, cleared by fit
+        if online is not None:
+            stats = {f: np.asarray(a) for f, a in zip(online.stats._fields, online.stats)}
+            np.savez(folder / "online.npz", **stats,
+                     n_batches=np.asarray(online.n_batches, dtype=np.int64))
         return {**meta, "n_padded": int(model.n_padded_), "lower_bound": model.lower_bound_,
                 "lower_bounds": model.lower_bounds_, "n_iter": model.n_iter_,
-                "converged": model.converged_}
+                "converged": model.converged_, "online": online is not None}
     return {**meta, **_write_bayes(model, folder)}
 
 
@@ -722,7 +734,42 @@ def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):
         raise _fail(path, "meta.json's lower_bounds must be a list of numbers")
     info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
                    np.asarray(history, dtype=float), np.zeros(K))
-    return GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
+    model = GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
+    online = meta.get("online", False)  # older folders: none saved
+    if not isinstance(online, bool):
+        raise _fail(path, f"meta.json's online must be true or false, got {online!r}")
+    if online:
+        model._online_state = _read_online(directory / "online.npz", params)
+    return model
+
+
+def _read_online(path: Path, params: GMMParams):
+    """online.npz as partial_fit's :class:`bayesgmm.fitting.OnlineState`, checked
+    against the parameters (K, D, dtype) it continues from."""
+    from bayesgmm.fitting import OnlineState
+    from bayesgmm.suffstats import SuffStats
+
+    z = _read_npz(path, _ONLINE_ARRAYS)
+    K, D, dtype = params.n_components, params.n_features, params.dtype
+    entry = ops(params.covariance_type)
+    matrix = len(entry.factor_shape(K, D)) - (entry.component_axis is not None) == 2
+    shapes = {"nk": (K,), "sx": (K, D), "sxx": (K, D, D) if matrix else (K, D),
+              "shift": (K, D), "sum_w": (), "sum_wll": ()}
+    for name, shape in shapes.items():
+        a = z[name]
+        if a.shape != shape or a.dtype != dtype:
+            raise _fail(path, f"online.npz's {name} must be {dtype} of shape {shape} (the "
+                              f"model's {K} components, {D} features), got {a.dtype} "
+                              f"{a.shape}; re-save the model")
+        if not np.all(np.isfinite(a)):
+            raise _fail(path, f"online.npz's {name} has a non-finite value; re-save the model")
+    n_batches, n_underflow = z["n_batches"], z["n_underflow"]
+    for name, a in (("n_batches", n_batches), ("n_underflow", n_underflow)):
+        if a.shape != () or a.dtype.kind not in "iu" or a < 0:
+            raise _fail(path, f"online.npz's {name} must be a whole number >= 0, got "
+                              f"{a.dtype} {a.shape} {a!r}; re-save the model")
+    stats = SuffStats(*(z[name] for name in shapes), n_underflow)
+    return OnlineState(stats, int(n_batches))
 
 
 def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):

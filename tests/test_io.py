@@ -477,6 +477,44 @@ def test_a_factor_with_entries_above_its_diagonal_is_refused(tmp_path, datasets,
         GaussianMixture.from_params(bad)
 
 
+@pytest.mark.parametrize("ct, dtype", [("full", np.float64), ("diag", np.float32)])
+def test_partial_fit_continues_after_a_load(tmp_path, datasets, ct, dtype):
+    """online EM's running statistics were not saved: the loaded model's next partial_fit
+    started over (means 7.1 away from the original's next step). online.npz keeps them,
+    and the two models' next steps are bit for bit the same."""
+    X = datasets["aniso"].astype(dtype)
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0)
+    for batch in np.array_split(X[:300], 3):
+        gm.partial_fit(batch)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    assert (folder / "online.npz").is_file()
+    assert json.loads((folder / "meta.json").read_text())["online"] is True
+    back = bayesgmm.load(folder)
+    gm.partial_fit(X[300:])
+    back.partial_fit(X[300:])
+    for attr in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(gm, attr), err_msg=attr)
+    # a full fit ends online learning: its save holds no online state
+    bayesgmm.save(gm.fit(X), folder)
+    assert not (folder / "online.npz").exists()
+    assert "_online_state" not in bayesgmm.load(folder).__dict__
+
+
+def test_a_damaged_online_state_is_named(tmp_path, datasets):
+    X = datasets["iris"]
+    gm = GaussianMixture(2, random_state=0).partial_fit(X)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    _rewrite_npz(folder / "online.npz", sx=np.zeros((2, 3)))
+    with pytest.raises(ModelFormatError, match=r"online\.npz's sx must be float64 of shape "
+                                               r"\(2, 4\)"):
+        bayesgmm.load(folder)
+    (folder / "online.npz").unlink()
+    with pytest.raises(MissingModelFileError, match=r"online\.npz is missing"):
+        bayesgmm.load(folder)
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
