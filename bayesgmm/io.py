@@ -9,7 +9,8 @@ Glossary: N samples, D features, K components, C chains, S draws per chain.
 ``meta.json``
     ``format``, ``format_version``, ``bayesgmm_version``, ``estimator`` (class name),
     ``estimator_params`` (the constructor settings), ``dtype``, ``n_features_in``,
-    ``feature_names`` (when the model has ``feature_names_in_``) and the fit's report.
+    ``feature_names`` (when the model has ``feature_names_in_``), the fit's report, and
+    ``sha256``: each other file's SHA-256, which :func:`load` compares.
 ``params.npz``
     The point estimate (EM's fit; the MAP for a Bayesian fit): ``weights (K,)``,
     ``means (K, D)``, ``cov_factor`` (by type; :mod:`bayesgmm.covariance`) and
@@ -37,6 +38,12 @@ Design notes
   The parameters' values are checked by :func:`bayesgmm.validation.check_params`, the
   check :meth:`GaussianMixture.from_params` makes too, so a file is refused exactly when
   its parameters would be (a finite 1e300 mean or 1e-300 factor predicted NaN).
+* Fingerprinted: ``meta.json`` records the SHA-256 of every other file the save wrote,
+  and :func:`load` refuses a file whose hash differs. Each file alone can be valid and of
+  the right shapes yet come from another fit (``draws.npz`` or ``idata.nc`` copied from
+  a run of the same K and D), which loaded silently as an inconsistent model. The
+  contents are checked first, so a damaged file is still named for what is wrong with
+  it; folders saved before the hashes were kept load unverified.
 * No pickle: arrays are read with ``allow_pickle=False``, settings are JSON, and
   NumPy's own error for an object array (which suggests ``allow_pickle``) is replaced by
   one that names the file and array.
@@ -50,6 +57,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -85,7 +93,7 @@ ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 _GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged", "online")
 _BAYES_KEYS = ("draws", "relabeling", "diagnostics", "has_idata_raw")
 _RESERVED = ("format", "format_version", "bayesgmm_version", "estimator", "estimator_params",
-             "dropped_settings", "dtype", "n_features_in", "feature_names",
+             "dropped_settings", "dtype", "n_features_in", "feature_names", "sha256",
              *_GM_KEYS, *_BAYES_KEYS)
 _PARAM_ARRAYS = ("weights", "means", "cov_factor")
 # online.npz: online EM's running statistics (SuffStats' fields) and the batches seen
@@ -151,8 +159,11 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
         except OSError as err:  # OSError's own message names the temporary folder
             raise _unwritable(given, directory, err) from None
         meta = _write_model(model, tmp)
+        hashes = {name: _sha256(tmp / name) for name in MODEL_FILES
+                  if name != "meta.json" and (tmp / name).is_file()}
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "bayesgmm_version": _library_version(), **meta, **(extra or {})}
+                "bayesgmm_version": _library_version(), **meta, "sha256": hashes,
+                **(extra or {})}
         _write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default))
         if directory.exists():
             _carry_over(directory, tmp)
@@ -311,6 +322,7 @@ def load(directory: str | Path):
     names = meta.get("feature_names")
     if names is not None:
         model.feature_names_in_ = np.asarray(names, dtype=object)
+    _check_hashes(directory, meta)
     return model
 
 
@@ -455,6 +467,14 @@ def _json_default(value):
                     "numbers, strings, booleans, lists or dicts in extra")
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_text(path: Path, text: str) -> None:
     with path.open("w") as fh:
         fh.write(text)
@@ -514,6 +534,36 @@ def _listing(folder: Path, limit: int = 8) -> str:
 
 def _fail(path: Path, problem: str) -> ModelFormatError:
     return ModelFormatError(f"{path}: {problem}")
+
+
+def _check_hashes(directory: Path, meta: dict) -> None:
+    """Refuse a file of the folder that is not the one the model was saved with: its
+    SHA-256 differs from meta.json's ``sha256`` record. Called after the contents were
+    read and checked (a damaged file is named for its damage); a recorded file that is
+    absent was not needed (``summary.csv`` is not read back). Folders saved before the
+    record (no ``sha256``) are not checked."""
+    path = directory / "meta.json"
+    record = meta.get("sha256")
+    if record is None:
+        return
+    if not (isinstance(record, dict) and all(
+            name in MODEL_FILES and name != "meta.json" and isinstance(h, str)
+            and len(h) == 64 and all(c in "0123456789abcdef" for c in h)
+            for name, h in record.items())):
+        raise _fail(path, f"meta.json's sha256 must map the folder's model files "
+                          f"({', '.join(MODEL_FILES[1:])}) to 64-digit hex SHA-256 "
+                          f"hashes, got {record!r}; the file is damaged: re-save the model")
+    for name, expected in record.items():
+        file = directory / name
+        if not file.is_file():
+            continue
+        actual = _sha256(file)
+        if actual != expected:
+            raise _fail(file, f"{name} is not the file this model was saved with: its "
+                              f"SHA-256 is {actual[:16]}..., meta.json records "
+                              f"{expected[:16]}... (copied from another fit or edited); "
+                              "save the model again (from the fitted estimator), or put "
+                              f"back the {name} saved with this meta.json")
 
 
 def _read_meta(path: Path) -> dict:

@@ -670,6 +670,55 @@ def test_membership_table_against_scipy(nuts_saved, small_data):
     np.testing.assert_allclose(default["upper"], hi, atol=1e-9)
 
 
+@pytest.fixture(scope="module")
+def other_nuts_saved(tmp_path_factory, small_data):
+    """A second NUTS fit of nuts_saved's shapes (2 chains x 50 draws, K=2, D=2)."""
+    path = tmp_path_factory.mktemp("bayes") / "other"
+    bayesgmm.save(_fit_bayes(small_data[::-1], n_chains=2, n_warmup=50, n_draws=50), path)
+    return path
+
+
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.parametrize("name", ["draws.npz", "idata.nc", "idata_raw.nc", "params.npz",
+                                  "summary.csv"])
+def test_a_file_from_another_fit_is_refused(tmp_path, nuts_saved, other_nuts_saved, name):
+    """idata.nc or draws.npz copied from another fit of the same shape loaded silently,
+    an inconsistent model; meta.json records each file's SHA-256 and load compares."""
+    _, saved = nuts_saved
+    other = other_nuts_saved
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    shutil.copy(other / name, folder / name)
+    with pytest.raises(ModelFormatError, match=f"{name} is not the file this model was saved "
+                                               r"with: .* \(copied from another fit or "
+                                               r"edited\); save the model again") as err:
+        bayesgmm.load(folder)
+    assert str(folder / name) in str(err.value)
+    # a folder saved before meta.json held the hashes loads, unverified
+    meta = json.loads((folder / "meta.json").read_text())
+    assert set(meta["sha256"]) == {"params.npz", "draws.npz", "idata.nc", "idata_raw.nc",
+                                   "summary.csv"}
+    del meta["sha256"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    bayesgmm.load(folder)
+
+
+def test_an_em_params_file_from_another_fit_is_refused(tmp_path, datasets):
+    X = datasets["iris"]
+    for seed in (0, 1):
+        bayesgmm.save(GaussianMixture(3, random_state=seed, init_params="random").fit(X),
+                      tmp_path / str(seed))
+    shutil.copy(tmp_path / "1" / "params.npz", tmp_path / "0" / "params.npz")
+    with pytest.raises(ModelFormatError, match="params.npz is not the file this model was "
+                                               "saved with"):
+        bayesgmm.load(tmp_path / "0")
+    meta = json.loads((tmp_path / "0" / "meta.json").read_text())
+    meta["sha256"] = {"params.npz": "xyz"}
+    (tmp_path / "0" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="meta.json's sha256 must map"):
+        bayesgmm.load(tmp_path / "0")
+
+
 @pytest.mark.usefixtures("standard_promotion")
 def test_damaged_bayesian_files_are_named(tmp_path, nuts_saved):
     _, saved = nuts_saved
