@@ -27,6 +27,7 @@ from bayesgmm import fitting, robust, missing as missing_data
 from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
+    MISSING_OPTIONS,
     check_array_2d,
     check_feature_names,
     check_is_fitted,
@@ -246,7 +247,9 @@ default="auto"
         zero-weight padding, :func:`bayesgmm.engines.choose.choose`); scoring pads as
         far, so it reuses those programs and a saved model predicts bit for bit alike.
     engine_ : {"jax", "numpy"}
-        Where the last fit ran (see ``engine``).
+        Where the last fit ran (see ``engine``); kept by :func:`bayesgmm.save`. Absent
+        from a model built by ``from_params`` (no fit ran) and from one loaded from a
+        folder saved before meta.json kept it.
 
     See Also
     --------
@@ -508,6 +511,16 @@ default="auto"
 
     def _options(self) -> fitting.FitOptions:
         return fitting.FitOptions.from_mapping(self.get_params())
+
+    def _check_settings(self) -> None:
+        """Every constructor setting valid, else the ``ValueError`` fit raises naming it;
+        without data, so :func:`bayesgmm.load` can refuse an edited meta.json's
+        settings (engine "gpu9", tol "abc") at load instead of at the next fit."""
+        self._options().check()
+        _check_warm_start(self.warm_start)
+        if self.missing not in MISSING_OPTIONS:
+            raise ValueError(f"Invalid value for 'missing': {self.missing!r}; 'missing' "
+                             f"should be in {MISSING_OPTIONS}")
 
     def _store(self, params: GMMParams, info, n_padded: int) -> None:
         """Store ``params`` (K components, NumPy) and ``info``'s report; the covariance

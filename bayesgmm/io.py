@@ -90,7 +90,8 @@ MODEL_FILES = ("meta.json", "params.npz", "online.npz", "draws.npz", "idata.nc",
                "idata_raw.nc", "summary.csv")
 ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 # meta.json keys a save writes itself; ``extra`` may not override them
-_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged", "online")
+_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged", "online",
+            "fit_engine")
 _BAYES_KEYS = ("draws", "relabeling", "diagnostics", "has_idata_raw")
 _RESERVED = ("format", "format_version", "bayesgmm_version", "estimator", "estimator_params",
              "dropped_settings", "dtype", "n_features_in", "feature_names", "sha256",
@@ -287,7 +288,9 @@ def load(directory: str | Path):
     Returns
     -------
     GaussianMixture or BayesianGaussianMixture
-        Predicting as the saved model did. A Bayesian one has ``params_`` (the draws),
+        Predicting as the saved model did. A GaussianMixture has ``engine_`` (not from a
+        folder saved before meta.json held it) and, trained by ``partial_fit``, its
+        online state (``online.npz``). A Bayesian one has ``params_`` (the draws),
         ``map_params_``, ``idata_``, ``idata_raw_``, ``relabeling_``, ``diagnostics_``,
         ``health_`` (not from a folder saved before meta.json held it),
         ``warnings_`` and the posterior means; not ``em_`` (the EM fit it started from).
@@ -315,6 +318,7 @@ def load(directory: str | Path):
     meta = _read_meta(directory / "meta.json")
     settings = _decode_settings(meta, directory / "meta.json")
     params = _read_params(directory / "params.npz", meta)
+    _check_settings(meta, settings, directory / "meta.json")
     if meta["estimator"] == "GaussianMixture":
         model = _load_em(directory, meta, params, settings)
     else:
@@ -377,7 +381,9 @@ def _write_model(model, folder: Path) -> dict:
                      n_batches=np.asarray(online.n_batches, dtype=np.int64))
         return {**meta, "n_padded": int(model.n_padded_), "lower_bound": model.lower_bound_,
                 "lower_bounds": model.lower_bounds_, "n_iter": model.n_iter_,
-                "converged": model.converged_, "online": online is not None}
+                "converged": model.converged_, "online": online is not None,
+                # engine_: where the fit ran (a from_params model has none)
+                "fit_engine": model.__dict__.get("engine_")}
     return {**meta, **_write_bayes(model, folder)}
 
 
@@ -591,9 +597,16 @@ def _read_meta(path: Path) -> dict:
         raise _fail(path, f"meta.json has format_version {version}, newer than this "
                           f"bayesgmm reads ({FORMAT_VERSION}); upgrade bayesgmm to load it")
     estimator = meta.get("estimator")
-    if estimator not in ESTIMATORS or (version == 0 and estimator != "GaussianMixture"):
+    if estimator not in ESTIMATORS:
         raise _fail(path, f"meta.json holds a {estimator!r}, not a GaussianMixture or "
                           "BayesianGaussianMixture")
+    if version == 0 and estimator != "GaussianMixture":
+        lost = [key for key in ("format", "format_version") if key not in meta]
+        raise _fail(path, f"meta.json holds a {estimator} but lacks "
+                          f"{' and '.join(repr(k) for k in lost) or 'a format_version >= 1'}"
+                          f", which every saved {estimator} has (only GaussianMixture "
+                          "folders were written before them); the file is damaged: re-save "
+                          "the model")
     required = {"estimator_params": dict, "dtype": str, "n_features_in": int}
     required.update({"n_iter": int, "converged": bool, "lower_bound": (int, float),
                      "lower_bounds": list} if estimator == "GaussianMixture" else
@@ -634,6 +647,26 @@ def _decode_settings(meta: dict, path: Path) -> dict:
                           f"bayesgmm's {meta['estimator']} does not take (saved by bayesgmm "
                           f"{meta.get('bayesgmm_version', '?')}); upgrade bayesgmm")
     return settings
+
+
+def _check_settings(meta: dict, settings: dict, path: Path) -> None:
+    """The estimator's own check of the decoded settings, so an edited setting (engine
+    "gpu9", tol "abc", reg_covar -1) is refused at load, naming meta.json, not by the
+    loaded model's next fit. After params.npz is read: its comparisons with
+    n_components and covariance_type name the disagreement more clearly."""
+    if meta["estimator"] == "GaussianMixture":
+        estimator = GaussianMixture
+    else:
+        from bayesgmm.bayes import BayesianGaussianMixture as estimator
+    problem = None
+    try:
+        estimator(**settings)._check_settings()
+    except (TypeError, ValueError) as err:
+        problem = str(err)
+    if problem is not None:
+        raise _fail(path, f"meta.json's estimator_params are not valid {meta['estimator']} "
+                          f"settings: {problem}; the file was edited or is damaged: re-save "
+                          "the model")
 
 
 def _decode_value(value, where: str, path: Path):
@@ -785,6 +818,12 @@ def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):
     info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
                    np.asarray(history, dtype=float), np.zeros(K))
     model = GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
+    engine = meta.get("fit_engine")  # older folders, from_params models: no engine_
+    if engine not in (None, "jax", "numpy"):
+        raise _fail(path, f"meta.json's fit_engine must be 'jax' or 'numpy' (where the fit "
+                          f"ran), got {engine!r}; re-save the model")
+    if engine is not None:
+        model.engine_ = engine
     online = meta.get("online", False)  # older folders: none saved
     if not isinstance(online, bool):
         raise _fail(path, f"meta.json's online must be true or false, got {online!r}")
@@ -840,8 +879,11 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     if (perms.shape != (C, S, K) or perms.dtype.kind not in "iu"
             or not np.array_equal(np.sort(perms, axis=-1),
                                   np.broadcast_to(np.arange(K), (C, S, K)))):
+        got = (f"shape {perms.shape}" if perms.shape != (C, S, K) else
+               f"dtype {perms.dtype}" if perms.dtype.kind not in "iu" else
+               "rows that are not permutations (a label repeated or out of range)")
         raise _fail(draws_path, f"draws.npz's permutations must be ({C}, {S}, {K}) integer "
-                                f"permutations of 0..{K - 1}, got shape {perms.shape}")
+                                f"permutations of 0..{K - 1}, got {got}; re-save the model")
     shape = {"chain": C, "draw": S, "component": K, "feature": params.n_features}
     idata = _read_idata(directory / "idata.nc", shape, need_log_likelihood=True)
     raw = (_read_idata(directory / "idata_raw.nc", shape, need_log_likelihood=False)

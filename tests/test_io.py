@@ -515,6 +515,36 @@ def test_a_damaged_online_state_is_named(tmp_path, datasets):
         bayesgmm.load(folder)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("engine", "gpu9", "Invalid value for 'engine': 'gpu9'"),
+    ("tol", "abc", "Invalid value for 'tol': 'abc'"),
+    ("reg_covar", -1, "Invalid value for 'reg_covar': -1"),
+])
+def test_invalid_settings_in_meta_are_refused_at_load(tmp_path, em_folder, key, value,
+                                                      message):
+    """An edited meta.json's engine "gpu9" (tol "abc", reg_covar -1) loaded, and failed
+    at the next fit; the estimator's own check now refuses it at load, naming meta.json."""
+    folder = tmp_path / "m"
+    shutil.copytree(em_folder, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["estimator_params"][key] = value
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="meta.json's estimator_params are not valid "
+                                               f"GaussianMixture settings: {message}") as err:
+        bayesgmm.load(folder)
+    assert str(folder / "meta.json") in str(err.value)
+
+
+def test_engine_is_kept(tmp_path, datasets):
+    """engine_, a documented fitted attribute, was absent after a load."""
+    X = datasets["iris"]
+    for engine in ("numpy", "jax"):
+        gm = GaussianMixture(2, random_state=0, engine=engine).fit(X)
+        assert bayesgmm.load(bayesgmm.save(gm, tmp_path / engine)).engine_ == engine
+    online = GaussianMixture(2, random_state=0, engine="numpy").partial_fit(X)
+    assert bayesgmm.load(bayesgmm.save(online, tmp_path / "online")).engine_ == "jax"
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
@@ -717,6 +747,36 @@ def test_an_em_params_file_from_another_fit_is_refused(tmp_path, datasets):
     (tmp_path / "0" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFormatError, match="meta.json's sha256 must map"):
         bayesgmm.load(tmp_path / "0")
+
+
+def test_bayesian_meta_and_permutation_messages_say_what_is_wrong(tmp_path, nuts_saved):
+    """Without format and format_version meta.json was said to hold "a
+    'BayesianGaussianMixture', not a GaussianMixture or BayesianGaussianMixture"; a
+    permutations array of the right shape with a repeated label was said to be of the
+    wrong shape; method "gibbs" loaded."""
+    _, saved = nuts_saved
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items()
+                                     if k not in ("format", "format_version")}))
+    with pytest.raises(ModelFormatError, match="meta.json holds a BayesianGaussianMixture "
+                                               "but lacks 'format' and 'format_version'"):
+        bayesgmm.load(folder)
+    meta_path.write_text(json.dumps({**meta, "estimator_params": {
+        **meta["estimator_params"], "method": "gibbs"}}))
+    with pytest.raises(ModelFormatError, match="not valid BayesianGaussianMixture settings: "
+                                               ".*gibbs"):
+        bayesgmm.load(folder)
+    meta_path.write_text(json.dumps(meta))
+    perms = _npz_array(folder / "draws.npz", "permutations").copy()
+    perms[0, 0] = 0
+    _rewrite_npz(folder / "draws.npz", permutations=perms)
+    with pytest.raises(ModelFormatError, match=r"permutations must be \(2, 50, 2\) integer "
+                                               r"permutations of 0..1, got rows that are not "
+                                               r"permutations"):
+        bayesgmm.load(folder)
 
 
 @pytest.mark.usefixtures("standard_promotion")
