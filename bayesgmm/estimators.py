@@ -774,6 +774,25 @@ class RobustMixture(BaseEstimator):
         return robust.criteria(self.params_, X, self.component == "t" and self.df is None)
 
 
+def check_settings(model) -> None:
+    """``model``'s constructor settings checked as fit checks them, without data (for
+    :func:`bayesgmm.load`); a ``ValueError`` naming the bad setting."""
+    model._check_settings()
+
+
+def online_state(model: GaussianMixture):
+    """The online EM state ``partial_fit`` carries (:class:`bayesgmm.fitting.OnlineState`),
+    None before the first ``partial_fit`` or after a ``fit``; :func:`bayesgmm.save`
+    keeps it."""
+    return model.__dict__.get("_online_state")
+
+
+def set_online_state(model: GaussianMixture, state) -> None:
+    """Give a loaded ``model`` the online EM state it was saved with, so its next
+    ``partial_fit`` continues (:func:`bayesgmm.load`)."""
+    model._online_state = state
+
+
 def _check_warm_start(value) -> bool:
     """``warm_start`` as a bool, else a ``ValueError``: a string such as "no" is truthy,
     and was taken as True (the next fit continued the previous one)."""

@@ -72,7 +72,7 @@ import numpy as np
 
 from bayesgmm.covariance import CANONICAL, ops
 from bayesgmm.engines import FitInfo
-from bayesgmm.estimators import GaussianMixture
+from bayesgmm.estimators import GaussianMixture, check_settings, online_state, set_online_state
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import check_is_fitted, check_params
 
@@ -374,7 +374,7 @@ def _write_model(model, folder: Path) -> dict:
     if hasattr(model, "feature_names_in_"):
         meta["feature_names"] = [str(n) for n in model.feature_names_in_]
     if type(model).__name__ == "GaussianMixture":
-        online = model.__dict__.get("_online_state")  # set by partial_fit, cleared by fit
+        online = online_state(model)  # set by partial_fit, cleared by fit
         if online is not None:
             stats = {f: np.asarray(a) for f, a in zip(online.stats._fields, online.stats)}
             np.savez(folder / "online.npz", **stats,
@@ -660,7 +660,7 @@ def _check_settings(meta: dict, settings: dict, path: Path) -> None:
         from bayesgmm.bayes import BayesianGaussianMixture as estimator
     problem = None
     try:
-        estimator(**settings)._check_settings()
+        check_settings(estimator(**settings))
     except (TypeError, ValueError) as err:
         problem = str(err)
     if problem is not None:
@@ -828,7 +828,7 @@ def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):
     if not isinstance(online, bool):
         raise _fail(path, f"meta.json's online must be true or false, got {online!r}")
     if online:
-        model._online_state = _read_online(directory / "online.npz", params)
+        set_online_state(model, _read_online(directory / "online.npz", params))
     return model
 
 
