@@ -27,6 +27,7 @@ from bayesgmm import fitting, robust, missing as missing_data
 from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
+    MISSING_OPTIONS,
     check_array_2d,
     check_feature_names,
     check_is_fitted,
@@ -246,7 +247,9 @@ default="auto"
         zero-weight padding, :func:`bayesgmm.engines.choose.choose`); scoring pads as
         far, so it reuses those programs and a saved model predicts bit for bit alike.
     engine_ : {"jax", "numpy"}
-        Where the last fit ran (see ``engine``).
+        Where the last fit ran (see ``engine``); kept by :func:`bayesgmm.save`. Absent
+        from a model built by ``from_params`` (no fit ran) and from one loaded from a
+        folder saved before meta.json kept it.
 
     See Also
     --------
@@ -509,6 +512,16 @@ default="auto"
     def _options(self) -> fitting.FitOptions:
         return fitting.FitOptions.from_mapping(self.get_params())
 
+    def _check_settings(self) -> None:
+        """Every constructor setting valid, else the ``ValueError`` fit raises naming it;
+        without data, so :func:`bayesgmm.load` can refuse an edited meta.json's
+        settings (engine "gpu9", tol "abc") at load instead of at the next fit."""
+        self._options().check()
+        _check_warm_start(self.warm_start)
+        if self.missing not in MISSING_OPTIONS:
+            raise ValueError(f"Invalid value for 'missing': {self.missing!r}; 'missing' "
+                             f"should be in {MISSING_OPTIONS}")
+
     def _store(self, params: GMMParams, info, n_padded: int) -> None:
         """Store ``params`` (K components, NumPy) and ``info``'s report; the covariance
         attributes follow on first read (:meth:`_covariance_attr`)."""
@@ -759,6 +772,25 @@ class RobustMixture(BaseEstimator):
     def _criteria(self, X) -> dict:
         X = self._check_X(X)
         return robust.criteria(self.params_, X, self.component == "t" and self.df is None)
+
+
+def check_settings(model) -> None:
+    """``model``'s constructor settings checked as fit checks them, without data (for
+    :func:`bayesgmm.load`); a ``ValueError`` naming the bad setting."""
+    model._check_settings()
+
+
+def online_state(model: GaussianMixture):
+    """The online EM state ``partial_fit`` carries (:class:`bayesgmm.fitting.OnlineState`),
+    None before the first ``partial_fit`` or after a ``fit``; :func:`bayesgmm.save`
+    keeps it."""
+    return model.__dict__.get("_online_state")
+
+
+def set_online_state(model: GaussianMixture, state) -> None:
+    """Give a loaded ``model`` the online EM state it was saved with, so its next
+    ``partial_fit`` continues (:func:`bayesgmm.load`)."""
+    model._online_state = state
 
 
 def _check_warm_start(value) -> bool:

@@ -9,11 +9,17 @@ Glossary: N samples, D features, K components, C chains, S draws per chain.
 ``meta.json``
     ``format``, ``format_version``, ``bayesgmm_version``, ``estimator`` (class name),
     ``estimator_params`` (the constructor settings), ``dtype``, ``n_features_in``,
-    ``feature_names`` (when the model has ``feature_names_in_``) and the fit's report.
+    ``feature_names`` (when the model has ``feature_names_in_``), the fit's report, and
+    ``sha256``: each other file's SHA-256, which :func:`load` compares.
 ``params.npz``
     The point estimate (EM's fit; the MAP for a Bayesian fit): ``weights (K,)``,
     ``means (K, D)``, ``cov_factor`` (by type; :mod:`bayesgmm.covariance`) and
     ``covariance_type`` (a 0-d string array).
+``online.npz``
+    A GaussianMixture trained by ``partial_fit`` only: online EM's running statistics
+    (:class:`bayesgmm.suffstats.SuffStats`' arrays) and ``n_batches``, so the loaded
+    model's next ``partial_fit`` continues as the saved one's would (without them it
+    started over, from its parameters, at step size 1).
 ``draws.npz``, ``idata.nc``, ``idata_raw.nc``, ``summary.csv``
     Bayesian fits only: the relabeled posterior draws with leading (C, S) and the
     relabeling's permutations, the ArviZ data as netCDF (relabeled, with the pointwise
@@ -32,6 +38,12 @@ Design notes
   The parameters' values are checked by :func:`bayesgmm.validation.check_params`, the
   check :meth:`GaussianMixture.from_params` makes too, so a file is refused exactly when
   its parameters would be (a finite 1e300 mean or 1e-300 factor predicted NaN).
+* Fingerprinted: ``meta.json`` records the SHA-256 of every other file the save wrote,
+  and :func:`load` refuses a file whose hash differs. Each file alone can be valid and of
+  the right shapes yet come from another fit (``draws.npz`` or ``idata.nc`` copied from
+  a run of the same K and D), which loaded silently as an inconsistent model. The
+  contents are checked first, so a damaged file is still named for what is wrong with
+  it; folders saved before the hashes were kept load unverified.
 * No pickle: arrays are read with ``allow_pickle=False``, settings are JSON, and
   NumPy's own error for an object array (which suggests ``allow_pickle``) is replaced by
   one that names the file and array.
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -57,9 +70,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesgmm.covariance import ops
+from bayesgmm.covariance import CANONICAL, ops
 from bayesgmm.engines import FitInfo
-from bayesgmm.estimators import GaussianMixture
+from bayesgmm.estimators import GaussianMixture, check_settings, online_state, set_online_state
 from bayesgmm.params import GMMParams
 from bayesgmm.validation import check_is_fitted, check_params
 
@@ -73,16 +86,19 @@ FORMAT = "bayesgmm-model"
 #: before it (GaussianMixture only, the same files without ``format``/``format_version``).
 FORMAT_VERSION = 1
 #: The files a save owns; anything else in the folder is the caller's and is kept.
-MODEL_FILES = ("meta.json", "params.npz", "draws.npz", "idata.nc", "idata_raw.nc",
-               "summary.csv")
+MODEL_FILES = ("meta.json", "params.npz", "online.npz", "draws.npz", "idata.nc",
+               "idata_raw.nc", "summary.csv")
 ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 # meta.json keys a save writes itself; ``extra`` may not override them
-_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged")
+_GM_KEYS = ("n_padded", "lower_bound", "lower_bounds", "n_iter", "converged", "online",
+            "fit_engine")
 _BAYES_KEYS = ("draws", "relabeling", "diagnostics", "has_idata_raw")
 _RESERVED = ("format", "format_version", "bayesgmm_version", "estimator", "estimator_params",
-             "dropped_settings", "dtype", "n_features_in", "feature_names",
+             "dropped_settings", "dtype", "n_features_in", "feature_names", "sha256",
              *_GM_KEYS, *_BAYES_KEYS)
 _PARAM_ARRAYS = ("weights", "means", "cov_factor")
+# online.npz: online EM's running statistics (SuffStats' fields) and the batches seen
+_ONLINE_ARRAYS = ("nk", "sx", "sxx", "shift", "sum_w", "sum_wll", "n_underflow", "n_batches")
 
 
 class ModelFormatError(ValueError):
@@ -122,6 +138,7 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
     if name not in ESTIMATORS:
         raise TypeError(f"save writes a GaussianMixture or BayesianGaussianMixture, got {name}")
     check_is_fitted(model)
+    _check_settings_fitted(model)
     clash = sorted(set(extra or {}) & set(_RESERVED))
     if clash:
         raise ValueError(f"extra may not set meta.json's own keys {clash}; rename them")
@@ -143,8 +160,11 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
         except OSError as err:  # OSError's own message names the temporary folder
             raise _unwritable(given, directory, err) from None
         meta = _write_model(model, tmp)
+        hashes = {name: _sha256(tmp / name) for name in MODEL_FILES
+                  if name != "meta.json" and (tmp / name).is_file()}
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "bayesgmm_version": _library_version(), **meta, **(extra or {})}
+                "bayesgmm_version": _library_version(), **meta, "sha256": hashes,
+                **(extra or {})}
         _write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default))
         if directory.exists():
             _carry_over(directory, tmp)
@@ -158,6 +178,28 @@ def save(model, directory: str | Path, *, overwrite: bool = True,
                 break
         raise
     return directory
+
+
+def _check_settings_fitted(model) -> None:
+    """Refuse to save a model whose ``n_components`` or covariance model was changed
+    (``set_params``) since its fit: meta.json would hold the new settings beside the
+    fitted arrays, a folder that :func:`load` then refuses as contradicting itself.
+    Another name of the same model (``"VVV"`` for a ``"full"`` fit) is the same fit."""
+    params = model.params_ if type(model).__name__ == "GaussianMixture" else model.map_params_
+    K, ct = params.n_components, params.covariance_type
+    fix = "refit the model with the new setting (model.fit(X)) before saving it, or set it back"
+    if not (isinstance(model.n_components, int | np.integer)
+            and not isinstance(model.n_components, bool) and model.n_components == K):
+        raise ValueError(
+            f"Cannot save this {type(model).__name__}: its n_components is "
+            f"{model.n_components!r} but it was fitted with {K} components (set_params "
+            f"after fit?); {fix} (model.set_params(n_components={K}))")
+    setting = model.covariance_type
+    if not isinstance(setting, str) or CANONICAL.get(setting) != CANONICAL[ct]:
+        raise ValueError(
+            f"Cannot save this {type(model).__name__}: its covariance_type is "
+            f"{setting!r} but it was fitted with {ct!r} covariances (set_params after "
+            f"fit?); {fix} (model.set_params(covariance_type={ct!r}))")
 
 
 def _unwritable(given, directory: Path, err: OSError) -> OSError:
@@ -246,7 +288,9 @@ def load(directory: str | Path):
     Returns
     -------
     GaussianMixture or BayesianGaussianMixture
-        Predicting as the saved model did. A Bayesian one has ``params_`` (the draws),
+        Predicting as the saved model did. A GaussianMixture has ``engine_`` (not from a
+        folder saved before meta.json held it) and, trained by ``partial_fit``, its
+        online state (``online.npz``). A Bayesian one has ``params_`` (the draws),
         ``map_params_``, ``idata_``, ``idata_raw_``, ``relabeling_``, ``diagnostics_``,
         ``health_`` (not from a folder saved before meta.json held it),
         ``warnings_`` and the posterior means; not ``em_`` (the EM fit it started from).
@@ -274,6 +318,7 @@ def load(directory: str | Path):
     meta = _read_meta(directory / "meta.json")
     settings = _decode_settings(meta, directory / "meta.json")
     params = _read_params(directory / "params.npz", meta)
+    _check_settings(meta, settings, directory / "meta.json")
     if meta["estimator"] == "GaussianMixture":
         model = _load_em(directory, meta, params, settings)
     else:
@@ -281,6 +326,7 @@ def load(directory: str | Path):
     names = meta.get("feature_names")
     if names is not None:
         model.feature_names_in_ = np.asarray(names, dtype=object)
+    _check_hashes(directory, meta)
     return model
 
 
@@ -328,9 +374,16 @@ def _write_model(model, folder: Path) -> dict:
     if hasattr(model, "feature_names_in_"):
         meta["feature_names"] = [str(n) for n in model.feature_names_in_]
     if type(model).__name__ == "GaussianMixture":
+        online = online_state(model)  # set by partial_fit, cleared by fit
+        if online is not None:
+            stats = {f: np.asarray(a) for f, a in zip(online.stats._fields, online.stats)}
+            np.savez(folder / "online.npz", **stats,
+                     n_batches=np.asarray(online.n_batches, dtype=np.int64))
         return {**meta, "n_padded": int(model.n_padded_), "lower_bound": model.lower_bound_,
                 "lower_bounds": model.lower_bounds_, "n_iter": model.n_iter_,
-                "converged": model.converged_}
+                "converged": model.converged_, "online": online is not None,
+                # engine_: where the fit ran (a from_params model has none)
+                "fit_engine": model.__dict__.get("engine_")}
     return {**meta, **_write_bayes(model, folder)}
 
 
@@ -420,6 +473,14 @@ def _json_default(value):
                     "numbers, strings, booleans, lists or dicts in extra")
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_text(path: Path, text: str) -> None:
     with path.open("w") as fh:
         fh.write(text)
@@ -481,6 +542,36 @@ def _fail(path: Path, problem: str) -> ModelFormatError:
     return ModelFormatError(f"{path}: {problem}")
 
 
+def _check_hashes(directory: Path, meta: dict) -> None:
+    """Refuse a file of the folder that is not the one the model was saved with: its
+    SHA-256 differs from meta.json's ``sha256`` record. Called after the contents were
+    read and checked (a damaged file is named for its damage); a recorded file that is
+    absent was not needed (``summary.csv`` is not read back). Folders saved before the
+    record (no ``sha256``) are not checked."""
+    path = directory / "meta.json"
+    record = meta.get("sha256")
+    if record is None:
+        return
+    if not (isinstance(record, dict) and all(
+            name in MODEL_FILES and name != "meta.json" and isinstance(h, str)
+            and len(h) == 64 and all(c in "0123456789abcdef" for c in h)
+            for name, h in record.items())):
+        raise _fail(path, f"meta.json's sha256 must map the folder's model files "
+                          f"({', '.join(MODEL_FILES[1:])}) to 64-digit hex SHA-256 "
+                          f"hashes, got {record!r}; the file is damaged: re-save the model")
+    for name, expected in record.items():
+        file = directory / name
+        if not file.is_file():
+            continue
+        actual = _sha256(file)
+        if actual != expected:
+            raise _fail(file, f"{name} is not the file this model was saved with: its "
+                              f"SHA-256 is {actual[:16]}..., meta.json records "
+                              f"{expected[:16]}... (copied from another fit or edited); "
+                              "save the model again (from the fitted estimator), or put "
+                              f"back the {name} saved with this meta.json")
+
+
 def _read_meta(path: Path) -> dict:
     if not path.is_file():
         raise MissingModelFileError(f"{path}: meta.json is missing; this folder holds no "
@@ -506,9 +597,16 @@ def _read_meta(path: Path) -> dict:
         raise _fail(path, f"meta.json has format_version {version}, newer than this "
                           f"bayesgmm reads ({FORMAT_VERSION}); upgrade bayesgmm to load it")
     estimator = meta.get("estimator")
-    if estimator not in ESTIMATORS or (version == 0 and estimator != "GaussianMixture"):
+    if estimator not in ESTIMATORS:
         raise _fail(path, f"meta.json holds a {estimator!r}, not a GaussianMixture or "
                           "BayesianGaussianMixture")
+    if version == 0 and estimator != "GaussianMixture":
+        lost = [key for key in ("format", "format_version") if key not in meta]
+        raise _fail(path, f"meta.json holds a {estimator} but lacks "
+                          f"{' and '.join(repr(k) for k in lost) or 'a format_version >= 1'}"
+                          f", which every saved {estimator} has (only GaussianMixture "
+                          "folders were written before them); the file is damaged: re-save "
+                          "the model")
     required = {"estimator_params": dict, "dtype": str, "n_features_in": int}
     required.update({"n_iter": int, "converged": bool, "lower_bound": (int, float),
                      "lower_bounds": list} if estimator == "GaussianMixture" else
@@ -549,6 +647,26 @@ def _decode_settings(meta: dict, path: Path) -> dict:
                           f"bayesgmm's {meta['estimator']} does not take (saved by bayesgmm "
                           f"{meta.get('bayesgmm_version', '?')}); upgrade bayesgmm")
     return settings
+
+
+def _check_settings(meta: dict, settings: dict, path: Path) -> None:
+    """The estimator's own check of the decoded settings, so an edited setting (engine
+    "gpu9", tol "abc", reg_covar -1) is refused at load, naming meta.json, not by the
+    loaded model's next fit. After params.npz is read: its comparisons with
+    n_components and covariance_type name the disagreement more clearly."""
+    if meta["estimator"] == "GaussianMixture":
+        estimator = GaussianMixture
+    else:
+        from bayesgmm.bayes import BayesianGaussianMixture as estimator
+    problem = None
+    try:
+        check_settings(estimator(**settings))
+    except (TypeError, ValueError) as err:
+        problem = str(err)
+    if problem is not None:
+        raise _fail(path, f"meta.json's estimator_params are not valid {meta['estimator']} "
+                          f"settings: {problem}; the file was edited or is damaged: re-save "
+                          "the model")
 
 
 def _decode_value(value, where: str, path: Path):
@@ -644,6 +762,8 @@ def _read_params(path: Path, meta: dict | None, batch_ndim: int = 0) -> GMMParam
                           f"{batch_ndim} batch dims before (K,) and (K, D)")
     if meta is not None:
         _check_against_meta(path, meta, ct, w.shape[-1], m.shape[-1])
+        # the settings' name of the model (an alias, "VVV" for "full"): the estimator's
+        ct = meta["estimator_params"].get("covariance_type", ct)
         with np.errstate(over="ignore"):  # a value beyond the dtype: inf, refused below
             w, m, f = (np.asarray(a, dtype=np.dtype(meta["dtype"])) for a in (w, m, f))
     # The values: from_params' check too (one function, so what one accepts the other does)
@@ -673,9 +793,10 @@ def _check_against_meta(path: Path, meta: dict, ct: str, K: int, D: int) -> None
     if settings.get("n_components", K) != K:
         raise _fail(path, f"{path.name} holds {K} components, meta.json's n_components says "
                           f"{settings['n_components']}")
-    if settings.get("covariance_type", ct) != ct:
+    said = settings.get("covariance_type", ct)
+    if CANONICAL.get(said) != CANONICAL[ct]:  # another name of the same model is the same
         raise _fail(path, f"{path.name} holds {ct!r} covariances, meta.json's "
-                          f"covariance_type says {settings['covariance_type']!r}")
+                          f"covariance_type says {said!r}")
 
 
 def _json_type(value) -> str:
@@ -696,7 +817,48 @@ def _load_em(directory: Path, meta: dict, params: GMMParams, settings: dict):
         raise _fail(path, "meta.json's lower_bounds must be a list of numbers")
     info = FitInfo(meta["lower_bound"], meta["n_iter"], meta["converged"], False, -1,
                    np.asarray(history, dtype=float), np.zeros(K))
-    return GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
+    model = GaussianMixture.from_params(params, info=info, n_padded=n_padded, **settings)
+    engine = meta.get("fit_engine")  # older folders, from_params models: no engine_
+    if engine not in (None, "jax", "numpy"):
+        raise _fail(path, f"meta.json's fit_engine must be 'jax' or 'numpy' (where the fit "
+                          f"ran), got {engine!r}; re-save the model")
+    if engine is not None:
+        model.engine_ = engine
+    online = meta.get("online", False)  # older folders: none saved
+    if not isinstance(online, bool):
+        raise _fail(path, f"meta.json's online must be true or false, got {online!r}")
+    if online:
+        set_online_state(model, _read_online(directory / "online.npz", params))
+    return model
+
+
+def _read_online(path: Path, params: GMMParams):
+    """online.npz as partial_fit's :class:`bayesgmm.fitting.OnlineState`, checked
+    against the parameters (K, D, dtype) it continues from."""
+    from bayesgmm.fitting import OnlineState
+    from bayesgmm.suffstats import SuffStats
+
+    z = _read_npz(path, _ONLINE_ARRAYS)
+    K, D, dtype = params.n_components, params.n_features, params.dtype
+    entry = ops(params.covariance_type)
+    matrix = len(entry.factor_shape(K, D)) - (entry.component_axis is not None) == 2
+    shapes = {"nk": (K,), "sx": (K, D), "sxx": (K, D, D) if matrix else (K, D),
+              "shift": (K, D), "sum_w": (), "sum_wll": ()}
+    for name, shape in shapes.items():
+        a = z[name]
+        if a.shape != shape or a.dtype != dtype:
+            raise _fail(path, f"online.npz's {name} must be {dtype} of shape {shape} (the "
+                              f"model's {K} components, {D} features), got {a.dtype} "
+                              f"{a.shape}; re-save the model")
+        if not np.all(np.isfinite(a)):
+            raise _fail(path, f"online.npz's {name} has a non-finite value; re-save the model")
+    n_batches, n_underflow = z["n_batches"], z["n_underflow"]
+    for name, a in (("n_batches", n_batches), ("n_underflow", n_underflow)):
+        if a.shape != () or a.dtype.kind not in "iu" or a < 0:
+            raise _fail(path, f"online.npz's {name} must be a whole number >= 0, got "
+                              f"{a.dtype} {a.shape} {a!r}; re-save the model")
+    stats = SuffStats(*(z[name] for name in shapes), n_underflow)
+    return OnlineState(stats, int(n_batches))
 
 
 def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
@@ -717,8 +879,11 @@ def _load_bayes(directory: Path, meta: dict, params: GMMParams, settings: dict):
     if (perms.shape != (C, S, K) or perms.dtype.kind not in "iu"
             or not np.array_equal(np.sort(perms, axis=-1),
                                   np.broadcast_to(np.arange(K), (C, S, K)))):
+        got = (f"shape {perms.shape}" if perms.shape != (C, S, K) else
+               f"dtype {perms.dtype}" if perms.dtype.kind not in "iu" else
+               "rows that are not permutations (a label repeated or out of range)")
         raise _fail(draws_path, f"draws.npz's permutations must be ({C}, {S}, {K}) integer "
-                                f"permutations of 0..{K - 1}, got shape {perms.shape}")
+                                f"permutations of 0..{K - 1}, got {got}; re-save the model")
     shape = {"chain": C, "draw": S, "component": K, "feature": params.n_features}
     idata = _read_idata(directory / "idata.nc", shape, need_log_likelihood=True)
     raw = (_read_idata(directory / "idata_raw.nc", shape, need_log_likelihood=False)

@@ -728,7 +728,8 @@ def check_params(params, *, batch_ndim: int = 0, name: str = "params."):
     gives (:mod:`bayesgmm.covariance`; ``batch_ndim`` leading batch dims); every value
     finite; weights a probability vector (non-negative, summing to 1 within round-off);
     means no larger than data may be (:func:`max_magnitude`); and per component a
-    positive-definite factor (finite, positive diagonal) whose diagonal (its standard
+    positive-definite factor (finite, positive diagonal; for the (K, D, D) and (D, D)
+    layouts lower-triangular, the Cholesky factor every such model stores) whose diagonal (its standard
     deviations: conditional ones for a Cholesky factor) lies within ``[1/M, M]`` for
     ``M = max_magnitude(dtype)``, and whose covariance and precision are finite.
     Outside that band the variance or the precision (M² = max / 2^32) leaves no room
@@ -832,6 +833,8 @@ def _check_factor(entry, f: np.ndarray, batch: tuple, K: int, D: int, ct: str,
 
     for start in range(0, len(flat), _CHECK_CHUNK):
         chunk = flat[start:start + _CHECK_CHUNK]
+        if matrix:
+            _check_lower(chunk, start, batch, K, ct, name)
         ok = np.broadcast_to(np.asarray(entry.factor_ok(chunk, K)), (len(chunk), K))
         if not ok.all():
             raise fail(start, ~ok, lambda i, k: f"is not a positive-definite {ct!r} factor "
@@ -860,6 +863,35 @@ def _check_factor(entry, f: np.ndarray, batch: tuple, K: int, D: int, ct: str,
             raise fail(start, ~finite, lambda i, k: (
                 f"gives a covariance or precision that overflows {f.dtype}: the factor "
                 "is numerically singular"))
+
+
+def _check_lower(chunk: np.ndarray, start: int, batch: tuple, K: int, ct: str,
+                 name: str) -> None:
+    """Refuse a (K, D, D) or (D, D) factor (members of a chunk) with a nonzero entry
+    above its diagonal. Every model of those layouts stores the lower Cholesky factor
+    L (:mod:`bayesgmm.covariance`'s table), and the conversions disagree about an upper
+    entry: ``to_covariance`` forms L Lᵀ with it, the log-density's triangular solve and
+    log-determinant read only the lower triangle, so such a model's ``covariances_``
+    and ``score_samples`` describe two different Gaussians (27 nats apart on one)."""
+    upper = np.triu(chunk, 1) != 0  # (n, K, D, D) or (n, D, D)
+    bad = upper.any(axis=(-2, -1))
+    if not bad.any():
+        return
+    tied = bad.ndim == 1
+    if tied:
+        bad = bad[:, None]
+    i, k = np.argwhere(bad)[0]
+    a, b = np.argwhere(upper[i] if tied else upper[i, k])[0]
+    value = chunk[i, a, b] if tied else chunk[i, k, a, b]
+    where = (f" (draw {tuple(int(j) for j in np.unravel_index(start + i, batch))})"
+             if batch else "")
+    which = "" if tied else f" of component {k}"
+    index = f"[{a}, {b}]" if tied else f"[{k}, {a}, {b}]"
+    raise ValueError(
+        f"{name}cov_factor{which}{where} has the nonzero entry {value:.6g} above its "
+        f"diagonal (at {index}): a {ct!r} factor is the lower-triangular Cholesky factor L of the covariance "
+        "(S = L Lᵀ), zero above the diagonal; pass np.linalg.cholesky(S) of the "
+        "covariance, not another square root of it")
 
 
 def check_random_state_key(random_state) -> np.ndarray:

@@ -418,6 +418,133 @@ def test_save_names_the_callers_path_when_it_cannot_write(tmp_path, em_folder):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"n_components": 4}, r"its n_components is 4 but it was fitted with 3 components.*"
+                          r"refit .*model.set_params\(n_components=3\)"),
+    ({"covariance_type": "diag"}, r"its covariance_type is 'diag' but it was fitted with "
+                                  r"'full' covariances.*set_params\(covariance_type='full'\)"),
+])
+def test_save_refuses_settings_changed_since_the_fit(tmp_path, datasets, change, message):
+    """set_params(n_components=4) on a 3-component fit saved a folder that load refused
+    ("params.npz holds 3 components, meta.json's n_components says 4"); now save refuses,
+    writing nothing."""
+    gm = GaussianMixture(3, random_state=0).fit(datasets["iris"]).set_params(**change)
+    with pytest.raises(ValueError, match=message):
+        bayesgmm.save(gm, tmp_path / "deep" / "m")
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary one, no parents
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=message):
+        bayesgmm.save(gm, tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["notes.txt"]
+
+
+def test_another_name_of_the_fitted_model_saves_and_loads(tmp_path, datasets):
+    """A 'full' fit relabeled covariance_type='VVV' (the same model) saved, and load
+    refused it ("params.npz holds 'full' covariances, meta.json's covariance_type says
+    'VVV'"); it loads under the setting's name and predicts as the original."""
+    X = datasets["iris"]
+    gm = GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
+    gm.set_params(covariance_type="VVV")
+    back = bayesgmm.load(bayesgmm.save(gm, tmp_path / "m"))
+    assert back.covariance_type == "VVV" and back.params_.covariance_type == "VVV"
+    np.testing.assert_array_equal(back.predict_proba(X), gm.predict_proba(X))
+    np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "VEV", "EVE", "EEE"])
+def test_a_factor_with_entries_above_its_diagonal_is_refused(tmp_path, datasets, ct):
+    """A full/tied factor is the lower Cholesky L; an entry above the diagonal was
+    accepted and the model contradicted itself (covariances_ used it as L Lᵀ, the
+    log-density's triangular solve did not: score_samples 27 nats off SciPy's)."""
+    X = datasets["iris"]
+    gm = GaussianMixture(2, covariance_type=ct, random_state=0).fit(X)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    f = np.array(gm.params_.cov_factor)
+    f[..., 0, 2] = 0.5
+    _rewrite_npz(folder / "params.npz", cov_factor=f)
+    which = "" if f.ndim == 2 else " of component 0"
+    index = r"\[0, 2\]" if f.ndim == 2 else r"\[0, 0, 2\]"
+    message = (f"cov_factor{which} has the nonzero entry 0.5 above its diagonal "
+               f"\\(at {index}\\): a '{ct}' factor is the lower-triangular Cholesky factor")
+    with pytest.raises(ModelFormatError, match=message) as err:
+        bayesgmm.load(folder)
+    assert str(folder / "params.npz") in str(err.value)
+    bad = GMMParams(gm.params_.weights, gm.params_.means, f, ct)
+    with pytest.raises(ValueError, match="params." + message):
+        GaussianMixture.from_params(bad)
+
+
+@pytest.mark.parametrize("ct, dtype", [("full", np.float64), ("diag", np.float32)])
+def test_partial_fit_continues_after_a_load(tmp_path, datasets, ct, dtype):
+    """online EM's running statistics were not saved: the loaded model's next partial_fit
+    started over (means 7.1 away from the original's next step). online.npz keeps them,
+    and the two models' next steps are bit for bit the same."""
+    X = datasets["aniso"].astype(dtype)
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0)
+    for batch in np.array_split(X[:300], 3):
+        gm.partial_fit(batch)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    assert (folder / "online.npz").is_file()
+    assert json.loads((folder / "meta.json").read_text())["online"] is True
+    back = bayesgmm.load(folder)
+    gm.partial_fit(X[300:])
+    back.partial_fit(X[300:])
+    for attr in ("weights_", "means_", "covariances_", "lower_bound_", "n_iter_"):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(gm, attr), err_msg=attr)
+    # a full fit ends online learning: its save holds no online state
+    bayesgmm.save(gm.fit(X), folder)
+    assert not (folder / "online.npz").exists()
+    assert "_online_state" not in bayesgmm.load(folder).__dict__
+
+
+def test_a_damaged_online_state_is_named(tmp_path, datasets):
+    X = datasets["iris"]
+    gm = GaussianMixture(2, random_state=0).partial_fit(X)
+    folder = tmp_path / "m"
+    bayesgmm.save(gm, folder)
+    _rewrite_npz(folder / "online.npz", sx=np.zeros((2, 3)))
+    with pytest.raises(ModelFormatError, match=r"online\.npz's sx must be float64 of shape "
+                                               r"\(2, 4\)"):
+        bayesgmm.load(folder)
+    (folder / "online.npz").unlink()
+    with pytest.raises(MissingModelFileError, match=r"online\.npz is missing"):
+        bayesgmm.load(folder)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("engine", "gpu9", "Invalid value for 'engine': 'gpu9'"),
+    ("tol", "abc", "Invalid value for 'tol': 'abc'"),
+    ("reg_covar", -1, "Invalid value for 'reg_covar': -1"),
+])
+def test_invalid_settings_in_meta_are_refused_at_load(tmp_path, em_folder, key, value,
+                                                      message):
+    """An edited meta.json's engine "gpu9" (tol "abc", reg_covar -1) loaded, and failed
+    at the next fit; the estimator's own check now refuses it at load, naming meta.json."""
+    folder = tmp_path / "m"
+    shutil.copytree(em_folder, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["estimator_params"][key] = value
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="meta.json's estimator_params are not valid "
+                                               f"GaussianMixture settings: {message}") as err:
+        bayesgmm.load(folder)
+    assert str(folder / "meta.json") in str(err.value)
+
+
+def test_engine_is_kept(tmp_path, datasets):
+    """engine_, a documented fitted attribute, was absent after a load."""
+    X = datasets["iris"]
+    for engine in ("numpy", "jax"):
+        gm = GaussianMixture(2, random_state=0, engine=engine).fit(X)
+        assert bayesgmm.load(bayesgmm.save(gm, tmp_path / engine)).engine_ == engine
+    online = GaussianMixture(2, random_state=0, engine="numpy").partial_fit(X)
+    assert bayesgmm.load(bayesgmm.save(online, tmp_path / "online")).engine_ == "jax"
+
+
 # ---- Bayesian ------------------------------------------------------------------------------
 
 
@@ -571,6 +698,85 @@ def test_membership_table_against_scipy(nuts_saved, small_data):
     lo, hi = np.quantile(resp[:, rows, label], [0.03, 0.97], axis=0)
     np.testing.assert_allclose(default["lower"], lo, atol=1e-9)
     np.testing.assert_allclose(default["upper"], hi, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def other_nuts_saved(tmp_path_factory, small_data):
+    """A second NUTS fit of nuts_saved's shapes (2 chains x 50 draws, K=2, D=2)."""
+    path = tmp_path_factory.mktemp("bayes") / "other"
+    bayesgmm.save(_fit_bayes(small_data[::-1], n_chains=2, n_warmup=50, n_draws=50), path)
+    return path
+
+
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.parametrize("name", ["draws.npz", "idata.nc", "idata_raw.nc", "params.npz",
+                                  "summary.csv"])
+def test_a_file_from_another_fit_is_refused(tmp_path, nuts_saved, other_nuts_saved, name):
+    """idata.nc or draws.npz copied from another fit of the same shape loaded silently,
+    an inconsistent model; meta.json records each file's SHA-256 and load compares."""
+    _, saved = nuts_saved
+    other = other_nuts_saved
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    shutil.copy(other / name, folder / name)
+    with pytest.raises(ModelFormatError, match=f"{name} is not the file this model was saved "
+                                               r"with: .* \(copied from another fit or "
+                                               r"edited\); save the model again") as err:
+        bayesgmm.load(folder)
+    assert str(folder / name) in str(err.value)
+    # a folder saved before meta.json held the hashes loads, unverified
+    meta = json.loads((folder / "meta.json").read_text())
+    assert set(meta["sha256"]) == {"params.npz", "draws.npz", "idata.nc", "idata_raw.nc",
+                                   "summary.csv"}
+    del meta["sha256"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    bayesgmm.load(folder)
+
+
+def test_an_em_params_file_from_another_fit_is_refused(tmp_path, datasets):
+    X = datasets["iris"]
+    for seed in (0, 1):
+        bayesgmm.save(GaussianMixture(3, random_state=seed, init_params="random").fit(X),
+                      tmp_path / str(seed))
+    shutil.copy(tmp_path / "1" / "params.npz", tmp_path / "0" / "params.npz")
+    with pytest.raises(ModelFormatError, match="params.npz is not the file this model was "
+                                               "saved with"):
+        bayesgmm.load(tmp_path / "0")
+    meta = json.loads((tmp_path / "0" / "meta.json").read_text())
+    meta["sha256"] = {"params.npz": "xyz"}
+    (tmp_path / "0" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="meta.json's sha256 must map"):
+        bayesgmm.load(tmp_path / "0")
+
+
+def test_bayesian_meta_and_permutation_messages_say_what_is_wrong(tmp_path, nuts_saved):
+    """Without format and format_version meta.json was said to hold "a
+    'BayesianGaussianMixture', not a GaussianMixture or BayesianGaussianMixture"; a
+    permutations array of the right shape with a repeated label was said to be of the
+    wrong shape; method "gibbs" loaded."""
+    _, saved = nuts_saved
+    folder = tmp_path / "m"
+    shutil.copytree(saved, folder)
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items()
+                                     if k not in ("format", "format_version")}))
+    with pytest.raises(ModelFormatError, match="meta.json holds a BayesianGaussianMixture "
+                                               "but lacks 'format' and 'format_version'"):
+        bayesgmm.load(folder)
+    meta_path.write_text(json.dumps({**meta, "estimator_params": {
+        **meta["estimator_params"], "method": "gibbs"}}))
+    with pytest.raises(ModelFormatError, match="not valid BayesianGaussianMixture settings: "
+                                               ".*gibbs"):
+        bayesgmm.load(folder)
+    meta_path.write_text(json.dumps(meta))
+    perms = _npz_array(folder / "draws.npz", "permutations").copy()
+    perms[0, 0] = 0
+    _rewrite_npz(folder / "draws.npz", permutations=perms)
+    with pytest.raises(ModelFormatError, match=r"permutations must be \(2, 50, 2\) integer "
+                                               r"permutations of 0..1, got rows that are not "
+                                               r"permutations"):
+        bayesgmm.load(folder)
 
 
 @pytest.mark.usefixtures("standard_promotion")

@@ -535,6 +535,13 @@ class BayesianGaussianMixture(BaseEstimator):
             marginalize_missing=priors.marginalize_missing or has_missing(X))
 
     def _check_fit_X(self, X):
+        self._check_settings()
+        return _fit_data(X, int(self.n_components), self.covariance_type, self.missing)
+
+    def _check_settings(self) -> None:
+        """Every constructor setting valid, else the ``ValueError`` fit raises naming it;
+        without data, so :func:`bayesgmm.load` can refuse an edited meta.json's
+        settings at load instead of at the next fit."""
         check_positive_int(self.n_components, "n_components")
         check_model_type(self.covariance_type)
         inference.check_settings(**self._settings())
@@ -545,7 +552,6 @@ class BayesianGaussianMixture(BaseEstimator):
         robust.check_options(missing=self.missing, noise=self.noise,
                              noise_volume=self.noise_volume, component=self.component,
                              df=self.df)
-        return _fit_data(X, int(self.n_components), self.covariance_type, self.missing)
 
     def _fit_em_start(self, X) -> tuple:
         """Fit ``em_``, the start of inference; returns (the inference's key, the
