@@ -1302,6 +1302,15 @@ TABLE = {name: TABLE[CANONICAL[name]] for name in RAW_TABLE}
 _BOUND: dict[tuple[str, Any], CovarianceOps] = {}  # (type, namespace or alias) -> entry
 
 
+def univariate_model(covariance_type: str) -> str:
+    """The model a type is on one feature (D = 1), by mclust's univariate name: ``"E"``
+    (equal variance: the E·· models and ``tied``) or ``"V"`` (variable: the V·· models,
+    ``full``, ``diag`` and ``spherical``); with one feature shape and orientation are
+    gone and only the volume's letter is left."""
+    ops(covariance_type)  # an unknown name: the error listing the valid ones
+    return "E" if CANONICAL[covariance_type][0] == "E" else "V"
+
+
 def ops(covariance_type: str, xp=None) -> CovarianceOps:
     """Look up the per-type functions; raises ``ValueError`` naming the valid types.
 

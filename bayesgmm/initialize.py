@@ -411,6 +411,38 @@ def hc_partition(tree: HCTree, n_clusters: int) -> np.ndarray:
     return np.unique(root, return_inverse=True)[1].reshape(-1)[tree.groups]
 
 
+def quantile_classes(x, n_classes: int) -> np.ndarray:
+    """mclust's ``qclass``: ``x (M,)`` cut into ``n_classes`` intervals between its
+    quantiles (R's type 7, NumPy's default), labels 0..n_classes-1. Where repeated
+    values make quantiles coincide, more are taken until ``n_classes + 1`` distinct
+    ones remain, then the left ends of the narrowest gaps are dropped. mclust starts
+    EM on one feature from these classes, not from its tree (``mclustBIC`` with
+    ``d == 1``); :func:`hc_params` does the same."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    k = int(n_classes)
+    eps = np.std(x, ddof=1) * np.sqrt(np.finfo(np.float64).eps) if x.size > 1 else 0.0
+    n, q = k, np.array([])
+    while q.size < k + 1 and n <= x.size + k + 1:
+        n += 1
+        q = np.unique(np.quantile(x, np.linspace(0.0, 1.0, n)))
+    if q.size < k + 1:  # fewer distinct values than classes
+        return np.unique(x, return_inverse=True)[1].reshape(-1)
+    if q.size > k + 1:
+        drop = np.argsort(np.diff(q), kind="stable")[:q.size - k - 1]
+        q = np.delete(q, drop)
+    q[0], q[-1] = x.min() - eps, x.max() + eps
+    return np.clip(np.searchsorted(q, x, side="right") - 1, 0, k - 1)
+
+
+def _cut(Xs: np.ndarray, tree: HCTree, n_components: int) -> np.ndarray:
+    """The starting partition of ``tree.rows`` (``Xs``) into ``n_components`` groups:
+    the tree's cut, or on one feature mclust's quantile classes
+    (:func:`quantile_classes`)."""
+    if Xs.shape[1] == 1:
+        return quantile_classes(Xs[:, 0], n_components)
+    return hc_partition(tree, n_components)
+
+
 def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type: str,
               reg_covar: float, *, prior=None, equal_weights: bool = False) -> GMMParams:
     """Starting parameters from the tree cut at ``n_components`` groups: the M-step of
@@ -432,7 +464,7 @@ def hc_params(X, sample_weight, tree: HCTree, n_components: int, covariance_type
     Xs = np.asarray(X, np.float64)[tree.rows]
     ws = (np.ones(len(Xs)) if sample_weight is None
           else np.asarray(sample_weight, np.float64)[tree.rows])
-    labels = hc_partition(tree, n_components)
+    labels = _cut(Xs, tree, n_components)
     center = ws @ Xs / ws.sum()
     T = moment_features(Xs, center, covariance_type, NUMPY)  # (M, F)
     S = np.zeros((n_components, T.shape[1]))
@@ -464,7 +496,7 @@ def hc_params_many(X, sample_weight, tree: HCTree, ks, covariance_type: str,
     Xs = np.asarray(X, np.float64)[tree.rows]
     ws = (np.ones(len(Xs)) if sample_weight is None
           else np.asarray(sample_weight, np.float64)[tree.rows])
-    labels = [hc_partition(tree, k) for k in ks]
+    labels = [_cut(Xs, tree, k) for k in ks]
     if not ks or any(len(np.unique(lab)) < k for lab, k in zip(labels, ks)):
         return [hc_params(X, sample_weight, tree, k, covariance_type, reg_covar)
                 for k in ks]

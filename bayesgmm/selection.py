@@ -243,20 +243,18 @@ def all_covariance_types() -> tuple[str, ...]:
 
 
 def univariate_types(covariance_types: Sequence[str]) -> tuple[str, ...]:
-    """The models of ``covariance_types`` on one feature, by mclust's univariate names,
-    each once, in order of first appearance: with D = 1 a model is its volume alone,
-    equal (``"E"``: the E·· models, EII, EEI, EVI, EEE, EVE, EEV, EVV, and ``tied``)
-    or variable (``"V"``: the V·· models, ``full``, ``diag`` and ``spherical``). mclust fits
-    only these two on univariate data; a search over the 14 would list each of its two
-    fits seven times under other names."""
-    from bayesgmm.covariance import CANONICAL
+    """``covariance_types`` on one feature, each model once: the first name given of
+    each of mclust's two univariate models (equal variance, E: the E·· models and
+    ``tied``; variable, V: the V·· models, ``full``, ``diag`` and ``spherical``;
+    :func:`bayesgmm.covariance.univariate_model`). mclust fits only these two on
+    univariate data; a search over the 14 would list each of its two fits seven times
+    under other names."""
+    from bayesgmm.covariance import univariate_model
 
-    out = []
+    seen: dict[str, str] = {}
     for ct in covariance_types:
-        name = "E" if CANONICAL[ct][0] == "E" else "V"
-        if name not in out:
-            out.append(name)
-    return tuple(out)
+        seen.setdefault(univariate_model(ct), ct)
+    return tuple(seen.values())
 
 
 def _ranges(ks: list[int]) -> str:
@@ -325,9 +323,9 @@ def sweep(
         ``missing="marginalize"`` and NaN in X, each (covariance type, K) is one
         missing-data fit (:mod:`bayesgmm.missing`), scored on the observed coordinates.
         ``covariance_type`` is refused: the search's types are ``covariance_types``.
-        On one feature (D = 1) the types are mclust's two univariate models, ``"E"``
-        and ``"V"`` (:func:`univariate_types`; the table lists them as EII and VII,
-        the same models): ``"all"`` is those two.
+        On one feature (D = 1) each of mclust's two univariate models (equal and
+        variable variance) is fitted once, under the first name given for it
+        (:func:`univariate_types`): ``"all"`` is EII and VII.
 
     Returns
     -------

@@ -362,3 +362,37 @@ def test_hc_params_many_is_hc_params_per_k():
         assert hc_params(X, None, tree, 4, "VVE", 1e-6) is inside  # the batch's
         assert hc_params(X, None, tree, 4, "EVE", 1e-6) is not inside
     assert hc_params(X, None, tree, 4, "VVE", 1e-6) is not inside
+
+
+def test_quantile_classes_are_mclusts_qclass():
+    """mclust starts EM on one feature from qclass's quantile intervals, not its tree.
+    Expected labels from R 4.2.2, mclust 6.0.0 (``mclust:::qclass(y, k)``, minus 1), on
+    data with repeated values (where quantiles coincide and the narrowest gaps go)."""
+    from bayesgmm.initialize import quantile_classes
+
+    y = np.array([1, 1, 1, 1, 2, 3, 3, 7, 7, 7, 7, 8.0])
+    expected = {1: [0] * 12,
+                2: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1],
+                3: [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2],
+                4: [0, 0, 0, 0, 0, 1, 1, 3, 3, 3, 3, 3],
+                5: [0, 0, 0, 0, 1, 2, 2, 4, 4, 4, 4, 4]}
+    for k, labels in expected.items():
+        np.testing.assert_array_equal(quantile_classes(y, k), labels)
+    x = np.random.default_rng(0).normal(size=101)  # distinct values: equal-count classes
+    np.testing.assert_array_equal(np.bincount(quantile_classes(x, 4)), [25, 25, 25, 26])
+
+
+def test_one_feature_starts_from_quantile_classes():
+    """On one feature the hierarchical start is the M-step of mclust's quantile
+    classes: each component's mean is its interval's mean."""
+    from bayesgmm.initialize import cached_hc_tree, hc_params, hc_params_many, quantile_classes
+
+    x = np.random.default_rng(1).gamma(2.0, size=(80, 1))
+    tree = cached_hc_tree(x)
+    for k in (2, 3, 5):
+        labels = quantile_classes(x[:, 0], k)
+        means = [x[labels == j, 0].mean() for j in range(k)]
+        p = hc_params(x, None, tree, k, "V", 1e-6)
+        np.testing.assert_allclose(np.sort(p.means[:, 0]), np.sort(means), rtol=1e-12)
+        many = hc_params_many(x, None, tree, [k], "V", 1e-6)[0]
+        np.testing.assert_allclose(np.sort(many.means[:, 0]), np.sort(means), rtol=1e-12)

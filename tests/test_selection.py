@@ -278,12 +278,14 @@ def test_a_start_that_flattened_a_component_loses_to_one_that_did_not():
 
 def test_univariate_search_is_mclusts_e_and_v():
     """One feature: every model is equal (E) or variable (V) variance, as mclust fits
-    univariate data; "all" searches those two, each once, and each equals the plain
-    fit of that model."""
+    univariate data; "all" searches those two, each once (EII and VII), and each equals
+    the plain fit of that model."""
     from bayesgmm.selection import univariate_types
 
-    assert univariate_types(["EII", "VVV", "EEE", "tied", "diag", "VEV", "EVV"]) == ("E", "V")
-    assert univariate_types(["spherical", "EVI"]) == ("V", "E")
+    assert univariate_types(["EII", "VVV", "EEE", "tied", "diag", "VEV", "EVV"]) == ("EII",
+                                                                                       "VVV")
+    assert univariate_types(["spherical", "EVI", "full"]) == ("spherical", "EVI")
+    assert univariate_types(["full"]) == ("full",)
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 1, 60), rng.normal(6, 0.5, 40)])[:, None]
     table = sweep(X, [1, 2, 3], "all", random_state=0)
