@@ -205,15 +205,25 @@ def test_chain_groups_on_threads_give_the_same_draws(blobs, dtype):
             assert not np.allclose(s["means"][0], s["means"][1])
 
 
-def test_chain_groups_fit_the_cores():
-    from bayesgmm.bayes.inference.nuts import _chain_groups
+def test_draws_do_not_depend_on_the_cores(blobs, monkeypatch):
+    """The default CPU path runs every chain in the one-chain program, on as many
+    threads as the process has cores: the same seed gives the same float32 draws, bit
+    for bit, on a 1-core and a 2-core machine (groups of 4 and of 2 chains, as they ran
+    before, are programs that round differently, and NUTS amplifies round-off)."""
+    from bayesgmm.bayes.inference import nuts
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    for n in (1, 2, 3, 4, 6, 8):
-        g = _chain_groups(n)
-        assert n % g == 0 and 1 <= g <= max(cores, 1)
-        # the largest such divisor
-        assert not any(n % h == 0 and g < h <= cores for h in range(1, n + 1))
+    model, config, args = _sampler_args(blobs, 4, np.float32)
+    runs = []
+    for cores in ({0}, {0, 1}):
+        monkeypatch.setattr(nuts.os, "sched_getaffinity", lambda pid, c=cores: c,
+                            raising=False)
+        assert nuts._cpu_threads(4) == len(cores)
+        runs.append(nuts._run_vectorized(model, config, *args, batched=False))
+    (s1, e1), (s2, e2) = runs
+    for name in s1:
+        np.testing.assert_array_equal(s1[name], s2[name])
+    np.testing.assert_array_equal(e1["num_steps"], e2["num_steps"])
+    assert not np.allclose(s1["means"][0], s1["means"][1])  # chains differ from each other
 
 
 # ---- MAP ------------------------------------------------------------------------------
