@@ -3,19 +3,12 @@
     python docs/make_figures.py            # writes docs/*.png
     python docs/make_figures.py --out DIR  # somewhere else
 
-Every seed is fixed, so a rerun with the same library version, dependencies and number of
-usable CPU cores writes byte-identical PNGs (checked: two runs on one 2-core machine,
-JAX 0.10.2). Other runs can differ. A change to the library's fitting (initialisation,
-priors, the NUTS program) can change any figure: the EM figures committed with this
-script (2e8043a) are reproduced by that commit's code, but later code numbers the
-components of clusters.png differently. The NUTS figures (uncertainty,
-posterior_ellipses, trace, rank) also depend on the number of cores the process may use:
-the chains are split into one program per host-thread group
-(``bayesgmm.bayes.inference.nuts._chain_groups``), and with the same seed one core (both
-chains in one program) and two cores (one chain each) give different draws from the
-first kept draw on. The committed NUTS figures were reproduced here neither by
-2e8043a's code on two cores nor by later code on one (they were drawn on another
-machine, perhaps another JAX version). The Bayesian figures come from one NUTS fit, 2
+Every seed is fixed, so a rerun with the same library version and dependencies writes
+byte-identical PNGs (checked: two runs on one 2-core machine, JAX 0.10.2), whatever the
+number of CPU cores (each NUTS chain runs in the one-chain program, on as many host
+threads as there are cores). A change to the library's fitting (initialisation, priors,
+the NUTS program) can change any figure; the committed ones are this script's output
+with the library of the commit that last wrote them. The Bayesian figures come from one NUTS fit, 2
 chains x (100 warm-up + 100 draws), on 200 points of the anisotropic blobs: about half a
 minute on a laptop CPU. Each PNG is kept under 150 KB (checked at the end).
 
