@@ -354,9 +354,16 @@ def feature_names(X) -> np.ndarray | None:
     if columns is None or isinstance(X, np.ndarray):
         return None
     names = np.asarray(list(columns), dtype=object)
-    if names.ndim != 1 or not names.size or not all(isinstance(n, str) for n in names):
+    if names.ndim != 1 or not names.size:
         return None
-    return names
+    text = [isinstance(n, str) for n in names]
+    if any(text) and not all(text):  # scikit-learn's TypeError: neither names nor positions
+        kinds = sorted({type(n).__name__ for n in names})
+        raise TypeError(
+            f"Feature names are only supported if all input features have string names, "
+            f"but X's columns have {kinds} as name types; give every column a str name "
+            f"(X.columns = X.columns.astype(str)) or pass X.to_numpy()")
+    return names if all(text) else None
 
 
 def check_feature_names(X, fitted: np.ndarray | None, estimator_name: str) -> None:
@@ -365,8 +372,16 @@ def check_feature_names(X, fitted: np.ndarray | None, estimator_name: str) -> No
     silently scored as the fit's features. An array is taken by position (the names
     are the table's; the library's own calls pass arrays). A table against a fit on an
     array is taken by position too, with scikit-learn's ``UserWarning``: nothing can
-    check that its columns are the fit's."""
+    check that its columns are the fit's; so is a table whose column names are not str
+    (0, 1, ...) against a fit on named columns, with scikit-learn's other warning."""
     names = feature_names(X)
+    if fitted is not None and names is None and getattr(X, "columns", None) is not None \
+            and not isinstance(X, np.ndarray):  # a table without str names
+        warnings.warn(f"X does not have valid feature names, but {estimator_name} was "
+                      f"fitted with feature names: its columns are taken by position; "
+                      f"pass X[model.feature_names_in_] or name its columns",
+                      UserWarning, stacklevel=_caller_level())
+        return
     if fitted is None and names is not None:
         warnings.warn(f"X has feature names, but {estimator_name} was fitted without "
                       "feature names: its columns are taken by position", UserWarning,

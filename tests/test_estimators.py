@@ -283,6 +283,31 @@ def test_dataframe_columns_become_feature_names_and_are_checked(blobs, make):
     np.testing.assert_array_equal(swapped, model.predict(X[:, ::-1]))
 
 
+def test_tables_without_str_column_names_as_scikit_learn(blobs):
+    """A table whose columns are 0, 1 against a fit on named columns is taken by
+    position with scikit-learn's warning (it was silent); columns mixing str and int
+    names are refused with scikit-learn's TypeError (they were fitted as an array)."""
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    pd = pytest.importorskip("pandas")
+    X = blobs[0][:100]
+    df = pd.DataFrame(X, columns=["a", "b"])
+    model = GaussianMixture(2, random_state=0).fit(df)
+    sk = SkGM(2, random_state=0).fit(df)
+    numbered = pd.DataFrame(X)
+    for m in (model, sk):
+        with pytest.warns(UserWarning, match="X does not have valid feature names, but "
+                                             f"{type(m).__name__} was fitted with feature "
+                                             "names"):
+            m.predict(numbered)
+    np.testing.assert_array_equal(model.predict(numbered), model.predict(X))
+    mixed = pd.DataFrame(X, columns=["a", 1])
+    for m in (GaussianMixture(2, random_state=0), SkGM(2, random_state=0)):
+        with pytest.raises(TypeError, match="only supported if all input features have "
+                                            "string names"):
+            m.fit(mixed)
+
+
 def test_partial_fit_takes_the_first_batchs_feature_names(blobs):
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame(blobs[0][:100], columns=["a", "b"])
