@@ -27,10 +27,10 @@ from bayesgmm import fitting, robust, missing as missing_data
 from bayesgmm.engines import numpy as host
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
-    MISSING_OPTIONS,
     check_array_2d,
     check_feature_names,
     check_is_fitted,
+    check_missing_option,
     check_n_features,
     check_n_samples_drawn,
     check_params,
@@ -518,9 +518,7 @@ default="auto"
         settings (engine "gpu9", tol "abc") at load instead of at the next fit."""
         self._options().check()
         _check_warm_start(self.warm_start)
-        if self.missing not in MISSING_OPTIONS:
-            raise ValueError(f"Invalid value for 'missing': {self.missing!r}; 'missing' "
-                             f"should be in {MISSING_OPTIONS}")
+        check_missing_option(self.missing)
 
     def _store(self, params: GMMParams, info, n_padded: int) -> None:
         """Store ``params`` (K components, NumPy) and ``info``'s report; the covariance

@@ -658,15 +658,12 @@ def _check_settings(meta: dict, settings: dict, path: Path) -> None:
         estimator = GaussianMixture
     else:
         from bayesgmm.bayes import BayesianGaussianMixture as estimator
-    problem = None
     try:
         check_settings(estimator(**settings))
     except (TypeError, ValueError) as err:
-        problem = str(err)
-    if problem is not None:
         raise _fail(path, f"meta.json's estimator_params are not valid {meta['estimator']} "
-                          f"settings: {problem}; the file was edited or is damaged: re-save "
-                          "the model")
+                          f"settings: {err}; the file was edited or is damaged: re-save "
+                          "the model") from None
 
 
 def _decode_value(value, where: str, path: Path):
@@ -840,9 +837,9 @@ def _read_online(path: Path, params: GMMParams):
 
     z = _read_npz(path, _ONLINE_ARRAYS)
     K, D, dtype = params.n_components, params.n_features, params.dtype
-    entry = ops(params.covariance_type)
-    matrix = len(entry.factor_shape(K, D)) - (entry.component_axis is not None) == 2
-    shapes = {"nk": (K,), "sx": (K, D), "sxx": (K, D, D) if matrix else (K, D),
+    # SuffStats' second moments: (K, D, D) for the models of full moments, else (K, D)
+    full = ops(params.covariance_type).full_moments
+    shapes = {"nk": (K,), "sx": (K, D), "sxx": (K, D, D) if full else (K, D),
               "shift": (K, D), "sum_w": (), "sum_wll": ()}
     for name, shape in shapes.items():
         a = z[name]

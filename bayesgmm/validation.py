@@ -30,6 +30,7 @@ __all__ = [
     "feature_names",
     "check_feature_names",
     "MISSING_OPTIONS",
+    "check_missing_option",
     "check_sample_weight",
     "check_n_features",
     "check_positive_int",
@@ -248,6 +249,14 @@ def check_is_fitted(estimator) -> None:
 MISSING_OPTIONS = ("error", "marginalize")
 
 
+def check_missing_option(missing) -> None:
+    """A ``ValueError`` naming the valid values for a ``missing`` setting outside
+    :data:`MISSING_OPTIONS` (every estimator's, with data or without)."""
+    if missing not in MISSING_OPTIONS:
+        raise ValueError(f"Invalid value for 'missing': {missing!r}; 'missing' should be "
+                         f"in {MISSING_OPTIONS}")
+
+
 def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "",
                    missing: str = "error", marginalize_in: str | None = None) -> np.ndarray:
     """Return ``X`` as a 2-D float32/float64 NumPy array, or raise a clear ``ValueError``.
@@ -261,9 +270,7 @@ def check_array_2d(X, *, name: str = "X", min_samples: int = 1, context: str = "
     ``missing="marginalize"``, which the NaN message then names; ``None``: the message
     says to drop or impute the rows (the caller has no missing-value model).
     """
-    if missing not in MISSING_OPTIONS:
-        raise ValueError(f"Invalid value for 'missing': {missing!r}; 'missing' should be "
-                         f"in {MISSING_OPTIONS}")
+    check_missing_option(missing)
     if X is None:
         raise ValueError(f"{name} is None; expected an array-like of shape (n_samples, n_features)")
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):

@@ -82,11 +82,9 @@ def check_options(*, missing="error", noise=False, noise_volume="box", component
     (the values :class:`bayesgmm.RobustMixture` and ``GaussianMixture`` take, except an
     infinite ``df``: use ``component="gaussian"``)."""
     from bayesgmm.robust import NOISE_VOLUMES
-    from bayesgmm.validation import MISSING_OPTIONS
+    from bayesgmm.validation import check_missing_option
 
-    if missing not in MISSING_OPTIONS:
-        raise ValueError(f"Invalid value for 'missing': {missing!r}; 'missing' should be in "
-                         f"{MISSING_OPTIONS}")
+    check_missing_option(missing)
     if not isinstance(noise, (bool, np.bool_)):
         raise ValueError(f"noise must be True or False, got {noise!r}")
     number = lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
