@@ -389,6 +389,7 @@ def test_one_feature_starts_from_quantile_classes():
 
     x = np.random.default_rng(1).gamma(2.0, size=(80, 1))
     tree = cached_hc_tree(x)
+    assert len(tree.merges) == 0 and len(tree.rows) == 80  # no merges grown for nothing
     for k in (2, 3, 5):
         labels = quantile_classes(x[:, 0], k)
         means = [x[labels == j, 0].mean() for j in range(k)]
