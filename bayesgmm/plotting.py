@@ -106,11 +106,11 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
                          "For posterior draws use plot_posterior_ellipses")
     i, j = _check_dims(dims, p.n_features)
     colors = _component_colors(p.n_components, cmap)
-    noise = False
+    noise = None
     if X is not None:
         X = _check_X(X, p.n_features)
         c = _label_colors(labels, X.shape[0], colors)
-        noise = labels is not None and bool(np.any(np.asarray(labels) == -1))
+        noise = _noise_entry(labels, robust)
         ax.scatter(X[:, i], X[:, j], c=c, s=point_size, linewidths=0, zorder=2)
     cov = np.asarray(p.full_covariances)
     wmax = p.weights.max()
@@ -124,7 +124,7 @@ def plot_ellipses(params, X=None, labels=None, *, ax=None, dims=(0, 1), feature_
         ax.plot(*p.means[k, [i, j]], marker="x", color="k", ms=6, zorder=3)
     _label_axes(ax, names, i, j)
     if legend:
-        _component_legend(ax, colors, p.weights, noise=_noise_label(robust) if noise else None)
+        _component_legend(ax, colors, p.weights, noise=noise)
     if title is not None:
         ax.set_title(title)
     ax.autoscale_view()
@@ -208,8 +208,7 @@ def plot_pairs(X, params, *, labels=None, feature_names=None, features=None, fig
                 ax.tick_params(labelleft=False)
             elif c == r > 0:  # a density of its own scale, labelled where no panel is
                 ax.yaxis.tick_right()
-    noise = labels is not None and bool(np.any(np.asarray(labels) == -1))
-    noise = _noise_label(robust) if noise else None
+    noise = _noise_entry(labels, robust)
     if F > 1:  # the empty top right panel, from its left edge (a wide one grows right)
         _component_legend(axes[0, F - 1], colors, p.weights, loc="upper left", noise=noise)
     else:
@@ -661,8 +660,11 @@ def _label_colors(labels, N: int, colors: np.ndarray):
     return np.where((labels == -1)[:, None], _NOISE, colors[np.maximum(labels, 0)])
 
 
-def _noise_label(robust) -> str:
-    """The legend's name of the noise points, with the noise weight where it is known."""
+def _noise_entry(labels, robust) -> str | None:
+    """The legend's name of the noise points (label -1), with the noise weight where it
+    is known; None when no point is noise."""
+    if labels is None or not np.any(np.asarray(labels) == -1):
+        return None
     if robust is not None and robust.has_noise:
         return f"noise (w = {float(robust.noise_weight):.2f})"
     return "noise"
