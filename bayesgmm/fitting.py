@@ -611,9 +611,10 @@ def _hc_start(key, X, w, options: FitOptions, choice: Choice, *,
               prior: Prior | None) -> GMMParams:
     """The hierarchical start, batch shape ``(1,)`` with ``choice.n_padded`` components:
     :func:`bayesgmm.initialize.hc_params` of the tree of X (grown once per data set,
-    on at most :data:`~bayesgmm.initialize.HC_MAX_ROWS` rows drawn by ``key``'s stream
-    5), as NumPy in X's dtype; with a ``prior`` (or ``equal_weights``) the partition's
-    M-step is EM's, MAP, as mclust's ``me`` starts (diabetes, VVI, K = 5 with
+    on every row up to :data:`~bayesgmm.initialize.HC_ALL_ROWS`, else on
+    :data:`~bayesgmm.initialize.HC_MAX_ROWS` rows drawn by ``key``'s stream 5), as
+    NumPy in X's dtype; with a ``prior`` (or ``equal_weights``) the partition's M-step
+    is EM's, MAP, as mclust's ``me`` starts (diabetes, VVI, K = 5 with
     mclust's default prior: -2377.93 from the likelihood M-step, -2364.25 as mclust).
     ``prior``: ``options.prior`` as :func:`resolve_prior` gave it for these rows, which
     the caller has (``None``: the likelihood M-step)."""

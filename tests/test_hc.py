@@ -202,15 +202,15 @@ def test_subsample_path_grows_on_max_rows_and_em_places_the_rest():
     assert ari(y[tree.rows], hc_partition(tree, 4)) >= 0.98  # an outlier may stray
     import bayesgmm.initialize as init
 
-    before = init.HC_MAX_ROWS
+    before = init.HC_ALL_ROWS, init.HC_MAX_ROWS
     try:
-        init.HC_MAX_ROWS = 300
+        init.HC_ALL_ROWS = init.HC_MAX_ROWS = 300
         init._HC_CACHE.clear()
         gm = GaussianMixture(4, init_params="hc", random_state=0).fit(X)
         (grown,) = init._HC_CACHE.values()
         assert len(grown.rows) == 300  # the estimator's tree grew on the subsample
     finally:
-        init.HC_MAX_ROWS = before
+        init.HC_ALL_ROWS, init.HC_MAX_ROWS = before
         init._HC_CACHE.clear()
     assert ari(y, gm.predict(X)) == 1.0
 
@@ -397,3 +397,27 @@ def test_one_feature_starts_from_quantile_classes():
         np.testing.assert_allclose(np.sort(p.means[:, 0]), np.sort(means), rtol=1e-12)
         many = hc_params_many(x, None, tree, [k], "V", 1e-6)[0]
         np.testing.assert_allclose(np.sort(many.means[:, 0]), np.sort(means), rtol=1e-12)
+
+
+def test_default_tree_takes_every_row_up_to_mclusts_subset():
+    """mclust grows its tree on every row up to ``mclust.options("subset")`` (2000)
+    rows, so there its starts are deterministic and ours must be the same: R's
+    ``chevron`` (1,104 rows; mclust 6.0.0's ``mclustBIC``: EII,3 log-likelihood
+    -10902.46, EII,9 -10686.13, EM from its tree's cuts). On a 1,000-row subsample the
+    tree's cuts led EM to -10932.67 and -10745.74. Above 2000 rows the tree grows on
+    HC_MAX_ROWS of them."""
+    import pathlib
+
+    import bayesgmm.initialize as init
+
+    assert init.HC_ALL_ROWS == 2000
+    rng = np.random.default_rng(0)
+    assert len(hc_tree(rng.normal(size=(1500, 2))).rows) == 1500
+    assert len(hc_tree(rng.normal(size=(2001, 2))).rows) == init.HC_MAX_ROWS
+    X = np.loadtxt(pathlib.Path(__file__).parent / "data" / "chevron.csv", delimiter=",",
+                   skiprows=1)
+    assert X.shape == (1104, 2)
+    for k, mclust in ((3, -10902.46), (9, -10686.13)):
+        gm = GaussianMixture(k, covariance_type="EII", init_params="hc", tol=1e-5,
+                             max_iter=1000, random_state=0).fit(X)
+        assert gm.score(X) * len(X) >= mclust - 1e-5 * abs(mclust), k
