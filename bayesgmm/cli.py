@@ -1226,25 +1226,24 @@ def _figures(stage: Path, cfg: RunConfig, data: Dataset, params, labels, proba,
              interval, model=None) -> dict:
     """The PNG figures of a fit (with ``model``, a Bayesian fit: trace and rank plots
     of its relabeled draws); returns {name: path}. Points are drawn where every feature
-    is observed (a row with a missing value has no place on the axes)."""
+    is observed (a row with a missing value has no place on the axes); a noise
+    component's points (label -1) too, black and named in the legend, as
+    :func:`bayesgmm.plotting.plot_ellipses` draws them."""
     X, names = data.X, data.feature_names
     complete = ~np.isnan(X).any(axis=1)  # (N,)
     kind = "EM" if cfg.bayes is None else ("MAP" if cfg.bayes.method == "map"
                                            else "posterior mean")
     files = {"clusters": stage / "clusters.png", "membership": stage / "membership.png"}
     title = f"{cfg.name}: K={params.n_components} ({params.covariance_type}, {kind})"
-    kept = (labels >= 0) & complete  # noise points (label -1) are left out of the ellipses
-    if not (labels >= 0).all():
-        title += f"; {int(np.sum(labels < 0))} noise points not drawn"
     if not complete.all():
         title += f"; {int(np.sum(~complete))} rows with missing values not drawn"
     if X.shape[1] == 1:  # one feature: the mixture's density over the data's histogram
         _figure(files["clusters"], functools.partial(_plot("plot_pairs"),
-                                                     labels=labels[kept]),
-                X[kept], params, names=names, axes=False)
+                                                     labels=labels[complete]),
+                X[complete], params, names=names, axes=False)
         return {"clusters": files["clusters"], **_draws_figures(stage, cfg, model)}
-    _figure(files["clusters"], _plot("plot_ellipses"), params, X[kept], labels[kept],
-            names=names, title=title)
+    _figure(files["clusters"], _plot("plot_ellipses"), params, X[complete],
+            labels[complete], names=names, title=title)
     _figure(files["membership"], functools.partial(
                 _plot("plot_membership"), noise=proba.shape[1] > params.n_components),
             X[complete], proba[complete], names=names)

@@ -15,8 +15,9 @@ that keeps it on the canvas; an ``ax`` of your own needs a layout engine or
 ``savefig(..., bbox_inches="tight")`` to do the same.
 
 Colours are chosen to survive print and colour-blindness: ``tab10`` without its grey (9
-colours; ``tab20`` without its two greys, 18, above 9 components) for components, so no
-component looks like the grey of uncertain or unlabelled points; black for noise points;
+colours; ``tab20`` without its two greys, 18, above 9 components) for components (and
+:func:`plot_selection`'s covariance models), so no component looks like the grey of
+uncertain or unlabelled points; black for noise points;
 ``viridis_r`` for uncertainty on the fixed scale 0 to 1 (uncertain points dark, certain
 ones light, so the few that matter stand out on white; one colour means one value in every
 figure). ArviZ is never imported here: trace and rank plots go through
@@ -239,7 +240,8 @@ def plot_selection(table, *, ax=None, criterion=None, criteria=None, title=None,
         when missing.
     title : str, optional
     cmap : str, optional
-        Model colours; default ``tab10`` (``tab20`` for more than 10 models).
+        Model colours; default the components' palette of the other figures (``tab10``
+        without its grey; ``tab20`` without its greys above 9 models).
 
     Returns
     -------
@@ -259,8 +261,7 @@ def plot_selection(table, *, ax=None, criterion=None, criteria=None, title=None,
     ks = np.asarray(table["n_components"])
     types = np.asarray(table["covariance_type"]).astype(str)
     models = list(dict.fromkeys(types.tolist()))
-    colors = _component_colors(len(models), cmap or ("tab10" if len(models) <= 10
-                                                     else "tab20"))
+    colors = _component_colors(len(models), cmap)
     styles = ("-", "--", ":", "-.")
     several = len(criteria) > 1
     for m, name in enumerate(models):

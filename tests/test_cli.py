@@ -506,6 +506,91 @@ def test_bayes_noise_t_and_sparse_options_reach_the_fit_and_its_outputs(csv_run)
     assert (saved.noise, saved.component, saved.df, saved.sparse) == (True, "t", 4.0, True)
 
 
+def _saved_figures(monkeypatch) -> dict:
+    """{PNG name: Figure} of the figures saved from now on: each real figure is kept as
+    it is saved (and its PNG written as usual), so its Axes can be read afterwards."""
+    from matplotlib.figure import Figure
+
+    saved, savefig = {}, Figure.savefig
+
+    def keep(fig, fname, *args, **kwargs):
+        saved[Path(fname).name] = fig
+        return savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return saved
+
+
+@pytest.mark.usefixtures("standard_promotion")  # NumPyro's own code is not strict-clean
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # MAP: one draw, sd NaN
+def test_clusters_png_draws_the_noise_points(csv_run, monkeypatch):
+    """clusters.png of a [bayes] noise fit left the points labelled -1 out (its title
+    said "4 noise points not drawn"); it draws every row, the noise points black with a
+    "noise" legend entry, as plot_ellipses draws them."""
+    import matplotlib
+    from matplotlib.image import imread
+
+    tmp_path, _, X, y = csv_run
+    far = np.array([[-9.0, 14.0], [15.0, -8.0], [16.0, 15.0], [-10.0, -9.0]])  # planted noise
+    with (tmp_path / "data" / "d.csv").open("a") as fh:
+        fh.writelines(f"n{i},{a},0,{b},noise\n" for i, (a, b) in enumerate(far))
+    cfg = from_dict({"name": "noisy", "data": {"path": str(tmp_path / "data" / "d.csv"),
+                                               "columns": ["width", "height"]},
+                     "sweep": {"n_components": 3},
+                     "bayes": {"method": "map", "noise": True}})
+    figures = _saved_figures(monkeypatch)
+    run_workflow(cfg, tmp_path / "out", log=lambda line: None)
+    out = tmp_path / "out"
+    with (out / "membership.csv").open() as fh:
+        labels = np.array([int(r[1]) for r in list(csv.reader(fh))[1:]])
+    np.testing.assert_array_equal(labels[120:], -1)  # the planted points are the noise
+    assert np.all(labels[:120] >= 0)
+    ax = figures["clusters.png"].axes[0]
+    points = ax.collections[0]
+    # every row, noise included, in the data's order (the CSV holds 6 decimals)
+    np.testing.assert_allclose(points.get_offsets(), np.vstack([X, far]), atol=1e-6)
+    faces = points.get_facecolors()
+    np.testing.assert_array_equal(faces[120:], np.tile([0.0, 0.0, 0.0, 1.0], (4, 1)))
+    # the components' points in their colours (tab10 by label), none black
+    tab10 = np.asarray(matplotlib.colormaps["tab10"](np.arange(3)))
+    np.testing.assert_allclose(faces[:120], tab10[labels[:120]])
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[3:] == ["noise"] and all(t.startswith("component") for t in texts[:3])
+    assert "not drawn" not in ax.get_title()
+    image = imread(out / "clusters.png")
+    assert (out / "clusters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.shape[0] > 200 and image[..., :3].std() > 0.05
+
+
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")
+def test_one_feature_clusters_png_draws_the_noise_points(tmp_path, monkeypatch):
+    """On one feature clusters.png is the density over the data's histogram: the noise
+    points were left out of the histogram too; it now spans every row, and the legend
+    names the noise."""
+    from matplotlib.patches import Rectangle
+
+    rng = np.random.RandomState(0)
+    x = np.r_[rng.normal(-3, 0.5, 60), rng.normal(3, 0.5, 60), [-25.0, 30.0]]
+    np.savetxt(tmp_path / "d.csv", x[:, None], delimiter=",", fmt="%.6f")
+    cfg = from_dict({"name": "one", "data": {"path": str(tmp_path / "d.csv")},
+                     "sweep": {"n_components": 2}, "bayes": {"method": "map", "noise": True}})
+    figures = _saved_figures(monkeypatch)
+    run_workflow(cfg, tmp_path / "out", log=lambda line: None)
+    with (tmp_path / "out" / "membership.csv").open() as fh:
+        labels = np.array([int(r[1]) for r in list(csv.reader(fh))[1:]])
+    np.testing.assert_array_equal(labels[120:], -1)
+    ax = figures["clusters.png"].axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    left = min(b.get_x() for b in bars)
+    right = max(b.get_x() + b.get_width() for b in bars)
+    np.testing.assert_allclose([left, right], [-25.0, 30.0], atol=1e-9)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "noise"
+    assert (tmp_path / "out" / "clusters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["run", "--help"],
                                   ["sweep", "--help"], ["show", "--help"],
                                   ["predict", "--help"], ["demo", "--help"]])

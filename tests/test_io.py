@@ -852,6 +852,75 @@ def test_map_roundtrip(tmp_path, small_data, method, ct, dtype):
     np.testing.assert_array_equal(table["probability"], fit.predict_proba(X).max(axis=1))
 
 
+@pytest.fixture(scope="module")
+def map_fits(small_data):
+    """MAP fits (one draw each, the cheapest) of a plain model, one with a noise
+    component, and one on small_data with 10% of its values missing; and their data."""
+    holes = small_data.copy()
+    holes[np.random.default_rng(0).random(holes.shape) < 0.1] = np.nan
+    holes[np.isnan(holes).all(axis=1), 0] = small_data[np.isnan(holes).all(axis=1), 0]
+    return {"plain": (_fit_bayes(small_data, method="map"), small_data),
+            "noise": (_fit_bayes(small_data, method="map", noise=True), small_data),
+            "holes": (_fit_bayes(holes, method="map", missing="marginalize"), holes)}
+
+
+@pytest.mark.parametrize("fit, change, message", [
+    ("plain", {"noise": True}, r"it has noise=True, but its posterior was sampled with "
+                               r"noise=False .*set it back \(model.set_params\(noise=False\)\)"),
+    ("plain", {"component": "t", "df": 4.0},
+     r"it has component='t', df=4.0, but its posterior was sampled with "
+     r"component='gaussian', df=None .*refit the model with the new settings .*set them "
+     r"back \(model.set_params\(component='gaussian', df=None\)\)"),
+    ("noise", {"noise": False}, r"it has noise=False, but .* sampled with noise=True"),
+    ("noise", {"noise_volume": 50.0},
+     r"it has noise_volume=50.0, but .* sampled with noise_volume='box'"),
+    ("noise", {"noise_volume": "hull"},
+     r"it has noise_volume='hull', but .* sampled with noise_volume='box'"),
+    ("holes", {"missing": "error"},
+     r"it has missing='error', but .* sampled with missing='marginalize'"),
+])
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # one draw: sd is NaN
+def test_bayes_save_refuses_model_settings_changed_since_the_fit(tmp_path, map_fits, fit,
+                                                                 change, message):
+    """set_params(noise=True) after a fit without noise saved silently a folder whose
+    meta.json said noise=True beside a posterior sampled without it (and so for the
+    other options that define the model); save refuses, naming the setting and its
+    fitted value, and writes nothing; set back, the fit saves and loads as it was."""
+    model, X = map_fits[fit]
+    fitted = model.get_params()
+    model.set_params(**change)
+    try:
+        with pytest.raises(ValueError, match="Cannot save this BayesianGaussianMixture: "
+                                             + message):
+            bayesgmm.save(model, tmp_path / "deep" / "m")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        model.set_params(**{name: fitted[name] for name in change})
+    back = bayesgmm.load(bayesgmm.save(model, tmp_path / "m"))
+    assert back.get_params() == fitted
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")
+def test_bayes_save_keeps_settings_that_leave_the_model_as_fitted(tmp_path, map_fits):
+    """Settings that leave the model as fitted are not refused: missing="marginalize"
+    on a fit of complete data, a noise volume without noise, and inference settings
+    (the posterior is the one drawn)."""
+    model, X = map_fits["plain"]
+    fitted = model.get_params()
+    model.set_params(missing="marginalize", noise_volume=5.0, n_draws=7)
+    try:
+        back = bayesgmm.load(bayesgmm.save(model, tmp_path / "plain"))
+    finally:
+        model.set_params(**fitted)
+    assert (back.missing, back.noise_volume, back.n_draws) == ("marginalize", 5.0, 7)
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+
+
 # ---- tables ------------------------------------------------------------------------------
 
 

@@ -250,6 +250,29 @@ def test_plot_selection_icl_curves_and_another_criterion(blobs):
         plot_selection(table, criteria=("loo",))
 
 
+def test_plot_selection_colours_are_the_components_palette(tmp_path, blobs):
+    """plot_selection kept its own palette, tab10 whole: the 8th model's curve was
+    tab10's grey, the grey of uncertain points, which the other figures' palette (tab10
+    without it) leaves out. Its models now take the components' colours."""
+    models = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VVV")
+    table = sweep(blobs[0][::3], range(1, 4), models, random_state=0)
+    fig, ax = plt.subplots()
+    plot_selection(table, ax=ax)
+    assert [line.get_label() for line in ax.lines[:8]] == list(models)
+    colours = np.array([matplotlib.colors.to_rgba(line.get_color()) for line in ax.lines[:8]])
+    tab10 = np.asarray(matplotlib.colormaps["tab10"]([0, 1, 2, 3, 4, 5, 6, 8]))  # no grey 7
+    np.testing.assert_array_equal(colours, tab10)
+    assert not any(_is_grey(c) for c in colours)
+    # the components of an 8-component mixture take the same colours, in order
+    params = GaussianMixture(1, random_state=0).fit(blobs[0]).params_.to_numpy()
+    eight = GMMParams.from_sklearn(np.full(8, 1 / 8), np.repeat(params.means, 8, 0),
+                                   covariance_type="full",
+                                   covariances=np.repeat(params.full_covariances, 8, 0))
+    edges = [e.get_edgecolor() for e in _ellipses(plot_ellipses(eight, n_std=(1.0,)))]
+    np.testing.assert_array_equal(np.array(edges)[:, :3], colours[:, :3])
+    _render(fig, tmp_path / "sel8.png")
+
+
 def test_plot_selection_and_membership_png(tmp_path, blobs):
     X = blobs[0]
     table = sweep(X, range(1, 6), random_state=0)

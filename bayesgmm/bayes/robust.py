@@ -54,8 +54,9 @@ from bayesgmm.compilation import jit
 from bayesgmm.params import GMMParams
 
 __all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "check_options", "noise_log_extent",
-           "em_start", "start_sites", "run", "draw_sites", "fitted_attributes", "log_joint",
-           "membership", "pointwise_log_likelihood", "log_predictive_density", "finish"]
+           "changed_options", "em_start", "start_sites", "run", "draw_sites",
+           "fitted_attributes", "log_joint", "membership", "pointwise_log_likelihood",
+           "log_predictive_density", "finish"]
 
 #: The noise weight a start gets when no robust EM fit gives one (data with holes).
 NOISE_START = 0.05
@@ -123,6 +124,71 @@ def noise_log_extent(X, volume="box") -> np.ndarray:
                          f"{complete.shape[0]}; use noise_volume='box' or a number")
     log_v = noise_log_volume(complete, volume)
     return np.full(D, log_v / D)
+
+
+def changed_options(settings: dict, priors: Priors, X) -> list[tuple[str, object]]:
+    """The options of :class:`bayesgmm.BayesianGaussianMixture` that define the model
+    and no longer give the one a fit's posterior was sampled under (``set_params``
+    after fit), each with the value that does.
+
+    ``noise``, ``component`` and ``df`` are compared with the fit's resolved
+    ``priors``; ``noise_volume`` (with noise) and ``missing`` with its training data
+    ``X`` (N, D): the noise region recomputed, and NaN there needs
+    ``missing="marginalize"``. ``n_components`` and ``covariance_type`` are
+    :func:`bayesgmm.io.save`'s own check; prior hyper-parameters and inference
+    settings are not compared.
+
+    Parameters
+    ----------
+    settings : dict
+        The estimator's ``get_params()``.
+    priors : Priors
+        Its ``priors_``.
+    X : array of shape (N, D)
+        Its training data (``idata_``'s ``observed_data``, NaN kept).
+
+    Returns
+    -------
+    list of (str, object)
+        (option, fitted value), in the order above; empty when none changed. A noise
+        region's fitted value is the ``noise_volume`` rule that gives it, else its
+        volume V.
+    """
+    from bayesgmm.robust import NOISE_VOLUMES
+
+    X = np.asarray(X)
+    changed = []
+    noise, extent = priors.noise_log_extent is not None, priors.noise_log_extent
+    if not (isinstance(settings["noise"], (bool, np.bool_))
+            and bool(settings["noise"]) == noise):
+        changed.append(("noise", noise))
+    elif noise and not _same_region(X, settings["noise_volume"], extent):
+        fitted = next((v for v in NOISE_VOLUMES if _same_region(X, v, extent)),
+                      float(np.exp(np.sum(extent))))
+        changed.append(("noise_volume", fitted))
+    if not (isinstance(settings["component"], str)
+            and settings["component"] == priors.component):
+        changed.append(("component", priors.component))
+    df = settings["df"]
+    number = isinstance(df, (int, float, np.number)) and not isinstance(df, bool)
+    if not (df is None and priors.df is None
+            or number and priors.df is not None and float(df) == priors.df):
+        changed.append(("df", priors.df))
+    if np.isnan(X).any() and settings["missing"] != "marginalize":
+        changed.append(("missing", "marginalize"))
+    return changed
+
+
+def _same_region(X, volume, log_extent) -> bool:
+    """Whether ``noise_volume=volume`` gives X the noise region of log side lengths
+    ``log_extent`` (D,) (False for an invalid volume, or one X cannot give)."""
+    try:
+        check_options(noise_volume=volume)
+        region = noise_log_extent(X, volume)
+    except ValueError:
+        return False
+    # a volume given as the fitted V: log(exp(log V)) within rounding
+    return bool(np.allclose(region, log_extent, rtol=1e-12, atol=1e-12))
 
 
 def em_start(gaussian, X, *, component: str = "gaussian", df=None, noise: bool = False,
