@@ -185,10 +185,11 @@ def _check_settings_fitted(model) -> None:
     (``set_params``) since its fit: meta.json would hold the new settings beside the
     fitted arrays, a folder that :func:`load` then refuses as contradicting itself.
     Another name of the same model (``"VVV"`` for a ``"full"`` fit) is the same fit.
-    A Bayesian fit's other model settings too (``noise``, ``noise_volume``,
-    ``component``, ``df``, ``missing``: :func:`bayesgmm.bayes.robust.changed_options`):
-    after a change a folder was saved silently, its settings no longer the model its
-    posterior was sampled under."""
+    A Bayesian fit's other settings too (:func:`bayesgmm.bayes.robust.changed_settings`:
+    ``noise``, ``noise_volume``, ``component``, ``df``, ``missing``, ``sparse``,
+    ``priors``, ``method``, ``n_chains``, ``n_draws``): after a change a folder was
+    saved silently, its settings no longer the model its posterior was sampled under,
+    or (``method="nuts"`` on a MAP fit) not the way it was drawn."""
     params = model.params_ if type(model).__name__ == "GaussianMixture" else model.map_params_
     K, ct = params.n_components, params.covariance_type
     fix = "refit the model with the new setting (model.fit(X)) before saving it, or set it back"
@@ -204,13 +205,13 @@ def _check_settings_fitted(model) -> None:
             f"Cannot save this {type(model).__name__}: its covariance_type is "
             f"{setting!r} but it was fitted with {ct!r} covariances (set_params after "
             f"fit?); {fix} (model.set_params(covariance_type={ct!r}))")
-    priors = getattr(model, "priors_", None)  # None: a GaussianMixture, or an older folder
-    if priors is None:
+    if type(model).__name__ == "GaussianMixture":
         return
-    from bayesgmm.bayes.robust import changed_options
+    from bayesgmm.bayes.robust import changed_settings
 
-    X = model.idata_["observed_data"]["obs"].values  # the training data, NaN kept
-    changed = changed_options(model.get_params(), priors, X)
+    # priors_ None: a folder saved before they were kept (only the inference is compared)
+    changed = changed_settings(model.get_params(), getattr(model, "priors_", None),
+                               model.idata_)
     if changed:
         now = ", ".join(f"{name}={getattr(model, name)!r}" for name, _ in changed)
         then = ", ".join(f"{name}={value!r}" for name, value in changed)

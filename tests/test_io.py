@@ -4,6 +4,7 @@ are bit for bit the same, atomic writes, every damaged file named in its error (
 hint to allow_pickle), membership tables against responsibilities computed with SciPy."""
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -861,7 +862,17 @@ def map_fits(small_data):
     holes[np.isnan(holes).all(axis=1), 0] = small_data[np.isnan(holes).all(axis=1), 0]
     return {"plain": (_fit_bayes(small_data, method="map"), small_data),
             "noise": (_fit_bayes(small_data, method="map", noise=True), small_data),
-            "holes": (_fit_bayes(holes, method="map", missing="marginalize"), holes)}
+            "holes": (_fit_bayes(holes, method="map", missing="marginalize"), holes),
+            "custom": (_fit_bayes(small_data, method="map", priors=CUSTOM_PRIORS), small_data)}
+
+
+def _custom_priors():
+    from bayesgmm import Priors
+
+    return Priors(weight_concentration=2.0, mean_loc=np.array([1.0, 2.0]), scale_loc=0.8)
+
+
+CUSTOM_PRIORS = _custom_priors()
 
 
 @pytest.mark.parametrize("fit, change, message", [
@@ -905,20 +916,158 @@ def test_bayes_save_refuses_model_settings_changed_since_the_fit(tmp_path, map_f
 
 @pytest.mark.usefixtures("standard_promotion")
 @pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
-                            "ignore:invalid value:RuntimeWarning")
-def test_bayes_save_keeps_settings_that_leave_the_model_as_fitted(tmp_path, map_fits):
+                            "ignore:invalid value:RuntimeWarning",
+                            "ignore:Estimated shape parameter of Pareto:UserWarning")
+def test_bayes_save_keeps_settings_that_leave_the_model_as_fitted(tmp_path, map_fits,
+                                                                  nuts_saved, svi_fit):
     """Settings that leave the model as fitted are not refused: missing="marginalize"
-    on a fit of complete data, a noise volume without noise, and inference settings
-    (the posterior is the one drawn)."""
+    on a fit of complete data, a noise volume without noise, priors that resolve to the
+    fitted ones (the defaults spelled out; the fitted arrays; sparse beside a weight
+    concentration given), counts the method does not use (a MAP point's chains and
+    draws, SVI's chains), and settings of how the draws were reached or read out
+    (warm-up, step-size target, jitter, tree depth, SVI steps, padding, seed,
+    progress bar: the posterior is the one drawn)."""
     model, X = map_fits["plain"]
+    cases = [
+        (model, {"missing": "marginalize", "noise_volume": 5.0, "n_draws": 7, "n_chains": 3,
+                 "priors": _priors(), "random_state": 5, "progress_bar": True}),
+        (map_fits["custom"][0], {"sparse": True, "priors": _priors(
+            weight_concentration=2.0, mean_loc=np.array([1.0, 2.0]),
+            scale_loc=np.array([0.8, 0.8]))}),
+        (nuts_saved[0], {"n_warmup": 7, "target_accept_prob": 0.9, "jitter": 0.1,
+                         "max_tree_depth": 5, "n_svi_steps": 10, "n_padded": 4,
+                         "random_state": 3, "progress_bar": True}),
+        (svi_fit, {"n_chains": 3, "n_warmup": 7, "random_state": 3})]
+    for i, (fit, change) in enumerate(cases):
+        fitted = fit.get_params()
+        fit.set_params(**change)
+        try:
+            back = bayesgmm.load(bayesgmm.save(fit, tmp_path / str(i)))
+            _same_settings(back.get_params(), fit.get_params())
+        finally:
+            fit.set_params(**fitted)
+        np.testing.assert_array_equal(back.predict_proba(X), fit.predict_proba(X))
+
+
+def _priors(**fields):
+    from bayesgmm import Priors
+
+    return Priors(**fields)
+
+
+def _same_settings(a: dict, b: dict) -> None:
+    """Two get_params() equal, a Priors' arrays included."""
+    plain = lambda d: {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                       for k, v in d.items()}
+    np.testing.assert_equal(plain(a), plain(b))
+
+
+def _refused_then_saved(tmp_path, model, X, change, message):
+    """``change`` (set_params) makes save refuse with ``message``, writing nothing; set
+    back, the model saves and loads, answering as it did; returns the loaded model."""
     fitted = model.get_params()
-    model.set_params(missing="marginalize", noise_volume=5.0, n_draws=7)
+    tmp_path.mkdir(exist_ok=True)
+    model.set_params(**change)
     try:
-        back = bayesgmm.load(bayesgmm.save(model, tmp_path / "plain"))
+        with pytest.raises(ValueError, match="Cannot save this BayesianGaussianMixture: "
+                                             + message):
+            bayesgmm.save(model, tmp_path / "deep" / "m")
+        assert list(tmp_path.iterdir()) == []
     finally:
-        model.set_params(**fitted)
-    assert (back.missing, back.noise_volume, back.n_draws) == ("marginalize", 5.0, 7)
+        model.set_params(**{name: fitted[name] for name in change})
+    back = bayesgmm.load(bayesgmm.save(model, tmp_path / "m"))
+    _same_settings(back.get_params(), fitted)
     np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+    return back
+
+
+@pytest.mark.parametrize("fit, change, message", [
+    ("plain", {"priors": _priors(weight_concentration=3.0)},
+     r"it has priors=Priors\(weight_concentration=3.0, .*\), but its posterior was sampled "
+     r"with priors=None .*set it back \(model.set_params\(priors=None\)\)"),
+    # a data-scaled default: the same fields, other numbers once resolved on the data
+    ("plain", {"priors": _priors(scale_spread="std")},
+     r"it has priors=Priors\(.*scale_spread='std'\), but .* sampled with priors=None"),
+    ("plain", {"sparse": True},
+     r"it has sparse=True, but .* sampled with sparse=False .*\(model.set_params\("
+     r"sparse=False\)\)"),
+    ("custom", {"priors": None},
+     r"it has priors=None, but .* sampled with priors=Priors\(weight_concentration=2.0, "
+     r".*mean_loc=array\(\[1\., 2\.\]\), .*scale_loc=array\(\[0\.8, 0\.8\]\)"),
+    ("custom", {"priors": _priors(weight_concentration=2.0, mean_loc=np.array([1.0, 2.0]),
+                                  scale_loc=0.9)},
+     r"it has priors=Priors\(.*scale_loc=0.9.*\), but .* sampled with priors=Priors\("
+     r".*scale_loc=array\(\[0\.8, 0\.8\]\)"),
+    ("noise", {"noise": False, "priors": _priors(lkj_concentration=4.0)},
+     r"it has noise=False, priors=Priors\(.*lkj_concentration=4.0.*\), but .* sampled "
+     r"with noise=True, priors=None .*set them back"),
+], ids=["weight", "spread", "sparse", "custom-none", "custom-scale", "noise-and-lkj"])
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # one draw: sd is NaN
+def test_bayes_save_refuses_priors_changed_since_the_fit(tmp_path, map_fits, fit, change,
+                                                          message):
+    """set_params(priors=...) or sparse after a fit saved silently a folder whose
+    meta.json's priors were not the ones the posterior was sampled under; save refuses
+    when they resolve on the training data (idata_'s observed_data) to other numbers
+    than priors_, naming the setting and what gives the fitted priors; set back, it
+    saves and loads as it was."""
+    model, X = map_fits[fit]
+    _refused_then_saved(tmp_path, model, X, change, message)
+
+
+@pytest.fixture(scope="module")
+def svi_fit(small_data):
+    """The cheapest SVI fit (20 steps, 10 draws): one chain of draws, no sample_stats."""
+    return _fit_bayes(small_data, method="svi", n_svi_steps=20, n_draws=10)
+
+
+@pytest.mark.parametrize("fit, change, message", [
+    ("map", {"method": "nuts"},
+     r"it has method='nuts', but its posterior was sampled with method='map' .*set it back "
+     r"\(model.set_params\(method='map'\)\)"),
+    ("nuts", {"method": "map"}, r"it has method='map', but .* sampled with method='nuts'"),
+    ("nuts", {"n_chains": 4}, r"it has n_chains=4, but .* sampled with n_chains=2 "),
+    ("nuts", {"n_draws": 100}, r"it has n_draws=100, but .* sampled with n_draws=50 "),
+    ("nuts", {"n_chains": 1, "n_draws": 10},
+     r"it has n_chains=1, n_draws=10, but .* sampled with n_chains=2, n_draws=50 .*set "
+     r"them back \(model.set_params\(n_chains=2, n_draws=50\)\)"),
+    ("svi", {"method": "nuts"}, r"it has method='nuts', but .* sampled with method='svi'"),
+    ("svi", {"n_draws": 20}, r"it has n_draws=20, but .* sampled with n_draws=10 "),
+], ids=["map-method", "nuts-method", "nuts-chains", "nuts-draws", "nuts-both", "svi-method",
+        "svi-draws"])
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning",
+                            "ignore:Estimated shape parameter of Pareto:UserWarning")
+def test_bayes_save_refuses_inference_settings_changed_since_the_fit(
+        tmp_path, map_fits, nuts_saved, svi_fit, small_data, fit, change, message):
+    """A MAP fit saved with method="nuts" claimed to be posterior draws, a 2 x 50 NUTS
+    fit saved with n_chains=4 or n_draws=100 a run it was not; save refuses, naming the
+    method the fit's idata_ holds and its posterior's chains and draws. A loaded fit
+    (idata_ read back from idata.nc) refuses the same change."""
+    model = {"map": map_fits["plain"][0], "nuts": nuts_saved[0], "svi": svi_fit}[fit]
+    back = _refused_then_saved(tmp_path / "fit", model, small_data, change, message)
+    _refused_then_saved(tmp_path / "loaded", back, small_data, change, message)
+
+
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")
+def test_bayes_folder_without_priors_still_loads_saves_and_checks_the_draws(tmp_path,
+                                                                          nuts_saved,
+                                                                          small_data):
+    """A folder saved before meta.json kept the resolved priors loads without priors_
+    and saves; its inference settings are still checked (read from idata.nc)."""
+    _, saved = nuts_saved
+    folder = tmp_path / "old"
+    shutil.copytree(saved, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["priors"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    old = bayesgmm.load(folder)
+    assert not hasattr(old, "priors_")
+    _refused_then_saved(tmp_path / "again", old, small_data, {"n_draws": 7},
+                        r"it has n_draws=7, but .* sampled with n_draws=50 ")
 
 
 # ---- tables ------------------------------------------------------------------------------

@@ -66,8 +66,9 @@ COMPARE_DRAWS = {"n_warmup": 300, "n_draws": 300}
 
 
 # sparse=True: Dirichlet concentration SPARSE_CONCENTRATION / K on the weights (an
-# over-fitted mixture, Rousseau & Mengersen 2011; Malsiner-Walli et al. 2016).
-SPARSE_CONCENTRATION = 0.5
+# over-fitted mixture, Rousseau & Mengersen 2011; Malsiner-Walli et al. 2016); set by
+# robust.model_priors, which resolves the priors of a fit.
+SPARSE_CONCENTRATION = robust.SPARSE_CONCENTRATION
 
 
 class SamplingWarning(UserWarning):
@@ -289,7 +290,7 @@ class BayesianGaussianMixture(BaseEstimator):
         y : ignored
         """
         data, X = X, self._check_fit_X(X)
-        priors = self._priors(X).resolve(X)
+        priors = self._priors(X)
         k_run, start = self._fit_em_start(X)
         post = self._infer(k_run, X, start, priors)
         if not priors.robust:  # (a noise or t model's EM start is not this likelihood's)
@@ -518,21 +519,15 @@ class BayesianGaussianMixture(BaseEstimator):
             settings.pop("n_padded")
         return settings
 
-    def _priors(self, X=None) -> Priors:
-        """The priors before :meth:`Priors.resolve`: ``sparse`` sets the default
-        weight concentration to ``SPARSE_CONCENTRATION / n_components``; with X, the
-        messy-data fields are set from ``missing``, ``noise`` (the noise region of X)
-        and ``component``/``df``."""
-        priors = self.priors or Priors()
-        if self.sparse and priors.weight_concentration == Priors.weight_concentration:
-            priors = dataclasses.replace(
-                priors, weight_concentration=SPARSE_CONCENTRATION / int(self.n_components))
-        if X is None:
-            return priors
+    def _priors(self, X) -> Priors:
+        """The resolved priors of a fit on X (:func:`bayesgmm.bayes.robust.model_priors`):
+        ``sparse`` sets the default weight concentration to ``SPARSE_CONCENTRATION /
+        n_components``; the messy-data fields are set from ``missing``, ``noise`` (the
+        noise region of X) and ``component``/``df``."""
         extent = robust.noise_log_extent(X, self.noise_volume) if self.noise else None
-        return dataclasses.replace(
-            priors, noise_log_extent=extent, component=self.component, df=self.df,
-            marginalize_missing=priors.marginalize_missing or has_missing(X))
+        return robust.model_priors(self.priors, X, n_components=int(self.n_components),
+                                   sparse=bool(self.sparse), noise_log_extent=extent,
+                                   component=self.component, df=self.df)
 
     def _check_fit_X(self, X):
         self._check_settings()

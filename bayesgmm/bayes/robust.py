@@ -31,6 +31,7 @@ WAIC), ``observed_data`` (NaN kept) and the health checks that read them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -41,7 +42,7 @@ from jax.scipy.special import logsumexp
 from numpyro.infer import NUTS
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
-from bayesgmm.bayes import posterior
+from bayesgmm.bayes import arviz, posterior
 from bayesgmm.bayes.inference import InferenceResult, NUTSInfo, SVIInfo
 from bayesgmm.bayes.inference.map import map_info, minimise
 from bayesgmm.bayes.inference.nuts import EXTRA_FIELDS
@@ -51,10 +52,12 @@ from bayesgmm.bayes.inference.target import (bound_model, coordinate_units, prio
 from bayesgmm.bayes.model import (COMPONENTS, Priors, from_sites, model_type, robust_log_joint,
                                   to_sites)
 from bayesgmm.compilation import jit
+from bayesgmm.missing import has_missing
 from bayesgmm.params import GMMParams
 
-__all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "check_options", "noise_log_extent",
-           "changed_options", "em_start", "start_sites", "run", "draw_sites",
+__all__ = ["Start", "NOISE_START", "DF_START_BOUNDS", "SPARSE_CONCENTRATION", "check_options",
+           "noise_log_extent", "model_priors", "fitted_method", "changed_options",
+           "changed_settings", "em_start", "start_sites", "run", "draw_sites",
            "fitted_attributes", "log_joint", "membership", "pointwise_log_likelihood",
            "log_predictive_density", "finish"]
 
@@ -63,6 +66,9 @@ NOISE_START = 0.05
 #: An EM estimate of ν starts the sampler within these bounds (the Gamma(2, 0.1) prior
 #: has 99% of its mass below 66; EM's ν can sit at its bound of 1000).
 DF_START_BOUNDS = (1.0, 100.0)
+#: sparse=True: Dirichlet concentration SPARSE_CONCENTRATION / K on the weights (an
+#: over-fitted mixture, Rousseau & Mengersen 2011; Malsiner-Walli et al. 2016).
+SPARSE_CONCENTRATION = 0.5
 
 # Compiled MAP programs by configuration (X is an argument).
 _MAP_RUNNERS: dict = {}
@@ -126,6 +132,87 @@ def noise_log_extent(X, volume="box") -> np.ndarray:
     return np.full(D, log_v / D)
 
 
+def model_priors(priors, X, *, n_components: int, sparse: bool = False,
+                 noise_log_extent=None, component: str = "gaussian", df=None) -> Priors:
+    """The resolved priors :class:`bayesgmm.BayesianGaussianMixture` fits X (N, D) under
+    (its ``priors_``): ``priors`` (a :class:`Priors`, None for the defaults) with
+    ``sparse``'s weight concentration (``SPARSE_CONCENTRATION / n_components`` where
+    ``weight_concentration`` is left at its default), the messy-data fields
+    (``noise_log_extent``: the noise region's, :func:`noise_log_extent`; ``component``,
+    ``df``; NaN in X marginalised) and the data-scaled defaults
+    (:meth:`Priors.resolve`). The estimator's fit and :func:`changed_settings` both
+    call it."""
+    priors = priors or Priors()
+    if sparse and priors.weight_concentration == Priors.weight_concentration:
+        priors = dataclasses.replace(
+            priors, weight_concentration=SPARSE_CONCENTRATION / int(n_components))
+    return dataclasses.replace(
+        priors, noise_log_extent=noise_log_extent, component=component, df=df,
+        marginalize_missing=priors.marginalize_missing or has_missing(X)).resolve(X)
+
+
+def fitted_method(idata) -> str:
+    """The inference method whose draws ``idata`` (a fit's ``idata_``) holds, read from
+    its ``sample_stats`` group (:meth:`InferenceResult.sample_stats`): NUTS's has
+    ``diverging``, MAP's only ``lp``, SVI has none. A fit's groups record it, also in
+    a folder saved before this was read."""
+    if "sample_stats" not in idata:
+        return "svi"
+    return "nuts" if "diverging" in idata["sample_stats"].data_vars else "map"
+
+
+def changed_settings(settings: dict, priors: Priors | None, idata) -> list[tuple[str, object]]:
+    """The settings of :class:`bayesgmm.BayesianGaussianMixture` that no longer give the
+    posterior a fit holds (``set_params`` after fit), each with the value that does:
+    :func:`changed_options` (the model's options), then the priors (``sparse``,
+    ``priors``: :func:`model_priors` on the training data no longer gives ``priors``),
+    then the inference (``method``: :func:`fitted_method`; ``n_chains`` and ``n_draws``
+    of NUTS, ``n_draws`` of SVI: the posterior's chain and draw sizes; a MAP point has
+    neither).
+
+    Not compared, as the fit does not record them (the folder's draws stay what they
+    are): how the posterior was reached (``n_warmup``, ``target_accept_prob``,
+    ``jitter``, ``max_tree_depth``, ``n_svi_steps``, ``n_padded``, the EM start's
+    settings, ``random_state``), and settings no read-out of the fit depends on
+    (``progress_bar``). ``n_components`` and ``covariance_type`` are
+    :func:`bayesgmm.io.save`'s own check.
+
+    Parameters
+    ----------
+    settings : dict
+        The estimator's ``get_params()``.
+    priors : Priors or None
+        Its ``priors_``; None (a folder saved before they were kept): only the inference
+        settings are compared.
+    idata : arviz.InferenceData or xarray.DataTree
+        Its ``idata_``: the training data (``observed_data``, NaN kept) and the
+        posterior's sizes.
+
+    Returns
+    -------
+    list of (str, object)
+        (setting, fitted value), in the order above; empty when none changed. A
+        changed ``priors``' fitted value is the least ``Priors`` (None: the defaults)
+        that gives the fit's with the ``sparse`` it is reported with.
+    """
+    X = np.asarray(idata["observed_data"]["obs"].values)
+    sizes = arviz.group_sizes(idata, "posterior")
+    changed = [] if priors is None else (changed_options(settings, priors, X)
+                                         + _changed_priors(settings, priors, X,
+                                                           sizes["component"]))
+    method = fitted_method(idata)
+    if settings["method"] != method:
+        changed.append(("method", method))
+    counts = {"nuts": {"n_chains": sizes["chain"], "n_draws": sizes["draw"]},
+              "svi": {"n_draws": sizes["draw"]}}.get(method, {})
+    for name, n in counts.items():
+        value = settings[name]
+        if not (isinstance(value, int | np.integer) and not isinstance(value, bool)
+                and value == n):
+            changed.append((name, n))
+    return changed
+
+
 def changed_options(settings: dict, priors: Priors, X) -> list[tuple[str, object]]:
     """The options of :class:`bayesgmm.BayesianGaussianMixture` that define the model
     and no longer give the one a fit's posterior was sampled under (``set_params``
@@ -135,8 +222,8 @@ def changed_options(settings: dict, priors: Priors, X) -> list[tuple[str, object
     ``priors``; ``noise_volume`` (with noise) and ``missing`` with its training data
     ``X`` (N, D): the noise region recomputed, and NaN there needs
     ``missing="marginalize"``. ``n_components`` and ``covariance_type`` are
-    :func:`bayesgmm.io.save`'s own check; prior hyper-parameters and inference
-    settings are not compared.
+    :func:`bayesgmm.io.save`'s own check; the priors and the inference settings are
+    :func:`changed_settings`'.
 
     Parameters
     ----------
@@ -189,6 +276,65 @@ def _same_region(X, volume, log_extent) -> bool:
         return False
     # a volume given as the fitted V: log(exp(log V)) within rounding
     return bool(np.allclose(region, log_extent, rtol=1e-12, atol=1e-12))
+
+
+def _changed_priors(settings: dict, fitted: Priors, X, n_components: int) -> list:
+    """:func:`changed_settings`' prior settings: ``[]`` when ``settings``' ``priors`` and
+    ``sparse`` give X the ``fitted`` priors; else what to set back, with their values,
+    the first that gives them of: ``sparse`` alone; ``priors=None`` (with ``sparse`` as
+    it is, else with both); the least ``Priors`` that gives them (likewise); else
+    ``priors=fitted``. The messy-data fields are ``fitted``'s here
+    (:func:`changed_options` compares them)."""
+    def gives(priors, sparse) -> bool:
+        try:
+            now = model_priors(priors, X, n_components=n_components, sparse=sparse,
+                               noise_log_extent=fitted.noise_log_extent,
+                               component=fitted.component, df=fitted.df)
+        except (AttributeError, TypeError, ValueError):  # not a valid Priors
+            return False
+        return _same_priors(now, fitted, X)
+
+    priors, sparse = settings["priors"], settings["sparse"]
+    now = [bool(sparse)] if isinstance(sparse, bool | np.bool_) else []  # [] if invalid
+    if now and gives(priors, sparse):
+        return []
+    others = [s for s in (False, True) if s not in now]
+    least = {s: _least_priors(fitted, X, s, n_components) for s in now + others}
+    for s, p in ([(s, priors) for s in others] + [(s, None) for s in now + others]
+                 + [(s, least[s]) for s in now + others]):
+        if gives(p, s):
+            return [("sparse", s)] * (s not in now) + [("priors", p)] * (p is not priors)
+    return [("priors", fitted)]
+
+
+def _least_priors(fitted: Priors, X, sparse: bool, n_components: int) -> Priors:
+    """The ``priors`` setting that may give X the ``fitted`` priors with ``sparse``: the
+    hyper-parameters whose default differs, at ``fitted``'s values."""
+    default = model_priors(None, X, n_components=n_components, sparse=sparse,
+                           noise_log_extent=fitted.noise_log_extent,
+                           component=fitted.component, df=fitted.df)
+    kept = ("noise_log_extent", "component", "df")  # model_priors sets them
+    return Priors(**{f.name: getattr(fitted, f.name) for f in dataclasses.fields(Priors)
+                     if f.name not in kept and not _same_value(
+                         getattr(default, f.name), getattr(fitted, f.name), X)})
+
+
+def _same_priors(a: Priors, b: Priors, X) -> bool:
+    """Whether two resolved priors are the same numbers, field by field."""
+    return all(_same_value(getattr(a, f.name), getattr(b, f.name), X)
+               for f in dataclasses.fields(Priors))
+
+
+def _same_value(a, b, X) -> bool:
+    """Two resolved priors' values of one field: arrays (the data-scaled fields, in X's
+    units) equal within X's rounding (the same data summed in another order), the rest
+    exactly."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if a is None or b is None or np.shape(a) != np.shape(b):
+            return False
+        scale = float(np.nanmax(np.abs(X))) if np.size(X) else 1.0
+        return bool(np.allclose(a, b, rtol=1e-12, atol=1e-12 * scale))
+    return bool(a == b)
 
 
 def em_start(gaussian, X, *, component: str = "gaussian", df=None, noise: bool = False,
