@@ -560,11 +560,11 @@ WARM_ALTERNATIONS = 3
 WARM_MAX_ITER = 1
 #: ... but EVE (one volume shared by all components) takes three: with one step its EM
 #: crept to poorer optima from mclust's own start (USArrests EVE,4: -743.17 against
-#: mclust's -737.05 from the same hierarchical partition). Against mclust on 13 data
-#: sets (Old Faithful, diabetes, iris and ten of R's; EVE at K = 1..9) one step fell
-#: short in 5 fits (banknote, thyroid, USArrests; by 0.13-0.83%), three in none. VVE
-#: with three fell short in 6 fits of the 5 sets where it fell short in 5 with one
-#: (iris VVE,5 and diabetes VVE,8 lost), so VVE keeps one.
+#: mclust's -737.05 from the same hierarchical partition). Against mclust on 12 data
+#: sets (Old Faithful, diabetes, iris and nine of R's; EVE at K = 1..9) one step fell
+#: short in 5 fits (banknote, thyroid, USArrests; by 0.13-0.83%), two in 1, three in
+#: none. VVE with three fell short in 6 fits of banknote, thyroid, USArrests, iris and
+#: diabetes against 5 with one (it lost iris VVE,5 and diabetes VVE,8): VVE keeps one.
 WARM_EQUAL_MAX_ITER = 3
 #: ... and on data of more than WARM_LARGE_ROWS rows (total weight) at most
 #: WARM_LARGE_MAX_ITER steps to a relative change of sqrt(eps): there an E-step costs
@@ -955,7 +955,7 @@ def _common_orientation(xp, S: Array, nk: Array, total, equal_volume: bool,
                  else WARM_EQUAL_MAX_ITER if equal_volume else WARM_MAX_ITER)
         steps = xp.where(xp.asarray(total).max() > WARM_LARGE_ROWS, WARM_LARGE_MAX_ITER,
                          small)
-        if xp is _NUMPY_NS and bool((steps == 1).all()):  # _iterate's one step, without its tests
+        if xp is _NUMPY_NS and bool((steps == 1).all()):  # _iterate's one step, untested
             O = step_of(*operands)(starts)
         else:
             O = _iterate_members(xp, step_of, operands, starts, steps,
