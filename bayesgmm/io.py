@@ -185,11 +185,17 @@ def _check_settings_fitted(model) -> None:
     (``set_params``) since its fit: meta.json would hold the new settings beside the
     fitted arrays, a folder that :func:`load` then refuses as contradicting itself.
     Another name of the same model (``"VVV"`` for a ``"full"`` fit) is the same fit.
-    A Bayesian fit's other settings too (:func:`bayesgmm.bayes.robust.changed_settings`:
+    Every setting must pass the estimator's own check (:func:`check_settings`, as at
+    load: an invalid one made a folder load refuses). A Bayesian fit's other settings too (:func:`bayesgmm.bayes.robust.changed_settings`:
     ``noise``, ``noise_volume``, ``component``, ``df``, ``missing``, ``sparse``,
     ``priors``, ``method``, ``n_chains``, ``n_draws``): after a change a folder was
     saved silently, its settings no longer the model its posterior was sampled under,
     or (``method="nuts"`` on a MAP fit) not the way it was drawn."""
+    try:  # the check load makes: a setting made invalid after fit would be refused there
+        check_settings(model)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"Cannot save this {type(model).__name__}: {err} (set_params after "
+                         "fit?); set it back to a valid value before saving") from None
     params = model.params_ if type(model).__name__ == "GaussianMixture" else model.map_params_
     K, ct = params.n_components, params.covariance_type
     fix = "refit the model with the new setting (model.fit(X)) before saving it, or set it back"

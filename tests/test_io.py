@@ -441,6 +441,20 @@ def test_save_refuses_settings_changed_since_the_fit(tmp_path, datasets, change,
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("change, name", [({"tol": "abc"}, "tol"),
+                                          ({"reg_covar": -1.0}, "reg_covar"),
+                                          ({"engine": "gpu9"}, "engine")])
+def test_save_refuses_a_setting_made_invalid_after_the_fit(tmp_path, datasets, change, name):
+    """set_params(tol="abc") after a fit saved a folder that load then refused
+    ("meta.json's estimator_params are not valid GaussianMixture settings"); save runs
+    the same check first, names the setting and writes nothing."""
+    gm = GaussianMixture(3, random_state=0).fit(datasets["iris"]).set_params(**change)
+    with pytest.raises(ValueError, match=f"Cannot save this GaussianMixture: Invalid value "
+                                         f"for '{name}'.*set it back to a valid value"):
+        bayesgmm.save(gm, tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_another_name_of_the_fitted_model_saves_and_loads(tmp_path, datasets):
     """A 'full' fit relabeled covariance_type='VVV' (the same model) saved, and load
     refused it ("params.npz holds 'full' covariances, meta.json's covariance_type says
@@ -911,6 +925,30 @@ def test_bayes_save_refuses_model_settings_changed_since_the_fit(tmp_path, map_f
         model.set_params(**{name: fitted[name] for name in change})
     back = bayesgmm.load(bayesgmm.save(model, tmp_path / "m"))
     assert back.get_params() == fitted
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("change, name", [({"noise_volume": "bogus"}, "noise_volume"),
+                                          ({"n_warmup": -3}, "n_warmup")])
+@pytest.mark.usefixtures("standard_promotion")
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # one draw: sd is NaN
+def test_bayes_save_refuses_a_setting_made_invalid_after_the_fit(tmp_path, map_fits, change,
+                                                                 name):
+    """A setting the fit does not compare (a noise volume without noise, the warm-up of a
+    MAP fit) made invalid after fit saved a folder that load refused; save refuses it
+    first, naming it, and writes nothing; set back, the fit saves and loads."""
+    model, X = map_fits["plain"]
+    fitted = model.get_params()
+    model.set_params(**change)
+    try:
+        with pytest.raises(ValueError, match="Cannot save this BayesianGaussianMixture: "
+                                             f"Invalid value for '{name}'"):
+            bayesgmm.save(model, tmp_path / "m")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        model.set_params(**fitted)
+    back = bayesgmm.load(bayesgmm.save(model, tmp_path / "m"))
     np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
 
 

@@ -292,6 +292,30 @@ def test_eve_reaches_mclusts_optimum_from_mclusts_start():
         assert gm.score(X) * len(X) >= -737.0541 - 1e-4 * 737.0541, engine
 
 
+def test_eve_at_the_large_data_threshold_is_one_fit_on_both_engines():
+    """EVE's warm M-step takes more orientation steps on more than WARM_LARGE_ROWS rows,
+    decided from the counts' sum, which at exactly 2,000 rows lands within round-off of
+    the threshold on either side: the engines took 3 or 20 steps and their fits parted
+    (log-likelihood 1e-8 relative; a search's member differed from its own fit the same
+    way). Both engines and the search now give one fit."""
+    from bayesgmm.covariance import WARM_LARGE_ROWS
+
+    rng = np.random.default_rng(1)
+    n = WARM_LARGE_ROWS // 3
+    X = np.concatenate([rng.normal(size=(n, 3)) @ rng.normal(size=(3, 3)) + 3 * i
+                        for i in range(3)] + [rng.normal(size=(WARM_LARGE_ROWS - 3 * n, 3))])
+    assert len(X) == WARM_LARGE_ROWS
+    fits = [GaussianMixture(2, covariance_type="EVE", init_params="hc", tol=1e-5,
+                            max_iter=200, random_state=0, engine=engine).fit(X)
+            for engine in ("numpy", "jax")]
+    scores = [gm.score(X) for gm in fits]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-11, abs=0)
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    table = sweep(X, [2], ["EVE", "VVE"], random_state=0, init_params="hc")
+    assert table["covariance_type"][0] == "EVE"
+    assert table["log_likelihood"][0] / len(X) == pytest.approx(scores[0], rel=1e-11, abs=0)
+
+
 def test_univariate_search_is_mclusts_e_and_v():
     """One feature: every model is equal (E) or variable (V) variance, as mclust fits
     univariate data; "all" searches those two, each once (EII and VII), and each equals
