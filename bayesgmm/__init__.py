@@ -3,7 +3,7 @@ sharing one parameter representation (:class:`GMMParams`)."""
 
 from bayesgmm.estimators import GaussianMixture, RobustMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.validation import DataScaleWarning, DegenerateComponentWarning
+from bayesgmm.validation import DataScaleWarning, DegenerateComponentWarning, SingularFitWarning
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "DataScaleWarning",
+    "SingularFitWarning",
     "NotFittedError",
     "__version__",
 ]

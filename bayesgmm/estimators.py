@@ -220,6 +220,17 @@ default="auto"
     equal_weights : bool, default=False
         Keep every weight at 1/K (mclust's ``equalPro``); ``bic`` and ``aic`` then
         count K - 1 fewer free parameters.
+    stop_collapsed : bool, default=False
+        Stop EM where the fit has collapsed, as mclust stops a singular fit: tested
+        every 10 iterations (:data:`bayesgmm.engines.COLLAPSE_CHECK_EVERY`), a
+        component whose smallest variance is at most 10·``reg_covar`` on fewer rows
+        than its covariance needs, or on rows flat in a direction the mixture spreads
+        along (:func:`bayesgmm.initialize.collapsed`). Its likelihood would only grow
+        as the variance falls to ``reg_covar``, so iterating on changes no choice; the
+        fit stops unconverged, with a :class:`~bayesgmm.SingularFitWarning`.
+        :func:`bayesgmm.selection.sweep` turns it on (its ``collapsed`` column then
+        marks such fits, as mclust leaves them out). ``False``: scikit-learn's
+        iterations.
 
     Attributes
     ----------
@@ -282,6 +293,7 @@ default="auto"
         missing="error",
         prior=None,
         equal_weights=False,
+        stop_collapsed=False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -305,6 +317,7 @@ default="auto"
         self.missing = missing
         self.prior = prior
         self.equal_weights = equal_weights
+        self.stop_collapsed = stop_collapsed
 
     @classmethod
     def from_params(cls, params: GMMParams, *, info=None, n_padded: int | None = None,

@@ -123,6 +123,9 @@ class FitOptions:
     # priorControl()) or a covariance.Prior: MAP-EM (see resolve_prior)
     prior: Any = None
     equal_weights: bool = False  # keep the weights at 1/K (mclust's equalPro)
+    # stop EM where the fit has collapsed (engines.collapsed_members), as mclust stops a
+    # singular fit; a model search's default (selection.SWEEP_DEFAULTS)
+    stop_collapsed: bool = False
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FitOptions:
@@ -159,6 +162,9 @@ class FitOptions:
         _check_prior_option(self.prior)
         if not isinstance(self.equal_weights, bool | np.bool_):
             raise ValueError(f"Invalid value for 'equal_weights': {self.equal_weights!r}; "
+                             "it should be True or False")
+        if not isinstance(self.stop_collapsed, bool | np.bool_):
+            raise ValueError(f"Invalid value for 'stop_collapsed': {self.stop_collapsed!r}; "
                              "it should be True or False")
         if self.init_subsample is not None and self.init_subsample < self.n_components:
             raise ValueError(
@@ -304,7 +310,7 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
             best, info, all_info = _run(X, w, options.replace(kernel="centred"), choice,
                                         start, start_lower_bound, shared)
     info = info._replace(nk=np.asarray(info.nk)[:K])
-    _report(info, all_info, X, options)
+    _report(info, all_info, X, options, take_components(best, K))
     return best, info
 
 
@@ -354,7 +360,8 @@ def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
                 or int(options.max_iter) == 0
                 or (options.init_subsample is not None and N > options.init_subsample)):
             continue
-        own = (float(options.tol), float(options.reg_covar), int(options.max_iter))
+        own = (float(options.tol), float(options.reg_covar), int(options.max_iter),
+               bool(options.stop_collapsed))
         if kind in starts or (settings is not None and own != settings):
             out[pos] = fit_host_sweeps(X, [options], ks, centers_cache)[0]
             continue
@@ -379,9 +386,10 @@ def fit_host_sweeps(X, options_list: Sequence[FitOptions], ks,
         todo.append((pos, options, groups))
     if not todo:
         return out
-    tol, reg_covar, max_iter = settings
+    tol, reg_covar, max_iter, stop_collapsed = settings
     fitted = host.fit_many_models(X, starts, tol=tol, reg_covar=reg_covar,
-                                  max_iter=max_iter, hard_start=hard)
+                                  max_iter=max_iter, hard_start=hard,
+                                  stop_collapsed=stop_collapsed)
     for pos, options, groups in todo:
         out[pos] = _sweep_results(fitted[options.covariance_type], options, ks, groups, X)
     return out
@@ -420,7 +428,7 @@ def _sweep_results(results: list, options: FitOptions, ks: list[int], groups: li
             runs.append((p, info, all_info))
         best, info, all_info = _best_run(runs, opts)
         info = _info_as_numpy(info)._replace(nk=np.asarray(info.nk)[:k])
-        _report(info, _info_as_numpy(all_info), X, opts)
+        _report(info, _info_as_numpy(all_info), X, opts, take_components(best, k))
         out.append((best.to_numpy(), info))
     return out
 
@@ -528,6 +536,8 @@ def _run(X, w, options: FitOptions, choice: Choice, start, start_lower_bound, sh
               report=em_report(options.verbose, options.verbose_interval))
     if options.prior is not None or options.equal_weights:  # else the engines' defaults
         kw.update(prior=resolve_prior(options, X), equal_weights=bool(options.equal_weights))
+    if options.stop_collapsed:  # else the engines' default (run on)
+        kw.update(stop_collapsed=True)
     if not on_host:
         kw.update(chunk_size=options.chunk_size, kernel=options.kernel)
     Xj, wj = (X, w) if on_host else to_device(X, w)  # one device copy, shared
@@ -765,15 +775,28 @@ def _method_start(key, X, w, options: FitOptions, n_padded: int,
     return pad_components(params_from_inits(R, ct, base=base, **given), n_padded)
 
 
-def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> None:
-    """Raise for a non-finite fit; warn when the best initialisation did not converge,
-    or a component holds about one sample. (``verbose`` lines are printed live by the
-    engines: :mod:`bayesgmm.progress`.)"""
+def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions,
+            params: GMMParams | None = None) -> None:
+    """Raise for a non-finite fit; warn when the best initialisation did not converge
+    (with ``stop_collapsed``, because it collapsed: ``params``, the fit's K
+    components), or a component holds about one sample. (``verbose`` lines are printed
+    live by the engines: :mod:`bayesgmm.progress`.)"""
     if bool(info.nonfinite):
         raise ValueError(_nonfinite_message(info, X, options))
     if options.max_iter == 0:  # the initialisation was asked for; scikit-learn is silent
         return
-    if not bool(info.converged):
+    if (not bool(info.converged) and options.stop_collapsed and params is not None
+            and int(info.n_iter) < options.max_iter
+            and collapsed_fit(params, info.nk, options.reg_covar)):
+        warnings.warn(
+            f"EM stopped at iteration {int(info.n_iter)} because the fit collapsed "
+            f"(stop_collapsed=True): a component's variance fell to reg_covar="
+            f"{options.reg_covar:g}'s on too few rows, or on a flat set of rows, so only "
+            f"reg_covar bounds its likelihood (mclust reports such a fit as singular). "
+            f"Use fewer components (now {options.n_components}), a prior "
+            f"(prior='default'), or a larger reg_covar.",
+            validation.SingularFitWarning, stacklevel=4)
+    elif not bool(info.converged):
         warnings.warn(
             "Best performing initialization did not converge. Try different init "
             "parameters, or increase max_iter, tol, or check for degenerate data. "

@@ -53,7 +53,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import ops
+from bayesgmm.engines import (COLLAPSE_FLOOR, COLLAPSE_SPREAD, collapsed_members,
+                              min_component_rows)
 from bayesgmm.params import GMMParams, take_components
 
 if TYPE_CHECKING:
@@ -84,12 +87,6 @@ SEED_ROWS_PER_COMPONENT = 256
 # hc_tree.
 HC_ALL_ROWS = 2000
 HC_MAX_ROWS = 1000
-# A component with fewer rows than min_component_rows has collapsed when its smallest
-# covariance eigenvalue is at most this many times reg_covar (see collapsed).
-COLLAPSE_FLOOR = 10.0
-# ... or, whatever its rows, when the mixture spreads more than this many times that floor
-# along the component's flat direction (see collapsed).
-COLLAPSE_SPREAD = 1000.0
 
 
 # ---- the host half: NumPy only --------------------------------------------------------
@@ -243,21 +240,6 @@ class HCTree(NamedTuple):
     costs: np.ndarray  # (G - 1,) float64: the criterion's increase at each merge
 
 
-def min_component_rows(covariance_type: str, n_features: int) -> int:
-    """The fewest rows a component needs for its covariance to be estimable without
-    ``reg_covar``: 1 when it has no covariance parameters of its own (tied), 2 when it
-    has at most D (spherical, diagonal: one variance needs two points), D + 1 when it
-    has more (full: a D x D scatter of rank D). A fit with a component holding fewer
-    (by effective count, within half a row) may have collapsed onto too few points,
-    its likelihood then growing without bound as ``reg_covar`` shrinks, where mclust
-    reports the fit as singular; :func:`collapsed` tells (its covariance is then
-    ``reg_covar``'s). Read from the table's parameter count, so it holds for any model."""
-    D = int(n_features)
-    table = ops(covariance_type)
-    own = table.n_parameters(2, D) - table.n_parameters(1, D)  # per-component parameters
-    return 1 if own <= 0 else (2 if own <= D else D + 1)
-
-
 def collapsed(params: GMMParams, nk, reg_covar: float) -> bool:
     """Whether a fit has collapsed: a component's covariance is ``reg_covar``'s in some
     direction (its variance there is at most :data:`COLLAPSE_FLOOR` times
@@ -293,29 +275,8 @@ def collapsed(params: GMMParams, nk, reg_covar: float) -> bool:
     reg_covar : float
     """
     nk = np.asarray(nk, np.float64)
-    K = nk.shape[0]
-    if K < 2:
-        return False
-    p = take_components(params.to_numpy(), K)
-    cov = np.asarray(p.full_covariances, np.float64)
-    if not np.isfinite(cov).all():
-        return False  # a non-finite fit is reported as such, not as collapsed
-    floor = COLLAPSE_FLOOR * float(reg_covar)
-    values, vectors = np.linalg.eigh(cov)  # ascending
-    at_floor = values[:, 0] <= floor
-    if not at_floor.any():
-        return False
-    need = min_component_rows(params.covariance_type, params.n_features) - 0.5
-    if (at_floor & (nk < need)).any():
-        return True
-    w = np.asarray(p.weights, np.float64)
-    means = np.asarray(p.means, np.float64)
-    mean = w @ means
-    centred = means - mean
-    spread = np.einsum("k,kij->ij", w, cov) + np.einsum("k,ki,kj->ij", w, centred, centred)
-    v = vectors[at_floor, :, 0]  # each floor component's flattest direction
-    along = np.einsum("ci,ij,cj->c", v, spread, v)
-    return bool((along > COLLAPSE_SPREAD * floor).any())
+    p = take_components(params.to_numpy(), nk.shape[0]).to_numpy(np.float64)
+    return bool(collapsed_members(p, nk, float(reg_covar), NUMPY))
 
 
 def hc_tree(X, sample_weight=None, *, max_rows: int | None = None, rng=None,

@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "ConvergenceWarning",  # noqa: F822 (made on first access: module __getattr__)
     "DegenerateComponentWarning",
+    "SingularFitWarning",
     "NotFittedError",  # noqa: F822
     "check_is_fitted",
     "check_array_2d",
@@ -55,6 +56,12 @@ __all__ = [
 
 class DegenerateComponentWarning(UserWarning):
     """A component holds (almost) no samples; its covariance is only ``reg_covar``."""
+
+
+class SingularFitWarning(UserWarning):
+    """EM stopped a fit that collapsed (``stop_collapsed=True``): a component's variance
+    is ``reg_covar``'s, so only ``reg_covar`` bounds its likelihood; mclust reports such
+    a fit as singular."""
 
 
 class DataScaleWarning(UserWarning):

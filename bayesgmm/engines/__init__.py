@@ -21,7 +21,7 @@ defaults (the compiled engine's ``chunk_size``, ``kernel``, ``cache_features``,
 
 ``fit(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
 hard_start=False, initial_lower_bound=-inf, report=None, prior=None,
-equal_weights=False) -> (GMMParams, FitInfo)``
+equal_weights=False, stop_collapsed=False) -> (GMMParams, FitInfo)``
     EM from ``params`` (batch shape ``()``) until the lower bound changes by less than
     ``tol`` or ``max_iter`` iterations; scikit-learn's iterations. ``X (N, D)``;
     ``sample_weight (N,)``; ``hard_start``: a first pass gives each row wholly to its
@@ -34,10 +34,12 @@ equal_weights=False) -> (GMMParams, FitInfo)``
     MAP-EM (every M-step is :func:`mixture_m_step`'s with it; the lower bound, the
     stopping rule and the choice between restarts stay on the mean log-likelihood, as
     mclust's ``me`` reports and stops on the log-likelihood); ``equal_weights``: the
-    weights stay 1/K (mclust's ``equalPro``).
+    weights stay 1/K (mclust's ``equalPro``); ``stop_collapsed``: after every
+    :data:`COLLAPSE_CHECK_EVERY` iterations, stop (unconverged) where the fit has
+    collapsed (:func:`collapsed_members`), as mclust stops a singular fit.
 ``fit_restarts(X, params, *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100,
 screen_iter=0, hard_start=False, initial_lower_bound=-inf, report=None, prior=None,
-equal_weights=False) -> (GMMParams, FitInfo, FitInfo)``
+equal_weights=False, stop_collapsed=False) -> (GMMParams, FitInfo, FitInfo)``
     ``fit`` from each of R starts (batch shape ``(R,)``): the best by lower bound (the
     first maximum; non-finite fits lose), its info, and every restart's info (leading
     axis R). ``screen_iter > 0``: small-EM (every start runs that many iterations, the
@@ -80,10 +82,10 @@ Array = Any  # a NumPy or JAX array
 #: random source, whatever its name.
 INTERFACE: dict[str, tuple[str, ...]] = {
     "fit": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter", "hard_start",
-            "initial_lower_bound", "report", "prior", "equal_weights"),
+            "initial_lower_bound", "report", "prior", "equal_weights", "stop_collapsed"),
     "fit_restarts": ("X", "params", "sample_weight", "tol", "reg_covar", "max_iter",
                      "screen_iter", "hard_start", "initial_lower_bound", "report", "prior",
-                     "equal_weights"),
+                     "equal_weights", "stop_collapsed"),
     "log_resp": ("params", "X"),
     "score_draws": ("params", "X"),
     "sample": ("rng", "params", "n_samples"),
@@ -196,3 +198,70 @@ def step_health(new: GMMParams, lower_bound, xp=None) -> tuple[Array, Array]:
     component_ok = ops(new.covariance_type, xp).factor_ok(new.cov_factor, new.n_components)
     ok = xp.isfinite(lower_bound) & component_ok.all() & xp.isfinite(new.means).all()
     return ok, component_ok
+
+
+# ---- a collapsed fit: the stop both engines take with ``stop_collapsed`` ---------------------
+
+#: A component with fewer rows than :func:`min_component_rows` has collapsed when its
+#: smallest covariance eigenvalue is at most this many times reg_covar (see
+#: :func:`collapsed_members`).
+COLLAPSE_FLOOR = 10.0
+#: ... or, whatever its rows, when the mixture spreads more than this many times that
+#: floor along the component's flat direction.
+COLLAPSE_SPREAD = 1000.0
+#: With ``stop_collapsed``, EM tests for a collapse after every this many iterations
+#: (its 10th, 20th, ...): an eigen-decomposition of every component, about a tenth of a
+#: small host iteration's cost when taken every time; a collapse is absorbing (the
+#: component's likelihood grows as its variance falls), so a few more iterations do not
+#: change the verdict. Both engines test at the same iterations, so they stop together.
+COLLAPSE_CHECK_EVERY = 10
+
+
+def min_component_rows(covariance_type: str, n_features: int) -> int:
+    """The fewest rows a component needs for its covariance to be estimable without
+    ``reg_covar``: 1 when it has no covariance parameters of its own (tied), 2 when it
+    has at most D (spherical, diagonal: one variance needs two points), D + 1 when it
+    has more (full: a D x D scatter of rank D). Read from the table's parameter count,
+    so it holds for any model."""
+    D = int(n_features)
+    table = ops(covariance_type)
+    own = table.n_parameters(2, D) - table.n_parameters(1, D)  # per-component parameters
+    return 1 if own <= 0 else (2 if own <= D else D + 1)
+
+
+def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None) -> Array:
+    """Whether each parameter set has collapsed (:func:`bayesgmm.initialize.collapsed`,
+    which is this test of one set): for ``params`` of batch shape ``(*B)`` and counts
+    ``nk (*B, K)``, a bool array ``(*B)``; the components of weight 0 (padding) take no
+    part, and a set of fewer than two active components has not collapsed.
+
+    A component has collapsed when its smallest covariance eigenvalue is at most
+    :data:`COLLAPSE_FLOOR` times ``reg_covar`` and either it holds fewer rows than
+    :func:`min_component_rows` (by count, within half a row) or the mixture spreads
+    more than :data:`COLLAPSE_SPREAD` times that floor along its flattest direction.
+    A set with a non-finite covariance has not (it is reported as non-finite). In
+    ``xp``, by default that of ``params``: the engines' EM loops test it with
+    ``stop_collapsed`` (:data:`COLLAPSE_CHECK_EVERY`)."""
+    if xp is None:
+        xp = get_namespace(params.weights, params.means, params.cov_factor)
+    w = params.weights
+    dtype = params.means.dtype
+    cov = params.full_covariances  # (*B, K, D, D)
+    active = w > 0
+    finite = (xp.isfinite(cov).all(axis=(-2, -1)) | ~active).all(axis=-1)
+    safe = xp.where(active[..., None, None] & xp.isfinite(cov), cov,
+                    xp.eye(cov.shape[-1], dtype=dtype))
+    values, vectors = xp.eigh(safe)  # ascending
+    floor = COLLAPSE_FLOOR * xp.asarray(reg_covar, dtype=dtype)
+    at_floor = active & (values[..., 0] <= floor)  # (*B, K)
+    need = min_component_rows(params.covariance_type, params.n_features) - 0.5
+    few = (at_floor & (nk < need)).any(axis=-1)
+    means = xp.where(active[..., None], params.means, 0.0)
+    mean = (w[..., None] * means).sum(axis=-2)  # (*B, D)
+    centred = means - mean[..., None, :]
+    spread = ((w[..., None, None] * safe).sum(axis=-3)
+              + xp.einsum("...k,...ki,...kj->...ij", w, centred, centred))  # (*B, D, D)
+    v = vectors[..., :, 0]  # (*B, K, D): each component's flattest direction
+    along = xp.einsum("...ki,...ij,...kj->...k", v, spread, v)
+    flat = (at_floor & (along > COLLAPSE_SPREAD * floor)).any(axis=-1)
+    return (active.sum(axis=-1) >= 2) & finite & (few | flat)

@@ -45,7 +45,8 @@ from bayesgmm._typing import Array
 from bayesgmm.compilation import jit
 from bayesgmm.covariance import Prior, n_moment_features, ops
 from bayesgmm.density import JAX, data_center
-from bayesgmm.engines import FitInfo, mixture_m_step, step_health
+from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members, mixture_m_step,
+                              step_health)
 from bayesgmm.params import GMMParams
 from bayesgmm.progress import EMReport, bar, on_iteration, reporting
 from bayesgmm.suffstats import (
@@ -88,6 +89,9 @@ class EMState(NamedTuple):
     # ()  bool: the next E-step gives each row wholly to its most probable component (a
     # start from k-means centres; see ``fit(hard_start=...)``); it is not an iteration
     hard: Array
+    # ()  bool: with ``stop_collapsed``, a component collapsed (collapsed_members, tested
+    # every COLLAPSE_CHECK_EVERY iterations) and EM stopped there
+    collapsed: Array
 
 
 def init(params: GMMParams, max_iter: int, hard_start: Array | bool = False,
@@ -106,6 +110,7 @@ def init(params: GMMParams, max_iter: int, hard_start: Array | bool = False,
         row_max_shift=jnp.array(False),
         nk=jnp.zeros(params.weights.shape, dtype),
         hard=jnp.asarray(hard_start, bool),
+        collapsed=jnp.array(False),
     )
 
 
@@ -201,14 +206,19 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
          chunk_size: int, axis_name: str | None = None, kernel: str = "auto",
          center: Array | None = None, bound_shift: bool = False,
          features: Array | None = None, prior: Prior | None = None,
-         equal_weights: bool = False, guard_axis: str | None = None) -> EMState:
+         equal_weights: bool = False, guard_axis: str | None = None,
+         stop_collapsed: bool = False) -> EMState:
     """One E-step + M-step; a non-finite result is flagged, not applied. ``prior``
     (MAP-EM) and ``equal_weights`` go to the M-step (:func:`m_step`); ``guard_axis``
     to the E-step (:func:`bayesgmm.suffstats.e_step_stats_chunked`).
 
     With ``state.hard`` the E-step assigns each row wholly (a hard start): its M-step
     gives the initial parameters, and it counts as no iteration (no lower bound, no
-    history entry, no convergence test)."""
+    history entry, no convergence test).
+
+    ``stop_collapsed`` (static): after every :data:`~bayesgmm.engines.COLLAPSE_CHECK_EVERY`
+    counted iterations, whether the parameters have collapsed
+    (:func:`bayesgmm.engines.collapsed_members`); the loop then stops."""
     params, hard = state.params, state.hard
     stats = e_step(params, X, sample_weight, chunk_size, axis_name, kernel=kernel,
                    center=center, bound_shift=bound_shift, features=features,
@@ -219,18 +229,28 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
     ok, bad = _health(new, lower_bound)
     change = lower_bound - state.lower_bound
     counted = ~hard
+    applied = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, params)
+    n_iter = state.n_iter + counted.astype(jnp.int32)
+    nk = jnp.where(ok, stats.nk, state.nk)
+    collapsed = jnp.array(False)
+    if stop_collapsed:  # a cond: the eigen-decompositions only at a check
+        collapsed = jax.lax.cond(
+            ok & counted & (n_iter % COLLAPSE_CHECK_EVERY == 0),
+            lambda: collapsed_members(applied, nk, reg_covar, JAX),
+            lambda: jnp.array(False))
     return EMState(
-        params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, params),
+        params=applied,
         lower_bound=jnp.where(ok & counted, lower_bound, state.lower_bound),
-        n_iter=state.n_iter + counted.astype(jnp.int32),
+        n_iter=n_iter,
         converged=ok & counted & (jnp.abs(change) < tol),
         nonfinite=~ok,
         bad_component=bad,
         history=state.history.at[state.n_iter].set(
             jnp.where(counted, lower_bound, state.history[state.n_iter])),
         row_max_shift=state.row_max_shift | (stats.n_underflow > 0),
-        nk=jnp.where(ok, stats.nk, state.nk),
+        nk=nk,
         hard=jnp.zeros_like(hard),
+        collapsed=collapsed,
     )
 
 
@@ -245,7 +265,8 @@ def _health(new: GMMParams, lower_bound) -> tuple[Array, Array]:
 def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_name=None,
          kernel="auto", center=None, vmapped=False, features=None, cache_features=None,
          hard_start=False, initial_lower_bound=-jnp.inf, report=False, restart=0,
-         iter_offset=0, prior_arrays=None, prior_hyper=None, equal_weights=False):
+         iter_offset=0, prior_arrays=None, prior_hyper=None, equal_weights=False,
+         stop_collapsed=False):
     TRACE_COUNT["fit"] += 1
     prior = _join_prior(prior_hyper, prior_arrays)
     dtype = X.dtype
@@ -267,7 +288,7 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
                                        dtype.itemsize, kernel)
 
     def cond(s: EMState):
-        return (s.n_iter < max_iter) & ~s.converged & ~s.nonfinite
+        return (s.n_iter < max_iter) & ~s.converged & ~s.nonfinite & ~s.collapsed
 
     if features is None:  # fit_restarts passes the table its restarts share
         features = feature_cache(X, center, params.covariance_type, kernel, cache_features)
@@ -275,7 +296,7 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
                           features=features, prior=prior, equal_weights=equal_weights,
-                          guard_axis=guard_axis)
+                          guard_axis=guard_axis, stop_collapsed=stop_collapsed)
     if report:  # static: the default program has no callback (bayesgmm.progress)
         body = _reporting_body(body, cond, restart, iter_offset)
     state = jax.lax.while_loop(cond, body,
@@ -303,7 +324,8 @@ def _reporting_body(body, cond, restart, iter_offset):
 
 
 _fit_jit = jit(_fit, static_argnames=("max_iter", "chunk_size", "kernel", "cache_features",
-                                      "report", "prior_hyper", "equal_weights"))
+                                      "report", "prior_hyper", "equal_weights",
+                                      "stop_collapsed"))
 
 
 def _split_prior(prior: Prior | None, dtype) -> tuple[Array | None, tuple | None]:
@@ -339,6 +361,7 @@ def fit(
     report: EMReport | None = None,
     prior: Prior | None = None,
     equal_weights: bool = False,
+    stop_collapsed: bool = False,
 ) -> tuple[GMMParams, FitInfo]:
     """Run EM from ``params`` until ``|Δ lower bound| < tol`` or ``max_iter`` iterations.
 
@@ -386,6 +409,11 @@ def fit(
         bound stays the mean log-likelihood (what the stopping rule uses, as mclust's).
     equal_weights : bool
         Static. The weights stay 1/K (mclust's ``equalPro``).
+    stop_collapsed : bool
+        Static. Stop where the fit has collapsed, tested every
+        :data:`~bayesgmm.engines.COLLAPSE_CHECK_EVERY` iterations
+        (:func:`bayesgmm.engines.collapsed_members`), as mclust stops a singular fit;
+        it is then not converged.
 
     In float64 each E-step first tries a cheaper softmax shift and redoes the pass if a
     row underflows (a ``lax.cond``; see :func:`e_step`). Under your own ``jax.vmap`` of
@@ -406,7 +434,8 @@ def fit(
                            cache_features=cache_features, hard_start=hard_start,
                            initial_lower_bound=initial_lower_bound,
                            report=report is not None, prior_arrays=arrays,
-                           prior_hyper=hyper, equal_weights=bool(equal_weights))
+                           prior_hyper=hyper, equal_weights=bool(equal_weights),
+                           stop_collapsed=bool(stop_collapsed))
     return _reported(run, report, 1)
 
 
@@ -456,7 +485,8 @@ _RESTARTS = "restarts"
 def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size,
                   screen_iter=0, kernel="auto", cache_features=None, shared=None,
                   hard_start=False, initial_lower_bound=-jnp.inf, report=False,
-                  prior_arrays=None, prior_hyper=None, equal_weights=False):
+                  prior_arrays=None, prior_hyper=None, equal_weights=False,
+                  stop_collapsed=False):
     kernel = resolve_kernel(kernel, X.dtype)
     if shared is not None:  # data_features: a table made once for many fits
         center, features = shared
@@ -474,7 +504,8 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
                     cache_features=cache_features, hard_start=hard,
                     initial_lower_bound=lower_bound, report=report, restart=restart,
                     iter_offset=iter_offset, prior_arrays=prior_arrays,
-                    prior_hyper=prior_hyper, equal_weights=equal_weights)
+                    prior_hyper=prior_hyper, equal_weights=equal_weights,
+                    stop_collapsed=stop_collapsed)
 
     R = params.weights.shape[0]
     restarts = jnp.arange(R, dtype=jnp.int32)  # each restart's index, for its report
@@ -514,7 +545,7 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
 _fit_restarts_jit = jit(_fit_restarts,
                         static_argnames=("max_iter", "chunk_size", "screen_iter", "kernel",
                                          "cache_features", "report", "prior_hyper",
-                                         "equal_weights"))
+                                         "equal_weights", "stop_collapsed"))
 
 
 def fit_restarts(
@@ -535,6 +566,7 @@ def fit_restarts(
     report: EMReport | None = None,
     prior: Prior | None = None,
     equal_weights: bool = False,
+    stop_collapsed: bool = False,
 ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """``fit`` vmapped over restarts; returns the best by lower bound.
 
@@ -562,7 +594,7 @@ def fit_restarts(
         As in :func:`fit`: every restart is reported live, each line naming its
         initialisation when R > 1 (they run together); small-EM reports the screening
         of every restart, then the winner's continuation.
-    prior, equal_weights
+    prior, equal_weights, stop_collapsed
         As in :func:`fit`, for every restart.
 
     Returns
@@ -582,7 +614,7 @@ def fit_restarts(
         screen_iter=screen_iter, kernel=kernel, cache_features=cache_features, shared=shared,
         hard_start=hard_start, initial_lower_bound=initial_lower_bound,
         report=report is not None, prior_arrays=arrays, prior_hyper=hyper,
-        equal_weights=bool(equal_weights))
+        equal_weights=bool(equal_weights), stop_collapsed=bool(stop_collapsed))
     return _reported(run, report, params.weights.shape[0])
 
 

@@ -54,7 +54,8 @@ from bayesgmm.covariance import (
     moment_theta,
     ops,
 )
-from bayesgmm.engines import FitInfo, mixture_m_step, step_health
+from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members, mixture_m_step,
+                              step_health)
 from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
 
@@ -531,7 +532,8 @@ def _m_step_batch(S: np.ndarray, center: np.ndarray, kind, reg_covar,
 def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
          initial_lower_bound=-np.inf, report: EMReport | None = None, restart: int = 0,
          iter_offset: int = 0, prior: Prior | None = None, equal_weights: bool = False,
-         X: np.ndarray | None = None, scale: _Scale | None = None):
+         X: np.ndarray | None = None, scale: _Scale | None = None,
+         stop_collapsed: bool = False):
     """EM from ``params`` (float64, batch shape ``()``) on features ``T``; the first
     iteration's change is measured from ``initial_lower_bound``. ``report`` hears of
     each iteration (numbered from ``iter_offset + 1``) and of the end, as initialisation
@@ -539,7 +541,9 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
     (:func:`bayesgmm.engines.mixture_m_step`). Given the rows ``X`` (float64) and their
     ``scale`` (:func:`_data_scale`), an iteration whose parameters fail
     :func:`_fit_guard` takes its statistics from centred rows
-    (:func:`_centred_e_step`)."""
+    (:func:`_centred_e_step`). ``stop_collapsed``: every
+    :data:`~bayesgmm.engines.COLLAPSE_CHECK_EVERY` iterations, stop where the fit has
+    collapsed (:func:`bayesgmm.engines.collapsed_members`)."""
     K, kind = params.n_components, params.covariance_type
     total_w, TT = w.sum(), np.ascontiguousarray(T.T)
     lower_bound, n_iter, converged, nonfinite, bad = (float(initial_lower_bound), 0, False,
@@ -547,8 +551,9 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
     history = np.full(max_iter, np.nan)
     nk = np.zeros(K)
     hard = bool(hard_start)
+    collapsed = False
     with np.errstate(all="ignore"):  # -inf for padding; a failing step is caught below
-        while n_iter < max_iter and not converged and not nonfinite:
+        while n_iter < max_iter and not converged and not nonfinite and not collapsed:
             theta = _theta(params, center)
             if X is not None and _fit_guard(
                     theta[None], params.means[None], params.cov_factor[None], center, kind,
@@ -576,6 +581,8 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
                 n_iter += 1
                 if report is not None:
                     report.iteration(restart, iter_offset + n_iter, change)
+                collapsed = (stop_collapsed and ok and n_iter % COLLAPSE_CHECK_EVERY == 0
+                             and bool(collapsed_members(params, nk, reg_covar, NUMPY)))
             nonfinite, hard = not ok, False
     if report is not None and max_iter > 0:
         report.end(restart, lower_bound, converged)
@@ -627,19 +634,20 @@ def fit(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         reg_covar: float = 1e-6, max_iter: int = 100, hard_start: bool = False,
         initial_lower_bound: float = -np.inf, report: EMReport | None = None,
         prior: Prior | None = None, equal_weights: bool = False,
-        ) -> tuple[GMMParams, FitInfo]:
+        stop_collapsed: bool = False) -> tuple[GMMParams, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit` on the host: the same iterations, stopping rule and
     :class:`~bayesgmm.engines.FitInfo`, in float64 NumPy; results in X's dtype.
     ``report`` (:class:`bayesgmm.progress.EMReport`, ``verbose``): each iteration is
     reported as it ends. ``prior`` (MAP-EM) and ``equal_weights``:
-    :func:`bayesgmm.engines.mixture_m_step`."""
+    :func:`bayesgmm.engines.mixture_m_step`. ``stop_collapsed``: as the compiled
+    engine's, at the same iterations."""
     w, center, T = _prepare(X, sample_weight, params.covariance_type)
     rows = _guard_rows(X, w, center)
     if report is not None:
         report.start(0)
     p, info = _fit(T, w, center, params.to_numpy(np.float64), tol, reg_covar, max_iter,
                    hard_start, initial_lower_bound, report, prior=_as_float64(prior),
-                   equal_weights=equal_weights, **rows)
+                   equal_weights=equal_weights, stop_collapsed=bool(stop_collapsed), **rows)
     return _cast(p, info, _out_dtype(X))
 
 
@@ -647,7 +655,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, screen_iter: int = 0,
                  hard_start: bool = False, initial_lower_bound: float = -np.inf,
                  report: EMReport | None = None, prior: Prior | None = None,
-                 equal_weights: bool = False,
+                 equal_weights: bool = False, stop_collapsed: bool = False,
                  ) -> tuple[GMMParams, FitInfo, FitInfo]:
     """:func:`bayesgmm.engines.jax.fit_restarts` on the host: each of the R starts (batch shape
     ``(R,)``) in turn, sharing one feature table; the best by lower bound (the first
@@ -665,7 +673,8 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         if report is not None and start:
             report.start(r)
         return _fit(T, w, center, p, t, reg_covar, n, hard, lb, report, r, offset,
-                    prior=prior, equal_weights=equal_weights, **rows)
+                    prior=prior, equal_weights=equal_weights,
+                    stop_collapsed=bool(stop_collapsed), **rows)
 
     def best_index(results):
         scores = [-np.inf if i.nonfinite else float(i.lower_bound) for _, i in results]
@@ -688,7 +697,8 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
 
 def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-3,
              reg_covar: float = 1e-6, max_iter: int = 100, hard_start=False,
-             pad: bool | None = None) -> list[tuple[GMMParams, FitInfo]]:
+             pad: bool | None = None, stop_collapsed: bool = False
+             ) -> list[tuple[GMMParams, FitInfo]]:
     """:func:`fit` from each of B starts in lockstep: one E-step and one M-step for
     all the members of one K.
 
@@ -714,7 +724,7 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
     starts : list of GMMParams
         Each of batch shape ``()``, of one covariance type; K may differ.
     sample_weight : array of shape (N,), optional
-    tol, reg_covar, max_iter
+    tol, reg_covar, max_iter, stop_collapsed
         As :func:`fit`.
     hard_start : bool or sequence of bool
         Per member (or for all): a first hard pass, as :func:`fit`'s.
@@ -732,12 +742,14 @@ def fit_many(X, starts: list[GMMParams], *, sample_weight=None, tol: float = 1e-
     kind = starts[0].covariance_type
     return fit_many_models(X, {kind: starts}, sample_weight=sample_weight, tol=tol,
                            reg_covar=reg_covar, max_iter=max_iter,
-                           hard_start={kind: hard_start}, pad=pad)[kind]
+                           hard_start={kind: hard_start}, pad=pad,
+                           stop_collapsed=stop_collapsed)[kind]
 
 
 def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weight=None,
                     tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
-                    hard_start=False, pad: bool | None = None
+                    hard_start=False, pad: bool | None = None,
+                    stop_collapsed: bool = False
                     ) -> dict[str, list[tuple[GMMParams, FitInfo]]]:
     """:func:`fit_many` for the starts of several covariance types in one lockstep loop:
     a model search's EMs (every model, K and start) iterate together.
@@ -759,7 +771,7 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
         Per covariance type, its starts (batch shape ``()``, of that type; K may
         differ).
     sample_weight : array of shape (N,), optional
-    tol, reg_covar, max_iter
+    tol, reg_covar, max_iter, stop_collapsed
         As :func:`fit`.
     hard_start : bool, or mapping of str to (bool or sequence of bool)
         Per covariance type (and per member, or for all of its members): a first hard
@@ -855,7 +867,8 @@ def fit_many_models(X, starts: Mapping[str, Sequence[GMMParams]], *, sample_weig
                                                       center, w, row_maxima)):
                     run = _advance(groups[g], running[g], S, wll, center, reg_covar,
                                    total_w, tol, max_iter, history, bad, converged,
-                                   nonfinite, lower, n_iter, own, centred.get(g), X, w)
+                                   nonfinite, lower, n_iter, own, centred.get(g), X, w,
+                                   stop_collapsed)
                     if run is None:
                         del running[g]
                     else:
@@ -950,14 +963,18 @@ def _pad_means(means: np.ndarray, c: int) -> np.ndarray:
 
 
 def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter, history,
-             bad, converged, nonfinite, lower, n_iter, own, centred=None, X=None, w=None):
+             bad, converged, nonfinite, lower, n_iter, own, centred=None, X=None, w=None,
+             stop_collapsed=False):
     """One batch's M-step and bookkeeping after its E-step (``S``, ``wll``): the step
     applied where sound, each member's lower bound, history and stopping rule as
     :func:`fit`'s; the members that stopped written out (into ``grp`` and the
     per-member arrays). ``centred (L,)``: the members that failed
     :func:`_fit_guard`, whose statistics are computed again from the rows ``X``
     (weights ``w``) centred per component (:func:`_centred_e_step`); None when none
-    did. Returns the batch's running members, or None when none is left."""
+    did. ``stop_collapsed``: the members whose count reaches a multiple of
+    :data:`~bayesgmm.engines.COLLAPSE_CHECK_EVERY` this iteration stop if collapsed
+    (as :func:`_fit`). Returns the batch's running members, or None when none is
+    left."""
     rows = run.rows  # positions in this batch's stack of the running members
     group = grp.members[rows]
     prev = run.params
@@ -987,6 +1004,7 @@ def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter
         bad[group] = np.where(ok | component_ok.all(axis=-1), -1,
                               component_ok.argmin(axis=-1))
     if run.hard is None:  # every member soft (after the first pass)
+        counted = True
         history[group, run.n_iter] = lb
         stop = np.abs(lb - run.lower) < tol
         if not all_ok:
@@ -994,13 +1012,16 @@ def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter
         run = run._replace(lower=lb if all_ok else np.where(ok, lb, run.lower),
                            n_iter=run.n_iter + 1)
     else:
-        soft = ~run.hard
+        soft = counted = ~run.hard
         g = group[soft]
         history[g, run.n_iter[soft]] = lb[soft]
         stop = soft & ok & (np.abs(lb - run.lower) < tol)
         run = run._replace(lower=np.where(soft & ok, lb, run.lower),
                            n_iter=run.n_iter + soft, hard=None)
     done = stop | (run.n_iter >= max_iter) | ~ok
+    if stop_collapsed:
+        done |= _collapsed_rows(run, counted & ok & ~done
+                                & (run.n_iter % COLLAPSE_CHECK_EVERY == 0), reg_covar)
     if not done.any():
         return run
     # members that stopped: their results out, the rest compacted
@@ -1014,6 +1035,22 @@ def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter
     keep = ~done
     return _running(rows[keep], run.params, run.nk, own[group[keep]], None, grp, keep,
                     run.lower[keep], run.n_iter[keep])
+
+
+def _collapsed_rows(run, check: np.ndarray, reg_covar: float) -> np.ndarray:
+    """(L,) bool: which of the members ``check`` (a mask over ``run``'s rows) have
+    collapsed (:func:`bayesgmm.engines.collapsed_members`, each under its own
+    covariance type: one call per type with rows to check)."""
+    out = np.zeros(len(check), bool)
+    if not check.any():
+        return out
+    p = run.params
+    for kind, a, b in run.segments:
+        rows = a + np.flatnonzero(check[a:b])
+        if len(rows):
+            batch = GMMParams(p.weights[rows], p.means[rows], p.cov_factor[rows], kind)
+            out[rows] = collapsed_members(batch, run.nk[rows], reg_covar, NUMPY)
+    return out
 
 
 class _Running(NamedTuple):
