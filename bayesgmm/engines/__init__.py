@@ -229,7 +229,8 @@ def min_component_rows(covariance_type: str, n_features: int) -> int:
     return 1 if own <= 0 else (2 if own <= D else D + 1)
 
 
-def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None) -> Array:
+def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
+                      min_rows: Array | None = None) -> Array:
     """Whether each parameter set has collapsed (:func:`bayesgmm.initialize.collapsed`,
     which is this test of one set): for ``params`` of batch shape ``(*B)`` and counts
     ``nk (*B, K)``, a bool array ``(*B)``; the components of weight 0 (padding) take no
@@ -241,7 +242,10 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None) -> Array
     more than :data:`COLLAPSE_SPREAD` times that floor along its flattest direction.
     A set with a non-finite covariance has not (it is reported as non-finite). In
     ``xp``, by default that of ``params``: the engines' EM loops test it with
-    ``stop_collapsed`` (:data:`COLLAPSE_CHECK_EVERY`)."""
+    ``stop_collapsed`` (:data:`COLLAPSE_CHECK_EVERY`). ``min_rows (*B)``: each set's
+    :func:`min_component_rows`, where the sets are of several covariance types that
+    store their factor alike (a host search's batch; ``params.covariance_type`` is any
+    of them); default: that of ``params.covariance_type``."""
     if xp is None:
         xp = get_namespace(params.weights, params.means, params.cov_factor)
     w = params.weights
@@ -254,7 +258,10 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None) -> Array
     values, vectors = xp.eigh(safe)  # ascending
     floor = COLLAPSE_FLOOR * xp.asarray(reg_covar, dtype=dtype)
     at_floor = active & (values[..., 0] <= floor)  # (*B, K)
-    need = min_component_rows(params.covariance_type, params.n_features) - 0.5
+    if isinstance(at_floor, np.ndarray) and not at_floor.any():  # the host's usual case
+        return np.zeros(at_floor.shape[:-1], bool)
+    need = (min_component_rows(params.covariance_type, params.n_features) if min_rows is None
+            else xp.asarray(min_rows, dtype=dtype)[..., None]) - 0.5
     few = (at_floor & (nk < need)).any(axis=-1)
     means = xp.where(active[..., None], params.means, 0.0)
     mean = (w[..., None] * means).sum(axis=-2)  # (*B, D)

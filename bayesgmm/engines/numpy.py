@@ -54,8 +54,8 @@ from bayesgmm.covariance import (
     moment_theta,
     ops,
 )
-from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members, mixture_m_step,
-                              step_health)
+from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members,
+                              min_component_rows, mixture_m_step, step_health)
 from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
 
@@ -1039,17 +1039,21 @@ def _advance(grp: _Group, run, S, wll, center, reg_covar, total_w, tol, max_iter
 
 def _collapsed_rows(run, check: np.ndarray, reg_covar: float) -> np.ndarray:
     """(L,) bool: which of the members ``check`` (a mask over ``run``'s rows) have
-    collapsed (:func:`bayesgmm.engines.collapsed_members`, each under its own
-    covariance type: one call per type with rows to check)."""
+    collapsed (:func:`bayesgmm.engines.collapsed_members`: one call for the batch,
+    whose types store their factor alike (:func:`_layout`), each member with its own
+    type's :func:`~bayesgmm.engines.min_component_rows`)."""
     out = np.zeros(len(check), bool)
-    if not check.any():
+    rows = np.flatnonzero(check)
+    if not len(rows):
         return out
     p = run.params
+    D = p.means.shape[-1]
+    need = np.empty(len(check))
     for kind, a, b in run.segments:
-        rows = a + np.flatnonzero(check[a:b])
-        if len(rows):
-            batch = GMMParams(p.weights[rows], p.means[rows], p.cov_factor[rows], kind)
-            out[rows] = collapsed_members(batch, run.nk[rows], reg_covar, NUMPY)
+        need[a:b] = min_component_rows(kind, D)
+    batch = GMMParams(p.weights[rows], p.means[rows],
+                      p.cov_factor[rows], run.segments[0][0])
+    out[rows] = collapsed_members(batch, run.nk[rows], reg_covar, NUMPY, need[rows])
     return out
 
 
