@@ -254,13 +254,15 @@ def _check_reachable(n_boot: int, level: float) -> None:
 def _em_settings(model, X: np.ndarray) -> dict:
     """The EM settings of ``model``'s fit that every refit keeps (for
     :func:`bayesgmm.engines.jax.fit_resamples`): ``prior="default"`` resolved on ``X``,
-    as the fit resolved it."""
+    as the fit resolved it; ``stop_collapsed``: a refit stops where it collapses, as
+    the fit would."""
     from bayesgmm.fitting import FitOptions, resolve_prior
 
     options = FitOptions.from_mapping(model.get_params())
     return dict(tol=options.tol, reg_covar=options.reg_covar, max_iter=int(options.max_iter),
                 chunk_size=options.chunk_size, kernel=options.kernel,
-                prior=resolve_prior(options, X), equal_weights=bool(options.equal_weights))
+                prior=resolve_prior(options, X), equal_weights=bool(options.equal_weights),
+                stop_collapsed=bool(options.stop_collapsed))
 
 
 def _check_kind(kind) -> str:

@@ -229,8 +229,9 @@ default="auto"
         as the variance falls to ``reg_covar``, so iterating on changes no choice; the
         fit stops unconverged, with a :class:`~bayesgmm.SingularFitWarning`.
         :func:`bayesgmm.selection.sweep` turns it on (its ``collapsed`` column then
-        marks such fits, as mclust leaves them out). ``False``: scikit-learn's
-        iterations.
+        marks such fits, as mclust leaves them out). Missing-data EM
+        (``missing="marginalize"``), small-EM's screening and the bootstrap's refits
+        (:mod:`bayesgmm.bootstrap`) stop alike. ``False``: scikit-learn's iterations.
 
     Attributes
     ----------

@@ -310,7 +310,7 @@ def fit(X, options: FitOptions, *, sample_weight=None, start: GMMParams | None =
             best, info, all_info = _run(X, w, options.replace(kernel="centred"), choice,
                                         start, start_lower_bound, shared)
     info = info._replace(nk=np.asarray(info.nk)[:K])
-    _report(info, all_info, X, options, take_components(best, K))
+    _report(info, all_info, X, options)
     return best, info
 
 
@@ -428,7 +428,7 @@ def _sweep_results(results: list, options: FitOptions, ks: list[int], groups: li
             runs.append((p, info, all_info))
         best, info, all_info = _best_run(runs, opts)
         info = _info_as_numpy(info)._replace(nk=np.asarray(info.nk)[:k])
-        _report(info, _info_as_numpy(all_info), X, opts, take_components(best, k))
+        _report(info, _info_as_numpy(all_info), X, opts)
         out.append((best.to_numpy(), info))
     return out
 
@@ -646,8 +646,9 @@ def _best_run(runs: list[tuple], options: FitOptions) -> tuple:
     if len(runs) == 1:
         return runs[0]
     K = int(options.n_components)
-    collapsed = [not bool(i.nonfinite) and collapsed_fit(b, np.asarray(i.nk)[:K],
-                                                          options.reg_covar)
+    collapsed = [not bool(i.nonfinite) and (collapsed_fit(b, np.asarray(i.nk)[:K],
+                                                           options.reg_covar)
+                                            or stopped_collapsed(i, options))
                  for b, i, _ in runs]
     scores = [-math.inf if bool(i.nonfinite) else float(i.lower_bound) for _, i, _ in runs]
     if not all(collapsed):
@@ -775,19 +776,25 @@ def _method_start(key, X, w, options: FitOptions, n_padded: int,
     return pad_components(params_from_inits(R, ct, base=base, **given), n_padded)
 
 
-def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions,
-            params: GMMParams | None = None) -> None:
+def stopped_collapsed(info: FitInfo, options: FitOptions) -> bool:
+    """Whether EM stopped a fit because it collapsed (``stop_collapsed``): the only
+    stop short of ``max_iter`` that is neither convergence nor a non-finite step. Read
+    from the engine's stop, not tested again: the engine tests in the fit's dtype, a
+    later test in float64 could differ at the floor."""
+    return (bool(options.stop_collapsed) and not bool(info.converged)
+            and not bool(info.nonfinite) and int(info.n_iter) < int(options.max_iter))
+
+
+def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> None:
     """Raise for a non-finite fit; warn when the best initialisation did not converge
-    (with ``stop_collapsed``, because it collapsed: ``params``, the fit's K
-    components), or a component holds about one sample. (``verbose`` lines are printed
-    live by the engines: :mod:`bayesgmm.progress`.)"""
+    (with ``stop_collapsed``, because it collapsed: :func:`stopped_collapsed`), or a
+    component holds about one sample. (``verbose`` lines are printed live by the
+    engines: :mod:`bayesgmm.progress`.)"""
     if bool(info.nonfinite):
         raise ValueError(_nonfinite_message(info, X, options))
     if options.max_iter == 0:  # the initialisation was asked for; scikit-learn is silent
         return
-    if (not bool(info.converged) and options.stop_collapsed and params is not None
-            and int(info.n_iter) < options.max_iter
-            and collapsed_fit(params, info.nk, options.reg_covar)):
+    if stopped_collapsed(info, options):
         warnings.warn(
             f"EM stopped at iteration {int(info.n_iter)} because the fit collapsed "
             f"(stop_collapsed=True): a component's variance fell to reg_covar="

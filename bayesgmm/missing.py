@@ -74,7 +74,8 @@ import numpy as np
 from bayesgmm import fitting, validation
 from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import moment_features, moment_sums, ops
-from bayesgmm.engines import FitInfo, mixture_m_step, step_health
+from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members, mixture_m_step,
+                              step_health)
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
     DegenerateComponentWarning,
@@ -346,15 +347,16 @@ def fit(X, options: fitting.FitOptions, *, sample_weight=None, start: GMMParams 
         return init.to_numpy(X.dtype), fitting.unfitted_info(K, X.dtype)
     bound = start_lower_bound if start is not None else -math.inf
     params, info = em(X, init, sample_weight=w, tol=options.tol, reg_covar=options.reg_covar,
-                      max_iter=int(options.max_iter), initial_lower_bound=bound)
+                      max_iter=int(options.max_iter), initial_lower_bound=bound,
+                      stop_collapsed=bool(options.stop_collapsed))
     _report(info, X, options)
     return params, info
 
 
 def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
        reg_covar: float = 1e-6, max_iter: int = 100, initial_lower_bound: float = -np.inf,
-       chunk_rows: int = CHUNK_ROWS, compiled: bool | None = None
-       ) -> tuple[GMMParams, FitInfo]:
+       chunk_rows: int = CHUNK_ROWS, compiled: bool | None = None,
+       stop_collapsed: bool = False) -> tuple[GMMParams, FitInfo]:
     """EM from ``params`` on ``X`` with NaN as missing: the iterations, stopping rule and
     :class:`~bayesgmm.engines.FitInfo` of :func:`bayesgmm.engines.numpy.fit` (which it
     equals on complete data), with the marginal E-step and completed M-step.
@@ -366,7 +368,7 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
     params : GMMParams
         Batch shape ``()``.
     sample_weight : array of shape (N,), optional
-    tol, reg_covar, max_iter, initial_lower_bound
+    tol, reg_covar, max_iter, initial_lower_bound, stop_collapsed
         As :func:`bayesgmm.engines.numpy.fit`.
     chunk_rows : int
         Rows per chunk of a pattern (host E-step).
@@ -397,8 +399,9 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                                                       False, -1)
     history = np.full(max_iter, np.nan)
     nk = np.zeros(params.n_components)
+    collapsed = False
     with np.errstate(all="ignore"):  # -inf for a zero weight; a failing step is caught
-        while n_iter < max_iter and not converged and not nonfinite:
+        while n_iter < max_iter and not converged and not nonfinite and not collapsed:
             nk_new, sx, sxx, wll = _e_step(params, parts, w)
             lb = wll / total_w
             new = mixture_m_step(nk_new, sx, sxx, parts.center, covariance_type=kind,
@@ -414,6 +417,8 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                 lower_bound = lb
             n_iter += 1
             nonfinite = not ok
+            collapsed = (stop_collapsed and ok and n_iter % COLLAPSE_CHECK_EVERY == 0
+                         and bool(collapsed_members(params, nk, reg_covar, NUMPY)))
     info = FitInfo(np.asarray(lower_bound, dtype), np.int32(n_iter), np.bool_(converged),
                    np.bool_(nonfinite), np.int32(bad), history.astype(dtype), nk.astype(dtype))
     return params.to_numpy(dtype), info
@@ -676,7 +681,14 @@ def _report(info: FitInfo, X, options: fitting.FitOptions) -> None:
             f"covariance at iteration {int(info.n_iter)}. Increase reg_covar (now "
             f"{options.reg_covar:g}) or decrease n_components (now "
             f"{options.n_components}).")
-    if not bool(info.converged):
+    if fitting.stopped_collapsed(info, options):
+        warnings.warn(
+            f"EM stopped at iteration {int(info.n_iter)} because the fit collapsed "
+            f"(stop_collapsed=True): a component's variance fell to reg_covar="
+            f"{options.reg_covar:g}'s, so only reg_covar bounds its likelihood. Use fewer "
+            f"components (now {options.n_components}) or a larger reg_covar.",
+            validation.SingularFitWarning, stacklevel=4)
+    elif not bool(info.converged):
         warnings.warn(
             "Best performing initialization did not converge. Try different init "
             f"parameters, or increase max_iter (now {options.max_iter}) or tol (now "

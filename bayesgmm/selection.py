@@ -40,6 +40,7 @@ from bayesgmm.fitting import (
     log_likelihood,
     plan,
     shared_features,
+    stopped_collapsed,
 )
 from bayesgmm.initialize import collapsed as collapsed_fit
 from bayesgmm.params import take_components
@@ -400,7 +401,8 @@ def sweep(
             if names is not None:  # as a fit of the table would set it
                 gm.feature_names_in_ = names
             rows.append(_row(gm, crit, X.shape[0],
-                             collapsed_fit(params, info.nk[:k], options.reg_covar)))
+                             collapsed_fit(params, info.nk[:k], options.reg_covar)
+                             or stopped_collapsed(info, options)))
             models.append(gm)
     shown.close()
     return _table(rows, models, criterion)
@@ -423,8 +425,10 @@ def _sweep_missing(X, ks: list[int], covariance_types, criterion: str, settings:
                 crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
                 if names is not None:
                     gm.feature_names_in_ = names
-                rows.append(_row(gm, crit, N,
-                                 collapsed_fit(gm.params_, gm.weights_ * N, gm.reg_covar)))
+                stopped = (gm.stop_collapsed and not gm.converged_  # stopped_collapsed's
+                           and gm.n_iter_ < gm.max_iter)
+                rows.append(_row(gm, crit, N, stopped or collapsed_fit(
+                    gm.params_, gm.weights_ * N, gm.reg_covar)))
                 models.append(gm)
                 shown.update()
     return _table(rows, models, criterion)

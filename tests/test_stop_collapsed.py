@@ -176,3 +176,109 @@ def test_a_bad_stop_collapsed_is_named():
     X = _swiss()
     with pytest.raises(ValueError, match="'stop_collapsed'"):
         GaussianMixture(2, stop_collapsed="yes").fit(X)
+
+
+def test_bootstrap_refits_stop_as_the_fit_does():
+    """A bootstrap replicate is EM from the fitted parameters with the fit's settings:
+    with stop_collapsed it stops where it collapses, as the host fit from the same start
+    on the same resampled rows does (the refits ran on to max_iter before)."""
+    from bayesgmm.bootstrap import _em_settings, _refit, _resample
+
+    X = _swiss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixture(6, covariance_type="VVE", init_params="hc", tol=1e-5,
+                                max_iter=1000, random_state=0, stop_collapsed=True).fit(X)
+    assert not model.converged_ and model.n_iter_ < 1000
+    W = _resample("nonparametric", np.random.default_rng(0), X, model.params_, 4)[1]
+    settings = _em_settings(model, X)
+    assert settings["stop_collapsed"] is True
+    _, lower, converged = _refit(model.params_, X, W, settings)
+    stopped = 0
+    for b in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p, info = host.fit(X, model.params_, sample_weight=W[b], tol=1e-5,
+                               max_iter=1000, stop_collapsed=True)
+        assert bool(converged[b]) == bool(info.converged)
+        assert float(lower[b]) == pytest.approx(float(info.lower_bound), rel=1e-8)
+        stopped += int(info.n_iter) < 1000 and not bool(info.converged)
+    assert stopped >= 1
+
+
+def test_missing_data_fits_stop_as_complete_data_fits():
+    """With NaN marginalised, EM takes the same stop: swiss with one value missing,
+    VVE K = 6 from the hierarchical start stops at a check, collapsed, with a
+    SingularFitWarning, and is the missing-data fit truncated there (it ran on to 72
+    iterations before)."""
+    X = _swiss().copy()
+    X[0, 0] = np.nan
+    kw = dict(covariance_type="VVE", init_params="hc", tol=1e-5, random_state=0,
+              missing="marginalize")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stopped = GaussianMixture(6, max_iter=1000, stop_collapsed=True, **kw).fit(X)
+    assert any(issubclass(w.category, SingularFitWarning) for w in caught)
+    n = stopped.n_iter_
+    assert not stopped.converged_ and n < 1000 and n % COLLAPSE_CHECK_EVERY == 0
+    assert collapsed(stopped.params_, stopped.weights_ * len(X), stopped.reg_covar)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        truncated = GaussianMixture(6, max_iter=n, **kw).fit(X)
+        run_on = GaussianMixture(6, max_iter=1000, **kw).fit(X)
+    assert run_on.n_iter_ > n
+    assert stopped.lower_bound_ == pytest.approx(truncated.lower_bound_, rel=1e-12)
+    np.testing.assert_allclose(stopped.means_, truncated.means_, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("init", ["hc", "kmeans"])
+def test_small_em_stops_alike_on_both_engines(init):
+    """Small-EM (restart_screen_iter) with stop_collapsed: a start that collapses in
+    screening stops there and loses to one that did not; the continuation tests at
+    the fit's own iteration count. Both engines take the same stops: swiss, VII with
+    9 components, three starts screened for 13 iterations."""
+    X = _swiss()
+    fits = {}
+    for engine in ("numpy", "jax"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[engine] = GaussianMixture(
+                9, covariance_type="VII", init_params=init, n_init=3,
+                restart_screen_iter=13, tol=1e-5, max_iter=1000, random_state=0,
+                engine=engine, stop_collapsed=True).fit(X)
+    a, b = fits["numpy"], fits["jax"]
+    assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-9)
+    if not a.converged_:  # stopped at a check of the whole fit's count
+        assert a.n_iter_ % COLLAPSE_CHECK_EVERY == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_reads_a_sound_component_as_sound(dtype):
+    """A component of one row whose covariance has eigenvalues 1e4 and 5e-5 (five times
+    the floor 10 * reg_covar) along a 45-degree rotation has not collapsed. Formed as
+    L Lᵀ in float32, its eigenvalues are only accurate to eps * 1e4 = 1e-3 (LAPACK and
+    JAX gave -3e-8 and 0: "collapsed"); from L's singular values the test reads 5e-5 in
+    float32 too, on the host and under jit alike."""
+    import jax
+    import jax.numpy as jnp
+
+    c = s = np.sqrt(0.5)
+    R = np.array([[c, -s], [s, c]])
+    sigma = R @ np.diag([1e4, 5e-5]) @ R.T
+    covs = np.stack([np.eye(2), np.eye(2), sigma])
+    p = GMMParams.from_sklearn(np.array([0.5, 0.49, 0.01]),
+                               np.array([[0.0, 0.0], [50.0, 50.0], [100.0, 0.0]]),
+                               covariance_type="full", covariances=covs).to_numpy(dtype)
+    nk = np.array([50.0, 49.0, 1.0], dtype)
+    assert not collapsed(p, nk, 1e-6)
+    assert not bool(collapsed_members(p, nk, 1e-6))
+    jp = GMMParams(jnp.asarray(p.weights), jnp.asarray(p.means), jnp.asarray(p.cov_factor),
+                   "full")
+    assert not bool(jax.jit(lambda q, n: collapsed_members(q, n, 1e-6))(jp, jnp.asarray(nk)))
+    # and the same component at 5e-6 (under the floor) on one row has
+    small = R @ np.diag([1e4, 5e-6]) @ R.T
+    q = GMMParams.from_sklearn(p.weights, p.means, covariance_type="full",
+                               covariances=np.stack([np.eye(2), np.eye(2), small])
+                               ).to_numpy(dtype)
+    assert bool(collapsed_members(q, nk, 1e-6))

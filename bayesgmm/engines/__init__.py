@@ -253,11 +253,11 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
     cov = params.full_covariances  # (*B, K, D, D)
     active = w > 0
     finite = (xp.isfinite(cov).all(axis=(-2, -1)) | ~active).all(axis=-1)
-    safe = xp.where(active[..., None, None] & xp.isfinite(cov), cov,
-                    xp.eye(cov.shape[-1], dtype=dtype))
-    values, vectors = xp.eigh(safe)  # ascending
+    eye = xp.eye(cov.shape[-1], dtype=dtype)
+    safe = xp.where(active[..., None, None] & xp.isfinite(cov), cov, eye)
+    smallest, v = _flattest(xp, params, safe, active, eye)  # (*B, K), (*B, K, D)
     floor = COLLAPSE_FLOOR * xp.asarray(reg_covar, dtype=dtype)
-    at_floor = active & (values[..., 0] <= floor)  # (*B, K)
+    at_floor = active & (smallest <= floor)  # (*B, K)
     if isinstance(at_floor, np.ndarray) and not at_floor.any():  # the host's usual case
         return np.zeros(at_floor.shape[:-1], bool)
     need = (min_component_rows(params.covariance_type, params.n_features) if min_rows is None
@@ -268,7 +268,27 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
     centred = means - mean[..., None, :]
     spread = ((w[..., None, None] * safe).sum(axis=-3)
               + xp.einsum("...k,...ki,...kj->...ij", w, centred, centred))  # (*B, D, D)
-    v = vectors[..., :, 0]  # (*B, K, D): each component's flattest direction
     along = xp.einsum("...ki,...ij,...kj->...k", v, spread, v)
     flat = (at_floor & (along > COLLAPSE_SPREAD * floor)).any(axis=-1)
     return (active.sum(axis=-1) >= 2) & finite & (few | flat)
+
+
+def _flattest(xp, params: GMMParams, safe: Array, active: Array, eye: Array
+              ) -> tuple[Array, Array]:
+    """Each component's smallest covariance eigenvalue (*B, K) and its eigenvector
+    (*B, K, D). Where the factor is a Cholesky factor L (Σ = L Lᵀ: the full-storage and
+    tied models), from L's singular values: σ_min² is accurate to eps·σ_max·σ_min, where
+    the eigenvalues of Σ formed in float32 are only accurate to eps·‖Σ‖ (1e-4 on data of
+    variance 1e3: ten times a reg_covar of 1e-6's floor, so a sound component read as
+    collapsed). Otherwise (diagonal factors) from ``safe``, Σ with the identity where a
+    component is inactive or not finite, whose eigen-decomposition is exact."""
+    factor = params.cov_factor
+    shape = ops(params.covariance_type).factor_shape(2, 3)  # (2, 3, 3), (3, 3) or diagonal
+    if shape[-2:] != (3, 3):  # diagonal models: exact
+        values, vectors = xp.eigh(safe)  # ascending
+        return values[..., 0], vectors[..., :, 0]
+    if len(shape) == 2:  # tied: one factor for every component
+        factor = xp.broadcast_to(factor[..., None, :, :], safe.shape)
+    usable = active & xp.isfinite(factor).all(axis=(-2, -1))
+    U, s, _ = xp.svd(xp.where(usable[..., None, None], factor, eye))  # s descending
+    return s[..., -1] ** 2, U[..., :, -1]

@@ -206,19 +206,14 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
          chunk_size: int, axis_name: str | None = None, kernel: str = "auto",
          center: Array | None = None, bound_shift: bool = False,
          features: Array | None = None, prior: Prior | None = None,
-         equal_weights: bool = False, guard_axis: str | None = None,
-         stop_collapsed: bool = False) -> EMState:
+         equal_weights: bool = False, guard_axis: str | None = None) -> EMState:
     """One E-step + M-step; a non-finite result is flagged, not applied. ``prior``
     (MAP-EM) and ``equal_weights`` go to the M-step (:func:`m_step`); ``guard_axis``
     to the E-step (:func:`bayesgmm.suffstats.e_step_stats_chunked`).
 
     With ``state.hard`` the E-step assigns each row wholly (a hard start): its M-step
     gives the initial parameters, and it counts as no iteration (no lower bound, no
-    history entry, no convergence test).
-
-    ``stop_collapsed`` (static): after every :data:`~bayesgmm.engines.COLLAPSE_CHECK_EVERY`
-    counted iterations, whether the parameters have collapsed
-    (:func:`bayesgmm.engines.collapsed_members`); the loop then stops."""
+    history entry, no convergence test)."""
     params, hard = state.params, state.hard
     stats = e_step(params, X, sample_weight, chunk_size, axis_name, kernel=kernel,
                    center=center, bound_shift=bound_shift, features=features,
@@ -229,28 +224,19 @@ def step(X: Array, sample_weight: Array, state: EMState, *, reg_covar, tol,
     ok, bad = _health(new, lower_bound)
     change = lower_bound - state.lower_bound
     counted = ~hard
-    applied = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, params)
-    n_iter = state.n_iter + counted.astype(jnp.int32)
-    nk = jnp.where(ok, stats.nk, state.nk)
-    collapsed = jnp.array(False)
-    if stop_collapsed:  # a cond: the eigen-decompositions only at a check
-        collapsed = jax.lax.cond(
-            ok & counted & (n_iter % COLLAPSE_CHECK_EVERY == 0),
-            lambda: collapsed_members(applied, nk, reg_covar, JAX),
-            lambda: jnp.array(False))
     return EMState(
-        params=applied,
+        params=jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, params),
         lower_bound=jnp.where(ok & counted, lower_bound, state.lower_bound),
-        n_iter=n_iter,
+        n_iter=state.n_iter + counted.astype(jnp.int32),
         converged=ok & counted & (jnp.abs(change) < tol),
         nonfinite=~ok,
         bad_component=bad,
         history=state.history.at[state.n_iter].set(
             jnp.where(counted, lower_bound, state.history[state.n_iter])),
         row_max_shift=state.row_max_shift | (stats.n_underflow > 0),
-        nk=nk,
+        nk=jnp.where(ok, stats.nk, state.nk),
         hard=jnp.zeros_like(hard),
-        collapsed=collapsed,
+        collapsed=jnp.array(False),
     )
 
 
@@ -296,7 +282,9 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     body = lambda s: step(X, sample_weight, s, reg_covar=reg_covar, tol=tol, chunk_size=cs,
                           axis_name=axis_name, kernel=kernel, center=center, bound_shift=fast,
                           features=features, prior=prior, equal_weights=equal_weights,
-                          guard_axis=guard_axis, stop_collapsed=stop_collapsed)
+                          guard_axis=guard_axis)
+    if stop_collapsed:  # static: the default program has no test
+        body = _collapse_checking_body(body, reg_covar, iter_offset)
     if report:  # static: the default program has no callback (bayesgmm.progress)
         body = _reporting_body(body, cond, restart, iter_offset)
     state = jax.lax.while_loop(cond, body,
@@ -306,6 +294,26 @@ def _fit(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size, axis_na
     info = FitInfo(state.lower_bound, state.n_iter, state.converged, state.nonfinite,
                    state.bad_component, state.history, state.nk)
     return state.params, info
+
+
+def _collapse_checking_body(body, reg_covar, iter_offset):
+    """``body`` followed by the collapse test (``stop_collapsed``): after an applied,
+    counted iteration whose number (counted from the fit's first, ``iter_offset`` for a
+    small-EM continuation) is a multiple of
+    :data:`~bayesgmm.engines.COLLAPSE_CHECK_EVERY`, whether the parameters have
+    collapsed (:func:`bayesgmm.engines.collapsed_members`); the loop then stops. A
+    ``cond``: the decompositions run only at a check (under ``vmap`` at every
+    iteration, selected)."""
+    def checking_body(s: EMState) -> EMState:
+        new = body(s)
+        check = ((new.n_iter > s.n_iter) & ~new.nonfinite
+                 & ((new.n_iter + iter_offset) % COLLAPSE_CHECK_EVERY == 0))
+        collapsed = jax.lax.cond(check,
+                                 lambda: collapsed_members(new.params, new.nk, reg_covar, JAX),
+                                 lambda: jnp.array(False))
+        return new._replace(collapsed=collapsed)
+
+    return checking_body
 
 
 def _reporting_body(body, cond, restart, iter_offset):
@@ -513,12 +521,16 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
     def run_all(p, n):
         return jax.vmap(lambda q, r: fit(q, tol, n, restart=r), axis_name=_RESTARTS)(p, restarts)
 
-    def best_index(infos):
+    def best_index(infos, screened=False):
         score = jnp.where(infos.nonfinite, -jnp.inf, infos.lower_bound)
+        if screened and stop_collapsed:  # a start that collapsed in screening stopped
+            # short: it loses to those that did not (as a fit's collapsed candidates do)
+            short = ~infos.nonfinite & (infos.n_iter < screen_iter)
+            score = jnp.where(short & ~short.all(), -jnp.inf, score)
         return jnp.argmax(score)  # first maximum, like scikit-learn's strict '>'
 
-    def best_of(all_params, infos):
-        pick = lambda a: a[best_index(infos)]
+    def best_of(all_params, infos, screened=False):
+        pick = lambda a: a[best_index(infos, screened)]
         return jax.tree_util.tree_map(pick, all_params), jax.tree_util.tree_map(pick, infos)
 
     if R == 1:  # one start (n_init=1): no vmap, so EM takes the bound-shift fast path
@@ -533,9 +545,9 @@ def _fit_restarts(X, params, sample_weight, tol, reg_covar, max_iter, chunk_size
     # iterations (tol=-1: none stops early), then only the best continues.
     short_params, short_infos = jax.vmap(lambda q, r: fit(q, -1.0, screen_iter, restart=r),
                                          axis_name=_RESTARTS)(params, restarts)
-    start, start_info = best_of(short_params, short_infos)
+    start, start_info = best_of(short_params, short_infos, screened=True)
     p, info = fit(start, tol, max_iter - screen_iter, vmapped=False, hard=False,
-                  lower_bound=-jnp.inf, restart=best_index(short_infos),
+                  lower_bound=-jnp.inf, restart=best_index(short_infos, screened=True),
                   iter_offset=start_info.n_iter)
     info = info._replace(n_iter=info.n_iter + start_info.n_iter,
                          history=jnp.concatenate([start_info.history, info.history]))
@@ -620,21 +632,24 @@ def fit_restarts(
 
 def _fit_resamples(X, params, sample_weights, tol, reg_covar, max_iter, x_batched,
                    chunk_size=None, kernel="auto", prior_arrays=None, prior_hyper=None,
-                   equal_weights=False):
+                   equal_weights=False, stop_collapsed=False):
     one = lambda x, w: _fit(x, params, w, tol, reg_covar, max_iter, chunk_size,
                             kernel=kernel, vmapped=True, prior_arrays=prior_arrays,
-                            prior_hyper=prior_hyper, equal_weights=equal_weights)
+                            prior_hyper=prior_hyper, equal_weights=equal_weights,
+                            stop_collapsed=stop_collapsed)
     return jax.vmap(one, in_axes=(0 if x_batched else None, 0))(X, sample_weights)
 
 
 _fit_resamples_jit = jit(_fit_resamples, static_argnames=(
-    "max_iter", "x_batched", "chunk_size", "kernel", "prior_hyper", "equal_weights"))
+    "max_iter", "x_batched", "chunk_size", "kernel", "prior_hyper", "equal_weights",
+    "stop_collapsed"))
 
 
 def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: float = 1e-3,
                   reg_covar: float = 1e-6, max_iter: int = 100, chunk_size: int | None = None,
                   kernel: str = "auto", prior: Prior | None = None,
-                  equal_weights: bool = False) -> tuple[GMMParams, FitInfo]:
+                  equal_weights: bool = False, stop_collapsed: bool = False
+                  ) -> tuple[GMMParams, FitInfo]:
     """EM from one start on B resamples of the data, as one vmapped program (the
     bootstrap: :mod:`bayesgmm.bootstrap`).
 
@@ -645,9 +660,10 @@ def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: fl
         Batch shape ``()``: the start of every refit.
     sample_weights : array of shape (B, N)
         Each resample's row weights (multinomial counts for the bootstrap).
-    chunk_size, kernel, prior, equal_weights
+    chunk_size, kernel, prior, equal_weights, stop_collapsed
         As in :func:`fit`: the settings of the fit being resampled, so that every
-        refit runs its M-step (MAP with ``prior``; weights 1/K with ``equal_weights``).
+        refit runs its M-step (MAP with ``prior``; weights 1/K with ``equal_weights``)
+        and stops where the fit would (``stop_collapsed``).
 
     Returns
     -------
@@ -659,7 +675,8 @@ def fit_resamples(X: Array, params: GMMParams, sample_weights: Array, *, tol: fl
     return _fit_resamples_jit(X, params.astype(X.dtype), jnp.asarray(sample_weights, X.dtype),
                               tol, reg_covar, max_iter=max_iter, x_batched=X.ndim == 3,
                               chunk_size=chunk_size, kernel=kernel, prior_arrays=arrays,
-                              prior_hyper=hyper, equal_weights=bool(equal_weights))
+                              prior_hyper=hyper, equal_weights=bool(equal_weights),
+                              stop_collapsed=bool(stop_collapsed))
 
 
 def _data_features_impl(X, sample_weight, covariance_type):

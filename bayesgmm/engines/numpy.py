@@ -581,7 +581,8 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
                 n_iter += 1
                 if report is not None:
                     report.iteration(restart, iter_offset + n_iter, change)
-                collapsed = (stop_collapsed and ok and n_iter % COLLAPSE_CHECK_EVERY == 0
+                collapsed = (stop_collapsed and ok
+                             and (iter_offset + n_iter) % COLLAPSE_CHECK_EVERY == 0
                              and bool(collapsed_members(params, nk, reg_covar, NUMPY)))
             nonfinite, hard = not ok, False
     if report is not None and max_iter > 0:
@@ -676,8 +677,12 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                     prior=prior, equal_weights=equal_weights,
                     stop_collapsed=bool(stop_collapsed), **rows)
 
-    def best_index(results):
+    def best_index(results, screened=False):
         scores = [-np.inf if i.nonfinite else float(i.lower_bound) for _, i in results]
+        short = [screened and stop_collapsed and not i.nonfinite and i.n_iter < screen_iter
+                 for _, i in results]  # collapsed in screening: as the compiled engine's
+        if any(short) and not all(short):
+            scores = [-np.inf if s else v for s, v in zip(short, scores)]
         return int(np.argmax(scores))
 
     if not screen_iter or screen_iter >= max_iter or len(starts) == 1:
@@ -685,7 +690,7 @@ def fit_restarts(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
         p, info = results[best_index(results)]
     else:  # small-EM, as engines.jax.fit_restarts
         results = [run(r, p, -1.0, screen_iter, hard_start) for r, p in enumerate(starts)]
-        best = best_index(results)
+        best = best_index(results, screened=True)
         start, start_info = results[best]
         p, info = run(best, start, tol, max_iter - screen_iter, False, -np.inf,
                       int(start_info.n_iter), start=False)
