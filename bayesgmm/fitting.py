@@ -785,6 +785,19 @@ def stopped_collapsed(info: FitInfo, options: FitOptions) -> bool:
             and not bool(info.nonfinite) and int(info.n_iter) < int(options.max_iter))
 
 
+def warn_singular(info: FitInfo, options: FitOptions, stacklevel: int) -> None:
+    """The :class:`~bayesgmm.validation.SingularFitWarning` of a fit EM stopped because
+    it collapsed (:func:`stopped_collapsed`), naming the iteration and the fixes."""
+    warnings.warn(
+        f"EM stopped at iteration {int(info.n_iter)} because the fit collapsed "
+        f"(stop_collapsed=True): a component's variance fell to reg_covar="
+        f"{options.reg_covar:g}'s on too few rows, or on a flat set of rows, so only "
+        f"reg_covar bounds its likelihood (mclust reports such a fit as singular). "
+        f"Use fewer components (now {options.n_components}), a prior "
+        f"(prior='default'), or a larger reg_covar.",
+        validation.SingularFitWarning, stacklevel=stacklevel)
+
+
 def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> None:
     """Raise for a non-finite fit; warn when the best initialisation did not converge
     (with ``stop_collapsed``, because it collapsed: :func:`stopped_collapsed`), or a
@@ -795,14 +808,7 @@ def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> 
     if options.max_iter == 0:  # the initialisation was asked for; scikit-learn is silent
         return
     if stopped_collapsed(info, options):
-        warnings.warn(
-            f"EM stopped at iteration {int(info.n_iter)} because the fit collapsed "
-            f"(stop_collapsed=True): a component's variance fell to reg_covar="
-            f"{options.reg_covar:g}'s on too few rows, or on a flat set of rows, so only "
-            f"reg_covar bounds its likelihood (mclust reports such a fit as singular). "
-            f"Use fewer components (now {options.n_components}), a prior "
-            f"(prior='default'), or a larger reg_covar.",
-            validation.SingularFitWarning, stacklevel=4)
+        warn_singular(info, options, stacklevel=5)
     elif not bool(info.converged):
         warnings.warn(
             "Best performing initialization did not converge. Try different init "

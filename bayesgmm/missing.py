@@ -682,12 +682,7 @@ def _report(info: FitInfo, X, options: fitting.FitOptions) -> None:
             f"{options.reg_covar:g}) or decrease n_components (now "
             f"{options.n_components}).")
     if fitting.stopped_collapsed(info, options):
-        warnings.warn(
-            f"EM stopped at iteration {int(info.n_iter)} because the fit collapsed "
-            f"(stop_collapsed=True): a component's variance fell to reg_covar="
-            f"{options.reg_covar:g}'s, so only reg_covar bounds its likelihood. Use fewer "
-            f"components (now {options.n_components}) or a larger reg_covar.",
-            validation.SingularFitWarning, stacklevel=4)
+        fitting.warn_singular(info, options, stacklevel=5)
     elif not bool(info.converged):
         warnings.warn(
             "Best performing initialization did not converge. Try different init "

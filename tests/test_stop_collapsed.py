@@ -26,6 +26,23 @@ def _swiss():
     return np.loadtxt(path, delimiter=",", skiprows=1)
 
 
+def _stopped_and_truncated(X, k, **kw):
+    """The fit with stop_collapsed (checked: a SingularFitWarning, unconverged, stopped
+    at a check short of max_iter, collapsed) and the fit of exactly its n_iter
+    iterations without it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stopped = GaussianMixture(k, max_iter=1000, stop_collapsed=True, **kw).fit(X)
+    assert any(issubclass(w.category, SingularFitWarning) for w in caught)
+    n = stopped.n_iter_
+    assert not stopped.converged_ and n < 1000 and n % COLLAPSE_CHECK_EVERY == 0
+    assert collapsed(stopped.params_, stopped.weights_ * len(X), stopped.reg_covar)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        truncated = GaussianMixture(k, max_iter=n, **kw).fit(X)
+    return stopped, truncated
+
+
 def _three_members():
     """Three full-covariance mixtures (K = 3, D = 2, and a fourth, padding component of
     weight 0 whose covariance is tiny), built so that:
@@ -89,16 +106,8 @@ def test_a_stopped_fit_is_the_fit_truncated_there(engine, model, k):
     X = _swiss()
     kw = dict(covariance_type=model, init_params="hc", tol=1e-5, random_state=0,
               engine=engine)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        stopped = GaussianMixture(k, max_iter=1000, stop_collapsed=True, **kw).fit(X)
-    assert any(issubclass(w.category, SingularFitWarning) for w in caught)
+    stopped, truncated = _stopped_and_truncated(X, k, **kw)
     n = stopped.n_iter_
-    assert not stopped.converged_ and n < 1000 and n % COLLAPSE_CHECK_EVERY == 0
-    assert collapsed(stopped.params_, stopped.weights_ * len(X), stopped.reg_covar)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        truncated = GaussianMixture(k, max_iter=n, **kw).fit(X)
     np.testing.assert_allclose(stopped.means_, truncated.means_, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(stopped.covariances_, truncated.covariances_, rtol=1e-9,
                                atol=1e-12)
@@ -215,18 +224,11 @@ def test_missing_data_fits_stop_as_complete_data_fits():
     X[0, 0] = np.nan
     kw = dict(covariance_type="VVE", init_params="hc", tol=1e-5, random_state=0,
               missing="marginalize")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        stopped = GaussianMixture(6, max_iter=1000, stop_collapsed=True, **kw).fit(X)
-    assert any(issubclass(w.category, SingularFitWarning) for w in caught)
-    n = stopped.n_iter_
-    assert not stopped.converged_ and n < 1000 and n % COLLAPSE_CHECK_EVERY == 0
-    assert collapsed(stopped.params_, stopped.weights_ * len(X), stopped.reg_covar)
+    stopped, truncated = _stopped_and_truncated(X, 6, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        truncated = GaussianMixture(6, max_iter=n, **kw).fit(X)
         run_on = GaussianMixture(6, max_iter=1000, **kw).fit(X)
-    assert run_on.n_iter_ > n
+    assert run_on.n_iter_ > stopped.n_iter_
     assert stopped.lower_bound_ == pytest.approx(truncated.lower_bound_, rel=1e-12)
     np.testing.assert_allclose(stopped.means_, truncated.means_, rtol=1e-10, atol=1e-10)
 
