@@ -284,3 +284,28 @@ def test_float32_reads_a_sound_component_as_sound(dtype):
                                covariances=np.stack([np.eye(2), np.eye(2), small])
                                ).to_numpy(dtype)
     assert bool(collapsed_members(q, nk, 1e-6))
+
+
+def test_the_hosts_skip_never_clears_a_component_at_the_floor():
+    """The host skips the decompositions when |det L|² / ‖L‖_F^(2(D-1)), a lower bound
+    of the smallest variance, clears the floor for every component. The bound holds
+    (checked against the SVD on random factors, well and badly conditioned), so a
+    component at the floor is never skipped."""
+    from bayesgmm.engines import _host_clear
+
+    rng = np.random.default_rng(0)
+    for D in (2, 3, 6):
+        for scale in (1e-4, 1e-2, 1.0, 1e3):
+            A = rng.normal(size=(50, D, D)) * rng.uniform(1e-4, 1, size=(50, 1, D)) * scale
+            L = np.linalg.cholesky(A @ np.swapaxes(A, 1, 2) + 1e-12 * np.eye(D))
+            smallest = np.linalg.svd(L, compute_uv=False)[:, -1] ** 2
+            for i in range(50):
+                p = GMMParams(np.array([0.5, 0.5]), np.zeros((2, D)),
+                              np.stack([np.eye(D), L[i]]), "full")
+                active = np.array([True, True])
+                floor = smallest[i] * 1.0001
+                assert not _host_clear(p, active, floor)  # at the floor: never skipped
+    # and a sound component (variances 0.5-3 in 3-D, floor 1e-5) is skipped
+    L = np.linalg.cholesky(np.array([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 0.5]]))
+    p = GMMParams(np.array([0.5, 0.5]), np.zeros((2, 3)), np.stack([np.eye(3), L]), "full")
+    assert _host_clear(p, np.array([True, True]), 1e-5)

@@ -255,8 +255,10 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
     finite = (xp.isfinite(cov).all(axis=(-2, -1)) | ~active).all(axis=-1)
     eye = xp.eye(cov.shape[-1], dtype=dtype)
     safe = xp.where(active[..., None, None] & xp.isfinite(cov), cov, eye)
-    smallest, v = _flattest(xp, params, safe, active, eye)  # (*B, K), (*B, K, D)
     floor = COLLAPSE_FLOOR * xp.asarray(reg_covar, dtype=dtype)
+    if isinstance(w, np.ndarray) and _host_clear(params, active, float(floor)):
+        return np.zeros(w.shape[:-1], bool)
+    smallest, v = _flattest(xp, params, safe, active, eye)  # (*B, K), (*B, K, D)
     at_floor = active & (smallest <= floor)  # (*B, K)
     if isinstance(at_floor, np.ndarray) and not at_floor.any():  # the host's usual case
         return np.zeros(at_floor.shape[:-1], bool)
@@ -271,6 +273,26 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
     along = xp.einsum("...ki,...ij,...kj->...k", v, spread, v)
     flat = (at_floor & (along > COLLAPSE_SPREAD * floor)).any(axis=-1)
     return (active.sum(axis=-1) >= 2) & finite & (few | flat)
+
+
+def _host_clear(params: GMMParams, active: np.ndarray, floor: float) -> bool:
+    """On the host, for a Cholesky factor L (Σ = L Lᵀ), whether every active component's
+    smallest variance is surely above ``floor``, without a decomposition: σ_min(L) is
+    at least |det L| / ‖L‖_F^(D-1) (the product of the singular values is |det L|, each
+    of the others at most ‖L‖_F), and det L is the product of L's diagonal. A search's
+    sound components clear it by orders of magnitude; a collapsed one never does."""
+    shape = ops(params.covariance_type).factor_shape(2, 3)
+    if shape[-2:] != (3, 3):
+        return False
+    L = np.asarray(params.cov_factor, np.float64)
+    D = L.shape[-1]
+    with np.errstate(all="ignore"):
+        det = np.abs(L.diagonal(axis1=-2, axis2=-1)).prod(axis=-1)
+        norm2 = (L * L).sum(axis=(-2, -1))
+        bound = det * det / norm2 ** (D - 1)  # <= σ_min(L)², (*B, K) or (*B,) if tied
+    if len(shape) == 2:
+        bound = bound[..., None]
+    return bool(((bound > floor) | ~active).all())
 
 
 def _flattest(xp, params: GMMParams, safe: Array, active: Array, eye: Array
