@@ -648,7 +648,8 @@ def _best_run(runs: list[tuple], options: FitOptions) -> tuple:
     K = int(options.n_components)
     collapsed = [not bool(i.nonfinite) and (collapsed_fit(b, np.asarray(i.nk)[:K],
                                                            options.reg_covar)
-                                            or stopped_collapsed(i, options))
+                                            or stopped_collapsed(i.converged, i.n_iter,
+                                                                 options))
                  for b, i, _ in runs]
     scores = [-math.inf if bool(i.nonfinite) else float(i.lower_bound) for _, i, _ in runs]
     if not all(collapsed):
@@ -776,13 +777,14 @@ def _method_start(key, X, w, options: FitOptions, n_padded: int,
     return pad_components(params_from_inits(R, ct, base=base, **given), n_padded)
 
 
-def stopped_collapsed(info: FitInfo, options: FitOptions) -> bool:
-    """Whether EM stopped a fit because it collapsed (``stop_collapsed``): the only
-    stop short of ``max_iter`` that is neither convergence nor a non-finite step. Read
-    from the engine's stop, not tested again: the engine tests in the fit's dtype, a
-    later test in float64 could differ at the floor."""
-    return (bool(options.stop_collapsed) and not bool(info.converged)
-            and not bool(info.nonfinite) and int(info.n_iter) < int(options.max_iter))
+def stopped_collapsed(converged, n_iter, options: FitOptions) -> bool:
+    """Whether EM stopped a finite fit (``converged``, after ``n_iter`` iterations)
+    because it collapsed (``stop_collapsed``): the only stop of a finite fit short of
+    ``max_iter`` that is not convergence (a non-finite one is the caller's: raised, or
+    lost). Read from the engine's stop, not tested again: the engine tests in the fit's
+    dtype, a later test in float64 could differ at the floor."""
+    return (bool(options.stop_collapsed) and not bool(converged)
+            and int(n_iter) < int(options.max_iter))
 
 
 def warn_singular(info: FitInfo, options: FitOptions, stacklevel: int) -> None:
@@ -807,7 +809,7 @@ def _report(info: FitInfo, all_info: FitInfo | None, X, options: FitOptions) -> 
         raise ValueError(_nonfinite_message(info, X, options))
     if options.max_iter == 0:  # the initialisation was asked for; scikit-learn is silent
         return
-    if stopped_collapsed(info, options):
+    if stopped_collapsed(info.converged, info.n_iter, options):
         warn_singular(info, options, stacklevel=5)
     elif not bool(info.converged):
         warnings.warn(

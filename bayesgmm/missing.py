@@ -74,8 +74,7 @@ import numpy as np
 from bayesgmm import fitting, validation
 from bayesgmm._xp import NUMPY
 from bayesgmm.covariance import moment_features, moment_sums, ops
-from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members, mixture_m_step,
-                              step_health)
+from bayesgmm.engines import FitInfo, host_collapsed_at, mixture_m_step, step_health
 from bayesgmm.params import GMMParams, take_components
 from bayesgmm.validation import (
     DegenerateComponentWarning,
@@ -417,8 +416,8 @@ def em(X, params: GMMParams, *, sample_weight=None, tol: float = 1e-3,
                 lower_bound = lb
             n_iter += 1
             nonfinite = not ok
-            collapsed = (stop_collapsed and ok and n_iter % COLLAPSE_CHECK_EVERY == 0
-                         and bool(collapsed_members(params, nk, reg_covar, NUMPY)))
+            collapsed = stop_collapsed and ok and host_collapsed_at(params, nk, reg_covar,
+                                                                    n_iter)
     info = FitInfo(np.asarray(lower_bound, dtype), np.int32(n_iter), np.bool_(converged),
                    np.bool_(nonfinite), np.int32(bad), history.astype(dtype), nk.astype(dtype))
     return params.to_numpy(dtype), info
@@ -681,7 +680,7 @@ def _report(info: FitInfo, X, options: fitting.FitOptions) -> None:
             f"covariance at iteration {int(info.n_iter)}. Increase reg_covar (now "
             f"{options.reg_covar:g}) or decrease n_components (now "
             f"{options.n_components}).")
-    if fitting.stopped_collapsed(info, options):
+    if fitting.stopped_collapsed(info.converged, info.n_iter, options):
         fitting.warn_singular(info, options, stacklevel=5)
     elif not bool(info.converged):
         warnings.warn(

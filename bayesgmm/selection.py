@@ -402,7 +402,7 @@ def sweep(
                 gm.feature_names_in_ = names
             rows.append(_row(gm, crit, X.shape[0],
                              collapsed_fit(params, info.nk[:k], options.reg_covar)
-                             or stopped_collapsed(info, options)))
+                             or stopped_collapsed(info.converged, info.n_iter, options)))
             models.append(gm)
     shown.close()
     return _table(rows, models, criterion)
@@ -425,8 +425,8 @@ def _sweep_missing(X, ks: list[int], covariance_types, criterion: str, settings:
                 crit = {c: float(getattr(gm, c)(X)) for c in ("bic", "aic", "icl")}
                 if names is not None:
                     gm.feature_names_in_ = names
-                stopped = (gm.stop_collapsed and not gm.converged_  # stopped_collapsed's
-                           and gm.n_iter_ < gm.max_iter)
+                stopped = stopped_collapsed(gm.converged_, gm.n_iter_,
+                                            FitOptions.from_mapping(gm.get_params()))
                 rows.append(_row(gm, crit, N, stopped or collapsed_fit(
                     gm.params_, gm.weights_ * N, gm.reg_covar)))
                 models.append(gm)

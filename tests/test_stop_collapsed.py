@@ -304,8 +304,8 @@ def test_the_hosts_skip_never_clears_a_component_at_the_floor():
                               np.stack([np.eye(D), L[i]]), "full")
                 active = np.array([True, True])
                 floor = smallest[i] * 1.0001
-                assert not _host_clear(p, active, floor)  # at the floor: never skipped
+                assert not _host_clear(p.cov_factor, active, floor)  # at the floor: never skipped
     # and a sound component (variances 0.5-3 in 3-D, floor 1e-5) is skipped
     L = np.linalg.cholesky(np.array([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 0.5]]))
     p = GMMParams(np.array([0.5, 0.5]), np.zeros((2, 3)), np.stack([np.eye(3), L]), "full")
-    assert _host_clear(p, np.array([True, True]), 1e-5)
+    assert _host_clear(p.cov_factor, np.array([True, True]), 1e-5)

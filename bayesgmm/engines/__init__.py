@@ -69,7 +69,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bayesgmm._xp import get_namespace
+from bayesgmm._xp import NUMPY, get_namespace
 from bayesgmm.covariance import Prior, ops, prior_moments
 from bayesgmm.params import GMMParams, select_components
 
@@ -250,15 +250,16 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
         xp = get_namespace(params.weights, params.means, params.cov_factor)
     w = params.weights
     dtype = params.means.dtype
-    cov = params.full_covariances  # (*B, K, D, D)
     active = w > 0
+    floor = COLLAPSE_FLOOR * xp.asarray(reg_covar, dtype=dtype)
+    L = _cholesky_factors(xp, params)  # (*B, K, D, D), or None for diagonal factors
+    if isinstance(w, np.ndarray) and L is not None and _host_clear(L, active, float(floor)):
+        return np.zeros(w.shape[:-1], bool)
+    cov = params.full_covariances  # (*B, K, D, D)
     finite = (xp.isfinite(cov).all(axis=(-2, -1)) | ~active).all(axis=-1)
     eye = xp.eye(cov.shape[-1], dtype=dtype)
     safe = xp.where(active[..., None, None] & xp.isfinite(cov), cov, eye)
-    floor = COLLAPSE_FLOOR * xp.asarray(reg_covar, dtype=dtype)
-    if isinstance(w, np.ndarray) and _host_clear(params, active, float(floor)):
-        return np.zeros(w.shape[:-1], bool)
-    smallest, v = _flattest(xp, params, safe, active, eye)  # (*B, K), (*B, K, D)
+    smallest, v = _flattest(xp, L, safe, active, eye)  # (*B, K), (*B, K, D)
     at_floor = active & (smallest <= floor)  # (*B, K)
     if isinstance(at_floor, np.ndarray) and not at_floor.any():  # the host's usual case
         return np.zeros(at_floor.shape[:-1], bool)
@@ -275,42 +276,56 @@ def collapsed_members(params: GMMParams, nk: Array, reg_covar, xp=None,
     return (active.sum(axis=-1) >= 2) & finite & (few | flat)
 
 
-def _host_clear(params: GMMParams, active: np.ndarray, floor: float) -> bool:
-    """On the host, for a Cholesky factor L (Σ = L Lᵀ), whether every active component's
-    smallest variance is surely above ``floor``, without a decomposition: σ_min(L) is
-    at least |det L| / ‖L‖_F^(D-1) (the product of the singular values is |det L|, each
-    of the others at most ‖L‖_F), and det L is the product of L's diagonal. A search's
-    sound components clear it by orders of magnitude; a collapsed one never does."""
-    shape = ops(params.covariance_type).factor_shape(2, 3)
+def host_collapsed_at(params: GMMParams, nk: Array, reg_covar, n_iter: int) -> bool:
+    """The host's ``stop_collapsed`` test of one parameter set after its ``n_iter``-th
+    iteration: at a multiple of :data:`COLLAPSE_CHECK_EVERY`, whether it has collapsed
+    (:func:`collapsed_members`)."""
+    return (n_iter % COLLAPSE_CHECK_EVERY == 0
+            and bool(collapsed_members(params, nk, reg_covar, NUMPY)))
+
+
+def _cholesky_factors(xp, params: GMMParams) -> Array | None:
+    """Each component's Cholesky factor L (Σ = L Lᵀ), (*B, K, D, D), where the model
+    stores one (the full-storage models; tied's one for every component); None where
+    its factor is diagonal."""
+    shape = ops(params.covariance_type).factor_shape(2, 3)  # (2, 3, 3), (3, 3) or diagonal
     if shape[-2:] != (3, 3):
-        return False
-    L = np.asarray(params.cov_factor, np.float64)
+        return None
+    L = params.cov_factor
+    if len(shape) == 2:  # tied
+        K, D = params.n_components, params.n_features
+        L = xp.broadcast_to(L[..., None, :, :], L.shape[:-2] + (K, D, D))
+    return L
+
+
+def _host_clear(L: np.ndarray, active: np.ndarray, floor: float) -> bool:
+    """On the host, whether every active component's smallest variance is surely above
+    ``floor``, from its Cholesky factor L (*B, K, D, D) without a decomposition:
+    σ_min(L) is at least |det L| / ‖L‖_F^(D-1) (the product of the singular values is
+    |det L|, each of the others at most ‖L‖_F), and det L is the product of L's
+    diagonal. A search's sound components clear it by orders of magnitude; a collapsed
+    one never does."""
+    L = np.asarray(L, np.float64)
     D = L.shape[-1]
     with np.errstate(all="ignore"):
         det = np.abs(L.diagonal(axis1=-2, axis2=-1)).prod(axis=-1)
         norm2 = (L * L).sum(axis=(-2, -1))
-        bound = det * det / norm2 ** (D - 1)  # <= σ_min(L)², (*B, K) or (*B,) if tied
-    if len(shape) == 2:
-        bound = bound[..., None]
+        bound = det * det / norm2 ** (D - 1)  # <= σ_min(L)², (*B, K)
     return bool(((bound > floor) | ~active).all())
 
 
-def _flattest(xp, params: GMMParams, safe: Array, active: Array, eye: Array
+def _flattest(xp, L: Array | None, safe: Array, active: Array, eye: Array
               ) -> tuple[Array, Array]:
     """Each component's smallest covariance eigenvalue (*B, K) and its eigenvector
-    (*B, K, D). Where the factor is a Cholesky factor L (Σ = L Lᵀ: the full-storage and
-    tied models), from L's singular values: σ_min² is accurate to eps·σ_max·σ_min, where
-    the eigenvalues of Σ formed in float32 are only accurate to eps·‖Σ‖ (1e-4 on data of
-    variance 1e3: ten times a reg_covar of 1e-6's floor, so a sound component read as
-    collapsed). Otherwise (diagonal factors) from ``safe``, Σ with the identity where a
-    component is inactive or not finite, whose eigen-decomposition is exact."""
-    factor = params.cov_factor
-    shape = ops(params.covariance_type).factor_shape(2, 3)  # (2, 3, 3), (3, 3) or diagonal
-    if shape[-2:] != (3, 3):  # diagonal models: exact
+    (*B, K, D). Given its Cholesky factor L (:func:`_cholesky_factors`), from L's
+    singular values: σ_min² is accurate to eps·σ_max·σ_min, where the eigenvalues of Σ
+    formed in float32 are only accurate to eps·‖Σ‖ (1e-4 on data of variance 1e3: ten
+    times a reg_covar of 1e-6's floor, so a sound component read as collapsed).
+    Otherwise (diagonal factors) from ``safe``, Σ with the identity where a component
+    is inactive or not finite, whose eigen-decomposition is exact."""
+    if L is None:  # diagonal models: exact
         values, vectors = xp.eigh(safe)  # ascending
         return values[..., 0], vectors[..., :, 0]
-    if len(shape) == 2:  # tied: one factor for every component
-        factor = xp.broadcast_to(factor[..., None, :, :], safe.shape)
-    usable = active & xp.isfinite(factor).all(axis=(-2, -1))
-    U, s, _ = xp.svd(xp.where(usable[..., None, None], factor, eye))  # s descending
+    usable = active & xp.isfinite(L).all(axis=(-2, -1))
+    U, s, _ = xp.svd(xp.where(usable[..., None, None], L, eye))  # s descending
     return s[..., -1] ** 2, U[..., :, -1]

@@ -55,7 +55,8 @@ from bayesgmm.covariance import (
     ops,
 )
 from bayesgmm.engines import (COLLAPSE_CHECK_EVERY, FitInfo, collapsed_members,
-                              min_component_rows, mixture_m_step, step_health)
+                              host_collapsed_at, min_component_rows, mixture_m_step,
+                              step_health)
 from bayesgmm.params import GMMParams, pad_components, take_components
 from bayesgmm.progress import EMReport
 
@@ -581,9 +582,8 @@ def _fit(T, w, center, params: GMMParams, tol, reg_covar, max_iter, hard_start,
                 n_iter += 1
                 if report is not None:
                     report.iteration(restart, iter_offset + n_iter, change)
-                collapsed = (stop_collapsed and ok
-                             and (iter_offset + n_iter) % COLLAPSE_CHECK_EVERY == 0
-                             and bool(collapsed_members(params, nk, reg_covar, NUMPY)))
+                collapsed = stop_collapsed and ok and host_collapsed_at(
+                    params, nk, reg_covar, iter_offset + n_iter)
             nonfinite, hard = not ok, False
     if report is not None and max_iter > 0:
         report.end(restart, lower_bound, converged)
