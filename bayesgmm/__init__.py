@@ -3,7 +3,12 @@ sharing one parameter representation (:class:`GMMParams`)."""
 
 from bayesgmm.estimators import GaussianMixture, RobustMixture
 from bayesgmm.params import GMMParams
-from bayesgmm.validation import DataScaleWarning, DegenerateComponentWarning, SingularFitWarning
+from bayesgmm.validation import (
+    ConstantFeatureWarning,
+    DataScaleWarning,
+    DegenerateComponentWarning,
+    SingularFitWarning,
+)
 
 __version__ = "0.1.0"
 
@@ -38,6 +43,7 @@ __all__ = [
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "DataScaleWarning",
+    "ConstantFeatureWarning",
     "SingularFitWarning",
     "NotFittedError",
     "__version__",

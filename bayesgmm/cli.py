@@ -186,6 +186,17 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     if holes:
         _check_holes(path, X, [pick.name(j) for j in cols], header=names is not None,
                      fitting=n_features is None, delimiter=cfg.delimiter)
+    from bayesgmm.validation import constant_feature
+
+    found = constant_feature(X) if n_features is None else None  # data to fit
+    if found is not None:
+        j, value, where, count = found
+        more = f" ({count} feature columns are)" if count > 1 else ""
+        raise CLIError(f"the feature column {pick.name(cols[j])!r} of {path} is constant "
+                       f"({value:g} {where}){more}: it tells the clusters nothing, and the "
+                       "model search's choice would move with it",
+                       "list the other feature columns in [data] columns" if not cfg.columns
+                       else "drop it from [data] columns")
     return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
                    tuple(names[j] for j in cols) if names is not None else None, str(path))
 

@@ -52,6 +52,7 @@ from bayesgmm.validation import (
     check_array_2d,
     check_covariance_types,
     check_n_components_list,
+    check_no_constant_feature,
     check_positive_int,
     check_random_state_key,
     check_reg_covar_scale,
@@ -361,6 +362,7 @@ def sweep(
     covariance_types = check_covariance_types(covariance_types, "sweep")
     names = feature_names(X)
     X = check_array_2d(X, min_samples=2, missing=settings["missing"], marginalize_in="sweep")
+    check_no_constant_feature(X, "sweep", names)  # its choice would move with the column
     check_reg_covar_scale(X, settings["reg_covar"])  # once here; the fits are silenced
     if X.shape[1] == 1:  # one feature: the 14 models are mclust's two, E and V
         covariance_types = univariate_types(covariance_types)

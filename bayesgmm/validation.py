@@ -50,6 +50,10 @@ __all__ = [
     "DataScaleWarning",
     "check_reg_covar_scale",
     "check_spread",
+    "ConstantFeatureWarning",
+    "constant_feature",
+    "check_no_constant_feature",
+    "warn_constant_feature",
     "REG_COVAR_SHARE",
 ]
 
@@ -62,6 +66,11 @@ class SingularFitWarning(UserWarning):
     """EM stopped a fit that collapsed (``stop_collapsed=True``): a component's variance
     is ``reg_covar``'s, so only ``reg_covar`` bounds its likelihood; mclust reports such
     a fit as singular."""
+
+
+class ConstantFeatureWarning(UserWarning):
+    """A feature of X is constant: it tells the components nothing, and every
+    component's variance there is ``reg_covar``'s (see :func:`warn_constant_feature`)."""
 
 
 class DataScaleWarning(UserWarning):
@@ -167,6 +176,68 @@ def check_spread(X: np.ndarray, name: str = "X") -> None:
             f"underflow {X.dtype} and the feature looks constant; rescale it without "
             f"squaring (its standard deviation underflows too), e.g. to [0, 1]: "
             f"(c - c.min()) / (c.max() - c.min()) for c = {name}[:, {j}]")
+
+
+def constant_feature(X: np.ndarray) -> tuple[int, float, str, int] | None:
+    """``(j, value, where, count)``: the first feature of ``X`` whose observed values
+    (NaN skipped) are all equal, its value, where it was seen ("in every row", "in every
+    row where it is observed", "in the one row where it is observed") and how many such
+    features X has; None where there is none (an all-NaN column is not constant: the
+    missing-data checks name it)."""
+    X = np.asarray(X)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+        constant = np.flatnonzero(np.nanmax(X, axis=0) == np.nanmin(X, axis=0))
+    if not constant.size:
+        return None
+    j = int(constant[0])
+    seen = X[~np.isnan(X[:, j]), j]
+    where = ("in every row" if len(seen) == len(X) else
+             "in the one row where it is observed" if len(seen) == 1 else
+             "in every row where it is observed")
+    return j, float(seen[0]), where, int(constant.size)
+
+
+def _constant_message(found: tuple[int, float, str, int], names=None) -> str:
+    j, value, where, count = found
+    more = f"; {count} such columns" if count > 1 else ""
+    called = f" ({names[j]!r})" if names is not None else ""
+    return (f"X's column {j}{called} is constant ({value:g} {where}{more}): it tells the "
+            "components nothing, yet every component's variance there is reg_covar's, "
+            "which adds a likelihood of its own and parameters that differ between "
+            "covariance models, so a model search's choice moves with it (Old Faithful "
+            "with a constant third column: EEI,3 instead of EEE,3)")
+
+
+def _drop(found: tuple[int, float, str, int], names=None) -> str:
+    j, _, _, count = found
+    if names is not None:  # a data frame
+        return (f"drop the column: X.drop(columns={names[j]!r})" if count == 1 else
+                "drop those columns: X.loc[:, X.max() > X.min()]")
+    return (f"drop the column: np.delete(X, {j}, axis=1)" if count == 1 else
+            "drop those columns: X[:, np.nanmax(X, axis=0) > np.nanmin(X, axis=0)]")
+
+
+def check_no_constant_feature(X: np.ndarray, owner: str, names=None) -> None:
+    """A ``ValueError`` naming the first constant feature of ``X`` (by its name too where
+    ``names``, X's feature names, are given) and the fix (drop it): a model search's
+    choice would depend on the column."""
+    found = constant_feature(X)
+    if found is not None:
+        raise ValueError(f"{owner}: {_constant_message(found, names)}; "
+                         f"{_drop(found, names)}")
+
+
+def warn_constant_feature(X: np.ndarray) -> None:
+    """A :class:`ConstantFeatureWarning` (at the user's line) naming the first constant
+    feature of ``X`` and the fix; a fit goes on, as scikit-learn's does (its
+    clusters are those of the other features, except for the isotropic models, EII and
+    VII, whose one variance the column pulls towards ``reg_covar``)."""
+    found = constant_feature(X)
+    if found is not None:
+        warnings.warn(f"{_constant_message(found)}; to compare models or read "
+                      f"likelihoods, {_drop(found)}", ConstantFeatureWarning,
+                      stacklevel=_caller_level())
 
 
 def _sklearn_classes() -> dict:

@@ -962,3 +962,35 @@ def test_predict_out_in_a_folder_that_cannot_be_written(tmp_path, capsys, proba)
     _assert_one_line_error(err.splitlines(), "cannot write /proc/p.csv: its folder /proc "
                            "is not writable", "choose another --out")
     assert ".writing" not in err and out == ""
+
+
+def test_a_constant_feature_column_is_refused_naming_it(tmp_path, capsys):
+    """A feature column constant in every row would move the model search's choice
+    (tests/test_validation.py): `fit` and `sweep` refuse it before any fit, naming the
+    column by its header name and the key to change; new data to predict may be
+    constant (one row is)."""
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(0, 1, (20, 2)), rng.normal(6, 1, (20, 2))]
+    (tmp_path / "d.csv").write_text("x1,flag,x2\n" + "".join(
+        f"{a:.4f},1,{b:.4f}\n" for a, b in X))
+    (tmp_path / "all.toml").write_text('[data]\npath = "d.csv"\n[sweep]\nn_components = 2\n')
+    (tmp_path / "named.toml").write_text('[data]\npath = "d.csv"\ncolumns = ["x1", "flag"]\n'
+                                         '[sweep]\nn_components = 2\n')
+    for command, cfg, fix in (("fit", "all.toml", "list the other feature columns in "
+                               "[data] columns"),
+                              ("sweep", "named.toml", "drop it from [data] columns")):
+        assert main([command, str(tmp_path / cfg), "--out", str(tmp_path / command),
+                     NO_CACHE]) == 2
+        _assert_one_line_error(capsys.readouterr().err.splitlines(),
+                               "the feature column 'flag' of", "is constant (1 in every row)",
+                               fix)
+        assert not (tmp_path / command).exists()
+    (tmp_path / "ok.toml").write_text('[data]\npath = "d.csv"\ncolumns = ["x1", "x2"]\n'
+                                      '[sweep]\nn_components = 2\n')
+    out = tmp_path / "m"
+    assert main(["fit", str(tmp_path / "ok.toml"), "--out", str(out), "--quiet",
+                 NO_CACHE]) == 0
+    capsys.readouterr()
+    (tmp_path / "one.csv").write_text("x1,flag,x2\n0.5,1,0.25\n")
+    assert main(["predict", str(out), str(tmp_path / "one.csv"), "--quiet", NO_CACHE]) == 0
+    assert len(list(csv.DictReader(capsys.readouterr().out.splitlines()))) == 1

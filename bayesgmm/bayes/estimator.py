@@ -43,6 +43,7 @@ from bayesgmm.validation import (
     check_positive_int,
     check_random_state_key,
     compute_scope,
+    constant_feature,
     default_x64_scope,
     unit_reg_covar,
 )
@@ -653,17 +654,12 @@ def _fit_data(X, n_components: int, covariance_type: str, missing: str) -> np.nd
         check_missing(X, fitting_data=True)
     check_n_samples(X.shape[0], n_components)
     check_model_features(covariance_type, X.shape[1])
-    with np.errstate(all="ignore"):  # (an all-NaN column: check_missing refused it)
-        constant = np.flatnonzero(np.nanmax(X, axis=0) == np.nanmin(X, axis=0))
-    if constant.size:
-        j = int(constant[0])
-        seen = X[~np.isnan(X[:, j]), j]
-        where = ("in every row" if len(seen) == len(X) else
-                 "in the one row where it is observed" if len(seen) == 1 else
-                 "in every row where it is observed")
+    found = constant_feature(X)  # (an all-NaN column: check_missing refused it)
+    if found is not None:
+        j, value, where, count = found
         raise ValueError(
-            f"X's column {j} is constant ({seen[0]:g} {where}"
-            f"{f'; {constant.size} such columns' if constant.size > 1 else ''}): the "
+            f"X's column {j} is constant ({value:g} {where}"
+            f"{f'; {count} such columns' if count > 1 else ''}): the "
             "data give that feature no scale, so the scale prior alone sets it, and the "
             "posterior crowds every point into one ever tighter component (a MAP fit of two "
             "blobs kept one, weight 0.97); drop the column (GaussianMixture bounds it with "
