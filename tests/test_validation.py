@@ -374,3 +374,60 @@ def test_a_column_constant_on_a_subset_only_draws_no_warning_from_the_librarys_o
     with pytest.warns(ConstantFeatureWarning, match="column 2 is constant") as rec:
         RobustMixture(2, component="t", random_state=0).fit(Xc)
     assert [w.filename for w in rec if w.category is ConstantFeatureWarning] == [__file__]
+
+
+def test_a_constant_combination_of_features_is_found_in_the_datas_units():
+    """Columns that are linearly dependent, by construction: shares that sum to 1 (in
+    float64 and float32), a column made of two others (its relation read back in the
+    data's units, by name), a relation only to 1e-4 (found where reg_covar exceeds the
+    data's variance along it). Independent columns are not flagged, also 1e4 from the
+    origin (the relation is found on centred data), nor iris; NaN rows are skipped."""
+    from sklearn.datasets import load_iris
+
+    from bayesgmm.validation import constant_combination
+
+    X, _ = _faithful_with_constant()
+    rng = np.random.default_rng(0)
+    shares = rng.dirichlet([1, 2, 3], 200)
+    assert constant_combination(shares)[0] == "x0 + x1 + x2"
+    assert constant_combination(shares.astype(np.float32))[0] == "x0 + x1 + x2"
+    mixed = np.column_stack([X, 2 * X[:, 0] - 0.5 * X[:, 1]])
+    combination, variance = constant_combination(mixed, ["erupt", "wait", "mix"])
+    assert combination == "erupt - 0.25·wait - 0.5·mix" and variance < 1e-10
+    rounded = np.round(shares, 4)
+    assert constant_combination(rounded) is None
+    combination, variance = constant_combination(rounded, reg_covar=1e-6)
+    assert combination == "x0 + x1 + x2" and 1e-12 < variance < 1e-6
+    for independent in (X, X + 1e4, load_iris().data, rng.normal(size=(200, 5))):
+        assert constant_combination(independent, reg_covar=1e-6) is None
+    holes = np.column_stack([X, X[:, 0] + X[:, 1]])
+    holes[3, 0] = np.nan
+    assert constant_combination(holes)[0] == "x0 + x1 - x2"
+    assert constant_combination(rng.normal(size=(4, 5))) is None  # N <= D: always
+
+
+def test_sweep_warns_where_a_combination_of_features_is_constant():
+    """Old Faithful with a third column, the sum of the two: along x0 + x1 - x2 the full
+    models' likelihood is reg_covar's, so the best diagonal model falls from 9 BIC
+    units behind the best full one to more than 1,000; sweep says so once, at the
+    user's line, naming the combination."""
+    from bayesgmm import ConstantFeatureWarning
+    from bayesgmm.selection import sweep
+
+    X, _ = _faithful_with_constant()
+    diagonal = {"EII", "VII", "EEI", "VEI", "EVI", "VVI"}
+
+    def gap(table):
+        kinds = np.asarray(table["covariance_type"]).astype(str)
+        bic = np.asarray(table["bic"])
+        is_diagonal = np.isin(kinds, sorted(diagonal))
+        return bic[is_diagonal].min() - bic[~is_diagonal].min()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConstantFeatureWarning)
+        assert abs(gap(sweep(X, range(1, 10), "all"))) < 20
+    with pytest.warns(ConstantFeatureWarning, match=r"linearly dependent: x0 \+ x1 - x2 is "
+                      r"constant .*below reg_covar=1e-06") as rec:
+        table = sweep(np.column_stack([X, X.sum(axis=1)]), range(1, 10), "all")
+    assert [w.filename for w in rec if w.category is ConstantFeatureWarning] == [__file__]
+    assert gap(table) > 1000
