@@ -7,6 +7,7 @@ from bayesgmm.validation import (
     ConstantFeatureWarning,
     DataScaleWarning,
     DegenerateComponentWarning,
+    DiscreteFeatureWarning,
     SingularFitWarning,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "DegenerateComponentWarning",
     "DataScaleWarning",
     "ConstantFeatureWarning",
+    "DiscreteFeatureWarning",
     "SingularFitWarning",
     "NotFittedError",
     "__version__",

@@ -38,6 +38,7 @@ from bayesgmm.validation import (
     check_random_state_key,
     feature_names,
     warn_constant_feature,
+    warn_few_values,
 )
 
 __all__ = ["GaussianMixture", "RobustMixture", "BaseEstimator", "membership_columns"]
@@ -384,6 +385,7 @@ default="auto"
                                     marginalize_in="GaussianMixture")
         options, holes = self._options(), missing_data.has_missing(X)
         warn_constant_feature(X)  # here: the library's own fits on subsets stay quiet
+        warn_few_values(X, self.n_components)
         warm = _check_warm_start(self.warm_start) and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
         params, info = (missing_data.fit if holes else fitting.fit)(
@@ -716,6 +718,7 @@ class RobustMixture(BaseEstimator):
         options = robust.RobustOptions.from_mapping(self.get_params())
         if not (self.noise and isinstance(self.noise_volume, str)):  # (else refused:
             warn_constant_feature(X)  # the noise region's volume would be 0)
+        warn_few_values(X, self.n_components)
         params, info = robust.fit_options(X, options, sample_weight)
         self._store(params, info, X.dtype)
         self._feature_names(data, reset=True)

@@ -59,6 +59,7 @@ from bayesgmm.validation import (
     check_sample_weight,
     feature_names,
     warn_constant_combination,
+    warn_few_values,
 )
 
 __all__ = ["univariate_types", "log_likelihood", "bic", "aic", "icl", "criteria_terms", "criteria_from_terms",
@@ -365,6 +366,7 @@ def sweep(
     X = check_array_2d(X, min_samples=2, missing=settings["missing"], marginalize_in="sweep")
     check_no_constant_feature(X, "sweep", names)  # its choice would move with the column
     warn_constant_combination(X, names, settings["reg_covar"])
+    warn_few_values(X, max(ks), names)
     check_reg_covar_scale(X, settings["reg_covar"])  # once here; the fits are silenced
     if X.shape[1] == 1:  # one feature: the 14 models are mclust's two, E and V
         covariance_types = univariate_types(covariance_types)

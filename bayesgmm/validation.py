@@ -56,6 +56,10 @@ __all__ = [
     "warn_constant_feature",
     "constant_combination",
     "warn_constant_combination",
+    "DiscreteFeatureWarning",
+    "FEW_VALUES",
+    "few_values_feature",
+    "warn_few_values",
     "REG_COVAR_SHARE",
 ]
 
@@ -74,6 +78,11 @@ class ConstantFeatureWarning(UserWarning):
     """A feature of X, or a combination of its features, is constant: it tells the
     components nothing, and a component's variance along it is ``reg_covar``'s (see
     :func:`warn_constant_feature` and :func:`warn_constant_combination`)."""
+
+
+class DiscreteFeatureWarning(UserWarning):
+    """A feature of X takes only a few distinct values (:data:`FEW_VALUES`): a
+    component can sit on one of them (see :func:`warn_few_values`)."""
 
 
 class DataScaleWarning(UserWarning):
@@ -255,6 +264,8 @@ def constant_combination(X: np.ndarray, names=None,
     round-off) or (10·eps)² of X's own dtype (one computed in float32). Not for a
     constant feature (:func:`constant_feature` names it), one feature, or no more
     complete rows than features (then every set of columns is dependent)."""
+    if isinstance(reg_covar, bool) or not isinstance(reg_covar, numbers.Real):
+        reg_covar = 0.0  # (not a number: the options' own check names it)
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     if X.dtype.kind == "f" and np.isnan(X).any():
@@ -299,7 +310,8 @@ def warn_constant_combination(X: np.ndarray, names=None, reg_covar: float = 0.0)
     found = constant_combination(X, names, reg_covar)
     if found is not None:
         combination, variance = found
-        size = (f"below reg_covar={reg_covar:g}" if variance < reg_covar else "round-off")
+        size = (f"below reg_covar={reg_covar:g}" if isinstance(reg_covar, numbers.Real)
+                and variance < reg_covar else "round-off")
         warnings.warn(
             f"X's columns are linearly dependent: {combination} is constant (the data's "
             f"variance along it is {variance:.2g}, {size}). Along it "
@@ -309,6 +321,56 @@ def warn_constant_combination(X: np.ndarray, names=None, reg_covar: float = 0.0)
             "column, the sum of the two: the best diagonal model 4,171 BIC units behind "
             "the best full one, against 9 without it); drop one of the columns in the "
             "combination", ConstantFeatureWarning, stacklevel=_caller_level())
+
+
+#: A feature with at most this many distinct values (a count, a rating, a 0/1 flag)
+#: draws a :class:`DiscreteFeatureWarning` from a fit of two or more components.
+FEW_VALUES = 10
+
+
+def few_values_feature(X: np.ndarray, most: int = FEW_VALUES) -> tuple[int, int] | None:
+    """``(j, n_values)``: the first feature of ``X`` with at most ``most`` distinct values
+    (NaN skipped) but more than one (:func:`constant_feature` names those); None where
+    there is none. A column whose first rows already hold more values is not sorted:
+    the test costs a pass over X for most data."""
+    X = np.asarray(X)
+    head = X[:1000]
+    for j in range(X.shape[1]):
+        seen = np.unique(head[:, j])
+        seen = seen[~np.isnan(seen)] if seen.dtype.kind == "f" else seen
+        if len(seen) > most:
+            continue
+        column = X[:, j]
+        if X.dtype.kind == "f":
+            column = column[~np.isnan(column)]
+        if len(X) > len(head) and not np.isin(column, seen).all():
+            seen = np.unique(column)
+        if 1 < len(seen) <= most:
+            return j, int(len(seen))
+    return None
+
+
+def warn_few_values(X: np.ndarray, n_components: int, names=None) -> None:
+    """A :class:`DiscreteFeatureWarning` (at the user's line) where a fit of
+    ``n_components`` >= 2 meets a feature of few distinct values
+    (:func:`few_values_feature`): a component can sit on one value with no spread
+    there, which a Gaussian likelihood rewards without bound (or, where the volume is
+    shared, with a degenerate shape: one variance near ``reg_covar``, another far
+    beyond the data's); mclust reports such fits as singular."""
+    if int(n_components) < 2:
+        return
+    found = few_values_feature(X)
+    if found is not None:
+        j, count = found
+        called = f" ({names[j]!r})" if names is not None else ""
+        warnings.warn(
+            f"X's column {j}{called} takes only {count} distinct values in {len(X)} rows: "
+            "a component can sit on one value, with no spread there, and a Gaussian "
+            "likelihood rewards that (mclust reports such fits as singular), so the "
+            "fits and a model search's choice follow the values, not clusters. Leave the "
+            "column out, or spread its values by their rounding (add uniform noise of "
+            "their spacing's width) if they are a continuous quantity measured coarsely",
+            DiscreteFeatureWarning, stacklevel=_caller_level())
 
 
 def _sklearn_classes() -> dict:

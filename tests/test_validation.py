@@ -431,3 +431,61 @@ def test_sweep_warns_where_a_combination_of_features_is_constant():
         table = sweep(np.column_stack([X, X.sum(axis=1)]), range(1, 10), "all")
     assert [w.filename for w in rec if w.category is ConstantFeatureWarning] == [__file__]
     assert gap(table) > 1000
+
+
+def _faithful_with_levels(seed=0):
+    X, _ = _faithful_with_constant()
+    rng = np.random.default_rng(seed)
+    return np.column_stack([X, rng.integers(1, 4, len(X)).astype(float)])
+
+
+def _smallest_variance(model):
+    return min(np.linalg.eigvalsh(c).min() for c in model.params_.full_covariances)
+
+
+def test_a_feature_of_few_values_warns_and_the_search_then_picks_a_degenerate_fit():
+    """Old Faithful beside a column of three levels (1, 2, 3 at random): the search's
+    choice puts a component on one level, its variance there ten times reg_covar (mclust
+    reports such cells as singular); with the levels spread by their rounding (uniform
+    noise of width 1) it picks a sound fit. The search warns once, at the user's line,
+    naming the column; a one-component fit does not."""
+    from bayesgmm import DiscreteFeatureWarning, GaussianMixture
+    from bayesgmm.selection import sweep
+
+    X = _faithful_with_levels()
+    with pytest.warns(DiscreteFeatureWarning, match=r"column 2 takes only 3 distinct values "
+                      r"in 272 rows") as rec:
+        table = sweep(X, range(1, 7), "all", random_state=0)
+    assert [w.filename for w in rec if w.category is DiscreteFeatureWarning] == [__file__]
+    assert _smallest_variance(table.best["model"]) < 1e-4
+    spread = X.copy()
+    spread[:, 2] += np.random.default_rng(1).uniform(-0.5, 0.5, len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiscreteFeatureWarning)
+        table = sweep(spread, range(1, 7), "all", random_state=0)
+        GaussianMixture(1).fit(X)
+    assert _smallest_variance(table.best["model"]) > 1e-2
+    with pytest.warns(DiscreteFeatureWarning, match="column 2") as rec:
+        GaussianMixture(2, random_state=0).fit(X)
+    assert [w.filename for w in rec if w.category is DiscreteFeatureWarning] == [__file__]
+
+
+def test_few_values_are_counted_past_the_first_rows_and_nan_is_skipped():
+    """The first 1,000 rows only screen: a column whose third value first appears later
+    is still counted (3 values), one with 11 values is not flagged, NaN is not a value,
+    and measured data (Old Faithful, iris) have more than ten values in every column."""
+    from sklearn.datasets import load_iris
+
+    from bayesgmm.validation import few_values_feature
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, 3))
+    X[:, 1] = np.r_[rng.integers(0, 2, 4000), np.full(1000, 7)]
+    assert few_values_feature(X) == (1, 3)
+    X[:, 1] = rng.integers(0, 11, 5000)
+    assert few_values_feature(X) is None
+    X[::7, 1] = np.nan
+    X[:, 1] = np.where(np.isnan(X[:, 1]), np.nan, X[:, 1] % 4)
+    assert few_values_feature(X) == (1, 4)
+    faithful, _ = _faithful_with_constant()
+    assert few_values_feature(faithful) is None and few_values_feature(load_iris().data) is None

@@ -46,6 +46,7 @@ from bayesgmm.validation import (
     constant_feature,
     default_x64_scope,
     unit_reg_covar,
+    warn_few_values,
 )
 
 __all__ = ["BayesianGaussianMixture", "SamplingWarning", "compare_n_components"]
@@ -664,6 +665,7 @@ def _fit_data(X, n_components: int, covariance_type: str, missing: str) -> np.nd
             "posterior crowds every point into one ever tighter component (a MAP fit of two "
             "blobs kept one, weight 0.97); drop the column (GaussianMixture bounds it with "
             "reg_covar)")
+    warn_few_values(X, n_components)
     return X
 
 
