@@ -191,12 +191,13 @@ def load_data(cfg: DataConfig, *, n_features: int | None = None,
     found = constant_feature(X) if n_features is None else None  # data to fit
     if found is not None:
         j, value, where, count = found
-        more = f" ({count} feature columns are)" if count > 1 else ""
+        more = f"; {count} feature columns are constant" if count > 1 else ""
         raise CLIError(f"the feature column {pick.name(cols[j])!r} of {path} is constant "
-                       f"({value:g} {where}){more}: it tells the clusters nothing, and the "
+                       f"({value:g} {where}{more}): it tells the clusters nothing, and the "
                        "model search's choice would move with it",
                        "list the other feature columns in [data] columns" if not cfg.columns
-                       else "drop it from [data] columns")
+                       else "drop it from [data] columns" if count == 1
+                       else "drop the constant ones from [data] columns")
     return Dataset(X, ids, pick.name(id_col) if id_col is not None else "row", labels,
                    tuple(names[j] for j in cols) if names is not None else None, str(path))
 
@@ -580,6 +581,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     from bayesgmm import io as model_io
     from bayesgmm.estimators import GaussianMixture
     from bayesgmm.metrics import adjusted_rand_score
+    from bayesgmm.validation import data_warnings_off
 
     check_output_folder(Path(out_dir))  # before the fits, not after them
     data = _load(cfg, log)
@@ -589,7 +591,7 @@ def run_workflow(cfg: RunConfig, out_dir: str | Path, *,
     K, ct = cfg.fit.chosen(best)
     _check_enough_rows(data, K, "[fit] n_components")
     X = data.X
-    with _fit_errors():
+    with _fit_errors(), data_warnings_off():  # (the sweep said it of these columns)
         gmm = GaussianMixture(K, covariance_type=ct, **_em_settings(cfg)).fit(X)
         proba = gmm.predict_proba(X)
     labels = proba.argmax(1)

@@ -137,12 +137,14 @@ def _seed(X0: np.ndarray, n_components: int, covariance_type: str, reg_covar: fl
     import jax
 
     from bayesgmm.estimators import GaussianMixture
+    from bayesgmm.validation import data_warnings_off
 
     K, D = n_components, X0.shape[1]
     shapes = ((K,), (K, D), ops(covariance_type).factor_shape(K, D))
     if jax.process_index() == 0:
-        gm = GaussianMixture(n_components, covariance_type=covariance_type,
-                             reg_covar=reg_covar, **seed_kwargs).fit(X0)
+        with data_warnings_off():  # process 0's rows alone: not the data's columns
+            gm = GaussianMixture(n_components, covariance_type=covariance_type,
+                                 reg_covar=reg_covar, **seed_kwargs).fit(X0)
         p = gm.params_.to_numpy(X0.dtype)
         leaves = (p.weights, p.means, p.cov_factor)
     else:

@@ -44,6 +44,16 @@ from bayesgmm.validation import (
 __all__ = ["GaussianMixture", "RobustMixture", "BaseEstimator", "membership_columns"]
 
 
+def _warn_columns(X: np.ndarray, data, n_components: int) -> None:
+    """A fit's warnings about X's columns (a constant one, one of few values), by the
+    names of ``data``'s columns where it has them: after the fit, so an invalid setting
+    or too few rows is reported alone, and the library's own fits
+    (:func:`bayesgmm.validation.data_warnings_off`) stay quiet."""
+    names = feature_names(data)
+    warn_constant_feature(X, names)
+    warn_few_values(X, n_components, names)
+
+
 class BaseEstimator:
     """The scikit-learn estimator protocol, without importing scikit-learn; the base
     of both estimators."""
@@ -384,12 +394,11 @@ default="auto"
         data, X = X, check_array_2d(X, min_samples=2, missing=self.missing,  # cheap
                                     marginalize_in="GaussianMixture")
         options, holes = self._options(), missing_data.has_missing(X)
-        warn_constant_feature(X)  # here: the library's own fits on subsets stay quiet
-        warn_few_values(X, self.n_components)
         warm = _check_warm_start(self.warm_start) and self.__sklearn_is_fitted__()
         start, bound = (self.params_, self.lower_bound_) if warm else (None, -math.inf)
         params, info = (missing_data.fit if holes else fitting.fit)(
             X, options, sample_weight=sample_weight, start=start, start_lower_bound=bound)
+        _warn_columns(X, data, self.n_components)  # after the fit: not before its errors
         self.engine_ = "numpy" if holes else fitting.plan(options, *X.shape).engine
         self._store(take_components(params, int(self.n_components)), info, params.n_components)
         self._feature_names(data, reset=True)
@@ -716,10 +725,8 @@ class RobustMixture(BaseEstimator):
         """
         data, X = X, check_array_2d(X, min_samples=2)  # NaN: no missing-value model here
         options = robust.RobustOptions.from_mapping(self.get_params())
-        if not (self.noise and isinstance(self.noise_volume, str)):  # (else refused:
-            warn_constant_feature(X)  # the noise region's volume would be 0)
-        warn_few_values(X, self.n_components)
         params, info = robust.fit_options(X, options, sample_weight)
+        _warn_columns(X, data, self.n_components)  # after the fit: not before its errors
         self._store(params, info, X.dtype)
         self._feature_names(data, reset=True)
         return self

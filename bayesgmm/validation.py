@@ -60,6 +60,7 @@ __all__ = [
     "FEW_VALUES",
     "few_values_feature",
     "warn_few_values",
+    "data_warnings_off",
     "REG_COVAR_SHARE",
 ]
 
@@ -191,7 +192,8 @@ def check_spread(X: np.ndarray, name: str = "X") -> None:
 
 
 def constant_feature(X: np.ndarray) -> tuple[int, float, str, int] | None:
-    """``(j, value, where, count)``: the first feature of ``X`` whose observed values
+    """``(j, value, where, count)``: the first feature of ``X`` (a float array, as
+    :func:`check_array_2d` returns) whose observed values
     (NaN skipped) are all equal, its value, where it was seen ("in every row", "in every
     row where it is observed", "in the one row where it is observed") and how many such
     features X has; None where there is none (an all-NaN column is not constant: the
@@ -207,7 +209,7 @@ def constant_feature(X: np.ndarray) -> tuple[int, float, str, int] | None:
     where = ("in every row" if len(seen) == len(X) else
              "in the one row where it is observed" if len(seen) == 1 else
              "in every row where it is observed")
-    return j, float(seen[0]), where, int(constant.size)
+    return j, float(seen[0]) + 0.0, where, int(constant.size)  # (+ 0.0: -0.0 as 0)
 
 
 def _constant_message(found: tuple[int, float, str, int], names=None) -> str:
@@ -221,8 +223,10 @@ def _constant_message(found: tuple[int, float, str, int], names=None) -> str:
             "with a constant third column: EEI,3 instead of EEE,3)")
 
 
-def _drop(found: tuple[int, float, str, int], names=None) -> str:
+def _drop(found: tuple[int, float, str, int], names=None, n_features: int = 2) -> str:
     j, _, _, count = found
+    if count >= n_features:
+        return "no feature is left to cluster: check what was read"
     if names is not None:  # a data frame
         return (f"drop the column: X.drop(columns={names[j]!r})" if count == 1 else
                 "drop those columns: X.loc[:, X.max() > X.min()]")
@@ -237,18 +241,19 @@ def check_no_constant_feature(X: np.ndarray, owner: str, names=None) -> None:
     found = constant_feature(X)
     if found is not None:
         raise ValueError(f"{owner}: {_constant_message(found, names)}; "
-                         f"{_drop(found, names)}")
+                         f"{_drop(found, names, np.shape(X)[1])}")
 
 
-def warn_constant_feature(X: np.ndarray) -> None:
+def warn_constant_feature(X: np.ndarray, names=None) -> None:
     """A :class:`ConstantFeatureWarning` (at the user's line) naming the first constant
     feature of ``X`` and the fix; a fit goes on, as scikit-learn's does (its
     clusters are those of the other features, except for the isotropic models, EII and
     VII, whose one variance the column pulls towards ``reg_covar``)."""
     found = constant_feature(X)
     if found is not None:
-        warnings.warn(f"{_constant_message(found)}; to compare models or read "
-                      f"likelihoods, {_drop(found)}", ConstantFeatureWarning,
+        warnings.warn(f"{_constant_message(found, names)}; to compare models or read "
+                      f"likelihoods, {_drop(found, names, np.shape(X)[1])}",
+                      ConstantFeatureWarning,
                       stacklevel=_caller_level())
 
 
@@ -348,6 +353,18 @@ def few_values_feature(X: np.ndarray, most: int = FEW_VALUES) -> tuple[int, int]
         if 1 < len(seen) <= most:
             return j, int(len(seen))
     return None
+
+
+@contextlib.contextmanager
+def data_warnings_off():
+    """A block in which the library's own fits of data its caller has checked, or of
+    a subset of it, stay quiet about the data's columns (:class:`ConstantFeatureWarning`,
+    :class:`DiscreteFeatureWarning`): a column constant on one process's rows or on the
+    rows outside a noise guess is not the user's data's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantFeatureWarning)
+        warnings.simplefilter("ignore", DiscreteFeatureWarning)
+        yield
 
 
 def warn_few_values(X: np.ndarray, n_components: int, names=None) -> None:

@@ -489,3 +489,44 @@ def test_few_values_are_counted_past_the_first_rows_and_nan_is_skipped():
     assert few_values_feature(X) == (1, 4)
     faithful, _ = _faithful_with_constant()
     assert few_values_feature(faithful) is None and few_values_feature(load_iris().data) is None
+
+
+def test_column_warnings_follow_a_successful_fit_name_frame_columns_and_spare_internal_fits(
+        standard_promotion):
+    """A fit refused for its settings or its rows says only that (no column warning
+    before the error; with reg_covar=0 the warning's own claim would be false); a data
+    frame's column is named, with a fix that works on a frame; the seed fit of a
+    distributed run (process 0's rows alone) and the Bayesian model's EM start are the
+    library's own fits and stay quiet (NumPyro's model runs under standard promotion)."""
+    pd = pytest.importorskip("pandas")
+    from jax.experimental import multihost_utils
+
+    from bayesgmm import (BayesianGaussianMixture, ConstantFeatureWarning,
+                          DiscreteFeatureWarning, GaussianMixture)
+    from bayesgmm.distributed import _seed
+
+    X, Xc = _faithful_with_constant()
+    for make, data in ((lambda: GaussianMixture(2, covariance_type="nope"), Xc),
+                       (lambda: GaussianMixture(2, tol=-1), Xc),
+                       (lambda: GaussianMixture(5), Xc[:3]),
+                       (lambda: GaussianMixture(2, reg_covar=0), Xc)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConstantFeatureWarning)
+            with pytest.raises(ValueError):
+                make().fit(data)
+    frame = pd.DataFrame(np.column_stack([Xc, np.full(len(X), 2.0)]),
+                         columns=["eruptions", "waiting", "site", "batch"])
+    with pytest.warns(ConstantFeatureWarning, match=r"column 2 \('site'\) is constant.*"
+                      r"2 such columns.*X\.loc\[:, X\.max\(\) > X\.min\(\)\]"):
+        GaussianMixture(2, random_state=0).fit(frame)
+    kept = frame.loc[:, frame.max() > frame.min()]
+    assert list(kept.columns) == ["eruptions", "waiting"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConstantFeatureWarning)
+        warnings.simplefilter("error", DiscreteFeatureWarning)
+        _seed(Xc, 2, "full", 1e-6, {"random_state": 0}, multihost_utils)
+    levels = _faithful_with_levels()[:120]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        BayesianGaussianMixture(2, method="map", random_state=0).fit(levels)
+    assert [w.filename for w in rec if w.category is DiscreteFeatureWarning] == [__file__]

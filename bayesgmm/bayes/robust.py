@@ -346,18 +346,21 @@ def em_start(gaussian, X, *, component: str = "gaussian", df=None, noise: bool =
     (its noise weight and ν start the sampler). Returns (the fitted estimator,
     :class:`Start`)."""
     from bayesgmm.estimators import RobustMixture
+    from bayesgmm.validation import data_warnings_off
 
     robust = noise or component == "t"
     estimate_df = component == "t" and df is None
     if not robust or np.isnan(X).any():  # RobustMixture has no missing-data EM
-        fitted = gaussian.fit(X)
+        with data_warnings_off():  # (the Bayesian fit checked X's columns)
+            fitted = gaussian.fit(X)
         return fitted, Start(fitted.params_, NOISE_START if noise else None,
                              np.full(fitted.n_components, 20.0) if estimate_df else None)
     kw = {k: v for k, v in gaussian.get_params().items()
           if k in ("n_components", "covariance_type", "tol", "reg_covar", "max_iter",
                    "n_init", "init_params", "random_state")}
-    fitted = RobustMixture(**kw, component=component, df=df, noise=noise,
-                           noise_volume=noise_volume).fit(X)
+    with data_warnings_off():
+        fitted = RobustMixture(**kw, component=component, df=df, noise=noise,
+                               noise_volume=noise_volume).fit(X)
     p = fitted.params_.mixture
     params = GMMParams(p.weights / np.sum(p.weights), p.means, p.cov_factor,
                        p.covariance_type)
