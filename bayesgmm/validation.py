@@ -52,6 +52,7 @@ __all__ = [
     "check_spread",
     "ConstantFeatureWarning",
     "constant_feature",
+    "constant_phrase",
     "check_no_constant_feature",
     "warn_constant_feature",
     "constant_combination",
@@ -143,8 +144,7 @@ def blurring_feature(X, reg_covar) -> tuple[int, float] | None:
     interquartile range above 0) whose variance ``reg_covar`` exceeds
     :data:`REG_COVAR_SHARE` of; None where there is none, or ``reg_covar`` is not a
     positive number. NaN (missing values) is skipped."""
-    if isinstance(reg_covar, bool) or not isinstance(reg_covar, numbers.Real) or not (
-            reg_covar > 0):
+    if not _positive(reg_covar):
         return None
     X = np.asarray(X)
     var = np.var(X, axis=0, dtype=np.float64)  # float64 sums, no copy of X
@@ -161,6 +161,15 @@ def blurring_feature(X, reg_covar) -> tuple[int, float] | None:
         if q3 > q1:
             return int(j), float(var[j])
     return None
+
+
+def _positive(reg_covar) -> float:
+    """``reg_covar`` where it is a positive number, else 0.0 (not a number, a bool, NaN,
+    or not above 0: the options' own check names it; the data checks then leave it)."""
+    if isinstance(reg_covar, bool) or not isinstance(reg_covar, numbers.Real) or not (
+            reg_covar > 0):
+        return 0.0
+    return float(reg_covar)
 
 
 def min_spread(dtype) -> float:
@@ -212,11 +221,17 @@ def constant_feature(X: np.ndarray) -> tuple[int, float, str, int] | None:
     return j, float(seen[0]) + 0.0, where, int(constant.size)  # (+ 0.0: -0.0 as 0)
 
 
-def _constant_message(found: tuple[int, float, str, int], names=None) -> str:
+def constant_phrase(found: tuple[int, float, str, int], names=None) -> str:
+    """``"X's column 2 ('site') is constant (3 in every row; 2 such columns)"``, from
+    :func:`constant_feature`'s answer (and X's feature names, where given)."""
     j, value, where, count = found
     more = f"; {count} such columns" if count > 1 else ""
     called = f" ({names[j]!r})" if names is not None else ""
-    return (f"X's column {j}{called} is constant ({value:g} {where}{more}): it tells the "
+    return f"X's column {j}{called} is constant ({value:g} {where}{more})"
+
+
+def _constant_message(found: tuple[int, float, str, int], names=None) -> str:
+    return (f"{constant_phrase(found, names)}: it tells the "
             "components nothing, yet every component's variance there is reg_covar's, "
             "which adds a likelihood of its own and parameters that differ between "
             "covariance models, so a model search's choice moves with it (Old Faithful "
@@ -269,8 +284,7 @@ def constant_combination(X: np.ndarray, names=None,
     round-off) or (10·eps)² of X's own dtype (one computed in float32). Not for a
     constant feature (:func:`constant_feature` names it), one feature, or no more
     complete rows than features (then every set of columns is dependent)."""
-    if isinstance(reg_covar, bool) or not isinstance(reg_covar, numbers.Real):
-        reg_covar = 0.0  # (not a number: the options' own check names it)
+    reg_covar = _positive(reg_covar)
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     if X.dtype.kind == "f" and np.isnan(X).any():
@@ -290,7 +304,7 @@ def constant_combination(X: np.ndarray, names=None,
         c = V[:, 0] / sd  # along Σ_j c_j x_j the data do not move
     else:
         w, V = np.linalg.eigh(C)
-        if not (reg_covar > 0 and w[0] < reg_covar):
+        if not w[0] < reg_covar:
             return None
         c = V[:, 0]
     u = c / np.linalg.norm(c)
@@ -312,11 +326,11 @@ def warn_constant_combination(X: np.ndarray, names=None, reg_covar: float = 0.0)
     (:func:`constant_combination`): the models whose covariances are not diagonal take
     a likelihood of ``reg_covar``'s along it and the diagonal and spherical ones
     cannot, so a model search compares them on unequal terms."""
+    reg_covar = _positive(reg_covar)
     found = constant_combination(X, names, reg_covar)
     if found is not None:
         combination, variance = found
-        size = (f"below reg_covar={reg_covar:g}" if isinstance(reg_covar, numbers.Real)
-                and variance < reg_covar else "round-off")
+        size = f"below reg_covar={reg_covar:g}" if variance < reg_covar else "round-off"
         warnings.warn(
             f"X's columns are linearly dependent: {combination} is constant (the data's "
             f"variance along it is {variance:.2g}, {size}). Along it "

@@ -40,6 +40,22 @@ def _assert_one_line_error(err_lines, *fragments):
         assert f in line, (f, line)
 
 
+def _two_blobs(seed: int) -> np.ndarray:
+    """40 rows in 2-D: two blobs of 20, 6 apart."""
+    rng = np.random.default_rng(seed)
+    return np.r_[rng.normal(0, 1, (20, 2)), rng.normal(6, 1, (20, 2))]
+
+
+def _fit_then_predict(cfg: Path, new_data: Path, capsys) -> tuple[Path, list[dict]]:
+    """``bayesgmm fit cfg`` into a folder beside it, then ``predict`` of ``new_data``:
+    the folder and the membership table's rows (both commands must succeed)."""
+    out = cfg.parent / "m"
+    assert main(["fit", str(cfg), "--out", str(out), "--quiet", NO_CACHE]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(out), str(new_data), "--quiet", NO_CACHE]) == 0
+    return out, list(csv.DictReader(capsys.readouterr().out.splitlines()))
+
+
 def _nothing_left(folder: Path, out: Path):
     assert not out.exists()
     assert [p.name for p in folder.iterdir() if ".partial" in p.name] == []
@@ -788,18 +804,12 @@ def test_predict_refuses_an_id_index_that_now_points_at_a_feature(tmp_path, caps
     """An id column given by index is read by position: new data with the columns in
     another order would have a feature read as the ids; refused, naming the key and the
     fix. The fit's order still predicts."""
-    rng = np.random.default_rng(2)
-    X = np.r_[rng.normal(0, 1, (20, 2)), rng.normal(6, 1, (20, 2))]
+    X = _two_blobs(2)
     (tmp_path / "d.csv").write_text("id,x1,x2\n" + "".join(
         f"p{i},{a:.4f},{b:.4f}\n" for i, (a, b) in enumerate(X)))
     (tmp_path / "c.toml").write_text('[data]\npath = "d.csv"\nid_column = 0\n'
                                      '[sweep]\nn_components = 2\n')
-    out = tmp_path / "m"
-    assert main(["fit", str(tmp_path / "c.toml"), "--out", str(out), "--quiet",
-                 NO_CACHE]) == 0
-    capsys.readouterr()
-    assert main(["predict", str(out), str(tmp_path / "d.csv"), "--quiet", NO_CACHE]) == 0
-    table = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    out, table = _fit_then_predict(tmp_path / "c.toml", tmp_path / "d.csv", capsys)
     assert [r["id"] for r in table] == [f"p{i}" for i in range(40)]
     (tmp_path / "moved.csv").write_text("x2,id,x1\n" + "".join(
         f"{b:.4f},p{i},{a:.4f}\n" for i, (a, b) in enumerate(X)))
@@ -969,8 +979,7 @@ def test_a_constant_feature_column_is_refused_naming_it(tmp_path, capsys):
     (tests/test_validation.py): `fit` and `sweep` refuse it before any fit, naming the
     column by its header name and the key to change; new data to predict may be
     constant (one row is)."""
-    rng = np.random.default_rng(3)
-    X = np.r_[rng.normal(0, 1, (20, 2)), rng.normal(6, 1, (20, 2))]
+    X = _two_blobs(3)
     (tmp_path / "d.csv").write_text("x1,flag,x2\n" + "".join(
         f"{a:.4f},1,{b:.4f}\n" for a, b in X))
     (tmp_path / "all.toml").write_text('[data]\npath = "d.csv"\n[sweep]\nn_components = 2\n')
@@ -987,10 +996,5 @@ def test_a_constant_feature_column_is_refused_naming_it(tmp_path, capsys):
         assert not (tmp_path / command).exists()
     (tmp_path / "ok.toml").write_text('[data]\npath = "d.csv"\ncolumns = ["x1", "x2"]\n'
                                       '[sweep]\nn_components = 2\n')
-    out = tmp_path / "m"
-    assert main(["fit", str(tmp_path / "ok.toml"), "--out", str(out), "--quiet",
-                 NO_CACHE]) == 0
-    capsys.readouterr()
     (tmp_path / "one.csv").write_text("x1,flag,x2\n0.5,1,0.25\n")
-    assert main(["predict", str(out), str(tmp_path / "one.csv"), "--quiet", NO_CACHE]) == 0
-    assert len(list(csv.DictReader(capsys.readouterr().out.splitlines()))) == 1
+    assert len(_fit_then_predict(tmp_path / "ok.toml", tmp_path / "one.csv", capsys)[1]) == 1

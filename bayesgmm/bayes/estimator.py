@@ -44,6 +44,7 @@ from bayesgmm.validation import (
     check_random_state_key,
     compute_scope,
     constant_feature,
+    constant_phrase,
     default_x64_scope,
     unit_reg_covar,
     warn_few_values,
@@ -657,14 +658,11 @@ def _fit_data(X, n_components: int, covariance_type: str, missing: str) -> np.nd
     check_model_features(covariance_type, X.shape[1])
     found = constant_feature(X)  # (an all-NaN column: check_missing refused it)
     if found is not None:
-        j, value, where, count = found
         raise ValueError(
-            f"X's column {j} is constant ({value:g} {where}"
-            f"{f'; {count} such columns' if count > 1 else ''}): the "
-            "data give that feature no scale, so the scale prior alone sets it, and the "
-            "posterior crowds every point into one ever tighter component (a MAP fit of two "
-            "blobs kept one, weight 0.97); drop the column (GaussianMixture bounds it with "
-            "reg_covar)")
+            f"{constant_phrase(found)}: the data give that feature no scale, so the scale "
+            "prior alone sets it, and the posterior crowds every point into one ever "
+            "tighter component (a MAP fit of two blobs kept one, weight 0.97); drop the "
+            "column (GaussianMixture bounds it with reg_covar)")
     warn_few_values(X, n_components)
     return X
 
